@@ -1,0 +1,22 @@
+//! Commands of the container group.
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+use crate::Globals;
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Placeholder until the container commands exist.
+    #[command(name = "__container", hide = true)]
+    Placeholder,
+}
+
+impl Command {
+    pub fn run(self, _globals: &Globals) -> anyhow::Result<ExitCode> {
+        match self {
+            Command::Placeholder => Ok(ExitCode::SUCCESS),
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! Commands of the parse group.
+
+use std::process::ExitCode;
+
+use clap::Subcommand;
+
+use crate::Globals;
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Placeholder until the parse commands exist.
+    #[command(name = "__parse", hide = true)]
+    Placeholder,
+}
+
+impl Command {
+    pub fn run(self, _globals: &Globals) -> anyhow::Result<ExitCode> {
+        match self {
+            Command::Placeholder => Ok(ExitCode::SUCCESS),
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! `builder`: build, run and ship container images. One binary, no daemon.
+//!
+//! This crate only parses arguments and renders output; every command's work
+//! lives in the library crates. Each command group has its own module under
+//! `cmd/`, with its own clap `Subcommand` enum flattened into [`Command`].
+
+#![deny(unsafe_code)]
+
+mod cmd;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser, Debug)]
+#[command(name = "builder", version, about = "Build, run and ship container images", propagate_version = true)]
+struct Cli {
+    #[command(flatten)]
+    globals: Globals,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every command accepts.
+#[derive(clap::Args, Debug, Clone)]
+pub struct Globals {
+    /// State directory (images, cache, containers). Default: /var/lib/builder as root, else $XDG_DATA_HOME/builder.
+    #[arg(long, global = true, env = "BUILDER_ROOT", value_name = "DIR")]
+    pub root: Option<PathBuf>,
+    /// Registries that may be reached over plain HTTP (loopback registries always may).
+    #[arg(long = "insecure-registry", global = true, value_name = "HOST[:PORT]")]
+    pub insecure_registries: Vec<String>,
+    /// Address of a `builder serve` instance to run the command on (tcp://HOST:PORT, unix:///PATH).
+    #[arg(long, global = true, env = "BUILDER_HOST", value_name = "ADDR")]
+    pub addr: Option<String>,
+    /// Log more (same as RUST_LOG=debug).
+    #[arg(long, short = 'D', global = true)]
+    pub debug: bool,
+}
+
+impl Globals {
+    /// The state directory, resolved from `--root` or the defaults.
+    pub fn root(&self) -> PathBuf {
+        if let Some(root) = &self.root {
+            return root.clone();
+        }
+        if nix_is_root() {
+            return PathBuf::from("/var/lib/builder");
+        }
+        let data = std::env::var_os("XDG_DATA_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+            .unwrap_or_else(|| PathBuf::from("."));
+        data.join("builder")
+    }
+}
+
+fn nix_is_root() -> bool {
+    // /proc/self is owned by the effective uid; avoids an unsafe geteuid() call here.
+    std::fs::metadata("/proc/self").map(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0).unwrap_or(false)
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    #[command(flatten)]
+    Frontend(cmd::parse::Command),
+    #[command(flatten)]
+    Image(cmd::image::Command),
+    #[command(flatten)]
+    Container(cmd::container::Command),
+    #[command(flatten)]
+    Build(cmd::build::Command),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = if cli.globals.debug {
+        tracing_subscriber::EnvFilter::new("debug")
+    } else {
+        tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"))
+    };
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+
+    let result = match cli.command {
+        Command::Frontend(c) => c.run(&cli.globals),
+        Command::Image(c) => c.run(&cli.globals),
+        Command::Container(c) => c.run(&cli.globals),
+        Command::Build(c) => c.run(&cli.globals),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests of the `builder` binary. Everything compiles into this one
+//! test binary; each command group has its own module, helpers live in `util`.
+
+mod util;
+
+mod build;
+mod container;
+mod image;
+mod parse;

@@ -1,0 +1,94 @@
+//! Helpers shared by the end-to-end tests: a temp state root, a command runner,
+//! and assertions that print what the user would have seen.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+/// A `builder` invocation against a private, temporary `--root`.
+pub struct Builder {
+    pub root: tempfile::TempDir,
+}
+
+impl Builder {
+    pub fn new() -> Self {
+        Builder { root: tempfile::tempdir().expect("temp root") }
+    }
+
+    pub fn root(&self) -> &Path {
+        self.root.path()
+    }
+
+    /// A `Command` for the builder binary with `--root` set.
+    pub fn cmd(&self) -> Command {
+        let mut cmd = Command::new(bin());
+        cmd.arg("--root").arg(self.root.path());
+        cmd.stdin(Stdio::null());
+        cmd
+    }
+
+    /// Runs `builder ARGS…` and returns its output, whatever the exit code.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().expect("spawn builder")
+    }
+
+    /// Runs `builder ARGS…`, asserts it succeeded, and returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert_success(&out, args);
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Runs `builder ARGS…`, asserts it failed, and returns stderr.
+    pub fn fails(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(!out.status.success(), "expected `builder {}` to fail, it succeeded:\nstdout:\n{}", args.join(" "), String::from_utf8_lossy(&out.stdout));
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    }
+}
+
+/// Path of the compiled `builder` binary.
+pub fn bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_builder"))
+}
+
+pub fn assert_success(out: &Output, args: &[&str]) {
+    assert!(
+        out.status.success(),
+        "`builder {}` failed with {}:\nstdout:\n{}\nstderr:\n{}",
+        args.join(" "),
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The repository's `testdata/` directory.
+pub fn testdata() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../testdata")
+}
+
+/// `../shared` beside the checkout (conformance data, seeds).
+pub fn shared() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared")
+}
+
+/// Asserts two strings are equal and shows a line diff when they are not.
+#[track_caller]
+pub fn assert_eq_text(expected: &str, actual: &str) {
+    if expected == actual {
+        return;
+    }
+    let mut diff = String::new();
+    let (e, a): (Vec<_>, Vec<_>) = (expected.lines().collect(), actual.lines().collect());
+    for i in 0..e.len().max(a.len()) {
+        match (e.get(i), a.get(i)) {
+            (Some(x), Some(y)) if x == y => diff.push_str(&format!("  {x}\n")),
+            (x, y) => {
+                if let Some(x) = x { diff.push_str(&format!("- {x}\n")); }
+                if let Some(y) = y { diff.push_str(&format!("+ {y}\n")); }
+            }
+        }
+    }
+    panic!("text differs (- expected, + actual):\n{diff}");
+}

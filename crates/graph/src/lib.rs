@@ -1,0 +1,3 @@
+//! The content-addressed build DAG: ops, vertices and definition digests. No I/O.
+
+#![deny(unsafe_code)]

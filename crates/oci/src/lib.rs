@@ -1,0 +1,3 @@
+//! Image references, OCI manifests/index/config, the local content store (an OCI image layout) and its GC.
+
+#![deny(unsafe_code)]

@@ -1,0 +1,3 @@
+//! The sandbox and container lifecycle, expressed as OCI runtime-spec bundles.
+
+

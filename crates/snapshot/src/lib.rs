@@ -1,0 +1,3 @@
+//! Layers <-> directories: unpack with whiteouts, diff an upper dir into a layer tar, overlay mounts, tree checksums.
+
+
