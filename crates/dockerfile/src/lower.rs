@@ -1,0 +1,1 @@
+//! Lowering: typed Dockerfile instructions + build args + target -> `graph::Definition`.
