@@ -92,3 +92,53 @@ pub fn assert_eq_text(expected: &str, actual: &str) {
     }
     panic!("text differs (- expected, + actual):\n{diff}");
 }
+
+/// Writes a busybox root filesystem tarball (Debian's static busybox at /bin/busybox,
+/// one symlink per applet, /etc/passwd and /etc/group with root, nobody and a `app` user 1000)
+/// and returns its path. `builder import` turns it into the base image the tests use.
+pub fn busybox_rootfs_tar(dir: &Path) -> PathBuf {
+    let busybox = Path::new("/bin/busybox");
+    assert!(busybox.exists(), "tests need Debian's busybox-static (/bin/busybox)");
+    let path = dir.join("busybox-rootfs.tar");
+    let file = std::fs::File::create(&path).expect("create rootfs tar");
+    let mut tar = tar::Builder::new(file);
+    let dir_entry = |tar: &mut tar::Builder<std::fs::File>, name: &str, mode: u32| {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(mode);
+        h.set_size(0);
+        h.set_mtime(0);
+        tar.append_data(&mut h, name, std::io::empty()).expect("dir entry");
+    };
+    for d in ["bin", "etc", "tmp", "root", "home", "home/app", "var", "usr", "usr/bin", "proc", "sys", "dev"] {
+        dir_entry(&mut tar, d, if d == "tmp" { 0o1777 } else { 0o755 });
+    }
+    let mut f = std::fs::File::open(busybox).expect("open busybox");
+    tar.append_file("bin/busybox", &mut f).expect("add busybox");
+    let list = Command::new(busybox).arg("--list").output().expect("busybox --list");
+    for applet in String::from_utf8_lossy(&list.stdout).lines() {
+        if applet == "busybox" || applet.is_empty() {
+            continue;
+        }
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        h.set_mode(0o777);
+        h.set_mtime(0);
+        tar.append_link(&mut h, format!("bin/{applet}"), "busybox").expect("applet link");
+    }
+    let files: [(&str, &str); 2] = [
+        ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000:app:/home/app:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"),
+        ("etc/group", "root:x:0:\nwheel:x:10:app\napp:x:1000:\nnogroup:x:65534:\n"),
+    ];
+    for (name, body) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Regular);
+        h.set_size(body.len() as u64);
+        h.set_mode(0o644);
+        h.set_mtime(0);
+        tar.append_data(&mut h, name, body.as_bytes()).expect("etc file");
+    }
+    tar.finish().expect("finish rootfs tar");
+    path
+}
