@@ -1,0 +1,265 @@
+//! Reading a local source (the build context): exclusion patterns with .dockerignore semantics,
+//! COPY source expansion (wildcards), and content checksums of what a COPY reads.
+
+use std::fs;
+use std::path::{Component, Path, PathBuf};
+
+use globset::{GlobBuilder, GlobMatcher};
+use snapshot::checksum::{StatCache, TreeHasher, checksum_path};
+
+use crate::error::{Result, SolveError};
+
+/// Exclusion patterns with Docker's rules: each pattern matches a path or any of its parents,
+/// `!` re-includes, the last matching pattern wins.
+#[derive(Clone, Default)]
+pub struct Excludes {
+    rules: Vec<(GlobMatcher, bool)>,
+    has_negations: bool,
+}
+
+impl Excludes {
+    pub fn new(patterns: &[String]) -> Excludes {
+        let mut rules = Vec::new();
+        let mut has_negations = false;
+        for p in patterns {
+            let p = p.trim();
+            if p.is_empty() || p.starts_with('#') {
+                continue;
+            }
+            let (neg, body) = match p.strip_prefix('!') {
+                Some(rest) => (true, rest.trim()),
+                None => (false, p),
+            };
+            let cleaned = clean(body);
+            if cleaned.is_empty() {
+                continue;
+            }
+            if let Ok(g) = GlobBuilder::new(&cleaned).literal_separator(true).backslash_escape(true).build() {
+                rules.push((g.compile_matcher(), neg));
+                has_negations |= neg;
+            }
+        }
+        Excludes { rules, has_negations }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rules.is_empty()
+    }
+
+    /// Whether `rel` (a clean relative path) is excluded.
+    pub fn is_excluded(&self, rel: &str) -> bool {
+        if self.rules.is_empty() || rel.is_empty() {
+            return false;
+        }
+        let mut excluded = false;
+        for (m, neg) in &self.rules {
+            if matches_or_parent(m, rel) {
+                excluded = !neg;
+            }
+        }
+        excluded
+    }
+
+    /// Whether a walk must look inside excluded directory `rel` (a `!` pattern may re-include).
+    pub fn may_reinclude(&self) -> bool {
+        self.has_negations
+    }
+}
+
+fn matches_or_parent(m: &GlobMatcher, rel: &str) -> bool {
+    if m.is_match(rel) {
+        return true;
+    }
+    let mut end = rel.len();
+    while let Some(i) = rel[..end].rfind('/') {
+        if m.is_match(&rel[..i]) {
+            return true;
+        }
+        end = i;
+    }
+    false
+}
+
+/// Cleans a relative path the way Go's filepath.Clean does, dropping leading `/` and `./`.
+pub fn clean(p: &str) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    parts.join("/")
+}
+
+/// Whether `p` escapes its root with `..`.
+fn escapes(p: &str) -> bool {
+    let mut depth: i64 = 0;
+    for c in Path::new(p).components() {
+        match c {
+            Component::ParentDir => {
+                depth -= 1;
+                if depth < 0 {
+                    return true;
+                }
+            }
+            Component::Normal(_) => depth += 1,
+            _ => {}
+        }
+    }
+    false
+}
+
+fn has_glob(s: &str) -> bool {
+    s.contains(['*', '?', '['])
+}
+
+/// Why a COPY source gave nothing.
+#[derive(Debug)]
+pub enum SourceProblem {
+    OutsideContext,
+    NotFound,
+    Excluded,
+}
+
+/// Expands one COPY source (a path or wildcard pattern relative to `root`) into the paths it
+/// names, sorted. Excluded paths are not there.
+pub fn expand_source(root: &Path, source: &str, excludes: &Excludes) -> std::result::Result<Vec<String>, SourceProblem> {
+    let trimmed = source.trim_start_matches('/');
+    if escapes(trimmed) {
+        return Err(SourceProblem::OutsideContext);
+    }
+    let cleaned = clean(trimmed);
+    if !has_glob(&cleaned) {
+        if !cleaned.is_empty() && excludes.is_excluded(&cleaned) {
+            return Err(SourceProblem::Excluded);
+        }
+        let path = if cleaned.is_empty() { root.to_path_buf() } else { root.join(&cleaned) };
+        return match fs::symlink_metadata(&path) {
+            Ok(_) => {
+                if !cleaned.is_empty() && through_symlink(root, &cleaned) {
+                    return Err(SourceProblem::OutsideContext);
+                }
+                Ok(vec![cleaned])
+            }
+            Err(_) => Err(SourceProblem::NotFound),
+        };
+    }
+    let comps: Vec<&str> = cleaned.split('/').collect();
+    let mut current = vec![String::new()];
+    for (i, comp) in comps.iter().enumerate() {
+        let last = i + 1 == comps.len();
+        let mut next = Vec::new();
+        for base in &current {
+            let dir = if base.is_empty() { root.to_path_buf() } else { root.join(base) };
+            if has_glob(comp) {
+                let Ok(g) = GlobBuilder::new(comp).literal_separator(true).build() else { continue };
+                let m = g.compile_matcher();
+                let Ok(rd) = fs::read_dir(&dir) else { continue };
+                let mut names: Vec<String> = rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+                names.sort();
+                for n in names {
+                    if m.is_match(&n) {
+                        let rel = if base.is_empty() { n } else { format!("{base}/{n}") };
+                        if !last && !root.join(&rel).is_dir() {
+                            continue;
+                        }
+                        next.push(rel);
+                    }
+                }
+            } else {
+                let rel = if base.is_empty() { comp.to_string() } else { format!("{base}/{comp}") };
+                if fs::symlink_metadata(root.join(&rel)).is_ok() {
+                    next.push(rel);
+                }
+            }
+        }
+        current = next;
+    }
+    let mut out: Vec<String> = current.into_iter().filter(|r| !excludes.is_excluded(r)).collect();
+    out.sort();
+    Ok(out)
+}
+
+/// Whether a parent component of `rel` under `root` is a symlink (which could lead outside).
+fn through_symlink(root: &Path, rel: &str) -> bool {
+    let mut p = root.to_path_buf();
+    let comps: Vec<&str> = rel.split('/').collect();
+    for c in &comps[..comps.len().saturating_sub(1)] {
+        p.push(c);
+        if fs::symlink_metadata(&p).map(|m| m.file_type().is_symlink()).unwrap_or(false) {
+            return true;
+        }
+    }
+    false
+}
+
+/// A local directory as a COPY source: the directory plus its exclusions.
+#[derive(Clone)]
+pub struct LocalSource {
+    pub dir: PathBuf,
+    pub excludes: Excludes,
+}
+
+impl LocalSource {
+    /// Adds the content checksum of everything `sources` name to `h`: names, content, modes,
+    /// owners, link targets. Excluded files do not count.
+    pub fn checksum_sources(&self, sources: &[String], extra_excludes: &Excludes, stat: &StatCache, h: &mut TreeHasher) -> Result<()> {
+        for s in sources {
+            h.add_marker(&format!("source {s}"));
+            match expand_source(&self.dir, s, &self.excludes) {
+                Ok(paths) => {
+                    for rel in paths {
+                        let excluded = |p: &str| self.excludes.is_excluded(p) || extra_excludes.is_excluded(p);
+                        checksum_path(&self.dir, &rel, &excluded, stat, h).map_err(SolveError::Checksum)?;
+                    }
+                }
+                // The copy itself reports the problem with its step name.
+                Err(p) => h.add_marker(&format!("problem {p:?}")),
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ex(p: &[&str]) -> Excludes {
+        Excludes::new(&p.iter().map(|s| s.to_string()).collect::<Vec<_>>())
+    }
+
+    #[test]
+    fn dockerignore_rules_parent_match_and_last_match_wins() {
+        let e = ex(&["node_modules", "*.log", "!keep.log", "/build/", "docs/**/*.md"]);
+        assert!(e.is_excluded("node_modules"));
+        assert!(e.is_excluded("node_modules/x/y.js"));
+        assert!(e.is_excluded("a.log"));
+        assert!(!e.is_excluded("keep.log"));
+        assert!(!e.is_excluded("sub/a.log"), "* does not cross /");
+        assert!(e.is_excluded("build/out"));
+        assert!(e.is_excluded("docs/a/b/c.md"));
+        assert!(!e.is_excluded("src/main.rs"));
+    }
+
+    #[test]
+    fn sources_expand_wildcards_and_report_missing_excluded_and_outside() {
+        let d = tempfile::tempdir().expect("tmp");
+        fs::create_dir_all(d.path().join("src/sub")).expect("mkdir");
+        for f in ["a.txt", "b.txt", "c.md", "src/x.rs", "src/sub/y.rs", "secret.txt"] {
+            fs::write(d.path().join(f), f).expect("write");
+        }
+        let e = ex(&["secret.txt"]);
+        assert_eq!(expand_source(d.path(), "*.txt", &e).expect("glob"), vec!["a.txt", "b.txt"]);
+        assert_eq!(expand_source(d.path(), "src/*.rs", &e).expect("glob"), vec!["src/x.rs"]);
+        assert_eq!(expand_source(d.path(), "./src/", &e).expect("dir"), vec!["src"]);
+        assert_eq!(expand_source(d.path(), ".", &e).expect("root"), vec![""]);
+        assert!(matches!(expand_source(d.path(), "nope", &e), Err(SourceProblem::NotFound)));
+        assert!(matches!(expand_source(d.path(), "secret.txt", &e), Err(SourceProblem::Excluded)));
+        assert!(matches!(expand_source(d.path(), "../etc/passwd", &e), Err(SourceProblem::OutsideContext)));
+    }
+}
