@@ -1,22 +1,378 @@
-//! Commands of the image group.
+//! Commands of the image group: the local store (import, images, tag, inspect, history, rmi,
+//! save, load) and registries (pull, push, login, logout).
 
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::Subcommand;
+use anyhow::{Context, bail};
+use clap::{Subcommand, ValueEnum};
+use oci::{LocalImage, Reference, Store};
 
 use crate::Globals;
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Placeholder until the image commands exist.
-    #[command(name = "__image", hide = true)]
-    Placeholder,
+    /// Create an image from a root filesystem tarball (plain or gzip; - for stdin), like `docker import`.
+    Import {
+        /// The tarball.
+        file: PathBuf,
+        /// Name of the new image.
+        reference: String,
+    },
+    /// List local images.
+    Images {
+        /// Only show image IDs.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Output format.
+        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
+        format: ListFormat,
+        /// Only images of this repository.
+        repository: Option<String>,
+    },
+    /// Give an image another name.
+    Tag {
+        /// Image to tag (name or ID).
+        source: String,
+        /// New name.
+        target: String,
+    },
+    /// Show low-level information about images, as JSON (like `docker image inspect`).
+    Inspect {
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Show the history of an image.
+    History {
+        image: String,
+        /// Do not truncate output.
+        #[arg(long)]
+        no_trunc: bool,
+    },
+    /// Remove images (untag; delete blobs no other image uses).
+    Rmi {
+        /// Remove even if a container uses the image, and remove every tag of an ID.
+        #[arg(short, long)]
+        force: bool,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ListFormat {
+    Table,
+    Json,
 }
 
 impl Command {
-    pub fn run(self, _globals: &Globals) -> anyhow::Result<ExitCode> {
+    pub fn run(self, globals: &Globals) -> anyhow::Result<ExitCode> {
+        let root = globals.root();
+        let store = Store::open(&root).with_context(|| format!("opening the image store at {}", root.display()))?;
         match self {
-            Command::Placeholder => Ok(ExitCode::SUCCESS),
+            Command::Import { file, reference } => import(&store, &file, &reference),
+            Command::Images { quiet, format, repository } => images(&store, quiet, format, repository.as_deref()),
+            Command::Tag { source, target } => tag(&store, &source, &target),
+            Command::Inspect { images } => inspect(&store, &images),
+            Command::History { image, no_trunc } => history(&store, &image, no_trunc),
+            Command::Rmi { force, images } => rmi(&store, force, &images),
         }
     }
+}
+
+fn parse_ref(s: &str) -> anyhow::Result<Reference> {
+    Ok(Reference::parse(s)?)
+}
+
+fn find(store: &Store, name: &str) -> anyhow::Result<(Option<Reference>, LocalImage)> {
+    Ok(store.find_image(name)?)
+}
+
+fn import(store: &Store, file: &std::path::Path, reference: &str) -> anyhow::Result<ExitCode> {
+    let reference = parse_ref(reference)?;
+    let source = file.display().to_string();
+    let image = if source == "-" {
+        oci::import::import_rootfs(store, std::io::stdin().lock(), &reference, "-")?
+    } else {
+        let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
+        oci::import::import_rootfs(store, f, &reference, &source).with_context(|| format!("importing {}", file.display()))?
+    };
+    println!("{}", image.id());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// One row of `builder images`.
+#[derive(serde::Serialize)]
+struct ImageRow {
+    #[serde(rename = "Repository")]
+    repository: String,
+    #[serde(rename = "Tag")]
+    tag: String,
+    #[serde(rename = "ID")]
+    id: String,
+    #[serde(rename = "Digest")]
+    digest: String,
+    #[serde(rename = "CreatedAt")]
+    created: String,
+    #[serde(rename = "Size")]
+    size: u64,
+}
+
+fn images(store: &Store, quiet: bool, format: ListFormat, repository: Option<&str>) -> anyhow::Result<ExitCode> {
+    let filter = repository.map(|r| parse_ref(r).map(|r| r.name())).transpose()?;
+    let mut rows = Vec::new();
+    for (reference, desc) in store.list()? {
+        if filter.as_ref().is_some_and(|f| *f != reference.name()) {
+            continue;
+        }
+        let image = match store.image_from_descriptor(&desc) {
+            Ok(i) => i,
+            Err(e) => {
+                tracing::warn!("skipping {reference}: {e}");
+                continue;
+            }
+        };
+        rows.push(ImageRow {
+            repository: reference.familiar_name(),
+            tag: reference.tag().unwrap_or("<none>").to_string(),
+            id: image.id().to_string(),
+            digest: image.manifest_digest.to_string(),
+            created: image.config.created().clone().unwrap_or_default(),
+            size: image.size(),
+        });
+    }
+    rows.sort_by(|a, b| b.created.cmp(&a.created).then(a.repository.cmp(&b.repository)).then(a.tag.cmp(&b.tag)));
+    let mut out = std::io::stdout().lock();
+    if quiet {
+        let mut seen = std::collections::HashSet::new();
+        for r in &rows {
+            if seen.insert(&r.id) {
+                writeln!(out, "{}", &r.id[7..19])?;
+            }
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    match format {
+        ListFormat::Json => {
+            for r in &rows {
+                writeln!(out, "{}", serde_json::to_string(r)?)?;
+            }
+        }
+        ListFormat::Table => {
+            let table: Vec<[String; 5]> = rows
+                .iter()
+                .map(|r| [r.repository.clone(), r.tag.clone(), r.id[7..19].to_string(), ago(&r.created), human_size(r.size)])
+                .collect();
+            print_table(&mut out, ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], &table)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_table<const N: usize>(out: &mut impl Write, header: [&str; N], rows: &[[String; N]]) -> std::io::Result<()> {
+    let mut widths: [usize; N] = header.map(|h| h.chars().count());
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<&str>| {
+        let mut s = String::new();
+        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
+            if i + 1 == N {
+                s.push_str(cell);
+            } else {
+                s.push_str(&format!("{cell:<w$}   "));
+            }
+        }
+        s.trim_end().to_string()
+    };
+    writeln!(out, "{}", line(header.to_vec()))?;
+    for row in rows {
+        writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
+    }
+    Ok(())
+}
+
+/// "3 minutes ago", as Docker shows creation times.
+fn ago(rfc3339: &str) -> String {
+    let Ok(t) = chrono::DateTime::parse_from_rfc3339(rfc3339) else { return "N/A".into() };
+    let secs = (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds().max(0);
+    let (n, unit) = match secs {
+        s if s < 60 => return if s < 2 { "Less than a second ago".into() } else { format!("{s} seconds ago") },
+        s if s < 3600 => (s / 60, "minute"),
+        s if s < 86400 => (s / 3600, "hour"),
+        s if s < 86400 * 14 => (s / 86400, "day"),
+        s if s < 86400 * 60 => (s / (86400 * 7), "week"),
+        s if s < 86400 * 365 * 2 => (s / (86400 * 30), "month"),
+        s => (s / (86400 * 365), "year"),
+    };
+    if n == 1 { format!("{} {unit} ago", if unit == "hour" { "An" } else { "1" }) } else { format!("{n} {unit}s ago") }
+}
+
+/// Sizes in SI units with 3 significant digits, as Docker prints them.
+fn human_size(bytes: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = bytes as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i + 1 < units.len() {
+        v /= 1000.0;
+        i += 1;
+    }
+    if i == 0 { format!("{bytes}B") } else { format!("{:.3}", v).trim_end_matches('0').trim_end_matches('.').to_string() + units[i] }
+}
+
+fn tag(store: &Store, source: &str, target: &str) -> anyhow::Result<ExitCode> {
+    let target = parse_ref(target)?;
+    if target.digest().is_some() {
+        bail!("cannot tag with a digest reference {target}: a tag name is needed");
+    }
+    let (_, image) = find(store, source)?;
+    let desc = match &image.index_digest {
+        Some(index) => store.manifest_descriptor(index)?,
+        None => store.manifest_descriptor(&image.manifest_digest)?,
+    };
+    store.tag(&target, desc)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn inspect(store: &Store, names: &[String]) -> anyhow::Result<ExitCode> {
+    let mut out = Vec::new();
+    let mut missing = Vec::new();
+    for name in names {
+        match find(store, name) {
+            Ok((_, image)) => out.push(inspect_json(store, &image)?),
+            Err(e) => missing.push(format!("{name}: {e:#}")),
+        }
+    }
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    if !missing.is_empty() {
+        bail!("{}", missing.join("\n"));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The `docker image inspect` shape.
+fn inspect_json(store: &Store, image: &LocalImage) -> anyhow::Result<serde_json::Value> {
+    let tags = store.tags_of(image.id())?;
+    let repo_tags: Vec<String> = tags.iter().filter(|r| r.tag().is_some()).map(|r| r.familiar()).collect();
+    let mut repo_digests: Vec<String> = tags
+        .iter()
+        .map(|r| format!("{}@{}", r.familiar_name(), image.index_digest.as_ref().unwrap_or(&image.manifest_digest)))
+        .collect();
+    repo_digests.sort();
+    repo_digests.dedup();
+    let c = &image.config;
+    Ok(serde_json::json!({
+        "Id": image.id().to_string(),
+        "RepoTags": repo_tags,
+        "RepoDigests": repo_digests,
+        "Parent": "",
+        "Comment": c.history().as_ref().and_then(|h| h.last()).and_then(|h| h.comment().clone()).unwrap_or_default(),
+        "Created": c.created().clone().unwrap_or_default(),
+        "Author": c.author().clone().unwrap_or_default(),
+        "Architecture": c.architecture().to_string(),
+        "Variant": c.variant().clone(),
+        "Os": c.os().to_string(),
+        "Size": image.size(),
+        "Config": c.config(),
+        "RootFS": { "Type": c.rootfs().typ(), "Layers": c.rootfs().diff_ids() },
+        "Descriptor": {
+            "mediaType": image.manifest_media_type,
+            "digest": image.manifest_digest.to_string(),
+            "size": store.blob_size(&image.manifest_digest).unwrap_or(0),
+        },
+    }))
+}
+
+fn history(store: &Store, name: &str, no_trunc: bool) -> anyhow::Result<ExitCode> {
+    let (_, image) = find(store, name)?;
+    let layers = image.layers()?;
+    let mut sizes = layers.iter().map(|(_, s)| *s);
+    let entries = image.config.history().clone().unwrap_or_default();
+    let mut rows: Vec<[String; 5]> = Vec::new();
+    for (i, h) in entries.iter().enumerate() {
+        let size = if h.empty_layer().unwrap_or(false) { 0 } else { sizes.next().unwrap_or(0) };
+        let is_top = i + 1 == entries.len();
+        let id = if is_top { if no_trunc { image.id().to_string() } else { image.id().short().to_string() } } else { "<missing>".into() };
+        let mut created_by = h.created_by().clone().unwrap_or_default();
+        if !no_trunc && created_by.chars().count() > 45 {
+            created_by = created_by.chars().take(44).collect::<String>() + "…";
+        }
+        rows.push([id, ago(h.created().as_deref().unwrap_or("")), created_by, human_size(size), h.comment().clone().unwrap_or_default()]);
+    }
+    rows.reverse();
+    print_table(&mut std::io::stdout().lock(), ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"], &rows)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn rmi(store: &Store, force: bool, names: &[String]) -> anyhow::Result<ExitCode> {
+    let mut failed = false;
+    for name in names {
+        if let Err(e) = rmi_one(store, force, name) {
+            eprintln!("error: {name}: {e:#}");
+            failed = true;
+        }
+    }
+    Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+fn rmi_one(store: &Store, force: bool, name: &str) -> anyhow::Result<()> {
+    let (by_ref, image) = find(store, name)?;
+    let tags = store.tags_of(image.id())?;
+    let to_untag: Vec<Reference> = match &by_ref {
+        Some(r) if tags.contains(r) => vec![r.clone()],
+        _ if tags.len() > 1 && !force => {
+            bail!(
+                "image {} is referenced by {} tags ({}); remove them one by one or use -f",
+                image.id().short(),
+                tags.len(),
+                tags.iter().map(|t| t.familiar()).collect::<Vec<_>>().join(", ")
+            )
+        }
+        _ => tags.clone(),
+    };
+    let last_tag = to_untag.len() == tags.len();
+    if last_tag && !force {
+        if let Some(container) = container_using(store.root(), &image) {
+            bail!("image {} is used by container {container}; remove the container first or use -f", image.id().short());
+        }
+    }
+    for r in &to_untag {
+        store.untag(r)?;
+        println!("Untagged: {}", r.familiar());
+    }
+    if last_tag {
+        let stats = store.remove_if_unreferenced(&image.blobs()?, &[])?;
+        println!("Deleted: {} ({} blobs, {})", image.id(), stats.removed_blobs, human_size(stats.freed_bytes));
+    }
+    Ok(())
+}
+
+/// The first container whose state (under `root/containers/<id>/`) names the image by ID or
+/// manifest digest. Reads the runtime's files as opaque text, so it does not depend on their shape.
+fn container_using(root: &std::path::Path, image: &LocalImage) -> Option<String> {
+    let needles = [image.id().hex().to_string(), image.manifest_digest.hex().to_string()];
+    let mut by_container: BTreeMap<String, ()> = BTreeMap::new();
+    for entry in std::fs::read_dir(root.join("containers")).ok()?.flatten() {
+        let dir = entry.path();
+        if !dir.is_dir() {
+            continue;
+        }
+        let Ok(files) = std::fs::read_dir(&dir) else { continue };
+        for f in files.flatten() {
+            let p = f.path();
+            let small = f.metadata().is_ok_and(|m| m.is_file() && m.len() < 1024 * 1024);
+            if small && p.extension().is_some_and(|e| e == "json") {
+                if let Ok(text) = std::fs::read_to_string(&p) {
+                    if needles.iter().any(|n| text.contains(n.as_str())) {
+                        by_container.insert(entry.file_name().to_string_lossy().into_owned(), ());
+                    }
+                }
+            }
+        }
+    }
+    by_container.into_keys().next()
 }

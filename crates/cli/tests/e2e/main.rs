@@ -2,6 +2,7 @@
 //! test binary; each command group has its own module, helpers live in `util`.
 
 mod util;
+pub mod util_registry;
 
 mod build;
 mod container;
