@@ -13,7 +13,9 @@
 pub mod cache;
 pub mod context;
 pub mod error;
+pub mod fileop;
 pub mod progress;
+pub mod view;
 
 pub use cache::{CacheIndex, CacheKey, LayerRef, Snapshot};
 pub use error::{Result, SolveError};

@@ -1,0 +1,553 @@
+//! File ops (COPY, ADD, WORKDIR's mkdir): written straight into a new layer directory.
+//!
+//! The layer holds only what the op wrote, plus the parent directories needed to reach it
+//! (with the metadata they have in the destination, so they are not a change).
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use graph::{Chown, CopyAction, FileAction, MkdirAction};
+
+use crate::context::{Excludes, LocalSource, SourceProblem, expand_source};
+use crate::error::{Result, SolveError};
+
+/// Where a copy reads from.
+pub enum Source<'a> {
+    /// The build context: `.dockerignore`d files are not there; files are owned by root.
+    Local(&'a LocalSource),
+    /// A stage or image (a merged view); owners are kept.
+    Tree(&'a Path),
+}
+
+/// Everything a file op needs.
+pub struct FileCtx<'a> {
+    pub step: &'a str,
+    /// The destination as it is before the op (merged view).
+    pub dest_view: &'a Path,
+    /// Inputs by index (index 0 is the destination itself).
+    pub sources: Vec<Option<Source<'a>>>,
+    /// The new layer directory.
+    pub layer: &'a Path,
+}
+
+impl FileCtx<'_> {
+    pub fn apply(&self, action: &FileAction) -> Result<()> {
+        match action {
+            FileAction::Copy(c) => self.copy(c),
+            FileAction::Mkdir(m) => self.mkdir(m),
+        }
+    }
+
+    fn err(&self, msg: impl Into<String>) -> SolveError {
+        SolveError::step(self.step, msg)
+    }
+
+    fn owner(&self, chown: &Option<Chown>) -> Result<Option<(u32, u32)>> {
+        let Some(c) = chown else { return Ok(None) };
+        let uid = match c.user.parse::<u32>() {
+            Ok(n) => n,
+            Err(_) => lookup_id(&self.dest_view.join("etc/passwd"), &c.user).ok_or_else(|| self.err(format!("unable to find user {}: no matching entries in passwd file", c.user)))?.0,
+        };
+        let gid = match &c.group {
+            None => match c.user.parse::<u32>() {
+                Ok(n) => n,
+                Err(_) => lookup_id(&self.dest_view.join("etc/passwd"), &c.user).map(|(_, g)| g).unwrap_or(uid),
+            },
+            Some(g) => match g.parse::<u32>() {
+                Ok(n) => n,
+                Err(_) => lookup_id(&self.dest_view.join("etc/group"), g).ok_or_else(|| self.err(format!("unable to find group {g}: no matching entries in group file")))?.0,
+            },
+        };
+        Ok(Some((uid, gid)))
+    }
+
+    fn mkdir(&self, m: &MkdirAction) -> Result<()> {
+        let owner = self.owner(&m.chown)?;
+        let rel = crate::context::clean(&m.path);
+        if rel.is_empty() {
+            return Ok(());
+        }
+        self.ensure_parents(&rel, owner)?;
+        let target = self.layer.join(&rel);
+        if fs::symlink_metadata(&target).is_err() {
+            match fs::symlink_metadata(self.dest_view.join(&rel)) {
+                Ok(existing) if existing.is_dir() => copy_dir_meta(&existing, &target)?,
+                _ => {
+                    fs::create_dir(&target).map_err(SolveError::io("create directory", &target))?;
+                    fs::set_permissions(&target, fs::Permissions::from_mode(m.mode)).map_err(SolveError::io("chmod", &target))?;
+                    if let Some((u, g)) = owner {
+                        std::os::unix::fs::lchown(&target, Some(u), Some(g)).map_err(SolveError::io("chown", &target))?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Creates the parent directories of `rel` in the layer, with the metadata they have in the
+    /// destination (or 0755 and `owner`/root when they are new).
+    fn ensure_parents(&self, rel: &str, owner: Option<(u32, u32)>) -> Result<()> {
+        let comps: Vec<&str> = rel.split('/').collect();
+        let mut cur = String::new();
+        for c in &comps[..comps.len().saturating_sub(1)] {
+            if !cur.is_empty() {
+                cur.push('/');
+            }
+            cur.push_str(c);
+            let target = self.layer.join(&cur);
+            if fs::symlink_metadata(&target).is_ok() {
+                continue;
+            }
+            match fs::metadata(self.dest_view.join(&cur)) {
+                Ok(m) if m.is_dir() => copy_dir_meta(&m, &target)?,
+                _ => {
+                    fs::create_dir(&target).map_err(SolveError::io("create directory", &target))?;
+                    fs::set_permissions(&target, fs::Permissions::from_mode(0o755)).map_err(SolveError::io("chmod", &target))?;
+                    if let Some((u, g)) = owner {
+                        std::os::unix::fs::lchown(&target, Some(u), Some(g)).map_err(SolveError::io("chown", &target))?;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn copy(&self, c: &CopyAction) -> Result<()> {
+        let owner = self.owner(&c.chown)?;
+        let chmod = match &c.chmod {
+            Some(s) => Some(Chmod::parse(s).ok_or_else(|| self.err(format!("invalid --chmod value {s:?}")))?),
+            None => None,
+        };
+        let src = self.sources.get(c.source_input).and_then(|s| s.as_ref()).ok_or_else(|| self.err("copy source input is missing"))?;
+        let (root, excludes, from_context) = match src {
+            Source::Local(l) => (l.dir.as_path(), l.excludes.clone(), true),
+            Source::Tree(p) => (*p, Excludes::default(), false),
+        };
+        let user_excludes = Excludes::new(&c.excludes);
+        let mut matched: Vec<String> = Vec::new();
+        let mut wildcard = false;
+        for s in &c.sources {
+            wildcard |= s.contains(['*', '?', '[']);
+            match expand_source(root, s, &excludes) {
+                Ok(paths) => {
+                    if paths.is_empty() && !s.contains(['*', '?', '[']) {
+                        return Err(self.err(format!("file not found: {s}")));
+                    }
+                    matched.extend(paths.into_iter().filter(|p| !user_excludes.is_excluded(p)));
+                }
+                Err(SourceProblem::NotFound) => {
+                    let what = if from_context { "in build context" } else { "in source stage or image" };
+                    return Err(self.err(format!("failed to compute cache key: \"/{}\": not found {what}", crate::context::clean(s))));
+                }
+                Err(SourceProblem::Excluded) => {
+                    return Err(self.err(format!("failed to compute cache key: \"/{}\": not found: it is excluded by .dockerignore", crate::context::clean(s))));
+                }
+                Err(SourceProblem::OutsideContext) => {
+                    return Err(self.err(format!("forbidden path outside the build context: {s}")));
+                }
+            }
+        }
+        if matched.is_empty() && wildcard {
+            return Err(self.err(format!("no source files were specified: {} matched nothing", c.sources.join(" "))));
+        }
+        let dest_rel = crate::context::clean(&c.dest);
+        let dest_is_dir = c.dest.ends_with('/')
+            || c.dest.ends_with("/.")
+            || dest_rel.is_empty()
+            || fs::metadata(self.dest_view.join(&dest_rel)).map(|m| m.is_dir()).unwrap_or(false)
+            || fs::metadata(self.layer.join(&dest_rel)).map(|m| m.is_dir()).unwrap_or(false);
+        if matched.len() > 1 && !dest_is_dir {
+            return Err(self.err(format!("When using COPY with more than one source file, the destination must be a directory and end with a /: {}", c.dest)));
+        }
+        let opts = CopyOpts { owner, chmod, keep_owner: !from_context, excludes: &excludes, user_excludes: &user_excludes };
+        for rel in &matched {
+            let src_path = if rel.is_empty() { root.to_path_buf() } else { root.join(rel) };
+            // The named source itself is followed when it is a symlink (as Docker does).
+            let meta = fs::metadata(&src_path).or_else(|_| fs::symlink_metadata(&src_path)).map_err(SolveError::io("stat", &src_path))?;
+            if meta.is_dir() {
+                let target = if c.parents && !rel.is_empty() { join_rel(&dest_rel, rel) } else { dest_rel.clone() };
+                self.make_dir_at(&target, &meta, &opts)?;
+                self.copy_tree(&src_path, rel, &target, &opts)?;
+            } else {
+                let base = rel.rsplit('/').next().unwrap_or(rel);
+                if c.unpack_archives && !c.from_http {
+                    if let Some(kind) = archive_kind(&src_path) {
+                        let target = if dest_rel.is_empty() { String::new() } else { dest_rel.clone() };
+                        self.unpack_archive(&src_path, kind, &target, owner)?;
+                        continue;
+                    }
+                }
+                let target = if c.parents {
+                    join_rel(&dest_rel, rel)
+                } else if dest_is_dir {
+                    join_rel(&dest_rel, base)
+                } else {
+                    dest_rel.clone()
+                };
+                self.ensure_parents(&target, owner)?;
+                self.copy_entry(&src_path, &fs::metadata(&src_path).unwrap_or(meta), &target, &opts)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn make_dir_at(&self, target: &str, src_meta: &fs::Metadata, opts: &CopyOpts<'_>) -> Result<()> {
+        if target.is_empty() {
+            return Ok(());
+        }
+        self.ensure_parents(target, opts.owner)?;
+        let path = self.layer.join(target);
+        if fs::symlink_metadata(&path).map(|m| m.is_dir()).unwrap_or(false) {
+            return Ok(());
+        }
+        // An existing destination directory keeps its metadata; a new one takes the source's.
+        match fs::metadata(self.dest_view.join(target)) {
+            Ok(m) if m.is_dir() => copy_dir_meta(&m, &path),
+            _ => {
+                fs::create_dir(&path).map_err(SolveError::io("create directory", &path))?;
+                apply_meta(&path, src_meta, opts, true)
+            }
+        }
+    }
+
+    fn copy_tree(&self, src_dir: &Path, src_rel: &str, target: &str, opts: &CopyOpts<'_>) -> Result<()> {
+        let mut names: Vec<_> = fs::read_dir(src_dir).map_err(SolveError::io("read directory", src_dir))?.flatten().map(|e| e.file_name()).collect();
+        names.sort();
+        for n in names {
+            let name = n.to_string_lossy().into_owned();
+            let child_rel = join_rel(src_rel, &name);
+            if opts.excludes.is_excluded(&child_rel) || opts.user_excludes.is_excluded(&child_rel) {
+                if !opts.excludes.may_reinclude() {
+                    continue;
+                }
+                let p = src_dir.join(&n);
+                if !fs::symlink_metadata(&p).map(|m| m.is_dir()).unwrap_or(false) {
+                    continue;
+                }
+            }
+            let src = src_dir.join(&n);
+            let meta = fs::symlink_metadata(&src).map_err(SolveError::io("stat", &src))?;
+            let t = join_rel(target, &name);
+            if meta.is_dir() {
+                let path = self.layer.join(&t);
+                if !path.is_dir() {
+                    fs::create_dir(&path).map_err(SolveError::io("create directory", &path))?;
+                }
+                self.copy_tree(&src, &child_rel, &t, opts)?;
+                apply_meta(&path, &meta, opts, true)?;
+            } else {
+                self.copy_entry(&src, &meta, &t, opts)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn copy_entry(&self, src: &Path, meta: &fs::Metadata, target: &str, opts: &CopyOpts<'_>) -> Result<()> {
+        let dst = self.layer.join(target);
+        if let Ok(m) = fs::symlink_metadata(&dst) {
+            if m.is_dir() {
+                let _ = fs::remove_dir_all(&dst);
+            } else {
+                let _ = fs::remove_file(&dst);
+            }
+        }
+        let ft = meta.file_type();
+        if ft.is_symlink() {
+            let t = fs::read_link(src).map_err(SolveError::io("read link", src))?;
+            std::os::unix::fs::symlink(&t, &dst).map_err(SolveError::io("create symlink", &dst))?;
+            let (u, g) = opts.owner.unwrap_or(if opts.keep_owner { (meta.uid(), meta.gid()) } else { (0, 0) });
+            std::os::unix::fs::lchown(&dst, Some(u), Some(g)).map_err(SolveError::io("chown", &dst))?;
+            let mt = filetime::FileTime::from_last_modification_time(meta);
+            let _ = filetime::set_symlink_file_times(&dst, mt, mt);
+            return Ok(());
+        }
+        if ft.is_file() {
+            fs::copy(src, &dst).map_err(SolveError::io("copy to", &dst))?;
+            return apply_meta(&dst, meta, opts, false);
+        }
+        use std::os::unix::fs::FileTypeExt;
+        if ft.is_char_device() && meta.rdev() == 0 {
+            // An overlay whiteout in a single-layer view: nothing there.
+            return Ok(());
+        }
+        if ft.is_char_device() || ft.is_block_device() || ft.is_fifo() {
+            let kind = if ft.is_char_device() {
+                nix::sys::stat::SFlag::S_IFCHR
+            } else if ft.is_block_device() {
+                nix::sys::stat::SFlag::S_IFBLK
+            } else {
+                nix::sys::stat::SFlag::S_IFIFO
+            };
+            nix::sys::stat::mknod(&dst, kind, nix::sys::stat::Mode::from_bits_truncate(meta.mode() & 0o7777), meta.rdev())
+                .map_err(|e| SolveError::Io { op: "create device", path: dst.clone(), source: e.into() })?;
+            return apply_meta(&dst, meta, opts, false);
+        }
+        Ok(())
+    }
+
+    fn unpack_archive(&self, src: &Path, kind: ArchiveKind, target: &str, owner: Option<(u32, u32)>) -> Result<()> {
+        let dest = self.layer.join(target);
+        if !target.is_empty() {
+            self.ensure_parents(&format!("{target}/x"), owner)?;
+        }
+        fs::create_dir_all(&dest).map_err(SolveError::io("create", &dest))?;
+        let f = fs::File::open(src).map_err(SolveError::io("open archive", src))?;
+        let reader: Box<dyn Read> = match kind {
+            ArchiveKind::Tar => Box::new(f),
+            ArchiveKind::Gzip => Box::new(flate2::read::MultiGzDecoder::new(f)),
+            ArchiveKind::Zstd => Box::new(zstd::stream::read::Decoder::new(f).map_err(SolveError::io("read archive", src))?),
+        };
+        let mut a = tar::Archive::new(reader);
+        a.set_preserve_permissions(true);
+        a.set_preserve_ownerships(true);
+        a.set_preserve_mtime(true);
+        a.set_overwrite(true);
+        a.unpack(&dest).map_err(|e| self.err(format!("unpacking {}: {e}", src.display())))
+    }
+}
+
+struct CopyOpts<'a> {
+    owner: Option<(u32, u32)>,
+    chmod: Option<Chmod>,
+    keep_owner: bool,
+    excludes: &'a Excludes,
+    user_excludes: &'a Excludes,
+}
+
+fn apply_meta(dst: &Path, meta: &fs::Metadata, opts: &CopyOpts<'_>, is_dir: bool) -> Result<()> {
+    let (u, g) = opts.owner.unwrap_or(if opts.keep_owner { (meta.uid(), meta.gid()) } else { (0, 0) });
+    std::os::unix::fs::lchown(dst, Some(u), Some(g)).map_err(SolveError::io("chown", dst))?;
+    let mode = match &opts.chmod {
+        Some(c) => c.apply(meta.mode() & 0o7777, is_dir),
+        None => meta.mode() & 0o7777,
+    };
+    fs::set_permissions(dst, fs::Permissions::from_mode(mode)).map_err(SolveError::io("chmod", dst))?;
+    let mt = filetime::FileTime::from_last_modification_time(meta);
+    filetime::set_file_mtime(dst, mt).map_err(SolveError::io("set mtime", dst))?;
+    Ok(())
+}
+
+fn copy_dir_meta(m: &fs::Metadata, target: &Path) -> Result<()> {
+    fs::create_dir(target).map_err(SolveError::io("create directory", target))?;
+    fs::set_permissions(target, fs::Permissions::from_mode(m.mode() & 0o7777)).map_err(SolveError::io("chmod", target))?;
+    std::os::unix::fs::lchown(target, Some(m.uid()), Some(m.gid())).map_err(SolveError::io("chown", target))?;
+    let mt = filetime::FileTime::from_last_modification_time(m);
+    let _ = filetime::set_file_mtime(target, mt);
+    Ok(())
+}
+
+fn join_rel(a: &str, b: &str) -> String {
+    match (a.is_empty(), b.is_empty()) {
+        (true, _) => b.to_string(),
+        (_, true) => a.to_string(),
+        _ => format!("{a}/{b}"),
+    }
+}
+
+/// `(uid or gid, primary gid)` of `name` in a passwd or group file.
+pub fn lookup_id(file: &Path, name: &str) -> Option<(u32, u32)> {
+    let text = fs::read_to_string(file).ok()?;
+    for line in text.lines() {
+        let f: Vec<&str> = line.split(':').collect();
+        if f.len() >= 3 && f[0] == name {
+            let id = f[2].parse().ok()?;
+            let gid = f.get(3).and_then(|g| g.parse().ok()).unwrap_or(id);
+            return Some((id, gid));
+        }
+    }
+    None
+}
+
+#[derive(Clone, Copy)]
+enum ArchiveKind {
+    Tar,
+    Gzip,
+    Zstd,
+}
+
+/// ADD unpacks local files that are tar archives (plain, gzip or zstd); anything else is copied.
+fn archive_kind(path: &Path) -> Option<ArchiveKind> {
+    let mut f = fs::File::open(path).ok()?;
+    let mut head = [0u8; 512];
+    let mut n = 0;
+    while n < head.len() {
+        match f.read(&mut head[n..]) {
+            Ok(0) => break,
+            Ok(k) => n += k,
+            Err(_) => return None,
+        }
+    }
+    if n >= 2 && head[0] == 0x1f && head[1] == 0x8b {
+        return Some(ArchiveKind::Gzip);
+    }
+    if n >= 4 && head[..4] == [0x28, 0xb5, 0x2f, 0xfd] {
+        return Some(ArchiveKind::Zstd);
+    }
+    if n >= 262 && &head[257..262] == b"ustar" {
+        return Some(ArchiveKind::Tar);
+    }
+    None
+}
+
+/// `--chmod`: octal (`755`) or symbolic (`u+x,g-w`, `a=rX`).
+#[derive(Clone, Debug)]
+pub enum Chmod {
+    Octal(u32),
+    Symbolic(Vec<(u32, char, u32, bool)>),
+}
+
+impl Chmod {
+    pub fn parse(s: &str) -> Option<Chmod> {
+        if !s.is_empty() && s.chars().all(|c| c.is_digit(8)) {
+            return u32::from_str_radix(s, 8).ok().filter(|m| *m <= 0o7777).map(Chmod::Octal);
+        }
+        let mut clauses = Vec::new();
+        for clause in s.split(',') {
+            let op_at = clause.find(['+', '-', '='])?;
+            let (who, rest) = clause.split_at(op_at);
+            let mut who_mask = 0u32;
+            for c in who.chars() {
+                who_mask |= match c {
+                    'u' => 0o4700,
+                    'g' => 0o2070,
+                    'o' => 0o1007,
+                    'a' => 0o7777,
+                    _ => return None,
+                };
+            }
+            if who.is_empty() {
+                who_mask = 0o7777;
+            }
+            let op = rest.chars().next()?;
+            let mut perm = 0u32;
+            let mut cap_x = false;
+            for c in rest[1..].chars() {
+                perm |= match c {
+                    'r' => 0o444,
+                    'w' => 0o222,
+                    'x' => 0o111,
+                    'X' => {
+                        cap_x = true;
+                        0
+                    }
+                    's' => 0o6000,
+                    't' => 0o1000,
+                    _ => return None,
+                };
+            }
+            clauses.push((who_mask, op, perm, cap_x));
+        }
+        Some(Chmod::Symbolic(clauses))
+    }
+
+    pub fn apply(&self, mode: u32, is_dir: bool) -> u32 {
+        match self {
+            Chmod::Octal(m) => *m,
+            Chmod::Symbolic(clauses) => {
+                let mut m = mode;
+                for (who, op, perm, cap_x) in clauses {
+                    let mut p = *perm;
+                    if *cap_x && (is_dir || m & 0o111 != 0) {
+                        p |= 0o111;
+                    }
+                    let p = p & who;
+                    m = match op {
+                        '+' => m | p,
+                        '-' => m & !p,
+                        _ => (m & !(who & 0o777)) | p,
+                    };
+                }
+                m
+            }
+        }
+    }
+}
+
+/// Paths a layer for `rel` needs (for tests).
+#[allow(dead_code)]
+fn layer_path(layer: &Path, rel: &str) -> PathBuf {
+    layer.join(rel)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn copy(sources: &[&str], dest: &str) -> CopyAction {
+        CopyAction {
+            source_input: 1,
+            sources: sources.iter().map(|s| s.to_string()).collect(),
+            dest: dest.into(),
+            chown: None,
+            chmod: None,
+            unpack_archives: false,
+            parents: false,
+            excludes: vec![],
+            from_http: false,
+        }
+    }
+
+    struct Fixture {
+        ctx: tempfile::TempDir,
+        dest: tempfile::TempDir,
+        layer: tempfile::TempDir,
+    }
+
+    fn fixture() -> Fixture {
+        let f = Fixture { ctx: tempfile::tempdir().expect("tmp"), dest: tempfile::tempdir().expect("tmp"), layer: tempfile::tempdir().expect("tmp") };
+        fs::create_dir_all(f.ctx.path().join("dir/sub")).expect("mkdir");
+        fs::write(f.ctx.path().join("a.txt"), "a").expect("w");
+        fs::write(f.ctx.path().join("b.txt"), "b").expect("w");
+        fs::write(f.ctx.path().join("dir/sub/c"), "c").expect("w");
+        fs::write(f.ctx.path().join("ignored"), "i").expect("w");
+        fs::create_dir_all(f.dest.path().join("etc")).expect("mkdir");
+        fs::write(f.dest.path().join("etc/passwd"), "root:x:0:0::/root:/bin/sh\napp:x:1000:1001::/home/app:/bin/sh\n").expect("w");
+        fs::write(f.dest.path().join("etc/group"), "root:x:0:\nstaff:x:50:\n").expect("w");
+        f
+    }
+
+    fn run(f: &Fixture, action: CopyAction) -> Result<()> {
+        let local = LocalSource { dir: f.ctx.path().to_path_buf(), excludes: Excludes::new(&["ignored".to_string()]) };
+        let ctx = FileCtx { step: "COPY", dest_view: f.dest.path(), sources: vec![None, Some(Source::Local(&local))], layer: f.layer.path() };
+        ctx.apply(&FileAction::Copy(action))
+    }
+
+    #[test]
+    fn directory_copies_its_contents_and_file_to_slash_goes_inside() {
+        let f = fixture();
+        run(&f, copy(&["dir"], "/app")).expect("copy dir");
+        assert_eq!(fs::read_to_string(f.layer.path().join("app/sub/c")).expect("read"), "c");
+        run(&f, copy(&["a.txt"], "/app/")).expect("copy file");
+        assert!(f.layer.path().join("app/a.txt").is_file());
+        run(&f, copy(&["b.txt"], "/renamed")).expect("copy file to name");
+        assert_eq!(fs::read_to_string(f.layer.path().join("renamed")).expect("read"), "b");
+    }
+
+    #[test]
+    fn wildcards_need_a_directory_and_ignored_files_are_missing() {
+        let f = fixture();
+        let e = run(&f, copy(&["*.txt"], "/one")).expect_err("needs dir");
+        assert!(e.to_string().contains("must be a directory"), "{e}");
+        run(&f, copy(&["*.txt"], "/many/")).expect("glob");
+        assert!(f.layer.path().join("many/a.txt").is_file() && f.layer.path().join("many/b.txt").is_file());
+        let e = run(&f, copy(&["ignored"], "/x")).expect_err("excluded");
+        assert!(e.to_string().contains(".dockerignore"), "{e}");
+        let e = run(&f, copy(&["missing"], "/x")).expect_err("missing");
+        assert!(e.to_string().contains("\"/missing\": not found"), "{e}");
+    }
+
+    #[test]
+    fn chown_by_name_and_chmod_apply() {
+        let f = fixture();
+        let mut c = copy(&["a.txt"], "/o/");
+        c.chown = Some(Chown { user: "app".into(), group: Some("staff".into()) });
+        c.chmod = Some("640".into());
+        run(&f, c).expect("copy");
+        let m = fs::metadata(f.layer.path().join("o/a.txt")).expect("stat");
+        assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (1000, 50, 0o640));
+        assert_eq!(Chmod::parse("u+x,g-r").expect("sym").apply(0o644, false), 0o704);
+        assert_eq!(Chmod::parse("a=rX").expect("sym").apply(0o700, true), 0o555);
+    }
+}
