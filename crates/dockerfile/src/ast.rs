@@ -1,0 +1,621 @@
+//! The syntax tree: a Dockerfile read into instructions exactly as BuildKit's
+//! parser reads it, before any meaning is given to them.
+//!
+//! The pest grammar splits the file into directives, comments and (joined)
+//! instruction lines; [`crate::words`] splits each line into name, flags and
+//! arguments; heredoc bodies are read here. [`Ast::dump`] prints BuildKit's
+//! AST dump format (one S-expression per instruction).
+
+use pest::Parser;
+use pest::iterators::Pair;
+use serde::Serialize;
+
+use crate::error::{DockerfileError, ErrorKind, SourceMap, Span};
+use crate::grammar::{DockerfileGrammar, Rule};
+use crate::shell::{Lexer, NoEnv};
+use crate::words::{self, Piece, go_lower, go_quote, split_blanks, trim_space};
+
+/// BuildKit reads lines with a 64 KiB buffer; longer lines are an error.
+pub const MAX_LINE_BYTES: usize = 65535;
+
+/// A parsed Dockerfile, before instructions are checked.
+#[derive(Debug, Clone, Serialize)]
+pub struct Ast {
+    /// Parser directives (`# syntax=`, `# escape=`, `# check=`), in file order.
+    pub directives: Vec<Directive>,
+    /// The escape character in effect (`\` or `` ` ``).
+    pub escape: char,
+    /// One node per instruction.
+    pub nodes: Vec<Node>,
+}
+
+/// A parser directive at the top of the file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Directive {
+    /// Lower-case name: `syntax`, `escape` or `check`.
+    pub name: String,
+    pub value: String,
+    pub span: Span,
+}
+
+/// A word of an instruction as written (quotes and escapes kept), with its position.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Word {
+    pub value: String,
+    pub span: Span,
+}
+
+/// A heredoc attached to an instruction (`<<EOF` … `EOF`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Heredoc {
+    /// The delimiter word, quotes removed.
+    pub name: String,
+    /// The file descriptor before `<<` (0 when none).
+    pub fd: u32,
+    /// False when any part of the delimiter was quoted: the body is taken literally.
+    pub expand: bool,
+    /// `<<-`: leading tabs are stripped from the body lines.
+    pub chomp: bool,
+    /// The body lines, each with its line ending, as written.
+    pub content: String,
+}
+
+/// One instruction as parsed.
+#[derive(Debug, Clone, Serialize)]
+pub struct Node {
+    /// The instruction name as written (any case).
+    pub keyword: String,
+    /// `--flag[=value]` words before the arguments (quotes removed).
+    pub flags: Vec<Word>,
+    /// The arguments; their shape depends on the instruction (ENV and LABEL
+    /// give name, value, separator triples).
+    pub args: Vec<Word>,
+    /// The instruction an ONBUILD wraps.
+    pub child: Option<Box<Node>>,
+    /// The arguments were a JSON array (exec form).
+    pub json: bool,
+    pub heredocs: Vec<Heredoc>,
+    /// The joined instruction line (continuations and comments removed).
+    pub original: String,
+    /// Where the instruction name starts.
+    pub span: Span,
+    /// The last line of the instruction (including heredoc bodies).
+    pub end_line: usize,
+}
+
+impl Node {
+    /// The instruction name in lower case.
+    pub fn name(&self) -> String {
+        go_lower(&self.keyword)
+    }
+
+    /// The node in BuildKit's dump format, without the surrounding parentheses.
+    pub fn dump(&self) -> String {
+        let mut s = go_lower(&self.keyword);
+        if !self.flags.is_empty() {
+            s.push_str(" [");
+            let quoted: Vec<String> = self.flags.iter().map(|f| go_quote(&f.value)).collect();
+            s.push_str(&quoted.join(" "));
+            s.push(']');
+        }
+        for a in &self.args {
+            s.push(' ');
+            s.push_str(&go_quote(&a.value));
+        }
+        if let Some(child) = &self.child {
+            s.push_str(" (");
+            s.push_str(&child.dump());
+            s.push(')');
+        }
+        trim_space(&s).0.to_string()
+    }
+
+    fn can_contain_heredoc(&self) -> bool {
+        let node = match (&self.child, self.name().as_str()) {
+            (Some(child), "onbuild") => child,
+            _ => self,
+        };
+        matches!(node.name().as_str(), "add" | "copy" | "run") && !node.json
+    }
+}
+
+impl Ast {
+    /// BuildKit's AST dump: one `(instruction …)` line per instruction.
+    pub fn dump(&self) -> String {
+        let mut out = String::new();
+        for n in &self.nodes {
+            out.push('(');
+            out.push_str(&n.dump());
+            out.push_str(")\n");
+        }
+        out
+    }
+}
+
+/// Maps byte offsets of a joined instruction line back to the source.
+struct LineMap<'s, 'a> {
+    map: &'s SourceMap<'a>,
+    /// (offset in the joined line, offset in the source) where each piece starts.
+    pieces: Vec<(usize, usize)>,
+}
+
+impl LineMap<'_, '_> {
+    fn span(&self, offset: usize) -> Span {
+        let i = self.pieces.partition_point(|&(l, _)| l <= offset).max(1) - 1;
+        match self.pieces.get(i) {
+            Some(&(l, s)) => self.map.span(s + (offset - l)),
+            None => self.map.span(0),
+        }
+    }
+}
+
+/// Parses Dockerfile bytes into the syntax tree.
+pub fn parse(source: &[u8], file: &str) -> Result<Ast, DockerfileError> {
+    let text = match std::str::from_utf8(source) {
+        Ok(t) => t,
+        Err(e) => {
+            let good = std::str::from_utf8(&source[..e.valid_up_to()]).unwrap_or_default();
+            let map = SourceMap::new(good, file);
+            let span = map.span(good.len());
+            return Err(map.error(
+                ErrorKind::Encoding,
+                span,
+                format!("the Dockerfile is not UTF-8 text (invalid byte 0x{:02x})", source[e.valid_up_to()]),
+            ));
+        }
+    };
+    let map = SourceMap::new(text, file);
+    if let Some(i) = text.find('\0') {
+        return Err(map.error(ErrorKind::Encoding, map.span(i), "the Dockerfile contains a NUL byte"));
+    }
+    let mut offset = 0;
+    for line in text.split('\n') {
+        if line.len() > MAX_LINE_BYTES {
+            return Err(map.error(
+                ErrorKind::Encoding,
+                map.span(offset),
+                format!("dockerfile line greater than max allowed size of {MAX_LINE_BYTES}"),
+            ));
+        }
+        offset += line.len() + 1;
+    }
+    let start = if text.starts_with('\u{FEFF}') { 3 } else { 0 };
+    let (directives, escape) = parse_directives(&map, start)?;
+    let mut nodes = Vec::new();
+    let mut pos = start;
+    let rule = if escape == '`' { Rule::next_instruction_backtick } else { Rule::next_instruction_backslash };
+    while pos < text.len() {
+        let rest = &text[pos..];
+        let pairs = DockerfileGrammar::parse(rule, rest).map_err(|e| {
+            // The grammar accepts any text; this is a bug guard, not user error.
+            map.error(ErrorKind::Syntax, map.span(pos), format!("cannot parse the Dockerfile here: {e}"))
+        })?;
+        let Some(top) = pairs.into_iter().next() else { break };
+        let consumed = top.as_span().end();
+        let instruction = top
+            .into_inner()
+            .find(|p| matches!(p.as_rule(), Rule::next_instruction))
+            .and_then(|p| p.into_inner().find(|p| p.as_rule() == Rule::instruction));
+        let Some(instruction) = instruction else {
+            break;
+        };
+        if consumed == 0 {
+            break;
+        }
+        let instr_end = pos + instruction.as_span().end();
+        let (line, line_map, first_span) = join_instruction(&map, pos, instruction);
+        let mut node = node_from_line(&line, 0, escape, &line_map)
+            .map_err(|message| map.error(ErrorKind::Syntax, first_span, message))?;
+        node.span = first_span;
+        pos = instr_end;
+        node.end_line = map.span(instr_end.saturating_sub(1).max(0)).line.max(first_span.line);
+        if node.can_contain_heredoc() && line.contains("<<") {
+            let docs = heredocs_from_line(&line).map_err(|m| map.error(ErrorKind::Syntax, first_span, m))?;
+            for mut doc in docs {
+                let mut content = String::new();
+                let mut terminated = false;
+                while pos < text.len() {
+                    let end = text[pos..].find('\n').map(|i| pos + i + 1).unwrap_or(text.len());
+                    let raw = &text[pos..end];
+                    pos = end;
+                    let mut candidate = raw.trim_end_matches(['\r', '\n']);
+                    if doc.chomp {
+                        candidate = candidate.trim_start_matches('\t');
+                    }
+                    if candidate == doc.name {
+                        terminated = true;
+                        break;
+                    }
+                    content.push_str(raw);
+                }
+                if !terminated {
+                    return Err(map.error(
+                        ErrorKind::Syntax,
+                        first_span,
+                        format!("unterminated heredoc: no line \"{}\" ends it", doc.name),
+                    ));
+                }
+                doc.content = content;
+                node.heredocs.push(doc);
+            }
+            node.end_line = map.span(pos.saturating_sub(1)).line;
+        }
+        nodes.push(node);
+    }
+    if nodes.is_empty() {
+        return Err(map.error(ErrorKind::Empty, map.span(text.len()), "file with no instructions"));
+    }
+    Ok(Ast { directives, escape, nodes })
+}
+
+/// Reads the parser directives at the top of the file.
+fn parse_directives(map: &SourceMap<'_>, start: usize) -> Result<(Vec<Directive>, char), DockerfileError> {
+    let text = map.text;
+    let mut pos = start;
+    let mut directives: Vec<Directive> = Vec::new();
+    let mut escape = '\\';
+    while pos < text.len() {
+        let Ok(mut pairs) = DockerfileGrammar::parse(Rule::directive_line, &text[pos..]) else { break };
+        let Some(line) = pairs.next() else { break };
+        let end = pos + line.as_span().end();
+        let mut name = String::new();
+        let mut value = String::new();
+        let mut span = map.span(pos);
+        for p in line.into_inner() {
+            match p.as_rule() {
+                Rule::directive_name => {
+                    name = p.as_str().to_ascii_lowercase();
+                    span = map.span(pos + p.as_span().start());
+                }
+                Rule::directive_value => value = p.as_str().trim_end_matches([' ', '\t', '\r', '\u{0C}']).to_string(),
+                _ => {}
+            }
+        }
+        if !matches!(name.as_str(), "syntax" | "escape" | "check") {
+            break;
+        }
+        if directives.iter().any(|d| d.name == name) {
+            return Err(map.error(ErrorKind::Directive, span, format!("only one {name} parser directive can be used")));
+        }
+        if name == "escape" {
+            escape = match value.as_str() {
+                "\\" => '\\',
+                "`" => '`',
+                _ => {
+                    return Err(map.error(
+                        ErrorKind::Directive,
+                        span,
+                        format!("invalid escape token '{value}' does not match ` or \\"),
+                    ));
+                }
+            };
+        }
+        directives.push(Directive { name, value, span });
+        pos = end;
+    }
+    Ok((directives, escape))
+}
+
+/// Joins the lines of one instruction; returns the line, its map back to the
+/// source, and where the instruction starts.
+fn join_instruction<'s, 'a>(map: &'s SourceMap<'a>, base: usize, instruction: Pair<'_, Rule>) -> (String, LineMap<'s, 'a>, Span) {
+    let mut line = String::new();
+    let mut pieces = Vec::new();
+    let mut first: Option<usize> = None;
+    for part in instruction.into_inner() {
+        match part.as_rule() {
+            Rule::continued_line | Rule::final_line => {
+                let start = base + part.as_span().start();
+                first.get_or_insert(start);
+                for t in part.into_inner() {
+                    if matches!(t.as_rule(), Rule::continued_text | Rule::final_text) {
+                        pieces.push((line.len(), base + t.as_span().start()));
+                        line.push_str(t.as_str());
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let first = map.span(first.unwrap_or(base));
+    if pieces.is_empty() {
+        pieces.push((0, base));
+    }
+    (line, LineMap { map, pieces }, first)
+}
+
+/// Builds the node for one joined line (BuildKit's `newNodeFromLine`); `base`
+/// is where `line` starts within the instruction's joined line.
+fn node_from_line(line: &str, base: usize, escape: char, lm: &LineMap<'_, '_>) -> Result<Node, String> {
+    let split = words::split_command(line, escape);
+    let word = |p: Piece| Word { span: lm.span(base + p.offset), value: p.text };
+    let name = go_lower(&split.command.text);
+    let rest = split.rest.text.as_str();
+    let rest_at = split.rest.offset;
+    let mut json = false;
+    let mut child = None;
+    let pieces: Vec<Piece> = match name.as_str() {
+        "add" | "copy" | "volume" => match parse_json(rest, rest_at)? {
+            Some(items) => {
+                json = true;
+                items
+            }
+            None => whitespace_words(rest, rest_at),
+        },
+        "cmd" | "entrypoint" | "run" | "shell" => {
+            let (items, is_json) = maybe_json(rest, rest_at)?;
+            json = is_json;
+            items
+        }
+        "arg" => words::parse_words(rest, escape).into_iter().map(|p| shift(p, rest_at)).collect(),
+        "env" | "label" => name_values(rest, rest_at, &split.command.text.to_uppercase(), escape)?,
+        "expose" | "from" => whitespace_words(rest, rest_at),
+        "healthcheck" => {
+            let (items, is_json) = health_config(rest, rest_at)?;
+            json = is_json;
+            items
+        }
+        "maintainer" | "stopsignal" | "user" | "workdir" => {
+            if rest.is_empty() {
+                Vec::new()
+            } else {
+                vec![Piece { text: rest.to_string(), offset: rest_at }]
+            }
+        }
+        "onbuild" => {
+            if !rest.is_empty() {
+                child = Some(Box::new(node_from_line(rest, base + rest_at, escape, lm)?));
+            }
+            Vec::new()
+        }
+        // BuildKit's parser keeps unknown instructions (with one empty
+        // argument); the instruction layer rejects them.
+        _ => vec![Piece { text: String::new(), offset: rest_at }],
+    };
+    let (keyword_span, keyword) = (lm.span(base + split.command.offset), split.command.text);
+    Ok(Node {
+        keyword,
+        flags: split.flags.into_iter().map(word).collect(),
+        args: pieces.into_iter().map(word).collect(),
+        child,
+        json,
+        heredocs: Vec::new(),
+        original: line.to_string(),
+        span: keyword_span,
+        end_line: keyword_span.line,
+    })
+}
+
+fn shift(p: Piece, by: usize) -> Piece {
+    Piece { text: p.text, offset: p.offset + by }
+}
+
+fn whitespace_words(rest: &str, at: usize) -> Vec<Piece> {
+    if rest.is_empty() {
+        return Vec::new();
+    }
+    split_blanks(rest, at, None)
+}
+
+fn maybe_json(rest: &str, at: usize) -> Result<(Vec<Piece>, bool), String> {
+    if rest.is_empty() {
+        return Ok((Vec::new(), false));
+    }
+    Ok(match parse_json(rest, at)? {
+        Some(items) => (items, true),
+        None => (vec![Piece { text: rest.to_string(), offset: at }], false),
+    })
+}
+
+fn health_config(rest: &str, at: usize) -> Result<(Vec<Piece>, bool), String> {
+    let is_sep = |c: char| c.is_ascii() && words::is_go_space(c);
+    let sep = rest.find(is_sep).unwrap_or(rest.len());
+    if sep == 0 {
+        return Ok((Vec::new(), false));
+    }
+    let next = rest[sep..].find(|c: char| !is_sep(c)).map(|i| sep + i).unwrap_or(rest.len());
+    let (mut cmd, json) = maybe_json(&rest[next..], at + next)?;
+    cmd.insert(0, Piece { text: rest[..sep].to_string(), offset: at });
+    Ok((cmd, json))
+}
+
+fn name_values(rest: &str, at: usize, key: &str, escape: char) -> Result<Vec<Piece>, String> {
+    let ws = words::parse_words(rest, escape);
+    let Some(first) = ws.first() else { return Ok(Vec::new()) };
+    if !first.text.contains('=') {
+        let parts = split_blanks(rest, at, Some(2));
+        let mut parts = parts.into_iter();
+        let (Some(k), Some(v)) = (parts.next(), parts.next()) else {
+            return Err(format!("{key} must have two arguments"));
+        };
+        let end = v.offset + v.text.len();
+        return Ok(vec![k, v, Piece { text: String::new(), offset: end }]);
+    }
+    let mut out = Vec::with_capacity(ws.len() * 3);
+    for w in ws {
+        let Some((k, v)) = w.text.split_once('=') else {
+            return Err(format!("Syntax error - can't find = in {}. Must be of the form: name=value", go_quote(&w.text)));
+        };
+        let o = at + w.offset;
+        out.push(Piece { text: k.to_string(), offset: o });
+        out.push(Piece { text: v.to_string(), offset: o + k.len() + 1 });
+        out.push(Piece { text: "=".to_string(), offset: o + k.len() });
+    }
+    Ok(out)
+}
+
+/// The exec form: `Some(strings)` when `rest` is one JSON array of strings,
+/// `None` when it is not JSON (shell form), an error for a JSON array of
+/// something else.
+pub(crate) fn parse_json(rest: &str, at: usize) -> Result<Option<Vec<Piece>>, String> {
+    let trimmed = rest.trim_start_matches(words::is_go_space);
+    let at = at + (rest.len() - trimmed.len());
+    if !trimmed.starts_with('[') || too_deep(trimmed) {
+        return Ok(None);
+    }
+    let Ok(mut pairs) = DockerfileGrammar::parse(Rule::exec_form, trimmed) else { return Ok(None) };
+    let Some(array) = pairs.next().and_then(|p| p.into_inner().find(|p| p.as_rule() == Rule::json_array)) else {
+        return Ok(None);
+    };
+    // Go rejects numbers out of float64 range anywhere in the document, and
+    // the line is then not JSON.
+    let flat = array.clone().into_inner().flatten();
+    if flat.clone().any(|p| p.as_rule() == Rule::json_number && p.as_str().parse::<f64>().map(|f| f.is_infinite()).unwrap_or(true)) {
+        return Ok(None);
+    }
+    let mut items = Vec::new();
+    for element in array.into_inner() {
+        if element.as_rule() != Rule::json_string {
+            return Err("when using JSON array syntax, arrays must be comprised of strings only".into());
+        }
+        let chars = element.into_inner().next().map(|c| (c.as_str(), c.as_span().start())).unwrap_or(("", 0));
+        items.push(Piece { text: json_unescape(chars.0), offset: at + chars.1.saturating_sub(1) });
+    }
+    Ok(Some(items))
+}
+
+/// Guards the recursive grammar against absurd nesting.
+fn too_deep(s: &str) -> bool {
+    let mut depth = 0usize;
+    let mut in_string = false;
+    let mut escaped = false;
+    for b in s.bytes() {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > 64 {
+                    return true;
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    false
+}
+
+/// Decodes the inside of a JSON string as Go does (bad surrogates become U+FFFD).
+fn json_unescape(s: &str) -> String {
+    if !s.contains('\\') {
+        return s.to_string();
+    }
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    let hex4 = |it: &mut std::str::Chars<'_>| -> Option<u32> {
+        let h: String = it.by_ref().take(4).collect();
+        u32::from_str_radix(&h, 16).ok()
+    };
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        match chars.next() {
+            Some('b') => out.push('\u{08}'),
+            Some('f') => out.push('\u{0C}'),
+            Some('n') => out.push('\n'),
+            Some('r') => out.push('\r'),
+            Some('t') => out.push('\t'),
+            Some('u') => {
+                let Some(u) = hex4(&mut chars) else { continue };
+                if (0xD800..0xDC00).contains(&u) {
+                    // A high surrogate pairs with an immediately following low one.
+                    let mut look = chars.clone();
+                    if look.next() == Some('\\') && look.next() == Some('u') {
+                        if let Some(lo) = hex4(&mut look) {
+                            if (0xDC00..0xE000).contains(&lo) {
+                                let c = 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00);
+                                out.push(char::from_u32(c).unwrap_or('\u{FFFD}'));
+                                chars = look;
+                                continue;
+                            }
+                        }
+                    }
+                    out.push('\u{FFFD}');
+                } else {
+                    out.push(char::from_u32(u).unwrap_or('\u{FFFD}'));
+                }
+            }
+            Some(other) => out.push(other),
+            None => {}
+        }
+    }
+    out
+}
+
+/// The heredocs an instruction line starts, in order (BuildKit lexes the
+/// whole line with quotes and escapes kept and looks for `<<` words).
+fn heredocs_from_line(line: &str) -> Result<Vec<Heredoc>, String> {
+    let lexer = Lexer { escape: '\\', raw_quotes: true, raw_escapes: true, skip_unset_env: true };
+    let Ok((_, words)) = lexer.process(line, &NoEnv) else { return Ok(Vec::new()) };
+    let mut docs = Vec::new();
+    for w in words {
+        if let Some(doc) = parse_heredoc(&w)? {
+            docs.push(doc);
+        }
+    }
+    Ok(docs)
+}
+
+/// Reads a heredoc marker word such as `<<EOF`, `<<-"EOF"` or `3<<EOF`.
+pub(crate) fn parse_heredoc(word: &str) -> Result<Option<Heredoc>, String> {
+    let digits = word.len() - word.trim_start_matches(|c: char| c.is_ascii_digit()).len();
+    let Some(after) = word[digits..].strip_prefix("<<") else { return Ok(None) };
+    let (chomp, after) = match after.strip_prefix('-') {
+        Some(a) => (true, a),
+        None => (false, after),
+    };
+    let rest = after.trim_start_matches([' ', '\t', '\n', '\r', '\u{0C}']);
+    if rest.contains('<') || rest.is_empty() {
+        return Ok(None);
+    }
+    let fd = word[..digits].parse::<u32>().unwrap_or(0);
+    let plain = Lexer { escape: '\\', raw_quotes: false, raw_escapes: false, skip_unset_env: true };
+    let (_, words) = plain.process(rest, &NoEnv).map_err(|e| e.to_string())?;
+    if words.len() != 1 {
+        return Ok(None);
+    }
+    let raw = Lexer { raw_quotes: true, ..plain };
+    let (_, raw_words) = raw.process(rest, &NoEnv).map_err(|e| e.to_string())?;
+    if raw_words.len() != words.len() {
+        return Err(format!("internal lexing of heredoc produced inconsistent results: {rest}"));
+    }
+    let quotes = |s: &str| s.chars().filter(|&c| c == '\'' || c == '"').count();
+    let name = words[0].clone();
+    let expand = quotes(&name) == quotes(&raw_words[0]);
+    Ok(Some(Heredoc { name, fd, expand, chomp, content: String::new() }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heredoc_markers() {
+        let h = parse_heredoc("<<-\"EOF\"").unwrap().unwrap();
+        assert_eq!((h.name.as_str(), h.chomp, h.expand), ("EOF", true, false));
+        let h = parse_heredoc("3<<END").unwrap().unwrap();
+        assert_eq!((h.fd, h.expand), (3, true));
+        assert!(parse_heredoc("cat<<EOF").unwrap().is_none());
+    }
+
+    #[test]
+    fn spans_point_at_words_across_continuations() {
+        let ast = parse(b"FROM a\nRUN --mount=type=cache,target=/x \\\n  echo hi\n", "Dockerfile").unwrap();
+        let run = &ast.nodes[1];
+        assert_eq!(run.span, Span { line: 2, column: 1 });
+        assert_eq!(run.flags[0].span, Span { line: 2, column: 5 });
+        assert_eq!(run.args[0].value, "echo hi");
+        assert_eq!(run.args[0].span, Span { line: 3, column: 3 });
+    }
+}

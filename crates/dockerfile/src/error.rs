@@ -1,0 +1,146 @@
+//! Errors of the Dockerfile frontend. Every error about the Dockerfile says
+//! where: `Dockerfile:LINE:COL: message`, then the offending line.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// A position in the Dockerfile: 1-based line, 1-based column (characters).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, serde::Serialize)]
+pub struct Span {
+    pub line: usize,
+    pub column: usize,
+}
+
+/// What kind of mistake a [`DockerfileError`] reports, for callers to match on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorKind {
+    /// Not text: invalid UTF-8, NUL bytes, a line over the length limit.
+    Encoding,
+    /// No instruction at all.
+    Empty,
+    /// A parser directive that is repeated or has a bad value.
+    Directive,
+    /// The text cannot be read as an instruction (bad JSON array, heredoc, ...).
+    Syntax,
+    /// An instruction name that does not exist.
+    UnknownInstruction,
+    /// A flag the instruction does not have, or a bad flag value.
+    Flag,
+    /// Wrong number or shape of arguments.
+    Arguments,
+    /// An instruction before the first FROM, other than ARG.
+    NoStage,
+    /// Variable expansion failed.
+    Expansion,
+}
+
+/// A mistake in a Dockerfile, with its position.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DockerfileError {
+    pub kind: ErrorKind,
+    pub file: String,
+    pub span: Span,
+    pub message: String,
+    /// The text of the offending line (without its line ending).
+    pub line_text: String,
+}
+
+impl fmt::Display for DockerfileError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: {}", self.file, self.span.line, self.span.column, self.message)?;
+        if self.span.line > 0 {
+            write!(f, "\n {:>4} | {}", self.span.line, self.line_text)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for DockerfileError {}
+
+/// Errors of this crate.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The Dockerfile is wrong at a position.
+    #[error("{0}")]
+    Dockerfile(Box<DockerfileError>),
+    /// A file could not be read.
+    #[error("reading {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A .dockerignore pattern is not valid.
+    #[error("{file}:{line}: invalid pattern {pattern:?}: {message}")]
+    IgnorePattern { file: String, line: usize, pattern: String, message: String },
+}
+
+impl Error {
+    /// The Dockerfile error, if this is one.
+    pub fn dockerfile(&self) -> Option<&DockerfileError> {
+        match self {
+            Error::Dockerfile(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<DockerfileError> for Error {
+    fn from(e: DockerfileError) -> Error {
+        Error::Dockerfile(Box::new(e))
+    }
+}
+
+/// The text of a Dockerfile with its line starts, to turn byte offsets into
+/// positions and show lines in errors.
+#[derive(Debug, Clone)]
+pub(crate) struct SourceMap<'a> {
+    pub text: &'a str,
+    pub file: &'a str,
+    line_starts: Vec<usize>,
+}
+
+impl<'a> SourceMap<'a> {
+    pub(crate) fn new(text: &'a str, file: &'a str) -> SourceMap<'a> {
+        let mut line_starts = vec![0];
+        line_starts.extend(memchr_iter(text.as_bytes()).map(|i| i + 1));
+        SourceMap { text, file, line_starts }
+    }
+
+    /// 1-based line and column (in characters) of a byte offset.
+    pub(crate) fn span(&self, offset: usize) -> Span {
+        let offset = offset.min(self.text.len());
+        let line = self.line_starts.partition_point(|&s| s <= offset);
+        let start = self.line_starts[line - 1];
+        let mut o = offset;
+        while !self.text.is_char_boundary(o) {
+            o -= 1;
+        }
+        let column = self.text[start..o].chars().count() + 1;
+        Span { line, column }
+    }
+
+    pub(crate) fn line_text(&self, line: usize) -> &'a str {
+        if line == 0 || line > self.line_starts.len() {
+            return "";
+        }
+        let start = self.line_starts[line - 1];
+        let end = self.line_starts.get(line).map(|e| e - 1).unwrap_or(self.text.len());
+        self.text[start..end.max(start)].trim_end_matches('\r')
+    }
+
+    pub(crate) fn error(&self, kind: ErrorKind, span: Span, message: impl Into<String>) -> DockerfileError {
+        DockerfileError {
+            kind,
+            file: self.file.to_string(),
+            span,
+            message: message.into(),
+            line_text: self.line_text(span.line).to_string(),
+        }
+    }
+}
+
+fn memchr_iter(b: &[u8]) -> impl Iterator<Item = usize> + '_ {
+    b.iter().enumerate().filter(|(_, c)| **c == b'\n').map(|(i, _)| i)
+}

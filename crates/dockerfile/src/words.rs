@@ -1,0 +1,389 @@
+//! Splitting one joined instruction line into its parts, the way BuildKit's
+//! parser does: the instruction name, `--flags`, and the arguments, whose
+//! shape depends on the instruction (whitespace-separated words, quoted words,
+//! `name=value` pairs, one string, or the exec form).
+//!
+//! The parser keeps quotes and escapes as written: quote removal and variable
+//! expansion happen later (see [`crate::shell`]). Every word carries the byte
+//! offset where it starts in the line it was cut from, for error positions.
+
+/// Go's `unicode.IsSpace`.
+pub(crate) fn is_go_space(c: char) -> bool {
+    matches!(
+        c,
+        '\t' | '\n' | '\u{0B}' | '\u{0C}' | '\r' | ' ' | '\u{85}' | '\u{A0}' | '\u{1680}' | '\u{2000}'..='\u{200A}'
+            | '\u{2028}' | '\u{2029}' | '\u{202F}' | '\u{205F}' | '\u{3000}'
+    )
+}
+
+/// Go's `unicode.IsSpace(rune(b))` for a single byte, as BuildKit's byte-wise
+/// scanners apply it (so the UTF-8 continuation bytes 0x85 and 0xA0 count).
+fn is_go_space_byte(b: u8) -> bool {
+    matches!(b, b'\t' | b'\n' | 0x0B | 0x0C | b'\r' | b' ' | 0x85 | 0xA0)
+}
+
+/// The blanks of BuildKit's `[\t\v\f\r ]+` separator.
+fn is_sep(c: char) -> bool {
+    matches!(c, '\t' | '\u{0B}' | '\u{0C}' | '\r' | ' ')
+}
+
+/// `strings.TrimSpace`: returns the trimmed slice and the offset where it starts.
+pub(crate) fn trim_space(s: &str) -> (&str, usize) {
+    let start = s.len() - s.trim_start_matches(is_go_space).len();
+    let trimmed = s[start..].trim_end_matches(is_go_space);
+    (trimmed, start)
+}
+
+/// A piece of a line: its text and the byte offset where it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Piece {
+    pub text: String,
+    pub offset: usize,
+}
+
+impl Piece {
+    fn new(text: impl Into<String>, offset: usize) -> Piece {
+        Piece { text: text.into(), offset }
+    }
+}
+
+/// `regexp.MustCompile("[\t\v\f\r ]+").Split(s, n)` with n = 2 or -1 (all).
+pub(crate) fn split_blanks(s: &str, base: usize, limit: Option<usize>) -> Vec<Piece> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut iter = s.char_indices().peekable();
+    while let Some((i, c)) = iter.next() {
+        if limit.is_some_and(|n| out.len() + 1 >= n) {
+            break;
+        }
+        if is_sep(c) {
+            let mut end = i + c.len_utf8();
+            while let Some(&(j, d)) = iter.peek() {
+                if !is_sep(d) {
+                    break;
+                }
+                end = j + d.len_utf8();
+                iter.next();
+            }
+            out.push(Piece::new(&s[start..i], base + start));
+            start = end;
+        }
+    }
+    out.push(Piece::new(&s[start..], base + start));
+    out
+}
+
+/// The instruction name, its flags and the rest of the line (BuildKit's
+/// `splitCommand`). Offsets are relative to `line`.
+pub(crate) struct SplitLine {
+    pub command: Piece,
+    pub flags: Vec<Piece>,
+    pub rest: Piece,
+}
+
+pub(crate) fn split_command(line: &str, escape: char) -> SplitLine {
+    let (trimmed, base) = trim_space(line);
+    let mut parts = split_blanks(trimmed, base, Some(2));
+    let mut flags = Vec::new();
+    let mut rest = Piece::new("", line.len());
+    if parts.len() == 2 {
+        let after = parts.pop().unwrap_or_else(|| Piece::new("", line.len()));
+        let (args, args_offset, f) = extract_builder_flags(&after.text, escape);
+        flags = f.into_iter().map(|p| Piece::new(p.text, p.offset + after.offset)).collect();
+        let (t, o) = trim_space(args);
+        rest = Piece::new(t, after.offset + args_offset + o);
+    }
+    let command = parts.pop().unwrap_or_else(|| Piece::new("", base));
+    SplitLine { command, flags, rest }
+}
+
+/// Leading `--flag[=value]` words; stops at the first word not starting with
+/// `--`, or after a lone `--`. BuildKit scans this byte by byte, so a byte
+/// above 0x7F stands for the Latin-1 character of the same number: kept.
+fn extract_builder_flags(line: &str, escape: char) -> (&str, usize, Vec<Piece>) {
+    #[derive(PartialEq)]
+    enum Phase {
+        Spaces,
+        Word,
+        Quote,
+    }
+    let b = line.as_bytes();
+    let esc = if escape.is_ascii() { escape as u8 } else { b'\\' };
+    let mut words = Vec::new();
+    let mut phase = Phase::Spaces;
+    let mut word = String::new();
+    let mut word_start = 0;
+    let mut quote = 0u8;
+    let mut blank_ok = false;
+    let mut pos = 0;
+    let rest_at = |pos: usize| -> (&str, usize) {
+        // A byte position inside a character (after a stray 0x85/0xA0 byte)
+        // moves to the next character boundary.
+        let mut p = pos;
+        while p < line.len() && !line.is_char_boundary(p) {
+            p += 1;
+        }
+        (&line[p..], p)
+    };
+    loop {
+        let ch = if pos < b.len() { b[pos] } else { 0 };
+        if phase == Phase::Spaces {
+            if pos == b.len() {
+                break;
+            }
+            if is_go_space_byte(ch) {
+                pos += 1;
+                continue;
+            }
+            if ch != b'-' || pos + 1 == b.len() || b[pos + 1] != b'-' {
+                let (r, o) = rest_at(pos);
+                return (r, o, words);
+            }
+            phase = Phase::Word;
+            word_start = pos;
+        }
+        if pos == b.len() {
+            if word != "--" && (blank_ok || !word.is_empty()) {
+                words.push(Piece::new(std::mem::take(&mut word), word_start));
+            }
+            break;
+        }
+        if phase == Phase::Word {
+            if is_go_space_byte(ch) {
+                phase = Phase::Spaces;
+                if word == "--" {
+                    let (r, o) = rest_at(pos);
+                    return (r, o, words);
+                }
+                if blank_ok || !word.is_empty() {
+                    words.push(Piece::new(std::mem::take(&mut word), word_start));
+                }
+                word.clear();
+                blank_ok = false;
+                pos += 1;
+                continue;
+            }
+            if ch == b'\'' || ch == b'"' {
+                quote = ch;
+                blank_ok = true;
+                phase = Phase::Quote;
+                pos += 1;
+                continue;
+            }
+            let mut c = ch;
+            if c == esc {
+                if pos + 1 == b.len() {
+                    pos += 1;
+                    continue;
+                }
+                pos += 1;
+                c = b[pos];
+            }
+            word.push(char::from(c));
+            pos += 1;
+            continue;
+        }
+        // Inside quotes.
+        if ch == quote {
+            phase = Phase::Word;
+            pos += 1;
+            continue;
+        }
+        let mut c = ch;
+        if c == esc {
+            if pos + 1 == b.len() {
+                phase = Phase::Word;
+                pos += 1;
+                continue;
+            }
+            pos += 1;
+            c = b[pos];
+        }
+        word.push(char::from(c));
+        pos += 1;
+    }
+    ("", line.len(), words)
+}
+
+/// Space-separated words where quotes group (and are kept), as BuildKit's
+/// `parseWords` (used by ARG, ENV and LABEL).
+pub(crate) fn parse_words(rest: &str, escape: char) -> Vec<Piece> {
+    #[derive(PartialEq)]
+    enum Phase {
+        Spaces,
+        Word,
+        Quote,
+    }
+    let mut words = Vec::new();
+    let mut phase = Phase::Spaces;
+    let mut quote = '\0';
+    let mut blank_ok = false;
+    let mut word = String::new();
+    let mut word_start = 0;
+    let chars: Vec<(usize, char)> = rest.char_indices().collect();
+    let mut i = 0;
+    loop {
+        let at_end = i >= chars.len();
+        let (pos, ch) = if at_end { (rest.len(), '\0') } else { chars[i] };
+        if phase == Phase::Spaces {
+            if at_end {
+                break;
+            }
+            if is_go_space(ch) {
+                i += 1;
+                continue;
+            }
+            phase = Phase::Word;
+            word_start = pos;
+        }
+        if at_end {
+            if blank_ok || !word.is_empty() {
+                words.push(Piece::new(std::mem::take(&mut word), word_start));
+            }
+            break;
+        }
+        if phase == Phase::Word {
+            if is_go_space(ch) {
+                phase = Phase::Spaces;
+                if blank_ok || !word.is_empty() {
+                    words.push(Piece::new(std::mem::take(&mut word), word_start));
+                }
+                word.clear();
+                blank_ok = false;
+                i += 1;
+                continue;
+            }
+            if ch == '\'' || ch == '"' {
+                quote = ch;
+                blank_ok = true;
+                phase = Phase::Quote;
+            }
+            let mut c = ch;
+            if c == escape {
+                if i + 1 == chars.len() {
+                    i += 1;
+                    continue;
+                }
+                word.push(c);
+                i += 1;
+                c = chars[i].1;
+            }
+            word.push(c);
+            i += 1;
+            continue;
+        }
+        // Inside quotes.
+        if ch == quote {
+            phase = Phase::Word;
+        }
+        let mut c = ch;
+        if c == escape && quote != '\'' {
+            if i + 1 == chars.len() {
+                phase = Phase::Word;
+                i += 1;
+                continue;
+            }
+            i += 1;
+            word.push(c);
+            c = chars[i].1;
+        }
+        word.push(c);
+        i += 1;
+    }
+    words
+}
+
+/// Go's `strconv.Quote`.
+pub fn go_quote(s: &str) -> String {
+    let mut out = String::with_capacity(s.len() + 2);
+    out.push('"');
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\u{07}' => out.push_str("\\a"),
+            '\u{08}' => out.push_str("\\b"),
+            '\u{0C}' => out.push_str("\\f"),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            '\u{0B}' => out.push_str("\\v"),
+            c if is_go_printable(c) => out.push(c),
+            c if (c as u32) < 0x80 => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if (c as u32) < 0x10000 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push_str(&format!("\\U{:08x}", c as u32)),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Go's `strconv.IsPrint`: letters, marks, numbers, punctuation, symbols and
+/// the ASCII space. Without Unicode category tables, this rejects what is
+/// certainly not printable: controls, non-ASCII spaces, format characters,
+/// private use, noncharacters and surrogates.
+fn is_go_printable(c: char) -> bool {
+    let u = c as u32;
+    if c == ' ' {
+        return true;
+    }
+    if c.is_control() || c.is_whitespace() {
+        return false;
+    }
+    let format = matches!(u,
+        0xAD | 0x600..=0x605 | 0x61C | 0x6DD | 0x70F | 0x890..=0x891 | 0x8E2 | 0x180E | 0x200B..=0x200F
+        | 0x202A..=0x202E | 0x2060..=0x2064 | 0x2066..=0x206F | 0xFEFF | 0xFFF9..=0xFFFB | 0x110BD | 0x110CD
+        | 0x13430..=0x1343F | 0x1BCA0..=0x1BCA3 | 0x1D173..=0x1D17A | 0xE0001 | 0xE0020..=0xE007F);
+    let private = matches!(u, 0xE000..=0xF8FF | 0xF0000..=0xFFFFD | 0x100000..=0x10FFFD);
+    let nonchar = matches!(u, 0xFDD0..=0xFDEF) || (u & 0xFFFE) == 0xFFFE;
+    !(format || private || nonchar)
+}
+
+/// Go's `strings.ToLower` (simple case mapping, rune by rune).
+pub(crate) fn go_lower(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c == '\u{130}' {
+            out.push('i');
+        } else {
+            out.extend(c.to_lowercase());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn texts(p: &[Piece]) -> Vec<&str> {
+        p.iter().map(|p| p.text.as_str()).collect()
+    }
+
+    #[test]
+    fn flags_stop_at_first_non_flag_and_after_double_dash() {
+        let s = split_command("COPY --from=a  --chown=1:2 -- --x y", '\\');
+        assert_eq!(s.command.text, "COPY");
+        assert_eq!(texts(&s.flags), ["--from=a", "--chown=1:2"]);
+        assert_eq!(s.rest.text, "--x y");
+        assert_eq!(&"COPY --from=a  --chown=1:2 -- --x y"[s.rest.offset..], "--x y");
+    }
+
+    #[test]
+    fn quoted_flag_values_lose_their_quotes() {
+        let s = split_command(r#"RUN --mount="type=cache,target=/a b" echo"#, '\\');
+        assert_eq!(texts(&s.flags), ["--mount=type=cache,target=/a b"]);
+        assert_eq!(s.rest.text, "echo");
+    }
+
+    #[test]
+    fn words_keep_quotes_and_escapes() {
+        assert_eq!(texts(&parse_words(r#"abc="123 456" def"#, '\\')), [r#"abc="123 456""#, "def"]);
+        assert_eq!(texts(&parse_words(r"a\ b c", '\\')), [r"a\ b", "c"]);
+    }
+
+    #[test]
+    fn quote_matches_go() {
+        assert_eq!(go_quote("a\"b\\\u{0}\u{7f}♥\u{a0}"), "\"a\\\"b\\\\\\x00\\x7f♥\\u00a0\"");
+    }
+}
