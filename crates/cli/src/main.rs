@@ -71,6 +71,8 @@ enum Command {
     Container(cmd::container::Command),
     #[command(flatten)]
     Build(cmd::build::Command),
+    #[command(flatten)]
+    Serve(cmd::serve::Command),
 }
 
 fn main() -> ExitCode {
@@ -87,6 +89,7 @@ fn main() -> ExitCode {
         Command::Image(c) => c.run(&cli.globals),
         Command::Container(c) => c.run(&cli.globals),
         Command::Build(c) => c.run(&cli.globals),
+        Command::Serve(c) => c.run(&cli.globals),
     };
     match result {
         Ok(code) => code,

@@ -4,3 +4,4 @@ pub mod build;
 pub mod container;
 pub mod image;
 pub mod parse;
+pub mod serve;

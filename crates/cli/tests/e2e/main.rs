@@ -8,3 +8,4 @@ mod build;
 mod container;
 mod image;
 mod parse;
+mod serve;
