@@ -10,13 +10,19 @@
 
 #![deny(unsafe_code)]
 
+pub mod base;
 pub mod cache;
 pub mod context;
 pub mod error;
+pub mod exec;
+pub mod export;
 pub mod fileop;
+pub mod http;
 pub mod progress;
+pub mod solve;
 pub mod view;
 
 pub use cache::{CacheIndex, CacheKey, LayerRef, Snapshot};
 pub use error::{Result, SolveError};
 pub use progress::{Event, ProgressSink};
+pub use solve::{ImageSource, Output, SolveRequest, Solved, Solver};

@@ -1,0 +1,298 @@
+//! Exec ops (RUN): a process in the sandbox on an overlay of the input snapshot; the overlay's
+//! upper dir becomes the new layer.
+
+use std::fs;
+use std::io::Read;
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use graph::{CacheSharing, ExecOp, MountKind};
+
+use crate::error::{Result, SolveError};
+
+/// Cancels a build: marks it cancelled and kills every container it started.
+#[derive(Default)]
+pub struct Cancel {
+    cancelled: AtomicBool,
+    pids: Mutex<Vec<i32>>,
+}
+
+impl Cancel {
+    pub fn cancel(&self) {
+        self.cancelled.store(true, Ordering::SeqCst);
+        if let Ok(pids) = self.pids.lock() {
+            for p in pids.iter() {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*p), nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+    }
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::SeqCst)
+    }
+    fn add(&self, pid: i32) {
+        if let Ok(mut p) = self.pids.lock() {
+            p.push(pid);
+        }
+        if self.is_cancelled() {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        }
+    }
+    fn remove(&self, pid: i32) {
+        if let Ok(mut p) = self.pids.lock() {
+            p.retain(|x| *x != pid);
+        }
+    }
+}
+
+/// A directory a RUN --mount binds (already resolved by the scheduler).
+pub enum MountSource {
+    /// A read-only view or a directory of another input (`bind`), at `source` within it.
+    Dir(PathBuf),
+    /// A persistent cache directory.
+    Cache { dir: PathBuf, lock: Option<fs::File> },
+    Tmpfs,
+    /// Bytes of a secret.
+    Secret(Vec<u8>),
+    /// A missing optional secret: nothing is mounted.
+    Nothing,
+}
+
+pub struct ExecRequest<'a> {
+    pub step: &'a str,
+    pub op: &'a ExecOp,
+    /// Layer directories of the input, bottom first.
+    pub lowers: Vec<PathBuf>,
+    /// The mounts, in the op's order.
+    pub mount_sources: Vec<MountSource>,
+    /// Private work directory (upper, work, bundle live here).
+    pub work: &'a Path,
+    pub cancel: &'a Cancel,
+    pub on_output: &'a (dyn Fn(&[u8]) + Sync),
+}
+
+/// Runs the process; returns the upper dir (the new layer's content) on success.
+pub fn run(req: ExecRequest<'_>) -> Result<PathBuf> {
+    if req.cancel.is_cancelled() {
+        return Err(SolveError::Cancelled);
+    }
+    let upper = req.work.join("upper");
+    let ovl_work = req.work.join("work");
+    let rootfs = req.work.join("rootfs");
+    let bundle = req.work.join("bundle");
+    let secrets = req.work.join("secrets");
+    for d in [&upper, &ovl_work, &rootfs, &bundle] {
+        fs::create_dir_all(d).map_err(SolveError::io("create", d))?;
+    }
+    // What the mounts will create in the upper dir if missing; removed afterwards.
+    let mut stub_targets: Vec<String> = ["/proc", "/sys", "/dev", "/etc/hosts", "/etc/resolv.conf", "/etc/hostname"].iter().map(|s| s.to_string()).collect();
+    let mut mounts = Vec::new();
+    let mut _locks = Vec::new();
+    for (m, src) in req.op.mounts.iter().zip(req.mount_sources) {
+        stub_targets.push(m.target.clone());
+        match (&m.kind, src) {
+            (MountKind::Bind { readwrite, .. }, MountSource::Dir(dir)) => {
+                if *readwrite {
+                    // Writes are discarded: bind a private copy.
+                    let copy = req.work.join(format!("bind-rw-{}", mounts.len()));
+                    copy_tree(&dir, &copy)?;
+                    mounts.push(runtime::bind_mount(&copy, &m.target, false));
+                } else {
+                    mounts.push(runtime::bind_mount(&dir, &m.target, true));
+                }
+            }
+            (MountKind::Cache { readonly, .. }, MountSource::Cache { dir, lock }) => {
+                _locks.extend(lock);
+                mounts.push(runtime::bind_mount(&dir, &m.target, *readonly));
+            }
+            (MountKind::Tmpfs { .. }, _) => mounts.push(runtime::tmpfs_mount(&m.target)),
+            (MountKind::Secret { uid, gid, mode, .. }, MountSource::Secret(bytes)) => {
+                fs::create_dir_all(&secrets).map_err(SolveError::io("create", &secrets))?;
+                let file = secrets.join(format!("{}", mounts.len()));
+                fs::write(&file, &bytes).map_err(SolveError::io("write secret", &file))?;
+                use std::os::unix::fs::PermissionsExt;
+                fs::set_permissions(&file, fs::Permissions::from_mode(*mode)).map_err(SolveError::io("chmod", &file))?;
+                std::os::unix::fs::chown(&file, Some(*uid), Some(*gid)).map_err(SolveError::io("chown", &file))?;
+                mounts.push(runtime::bind_mount(&file, &m.target, true));
+            }
+            (_, MountSource::Nothing) => {}
+            _ => return Err(SolveError::step(req.step, format!("mount at {} has no source", m.target))),
+        }
+    }
+    let existed: Vec<bool> = stub_targets.iter().map(|t| exists_in(&req.lowers, t)).collect();
+    let lowers_top_first: Vec<PathBuf> = req.lowers.iter().rev().cloned().collect();
+    // Overlay needs at least one lower dir: an empty one stands in for scratch.
+    let lowers_top_first = if lowers_top_first.is_empty() {
+        let empty = req.work.join("empty");
+        fs::create_dir_all(&empty).map_err(SolveError::io("create", &empty))?;
+        vec![empty]
+    } else {
+        lowers_top_first
+    };
+    let opts = runtime::SpecOptions {
+        rootfs: rootfs.clone(),
+        args: req.op.args.clone(),
+        env: req.op.env.clone(),
+        cwd: req.op.cwd.clone(),
+        user: req.op.user.clone(),
+        hostname: "buildkitsandbox".into(),
+        network: match req.op.network {
+            graph::Network::Host => runtime::Network::Host,
+            graph::Network::None => runtime::Network::None,
+        },
+        mounts,
+        overlay: Some(runtime::OverlayRootfs { lowers: lowers_top_first, upper: upper.clone(), work: ovl_work.clone() }),
+        ..Default::default()
+    };
+    let spec = runtime::build_spec(&opts).map_err(|e| SolveError::step(req.step, e.to_string()))?;
+    let (rd, wr) = nix::unistd::pipe().map_err(|e| SolveError::step(req.step, format!("creating output pipe: {e}")))?;
+    let wr2: OwnedFd = wr.try_clone().map_err(SolveError::io("dup pipe", &bundle))?;
+    let stdio = runtime::Stdio::fds(None, wr, wr2);
+    let tail = Mutex::new(Vec::<u8>::new());
+    let status = std::thread::scope(|s| -> Result<runtime::ExitStatus> {
+        let reader = s.spawn(|| {
+            let mut f = fs::File::from(rd);
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                match f.read(&mut buf) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        (req.on_output)(&buf[..n]);
+                        if let Ok(mut t) = tail.lock() {
+                            t.extend_from_slice(&buf[..n]);
+                            if t.len() > 8192 {
+                                let cut = t.len() - 8192;
+                                t.drain(..cut);
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        let started = runtime::start(&bundle, &spec, stdio);
+        let result = match started {
+            Ok(container) => {
+                let pid = container.pid();
+                req.cancel.add(pid);
+                let r = container.wait().map_err(|e| SolveError::step(req.step, e.to_string()));
+                req.cancel.remove(pid);
+                r
+            }
+            Err(e) => Err(SolveError::step(req.step, format!("starting the sandbox: {e}"))),
+        };
+        let _ = reader.join();
+        result
+    })?;
+    if req.cancel.is_cancelled() {
+        return Err(SolveError::Cancelled);
+    }
+    if !status.success() {
+        let t = tail.lock().map(|t| String::from_utf8_lossy(&t).into_owned()).unwrap_or_default();
+        let lines: Vec<&str> = t.lines().collect();
+        let last: Vec<&str> = lines.iter().rev().take(10).rev().cloned().collect();
+        let tail = if last.is_empty() { String::new() } else { format!("\n  last output:\n    {}", last.join("\n    ")) };
+        return Err(SolveError::ExecFailed { step: req.step.to_string(), command: shown_command(&req.op.args), code: status.code(), tail });
+    }
+    for (t, existed) in stub_targets.iter().zip(existed) {
+        if !existed {
+            remove_stub(&upper, t);
+        }
+    }
+    Ok(upper)
+}
+
+fn shown_command(args: &[String]) -> String {
+    if args.len() == 3 && args[1] == "-c" {
+        format!("{} -c {}", args[0], args[2])
+    } else {
+        args.join(" ")
+    }
+}
+
+/// Whether `target` exists in any of the layers (whiteouts ignored: a stub we would remove is
+/// empty anyway).
+fn exists_in(layers: &[PathBuf], target: &str) -> bool {
+    let rel = target.trim_start_matches('/');
+    layers.iter().any(|l| fs::symlink_metadata(l.join(rel)).is_ok())
+}
+
+/// Removes an empty mount-point stub and the empty parents created for it.
+fn remove_stub(upper: &Path, target: &str) {
+    let rel = target.trim_start_matches('/');
+    if rel.is_empty() {
+        return;
+    }
+    let mut p = upper.join(rel);
+    let removable = match fs::symlink_metadata(&p) {
+        Ok(m) if m.is_dir() => fs::read_dir(&p).map(|mut r| r.next().is_none()).unwrap_or(false),
+        Ok(m) if m.is_file() => m.len() == 0,
+        _ => false,
+    };
+    if !removable {
+        return;
+    }
+    let _ = fs::remove_dir(&p).or_else(|_| fs::remove_file(&p));
+    while let Some(parent) = p.parent().map(Path::to_path_buf) {
+        if parent == upper || !parent.starts_with(upper) {
+            break;
+        }
+        if fs::remove_dir(&parent).is_err() {
+            break;
+        }
+        p = parent;
+    }
+}
+
+/// Copies a directory tree (for read-write bind mounts whose writes are discarded).
+fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(src)
+        .arg(dst)
+        .status()
+        .map_err(SolveError::io("run cp -a for", src))?;
+    if !status.success() {
+        return Err(SolveError::Other(format!("copying {} for a read-write bind mount failed", src.display())));
+    }
+    Ok(())
+}
+
+/// Prepares a `type=cache` mount directory: created with uid/gid/mode the first time; a
+/// `locked` mount is held exclusively, a `private` one that is busy gets a fresh directory.
+pub fn cache_mount_dir(base: &Path, sharing: CacheSharing, uid: u32, gid: u32, mode: u32, seed: Option<&Path>) -> Result<(PathBuf, Option<fs::File>)> {
+    let dir = base.join("data");
+    if !dir.exists() {
+        fs::create_dir_all(base).map_err(SolveError::io("create", base))?;
+        let tmp = base.join(format!("data.tmp{}", std::process::id()));
+        let _ = fs::remove_dir_all(&tmp);
+        match seed {
+            Some(s) => copy_tree(s, &tmp)?,
+            None => fs::create_dir(&tmp).map_err(SolveError::io("create", &tmp))?,
+        }
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(mode)).map_err(SolveError::io("chmod", &tmp))?;
+        std::os::unix::fs::chown(&tmp, Some(uid), Some(gid)).map_err(SolveError::io("chown", &tmp))?;
+        if fs::rename(&tmp, &dir).is_err() {
+            let _ = fs::remove_dir_all(&tmp);
+        }
+    }
+    let lock_path = base.join("lock");
+    let lock = fs::File::options().create(true).truncate(false).write(true).open(&lock_path).map_err(SolveError::io("open", &lock_path))?;
+    match sharing {
+        CacheSharing::Shared => Ok((dir, None)),
+        CacheSharing::Locked => {
+            fs4::fs_std::FileExt::lock_exclusive(&lock).map_err(SolveError::io("lock", &lock_path))?;
+            Ok((dir, Some(lock)))
+        }
+        CacheSharing::Private => {
+            if fs4::fs_std::FileExt::try_lock_exclusive(&lock).is_ok() {
+                Ok((dir, Some(lock)))
+            } else {
+                let private = base.join(format!("private-{}-{:?}", std::process::id(), std::thread::current().id()).replace(['(', ')'], ""));
+                fs::create_dir_all(&private).map_err(SolveError::io("create", &private))?;
+                Ok((private, None))
+            }
+        }
+    }
+}

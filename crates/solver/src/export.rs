@@ -1,0 +1,197 @@
+//! Export: the final snapshot and the image spec become an image in the store (config,
+//! manifest, layer blobs), or a plain directory / tarball of the filesystem.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use graph::VertexDigest;
+use graph::image::{History, ImageSpec};
+use serde::Serialize;
+use snapshot::diff::{Compression, DiffOptions};
+
+use crate::cache::{BlobDesc, CacheIndex, Snapshot};
+use crate::error::{Result, SolveError};
+
+#[derive(Clone, Debug)]
+pub struct ExportOptions {
+    pub compression: Compression,
+    pub source_date_epoch: Option<i64>,
+}
+
+/// What was written.
+#[derive(Clone, Debug)]
+pub struct ExportedImage {
+    pub manifest_digest: String,
+    pub manifest_size: u64,
+    pub config_digest: String,
+    pub layers: Vec<BlobDesc>,
+}
+
+#[derive(Serialize)]
+struct RootFs<'a> {
+    #[serde(rename = "type")]
+    kind: &'a str,
+    diff_ids: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct ConfigFile<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    created: Option<String>,
+    architecture: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    variant: Option<&'a str>,
+    os: &'a str,
+    config: &'a graph::image::ContainerConfig,
+    rootfs: RootFs<'a>,
+    history: Vec<History>,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Desc<'a> {
+    media_type: &'a str,
+    digest: &'a str,
+    size: u64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Manifest<'a> {
+    schema_version: u32,
+    media_type: &'a str,
+    config: Desc<'a>,
+    layers: Vec<Desc<'a>>,
+}
+
+fn rfc3339(secs: i64) -> String {
+    chrono::DateTime::from_timestamp(secs, 0).unwrap_or_default().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+fn now_secs() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
+}
+
+/// The blob of every layer of `snapshot`, making (and remembering) the ones not made yet.
+pub fn layer_blobs(index: &CacheIndex, store: &oci::Store, snapshot: &Snapshot, opts: &ExportOptions, note: &dyn Fn(String)) -> Result<Vec<BlobDesc>> {
+    let mut out = Vec::new();
+    let tag = match opts.source_date_epoch {
+        Some(e) => format!("{}-sde{e}", opts.compression.name()),
+        None => opts.compression.name().to_string(),
+    };
+    for (i, l) in snapshot.layers.iter().enumerate() {
+        if let Some(b) = &l.blob {
+            out.push(b.clone());
+            continue;
+        }
+        if let Some(b) = index.layer_blob(&l.dir, &tag) {
+            if store.has_blob(&b.digest.parse().map_err(|e| SolveError::Other(format!("{e}")))?) {
+                out.push(b);
+                continue;
+            }
+        }
+        let dir = index.abs(&l.dir);
+        let lowers: Vec<_> = snapshot.layers[..i].iter().rev().map(|l| index.abs(&l.dir)).collect();
+        let started = std::time::Instant::now();
+        let mut w = store.blob_writer().map_err(|e| SolveError::Other(format!("writing layer blob: {e}")))?;
+        let diff = snapshot::diff::write_layer(
+            &dir,
+            &mut w,
+            &DiffOptions { compression: opts.compression, source_date_epoch: opts.source_date_epoch, lowers, ..Default::default() },
+        )?;
+        let digest: oci::Digest = diff.digest.parse().map_err(|e| SolveError::Other(format!("{e}")))?;
+        w.commit(Some(&digest)).map_err(|e| SolveError::Other(format!("storing layer blob {digest}: {e}")))?;
+        let b = BlobDesc { digest: diff.digest.clone(), size: diff.size, media_type: diff.media_type().to_string(), diff_id: diff.diff_id.clone() };
+        index.set_layer_blob(&l.dir, &tag, &b)?;
+        note(format!("exporting layer {} {:.1}s", &diff.digest[..19], started.elapsed().as_secs_f64()));
+        out.push(b);
+    }
+    Ok(out)
+}
+
+/// Writes the image (layers, config, manifest) to the store. `new_layers` says, per vertex,
+/// how many layers it added, to mark history entries `empty_layer`.
+pub fn export_image(
+    index: &CacheIndex,
+    store: &oci::Store,
+    snapshot: &Snapshot,
+    spec: &ImageSpec,
+    new_layers: &HashMap<VertexDigest, usize>,
+    opts: &ExportOptions,
+    note: &dyn Fn(String),
+) -> Result<ExportedImage> {
+    let blobs = layer_blobs(index, store, snapshot, opts, note)?;
+    let created_secs = opts.source_date_epoch.unwrap_or_else(now_secs);
+    let created = rfc3339(created_secs);
+    let mut history = spec.base_history.clone();
+    if let Some(epoch) = opts.source_date_epoch {
+        // Inherited entries newer than the epoch are clamped too, so the config is reproducible.
+        for h in &mut history {
+            if let Some(c) = &h.created {
+                if chrono::DateTime::parse_from_rfc3339(c).map(|t| t.timestamp() > epoch).unwrap_or(false) {
+                    h.created = Some(rfc3339(epoch));
+                }
+            }
+        }
+    }
+    for step in &spec.steps {
+        let added = step.vertex.and_then(|v| new_layers.get(&v).copied()).unwrap_or(0);
+        history.push(History {
+            created: Some(created.clone()),
+            created_by: Some(step.created_by.clone()),
+            author: None,
+            comment: step.comment.clone(),
+            empty_layer: added == 0,
+        });
+    }
+    let config = ConfigFile {
+        created: Some(created),
+        architecture: &spec.architecture,
+        variant: spec.variant.as_deref(),
+        os: &spec.os,
+        config: &spec.config,
+        rootfs: RootFs { kind: "layers", diff_ids: blobs.iter().map(|b| b.diff_id.clone()).collect() },
+        history,
+    };
+    let config_bytes = serde_json::to_vec(&config).map_err(|e| SolveError::Other(format!("encoding image config: {e}")))?;
+    let cfg = store.put_bytes(&config_bytes).map_err(|e| SolveError::Other(format!("storing image config: {e}")))?;
+    let cfg_digest = cfg.digest.to_string();
+    let manifest = Manifest {
+        schema_version: 2,
+        media_type: "application/vnd.oci.image.manifest.v1+json",
+        config: Desc { media_type: "application/vnd.oci.image.config.v1+json", digest: &cfg_digest, size: cfg.size },
+        layers: blobs.iter().map(|b| Desc { media_type: &b.media_type, digest: &b.digest, size: b.size }).collect(),
+    };
+    let manifest_bytes = serde_json::to_vec(&manifest).map_err(|e| SolveError::Other(format!("encoding manifest: {e}")))?;
+    let m = store.put_bytes(&manifest_bytes).map_err(|e| SolveError::Other(format!("storing manifest: {e}")))?;
+    Ok(ExportedImage { manifest_digest: m.digest.to_string(), manifest_size: m.size, config_digest: cfg_digest, layers: blobs })
+}
+
+/// Copies the merged filesystem of `snapshot` into `dest` (`--output type=local`).
+pub fn export_local(index: &CacheIndex, snapshot: &Snapshot, dest: &Path) -> Result<()> {
+    let work = index.work_dir()?;
+    let layers: Vec<_> = snapshot.layers.iter().map(|l| index.abs(&l.dir)).collect();
+    let view = crate::view::View::open(&layers, &work.path().join("view"))?;
+    std::fs::create_dir_all(dest).map_err(SolveError::io("create", dest))?;
+    let st = std::process::Command::new("cp")
+        .arg("-a")
+        .arg("--no-preserve=ownership")
+        .arg(format!("{}/.", view.path().display()))
+        .arg(dest)
+        .status()
+        .map_err(SolveError::io("run cp into", dest))?;
+    if !st.success() {
+        return Err(SolveError::Other(format!("copying the result into {} failed", dest.display())));
+    }
+    // A single-layer view is the layer itself: drop whiteout devices it may hold.
+    Ok(())
+}
+
+/// Writes the merged filesystem of `snapshot` as a tar stream (`--output type=tar`).
+pub fn export_tar(index: &CacheIndex, snapshot: &Snapshot, out: impl std::io::Write + Send, epoch: Option<i64>) -> Result<()> {
+    let work = index.work_dir()?;
+    let layers: Vec<_> = snapshot.layers.iter().map(|l| index.abs(&l.dir)).collect();
+    let view = crate::view::View::open(&layers, &work.path().join("view"))?;
+    snapshot::diff::write_layer(view.path(), out, &DiffOptions { compression: Compression::Uncompressed, source_date_epoch: epoch, ..Default::default() })?;
+    Ok(())
+}
