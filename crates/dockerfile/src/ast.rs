@@ -556,7 +556,7 @@ fn json_unescape(s: &str) -> String {
 /// The heredocs an instruction line starts, in order (BuildKit lexes the
 /// whole line with quotes and escapes kept and looks for `<<` words).
 fn heredocs_from_line(line: &str) -> Result<Vec<Heredoc>, String> {
-    let lexer = Lexer { escape: '\\', raw_quotes: true, raw_escapes: true, skip_unset_env: true };
+    let lexer = Lexer { raw_quotes: true, raw_escapes: true, skip_unset_env: true, ..Lexer::new('\\') };
     let Ok((_, words)) = lexer.process(line, &NoEnv) else { return Ok(Vec::new()) };
     let mut docs = Vec::new();
     for w in words {
@@ -580,7 +580,7 @@ pub(crate) fn parse_heredoc(word: &str) -> Result<Option<Heredoc>, String> {
         return Ok(None);
     }
     let fd = word[..digits].parse::<u32>().unwrap_or(0);
-    let plain = Lexer { escape: '\\', raw_quotes: false, raw_escapes: false, skip_unset_env: true };
+    let plain = Lexer { skip_unset_env: true, ..Lexer::new('\\') };
     let (_, words) = plain.process(rest, &NoEnv).map_err(|e| e.to_string())?;
     if words.len() != 1 {
         return Ok(None);

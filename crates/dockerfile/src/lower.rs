@@ -1,1 +1,801 @@
 //! Lowering: typed Dockerfile instructions + build args + target -> `graph::Definition`.
+//!
+//! Each filesystem step (FROM, RUN, COPY, ADD, WORKDIR) becomes a vertex; everything else only
+//! changes the image config, which is carried beside the graph as a `graph::image::ImageSpec`.
+//! Only the stages the target needs are lowered. Base images are resolved (to a manifest digest
+//! and config) through an [`ImageResolver`] the caller supplies, once per reference.
+
+use std::collections::{BTreeMap, HashMap};
+
+use graph::image::{ContainerConfig, Healthcheck as ImageHealthcheck, History, HistoryStep, ImageSpec};
+use graph::{
+    CacheSharing, Chown, CopyAction, DefinitionBuilder, ExecOp, FileAction, FileOp, HttpOp, ImageOp, LocalOp, MkdirAction, Mount, MountKind, Network,
+    Op, VertexDigest, VertexMeta,
+};
+
+use crate::instructions::{CopyFiles, Dockerfile, Instruction, NetworkMode, Run, ShellOrExec, Stage};
+use crate::mount::{CacheSharing as DfSharing, MountType};
+use crate::shell::{self, Env};
+
+/// A base image as the resolver found it.
+#[derive(Clone, Debug, Default)]
+pub struct ResolvedImage {
+    /// Normalized reference, e.g. `docker.io/library/busybox:latest`.
+    pub reference: String,
+    /// `sha256:…` of the platform's manifest.
+    pub manifest_digest: String,
+    pub config: ContainerConfig,
+    pub history: Vec<History>,
+    pub architecture: String,
+    pub os: String,
+    pub variant: Option<String>,
+}
+
+/// Finds base images (in the local store, or by pulling).
+pub trait ImageResolver {
+    /// Resolves `reference` for `platform` (`os/arch[/variant]`).
+    fn resolve(&mut self, reference: &str, platform: &str) -> Result<ResolvedImage, String>;
+}
+
+/// What the caller decides about a build.
+#[derive(Clone, Debug, Default)]
+pub struct LowerOptions {
+    /// `--build-arg K=V` (already resolved from the environment for `--build-arg K`).
+    pub build_args: BTreeMap<String, String>,
+    /// `--target`: a stage name or index; the last stage when absent.
+    pub target: Option<String>,
+    /// `os/arch[/variant]` to build for.
+    pub platform: String,
+    /// `--no-cache`.
+    pub no_cache: bool,
+    /// `--label K=V`, added to the final image.
+    pub labels: BTreeMap<String, String>,
+    /// Exclusion patterns of the build context (`.dockerignore`).
+    pub context_excludes: Vec<String>,
+}
+
+/// The result of lowering.
+#[derive(Clone, Debug)]
+pub struct LoweredBuild {
+    pub definition: graph::Definition,
+    /// The vertex whose filesystem is the image.
+    pub target: VertexDigest,
+    pub image: ImageSpec,
+    /// Names of the stages lowered (for messages).
+    pub stages: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum LowerError {
+    #[error("{file}:{line}: {message}")]
+    At { file: String, line: usize, message: String },
+    #[error("{0}")]
+    Other(String),
+}
+
+/// The Dockerfile `# syntax=` directives this frontend accepts: the standard frontend at any
+/// version (with or without `-labs`), under `docker/dockerfile` or `docker.io/docker/dockerfile`.
+pub fn check_syntax(syntax: Option<&str>) -> Result<(), LowerError> {
+    let Some(s) = syntax else { return Ok(()) };
+    let s = s.trim();
+    let name = s.split('@').next().unwrap_or(s);
+    let repo = match name.rfind(':') {
+        Some(i) if !name[i..].contains('/') => &name[..i],
+        _ => name,
+    };
+    let repo = repo.strip_prefix("docker.io/").unwrap_or(repo);
+    if repo == "docker/dockerfile" || repo == "docker/dockerfile-upstream" {
+        return Ok(());
+    }
+    Err(LowerError::Other(format!(
+        "unsupported syntax directive \"# syntax={s}\": only the standard Dockerfile frontend (docker/dockerfile:<version>) is built in; custom frontends are not supported"
+    )))
+}
+
+const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
+
+/// Lowers `df` into a build graph for `opts.target`.
+pub fn lower(df: &Dockerfile, opts: &LowerOptions, resolver: &mut dyn ImageResolver) -> Result<LoweredBuild, LowerError> {
+    check_syntax(df.directives.syntax.as_deref())?;
+    let mut l = Lowerer::new(df, opts, resolver)?;
+    let target = l.target_index()?;
+    let state = l.stage(target)?;
+    let mut image = state.image_spec();
+    if !opts.labels.is_empty() {
+        let labels = image.config.labels.get_or_insert_with(BTreeMap::new);
+        for (k, v) in &opts.labels {
+            labels.insert(k.clone(), v.clone());
+        }
+    }
+    let stages = l.lowered_names();
+    Ok(LoweredBuild { definition: l.b.finish(), target: state.fs, image, stages })
+}
+
+/// A stage after lowering: its filesystem vertex and its image config.
+#[derive(Clone)]
+struct StageState {
+    fs: VertexDigest,
+    config: ContainerConfig,
+    base_history: Vec<History>,
+    steps: Vec<HistoryStep>,
+    architecture: String,
+    os: String,
+    variant: Option<String>,
+}
+
+impl StageState {
+    fn image_spec(&self) -> ImageSpec {
+        ImageSpec {
+            architecture: self.architecture.clone(),
+            os: self.os.clone(),
+            variant: self.variant.clone(),
+            config: self.config.clone(),
+            base_history: self.base_history.clone(),
+            steps: self.steps.clone(),
+        }
+    }
+}
+
+struct Lowerer<'a> {
+    df: &'a Dockerfile,
+    opts: &'a LowerOptions,
+    resolver: &'a mut dyn ImageResolver,
+    b: DefinitionBuilder,
+    /// Global ARG values (before the first FROM), plus the automatic platform ARGs.
+    globals: Vec<(String, String)>,
+    done: HashMap<usize, StageState>,
+    in_progress: Vec<usize>,
+    images: HashMap<String, ResolvedImage>,
+    local: Option<VertexDigest>,
+    multi: bool,
+}
+
+fn platform_args(platform: &str) -> Vec<(String, String)> {
+    let mut parts = platform.split('/');
+    let os = parts.next().unwrap_or("linux").to_string();
+    let arch = parts.next().unwrap_or("amd64").to_string();
+    let variant = parts.next().unwrap_or("").to_string();
+    let mut out = Vec::new();
+    for prefix in ["TARGET", "BUILD"] {
+        out.push((format!("{prefix}PLATFORM"), platform.to_string()));
+        out.push((format!("{prefix}OS"), os.clone()));
+        out.push((format!("{prefix}ARCH"), arch.clone()));
+        out.push((format!("{prefix}VARIANT"), variant.clone()));
+    }
+    out
+}
+
+fn kv_env(pairs: &[(String, String)]) -> Vec<String> {
+    pairs.iter().map(|(k, v)| format!("{k}={v}")).collect()
+}
+
+fn set_env(env: &mut Vec<String>, key: &str, value: &str) {
+    let entry = format!("{key}={value}");
+    match env.iter_mut().find(|e| e.split_once('=').map(|(k, _)| k) == Some(key) || *e == key) {
+        Some(e) => *e = entry,
+        None => env.push(entry),
+    }
+}
+
+impl<'a> Lowerer<'a> {
+    fn new(df: &'a Dockerfile, opts: &'a LowerOptions, resolver: &'a mut dyn ImageResolver) -> Result<Self, LowerError> {
+        let platform = if opts.platform.is_empty() { "linux/amd64".to_string() } else { opts.platform.clone() };
+        let mut globals = platform_args(&platform);
+        for a in &df.global_args {
+            for def in &a.args {
+                let value = match opts.build_args.get(&def.name) {
+                    Some(v) => Some(v.clone()),
+                    None => match &def.default {
+                        Some(d) => Some(shell::expand_word(d, &kv_env(&globals), a.context.escape).map_err(|e| at(df, a.span.line, e.to_string()))?),
+                        None => None,
+                    },
+                };
+                if let Some(v) = value {
+                    globals.retain(|(k, _)| k != &def.name);
+                    globals.push((def.name.clone(), v));
+                }
+            }
+        }
+        Ok(Lowerer { df, opts, resolver, b: DefinitionBuilder::new(), globals, done: HashMap::new(), in_progress: Vec::new(), images: HashMap::new(), local: None, multi: df.stages.len() > 1 })
+    }
+
+    fn platform(&self) -> String {
+        if self.opts.platform.is_empty() { "linux/amd64".into() } else { self.opts.platform.clone() }
+    }
+
+    fn target_index(&self) -> Result<usize, LowerError> {
+        match &self.opts.target {
+            None => Ok(self.df.stages.len() - 1),
+            Some(t) => self.stage_by_name(t).ok_or_else(|| LowerError::Other(format!("target stage \"{t}\" could not be found"))),
+        }
+    }
+
+    fn stage_by_name(&self, name: &str) -> Option<usize> {
+        let lower = name.to_ascii_lowercase();
+        if let Some(i) = self.df.stages.iter().position(|s| s.name() == Some(lower.as_str())) {
+            return Some(i);
+        }
+        name.parse::<usize>().ok().filter(|i| *i < self.df.stages.len())
+    }
+
+    /// A stage reference (`--from`, FROM) that names an earlier stage.
+    fn stage_ref(&self, name: &str, before: usize) -> Option<usize> {
+        self.stage_by_name(name).filter(|i| *i < before)
+    }
+
+    fn lowered_names(&self) -> Vec<String> {
+        let mut idx: Vec<usize> = self.done.keys().copied().collect();
+        idx.sort();
+        idx.into_iter().map(|i| self.stage_label(i)).collect()
+    }
+
+    fn stage_label(&self, i: usize) -> String {
+        self.df.stages[i].name().map(str::to_string).unwrap_or_else(|| format!("stage-{i}"))
+    }
+
+    fn local(&mut self) -> VertexDigest {
+        if let Some(l) = self.local {
+            return l;
+        }
+        let d = self.b.add(Op::Local(LocalOp { name: "context".into(), excludes: self.opts.context_excludes.clone() }), vec![], VertexMeta::default());
+        self.local = Some(d);
+        d
+    }
+
+    fn resolve_image(&mut self, reference: &str) -> Result<ResolvedImage, String> {
+        if let Some(r) = self.images.get(reference) {
+            return Ok(r.clone());
+        }
+        let platform = self.platform();
+        let r = self.resolver.resolve(reference, &platform)?;
+        self.images.insert(reference.to_string(), r.clone());
+        Ok(r)
+    }
+
+    fn image_vertex(&mut self, r: &ResolvedImage, description: String) -> VertexDigest {
+        let platform = self.platform();
+        self.b.add(
+            Op::Image(ImageOp { reference: r.reference.clone(), manifest_digest: r.manifest_digest.clone(), platform }),
+            vec![],
+            VertexMeta { description, ..Default::default() },
+        )
+    }
+
+    /// Lowers stage `i` (and the stages it needs) once.
+    fn stage(&mut self, i: usize) -> Result<StageState, LowerError> {
+        if let Some(s) = self.done.get(&i) {
+            return Ok(s.clone());
+        }
+        if self.in_progress.contains(&i) {
+            return Err(LowerError::Other(format!("circular dependency between build stages at stage {}", self.stage_label(i))));
+        }
+        self.in_progress.push(i);
+        let st = self.lower_stage(i)?;
+        self.in_progress.retain(|x| *x != i);
+        self.done.insert(i, st.clone());
+        Ok(st)
+    }
+
+    fn lower_stage(&mut self, i: usize) -> Result<StageState, LowerError> {
+        let df = self.df;
+        let stage: &Stage = &df.stages[i];
+        let esc = df.directives.escape;
+        let line = stage.from.span.line;
+        let total = 1 + stage.instructions.iter().filter(|ins| makes_vertex(ins)).count();
+        let label = self.stage_label(i);
+        let prefix = |k: usize| if self.multi { format!("[{label} {k}/{total}]") } else { format!("[{k}/{total}]") };
+        let image_name = shell::expand_word(&stage.from.image.value, &kv_env(&self.globals), esc).map_err(|e| at(df, line, e.to_string()))?;
+        let platform = self.platform();
+        let mut parts = platform.split('/');
+        let (os, arch) = (parts.next().unwrap_or("linux").to_string(), parts.next().unwrap_or("amd64").to_string());
+        let variant = parts.next().map(str::to_string);
+        let mut st = if image_name.eq_ignore_ascii_case("scratch") {
+            let fs = self.b.add(Op::Scratch, vec![], VertexMeta::default());
+            StageState { fs, config: ContainerConfig::default(), base_history: vec![], steps: vec![], architecture: arch, os, variant }
+        } else if let Some(parent) = self.stage_ref(&image_name, i) {
+            self.stage(parent)?
+        } else {
+            let r = self.resolve_image(&image_name).map_err(|e| at(df, line, format!("FROM {image_name}: {e}")))?;
+            let fs = self.image_vertex(&r, format!("{} FROM {}@{}", prefix(1), r.reference, r.manifest_digest));
+            StageState {
+                fs,
+                config: r.config.clone(),
+                base_history: r.history.clone(),
+                steps: vec![],
+                architecture: if r.architecture.is_empty() { arch } else { r.architecture.clone() },
+                os: if r.os.is_empty() { os } else { r.os.clone() },
+                variant: r.variant.clone().or(variant),
+            }
+        };
+        // ONBUILD triggers of the base run first; the new image does not inherit them.
+        let triggers = st.config.on_build.take().unwrap_or_default();
+        let mut instructions: Vec<Instruction> = Vec::new();
+        for t in &triggers {
+            let text = format!("FROM scratch\n{t}\n");
+            let parsed = Dockerfile::parse(text.as_bytes(), &df.file_name).map_err(|e| at(df, line, format!("ONBUILD trigger {t:?} of the base image: {e}")))?;
+            if let Some(s) = parsed.stages.into_iter().next() {
+                instructions.extend(s.instructions);
+            }
+        }
+        instructions.extend(stage.instructions.iter().cloned());
+
+        let mut args: Vec<(String, String)> = Vec::new();
+        let mut shell_cmd: Vec<String> = st.config.shell.clone().unwrap_or_else(|| DEFAULT_SHELL.iter().map(|s| s.to_string()).collect());
+        let mut cmd_set = false;
+        let mut k = 1;
+        for ins in &instructions {
+            let ins_line = ins.span().line;
+            let env_for_expansion = {
+                let mut e = kv_env(&args);
+                e.extend(st.config.env.clone().unwrap_or_default());
+                e
+            };
+            // ARG values are expanded by ARG itself; everything else through Instruction::expand.
+            let ins = match ins {
+                Instruction::Arg(_) | Instruction::OnBuild(_) => ins.clone(),
+                other => other.expand(&env_for_expansion).map_err(|e| LowerError::Other(e.to_string()))?,
+            };
+            let text = ins.original_text().trim().to_string();
+            let shown = text.lines().next().unwrap_or_default().to_string();
+            if makes_vertex(&ins) {
+                k += 1;
+            }
+            let desc = format!("{} {}", prefix(k), shown);
+            let meta = VertexMeta { description: desc.clone(), location: Some(format!("{}:{}", df.file_name, ins_line)), ignore_cache: self.opts.no_cache };
+            match &ins {
+                Instruction::Arg(a) => {
+                    for def in &a.args {
+                        let value = match self.opts.build_args.get(&def.name) {
+                            Some(v) => Some(v.clone()),
+                            None => match &def.default {
+                                Some(d) => Some(shell::expand_word(d, &env_for_expansion, esc).map_err(|e| at(df, ins_line, e.to_string()))?),
+                                None => self.globals.iter().find(|(k, _)| k == &def.name).map(|(_, v)| v.clone()),
+                            },
+                        };
+                        args.retain(|(k, _)| k != &def.name);
+                        if let Some(v) = value {
+                            args.push((def.name.clone(), v));
+                        }
+                    }
+                }
+                Instruction::Env(e) => {
+                    let env = st.config.env.get_or_insert_with(Vec::new);
+                    for kv in &e.pairs {
+                        set_env(env, &kv.key, &kv.value);
+                    }
+                    st.steps.push(HistoryStep { created_by: history_text(&text), comment: None, vertex: None });
+                }
+                Instruction::Label(lb) => {
+                    let labels = st.config.labels.get_or_insert_with(BTreeMap::new);
+                    for kv in &lb.pairs {
+                        labels.insert(kv.key.clone(), kv.value.clone());
+                    }
+                    st.steps.push(HistoryStep { created_by: history_text(&text), comment: None, vertex: None });
+                }
+                Instruction::Expose(e) => {
+                    let ports = st.config.exposed_ports.get_or_insert_with(BTreeMap::new);
+                    for p in &e.ports {
+                        let p = if p.contains('/') { p.to_ascii_lowercase() } else { format!("{p}/tcp") };
+                        ports.insert(p, serde_json::json!({}));
+                    }
+                    st.steps.push(HistoryStep { created_by: history_text(&text), comment: None, vertex: None });
+                }
+                Instruction::Volume(v) => {
+                    let vols = st.config.volumes.get_or_insert_with(BTreeMap::new);
+                    for p in &v.paths {
+                        vols.insert(p.clone(), serde_json::json!({}));
+                    }
+                    st.steps.push(HistoryStep { created_by: history_text(&text), comment: None, vertex: None });
+                }
+                Instruction::User(u) => {
+                    st.config.user = Some(u.user.clone());
+                    st.steps.push(HistoryStep { created_by: history_text(&text), comment: None, vertex: None });
+                }
+                Instruction::Workdir(w) => {
+                    let wd = resolve_path(st.config.working_dir.as_deref().unwrap_or("/"), &w.path);
+                    st.config.working_dir = Some(wd.clone());
+                    let chown = st.config.user.as_ref().filter(|u| !u.is_empty()).map(|u| chown_of(u));
+                    let op = Op::File(FileOp { actions: vec![FileAction::Mkdir(MkdirAction { path: wd.clone(), mode: 0o755, chown })] });
+                    let v = self.b.add(op, vec![st.fs], meta);
+                    st.fs = v;
+                    st.steps.push(HistoryStep { created_by: history_text(&text), comment: None, vertex: Some(v) });
+                }
+                Instruction::Cmd(c) => {
+                    st.config.cmd = Some(command_args(&c.command, &shell_cmd));
+                    cmd_set = true;
+                    st.steps.push(HistoryStep { created_by: history_text(&text), comment: None, vertex: None });
+                }
+                Instruction::Entrypoint(e) => {
+                    st.config.entrypoint = Some(command_args(&e.command, &shell_cmd));
+                    if !cmd_set {
+                        st.config.cmd = None;
+                    }
+                    st.steps.push(HistoryStep { created_by: history_text(&text), comment: None, vertex: None });
+                }
+                Instruction::Shell(s) => {
+                    shell_cmd = s.shell.clone();
+                    st.config.shell = Some(s.shell.clone());
+                    st.steps.push(HistoryStep { created_by: history_text(&text), comment: None, vertex: None });
+                }
+                Instruction::Healthcheck(h) => {
+                    st.config.healthcheck = Some(ImageHealthcheck {
+                        test: Some(h.test.clone()),
+                        interval: h.interval.map(|v| v as i64),
+                        timeout: h.timeout.map(|v| v as i64),
+                        start_period: h.start_period.map(|v| v as i64),
+                        start_interval: h.start_interval.map(|v| v as i64),
+                        retries: h.retries.map(|v| v as i64),
+                    });
+                    st.steps.push(HistoryStep { created_by: history_text(&text), comment: None, vertex: None });
+                }
+                Instruction::StopSignal(s) => {
+                    st.config.stop_signal = Some(s.signal.clone());
+                    st.steps.push(HistoryStep { created_by: history_text(&text), comment: None, vertex: None });
+                }
+                Instruction::OnBuild(o) => {
+                    st.config.on_build.get_or_insert_with(Vec::new).push(o.expression.clone());
+                    st.steps.push(HistoryStep { created_by: history_text(&text), comment: None, vertex: None });
+                }
+                Instruction::Maintainer(_) => {
+                    st.steps.push(HistoryStep { created_by: history_text(&text), comment: None, vertex: None });
+                }
+                Instruction::Run(r) => {
+                    let (v, created_by) = self.lower_run(i, r, &st, &args, &shell_cmd, meta)?;
+                    st.fs = v;
+                    st.steps.push(HistoryStep { created_by, comment: Some("buildkit.dockerfile.v0".into()), vertex: Some(v) });
+                }
+                Instruction::Copy(c) | Instruction::Add(c) => {
+                    let is_add = matches!(ins, Instruction::Add(_));
+                    let v = self.lower_copy(i, c, is_add, &st, meta)?;
+                    st.fs = v;
+                    st.steps.push(HistoryStep { created_by: format!("{} # buildkit", copy_history(c, is_add)), comment: Some("buildkit.dockerfile.v0".into()), vertex: Some(v) });
+                }
+            }
+        }
+        Ok(st)
+    }
+
+    fn lower_run(&mut self, i: usize, r: &Run, st: &StageState, args: &[(String, String)], shell_cmd: &[String], meta: VertexMeta) -> Result<(VertexDigest, String), LowerError> {
+        let argv = match &r.command {
+            ShellOrExec::Exec(a) => a.clone(),
+            ShellOrExec::Shell(s) => {
+                let mut script = s.clone();
+                if let Some(h) = r.heredocs.first() {
+                    if s.trim().starts_with("<<") && r.heredocs.len() == 1 && !s.trim().contains(' ') {
+                        // `RUN <<EOF … EOF`: the heredoc is the script.
+                        script = h.content.clone();
+                    } else {
+                        for h in &r.heredocs {
+                            script.push('\n');
+                            script.push_str(&h.content);
+                            script.push_str(&h.name);
+                        }
+                    }
+                }
+                let mut v: Vec<String> = shell_cmd.to_vec();
+                v.push(script);
+                v
+            }
+        };
+        // The process sees the image's env plus the stage's build args (env wins).
+        let mut env: Vec<String> = Vec::new();
+        let image_env = st.config.env.clone().unwrap_or_default();
+        for (k, v) in args {
+            if !image_env.iter().any(|e| e.split_once('=').map(|(ek, _)| ek) == Some(k.as_str())) {
+                env.push(format!("{k}={v}"));
+            }
+        }
+        env.extend(image_env);
+        let mut inputs = vec![st.fs];
+        let mut mounts = Vec::new();
+        for m in &r.mounts {
+            let mut input_for = |this: &mut Self, from: &Option<String>| -> Result<usize, LowerError> {
+                let v = match from {
+                    None => this.local(),
+                    Some(f) => this.source_vertex(i, f)?,
+                };
+                inputs.push(v);
+                Ok(inputs.len() - 1)
+            };
+            let target = m.target.clone().unwrap_or_default();
+            let target = if target.is_empty() && m.kind == MountType::Secret {
+                format!("/run/secrets/{}", m.id.clone().unwrap_or_default())
+            } else {
+                resolve_path(st.config.working_dir.as_deref().unwrap_or("/"), &target)
+            };
+            let kind = match m.kind {
+                MountType::Bind => {
+                    let input = input_for(self, &m.from)?;
+                    MountKind::Bind { input, source: m.source.clone().unwrap_or_else(|| "/".into()), readwrite: !m.readonly }
+                }
+                MountType::Cache => {
+                    let from = match &m.from {
+                        Some(_) => Some(input_for(self, &m.from)?),
+                        None => None,
+                    };
+                    MountKind::Cache {
+                        id: m.id.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| target.clone()),
+                        sharing: match m.sharing {
+                            Some(DfSharing::Private) => CacheSharing::Private,
+                            Some(DfSharing::Locked) => CacheSharing::Locked,
+                            _ => CacheSharing::Shared,
+                        },
+                        from,
+                        source: m.source.clone().unwrap_or_default(),
+                        readonly: m.readonly,
+                        uid: m.uid.unwrap_or(0),
+                        gid: m.gid.unwrap_or(0),
+                        mode: m.mode.unwrap_or(0o755),
+                    }
+                }
+                MountType::Tmpfs => MountKind::Tmpfs { size: m.size.map(|s| s as u64) },
+                MountType::Secret => MountKind::Secret {
+                    id: m.id.clone().unwrap_or_else(|| target.rsplit('/').next().unwrap_or_default().to_string()),
+                    required: m.required,
+                    uid: m.uid.unwrap_or(0),
+                    gid: m.gid.unwrap_or(0),
+                    mode: m.mode.unwrap_or(0o400),
+                },
+                MountType::Ssh => return Err(at(self.df, r.span.line, "RUN --mount=type=ssh is not supported by this builder".into())),
+            };
+            mounts.push(Mount { target, kind });
+        }
+        let network = match r.network {
+            Some(NetworkMode::None) => Network::None,
+            _ => Network::Host,
+        };
+        let op = ExecOp {
+            args: argv.clone(),
+            env,
+            cwd: st.config.working_dir.clone().unwrap_or_else(|| "/".into()),
+            user: st.config.user.clone().unwrap_or_default(),
+            network,
+            mounts,
+        };
+        let v = self.b.add(Op::Exec(op), inputs, meta);
+        // Docker's history text: `RUN |N K=V… /bin/sh -c cmd # buildkit`.
+        let mut created_by = String::from("RUN ");
+        if !args.is_empty() {
+            created_by.push_str(&format!("|{} {} ", args.len(), kv_env(args).join(" ")));
+        }
+        created_by.push_str(&argv.join(" "));
+        created_by.push_str(" # buildkit");
+        Ok((v, created_by))
+    }
+
+    /// The vertex `--from=NAME` names: an earlier stage, or an image.
+    fn source_vertex(&mut self, current: usize, name: &str) -> Result<VertexDigest, LowerError> {
+        if let Some(s) = self.stage_ref(name, current) {
+            return Ok(self.stage(s)?.fs);
+        }
+        if self.stage_by_name(name).is_some() {
+            return Err(LowerError::Other(format!("stage {name:?} is used before it is defined (stage {})", self.stage_label(current))));
+        }
+        let r = self.resolve_image(name).map_err(|e| LowerError::Other(format!("--from={name}: {e}")))?;
+        Ok(self.image_vertex(&r, format!("[{}] FROM {}@{}", self.stage_label(current), r.reference, r.manifest_digest)))
+    }
+
+    fn lower_copy(&mut self, i: usize, c: &CopyFiles, is_add: bool, st: &StageState, meta: VertexMeta) -> Result<VertexDigest, LowerError> {
+        let line = c.span.line;
+        if !c.heredocs.is_empty() {
+            return Err(at(self.df, line, "COPY/ADD from a heredoc is not supported by this builder yet".into()));
+        }
+        let wd = st.config.working_dir.clone().unwrap_or_else(|| "/".into());
+        let mut dest = resolve_path(&wd, &c.dest.value);
+        if (c.dest.value.ends_with('/') || c.dest.value == "." || c.dest.value.ends_with("/.")) && !dest.ends_with('/') {
+            dest.push('/');
+        }
+        let chown = c.chown.as_ref().filter(|s| !s.is_empty()).map(|s| chown_of(s));
+        let chmod = c.chmod.clone().filter(|s| !s.is_empty());
+        // With --link the files are copied onto an empty filesystem and stacked by a merge.
+        let base = if c.link { self.b.add(Op::Scratch, vec![], VertexMeta::default()) } else { st.fs };
+        let mut actions = Vec::new();
+        let mut inputs = vec![base];
+        let mut local_sources = Vec::new();
+        for s in &c.sources {
+            let v = s.value.clone();
+            if is_add && (v.starts_with("http://") || v.starts_with("https://")) {
+                let filename = v.split('?').next().unwrap_or(&v).trim_end_matches('/').rsplit('/').next().filter(|n| !n.is_empty()).unwrap_or("index.html").to_string();
+                let http = self.b.add(
+                    Op::Http(HttpOp { url: v.clone(), checksum: c.checksum.clone(), filename: filename.clone() }),
+                    vec![],
+                    VertexMeta::default(),
+                );
+                inputs.push(http);
+                actions.push(FileAction::Copy(CopyAction {
+                    source_input: inputs.len() - 1,
+                    sources: vec![filename],
+                    dest: dest.clone(),
+                    chown: chown.clone(),
+                    chmod: chmod.clone(),
+                    unpack_archives: false,
+                    parents: false,
+                    excludes: vec![],
+                    from_http: true,
+                }));
+            } else if is_add && (v.starts_with("git@") || v.ends_with(".git") || v.starts_with("git://")) {
+                return Err(at(self.df, line, format!("ADD of a git repository ({v}) is not supported by this builder")));
+            } else {
+                local_sources.push(v);
+            }
+        }
+        if !local_sources.is_empty() {
+            let src = match &c.from {
+                Some(f) => self.source_vertex(i, f)?,
+                None => self.local(),
+            };
+            inputs.push(src);
+            actions.push(FileAction::Copy(CopyAction {
+                source_input: inputs.len() - 1,
+                sources: local_sources,
+                dest: dest.clone(),
+                chown,
+                chmod,
+                unpack_archives: is_add && c.unpack.unwrap_or(true) && c.from.is_none(),
+                parents: c.parents,
+                excludes: c.exclude.clone(),
+                from_http: false,
+            }));
+        }
+        let copy = self.b.add(Op::File(FileOp { actions }), inputs, meta.clone());
+        if c.link {
+            return Ok(self.b.add(Op::Merge, vec![st.fs, copy], meta));
+        }
+        Ok(copy)
+    }
+}
+
+fn makes_vertex(ins: &Instruction) -> bool {
+    matches!(ins, Instruction::Run(_) | Instruction::Copy(_) | Instruction::Add(_) | Instruction::Workdir(_))
+}
+
+fn at(df: &Dockerfile, line: usize, message: String) -> LowerError {
+    LowerError::At { file: df.file_name.clone(), line, message }
+}
+
+fn chown_of(s: &str) -> Chown {
+    match s.split_once(':') {
+        Some((u, g)) => Chown { user: u.to_string(), group: Some(g.to_string()) },
+        None => Chown { user: s.to_string(), group: None },
+    }
+}
+
+/// `path` made absolute against the working directory, cleaned (trailing slash dropped).
+fn resolve_path(wd: &str, path: &str) -> String {
+    let joined = if path.starts_with('/') { path.to_string() } else { format!("{}/{}", wd.trim_end_matches('/'), path) };
+    let mut parts: Vec<&str> = Vec::new();
+    for c in joined.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    format!("/{}", parts.join("/"))
+}
+
+fn command_args(c: &ShellOrExec, shell_cmd: &[String]) -> Vec<String> {
+    match c {
+        ShellOrExec::Exec(a) => a.clone(),
+        ShellOrExec::Shell(s) => {
+            let mut v = shell_cmd.to_vec();
+            v.push(s.clone());
+            v
+        }
+    }
+}
+
+fn history_text(original: &str) -> String {
+    original.to_string()
+}
+
+fn copy_history(c: &CopyFiles, is_add: bool) -> String {
+    let mut s = String::from(if is_add { "ADD" } else { "COPY" });
+    if let Some(f) = &c.from {
+        s.push_str(&format!(" --from={f}"));
+    }
+    if let Some(o) = &c.chown {
+        s.push_str(&format!(" --chown={o}"));
+    }
+    if let Some(m) = &c.chmod {
+        s.push_str(&format!(" --chmod={m}"));
+    }
+    if c.link {
+        s.push_str(" --link");
+    }
+    for src in &c.sources {
+        s.push(' ');
+        s.push_str(&src.value);
+    }
+    s.push(' ');
+    s.push_str(&c.dest.value);
+    s
+}
+
+/// The environment `ENV`-style lookups see (for callers that expand words themselves).
+pub fn env_lookup<'e>(env: &'e [String], name: &str) -> Option<&'e str> {
+    env.lookup(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct NoImages;
+    impl ImageResolver for NoImages {
+        fn resolve(&mut self, reference: &str, _: &str) -> Result<ResolvedImage, String> {
+            Ok(ResolvedImage {
+                reference: format!("docker.io/library/{reference}"),
+                manifest_digest: format!("sha256:{}", "0".repeat(64)),
+                config: ContainerConfig { env: Some(vec!["PATH=/bin".into()]), cmd: Some(vec!["sh".into()]), ..Default::default() },
+                history: vec![History { created_by: Some("base".into()), ..Default::default() }],
+                architecture: "amd64".into(),
+                os: "linux".into(),
+                variant: None,
+            })
+        }
+    }
+
+    fn lower_text(text: &str, opts: LowerOptions) -> Result<LoweredBuild, LowerError> {
+        let df = Dockerfile::parse(text.as_bytes(), "Dockerfile").map_err(|e| LowerError::Other(e.to_string()))?;
+        lower(&df, &opts, &mut NoImages)
+    }
+
+    #[test]
+    fn config_instructions_fill_the_image_config_and_entrypoint_resets_cmd() {
+        let b = lower_text(
+            "FROM busybox\nENV A=1 B=$A\nWORKDIR app\nUSER app\nLABEL x=y\nEXPOSE 80 53/udp\nENTRYPOINT [\"/bin/app\"]\nSTOPSIGNAL SIGTERM\n",
+            LowerOptions::default(),
+        )
+        .expect("lower");
+        let c = &b.image.config;
+        assert_eq!(c.env.clone().unwrap_or_default(), vec!["PATH=/bin", "A=1", "B=1"]);
+        assert_eq!(c.working_dir.as_deref(), Some("/app"));
+        assert_eq!(c.user.as_deref(), Some("app"));
+        assert_eq!(c.cmd, None, "ENTRYPOINT resets the inherited CMD");
+        assert_eq!(c.entrypoint.clone().unwrap_or_default(), vec!["/bin/app"]);
+        let ports: Vec<String> = c.exposed_ports.clone().unwrap_or_default().into_keys().collect();
+        assert_eq!(ports, vec!["53/udp", "80/tcp"]);
+        assert_eq!(b.image.base_history.len(), 1);
+        assert_eq!(b.image.steps.len(), 7);
+    }
+
+    #[test]
+    fn only_needed_stages_are_lowered_and_target_selects_a_stage() {
+        let text = "FROM busybox AS a\nRUN echo a\nFROM busybox AS b\nRUN echo b\nFROM busybox\nCOPY --from=a /x /x\n";
+        let b = lower_text(text, LowerOptions::default()).expect("lower");
+        assert_eq!(b.stages, vec!["a", "stage-2"]);
+        let t = lower_text(text, LowerOptions { target: Some("b".into()), ..Default::default() }).expect("lower");
+        assert_eq!(t.stages, vec!["b"]);
+        let e = lower_text(text, LowerOptions { target: Some("nope".into()), ..Default::default() }).expect_err("bad target");
+        assert!(e.to_string().contains("nope"));
+    }
+
+    #[test]
+    fn build_args_change_the_run_vertex_and_history() {
+        let text = "ARG V=1\nFROM busybox\nARG V\nRUN echo $V\n";
+        let a = lower_text(text, LowerOptions::default()).expect("lower");
+        let mut args = BTreeMap::new();
+        args.insert("V".to_string(), "2".to_string());
+        let b = lower_text(text, LowerOptions { build_args: args, ..Default::default() }).expect("lower");
+        assert_ne!(a.target, b.target);
+        assert_eq!(a.image.steps[0].created_by, "RUN |1 V=1 /bin/sh -c echo $V # buildkit");
+    }
+
+    #[test]
+    fn syntax_directive_accepts_the_standard_frontend_only() {
+        for ok in ["docker/dockerfile:1", "docker/dockerfile:1.7-labs", "docker.io/docker/dockerfile:1.4", "docker/dockerfile"] {
+            check_syntax(Some(ok)).expect(ok);
+        }
+        assert!(check_syntax(Some("example.com/my/frontend:1")).is_err());
+    }
+
+    #[test]
+    fn paths_resolve_against_the_workdir() {
+        assert_eq!(resolve_path("/app", "src/../lib"), "/app/lib");
+        assert_eq!(resolve_path("/app", "/abs/"), "/abs");
+        assert_eq!(resolve_path("/", "."), "/");
+    }
+}

@@ -81,6 +81,13 @@ pub fn expand_words(word: &str, env: &impl Env, escape: char) -> Result<Vec<Stri
     Lexer::new(escape).process(word, env).map(|(_, w)| w)
 }
 
+/// Expands variables in a heredoc body: `$` and escapes only, quotes are
+/// ordinary characters, the escape character is always `\`.
+pub fn expand_heredoc(body: &str, env: &impl Env) -> Result<String, ExpandError> {
+    let lexer = Lexer { skip_quotes: true, ..Lexer::new('\\') };
+    lexer.process(body, env).map(|(s, _)| s)
+}
+
 /// The lexer with BuildKit's switches (used raw by the parser to find heredocs).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Lexer {
@@ -91,11 +98,13 @@ pub(crate) struct Lexer {
     pub raw_escapes: bool,
     /// Leave references to unset variables as written.
     pub skip_unset_env: bool,
+    /// Treat quotes as ordinary characters (heredoc bodies).
+    pub skip_quotes: bool,
 }
 
 impl Lexer {
     pub(crate) fn new(escape: char) -> Lexer {
-        Lexer { escape, raw_quotes: false, raw_escapes: false, skip_unset_env: false }
+        Lexer { escape, raw_quotes: false, raw_escapes: false, skip_unset_env: false, skip_quotes: false }
     }
 
     /// The expanded string and its words.
@@ -188,8 +197,8 @@ impl ShellWord<'_> {
             let special = match ch {
                 '$' => Some(self.process_dollar()?),
                 '<' => Some(self.process_possible_heredoc()),
-                '\'' => Some(self.process_single_quote()?),
-                '"' => Some(self.process_double_quote()?),
+                '\'' if !self.lex.skip_quotes => Some(self.process_single_quote()?),
+                '"' if !self.lex.skip_quotes => Some(self.process_double_quote()?),
                 _ => None,
             };
             if let Some(tmp) = special {
