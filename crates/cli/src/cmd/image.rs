@@ -12,6 +12,9 @@ use oci::{LocalImage, Reference, Store};
 
 use crate::Globals;
 
+/// Transfer progress rendering for pull and push.
+mod progress;
+
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Create an image from a root filesystem tarball (plain or gzip; - for stdin), like `docker import`.
@@ -51,6 +54,60 @@ pub enum Command {
         #[arg(long)]
         no_trunc: bool,
     },
+    /// Download an image from a registry.
+    Pull {
+        /// Only print the image reference.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Platform to pick from a multi-platform image (os/arch[/variant]); default: this machine's.
+        #[arg(long)]
+        platform: Option<String>,
+        reference: String,
+    },
+    /// Upload an image to a registry.
+    Push {
+        /// Only print the digest.
+        #[arg(short, long)]
+        quiet: bool,
+        /// Upload blobs in chunks of this many MiB (default: one request per blob).
+        #[arg(long, value_name = "MIB")]
+        chunk_size: Option<u64>,
+        reference: String,
+    },
+    /// Save credentials for a registry in the docker config (~/.docker/config.json).
+    Login {
+        #[arg(short, long)]
+        username: Option<String>,
+        /// Password (prefer --password-stdin).
+        #[arg(short, long)]
+        password: Option<String>,
+        /// Read the password from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+        /// Registry host[:port] (default: docker.io).
+        registry: Option<String>,
+    },
+    /// Remove saved credentials for a registry.
+    Logout { registry: Option<String> },
+    /// Write images to a tar archive (docker format, or --format oci).
+    Save {
+        /// Output file (default: standard output).
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        #[arg(long, value_enum, default_value_t = ArchiveFormat::Docker)]
+        format: ArchiveFormat,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Load images from a tar archive (docker or OCI format).
+    Load {
+        /// Input file (default: standard input).
+        #[arg(short, long)]
+        input: Option<PathBuf>,
+        /// Only print the loaded image names.
+        #[arg(short, long)]
+        quiet: bool,
+    },
     /// Remove images (untag; delete blobs no other image uses).
     Rmi {
         /// Remove even if a container uses the image, and remove every tag of an ID.
@@ -59,6 +116,14 @@ pub enum Command {
         #[arg(required = true)]
         images: Vec<String>,
     },
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ArchiveFormat {
+    /// `docker save` format (manifest.json + OCI layout), what `docker load` reads.
+    Docker,
+    /// An OCI image layout in a tar.
+    Oci,
 }
 
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -78,6 +143,14 @@ impl Command {
             Command::Inspect { images } => inspect(&store, &images),
             Command::History { image, no_trunc } => history(&store, &image, no_trunc),
             Command::Rmi { force, images } => rmi(&store, force, &images),
+            Command::Pull { quiet, platform, reference } => pull(globals, &store, quiet, platform.as_deref(), &reference),
+            Command::Push { quiet, chunk_size, reference } => push(globals, &store, quiet, chunk_size, &reference),
+            Command::Login { username, password, password_stdin, registry } => {
+                login(globals, username, password, password_stdin, registry.as_deref())
+            }
+            Command::Logout { registry } => logout(globals, registry.as_deref()),
+            Command::Save { output, format, images } => save(&store, output.as_deref(), format, &images),
+            Command::Load { input, quiet } => load(&store, input.as_deref(), quiet),
         }
     }
 }
@@ -375,4 +448,135 @@ fn container_using(root: &std::path::Path, image: &LocalImage) -> Option<String>
         }
     }
     by_container.into_keys().next()
+}
+
+fn client(globals: &Globals, chunk_size_mib: Option<u64>) -> anyhow::Result<registry::Client> {
+    let options = registry::ClientOptions {
+        insecure_registries: globals.insecure_registries.clone(),
+        chunk_size: chunk_size_mib.map(|m| m * 1024 * 1024),
+        ..Default::default()
+    };
+    Ok(registry::Client::new(options)?)
+}
+
+fn pull(globals: &Globals, store: &Store, quiet: bool, platform: Option<&str>, reference: &str) -> anyhow::Result<ExitCode> {
+    // Parse first: a bad reference is rejected before any network call.
+    let reference = parse_ref(reference)?;
+    let client = client(globals, None)?;
+    let progress = progress::progress_for(quiet);
+    let pulled = client.pull(&reference, platform, store, progress.as_ref()).with_context(|| format!("pulling {}", reference.familiar()))?;
+    if quiet {
+        println!("{reference}");
+    } else {
+        eprintln!("Status: Downloaded {} ({} bytes)", reference.familiar(), pulled.downloaded_bytes);
+        println!("{reference}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn push(globals: &Globals, store: &Store, quiet: bool, chunk_size: Option<u64>, reference: &str) -> anyhow::Result<ExitCode> {
+    let reference = parse_ref(reference)?;
+    // Like docker, push the local image of the same name.
+    store.image(&reference)?;
+    let client = client(globals, chunk_size)?;
+    let progress = progress::progress_for(quiet);
+    let digest = client.push(store, &reference, &reference, progress.as_ref()).with_context(|| format!("pushing {}", reference.familiar()))?;
+    println!("{digest}");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn login(globals: &Globals, username: Option<String>, password: Option<String>, password_stdin: bool, registry: Option<&str>) -> anyhow::Result<ExitCode> {
+    let registry = registry_host(registry)?;
+    let Some(username) = username else { bail!("a user name is needed: builder login -u USER --password-stdin {registry}") };
+    let password = match (password, password_stdin) {
+        (Some(_), true) => bail!("--password and --password-stdin are mutually exclusive"),
+        (Some(p), false) => p,
+        (None, true) => {
+            let mut p = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut p).context("reading the password from standard input")?;
+            p.trim_end_matches(['\n', '\r']).to_string()
+        }
+        (None, false) => bail!("a password is needed: pass it on standard input with --password-stdin"),
+    };
+    if password.is_empty() {
+        bail!("the password is empty");
+    }
+    let client = client(globals, None)?;
+    let creds = registry::Credentials { username, secret: password };
+    client.login(&registry, &creds).with_context(|| format!("logging in to {registry}"))?;
+    println!("Login Succeeded");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn logout(globals: &Globals, registry: Option<&str>) -> anyhow::Result<ExitCode> {
+    let registry = registry_host(registry)?;
+    let client = client(globals, None)?;
+    if client.logout(&registry)? {
+        println!("Removing login credentials for {registry}");
+    } else {
+        println!("Not logged in to {registry}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A registry host from `login`'s argument (`host:port`, `https://host/`, or nothing for Docker Hub).
+fn registry_host(arg: Option<&str>) -> anyhow::Result<String> {
+    let Some(arg) = arg else { return Ok("docker.io".into()) };
+    let host = arg.strip_prefix("https://").or_else(|| arg.strip_prefix("http://")).unwrap_or(arg);
+    let host = host.split('/').next().unwrap_or(host);
+    let r = Reference::parse(&format!("{host}/x")).with_context(|| format!("invalid registry {arg:?}"))?;
+    if r.registry() == "docker.io" && host != "docker.io" && !host.contains("docker.io") {
+        bail!("invalid registry {arg:?}: expected HOST[:PORT]");
+    }
+    Ok(r.registry().to_string())
+}
+
+fn save(store: &Store, output: Option<&std::path::Path>, format: ArchiveFormat, names: &[String]) -> anyhow::Result<ExitCode> {
+    let mut images = Vec::new();
+    for name in names {
+        let (reference, image) = find(store, name)?;
+        images.push((reference, image));
+    }
+    let format = match format {
+        ArchiveFormat::Docker => oci::archive::Format::Docker,
+        ArchiveFormat::Oci => oci::archive::Format::Oci,
+    };
+    match output {
+        Some(path) => {
+            let tmp = path.with_extension("partial");
+            let file = std::fs::File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
+            let mut w = std::io::BufWriter::new(file);
+            oci::archive::save(store, &images, format, &mut w)?;
+            let file = w.into_inner().map_err(|e| e.into_error()).with_context(|| format!("writing {}", tmp.display()))?;
+            file.sync_all().with_context(|| format!("writing {}", tmp.display()))?;
+            std::fs::rename(&tmp, path).with_context(|| format!("renaming {} to {}", tmp.display(), path.display()))?;
+        }
+        None => {
+            if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                bail!("refusing to write an archive to a terminal; use -o FILE or redirect standard output");
+            }
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            oci::archive::save(store, &images, format, &mut out)?;
+            out.flush()?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn load(store: &Store, input: Option<&std::path::Path>, quiet: bool) -> anyhow::Result<ExitCode> {
+    let loaded = match input {
+        Some(path) => {
+            let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+            oci::archive::load(store, f, &path.display().to_string())?
+        }
+        None => oci::archive::load(store, std::io::stdin().lock(), "-")?,
+    };
+    for l in loaded {
+        match l.reference {
+            Some(r) if quiet => println!("{r}"),
+            Some(r) => println!("Loaded image: {}", r.familiar()),
+            None => println!("Loaded image ID: {}", l.image_id),
+        }
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -177,3 +177,8 @@ pub(crate) fn sync_dir(dir: &Path) {
         let _ = d.sync_all();
     }
 }
+
+/// A file name no other writer uses at the same time (pid, counter, time).
+pub(crate) fn unique_name() -> String {
+    blob::unique_suffix()
+}

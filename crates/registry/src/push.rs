@@ -1,0 +1,237 @@
+//! Push: every blob the registry lacks (HEAD first, cross-repository mount when another repo of
+//! the same registry has it, else a monolithic PUT or chunked PATCHes), in parallel, then the
+//! manifest with its exact media type.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use futures::{StreamExt, TryStreamExt};
+use oci::{Digest, Reference, Store};
+use reqwest::StatusCode;
+use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
+
+use crate::client::{Client, redact, status_error};
+use crate::error::{Error, Result};
+use crate::progress::Progress;
+
+impl Client {
+    /// Pushes the local image `local` to `remote` (tag or digest). Returns the manifest digest.
+    /// Blocking.
+    pub fn push(&self, store: &Store, local: &Reference, remote: &Reference, progress: &dyn Progress) -> Result<Digest> {
+        self.block_on(self.push_async(store, local, remote, progress))?
+    }
+
+    /// The async twin of [`Client::push`].
+    pub async fn push_async(&self, store: &Store, local: &Reference, remote: &Reference, progress: &dyn Progress) -> Result<Digest> {
+        let image = store.image(local)?;
+        progress.message(&format!("The push refers to repository [{}]", remote.name()));
+        let mut blobs: Vec<(Digest, u64)> = image.layers()?;
+        let config_size = store.blob_size(&image.config_digest).ok_or_else(|| oci::Error::BlobNotFound(image.config_digest.to_string()))?;
+        blobs.push((image.config_digest.clone(), config_size));
+        let mounts = Arc::new(mount_sources(store, remote));
+        futures::stream::iter(blobs.into_iter().map(|(digest, size)| {
+            let mounts = Arc::clone(&mounts);
+            async move { self.push_blob(store, remote, &digest, size, &mounts, progress).await }
+        }))
+        .buffer_unordered(self.options.max_concurrent_transfers.max(1))
+        .try_collect::<Vec<()>>()
+        .await?;
+
+        let bytes = store.read_blob(&image.manifest_digest)?;
+        let url = format!("{}{}/manifests/{}", self.base_url(remote), remote.repository(), remote.tag_or_digest());
+        let scope = format!("repository:{}:pull,push", remote.repository());
+        let media_type = image.manifest_media_type.clone();
+        let resp = self
+            .send(remote.registry(), &scope, |http| {
+                Ok(http.put(&url).header(CONTENT_TYPE, media_type.as_str()).body(bytes.clone()))
+            })
+            .await?;
+        if !resp.status().is_success() {
+            return Err(status_error("PUT", &url, resp).await);
+        }
+        progress.message(&format!("{}: digest: {} size: {}", remote.tag_or_digest(), image.manifest_digest, bytes.len()));
+        Ok(image.manifest_digest)
+    }
+
+    async fn push_blob(
+        &self,
+        store: &Store,
+        remote: &Reference,
+        digest: &Digest,
+        size: u64,
+        mounts: &[(Digest, String)],
+        progress: &dyn Progress,
+    ) -> Result<()> {
+        let base = self.base_url(remote);
+        let repo = remote.repository();
+        let registry = remote.registry();
+        let push_scope = format!("repository:{repo}:pull,push");
+        let head_url = format!("{base}{repo}/blobs/{digest}");
+        let resp = self.send(registry, &push_scope, |http| Ok(http.head(&head_url))).await?;
+        if resp.status().is_success() {
+            progress.finish(digest, "Layer already exists");
+            return Ok(());
+        }
+
+        // Cross-repository mount: the registry links the blob without any upload.
+        let mut location = None;
+        if let Some((_, from)) = mounts.iter().find(|(d, from)| d == digest && from != repo) {
+            let url = format!("{base}{repo}/blobs/uploads/?mount={digest}&from={from}");
+            let scope = format!("{push_scope} repository:{from}:pull");
+            let resp = self.send(registry, &scope, |http| Ok(http.post(&url).header(CONTENT_LENGTH, 0))).await?;
+            match resp.status() {
+                StatusCode::CREATED => {
+                    progress.finish(digest, &format!("Mounted from {from}"));
+                    return Ok(());
+                }
+                StatusCode::ACCEPTED => location = Some(self.location(&resp, &base)?),
+                _ => tracing::debug!("mount of {digest} from {from} refused: HTTP {}", resp.status()),
+            }
+        }
+        let mut location = match location {
+            Some(l) => l,
+            None => {
+                let url = format!("{base}{repo}/blobs/uploads/");
+                let resp = self.send(registry, &push_scope, |http| Ok(http.post(&url).header(CONTENT_LENGTH, 0))).await?;
+                if resp.status() != StatusCode::ACCEPTED {
+                    return Err(status_error("POST", &url, resp).await);
+                }
+                self.location(&resp, &base)?
+            }
+        };
+
+        progress.start(digest, size, "Pushing");
+        let path = store.blob_path(digest);
+        let sent = Arc::new(AtomicU64::new(0));
+        let chunk_size = self.options.chunk_size.or((size > self.options.chunked_upload_threshold).then_some(64 * 1024 * 1024));
+        if let Some(chunk) = chunk_size.filter(|c| *c > 0) {
+            let mut offset = 0u64;
+            while offset < size {
+                let len = chunk.min(size - offset);
+                let url = location.clone();
+                let request = self
+                    .send(registry, &push_scope, |http| {
+                        let body = file_body(&path, offset, len, &sent)?;
+                        Ok(http
+                            .patch(url.clone())
+                            .header(CONTENT_TYPE, "application/octet-stream")
+                            .header(CONTENT_RANGE, format!("{}-{}", offset, offset + len - 1))
+                            .header(CONTENT_LENGTH, len)
+                            .body(body))
+                    });
+                let resp = with_progress(request, &sent, digest, size, progress).await?;
+                if resp.status() != StatusCode::ACCEPTED {
+                    return Err(status_error("PATCH", &redact(&url), resp).await);
+                }
+                location = self.location(&resp, &base)?;
+                offset += len;
+            }
+            let mut url = location.clone();
+            url.query_pairs_mut().append_pair("digest", &digest.to_string());
+            let resp = self.send(registry, &push_scope, |http| Ok(http.put(url.clone()).header(CONTENT_LENGTH, 0))).await?;
+            if resp.status() != StatusCode::CREATED {
+                return Err(status_error("PUT", &redact(&url), resp).await);
+            }
+        } else {
+            let mut url = location.clone();
+            url.query_pairs_mut().append_pair("digest", &digest.to_string());
+            let request = self
+                .send(registry, &push_scope, |http| {
+                    let body = file_body(&path, 0, size, &sent)?;
+                    Ok(http
+                        .put(url.clone())
+                        .header(CONTENT_TYPE, "application/octet-stream")
+                        .header(CONTENT_LENGTH, size)
+                        .body(body))
+                });
+            let resp = with_progress(request, &sent, digest, size, progress).await?;
+            if resp.status() != StatusCode::CREATED {
+                return Err(status_error("PUT", &redact(&url), resp).await);
+            }
+        }
+        progress.finish(digest, "Pushed");
+        Ok(())
+    }
+
+    /// The upload URL a registry answered with (relative URLs resolved against it).
+    fn location(&self, resp: &reqwest::Response, base: &str) -> Result<reqwest::Url> {
+        let loc = resp.headers().get(LOCATION).and_then(|v| v.to_str().ok()).unwrap_or("");
+        let base = reqwest::Url::parse(base).map_err(|e| Error::Connection { url: base.into(), reason: e.to_string() })?;
+        base.join(loc).map_err(|e| Error::Status {
+            method: "POST".into(),
+            url: redact(resp.url()),
+            status: resp.status().as_u16(),
+            message: format!("bad upload Location {loc:?}: {e}"),
+        })
+    }
+}
+
+/// A streaming request body: `len` bytes of the blob file from `offset`, counting progress.
+fn file_body(path: &std::path::Path, offset: u64, len: u64, sent: &Arc<AtomicU64>) -> Result<reqwest::Body> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = std::fs::File::open(path).map_err(|e| Error::Io { op: "open blob", path: path.to_path_buf(), source: e })?;
+    file.seek(SeekFrom::Start(offset)).map_err(|e| Error::Io { op: "seek", path: path.to_path_buf(), source: e })?;
+    sent.store(offset, Ordering::Relaxed);
+    // Read on a blocking thread, in 1 MiB pieces, so big layers never sit in memory.
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Vec<u8>>>(4);
+    let path_owned = path.to_path_buf();
+    tokio::task::spawn_blocking(move || {
+        let mut left = len;
+        let mut file = file;
+        while left > 0 {
+            let mut buf = vec![0u8; left.min(1 << 20) as usize];
+            match file.read_exact(&mut buf) {
+                Ok(()) => {
+                    left -= buf.len() as u64;
+                    if tx.blocking_send(Ok(buf)).is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.blocking_send(Err(std::io::Error::new(e.kind(), format!("{}: {e}", path_owned.display()))));
+                    return;
+                }
+            }
+        }
+    });
+    let sent = Arc::clone(sent);
+    let stream = futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) }).map(move |item| {
+        if let Ok(buf) = &item {
+            sent.fetch_add(buf.len() as u64, Ordering::Relaxed);
+        }
+        item
+    });
+    Ok(reqwest::Body::wrap_stream(stream))
+}
+
+/// Runs `fut` (a request whose body counts into `sent`) and reports progress while it runs.
+async fn with_progress<F: std::future::Future>(fut: F, sent: &AtomicU64, digest: &Digest, total: u64, progress: &dyn Progress) -> F::Output {
+    tokio::pin!(fut);
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
+    loop {
+        tokio::select! {
+            out = &mut fut => {
+                progress.advance(digest, sent.load(Ordering::Relaxed), total);
+                return out;
+            }
+            _ = tick.tick() => progress.advance(digest, sent.load(Ordering::Relaxed), total),
+        }
+    }
+}
+
+/// Blobs that other local tags of the same registry (other repositories) contain: candidates
+/// for a cross-repository mount, as (blob, repository).
+fn mount_sources(store: &Store, remote: &Reference) -> Vec<(Digest, String)> {
+    let mut out = Vec::new();
+    let Ok(tags) = store.list() else { return out };
+    for (r, desc) in tags {
+        if r.registry() != remote.registry() || r.repository() == remote.repository() {
+            continue;
+        }
+        let Ok(image) = store.image_from_descriptor(&desc) else { continue };
+        let Ok(layers) = image.layers() else { continue };
+        out.extend(layers.into_iter().map(|(d, _)| (d, r.repository().to_string())));
+        out.push((image.config_digest.clone(), r.repository().to_string()));
+    }
+    out
+}
