@@ -283,7 +283,8 @@ impl<'a> Lowerer<'a> {
         let line = stage.from.span.line;
         let total = 1 + stage.instructions.iter().filter(|ins| makes_vertex(ins)).count();
         let label = self.stage_label(i);
-        let prefix = |k: usize| if self.multi { format!("[{label} {k}/{total}]") } else { format!("[{k}/{total}]") };
+        let multi = self.multi;
+        let prefix = |k: usize| if multi { format!("[{label} {k}/{total}]") } else { format!("[{k}/{total}]") };
         let image_name = shell::expand_word(&stage.from.image.value, &kv_env(&self.globals), esc).map_err(|e| at(df, line, e.to_string()))?;
         let platform = self.platform();
         let mut parts = platform.split('/');
@@ -751,7 +752,8 @@ mod tests {
         )
         .expect("lower");
         let c = &b.image.config;
-        assert_eq!(c.env.clone().unwrap_or_default(), vec!["PATH=/bin", "A=1", "B=1"]);
+        // As in Docker, all values of one ENV come from the environment before it.
+        assert_eq!(c.env.clone().unwrap_or_default(), vec!["PATH=/bin", "A=1", "B="]);
         assert_eq!(c.working_dir.as_deref(), Some("/app"));
         assert_eq!(c.user.as_deref(), Some("app"));
         assert_eq!(c.cmd, None, "ENTRYPOINT resets the inherited CMD");
