@@ -128,11 +128,11 @@ mod tests {
 
     #[test]
     fn bad_digests_say_what_is_wrong() {
-        let e = "md5:abc".parse::<Digest>().unwrap_err().to_string();
+        let e = "md5:abc".parse::<Digest>().expect_err("must fail").to_string();
         assert!(e.contains("unsupported algorithm \"md5\""), "{e}");
-        let e = "sha256:XYZ".parse::<Digest>().unwrap_err().to_string();
+        let e = "sha256:XYZ".parse::<Digest>().expect_err("must fail").to_string();
         assert!(e.contains("64 lowercase hex"), "{e}");
-        let e = "nocolon".parse::<Digest>().unwrap_err().to_string();
+        let e = "nocolon".parse::<Digest>().expect_err("must fail").to_string();
         assert!(e.contains("ALGORITHM:HEX"), "{e}");
     }
 }

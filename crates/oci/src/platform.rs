@@ -87,7 +87,7 @@ mod tests {
     fn platform_strings_parse_or_say_why_not() {
         let p: Platform = "linux/arm64/v8".parse().expect("parse");
         assert_eq!(p.to_string(), "linux/arm64/v8");
-        let err = "amd64".parse::<Platform>().unwrap_err().to_string();
+        let err = "amd64".parse::<Platform>().expect_err("must fail").to_string();
         assert!(err.contains("os/arch"), "{err}");
     }
 }

@@ -100,3 +100,185 @@ fn test_registry_helper_serves_the_v2_api_with_and_without_auth() {
     assert_eq!(http_status(&open.addr(), "/v2/"), 200);
     assert_eq!(http_status(&locked.addr(), "/v2/"), 401);
 }
+
+/// A builder whose docker config (credentials) is private to the test.
+fn isolated(b: &Builder, args: &[&str], config: &std::path::Path) -> std::process::Output {
+    b.cmd().env("DOCKER_CONFIG", config).args(args).output().expect("spawn builder")
+}
+
+#[test]
+fn pushed_image_pulled_back_after_rmi_has_the_same_digest() {
+    let registry = Registry::start();
+    let name = format!("{}/e2e/busybox:1", registry.addr());
+    let (b, _work) = with_busybox(&name);
+    let pushed = b.ok(&["push", &name]).trim().to_string();
+    assert!(pushed.starts_with("sha256:"), "push prints the manifest digest: {pushed}");
+    let before = inspect(&b, &name);
+    b.ok(&["rmi", &name]);
+    assert_eq!(std::fs::read_dir(b.root().join("blobs/sha256")).expect("blobs").count(), 0);
+    let out = b.run(&["pull", &name]);
+    assert_success(&out, &["pull", &name]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Pull complete"), "one line per layer when not a terminal: {stderr}");
+    let after = inspect(&b, &name);
+    assert_eq!(after["Id"], before["Id"]);
+    assert_eq!(after["RepoDigests"], serde_json::json!([format!("{}/e2e/busybox@{pushed}", registry.addr())]));
+    // A second push finds every blob present.
+    let again = b.run(&["push", &name]);
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(stderr.contains("Layer already exists") && !stderr.contains("Pushed"), "{stderr}");
+}
+
+#[test]
+fn builder_push_is_read_by_skopeo_and_unpacked_by_umoci() {
+    let registry = Registry::start();
+    let name = format!("{}/e2e/bb:umoci", registry.addr());
+    let (b, work) = with_busybox(&name);
+    b.ok(&["push", "--chunk-size", "1", &name]);
+    let info: serde_json::Value =
+        serde_json::from_str(&skopeo(&["inspect", "--tls-verify=false", &format!("docker://{name}")])).expect("skopeo inspect json");
+    assert_eq!(info["Layers"].as_array().map(Vec::len), Some(1));
+    let layout = work.path().join("layout");
+    skopeo(&["copy", "--src-tls-verify=false", &format!("docker://{name}"), &format!("oci:{}:bb", layout.display())]);
+    let bundle = work.path().join("bundle");
+    let out = Command::new("umoci").args(["unpack", "--image"]).arg(format!("{}:bb", layout.display())).arg(&bundle).output().expect("umoci");
+    assert!(out.status.success(), "umoci unpack: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(bundle.join("rootfs/bin/busybox").is_file());
+    assert_eq!(std::fs::read_link(bundle.join("rootfs/bin/sh")).expect("sh link"), std::path::Path::new("busybox"));
+}
+
+#[test]
+fn image_made_by_umoci_and_pushed_by_skopeo_is_pulled() {
+    let registry = Registry::start();
+    let work = tempfile::tempdir().expect("work");
+    let layout = work.path().join("layout");
+    let bundle = work.path().join("bundle");
+    let umoci = |args: &[&str]| {
+        let out = Command::new("umoci").args(args).output().expect("umoci");
+        assert!(out.status.success(), "umoci {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    };
+    let image = format!("{}:v1", layout.display());
+    umoci(&["init", "--layout", &layout.display().to_string()]);
+    umoci(&["new", "--image", &image]);
+    umoci(&["unpack", "--image", &image, &bundle.display().to_string()]);
+    std::fs::write(bundle.join("rootfs/hello.txt"), "made by umoci\n").expect("write file");
+    umoci(&["repack", "--image", &image, &bundle.display().to_string()]);
+    let remote = format!("{}/peers/umoci:v1", registry.addr());
+    skopeo(&["copy", "--dest-tls-verify=false", &format!("oci:{image}"), &format!("docker://{remote}")]);
+
+    let b = Builder::new();
+    b.ok(&["pull", "-q", &remote]);
+    let info = inspect(&b, &remote);
+    assert_eq!(info["RootFS"]["Layers"].as_array().map(Vec::len), Some(1));
+    let sk: serde_json::Value =
+        serde_json::from_str(&skopeo(&["inspect", "--tls-verify=false", &format!("docker://{remote}")])).expect("json");
+    assert_eq!(info["RepoDigests"][0], format!("{}/peers/umoci@{}", registry.addr(), sk["Digest"].as_str().expect("digest")));
+}
+
+#[test]
+fn saved_archive_is_read_by_skopeo_and_skopeo_archive_is_loaded() {
+    let (b, work) = with_busybox("saved/busybox:1");
+    let archive = work.path().join("bb.tar");
+    b.ok(&["save", "-o", archive.to_str().expect("utf-8"), "saved/busybox:1"]);
+    let copied = work.path().join("copied");
+    skopeo(&["copy", &format!("docker-archive:{}", archive.display()), &format!("oci:{}:bb", copied.display())]);
+    let original = inspect(&b, "saved/busybox:1");
+    let config: serde_json::Value =
+        serde_json::from_str(&skopeo(&["inspect", "--config", &format!("oci:{}:bb", copied.display())])).expect("json");
+    assert_eq!(config["rootfs"]["diff_ids"], original["RootFS"]["Layers"]);
+
+    // The other way: skopeo writes a docker archive, builder loads it.
+    let from_skopeo = work.path().join("from-skopeo.tar");
+    skopeo(&["copy", &format!("oci:{}:bb", copied.display()), &format!("docker-archive:{}:skopeo/made:2", from_skopeo.display())]);
+    let b2 = Builder::new();
+    let out = b2.ok(&["load", "-i", from_skopeo.to_str().expect("utf-8")]);
+    assert_eq!(out.trim(), "Loaded image: skopeo/made:2");
+    let loaded = inspect(&b2, "skopeo/made:2");
+    assert_eq!(loaded["RootFS"]["Layers"], original["RootFS"]["Layers"]);
+}
+
+#[test]
+fn oci_archive_round_trips_through_save_and_load() {
+    let (b, work) = with_busybox("oci/busybox:1");
+    let archive = work.path().join("bb-oci.tar");
+    b.ok(&["save", "--format", "oci", "-o", archive.to_str().expect("utf-8"), "oci/busybox:1"]);
+    let sk: serde_json::Value = serde_json::from_str(&skopeo(&[
+        "inspect",
+        &format!("oci-archive:{}:docker.io/oci/busybox:1", archive.display()),
+    ]))
+    .expect("json");
+    assert_eq!(sk["Layers"].as_array().map(Vec::len), Some(1));
+    let b2 = Builder::new();
+    b2.ok(&["load", "-i", archive.to_str().expect("utf-8")]);
+    assert_eq!(inspect(&b2, "oci/busybox:1")["Id"], inspect(&b, "oci/busybox:1")["Id"]);
+}
+
+#[test]
+fn load_of_a_file_that_is_not_an_image_archive_says_so() {
+    let b = Builder::new();
+    let work = tempfile::tempdir().expect("work");
+    let tar = busybox_rootfs_tar(work.path());
+    let err = b.fails(&["load", "-i", tar.to_str().expect("utf-8")]);
+    assert!(err.contains("neither a docker archive") && err.contains("busybox-rootfs.tar"), "{err}");
+}
+
+#[test]
+fn registry_with_auth_needs_login_and_rejects_wrong_passwords() {
+    let registry = Registry::start_with_auth("alice", "s3cret");
+    let config = tempfile::tempdir().expect("docker config");
+    let name = format!("{}/private/bb:1", registry.addr());
+    let (b, _work) = with_busybox(&name);
+
+    let out = isolated(&b, &["push", &name], config.path());
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("requires a login") && err.contains(&format!("builder login {}", registry.addr())), "{err}");
+
+    let out = isolated(&b, &["login", "-u", "alice", "-p", "wrong", &registry.addr()], config.path());
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("rejected the credentials of user \"alice\" (HTTP 401)"), "{err}");
+    assert!(!config.path().join("config.json").exists());
+
+    let mut login = b.cmd();
+    login.env("DOCKER_CONFIG", config.path()).args(["login", "-u", "alice", "--password-stdin", &registry.addr()]);
+    login.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped());
+    let mut child = login.spawn().expect("spawn login");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), b"s3cret\n").expect("password");
+    let out = child.wait_with_output().expect("login");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let saved: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(config.path().join("config.json")).expect("config.json")).expect("json");
+    assert!(saved["auths"][registry.addr()]["auth"].is_string(), "{saved}");
+
+    let out = isolated(&b, &["push", &name], config.path());
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = isolated(&b, &["logout", &registry.addr()], config.path());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Removing login credentials"));
+    let out = isolated(&b, &["pull", &name], config.path());
+    assert!(!out.status.success(), "pull after logout must need a login again");
+}
+
+#[test]
+fn pull_with_a_bad_tag_fails_before_any_network_call() {
+    let b = Builder::new();
+    // Nothing listens on this port; a network attempt would say "cannot reach".
+    let port = crate::util_registry::free_port();
+    let err = b.fails(&["pull", &format!("127.0.0.1:{port}/app:bad!tag")]);
+    assert!(err.contains("invalid image reference") && err.contains("tag \"bad!tag\""), "{err}");
+    assert!(!err.contains("cannot reach"), "{err}");
+}
+
+#[test]
+fn push_mounts_blobs_from_another_repository_of_the_same_registry() {
+    let registry = Registry::start();
+    let first = format!("{}/team/one:1", registry.addr());
+    let second = format!("{}/team/two:1", registry.addr());
+    let (b, _work) = with_busybox(&first);
+    b.ok(&["push", &first]);
+    b.ok(&["tag", &first, &second]);
+    let out = b.run(&["push", &second]);
+    assert_success(&out, &["push", &second]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Mounted from team/one") && !stderr.contains("Pushed"), "{stderr}");
+}
