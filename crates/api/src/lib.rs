@@ -1,3 +1,27 @@
-//! The gRPC API: generated code, the client, and the server that exposes the solver.
+//! The gRPC API of `builder serve`: the generated protobuf code, the client that the CLI uses when
+//! `--addr` / `$BUILDER_HOST` is set, and the server that runs builds on this machine's engine.
+//!
+//! A remote build is the local build with a different transport: the server calls the same
+//! solver through an [`engine::Engine`], the client renders the same [`solver::Event`]s the local
+//! build emits, and only the files of the context that changed since the last build of that
+//! context cross the network ([`context`]).
+//!
+//! This crate does not parse Dockerfiles, solve graphs or store images itself; the engine does.
 
 #![deny(unsafe_code)]
+
+/// Code generated from `proto/builder/v1/control.proto`.
+pub mod proto {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("builder.v1");
+}
+
+pub mod addr;
+pub mod context;
+pub mod convert;
+pub mod engine;
+pub mod error;
+
+pub use addr::Address;
+pub use engine::{BuildJob, BuildOptions, BuildOutcome, Engine, EngineError};
+pub use error::{ApiError, Result};

@@ -1,0 +1,326 @@
+//! The server side: a mirror of one client's context under `<root>/contexts/<id>/files`, brought
+//! up to date from the client's file list. Only files whose metadata changed are requested.
+//!
+//! Safety: every manifest path is checked ([`check_path`]), every entry's parent must be a
+//! directory listed before it, and directories the manifest lists replace whatever was at that
+//! path (a symlink left from an earlier build included), so no write ever follows a symlink out
+//! of the mirror.
+
+use std::collections::HashMap;
+use std::fs::{self, File, FileTimes};
+use std::io::Write;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use crate::context::{check_path, kind, parent};
+use crate::proto::{FileEntry, FileKind};
+
+/// Why the mirror could not be brought up to date.
+#[derive(Debug, thiserror::Error)]
+pub enum MirrorError {
+    /// A manifest entry is refused: it would write outside the context, or contradicts itself.
+    #[error("context path {path:?} refused: {reason}")]
+    Refused { path: String, reason: String },
+    #[error("context mirror: {action} {}: {source}", path.display())]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+fn io(action: &'static str, path: &Path) -> impl FnOnce(std::io::Error) -> MirrorError + use<> {
+    let path = path.to_path_buf();
+    move |source| MirrorError::Io { action, path, source }
+}
+
+fn refused(path: &str, reason: impl Into<String>) -> MirrorError {
+    MirrorError::Refused { path: path.to_string(), reason: reason.into() }
+}
+
+/// What a sync must transfer.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// Manifest indexes of the files whose bytes are needed, in manifest order.
+    pub needed: Vec<u32>,
+    /// Entries removed from the mirror because the client no longer has them (or they changed kind).
+    pub removed: u64,
+}
+
+/// One client's context on the server.
+pub struct Mirror {
+    dir: PathBuf,
+    files: PathBuf,
+    tmp: PathBuf,
+    /// Only root can give files the client's owner; otherwise owners are not compared.
+    as_root: bool,
+}
+
+impl Mirror {
+    /// The mirror for `context_key` (any string; it is hashed into a directory name).
+    pub fn open(state_root: &Path, context_key: &str) -> Result<Mirror, MirrorError> {
+        let id = blake3::hash(context_key.as_bytes()).to_hex();
+        let dir = state_root.join("contexts").join(&id.as_str()[..32]);
+        let files = dir.join("files");
+        let tmp = dir.join("tmp");
+        fs::create_dir_all(&files).map_err(io("create", &files))?;
+        // Leftovers of an interrupted transfer are never part of the mirror.
+        let _ = fs::remove_dir_all(&tmp);
+        fs::create_dir_all(&tmp).map_err(io("create", &tmp))?;
+        Ok(Mirror { dir, files, tmp, as_root: nix::unistd::geteuid().is_root() })
+    }
+
+    /// The directory builds read: the client's context as of the last sync.
+    pub fn files_dir(&self) -> &Path {
+        &self.files
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Checks the manifest, removes what the client no longer has, creates directories and
+    /// symlinks, and returns the files whose bytes are needed.
+    pub fn plan(&self, entries: &[FileEntry]) -> Result<Plan, MirrorError> {
+        let by_path = validate(entries)?;
+        let mut plan = Plan::default();
+        plan.removed = self.remove_stale(entries, &by_path)?;
+        for (i, e) in entries.iter().enumerate() {
+            let path = self.files.join(&e.path);
+            match kind(e) {
+                FileKind::Dir => match fs::symlink_metadata(&path) {
+                    Ok(m) if m.is_dir() => {}
+                    _ => fs::create_dir(&path).map_err(io("create directory", &path))?,
+                },
+                FileKind::Symlink => {
+                    if fs::symlink_metadata(&path).is_err() {
+                        std::os::unix::fs::symlink(&e.symlink_target, &path).map_err(io("create symlink", &path))?;
+                    }
+                    if self.as_root {
+                        std::os::unix::fs::lchown(&path, Some(e.uid), Some(e.gid)).map_err(io("chown", &path))?;
+                    }
+                }
+                FileKind::File => {
+                    let same = fs::symlink_metadata(&path).map(|m| self.file_matches(&m, e)).unwrap_or(false);
+                    if !same {
+                        plan.needed.push(u32::try_from(i).map_err(|_| refused(&e.path, "too many entries"))?);
+                    }
+                }
+                FileKind::Unspecified => return Err(refused(&e.path, "unknown file kind")),
+            }
+        }
+        Ok(plan)
+    }
+
+    fn file_matches(&self, m: &fs::Metadata, e: &FileEntry) -> bool {
+        let mtime = m.mtime().saturating_mul(1_000_000_000).saturating_add(m.mtime_nsec());
+        m.file_type().is_file()
+            && m.len() == e.size
+            && mtime == e.mtime_unix_nanos
+            && m.mode() & 0o7777 == e.mode
+            && (!self.as_root || (m.uid() == e.uid && m.gid() == e.gid))
+    }
+
+    /// Removes mirror entries that are not in the manifest or changed kind (or symlink target).
+    fn remove_stale(&self, entries: &[FileEntry], by_path: &HashMap<&str, usize>) -> Result<u64, MirrorError> {
+        let mut removed = 0;
+        let mut walker = walkdir::WalkDir::new(&self.files).min_depth(1).follow_links(false).into_iter();
+        while let Some(next) = walker.next() {
+            let entry = next.map_err(|e| MirrorError::Io { action: "read", path: self.files.clone(), source: e.into() })?;
+            let rel = entry.path().strip_prefix(&self.files).unwrap_or(entry.path());
+            let ft = entry.file_type();
+            let keep = rel.to_str().and_then(|r| by_path.get(r)).is_some_and(|&i| {
+                let e = &entries[i];
+                match kind(e) {
+                    FileKind::Dir => ft.is_dir(),
+                    FileKind::File => ft.is_file(),
+                    FileKind::Symlink => ft.is_symlink() && fs::read_link(entry.path()).ok().as_deref() == Some(Path::new(&e.symlink_target)),
+                    FileKind::Unspecified => false,
+                }
+            });
+            if keep {
+                continue;
+            }
+            removed += 1;
+            if ft.is_dir() {
+                fs::remove_dir_all(entry.path()).map_err(io("remove", entry.path()))?;
+                walker.skip_current_dir();
+            } else {
+                fs::remove_file(entry.path()).map_err(io("remove", entry.path()))?;
+            }
+        }
+        Ok(removed)
+    }
+
+    /// Starts receiving the bytes of `entry` (a file the plan asked for).
+    pub fn receive(&self, entry: &FileEntry) -> Result<IncomingFile, MirrorError> {
+        let file = tempfile::NamedTempFile::new_in(&self.tmp).map_err(io("create temp file in", &self.tmp))?;
+        Ok(IncomingFile { file, dest: self.files.join(&entry.path), written: 0 })
+    }
+
+    /// Gives directories their mode and owner once everything below them is written.
+    pub fn finish(&self, entries: &[FileEntry]) -> Result<(), MirrorError> {
+        for e in entries.iter().filter(|e| kind(e) == FileKind::Dir) {
+            let path = self.files.join(&e.path);
+            if self.as_root {
+                std::os::unix::fs::lchown(&path, Some(e.uid), Some(e.gid)).map_err(io("chown", &path))?;
+            }
+            // Without root, keep the directory writable so the next sync can update it.
+            let mode = if self.as_root { e.mode } else { e.mode | 0o700 };
+            fs::set_permissions(&path, fs::Permissions::from_mode(mode)).map_err(io("chmod", &path))?;
+        }
+        Ok(())
+    }
+}
+
+/// A file being received: written to the mirror's temp dir, moved into place when complete.
+pub struct IncomingFile {
+    file: tempfile::NamedTempFile,
+    dest: PathBuf,
+    written: u64,
+}
+
+impl IncomingFile {
+    pub fn write(&mut self, data: &[u8]) -> Result<(), MirrorError> {
+        self.file.write_all(data).map_err(io("write", self.file.path()))?;
+        self.written += data.len() as u64;
+        Ok(())
+    }
+
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Sets owner, mode and mtime as the client reported them and renames the file into place.
+    pub fn commit(self, entry: &FileEntry, as_root: bool) -> Result<(), MirrorError> {
+        let f: &File = self.file.as_file();
+        let tmp = self.file.path().to_path_buf();
+        if as_root {
+            std::os::unix::fs::fchown(f, Some(entry.uid), Some(entry.gid)).map_err(io("chown", &tmp))?;
+        }
+        f.set_permissions(fs::Permissions::from_mode(entry.mode)).map_err(io("chmod", &tmp))?;
+        let mtime = mtime_of(entry.mtime_unix_nanos);
+        f.set_times(FileTimes::new().set_modified(mtime).set_accessed(mtime)).map_err(io("set times of", &tmp))?;
+        // The destination's parent is a directory the plan created; rename never follows a
+        // symlink in its last component.
+        self.file.persist(&self.dest).map_err(|e| MirrorError::Io { action: "rename into", path: self.dest.clone(), source: e.error })?;
+        Ok(())
+    }
+}
+
+impl Mirror {
+    /// Whether files get the client's owner (the server runs as root).
+    pub fn as_root(&self) -> bool {
+        self.as_root
+    }
+}
+
+fn mtime_of(nanos: i64) -> SystemTime {
+    if nanos >= 0 {
+        UNIX_EPOCH + Duration::from_nanos(nanos as u64)
+    } else {
+        UNIX_EPOCH - Duration::from_nanos(nanos.unsigned_abs())
+    }
+}
+
+/// Checks every path and the shape of the tree: unique paths, each entry's parent a directory
+/// listed before it.
+fn validate(entries: &[FileEntry]) -> Result<HashMap<&str, usize>, MirrorError> {
+    let mut by_path: HashMap<&str, usize> = HashMap::with_capacity(entries.len());
+    for (i, e) in entries.iter().enumerate() {
+        check_path(&e.path).map_err(|r| refused(&e.path, r))?;
+        if kind(e) == FileKind::Unspecified {
+            return Err(refused(&e.path, "unknown file kind"));
+        }
+        if let Some(p) = parent(&e.path) {
+            match by_path.get(p) {
+                Some(&pi) if kind(&entries[pi]) == FileKind::Dir => {}
+                Some(_) => return Err(refused(&e.path, format!("its parent {p:?} is not a directory (a symlink cannot lead out of the context)"))),
+                None => return Err(refused(&e.path, format!("its parent directory {p:?} is not listed before it"))),
+            }
+        }
+        if by_path.insert(&e.path, i).is_some() {
+            return Err(refused(&e.path, "listed twice"));
+        }
+    }
+    Ok(by_path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str, size: u64, mtime: i64) -> FileEntry {
+        FileEntry { path: path.into(), kind: FileKind::File as i32, mode: 0o644, size, mtime_unix_nanos: mtime, uid: 0, gid: 0, symlink_target: String::new() }
+    }
+
+    fn dir(path: &str) -> FileEntry {
+        FileEntry { path: path.into(), kind: FileKind::Dir as i32, mode: 0o755, ..Default::default() }
+    }
+
+    fn link(path: &str, target: &str) -> FileEntry {
+        FileEntry { path: path.into(), kind: FileKind::Symlink as i32, mode: 0o777, symlink_target: target.into(), ..Default::default() }
+    }
+
+    fn sync(m: &Mirror, entries: &[FileEntry], content: impl Fn(&str) -> Vec<u8>) -> Plan {
+        let plan = m.plan(entries).expect("plan");
+        for &i in &plan.needed {
+            let e = &entries[i as usize];
+            let mut inc = m.receive(e).expect("receive");
+            inc.write(&content(&e.path)).expect("write");
+            inc.commit(e, m.as_root()).expect("commit");
+        }
+        m.finish(entries).expect("finish");
+        plan
+    }
+
+    #[test]
+    fn second_sync_asks_only_for_the_changed_file() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let m = Mirror::open(root.path(), "host:/src/app").expect("open");
+        let mut entries = vec![dir("src"), file("src/a", 1, 10), file("src/b", 1, 10), link("l", "src/a")];
+        let first = sync(&m, &entries, |_| b"x".to_vec());
+        assert_eq!(first.needed, [1, 2]);
+        entries[2] = file("src/b", 2, 20);
+        let second = sync(&m, &entries, |_| b"yy".to_vec());
+        assert_eq!(second.needed, [2]);
+        assert_eq!(fs::read(m.files_dir().join("src/b")).expect("read"), b"yy");
+        assert_eq!(fs::read_link(m.files_dir().join("l")).expect("readlink"), Path::new("src/a"));
+    }
+
+    #[test]
+    fn files_the_client_no_longer_has_are_removed() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let m = Mirror::open(root.path(), "k").expect("open");
+        sync(&m, &[dir("d"), file("d/x", 1, 1), file("y", 1, 1)], |_| b"1".to_vec());
+        let plan = sync(&m, &[file("y", 1, 1)], |_| b"1".to_vec());
+        assert_eq!(plan.removed, 1, "the directory d (with d/x) goes");
+        assert!(!m.files_dir().join("d").exists());
+        assert!(plan.needed.is_empty());
+    }
+
+    #[test]
+    fn a_symlinked_directory_cannot_lead_writes_outside() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let m = Mirror::open(root.path(), "k").expect("open");
+        let err = m.plan(&[link("etc", "/etc"), file("etc/passwd", 1, 1)]).expect_err("must refuse");
+        assert!(err.to_string().contains("not a directory"), "{err}");
+        let err = m.plan(&[file("../escape", 1, 1)]).expect_err("must refuse");
+        assert!(err.to_string().contains(".."), "{err}");
+        let err = m.plan(&[file("/abs", 1, 1)]).expect_err("must refuse");
+        assert!(err.to_string().contains("absolute"), "{err}");
+    }
+
+    #[test]
+    fn a_symlink_left_from_last_build_is_replaced_by_a_directory() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let outside = tempfile::tempdir().expect("tempdir");
+        let m = Mirror::open(root.path(), "k").expect("open");
+        sync(&m, &[link("d", outside.path().to_str().expect("utf8"))], |_| Vec::new());
+        sync(&m, &[dir("d"), file("d/f", 1, 1)], |_| b"z".to_vec());
+        assert!(!outside.path().join("f").exists(), "the write must not follow the old symlink");
+        assert_eq!(fs::read(m.files_dir().join("d/f")).expect("read"), b"z");
+    }
+}

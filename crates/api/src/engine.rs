@@ -1,0 +1,148 @@
+//! What the server needs from this machine's build engine. The server handles the transport,
+//! the context mirror, auth and limits; the engine does the work, with the same code a local
+//! `builder build` runs.
+
+use std::collections::BTreeMap;
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use solver::ProgressSink;
+use solver::exec::Cancel;
+
+/// The options of one build, as the user gave them to `builder build`.
+#[derive(Clone, Default)]
+pub struct BuildOptions {
+    /// The Dockerfile's bytes.
+    pub dockerfile: Vec<u8>,
+    /// Its name for messages (`Dockerfile`, `docker/app.Dockerfile`).
+    pub dockerfile_name: String,
+    pub build_args: BTreeMap<String, String>,
+    pub target: Option<String>,
+    pub tags: Vec<String>,
+    /// `--output` values as written (`type=image,name=…`).
+    pub outputs: Vec<String>,
+    /// Secret id -> bytes. Never logged (see the `Debug` impl), never cached.
+    pub secrets: HashMap<String, Vec<u8>>,
+    pub no_cache: bool,
+    pub platform: Option<String>,
+    pub labels: BTreeMap<String, String>,
+    pub pull: bool,
+    /// 0: the engine's default.
+    pub max_parallelism: usize,
+    /// Flags this API has no field for, by name.
+    pub options: BTreeMap<String, String>,
+}
+
+impl std::fmt::Debug for BuildOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let secret_ids: Vec<&String> = self.secrets.keys().collect();
+        f.debug_struct("BuildOptions")
+            .field("dockerfile_name", &self.dockerfile_name)
+            .field("build_args", &self.build_args)
+            .field("target", &self.target)
+            .field("tags", &self.tags)
+            .field("outputs", &self.outputs)
+            .field("secrets", &secret_ids)
+            .field("no_cache", &self.no_cache)
+            .field("platform", &self.platform)
+            .field("labels", &self.labels)
+            .field("pull", &self.pull)
+            .field("max_parallelism", &self.max_parallelism)
+            .field("options", &self.options)
+            .finish()
+    }
+}
+
+/// One build for the engine to run.
+pub struct BuildJob {
+    pub options: BuildOptions,
+    /// The build context (the server's mirror of the client's directory).
+    pub context_dir: PathBuf,
+    /// The Dockerfile written to a private directory (its `<name>.dockerignore` beside it, when
+    /// the client had one).
+    pub dockerfile_path: PathBuf,
+    pub progress: ProgressSink,
+    /// Set when the client went away or the server is shutting down.
+    pub cancel: Arc<Cancel>,
+}
+
+/// What a build produced.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BuildOutcome {
+    /// Manifest digest of the image (empty when the output was not an image).
+    pub image_digest: String,
+    pub tags: Vec<String>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// An image in the engine's store.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImageSummary {
+    /// `repo:tag`, empty for an untagged image.
+    pub reference: String,
+    pub id: String,
+    pub manifest_digest: String,
+    pub size: u64,
+    pub created_unix: i64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PushOutcome {
+    pub reference: String,
+    pub digest: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct PruneOutcome {
+    pub records_removed: u64,
+    pub bytes_freed: u64,
+    pub details: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DiskUsageEntry {
+    pub kind: String,
+    pub id: String,
+    pub size: u64,
+    pub description: String,
+    pub last_used_unix: i64,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct DiskUsage {
+    pub entries: Vec<DiskUsageEntry>,
+    pub total: u64,
+    pub reclaimable: u64,
+}
+
+/// Why the engine could not do what was asked; the kind becomes the gRPC status code.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The request is wrong (a bad Dockerfile, an unknown target, a bad flag value).
+    #[error("{0}")]
+    Invalid(String),
+    /// An image or other named thing does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The build was cancelled.
+    #[error("build cancelled")]
+    Cancelled,
+    /// This engine does not do that.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The work itself failed (a RUN exited non-zero, a registry refused a push, …).
+    #[error("{0}")]
+    Failed(String),
+}
+
+/// The build engine of this machine. Methods block; the server calls them on blocking threads.
+pub trait Engine: Send + Sync + 'static {
+    fn build(&self, job: BuildJob) -> Result<BuildOutcome, EngineError>;
+    fn images(&self) -> Result<Vec<ImageSummary>, EngineError>;
+    fn push(&self, reference: &str, destination: Option<&str>, insecure_registries: &[String], note: &(dyn Fn(String) + Send + Sync)) -> Result<PushOutcome, EngineError>;
+    fn prune(&self, all: bool, keep_storage: Option<u64>) -> Result<PruneOutcome, EngineError>;
+    fn disk_usage(&self) -> Result<DiskUsage, EngineError>;
+    /// Platforms this engine builds for (`linux/amd64`).
+    fn platforms(&self) -> Vec<String>;
+}
