@@ -313,27 +313,42 @@ impl DockerGlob {
                 c => tokens.push(GTok::Lit(c)),
             }
         }
+        if tokens.iter().filter(|t| matches!(t, GTok::Star | GTok::AnyDirs)).count() > 128 {
+            return Err("more than 128 wildcards".into());
+        }
         Ok(DockerGlob { tokens })
     }
 
     pub(crate) fn is_match(&self, path: &str) -> bool {
         let s: Vec<char> = path.chars().collect();
-        let mut failed = vec![false; (self.tokens.len() + 1) * (s.len() + 1)];
+        let mut failed = std::collections::HashSet::new();
         self.m(&s, 0, 0, &mut failed)
     }
 
-    fn m(&self, s: &[char], t: usize, p: usize, failed: &mut [bool]) -> bool {
-        let key = t * (s.len() + 1) + p;
-        if failed[key] {
+    /// Single-character steps are a loop; only `*` and `**` branch (their
+    /// number is bounded at compile time).
+    fn m(&self, s: &[char], mut t: usize, mut p: usize, failed: &mut std::collections::HashSet<(usize, usize)>) -> bool {
+        loop {
+            let step = match self.tokens.get(t) {
+                None => return p == s.len(),
+                Some(GTok::All) => return true,
+                Some(GTok::Lit(c)) => s.get(p) == Some(c),
+                Some(GTok::One) => s.get(p).is_some_and(|&c| c != '/'),
+                Some(GTok::Class { negated, ranges }) => {
+                    s.get(p).is_some_and(|&c| ranges.iter().any(|&(lo, hi)| c >= lo && c <= hi) != *negated)
+                }
+                Some(GTok::Star) | Some(GTok::AnyDirs) => break,
+            };
+            if !step {
+                return false;
+            }
+            t += 1;
+            p += 1;
+        }
+        if failed.contains(&(t, p)) {
             return false;
         }
         let ok = match self.tokens.get(t) {
-            None => p == s.len(),
-            Some(GTok::Lit(c)) => s.get(p) == Some(c) && self.m(s, t + 1, p + 1, failed),
-            Some(GTok::One) => s.get(p).is_some_and(|&c| c != '/') && self.m(s, t + 1, p + 1, failed),
-            Some(GTok::Class { negated, ranges }) => {
-                s.get(p).is_some_and(|&c| ranges.iter().any(|&(lo, hi)| c >= lo && c <= hi) != *negated) && self.m(s, t + 1, p + 1, failed)
-            }
             Some(GTok::Star) => {
                 let mut q = p;
                 loop {
@@ -346,14 +361,11 @@ impl DockerGlob {
                     q += 1;
                 }
             }
-            Some(GTok::All) => true,
-            Some(GTok::AnyDirs) => {
-                // (.*/)? : nothing, or up to and including any later '/'.
-                self.m(s, t + 1, p, failed) || (p..s.len()).any(|q| s[q] == '/' && self.m(s, t + 1, q + 1, failed))
-            }
+            // (.*/)? : nothing, or up to and including any later '/'.
+            _ => self.m(s, t + 1, p, failed) || (p..s.len()).any(|q| s[q] == '/' && self.m(s, t + 1, q + 1, failed)),
         };
         if !ok {
-            failed[key] = true;
+            failed.insert((t, p));
         }
         ok
     }

@@ -110,7 +110,7 @@ impl Lexer {
     /// The expanded string and its words.
     pub(crate) fn process(&self, word: &str, env: &dyn Env) -> Result<(String, Vec<String>), ExpandError> {
         let chars: Vec<char> = word.chars().collect();
-        let mut sw = ShellWord { lex: *self, env, chars: &chars, pos: 0, raw_escapes: self.raw_escapes };
+        let mut sw = ShellWord { lex: *self, env, chars: &chars, pos: 0, raw_escapes: self.raw_escapes, depth: 0 };
         sw.process_stop_on(None, self.raw_escapes)
             .map_err(|message| ExpandError { word: word.to_string(), message })
     }
@@ -122,7 +122,15 @@ struct ShellWord<'a> {
     chars: &'a [char],
     pos: usize,
     raw_escapes: bool,
+    /// Nesting of `${…}` being read (bounded so hostile input cannot exhaust the stack).
+    depth: usize,
 }
+
+/// How many `*` a `${v#pattern}` pattern may have (each one is a level of backtracking).
+const MAX_STARS: usize = 128;
+
+/// How deeply `${a:-${b:-…}}` may nest.
+const MAX_NESTING: usize = 64;
 
 /// Builds the word list while the string is assembled.
 #[derive(Default)]
@@ -179,9 +187,14 @@ impl ShellWord<'_> {
     }
 
     fn process_stop_on(&mut self, stop: Option<char>, raw_escapes: bool) -> Res<(String, Vec<String>)> {
+        if self.depth > MAX_NESTING {
+            return Err(format!("variable substitutions nested more than {MAX_NESTING} deep"));
+        }
         let saved = self.raw_escapes;
         self.raw_escapes = raw_escapes;
+        self.depth += 1;
         let r = self.process_stop_on_inner(stop);
+        self.depth -= 1;
         self.raw_escapes = saved;
         r
     }
@@ -528,6 +541,8 @@ impl Pattern {
             let c = chars[i];
             i += 1;
             match c {
+                // `**` matches what `*` matches.
+                '*' if tokens.last() == Some(&Tok::Star) => {}
                 '*' => tokens.push(Tok::Star),
                 '?' => tokens.push(Tok::Any),
                 '\\' => {
@@ -546,6 +561,9 @@ impl Pattern {
                 c => tokens.push(Tok::Lit(c)),
             }
         }
+        if tokens.iter().filter(|t| **t == Tok::Star).count() > MAX_STARS {
+            return Err(format!("more than {MAX_STARS} wildcards"));
+        }
         Ok(Pattern { tokens })
     }
 
@@ -557,45 +575,48 @@ impl Pattern {
     }
 
     fn match_at(&self, s: &[char], start: usize, greedy: bool) -> Option<usize> {
-        // Failed (token, position) states, so the search stays polynomial.
-        let mut failed = vec![false; (self.tokens.len() + 1) * (s.len() + 1)];
+        // Failed (star, position) states, so the search stays polynomial.
+        let mut failed = std::collections::HashSet::new();
         self.m(s, 0, start, greedy, &mut failed)
     }
 
-    fn m(&self, s: &[char], t: usize, p: usize, greedy: bool, failed: &mut [bool]) -> Option<usize> {
-        let key = t * (s.len() + 1) + p;
-        if failed[key] {
-            return None;
-        }
-        let r = match self.tokens.get(t) {
-            None => Some(p),
-            Some(Tok::Lit(c)) => {
-                if s.get(p) == Some(c) {
-                    self.m(s, t + 1, p + 1, greedy, failed)
-                } else {
-                    None
+    /// Literal steps are a loop; only `*` branches (and recurses), and the
+    /// number of stars is bounded at compile time.
+    fn m(&self, s: &[char], mut t: usize, mut p: usize, greedy: bool, failed: &mut std::collections::HashSet<(usize, usize)>) -> Option<usize> {
+        loop {
+            match self.tokens.get(t) {
+                None => return Some(p),
+                Some(Tok::Lit(c)) => {
+                    if s.get(p) != Some(c) {
+                        return None;
+                    }
+                }
+                Some(Tok::Any) => match s.get(p) {
+                    Some(&c) if c != '\n' => {}
+                    _ => return None,
+                },
+                Some(Tok::Star) => {
+                    if failed.contains(&(t, p)) {
+                        return None;
+                    }
+                    let mut max = p;
+                    while max < s.len() && s[max] != '\n' {
+                        max += 1;
+                    }
+                    let r = if greedy {
+                        (p..=max).rev().find_map(|q| self.m(s, t + 1, q, greedy, failed))
+                    } else {
+                        (p..=max).find_map(|q| self.m(s, t + 1, q, greedy, failed))
+                    };
+                    if r.is_none() {
+                        failed.insert((t, p));
+                    }
+                    return r;
                 }
             }
-            Some(Tok::Any) => match s.get(p) {
-                Some(&c) if c != '\n' => self.m(s, t + 1, p + 1, greedy, failed),
-                _ => None,
-            },
-            Some(Tok::Star) => {
-                let mut max = p;
-                while max < s.len() && s[max] != '\n' {
-                    max += 1;
-                }
-                if greedy {
-                    (p..=max).rev().find_map(|q| self.m(s, t + 1, q, greedy, failed))
-                } else {
-                    (p..=max).find_map(|q| self.m(s, t + 1, q, greedy, failed))
-                }
-            }
-        };
-        if r.is_none() {
-            failed[key] = true;
+            t += 1;
+            p += 1;
         }
-        r
     }
 }
 
