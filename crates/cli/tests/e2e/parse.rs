@@ -42,7 +42,7 @@ fn parse_json_gives_typed_stages_with_positions() {
     let v: serde_json::Value = serde_json::from_str(&out).expect("JSON output");
     assert_eq!(v["stages"].as_array().map(Vec::len), Some(2));
     assert_eq!(v["stages"][1]["from"]["name"], "runtime");
-    let run = &v["stages"][0]["instructions"][4];
+    let run = &v["stages"][0]["instructions"][5];
     assert_eq!(run["instruction"], "RUN");
     assert_eq!(run["mounts"][0]["type"], "cache");
     assert_eq!(run["mounts"][0]["sharing"], "locked");
