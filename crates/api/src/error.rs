@@ -61,6 +61,7 @@ fn status_text(s: &tonic::Status) -> String {
         Code::InvalidArgument => "invalid request",
         Code::NotFound => "not found",
         Code::Cancelled => "cancelled",
+        Code::Aborted => "build failed",
         Code::Unimplemented => "not supported by this server",
         _ => "remote error",
     };

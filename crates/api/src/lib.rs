@@ -25,3 +25,6 @@ pub mod error;
 pub use addr::Address;
 pub use engine::{BuildJob, BuildOptions, BuildOutcome, Engine, EngineError};
 pub use error::{ApiError, Result};
+pub mod auth;
+pub mod server;
+pub mod client;

@@ -2,39 +2,23 @@
 //! server compares against its mirror.
 
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use solver::context::Excludes;
+use dockerfile::ignore::DockerIgnore;
 
 use crate::context::check_path;
 use crate::error::{ApiError, Result};
 use crate::proto::{FileEntry, FileKind};
 
-/// The `.dockerignore` patterns for a build: `<dockerfile>.dockerignore` beside the Dockerfile
-/// wins over `<context>/.dockerignore` (BuildKit's rule).
-pub fn ignore_patterns(context: &Path, dockerfile: Option<&Path>) -> Result<(Vec<String>, Option<PathBuf>)> {
-    let mut candidates = Vec::new();
-    if let Some(df) = dockerfile {
-        let mut name = df.as_os_str().to_owned();
-        name.push(".dockerignore");
-        candidates.push(PathBuf::from(name));
-    }
-    candidates.push(context.join(".dockerignore"));
-    for c in candidates {
-        match std::fs::read_to_string(&c) {
-            Ok(text) => return Ok((text.lines().map(str::to_string).collect(), Some(c))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-            Err(e) => return Err(ApiError::Io { action: "read", path: c, source: e }),
-        }
-    }
-    Ok((Vec::new(), None))
+/// The `.dockerignore` rules a local build of `dockerfile_name` in `context` applies.
+pub fn ignore_rules(context: &Path, dockerfile_name: &str) -> Result<DockerIgnore> {
+    DockerIgnore::load(context, dockerfile_name).map_err(|e| ApiError::Context { path: ".dockerignore".into(), reason: e.to_string() })
 }
 
-/// Every entry of `context` not excluded by `patterns`, parents before children, sorted by
-/// name within a directory. `.dockerignore` itself is always listed, so the server-side build
-/// applies the same rules.
-pub fn list(context: &Path, patterns: &[String]) -> Result<Vec<FileEntry>> {
-    let excludes = Excludes::new(patterns);
+/// Every entry of `context` not excluded by `ignore`, parents before children, sorted by name
+/// within a directory. The ignore files themselves (`always`) are listed whatever the rules
+/// say, so the server-side build reads the same rules.
+pub fn list(context: &Path, ignore: &DockerIgnore, always: &[&str]) -> Result<Vec<FileEntry>> {
     let mut out = Vec::new();
     let mut dirs = std::collections::HashSet::new();
     let mut walker = walkdir::WalkDir::new(context).min_depth(1).follow_links(false).sort_by_file_name().into_iter();
@@ -46,8 +30,8 @@ pub fn list(context: &Path, patterns: &[String]) -> Result<Vec<FileEntry>> {
         let rel = entry.path().strip_prefix(context).unwrap_or(entry.path());
         let rel = rel.to_str().ok_or_else(|| ApiError::Context { path: rel.display().to_string(), reason: "the name is not UTF-8".into() })?.to_string();
         let is_dir = entry.file_type().is_dir();
-        if rel != ".dockerignore" && excludes.is_excluded(&rel) {
-            if is_dir && !excludes.may_reinclude() {
+        if !always.contains(&rel.as_str()) && ignore.is_excluded(&rel) {
+            if is_dir && !ignore.may_reinclude_under(&rel) {
                 walker.skip_current_dir();
             }
             continue;
@@ -128,8 +112,8 @@ mod tests {
         std::fs::write(d.join("node_modules/keep.txt"), "k").expect("write");
         std::fs::write(d.join(".dockerignore"), "node_modules\n!node_modules/keep.txt\n").expect("write");
         std::os::unix::fs::symlink("src/deep/a.rs", d.join("link")).expect("symlink");
-        let (patterns, _) = ignore_patterns(d, None).expect("patterns");
-        let paths: Vec<String> = list(d, &patterns).expect("list").into_iter().map(|e| e.path).collect();
+        let ignore = ignore_rules(d, "Dockerfile").expect("rules");
+        let paths: Vec<String> = list(d, &ignore, &[".dockerignore"]).expect("list").into_iter().map(|e| e.path).collect();
         assert_eq!(paths, [".dockerignore", "link", "node_modules", "node_modules/keep.txt", "src", "src/deep", "src/deep/a.rs"]);
     }
 }

@@ -1,0 +1,335 @@
+//! The client the CLI uses when `--addr` / `$BUILDER_HOST` is set. Blocking calls (the CLI is
+//! not async); each `Remote` owns a small runtime.
+//!
+//! TLS and auth come from the environment, so every command gets them without new flags:
+//! `BUILDER_TLS_CACERT` (turns TLS on), `BUILDER_TLS_CERT` + `BUILDER_TLS_KEY` (mutual TLS),
+//! `BUILDER_TLS_SERVER_NAME` (the name in the server's certificate, default: the host),
+//! `BUILDER_TOKEN` or `BUILDER_TOKEN_FILE` (the bearer token).
+
+use std::path::{Path, PathBuf};
+
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity};
+
+use crate::addr::Address;
+use crate::auth::SendToken;
+use crate::context::{CHUNK_SIZE, MANIFEST_PART, walk};
+use crate::convert;
+use crate::engine::{BuildOptions, BuildOutcome, DiskUsage, ImageSummary, PruneOutcome, PushOutcome};
+use crate::error::{ApiError, Result, transport_hint};
+use crate::proto::build_client_message::Msg as Out;
+use crate::proto::build_server_message::Msg as In;
+use crate::proto::control_client::ControlClient;
+use crate::proto::{self, BuildClientMessage, FileEntry};
+use crate::server::MAX_MESSAGE_SIZE;
+
+/// TLS settings of a client, as PEM.
+#[derive(Clone, Default)]
+pub struct ClientTls {
+    pub ca_pem: Vec<u8>,
+    /// Certificate and key for mutual TLS.
+    pub identity: Option<(Vec<u8>, Vec<u8>)>,
+    pub server_name: Option<String>,
+}
+
+/// How to reach a server.
+#[derive(Clone)]
+pub struct ClientConfig {
+    pub addr: Address,
+    pub token: Option<String>,
+    pub tls: Option<ClientTls>,
+}
+
+fn read(path: &Path) -> Result<Vec<u8>> {
+    std::fs::read(path).map_err(ApiError::io("read", path))
+}
+
+impl ClientConfig {
+    /// `addr` plus TLS and token settings from the environment (see the module docs).
+    pub fn from_env(addr: &str) -> Result<ClientConfig> {
+        let addr = Address::parse(addr)?;
+        let var = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+        let token = match (std::env::var("BUILDER_TOKEN").ok().filter(|t| !t.is_empty()), var("BUILDER_TOKEN_FILE")) {
+            (Some(t), _) => Some(t),
+            (None, Some(f)) => Some(String::from_utf8_lossy(&read(&f)?).trim().to_string()),
+            (None, None) => None,
+        };
+        let tls = match var("BUILDER_TLS_CACERT") {
+            None => None,
+            Some(ca) => {
+                let identity = match (var("BUILDER_TLS_CERT"), var("BUILDER_TLS_KEY")) {
+                    (Some(c), Some(k)) => Some((read(&c)?, read(&k)?)),
+                    (None, None) => None,
+                    _ => return Err(ApiError::Tls("BUILDER_TLS_CERT and BUILDER_TLS_KEY go together".into())),
+                };
+                Some(ClientTls { ca_pem: read(&ca)?, identity, server_name: std::env::var("BUILDER_TLS_SERVER_NAME").ok() })
+            }
+        };
+        Ok(ClientConfig { addr, token, tls })
+    }
+}
+
+type Grpc = ControlClient<InterceptedService<Channel, SendToken>>;
+
+/// A connection to a `builder serve`.
+pub struct Remote {
+    rt: tokio::runtime::Runtime,
+    client: Grpc,
+    channel: InterceptedService<Channel, SendToken>,
+    addr: Address,
+}
+
+/// What a remote build produced, and what crossed the network for it.
+#[derive(Clone, Debug, Default)]
+pub struct RemoteBuild {
+    pub outcome: BuildOutcome,
+    pub context: proto::ContextSynced,
+    /// Bytes of file contents this client sent.
+    pub bytes_sent: u64,
+}
+
+impl Remote {
+    pub fn connect(cfg: &ClientConfig) -> Result<Remote> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(|e| ApiError::Connect { addr: cfg.addr.to_string(), reason: format!("start runtime: {e}") })?;
+        let channel = rt.block_on(connect_channel(cfg))?;
+        let channel = InterceptedService::new(channel, SendToken::new(cfg.token.as_deref())?);
+        let client = ControlClient::new(channel.clone()).max_decoding_message_size(MAX_MESSAGE_SIZE).max_encoding_message_size(MAX_MESSAGE_SIZE);
+        Ok(Remote { rt, client, channel, addr: cfg.addr.clone() })
+    }
+
+    pub fn addr(&self) -> &Address {
+        &self.addr
+    }
+
+    /// Builds `context` on the server: syncs the context, renders progress through `on_event`
+    /// (the solver's own events), returns the result. The Dockerfile's bytes and name are in
+    /// `options`; `.dockerignore` rules are found the way a local build finds them.
+    pub fn build(&self, options: &BuildOptions, context: &Path, mut on_event: impl FnMut(&solver::Event)) -> Result<RemoteBuild> {
+        let context = context.canonicalize().map_err(ApiError::io("open build context", context))?;
+        let ignore = walk::ignore_rules(&context, &options.dockerfile_name)?;
+        let specific = format!("{}.dockerignore", options.dockerfile_name);
+        let entries = walk::list(&context, &ignore, &[".dockerignore", specific.as_str()])?;
+        let key = context_key(&context);
+        let mut client = self.client.clone();
+        self.rt.block_on(async move {
+            let (tx, rx) = mpsc::channel::<BuildClientMessage>(8);
+            let msg = |m: Out| BuildClientMessage { msg: Some(m) };
+            tx.send(msg(Out::Request(convert::options_to_proto(options, key)))).await.map_err(|_| closed())?;
+            let mut stream = client.build(ReceiverStream::new(rx)).await?.into_inner();
+            let mut parts = entries.chunks(MANIFEST_PART).peekable();
+            if parts.peek().is_none() {
+                tx.send(msg(Out::Manifest(proto::ContextManifest { entries: Vec::new(), last: true }))).await.map_err(|_| closed())?;
+            }
+            while let Some(part) = parts.next() {
+                let last = parts.peek().is_none();
+                tx.send(msg(Out::Manifest(proto::ContextManifest { entries: part.to_vec(), last }))).await.map_err(|_| closed())?;
+            }
+            let need = match next(&mut stream).await? {
+                In::Need(n) => n.indexes,
+                _ => return Err(ApiError::Protocol("the server did not say which files it needs".into())),
+            };
+            // Send the files on a task of their own while this one reads the server's answers.
+            let wanted: Vec<FileEntry> = need.iter().filter_map(|&i| entries.get(i as usize).cloned()).collect();
+            if wanted.len() != need.len() {
+                return Err(ApiError::Protocol("the server asked for a file that is not in the list".into()));
+            }
+            let sender = tokio::spawn(send_files(tx.clone(), context.clone(), need, wanted));
+            let mut result = RemoteBuild::default();
+            let mut sender = Some(sender);
+            loop {
+                let m = match next(&mut stream).await {
+                    Ok(m) => m,
+                    Err(e) => {
+                        // A failure while sending files explains the server's error best.
+                        if let Some(s) = sender.take() {
+                            if let Ok(Err(send_err)) = s.await {
+                                return Err(send_err);
+                            }
+                        }
+                        return Err(e);
+                    }
+                };
+                match m {
+                    In::Synced(s) => {
+                        if let Some(s) = sender.take() {
+                            result.bytes_sent = s.await.map_err(|e| ApiError::Protocol(format!("file sender crashed: {e}")))??;
+                        }
+                        on_event(&solver::Event::Note {
+                            message: format!("transferring context: {} of {} files, {} bytes", s.files_received, s.files_total, s.bytes_received),
+                        });
+                        result.context = s;
+                    }
+                    In::Progress(p) => {
+                        if let Some(ev) = convert::event_from_proto(p) {
+                            on_event(&ev);
+                        }
+                    }
+                    In::Result(r) => {
+                        result.outcome = convert::outcome_from_proto(r);
+                        drop(tx);
+                        return Ok(result);
+                    }
+                    In::Need(_) => return Err(ApiError::Protocol("the server asked for files twice".into())),
+                }
+            }
+        })
+    }
+
+    pub fn images(&self) -> Result<Vec<ImageSummary>> {
+        let mut c = self.client.clone();
+        let r = self.rt.block_on(c.images(proto::ImagesRequest {})).map_err(status)?;
+        Ok(r.into_inner().images.into_iter().map(convert::image_from_proto).collect())
+    }
+
+    pub fn push(&self, reference: &str, destination: Option<&str>, insecure_registries: &[String], mut on_note: impl FnMut(&str)) -> Result<PushOutcome> {
+        let mut c = self.client.clone();
+        let req = proto::PushRequest { reference: reference.into(), destination: destination.unwrap_or_default().into(), insecure_registries: insecure_registries.to_vec() };
+        self.rt.block_on(async move {
+            let mut s = c.push(req).await.map_err(status)?.into_inner();
+            while let Some(ev) = s.message().await.map_err(status)? {
+                match ev.event {
+                    Some(proto::push_event::Event::Note(n)) => on_note(&n.message),
+                    Some(proto::push_event::Event::Done(d)) => return Ok(PushOutcome { reference: d.reference, digest: d.digest }),
+                    None => {}
+                }
+            }
+            Err(ApiError::Protocol("the push ended without a result".into()))
+        })
+    }
+
+    pub fn prune(&self, all: bool, keep_storage: Option<u64>) -> Result<PruneOutcome> {
+        let mut c = self.client.clone();
+        let r = self.rt.block_on(c.prune(proto::PruneRequest { all, keep_storage: keep_storage.unwrap_or(0) })).map_err(status)?;
+        Ok(convert::prune_from_proto(r.into_inner()))
+    }
+
+    pub fn disk_usage(&self) -> Result<DiskUsage> {
+        let mut c = self.client.clone();
+        let r = self.rt.block_on(c.disk_usage(proto::DiskUsageRequest {})).map_err(status)?;
+        Ok(convert::usage_from_proto(r.into_inner()))
+    }
+
+    pub fn info(&self) -> Result<proto::InfoResponse> {
+        let mut c = self.client.clone();
+        Ok(self.rt.block_on(c.info(proto::InfoRequest {})).map_err(status)?.into_inner())
+    }
+
+    /// The standard gRPC health check of the whole server.
+    pub fn health(&self) -> Result<bool> {
+        let mut h = tonic_health::pb::health_client::HealthClient::new(self.channel.clone());
+        let r = self.rt.block_on(h.check(tonic_health::pb::HealthCheckRequest { service: String::new() })).map_err(status)?;
+        Ok(r.into_inner().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32)
+    }
+}
+
+/// Builds remotely in one call: connect with [`ClientConfig::from_env`], sync, build.
+pub fn build(addr: &str, options: &BuildOptions, context: &Path, on_event: impl FnMut(&solver::Event)) -> Result<RemoteBuild> {
+    Remote::connect(&ClientConfig::from_env(addr)?)?.build(options, context, on_event)
+}
+
+fn closed() -> ApiError {
+    ApiError::Protocol("the server closed the build session".into())
+}
+
+fn status(s: tonic::Status) -> ApiError {
+    ApiError::Status(s)
+}
+
+async fn next(stream: &mut tonic::Streaming<proto::BuildServerMessage>) -> Result<In> {
+    match stream.message().await? {
+        Some(proto::BuildServerMessage { msg: Some(m) }) => Ok(m),
+        Some(_) => Err(ApiError::Protocol("empty message from the server".into())),
+        None => Err(ApiError::Protocol("the server ended the build session without a result".into())),
+    }
+}
+
+/// Streams the asked-for files in chunks; returns the bytes sent.
+async fn send_files(tx: mpsc::Sender<BuildClientMessage>, context: PathBuf, indexes: Vec<u32>, files: Vec<FileEntry>) -> Result<u64> {
+    use tokio::io::AsyncReadExt;
+    let mut sent = 0u64;
+    let mut buf = vec![0u8; CHUNK_SIZE];
+    for (index, entry) in indexes.into_iter().zip(files) {
+        let path = context.join(&entry.path);
+        let mut f = tokio::fs::File::open(&path).await.map_err(ApiError::io("open", &path))?;
+        let mut left = entry.size;
+        loop {
+            let want = usize::try_from(left.min(CHUNK_SIZE as u64)).unwrap_or(CHUNK_SIZE);
+            let mut n = 0;
+            while n < want {
+                let r = f.read(&mut buf[n..want]).await.map_err(ApiError::io("read", &path))?;
+                if r == 0 {
+                    return Err(ApiError::Context { path: entry.path.clone(), reason: "the file got shorter during the transfer; build again".into() });
+                }
+                n += r;
+            }
+            left -= n as u64;
+            sent += n as u64;
+            let chunk = proto::FileChunk { index, data: buf[..n].to_vec().into(), eof: left == 0 };
+            if tx.send(BuildClientMessage { msg: Some(Out::Chunk(chunk)) }).await.is_err() {
+                // The server ended the session; its status says why.
+                return Ok(sent);
+            }
+            if left == 0 {
+                break;
+            }
+        }
+    }
+    Ok(sent)
+}
+
+/// Names the server's mirror of this context: this machine, this user, this directory.
+fn context_key(context: &Path) -> String {
+    let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
+    format!("{host}:{}:{}", nix::unistd::getuid(), context.display())
+}
+
+async fn connect_channel(cfg: &ClientConfig) -> Result<Channel> {
+    let addr = cfg.addr.to_string();
+    let fail = |reason: String| ApiError::Connect { addr: addr.clone(), reason };
+    let scheme = if cfg.tls.is_some() { "https" } else { "http" };
+    let uri = match &cfg.addr {
+        Address::Tcp(hp) => format!("{scheme}://{hp}"),
+        // The authority is not used to connect; the connector below dials the socket.
+        Address::Unix(_) => format!("{scheme}://localhost"),
+    };
+    let mut endpoint = Endpoint::from_shared(uri).map_err(|e| fail(e.to_string()))?.connect_timeout(std::time::Duration::from_secs(10));
+    if let Some(tls) = &cfg.tls {
+        let mut t = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&tls.ca_pem));
+        if let Some((cert, key)) = &tls.identity {
+            t = t.identity(Identity::from_pem(cert, key));
+        }
+        if let Some(name) = tls.server_name.clone().or_else(|| cfg.addr.host()) {
+            t = t.domain_name(name);
+        }
+        endpoint = endpoint.tls_config(t).map_err(|e| ApiError::Tls(e.to_string()))?;
+    }
+    let connected = match &cfg.addr {
+        Address::Tcp(_) => endpoint.connect().await,
+        Address::Unix(path) => {
+            let path = path.clone();
+            endpoint
+                .connect_with_connector(tower::service_fn(move |_: tonic::transport::Uri| {
+                    let path = path.clone();
+                    async move { Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tokio::net::UnixStream::connect(path).await?)) }
+                }))
+                .await
+        }
+    };
+    connected.map_err(|e| {
+        let mut msg = e.to_string();
+        let mut src = std::error::Error::source(&e);
+        while let Some(s) = src {
+            msg.push_str(": ");
+            msg.push_str(&s.to_string());
+            src = s.source();
+        }
+        let hint = transport_hint(&msg);
+        fail(format!("{msg}{hint}"))
+    })
+}

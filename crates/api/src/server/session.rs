@@ -1,0 +1,204 @@
+//! One build session: the request, the context sync, the build with its progress, the result.
+//! A client that goes away (or a server that stops) cancels the build.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use tokio::sync::mpsc;
+use tonic::{Status, Streaming};
+
+use crate::context::mirror::{Mirror, MirrorError};
+use crate::convert;
+use crate::engine::BuildJob;
+use crate::proto::build_client_message::Msg as In;
+use crate::proto::build_server_message::Msg as Out;
+use crate::proto::{self, BuildClientMessage, BuildServerMessage, FileEntry};
+use crate::server::{Shared, engine_status};
+
+/// More entries than any real build context; protects the server's memory.
+const MAX_ENTRIES: usize = 2_000_000;
+
+type Tx = mpsc::Sender<Result<BuildServerMessage, Status>>;
+
+async fn next(inbound: &mut Streaming<BuildClientMessage>, what: &str) -> Result<In, Status> {
+    match inbound.message().await {
+        Ok(Some(BuildClientMessage { msg: Some(m) })) => Ok(m),
+        Ok(Some(_)) => Err(Status::invalid_argument(format!("empty message where {what} was expected"))),
+        Ok(None) => Err(Status::cancelled(format!("the client closed the session before sending {what}"))),
+        Err(s) => Err(Status::cancelled(format!("the client went away while sending {what}: {}", s.message()))),
+    }
+}
+
+async fn send(tx: &Tx, msg: Out) -> Result<(), Status> {
+    tx.send(Ok(BuildServerMessage { msg: Some(msg) })).await.map_err(|_| Status::cancelled("the client went away"))
+}
+
+fn mirror_status(e: MirrorError) -> Status {
+    match e {
+        MirrorError::Refused { .. } => Status::invalid_argument(e.to_string()),
+        MirrorError::Io { .. } => Status::internal(e.to_string()),
+    }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, MirrorError> + Send + 'static) -> Result<T, Status> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(r) => r.map_err(mirror_status),
+        Err(e) => Err(Status::internal(format!("context sync crashed: {e}"))),
+    }
+}
+
+pub(crate) async fn run(shared: &Arc<Shared>, mut inbound: Streaming<BuildClientMessage>, tx: &Tx) -> Result<(), Status> {
+    let request = match next(&mut inbound, "the build request").await? {
+        In::Request(r) => r,
+        _ => return Err(Status::invalid_argument("the first message of a build must be the build request")),
+    };
+    if request.context_key.is_empty() {
+        return Err(Status::invalid_argument("the build request has no context_key"));
+    }
+    let context_key = request.context_key.clone();
+    let options = convert::options_from_proto(request);
+    let _span = tracing::info_span!("build", context = %context_key, dockerfile = %options.dockerfile_name).entered();
+    tracing::info!(?options, "build requested");
+    drop(_span);
+
+    // The file list.
+    let mut entries: Vec<FileEntry> = Vec::new();
+    loop {
+        match next(&mut inbound, "the context file list").await? {
+            In::Manifest(m) => {
+                entries.extend(m.entries);
+                if entries.len() > MAX_ENTRIES {
+                    return Err(Status::resource_exhausted(format!("the build context has more than {MAX_ENTRIES} entries; exclude some with .dockerignore")));
+                }
+                if m.last {
+                    break;
+                }
+            }
+            _ => return Err(Status::invalid_argument("expected the context file list after the build request")),
+        }
+    }
+
+    // Compare with the mirror; one build per mirror at a time.
+    let lock = shared.mirror_lock(&context_key);
+    let _mirror_guard = lock.lock().await;
+    let root = shared.state_root.clone();
+    let key = context_key.clone();
+    let (mirror, plan, entries) = blocking(move || {
+        let m = Mirror::open(&root, &key)?;
+        let plan = m.plan(&entries)?;
+        Ok((m, plan, entries))
+    })
+    .await?;
+    send(tx, Out::Need(proto::NeedFiles { indexes: plan.needed.clone() })).await?;
+
+    // The bytes of the files it lacks, in the order asked.
+    let mut bytes_received = 0u64;
+    for &index in &plan.needed {
+        let entry = &entries[index as usize];
+        let mut file = tokio::task::block_in_place(|| mirror.receive(entry)).map_err(mirror_status)?;
+        loop {
+            let chunk = match next(&mut inbound, "file contents").await? {
+                In::Chunk(c) => c,
+                _ => return Err(Status::invalid_argument("expected file contents")),
+            };
+            if chunk.index != index {
+                return Err(Status::invalid_argument(format!("got bytes of file #{} while #{index} ({}) was expected", chunk.index, entry.path)));
+            }
+            let len = chunk.data.len() as u64;
+            bytes_received += len;
+            shared.bytes_received.fetch_add(len, Ordering::Relaxed);
+            if file.written() + len > entry.size {
+                return Err(Status::invalid_argument(format!("{}: more bytes than the {} listed", entry.path, entry.size)));
+            }
+            tokio::task::block_in_place(|| file.write(&chunk.data)).map_err(mirror_status)?;
+            if chunk.eof {
+                break;
+            }
+        }
+        if file.written() != entry.size {
+            return Err(Status::invalid_argument(format!("{}: got {} bytes, {} were listed (did it change during the transfer?)", entry.path, file.written(), entry.size)));
+        }
+        let as_root = mirror.as_root();
+        tokio::task::block_in_place(|| file.commit(entry, as_root)).map_err(mirror_status)?;
+    }
+    let mirror = Arc::new(mirror);
+    let entries = Arc::new(entries);
+    {
+        let (m, e) = (mirror.clone(), entries.clone());
+        blocking(move || m.finish(&e)).await?;
+    }
+    let synced = proto::ContextSynced { files_total: entries.len() as u64, files_received: plan.needed.len() as u64, bytes_received, files_removed: plan.removed };
+    tracing::info!(files = synced.files_total, received = synced.files_received, bytes = bytes_received, "context synced");
+    send(tx, Out::Synced(synced.clone())).await?;
+
+    // The Dockerfile, in a private directory beside the mirror.
+    let df_dir = tokio::task::block_in_place(|| tempfile::Builder::new().prefix("dockerfile-").tempdir_in(mirror.dir()))
+        .map_err(|e| Status::internal(format!("create a directory for the Dockerfile: {e}")))?;
+    let df_name = std::path::Path::new(&options.dockerfile_name).file_name().map(|n| n.to_os_string()).unwrap_or_else(|| "Dockerfile".into());
+    let dockerfile_path = df_dir.path().join(df_name);
+    tokio::task::block_in_place(|| std::fs::write(&dockerfile_path, &options.dockerfile)).map_err(|e| Status::internal(format!("write {}: {e}", dockerfile_path.display())))?;
+
+    // The build itself, on a blocking thread; progress flows back as it happens.
+    let cancel = Arc::new(solver::exec::Cancel::default());
+    let (ptx, mut prx) = mpsc::unbounded_channel::<solver::Event>();
+    let progress: solver::ProgressSink = Arc::new(move |e| {
+        let _ = ptx.send(e);
+    });
+    let job = BuildJob { options, context_dir: mirror.files_dir().to_path_buf(), dockerfile_path, progress, cancel: cancel.clone() };
+    let engine = shared.engine.clone();
+    let mut work = tokio::task::spawn_blocking(move || engine.build(job));
+    let mut stop = shared.stop.clone();
+    let mut cancelled: Option<&'static str> = None;
+    let mut inbound_open = true;
+    let outcome = loop {
+        tokio::select! {
+            r = &mut work => break r,
+            Some(ev) = prx.recv() => {
+                if send(tx, Out::Progress(convert::event_to_proto(&ev))).await.is_err() && cancelled.is_none() {
+                    cancelled = Some("the client went away");
+                    cancel.cancel();
+                }
+            }
+            // The client keeps its side open until the result; an end or error means it is gone.
+            m = inbound.message(), if inbound_open => {
+                if !matches!(m, Ok(Some(_))) {
+                    inbound_open = false;
+                    if cancelled.is_none() {
+                        cancelled = Some("the client went away");
+                        tracing::warn!("client disconnected: cancelling its build");
+                        cancel.cancel();
+                    }
+                }
+            }
+            _ = tx.closed(), if cancelled.is_none() => {
+                cancelled = Some("the client went away");
+                tracing::warn!("client disconnected: cancelling its build");
+                cancel.cancel();
+            }
+            _ = async { let _ = stop.wait_for(|s| *s).await; }, if cancelled.is_none() => {
+                cancelled = Some("the server is shutting down");
+                cancel.cancel();
+            }
+        }
+    };
+    while let Ok(ev) = prx.try_recv() {
+        let _ = send(tx, Out::Progress(convert::event_to_proto(&ev))).await;
+    }
+    drop(df_dir);
+    let outcome = match outcome {
+        Ok(Ok(o)) => o,
+        Ok(Err(e)) => {
+            if let Some(why) = cancelled {
+                return Err(Status::cancelled(format!("build cancelled: {why}")));
+            }
+            return Err(engine_status(e));
+        }
+        Err(e) => return Err(Status::internal(format!("the build crashed: {e}"))),
+    };
+    let mut result = convert::outcome_to_proto(outcome);
+    result.metadata.insert("context.files".into(), synced.files_total.to_string());
+    result.metadata.insert("context.files_received".into(), synced.files_received.to_string());
+    result.metadata.insert("context.bytes_received".into(), synced.bytes_received.to_string());
+    result.metadata.insert("context.files_removed".into(), synced.files_removed.to_string());
+    send(tx, Out::Result(result)).await
+}
