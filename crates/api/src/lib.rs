@@ -28,3 +28,4 @@ pub use error::{ApiError, Result};
 pub mod auth;
 pub mod server;
 pub mod client;
+pub mod local;

@@ -91,11 +91,21 @@ pub(crate) fn engine_status(e: EngineError) -> Status {
     }
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, EngineError> + Send + 'static) -> Result<T, Status> {
-    match tokio::task::spawn_blocking(f).await {
-        Ok(r) => r.map_err(engine_status),
-        Err(e) => Err(Status::internal(format!("the engine crashed: {e}"))),
+/// Runs engine work on a thread of its own, outside the runtime: the engine may start runtimes
+/// of its own (the registry client does), which tokio forbids on its blocking threads.
+pub(crate) fn on_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> impl Future<Output = Result<T, Status>> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let spawned = std::thread::Builder::new().name("builder-engine".into()).spawn(move || {
+        let _ = tx.send(f());
+    });
+    async move {
+        spawned.map_err(|e| Status::internal(format!("start a thread: {e}")))?;
+        rx.await.map_err(|_| Status::internal("the engine crashed (see the server log)"))
     }
+}
+
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, EngineError> + Send + 'static) -> Result<T, Status> {
+    on_thread(f).await?.map_err(engine_status)
 }
 
 #[tonic::async_trait]
@@ -141,7 +151,7 @@ impl Control for ControlService {
         let engine = self.shared.engine.clone();
         let (tx, rx) = mpsc::channel(64);
         let (ntx, mut nrx) = mpsc::unbounded_channel::<String>();
-        let work = tokio::task::spawn_blocking(move || {
+        let work = on_thread(move || {
             let note = move |m: String| {
                 let _ = ntx.send(m);
             };
@@ -158,7 +168,7 @@ impl Control for ControlService {
             let last = match work.await {
                 Ok(Ok(done)) => Ok(proto::PushEvent { event: Some(proto::push_event::Event::Done(proto::PushDone { reference: done.reference, digest: done.digest })) }),
                 Ok(Err(e)) => Err(engine_status(e)),
-                Err(e) => Err(Status::internal(format!("the engine crashed: {e}"))),
+                Err(e) => Err(e),
             };
             let _ = tx.send(last).await;
         });

@@ -146,13 +146,13 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut inbound: Streaming<BuildClient
     });
     let job = BuildJob { options, context_dir: mirror.files_dir().to_path_buf(), dockerfile_path, progress, cancel: cancel.clone() };
     let engine = shared.engine.clone();
-    let mut work = tokio::task::spawn_blocking(move || engine.build(job));
+    let mut work = std::pin::pin!(crate::server::on_thread(move || engine.build(job)));
     let mut stop = shared.stop.clone();
     let mut cancelled: Option<&'static str> = None;
     let mut inbound_open = true;
     let outcome = loop {
         tokio::select! {
-            r = &mut work => break r,
+            r = work.as_mut() => break r,
             Some(ev) = prx.recv() => {
                 if send(tx, Out::Progress(convert::event_to_proto(&ev))).await.is_err() && cancelled.is_none() {
                     cancelled = Some("the client went away");
@@ -193,7 +193,7 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut inbound: Streaming<BuildClient
             }
             return Err(engine_status(e));
         }
-        Err(e) => return Err(Status::internal(format!("the build crashed: {e}"))),
+        Err(e) => return Err(e),
     };
     let mut result = convert::outcome_to_proto(outcome);
     result.metadata.insert("context.files".into(), synced.files_total.to_string());

@@ -1,22 +1,105 @@
-//! Commands of the serve group.
+//! Commands of the serve group: `builder serve`, the gRPC build service.
+//!
+//! The server runs the same engine a local build runs (`api::local::LocalEngine` on `--root`);
+//! clients reach it with `builder --addr tcp://HOST:PORT …` or `$BUILDER_HOST`.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
-use clap::Subcommand;
+use anyhow::{Context, bail};
+use clap::{Args, Subcommand};
 
 use crate::Globals;
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
-    /// Placeholder until the serve commands exist.
-    #[command(name = "__serve", hide = true)]
-    Placeholder,
+    /// Run the build service: builds, images, push, prune and du over gRPC.
+    Serve(ServeArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Where to listen: tcp://ADDR:PORT or unix:///PATH.
+    #[arg(long, value_name = "ADDR", default_value = "tcp://127.0.0.1:8765")]
+    listen: String,
+    /// Server certificate (PEM); turns TLS on. Needs --tls-key.
+    #[arg(long = "tls-cert", value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// Private key of the server certificate (PEM).
+    #[arg(long = "tls-key", value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Accept only clients with a certificate signed by this CA (mutual TLS).
+    #[arg(long = "tls-client-ca", value_name = "FILE", requires = "tls_cert")]
+    tls_client_ca: Option<PathBuf>,
+    /// Require `authorization: Bearer <token>` on every call; the token is this file's content.
+    #[arg(long = "token-file", value_name = "FILE")]
+    token_file: Option<PathBuf>,
+    /// Builds that may run at once; more are refused with a "server busy" error.
+    #[arg(long = "max-concurrent-builds", value_name = "N", default_value_t = 4)]
+    max_concurrent_builds: usize,
+    /// Seconds running builds get to finish after SIGTERM before they are cancelled.
+    #[arg(long = "shutdown-grace", value_name = "SECS", default_value_t = 30)]
+    shutdown_grace: u64,
 }
 
 impl Command {
-    pub fn run(self, _globals: &Globals) -> anyhow::Result<ExitCode> {
+    pub fn run(self, globals: &Globals) -> anyhow::Result<ExitCode> {
         match self {
-            Command::Placeholder => Ok(ExitCode::SUCCESS),
+            Command::Serve(a) => serve(globals, a),
         }
     }
+}
+
+fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {what} {}", path.display()))
+}
+
+fn serve(globals: &Globals, a: ServeArgs) -> anyhow::Result<ExitCode> {
+    // Every mount of every build lives in a private mount namespace, so a killed server leaves
+    // none behind. This must happen before any thread starts.
+    if let Err(e) = solver::view::enter_private_mount_namespace() {
+        tracing::warn!("{e}");
+    }
+    let listen = api::Address::parse(&a.listen)?;
+    if a.max_concurrent_builds == 0 {
+        bail!("--max-concurrent-builds must be at least 1");
+    }
+    let tls = match (&a.tls_cert, &a.tls_key) {
+        (Some(c), Some(k)) => Some(api::server::ServerTls {
+            cert_pem: read(c, "--tls-cert")?,
+            key_pem: read(k, "--tls-key")?,
+            client_ca_pem: a.tls_client_ca.as_deref().map(|p| read(p, "--tls-client-ca")).transpose()?,
+        }),
+        _ => None,
+    };
+    let token = match &a.token_file {
+        Some(f) => {
+            let t = String::from_utf8(read(f, "--token-file")?).with_context(|| format!("--token-file {}: not UTF-8 text", f.display()))?;
+            let t = t.trim().to_string();
+            if t.is_empty() {
+                bail!("--token-file {} is empty", f.display());
+            }
+            Some(t)
+        }
+        None => None,
+    };
+    let root = globals.root();
+    let engine = api::local::LocalEngine::open(&root, globals.insecure_registries.clone()).map_err(|e| anyhow::anyhow!("opening {}: {e}", root.display()))?;
+    let opts = api::server::ServeOptions {
+        listen,
+        state_root: root,
+        tls,
+        token,
+        max_concurrent_builds: a.max_concurrent_builds,
+        shutdown_grace: Duration::from_secs(a.shutdown_grace),
+    };
+    api::server::run_until_signal(opts, Arc::new(engine), |bound| {
+        // Scripts (and the tests) read the bound address from this line, e.g. with port 0.
+        println!("builder serve: listening on {bound}");
+        let _ = std::io::Write::flush(&mut std::io::stdout());
+    })?;
+    eprintln!("builder serve: stopped");
+    Ok(ExitCode::SUCCESS)
 }
