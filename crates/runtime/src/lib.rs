@@ -1,3 +1,36 @@
-//! The sandbox and container lifecycle, expressed as OCI runtime-spec bundles.
+//! The sandbox: runs a process in an OCI runtime-spec bundle with new mount, PID,
+//! UTS and IPC namespaces (and network unless the host's), Docker's default
+//! capabilities, masked paths, seccomp policy and cgroup limits.
+//!
+//! [`build_spec`] turns a few options into a complete `config.json` with Docker's
+//! defaults; [`run`] / [`start`] execute a bundle with the builder's own small runtime
+//! (no runc code, no re-exec: one `clone` and the container's own setup), and
+//! [`exec`] runs more processes in a running container. Bundles are standard, so
+//! [`run_external`] can hand the same one to runc.
+//!
+//! This crate is not the container lifecycle store (ids, logs, `ps`): that lives in
+//! the CLI. It does not unpack images either: see the `snapshot` crate.
+//!
+//! The kernel is reached through the [`Syscall`] trait, so the order of mounts and
+//! credential changes is tested without root by a recording implementation.
 
+pub mod bundle;
+pub mod caps;
+pub mod cgroup;
+mod error;
+pub mod external;
+pub mod plan;
+mod process;
+pub mod rootpath;
+pub mod seccomp;
+pub mod spec;
+pub mod syscall;
+pub mod user;
 
+pub use bundle::{read_bundle, with_etc_files, write_bundle};
+pub use error::{Error, Result};
+pub use external::run_external;
+pub use process::{Container, ExitStatus, Io, Stdio, exec, run, start};
+pub use spec::{Limits, Network, OverlayRootfs, SpecOptions, bind_mount, build_spec, tmpfs_mount};
+pub use syscall::{LinuxSyscall, RecordingSyscall, Syscall};
+pub use user::{ResolvedUser, resolve_user};

@@ -1,0 +1,74 @@
+//! Bundle files: /etc/hosts, /etc/resolv.conf and /etc/hostname provided like Docker
+//! (files in the bundle, bind-mounted over the image's), and config.json for
+//! external runtimes.
+
+use std::path::Path;
+
+use oci_spec::runtime::Spec;
+
+use crate::error::{Error, Result};
+use crate::spec::bind_mount;
+
+const ETC_FILES: [&str; 3] = ["/etc/hosts", "/etc/resolv.conf", "/etc/hostname"];
+
+/// `spec` plus bind mounts of hosts/resolv.conf/hostname files written into `bundle`,
+/// unless the spec already mounts something there.
+pub fn with_etc_files(bundle: &Path, spec: &Spec) -> Result<Spec> {
+    let mounted = |dest: &str| spec.mounts().iter().flatten().any(|m| m.destination() == Path::new(dest));
+    if ETC_FILES.iter().all(|f| mounted(f)) {
+        return Ok(spec.clone());
+    }
+    let hostname = spec.hostname().clone().unwrap_or_else(|| "builder".into());
+    let own_network = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.namespaces().as_ref())
+        .is_some_and(|ns| ns.iter().any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::Network));
+    let hosts = if own_network {
+        format!("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.0.1\t{hostname}\n")
+    } else {
+        // Host network: the host's names, plus our hostname, as Docker does.
+        let host = std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| "127.0.0.1\tlocalhost\n".into());
+        format!("{}{}127.0.0.1\t{hostname}\n", host, if host.ends_with('\n') || host.is_empty() { "" } else { "\n" })
+    };
+    let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+    let mut spec = spec.clone();
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    for (dest, body) in [("/etc/hosts", hosts), ("/etc/resolv.conf", resolv), ("/etc/hostname", format!("{hostname}\n"))] {
+        if mounted(dest) {
+            continue;
+        }
+        let file = bundle.join(dest.trim_start_matches("/etc/"));
+        write_if_changed(&file, &body)?;
+        mounts.push(bind_mount(&file, dest, false));
+    }
+    spec.set_mounts(Some(mounts));
+    Ok(spec)
+}
+
+fn write_if_changed(path: &Path, body: &str) -> Result<()> {
+    if std::fs::read_to_string(path).is_ok_and(|old| old == body) {
+        return Ok(());
+    }
+    let tmp = path.with_extension(format!("tmp{}", std::process::id()));
+    std::fs::write(&tmp, body).map_err(|e| Error::io("writing", &tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| Error::io("renaming into place", path, e))
+}
+
+/// Writes `spec` (with the /etc files) as `bundle/config.json`, for `runc run` and friends.
+pub fn write_bundle(bundle: &Path, spec: &Spec) -> Result<Spec> {
+    let spec = with_etc_files(bundle, spec)?;
+    let path = bundle.join("config.json");
+    let json = serde_json::to_vec_pretty(&spec).map_err(|e| Error::InvalidSpec(e.to_string()))?;
+    let tmp = bundle.join(".config.json.tmp");
+    std::fs::write(&tmp, json).map_err(|e| Error::io("writing", &tmp, e))?;
+    std::fs::rename(&tmp, &path).map_err(|e| Error::io("renaming into place", &path, e))?;
+    Ok(spec)
+}
+
+/// Reads `bundle/config.json`.
+pub fn read_bundle(bundle: &Path) -> Result<Spec> {
+    let path = bundle.join("config.json");
+    let text = std::fs::read(&path).map_err(|e| Error::io("reading", &path, e))?;
+    serde_json::from_slice(&text).map_err(|e| Error::InvalidSpec(format!("{}: {e}", path.display())))
+}

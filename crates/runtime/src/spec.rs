@@ -1,0 +1,234 @@
+//! Building an OCI runtime spec with Docker's defaults from a handful of options.
+//!
+//! `build_spec` is what `builder run` and every RUN step of a build use; the
+//! defaults (capabilities, masked paths, mounts, rlimits, seccomp) are the ones
+//! `docker run` applies, so a process sees the same sandbox under either tool.
+
+use std::path::PathBuf;
+
+use oci_spec::runtime::{Mount, Spec};
+use serde_json::json;
+
+use crate::error::{Error, Result};
+use crate::seccomp;
+use crate::user;
+
+/// Whether the container gets its own network namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Network {
+    /// Share the host's network (RUN steps, `--network host`).
+    #[default]
+    Host,
+    /// A new, empty network namespace with only a loopback device.
+    None,
+}
+
+/// Resource limits, applied through cgroups (v1 or v2, whichever has the controller).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Limits {
+    /// Memory limit in bytes (`--memory`); swap is limited to the same total.
+    pub memory: Option<i64>,
+    /// Maximum number of processes (`--pids-limit`).
+    pub pids: Option<i64>,
+    /// CPU quota in CPUs (`--cpus 1.5`).
+    pub cpus: Option<f64>,
+}
+
+impl Limits {
+    pub fn is_empty(&self) -> bool {
+        self.memory.is_none() && self.pids.is_none() && self.cpus.is_none()
+    }
+}
+
+/// A container root assembled by the runtime itself, inside the container's own
+/// mount namespace, so it disappears with the container even if the caller is killed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct OverlayRootfs {
+    /// Layer directories, top first.
+    pub lowers: Vec<PathBuf>,
+    pub upper: PathBuf,
+    pub work: PathBuf,
+}
+
+/// What a caller chooses about a container; everything else gets Docker's defaults.
+/// Construct with `SpecOptions { rootfs, args, ..Default::default() }`.
+#[derive(Debug, Clone, Default)]
+pub struct SpecOptions {
+    /// The root filesystem directory (the overlay target when `overlay` is set).
+    pub rootfs: PathBuf,
+    pub args: Vec<String>,
+    /// `KEY=VALUE` pairs. PATH and HOME get defaults when missing.
+    pub env: Vec<String>,
+    /// Working directory inside the container; created if missing. Empty means `/`.
+    pub cwd: String,
+    /// "name", "uid", "uid:gid", "name:group"; empty means root.
+    pub user: String,
+    /// Empty means a default derived from nothing in particular ("builder").
+    pub hostname: String,
+    pub network: Network,
+    /// Extra bind or tmpfs mounts (volumes, RUN --mount).
+    pub mounts: Vec<Mount>,
+    pub readonly_rootfs: bool,
+    pub limits: Limits,
+    /// Allocate a pseudo-terminal for the process.
+    pub terminal: bool,
+    /// Run a tiny init as PID 1 that forwards signals and reaps zombies (`--init`).
+    pub init: bool,
+    /// Assemble the root from layers inside the container's mount namespace.
+    pub overlay: Option<OverlayRootfs>,
+}
+
+/// Annotation keys of the builder's own runtime; other runtimes ignore them.
+pub const ANNOTATION_INIT: &str = "org.builder.runtime.init";
+pub const ANNOTATION_OVERLAY: &str = "org.builder.runtime.overlay";
+
+/// The PATH Docker gives a container whose image sets none.
+pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Docker's default capability set.
+pub const DEFAULT_CAPABILITIES: &[&str] = &[
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW", "CAP_SETGID",
+    "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE", "CAP_SYS_CHROOT", "CAP_KILL",
+    "CAP_AUDIT_WRITE",
+];
+
+/// Paths Docker hides from the container (bind of /dev/null, or an empty read-only tmpfs for directories).
+pub const MASKED_PATHS: &[&str] = &[
+    "/proc/asound", "/proc/acpi", "/proc/interrupts", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
+    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+    "/sys/devices/virtual/powercap",
+];
+
+/// Paths Docker makes read-only.
+pub const READONLY_PATHS: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
+
+/// Builds a complete runtime spec from `opts`, resolving the user through the rootfs's
+/// /etc/passwd and /etc/group (when `overlay` is set, through the layers).
+pub fn build_spec(opts: &SpecOptions) -> Result<Spec> {
+    if opts.args.is_empty() {
+        return Err(Error::InvalidSpec("no command given: the image has no Entrypoint or Cmd and none was passed".into()));
+    }
+    let lookup_roots: Vec<PathBuf> = match &opts.overlay {
+        Some(o) => std::iter::once(o.upper.clone()).chain(o.lowers.iter().cloned()).collect(),
+        None => vec![opts.rootfs.clone()],
+    };
+    let user = user::resolve_user_in_layers(&lookup_roots, &opts.user)?;
+    let mut env = opts.env.clone();
+    if !env.iter().any(|e| e.starts_with("PATH=")) {
+        env.insert(0, format!("PATH={DEFAULT_PATH}"));
+    }
+    if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
+        env.push(format!("HOSTNAME={}", hostname_or_default(&opts.hostname)));
+    }
+    if !env.iter().any(|e| e.starts_with("HOME=")) {
+        env.push(format!("HOME={}", user.home));
+    }
+    let cwd = if opts.cwd.is_empty() { "/".to_string() } else { opts.cwd.clone() };
+    if !cwd.starts_with('/') {
+        return Err(Error::InvalidSpec(format!("working directory {cwd:?} is not absolute")));
+    }
+    let caps = DEFAULT_CAPABILITIES;
+    let mut namespaces = vec![json!({"type": "pid"}), json!({"type": "ipc"}), json!({"type": "uts"}), json!({"type": "mount"})];
+    if opts.network == Network::None {
+        namespaces.push(json!({"type": "network"}));
+    }
+    let mut mounts = default_mounts();
+    for m in &opts.mounts {
+        mounts.push(serde_json::to_value(m).map_err(|e| Error::InvalidSpec(e.to_string()))?);
+    }
+    let mut resources = serde_json::Map::new();
+    if let Some(mem) = opts.limits.memory {
+        resources.insert("memory".into(), json!({"limit": mem, "swap": mem}));
+    }
+    if let Some(pids) = opts.limits.pids {
+        resources.insert("pids".into(), json!({"limit": pids}));
+    }
+    if let Some(cpus) = opts.limits.cpus {
+        if !(cpus > 0.0) {
+            return Err(Error::InvalidSpec(format!("--cpus must be positive, got {cpus}")));
+        }
+        resources.insert("cpu".into(), json!({"quota": (cpus * 100_000.0) as i64, "period": 100_000u64}));
+    }
+    let mut annotations = serde_json::Map::new();
+    if opts.init {
+        annotations.insert(ANNOTATION_INIT.into(), json!("true"));
+    }
+    if let Some(o) = &opts.overlay {
+        let encoded = serde_json::to_string(o).map_err(|e| Error::InvalidSpec(e.to_string()))?;
+        annotations.insert(ANNOTATION_OVERLAY.into(), json!(encoded));
+    }
+    // Docker's 1048576, or as much as this process may give (without CAP_SYS_RESOURCE
+    // a limit can't be raised above our own hard limit).
+    let nofile = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).map_or(1_048_576, |(_, hard)| hard.min(1_048_576));
+    let value = json!({
+        "ociVersion": "1.0.2",
+        "process": {
+            "terminal": opts.terminal,
+            "user": {"uid": user.uid, "gid": user.gid, "additionalGids": user.additional_gids},
+            "args": opts.args,
+            "env": env,
+            "cwd": cwd,
+            "capabilities": {"bounding": caps, "effective": caps, "permitted": caps},
+            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": nofile, "soft": nofile}],
+            "noNewPrivileges": true,
+        },
+        "root": {"path": opts.rootfs, "readonly": opts.readonly_rootfs},
+        "hostname": hostname_or_default(&opts.hostname),
+        "mounts": mounts,
+        "annotations": annotations,
+        "linux": {
+            "namespaces": namespaces,
+            "resources": resources,
+            "maskedPaths": MASKED_PATHS,
+            "readonlyPaths": READONLY_PATHS,
+            "seccomp": seccomp::docker_default_policy(),
+        },
+    });
+    serde_json::from_value(value).map_err(|e| Error::InvalidSpec(format!("building spec: {e}")))
+}
+
+fn hostname_or_default(h: &str) -> &str {
+    if h.is_empty() { "builder" } else { h }
+}
+
+fn default_mounts() -> Vec<serde_json::Value> {
+    vec![
+        json!({"destination": "/proc", "type": "proc", "source": "proc", "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]}),
+        json!({"destination": "/dev/pts", "type": "devpts", "source": "devpts", "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]}),
+        json!({"destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"]}),
+        json!({"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"]}),
+        json!({"destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]}),
+    ]
+}
+
+/// A bind mount of `source` at `destination`, read-only when `readonly`.
+pub fn bind_mount(source: impl Into<PathBuf>, destination: impl Into<PathBuf>, readonly: bool) -> Mount {
+    let mut options = vec!["rbind".to_string(), "rprivate".to_string()];
+    if readonly {
+        options.push("ro".into());
+    }
+    let v = json!({"destination": destination.into(), "type": "bind", "source": source.into(), "options": options});
+    // A fixed shape that always deserializes.
+    serde_json::from_value(v).unwrap_or_default()
+}
+
+/// A tmpfs mount at `destination`.
+pub fn tmpfs_mount(destination: impl Into<PathBuf>) -> Mount {
+    let v = json!({"destination": destination.into(), "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777"]});
+    serde_json::from_value(v).unwrap_or_default()
+}
+
+/// Whether the spec asks for the runtime's tiny init as PID 1.
+pub fn wants_init(spec: &Spec) -> bool {
+    spec.annotations().as_ref().and_then(|a| a.get(ANNOTATION_INIT)).is_some_and(|v| v == "true")
+}
+
+/// The overlay root the spec asks the runtime to assemble, if any.
+pub fn overlay_of(spec: &Spec) -> Result<Option<OverlayRootfs>> {
+    match spec.annotations().as_ref().and_then(|a| a.get(ANNOTATION_OVERLAY)) {
+        None => Ok(None),
+        Some(s) => serde_json::from_str(s).map(Some).map_err(|e| Error::InvalidSpec(format!("annotation {ANNOTATION_OVERLAY}: {e}"))),
+    }
+}
