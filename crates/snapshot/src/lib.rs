@@ -4,8 +4,14 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 // Unpacking layers and assembling roots (issue 4).
+pub mod error;
 pub mod mount;
+pub mod snapshots;
 pub mod unpack;
+
+pub use mount::{MountGuard, Overlay};
+pub use snapshots::Snapshots;
+pub use unpack::{Whiteouts, unpack};
 // Diffing upper dirs into layers and checksumming trees (issue 5).
 pub mod checksum;
 pub mod diff;
