@@ -70,10 +70,13 @@ pub struct ExecRequest<'a> {
     pub work: &'a Path,
     pub cancel: &'a Cancel,
     pub on_output: &'a (dyn Fn(&[u8]) + Sync),
+    /// Run the sandbox from this single-threaded helper command (`builder __build-exec BUNDLE`)
+    /// instead of from this (multi-threaded) process.
+    pub helper: Option<&'a [String]>,
 }
 
 /// Runs the process; returns the upper dir (the new layer's content) on success.
-pub fn run(req: ExecRequest<'_>) -> Result<PathBuf> {
+pub fn run(mut req: ExecRequest<'_>) -> Result<PathBuf> {
     if req.cancel.is_cancelled() {
         return Err(SolveError::Cancelled);
     }
@@ -89,7 +92,8 @@ pub fn run(req: ExecRequest<'_>) -> Result<PathBuf> {
     let mut stub_targets: Vec<String> = ["/proc", "/sys", "/dev", "/etc/hosts", "/etc/resolv.conf", "/etc/hostname"].iter().map(|s| s.to_string()).collect();
     let mut mounts = Vec::new();
     let mut _locks = Vec::new();
-    for (m, src) in req.op.mounts.iter().zip(req.mount_sources) {
+    let mount_sources = std::mem::take(&mut req.mount_sources);
+    for (m, src) in req.op.mounts.iter().zip(mount_sources) {
         stub_targets.push(m.target.clone());
         match (&m.kind, src) {
             (MountKind::Bind { readwrite, .. }, MountSource::Dir(dir)) => {
@@ -147,8 +151,6 @@ pub fn run(req: ExecRequest<'_>) -> Result<PathBuf> {
     };
     let spec = runtime::build_spec(&opts).map_err(|e| SolveError::step(req.step, e.to_string()))?;
     let (rd, wr) = nix::unistd::pipe().map_err(|e| SolveError::step(req.step, format!("creating output pipe: {e}")))?;
-    let wr2: OwnedFd = wr.try_clone().map_err(SolveError::io("dup pipe", &bundle))?;
-    let stdio = runtime::Stdio::fds(None, wr, wr2);
     let tail = Mutex::new(Vec::<u8>::new());
     let status = std::thread::scope(|s| -> Result<runtime::ExitStatus> {
         let reader = s.spawn(|| {
@@ -170,16 +172,9 @@ pub fn run(req: ExecRequest<'_>) -> Result<PathBuf> {
                 }
             }
         });
-        let started = runtime::start(&bundle, &spec, stdio);
-        let result = match started {
-            Ok(container) => {
-                let pid = container.pid();
-                req.cancel.add(pid);
-                let r = container.wait().map_err(|e| SolveError::step(req.step, e.to_string()));
-                req.cancel.remove(pid);
-                r
-            }
-            Err(e) => Err(SolveError::step(req.step, format!("starting the sandbox: {e}"))),
+        let result = match req.helper {
+            Some(helper) => run_helper(helper, &bundle, &spec, wr, &req),
+            None => run_in_process(&bundle, &spec, wr, &req),
         };
         let _ = reader.join();
         result
@@ -200,6 +195,50 @@ pub fn run(req: ExecRequest<'_>) -> Result<PathBuf> {
         }
     }
     Ok(upper)
+}
+
+/// Starts the sandbox from this process (only safe while it has a single thread).
+fn run_in_process(bundle: &Path, spec: &oci_spec::runtime::Spec, out: OwnedFd, req: &ExecRequest<'_>) -> Result<runtime::ExitStatus> {
+    let err: OwnedFd = out.try_clone().map_err(SolveError::io("dup pipe", bundle))?;
+    let stdio = runtime::Stdio::fds(None, out, err);
+    match runtime::start(bundle, spec, stdio) {
+        Ok(container) => {
+            let pid = container.pid();
+            req.cancel.add(pid);
+            let r = container.wait().map_err(|e| SolveError::step(req.step, e.to_string()));
+            req.cancel.remove(pid);
+            r
+        }
+        Err(e) => Err(SolveError::step(req.step, format!("starting the sandbox: {e}"))),
+    }
+}
+
+/// Starts the sandbox from a fresh single-threaded helper process: creating a container
+/// clones the calling process, which is only safe when no other thread can hold a lock
+/// (an allocator lock, say) at that moment. The helper dies with this process.
+fn run_helper(helper: &[String], bundle: &Path, spec: &oci_spec::runtime::Spec, out: OwnedFd, req: &ExecRequest<'_>) -> Result<runtime::ExitStatus> {
+    runtime::write_bundle(bundle, spec).map_err(|e| SolveError::step(req.step, format!("writing the sandbox bundle: {e}")))?;
+    let err: OwnedFd = out.try_clone().map_err(SolveError::io("dup pipe", bundle))?;
+    let (exe, args) = helper.split_first().ok_or_else(|| SolveError::step(req.step, "empty helper command"))?;
+    let mut child = std::process::Command::new(exe)
+        .args(args)
+        .arg(bundle)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::from(out))
+        .stderr(std::process::Stdio::from(err))
+        .spawn()
+        .map_err(|e| SolveError::step(req.step, format!("starting the sandbox helper {exe}: {e}")))?;
+    let pid = child.id() as i32;
+    req.cancel.add(pid);
+    let status = child.wait();
+    req.cancel.remove(pid);
+    let status = status.map_err(|e| SolveError::step(req.step, format!("waiting for the sandbox helper: {e}")))?;
+    use std::os::unix::process::ExitStatusExt;
+    Ok(match (status.code(), status.signal()) {
+        (Some(c), _) => runtime::ExitStatus::Code(c),
+        (None, Some(sig)) => runtime::ExitStatus::Signal(sig),
+        _ => runtime::ExitStatus::Code(255),
+    })
 }
 
 fn shown_command(args: &[String]) -> String {

@@ -50,6 +50,11 @@ pub struct SolveRequest<'a> {
     pub cancel: Arc<Cancel>,
 }
 
+/// The command that runs one sandbox bundle from a fresh, single-threaded process: the
+/// `builder` binary's hidden `__build-exec BUNDLE` command. Creating a container clones the
+/// calling process, which is only safe when no other thread of it can hold a lock.
+pub const DEFAULT_EXEC_HELPER: [&str; 2] = ["/proc/self/exe", "__build-exec"];
+
 /// The solver of one state root. Share one per process: identical vertices requested by
 /// concurrent builds run once.
 pub struct Solver {
@@ -57,13 +62,26 @@ pub struct Solver {
     images: Arc<dyn ImageSource>,
     stat: Mutex<HashMap<PathBuf, Arc<StatCache>>>,
     inflight: Mutex<HashMap<CacheKey, Arc<(Mutex<Option<std::result::Result<Solved, String>>>, Condvar)>>>,
+    exec_helper: Option<Vec<String>>,
 }
 
 impl Solver {
     pub fn new(state_root: &Path, images: Arc<dyn ImageSource>) -> Result<Solver> {
         let index = CacheIndex::open(state_root)?;
         index.clean_tmp();
-        Ok(Solver { index, images, stat: Mutex::new(HashMap::new()), inflight: Mutex::new(HashMap::new()) })
+        Ok(Solver {
+            index,
+            images,
+            stat: Mutex::new(HashMap::new()),
+            inflight: Mutex::new(HashMap::new()),
+            exec_helper: Some(DEFAULT_EXEC_HELPER.iter().map(|s| s.to_string()).collect()),
+        })
+    }
+
+    /// Sets the command RUN sandboxes are started from (see [`DEFAULT_EXEC_HELPER`]); `None`
+    /// starts them from this process, which is only safe in a single-threaded program.
+    pub fn set_exec_helper(&mut self, helper: Option<Vec<String>>) {
+        self.exec_helper = helper;
     }
 
     pub fn index(&self) -> &CacheIndex {
@@ -470,7 +488,7 @@ impl Solver {
                 let d = v.digest();
                 let progress = req.progress.clone();
                 let on_output = move |b: &[u8]| progress(Event::Log { vertex: d, bytes: b.to_vec() });
-                let upper = crate::exec::run(ExecRequest { step, op: e, lowers, mount_sources, work: work.path(), cancel: &req.cancel, on_output: &on_output })?;
+                let upper = crate::exec::run(ExecRequest { step, op: e, lowers, mount_sources, work: work.path(), cancel: &req.cancel, on_output: &on_output, helper: self.exec_helper.as_deref() })?;
                 drop(views);
                 (base, Some(upper))
             }
