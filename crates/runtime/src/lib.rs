@@ -17,6 +17,7 @@
 pub mod bundle;
 pub mod caps;
 pub mod cgroup;
+pub mod containers;
 mod error;
 pub mod external;
 pub mod plan;
@@ -25,8 +26,10 @@ pub mod rootpath;
 pub mod seccomp;
 pub mod spec;
 pub mod syscall;
+pub mod tty;
 pub mod user;
 
+pub use oci_spec::runtime::Spec;
 pub use bundle::{read_bundle, with_etc_files, write_bundle};
 pub use error::{Error, Result};
 pub use external::run_external;

@@ -122,6 +122,14 @@ impl Container {
         Ok(status)
     }
 
+    /// Waits like [`Container::wait`], and also tells whether the kernel OOM-killed a
+    /// process of the container (read before the cgroup is removed).
+    pub fn wait_with_oom(mut self) -> Result<(ExitStatus, bool)> {
+        let status = wait_for(self.pid)?;
+        self.done = true;
+        Ok((status, self.oom_killed()))
+    }
+
     /// Whether the kernel OOM-killed a process of the container (only with a memory limit).
     pub fn oom_killed(&self) -> bool {
         self.cgroup.as_ref().is_some_and(Cgroup::oom_killed)

@@ -4,6 +4,7 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 
 // Unpacking layers and assembling roots (issue 4).
+pub mod copy;
 pub mod error;
 pub mod mount;
 pub mod snapshots;

@@ -28,6 +28,10 @@ pub struct MountGuard {
 }
 
 impl MountGuard {
+    /// Takes charge of an overlay already mounted at `target` (unmounted on drop).
+    pub fn adopt(target: PathBuf) -> MountGuard {
+        MountGuard { target, mounted: true }
+    }
     pub fn target(&self) -> &Path {
         &self.target
     }

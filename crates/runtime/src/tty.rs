@@ -1,0 +1,87 @@
+//! Terminals for `-t`: a pseudo-terminal pair, raw mode for the user's terminal, and
+//! window-size propagation. Also the small process helpers the CLI's shim needs.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use nix::sys::termios::{self, SetArg, Termios};
+
+use crate::error::{Error, Result};
+
+/// A new pseudo-terminal: `master` stays with the CLI, `slave` becomes the container's stdio.
+pub struct Pty {
+    pub master: OwnedFd,
+    pub slave: OwnedFd,
+}
+
+impl Pty {
+    pub fn open() -> Result<Pty> {
+        let p = nix::pty::openpty(None, None).map_err(|e| Error::sys("openpty", e))?;
+        Ok(Pty { master: p.master, slave: p.slave })
+    }
+}
+
+/// Copies the window size of `from` (the user's terminal) to `to` (the pty master).
+pub fn copy_window_size(from: BorrowedFd<'_>, to: BorrowedFd<'_>) {
+    use std::os::fd::AsRawFd;
+    let mut ws = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCGWINSZ/TIOCSWINSZ read/write a winsize on our stack.
+    unsafe {
+        if libc::ioctl(from.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) == 0 {
+            libc::ioctl(to.as_raw_fd(), libc::TIOCSWINSZ, &ws);
+        }
+    }
+}
+
+/// Whether `fd` is a terminal.
+pub fn is_terminal(fd: BorrowedFd<'_>) -> bool {
+    termios::tcgetattr(fd).is_ok()
+}
+
+/// The user's terminal in raw mode until dropped.
+pub struct RawMode {
+    fd: OwnedFd,
+    saved: Termios,
+}
+
+impl RawMode {
+    pub fn enable(fd: BorrowedFd<'_>) -> Result<RawMode> {
+        let saved = termios::tcgetattr(fd).map_err(|e| Error::sys("reading terminal settings", e))?;
+        let mut raw = saved.clone();
+        termios::cfmakeraw(&mut raw);
+        termios::tcsetattr(fd, SetArg::TCSANOW, &raw).map_err(|e| Error::sys("setting raw mode", e))?;
+        let fd = fd.try_clone_to_owned().map_err(|e| Error::io("duplicating", "terminal", e))?;
+        Ok(RawMode { fd, saved })
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        let _ = termios::tcsetattr(self.fd.as_fd(), SetArg::TCSANOW, &self.saved);
+    }
+}
+
+/// Starts a new session (for the detached shim: no terminal can hang it up).
+pub fn new_session() -> Result<()> {
+    nix::unistd::setsid().map(|_| ()).map_err(|e| Error::sys("setsid", e))
+}
+
+/// Sends `signal` to host process `pid`; false if it no longer exists.
+pub fn signal_process(pid: i32, signal: i32) -> Result<bool> {
+    use nix::sys::signal::{Signal, kill};
+    let sig = if signal == 0 { None } else { Some(Signal::try_from(signal).map_err(|e| Error::sys("signal number", e))?) };
+    match kill(nix::unistd::Pid::from_raw(pid), sig) {
+        Ok(()) => Ok(true),
+        Err(nix::errno::Errno::ESRCH) => Ok(false),
+        Err(e) => Err(Error::sys("sending a signal", e)),
+    }
+}
+
+/// The number of a signal given as "KILL", "SIGTERM" or "9".
+pub fn signal_number(name: &str) -> Option<i32> {
+    if let Ok(n) = name.parse::<i32>() {
+        return (1..=64).contains(&n).then_some(n);
+    }
+    let upper = name.to_ascii_uppercase();
+    let full = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
+    full.parse::<nix::sys::signal::Signal>().ok().map(|s| s as i32)
+}
