@@ -42,7 +42,10 @@ impl StoreImages {
             let head = std::io::BufRead::fill_buf(&mut b).map_err(SolveError::io("read layer", dest.clone()))?;
             if head.starts_with(&[0x1f, 0x8b]) { Box::new(flate2::read::MultiGzDecoder::new(b)) } else { Box::new(b) }
         };
-        unpack_layer(reader, tmp.path()).map_err(|e| SolveError::Other(format!("unpacking layer {digest}: {e}")))?;
+        unpack_layer(reader, tmp.path()).map_err(|e| {
+            let cause = std::error::Error::source(&e).map(|s| format!(": {s}")).unwrap_or_default();
+            SolveError::Other(format!("unpacking layer {digest}: {e}{cause}"))
+        })?;
         let kept = tmp.keep();
         if fs::rename(&kept, &dest).is_err() {
             // Another build unpacked it first.
@@ -83,7 +86,9 @@ impl ImageSource for StoreImages {
 pub fn unpack_layer(reader: impl Read, dest: &Path) -> std::io::Result<()> {
     let mut a = tar::Archive::new(reader);
     a.set_preserve_permissions(true);
-    a.set_preserve_ownerships(true);
+    // Owners are set below: the tar crate rejects empty numeric uid/gid fields, which some
+    // layer writers produce and Docker reads as 0.
+    a.set_preserve_ownerships(false);
     a.set_preserve_mtime(true);
     a.set_unpack_xattrs(true);
     a.set_overwrite(true);
@@ -114,7 +119,19 @@ pub fn unpack_layer(reader: impl Read, dest: &Path) -> std::io::Result<()> {
                 dirs.push((path.clone(), m));
             }
         }
-        entry.unpack_in(dest)?;
+        let uid = entry.header().uid().unwrap_or(0) as u32;
+        let gid = entry.header().gid().unwrap_or(0) as u32;
+        let mode = entry.header().mode().unwrap_or(0o644);
+        let kind = entry.header().entry_type();
+        if entry.unpack_in(dest)? && kind != tar::EntryType::Link {
+            let target = dest.join(&path);
+            std::os::unix::fs::lchown(&target, Some(uid), Some(gid))?;
+            // chown clears set-id bits: put the mode back.
+            if !kind.is_symlink() && mode & 0o7000 != 0 {
+                use std::os::unix::fs::PermissionsExt;
+                fs::set_permissions(&target, fs::Permissions::from_mode(mode & 0o7777))?;
+            }
+        }
     }
     // Directory mtimes change as their children are written; set them last.
     for (p, m) in dirs.into_iter().rev() {

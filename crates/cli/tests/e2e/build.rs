@@ -1,2 +1,413 @@
-//! End-to-end tests: build commands.
-#[allow(unused_imports)] use crate::util::*;
+//! End-to-end tests: `builder build`, `prune`, `du`.
+#[allow(unused_imports)]
+use crate::util::*;
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+/// A builder root with `busybox:test` imported (Debian's static busybox).
+fn with_busybox() -> Builder {
+    let b = Builder::new();
+    let dir = tempfile::tempdir().expect("tmp");
+    let tar = busybox_rootfs_tar(dir.path());
+    b.ok(&["import", tar.to_str().expect("utf8"), "busybox:test"]);
+    b
+}
+
+/// A build context with these files.
+fn context(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let d = tempfile::tempdir().expect("tmp");
+    for (name, body) in files {
+        let p = d.path().join(name);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, body).expect("write");
+    }
+    d
+}
+
+/// Runs `builder build --progress plain ARGS… CONTEXT` and returns (success, stderr).
+fn build(b: &Builder, ctx: &Path, args: &[&str]) -> (bool, String) {
+    let mut all = vec!["build", "--progress", "plain"];
+    all.extend_from_slice(args);
+    let c = ctx.to_str().expect("utf8");
+    all.push(c);
+    let out = b.run(&all);
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+fn build_ok(b: &Builder, ctx: &Path, args: &[&str]) -> String {
+    let (ok, err) = build(b, ctx, args);
+    assert!(ok, "build failed:\n{err}");
+    err
+}
+
+/// Steps (`[k/n] …` lines) of a plain progress log that were CACHED, and those that ran.
+fn cached_and_ran(log: &str) -> (Vec<String>, Vec<String>) {
+    let mut titles = std::collections::HashMap::new();
+    let (mut cached, mut ran) = (Vec::new(), Vec::new());
+    for line in log.lines() {
+        let Some(rest) = line.strip_prefix('#') else { continue };
+        let Some((n, text)) = rest.split_once(' ') else { continue };
+        if text.starts_with('[') {
+            titles.insert(n.to_string(), text.to_string());
+        } else if text == "CACHED" {
+            cached.extend(titles.get(n).cloned());
+        } else if text.starts_with("DONE") {
+            ran.extend(titles.get(n).cloned());
+        }
+    }
+    (cached, ran)
+}
+
+fn blob(root: &Path, digest: &str) -> Vec<u8> {
+    let hex = digest.trim_start_matches("sha256:");
+    std::fs::read(root.join("blobs/sha256").join(hex)).expect("blob")
+}
+
+/// (manifest digest, manifest, config) of a tag in the store (OCI layout at the root).
+fn image(root: &Path, tag: &str) -> (String, serde_json::Value, serde_json::Value) {
+    let full = if tag.contains('/') { tag.to_string() } else { format!("docker.io/library/{tag}") };
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(root.join("index.json")).expect("index")).expect("json");
+    let m = index["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == full.as_str())
+        .unwrap_or_else(|| panic!("tag {full} not in index.json: {index}"));
+    let digest = m["digest"].as_str().expect("digest").to_string();
+    let manifest: serde_json::Value = serde_json::from_slice(&blob(root, &digest)).expect("manifest");
+    let config: serde_json::Value = serde_json::from_slice(&blob(root, manifest["config"]["digest"].as_str().expect("cfg"))).expect("config");
+    (digest, manifest, config)
+}
+
+/// The paths in the image's layers (top layer last), from the layer blobs.
+fn layer_paths(root: &Path, manifest: &serde_json::Value) -> Vec<Vec<String>> {
+    manifest["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| {
+            let bytes = blob(root, l["digest"].as_str().expect("digest"));
+            let reader: Box<dyn std::io::Read> =
+                if bytes.starts_with(&[0x1f, 0x8b]) { Box::new(flate2::read::MultiGzDecoder::new(&bytes[..])) } else { Box::new(&bytes[..]) };
+            let mut a = tar::Archive::new(reader);
+            a.entries().expect("entries").map(|e| String::from_utf8_lossy(&e.expect("entry").path_bytes()).into_owned()).collect()
+        })
+        .collect()
+}
+
+const APP: &str = "FROM busybox:test
+ENV GREETING=hello
+WORKDIR /app
+COPY a.txt .
+RUN echo \"$GREETING from run\" > /app/out.txt && cat /app/a.txt
+COPY b.txt /app/b.txt
+CMD [\"cat\", \"/app/out.txt\"]
+";
+
+#[test]
+fn build_runs_every_step_and_writes_a_docker_like_image() {
+    let b = with_busybox();
+    let ctx = context(&[("Dockerfile", APP), ("a.txt", "A\n"), ("b.txt", "B\n")]);
+    let log = build_ok(&b, ctx.path(), &["-t", "app:1"]);
+    assert!(log.contains("#4 0.") && log.contains(" A"), "RUN output is shown:\n{log}");
+    let (_, manifest, config) = image(b.root(), "app:1");
+    assert_eq!(config["config"]["Cmd"], serde_json::json!(["cat", "/app/out.txt"]));
+    assert_eq!(config["config"]["WorkingDir"], "/app");
+    assert!(config["config"]["Env"].as_array().expect("env").iter().any(|e| e == "GREETING=hello"));
+    let history = config["history"].as_array().expect("history");
+    let created_by: Vec<&str> = history.iter().map(|h| h["created_by"].as_str().unwrap_or("")).collect();
+    assert!(created_by.contains(&"ENV GREETING=hello"), "{created_by:?}");
+    assert!(created_by.iter().any(|c| c.starts_with("RUN /bin/sh -c echo") && c.ends_with("# buildkit")), "{created_by:?}");
+    let non_empty = history.iter().filter(|h| h["empty_layer"] != true).count();
+    assert_eq!(non_empty, manifest["layers"].as_array().expect("layers").len(), "one history entry per layer");
+    assert_eq!(config["rootfs"]["diff_ids"].as_array().expect("diff ids").len(), non_empty);
+    let layers = layer_paths(b.root(), &manifest);
+    let run_layer = &layers[layers.len() - 2];
+    assert!(run_layer.iter().any(|p| p == "app/out.txt"), "RUN layer holds what it wrote: {run_layer:?}");
+    assert!(!run_layer.iter().any(|p| p.starts_with("proc") || p.starts_with("dev") || p == "etc/hosts"), "no mount stubs: {run_layer:?}");
+    assert_eq!(layers.last().expect("top"), &vec!["app/b.txt".to_string()]);
+}
+
+#[test]
+fn noop_rebuild_is_all_cached_and_touch_keeps_the_cache() {
+    let b = with_busybox();
+    let ctx = context(&[("Dockerfile", APP), ("a.txt", "A\n"), ("b.txt", "B\n"), ("unrelated.txt", "x")]);
+    build_ok(&b, ctx.path(), &["-t", "app:1"]);
+    let (cached, ran) = cached_and_ran(&build_ok(&b, ctx.path(), &["-t", "app:1"]));
+    assert!(ran.is_empty(), "nothing runs on a no-op rebuild: {ran:?}");
+    assert_eq!(cached.len(), 6, "{cached:?}");
+    // New mtime, same content.
+    let f = std::fs::File::options().write(true).open(ctx.path().join("a.txt")).expect("open");
+    f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5)).expect("touch");
+    std::fs::write(ctx.path().join("unrelated.txt"), "changed but never copied").expect("write");
+    let (_, ran) = cached_and_ran(&build_ok(&b, ctx.path(), &["-t", "app:1"]));
+    assert!(ran.is_empty(), "touch and unread files keep the cache: {ran:?}");
+}
+
+#[test]
+fn changing_a_copied_file_reruns_only_from_the_copy_that_reads_it() {
+    let b = with_busybox();
+    let ctx = context(&[("Dockerfile", APP), ("a.txt", "A\n"), ("b.txt", "B\n")]);
+    build_ok(&b, ctx.path(), &["-t", "app:1"]);
+    std::fs::write(ctx.path().join("b.txt"), "B2\n").expect("write");
+    let (cached, ran) = cached_and_ran(&build_ok(&b, ctx.path(), &["-t", "app:1"]));
+    assert_eq!(ran, vec!["[6/6] COPY b.txt /app/b.txt"], "cached: {cached:?}");
+    std::fs::write(ctx.path().join("a.txt"), "A2\n").expect("write");
+    let (_, ran) = cached_and_ran(&build_ok(&b, ctx.path(), &["-t", "app:1"]));
+    assert_eq!(ran.len(), 3, "COPY a.txt, the RUN after it and COPY b.txt re-run: {ran:?}");
+    let log = build_ok(&b, ctx.path(), &["--no-cache", "-t", "app:1"]);
+    let (cached, _) = cached_and_ran(&log);
+    assert!(cached.iter().all(|c| c.contains("FROM")), "--no-cache re-runs every step: {cached:?}");
+}
+
+#[test]
+fn multi_stage_build_with_target_and_copy_from() {
+    let b = with_busybox();
+    let df = "FROM busybox:test AS base\nRUN echo base > /base.txt\n\
+              FROM base AS builder\nRUN echo built > /artifact\n\
+              FROM busybox:test AS unused\nRUN exit 1\n\
+              FROM busybox:test\nCOPY --from=builder /artifact /artifact\nCOPY --from=0 /base.txt /\n";
+    let ctx = context(&[("Dockerfile", df)]);
+    build_ok(&b, ctx.path(), &["-t", "multi:1"]);
+    let (_, manifest, _) = image(b.root(), "multi:1");
+    let layers = layer_paths(b.root(), &manifest);
+    let top: Vec<String> = layers.iter().rev().take(2).flatten().cloned().collect();
+    assert!(top.contains(&"artifact".to_string()) && top.contains(&"base.txt".to_string()), "{top:?}");
+    // --target builds the named stage only.
+    build_ok(&b, ctx.path(), &["--target", "base", "-t", "base:1"]);
+    let (_, m, _) = image(b.root(), "base:1");
+    assert_eq!(m["layers"].as_array().expect("layers").len(), 2);
+    let (ok, err) = build(&b, ctx.path(), &["--target", "unused"]);
+    assert!(!ok && err.contains("exit code 1") && err.contains("Dockerfile:6"), "{err}");
+}
+
+#[test]
+fn failing_run_shows_exit_code_output_and_dockerfile_line() {
+    let b = with_busybox();
+    let ctx = context(&[("Dockerfile", "FROM busybox:test\nRUN echo first\nRUN echo oops-output && exit 3\n")]);
+    let (ok, err) = build(&b, ctx.path(), &["-t", "fail:1"]);
+    assert!(!ok);
+    assert!(err.contains("exit code 3"), "{err}");
+    assert!(err.contains("oops-output"), "{err}");
+    assert!(err.contains("Dockerfile:3"), "{err}");
+}
+
+#[test]
+fn copy_of_missing_or_ignored_file_names_the_path() {
+    let b = with_busybox();
+    let ctx = context(&[("Dockerfile", "FROM busybox:test\nCOPY secret.txt /\n"), (".dockerignore", "secret.txt\n"), ("secret.txt", "s")]);
+    let (ok, err) = build(&b, ctx.path(), &[]);
+    assert!(!ok && err.contains("secret.txt") && err.contains(".dockerignore"), "{err}");
+    let ctx = context(&[("Dockerfile", "FROM busybox:test\nCOPY nothere.txt /\n")]);
+    let (ok, err) = build(&b, ctx.path(), &[]);
+    assert!(!ok && err.contains("/nothere.txt\": not found"), "{err}");
+}
+
+#[test]
+fn dockerignored_files_are_not_in_the_image() {
+    let b = with_busybox();
+    let ctx = context(&[
+        ("Dockerfile", "FROM busybox:test\nCOPY . /src\n"),
+        (".dockerignore", "*.log\nnode_modules\n!keep.log\n"),
+        ("main.c", "int main;"),
+        ("debug.log", "x"),
+        ("keep.log", "k"),
+        ("node_modules/m/index.js", "m"),
+    ]);
+    build_ok(&b, ctx.path(), &["-t", "ign:1"]);
+    let (_, manifest, _) = image(b.root(), "ign:1");
+    let top = layer_paths(b.root(), &manifest).pop().expect("layer");
+    assert!(top.contains(&"src/main.c".to_string()) && top.contains(&"src/keep.log".to_string()), "{top:?}");
+    assert!(!top.iter().any(|p| p.contains("debug.log") || p.contains("node_modules")), "{top:?}");
+}
+
+#[test]
+fn source_date_epoch_builds_are_reproducible_from_an_empty_cache() {
+    let ctx = context(&[("Dockerfile", "FROM busybox:test\nCOPY a.txt /a.txt\nRUN echo hi > /hi && mkdir -p /d && touch /d/f\n"), ("a.txt", "A")]);
+    let mut digests = Vec::new();
+    for _ in 0..2 {
+        let b = with_busybox();
+        build_ok(&b, ctx.path(), &["--build-arg", "SOURCE_DATE_EPOCH=1700000000", "-t", "repro:1"]);
+        let (digest, _, config) = image(b.root(), "repro:1");
+        assert_eq!(config["created"], "2023-11-14T22:13:20Z");
+        digests.push(digest);
+        std::thread::sleep(std::time::Duration::from_millis(1100));
+    }
+    assert_eq!(digests[0], digests[1]);
+}
+
+#[test]
+fn busybox_builds_from_scratch_and_run_works_in_it() {
+    let b = Builder::new();
+    let ctx = context(&[("Dockerfile", "FROM scratch\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nRUN echo ok > /ok\nCMD [\"sh\"]\n")]);
+    std::fs::copy("/bin/busybox", ctx.path().join("busybox")).expect("copy busybox");
+    build_ok(&b, ctx.path(), &["-t", "bb:scratch"]);
+    let (_, manifest, config) = image(b.root(), "bb:scratch");
+    assert_eq!(manifest["layers"].as_array().expect("layers").len(), 3);
+    assert_eq!(config["config"]["Cmd"], serde_json::json!(["sh"]));
+}
+
+#[test]
+fn independent_stages_build_in_parallel_and_identical_steps_run_once() {
+    let b = with_busybox();
+    let df = "FROM busybox:test AS a\nRUN sleep 1 && echo a > /a\n\
+              FROM busybox:test AS b\nRUN sleep 1 && echo b > /b\n\
+              FROM busybox:test AS c\nRUN sleep 1 && echo a > /a\n\
+              FROM busybox:test\nCOPY --from=a /a /a\nCOPY --from=b /b /b\nCOPY --from=c /a /c\n";
+    let ctx = context(&[("Dockerfile", df)]);
+    let log = build_ok(&b, ctx.path(), &["--max-parallelism", "4", "-t", "par:1"]);
+    // Stage c's RUN is the same vertex as stage a's: it appears once.
+    assert_eq!(log.matches("RUN sleep 1 && echo a").count(), 1, "{log}");
+    assert_eq!(log.matches("RUN sleep 1 && echo b").count(), 1, "{log}");
+}
+
+#[test]
+fn run_mounts_cache_secret_and_bind() {
+    let b = with_busybox();
+    let df = "FROM busybox:test\n\
+              RUN --mount=type=cache,target=/cache echo x >> /cache/log && wc -l < /cache/log > /count\n\
+              RUN --mount=type=secret,id=tok cat /run/secrets/tok > /dev/null && test ! -e /run/secrets/tok.copy\n\
+              RUN --mount=type=bind,source=data,target=/data cp /data/in /copied\n\
+              RUN --mount=type=tmpfs,target=/scratch touch /scratch/t\n";
+    let ctx = context(&[("Dockerfile", df), ("data/in", "bound")]);
+    let secret = ctx.path().join("tok.txt");
+    std::fs::write(&secret, "s3cret-value").expect("secret");
+    let sarg = format!("id=tok,src={}", secret.display());
+    build_ok(&b, ctx.path(), &["--secret", &sarg, "-t", "mounts:1"]);
+    let (_, manifest, config) = image(b.root(), "mounts:1");
+    let all: Vec<String> = layer_paths(b.root(), &manifest).into_iter().flatten().collect();
+    assert!(all.contains(&"copied".to_string()), "{all:?}");
+    assert!(!all.iter().any(|p| p.starts_with("run/secrets") || p.starts_with("cache") || p.starts_with("data") || p.starts_with("scratch")), "{all:?}");
+    assert!(!config.to_string().contains("s3cret-value"));
+    let (ok, err) = build(&b, ctx.path(), &["-t", "mounts:2", "--no-cache"]);
+    assert!(!ok && err.contains("secret tok not found"), "a required secret must be given: {err}");
+}
+
+#[test]
+fn output_local_and_tar_write_the_filesystem() {
+    let b = with_busybox();
+    let ctx = context(&[("Dockerfile", "FROM scratch\nCOPY a.txt /dir/a.txt\n"), ("a.txt", "A")]);
+    let out = tempfile::tempdir().expect("tmp");
+    let dest = out.path().join("local");
+    let spec = format!("type=local,dest={}", dest.display());
+    build_ok(&b, ctx.path(), &["--output", &spec]);
+    assert_eq!(std::fs::read_to_string(dest.join("dir/a.txt")).expect("read"), "A");
+    let tarfile = out.path().join("fs.tar");
+    let spec = format!("type=tar,dest={}", tarfile.display());
+    build_ok(&b, ctx.path(), &["--output", &spec]);
+    let mut a = tar::Archive::new(std::fs::File::open(&tarfile).expect("tar"));
+    let names: Vec<String> = a.entries().expect("entries").map(|e| String::from_utf8_lossy(&e.expect("e").path_bytes()).into_owned()).collect();
+    assert_eq!(names, vec!["dir/", "dir/a.txt"]);
+}
+
+#[test]
+fn dockerfile_from_stdin_quiet_and_iidfile() {
+    let b = with_busybox();
+    let dir = tempfile::tempdir().expect("tmp");
+    let iid = dir.path().join("iid");
+    let mut child = b
+        .cmd()
+        .args(["build", "-q", "--iidfile", iid.to_str().expect("utf8"), "-t", "stdin:1", "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    use std::io::Write;
+    child.stdin.take().expect("stdin").write_all(b"# syntax=docker/dockerfile:1\nFROM busybox:test\nLABEL a=b\n").expect("write");
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stdout = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(stdout.starts_with("sha256:"), "-q prints only the image ID: {stdout:?}");
+    assert_eq!(std::fs::read_to_string(&iid).expect("iid"), stdout);
+    let (_, _, config) = image(b.root(), "stdin:1");
+    assert_eq!(config["config"]["Labels"]["a"], "b");
+}
+
+#[test]
+fn unknown_syntax_frontend_is_a_clear_error() {
+    let b = with_busybox();
+    let ctx = context(&[("Dockerfile", "# syntax=example.com/custom/frontend:1\nFROM busybox:test\n")]);
+    let (ok, err) = build(&b, ctx.path(), &[]);
+    assert!(!ok && err.contains("unsupported syntax"), "{err}");
+}
+
+#[test]
+fn killed_build_can_be_rerun_and_reuses_finished_steps() {
+    let b = with_busybox();
+    let ctx = context(&[("Dockerfile", "FROM busybox:test\nRUN echo one > /one\nRUN sleep 30\n")]);
+    let mut child = b
+        .cmd()
+        .args(["build", "--progress", "plain", ctx.path().to_str().expect("utf8")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    // Wait until the long RUN has started.
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("RUN sleep 30") {
+                let _ = tx.send(());
+            }
+        }
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(60)).expect("the RUN started");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    child.kill().expect("kill -9");
+    child.wait().expect("reap");
+    // No sandbox process of the killed build survives.
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let ps = std::process::Command::new("ps").args(["-eo", "args"]).output().expect("ps");
+    assert!(!String::from_utf8_lossy(&ps.stdout).lines().any(|l| l.trim() == "sleep 30"), "sleep 30 is still running");
+    let fixed = "FROM busybox:test\nRUN echo one > /one\nRUN echo two\n";
+    std::fs::write(ctx.path().join("Dockerfile"), fixed).expect("write");
+    let (cached, ran) = cached_and_ran(&build_ok(&b, ctx.path(), &[]));
+    assert!(cached.iter().any(|c| c.contains("RUN echo one")), "the finished step is reused: cached {cached:?} ran {ran:?}");
+}
+
+#[test]
+fn two_builds_at_once_both_succeed_and_share_the_cache() {
+    let b = with_busybox();
+    let ctx = context(&[("Dockerfile", "FROM busybox:test\nRUN sleep 1 && echo shared > /s\nCOPY a /a\n"), ("a", "a")]);
+    let spawn = |tag: &str| {
+        b.cmd()
+            .args(["build", "--progress", "plain", "-t", tag, ctx.path().to_str().expect("utf8")])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn")
+    };
+    let (c1, c2) = (spawn("one:1"), spawn("two:1"));
+    let (o1, o2) = (c1.wait_with_output().expect("wait"), c2.wait_with_output().expect("wait"));
+    assert!(o1.status.success(), "{}", String::from_utf8_lossy(&o1.stderr));
+    assert!(o2.status.success(), "{}", String::from_utf8_lossy(&o2.stderr));
+    let (_, m1, _) = image(b.root(), "one:1");
+    let (_, m2, _) = image(b.root(), "two:1");
+    assert_eq!(m1["layers"], m2["layers"], "both images share the same layers");
+    let logs = [String::from_utf8_lossy(&o1.stderr).into_owned(), String::from_utf8_lossy(&o2.stderr).into_owned()];
+    let ran: usize = logs.iter().map(|l| cached_and_ran(l).1.iter().filter(|s| s.contains("RUN sleep")).count()).sum();
+    assert_eq!(ran, 1, "the RUN ran once across both builds:\n{}\n{}", logs[0], logs[1]);
+}
+
+#[test]
+fn prune_all_empties_the_cache_and_du_reports_it() {
+    let b = with_busybox();
+    let ctx = context(&[("Dockerfile", "FROM busybox:test\nRUN echo x > /x\n")]);
+    build_ok(&b, ctx.path(), &[]);
+    let du = b.ok(&["du"]);
+    assert!(du.contains("Cache entries:\t1"), "{du}");
+    let out = b.ok(&["prune", "--all"]);
+    assert!(out.contains("Deleted build cache objects: 1 entries"), "{out}");
+    assert!(b.ok(&["du"]).contains("Cache entries:\t0"));
+    let (cached, _) = cached_and_ran(&build_ok(&b, ctx.path(), &[]));
+    assert!(cached.iter().all(|c| c.contains("FROM")), "{cached:?}");
+}
+
+#[allow(dead_code)]
+fn testdata_build() -> PathBuf {
+    testdata().join("build")
+}
