@@ -424,13 +424,12 @@ fn create_devices(sys: &dyn Syscall) -> Step<'static> {
     for (path, major, minor) in DEVICES {
         sys.mknod(path, libc::S_IFCHR | 0o666, libc::makedev(major, minor)).map_err(fail("creating device", Some(path)))?;
     }
-    const LINKS: [(&CStr, &CStr); 6] = [
+    const LINKS: [(&CStr, &CStr); 5] = [
         (c"/proc/self/fd", c"/dev/fd"),
         (c"/proc/self/fd/0", c"/dev/stdin"),
         (c"/proc/self/fd/1", c"/dev/stdout"),
         (c"/proc/self/fd/2", c"/dev/stderr"),
         (c"pts/ptmx", c"/dev/ptmx"),
-        (c"/proc/kcore", c"/dev/core"),
     ];
     for (target, link) in LINKS {
         sys.symlink(target, link).map_err(fail("creating device link", Some(link)))?;

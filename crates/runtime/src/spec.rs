@@ -232,3 +232,12 @@ pub fn overlay_of(spec: &Spec) -> Result<Option<OverlayRootfs>> {
         Some(s) => serde_json::from_str(s).map(Some).map_err(|e| Error::InvalidSpec(format!("annotation {ANNOTATION_OVERLAY}: {e}"))),
     }
 }
+
+/// Removes the builder-only overlay annotation, for runtimes that expect `root.path`
+/// to be mounted already (the caller mounts the overlay there).
+pub fn strip_overlay(spec: &mut Spec) {
+    if let Some(mut a) = spec.annotations().clone() {
+        a.remove(ANNOTATION_OVERLAY);
+        spec.set_annotations(Some(a));
+    }
+}

@@ -98,9 +98,10 @@ pub fn unpack(reader: impl Read, dest: &Path, layer: &str, whiteouts: Whiteouts)
             continue;
         }
         let header = entry.header().clone();
-        let mode = Mode::from_bits_truncate(header.mode().map_err(read_err)? & 0o7777);
-        let uid = header.uid().map_err(read_err)? as u32;
-        let gid = header.gid().map_err(read_err)? as u32;
+        // Empty numeric fields mean 0, as in Go's archive/tar (which wrote most layers).
+        let mode = Mode::from_bits_truncate(header.mode().unwrap_or(0o644) & 0o7777);
+        let uid = header.uid().unwrap_or(0) as u32;
+        let gid = header.gid().unwrap_or(0) as u32;
         let mtime = header.mtime().unwrap_or(0) as i64;
         let pfd = ensure_parent(&root, parent).map_err(write_err)?;
         let kind = header.entry_type();

@@ -400,10 +400,16 @@ fn run(globals: &Globals, root: &Path, args: RunArgs) -> anyhow::Result<ExitCode
         limits,
         terminal: args.tty,
         init: args.init,
-        overlay: (!external).then(|| runtime::OverlayRootfs { lowers, upper: dir.join("upper"), work: dir.join("work") }),
+        overlay: Some(runtime::OverlayRootfs { lowers, upper: dir.join("upper"), work: dir.join("work") }),
     };
     let spec = match runtime::build_spec(&opts) {
-        Ok(s) => s,
+        Ok(mut s) => {
+            if external {
+                // runc expects root.path mounted already: we mount it before calling it.
+                runtime::spec::strip_overlay(&mut s);
+            }
+            s
+        }
         Err(e) => {
             let _ = cstore.remove(&id);
             return Err(e.into());
@@ -422,7 +428,18 @@ fn run(globals: &Globals, root: &Path, args: RunArgs) -> anyhow::Result<ExitCode
     if args.rm {
         let _ = cstore.remove(&id);
     }
-    let status = result?;
+    let status = match result {
+        Ok(s) => s,
+        Err(e) => {
+            // Like docker: 127 when the command cannot be run, 125 when the container cannot start.
+            let code = match e.downcast_ref::<runtime::Error>() {
+                Some(runtime::Error::Exec { .. }) => 127,
+                _ => 125,
+            };
+            eprintln!("error: {e:#}");
+            return Ok(ExitCode::from(code));
+        }
+    };
     Ok(ExitCode::from(status.code().clamp(0, 255) as u8))
 }
 
@@ -852,6 +869,11 @@ fn diff(root: &Path, key: &str) -> anyhow::Result<ExitCode> {
     let upper = cstore.dir_of(&state.id).join("upper");
     let mut changes = Vec::new();
     walk_changes(&upper, Path::new("/"), &state.lowers, &mut changes)?;
+    // Mount points of the files the runtime provides are not changes (as in docker diff).
+    let provided = ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"];
+    changes.retain(|(_, p)| !provided.iter().any(|f| p == Path::new(f)));
+    let dirs_with_changes: Vec<PathBuf> = changes.iter().filter_map(|(_, p)| p.parent().map(Path::to_path_buf)).collect();
+    changes.retain(|(k, p)| *k != 'C' || !std::fs::symlink_metadata(upper.join(p.strip_prefix("/").unwrap_or(p))).map(|m| m.is_dir()).unwrap_or(false) || dirs_with_changes.iter().any(|d| d.starts_with(p)));
     changes.sort_by(|a, b| a.1.cmp(&b.1));
     for (kind, path) in changes {
         println!("{kind} {}", path.display());

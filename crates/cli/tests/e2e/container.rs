@@ -1,2 +1,341 @@
-//! End-to-end tests: container commands.
+//! End-to-end tests: container commands (`run`, `ps`, `logs`, `stop`, `kill`, `rm`,
+//! `start`, `exec`, `diff`, `cp`), the sandbox's protections, and no leftovers.
 #[allow(unused_imports)] use crate::util::*;
+
+use std::path::Path;
+use std::process::Output;
+use std::time::{Duration, Instant};
+
+/// A builder root with the busybox test image imported as `busybox:test`.
+fn with_busybox() -> Builder {
+    let b = Builder::new();
+    let tar = busybox_rootfs_tar(b.root());
+    b.ok(&["import", tar.to_str().unwrap(), "busybox:test"]);
+    b
+}
+
+fn sh(b: &Builder, opts: &[&str], script: &str) -> Output {
+    let mut args = vec!["run", "--rm"];
+    args.extend_from_slice(opts);
+    args.extend_from_slice(&["busybox:test", "sh", "-c", script]);
+    b.run(&args)
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn both(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+/// No mounts under the root and no process still using it.
+fn assert_no_leaks(b: &Builder) {
+    let root = b.root().to_str().unwrap().to_string();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let mounts: Vec<String> = std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().filter(|l| l.contains(&root)).map(String::from).collect();
+        let procs: Vec<String> = std::fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter(|e| e.file_name().to_str().is_some_and(|n| n.chars().all(|c| c.is_ascii_digit())))
+            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok().map(|c| (e.file_name(), String::from_utf8_lossy(&c).replace('\0', " "))))
+            .filter(|(_, c)| c.contains(&root))
+            .map(|(p, c)| format!("{p:?}: {c}"))
+            .collect();
+        if mounts.is_empty() && procs.is_empty() {
+            return;
+        }
+        assert!(Instant::now() < deadline, "leftovers under {root}:\nmounts: {mounts:#?}\nprocesses: {procs:#?}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn run_options_change_what_the_process_sees() {
+    let b = with_busybox();
+    let env_file = b.root().join("env.list");
+    std::fs::write(&env_file, "# comment\nFROM_FILE=yes\n").unwrap();
+    let out = sh(
+        &b,
+        &["-e", "GREETING=hello", "--env-file", env_file.to_str().unwrap(), "-w", "/srv/app", "-u", "app", "--hostname", "box"],
+        "echo $GREETING $FROM_FILE; pwd; id; hostname; cat /etc/hostname; echo $HOME",
+    );
+    assert_success(&out, &["run"]);
+    assert_eq_text("hello yes\n/srv/app\nuid=1000(app) gid=1000(app) groups=10(wheel)\nbox\nbox\n/home/app\n", &stdout(&out));
+
+    let out = sh(&b, &["-u", "nobody:app"], "id -u; id -g");
+    assert_eq_text("65534\n1000\n", &stdout(&out));
+
+    let out = b.run(&["run", "--rm", "--entrypoint", "echo", "busybox:test", "from", "entrypoint"]);
+    assert_eq_text("from entrypoint\n", &stdout(&out));
+
+    let out = sh(&b, &["--network", "none"], "ls /sys/class/net");
+    assert_eq_text("lo\n", &stdout(&out));
+
+    let out = sh(&b, &["--read-only"], "touch /newfile 2>&1; echo rc=$?");
+    assert!(stdout(&out).contains("Read-only file system") && stdout(&out).contains("rc=1"), "{}", both(&out));
+    assert_no_leaks(&b);
+}
+
+#[test]
+fn volumes_are_shared_and_read_only_ones_refuse_writes() {
+    let b = with_busybox();
+    let host = b.root().join("vol");
+    std::fs::create_dir(&host).unwrap();
+    std::fs::write(host.join("in.txt"), "from host\n").unwrap();
+    let rw = format!("{}:/data", host.display());
+    let out = sh(&b, &["-v", &rw], "cat /data/in.txt; echo from container > /data/out.txt");
+    assert_eq_text("from host\n", &stdout(&out));
+    assert_eq!(std::fs::read_to_string(host.join("out.txt")).unwrap(), "from container\n");
+
+    let ro = format!("{}:/data:ro", host.display());
+    let out = sh(&b, &["-v", &ro], "echo x > /data/in.txt; echo rc=$?");
+    assert!(both(&out).contains("Read-only file system") && stdout(&out).contains("rc=1"), "{}", both(&out));
+    assert_eq!(std::fs::read_to_string(host.join("in.txt")).unwrap(), "from host\n");
+    assert_no_leaks(&b);
+}
+
+#[test]
+fn exit_codes_are_propagated() {
+    let b = with_busybox();
+    assert_eq!(sh(&b, &[], "exit 0").status.code(), Some(0));
+    assert_eq!(sh(&b, &[], "exit 1").status.code(), Some(1));
+    let out = b.run(&["run", "--rm", "busybox:test", "/no/such/command"]);
+    assert_eq!(out.status.code(), Some(127), "{}", both(&out));
+
+    // 137: killed.
+    let id = b.ok(&["run", "-d", "busybox:test", "sleep", "1000"]).trim().to_string();
+    b.ok(&["kill", &id]);
+    wait_for("the killed container to exit", || b.ok(&["ps", "-a"]).contains("Exited (137)"));
+    // 143: terminated (with --init, which forwards SIGTERM to the command).
+    let id2 = b.ok(&["run", "-d", "--init", "busybox:test", "sleep", "1000"]).trim().to_string();
+    b.ok(&["stop", "-t", "5", &id2]);
+    let ps = b.ok(&["ps", "-a"]);
+    assert!(ps.contains("Exited (143)"), "{ps}");
+    b.ok(&["rm", &id, &id2]);
+    assert_no_leaks(&b);
+}
+
+#[test]
+fn detached_life_cycle_with_logs_stop_start_and_rm() {
+    let b = with_busybox();
+    let id = b.ok(&["run", "-d", "--name", "ticker", "busybox:test", "sh", "-c", "trap 'echo stopping; exit 0' TERM; echo started; while true; do sleep 0.1; done"]).trim().to_string();
+    assert_eq!(id.len(), 64);
+    let ps = b.ok(&["ps"]);
+    let header = ps.lines().next().unwrap_or("");
+    for col in ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"] {
+        assert!(header.contains(col), "{ps}");
+    }
+    assert!(ps.contains(&id[..12]) && ps.contains("ticker") && ps.contains("Up "), "{ps}");
+    assert_eq_text(&format!("{}\n", &id[..12]), &b.ok(&["ps", "-q"]));
+    wait_for("the first log line", || b.ok(&["logs", "ticker"]) == "started\n");
+
+    // logs -f follows until the container stops.
+    let follower = b.cmd().args(["logs", "-f", "ticker"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    b.ok(&["stop", "ticker"]);
+    let followed = follower.wait_with_output().unwrap();
+    assert_eq_text("started\nstopping\n", &stdout(&followed));
+    assert_eq_text("stopping\n", &b.ok(&["logs", "--tail", "1", "ticker"]));
+    assert!(b.ok(&["ps"]).lines().count() == 1, "not running any more");
+    assert!(b.ok(&["ps", "-a"]).contains("Exited (0)"));
+
+    // start runs it again, keeping its filesystem.
+    b.ok(&["start", "ticker"]);
+    assert!(b.ok(&["ps"]).contains("ticker"));
+    let err = b.fails(&["rm", "ticker"]);
+    assert!(err.contains("stop it first"), "{err}");
+    b.ok(&["rm", "-f", "ticker"]);
+    assert_eq_text("", &b.ok(&["ps", "-aq"]));
+    assert_no_leaks(&b);
+}
+
+#[test]
+fn exec_runs_in_the_container_namespaces_with_its_options() {
+    let b = with_busybox();
+    b.ok(&["run", "-d", "--name", "svc", "--hostname", "svc-host", "busybox:test", "sh", "-c", "echo data > /tmp/state; sleep 1000"]);
+    wait_for("the container to write its state", || b.run(&["exec", "svc", "cat", "/tmp/state"]).stdout == b"data\n");
+    let out = b.ok(&["exec", "-e", "X=1", "-w", "/tmp", "-u", "app", "svc", "sh", "-c", "echo $X; pwd; id -u; hostname; cat /proc/1/cmdline | tr '\\0' ' '"]);
+    // PID 1 is the container's own command (the shell exec'd its last command).
+    assert_eq_text("1\n/tmp\n1000\nsvc-host\nsleep 1000 ", &out);
+    assert_eq!(b.run(&["exec", "svc", "sh", "-c", "exit 7"]).status.code(), Some(7));
+    b.ok(&["rm", "-f", "svc"]);
+    assert_no_leaks(&b);
+}
+
+#[test]
+fn diff_and_cp_see_the_container_filesystem() {
+    let b = with_busybox();
+    b.ok(&["run", "--name", "changer", "busybox:test", "sh", "-c", "echo new > /root/added; rm /etc/group; echo changed >> /etc/passwd"]);
+    let diff = b.ok(&["diff", "changer"]);
+    assert_eq_text("C /etc\nD /etc/group\nC /etc/passwd\nC /root\nA /root/added\n", &diff);
+
+    let host = b.root().join("copied");
+    b.ok(&["cp", "changer:/root/added", host.to_str().unwrap()]);
+    assert_eq!(std::fs::read_to_string(&host).unwrap(), "new\n");
+    let src = b.root().join("to-container.txt");
+    std::fs::write(&src, "hello\n").unwrap();
+    b.ok(&["cp", src.to_str().unwrap(), "changer:/tmp/"]);
+    b.ok(&["start", "changer"]);
+    b.ok(&["rm", "-f", "changer"]);
+    // Copy into a running one, then read it back through exec.
+    b.ok(&["run", "-d", "--name", "live", "busybox:test", "sleep", "1000"]);
+    b.ok(&["cp", src.to_str().unwrap(), "live:/tmp/in.txt"]);
+    assert_eq_text("hello\n", &b.ok(&["exec", "live", "cat", "/tmp/in.txt"]));
+    b.ok(&["rm", "-f", "live"]);
+    assert_no_leaks(&b);
+}
+
+#[test]
+fn security_host_is_out_of_reach() {
+    let b = with_busybox();
+    // Host PIDs are not visible: only the container's own processes.
+    let out = sh(&b, &[], "ls /proc | grep -c '^[0-9]'");
+    let n: u32 = stdout(&out).trim().parse().unwrap();
+    assert!(n <= 3, "saw {n} processes");
+    // A host file that is not mounted cannot be read.
+    let secret = b.root().join("host-secret");
+    std::fs::write(&secret, "s3cret").unwrap();
+    let out = sh(&b, &[], &format!("cat {} 2>&1; cat /proc/1/root{} 2>&1; true", secret.display(), secret.display()));
+    assert!(!stdout(&out).contains("s3cret"), "{}", both(&out));
+    // mount, insmod, reboot, kernel knobs: all refused.
+    let out = sh(&b, &[], "mount -t tmpfs none /mnt 2>&1; echo mount=$?");
+    assert!(stdout(&out).contains("mount=1") || stdout(&out).contains("mount=255"), "{}", both(&out));
+    let out = sh(&b, &[], "echo x > /m.ko; insmod /m.ko 2>&1; echo insmod=$?");
+    assert!(!stdout(&out).contains("insmod=0"), "{}", both(&out));
+    let out = sh(&b, &[], "reboot -f 2>&1; echo reboot=$?; echo still-here");
+    assert!(stdout(&out).contains("still-here"), "{}", both(&out));
+    let out = sh(&b, &[], "echo pwned > /proc/sys/kernel/hostname 2>&1; echo rc=$?; echo h > /proc/sysrq-trigger 2>&1; echo rc2=$?");
+    assert!(stdout(&out).contains("rc=1") && !stdout(&out).contains("rc2=0"), "{}", both(&out));
+    assert_ne!(std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim(), "pwned");
+    // Capabilities beyond Docker's set are gone, and seccomp is on.
+    let out = sh(&b, &[], "grep -E '^(CapBnd|NoNewPrivs|Seccomp):' /proc/self/status");
+    assert_eq_text("NoNewPrivs:\t1\nSeccomp:\t2\nCapBnd:\t00000000a80425fb\n", &{
+        let s = stdout(&out);
+        let mut lines: Vec<&str> = s.lines().collect();
+        lines.sort_by_key(|l| !l.starts_with("NoNew") as u8 * 2 + !l.starts_with("Seccomp") as u8);
+        lines.iter().map(|l| format!("{l}\n")).collect::<String>()
+    });
+    assert_no_leaks(&b);
+}
+
+/// A layer tar: the busybox root plus extra raw entries (names written into the header as is).
+fn busybox_plus(dir: &Path, extra: &[(tar::EntryType, &str, &str)]) -> std::path::PathBuf {
+    let base = busybox_rootfs_tar(dir);
+    let mut bytes = std::fs::read(&base).unwrap();
+    // Drop the two zero blocks that end the archive, append, and end it again.
+    while bytes.len() >= 1024 && bytes[bytes.len() - 512..].iter().all(|&b| b == 0) {
+        bytes.truncate(bytes.len() - 512);
+    }
+    for (kind, name, target) in extra {
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(*kind);
+        h.set_mode(0o644);
+        let body = if *kind == tar::EntryType::Regular { "pwned" } else { "" };
+        h.set_size(body.len() as u64);
+        h.as_gnu_mut().unwrap().name[..name.len()].copy_from_slice(name.as_bytes());
+        if !target.is_empty() {
+            h.set_link_name(target).unwrap();
+        }
+        h.set_cksum();
+        bytes.extend_from_slice(h.as_bytes());
+        let mut data = body.as_bytes().to_vec();
+        data.resize(data.len().div_ceil(512) * 512, 0);
+        bytes.extend_from_slice(&data);
+    }
+    bytes.extend_from_slice(&[0u8; 1024]);
+    let path = dir.join("evil.tar");
+    std::fs::write(&path, bytes).unwrap();
+    path
+}
+
+#[test]
+fn security_image_layers_cannot_write_outside_their_snapshot() {
+    let b = Builder::new();
+    let victim = tempfile::tempdir().unwrap();
+    // 1. ../../ in an entry name: the layer is refused.
+    let tar = busybox_plus(b.root(), &[(tar::EntryType::Regular, "../../../../../../../../tmp/zip-slip-escape", "")]);
+    b.ok(&["import", tar.to_str().unwrap(), "evil:dotdot"]);
+    let err = b.fails(&["run", "--rm", "evil:dotdot", "true"]);
+    assert!(err.contains("escapes"), "{err}");
+    assert!(!Path::new("/tmp/zip-slip-escape").exists());
+    // 2. An absolute symlink, then a file through it: lands inside the snapshot.
+    let link = victim.path().to_str().unwrap();
+    let through = format!("{}/pwned", "evil-link");
+    let tar = busybox_plus(b.root(), &[(tar::EntryType::Symlink, "evil-link", link), (tar::EntryType::Regular, &through, "")]);
+    b.ok(&["import", tar.to_str().unwrap(), "evil:symlink"]);
+    let out = b.run(&["run", "--rm", "evil:symlink", "sh", "-c", &format!("cat {link}/pwned")]);
+    assert_eq!(stdout(&out), "pwned", "{}", both(&out));
+    assert!(!victim.path().join("pwned").exists(), "a layer wrote to the host");
+    assert_no_leaks(&b);
+}
+
+#[test]
+fn fork_bomb_is_contained_by_pids_limit() {
+    let b = with_busybox();
+    let id = b.ok(&["run", "-d", "--pids-limit", "64", "busybox:test", "sh", "-c", "bomb() { bomb | bomb & }; bomb; sleep 1000"]).trim().to_string();
+    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(b.root().join("containers").join(&id).join("state.json")).unwrap()).unwrap();
+    let dirs: Vec<String> = state["cgroup_dirs"].as_array().unwrap().iter().map(|d| d.as_str().unwrap().to_string()).collect();
+    let pids_dir = dirs.iter().find(|d| Path::new(d).join("pids.current").exists()).expect("a pids cgroup");
+    std::thread::sleep(Duration::from_secs(2));
+    let current: u32 = std::fs::read_to_string(Path::new(pids_dir).join("pids.current")).unwrap().trim().parse().unwrap();
+    assert!(current <= 64, "{current} processes");
+    // The host still answers.
+    let started = Instant::now();
+    let out = std::process::Command::new("/bin/true").output().unwrap();
+    assert!(out.status.success());
+    let _ = started;
+    b.ok(&["rm", "-f", &id]);
+    assert!(!Path::new(pids_dir).exists(), "cgroup removed");
+    assert_no_leaks(&b);
+}
+
+#[test]
+fn memory_over_the_limit_is_oom_killed_with_137() {
+    let b = with_busybox();
+    let out = sh(&b, &["--memory", "32m"], "tail /dev/zero");
+    assert_eq!(out.status.code(), Some(137), "{}", both(&out));
+    assert_no_leaks(&b);
+}
+
+#[test]
+fn same_bundle_under_runc_sees_the_same_sandbox() {
+    if !Path::new("/usr/sbin/runc").exists() {
+        panic!("this test needs Debian's runc at /usr/sbin/runc");
+    }
+    let b = with_busybox();
+    let probe = "id; pwd; env | sort; hostname; grep -E '^(Cap|NoNewPrivs|Seccomp:)' /proc/self/status; cut -d' ' -f2,3 /proc/self/mounts | sort; ls /dev; ulimit -n";
+    for opts in [vec!["--hostname", "h1", "-w", "/srv", "-u", "app", "-e", "A=1"], vec!["--network", "none", "--read-only", "--hostname", "h2"], vec!["-u", "nobody:app", "--hostname", "other"]] {
+        let ours = sh(&b, &opts, probe);
+        let mut with_runc = vec!["--runtime", "/usr/sbin/runc"];
+        with_runc.extend_from_slice(&opts);
+        let theirs = sh(&b, &with_runc, probe);
+        assert_success(&ours, &opts);
+        assert_success(&theirs, &with_runc);
+        assert_eq_text(&stdout(&theirs), &stdout(&ours));
+    }
+    assert_no_leaks(&b);
+}
+
+#[test]
+fn killing_the_foreground_builder_leaves_nothing_behind() {
+    let b = with_busybox();
+    let mut child = b.cmd().args(["run", "busybox:test", "sh", "-c", "sleep 987654 & sleep 987655"]).spawn().unwrap();
+    wait_for("the container to start", || b.ok(&["ps"]).lines().count() == 2);
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert_no_leaks(&b);
+    wait_for("the container's processes to be gone", || {
+        !std::fs::read_dir("/proc").unwrap().flatten().any(|e| std::fs::read(e.path().join("cmdline")).is_ok_and(|c| String::from_utf8_lossy(&c).contains("98765")))
+    });
+    wait_for("ps to show it exited", || b.ok(&["ps"]).lines().count() == 1);
+}
