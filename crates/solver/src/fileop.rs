@@ -218,7 +218,8 @@ impl FileCtx<'_> {
         for n in names {
             let name = n.to_string_lossy().into_owned();
             let child_rel = join_rel(src_rel, &name);
-            if opts.excludes.is_excluded(&child_rel) || opts.user_excludes.is_excluded(&child_rel) {
+            let excluded = opts.excludes.is_excluded(&child_rel) || opts.user_excludes.is_excluded(&child_rel);
+            if excluded {
                 if !opts.excludes.may_reinclude() {
                     continue;
                 }
@@ -236,6 +237,11 @@ impl FileCtx<'_> {
                     fs::create_dir(&path).map_err(SolveError::io("create directory", &path))?;
                 }
                 self.copy_tree(&src, &child_rel, &t, opts)?;
+                // An excluded directory is only there for what a `!` pattern re-included.
+                if excluded && fs::read_dir(&path).map(|mut r| r.next().is_none()).unwrap_or(false) {
+                    let _ = fs::remove_dir(&path);
+                    continue;
+                }
                 apply_meta(&path, &meta, opts, true)?;
             } else {
                 self.copy_entry(&src, &meta, &t, opts)?;

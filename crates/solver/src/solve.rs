@@ -254,8 +254,7 @@ impl Solver {
                             return Ok((Solved { key, output: Output::Snapshot { snapshot: rec.snapshot, new_layers: rec.new_layers } }, true));
                         }
                     }
-                    let solved = self.run_once(req, key, v, inputs, &step)?;
-                    Ok((solved, false))
+                    self.run_once(req, key, v, inputs, &step)
                 }
             }
         })();
@@ -281,7 +280,8 @@ impl Solver {
 
     /// Runs a vertex once per key: concurrent builds in this process wait for the first, other
     /// processes wait on the key's file lock and then find the record.
-    fn run_once(&self, req: &SolveRequest<'_>, key: CacheKey, v: &Vertex, inputs: &[Solved], step: &str) -> Result<Solved> {
+    /// Returns the result and whether it came from the cache (another build made it meanwhile).
+    fn run_once(&self, req: &SolveRequest<'_>, key: CacheKey, v: &Vertex, inputs: &[Solved], step: &str) -> Result<(Solved, bool)> {
         let (slot, first) = {
             let mut m = match self.inflight.lock() {
                 Ok(m) => m,
@@ -309,7 +309,7 @@ impl Solver {
                 };
             }
             return match g.as_ref() {
-                Some(Ok(s)) => Ok(s.clone()),
+                Some(Ok(s)) => Ok((s.clone(), true)),
                 Some(Err(e)) => Err(SolveError::step(step, e.clone())),
                 None => Err(SolveError::Cancelled),
             };
@@ -318,15 +318,15 @@ impl Solver {
             let _file_lock = self.index.lock_key(&key)?;
             if !v.meta.ignore_cache {
                 if let Some(rec) = self.index.get(&key) {
-                    return Ok(Solved { key, output: Output::Snapshot { snapshot: rec.snapshot, new_layers: rec.new_layers } });
+                    return Ok((Solved { key, output: Output::Snapshot { snapshot: rec.snapshot, new_layers: rec.new_layers } }, true));
                 }
             }
-            self.execute(req, key, v, inputs, step)
+            self.execute(req, key, v, inputs, step).map(|s| (s, false))
         })();
         {
             let (lock, cv) = &*slot;
             if let Ok(mut g) = lock.lock() {
-                *g = Some(result.as_ref().map(|s| s.clone()).map_err(|e| e.to_string()));
+                *g = Some(result.as_ref().map(|s| s.0.clone()).map_err(|e| e.to_string()));
             }
             cv.notify_all();
         }

@@ -136,7 +136,7 @@ fn noop_rebuild_is_all_cached_and_touch_keeps_the_cache() {
     build_ok(&b, ctx.path(), &["-t", "app:1"]);
     let (cached, ran) = cached_and_ran(&build_ok(&b, ctx.path(), &["-t", "app:1"]));
     assert!(ran.is_empty(), "nothing runs on a no-op rebuild: {ran:?}");
-    assert_eq!(cached.len(), 6, "{cached:?}");
+    assert_eq!(cached.len(), 5, "{cached:?}");
     // New mtime, same content.
     let f = std::fs::File::options().write(true).open(ctx.path().join("a.txt")).expect("open");
     f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5)).expect("touch");
@@ -152,7 +152,7 @@ fn changing_a_copied_file_reruns_only_from_the_copy_that_reads_it() {
     build_ok(&b, ctx.path(), &["-t", "app:1"]);
     std::fs::write(ctx.path().join("b.txt"), "B2\n").expect("write");
     let (cached, ran) = cached_and_ran(&build_ok(&b, ctx.path(), &["-t", "app:1"]));
-    assert_eq!(ran, vec!["[6/6] COPY b.txt /app/b.txt"], "cached: {cached:?}");
+    assert_eq!(ran, vec!["[5/5] COPY b.txt /app/b.txt"], "cached: {cached:?}");
     std::fs::write(ctx.path().join("a.txt"), "A2\n").expect("write");
     let (_, ran) = cached_and_ran(&build_ok(&b, ctx.path(), &["-t", "app:1"]));
     assert_eq!(ran.len(), 3, "COPY a.txt, the RUN after it and COPY b.txt re-run: {ran:?}");
@@ -224,10 +224,14 @@ fn dockerignored_files_are_not_in_the_image() {
 
 #[test]
 fn source_date_epoch_builds_are_reproducible_from_an_empty_cache() {
-    let ctx = context(&[("Dockerfile", "FROM busybox:test\nCOPY a.txt /a.txt\nRUN echo hi > /hi && mkdir -p /d && touch /d/f\n"), ("a.txt", "A")]);
+    let ctx = context(&[
+        ("Dockerfile", "FROM scratch\nCOPY busybox /bin/busybox\nCOPY a.txt /a.txt\nRUN [\"/bin/busybox\", \"sh\", \"-c\", \"echo hi > /hi && /bin/busybox mkdir -p /d && /bin/busybox touch /d/f\"]\nENV X=1\n"),
+        ("a.txt", "A"),
+    ]);
+    std::fs::copy("/bin/busybox", ctx.path().join("busybox")).expect("copy busybox");
     let mut digests = Vec::new();
     for _ in 0..2 {
-        let b = with_busybox();
+        let b = Builder::new();
         build_ok(&b, ctx.path(), &["--build-arg", "SOURCE_DATE_EPOCH=1700000000", "-t", "repro:1"]);
         let (digest, _, config) = image(b.root(), "repro:1");
         assert_eq!(config["created"], "2023-11-14T22:13:20Z");
@@ -267,7 +271,7 @@ fn run_mounts_cache_secret_and_bind() {
     let b = with_busybox();
     let df = "FROM busybox:test\n\
               RUN --mount=type=cache,target=/cache echo x >> /cache/log && wc -l < /cache/log > /count\n\
-              RUN --mount=type=secret,id=tok cat /run/secrets/tok > /dev/null && test ! -e /run/secrets/tok.copy\n\
+              RUN --mount=type=secret,id=tok,required=true cat /run/secrets/tok > /dev/null && test ! -e /run/secrets/tok.copy\n\
               RUN --mount=type=bind,source=data,target=/data cp /data/in /copied\n\
               RUN --mount=type=tmpfs,target=/scratch touch /scratch/t\n";
     let ctx = context(&[("Dockerfile", df), ("data/in", "bound")]);
