@@ -43,6 +43,8 @@ fn read_from_layers(layers: &[PathBuf], rel: &str) -> Result<Option<String>> {
                 return Ok(Some(s));
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            // An overlay whiteout (a 0/0 device): deleted in this layer, hidden below.
+            Err(e) if e.raw_os_error() == Some(libc::ENXIO) => return Ok(None),
             Err(e) => return Err(Error::io("opening", layer.join(rel), e)),
         }
     }

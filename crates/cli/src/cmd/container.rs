@@ -79,6 +79,14 @@ pub enum Command {
     Exec(ExecArgs),
     /// Show changed files of a container's filesystem (A added, C changed, D deleted).
     Diff { container: String },
+    /// Create a new image from a container's changes.
+    Commit {
+        /// Commit message (history comment).
+        #[arg(short, long)]
+        message: Option<String>,
+        container: String,
+        reference: String,
+    },
     /// Copy files between a container and the host: `cp CONTAINER:SRC DEST` or `cp SRC CONTAINER:DEST`.
     Cp { src: String, dest: String },
     /// Supervises a detached container (internal).
@@ -190,6 +198,7 @@ impl Command {
             Command::Exec(args) => exec(&root, args),
             Command::Diff { container } => diff(&root, &container),
             Command::Cp { src, dest } => cp(&root, &src, &dest),
+            Command::Commit { message, container, reference } => commit(&root, &container, &reference, message.as_deref()),
             Command::Shim { id } => shim(&root, &id),
         }
     }
@@ -949,5 +958,49 @@ fn cp(root: &Path, src: &str, dest: &str) -> anyhow::Result<ExitCode> {
         }
         _ => bail!("cp needs exactly one of SRC and DEST to be CONTAINER:PATH"),
     }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn commit(root: &Path, key: &str, reference: &str, message: Option<&str>) -> anyhow::Result<ExitCode> {
+    let cstore = ContainerStore::open(root)?;
+    let state = cstore.find(key)?;
+    let store = oci::Store::open(root)?;
+    let (_, base) = store.find_image(&state.image_id).or_else(|_| store.find_image(&state.image)).with_context(|| format!("image {} of container {}", state.image, state.name))?;
+    let reference = oci::Reference::parse(reference)?;
+    let upper = cstore.dir_of(&state.id).join("upper");
+    // The empty mount points the runtime created for /etc/hosts & co. are not changes.
+    for f in ["etc/hosts", "etc/hostname", "etc/resolv.conf"] {
+        let p = upper.join(f);
+        let in_lower = state.lowers.iter().any(|l| l.join(f).exists());
+        if !in_lower && std::fs::metadata(&p).map(|m| m.is_file() && m.len() == 0).unwrap_or(false) {
+            let _ = std::fs::remove_file(&p);
+        }
+    }
+    let opts = snapshot::diff::DiffOptions { lowers: state.lowers.clone(), ..Default::default() };
+    let mut writer = store.blob_writer()?;
+    let layer = snapshot::diff::write_layer(&upper, &mut writer, &opts).with_context(|| format!("writing the changes of {}", state.name))?;
+    let blob = writer.commit(None)?;
+    let mut config = base.config.clone();
+    let mut rootfs = config.rootfs().clone();
+    let mut diff_ids = rootfs.diff_ids().clone();
+    diff_ids.push(layer.diff_id.clone());
+    rootfs.set_diff_ids(diff_ids);
+    config.set_rootfs(rootfs);
+    let mut history = config.history().clone().unwrap_or_default();
+    let entry = oci::spec::HistoryBuilder::default()
+        .created(now())
+        .created_by(format!("builder commit {}", state.name))
+        .comment(message.unwrap_or(""))
+        .build()
+        .context("building history")?;
+    history.push(entry);
+    config.set_history(Some(history));
+    config.set_created(Some(now()));
+    let config_blob = store.put_json(&config)?;
+    let mut layers = base.manifest.layers().clone();
+    layers.push(oci::spec::Descriptor::new(oci::spec::MediaType::ImageLayerGzip, blob.size, blob.digest.to_spec()));
+    let manifest = oci::import::write_manifest(&store, &config_blob.digest, config_blob.size, layers, None)?;
+    store.tag(&reference, manifest)?;
+    println!("{}", config_blob.digest);
     Ok(ExitCode::SUCCESS)
 }

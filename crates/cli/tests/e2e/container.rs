@@ -179,6 +179,11 @@ fn diff_and_cp_see_the_container_filesystem() {
     let diff = b.ok(&["diff", "changer"]);
     assert_eq_text("C /etc\nD /etc/group\nC /etc/passwd\nC /root\nA /root/added\n", &diff);
 
+    // commit makes an image of those changes.
+    b.ok(&["commit", "changer", "busybox:changed"]);
+    let out = b.run(&["run", "--rm", "busybox:changed", "sh", "-c", "cat /root/added; test -e /etc/group || echo no-group; tail -1 /etc/passwd"]);
+    assert_eq_text("new\nno-group\nchanged\n", &stdout(&out));
+
     let host = b.root().join("copied");
     b.ok(&["cp", "changer:/root/added", host.to_str().unwrap()]);
     assert_eq!(std::fs::read_to_string(&host).unwrap(), "new\n");
