@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::layer::{DEFAULT_LEVEL, GzipLayerWriter};
+use crate::layer::{self, GzipLayerWriter};
 use crate::reference::Reference;
 use crate::store::{LocalImage, Store};
 
@@ -185,14 +185,24 @@ impl Drop for RemoveOnDrop {
     }
 }
 
+/// A layer file of the archive that went straight into the store while the tar was read.
+struct StreamedLayer {
+    desc: Descriptor,
+    /// The uncompressed digest, when the file was an uncompressed tar (gzip files are kept as is).
+    diff_id: Option<Digest>,
+}
+
 /// Reads an archive (docker or OCI format) from `input` into the store and tags what it names.
 /// `source` names the input in errors.
+///
+/// One pass: blobs and layer tars stream into the store (compressed on the way) as they come;
+/// only the small JSON files are unpacked to a temp dir, because `manifest.json` often comes last.
 pub fn load(store: &Store, input: impl Read, source: &str) -> Result<Vec<Loaded>> {
     let bad = |reason: String| Error::BadArchive { path: source.to_string(), reason };
-    // Entries may come in any order (manifest.json is often last), so unpack first.
     let dir = store.tmp_dir().join(format!("load-{}", crate::store::unique_name()));
     fs::create_dir_all(&dir).map_err(Error::io("create", &dir))?;
     let _cleanup = RemoveOnDrop(dir.clone());
+    let mut streamed: HashMap<String, StreamedLayer> = HashMap::new();
     let mut archive = tar::Archive::new(input);
     let entries = archive.entries().map_err(|e| bad(format!("not a tar archive: {e}")))?;
     for entry in entries {
@@ -201,15 +211,68 @@ pub fn load(store: &Store, input: impl Read, source: &str) -> Result<Vec<Loaded>
         if !(kind.is_file() || kind.is_dir() || kind.is_symlink()) {
             continue;
         }
-        entry.unpack_in(&dir).map_err(|e| bad(format!("cannot unpack: {e}")))?;
+        let name = entry.path().map_err(|e| bad(format!("bad entry name: {e}")))?.to_string_lossy().trim_start_matches("./").to_string();
+        if kind.is_file() {
+            if let Some(hex) = name.strip_prefix("blobs/sha256/") {
+                let digest = Digest::from_hex(hex).map_err(|_| bad(format!("{name} is not named by a sha256 digest")))?;
+                if !store.has_blob(&digest) {
+                    let size = entry.header().size().ok();
+                    store.write_blob(&mut entry, &digest, size).map_err(|e| bad(format!("{name}: {e}")))?;
+                }
+                continue;
+            }
+            if name.ends_with(".tar") || name.ends_with(".tar.gz") {
+                streamed.insert(name.clone(), stream_layer(store, &mut entry).map_err(|e| bad(format!("{name}: {e}")))?);
+                continue;
+            }
+        }
+        entry.unpack_in(&dir).map_err(|e| bad(format!("cannot unpack {name}: {e}")))?;
     }
     if dir.join("manifest.json").is_file() {
-        load_docker(store, &dir, source)
+        load_docker(store, &dir, &streamed, source)
     } else if dir.join("index.json").is_file() {
         load_oci(store, &dir, source)
     } else {
         Err(bad("neither a docker archive (manifest.json) nor an OCI layout (index.json)".into()))
     }
+}
+
+/// Stores one layer file: a gzip file as is, an uncompressed tar gzipped (in parallel).
+fn stream_layer(store: &Store, input: impl Read) -> Result<StreamedLayer> {
+    let mut input = io::BufReader::with_capacity(1024 * 1024, input);
+    let head = io::BufRead::fill_buf(&mut input).map_err(Error::io("read", "<archive entry>"))?;
+    if head.starts_with(&[0x1f, 0x8b]) {
+        let mut w = store.blob_writer()?;
+        io::copy(&mut input, &mut w).map_err(Error::io("read", "<archive entry>"))?;
+        let blob = w.commit(None)?;
+        return Ok(StreamedLayer { desc: Descriptor::new(MediaType::ImageLayerGzip, blob.size, blob.digest.to_spec()), diff_id: None });
+    }
+    let mut w = GzipLayerWriter::new(store.blob_writer()?, layer::level());
+    io::copy(&mut input, &mut w).map_err(Error::io("read", "<archive entry>"))?;
+    let l = w.finish()?;
+    Ok(StreamedLayer { desc: Descriptor::new(MediaType::ImageLayerGzip, l.blob.size, l.blob.digest.to_spec()), diff_id: Some(l.diff_id) })
+}
+
+/// The streamed layer an archive path names, following a legacy `<id>/layer.tar` symlink.
+fn find_streamed<'a>(dir: &Path, streamed: &'a HashMap<String, StreamedLayer>, name: &str) -> Option<&'a StreamedLayer> {
+    let name = name.trim_start_matches("./");
+    if let Some(l) = streamed.get(name) {
+        return Some(l);
+    }
+    let target = fs::read_link(dir.join(name)).ok()?;
+    let parent = Path::new(name).parent().unwrap_or(Path::new(""));
+    let mut parts: Vec<String> = Vec::new();
+    for c in parent.join(target).components() {
+        match c {
+            std::path::Component::Normal(p) => parts.push(p.to_string_lossy().into_owned()),
+            std::path::Component::ParentDir => {
+                parts.pop()?;
+            }
+            std::path::Component::CurDir => {}
+            _ => return None,
+        }
+    }
+    streamed.get(&parts.join("/"))
 }
 
 /// A path inside the unpacked archive, refusing anything (symlinks included) that leads out.
@@ -224,13 +287,16 @@ fn inside(dir: &Path, rel: &str, source: &str) -> Result<PathBuf> {
     Ok(real)
 }
 
-fn load_docker(store: &Store, dir: &Path, source: &str) -> Result<Vec<Loaded>> {
+fn load_docker(store: &Store, dir: &Path, streamed: &HashMap<String, StreamedLayer>, source: &str) -> Result<Vec<Loaded>> {
     let bad = |reason: String| Error::BadArchive { path: source.to_string(), reason };
     let bytes = fs::read(dir.join("manifest.json")).map_err(Error::io("read", dir.join("manifest.json")))?;
     let entries: Vec<DockerEntry> = serde_json::from_slice(&bytes).map_err(|e| bad(format!("manifest.json: {e}")))?;
     let mut loaded = Vec::new();
     for entry in entries {
-        let config_bytes = fs::read(inside(dir, &entry.config, source)?).map_err(Error::io("read", dir.join(&entry.config)))?;
+        let config_bytes = match entry.config.strip_prefix("blobs/sha256/").map(Digest::from_hex) {
+            Some(Ok(d)) if store.has_blob(&d) => store.read_blob(&d)?,
+            _ => fs::read(inside(dir, &entry.config, source)?).map_err(Error::io("read", dir.join(&entry.config)))?,
+        };
         let config: ImageConfiguration = serde_json::from_slice(&config_bytes).map_err(|e| bad(format!("{}: {e}", entry.config)))?;
         if config.rootfs().diff_ids().len() != entry.layers.len() {
             return Err(bad(format!(
@@ -244,27 +310,20 @@ fn load_docker(store: &Store, dir: &Path, source: &str) -> Result<Vec<Loaded>> {
         let mut layers = Vec::new();
         for (name, diff_id) in entry.layers.iter().zip(config.rootfs().diff_ids()) {
             let diff_id: Digest = diff_id.parse()?;
-            let path = inside(dir, name, source)?;
-            let mut file = File::open(&path).map_err(Error::io("open", &path))?;
-            let mut head = [0u8; 2];
-            let n = file.read(&mut head).map_err(Error::io("read", &path))?;
-            let file = File::open(&path).map_err(Error::io("open", &path))?;
-            let desc = if n == 2 && head == [0x1f, 0x8b] {
-                // Already gzip: store as is.
-                let mut w = store.blob_writer()?;
-                io::copy(&mut io::BufReader::new(file), &mut w).map_err(Error::io("read", &path))?;
-                let blob = w.commit(None)?;
-                Descriptor::new(MediaType::ImageLayerGzip, blob.size, blob.digest.to_spec())
-            } else {
-                let mut w = GzipLayerWriter::new(store.blob_writer()?, DEFAULT_LEVEL);
-                io::copy(&mut io::BufReader::new(file), &mut w).map_err(Error::io("read", &path))?;
-                let layer = w.finish()?;
-                if layer.diff_id != diff_id {
-                    return Err(bad(format!("layer {name} has digest {}, the config says {diff_id}", layer.diff_id)));
-                }
-                Descriptor::new(MediaType::ImageLayerGzip, layer.blob.size, layer.blob.digest.to_spec())
+            let layer = match find_streamed(dir, streamed, name) {
+                Some(l) => StreamedLayer { desc: l.desc.clone(), diff_id: l.diff_id.clone() },
+                // Docker 25+ archives name layers by their blob path; those blobs are in the store now.
+                None => match name.strip_prefix("blobs/sha256/").map(Digest::from_hex) {
+                    Some(Ok(d)) if store.has_blob(&d) => stream_layer(store, store.open_blob(&d)?)?,
+                    _ => return Err(bad(format!("layer {name} is not in the archive"))),
+                },
             };
-            layers.push(desc);
+            if let Some(got) = &layer.diff_id {
+                if *got != diff_id {
+                    return Err(bad(format!("layer {name} has digest {got}, the config says {diff_id}")));
+                }
+            }
+            layers.push(layer.desc);
         }
         let manifest = crate::import::write_manifest(store, &config_blob.digest, config_blob.size, layers, None)?;
         let tags = entry.repo_tags.unwrap_or_default();
@@ -284,20 +343,7 @@ fn load_oci(store: &Store, dir: &Path, source: &str) -> Result<Vec<Loaded>> {
     let bad = |reason: String| Error::BadArchive { path: source.to_string(), reason };
     let bytes = fs::read(dir.join("index.json")).map_err(Error::io("read", dir.join("index.json")))?;
     let index: ImageIndex = serde_json::from_slice(&bytes).map_err(|e| bad(format!("index.json: {e}")))?;
-    // Every blob, verified against its file name.
-    let blobs = dir.join("blobs/sha256");
-    if let Ok(list) = fs::read_dir(&blobs) {
-        for f in list.flatten() {
-            let name = f.file_name().to_string_lossy().into_owned();
-            let digest = Digest::from_hex(&name).map_err(|_| bad(format!("blobs/sha256/{name} is not named by a sha256 digest")))?;
-            if store.has_blob(&digest) {
-                continue;
-            }
-            let path = inside(dir, &format!("blobs/sha256/{name}"), source)?;
-            let file = File::open(&path).map_err(Error::io("open", &path))?;
-            store.write_blob(io::BufReader::new(file), &digest, None).map_err(|e| bad(format!("blobs/sha256/{name}: {e}")))?;
-        }
-    }
+    // Every blob was verified against its name and stored while the tar was read.
     let mut loaded = Vec::new();
     for desc in index.manifests() {
         let digest = Digest::try_from(desc.digest())?;

@@ -11,7 +11,7 @@ use oci_spec::image::{
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};
-use crate::layer::{DEFAULT_LEVEL, GzipLayerWriter, Layer};
+use crate::layer::{self, GzipLayerWriter, Layer};
 use crate::media;
 use crate::platform::Platform;
 use crate::reference::Reference;
@@ -31,7 +31,7 @@ pub fn import_rootfs(store: &Store, input: impl Read, reference: &Reference, sou
     let mut input = BufReader::with_capacity(1024 * 1024, input);
     let head = input.fill_buf().map_err(|e| Error::Io { op: "read", path: source.into(), source: e })?;
     let gzipped = head.starts_with(&[0x1f, 0x8b]);
-    let mut layer_writer = GzipLayerWriter::new(store.blob_writer()?, DEFAULT_LEVEL);
+    let mut layer_writer = GzipLayerWriter::new(store.blob_writer()?, layer::level());
     let copied = if gzipped {
         std::io::copy(&mut flate2::read::MultiGzDecoder::new(input), &mut layer_writer)
     } else {

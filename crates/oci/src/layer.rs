@@ -24,6 +24,12 @@ const DICT: usize = 32 * 1024;
 /// Default gzip level: zlib's default, as `docker push` and BuildKit use.
 pub const DEFAULT_LEVEL: u32 = 6;
 
+/// The gzip level to use for new layers: `$BUILDER_GZIP_LEVEL` (0-9) if set, else [`DEFAULT_LEVEL`].
+/// Level 1 is several times faster on incompressible data, for somewhat larger layers.
+pub fn level() -> u32 {
+    std::env::var("BUILDER_GZIP_LEVEL").ok().and_then(|v| v.parse::<u32>().ok()).filter(|l| *l <= 9).unwrap_or(DEFAULT_LEVEL)
+}
+
 /// A finished layer: its compressed blob in the store and its uncompressed digest.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Layer {
