@@ -121,18 +121,21 @@ pub fn is_empty_diff(dir: &Path, lowers: &[PathBuf]) -> Result<bool, DiffError> 
 /// Writes the layer for `dir` to `out` and returns its digests. Streams: nothing is held in
 /// memory beyond one compression block per worker.
 pub fn write_layer(dir: &Path, out: impl Write + Send, opts: &DiffOptions) -> Result<LayerDiff, DiffError> {
+    if opts.compression == Compression::Uncompressed {
+        // The blob is the tar: one hash gives both digests.
+        let (mut w, entries, diff_id) = write_tar(dir, CountingWriter { inner: out, count: 0 }, opts)?;
+        w.flush().map_err(DiffError::Compress)?;
+        return Ok(LayerDiff { digest: diff_id.clone(), diff_id, size: w.count, compression: opts.compression, entries });
+    }
     let counted = HashingWriter::new(out);
     let (compressed, entries, diff_id) = match opts.compression {
-        Compression::Uncompressed => {
-            let (w, entries, diff_id) = write_tar(dir, counted, opts)?;
-            (w, entries, diff_id)
-        }
         Compression::Gzip => {
             let enc = ParallelGzip::new(counted, opts.threads.max(1));
             let (enc, entries, diff_id) = write_tar(dir, enc, opts)?;
             (enc.finish().map_err(DiffError::Compress)?, entries, diff_id)
         }
-        Compression::Zstd => {
+        // Zstd (uncompressed returned above).
+        _ => {
             let enc = zstd::stream::write::Encoder::new(counted, 3).map_err(DiffError::Compress)?;
             let (enc, entries, diff_id) = write_tar(dir, enc, opts)?;
             (enc.finish().map_err(DiffError::Compress)?, entries, diff_id)
@@ -141,6 +144,23 @@ pub fn write_layer(dir: &Path, out: impl Write + Send, opts: &DiffOptions) -> Re
     let (mut inner, size, digest) = compressed.finish_hash();
     inner.flush().map_err(DiffError::Compress)?;
     Ok(LayerDiff { diff_id, digest, size, compression: opts.compression, entries })
+}
+
+/// Counts bytes on their way to `inner`.
+struct CountingWriter<W> {
+    inner: W,
+    count: u64,
+}
+
+impl<W: Write> Write for CountingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// Writes the tar through a hashing writer; returns the inner writer, entry count and diffID.

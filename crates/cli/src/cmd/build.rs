@@ -77,7 +77,7 @@ pub struct BuildArgs {
     /// (default in the local store).
     #[arg(long, value_name = "ALGO")]
     compression: Option<String>,
-    /// How many steps may run at once (default: the number of CPUs).
+    /// How many steps may run at once (default: twice the CPUs, at least 4).
     #[arg(long = "max-parallelism", value_name = "N")]
     max_parallelism: Option<usize>,
     /// The build context: a directory, or `-` for a Dockerfile on stdin and no context.
@@ -398,7 +398,7 @@ fn build(globals: &Globals, a: BuildArgs) -> anyhow::Result<ExitCode> {
         targets: vec![lowered.target],
         locals,
         secrets,
-        max_parallelism: a.max_parallelism.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2)),
+        max_parallelism: a.max_parallelism.unwrap_or_else(default_parallelism),
         progress: sink.clone(),
         cancel: cancel.clone(),
     };
@@ -523,6 +523,12 @@ fn build_exec(bundle: &Path) -> anyhow::Result<ExitCode> {
     let spec = runtime::read_bundle(bundle).map_err(|e| anyhow!("{e}"))?;
     let status = runtime::run(bundle, &spec, runtime::Stdio::inherit()).map_err(|e| anyhow!("{e}"))?;
     Ok(ExitCode::from(status.code().clamp(0, 255) as u8))
+}
+
+/// Twice the CPUs, at least 4: most steps wait on I/O, the network or `sleep`, and BuildKit
+/// puts no limit at all.
+fn default_parallelism() -> usize {
+    (std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) * 2).max(4)
 }
 
 fn read_stdin() -> anyhow::Result<Vec<u8>> {

@@ -415,3 +415,93 @@ fn prune_all_empties_the_cache_and_du_reports_it() {
 fn testdata_build() -> PathBuf {
     testdata().join("build")
 }
+
+#[test]
+fn built_image_runs_and_is_pushed_pulled_and_read_by_skopeo() {
+    let b = with_busybox();
+    let ctx = context(&[("Dockerfile", "FROM busybox:test\nRUN echo built-content > /msg\nCMD [\"cat\", \"/msg\"]\n")]);
+    let registry = crate::util_registry::Registry::start();
+    let remote = format!("{}/built/app:1", registry.addr());
+    build_ok(&b, ctx.path(), &["-t", "app:run", "-t", &remote, "--push"]);
+    let out = b.ok(&["run", "--rm", "app:run"]);
+    assert_eq!(out.trim(), "built-content");
+    let inspect = std::process::Command::new("skopeo")
+        .args(["inspect", "--tls-verify=false", &format!("docker://{remote}")])
+        .output()
+        .expect("skopeo");
+    assert!(inspect.status.success(), "{}", String::from_utf8_lossy(&inspect.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&inspect.stdout).expect("json");
+    assert_eq!(v["Layers"].as_array().expect("layers").len(), 2);
+    // Pulled into a fresh root, it runs the same.
+    let other = Builder::new();
+    other.ok(&["pull", &remote]);
+    assert_eq!(other.ok(&["run", "--rm", &remote]).trim(), "built-content");
+}
+
+#[test]
+fn copy_flags_chown_chmod_link_parents_exclude_and_add_unpack() {
+    let b = with_busybox();
+    let df = "FROM busybox:test\n\
+              COPY --chown=app:app --chmod=640 a.txt /owned/a.txt\n\
+              COPY --link b.txt /linked/\n\
+              COPY --parents src/x/one.c src/y/two.c /p/\n\
+              COPY --exclude=*.tmp dir/ /ex/\n\
+              ADD archive.tar.gz /unpacked/\n\
+              RUN stat -c '%u:%g %a' /owned/a.txt > /stat && test -f /p/src/x/one.c && test -f /p/src/y/two.c && test ! -e /ex/junk.tmp && test -f /ex/keep && test -f /unpacked/inner/file\n";
+    let ctx = context(&[
+        ("Dockerfile", df),
+        ("a.txt", "a"),
+        ("b.txt", "b"),
+        ("src/x/one.c", "1"),
+        ("src/y/two.c", "2"),
+        ("dir/keep", "k"),
+        ("dir/junk.tmp", "j"),
+    ]);
+    // A gzip tarball for ADD to unpack.
+    let f = std::fs::File::create(ctx.path().join("archive.tar.gz")).expect("create");
+    let gz = flate2::write::GzEncoder::new(f, flate2::Compression::default());
+    let mut t = tar::Builder::new(gz);
+    let mut h = tar::Header::new_gnu();
+    h.set_size(5);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    t.append_data(&mut h, "inner/file", &b"hello"[..]).expect("append");
+    t.into_inner().expect("tar").finish().expect("gz");
+    build_ok(&b, ctx.path(), &["-t", "flags:1"]);
+    let (_, manifest, _) = image(b.root(), "flags:1");
+    let layers = layer_paths(b.root(), &manifest);
+    let stat_layer = layers.last().expect("top");
+    assert!(stat_layer.contains(&"stat".to_string()), "{stat_layer:?}");
+    let out = b.ok(&["run", "--rm", "flags:1", "cat", "/stat"]);
+    assert_eq!(out.trim(), "1000:1000 640");
+}
+
+#[test]
+fn onbuild_triggers_run_in_the_child_build() {
+    let b = with_busybox();
+    let parent = context(&[("Dockerfile", "FROM busybox:test\nONBUILD RUN echo triggered > /onbuild\n")]);
+    build_ok(&b, parent.path(), &["-t", "parent:1"]);
+    let (_, _, config) = image(b.root(), "parent:1");
+    assert_eq!(config["config"]["OnBuild"], serde_json::json!(["RUN echo triggered > /onbuild"]));
+    let child = context(&[("Dockerfile", "FROM parent:1\nRUN cat /onbuild\n")]);
+    let log = build_ok(&b, child.path(), &["-t", "child:1"]);
+    assert!(log.contains("triggered"), "{log}");
+    let (_, _, config) = image(b.root(), "child:1");
+    assert!(config["config"]["OnBuild"].is_null(), "triggers are not inherited: {config}");
+}
+
+#[test]
+fn build_args_reach_run_but_not_the_image() {
+    let b = with_busybox();
+    let df = "FROM busybox:test\nARG WHO=nobody\nRUN echo \"hello $WHO\" > /greeting\n";
+    let ctx = context(&[("Dockerfile", df)]);
+    build_ok(&b, ctx.path(), &["--build-arg", "WHO=world", "-t", "args:1"]);
+    assert_eq!(b.ok(&["run", "--rm", "args:1", "cat", "/greeting"]).trim(), "hello world");
+    let (_, _, config) = image(b.root(), "args:1");
+    assert!(!config["config"]["Env"].to_string().contains("WHO"), "{config}");
+    let (cached, _) = cached_and_ran(&build_ok(&b, ctx.path(), &["--build-arg", "WHO=world", "-t", "args:1"]));
+    assert_eq!(cached.len(), 2);
+    let (_, ran) = cached_and_ran(&build_ok(&b, ctx.path(), &["--build-arg", "WHO=other", "-t", "args:1"]));
+    assert_eq!(ran.len(), 1, "a different build arg re-runs the RUN: {ran:?}");
+}

@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# Builds the same scenarios with builder, BuildKit (Debian's docker.io) and Buildah
+# (`buildah bud --layers --runtime runc`) on this machine, and prints a table of
+# cold build, no-op rebuild and rebuild-after-one-change times (seconds).
+#
+#   benches/build_compare.sh [--only builder,buildkit,buildah] [--runs N]
+#
+# Needs root. BuildKit is used when `docker` can reach a daemon (it starts
+# `dockerd --bridge=none --iptables=false` if none runs); Buildah when `buildah` is installed.
+# The builder binary is target/release/builder (built if missing) or $BUILDER.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ONLY="builder,buildkit,buildah"
+RUNS=3
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --only) ONLY="$2"; shift 2 ;;
+    --runs) RUNS="$2"; shift 2 ;;
+    *) echo "unknown argument $1" >&2; exit 2 ;;
+  esac
+done
+want() { [[ ",$ONLY," == *",$1,"* ]]; }
+
+BUILDER=${BUILDER:-$PWD/target/release/builder}
+if [ ! -x "$BUILDER" ]; then cargo build --release -p cli >&2; fi
+export BUILDER_NO_FSYNC=${BUILDER_NO_FSYNC:-}
+
+WORK=$(mktemp -d /tmp/build-compare.XXXXXX)
+trap 'rm -rf "$WORK"' EXIT
+
+# ---- base image: Debian's static busybox as a rootfs tarball ----
+mkdir -p "$WORK/rootfs"/{bin,etc,tmp,root,proc,sys,dev,usr/bin}
+cp /bin/busybox "$WORK/rootfs/bin/busybox"
+for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$WORK/rootfs/bin/$a"; done
+printf 'root:x:0:0:root:/root:/bin/sh\n' > "$WORK/rootfs/etc/passwd"
+printf 'root:x:0:\n' > "$WORK/rootfs/etc/group"
+tar -C "$WORK/rootfs" -cf "$WORK/busybox.tar" .
+
+# ---- scenarios ----
+mk() { mkdir -p "$WORK/ctx/$1"; echo v1 > "$WORK/ctx/$1/marker"; }
+
+mk multistage
+mkdir -p "$WORK/ctx/multistage/files"
+for i in $(seq 1 200); do echo "file $i" > "$WORK/ctx/multistage/files/f$i.txt"; done
+cat > "$WORK/ctx/multistage/Dockerfile" <<'DF'
+FROM busybox:bench AS build
+COPY files/ /src/
+RUN cat /src/* > /all.txt
+FROM busybox:bench
+COPY --from=build /src /app/src
+COPY --from=build /all.txt /app/all.txt
+DF
+change_multistage() { echo "changed $1" > "$WORK/ctx/multistage/files/f7.txt"; }
+
+mk parallel
+cat > "$WORK/ctx/parallel/Dockerfile" <<'DF'
+FROM busybox:bench AS a
+RUN sleep 1 && echo a > /a
+FROM busybox:bench AS b
+RUN sleep 1 && echo b > /b
+FROM busybox:bench AS c
+RUN sleep 1 && echo c > /c
+FROM busybox:bench AS d
+RUN sleep 1 && echo d > /d
+FROM busybox:bench
+COPY --from=a /a /a
+COPY --from=b /b /b
+COPY --from=c /c /c
+COPY --from=d /d /d
+COPY marker /marker
+DF
+change_parallel() { echo "changed $1" > "$WORK/ctx/parallel/marker"; }
+
+mk runs40
+{
+  echo "FROM busybox:bench"
+  echo "COPY marker /marker"
+  for i in $(seq 1 40); do echo "RUN echo $i > /f$i"; done
+} > "$WORK/ctx/runs40/Dockerfile"
+change_runs40() { echo "changed $1" > "$WORK/ctx/runs40/marker"; }
+
+mk big
+cat > "$WORK/ctx/big/Dockerfile" <<'DF'
+FROM busybox:bench
+COPY marker /marker
+RUN head -c 268435456 /dev/urandom > /big
+DF
+change_big() { echo "changed $1" > "$WORK/ctx/big/marker"; }
+
+SCENARIOS="multistage parallel runs40 big"
+
+now() { date +%s.%N; }
+# Runs "$@" quietly; prints elapsed seconds; fails loudly on error.
+timed() {
+  local s e
+  s=$(now)
+  if ! "$@" > "$WORK/last.log" 2>&1; then echo "FAILED: $*" >&2; tail -20 "$WORK/last.log" >&2; echo "nan"; return 0; fi
+  e=$(now)
+  echo "$e - $s" | bc -l | xargs printf '%.2f'
+}
+median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+
+# ---- tools ----
+declare -A RESULT
+run_tool() {
+  local tool=$1 scen=$2 ctx="$WORK/ctx/$2" cold noop change times=""
+  case $tool in
+    builder)
+      local root="$WORK/root-$scen"
+      rm -rf "$root"; "$BUILDER" --root "$root" import "$WORK/busybox.tar" busybox:bench > /dev/null
+      cold=$(timed "$BUILDER" --root "$root" build --progress plain -t "bench-$scen" "$ctx")
+      for i in $(seq 1 "$RUNS"); do times="$times $(timed "$BUILDER" --root "$root" build --progress plain -t "bench-$scen" "$ctx")"; done
+      noop=$(echo "$times" | median)
+      times=""
+      for i in $(seq 1 "$RUNS"); do "change_$scen" "b$i"; times="$times $(timed "$BUILDER" --root "$root" build --progress plain -t "bench-$scen" "$ctx")"; done
+      change=$(echo "$times" | median)
+      rm -rf "$root" ;;
+    buildkit)
+      docker builder prune -af > /dev/null 2>&1 || true
+      docker rmi -f "bench-$scen" > /dev/null 2>&1 || true
+      cold=$(timed env DOCKER_BUILDKIT=1 docker build --network host --progress plain -t "bench-$scen" "$ctx")
+      for i in $(seq 1 "$RUNS"); do times="$times $(timed env DOCKER_BUILDKIT=1 docker build --network host --progress plain -t "bench-$scen" "$ctx")"; done
+      noop=$(echo "$times" | median)
+      times=""
+      for i in $(seq 1 "$RUNS"); do "change_$scen" "k$i"; times="$times $(timed env DOCKER_BUILDKIT=1 docker build --network host --progress plain -t "bench-$scen" "$ctx")"; done
+      change=$(echo "$times" | median) ;;
+    buildah)
+      buildah rmi -af > /dev/null 2>&1 || true
+      buildah pull "docker-archive:$WORK/busybox-docker.tar" > /dev/null 2>&1 || true
+      cold=$(timed buildah bud --layers --runtime runc --isolation chroot -t "bench-$scen" "$ctx")
+      for i in $(seq 1 "$RUNS"); do times="$times $(timed buildah bud --layers --runtime runc --isolation chroot -t "bench-$scen" "$ctx")"; done
+      noop=$(echo "$times" | median)
+      times=""
+      for i in $(seq 1 "$RUNS"); do "change_$scen" "h$i"; times="$times $(timed buildah bud --layers --runtime runc --isolation chroot -t "bench-$scen" "$ctx")"; done
+      change=$(echo "$times" | median) ;;
+  esac
+  RESULT[$tool,$scen]="$cold / $noop / $change"
+  # Leave the context as it was for the next tool.
+  echo v1 > "$ctx/marker"; [ "$scen" = multistage ] && echo "file 7" > "$ctx/files/f7.txt"
+  return 0
+}
+
+TOOLS=""
+if want builder; then TOOLS="$TOOLS builder"; fi
+if want buildkit && command -v docker > /dev/null; then
+  if ! docker info > /dev/null 2>&1 && command -v dockerd > /dev/null; then
+    (dockerd --bridge=none --iptables=false > "$WORK/dockerd.log" 2>&1 &)
+    for _ in $(seq 1 30); do docker info > /dev/null 2>&1 && break; sleep 1; done
+  fi
+  if docker info > /dev/null 2>&1; then
+    docker import "$WORK/busybox.tar" busybox:bench > /dev/null
+    TOOLS="$TOOLS buildkit"
+  fi
+fi
+if want buildah && command -v buildah > /dev/null; then
+  # The same base image for Buildah, through a docker archive made by builder.
+  broot="$WORK/root-export"
+  "$BUILDER" --root "$broot" import "$WORK/busybox.tar" busybox:bench > /dev/null
+  "$BUILDER" --root "$broot" save -o "$WORK/busybox-docker.tar" busybox:bench > /dev/null
+  TOOLS="$TOOLS buildah"
+fi
+
+for scen in $SCENARIOS; do
+  for tool in $TOOLS; do
+    echo "running $tool / $scen" >&2
+    run_tool "$tool" "$scen"
+  done
+done
+
+echo
+echo "cold / no-op / one change, seconds (median of $RUNS for no-op and change); $(nproc) cores"
+printf '%-12s' "scenario"; for tool in $TOOLS; do printf '| %-22s' "$tool"; done; echo
+for scen in $SCENARIOS; do
+  printf '%-12s' "$scen"; for tool in $TOOLS; do printf '| %-22s' "${RESULT[$tool,$scen]}"; done; echo
+done
