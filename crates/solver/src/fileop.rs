@@ -169,7 +169,8 @@ impl FileCtx<'_> {
             if meta.is_dir() {
                 let target = if c.parents && !rel.is_empty() { join_rel(&dest_rel, rel) } else { dest_rel.clone() };
                 self.make_dir_at(&target, &meta, &opts)?;
-                self.copy_tree(&src_path, rel, &target, &opts)?;
+                let top = if rel.is_empty() { 0 } else { rel.len() + 1 };
+                self.copy_tree(&src_path, rel, top, &target, &opts)?;
             } else {
                 let base = rel.rsplit('/').next().unwrap_or(rel);
                 if c.unpack_archives && !c.from_http {
@@ -212,13 +213,17 @@ impl FileCtx<'_> {
         }
     }
 
-    fn copy_tree(&self, src_dir: &Path, src_rel: &str, target: &str, opts: &CopyOpts<'_>) -> Result<()> {
+    /// `top` is the length of the copied source's own path prefix: `--exclude` patterns match
+    /// paths relative to the source as well as to the context.
+    fn copy_tree(&self, src_dir: &Path, src_rel: &str, top: usize, target: &str, opts: &CopyOpts<'_>) -> Result<()> {
         let mut names: Vec<_> = fs::read_dir(src_dir).map_err(SolveError::io("read directory", src_dir))?.flatten().map(|e| e.file_name()).collect();
         names.sort();
         for n in names {
             let name = n.to_string_lossy().into_owned();
             let child_rel = join_rel(src_rel, &name);
-            let excluded = opts.excludes.is_excluded(&child_rel) || opts.user_excludes.is_excluded(&child_rel);
+            let excluded = opts.excludes.is_excluded(&child_rel)
+                || opts.user_excludes.is_excluded(&child_rel)
+                || child_rel.get(top..).is_some_and(|inner| opts.user_excludes.is_excluded(inner));
             if excluded {
                 if !opts.excludes.may_reinclude() {
                     continue;
@@ -236,7 +241,7 @@ impl FileCtx<'_> {
                 if !path.is_dir() {
                     fs::create_dir(&path).map_err(SolveError::io("create directory", &path))?;
                 }
-                self.copy_tree(&src, &child_rel, &t, opts)?;
+                self.copy_tree(&src, &child_rel, top, &t, opts)?;
                 // An excluded directory is only there for what a `!` pattern re-included.
                 if excluded && fs::read_dir(&path).map(|mut r| r.next().is_none()).unwrap_or(false) {
                     let _ = fs::remove_dir(&path);

@@ -256,7 +256,9 @@ impl ImageResolver for StoreResolver<'_> {
                 self.store.image(&r).map_err(|e| e.to_string())?
             }
         };
-        let cfg = serde_json::to_value(&image.config).map_err(|e| e.to_string())?;
+        // The config as stored: Docker fields such as OnBuild are not in the OCI types.
+        let raw = self.store.read_blob(&image.config_digest).map_err(|e| e.to_string())?;
+        let cfg: serde_json::Value = serde_json::from_slice(&raw).map_err(|e| format!("image config of {reference}: {e}"))?;
         let config = cfg.get("config").cloned().map(serde_json::from_value).transpose().map_err(|e| format!("image config of {reference}: {e}"))?.unwrap_or_default();
         let history = cfg.get("history").cloned().map(serde_json::from_value).transpose().map_err(|e| format!("image history of {reference}: {e}"))?.unwrap_or_default();
         let s = |k: &str| cfg.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();

@@ -422,8 +422,8 @@ fn built_image_runs_and_is_pushed_pulled_and_read_by_skopeo() {
     let ctx = context(&[("Dockerfile", "FROM busybox:test\nRUN echo built-content > /msg\nCMD [\"cat\", \"/msg\"]\n")]);
     let registry = crate::util_registry::Registry::start();
     let remote = format!("{}/built/app:1", registry.addr());
-    build_ok(&b, ctx.path(), &["-t", "app:run", "-t", &remote, "--push"]);
-    let out = b.ok(&["run", "--rm", "app:run"]);
+    build_ok(&b, ctx.path(), &["-t", &remote, "--push"]);
+    let out = b.ok(&["run", "--rm", &remote]);
     assert_eq!(out.trim(), "built-content");
     let inspect = std::process::Command::new("skopeo")
         .args(["inspect", "--tls-verify=false", &format!("docker://{remote}")])
