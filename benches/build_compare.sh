@@ -23,6 +23,8 @@ done
 want() { [[ ",$ONLY," == *",$1,"* ]]; }
 
 BUILDER=${BUILDER:-$PWD/target/release/builder}
+# Debian's docker.io client speaks to its daemon's built-in BuildKit without the buildx plugin.
+DOCKER=${DOCKER:-$(command -v /usr/bin/docker || command -v docker || true)}
 if [ ! -x "$BUILDER" ]; then cargo build --release -p cli >&2; fi
 export BUILDER_NO_FSYNC=${BUILDER_NO_FSYNC:-}
 
@@ -117,22 +119,22 @@ run_tool() {
       change=$(echo "$times" | median)
       rm -rf "$root" ;;
     buildkit)
-      docker builder prune -af > /dev/null 2>&1 || true
-      docker rmi -f "bench-$scen" > /dev/null 2>&1 || true
-      cold=$(timed env DOCKER_BUILDKIT=1 docker build --network host --progress plain -t "bench-$scen" "$ctx")
-      for i in $(seq 1 "$RUNS"); do times="$times $(timed env DOCKER_BUILDKIT=1 docker build --network host --progress plain -t "bench-$scen" "$ctx")"; done
+      "$DOCKER" builder prune -af > /dev/null 2>&1 || true
+      "$DOCKER" rmi -f "bench-$scen" > /dev/null 2>&1 || true
+      cold=$(timed env DOCKER_BUILDKIT=1 "$DOCKER" build --network host --progress plain -t "bench-$scen" "$ctx")
+      for i in $(seq 1 "$RUNS"); do times="$times $(timed env DOCKER_BUILDKIT=1 "$DOCKER" build --network host --progress plain -t "bench-$scen" "$ctx")"; done
       noop=$(echo "$times" | median)
       times=""
-      for i in $(seq 1 "$RUNS"); do "change_$scen" "k$i"; times="$times $(timed env DOCKER_BUILDKIT=1 docker build --network host --progress plain -t "bench-$scen" "$ctx")"; done
+      for i in $(seq 1 "$RUNS"); do "change_$scen" "k$i"; times="$times $(timed env DOCKER_BUILDKIT=1 "$DOCKER" build --network host --progress plain -t "bench-$scen" "$ctx")"; done
       change=$(echo "$times" | median) ;;
     buildah)
       buildah rmi -af > /dev/null 2>&1 || true
       buildah pull "docker-archive:$WORK/busybox-docker.tar" > /dev/null 2>&1 || true
-      cold=$(timed buildah bud --layers --runtime runc --isolation chroot -t "bench-$scen" "$ctx")
-      for i in $(seq 1 "$RUNS"); do times="$times $(timed buildah bud --layers --runtime runc --isolation chroot -t "bench-$scen" "$ctx")"; done
+      cold=$(timed buildah bud --layers --runtime runc --network host -t "bench-$scen" "$ctx")
+      for i in $(seq 1 "$RUNS"); do times="$times $(timed buildah bud --layers --runtime runc --network host -t "bench-$scen" "$ctx")"; done
       noop=$(echo "$times" | median)
       times=""
-      for i in $(seq 1 "$RUNS"); do "change_$scen" "h$i"; times="$times $(timed buildah bud --layers --runtime runc --isolation chroot -t "bench-$scen" "$ctx")"; done
+      for i in $(seq 1 "$RUNS"); do "change_$scen" "h$i"; times="$times $(timed buildah bud --layers --runtime runc --network host -t "bench-$scen" "$ctx")"; done
       change=$(echo "$times" | median) ;;
   esac
   RESULT[$tool,$scen]="$cold / $noop / $change"
@@ -143,13 +145,13 @@ run_tool() {
 
 TOOLS=""
 if want builder; then TOOLS="$TOOLS builder"; fi
-if want buildkit && command -v docker > /dev/null; then
-  if ! docker info > /dev/null 2>&1 && command -v dockerd > /dev/null; then
+if want buildkit && [ -n "$DOCKER" ]; then
+  if ! "$DOCKER" info > /dev/null 2>&1 && command -v dockerd > /dev/null; then
     (dockerd --bridge=none --iptables=false > "$WORK/dockerd.log" 2>&1 &)
-    for _ in $(seq 1 30); do docker info > /dev/null 2>&1 && break; sleep 1; done
+    for _ in $(seq 1 30); do "$DOCKER" info > /dev/null 2>&1 && break; sleep 1; done
   fi
-  if docker info > /dev/null 2>&1; then
-    docker import "$WORK/busybox.tar" busybox:bench > /dev/null
+  if "$DOCKER" info > /dev/null 2>&1; then
+    "$DOCKER" import "$WORK/busybox.tar" busybox:bench > /dev/null
     TOOLS="$TOOLS buildkit"
   fi
 fi

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use graph::image::{ContainerConfig, Healthcheck as ImageHealthcheck, History, HistoryStep, ImageSpec};
 use graph::{
-    CacheSharing, Chown, CopyAction, DefinitionBuilder, ExecOp, FileAction, FileOp, HttpOp, ImageOp, LocalOp, MkdirAction, Mount, MountKind, Network,
+    CacheSharing, Chown, CopyAction, DefinitionBuilder, ExecOp, FileAction, FileOp, HttpOp, ImageOp, LocalOp, MkdirAction, MkfileAction, Mount, MountKind, Network,
     Op, VertexDigest, VertexMeta,
 };
 
@@ -578,9 +578,6 @@ impl<'a> Lowerer<'a> {
 
     fn lower_copy(&mut self, i: usize, c: &CopyFiles, is_add: bool, st: &StageState, meta: VertexMeta) -> Result<VertexDigest, LowerError> {
         let line = c.span.line;
-        if !c.heredocs.is_empty() {
-            return Err(at(self.df, line, "COPY/ADD from a heredoc is not supported by this builder yet".into()));
-        }
         let wd = st.config.working_dir.clone().unwrap_or_else(|| "/".into());
         let mut dest = resolve_path(&wd, &c.dest.value);
         if (c.dest.value.ends_with('/') || c.dest.value == "." || c.dest.value.ends_with("/.")) && !dest.ends_with('/') {
@@ -593,8 +590,21 @@ impl<'a> Lowerer<'a> {
         let mut actions = Vec::new();
         let mut inputs = vec![base];
         let mut local_sources = Vec::new();
+        // `COPY <<EOF /dest`: each heredoc is a file named after its delimiter.
+        for h in &c.heredocs {
+            let into_dir = dest.ends_with('/') || c.heredocs.len() + c.sources.iter().filter(|s| !s.value.starts_with("<<")).count() > 1;
+            let path = if into_dir { format!("{}/{}", dest.trim_end_matches('/'), h.name) } else { dest.clone() };
+            let mode = match chmod.as_deref().map(|m| u32::from_str_radix(m, 8)) {
+                Some(Ok(m)) => m,
+                _ => 0o644,
+            };
+            actions.push(FileAction::Mkfile(MkfileAction { path, data: h.content.clone(), mode, chown: chown.clone() }));
+        }
         for s in &c.sources {
             let v = s.value.clone();
+            if !c.heredocs.is_empty() && v.starts_with("<<") {
+                continue;
+            }
             if is_add && (v.starts_with("http://") || v.starts_with("https://")) {
                 let filename = v.split('?').next().unwrap_or(&v).trim_end_matches('/').rsplit('/').next().filter(|n| !n.is_empty()).unwrap_or("index.html").to_string();
                 let http = self.b.add(

@@ -162,6 +162,8 @@ pub struct FileOp {
 pub enum FileAction {
     Copy(CopyAction),
     Mkdir(MkdirAction),
+    /// A file with given content (`COPY <<EOF`).
+    Mkfile(MkfileAction),
 }
 
 /// Owner for written files. Names are resolved in the destination's /etc/passwd and /etc/group.
@@ -202,6 +204,15 @@ pub struct CopyAction {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MkdirAction {
     pub path: String,
+    pub mode: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chown: Option<Chown>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MkfileAction {
+    pub path: String,
+    pub data: String,
     pub mode: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chown: Option<Chown>,

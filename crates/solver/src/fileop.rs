@@ -8,7 +8,7 @@ use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use graph::{Chown, CopyAction, FileAction, MkdirAction};
+use graph::{Chown, CopyAction, FileAction, MkdirAction, MkfileAction};
 
 use crate::context::{Excludes, LocalSource, SourceProblem, expand_source};
 use crate::error::{Result, SolveError};
@@ -37,6 +37,7 @@ impl FileCtx<'_> {
         match action {
             FileAction::Copy(c) => self.copy(c),
             FileAction::Mkdir(m) => self.mkdir(m),
+            FileAction::Mkfile(m) => self.mkfile(m),
         }
     }
 
@@ -83,6 +84,28 @@ impl FileCtx<'_> {
                 }
             }
         }
+        Ok(())
+    }
+
+    fn mkfile(&self, m: &MkfileAction) -> Result<()> {
+        let owner = self.owner(&m.chown)?;
+        let rel = crate::context::clean(&m.path);
+        if rel.is_empty() {
+            return Err(self.err("cannot write a file at /"));
+        }
+        self.ensure_parents(&rel, owner)?;
+        let target = self.layer.join(&rel);
+        if let Ok(md) = fs::symlink_metadata(&target) {
+            if md.is_dir() {
+                let _ = fs::remove_dir_all(&target);
+            } else {
+                let _ = fs::remove_file(&target);
+            }
+        }
+        fs::write(&target, m.data.as_bytes()).map_err(SolveError::io("write", &target))?;
+        fs::set_permissions(&target, fs::Permissions::from_mode(m.mode)).map_err(SolveError::io("chmod", &target))?;
+        let (u, g) = owner.unwrap_or((0, 0));
+        std::os::unix::fs::lchown(&target, Some(u), Some(g)).map_err(SolveError::io("chown", &target))?;
         Ok(())
     }
 

@@ -505,3 +505,47 @@ fn build_args_reach_run_but_not_the_image() {
     let (_, ran) = cached_and_ran(&build_ok(&b, ctx.path(), &["--build-arg", "WHO=other", "-t", "args:1"]));
     assert_eq!(ran.len(), 1, "a different build arg re-runs the RUN: {ran:?}");
 }
+
+#[test]
+fn heredocs_in_copy_and_run() {
+    let b = with_busybox();
+    let df = "FROM busybox:test\nCOPY <<EOF /etc/greeting\nhello $USER\nEOF\nRUN <<EOT\nset -e\necho from-heredoc > /ran\nEOT\n";
+    let ctx = context(&[("Dockerfile", df)]);
+    build_ok(&b, ctx.path(), &["-t", "heredoc:1"]);
+    assert_eq!(b.ok(&["run", "--rm", "heredoc:1", "cat", "/etc/greeting", "/ran"]), "hello \nfrom-heredoc\n");
+}
+
+#[test]
+fn add_url_downloads_and_verifies_the_checksum() {
+    let b = with_busybox();
+    let serve = tempfile::tempdir().expect("tmp");
+    std::fs::write(serve.path().join("payload.txt"), "downloaded\n").expect("write");
+    let port = crate::util_registry::free_port();
+    let mut server = std::process::Command::new("python3")
+        .args(["-m", "http.server", &port.to_string(), "--bind", "127.0.0.1"])
+        .current_dir(serve.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("python3 http.server");
+    for _ in 0..50 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let sum = "sha256:c9d3a4a8b4c4a5e4bd2f4e1c4d8bb1e1a6e5c7e5b2e0d1bb1a0b7d7e8b0f1a2c";
+    let good = {
+        use sha2::Digest;
+        format!("sha256:{}", hex::encode(sha2::Sha256::digest(b"downloaded\n")))
+    };
+    let url = format!("http://127.0.0.1:{port}/payload.txt");
+    let ctx = context(&[("Dockerfile", &format!("FROM busybox:test\nADD --checksum={good} {url} /data/\n"))]);
+    build_ok(&b, ctx.path(), &["-t", "url:1"]);
+    assert_eq!(b.ok(&["run", "--rm", "url:1", "cat", "/data/payload.txt"]), "downloaded\n");
+    let bad = context(&[("Dockerfile", &format!("FROM busybox:test\nADD --checksum={sum} {url} /data/\n"))]);
+    let (ok, err) = build(&b, bad.path(), &[]);
+    let _ = server.kill();
+    let _ = server.wait();
+    assert!(!ok && err.contains("checksum"), "{err}");
+}
