@@ -226,12 +226,16 @@ impl FileCtx<'_> {
         if fs::symlink_metadata(&path).map(|m| m.is_dir()).unwrap_or(false) {
             return Ok(());
         }
-        // An existing destination directory keeps its metadata; a new one takes the source's.
+        // An existing destination directory keeps its metadata; a new one is created like
+        // Docker does: 0755, owned by --chown or root (only the source's contents are copied).
+        let _ = src_meta;
         match fs::metadata(self.dest_view.join(target)) {
             Ok(m) if m.is_dir() => copy_dir_meta(&m, &path),
             _ => {
                 fs::create_dir(&path).map_err(SolveError::io("create directory", &path))?;
-                apply_meta(&path, src_meta, opts, true)
+                fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).map_err(SolveError::io("chmod", &path))?;
+                let (u, g) = opts.owner.unwrap_or((0, 0));
+                std::os::unix::fs::lchown(&path, Some(u), Some(g)).map_err(SolveError::io("chown", &path))
             }
         }
     }
