@@ -79,6 +79,7 @@ pub struct Remote {
     client: Grpc,
     channel: InterceptedService<Channel, SendToken>,
     addr: Address,
+    tls: bool,
 }
 
 /// What a remote build produced, and what crossed the network for it.
@@ -100,7 +101,7 @@ impl Remote {
         let channel = rt.block_on(connect_channel(cfg))?;
         let channel = InterceptedService::new(channel, SendToken::new(cfg.token.as_deref())?);
         let client = ControlClient::new(channel.clone()).max_decoding_message_size(MAX_MESSAGE_SIZE).max_encoding_message_size(MAX_MESSAGE_SIZE);
-        Ok(Remote { rt, client, channel, addr: cfg.addr.clone() })
+        Ok(Remote { rt, client, channel, addr: cfg.addr.clone(), tls: cfg.tls.is_some() })
     }
 
     pub fn addr(&self) -> &Address {
@@ -117,7 +118,7 @@ impl Remote {
         let entries = walk::list(&context, &ignore, &[".dockerignore", specific.as_str()])?;
         let key = context_key(&context);
         let mut client = self.client.clone();
-        self.rt.block_on(async move {
+        let result = self.rt.block_on(async move {
             let (tx, rx) = mpsc::channel::<BuildClientMessage>(8);
             let msg = |m: Out| BuildClientMessage { msg: Some(m) };
             tx.send(msg(Out::Request(convert::options_to_proto(options, key)))).await.map_err(|_| closed())?;
@@ -178,19 +179,43 @@ impl Remote {
                     In::Need(_) => return Err(ApiError::Protocol("the server asked for files twice".into())),
                 }
             }
-        })
+        });
+        result.map_err(|e| self.explain(e))
+    }
+
+    /// A transport failure (the connection broke, the TLS handshake failed) as a connection
+    /// error that says what to check; the server's own errors pass through.
+    fn explain(&self, e: ApiError) -> ApiError {
+        let ApiError::Status(s) = &e else { return e };
+        let transport = matches!(s.code(), tonic::Code::Unavailable | tonic::Code::Cancelled | tonic::Code::Unknown) && std::error::Error::source(s).is_some();
+        if !transport {
+            return e;
+        }
+        let mut msg = s.message().to_string();
+        let mut src = std::error::Error::source(s);
+        while let Some(c) = src {
+            msg.push_str(": ");
+            msg.push_str(&c.to_string());
+            src = c.source();
+        }
+        let hint = if self.tls {
+            " (check BUILDER_TLS_CACERT, and for a mutual-TLS server BUILDER_TLS_CERT and BUILDER_TLS_KEY)"
+        } else {
+            " (the server closed the connection; if it uses TLS, set BUILDER_TLS_CACERT to its CA certificate, and for mutual TLS also BUILDER_TLS_CERT and BUILDER_TLS_KEY)"
+        };
+        ApiError::Connect { addr: self.addr.to_string(), reason: format!("{msg}{hint}") }
     }
 
     pub fn images(&self) -> Result<Vec<ImageSummary>> {
         let mut c = self.client.clone();
-        let r = self.rt.block_on(c.images(proto::ImagesRequest {})).map_err(status)?;
+        let r = self.rt.block_on(c.images(proto::ImagesRequest {})).map_err(|e| self.explain(status(e)))?;
         Ok(r.into_inner().images.into_iter().map(convert::image_from_proto).collect())
     }
 
     pub fn push(&self, reference: &str, destination: Option<&str>, insecure_registries: &[String], mut on_note: impl FnMut(&str)) -> Result<PushOutcome> {
         let mut c = self.client.clone();
         let req = proto::PushRequest { reference: reference.into(), destination: destination.unwrap_or_default().into(), insecure_registries: insecure_registries.to_vec() };
-        self.rt.block_on(async move {
+        let result = self.rt.block_on(async move {
             let mut s = c.push(req).await.map_err(status)?.into_inner();
             while let Some(ev) = s.message().await.map_err(status)? {
                 match ev.event {
@@ -200,30 +225,31 @@ impl Remote {
                 }
             }
             Err(ApiError::Protocol("the push ended without a result".into()))
-        })
+        });
+        result.map_err(|e| self.explain(e))
     }
 
     pub fn prune(&self, all: bool, keep_storage: Option<u64>) -> Result<PruneOutcome> {
         let mut c = self.client.clone();
-        let r = self.rt.block_on(c.prune(proto::PruneRequest { all, keep_storage: keep_storage.unwrap_or(0) })).map_err(status)?;
+        let r = self.rt.block_on(c.prune(proto::PruneRequest { all, keep_storage: keep_storage.unwrap_or(0) })).map_err(|e| self.explain(status(e)))?;
         Ok(convert::prune_from_proto(r.into_inner()))
     }
 
     pub fn disk_usage(&self) -> Result<DiskUsage> {
         let mut c = self.client.clone();
-        let r = self.rt.block_on(c.disk_usage(proto::DiskUsageRequest {})).map_err(status)?;
+        let r = self.rt.block_on(c.disk_usage(proto::DiskUsageRequest {})).map_err(|e| self.explain(status(e)))?;
         Ok(convert::usage_from_proto(r.into_inner()))
     }
 
     pub fn info(&self) -> Result<proto::InfoResponse> {
         let mut c = self.client.clone();
-        Ok(self.rt.block_on(c.info(proto::InfoRequest {})).map_err(status)?.into_inner())
+        Ok(self.rt.block_on(c.info(proto::InfoRequest {})).map_err(|e| self.explain(status(e)))?.into_inner())
     }
 
     /// The standard gRPC health check of the whole server.
     pub fn health(&self) -> Result<bool> {
         let mut h = tonic_health::pb::health_client::HealthClient::new(self.channel.clone());
-        let r = self.rt.block_on(h.check(tonic_health::pb::HealthCheckRequest { service: String::new() })).map_err(status)?;
+        let r = self.rt.block_on(h.check(tonic_health::pb::HealthCheckRequest { service: String::new() })).map_err(|e| self.explain(status(e)))?;
         Ok(r.into_inner().status == tonic_health::pb::health_check_response::ServingStatus::Serving as i32)
     }
 }

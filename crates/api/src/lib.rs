@@ -29,3 +29,6 @@ pub mod auth;
 pub mod server;
 pub mod client;
 pub mod local;
+
+/// gRPC status codes, for callers that match on [`ApiError::code`].
+pub use tonic::Code;

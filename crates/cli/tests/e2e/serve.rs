@@ -1,2 +1,449 @@
-//! End-to-end tests: serve commands.
-#[allow(unused_imports)] use crate::util::*;
+//! End-to-end tests of `builder serve`: the real binary serves, the real client library
+//! (`api::client`, what `builder --addr …` uses) talks to it.
+#[allow(unused_imports)]
+use crate::util::*;
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use api::client::{ClientConfig, ClientTls, Remote};
+use api::{Address, BuildOptions};
+
+/// A `builder serve` on a free loopback port (or a unix socket), stopped on drop.
+struct Server {
+    child: Child,
+    addr: String,
+    root: tempfile::TempDir,
+    stderr: PathBuf,
+}
+
+impl Server {
+    fn start(args: &[&str]) -> Server {
+        Server::start_on("tcp://127.0.0.1:0", args)
+    }
+
+    fn start_on(listen: &str, args: &[&str]) -> Server {
+        let root = tempfile::tempdir().expect("server root");
+        let stderr = root.path().join("serve.log");
+        let mut child = Command::new(bin())
+            .arg("--root")
+            .arg(root.path().join("state"))
+            .args(["serve", "--listen", listen])
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&stderr).expect("log file"))
+            .spawn()
+            .expect("spawn builder serve");
+        let stdout = child.stdout.take().expect("stdout");
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).expect("read the listening line");
+        let addr = line.trim().strip_prefix("builder serve: listening on ").unwrap_or_else(|| {
+            panic!("builder serve did not start: {line:?}\n{}", std::fs::read_to_string(&stderr).unwrap_or_default())
+        });
+        Server { addr: addr.to_string(), child, root, stderr }
+    }
+
+    fn state(&self) -> PathBuf {
+        self.root.path().join("state")
+    }
+
+    fn config(&self) -> ClientConfig {
+        ClientConfig { addr: Address::parse(&self.addr).expect("address"), token: None, tls: None }
+    }
+
+    fn connect(&self) -> Remote {
+        Remote::connect(&self.config()).unwrap_or_else(|e| panic!("connect to {}: {e}\n{}", self.addr, self.log()))
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Sends SIGTERM and waits (bounded) for the exit status.
+    fn terminate(mut self) -> std::process::ExitStatus {
+        signal(self.pid(), "TERM");
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "builder serve did not exit after SIGTERM:\n{}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn signal(pid: i32, sig: &str) {
+    let ok = Command::new("kill").args([&format!("-{sig}"), &pid.to_string()]).status().expect("kill").success();
+    assert!(ok, "kill -{sig} {pid}");
+}
+
+fn options(dockerfile: &str) -> BuildOptions {
+    let mut build_args = BTreeMap::new();
+    // Same timestamps remotely and locally, so the digests can be compared.
+    build_args.insert("SOURCE_DATE_EPOCH".to_string(), "0".to_string());
+    BuildOptions { dockerfile: dockerfile.as_bytes().to_vec(), dockerfile_name: "Dockerfile".into(), build_args, ..Default::default() }
+}
+
+fn write(dir: &Path, rel: &str, body: &str) {
+    let p = dir.join(rel);
+    std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+    std::fs::write(p, body).expect("write");
+}
+
+/// Imports the busybox test image as `busybox:test` into a state root.
+fn import_busybox(state: &Path) {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let tar = busybox_rootfs_tar(tmp.path());
+    let out = Command::new(bin()).arg("--root").arg(state).args(["import"]).arg(&tar).arg("busybox:test").output().expect("import");
+    assert_success(&out, &["import", "busybox:test"]);
+}
+
+/// Copies `busybox:test` from one state root to another (`save` | `load`), so both build on
+/// the very same base image.
+fn copy_busybox(from: &Path, to: &Path) {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let tar = tmp.path().join("busybox.tar");
+    let out = Command::new(bin()).arg("--root").arg(from).args(["save", "-o"]).arg(&tar).arg("busybox:test").output().expect("save");
+    assert_success(&out, &["save", "busybox:test"]);
+    let out = Command::new(bin()).arg("--root").arg(to).args(["load", "-i"]).arg(&tar).output().expect("load");
+    assert_success(&out, &["load"]);
+}
+
+/// The manifest digest `builder build` gives the image tagged `tag` in `state`.
+fn local_digest(state: &Path, tag: &str) -> String {
+    let out = Command::new(bin()).arg("--root").arg(state).args(["images", "--format", "json"]).output().expect("images");
+    assert_success(&out, &["images"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let (repo, t) = tag.split_once(':').expect("tag");
+    for line in text.lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("json line");
+        if v["Repository"] == repo && v["Tag"] == t {
+            return v["Digest"].as_str().expect("digest").to_string();
+        }
+    }
+    panic!("{tag} not in `builder images`:\n{text}");
+}
+
+// ---------------------------------------------------------------- lifecycle
+
+#[test]
+fn serve_reports_health_and_info() {
+    let server = Server::start(&["--max-concurrent-builds", "3"]);
+    let remote = server.connect();
+    assert!(remote.health().expect("health"), "the health service says SERVING");
+    let info = remote.info().expect("info");
+    assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
+    assert_eq!(info.max_concurrent_builds, 3);
+    assert!(info.capabilities.iter().any(|c| c == "incremental-context"), "{:?}", info.capabilities);
+    assert_eq!(info.workers.len(), 1);
+    assert!(!info.workers[0].platforms.is_empty());
+}
+
+#[test]
+fn sigterm_stops_a_unix_socket_server_and_removes_the_socket() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let sock = dir.path().join("builder.sock");
+    let server = Server::start_on(&format!("unix://{}", sock.display()), &[]);
+    assert!(server.connect().health().expect("health over the unix socket"));
+    assert!(sock.exists());
+    let status = server.terminate();
+    assert!(status.success(), "exit status {status}");
+    assert!(!sock.exists(), "the socket file is removed on shutdown");
+}
+
+#[test]
+fn serve_refuses_a_bad_listen_address() {
+    let b = Builder::new();
+    let err = b.fails(&["serve", "--listen", "http://0.0.0.0:1"]);
+    assert!(err.contains("tcp://HOST:PORT or unix:///PATH"), "{err}");
+}
+
+// ---------------------------------------------------------------- auth
+
+#[test]
+fn a_wrong_or_missing_token_is_rejected() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let token = dir.path().join("token");
+    std::fs::write(&token, "s3cret-token\n").expect("token");
+    let server = Server::start(&["--token-file", token.to_str().expect("utf8")]);
+    let with = |t: Option<&str>| Remote::connect(&ClientConfig { token: t.map(str::to_string), ..server.config() }).expect("connect");
+
+    let missing = with(None).info().expect_err("no token");
+    assert_eq!(missing.code(), Some(api::Code::Unauthenticated), "{missing}");
+    assert!(missing.to_string().contains("BUILDER_TOKEN"), "says how to give one: {missing}");
+    let wrong = with(Some("nope")).images().expect_err("wrong token");
+    assert_eq!(wrong.code(), Some(api::Code::Unauthenticated), "{wrong}");
+    let health = with(None).health().expect_err("health needs the token too");
+    assert_eq!(health.code(), Some(api::Code::Unauthenticated), "{health}");
+    let ctx = tempfile::tempdir().expect("ctx");
+    let build = with(Some("nope")).build(&options("FROM scratch\n"), ctx.path(), |_| {}).expect_err("build with a wrong token");
+    assert_eq!(build.code(), Some(api::Code::Unauthenticated), "{build}");
+
+    assert_eq!(with(Some("s3cret-token")).info().expect("right token").version, env!("CARGO_PKG_VERSION"));
+}
+
+// ---------------------------------------------------------------- TLS
+
+struct Pki {
+    dir: tempfile::TempDir,
+}
+
+impl Pki {
+    /// A test CA, a server certificate for 127.0.0.1 and a client certificate, all PEM files.
+    fn new() -> Pki {
+        use rcgen::{BasicConstraints, CertificateParams, IsCa, KeyPair};
+        let dir = tempfile::tempdir().expect("tmp");
+        let ca_key = KeyPair::generate().expect("ca key");
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params.distinguished_name.push(rcgen::DnType::CommonName, "builder test CA");
+        let ca = ca_params.self_signed(&ca_key).expect("ca cert");
+        let issuer = rcgen::Issuer::new(ca_params, ca_key);
+        let leaf = |names: Vec<String>, file: &str| {
+            let key = KeyPair::generate().expect("key");
+            let params = CertificateParams::new(names).expect("params");
+            let cert = params.signed_by(&key, &issuer).expect("sign");
+            std::fs::write(dir.path().join(format!("{file}.pem")), cert.pem()).expect("write cert");
+            std::fs::write(dir.path().join(format!("{file}-key.pem")), key.serialize_pem()).expect("write key");
+        };
+        leaf(vec!["127.0.0.1".into(), "localhost".into()], "server");
+        leaf(vec!["ci-client".into()], "client");
+        std::fs::write(dir.path().join("ca.pem"), ca.pem()).expect("write ca");
+        Pki { dir }
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.path().join(name).to_str().expect("utf8").to_string()
+    }
+
+    fn read(&self, name: &str) -> Vec<u8> {
+        std::fs::read(self.dir.path().join(name)).expect("read pem")
+    }
+}
+
+#[test]
+fn mutual_tls_with_a_test_ca_works_and_plain_tcp_fails_clearly() {
+    let pki = Pki::new();
+    let server = Server::start(&[
+        "--tls-cert",
+        &pki.path("server.pem"),
+        "--tls-key",
+        &pki.path("server-key.pem"),
+        "--tls-client-ca",
+        &pki.path("ca.pem"),
+    ]);
+    let tls = ClientTls { ca_pem: pki.read("ca.pem"), identity: Some((pki.read("client.pem"), pki.read("client-key.pem"))), server_name: None };
+    let remote = Remote::connect(&ClientConfig { tls: Some(tls.clone()), ..server.config() }).expect("mutual TLS connect");
+    assert!(remote.health().expect("health over mTLS"));
+    assert_eq!(remote.info().expect("info over mTLS").version, env!("CARGO_PKG_VERSION"));
+
+    // Plain gRPC to the TLS port: a clear error that names the fix.
+    let plain = Remote::connect(&server.config()).and_then(|r| r.info().map(|_| ()));
+    let err = plain.expect_err("plain TCP to a TLS server must fail").to_string();
+    assert!(err.contains("BUILDER_TLS_CACERT"), "the error says how to use TLS: {err}");
+
+    // TLS without a client certificate is refused by a mutual-TLS server.
+    let anonymous = Remote::connect(&ClientConfig { tls: Some(ClientTls { identity: None, ..tls }), ..server.config() }).and_then(|r| r.info().map(|_| ()));
+    assert!(anonymous.is_err(), "a client without a certificate must be refused");
+}
+
+// ---------------------------------------------------------------- builds
+
+/// Runs a remote build, collecting the step descriptions it reported.
+fn remote_build(remote: &Remote, opts: &BuildOptions, ctx: &Path) -> (api::client::RemoteBuild, Vec<String>) {
+    let mut steps = Vec::new();
+    let result = remote
+        .build(opts, ctx, |e| {
+            if let solver::Event::Started { description, .. } = e {
+                steps.push(description.clone());
+            }
+        })
+        .unwrap_or_else(|e| panic!("remote build failed: {e}"));
+    (result, steps)
+}
+
+const APP_DOCKERFILE: &str = "FROM busybox:test\nWORKDIR /app\nCOPY . .\nRUN echo built > /app/out && ls /app > /app/listing\nCMD [\"cat\", \"/app/out\"]\n";
+
+#[test]
+fn a_remote_build_gives_the_same_image_digest_and_steps_as_a_local_build() {
+    let server = Server::start(&[]);
+    import_busybox(&server.state());
+    let ctx = tempfile::tempdir().expect("ctx");
+    write(ctx.path(), "Dockerfile", APP_DOCKERFILE);
+    write(ctx.path(), "src/main.c", "int main(){return 0;}\n");
+    write(ctx.path(), "README", "hello\n");
+    write(ctx.path(), "secret.key", "do not send\n");
+    write(ctx.path(), ".dockerignore", "*.key\n");
+
+    let mut opts = options(APP_DOCKERFILE);
+    opts.tags = vec!["app:remote".into()];
+    let (remote, remote_steps) = remote_build(&server.connect(), &opts, ctx.path());
+    assert!(remote.outcome.image_digest.starts_with("sha256:"), "{:?}", remote.outcome);
+    assert_eq!(remote.outcome.tags, ["docker.io/library/app:remote"]);
+    assert!(!server.state().join("contexts").read_dir().expect("mirrors").flatten().any(|m| m.path().join("files/secret.key").exists()), "ignored files never reach the server");
+
+    let local = Builder::new();
+    copy_busybox(&server.state(), local.root());
+    let out = local.run(&["build", "--progress", "plain", "--build-arg", "SOURCE_DATE_EPOCH=0", "-t", "app:local", ctx.path().to_str().expect("utf8")]);
+    assert_success(&out, &["build"]);
+    assert_eq!(local_digest(local.root(), "app:local"), remote.outcome.image_digest, "remote and local builds of one context give one image");
+    let plain = String::from_utf8_lossy(&out.stderr);
+    for step in &remote_steps {
+        assert!(plain.contains(step.as_str()), "the local build shows the remote step {step:?}:\n{plain}");
+    }
+    assert!(remote_steps.iter().any(|s| s.contains("RUN echo built")), "{remote_steps:?}");
+
+    // The image is in the server's store.
+    let images = server.connect().images().expect("images");
+    assert!(images.iter().any(|i| i.reference == "docker.io/library/app:remote" && i.manifest_digest == remote.outcome.image_digest), "{images:?}");
+}
+
+#[test]
+fn after_a_first_build_of_10000_files_one_changed_file_is_all_that_crosses_the_network() {
+    let server = Server::start(&[]);
+    let ctx = tempfile::tempdir().expect("ctx");
+    let dockerfile = "FROM scratch\nCOPY . /ctx/\n";
+    write(ctx.path(), "Dockerfile", dockerfile);
+    for i in 0..10_000 {
+        write(ctx.path(), &format!("d{:02}/f{i:05}.txt", i % 50), &format!("file {i}\n"));
+    }
+    let remote = server.connect();
+    let opts = options(dockerfile);
+    let (first, _) = remote_build(&remote, &opts, ctx.path());
+    assert_eq!(first.context.files_received, 10_001, "the first build sends every file");
+
+    let (noop, _) = remote_build(&remote, &opts, ctx.path());
+    assert_eq!((noop.context.files_received, noop.context.bytes_received), (0, 0), "a no-op rebuild sends nothing");
+    assert_eq!(noop.outcome.image_digest, first.outcome.image_digest);
+
+    let changed = "this file changed, and only it travels\n";
+    write(ctx.path(), "d07/f00007.txt", changed);
+    let before = remote.info().expect("info").context_bytes_received;
+    let (second, _) = remote_build(&remote, &opts, ctx.path());
+    assert_eq!(second.context.files_received, 1);
+    assert_eq!(second.context.bytes_received, changed.len() as u64, "exactly the changed file's bytes");
+    assert_eq!(second.outcome.metadata.get("context.bytes_received").map(String::as_str), Some(changed.len().to_string().as_str()));
+    assert_eq!(remote.info().expect("info").context_bytes_received - before, changed.len() as u64, "the server counted the same bytes");
+    assert_ne!(second.outcome.image_digest, first.outcome.image_digest, "the change is in the image");
+
+    std::fs::remove_file(ctx.path().join("d03/f00003.txt")).expect("rm");
+    let (third, _) = remote_build(&remote, &opts, ctx.path());
+    assert_eq!((third.context.files_received, third.context.files_removed), (0, 1), "a deleted file is deleted on the server, nothing is sent");
+}
+
+#[test]
+fn two_clients_building_at_once_both_succeed() {
+    let server = Server::start(&[]);
+    import_busybox(&server.state());
+    let results: Vec<String> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..2)
+            .map(|n| {
+                let server = &server;
+                s.spawn(move || {
+                    let ctx = tempfile::tempdir().expect("ctx");
+                    let df = format!("FROM busybox:test\nCOPY n.txt /n.txt\nRUN sleep 1 && cat /n.txt > /copy\n");
+                    write(ctx.path(), "n.txt", &format!("client {n}\n"));
+                    let mut opts = options(&df);
+                    opts.tags = vec![format!("client:{n}")];
+                    let (r, _) = remote_build(&server.connect(), &opts, ctx.path());
+                    r.outcome.image_digest
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().expect("client thread")).collect()
+    });
+    assert_ne!(results[0], results[1], "two different images");
+    let images = server.connect().images().expect("images");
+    for n in 0..2 {
+        assert!(images.iter().any(|i| i.reference == format!("docker.io/library/client:{n}")), "{images:?}");
+    }
+}
+
+#[test]
+fn a_build_over_the_limit_is_refused_with_a_clear_error() {
+    let server = Server::start(&["--max-concurrent-builds", "1"]);
+    import_busybox(&server.state());
+    let df = "FROM busybox:test\nRUN sleep 3\n";
+    let (started_tx, started_rx) = std::sync::mpsc::channel::<()>();
+    let server = &server;
+    std::thread::scope(|s| {
+        let first = s.spawn(move || {
+            let ctx = tempfile::tempdir().expect("ctx");
+            let result = server
+                .connect()
+                .build(&options(df), ctx.path(), |e| {
+                    if matches!(e, solver::Event::Started { description, .. } if description.contains("RUN sleep")) {
+                        let _ = started_tx.send(());
+                    }
+                })
+                .map(|r| r.outcome.image_digest);
+            drop(started_tx);
+            result
+        });
+        if started_rx.recv().is_err() {
+            let r = first.join().expect("first");
+            panic!("the first build ended before its RUN started: {r:?}\n{}", server.log());
+        }
+        let ctx = tempfile::tempdir().expect("ctx");
+        let err = server.connect().build(&options("FROM busybox:test\n"), ctx.path(), |_| {}).expect_err("over the limit");
+        assert_eq!(err.code(), Some(api::Code::ResourceExhausted), "{err}");
+        assert!(err.to_string().contains("--max-concurrent-builds 1"), "names the limit: {err}");
+        let first = first.join().expect("first");
+        assert!(first.is_ok(), "the running build is not disturbed: {first:?}");
+    });
+}
+
+#[test]
+fn context_paths_that_escape_are_refused_by_the_server() {
+    use api::proto::build_client_message::Msg;
+    use api::proto::{BuildClientMessage, BuildRequest, ContextManifest, FileEntry, FileKind};
+    let server = Server::start(&[]);
+    let rt = tokio::runtime::Runtime::new().expect("runtime");
+    let cases: Vec<(Vec<FileEntry>, &str)> = vec![
+        (vec![FileEntry { path: "../outside".into(), kind: FileKind::File as i32, size: 1, ..Default::default() }], "escapes"),
+        (vec![FileEntry { path: "/etc/passwd".into(), kind: FileKind::File as i32, size: 1, ..Default::default() }], "absolute"),
+        (
+            vec![
+                FileEntry { path: "etc".into(), kind: FileKind::Symlink as i32, symlink_target: "/etc".into(), ..Default::default() },
+                FileEntry { path: "etc/passwd".into(), kind: FileKind::File as i32, size: 1, ..Default::default() },
+            ],
+            "not a directory",
+        ),
+    ];
+    for (entries, want) in cases {
+        let status = rt.block_on(async {
+            let mut client = api::proto::control_client::ControlClient::connect(format!("http://{}", server.addr.trim_start_matches("tcp://"))).await.expect("connect");
+            let msgs = vec![
+                BuildClientMessage { msg: Some(Msg::Request(BuildRequest { context_key: "evil".into(), dockerfile: b"FROM scratch\n".to_vec().into(), ..Default::default() })) },
+                BuildClientMessage { msg: Some(Msg::Manifest(ContextManifest { entries, last: true })) },
+            ];
+            let mut stream = client.build(tokio_stream::iter(msgs)).await.expect("call").into_inner();
+            loop {
+                match stream.message().await {
+                    Ok(Some(_)) => continue,
+                    Ok(None) => panic!("the server accepted an escaping path"),
+                    Err(s) => break s,
+                }
+            }
+        });
+        assert_eq!(status.code(), api::Code::InvalidArgument, "{status:?}");
+        assert!(status.message().contains(want), "{want}: {}", status.message());
+    }
+    assert!(!Path::new("/outside").exists());
+}
