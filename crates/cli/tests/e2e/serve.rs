@@ -447,3 +447,58 @@ fn context_paths_that_escape_are_refused_by_the_server() {
     }
     assert!(!Path::new("/outside").exists());
 }
+
+/// Processes on this machine whose command line is exactly `args`.
+fn processes_running(args: &[&str]) -> Vec<i32> {
+    let want = args.join("\0") + "\0";
+    std::fs::read_dir("/proc")
+        .expect("/proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
+        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == want.as_bytes()))
+        .collect()
+}
+
+/// Mounts in the server's mount namespace below its state root.
+fn server_mounts(server: &Server) -> Vec<String> {
+    let state = server.state();
+    let info = std::fs::read_to_string(format!("/proc/{}/mountinfo", server.pid())).unwrap_or_default();
+    info.lines().filter(|l| l.contains(state.to_str().expect("utf8"))).map(str::to_string).collect()
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !done() {
+        assert!(Instant::now() < deadline, "timed out waiting until {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn a_client_that_dies_mid_run_leaves_no_sandbox_process_or_mount_on_the_server() {
+    let server = Server::start(&[]);
+    import_busybox(&server.state());
+    let marker = ["sleep", "4242"];
+    assert!(processes_running(&marker).is_empty(), "another `sleep 4242` is already running");
+    let df = "FROM busybox:test\nRUN echo running && sleep 4242\n";
+    let ctx = tempfile::tempdir().expect("ctx");
+    let remote = server.connect();
+    // The client dies the moment its RUN is running: the panic unwinds through the client,
+    // which drops its connection, as a killed process would.
+    let died = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let _ = remote.build(&options(df), ctx.path(), |e| {
+            if matches!(e, solver::Event::Log { bytes, .. } if String::from_utf8_lossy(bytes).contains("running")) {
+                wait_until("the RUN's sleep is running", || !processes_running(&marker).is_empty());
+                std::panic::resume_unwind(Box::new("client killed"));
+            }
+        });
+    }));
+    assert!(died.is_err(), "the RUN never started:\n{}", server.log());
+    drop(remote);
+    wait_until("the server killed the sandbox of the abandoned build", || processes_running(&marker).is_empty());
+    wait_until("the server unmounted everything of the abandoned build", || server_mounts(&server).is_empty());
+    assert!(server.log().contains("cancelling its build"), "the server log says why:\n{}", server.log());
+    // The server is still healthy and builds again.
+    let (again, _) = remote_build(&server.connect(), &options("FROM busybox:test\nRUN true\n"), ctx.path());
+    assert!(again.outcome.image_digest.starts_with("sha256:"));
+}
