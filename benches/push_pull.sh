@@ -18,18 +18,23 @@ REG_PID=
 cleanup() { [ -n "$REG_PID" ] && kill "$REG_PID" 2>/dev/null; rm -rf "$WORK"; }
 trap cleanup EXIT
 
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-REG=127.0.0.1:$PORT
-mkdir -p "$WORK/registry"
-cat > "$WORK/registry.yml" <<YML
+# A fresh registry for every run, so no tool finds blobs a previous run uploaded.
+start_registry() {
+  [ -n "$REG_PID" ] && { kill "$REG_PID" 2>/dev/null; wait "$REG_PID" 2>/dev/null || true; }
+  PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+  REG=127.0.0.1:$PORT
+  rm -rf "$WORK/registry"; mkdir -p "$WORK/registry"
+  cat > "$WORK/registry.yml" <<YML
 version: 0.1
 log: {level: error, accesslog: {disabled: true}}
 storage: {filesystem: {rootdirectory: $WORK/registry}, delete: {enabled: true}}
 http: {addr: $REG}
 YML
-/usr/bin/docker-registry serve "$WORK/registry.yml" >"$WORK/registry.log" 2>&1 &
-REG_PID=$!
-for _ in $(seq 100); do curl -sf "http://$REG/v2/" >/dev/null 2>&1 && break; python3 -c 'import time; time.sleep(0.1)'; done
+  /usr/bin/docker-registry serve "$WORK/registry.yml" >"$WORK/registry.log" 2>&1 &
+  REG_PID=$!
+  for _ in $(seq 100); do curl -sf "http://$REG/v2/" >/dev/null 2>&1 && return; python3 -c 'import time; time.sleep(0.1)'; done
+  echo "docker-registry did not start" >&2; exit 1
+}
 
 # The image, as an uncompressed docker archive every tool can start from.
 python3 - "$WORK/image.tar" <<'PY'
@@ -64,6 +69,7 @@ HAVE_DOCKER=0
 if command -v docker >/dev/null && docker info >/dev/null 2>&1; then HAVE_DOCKER=1; fi
 
 for run in $(seq "$RUNS"); do
+  start_registry
   # builder: compress into the store (load), then upload.
   ROOT="$WORK/root-$run"
   t0=$(now); "$BUILDER" --root "$ROOT" load -q -i "$WORK/image.tar" >/dev/null; t1=$(now)
@@ -98,7 +104,7 @@ done
 
 m() { echo ${T[$1]} | tr ' ' '\n' | median; }
 ratio() { echo "scale=2; $1 / $2" | bc; }
-echo "push/pull of a 256 MiB image (4 layers, half random), median of $RUNS runs, $(nproc) cores"
+echo "push/pull of a 256 MiB image (4 layers, half random), median of $RUNS runs, $(nproc) cores, gzip level ${BUILDER_GZIP_LEVEL:-6}, load average $(cut -d' ' -f1 /proc/loadavg)"
 printf '| %-44s | %8s |\n' "measurement" "seconds"
 printf '|%s|%s|\n' "----------------------------------------------" "----------"
 printf '| %-44s | %8.3f |\n' "builder push: gzip (load) + upload" "$(m builder_push)"

@@ -168,31 +168,93 @@ impl<W: Write> Drop for ParallelGzip<W> {
     }
 }
 
-/// Raw-deflates one chunk; a non-last chunk ends with a sync flush (byte aligned, not final).
+/// Raw-deflates one chunk into a byte-aligned piece of one deflate stream. Pieces of the chunk
+/// that look incompressible (random or already compressed: byte entropy above 7.5 bits) are
+/// written as stored blocks instead of being run through the compressor, which is what makes
+/// compressing such data cost no more than copying it. The last chunk ends with an empty final
+/// block.
 fn deflate_chunk(level: u32, data: &[u8], dict: &[u8], last: bool) -> ChunkResult {
     let mut crc = Crc::new();
     crc.update(data);
-    let mut c = Compress::new(Compression::new(level), false);
-    if !dict.is_empty() {
-        c.set_dictionary(dict).map_err(io::Error::other)?;
-    }
     let mut out = Vec::with_capacity(data.len() / 2 + 4096);
-    let flush = if last { FlushCompress::Finish } else { FlushCompress::Sync };
+    let segments: Vec<&[u8]> = data.chunks(STORED_MAX).collect();
+    let mut i = 0;
+    while i < segments.len() {
+        let start = i;
+        let stored = level == 0 || looks_incompressible(segments[i]);
+        while i < segments.len() && (level == 0 || looks_incompressible(segments[i])) == stored {
+            i += 1;
+        }
+        let offset = start * STORED_MAX;
+        let end = (i * STORED_MAX).min(data.len());
+        if stored {
+            for seg in &segments[start..i] {
+                // BFINAL=0, BTYPE=00 (stored), already byte aligned; then LEN and NLEN.
+                let len = seg.len() as u16;
+                out.push(0);
+                out.extend_from_slice(&len.to_le_bytes());
+                out.extend_from_slice(&(!len).to_le_bytes());
+                out.extend_from_slice(seg);
+            }
+        } else {
+            // The 32 KiB before this run, from this chunk or the previous one, primes the window.
+            let window: Vec<u8> = if offset >= DICT {
+                data[offset - DICT..offset].to_vec()
+            } else {
+                let mut w = dict[dict.len().saturating_sub(DICT - offset)..].to_vec();
+                w.extend_from_slice(&data[..offset]);
+                w
+            };
+            compress_run(level, &data[offset..end], &window, &mut out)?;
+        }
+    }
+    if last {
+        // An empty stored block with BFINAL=1 ends the deflate stream.
+        out.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
+    }
+    Ok((out, crc))
+}
+
+/// Largest stored block deflate allows.
+const STORED_MAX: usize = 65535;
+
+/// Deflates `data` and ends with a sync flush, so the output is byte aligned and not final.
+fn compress_run(level: u32, data: &[u8], window: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+    let mut c = Compress::new(Compression::new(level), false);
+    if !window.is_empty() {
+        c.set_dictionary(window).map_err(io::Error::other)?;
+    }
     loop {
         if out.capacity() - out.len() < 4096 {
             out.reserve(out.capacity().max(64 * 1024));
         }
         let consumed = c.total_in() as usize;
-        let status = c.compress_vec(&data[consumed..], &mut out, flush).map_err(io::Error::other)?;
+        let status = c.compress_vec(&data[consumed..], out, FlushCompress::Sync).map_err(io::Error::other)?;
         let all_in = c.total_in() as usize == data.len();
-        match status {
-            Status::StreamEnd => break,
-            // A sync flush is complete once all input is in and zlib left output room unused.
-            _ if !last && all_in && out.len() < out.capacity() => break,
-            _ => {}
+        // A sync flush is complete once all input is in and zlib left output room unused.
+        if status == Status::StreamEnd || (all_in && out.len() < out.capacity()) {
+            return Ok(());
         }
     }
-    Ok((out, crc))
+}
+
+/// Whether a piece of data is random-looking, from the byte entropy of a sample of it.
+fn looks_incompressible(data: &[u8]) -> bool {
+    if data.len() < 4096 {
+        return false;
+    }
+    let mut counts = [0u32; 256];
+    let mut n = 0u32;
+    for b in data.iter().step_by(4) {
+        counts[*b as usize] += 1;
+        n += 1;
+    }
+    let n = f64::from(n);
+    let entropy: f64 = counts.iter().filter(|c| **c > 0).map(|c| {
+        let p = f64::from(*c) / n;
+        -p * p.log2()
+    }).sum();
+    entropy > 7.5
 }
 
 /// Streams a layer tar into the store as gzip: write the tar to it, then `finish`.
@@ -259,6 +321,14 @@ mod tests {
         }
         roundtrip(&data, 6);
         roundtrip(&data, 1);
+        roundtrip(&data, 0);
+        // Random-looking pieces (stored as is) mixed with compressible ones, across chunks.
+        let mut mixed = Vec::new();
+        for i in 0..(2 * CHUNK + 70_001) {
+            x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+            mixed.push(if (i / 100_000) % 2 == 0 { (x >> 16) as u8 } else { 0 });
+        }
+        roundtrip(&mixed, 6);
         roundtrip(b"", 6);
         roundtrip(&vec![0u8; CHUNK], 6);
     }
