@@ -282,3 +282,39 @@ fn push_mounts_blobs_from_another_repository_of_the_same_registry() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("Mounted from team/one") && !stderr.contains("Pushed"), "{stderr}");
 }
+
+#[test]
+fn login_goes_through_the_configured_credential_helper() {
+    let registry = Registry::start_with_auth("bob", "hunter2");
+    let config = tempfile::tempdir().expect("docker config");
+    let bin = tempfile::tempdir().expect("helper dir");
+    // A docker-credential helper that keeps one secret in a file, as the real ones keep it in a keychain.
+    let vault = bin.path().join("vault.json");
+    let helper = bin.path().join("docker-credential-testvault");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\ncase \"$1\" in\n  store) cat > {v} ;;\n  get) if [ -f {v} ]; then cat {v}; else echo 'credentials not found in native keychain'; exit 1; fi ;;\n  erase) rm -f {v} ;;\nesac\n",
+            v = vault.display()
+        ),
+    )
+    .expect("write helper");
+    std::fs::set_permissions(&helper, std::os::unix::fs::PermissionsExt::from_mode(0o755)).expect("chmod");
+    std::fs::write(config.path().join("config.json"), r#"{"credsStore":"testvault"}"#).expect("config");
+    let path = format!("{}:{}", bin.path().display(), std::env::var("PATH").unwrap_or_default());
+
+    let name = format!("{}/vault/bb:1", registry.addr());
+    let (b, _work) = with_busybox(&name);
+    let run = |args: &[&str]| b.cmd().env("DOCKER_CONFIG", config.path()).env("PATH", &path).args(args).output().expect("spawn");
+    let out = run(&["login", "-u", "bob", "-p", "hunter2", &registry.addr()]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let stored = std::fs::read_to_string(&vault).expect("the helper received the secret");
+    assert!(stored.contains("\"Secret\":\"hunter2\"") && stored.contains("\"Username\":\"bob\""), "{stored}");
+    let saved = std::fs::read_to_string(config.path().join("config.json")).expect("config");
+    assert!(!saved.contains("hunter2"), "the secret stays out of config.json: {saved}");
+
+    let out = run(&["push", &name]);
+    assert!(out.status.success(), "push with helper credentials: {}", String::from_utf8_lossy(&out.stderr));
+    run(&["logout", &registry.addr()]);
+    assert!(!vault.exists(), "logout erased the secret from the helper");
+}
