@@ -86,7 +86,7 @@ mk big
 cat > "$WORK/ctx/big/Dockerfile" <<'DF'
 FROM busybox:bench
 COPY marker /marker
-RUN head -c 268435456 /dev/urandom > /big
+RUN dd if=/dev/urandom of=/big bs=1M count=256
 DF
 change_big() { echo "changed $1" > "$WORK/ctx/big/marker"; }
 

@@ -120,8 +120,37 @@ pub fn export_image(
     opts: &ExportOptions,
     note: &dyn Fn(String),
 ) -> Result<ExportedImage> {
+    export_image_with_times(index, store, snapshot, spec, new_layers, &HashMap::new(), opts, note)
+}
+
+/// Like [`export_image`], with the time each vertex's result was first made (`Output::Snapshot`'s
+/// `created`): history entries and the config's `created` take those times, so rebuilding from
+/// the cache gives the very same image.
+#[allow(clippy::too_many_arguments)]
+pub fn export_image_with_times(
+    index: &CacheIndex,
+    store: &oci::Store,
+    snapshot: &Snapshot,
+    spec: &ImageSpec,
+    new_layers: &HashMap<VertexDigest, usize>,
+    made_at: &HashMap<VertexDigest, u64>,
+    opts: &ExportOptions,
+    note: &dyn Fn(String),
+) -> Result<ExportedImage> {
     let blobs = layer_blobs(index, store, snapshot, opts, note)?;
-    let created_secs = opts.source_date_epoch.unwrap_or_else(now_secs);
+    // Each step's time: its vertex's, else the previous step's, else the next known one.
+    let known: Vec<Option<i64>> = spec.steps.iter().map(|s| s.vertex.and_then(|v| made_at.get(&v)).filter(|t| **t > 0).map(|t| *t as i64)).collect();
+    let first_known = known.iter().flatten().next().copied();
+    let mut times = Vec::with_capacity(known.len());
+    let mut last = first_known;
+    for k in &known {
+        if k.is_some() {
+            last = *k;
+        }
+        times.push(last);
+    }
+    let latest = times.iter().flatten().max().copied();
+    let created_secs = opts.source_date_epoch.or(latest).unwrap_or_else(now_secs);
     let created = rfc3339(created_secs);
     let mut history = spec.base_history.clone();
     if let Some(epoch) = opts.source_date_epoch {
@@ -134,10 +163,14 @@ pub fn export_image(
             }
         }
     }
-    for step in &spec.steps {
+    for (i, step) in spec.steps.iter().enumerate() {
         let added = step.vertex.and_then(|v| new_layers.get(&v).copied()).unwrap_or(0);
+        let when = match opts.source_date_epoch {
+            Some(_) => created.clone(),
+            None => times[i].map(rfc3339).unwrap_or_else(|| created.clone()),
+        };
         history.push(History {
-            created: Some(created.clone()),
+            created: Some(when),
             created_by: Some(step.created_by.clone()),
             author: None,
             comment: step.comment.clone(),

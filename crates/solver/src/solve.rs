@@ -26,7 +26,9 @@ pub trait ImageSource: Send + Sync {
 /// What one vertex produced.
 #[derive(Clone)]
 pub enum Output {
-    Snapshot { snapshot: Snapshot, new_layers: usize },
+    /// `created`: when the step's result was first made (seconds since the epoch; 0 for
+    /// scratch and base images), so a cached rebuild writes the same image.
+    Snapshot { snapshot: Snapshot, new_layers: usize, created: u64 },
     Local(LocalSource),
     /// A downloaded file in a directory of its own.
     Http { dir: PathBuf, file: String },
@@ -226,7 +228,7 @@ impl Solver {
                 Op::Scratch => {
                     let mut h = KeyHasher::new();
                     h.field("scratch", b"");
-                    Ok((Solved { key: h.finish(), output: Output::Snapshot { snapshot: Snapshot::default(), new_layers: 0 } }, false))
+                    Ok((Solved { key: h.finish(), output: Output::Snapshot { snapshot: Snapshot::default(), new_layers: 0, created: 0 } }, false))
                 }
                 Op::Local(l) => {
                     let dir = req.locals.get(&l.name).ok_or_else(|| SolveError::step(&step, format!("no local source named {:?} was given", l.name)))?;
@@ -239,7 +241,7 @@ impl Solver {
                     let (snapshot, had) = self.images.snapshot(img)?;
                     let mut h = KeyHasher::new();
                     h.field("image", img.manifest_digest.as_bytes());
-                    Ok((Solved { key: h.finish(), output: Output::Snapshot { new_layers: snapshot.layers.len(), snapshot } }, had))
+                    Ok((Solved { key: h.finish(), output: Output::Snapshot { new_layers: snapshot.layers.len(), snapshot, created: 0 } }, had))
                 }
                 Op::Http(op) => {
                     report_start();
@@ -251,7 +253,7 @@ impl Solver {
                     let key = self.cache_key(v, inputs, &step)?;
                     if !v.meta.ignore_cache {
                         if let Some(rec) = self.index.get(&key) {
-                            return Ok((Solved { key, output: Output::Snapshot { snapshot: rec.snapshot, new_layers: rec.new_layers } }, true));
+                            return Ok((Solved { key, output: Output::Snapshot { snapshot: rec.snapshot, new_layers: rec.new_layers, created: rec.created } }, true));
                         }
                     }
                     self.run_once(req, key, v, inputs, &step)
@@ -318,7 +320,7 @@ impl Solver {
             let _file_lock = self.index.lock_key(&key)?;
             if !v.meta.ignore_cache {
                 if let Some(rec) = self.index.get(&key) {
-                    return Ok((Solved { key, output: Output::Snapshot { snapshot: rec.snapshot, new_layers: rec.new_layers } }, true));
+                    return Ok((Solved { key, output: Output::Snapshot { snapshot: rec.snapshot, new_layers: rec.new_layers, created: rec.created } }, true));
                 }
             }
             self.execute(req, key, v, inputs, step).map(|s| (s, false))
@@ -407,8 +409,9 @@ impl Solver {
                 let base = snapshot_of(0)?.clone();
                 let new = layers.len() - base.layers.len();
                 let snapshot = Snapshot { layers };
-                self.index.put(&key, &CacheRecord { snapshot: snapshot.clone(), new_layers: new, size: 0, description: step.into(), created: now_secs() })?;
-                return Ok(Solved { key, output: Output::Snapshot { snapshot, new_layers: new } });
+                let created = now_secs();
+                self.index.put(&key, &CacheRecord { snapshot: snapshot.clone(), new_layers: new, size: 0, description: step.into(), created })?;
+                return Ok(Solved { key, output: Output::Snapshot { snapshot, new_layers: new, created } });
             }
             Op::File(f) => {
                 let base = snapshot_of(0)?.clone();
@@ -506,7 +509,8 @@ impl Solver {
                 new_layers = 1;
             }
         }
-        self.index.put(&key, &CacheRecord { snapshot: snapshot.clone(), new_layers, size, description: step.into(), created: now_secs() })?;
-        Ok(Solved { key, output: Output::Snapshot { snapshot, new_layers } })
+        let created = now_secs();
+        self.index.put(&key, &CacheRecord { snapshot: snapshot.clone(), new_layers, size, description: step.into(), created })?;
+        Ok(Solved { key, output: Output::Snapshot { snapshot, new_layers, created } })
     }
 }

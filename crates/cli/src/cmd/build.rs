@@ -427,6 +427,13 @@ fn build(globals: &Globals, a: BuildArgs) -> anyhow::Result<ExitCode> {
             _ => None,
         })
         .collect();
+    let made_at: HashMap<graph::VertexDigest, u64> = solved
+        .iter()
+        .filter_map(|(d, s)| match &s.output {
+            solver::Output::Snapshot { created, .. } => Some((*d, *created)),
+            _ => None,
+        })
+        .collect();
     let note = |m: String| sink(solver::Event::Note { message: m });
     let mut image_id = None;
     for out in &outputs {
@@ -434,7 +441,7 @@ fn build(globals: &Globals, a: BuildArgs) -> anyhow::Result<ExitCode> {
             Output::Image { names, push } => {
                 let comp = compression.unwrap_or(if *push { Compression::Gzip } else { Compression::Uncompressed });
                 let opts = solver::export::ExportOptions { compression: comp, source_date_epoch };
-                let exported = solver::export::export_image(solver.index(), &store, &snapshot, &lowered.image, &new_layers, &opts, &note)?;
+                let exported = solver::export::export_image_with_times(solver.index(), &store, &snapshot, &lowered.image, &new_layers, &made_at, &opts, &note)?;
                 note(format!("writing image {} done", exported.config_digest));
                 let desc = store.manifest_descriptor(&exported.manifest_digest.parse()?)?;
                 for n in names {
@@ -459,7 +466,7 @@ fn build(globals: &Globals, a: BuildArgs) -> anyhow::Result<ExitCode> {
             Output::Archive { format, dest } => {
                 let comp = compression.unwrap_or(Compression::Gzip);
                 let opts = solver::export::ExportOptions { compression: comp, source_date_epoch };
-                let exported = solver::export::export_image(solver.index(), &store, &snapshot, &lowered.image, &new_layers, &opts, &note)?;
+                let exported = solver::export::export_image_with_times(solver.index(), &store, &snapshot, &lowered.image, &new_layers, &made_at, &opts, &note)?;
                 let desc = store.manifest_descriptor(&exported.manifest_digest.parse()?)?;
                 let image = store.image_from_descriptor(&desc)?;
                 let name = a.tags.first().map(|t| oci::Reference::parse(t)).transpose()?;

@@ -134,9 +134,12 @@ fn noop_rebuild_is_all_cached_and_touch_keeps_the_cache() {
     let b = with_busybox();
     let ctx = context(&[("Dockerfile", APP), ("a.txt", "A\n"), ("b.txt", "B\n"), ("unrelated.txt", "x")]);
     build_ok(&b, ctx.path(), &["-t", "app:1"]);
+    let (first, _, _) = image(b.root(), "app:1");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     let (cached, ran) = cached_and_ran(&build_ok(&b, ctx.path(), &["-t", "app:1"]));
     assert!(ran.is_empty(), "nothing runs on a no-op rebuild: {ran:?}");
     assert_eq!(cached.len(), 5, "{cached:?}");
+    assert_eq!(image(b.root(), "app:1").0, first, "a cached rebuild writes the same image");
     // New mtime, same content.
     let f = std::fs::File::options().write(true).open(ctx.path().join("a.txt")).expect("open");
     f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5)).expect("touch");
