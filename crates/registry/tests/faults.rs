@@ -230,3 +230,39 @@ fn redirected_blob_download_does_not_carry_credentials_to_another_host() {
     assert_eq!(cdn_seen.len(), 1);
     assert_eq!(cdn_seen[0].header("authorization"), None, "credentials leaked to {}", cdn.addr);
 }
+
+#[test]
+fn platform_is_chosen_from_a_multi_platform_index() {
+    let image = TestImage::new();
+    let other = "sha256:0000000000000000000000000000000000000000000000000000000000000000";
+    let host = oci::Platform::host();
+    let index = format!(
+        r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[
+            {{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{other}","size":10,"platform":{{"architecture":"s390x","os":"linux"}}}},
+            {{"mediaType":"application/vnd.oci.image.manifest.v1+json","digest":"{}","size":{},"platform":{{"architecture":"{}","os":"linux"}}}}]}}"#,
+        image.manifest_digest(),
+        image.manifest.len(),
+        host.architecture
+    )
+    .into_bytes();
+    let index_digest = oci::Digest::sha256_of(&index);
+    let by_digest = format!("/v2/app/manifests/{}", image.manifest_digest());
+    let server = FakeServer::start(move |req, _| {
+        if req.path == "/v2/app/manifests/multi" {
+            return Reply::ok("application/vnd.oci.image.index.v1+json", index.clone());
+        }
+        if req.path.contains("/manifests/") && req.path != by_digest {
+            return Reply::status(404);
+        }
+        image.serve(req, "app").unwrap_or(Reply::status(404))
+    });
+    let (_d, store) = store();
+    let r = reference(&server, "app:multi");
+    let pulled = client(0).pull(&r, None, &store, &NoProgress).expect("host platform is in the index");
+    assert_eq!(pulled.manifest_digest, TestImage::new().manifest_digest());
+    assert_eq!(pulled.index_digest, Some(index_digest));
+
+    let err = client(0).pull(&r, Some("linux/riscv64"), &store, &NoProgress).expect_err("not in the index");
+    let msg = err.to_string();
+    assert!(msg.contains("no manifest for platform linux/riscv64") && msg.contains("linux/s390x"), "{msg}");
+}

@@ -338,7 +338,7 @@ fn inspect_json(store: &Store, image: &LocalImage) -> anyhow::Result<serde_json:
     repo_digests.sort();
     repo_digests.dedup();
     let c = &image.config;
-    Ok(serde_json::json!({
+    let mut v = serde_json::json!({
         "Id": image.id().to_string(),
         "RepoTags": repo_tags,
         "RepoDigests": repo_digests,
@@ -357,7 +357,13 @@ fn inspect_json(store: &Store, image: &LocalImage) -> anyhow::Result<serde_json:
             "digest": image.manifest_digest.to_string(),
             "size": store.blob_size(&image.manifest_digest).unwrap_or(0),
         },
-    }))
+    });
+    if c.variant().is_none() {
+        if let Some(obj) = v.as_object_mut() {
+            obj.remove("Variant");
+        }
+    }
+    Ok(v)
 }
 
 fn history(store: &Store, name: &str, no_trunc: bool) -> anyhow::Result<ExitCode> {
