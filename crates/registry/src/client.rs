@@ -327,3 +327,20 @@ pub(crate) fn redact(url: &reqwest::Url) -> String {
     u.set_query(None);
     u.to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plain_http_only_for_loopback_and_named_insecure_registries() {
+        let c = Client::new(ClientOptions { insecure_registries: vec!["build-cache.lan:5000".into()], ..Default::default() })
+            .expect("client");
+        for http in ["localhost:5000", "127.0.0.1:5000", "127.3.4.5", "[::1]:5000", "build-cache.lan:5000"] {
+            assert_eq!(c.scheme(http), "http", "{http}");
+        }
+        for https in ["docker.io", "quay.io", "build-cache.lan", "10.0.0.1:5000", "localhost.example.com"] {
+            assert_eq!(c.scheme(https), "https", "{https}");
+        }
+    }
+}

@@ -430,30 +430,22 @@ fn rmi_one(store: &Store, force: bool, name: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The first container whose state (under `root/containers/<id>/`) names the image by ID or
-/// manifest digest. Reads the runtime's files as opaque text, so it does not depend on their shape.
+/// The first container (as "name (short id)") whose record, `root/containers/<id>/state.json`
+/// as the runtime writes it, names the image by ID. Read as plain JSON so this module does not
+/// depend on the runtime's types.
 fn container_using(root: &std::path::Path, image: &LocalImage) -> Option<String> {
-    let needles = [image.id().hex().to_string(), image.manifest_digest.hex().to_string()];
-    let mut by_container: BTreeMap<String, ()> = BTreeMap::new();
+    let id = image.id().to_string();
+    let mut users: BTreeMap<String, String> = BTreeMap::new();
     for entry in std::fs::read_dir(root.join("containers")).ok()?.flatten() {
-        let dir = entry.path();
-        if !dir.is_dir() {
-            continue;
-        }
-        let Ok(files) = std::fs::read_dir(&dir) else { continue };
-        for f in files.flatten() {
-            let p = f.path();
-            let small = f.metadata().is_ok_and(|m| m.is_file() && m.len() < 1024 * 1024);
-            if small && p.extension().is_some_and(|e| e == "json") {
-                if let Ok(text) = std::fs::read_to_string(&p) {
-                    if needles.iter().any(|n| text.contains(n.as_str())) {
-                        by_container.insert(entry.file_name().to_string_lossy().into_owned(), ());
-                    }
-                }
-            }
+        let Ok(text) = std::fs::read_to_string(entry.path().join("state.json")) else { continue };
+        let Ok(state) = serde_json::from_str::<serde_json::Value>(&text) else { continue };
+        if state.get("image_id").and_then(|v| v.as_str()) == Some(id.as_str()) {
+            let cid = entry.file_name().to_string_lossy().into_owned();
+            let name = state.get("name").and_then(|v| v.as_str()).unwrap_or("").to_string();
+            users.insert(cid.clone(), format!("{name} ({})", &cid[..cid.len().min(12)]));
         }
     }
-    by_container.into_keys().next()
+    users.into_values().next()
 }
 
 fn client(globals: &Globals, chunk_size_mib: Option<u64>) -> anyhow::Result<registry::Client> {

@@ -318,3 +318,54 @@ fn login_goes_through_the_configured_credential_helper() {
     run(&["logout", &registry.addr()]);
     assert!(!vault.exists(), "logout erased the secret from the helper");
 }
+
+#[test]
+fn rmi_refuses_an_image_a_container_uses_unless_forced() {
+    let (b, _work) = with_busybox("in-use:1");
+    b.ok(&["run", "in-use:1", "true"]);
+    let err = b.fails(&["rmi", "in-use:1"]);
+    assert!(err.contains("is used by container") && err.contains("use -f"), "{err}");
+    assert!(b.ok(&["images", "-q"]).trim().len() == 12, "the image is still there");
+    let out = b.ok(&["rmi", "-f", "in-use:1"]);
+    assert!(out.contains("Untagged: in-use:1"), "{out}");
+}
+
+#[test]
+fn store_stays_usable_after_an_import_is_killed_at_any_moment() {
+    let (b, work) = with_busybox("survivor:1");
+    // A big, slow-ish import to kill while it writes.
+    let big = work.path().join("big.tar");
+    {
+        let mut tar = tar::Builder::new(std::fs::File::create(&big).expect("create"));
+        let mut x: u64 = 7;
+        let data: Vec<u8> = (0..64 * 1024 * 1024)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(0o644);
+        tar.append_data(&mut h, "noise.bin", &data[..]).expect("append");
+        tar.finish().expect("finish");
+    }
+    for delay_ms in [5u64, 50, 200] {
+        let mut child = b.cmd().args(["import", big.to_str().expect("utf-8"), "victim:1"]).spawn().expect("spawn import");
+        std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        // Whatever moment it died at, the store answers and the earlier image is intact.
+        let images = b.ok(&["images"]);
+        assert!(images.contains("survivor"), "{images}");
+        b.ok(&["inspect", "survivor:1"]);
+        if images.contains("victim") {
+            b.ok(&["inspect", "victim:1"]);
+            b.ok(&["rmi", "victim:1"]);
+        }
+        let tmp: Vec<_> = std::fs::read_dir(b.root().join("tmp")).expect("tmp").flatten().collect();
+        assert!(tmp.is_empty(), "the next command cleared the killed import's temp files: {tmp:?}");
+    }
+}
