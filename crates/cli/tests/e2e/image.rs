@@ -369,3 +369,21 @@ fn store_stays_usable_after_an_import_is_killed_at_any_moment() {
         assert!(tmp.is_empty(), "the next command cleared the killed import's temp files: {tmp:?}");
     }
 }
+
+#[test]
+fn refused_mount_falls_back_to_a_normal_upload() {
+    let registry = Registry::start();
+    // Tagged locally under another repository of the registry, but never pushed there: the
+    // mount is refused (202) and the blobs are uploaded instead.
+    let never_pushed = format!("{}/team/ghost:1", registry.addr());
+    let target = format!("{}/team/real:1", registry.addr());
+    let (b, _work) = with_busybox(&never_pushed);
+    b.ok(&["tag", &never_pushed, &target]);
+    let out = b.run(&["push", &target]);
+    assert_success(&out, &["push", &target]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("Pushed") && !stderr.contains("Mounted"), "{stderr}");
+    let b2 = Builder::new();
+    b2.ok(&["pull", "-q", &target]);
+    assert_eq!(inspect(&b2, &target)["Id"], inspect(&b, &target)["Id"]);
+}
