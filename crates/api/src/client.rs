@@ -6,7 +6,10 @@
 //! `BUILDER_TLS_SERVER_NAME` (the name in the server's certificate, default: the host),
 //! `BUILDER_TOKEN` or `BUILDER_TOKEN_FILE` (the bearer token).
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
@@ -40,6 +43,10 @@ pub struct ClientConfig {
     pub addr: Address,
     pub token: Option<String>,
     pub tls: Option<ClientTls>,
+    /// Where the client remembers the file lists it synced, so later builds send only deltas
+    /// (default `$XDG_CACHE_HOME/builder/remote`, else `~/.cache/builder/remote`). `None`: always
+    /// send the whole list.
+    pub cache_dir: Option<PathBuf>,
 }
 
 fn read(path: &Path) -> Result<Vec<u8>> {
@@ -67,7 +74,8 @@ impl ClientConfig {
                 Some(ClientTls { ca_pem: read(&ca)?, identity, server_name: std::env::var("BUILDER_TLS_SERVER_NAME").ok() })
             }
         };
-        Ok(ClientConfig { addr, token, tls })
+        let cache_dir = var("XDG_CACHE_HOME").or_else(|| var("HOME").map(|h| h.join(".cache"))).map(|c| c.join("builder/remote"));
+        Ok(ClientConfig { addr, token, tls, cache_dir })
     }
 }
 
@@ -80,6 +88,7 @@ pub struct Remote {
     channel: InterceptedService<Channel, SendToken>,
     addr: Address,
     tls: bool,
+    cache_dir: Option<PathBuf>,
 }
 
 /// What a remote build produced, and what crossed the network for it.
@@ -87,7 +96,8 @@ pub struct Remote {
 pub struct RemoteBuild {
     pub outcome: BuildOutcome,
     pub context: proto::ContextSynced,
-    /// Bytes of file contents this client sent.
+    /// Bytes of the session's messages this client sent (request, file list, contents), as
+    /// encoded on the wire.
     pub bytes_sent: u64,
 }
 
@@ -101,7 +111,7 @@ impl Remote {
         let channel = rt.block_on(connect_channel(cfg))?;
         let channel = InterceptedService::new(channel, SendToken::new(cfg.token.as_deref())?);
         let client = ControlClient::new(channel.clone()).max_decoding_message_size(MAX_MESSAGE_SIZE).max_encoding_message_size(MAX_MESSAGE_SIZE);
-        Ok(Remote { rt, client, channel, addr: cfg.addr.clone(), tls: cfg.tls.is_some() })
+        Ok(Remote { rt, client, channel, addr: cfg.addr.clone(), tls: cfg.tls.is_some(), cache_dir: cfg.cache_dir.clone() })
     }
 
     pub fn addr(&self) -> &Address {
@@ -117,30 +127,43 @@ impl Remote {
         let specific = format!("{}.dockerignore", options.dockerfile_name);
         let entries = walk::list(&context, &ignore, &[".dockerignore", specific.as_str()])?;
         let key = context_key(&context);
+        let last_sync = self.cache_dir.as_ref().map(|d| LastSync::path(d, &self.addr, &key));
+        let previous = last_sync.as_deref().and_then(LastSync::load);
         let mut client = self.client.clone();
         let result = self.rt.block_on(async move {
             let (tx, rx) = mpsc::channel::<BuildClientMessage>(8);
-            let msg = |m: Out| BuildClientMessage { msg: Some(m) };
-            tx.send(msg(Out::Request(convert::options_to_proto(options, key)))).await.map_err(|_| closed())?;
+            let out = Outbox { tx, sent: Arc::new(AtomicU64::new(0)) };
+            let mut request = convert::options_to_proto(options, key);
+            let delta = previous.as_ref().map(|p| {
+                request.manifest_base = p.generation.clone();
+                crate::context::delta(&p.entries, &entries)
+            });
+            out.send(Out::Request(request)).await?;
             let mut stream = client.build(ReceiverStream::new(rx)).await?.into_inner();
-            let mut parts = entries.chunks(MANIFEST_PART).peekable();
-            if parts.peek().is_none() {
-                tx.send(msg(Out::Manifest(proto::ContextManifest { entries: Vec::new(), last: true }))).await.map_err(|_| closed())?;
+            match delta {
+                Some((changed, removed)) => out.manifest(changed, removed, true).await?,
+                None => out.manifest(entries.clone(), Vec::new(), false).await?,
             }
-            while let Some(part) = parts.next() {
-                let last = parts.peek().is_none();
-                tx.send(msg(Out::Manifest(proto::ContextManifest { entries: part.to_vec(), last }))).await.map_err(|_| closed())?;
-            }
-            let need = match next(&mut stream).await? {
-                In::Need(n) => n.indexes,
+            let mut need = match next(&mut stream).await? {
+                In::Need(n) => n,
                 _ => return Err(ApiError::Protocol("the server did not say which files it needs".into())),
             };
-            // Send the files on a task of their own while this one reads the server's answers.
-            let wanted: Vec<FileEntry> = need.iter().filter_map(|&i| entries.get(i as usize).cloned()).collect();
-            if wanted.len() != need.len() {
-                return Err(ApiError::Protocol("the server asked for a file that is not in the list".into()));
+            if need.full_manifest {
+                // The server lost the list our delta was against: send it whole.
+                out.manifest(entries.clone(), Vec::new(), false).await?;
+                need = match next(&mut stream).await? {
+                    In::Need(n) if !n.full_manifest => n,
+                    _ => return Err(ApiError::Protocol("the server did not say which files it needs".into())),
+                };
             }
-            let sender = tokio::spawn(send_files(tx.clone(), context.clone(), need, wanted));
+            let by_path: HashMap<&str, &FileEntry> = entries.iter().map(|e| (e.path.as_str(), e)).collect();
+            let mut wanted = Vec::with_capacity(need.paths.len());
+            for p in &need.paths {
+                let e = by_path.get(p.as_str()).ok_or_else(|| ApiError::Protocol(format!("the server asked for {p:?}, which is not in the context")))?;
+                wanted.push((*e).clone());
+            }
+            // Send the files on a task of their own while this one reads the server's answers.
+            let sender = tokio::spawn(send_files(out.clone(), context.clone(), wanted));
             let mut result = RemoteBuild::default();
             let mut sender = Some(sender);
             loop {
@@ -159,10 +182,16 @@ impl Remote {
                 match m {
                     In::Synced(s) => {
                         if let Some(s) = sender.take() {
-                            result.bytes_sent = s.await.map_err(|e| ApiError::Protocol(format!("file sender crashed: {e}")))??;
+                            s.await.map_err(|e| ApiError::Protocol(format!("file sender crashed: {e}")))??;
+                        }
+                        if let Some(path) = &last_sync {
+                            // Only an optimisation: a failure means a full list next time.
+                            if let Err(e) = (LastSync { generation: s.generation.clone(), entries: entries.clone() }).save(path) {
+                                tracing::debug!("saving {}: {e}", path.display());
+                            }
                         }
                         on_event(&solver::Event::Note {
-                            message: format!("transferring context: {} of {} files, {} bytes", s.files_received, s.files_total, s.bytes_received),
+                            message: format!("transferring context: {} of {} files, {} bytes of content", s.files_received, s.files_total, s.bytes_received),
                         });
                         result.context = s;
                     }
@@ -173,7 +202,7 @@ impl Remote {
                     }
                     In::Result(r) => {
                         result.outcome = convert::outcome_from_proto(r);
-                        drop(tx);
+                        result.bytes_sent = out.sent.load(Ordering::Relaxed);
                         return Ok(result);
                     }
                     In::Need(_) => return Err(ApiError::Protocol("the server asked for files twice".into())),
@@ -275,17 +304,52 @@ async fn next(stream: &mut tonic::Streaming<proto::BuildServerMessage>) -> Resul
     }
 }
 
-/// Streams the asked-for files in chunks; returns the bytes sent.
-async fn send_files(tx: mpsc::Sender<BuildClientMessage>, context: PathBuf, indexes: Vec<u32>, files: Vec<FileEntry>) -> Result<u64> {
+/// The client's side of the session stream, counting the encoded bytes it sends.
+#[derive(Clone)]
+struct Outbox {
+    tx: mpsc::Sender<BuildClientMessage>,
+    sent: Arc<AtomicU64>,
+}
+
+impl Outbox {
+    async fn send(&self, m: Out) -> Result<()> {
+        let msg = BuildClientMessage { msg: Some(m) };
+        self.sent.fetch_add(prost::Message::encoded_len(&msg) as u64, Ordering::Relaxed);
+        self.tx.send(msg).await.map_err(|_| closed())
+    }
+
+    /// Sends a file list (or a delta) in parts.
+    async fn manifest(&self, entries: Vec<FileEntry>, removed: Vec<String>, delta: bool) -> Result<()> {
+        let mut parts: Vec<Vec<FileEntry>> = entries.chunks(MANIFEST_PART).map(<[FileEntry]>::to_vec).collect();
+        if parts.is_empty() {
+            parts.push(Vec::new());
+        }
+        let n = parts.len();
+        let mut removed = Some(removed);
+        for (i, part) in parts.into_iter().enumerate() {
+            let last = i + 1 == n;
+            let removed = if last { removed.take().unwrap_or_default() } else { Vec::new() };
+            self.send(Out::Manifest(proto::ContextManifest { entries: part, last, delta, removed })).await?;
+        }
+        Ok(())
+    }
+}
+
+/// Streams the asked-for files in chunks, small files batched into shared messages; returns
+/// the content bytes sent.
+async fn send_files(out: Outbox, context: PathBuf, files: Vec<FileEntry>) -> Result<u64> {
     use tokio::io::AsyncReadExt;
     let mut sent = 0u64;
+    let mut batch: Vec<proto::FileChunk> = Vec::new();
+    let mut batch_bytes = 0usize;
     let mut buf = vec![0u8; CHUNK_SIZE];
-    for (index, entry) in indexes.into_iter().zip(files) {
+    for (index, entry) in files.into_iter().enumerate() {
+        let index = u32::try_from(index).map_err(|_| ApiError::Protocol("too many files asked for".into()))?;
         let path = context.join(&entry.path);
         let mut f = tokio::fs::File::open(&path).await.map_err(ApiError::io("open", &path))?;
         let mut left = entry.size;
         loop {
-            let want = usize::try_from(left.min(CHUNK_SIZE as u64)).unwrap_or(CHUNK_SIZE);
+            let want = usize::try_from(left.min((CHUNK_SIZE - batch_bytes) as u64)).unwrap_or(CHUNK_SIZE);
             let mut n = 0;
             while n < want {
                 let r = f.read(&mut buf[n..want]).await.map_err(ApiError::io("read", &path))?;
@@ -296,17 +360,61 @@ async fn send_files(tx: mpsc::Sender<BuildClientMessage>, context: PathBuf, inde
             }
             left -= n as u64;
             sent += n as u64;
-            let chunk = proto::FileChunk { index, data: buf[..n].to_vec().into(), eof: left == 0 };
-            if tx.send(BuildClientMessage { msg: Some(Out::Chunk(chunk)) }).await.is_err() {
-                // The server ended the session; its status says why.
-                return Ok(sent);
+            batch_bytes += n;
+            batch.push(proto::FileChunk { index, data: buf[..n].to_vec().into(), eof: left == 0 });
+            // Per-chunk framing is small; flush on size, and by count so a message of many empty
+            // files stays bounded too.
+            if batch_bytes >= CHUNK_SIZE || batch.len() >= 4096 {
+                let chunks = std::mem::take(&mut batch);
+                batch_bytes = 0;
+                if out.send(Out::Data(proto::FileData { chunks })).await.is_err() {
+                    // The server ended the session; its status says why.
+                    return Ok(sent);
+                }
             }
             if left == 0 {
                 break;
             }
         }
     }
+    if !batch.is_empty() {
+        let _ = out.send(Out::Data(proto::FileData { chunks: batch })).await;
+    }
     Ok(sent)
+}
+
+/// What this client last synced of a context to a server: the list the server holds, by
+/// generation. Kept under the client's cache dir so the next build sends only a delta.
+struct LastSync {
+    generation: String,
+    entries: Vec<FileEntry>,
+}
+
+impl LastSync {
+    fn path(cache_dir: &Path, addr: &Address, context_key: &str) -> PathBuf {
+        let id = blake3::hash(format!("{addr}\0{context_key}").as_bytes()).to_hex();
+        cache_dir.join(format!("{}.pb", &id.as_str()[..32]))
+    }
+
+    fn load(path: &Path) -> Option<LastSync> {
+        use prost::Message;
+        let bytes = std::fs::read(path).ok()?;
+        let m = proto::ContextManifest::decode(bytes.as_slice()).ok()?;
+        // The generation rides in `removed`, the one field a stored list does not otherwise use.
+        let generation = m.removed.into_iter().next()?;
+        Some(LastSync { generation, entries: m.entries })
+    }
+
+    fn save(&self, path: &Path) -> std::io::Result<()> {
+        use prost::Message;
+        let dir = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(dir)?;
+        let bytes = proto::ContextManifest { entries: self.entries.clone(), removed: vec![self.generation.clone()], last: true, delta: false }.encode_to_vec();
+        let mut tmp = tempfile::NamedTempFile::new_in(dir)?;
+        std::io::Write::write_all(&mut tmp, &bytes)?;
+        tmp.persist(path).map_err(|e| e.error)?;
+        Ok(())
+    }
 }
 
 /// Names the server's mirror of this context: this machine, this user, this directory.

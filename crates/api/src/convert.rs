@@ -55,6 +55,7 @@ pub fn options_to_proto(o: &BuildOptions, context_key: String) -> proto::BuildRe
         pull: o.pull,
         max_parallelism: u32::try_from(o.max_parallelism).unwrap_or(u32::MAX),
         options: o.options.clone().into_iter().collect(),
+        manifest_base: String::new(),
     }
 }
 

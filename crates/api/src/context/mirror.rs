@@ -210,11 +210,52 @@ impl IncomingFile {
     }
 }
 
+/// The file list of the last complete sync, so the next one can be a delta.
+const MANIFEST_FILE: &str = "manifest.pb";
+
 impl Mirror {
+    /// The file list stored by the last complete sync, if its generation is `generation`.
+    pub fn stored_manifest(&self, generation: &str) -> Option<Vec<FileEntry>> {
+        use prost::Message;
+        if generation.is_empty() {
+            return None;
+        }
+        let bytes = fs::read(self.dir.join(MANIFEST_FILE)).ok()?;
+        if generation_of(&bytes) != generation {
+            return None;
+        }
+        crate::proto::ContextManifest::decode(bytes.as_slice()).ok().map(|m| m.entries)
+    }
+
+    /// Forgets the stored file list: the mirror is about to change.
+    pub fn forget_manifest(&self) -> Result<(), MirrorError> {
+        let path = self.dir.join(MANIFEST_FILE);
+        match fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(MirrorError::Io { action: "remove", path, source: e }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Stores the file list the mirror now matches; returns its generation.
+    pub fn store_manifest(&self, entries: &[FileEntry]) -> Result<String, MirrorError> {
+        use prost::Message;
+        let bytes = crate::proto::ContextManifest { entries: entries.to_vec(), ..Default::default() }.encode_to_vec();
+        let mut tmp = tempfile::NamedTempFile::new_in(&self.tmp).map_err(io("create temp file in", &self.tmp))?;
+        tmp.write_all(&bytes).map_err(io("write", tmp.path()))?;
+        tmp.as_file().sync_all().map_err(io("sync", tmp.path()))?;
+        let dest = self.dir.join(MANIFEST_FILE);
+        tmp.persist(&dest).map_err(|e| MirrorError::Io { action: "rename into", path: dest, source: e.error })?;
+        Ok(generation_of(&bytes))
+    }
+
     /// Whether files get the client's owner (the server runs as root).
     pub fn as_root(&self) -> bool {
         self.as_root
     }
+}
+
+fn generation_of(bytes: &[u8]) -> String {
+    blake3::hash(bytes).to_hex().as_str()[..32].to_string()
 }
 
 fn mtime_of(nanos: i64) -> SystemTime {
@@ -288,6 +329,18 @@ mod tests {
         assert_eq!(second.needed, [2]);
         assert_eq!(fs::read(m.files_dir().join("src/b")).expect("read"), b"yy");
         assert_eq!(fs::read_link(m.files_dir().join("l")).expect("readlink"), Path::new("src/a"));
+    }
+
+    #[test]
+    fn a_stored_file_list_is_found_by_its_generation_only() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let m = Mirror::open(root.path(), "k").expect("open");
+        let entries = vec![dir("d"), file("d/x", 1, 1)];
+        let generation = m.store_manifest(&entries).expect("store");
+        assert_eq!(m.stored_manifest(&generation), Some(entries));
+        assert_eq!(m.stored_manifest("0000"), None);
+        m.forget_manifest().expect("forget");
+        assert_eq!(m.stored_manifest(&generation), None);
     }
 
     #[test]

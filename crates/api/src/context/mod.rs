@@ -10,6 +10,8 @@
 pub mod mirror;
 pub mod walk;
 
+use std::collections::{BTreeMap, HashMap, HashSet};
+
 use crate::proto::{FileEntry, FileKind};
 
 /// Bytes per `FileChunk`: well under the message size limit, big enough to keep the pipe full.
@@ -49,9 +51,47 @@ pub fn kind(e: &FileEntry) -> FileKind {
     FileKind::try_from(e.kind).unwrap_or(FileKind::Unspecified)
 }
 
+/// What changed from `before` to `now`: entries added or changed, and paths removed.
+pub fn delta(before: &[FileEntry], now: &[FileEntry]) -> (Vec<FileEntry>, Vec<String>) {
+    let old: HashMap<&str, &FileEntry> = before.iter().map(|e| (e.path.as_str(), e)).collect();
+    let new: HashSet<&str> = now.iter().map(|e| e.path.as_str()).collect();
+    let changed = now.iter().filter(|e| old.get(e.path.as_str()) != Some(e)).cloned().collect();
+    let removed = before.iter().filter(|e| !new.contains(e.path.as_str())).map(|e| e.path.clone()).collect();
+    (changed, removed)
+}
+
+/// `base` with a delta applied, in path order (a parent, a prefix of its children, sorts first).
+pub fn apply_delta(base: Vec<FileEntry>, changed: Vec<FileEntry>, removed: &[String]) -> Vec<FileEntry> {
+    let mut all: BTreeMap<String, FileEntry> = base.into_iter().map(|e| (e.path.clone(), e)).collect();
+    for r in removed {
+        all.remove(r);
+    }
+    for e in changed {
+        all.insert(e.path.clone(), e);
+    }
+    all.into_values().collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn entry(path: &str, size: u64) -> FileEntry {
+        FileEntry { path: path.into(), kind: FileKind::File as i32, size, ..Default::default() }
+    }
+
+    #[test]
+    fn a_delta_applied_to_its_base_gives_the_new_list() {
+        let dir = FileEntry { path: "d".into(), kind: FileKind::Dir as i32, ..Default::default() };
+        let before = vec![entry("a", 1), dir.clone(), entry("d/x", 1), entry("d/y", 1)];
+        let now = vec![entry("a", 2), dir, entry("d/y", 1), entry("d/z", 1)];
+        let (changed, removed) = delta(&before, &now);
+        assert_eq!(changed.iter().map(|e| e.path.as_str()).collect::<Vec<_>>(), ["a", "d/z"]);
+        assert_eq!(removed, ["d/x"]);
+        let mut sorted = now.clone();
+        sorted.sort_by(|a, b| a.path.cmp(&b.path));
+        assert_eq!(apply_delta(before, changed, &removed), sorted);
+    }
 
     #[test]
     fn escaping_paths_are_refused() {

@@ -1,6 +1,7 @@
 //! One build session: the request, the context sync, the build with its progress, the result.
 //! A client that goes away (or a server that stops) cancels the build.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
@@ -20,10 +21,48 @@ const MAX_ENTRIES: usize = 2_000_000;
 
 type Tx = mpsc::Sender<Result<BuildServerMessage, Status>>;
 
-async fn next(inbound: &mut Streaming<BuildClientMessage>, what: &str) -> Result<In, Status> {
+/// Bytes of the client's messages, as encoded: what crossed the network for the context.
+#[derive(Default)]
+struct Wire {
+    bytes: u64,
+}
+
+/// A file list as received: whole, or a delta against the stored one.
+struct FileList {
+    entries: Vec<FileEntry>,
+    removed: Vec<String>,
+    delta: bool,
+}
+
+async fn read_manifest(inbound: &mut Streaming<BuildClientMessage>, wire: &mut Wire) -> Result<FileList, Status> {
+    let mut list = FileList { entries: Vec::new(), removed: Vec::new(), delta: false };
+    loop {
+        match next(inbound, "the context file list", wire).await? {
+            In::Manifest(m) => {
+                list.entries.extend(m.entries);
+                list.removed.extend(m.removed);
+                list.delta = m.delta;
+                if list.entries.len() + list.removed.len() > MAX_ENTRIES {
+                    return Err(Status::resource_exhausted(format!("the build context has more than {MAX_ENTRIES} entries; exclude some with .dockerignore")));
+                }
+                if m.last {
+                    return Ok(list);
+                }
+            }
+            _ => return Err(Status::invalid_argument("expected the context file list")),
+        }
+    }
+}
+
+async fn next(inbound: &mut Streaming<BuildClientMessage>, what: &str, wire: &mut Wire) -> Result<In, Status> {
     match inbound.message().await {
-        Ok(Some(BuildClientMessage { msg: Some(m) })) => Ok(m),
-        Ok(Some(_)) => Err(Status::invalid_argument(format!("empty message where {what} was expected"))),
+        Ok(Some(m)) => {
+            wire.bytes += prost::Message::encoded_len(&m) as u64;
+            match m.msg {
+                Some(m) => Ok(m),
+                None => Err(Status::invalid_argument(format!("empty message where {what} was expected"))),
+            }
+        }
         Ok(None) => Err(Status::cancelled(format!("the client closed the session before sending {what}"))),
         Err(s) => Err(Status::cancelled(format!("the client went away while sending {what}: {}", s.message()))),
     }
@@ -48,7 +87,8 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, MirrorError> 
 }
 
 pub(crate) async fn run(shared: &Arc<Shared>, mut inbound: Streaming<BuildClientMessage>, tx: &Tx) -> Result<(), Status> {
-    let request = match next(&mut inbound, "the build request").await? {
+    let mut first = Wire::default();
+    let request = match next(&mut inbound, "the build request", &mut first).await? {
         In::Request(r) => r,
         _ => return Err(Status::invalid_argument("the first message of a build must be the build request")),
     };
@@ -56,50 +96,63 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut inbound: Streaming<BuildClient
         return Err(Status::invalid_argument("the build request has no context_key"));
     }
     let context_key = request.context_key.clone();
+    let manifest_base = request.manifest_base.clone();
     let options = convert::options_from_proto(request);
     let _span = tracing::info_span!("build", context = %context_key, dockerfile = %options.dockerfile_name).entered();
     tracing::info!(?options, "build requested");
     drop(_span);
 
-    // The file list.
-    let mut entries: Vec<FileEntry> = Vec::new();
-    loop {
-        match next(&mut inbound, "the context file list").await? {
-            In::Manifest(m) => {
-                entries.extend(m.entries);
-                if entries.len() > MAX_ENTRIES {
-                    return Err(Status::resource_exhausted(format!("the build context has more than {MAX_ENTRIES} entries; exclude some with .dockerignore")));
-                }
-                if m.last {
-                    break;
-                }
-            }
-            _ => return Err(Status::invalid_argument("expected the context file list after the build request")),
-        }
-    }
-
-    // Compare with the mirror; one build per mirror at a time.
+    // The file list (or what changed since the one the server keeps), then the mirror's plan.
     let lock = shared.mirror_lock(&context_key);
     let _mirror_guard = lock.lock().await;
+    let mut wire = first;
     let root = shared.state_root.clone();
     let key = context_key.clone();
-    let (mirror, plan, entries) = blocking(move || {
-        let m = Mirror::open(&root, &key)?;
-        let plan = m.plan(&entries)?;
-        Ok((m, plan, entries))
-    })
-    .await?;
-    send(tx, Out::Need(proto::NeedFiles { indexes: plan.needed.clone() })).await?;
+    let mirror = Arc::new(blocking(move || Mirror::open(&root, &key)).await?);
+    let mut list = read_manifest(&mut inbound, &mut wire).await?;
+    if list.delta {
+        let m = mirror.clone();
+        let base_gen = manifest_base.clone();
+        let base = blocking(move || Ok(m.stored_manifest(&base_gen))).await?;
+        match base {
+            Some(base) => {
+                list.entries = crate::context::apply_delta(base, std::mem::take(&mut list.entries), &list.removed);
+            }
+            None => {
+                send(tx, Out::Need(proto::NeedFiles { full_manifest: true, paths: Vec::new() })).await?;
+                list = read_manifest(&mut inbound, &mut wire).await?;
+                if list.delta {
+                    return Err(Status::invalid_argument("asked for the whole file list, got a delta again"));
+                }
+            }
+        }
+    }
+    let entries = list.entries;
+    let (plan, entries) = {
+        let m = mirror.clone();
+        blocking(move || {
+            m.forget_manifest()?;
+            let plan = m.plan(&entries)?;
+            Ok((plan, entries))
+        })
+        .await?
+    };
+    let needed: Vec<&FileEntry> = plan.needed.iter().map(|&i| &entries[i as usize]).collect();
+    send(tx, Out::Need(proto::NeedFiles { full_manifest: false, paths: needed.iter().map(|e| e.path.clone()).collect() })).await?;
 
     // The bytes of the files it lacks, in the order asked.
     let mut bytes_received = 0u64;
-    for &index in &plan.needed {
-        let entry = &entries[index as usize];
+    let mut pending: VecDeque<proto::FileChunk> = VecDeque::new();
+    for (index, entry) in needed.iter().enumerate() {
+        let index = index as u32;
         let mut file = tokio::task::block_in_place(|| mirror.receive(entry)).map_err(mirror_status)?;
         loop {
-            let chunk = match next(&mut inbound, "file contents").await? {
-                In::Chunk(c) => c,
-                _ => return Err(Status::invalid_argument("expected file contents")),
+            let Some(chunk) = pending.pop_front() else {
+                match next(&mut inbound, "file contents", &mut wire).await? {
+                    In::Data(d) => pending.extend(d.chunks),
+                    _ => return Err(Status::invalid_argument("expected file contents")),
+                }
+                continue;
             };
             if chunk.index != index {
                 return Err(Status::invalid_argument(format!("got bytes of file #{} while #{index} ({}) was expected", chunk.index, entry.path)));
@@ -110,7 +163,9 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut inbound: Streaming<BuildClient
             if file.written() + len > entry.size {
                 return Err(Status::invalid_argument(format!("{}: more bytes than the {} listed", entry.path, entry.size)));
             }
-            tokio::task::block_in_place(|| file.write(&chunk.data)).map_err(mirror_status)?;
+            if !chunk.data.is_empty() {
+                tokio::task::block_in_place(|| file.write(&chunk.data)).map_err(mirror_status)?;
+            }
             if chunk.eof {
                 break;
             }
@@ -121,13 +176,26 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut inbound: Streaming<BuildClient
         let as_root = mirror.as_root();
         tokio::task::block_in_place(|| file.commit(entry, as_root)).map_err(mirror_status)?;
     }
-    let mirror = Arc::new(mirror);
-    let entries = Arc::new(entries);
-    {
-        let (m, e) = (mirror.clone(), entries.clone());
-        blocking(move || m.finish(&e)).await?;
+    if !pending.is_empty() {
+        return Err(Status::invalid_argument("more file contents than the server asked for"));
     }
-    let synced = proto::ContextSynced { files_total: entries.len() as u64, files_received: plan.needed.len() as u64, bytes_received, files_removed: plan.removed };
+    let files_total = entries.len() as u64;
+    let generation = {
+        let m = mirror.clone();
+        blocking(move || {
+            m.finish(&entries)?;
+            m.store_manifest(&entries)
+        })
+        .await?
+    };
+    let synced = proto::ContextSynced {
+        files_total,
+        files_received: plan.needed.len() as u64,
+        bytes_received,
+        files_removed: plan.removed,
+        generation,
+        wire_bytes_received: wire.bytes,
+    };
     tracing::info!(files = synced.files_total, received = synced.files_received, bytes = bytes_received, "context synced");
     send(tx, Out::Synced(synced.clone())).await?;
 
@@ -200,5 +268,6 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut inbound: Streaming<BuildClient
     result.metadata.insert("context.files_received".into(), synced.files_received.to_string());
     result.metadata.insert("context.bytes_received".into(), synced.bytes_received.to_string());
     result.metadata.insert("context.files_removed".into(), synced.files_removed.to_string());
+    result.metadata.insert("context.wire_bytes_received".into(), synced.wire_bytes_received.to_string());
     send(tx, Out::Result(result)).await
 }

@@ -52,7 +52,7 @@ impl Server {
     }
 
     fn config(&self) -> ClientConfig {
-        ClientConfig { addr: Address::parse(&self.addr).expect("address"), token: None, tls: None }
+        ClientConfig { addr: Address::parse(&self.addr).expect("address"), token: None, tls: None, cache_dir: Some(self.root.path().join("client-cache")) }
     }
 
     fn connect(&self) -> Remote {
@@ -340,11 +340,23 @@ fn after_a_first_build_of_10000_files_one_changed_file_is_all_that_crosses_the_n
     assert_eq!(second.context.bytes_received, changed.len() as u64, "exactly the changed file's bytes");
     assert_eq!(second.outcome.metadata.get("context.bytes_received").map(String::as_str), Some(changed.len().to_string().as_str()));
     assert_eq!(remote.info().expect("info").context_bytes_received - before, changed.len() as u64, "the server counted the same bytes");
+    // Everything else on the wire is the request and a one-entry delta of the file list.
+    assert!(second.context.wire_bytes_received < changed.len() as u64 + 1024, "{} bytes on the wire", second.context.wire_bytes_received);
+    assert_eq!(second.bytes_sent, second.context.wire_bytes_received, "client and server count the same bytes");
     assert_ne!(second.outcome.image_digest, first.outcome.image_digest, "the change is in the image");
 
     std::fs::remove_file(ctx.path().join("d03/f00003.txt")).expect("rm");
     let (third, _) = remote_build(&remote, &opts, ctx.path());
     assert_eq!((third.context.files_received, third.context.files_removed), (0, 1), "a deleted file is deleted on the server, nothing is sent");
+
+    // A server that lost the file list the client's delta is against asks for the whole list,
+    // and still needs no file contents.
+    for m in server.state().join("contexts").read_dir().expect("mirrors").flatten() {
+        let _ = std::fs::remove_file(m.path().join("manifest.pb"));
+    }
+    let (fourth, _) = remote_build(&remote, &opts, ctx.path());
+    assert_eq!((fourth.context.files_total, fourth.context.files_received), (10_050, 0), "10,000 files - 1 + Dockerfile + 50 directories");
+    assert_eq!(fourth.outcome.image_digest, third.outcome.image_digest);
 }
 
 #[test]
@@ -431,7 +443,7 @@ fn context_paths_that_escape_are_refused_by_the_server() {
             let mut client = api::proto::control_client::ControlClient::connect(format!("http://{}", server.addr.trim_start_matches("tcp://"))).await.expect("connect");
             let msgs = vec![
                 BuildClientMessage { msg: Some(Msg::Request(BuildRequest { context_key: "evil".into(), dockerfile: b"FROM scratch\n".to_vec().into(), ..Default::default() })) },
-                BuildClientMessage { msg: Some(Msg::Manifest(ContextManifest { entries, last: true })) },
+                BuildClientMessage { msg: Some(Msg::Manifest(ContextManifest { entries, last: true, ..Default::default() })) },
             ];
             let mut stream = client.build(tokio_stream::iter(msgs)).await.expect("call").into_inner();
             loop {
