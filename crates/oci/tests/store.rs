@@ -128,3 +128,28 @@ fn concurrent_taggers_lose_no_tag() {
     });
     assert_eq!(store.list().expect("list").len(), 81);
 }
+
+#[test]
+fn gc_with_a_grace_period_keeps_fresh_untagged_blobs() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = Store::open(dir.path()).expect("open");
+    let blob = store.put_bytes(b"a layer a concurrent pull just stored").expect("put");
+    let stats = store.gc_older_than(&[], std::time::Duration::from_secs(600)).expect("gc");
+    assert_eq!(stats.removed_blobs, 0);
+    assert!(store.has_blob(&blob.digest));
+    assert_eq!(store.gc(&[]).expect("gc").removed_blobs, 1);
+    assert!(!store.has_blob(&blob.digest));
+}
+
+#[test]
+fn extra_roots_keep_their_whole_image() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = Store::open(dir.path()).expect("open");
+    let tar = tar_with(&[("x", b"x")]);
+    let r = Reference::parse("cache/only:1").expect("ref");
+    let image = oci::import::import_rootfs(&store, &tar[..], &r, "x.tar").expect("import");
+    store.untag(&r).expect("untag");
+    // A build-cache entry that references the manifest keeps manifest, config and layers.
+    assert_eq!(store.gc(&[image.manifest_digest.clone()]).expect("gc").removed_blobs, 0);
+    assert!(store.image_from_descriptor(&store.manifest_descriptor(&image.manifest_digest).expect("desc")).is_ok());
+}

@@ -21,13 +21,31 @@ impl Store {
     /// Deletes every blob not reachable from a tag or from `extra_roots` (the manifests, configs
     /// or layers that containers and the build cache use). Holds the index lock throughout, so
     /// no tag can appear in between.
+    ///
+    /// A blob another process has stored but not yet tagged (a pull in progress) looks
+    /// unreferenced; when other processes may be running, use [`Store::gc_older_than`].
     pub fn gc(&self, extra_roots: &[Digest]) -> Result<GcStats> {
+        self.gc_older_than(extra_roots, std::time::Duration::ZERO)
+    }
+
+    /// Like [`Store::gc`], but keeps blobs written less than `min_age` ago, so the work of
+    /// concurrent pulls and builds survives.
+    pub fn gc_older_than(&self, extra_roots: &[Digest], min_age: std::time::Duration) -> Result<GcStats> {
         let _lock = self.lock_index()?;
         let live = self.reachable(extra_roots)?;
         let dir = self.blobs_dir();
         let mut candidates = Vec::new();
         for entry in fs::read_dir(&dir).map_err(Error::io("list", &dir))?.flatten() {
             let name = entry.file_name();
+            let young = entry
+                .metadata()
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .and_then(|t| t.elapsed().ok())
+                .is_some_and(|age| age < min_age);
+            if young {
+                continue;
+            }
             if let Ok(d) = Digest::from_hex(&name.to_string_lossy()) {
                 candidates.push(d);
             }
