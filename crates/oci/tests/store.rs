@@ -150,6 +150,6 @@ fn extra_roots_keep_their_whole_image() {
     let image = oci::import::import_rootfs(&store, &tar[..], &r, "x.tar").expect("import");
     store.untag(&r).expect("untag");
     // A build-cache entry that references the manifest keeps manifest, config and layers.
-    assert_eq!(store.gc(&[image.manifest_digest.clone()]).expect("gc").removed_blobs, 0);
+    assert_eq!(store.gc(std::slice::from_ref(&image.manifest_digest)).expect("gc").removed_blobs, 0);
     assert!(store.image_from_descriptor(&store.manifest_descriptor(&image.manifest_digest).expect("desc")).is_ok());
 }
