@@ -12,7 +12,8 @@ use std::sync::mpsc::{self, Receiver, SyncSender};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
-use flate2::{Compress, Compression, Crc, FlushCompress, Status};
+use crc32fast::Hasher as Crc;
+use flate2::{Compress, Compression, FlushCompress, Status};
 use sha2::{Digest as _, Sha256};
 
 use crate::digest::Digest;
@@ -39,7 +40,7 @@ pub struct Layer {
 }
 
 /// What a worker sends back: a deflated chunk and the CRC of its input.
-type ChunkResult = io::Result<(Vec<u8>, Crc)>;
+type ChunkResult = io::Result<(Vec<u8>, Crc, u64)>;
 
 struct Job {
     data: Vec<u8>,
@@ -59,6 +60,8 @@ pub struct ParallelGzip<W: Write> {
     workers: Vec<JoinHandle<()>>,
     max_pending: usize,
     crc: Crc,
+    /// Uncompressed bytes so far (the gzip trailer keeps it mod 2^32).
+    total_in: u64,
     header_written: bool,
 }
 
@@ -94,6 +97,7 @@ impl<W: Write> ParallelGzip<W> {
             workers,
             max_pending: threads * 2 + 1,
             crc: Crc::new(),
+            total_in: 0,
             header_written: false,
         }
     }
@@ -118,7 +122,7 @@ impl<W: Write> ParallelGzip<W> {
 
     fn drain_one(&mut self) -> io::Result<()> {
         let Some(rx) = self.pending.pop_front() else { return Ok(()) };
-        let (bytes, crc) = rx.recv().map_err(|_| io::Error::other("gzip worker died"))??;
+        let (bytes, crc, chunk_len) = rx.recv().map_err(|_| io::Error::other("gzip worker died"))??;
         if !self.header_written {
             self.header_written = true;
             let xfl = if self.level >= 9 { 2 } else if self.level <= 1 { 4 } else { 0 };
@@ -126,6 +130,7 @@ impl<W: Write> ParallelGzip<W> {
             self.out()?.write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, xfl, 3])?;
         }
         self.crc.combine(&crc);
+        self.total_in += chunk_len;
         self.out()?.write_all(&bytes)
     }
 
@@ -135,7 +140,7 @@ impl<W: Write> ParallelGzip<W> {
         while !self.pending.is_empty() {
             self.drain_one()?;
         }
-        let (sum, amount) = (self.crc.sum(), self.crc.amount());
+        let (sum, amount) = (self.crc.clone().finalize(), self.total_in as u32);
         let out = self.out()?;
         out.write_all(&sum.to_le_bytes())?;
         out.write_all(&amount.to_le_bytes())?;
@@ -212,7 +217,7 @@ fn deflate_chunk(level: u32, data: &[u8], dict: &[u8], last: bool) -> ChunkResul
         // An empty stored block with BFINAL=1 ends the deflate stream.
         out.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
     }
-    Ok((out, crc))
+    Ok((out, crc, data.len() as u64))
 }
 
 /// Largest stored block deflate allows.
