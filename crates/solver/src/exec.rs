@@ -150,7 +150,7 @@ pub fn run(mut req: ExecRequest<'_>) -> Result<PathBuf> {
         ..Default::default()
     };
     let spec = runtime::build_spec(&opts).map_err(|e| SolveError::step(req.step, e.to_string()))?;
-    let (rd, wr) = nix::unistd::pipe().map_err(|e| SolveError::step(req.step, format!("creating output pipe: {e}")))?;
+    let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SolveError::step(req.step, format!("creating output pipe: {e}")))?;
     let tail = Mutex::new(Vec::<u8>::new());
     let status = std::thread::scope(|s| -> Result<runtime::ExitStatus> {
         let reader = s.spawn(|| {

@@ -552,3 +552,54 @@ fn add_url_downloads_and_verifies_the_checksum() {
     let _ = server.wait();
     assert!(!ok && err.contains("checksum"), "{err}");
 }
+
+#[test]
+fn first_failure_cancels_the_other_running_steps() {
+    let b = with_busybox();
+    let df = "FROM busybox:test AS slow\nRUN sleep 60 && echo never > /x\n\
+              FROM busybox:test AS broken\nRUN sleep 0.5 && exit 7\n\
+              FROM busybox:test\nCOPY --from=slow /x /x\nCOPY --from=broken /etc/passwd /p\n";
+    let ctx = context(&[("Dockerfile", df)]);
+    let (ok, err) = build(&b, ctx.path(), &[]);
+    assert!(!ok && err.contains("exit code 7"), "{err}");
+    let (_, ran) = cached_and_ran(&err);
+    assert!(!ran.iter().any(|s| s.contains("sleep 60")), "the slow step was stopped, not finished: {ran:?}");
+    let ps = std::process::Command::new("ps").args(["-eo", "args"]).output().expect("ps");
+    assert!(!String::from_utf8_lossy(&ps.stdout).lines().any(|l| l.trim() == "sleep 60"), "no sandbox process is left");
+}
+
+#[test]
+fn ctrl_c_stops_the_build_and_its_processes() {
+    let b = with_busybox();
+    let ctx = context(&[("Dockerfile", "FROM busybox:test\nRUN sleep 45\n")]);
+    let mut child = b
+        .cmd()
+        .args(["build", "--progress", "plain", ctx.path().to_str().expect("utf8")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let stderr = child.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut all = String::new();
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if line.contains("RUN sleep 45") {
+                let _ = tx.send(());
+            }
+            all.push_str(&line);
+            all.push('\n');
+        }
+        all
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(60)).expect("the RUN started");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).expect("SIGINT");
+    let status = child.wait().expect("wait");
+    let log = reader.join().expect("reader");
+    assert!(!status.success());
+    assert!(log.contains("build cancelled"), "{log}");
+    let ps = std::process::Command::new("ps").args(["-eo", "args"]).output().expect("ps");
+    assert!(!String::from_utf8_lossy(&ps.stdout).lines().any(|l| l.trim() == "sleep 45"), "no sandbox process is left");
+}
