@@ -47,8 +47,17 @@ pub fn with_etc_files(bundle: &Path, spec: &Spec) -> Result<Spec> {
 }
 
 fn write_if_changed(path: &Path, body: &str) -> Result<()> {
-    if std::fs::read_to_string(path).is_ok_and(|old| old == body) {
-        return Ok(());
+    match std::fs::read_to_string(path) {
+        Ok(old) if old == body => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            // A new bundle: nobody reads the file before the container starts, so a
+            // direct write is as safe as tmp + rename, and cheaper.
+            use std::io::Write;
+            if let Ok(mut f) = std::fs::OpenOptions::new().write(true).create_new(true).open(path) {
+                return f.write_all(body.as_bytes()).map_err(|e| Error::io("writing", path, e));
+            }
+        }
+        _ => {}
     }
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, body).map_err(|e| Error::io("writing", &tmp, e))?;

@@ -58,6 +58,7 @@ struct Overlay {
     lowers: Vec<CString>,
     upper: CString,
     work: CString,
+    volatile: bool,
 }
 
 /// Everything the child needs, prepared before it exists.
@@ -186,6 +187,7 @@ impl Plan {
                 lowers: o.lowers.iter().map(|l| cstr(l, "lower dir")).collect::<Result<_>>()?,
                 upper: cstr(&o.upper, "upper dir")?,
                 work: cstr(&o.work, "work dir")?,
+                volatile: spec::wants_volatile(spec),
             }),
         };
         let mut mounts = Vec::new();
@@ -277,7 +279,7 @@ impl Plan {
                 for (i, l) in o.lowers.iter().take(n).enumerate() {
                     lowers[i] = l.as_c_str();
                 }
-                sys.mount_overlay(&lowers[..n], &o.upper, &o.work, root).map_err(fail("mounting the overlay root at", Some(root)))?;
+                sys.mount_overlay(&lowers[..n], &o.upper, &o.work, o.volatile, root).map_err(fail("mounting the overlay root at", Some(root)))?;
             }
             None => sys.mount(Some(root), root, None, libc::MS_BIND | libc::MS_REC, None).map_err(fail("bind-mounting the root", Some(root)))?,
         }

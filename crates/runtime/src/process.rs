@@ -35,8 +35,11 @@ pub enum Io {
     Inherit,
     /// /dev/null.
     Null,
-    /// A descriptor the caller owns (a pipe, a file, a pty).
+    /// A descriptor the caller owns (a pipe, a file).
     Fd(OwnedFd),
+    /// A new pseudo-terminal allocated inside the container (its own /dev/pts), used for
+    /// all three streams; the caller gets the master with [`Container::take_terminal`].
+    Terminal,
 }
 
 /// The container's stdin, stdout and stderr.
@@ -57,6 +60,10 @@ impl Stdio {
     /// Given descriptors; a missing stdin reads from /dev/null.
     pub fn fds(stdin: Option<OwnedFd>, stdout: OwnedFd, stderr: OwnedFd) -> Stdio {
         Stdio { stdin: stdin.map_or(Io::Null, Io::Fd), stdout: Io::Fd(stdout), stderr: Io::Fd(stderr) }
+    }
+    /// A pseudo-terminal inside the container (`-t`).
+    pub fn terminal() -> Stdio {
+        Stdio { stdin: Io::Terminal, stdout: Io::Terminal, stderr: Io::Terminal }
     }
 }
 
@@ -96,9 +103,15 @@ pub struct Container {
     pid: Pid,
     cgroup: Option<Cgroup>,
     done: bool,
+    terminal: Option<OwnedFd>,
 }
 
 impl Container {
+    /// The master side of the container's terminal (with [`Io::Terminal`]).
+    pub fn take_terminal(&mut self) -> Option<OwnedFd> {
+        self.terminal.take()
+    }
+
     /// The host PID of the container's first process.
     pub fn pid(&self) -> i32 {
         self.pid.as_raw()
@@ -218,8 +231,11 @@ fn launch(plan: &Plan, cgroup: Option<Cgroup>, stdio: Stdio, mode: Mode<'_>) -> 
     // Descriptors for 0, 1, 2 in the child; owned ones stay alive until the child has them.
     let mut keep: Vec<OwnedFd> = Vec::new();
     let mut targets = [0 as RawFd; 3];
+    let wants_terminal = [&stdio.stdin, &stdio.stdout, &stdio.stderr].iter().any(|io| matches!(io, Io::Terminal));
     for (i, io) in [stdio.stdin, stdio.stdout, stdio.stderr].into_iter().enumerate() {
         targets[i] = match io {
+            // Replaced by the terminal's slave inside the container.
+            Io::Terminal => i as RawFd,
             Io::Inherit => i as RawFd,
             Io::Null => {
                 let f = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null").map_err(|e| Error::io("opening", "/dev/null", e))?;
@@ -253,6 +269,14 @@ fn launch(plan: &Plan, cgroup: Option<Cgroup>, stdio: Stdio, mode: Mode<'_>) -> 
     };
     let (sync_r, sync_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
+    // The child sends the terminal's master over this socket.
+    let console = if wants_terminal {
+        use nix::sys::socket::{AddressFamily, SockFlag, SockType, socketpair};
+        Some(socketpair(AddressFamily::Unix, SockType::Stream, None, SockFlag::SOCK_CLOEXEC).map_err(|e| Error::sys("creating the console socket", e))?)
+    } else {
+        None
+    };
+    let console_child = console.as_ref().map_or(-1, |(_, c)| c.as_raw_fd());
     let flags = match mode {
         Mode::Create => plan.namespaces.bits() as libc::c_long,
         Mode::Join(_) => 0,
@@ -265,19 +289,24 @@ fn launch(plan: &Plan, cgroup: Option<Cgroup>, stdio: Stdio, mode: Mode<'_>) -> 
         return Err(Error::sys("clone (creating the container's namespaces)", Errno::last()));
     }
     if pid == 0 {
-        let child = Child { plan, sync_r: sync_r.as_raw_fd(), sync_w: sync_w.as_raw_fd(), err_r: err_r.as_raw_fd(), err_w: err_w.as_raw_fd(), stdio: high, argv: &argv, envp: &envp, ns_fds: &ns_fds };
+        let child = Child { plan, sync_r: sync_r.as_raw_fd(), sync_w: sync_w.as_raw_fd(), err_r: err_r.as_raw_fd(), err_w: err_w.as_raw_fd(), stdio: high, argv: &argv, envp: &envp, ns_fds: &ns_fds, console: console_child };
         child.main();
     }
     let pid = Pid::from_raw(pid as i32);
     drop(sync_r);
     drop(err_w);
-    let mut container = Container { pid, cgroup, done: false };
+    let mut container = Container { pid, cgroup, done: false, terminal: None };
     if let Some(cg) = &container.cgroup {
         cg.add(pid.as_raw())?;
     }
     nix::unistd::write(&sync_w, b"g").map_err(|e| Error::sys("releasing the container", e))?;
     drop(sync_w);
     drop(keep);
+    if let Some((ours, theirs)) = console {
+        drop(theirs);
+        // Nothing arrives if setup failed first: the report below says why.
+        container.terminal = receive_fd(&ours);
+    }
     let mut report = [0u8; 1024];
     let mut n = 0;
     loop {
@@ -319,6 +348,8 @@ struct Child<'a> {
     argv: &'a [*const libc::c_char],
     envp: &'a [*const libc::c_char],
     ns_fds: &'a [RawFd],
+    /// Socket to send the terminal master on, or -1.
+    console: RawFd,
 }
 
 impl Child<'_> {
@@ -352,6 +383,9 @@ impl Child<'_> {
             if self.plan.init {
                 self.become_init();
             }
+        }
+        if self.console >= 0 {
+            self.open_terminal(&sys);
         }
         if let Err(f) = self.plan.become_process(&sys) {
             self.report(b's', &f);
@@ -433,6 +467,52 @@ impl Child<'_> {
         }
     }
 
+    /// Allocates a pty in the container's own /dev/pts, makes its slave our stdio and
+    /// sends the master to the parent.
+    fn open_terminal(&self, sys: &LinuxSyscall) {
+        let fail = |step| Failure { step, path: None, errno: Errno::last() };
+        // SAFETY: plain system calls on descriptors we own; the cmsg buffer is a
+        // properly aligned stack array large enough for one descriptor.
+        unsafe {
+            let master = libc::open(c"/dev/ptmx".as_ptr(), libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC);
+            if master < 0 {
+                self.report(b's', &fail("opening /dev/ptmx"));
+            }
+            let unlock: libc::c_int = 0;
+            if libc::ioctl(master, libc::TIOCSPTLCK, &unlock) < 0 {
+                self.report(b's', &fail("unlocking the terminal"));
+            }
+            let slave = libc::ioctl(master, libc::TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY);
+            if slave < 0 {
+                self.report(b's', &fail("opening the terminal"));
+            }
+            for fd in 0..3 {
+                if let Err(e) = sys.dup2(slave, fd) {
+                    self.report(b's', &Failure { step: "setting up the terminal", path: None, errno: e });
+                }
+            }
+            libc::close(slave);
+            let mut byte = [0u8; 1];
+            let mut iov = libc::iovec { iov_base: byte.as_mut_ptr().cast(), iov_len: 1 };
+            let mut cbuf = [0u64; 4];
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            msg.msg_control = cbuf.as_mut_ptr().cast();
+            msg.msg_controllen = libc::CMSG_SPACE(std::mem::size_of::<libc::c_int>() as u32) as usize;
+            let cmsg = libc::CMSG_FIRSTHDR(&msg);
+            (*cmsg).cmsg_level = libc::SOL_SOCKET;
+            (*cmsg).cmsg_type = libc::SCM_RIGHTS;
+            (*cmsg).cmsg_len = libc::CMSG_LEN(std::mem::size_of::<libc::c_int>() as u32) as usize;
+            std::ptr::write_unaligned(libc::CMSG_DATA(cmsg).cast::<libc::c_int>(), master);
+            if libc::sendmsg(self.console, &msg, 0) < 0 {
+                self.report(b's', &fail("sending the terminal"));
+            }
+            libc::close(master);
+            libc::close(self.console);
+        }
+    }
+
     fn report(&self, kind: u8, f: &Failure<'_>) -> ! {
         let mut buf = [0u8; 1024];
         buf[0] = kind;
@@ -484,4 +564,22 @@ fn wait_code(pid: libc::pid_t) -> i32 {
 fn raw_fork() -> libc::pid_t {
     // SAFETY: a fork-like clone; the caller only makes system calls afterwards.
     unsafe { libc::syscall(libc::SYS_clone, libc::SIGCHLD as libc::c_long, 0usize, 0usize, 0usize, 0usize) as libc::pid_t }
+}
+
+/// Receives one descriptor sent with SCM_RIGHTS; None if the peer closed first.
+fn receive_fd(sock: &OwnedFd) -> Option<OwnedFd> {
+    use nix::sys::socket::{ControlMessageOwned, MsgFlags, recvmsg};
+    let mut byte = [0u8; 1];
+    let mut iov = [std::io::IoSliceMut::new(&mut byte)];
+    let mut space = nix::cmsg_space!(RawFd);
+    let msg = recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC).ok()?;
+    for c in msg.cmsgs().ok()? {
+        if let ControlMessageOwned::ScmRights(fds) = c {
+            if let Some(&fd) = fds.first() {
+                // SAFETY: the kernel just installed this descriptor for us.
+                return Some(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+    }
+    None
 }

@@ -77,11 +77,15 @@ pub struct SpecOptions {
     pub init: bool,
     /// Assemble the root from layers inside the container's mount namespace.
     pub overlay: Option<OverlayRootfs>,
+    /// The overlay's changes are thrown away (`run --rm`): skip syncing them to disk when
+    /// the container ends (overlayfs `volatile`), which saves a filesystem sync per run.
+    pub volatile: bool,
 }
 
 /// Annotation keys of the builder's own runtime; other runtimes ignore them.
 pub const ANNOTATION_INIT: &str = "org.builder.runtime.init";
 pub const ANNOTATION_OVERLAY: &str = "org.builder.runtime.overlay";
+pub const ANNOTATION_VOLATILE: &str = "org.builder.runtime.overlay.volatile";
 
 /// The PATH Docker gives a container whose image sets none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -154,6 +158,9 @@ pub fn build_spec(opts: &SpecOptions) -> Result<Spec> {
     if opts.init {
         annotations.insert(ANNOTATION_INIT.into(), json!("true"));
     }
+    if opts.volatile {
+        annotations.insert(ANNOTATION_VOLATILE.into(), json!("true"));
+    }
     if let Some(o) = &opts.overlay {
         let encoded = serde_json::to_string(o).map_err(|e| Error::InvalidSpec(e.to_string()))?;
         annotations.insert(ANNOTATION_OVERLAY.into(), json!(encoded));
@@ -223,6 +230,11 @@ pub fn tmpfs_mount(destination: impl Into<PathBuf>) -> Mount {
 /// Whether the spec asks for the runtime's tiny init as PID 1.
 pub fn wants_init(spec: &Spec) -> bool {
     spec.annotations().as_ref().and_then(|a| a.get(ANNOTATION_INIT)).is_some_and(|v| v == "true")
+}
+
+/// Whether the overlay's upper dir may skip syncing (its changes are thrown away).
+pub fn wants_volatile(spec: &Spec) -> bool {
+    spec.annotations().as_ref().and_then(|a| a.get(ANNOTATION_VOLATILE)).is_some_and(|v| v == "true")
 }
 
 /// The overlay root the spec asks the runtime to assemble, if any.

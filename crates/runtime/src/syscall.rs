@@ -35,7 +35,8 @@ pub trait Syscall {
     fn move_mount(&self, fd: RawFd, target: &CStr) -> SysResult;
     /// Mounts an overlay of `lowers` (top first) at `target` with the new mount API,
     /// which has no page-size limit on the number of layers.
-    fn mount_overlay(&self, lowers: &[&CStr], upper: &CStr, work: &CStr, target: &CStr) -> SysResult;
+    /// `volatile` skips syncing the upper dir when the overlay goes away.
+    fn mount_overlay(&self, lowers: &[&CStr], upper: &CStr, work: &CStr, volatile: bool, target: &CStr) -> SysResult;
     fn setrlimit(&self, resource: u32, soft: u64, hard: u64) -> SysResult;
     fn setgroups(&self, gids: &[libc::gid_t]) -> SysResult;
     fn setresgid(&self, gid: u32) -> SysResult;
@@ -165,7 +166,7 @@ impl Syscall for LinuxSyscall {
         // SAFETY: valid C strings; fd is a detached tree from open_tree.
         check(unsafe { libc::syscall(libc::SYS_move_mount, fd, empty.as_ptr(), libc::AT_FDCWD, target.as_ptr(), MOVE_MOUNT_F_EMPTY_PATH) })
     }
-    fn mount_overlay(&self, lowers: &[&CStr], upper: &CStr, work: &CStr, target: &CStr) -> SysResult {
+    fn mount_overlay(&self, lowers: &[&CStr], upper: &CStr, work: &CStr, volatile: bool, target: &CStr) -> SysResult {
         // SAFETY: "overlay" is a valid C string; fsopen returns a new fd or -1.
         let fs = unsafe { libc::syscall(libc::SYS_fsopen, c"overlay".as_ptr(), libc::FSOPEN_CLOEXEC) };
         if fs < 0 {
@@ -183,6 +184,10 @@ impl Syscall for LinuxSyscall {
             }
             set(c"upperdir", upper)?;
             set(c"workdir", work)?;
+            if volatile {
+                // SAFETY: FSCONFIG_SET_FLAG with a valid C string key.
+                check(unsafe { libc::syscall(libc::SYS_fsconfig, fs, 0 as libc::c_uint, c"volatile".as_ptr(), 0usize, 0) })?;
+            }
             // SAFETY: fs is our fs context; no pointers.
             check(unsafe { libc::syscall(libc::SYS_fsconfig, fs, FSCONFIG_CMD_CREATE, 0usize, 0usize, 0) })?;
             // SAFETY: fs is our fs context.
@@ -342,9 +347,10 @@ impl Syscall for RecordingSyscall {
     fn move_mount(&self, fd: RawFd, target: &CStr) -> SysResult {
         self.rec(format!("move_mount {fd} {}", s(target)))
     }
-    fn mount_overlay(&self, lowers: &[&CStr], upper: &CStr, work: &CStr, target: &CStr) -> SysResult {
+    fn mount_overlay(&self, lowers: &[&CStr], upper: &CStr, work: &CStr, volatile: bool, target: &CStr) -> SysResult {
         let l: Vec<String> = lowers.iter().map(|c| s(c)).collect();
-        self.rec(format!("mount_overlay lower={} upper={} work={} {}", l.join(":"), s(upper), s(work), s(target)))
+        let v = if volatile { " volatile" } else { "" };
+        self.rec(format!("mount_overlay lower={} upper={} work={}{v} {}", l.join(":"), s(upper), s(work), s(target)))
     }
     fn setrlimit(&self, resource: u32, soft: u64, hard: u64) -> SysResult {
         self.rec(format!("setrlimit {resource} {soft} {hard}"))

@@ -394,7 +394,7 @@ fn run(globals: &Globals, root: &Path, args: RunArgs) -> anyhow::Result<ExitCode
         auto_remove: args.rm,
         tty: args.tty,
     };
-    let dir = cstore.create(&state)?;
+    let dir = if args.rm && !args.detach { cstore.create_unlisted(&id)? } else { cstore.create(&state)? };
     let external = args.runtime.is_some();
     let opts = runtime::SpecOptions {
         rootfs: dir.join("rootfs"),
@@ -410,6 +410,8 @@ fn run(globals: &Globals, root: &Path, args: RunArgs) -> anyhow::Result<ExitCode
         terminal: args.tty,
         init: args.init,
         overlay: Some(runtime::OverlayRootfs { lowers, upper: dir.join("upper"), work: dir.join("work") }),
+        // --rm throws the changes away: no need to sync them when the container ends.
+        volatile: args.rm,
     };
     let spec = match runtime::build_spec(&opts) {
         Ok(mut s) => {
@@ -474,20 +476,18 @@ fn foreground(
         return finish(cstore, state, status, false);
     }
     if tty {
-        let pty = runtime::tty::Pty::open()?;
-        let stdin = std::io::stdin();
-        let on_terminal = runtime::tty::is_terminal(stdin.as_fd());
-        if on_terminal {
-            runtime::tty::copy_window_size(stdin.as_fd(), pty.master.as_fd());
-        }
-        let slave = pty.slave;
-        let stdio = runtime::Stdio { stdin: runtime::Io::Fd(slave.try_clone()?), stdout: runtime::Io::Fd(slave.try_clone()?), stderr: runtime::Io::Fd(slave) };
-        let container = runtime::start(dir, spec, stdio)?;
+        let mut container = runtime::start(dir, spec, runtime::Stdio::terminal())?;
         state.pid = Some(container.pid());
         state.cgroup_dirs = container.cgroup_dirs();
         cstore.save(&state)?;
+        let master = container.take_terminal().context("the container's terminal")?;
+        let stdin = std::io::stdin();
+        let on_terminal = runtime::tty::is_terminal(stdin.as_fd());
+        if on_terminal {
+            runtime::tty::copy_window_size(stdin.as_fd(), master.as_fd());
+        }
         let _raw = if on_terminal && interactive { Some(runtime::tty::RawMode::enable(stdin.as_fd())?) } else { None };
-        let master = std::fs::File::from(pty.master);
+        let master = std::fs::File::from(master);
         if interactive {
             let mut to_master = master.try_clone()?;
             std::thread::spawn(move || {
@@ -528,6 +528,10 @@ fn wait_with_oom(container: runtime::Container) -> anyhow::Result<(runtime::Exit
 }
 
 fn finish(cstore: &ContainerStore, mut state: ContainerState, status: runtime::ExitStatus, oom: bool) -> anyhow::Result<runtime::ExitStatus> {
+    if state.auto_remove {
+        // About to be removed: no need to record how it ended.
+        return Ok(status);
+    }
     state.status = Status::Exited;
     state.exit_code = Some(status.code());
     state.finished_at = Some(now());
@@ -825,17 +829,15 @@ fn exec(root: &Path, args: ExecArgs) -> anyhow::Result<ExitCode> {
     process.set_terminal(Some(args.tty));
     spec.set_process(Some(process));
     if args.tty {
-        let pty = runtime::tty::Pty::open()?;
+        let mut proc_ = runtime::exec(pid, state.cgroup_dirs.clone(), &spec, runtime::Stdio::terminal())?;
+        let master = proc_.take_terminal().context("the exec's terminal")?;
         let stdin = std::io::stdin();
         let on_terminal = runtime::tty::is_terminal(stdin.as_fd());
         if on_terminal {
-            runtime::tty::copy_window_size(stdin.as_fd(), pty.master.as_fd());
+            runtime::tty::copy_window_size(stdin.as_fd(), master.as_fd());
         }
-        let slave = pty.slave;
-        let stdio = runtime::Stdio { stdin: runtime::Io::Fd(slave.try_clone()?), stdout: runtime::Io::Fd(slave.try_clone()?), stderr: runtime::Io::Fd(slave) };
-        let proc_ = runtime::exec(pid, state.cgroup_dirs.clone(), &spec, stdio)?;
         let _raw = if on_terminal && args.interactive { Some(runtime::tty::RawMode::enable(stdin.as_fd())?) } else { None };
-        let master = std::fs::File::from(pty.master);
+        let master = std::fs::File::from(master);
         if args.interactive {
             let mut to_master = master.try_clone()?;
             std::thread::spawn(move || {

@@ -344,3 +344,57 @@ fn killing_the_foreground_builder_leaves_nothing_behind() {
     });
     wait_for("ps to show it exited", || b.ok(&["ps"]).lines().count() == 1);
 }
+
+#[test]
+fn tty_gives_the_process_a_real_terminal() {
+    let b = with_busybox();
+    let out = b.run(&["run", "--rm", "-t", "busybox:test", "sh", "-c", "tty; test -t 1 && echo is-a-tty"]);
+    let text = stdout(&out).replace("\r\n", "\n");
+    assert!(text.starts_with("/dev/pts/"), "{}", both(&out));
+    assert!(text.contains("is-a-tty"), "{text}");
+    assert_no_leaks(&b);
+}
+
+/// A Debian root made from this (Debian) host's own dynamically linked programs and
+/// their libraries, as `ldd` lists them.
+fn debian_rootfs_tar(dir: &Path) -> std::path::PathBuf {
+    let programs = ["/bin/bash", "/usr/bin/id", "/usr/bin/env", "/bin/ls", "/bin/cat"];
+    let mut files: Vec<String> = programs.iter().map(|s| s.to_string()).collect();
+    for p in programs {
+        let out = std::process::Command::new("ldd").arg(p).output().expect("ldd");
+        for line in String::from_utf8_lossy(&out.stdout).lines() {
+            if let Some(path) = line.split_whitespace().find(|w| w.starts_with('/')) {
+                files.push(path.to_string());
+            }
+        }
+    }
+    let path = dir.join("debian-rootfs.tar");
+    let mut tar = tar::Builder::new(std::fs::File::create(&path).unwrap());
+    tar.follow_symlinks(true);
+    files.sort();
+    files.dedup();
+    for f in &files {
+        tar.append_path_with_name(f, f.trim_start_matches('/')).unwrap();
+    }
+    for (name, body) in [("etc/passwd", "root:x:0:0:root:/root:/bin/bash\ndaemon:x:1:1:daemon:/usr/sbin:/usr/sbin/nologin\n"), ("etc/group", "root:x:0:\ndaemon:x:1:\n")] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(body.len() as u64);
+        h.set_mode(0o644);
+        h.set_cksum();
+        tar.append_data(&mut h, name, body.as_bytes()).unwrap();
+    }
+    tar.finish().unwrap();
+    path
+}
+
+#[test]
+fn dynamically_linked_debian_programs_run_with_their_libraries() {
+    let b = Builder::new();
+    let tar = debian_rootfs_tar(b.root());
+    b.ok(&["import", tar.to_str().unwrap(), "debian:host-bits"]);
+    let out = b.run(&["run", "--rm", "-u", "daemon", "-w", "/var/tmp", "-e", "X=1", "debian:host-bits", "/bin/bash", "-c", "id; pwd; echo $X; echo ${BASH_VERSION%%.*}"]);
+    assert_success(&out, &["run", "debian"]);
+    let text = stdout(&out);
+    assert!(text.starts_with("uid=1(daemon) gid=1(daemon) groups=1(daemon)\n/var/tmp\n1\n"), "{}", both(&out));
+    assert_no_leaks(&b);
+}
