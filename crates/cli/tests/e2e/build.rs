@@ -343,7 +343,7 @@ fn unknown_syntax_frontend_is_a_clear_error() {
 #[test]
 fn killed_build_can_be_rerun_and_reuses_finished_steps() {
     let b = with_busybox();
-    let ctx = context(&[("Dockerfile", "FROM busybox:test\nRUN echo one > /one\nRUN sleep 30\n")]);
+    let ctx = context(&[("Dockerfile", "FROM busybox:test\nRUN echo one > /one\nRUN sleep 31.7\n")]);
     let mut child = b
         .cmd()
         .args(["build", "--progress", "plain", ctx.path().to_str().expect("utf8")])
@@ -357,7 +357,7 @@ fn killed_build_can_be_rerun_and_reuses_finished_steps() {
     std::thread::spawn(move || {
         use std::io::BufRead;
         for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("RUN sleep 30") {
+            if line.contains("RUN sleep 31.7") {
                 let _ = tx.send(());
             }
         }
@@ -369,7 +369,7 @@ fn killed_build_can_be_rerun_and_reuses_finished_steps() {
     // No sandbox process of the killed build survives.
     std::thread::sleep(std::time::Duration::from_millis(300));
     let ps = std::process::Command::new("ps").args(["-eo", "args"]).output().expect("ps");
-    assert!(!String::from_utf8_lossy(&ps.stdout).lines().any(|l| l.trim() == "sleep 30"), "sleep 30 is still running");
+    assert!(!String::from_utf8_lossy(&ps.stdout).lines().any(|l| l.trim() == "sleep 31.7"), "sleep 31.7 is still running");
     let fixed = "FROM busybox:test\nRUN echo one > /one\nRUN echo two\n";
     std::fs::write(ctx.path().join("Dockerfile"), fixed).expect("write");
     let (cached, ran) = cached_and_ran(&build_ok(&b, ctx.path(), &[]));
@@ -556,22 +556,22 @@ fn add_url_downloads_and_verifies_the_checksum() {
 #[test]
 fn first_failure_cancels_the_other_running_steps() {
     let b = with_busybox();
-    let df = "FROM busybox:test AS slow\nRUN sleep 60 && echo never > /x\n\
+    let df = "FROM busybox:test AS slow\nRUN sleep 59.7 && echo never > /x\n\
               FROM busybox:test AS broken\nRUN sleep 0.5 && exit 7\n\
               FROM busybox:test\nCOPY --from=slow /x /x\nCOPY --from=broken /etc/passwd /p\n";
     let ctx = context(&[("Dockerfile", df)]);
     let (ok, err) = build(&b, ctx.path(), &[]);
     assert!(!ok && err.contains("exit code 7"), "{err}");
     let (_, ran) = cached_and_ran(&err);
-    assert!(!ran.iter().any(|s| s.contains("sleep 60")), "the slow step was stopped, not finished: {ran:?}");
+    assert!(!ran.iter().any(|s| s.contains("sleep 59.7")), "the slow step was stopped, not finished: {ran:?}");
     let ps = std::process::Command::new("ps").args(["-eo", "args"]).output().expect("ps");
-    assert!(!String::from_utf8_lossy(&ps.stdout).lines().any(|l| l.trim() == "sleep 60"), "no sandbox process is left");
+    assert!(!String::from_utf8_lossy(&ps.stdout).lines().any(|l| l.trim() == "sleep 59.7"), "no sandbox process is left");
 }
 
 #[test]
 fn ctrl_c_stops_the_build_and_its_processes() {
     let b = with_busybox();
-    let ctx = context(&[("Dockerfile", "FROM busybox:test\nRUN sleep 45\n")]);
+    let ctx = context(&[("Dockerfile", "FROM busybox:test\nRUN sleep 44.3\n")]);
     let mut child = b
         .cmd()
         .args(["build", "--progress", "plain", ctx.path().to_str().expect("utf8")])
@@ -585,7 +585,7 @@ fn ctrl_c_stops_the_build_and_its_processes() {
         use std::io::BufRead;
         let mut all = String::new();
         for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
-            if line.contains("RUN sleep 45") {
+            if line.contains("RUN sleep 44.3") {
                 let _ = tx.send(());
             }
             all.push_str(&line);
@@ -601,5 +601,5 @@ fn ctrl_c_stops_the_build_and_its_processes() {
     assert!(!status.success());
     assert!(log.contains("build cancelled"), "{log}");
     let ps = std::process::Command::new("ps").args(["-eo", "args"]).output().expect("ps");
-    assert!(!String::from_utf8_lossy(&ps.stdout).lines().any(|l| l.trim() == "sleep 45"), "no sandbox process is left");
+    assert!(!String::from_utf8_lossy(&ps.stdout).lines().any(|l| l.trim() == "sleep 44.3"), "no sandbox process is left");
 }
