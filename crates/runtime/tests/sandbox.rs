@@ -115,3 +115,71 @@ fn pids_limit_contains_a_fork_bomb() {
     let n: usize = out.lines().next().unwrap_or("").trim().parse().unwrap_or(999);
     assert!((10..=20).contains(&n), "{out}");
 }
+
+#[test]
+fn containers_started_from_many_threads_at_once_all_run() {
+    let sb = Sandbox::new();
+    let outputs: Vec<(ExitStatus, String)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..6)
+            .map(|i| {
+                let sb = &sb;
+                s.spawn(move || {
+                    // Each thread has its own bundle dir, as parallel build steps do.
+                    let bundle = tempfile::tempdir().unwrap();
+                    let mut o = sb.opts(&format!("echo {i}; exit {i}"));
+                    o.rootfs = sb.rootfs.clone();
+                    let spec = build_spec(&o).unwrap();
+                    let (r, w) = nix::unistd::pipe().unwrap();
+                    let w2 = w.try_clone().unwrap();
+                    let status = runtime::run(bundle.path(), &spec, Stdio::fds(None, w, w2)).unwrap();
+                    let mut out = String::new();
+                    std::fs::File::from(r).read_to_string(&mut out).unwrap();
+                    (status, out)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    for (i, (status, out)) in outputs.iter().enumerate() {
+        assert_eq!(*status, ExitStatus::Code(i as i32));
+        assert_eq!(out, &format!("{i}\n"));
+    }
+}
+
+#[test]
+fn overlay_root_is_assembled_inside_the_container_and_gone_after() {
+    let sb = Sandbox::new();
+    let dir = tempfile::tempdir().unwrap();
+    let (upper, work, merged) = (dir.path().join("upper"), dir.path().join("work"), dir.path().join("merged"));
+    for d in [&upper, &work, &merged] {
+        std::fs::create_dir(d).unwrap();
+    }
+    let mut o = sb.opts("echo changed > /etc/motd; cat /etc/passwd | head -1");
+    o.rootfs = merged.clone();
+    o.overlay = Some(runtime::OverlayRootfs { lowers: vec![sb.rootfs.clone()], upper: upper.clone(), work });
+    let (status, out) = sb.run(&o);
+    assert_eq!(status, ExitStatus::Code(0), "{out}");
+    assert_eq!(out, "root:x:0:0:root:/root:/bin/sh\n");
+    assert_eq!(std::fs::read_to_string(upper.join("etc/motd")).unwrap(), "changed\n");
+    assert!(!sb.rootfs.join("etc/motd").exists(), "the lower layer is untouched");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(merged.to_str().unwrap()), "the overlay lived only in the container's mount namespace");
+}
+
+#[test]
+fn init_reaps_orphans_and_forwards_signals() {
+    let sb = Sandbox::new();
+    let mut o = sb.opts("trap 'exit 42' TERM; (sleep 0.1 &) ; sleep 0.3; set -- /proc/[0-9]*; echo $#; sleep 100 & wait");
+    o.init = true;
+    let spec = build_spec(&o).unwrap();
+    let (r, w) = nix::unistd::pipe().unwrap();
+    let w2 = w.try_clone().unwrap();
+    let c = runtime::start(sb.dir.path(), &spec, Stdio::fds(None, w, w2)).unwrap();
+    let mut reader = std::io::BufReader::new(std::fs::File::from(r));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+    // init (1) + sh: the orphaned `sleep 0.1` was reaped by init, not left a zombie.
+    assert_eq!(line.trim(), "2");
+    c.signal(libc::SIGTERM).unwrap();
+    assert_eq!(c.wait().unwrap().code(), 42);
+}

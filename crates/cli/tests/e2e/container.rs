@@ -398,3 +398,19 @@ fn dynamically_linked_debian_programs_run_with_their_libraries() {
     assert!(text.starts_with("uid=1(daemon) gid=1(daemon) groups=1(daemon)\n/var/tmp\n1\n"), "{}", both(&out));
     assert_no_leaks(&b);
 }
+
+#[test]
+fn run_pulls_a_missing_image_from_the_registry() {
+    let registry = crate::util_registry::Registry::start();
+    let name = format!("{}/e2e/runme:1", registry.addr());
+    let pusher = Builder::new();
+    let tar = busybox_rootfs_tar(pusher.root());
+    pusher.ok(&["import", tar.to_str().unwrap(), &name]);
+    pusher.ok(&["push", &name]);
+    let b = Builder::new();
+    let out = b.run(&["run", "--rm", &name, "echo", "pulled and ran"]);
+    assert_success(&out, &["run", &name]);
+    assert_eq_text("pulled and ran\n", &stdout(&out));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("Unable to find image"));
+    assert_no_leaks(&b);
+}
