@@ -514,3 +514,42 @@ fn a_client_that_dies_mid_run_leaves_no_sandbox_process_or_mount_on_the_server()
     let (again, _) = remote_build(&server.connect(), &options("FROM busybox:test\nRUN true\n"), ctx.path());
     assert!(again.outcome.image_digest.starts_with("sha256:"));
 }
+
+/// Whether `needle` occurs in any file below `dir`.
+fn found_below(dir: &Path, needle: &[u8]) -> Vec<PathBuf> {
+    let mut hits = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            let Ok(ft) = e.file_type() else { continue };
+            if ft.is_dir() {
+                stack.push(p);
+            } else if ft.is_file() && std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)) {
+                hits.push(p);
+            }
+        }
+    }
+    hits
+}
+
+#[test]
+fn a_secret_reaches_the_remote_run_and_is_never_logged_cached_or_stored() {
+    let server = Server::start(&["--debug"]);
+    import_busybox(&server.state());
+    let value = "s3cret-value-4f9a";
+    // The Dockerfile checks the secret reversed, so the value itself appears nowhere but in it.
+    let reversed: String = value.chars().rev().collect();
+    let df = format!("FROM busybox:test\nRUN --mount=type=secret,id=tok test \"$(rev /run/secrets/tok)\" = \"{reversed}\" && echo secret-ok\n");
+    let mut opts = options(&df);
+    opts.secrets.insert("tok".into(), value.as_bytes().to_vec());
+    opts.tags = vec!["with-secret:1".into()];
+    let ctx = tempfile::tempdir().expect("ctx");
+    let (result, steps) = remote_build(&server.connect(), &opts, ctx.path());
+    assert!(result.outcome.image_digest.starts_with("sha256:"));
+    assert!(steps.iter().any(|s| s.contains("--mount=type=secret")), "{steps:?}");
+    let log = server.log();
+    assert!(log.contains("build requested"), "the debug log has the request:\n{log}");
+    assert!(!log.contains(value), "the secret is in the server log:\n{log}");
+    assert_eq!(found_below(&server.state(), value.as_bytes()), Vec::<PathBuf>::new(), "the secret was written into the server's state");
+}
