@@ -130,6 +130,7 @@ fn mount_options(options: &[String]) -> (u64, Vec<String>) {
     (flags, data)
 }
 
+#[allow(clippy::unnecessary_cast)] // the constants are c_int on some libcs
 fn rlimit_resource(t: PosixRlimitType) -> u32 {
     (match t {
         PosixRlimitType::RlimitCpu => libc::RLIMIT_CPU,

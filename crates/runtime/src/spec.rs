@@ -149,7 +149,7 @@ pub fn build_spec(opts: &SpecOptions) -> Result<Spec> {
         resources.insert("pids".into(), json!({"limit": pids}));
     }
     if let Some(cpus) = opts.limits.cpus {
-        if !(cpus > 0.0) {
+        if cpus.is_nan() || cpus <= 0.0 {
             return Err(Error::InvalidSpec(format!("--cpus must be positive, got {cpus}")));
         }
         resources.insert("cpu".into(), json!({"quota": (cpus * 100_000.0) as i64, "period": 100_000u64}));

@@ -414,3 +414,18 @@ fn run_pulls_a_missing_image_from_the_registry() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("Unable to find image"));
     assert_no_leaks(&b);
 }
+
+#[test]
+fn image_entrypoint_cmd_env_workdir_and_user_apply() {
+    let b = with_busybox();
+    let ctx = b.root().join("ctx");
+    std::fs::create_dir(&ctx).unwrap();
+    std::fs::write(ctx.join("Dockerfile"), "FROM busybox:test\nENV GREETING=hi\nWORKDIR /app\nUSER app\nENTRYPOINT [\"sh\", \"-c\"]\nCMD [\"echo $GREETING; pwd; id -u\"]\n").unwrap();
+    b.ok(&["build", "-t", "configured:1", ctx.to_str().unwrap()]);
+    assert_eq_text("hi\n/app\n1000\n", &b.ok(&["run", "--rm", "configured:1"]));
+    // CMD is replaced by arguments; -e, -w and -u override the image's.
+    assert_eq_text("bye /tmp 0\n", &b.ok(&["run", "--rm", "-e", "GREETING=bye", "-w", "/tmp", "-u", "root", "configured:1", "echo $GREETING $(pwd) $(id -u)"]));
+    // --entrypoint replaces the entrypoint and drops the image's CMD.
+    assert_eq_text("plain\n", &b.ok(&["run", "--rm", "--entrypoint", "echo", "configured:1", "plain"]));
+    assert_no_leaks(&b);
+}
