@@ -78,7 +78,9 @@ impl Cgroup {
         let mut dir_for = |cg: &mut Cgroup, controller: &str| -> Result<(PathBuf, bool)> {
             match find(controller) {
                 Some(Hierarchy::V1(mount)) => {
-                    let dir = mount.join(own_path(controller).trim_start_matches('/')).join(format!("builder-{name}"));
+                    let parent = mount.join(own_path(controller).trim_start_matches('/'));
+                    remove_stale(&parent);
+                    let dir = parent.join(format!("builder-{name}"));
                     std::fs::create_dir_all(&dir).map_err(|e| Error::Cgroup { path: dir.clone(), message: format!("creating: {e}") })?;
                     cg.dirs.push(dir.clone());
                     Ok((dir, false))
@@ -90,6 +92,7 @@ impl Cgroup {
                     let parent = mount.join(own_path("").trim_start_matches('/'));
                     // Delegate the controller to children of our cgroup.
                     let _ = std::fs::write(parent.join("cgroup.subtree_control"), format!("+{controller}"));
+                    remove_stale(&parent);
                     let dir = parent.join(format!("builder-{name}"));
                     std::fs::create_dir_all(&dir).map_err(|e| Error::Cgroup { path: dir.clone(), message: format!("creating: {e}") })?;
                     cg.dirs.push(dir.clone());
@@ -153,6 +156,20 @@ impl Cgroup {
             let v2 = std::fs::read_to_string(d.join("memory.events")).unwrap_or_default();
             v1.lines().chain(v2.lines()).any(|l| l.starts_with("oom_kill ") && l.trim_end() != "oom_kill 0")
         })
+    }
+}
+
+/// Removes cgroups left by runs whose process was killed before it could clean up
+/// (`builder-<pid>-<n>` with `<pid>` gone). Non-empty ones are left alone (rmdir fails).
+fn remove_stale(parent: &Path) {
+    let Ok(entries) = std::fs::read_dir(parent) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(rest) = name.to_str().and_then(|n| n.strip_prefix("builder-")) else { continue };
+        let Some(pid) = rest.split('-').next().and_then(|p| p.parse::<u32>().ok()) else { continue };
+        if !Path::new(&format!("/proc/{pid}")).exists() {
+            let _ = std::fs::remove_dir(e.path());
+        }
     }
 }
 

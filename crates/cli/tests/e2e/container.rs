@@ -149,9 +149,12 @@ fn detached_life_cycle_with_logs_stop_start_and_rm() {
     assert!(b.ok(&["ps"]).lines().count() == 1, "not running any more");
     assert!(b.ok(&["ps", "-a"]).contains("Exited (0)"));
 
-    // start runs it again, keeping its filesystem.
+    // start runs it again, keeping its filesystem; restart stops and starts it.
     b.ok(&["start", "ticker"]);
     assert!(b.ok(&["ps"]).contains("ticker"));
+    b.ok(&["restart", "-t", "5", "ticker"]);
+    assert!(b.ok(&["ps"]).contains("ticker"));
+    wait_for("the restarted container's output", || b.ok(&["logs", "ticker"]).matches("started").count() == 3);
     let err = b.fails(&["rm", "ticker"]);
     assert!(err.contains("stop it first"), "{err}");
     b.ok(&["rm", "-f", "ticker"]);
@@ -301,6 +304,22 @@ fn fork_bomb_is_contained_by_pids_limit() {
     let _ = started;
     b.ok(&["rm", "-f", &id]);
     assert!(!Path::new(pids_dir).exists(), "cgroup removed");
+    assert_no_leaks(&b);
+}
+
+#[test]
+fn memory_and_cpu_limits_are_written_to_the_cgroups() {
+    let b = with_busybox();
+    let id = b.ok(&["run", "-d", "--memory", "64m", "--cpus", "0.5", "busybox:test", "sleep", "1000"]).trim().to_string();
+    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(b.root().join("containers").join(&id).join("state.json")).unwrap()).unwrap();
+    let dirs: Vec<std::path::PathBuf> = state["cgroup_dirs"].as_array().unwrap().iter().map(|d| d.as_str().unwrap().into()).collect();
+    let read = |file: &str| dirs.iter().find_map(|d| std::fs::read_to_string(d.join(file)).ok()).map(|s| s.trim().to_string());
+    let memory = read("memory.limit_in_bytes").or_else(|| read("memory.max"));
+    assert_eq!(memory.as_deref(), Some("67108864"));
+    let cpu = read("cpu.cfs_quota_us").or_else(|| read("cpu.max").map(|m| m.split(' ').next().unwrap_or("").to_string()));
+    assert_eq!(cpu.as_deref(), Some("50000"));
+    b.ok(&["rm", "-f", &id]);
+    assert!(dirs.iter().all(|d| !d.exists()), "cgroups removed with the container");
     assert_no_leaks(&b);
 }
 
