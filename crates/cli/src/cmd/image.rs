@@ -462,7 +462,10 @@ fn pull(globals: &Globals, store: &Store, quiet: bool, platform: Option<&str>, r
     let reference = parse_ref(reference)?;
     let client = client(globals, None)?;
     let progress = progress::progress_for(quiet);
-    let pulled = client.pull(&reference, platform, store, progress.as_ref()).with_context(|| format!("pulling {}", reference.familiar()))?;
+    let pulled = client.pull(&reference, platform, store, progress.as_ref());
+    drop(progress);
+    progress::end(quiet);
+    let pulled = pulled.with_context(|| format!("pulling {}", reference.familiar()))?;
     if quiet {
         println!("{reference}");
     } else {
@@ -478,7 +481,10 @@ fn push(globals: &Globals, store: &Store, quiet: bool, chunk_size: Option<u64>, 
     store.image(&reference)?;
     let client = client(globals, chunk_size)?;
     let progress = progress::progress_for(quiet);
-    let digest = client.push(store, &reference, &reference, progress.as_ref()).with_context(|| format!("pushing {}", reference.familiar()))?;
+    let digest = client.push(store, &reference, &reference, progress.as_ref());
+    drop(progress);
+    progress::end(quiet);
+    let digest = digest.with_context(|| format!("pushing {}", reference.familiar()))?;
     println!("{digest}");
     Ok(ExitCode::SUCCESS)
 }

@@ -64,3 +64,10 @@ impl Progress for Bars {
         let _ = self.multi.println(text);
     }
 }
+
+/// Ends the bar area with a newline so what follows starts on its own line.
+pub fn end(quiet: bool) {
+    if !quiet && std::io::stderr().is_terminal() {
+        eprintln!();
+    }
+}
