@@ -603,3 +603,65 @@ fn ctrl_c_stops_the_build_and_its_processes() {
     let ps = std::process::Command::new("ps").args(["-eo", "args"]).output().expect("ps");
     assert!(!String::from_utf8_lossy(&ps.stdout).lines().any(|l| l.trim() == "sleep 44.3"), "no sandbox process is left");
 }
+
+/// A minimal Debian bookworm root filesystem tarball made with `debootstrap` (once per machine:
+/// kept in the temp dir, made under a lock so parallel tests share it).
+fn debian_rootfs_tar() -> PathBuf {
+    let dir = std::env::temp_dir().join("builder-e2e-cache");
+    std::fs::create_dir_all(&dir).expect("cache dir");
+    let tar = dir.join("debian-bookworm-minbase.tar");
+    let lock = std::fs::File::create(dir.join("debian.lock")).expect("lock file");
+    fs4::fs_std::FileExt::lock_exclusive(&lock).expect("lock");
+    if !tar.exists() {
+        let root = tempfile::tempdir_in(&dir).expect("tmp");
+        let st = std::process::Command::new("debootstrap")
+            .args(["--variant=minbase", "bookworm"])
+            .arg(root.path())
+            .arg("http://deb.debian.org/debian")
+            .stdout(Stdio::null())
+            .status()
+            .expect("run debootstrap (Debian package debootstrap)");
+        assert!(st.success(), "debootstrap failed");
+        let part = dir.join("debian.tar.part");
+        let st = std::process::Command::new("tar").arg("-C").arg(root.path()).arg("-cf").arg(&part).arg(".").status().expect("tar");
+        assert!(st.success(), "tar of the Debian root failed");
+        std::fs::rename(&part, &tar).expect("rename");
+    }
+    tar
+}
+
+#[test]
+fn apt_get_install_works_in_a_debian_image() {
+    let b = Builder::new();
+    let tar = debian_rootfs_tar();
+    b.ok(&["import", tar.to_str().expect("utf8"), "debian:test"]);
+    let df = "FROM debian:test\nRUN apt-get update && apt-get install -y --no-install-recommends hello && rm -rf /var/lib/apt/lists/*\nCMD [\"hello\"]\n";
+    let ctx = context(&[("Dockerfile", df)]);
+    build_ok(&b, ctx.path(), &["-t", "hello:1"]);
+    assert_eq!(b.ok(&["run", "--rm", "hello:1"]).trim(), "Hello, world!");
+}
+
+/// The seed tutorial's Apache image (`../shared/seeds/002_…`), adapted from ubuntu:12.04 to the
+/// local Debian image: apt installs, ENV, a2enmod, EXPOSE and CMD.
+#[test]
+fn seed_apache_dockerfile_builds_on_debian() {
+    let b = Builder::new();
+    let tar = debian_rootfs_tar();
+    b.ok(&["import", tar.to_str().expect("utf8"), "debian:test"]);
+    let df = "FROM debian:test\n\
+              RUN apt-get update\n\
+              RUN apt-get -qq -y install --no-install-recommends apache2 > /dev/null\n\
+              ENV APACHE_RUN_USER www-data\n\
+              ENV APACHE_RUN_GROUP www-data\n\
+              ENV APACHE_LOG_DIR /var/log/apache2\n\
+              RUN a2enmod rewrite\n\
+              EXPOSE 80\n\
+              CMD [\"/usr/sbin/apache2ctl\", \"-D\", \"FOREGROUND\"]\n";
+    let ctx = context(&[("Dockerfile", df)]);
+    build_ok(&b, ctx.path(), &["-t", "apache:1"]);
+    let (_, _, config) = image(b.root(), "apache:1");
+    assert_eq!(config["config"]["ExposedPorts"], serde_json::json!({"80/tcp": {}}));
+    assert!(config["config"]["Env"].to_string().contains("APACHE_RUN_USER=www-data"));
+    let out = b.ok(&["run", "--rm", "apache:1", "ls", "/etc/apache2/mods-enabled/"]);
+    assert!(out.contains("rewrite.load"), "{out}");
+}
