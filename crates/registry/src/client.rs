@@ -84,15 +84,26 @@ impl Client {
         &self.docker_config
     }
 
-    /// Runs a future to completion on the client's own runtime (the blocking API).
-    pub(crate) fn block_on<F: Future>(&self, f: F) -> Result<F::Output> {
+    /// Runs a future to completion on the client's own runtime (the blocking API). Called from
+    /// inside another tokio runtime (a server's task), it runs on a helper thread instead of
+    /// panicking, blocking only the calling thread.
+    pub(crate) fn block_on<F>(&self, f: F) -> Result<F::Output>
+    where
+        F: Future + Send,
+        F::Output: Send,
+    {
         let rt = self.runtime.get_or_init(|| {
             tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("registry-io").enable_all().build()
         });
-        match rt {
-            Ok(rt) => Ok(rt.block_on(f)),
-            Err(e) => Err(Error::Runtime(std::io::Error::new(e.kind(), e.to_string()))),
+        let rt = match rt {
+            Ok(rt) => rt,
+            Err(e) => return Err(Error::Runtime(std::io::Error::new(e.kind(), e.to_string()))),
+        };
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Ok(rt.block_on(f));
         }
+        std::thread::scope(|s| s.spawn(|| rt.block_on(f)).join())
+            .map_err(|_| Error::Runtime(std::io::Error::other("registry I/O thread panicked")))
     }
 
     /// `http` for loopback and `--insecure-registry` registries, else `https`.
@@ -268,6 +279,15 @@ impl Client {
     /// Removes saved credentials for `registry`. Returns whether there were any.
     pub fn logout(&self, registry: &str) -> Result<bool> {
         self.docker_config.erase(registry)
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        // Dropping a runtime inside async code panics; let it wind down in the background.
+        if let Some(Ok(rt)) = self.runtime.take() {
+            rt.shutdown_background();
+        }
     }
 }
 

@@ -9,8 +9,9 @@
 //! # Sync and async
 //! Every operation has an `async fn …_async` and a blocking twin ([`Client::pull`],
 //! [`Client::push`], [`Client::login`]). The blocking ones run on a small tokio runtime the
-//! client creates the first time one is called; do not call them from inside an async context
-//! (use the `_async` versions there — any tokio runtime will do).
+//! client creates the first time one is called. Called from inside another tokio runtime they
+//! still work (the I/O runs on a helper thread and only the calling thread blocks), but async
+//! code should prefer the `_async` versions, which run on whatever tokio runtime polls them.
 //!
 //! Plain HTTP is only used for loopback registries (localhost, 127.0.0.0/8, ::1) and those named
 //! in [`ClientOptions::insecure_registries`]; everything else is HTTPS (rustls, system roots).

@@ -266,3 +266,18 @@ fn platform_is_chosen_from_a_multi_platform_index() {
     let msg = err.to_string();
     assert!(msg.contains("no manifest for platform linux/riscv64") && msg.contains("linux/s390x"), "{msg}");
 }
+
+#[test]
+fn blocking_pull_works_when_called_from_async_code() {
+    let image = TestImage::new();
+    let server = FakeServer::start(move |req, _| image.serve(req, "app").unwrap_or(Reply::status(404)));
+    let (_d, store) = store();
+    let r = reference(&server, "app:1");
+    let outer = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let pulled = outer.block_on(async {
+        // A server's request handler calling the blocking API, then dropping the client.
+        let c = client(0);
+        c.pull(&r, None, &store, &NoProgress)
+    });
+    assert_eq!(pulled.expect("pull").manifest_digest, TestImage::new().manifest_digest());
+}
