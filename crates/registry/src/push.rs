@@ -21,36 +21,67 @@ impl Client {
         self.block_on(self.push_async(store, local, remote, progress))?
     }
 
-    /// The async twin of [`Client::push`].
+    /// The async twin of [`Client::push`]. A tag that points at a multi-platform index whose
+    /// manifests are all in the store is pushed whole (every manifest, then the index); otherwise
+    /// the host platform's manifest is pushed.
     pub async fn push_async(&self, store: &Store, local: &Reference, remote: &Reference, progress: &dyn Progress) -> Result<Digest> {
         let image = store.image(local)?;
         progress.message(&format!("The push refers to repository [{}]", remote.name()));
+        let mounts = Arc::new(mount_sources(store, remote));
+        if let Some(index_digest) = &image.index_digest {
+            if let Some(manifests) = complete_index(store, index_digest) {
+                for (digest, media_type) in &manifests {
+                    let one = store.image_from_descriptor(&oci::spec::Descriptor::new(media_type.as_str().into(), 0, digest.to_spec()))?;
+                    self.push_image_blobs(store, remote, &one, &mounts, progress).await?;
+                    self.put_manifest(store, remote, &digest.to_string(), digest, media_type).await?;
+                }
+                let media_type = store.manifest_descriptor(index_digest)?.media_type().to_string();
+                let size = self.put_manifest(store, remote, &remote.tag_or_digest(), index_digest, &media_type).await?;
+                progress.message(&format!("{}: digest: {index_digest} size: {size}", remote.tag_or_digest()));
+                return Ok(index_digest.clone());
+            }
+        }
+        self.push_image_blobs(store, remote, &image, &mounts, progress).await?;
+        let size = self.put_manifest(store, remote, &remote.tag_or_digest(), &image.manifest_digest, &image.manifest_media_type).await?;
+        progress.message(&format!("{}: digest: {} size: {size}", remote.tag_or_digest(), image.manifest_digest));
+        Ok(image.manifest_digest)
+    }
+
+    /// Uploads the layers and config of one image, in parallel.
+    async fn push_image_blobs(
+        &self,
+        store: &Store,
+        remote: &Reference,
+        image: &oci::LocalImage,
+        mounts: &Arc<Vec<(Digest, String)>>,
+        progress: &dyn Progress,
+    ) -> Result<()> {
         let mut blobs: Vec<(Digest, u64)> = image.layers()?;
         let config_size = store.blob_size(&image.config_digest).ok_or_else(|| oci::Error::BlobNotFound(image.config_digest.to_string()))?;
         blobs.push((image.config_digest.clone(), config_size));
-        let mounts = Arc::new(mount_sources(store, remote));
         futures::stream::iter(blobs.into_iter().map(|(digest, size)| {
-            let mounts = Arc::clone(&mounts);
+            let mounts = Arc::clone(mounts);
             async move { self.push_blob(store, remote, &digest, size, &mounts, progress).await }
         }))
         .buffer_unordered(self.options.max_concurrent_transfers.max(1))
         .try_collect::<Vec<()>>()
         .await?;
+        Ok(())
+    }
 
-        let bytes = store.read_blob(&image.manifest_digest)?;
-        let url = format!("{}{}/manifests/{}", self.base_url(remote), remote.repository(), remote.tag_or_digest());
+    /// PUTs a stored manifest (or index) under `tag_or_digest` with its exact media type.
+    /// Returns its size.
+    async fn put_manifest(&self, store: &Store, remote: &Reference, tag_or_digest: &str, digest: &Digest, media_type: &str) -> Result<usize> {
+        let bytes = store.read_blob(digest)?;
+        let url = format!("{}{}/manifests/{tag_or_digest}", self.base_url(remote), remote.repository());
         let scope = format!("repository:{}:pull,push", remote.repository());
-        let media_type = image.manifest_media_type.clone();
         let resp = self
-            .send(remote.registry(), &scope, |http| {
-                Ok(http.put(&url).header(CONTENT_TYPE, media_type.as_str()).body(bytes.clone()))
-            })
+            .send(remote.registry(), &scope, |http| Ok(http.put(&url).header(CONTENT_TYPE, media_type).body(bytes.clone())))
             .await?;
         if !resp.status().is_success() {
             return Err(status_error("PUT", &url, resp).await);
         }
-        progress.message(&format!("{}: digest: {} size: {}", remote.tag_or_digest(), image.manifest_digest, bytes.len()));
-        Ok(image.manifest_digest)
+        Ok(bytes.len())
     }
 
     async fn push_blob(
@@ -234,4 +265,20 @@ fn mount_sources(store: &Store, remote: &Reference) -> Vec<(Digest, String)> {
         out.push((image.config_digest.clone(), r.repository().to_string()));
     }
     out
+}
+
+/// The manifests of a stored index (digest, media type), if every one of them and all their
+/// blobs are in the store.
+fn complete_index(store: &Store, index: &Digest) -> Option<Vec<(Digest, String)>> {
+    let index: oci::spec::ImageIndex = store.read_json(index).ok()?;
+    let mut out = Vec::new();
+    for d in index.manifests() {
+        let digest = Digest::try_from(d.digest()).ok()?;
+        let image = store.image_from_descriptor(d).ok()?;
+        if !image.blobs().ok()?.iter().all(|b| store.has_blob(b)) {
+            return None;
+        }
+        out.push((digest, d.media_type().to_string()));
+    }
+    Some(out)
 }

@@ -387,3 +387,44 @@ fn refused_mount_falls_back_to_a_normal_upload() {
     b2.ok(&["pull", "-q", &target]);
     assert_eq!(inspect(&b2, &target)["Id"], inspect(&b, &target)["Id"]);
 }
+
+#[test]
+fn multi_platform_index_is_pushed_whole_and_pulled_per_platform() {
+    let registry = Registry::start();
+    let (b, work) = with_busybox("mp/amd:1");
+    let other = work.path().join("other.tar");
+    {
+        let mut tar = tar::Builder::new(std::fs::File::create(&other).expect("create"));
+        let mut h = tar::Header::new_gnu();
+        h.set_size(4);
+        h.set_mode(0o644);
+        tar.append_data(&mut h, "arch.txt", &b"arm\n"[..]).expect("append");
+        tar.finish().expect("finish");
+    }
+    b.ok(&["import", other.to_str().expect("utf-8"), "mp/arm:1"]);
+    // An index naming the two images as two platforms, tagged in the store.
+    let store = oci::Store::open(b.root()).expect("store");
+    let entry = |name: &str, arch: &str| {
+        let d = &inspect(&b, name)["Descriptor"];
+        serde_json::json!({"mediaType": d["mediaType"], "digest": d["digest"], "size": d["size"],
+                           "platform": {"architecture": arch, "os": "linux"}})
+    };
+    let host = oci::Platform::host().architecture;
+    let foreign = if host == "arm64" { "amd64" } else { "arm64" };
+    let index = serde_json::json!({"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                                   "manifests": [entry("mp/amd:1", &host), entry("mp/arm:1", foreign)]});
+    let blob = store.put_json(&index).expect("index blob");
+    let desc = store.manifest_descriptor(&blob.digest).expect("descriptor");
+    let name = format!("{}/mp/multi:1", registry.addr());
+    store.tag(&oci::Reference::parse(&name).expect("ref"), desc).expect("tag");
+
+    let pushed = b.ok(&["push", "-q", &name]).trim().to_string();
+    assert_eq!(pushed, blob.digest.to_string(), "push prints the index digest");
+    let raw: serde_json::Value =
+        serde_json::from_str(&skopeo(&["inspect", "--raw", "--tls-verify=false", &format!("docker://{name}")])).expect("json");
+    assert_eq!(raw["manifests"].as_array().map(Vec::len), Some(2));
+
+    let b2 = Builder::new();
+    b2.ok(&["pull", "-q", "--platform", &format!("linux/{foreign}"), &name]);
+    assert_eq!(inspect(&b2, &name)["Id"], inspect(&b, "mp/arm:1")["Id"]);
+}
