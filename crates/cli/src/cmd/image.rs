@@ -14,6 +14,13 @@ use crate::Globals;
 
 /// Transfer progress rendering for pull and push.
 mod progress;
+/// pull, push, login, logout.
+mod remote;
+/// Tables and human-readable sizes and times.
+mod table;
+
+use remote::{login, logout, pull, push};
+use table::{ago, human_size, print_table};
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -244,59 +251,6 @@ fn images(store: &Store, quiet: bool, format: ListFormat, repository: Option<&st
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_table<const N: usize>(out: &mut impl Write, header: [&str; N], rows: &[[String; N]]) -> std::io::Result<()> {
-    let mut widths: [usize; N] = header.map(|h| h.chars().count());
-    for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
-    }
-    let line = |cells: Vec<&str>| {
-        let mut s = String::new();
-        for (i, (cell, w)) in cells.iter().zip(widths).enumerate() {
-            if i + 1 == N {
-                s.push_str(cell);
-            } else {
-                s.push_str(&format!("{cell:<w$}   "));
-            }
-        }
-        s.trim_end().to_string()
-    };
-    writeln!(out, "{}", line(header.to_vec()))?;
-    for row in rows {
-        writeln!(out, "{}", line(row.iter().map(String::as_str).collect()))?;
-    }
-    Ok(())
-}
-
-/// "3 minutes ago", as Docker shows creation times.
-fn ago(rfc3339: &str) -> String {
-    let Ok(t) = chrono::DateTime::parse_from_rfc3339(rfc3339) else { return "N/A".into() };
-    let secs = (chrono::Utc::now() - t.with_timezone(&chrono::Utc)).num_seconds().max(0);
-    let (n, unit) = match secs {
-        s if s < 60 => return if s < 2 { "Less than a second ago".into() } else { format!("{s} seconds ago") },
-        s if s < 3600 => (s / 60, "minute"),
-        s if s < 86400 => (s / 3600, "hour"),
-        s if s < 86400 * 14 => (s / 86400, "day"),
-        s if s < 86400 * 60 => (s / (86400 * 7), "week"),
-        s if s < 86400 * 365 * 2 => (s / (86400 * 30), "month"),
-        s => (s / (86400 * 365), "year"),
-    };
-    if n == 1 { format!("{} {unit} ago", if unit == "hour" { "An" } else { "1" }) } else { format!("{n} {unit}s ago") }
-}
-
-/// Sizes in SI units with 3 significant digits, as Docker prints them.
-fn human_size(bytes: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = bytes as f64;
-    let mut i = 0;
-    while v >= 1000.0 && i + 1 < units.len() {
-        v /= 1000.0;
-        i += 1;
-    }
-    if i == 0 { format!("{bytes}B") } else { format!("{:.3}", v).trim_end_matches('0').trim_end_matches('.').to_string() + units[i] }
-}
-
 fn tag(store: &Store, source: &str, target: &str) -> anyhow::Result<ExitCode> {
     let target = parse_ref(target)?;
     if target.digest().is_some() {
@@ -446,93 +400,6 @@ fn container_using(root: &std::path::Path, image: &LocalImage) -> Option<String>
         }
     }
     users.into_values().next()
-}
-
-fn client(globals: &Globals, chunk_size_mib: Option<u64>) -> anyhow::Result<registry::Client> {
-    let options = registry::ClientOptions {
-        insecure_registries: globals.insecure_registries.clone(),
-        chunk_size: chunk_size_mib.map(|m| m * 1024 * 1024),
-        ..Default::default()
-    };
-    Ok(registry::Client::new(options)?)
-}
-
-fn pull(globals: &Globals, store: &Store, quiet: bool, platform: Option<&str>, reference: &str) -> anyhow::Result<ExitCode> {
-    // Parse first: a bad reference is rejected before any network call.
-    let reference = parse_ref(reference)?;
-    let client = client(globals, None)?;
-    let progress = progress::progress_for(quiet);
-    let pulled = client.pull(&reference, platform, store, progress.as_ref());
-    drop(progress);
-    progress::end(quiet);
-    let pulled = pulled.with_context(|| format!("pulling {}", reference.familiar()))?;
-    if quiet {
-        println!("{reference}");
-    } else {
-        eprintln!("Status: Downloaded {} ({} bytes)", reference.familiar(), pulled.downloaded_bytes);
-        println!("{reference}");
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-fn push(globals: &Globals, store: &Store, quiet: bool, chunk_size: Option<u64>, reference: &str) -> anyhow::Result<ExitCode> {
-    let reference = parse_ref(reference)?;
-    // Like docker, push the local image of the same name.
-    store.image(&reference)?;
-    let client = client(globals, chunk_size)?;
-    let progress = progress::progress_for(quiet);
-    let digest = client.push(store, &reference, &reference, progress.as_ref());
-    drop(progress);
-    progress::end(quiet);
-    let digest = digest.with_context(|| format!("pushing {}", reference.familiar()))?;
-    println!("{digest}");
-    Ok(ExitCode::SUCCESS)
-}
-
-fn login(globals: &Globals, username: Option<String>, password: Option<String>, password_stdin: bool, registry: Option<&str>) -> anyhow::Result<ExitCode> {
-    let registry = registry_host(registry)?;
-    let Some(username) = username else { bail!("a user name is needed: builder login -u USER --password-stdin {registry}") };
-    let password = match (password, password_stdin) {
-        (Some(_), true) => bail!("--password and --password-stdin are mutually exclusive"),
-        (Some(p), false) => p,
-        (None, true) => {
-            let mut p = String::new();
-            std::io::Read::read_to_string(&mut std::io::stdin(), &mut p).context("reading the password from standard input")?;
-            p.trim_end_matches(['\n', '\r']).to_string()
-        }
-        (None, false) => bail!("a password is needed: pass it on standard input with --password-stdin"),
-    };
-    if password.is_empty() {
-        bail!("the password is empty");
-    }
-    let client = client(globals, None)?;
-    let creds = registry::Credentials { username, secret: password };
-    client.login(&registry, &creds).with_context(|| format!("logging in to {registry}"))?;
-    println!("Login Succeeded");
-    Ok(ExitCode::SUCCESS)
-}
-
-fn logout(globals: &Globals, registry: Option<&str>) -> anyhow::Result<ExitCode> {
-    let registry = registry_host(registry)?;
-    let client = client(globals, None)?;
-    if client.logout(&registry)? {
-        println!("Removing login credentials for {registry}");
-    } else {
-        println!("Not logged in to {registry}");
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
-/// A registry host from `login`'s argument (`host:port`, `https://host/`, or nothing for Docker Hub).
-fn registry_host(arg: Option<&str>) -> anyhow::Result<String> {
-    let Some(arg) = arg else { return Ok("docker.io".into()) };
-    let host = arg.strip_prefix("https://").or_else(|| arg.strip_prefix("http://")).unwrap_or(arg);
-    let host = host.split('/').next().unwrap_or(host);
-    let r = Reference::parse(&format!("{host}/x")).with_context(|| format!("invalid registry {arg:?}"))?;
-    if r.registry() == "docker.io" && host != "docker.io" && !host.contains("docker.io") {
-        bail!("invalid registry {arg:?}: expected HOST[:PORT]");
-    }
-    Ok(r.registry().to_string())
 }
 
 fn save(store: &Store, output: Option<&std::path::Path>, format: ArchiveFormat, names: &[String]) -> anyhow::Result<ExitCode> {

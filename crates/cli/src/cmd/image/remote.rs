@@ -1,0 +1,96 @@
+//! The registry commands: pull, push, login, logout.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, bail};
+use oci::{Reference, Store};
+
+use super::{parse_ref, progress};
+use crate::Globals;
+
+fn client(globals: &Globals, chunk_size_mib: Option<u64>) -> anyhow::Result<registry::Client> {
+    let options = registry::ClientOptions {
+        insecure_registries: globals.insecure_registries.clone(),
+        chunk_size: chunk_size_mib.map(|m| m * 1024 * 1024),
+        ..Default::default()
+    };
+    Ok(registry::Client::new(options)?)
+}
+
+pub(super) fn pull(globals: &Globals, store: &Store, quiet: bool, platform: Option<&str>, reference: &str) -> anyhow::Result<ExitCode> {
+    // Parse first: a bad reference is rejected before any network call.
+    let reference = parse_ref(reference)?;
+    let client = client(globals, None)?;
+    let progress = progress::progress_for(quiet);
+    let pulled = client.pull(&reference, platform, store, progress.as_ref());
+    drop(progress);
+    progress::end(quiet);
+    let pulled = pulled.with_context(|| format!("pulling {}", reference.familiar()))?;
+    if quiet {
+        println!("{reference}");
+    } else {
+        eprintln!("Status: Downloaded {} ({} bytes)", reference.familiar(), pulled.downloaded_bytes);
+        println!("{reference}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn push(globals: &Globals, store: &Store, quiet: bool, chunk_size: Option<u64>, reference: &str) -> anyhow::Result<ExitCode> {
+    let reference = parse_ref(reference)?;
+    // Like docker, push the local image of the same name.
+    store.image(&reference)?;
+    let client = client(globals, chunk_size)?;
+    let progress = progress::progress_for(quiet);
+    let digest = client.push(store, &reference, &reference, progress.as_ref());
+    drop(progress);
+    progress::end(quiet);
+    let digest = digest.with_context(|| format!("pushing {}", reference.familiar()))?;
+    println!("{digest}");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn login(globals: &Globals, username: Option<String>, password: Option<String>, password_stdin: bool, registry: Option<&str>) -> anyhow::Result<ExitCode> {
+    let registry = registry_host(registry)?;
+    let Some(username) = username else { bail!("a user name is needed: builder login -u USER --password-stdin {registry}") };
+    let password = match (password, password_stdin) {
+        (Some(_), true) => bail!("--password and --password-stdin are mutually exclusive"),
+        (Some(p), false) => p,
+        (None, true) => {
+            let mut p = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut p).context("reading the password from standard input")?;
+            p.trim_end_matches(['\n', '\r']).to_string()
+        }
+        (None, false) => bail!("a password is needed: pass it on standard input with --password-stdin"),
+    };
+    if password.is_empty() {
+        bail!("the password is empty");
+    }
+    let client = client(globals, None)?;
+    let creds = registry::Credentials { username, secret: password };
+    client.login(&registry, &creds).with_context(|| format!("logging in to {registry}"))?;
+    println!("Login Succeeded");
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(super) fn logout(globals: &Globals, registry: Option<&str>) -> anyhow::Result<ExitCode> {
+    let registry = registry_host(registry)?;
+    let client = client(globals, None)?;
+    if client.logout(&registry)? {
+        println!("Removing login credentials for {registry}");
+    } else {
+        println!("Not logged in to {registry}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A registry host from `login`'s argument (`host:port`, `https://host/`, or nothing for Docker Hub).
+fn registry_host(arg: Option<&str>) -> anyhow::Result<String> {
+    let Some(arg) = arg else { return Ok("docker.io".into()) };
+    let host = arg.strip_prefix("https://").or_else(|| arg.strip_prefix("http://")).unwrap_or(arg);
+    let host = host.split('/').next().unwrap_or(host);
+    let r = Reference::parse(&format!("{host}/x")).with_context(|| format!("invalid registry {arg:?}"))?;
+    if r.registry() == "docker.io" && host != "docker.io" && !host.contains("docker.io") {
+        bail!("invalid registry {arg:?}: expected HOST[:PORT]");
+    }
+    Ok(r.registry().to_string())
+}
