@@ -48,6 +48,18 @@ impl Registry {
     }
 
     fn launch(auth: Option<(String, String)>) -> Registry {
+        // The free port may be taken by another test between probing and binding: try again.
+        let mut last = String::new();
+        for _ in 0..5 {
+            match Registry::try_launch(auth.clone()) {
+                Ok(r) => return r,
+                Err(e) => last = e,
+            }
+        }
+        panic!("{last}");
+    }
+
+    fn try_launch(auth: Option<(String, String)>) -> Result<Registry, String> {
         let bin = Path::new("/usr/bin/docker-registry");
         assert!(bin.exists(), "tests need Debian's docker-registry (/usr/bin/docker-registry)");
         let dir = tempfile::tempdir().expect("registry temp dir");
@@ -78,27 +90,32 @@ impl Registry {
             .spawn()
             .expect("start docker-registry");
         let mut registry = Registry { child, port, dir, auth };
-        registry.wait_ready();
-        registry
+        registry.wait_ready()?;
+        Ok(registry)
     }
 
-    fn wait_ready(&mut self) {
+    fn wait_ready(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(Some(status)) = self.child.try_wait() {
                 let log = std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default();
-                panic!("docker-registry exited with {status}:\n{log}");
+                return Err(format!("docker-registry exited with {status}:\n{log}"));
             }
             if let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.port)) {
                 let req = format!("GET /v2/ HTTP/1.0\r\nHost: 127.0.0.1:{}\r\n\r\n", self.port);
                 let mut resp = String::new();
                 if s.write_all(req.as_bytes()).is_ok() && s.read_to_string(&mut resp).is_ok() && resp.starts_with("HTTP/1") {
-                    return;
+                    // Make sure it is our registry that answered, not one that already had the port.
+                    std::thread::sleep(Duration::from_millis(100));
+                    if let Ok(Some(status)) = self.child.try_wait() {
+                        return Err(format!("docker-registry exited with {status} (port {} taken?)", self.port));
+                    }
+                    return Ok(());
                 }
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        panic!("docker-registry did not answer on {} within 20 s", self.addr());
+        Err(format!("docker-registry did not answer on {} within 20 s", self.addr()))
     }
 }
 
