@@ -665,3 +665,17 @@ fn seed_apache_dockerfile_builds_on_debian() {
     let out = b.ok(&["run", "--rm", "apache:1", "ls", "/etc/apache2/mods-enabled/"]);
     assert!(out.contains("rewrite.load"), "{out}");
 }
+
+#[test]
+fn network_none_isolates_and_compression_and_labels_apply() {
+    let b = with_busybox();
+    let df = "FROM busybox:test\nRUN --network=none ls /sys/class/net > /nets\nRUN ls /sys/class/net > /host-nets\n";
+    let ctx = context(&[("Dockerfile", df)]);
+    build_ok(&b, ctx.path(), &["--compression", "zstd", "--label", "team=build", "-t", "net:1"]);
+    let (_, manifest, config) = image(b.root(), "net:1");
+    let built: Vec<&serde_json::Value> = manifest["layers"].as_array().expect("layers").iter().skip(1).collect();
+    assert!(built.iter().all(|l| l["mediaType"] == "application/vnd.oci.image.layer.v1.tar+zstd"), "{manifest}");
+    assert_eq!(config["config"]["Labels"]["team"], "build");
+    assert_eq!(b.ok(&["run", "--rm", "net:1", "cat", "/nets"]).trim(), "lo");
+    assert!(b.ok(&["run", "--rm", "net:1", "cat", "/host-nets"]).lines().count() > 1, "the default network is the host's");
+}
