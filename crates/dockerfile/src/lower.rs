@@ -805,6 +805,25 @@ mod tests {
     }
 
     #[test]
+    fn copy_link_is_a_merge_and_run_mounts_are_typed() {
+        let text = "FROM busybox\nWORKDIR /w\nCOPY --link a /a\nRUN --mount=type=cache,target=c --mount=type=secret,id=tok --network=none true\n";
+        let b = lower_text(text, LowerOptions::default()).expect("lower");
+        let kinds: Vec<&str> = b.definition.vertices.values().map(|v| v.op.kind()).collect();
+        assert!(kinds.contains(&"merge"), "{kinds:?}");
+        let exec = b.definition.vertices.values().find_map(|v| match &v.op {
+            Op::Exec(e) => Some(e.clone()),
+            _ => None,
+        });
+        let exec = exec.expect("a RUN vertex");
+        assert_eq!(exec.network, Network::None);
+        assert_eq!(exec.cwd, "/w");
+        assert!(matches!(&exec.mounts[0].kind, MountKind::Cache { id, .. } if id == "/w/c"), "{:?}", exec.mounts[0]);
+        assert_eq!(exec.mounts[0].target, "/w/c");
+        assert!(matches!(&exec.mounts[1].kind, MountKind::Secret { id, mode: 0o400, .. } if id == "tok"));
+        assert_eq!(exec.mounts[1].target, "/run/secrets/tok");
+    }
+
+    #[test]
     fn paths_resolve_against_the_workdir() {
         assert_eq!(resolve_path("/app", "src/../lib"), "/app/lib");
         assert_eq!(resolve_path("/app", "/abs/"), "/abs");
