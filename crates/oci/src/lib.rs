@@ -37,3 +37,7 @@ pub use oci_spec::image as spec;
 
 /// Annotation that names a tag in an OCI layout's `index.json`.
 pub const REF_NAME_ANNOTATION: &str = "org.opencontainers.image.ref.name";
+
+/// Annotation on a tag pulled through a multi-platform index: the index digest, which is the
+/// digest the registry knows the image by (what `inspect` shows in RepoDigests).
+pub const REPO_DIGEST_ANNOTATION: &str = "dev.builder.repo.digest";

@@ -113,7 +113,10 @@ impl Client {
             reason: format!("its config blob {config_digest} is not an image config: {e}"),
         })?;
         let stored = store.put_bytes(&manifest_doc.bytes)?;
-        let desc = oci::spec::Descriptor::new(manifest_doc.media_type.as_str().into(), stored.size, stored.digest.to_spec());
+        let mut desc = oci::spec::Descriptor::new(manifest_doc.media_type.as_str().into(), stored.size, stored.digest.to_spec());
+        if let Some(index) = &index_digest {
+            desc.set_annotations(Some(std::collections::HashMap::from([(oci::REPO_DIGEST_ANNOTATION.to_string(), index.to_string())])));
+        }
         store.tag(reference, desc)?;
         progress.message(&format!("Digest: {}", index_digest.as_ref().unwrap_or(&stored.digest)));
         Ok(PulledImage {

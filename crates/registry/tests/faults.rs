@@ -260,7 +260,8 @@ fn platform_is_chosen_from_a_multi_platform_index() {
     let r = reference(&server, "app:multi");
     let pulled = client(0).pull(&r, None, &store, &NoProgress).expect("host platform is in the index");
     assert_eq!(pulled.manifest_digest, TestImage::new().manifest_digest());
-    assert_eq!(pulled.index_digest, Some(index_digest));
+    assert_eq!(pulled.index_digest, Some(index_digest.clone()));
+    assert_eq!(store.image(&r).expect("tagged").repo_digest, Some(index_digest));
 
     let err = client(0).pull(&r, Some("linux/riscv64"), &store, &NoProgress).expect_err("not in the index");
     let msg = err.to_string();

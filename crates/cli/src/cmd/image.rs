@@ -287,7 +287,7 @@ fn inspect_json(store: &Store, image: &LocalImage) -> anyhow::Result<serde_json:
     let repo_tags: Vec<String> = tags.iter().filter(|r| r.tag().is_some()).map(|r| r.familiar()).collect();
     let mut repo_digests: Vec<String> = tags
         .iter()
-        .map(|r| format!("{}@{}", r.familiar_name(), image.index_digest.as_ref().unwrap_or(&image.manifest_digest)))
+        .map(|r| format!("{}@{}", r.familiar_name(), image.repo_digest.as_ref().unwrap_or(&image.manifest_digest)))
         .collect();
     repo_digests.sort();
     repo_digests.dedup();

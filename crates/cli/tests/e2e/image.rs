@@ -426,5 +426,7 @@ fn multi_platform_index_is_pushed_whole_and_pulled_per_platform() {
 
     let b2 = Builder::new();
     b2.ok(&["pull", "-q", "--platform", &format!("linux/{foreign}"), &name]);
-    assert_eq!(inspect(&b2, &name)["Id"], inspect(&b, "mp/arm:1")["Id"]);
+    let pulled = inspect(&b2, &name);
+    assert_eq!(pulled["Id"], inspect(&b, "mp/arm:1")["Id"]);
+    assert_eq!(pulled["RepoDigests"], serde_json::json!([format!("{}/mp/multi@{pushed}", registry.addr())]), "the index digest, as docker shows it");
 }

@@ -24,6 +24,9 @@ pub struct LocalImage {
     pub config: ImageConfiguration,
     /// What the tag points at, when it is an index rather than the manifest itself.
     pub index_digest: Option<Digest>,
+    /// The digest the registry it was pulled from knows it by, when that is not the manifest's
+    /// own (an image pulled through a multi-platform index).
+    pub repo_digest: Option<Digest>,
 }
 
 impl LocalImage {
@@ -123,7 +126,8 @@ impl Store {
             let index: ImageIndex = serde_json::from_slice(&bytes).map_err(|e| Error::malformed(format!("image index {digest}"), e))?;
             let chosen = choose_platform(&index, &Platform::host())?;
             let mut image = self.image_from_descriptor(&chosen)?;
-            image.index_digest = Some(digest);
+            image.index_digest = Some(digest.clone());
+            image.repo_digest = Some(digest);
             return Ok(image);
         }
         let manifest: ImageManifest =
@@ -133,7 +137,12 @@ impl Store {
             Error::Malformed { reason, .. } => Error::malformed(format!("image config {config_digest}"), reason),
             other => other,
         })?;
-        Ok(LocalImage { manifest_digest: digest, manifest_media_type: media_type, manifest, config_digest, config, index_digest: None })
+        let repo_digest = desc
+            .annotations()
+            .as_ref()
+            .and_then(|a| a.get(crate::REPO_DIGEST_ANNOTATION))
+            .and_then(|d| d.parse::<Digest>().ok());
+        Ok(LocalImage { manifest_digest: digest, manifest_media_type: media_type, manifest, config_digest, config, index_digest: None, repo_digest })
     }
 }
 
