@@ -231,10 +231,37 @@ impl Client {
                         q.append_pair("scope", s);
                     }
                 }
-                let mut req = self.http.get(url.clone());
-                if let Some(b) = &basic {
-                    req = req.header(AUTHORIZATION, format!("Basic {b}"));
-                }
+                let identity_token = creds.as_ref().filter(|c| c.username == "<token>").map(|c| c.secret.clone());
+                let req = match identity_token {
+                    // An identity token (from `docker login` to some registries) is an OAuth2
+                    // refresh token: exchanged with a form POST, as docker does.
+                    Some(refresh) => {
+                        let mut form = reqwest::Url::parse("http://form/").map_err(|e| Error::Unauthorized { registry: registry.into(), reason: e.to_string() })?;
+                        {
+                            let mut f = form.query_pairs_mut();
+                            f.append_pair("grant_type", "refresh_token").append_pair("refresh_token", &refresh).append_pair("client_id", "builder");
+                            if let Some(s) = &service {
+                                f.append_pair("service", s);
+                            }
+                            if !scope.is_empty() {
+                                f.append_pair("scope", scope);
+                            }
+                        }
+                        let mut realm_url = url.clone();
+                        realm_url.set_query(None);
+                        self.http
+                            .post(realm_url)
+                            .header(reqwest::header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+                            .body(form.query().unwrap_or("").to_string())
+                    }
+                    None => {
+                        let mut req = self.http.get(url.clone());
+                        if let Some(b) = &basic {
+                            req = req.header(AUTHORIZATION, format!("Basic {b}"));
+                        }
+                        req
+                    }
+                };
                 let resp = req.send().await.map_err(|e| Error::Connection { url: realm.clone(), reason: error_chain(&e) })?;
                 if !resp.status().is_success() {
                     let status = resp.status().as_u16();

@@ -282,3 +282,35 @@ fn blocking_pull_works_when_called_from_async_code() {
     });
     assert_eq!(pulled.expect("pull").manifest_digest, TestImage::new().manifest_digest());
 }
+
+#[test]
+fn identity_token_is_exchanged_with_an_oauth2_refresh_grant() {
+    let image = TestImage::new();
+    let addr_cell = std::sync::Arc::new(std::sync::OnceLock::<String>::new());
+    let addr2 = std::sync::Arc::clone(&addr_cell);
+    let server = FakeServer::start(move |req, _| {
+        if req.path == "/token" && req.method == "POST" {
+            let form = String::from_utf8_lossy(&req.body);
+            if form.contains("grant_type=refresh_token") && form.contains("refresh_token=r3fr3sh") {
+                return Reply::ok("application/json", br#"{"access_token":"acc3ss","expires_in":300}"#.to_vec());
+            }
+            return Reply::status(401);
+        }
+        if req.header("authorization") != Some("Bearer acc3ss") {
+            let realm = format!("http://{}/token", addr2.get().map(String::as_str).unwrap_or(""));
+            return Reply::status(401).with_header("WWW-Authenticate", &format!(r#"Bearer realm="{realm}",service="fake""#));
+        }
+        image.serve(req, "app").unwrap_or(Reply::status(404))
+    });
+    addr_cell.set(server.addr.clone()).expect("set");
+    let dir = tempfile::tempdir().expect("tmp");
+    std::fs::write(
+        dir.path().join("config.json"),
+        format!(r#"{{"auths":{{"{}":{{"identitytoken":"r3fr3sh"}}}}}}"#, server.addr),
+    )
+    .expect("config");
+    let c = Client::new(ClientOptions { retries: 0, docker_config_dir: Some(dir.path().to_path_buf()), ..Default::default() }).expect("client");
+    let (_d, store) = store();
+    c.pull(&reference(&server, "app:1"), None, &store, &NoProgress).expect("pull with an identity token");
+    assert_eq!(server.count("POST", "/token"), 1);
+}

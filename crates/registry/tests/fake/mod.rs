@@ -13,6 +13,7 @@ pub struct Seen {
     pub method: String,
     pub path: String,
     pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
 }
 
 impl Seen {
@@ -110,7 +111,7 @@ fn serve(conn: TcpStream, handler: &Handler, seen: &Mutex<Vec<Seen>>, counts: &M
         if reader.read_exact(&mut body).is_err() {
             return;
         }
-        let req = Seen { method: method.clone(), path: path.clone(), headers };
+        let req = Seen { method: method.clone(), path: path.clone(), headers, body };
         seen.lock().expect("lock").push(req.clone());
         let key = format!("{method} {path}");
         let n = {
