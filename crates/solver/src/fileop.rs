@@ -186,9 +186,10 @@ impl FileCtx<'_> {
         }
         let opts = CopyOpts { owner, chmod, keep_owner: !from_context, excludes: &excludes, user_excludes: &user_excludes };
         for rel in &matched {
-            let src_path = if rel.is_empty() { root.to_path_buf() } else { root.join(rel) };
-            // The named source itself is followed when it is a symlink (as Docker does).
-            let meta = fs::metadata(&src_path).or_else(|_| fs::symlink_metadata(&src_path)).map_err(SolveError::io("stat", &src_path))?;
+            // The named source itself is followed when it is a symlink (as Docker does), but
+            // only inside its root: `/etc/shadow` from a context link means <context>/etc/shadow.
+            let src_path = resolve_in_root(root, rel);
+            let meta = fs::symlink_metadata(&src_path).map_err(SolveError::io("stat", &src_path))?;
             if meta.is_dir() {
                 let target = if c.parents && !rel.is_empty() { join_rel(&dest_rel, rel) } else { dest_rel.clone() };
                 self.make_dir_at(&target, &meta, &opts)?;
@@ -211,7 +212,7 @@ impl FileCtx<'_> {
                     dest_rel.clone()
                 };
                 self.ensure_parents(&target, owner)?;
-                self.copy_entry(&src_path, &fs::metadata(&src_path).unwrap_or(meta), &target, &opts)?;
+                self.copy_entry(&src_path, &meta, &target, &opts)?;
             }
         }
         Ok(())
@@ -374,6 +375,24 @@ fn copy_dir_meta(m: &fs::Metadata, target: &Path) -> Result<()> {
     let mt = filetime::FileTime::from_last_modification_time(m);
     let _ = filetime::set_file_mtime(target, mt);
     Ok(())
+}
+
+/// `root/rel` with symlinks at the end followed the way a chroot would: absolute targets and
+/// `..` never leave `root`. Gives up after 40 links (the path then names the last link).
+fn resolve_in_root(root: &Path, rel: &str) -> PathBuf {
+    let mut cur = crate::context::clean(rel);
+    for _ in 0..40 {
+        let path = if cur.is_empty() { root.to_path_buf() } else { root.join(&cur) };
+        let Ok(target) = fs::read_link(&path) else { return path };
+        let t = target.to_string_lossy();
+        cur = if t.starts_with('/') {
+            crate::context::clean(&t)
+        } else {
+            let parent = cur.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
+            crate::context::clean(&format!("{parent}/{t}"))
+        };
+    }
+    root.join(cur)
 }
 
 fn join_rel(a: &str, b: &str) -> String {
@@ -587,5 +606,23 @@ mod tests {
         assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (1000, 50, 0o640));
         assert_eq!(Chmod::parse("u+x,g-r").expect("sym").apply(0o644, false), 0o704);
         assert_eq!(Chmod::parse("a=rX").expect("sym").apply(0o700, true), 0o555);
+    }
+}
+
+#[cfg(test)]
+mod symlink_tests {
+    use super::*;
+
+    #[test]
+    fn a_symlinked_source_never_leaves_its_root() {
+        let d = tempfile::tempdir().expect("tmp");
+        fs::create_dir(d.path().join("etc")).expect("mkdir");
+        fs::write(d.path().join("etc/shadow"), "inside").expect("write");
+        std::os::unix::fs::symlink("/etc/shadow", d.path().join("abs")).expect("link");
+        std::os::unix::fs::symlink("../../../../etc/shadow", d.path().join("up")).expect("link");
+        std::os::unix::fs::symlink("abs", d.path().join("chain")).expect("link");
+        for l in ["abs", "up", "chain"] {
+            assert_eq!(fs::read_to_string(resolve_in_root(d.path(), l)).expect("read"), "inside", "{l}");
+        }
     }
 }
