@@ -377,22 +377,35 @@ fn copy_dir_meta(m: &fs::Metadata, target: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `root/rel` with symlinks at the end followed the way a chroot would: absolute targets and
-/// `..` never leave `root`. Gives up after 40 links (the path then names the last link).
-fn resolve_in_root(root: &Path, rel: &str) -> PathBuf {
-    let mut cur = crate::context::clean(rel);
-    for _ in 0..40 {
-        let path = if cur.is_empty() { root.to_path_buf() } else { root.join(&cur) };
-        let Ok(target) = fs::read_link(&path) else { return path };
-        let t = target.to_string_lossy();
-        cur = if t.starts_with('/') {
-            crate::context::clean(&t)
-        } else {
-            let parent = cur.rsplit_once('/').map(|(p, _)| p).unwrap_or("");
-            crate::context::clean(&format!("{parent}/{t}"))
-        };
+/// `root/rel` with every symlink on the way followed the way a chroot would: absolute targets
+/// and `..` never leave `root`. Gives up after 40 links (the rest is then taken literally).
+pub(crate) fn resolve_in_root(root: &Path, rel: &str) -> PathBuf {
+    let mut todo: Vec<String> = crate::context::clean(rel).split('/').filter(|c| !c.is_empty()).map(str::to_string).rev().collect();
+    let mut done: Vec<String> = Vec::new();
+    let mut links = 0;
+    while let Some(c) = todo.pop() {
+        if c == ".." {
+            done.pop();
+            continue;
+        }
+        done.push(c);
+        let path = root.join(done.join("/"));
+        if links >= 40 {
+            continue;
+        }
+        if let Ok(target) = fs::read_link(&path) {
+            links += 1;
+            done.pop();
+            let t = target.to_string_lossy().into_owned();
+            if t.starts_with('/') {
+                done.clear();
+            }
+            for part in t.split('/').filter(|p| !p.is_empty() && *p != ".").rev() {
+                todo.push(part.to_string());
+            }
+        }
     }
-    root.join(cur)
+    root.join(done.join("/"))
 }
 
 fn join_rel(a: &str, b: &str) -> String {
@@ -621,7 +634,8 @@ mod symlink_tests {
         std::os::unix::fs::symlink("/etc/shadow", d.path().join("abs")).expect("link");
         std::os::unix::fs::symlink("../../../../etc/shadow", d.path().join("up")).expect("link");
         std::os::unix::fs::symlink("abs", d.path().join("chain")).expect("link");
-        for l in ["abs", "up", "chain"] {
+        std::os::unix::fs::symlink("/", d.path().join("rootlink")).expect("link");
+        for l in ["abs", "up", "chain", "rootlink/etc/shadow"] {
             assert_eq!(fs::read_to_string(resolve_in_root(d.path(), l)).expect("read"), "inside", "{l}");
         }
     }

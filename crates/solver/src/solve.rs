@@ -462,8 +462,8 @@ impl Solver {
                                 }
                                 None => return Err(SolveError::step(step, "bind mount input is missing")),
                             };
-                            let rel = crate::context::clean(source);
-                            MountSource::Dir(if rel.is_empty() { dir } else { dir.join(rel) })
+                            // Symlinks in the source path stay inside the source.
+                            MountSource::Dir(crate::fileop::resolve_in_root(&dir, source))
                         }
                         MountKind::Cache { id, sharing, from, source, uid, gid, mode, .. } => {
                             let seed = match from.and_then(|i| inputs.get(i)).map(|s| &s.output) {
