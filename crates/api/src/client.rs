@@ -129,6 +129,7 @@ impl Remote {
         let key = context_key(&context);
         let last_sync = self.cache_dir.as_ref().map(|d| LastSync::path(d, &self.addr, &key));
         let previous = last_sync.as_deref().and_then(LastSync::load);
+        let previous_generation = previous.as_ref().map(|p| p.generation.clone());
         let mut client = self.client.clone();
         let result = self.rt.block_on(async move {
             let (tx, rx) = mpsc::channel::<BuildClientMessage>(8);
@@ -184,7 +185,7 @@ impl Remote {
                         if let Some(s) = sender.take() {
                             s.await.map_err(|e| ApiError::Protocol(format!("file sender crashed: {e}")))??;
                         }
-                        if let Some(path) = &last_sync {
+                        if let Some(path) = last_sync.as_ref().filter(|_| previous_generation.as_ref() != Some(&s.generation)) {
                             // Only an optimisation: a failure means a full list next time.
                             if let Err(e) = (LastSync { generation: s.generation.clone(), entries: entries.clone() }).save(path) {
                                 tracing::debug!("saving {}: {e}", path.display());

@@ -88,30 +88,87 @@ impl Mirror {
         let mut plan = Plan::default();
         plan.removed = self.remove_stale(entries, &by_path)?;
         for (i, e) in entries.iter().enumerate() {
-            let path = self.files.join(&e.path);
-            match kind(e) {
-                FileKind::Dir => match fs::symlink_metadata(&path) {
-                    Ok(m) if m.is_dir() => {}
-                    _ => fs::create_dir(&path).map_err(io("create directory", &path))?,
-                },
-                FileKind::Symlink => {
-                    if fs::symlink_metadata(&path).is_err() {
-                        std::os::unix::fs::symlink(&e.symlink_target, &path).map_err(io("create symlink", &path))?;
-                    }
-                    if self.as_root {
-                        std::os::unix::fs::lchown(&path, Some(e.uid), Some(e.gid)).map_err(io("chown", &path))?;
-                    }
-                }
-                FileKind::File => {
-                    let same = fs::symlink_metadata(&path).map(|m| self.file_matches(&m, e)).unwrap_or(false);
-                    if !same {
-                        plan.needed.push(u32::try_from(i).map_err(|_| refused(&e.path, "too many entries"))?);
-                    }
-                }
-                FileKind::Unspecified => return Err(refused(&e.path, "unknown file kind")),
-            }
+            self.apply_entry(i, e, &mut plan)?;
         }
         Ok(plan)
+    }
+
+    /// Like [`Mirror::plan`] for a delta against `base`, the list the mirror matches (the one
+    /// stored by the last sync): touches only the removed and changed paths instead of walking
+    /// the whole tree. Returns the plan and the new whole list; `needed` indexes that list.
+    pub fn plan_delta(&self, base: Vec<FileEntry>, changed: Vec<FileEntry>, removed: &[String]) -> Result<(Plan, Vec<FileEntry>), MirrorError> {
+        let base_paths: std::collections::HashSet<String> = base.iter().map(|e| e.path.clone()).collect();
+        let mut changed_paths: Vec<String> = changed.iter().map(|e| e.path.clone()).collect();
+        let merged = crate::context::apply_delta(base, changed, removed);
+        let by_path = validate(&merged)?;
+        let mut plan = Plan::default();
+        // Removals first, while every parent is still the directory the base list says it is.
+        for r in removed {
+            check_path(r).map_err(|reason| refused(r, reason))?;
+            if !base_paths.contains(r) {
+                return Err(refused(r, "removed, but it was not in the list the delta is against"));
+            }
+            if by_path.contains_key(r.as_str()) {
+                continue;
+            }
+            let path = self.files.join(r);
+            if let Ok(m) = fs::symlink_metadata(&path) {
+                remove_any(&path, &m)?;
+                plan.removed += 1;
+            }
+        }
+        changed_paths.sort();
+        for p in &changed_paths {
+            let i = by_path[p.as_str()];
+            self.apply_entry(i, &merged[i], &mut plan)?;
+        }
+        plan.needed.sort_unstable();
+        Ok((plan, merged))
+    }
+
+    /// Makes the mirror's `e` what the list says, except file contents: a file that differs
+    /// goes into `plan.needed`. Whatever of another kind is in the way is removed first.
+    fn apply_entry(&self, i: usize, e: &FileEntry, plan: &mut Plan) -> Result<(), MirrorError> {
+        let path = self.files.join(&e.path);
+        let existing = fs::symlink_metadata(&path).ok();
+        match kind(e) {
+            FileKind::Dir => match &existing {
+                Some(m) if m.is_dir() => {}
+                other => {
+                    if let Some(m) = other {
+                        remove_any(&path, m)?;
+                    }
+                    fs::create_dir(&path).map_err(io("create directory", &path))?;
+                }
+            },
+            FileKind::Symlink => {
+                let same = existing.as_ref().is_some_and(|m| m.file_type().is_symlink()) && fs::read_link(&path).ok().as_deref() == Some(Path::new(&e.symlink_target));
+                if !same {
+                    if let Some(m) = &existing {
+                        remove_any(&path, m)?;
+                    }
+                    std::os::unix::fs::symlink(&e.symlink_target, &path).map_err(io("create symlink", &path))?;
+                }
+                if self.as_root {
+                    std::os::unix::fs::lchown(&path, Some(e.uid), Some(e.gid)).map_err(io("chown", &path))?;
+                }
+            }
+            FileKind::File => {
+                let same = match &existing {
+                    Some(m) if m.is_file() => self.file_matches(m, e),
+                    Some(m) => {
+                        remove_any(&path, m)?;
+                        false
+                    }
+                    None => false,
+                };
+                if !same {
+                    plan.needed.push(u32::try_from(i).map_err(|_| refused(&e.path, "too many entries"))?);
+                }
+            }
+            FileKind::Unspecified => return Err(refused(&e.path, "unknown file kind")),
+        }
+        Ok(())
     }
 
     fn file_matches(&self, m: &fs::Metadata, e: &FileEntry) -> bool {
@@ -161,8 +218,8 @@ impl Mirror {
     }
 
     /// Gives directories their mode and owner once everything below them is written.
-    pub fn finish(&self, entries: &[FileEntry]) -> Result<(), MirrorError> {
-        for e in entries.iter().filter(|e| kind(e) == FileKind::Dir) {
+    pub fn finish<'a>(&self, entries: impl IntoIterator<Item = &'a FileEntry>) -> Result<(), MirrorError> {
+        for e in entries.into_iter().filter(|e| kind(e) == FileKind::Dir) {
             let path = self.files.join(&e.path);
             if self.as_root {
                 std::os::unix::fs::lchown(&path, Some(e.uid), Some(e.gid)).map_err(io("chown", &path))?;
@@ -254,6 +311,10 @@ impl Mirror {
     }
 }
 
+fn remove_any(path: &Path, m: &fs::Metadata) -> Result<(), MirrorError> {
+    if m.is_dir() { fs::remove_dir_all(path).map_err(io("remove", path)) } else { fs::remove_file(path).map_err(io("remove", path)) }
+}
+
 fn generation_of(bytes: &[u8]) -> String {
     blake3::hash(bytes).to_hex().as_str()[..32].to_string()
 }
@@ -329,6 +390,20 @@ mod tests {
         assert_eq!(second.needed, [2]);
         assert_eq!(fs::read(m.files_dir().join("src/b")).expect("read"), b"yy");
         assert_eq!(fs::read_link(m.files_dir().join("l")).expect("readlink"), Path::new("src/a"));
+    }
+
+    #[test]
+    fn a_delta_touches_only_what_changed_and_refuses_removals_outside_its_base() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let m = Mirror::open(root.path(), "k").expect("open");
+        let base = vec![dir("d"), file("d/x", 1, 1), file("d/y", 1, 1), link("l", "/etc")];
+        sync(&m, &base, |_| b"1".to_vec());
+        let (plan, merged) = m.plan_delta(base.clone(), vec![file("d/y", 2, 2), file("n", 1, 1)], &["d/x".to_string()]).expect("delta");
+        assert_eq!(plan.needed.iter().map(|&i| merged[i as usize].path.as_str()).collect::<Vec<_>>(), ["d/y", "n"]);
+        assert_eq!(plan.removed, 1);
+        assert!(!m.files_dir().join("d/x").exists());
+        let err = m.plan_delta(base, Vec::new(), &["l/passwd".to_string()]).expect_err("not in the base");
+        assert!(err.to_string().contains("not in the list"), "{err}");
     }
 
     #[test]

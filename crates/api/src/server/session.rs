@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use tokio::sync::mpsc;
 use tonic::{Status, Streaming};
 
-use crate::context::mirror::{Mirror, MirrorError};
+use crate::context::mirror::{Mirror, MirrorError, Plan};
 use crate::convert;
 use crate::engine::BuildJob;
 use crate::proto::build_client_message::Msg as In;
@@ -110,30 +110,37 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut inbound: Streaming<BuildClient
     let key = context_key.clone();
     let mirror = Arc::new(blocking(move || Mirror::open(&root, &key)).await?);
     let mut list = read_manifest(&mut inbound, &mut wire).await?;
+    let mut base = None;
     if list.delta {
         let m = mirror.clone();
         let base_gen = manifest_base.clone();
-        let base = blocking(move || Ok(m.stored_manifest(&base_gen))).await?;
-        match base {
-            Some(base) => {
-                list.entries = crate::context::apply_delta(base, std::mem::take(&mut list.entries), &list.removed);
-            }
-            None => {
-                send(tx, Out::Need(proto::NeedFiles { full_manifest: true, paths: Vec::new() })).await?;
-                list = read_manifest(&mut inbound, &mut wire).await?;
-                if list.delta {
-                    return Err(Status::invalid_argument("asked for the whole file list, got a delta again"));
-                }
+        base = blocking(move || Ok(m.stored_manifest(&base_gen))).await?;
+        if base.is_none() {
+            send(tx, Out::Need(proto::NeedFiles { full_manifest: true, paths: Vec::new() })).await?;
+            list = read_manifest(&mut inbound, &mut wire).await?;
+            if list.delta {
+                return Err(Status::invalid_argument("asked for the whole file list, got a delta again"));
             }
         }
     }
-    let entries = list.entries;
-    let (plan, entries) = {
+    // Nothing changed since the stored list: the mirror is already right.
+    let unchanged = base.is_some() && list.entries.is_empty() && list.removed.is_empty();
+    let (plan, entries, changed_dirs) = {
         let m = mirror.clone();
-        blocking(move || {
-            m.forget_manifest()?;
-            let plan = m.plan(&entries)?;
-            Ok((plan, entries))
+        blocking(move || match base {
+            Some(base) if unchanged => Ok((Plan::default(), base, Vec::new())),
+            Some(base) => {
+                m.forget_manifest()?;
+                let changed_dirs: Vec<FileEntry> = list.entries.iter().filter(|e| crate::context::kind(e) == proto::FileKind::Dir).cloned().collect();
+                let (plan, merged) = m.plan_delta(base, list.entries, &list.removed)?;
+                Ok((plan, merged, changed_dirs))
+            }
+            None => {
+                m.forget_manifest()?;
+                let plan = m.plan(&list.entries)?;
+                let dirs = list.entries.iter().filter(|e| crate::context::kind(e) == proto::FileKind::Dir).cloned().collect();
+                Ok((plan, list.entries, dirs))
+            }
         })
         .await?
     };
@@ -180,10 +187,12 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut inbound: Streaming<BuildClient
         return Err(Status::invalid_argument("more file contents than the server asked for"));
     }
     let files_total = entries.len() as u64;
-    let generation = {
+    let generation = if unchanged {
+        manifest_base.clone()
+    } else {
         let m = mirror.clone();
         blocking(move || {
-            m.finish(&entries)?;
+            m.finish(&changed_dirs)?;
             m.store_manifest(&entries)
         })
         .await?

@@ -553,3 +553,57 @@ fn a_secret_reaches_the_remote_run_and_is_never_logged_cached_or_stored() {
     assert!(!log.contains(value), "the secret is in the server log:\n{log}");
     assert_eq!(found_below(&server.state(), value.as_bytes()), Vec::<PathBuf>::new(), "the secret was written into the server's state");
 }
+
+/// Starts a remote build of `df` on a thread and returns once its RUN is running.
+fn build_until_run_starts<'s>(scope: &'s std::thread::Scope<'s, '_>, server: &'s Server, df: &'static str) -> std::thread::ScopedJoinHandle<'s, api::Result<api::client::RemoteBuild>> {
+    let (tx, rx) = std::sync::mpsc::channel::<()>();
+    let handle = scope.spawn(move || {
+        let ctx = tempfile::tempdir().expect("ctx");
+        let r = server.connect().build(&options(df), ctx.path(), |e| {
+            if matches!(e, solver::Event::Log { bytes, .. } if String::from_utf8_lossy(bytes).contains("running")) {
+                let _ = tx.send(());
+            }
+        });
+        drop(tx);
+        r
+    });
+    if rx.recv().is_err() {
+        let r = handle.join().expect("build thread");
+        panic!("the build ended before its RUN started: {:?}\n{}", r.map(|r| r.outcome), server.log());
+    }
+    handle
+}
+
+#[test]
+fn sigterm_lets_a_running_build_finish_within_the_grace_period() {
+    let server = Server::start(&["--shutdown-grace", "120"]);
+    import_busybox(&server.state());
+    let pid = server.pid();
+    std::thread::scope(|s| {
+        let build = build_until_run_starts(s, &server, "FROM busybox:test\nRUN echo running && sleep 2\n");
+        signal(pid, "TERM");
+        let result = build.join().expect("build thread");
+        assert!(result.is_ok(), "the running build finishes: {:?}", result.map(|r| r.outcome));
+    });
+    let status = server.terminate();
+    assert!(status.success(), "exit status {status}");
+}
+
+#[test]
+fn sigterm_cancels_a_build_that_outlives_the_grace_period() {
+    let server = Server::start(&["--shutdown-grace", "1"]);
+    import_busybox(&server.state());
+    let pid = server.pid();
+    let marker = ["sleep", "4343"];
+    std::thread::scope(|s| {
+        let build = build_until_run_starts(s, &server, "FROM busybox:test\nRUN echo running && sleep 4343\n");
+        signal(pid, "TERM");
+        let err = build.join().expect("build thread").expect_err("the build is cancelled");
+        assert_eq!(err.code(), Some(api::Code::Cancelled), "{err}");
+        assert!(err.to_string().contains("shutting down"), "{err}");
+    });
+    let log = server.log();
+    let status = server.terminate();
+    assert!(status.success(), "exit status {status}\n{log}");
+    wait_until("the cancelled build's sandbox is gone", || processes_running(&marker).is_empty());
+}
