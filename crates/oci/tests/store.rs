@@ -68,11 +68,17 @@ fn streamed_blob_is_visible_only_after_commit() {
 fn leftover_temp_files_of_a_killed_process_are_removed_on_open() {
     let dir = tempfile::tempdir().expect("tmp");
     let store = Store::open(dir.path()).expect("open");
-    std::fs::write(store.tmp_dir().join("blob-12345-0-0"), b"half a layer").expect("write");
+    // A PID no process has (above the kernel's pid_max).
+    std::fs::write(store.tmp_dir().join("blob-99999999-0-0"), b"half a layer").expect("write");
+    // Some other crate's fresh work file: left alone.
+    std::fs::write(store.tmp_dir().join("snapshot-work"), b"in use").expect("write");
     let live = store.blob_writer().expect("a writer still in use");
     Store::open(dir.path()).expect("reopen");
-    let left: Vec<_> = std::fs::read_dir(store.tmp_dir()).expect("tmp").flatten().map(|e| e.path()).collect();
-    assert_eq!(left, vec![live.tmp_path().to_path_buf()], "only the locked in-use file stays");
+    let mut left: Vec<_> = std::fs::read_dir(store.tmp_dir()).expect("tmp").flatten().map(|e| e.path()).collect();
+    left.sort();
+    let mut want = vec![live.tmp_path().to_path_buf(), store.tmp_dir().join("snapshot-work")];
+    want.sort();
+    assert_eq!(left, want, "the dead writer's file is gone; files in use stay");
 }
 
 #[test]

@@ -17,9 +17,9 @@ pub use image::{LocalImage, choose_platform};
 use crate::digest::Digest;
 use crate::error::{Error, Result};
 
-/// How old an unlocked directory in `tmp/` must be before `open` deletes it (another process may
-/// still be filling a fresh one).
-const STALE_TMP_DIR_AGE: Duration = Duration::from_secs(3600);
+/// How old an entry of `tmp/` not named by a PID must be before `open` deletes it (another
+/// process may still be filling a fresh one).
+const STALE_TMP_AGE: Duration = Duration::from_secs(3600);
 
 /// An OCI image layout on disk, shared safely by concurrent processes.
 #[derive(Debug, Clone)]
@@ -148,27 +148,40 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes what killed processes left in `tmp/`: files nobody holds a lock on, and
-    /// directories older than an hour.
+    /// Deletes what killed processes left in `tmp/`. Our own work files carry their writer's
+    /// PID in their name and are removed once that process is gone; anything else (other
+    /// crates' work dirs and files) once it is older than an hour and, for files, unlocked.
     fn clear_stale_tmp(&self) {
         let Ok(entries) = fs::read_dir(self.tmp_dir()) else { return };
         for entry in entries.flatten() {
             let path = entry.path();
             let Ok(meta) = entry.metadata() else { continue };
-            if meta.is_dir() {
-                let old = meta.modified().ok().and_then(|m| SystemTime::now().duration_since(m).ok()).is_some_and(|age| age > STALE_TMP_DIR_AGE);
-                if old {
-                    let _ = fs::remove_dir_all(&path);
+            let stale = match owner_pid(&entry.file_name().to_string_lossy()) {
+                Some(pid) => !Path::new("/proc").join(pid.to_string()).exists(),
+                None => {
+                    let old = meta
+                        .modified()
+                        .ok()
+                        .and_then(|m| SystemTime::now().duration_since(m).ok())
+                        .is_some_and(|age| age > STALE_TMP_AGE);
+                    // A live BlobWriter-style user holds an exclusive lock on its file.
+                    old && (meta.is_dir()
+                        || File::open(&path).is_ok_and(|f| fs4::fs_std::FileExt::try_lock_exclusive(&f).is_ok_and(|l| l)))
                 }
-            } else if let Ok(f) = File::open(&path) {
-                // A live BlobWriter holds an exclusive lock on its file.
-                if fs4::fs_std::FileExt::try_lock_exclusive(&f).is_ok_and(|locked| locked) {
-                    tracing::debug!(path = %path.display(), "removing stale temporary file");
-                    let _ = fs::remove_file(&path);
-                }
+            };
+            if stale {
+                tracing::debug!(path = %path.display(), "removing stale temporary file");
+                let _ = if meta.is_dir() { fs::remove_dir_all(&path) } else { fs::remove_file(&path) };
             }
         }
     }
+}
+
+/// The PID in the name of one of this crate's work files (`blob-PID-…`, `file-PID-…`,
+/// `save-PID-…`, `load-PID-…`).
+fn owner_pid(name: &str) -> Option<u32> {
+    let rest = ["blob-", "file-", "save-", "load-"].iter().find_map(|p| name.strip_prefix(p))?;
+    rest.split('-').next()?.parse().ok()
 }
 
 /// fsyncs a directory so a rename in it survives a crash. Best effort.
