@@ -183,69 +183,109 @@ pub fn parse(source: &[u8], file: &str) -> Result<Ast, DockerfileError> {
     let (directives, escape) = parse_directives(&map, start)?;
     let mut nodes = Vec::new();
     let mut pos = start;
-    let rule = if escape == '`' { Rule::next_instruction_backtick } else { Rule::next_instruction_backslash };
-    while pos < text.len() {
-        let rest = &text[pos..];
-        let pairs = DockerfileGrammar::parse(rule, rest).map_err(|e| {
+    // The driver may not cut a window before this offset (set when an
+    // instruction continued past the end of the previous window).
+    let mut min_end = start;
+    let rule = if escape == '`' { Rule::chunk_bt } else { Rule::chunk_bs };
+    'windows: while pos < text.len() {
+        let end = window_end(text, pos.max(min_end));
+        let pairs = DockerfileGrammar::parse(rule, &text[pos..end]).map_err(|e| {
             // The grammar accepts any text; this is a bug guard, not user error.
             map.error(ErrorKind::Syntax, map.span(pos), format!("cannot parse the Dockerfile here: {e}"))
         })?;
-        let Some(top) = pairs.into_iter().next() else { break };
-        let consumed = top.as_span().end();
-        let instruction = top
-            .into_inner()
-            .find(|p| matches!(p.as_rule(), Rule::next_instruction))
-            .and_then(|p| p.into_inner().find(|p| p.as_rule() == Rule::instruction));
-        let Some(instruction) = instruction else {
-            break;
-        };
-        if consumed == 0 {
-            break;
-        }
-        let instr_end = pos + instruction.as_span().end();
-        let (line, line_map, first_span) = join_instruction(&map, pos, instruction);
-        let mut node = node_from_line(&line, 0, escape, &line_map)
-            .map_err(|message| map.error(ErrorKind::Syntax, first_span, message))?;
-        node.span = first_span;
-        pos = instr_end;
-        node.end_line = map.span(instr_end.saturating_sub(1).max(0)).line.max(first_span.line);
-        if node.can_contain_heredoc() && line.contains("<<") {
-            let docs = heredocs_from_line(&line).map_err(|m| map.error(ErrorKind::Syntax, first_span, m))?;
-            for mut doc in docs {
-                let mut content = String::new();
-                let mut terminated = false;
-                while pos < text.len() {
-                    let end = text[pos..].find('\n').map(|i| pos + i + 1).unwrap_or(text.len());
-                    let raw = &text[pos..end];
-                    pos = end;
-                    let mut candidate = raw.trim_end_matches(['\r', '\n']);
-                    if doc.chomp {
-                        candidate = candidate.trim_start_matches('\t');
-                    }
-                    if candidate == doc.name {
-                        terminated = true;
-                        break;
-                    }
-                    content.push_str(raw);
-                }
-                if !terminated {
-                    return Err(map.error(
-                        ErrorKind::Syntax,
-                        first_span,
-                        format!("unterminated heredoc: no line \"{}\" ends it", doc.name),
-                    ));
-                }
-                doc.content = content;
-                node.heredocs.push(doc);
+        let window_start = pos;
+        let Some(chunk) = pairs.into_iter().next() else { break };
+        for instruction in chunk.into_inner() {
+            if !matches!(instruction.as_rule(), Rule::instruction_bs | Rule::instruction_bt) {
+                continue;
             }
-            node.end_line = map.span(pos.saturating_sub(1)).line;
+            let span = instruction.as_span();
+            let (instr_start, instr_end) = (window_start + span.start(), window_start + span.end());
+            // A continuation mark on the window's last line: the instruction
+            // may go on in lines this window does not have.
+            // (Its last line then ends in a mark, or only comments, blank
+            // lines or the window's end follow the last mark.)
+            let window_len = end - window_start;
+            let continues = span.end() == window_len
+                && instruction.clone().into_inner().filter(|p| p.as_rule() != Rule::comment_line).last().is_some_and(|p| {
+                    matches!(p.as_rule(), Rule::continue_mark_bs | Rule::continue_mark_bt) || p.as_str().is_empty()
+                });
+            if continues && end < text.len() {
+                // The instruction goes on past this window: read it again in a longer one.
+                pos = instr_start;
+                min_end = end;
+                continue 'windows;
+            }
+            let (line, line_map, first_span) = join_instruction(&map, window_start, instruction);
+            let mut node = node_from_line(&line, 0, escape, &line_map)
+                .map_err(|message| map.error(ErrorKind::Syntax, first_span, message))?;
+            node.span = first_span;
+            let has_heredoc_marker = line.contains("<<");
+            node.original = line;
+            pos = instr_end;
+            node.end_line = map.span(instr_end.saturating_sub(1)).line.max(first_span.line);
+            if has_heredoc_marker && node.can_contain_heredoc() {
+                let docs = heredocs_from_line(&node.original).map_err(|m| map.error(ErrorKind::Syntax, first_span, m))?;
+                if !docs.is_empty() {
+                    pos = read_heredoc_bodies(&map, pos, docs, &mut node, first_span)?;
+                    node.end_line = map.span(pos.saturating_sub(1)).line;
+                    nodes.push(node);
+                    // The bodies were not instructions: parse again after them.
+                    continue 'windows;
+                }
+            }
+            nodes.push(node);
         }
-        nodes.push(node);
+        pos = end;
     }
     if nodes.is_empty() {
         return Err(map.error(ErrorKind::Empty, map.span(text.len()), "file with no instructions"));
     }
     Ok(Ast { directives, escape, nodes })
+}
+
+/// Where the window starting at `from` ends: after the first line at or
+/// after `from` containing `<<` (a possible heredoc), or at the end.
+fn window_end(text: &str, from: usize) -> usize {
+    match text[from..].find("<<") {
+        Some(i) => text[from + i..].find('\n').map(|j| from + i + j + 1).unwrap_or(text.len()),
+        None => text.len(),
+    }
+}
+
+/// Reads the bodies of `docs` starting at `pos`; returns where reading stopped.
+fn read_heredoc_bodies(
+    map: &SourceMap<'_>,
+    mut pos: usize,
+    docs: Vec<Heredoc>,
+    node: &mut Node,
+    first_span: Span,
+) -> Result<usize, DockerfileError> {
+    let text = map.text;
+    for mut doc in docs {
+        let mut content = String::new();
+        let mut terminated = false;
+        while pos < text.len() {
+            let end = text[pos..].find('\n').map(|i| pos + i + 1).unwrap_or(text.len());
+            let raw = &text[pos..end];
+            pos = end;
+            let mut candidate = raw.trim_end_matches(['\r', '\n']);
+            if doc.chomp {
+                candidate = candidate.trim_start_matches('\t');
+            }
+            if candidate == doc.name {
+                terminated = true;
+                break;
+            }
+            content.push_str(raw);
+        }
+        if !terminated {
+            return Err(map.error(ErrorKind::Syntax, first_span, format!("unterminated heredoc: no line \"{}\" ends it", doc.name)));
+        }
+        doc.content = content;
+        node.heredocs.push(doc);
+    }
+    Ok(pos)
 }
 
 /// Reads the parser directives at the top of the file.
@@ -304,15 +344,14 @@ fn join_instruction<'s, 'a>(map: &'s SourceMap<'a>, base: usize, instruction: Pa
     let mut first: Option<usize> = None;
     for part in instruction.into_inner() {
         match part.as_rule() {
-            Rule::continued_line | Rule::final_line => {
+            Rule::line_text_bs | Rule::line_text_bt | Rule::first_text_bs | Rule::first_text_bt => {
                 let start = base + part.as_span().start();
                 first.get_or_insert(start);
-                for t in part.into_inner() {
-                    if matches!(t.as_rule(), Rule::continued_text | Rule::final_text) {
-                        pieces.push((line.len(), base + t.as_span().start()));
-                        line.push_str(t.as_str());
-                    }
-                }
+                pieces.push((line.len(), start));
+                line.push_str(part.as_str());
+            }
+            Rule::continue_mark_bs | Rule::continue_mark_bt => {
+                first.get_or_insert(base + part.as_span().start());
             }
             _ => {}
         }
@@ -380,7 +419,8 @@ fn node_from_line(line: &str, base: usize, escape: char, lm: &LineMap<'_, '_>) -
         child,
         json,
         heredocs: Vec::new(),
-        original: line.to_string(),
+        // The caller moves the whole line in; an ONBUILD trigger keeps its part.
+        original: if base == 0 { String::new() } else { line.to_string() },
         span: keyword_span,
         end_line: keyword_span.line,
     })
@@ -461,6 +501,10 @@ pub(crate) fn parse_json(rest: &str, at: usize) -> Result<Option<Vec<Piece>>, St
     // the line is then not JSON.
     let flat = array.clone().into_inner().flatten();
     if flat.clone().any(|p| p.as_rule() == Rule::json_number && p.as_str().parse::<f64>().map(|f| f.is_infinite()).unwrap_or(true)) {
+        return Ok(None);
+    }
+    // Go rejects raw control characters inside strings: then it is not JSON.
+    if flat.clone().any(|p| p.as_rule() == Rule::json_chars && p.as_str().bytes().any(|b| b < 0x20)) {
         return Ok(None);
     }
     let mut items = Vec::new();

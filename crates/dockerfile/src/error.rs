@@ -99,13 +99,15 @@ pub(crate) struct SourceMap<'a> {
     pub text: &'a str,
     pub file: &'a str,
     line_starts: Vec<usize>,
+    /// All ASCII: a column is a byte distance.
+    ascii: bool,
 }
 
 impl<'a> SourceMap<'a> {
     pub(crate) fn new(text: &'a str, file: &'a str) -> SourceMap<'a> {
         let mut line_starts = vec![0];
         line_starts.extend(memchr_iter(text.as_bytes()).map(|i| i + 1));
-        SourceMap { text, file, line_starts }
+        SourceMap { text, file, line_starts, ascii: text.is_ascii() }
     }
 
     /// 1-based line and column (in characters) of a byte offset.
@@ -113,6 +115,9 @@ impl<'a> SourceMap<'a> {
         let offset = offset.min(self.text.len());
         let line = self.line_starts.partition_point(|&s| s <= offset);
         let start = self.line_starts[line - 1];
+        if self.ascii {
+            return Span { line, column: offset - start + 1 };
+        }
         let mut o = offset;
         while !self.text.is_char_boundary(o) {
             o -= 1;

@@ -83,18 +83,23 @@ pub(crate) struct SplitLine {
 
 pub(crate) fn split_command(line: &str, escape: char) -> SplitLine {
     let (trimmed, base) = trim_space(line);
-    let mut parts = split_blanks(trimmed, base, Some(2));
+    // The name ends at the first blank of `[\t\v\f\r ]`; the rest starts after the run of them.
+    let (command, after) = match trimmed.find(is_sep) {
+        Some(i) => {
+            let rest_start = trimmed[i..].find(|c: char| !is_sep(c)).map(|j| i + j).unwrap_or(trimmed.len());
+            (&trimmed[..i], Some((&trimmed[rest_start..], base + rest_start)))
+        }
+        None => (trimmed, None),
+    };
     let mut flags = Vec::new();
     let mut rest = Piece::new("", line.len());
-    if parts.len() == 2 {
-        let after = parts.pop().unwrap_or_else(|| Piece::new("", line.len()));
-        let (args, args_offset, f) = extract_builder_flags(&after.text, escape);
-        flags = f.into_iter().map(|p| Piece::new(p.text, p.offset + after.offset)).collect();
+    if let Some((after, after_offset)) = after {
+        let (args, args_offset, f) = extract_builder_flags(after, escape);
+        flags = f.into_iter().map(|p| Piece::new(p.text, p.offset + after_offset)).collect();
         let (t, o) = trim_space(args);
-        rest = Piece::new(t, after.offset + args_offset + o);
+        rest = Piece::new(t, after_offset + args_offset + o);
     }
-    let command = parts.pop().unwrap_or_else(|| Piece::new("", base));
-    SplitLine { command, flags, rest }
+    SplitLine { command: Piece::new(command, base), flags, rest }
 }
 
 /// Leading `--flag[=value]` words; stops at the first word not starting with
@@ -341,6 +346,9 @@ fn is_go_printable(c: char) -> bool {
 
 /// Go's `strings.ToLower` (simple case mapping, rune by rune).
 pub(crate) fn go_lower(s: &str) -> String {
+    if s.is_ascii() {
+        return s.to_ascii_lowercase();
+    }
     let mut out = String::with_capacity(s.len());
     for c in s.chars() {
         if c == '\u{130}' {

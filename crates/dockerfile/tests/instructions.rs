@@ -331,3 +331,25 @@ fn typed_instructions_serialize_to_json() {
     assert_eq!(run["command"]["shell"], "make");
     assert_eq!(run["span"]["line"], 2);
 }
+
+#[test]
+fn heredoc_marker_on_a_continued_line_and_stray_double_angles() {
+    let df = parse("FROM a\nENV A=x<<y\nRUN set -e \\\n && cat <<EOF \\\n && echo done\nbody line\nEOF\nLABEL b=<<c\nRUN echo \"<<not\"\nCMD z\n");
+    let ins = only(&df);
+    let names: Vec<&str> = ins.iter().map(|i| i.name()).collect();
+    assert_eq!(names, ["ENV", "RUN", "LABEL", "RUN", "CMD"]);
+    let Instruction::Run(r) = &ins[1] else { panic!() };
+    assert_eq!(r.command, ShellOrExec::Shell("set -e  && cat <<EOF  && echo done".into()));
+    assert_eq!(r.heredocs[0].content, "body line\n");
+    assert_eq!(ins[4].span(), Span { line: 10, column: 1 });
+}
+
+#[test]
+fn heredoc_looking_comment_inside_a_continued_instruction() {
+    let df = parse("FROM a\nRUN one \\\n# a comment with <<EOF in it\n\n  two\nCMD z\n");
+    let ins = only(&df);
+    assert_eq!(ins.len(), 2);
+    let Instruction::Run(r) = &ins[0] else { panic!() };
+    assert_eq!(r.command, ShellOrExec::Shell("one   two".into()));
+    assert!(r.heredocs.is_empty());
+}
