@@ -111,6 +111,8 @@ pub fn usage_to_proto(u: DiskUsage) -> proto::DiskUsageResponse {
             .collect(),
         total: u.total,
         reclaimable: u.reclaimable,
+        layer_bytes: u.layer_bytes,
+        mount_bytes: u.mount_bytes,
     }
 }
 
@@ -123,6 +125,8 @@ pub fn usage_from_proto(u: proto::DiskUsageResponse) -> DiskUsage {
             .collect(),
         total: u.total,
         reclaimable: u.reclaimable,
+        layer_bytes: u.layer_bytes,
+        mount_bytes: u.mount_bytes,
     }
 }
 

@@ -114,6 +114,8 @@ pub struct DiskUsage {
     pub entries: Vec<DiskUsageEntry>,
     pub total: u64,
     pub reclaimable: u64,
+    pub layer_bytes: u64,
+    pub mount_bytes: u64,
 }
 
 /// Why the engine could not do what was asked; the kind becomes the gRPC status code.

@@ -209,7 +209,7 @@ impl Engine for LocalEngine {
             })
             .collect();
         let total = usage.layer_bytes + usage.mount_bytes;
-        Ok(DiskUsage { entries, total, reclaimable: total })
+        Ok(DiskUsage { entries, total, reclaimable: total, layer_bytes: usage.layer_bytes, mount_bytes: usage.mount_bytes })
     }
 
     fn platforms(&self) -> Vec<String> {

@@ -130,7 +130,7 @@ fn local_digest(state: &Path, tag: &str) -> String {
     let out = Command::new(bin()).arg("--root").arg(state).args(["images", "--format", "json"]).output().expect("images");
     assert_success(&out, &["images"]);
     let text = String::from_utf8_lossy(&out.stdout);
-    let (repo, t) = tag.split_once(':').expect("tag");
+    let (repo, t) = tag.rsplit_once(':').expect("tag");
     for line in text.lines() {
         let v: serde_json::Value = serde_json::from_str(line).expect("json line");
         if v["Repository"] == repo && v["Tag"] == t {
@@ -606,4 +606,35 @@ fn sigterm_cancels_a_build_that_outlives_the_grace_period() {
     let status = server.terminate();
     assert!(status.success(), "exit status {status}\n{log}");
     wait_until("the cancelled build's sandbox is gone", || processes_running(&marker).is_empty());
+}
+
+#[test]
+fn images_push_du_and_prune_work_on_the_server() {
+    let registry = crate::util_registry::Registry::start();
+    let server = Server::start(&[]);
+    import_busybox(&server.state());
+    let remote = server.connect();
+    let ctx = tempfile::tempdir().expect("ctx");
+    write(ctx.path(), "hello.txt", "hello\n");
+    let df = "FROM busybox:test\nCOPY hello.txt /\nRUN cat /hello.txt > /copy\n";
+    let tag = format!("{}/remote/app:1", registry.addr());
+    let mut opts = options(df);
+    opts.tags = vec![tag.clone()];
+    let (built, _) = remote_build(&remote, &opts, ctx.path());
+
+    let images = remote.images().expect("images");
+    assert!(images.iter().any(|i| i.reference == tag && i.manifest_digest == built.outcome.image_digest), "{images:?}");
+
+    let mut notes = Vec::new();
+    let pushed = remote.push(&tag, None, &[], |n| notes.push(n.to_string())).expect("push");
+    assert_eq!(pushed.digest, built.outcome.image_digest, "the registry has the built manifest");
+    let fresh = Builder::new();
+    fresh.ok(&["pull", &tag]);
+    assert_eq!(local_digest(fresh.root(), &format!("{}/remote/app:1", registry.addr())), built.outcome.image_digest, "a pull gets the built image");
+
+    let du = remote.disk_usage().expect("du");
+    assert!(!du.entries.is_empty() && du.total > 0, "{du:?}");
+    let pruned = remote.prune(true, None).expect("prune");
+    assert!(pruned.records_removed > 0, "{pruned:?}");
+    assert!(remote.disk_usage().expect("du").entries.is_empty(), "prune --all empties the cache");
 }
