@@ -49,6 +49,26 @@ pub struct Plan {
     pub removed: u64,
 }
 
+/// Removes the mirrors under `<state_root>/contexts/` not used for `max_age` (a mirror's
+/// directory is touched by every build that uses it). Returns how many went and their bytes.
+pub fn remove_unused_mirrors(state_root: &Path, max_age: Duration) -> Result<(u64, u64), MirrorError> {
+    let dir = state_root.join("contexts");
+    let Ok(read) = fs::read_dir(&dir) else { return Ok((0, 0)) };
+    let now = SystemTime::now();
+    let (mut count, mut bytes) = (0, 0);
+    for e in read.flatten() {
+        let Ok(m) = e.metadata() else { continue };
+        let age = m.modified().ok().and_then(|t| now.duration_since(t).ok()).unwrap_or_default();
+        if m.is_dir() && age >= max_age {
+            let size: u64 = walkdir::WalkDir::new(e.path()).into_iter().flatten().filter_map(|f| f.metadata().ok()).filter(|m| m.is_file()).map(|m| m.len()).sum();
+            fs::remove_dir_all(e.path()).map_err(io("remove", &e.path()))?;
+            count += 1;
+            bytes += size;
+        }
+    }
+    Ok((count, bytes))
+}
+
 /// One client's context on the server.
 pub struct Mirror {
     dir: PathBuf,
@@ -404,6 +424,18 @@ mod tests {
         assert!(!m.files_dir().join("d/x").exists());
         let err = m.plan_delta(base, Vec::new(), &["l/passwd".to_string()]).expect_err("not in the base");
         assert!(err.to_string().contains("not in the list"), "{err}");
+    }
+
+    #[test]
+    fn unused_mirrors_are_removed_and_recent_ones_kept() {
+        let root = tempfile::tempdir().expect("tempdir");
+        let m = Mirror::open(root.path(), "old").expect("open");
+        sync(&m, &[file("f", 3, 1)], |_| b"abc".to_vec());
+        assert_eq!(remove_unused_mirrors(root.path(), Duration::from_secs(3600)).expect("gc"), (0, 0), "used just now");
+        let (count, bytes) = remove_unused_mirrors(root.path(), Duration::ZERO).expect("gc");
+        assert_eq!(count, 1);
+        assert!(bytes >= 3);
+        assert!(!m.dir().exists());
     }
 
     #[test]

@@ -24,6 +24,9 @@ use crate::error::ApiError;
 use crate::proto;
 use crate::proto::control_server::{Control, ControlServer};
 
+/// A context mirror unused this long is removed at server start and by `prune`.
+pub const MIRROR_MAX_AGE: Duration = Duration::from_secs(48 * 3600);
+
 /// Largest message either side accepts: a file chunk is 1 MiB, a manifest part a few hundred KiB.
 pub const MAX_MESSAGE_SIZE: usize = 16 << 20;
 
@@ -179,7 +182,12 @@ impl Control for ControlService {
         let req = request.into_inner();
         let engine = self.shared.engine.clone();
         let keep = if req.keep_storage == 0 { None } else { Some(req.keep_storage) };
-        let out = blocking(move || engine.prune(req.all, keep)).await?;
+        let mut out = blocking(move || engine.prune(req.all, keep)).await?;
+        // Context mirrors no build used for two days go too (the cache's own default age).
+        let root = self.shared.state_root.clone();
+        let (mirrors, bytes) = blocking(move || crate::context::mirror::remove_unused_mirrors(&root, MIRROR_MAX_AGE).map_err(|e| EngineError::Failed(e.to_string()))).await?;
+        out.bytes_freed += bytes;
+        out.details.insert("context_mirrors".into(), mirrors.to_string());
         Ok(Response::new(convert::prune_to_proto(out)))
     }
 
@@ -216,6 +224,11 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
     ready: impl FnOnce(&Address) + Send,
 ) -> Result<(), ApiError> {
+    match crate::context::mirror::remove_unused_mirrors(&opts.state_root, MIRROR_MAX_AGE) {
+        Ok((n, bytes)) if n > 0 => tracing::info!("removed {n} context mirrors unused for two days ({bytes} bytes)"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!("removing unused context mirrors: {e}"),
+    }
     let (stop_tx, stop_rx) = watch::channel(false);
     let max_builds = opts.max_concurrent_builds.max(1);
     let shared = Arc::new(Shared {
