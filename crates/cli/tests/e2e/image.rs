@@ -113,6 +113,7 @@ fn pushed_image_pulled_back_after_rmi_has_the_same_digest() {
     let (b, _work) = with_busybox(&name);
     let pushed = b.ok(&["push", &name]).trim().to_string();
     assert!(pushed.starts_with("sha256:"), "push prints the manifest digest: {pushed}");
+    assert_eq!(http_status(&registry.addr(), "/v2/e2e/busybox/manifests/1"), 200, "the registry serves the manifest");
     let before = inspect(&b, &name);
     b.ok(&["rmi", &name]);
     assert_eq!(std::fs::read_dir(b.root().join("blobs/sha256")).expect("blobs").count(), 0);

@@ -126,10 +126,13 @@ impl Drop for Registry {
     }
 }
 
-/// The HTTP status code of a plain `GET http://ADDR/PATH` (no auth).
+/// The HTTP status code of a plain `GET http://ADDR/PATH` (no auth). It accepts every manifest
+/// type, since a registry answers 404 for an OCI manifest to a client that does not.
 pub fn http_status(addr: &str, path: &str) -> u16 {
     let mut s = TcpStream::connect(addr).expect("connect");
-    let req = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n");
+    let accept = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, \
+                  application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
+    let req = format!("GET {path} HTTP/1.0\r\nHost: {addr}\r\nAccept: {accept}\r\n\r\n");
     s.write_all(req.as_bytes()).expect("send request");
     let mut resp = String::new();
     let _ = s.read_to_string(&mut resp);
