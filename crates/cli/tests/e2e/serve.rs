@@ -638,3 +638,37 @@ fn images_push_du_and_prune_work_on_the_server() {
     assert!(pruned.records_removed > 0, "{pruned:?}");
     assert!(remote.disk_usage().expect("du").entries.is_empty(), "prune --all empties the cache");
 }
+
+#[test]
+fn an_identical_step_of_two_concurrent_builds_runs_once() {
+    let server = Server::start(&[]);
+    import_busybox(&server.state());
+    let df = "FROM busybox:test\nRUN echo running && echo step-ran-$(cat /proc/sys/kernel/random/uuid) && sleep 2\n";
+    let ran = |events: &[solver::Event]| events.iter().any(|e| matches!(e, solver::Event::Log { bytes, .. } if String::from_utf8_lossy(bytes).contains("step-ran-")));
+    let cached = |events: &[solver::Event]| events.iter().any(|e| matches!(e, solver::Event::Cached { .. }));
+    let (first, second) = std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        let server = &server;
+        let first = s.spawn(move || {
+            let ctx = tempfile::tempdir().expect("ctx");
+            let mut events = Vec::new();
+            let r = server.connect().build(&options(df), ctx.path(), |e| {
+                if matches!(e, solver::Event::Log { bytes, .. } if String::from_utf8_lossy(bytes).contains("running")) {
+                    let _ = tx.send(());
+                }
+                events.push(e.clone());
+            });
+            (r.map(|r| r.outcome.image_digest), events)
+        });
+        rx.recv().expect("the first build's RUN started");
+        let ctx = tempfile::tempdir().expect("ctx");
+        let mut events = Vec::new();
+        let r = server.connect().build(&options(df), ctx.path(), |e| events.push(e.clone()));
+        (first.join().expect("first"), (r.map(|r| r.outcome.image_digest), events))
+    });
+    let (d1, e1) = (first.0.expect("first build"), first.1);
+    let (d2, e2) = (second.0.expect("second build"), second.1);
+    assert_eq!(d1, d2, "one result for both");
+    assert!(ran(&e1), "the first build ran the step: {e1:?}");
+    assert!(!ran(&e2) && cached(&e2), "the second build waited for it instead of running it again: {e2:?}");
+}
