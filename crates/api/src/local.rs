@@ -105,13 +105,14 @@ impl Engine for LocalEngine {
             targets: vec![lowered.target],
             locals,
             secrets: o.secrets.clone(),
-            max_parallelism: if o.max_parallelism > 0 { o.max_parallelism } else { std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) },
+            // The local build's default: steps mostly wait on I/O and processes.
+            max_parallelism: if o.max_parallelism > 0 { o.max_parallelism } else { (std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) * 2).max(4) },
             progress: job.progress.clone(),
             cancel: job.cancel.clone(),
         };
         let solved = self.solver.solve(&req).map_err(|e| match e {
             solver::SolveError::Cancelled => EngineError::Cancelled,
-            e => failed(e),
+            e => failed(format!("{e}{}", failing_location(&lowered.definition, &e))),
         })?;
         let Some(solver::Solved { output: solver::Output::Snapshot { snapshot, .. }, .. }) = solved.get(&lowered.target).cloned() else {
             return Err(failed("the build produced no filesystem"));
@@ -123,6 +124,14 @@ impl Engine for LocalEngine {
                 _ => None,
             })
             .collect();
+        // When each step's result was made: a cached rebuild writes the same image.
+        let made_at: HashMap<graph::VertexDigest, u64> = solved
+            .iter()
+            .filter_map(|(d, s)| match &s.output {
+                solver::Output::Snapshot { created, .. } => Some((*d, *created)),
+                _ => None,
+            })
+            .collect();
         let progress = job.progress.clone();
         let note = move |m: String| progress(solver::Event::Note { message: m });
         let compression = match o.options.get("compression") {
@@ -131,7 +140,7 @@ impl Engine for LocalEngine {
             None => Compression::Uncompressed,
         };
         let opts = solver::export::ExportOptions { compression, source_date_epoch };
-        let exported = solver::export::export_image(self.solver.index(), &self.store, &snapshot, &lowered.image, &new_layers, &opts, &note).map_err(failed)?;
+        let exported = solver::export::export_image_with_times(self.solver.index(), &self.store, &snapshot, &lowered.image, &new_layers, &made_at, &opts, &note).map_err(failed)?;
         note(format!("writing image {} done", exported.config_digest));
         let manifest: oci::Digest = exported.manifest_digest.parse().map_err(failed)?;
         let desc = self.store.manifest_descriptor(&manifest).map_err(failed)?;
@@ -221,6 +230,19 @@ impl LocalEngine {
     pub fn root(&self) -> &Path {
         &self.root
     }
+}
+
+/// `\n  at Dockerfile:LINE` for the step that failed, when the error names it (as a local build says).
+fn failing_location(def: &graph::Definition, e: &solver::SolveError) -> String {
+    let msg = e.to_string();
+    for v in def.vertices.values() {
+        if !v.meta.description.is_empty() && msg.starts_with(&v.meta.description) {
+            if let Some(l) = &v.meta.location {
+                return format!("\n  at {l}");
+            }
+        }
+    }
+    String::new()
 }
 
 /// Registry progress as build notes (what the client renders).

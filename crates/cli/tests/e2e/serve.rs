@@ -672,3 +672,29 @@ fn an_identical_step_of_two_concurrent_builds_runs_once() {
     assert!(ran(&e1), "the first build ran the step: {e1:?}");
     assert!(!ran(&e2) && cached(&e2), "the second build waited for it instead of running it again: {e2:?}");
 }
+
+#[test]
+fn a_failing_remote_step_reports_the_error_and_line_a_local_build_would() {
+    let server = Server::start(&[]);
+    import_busybox(&server.state());
+    let df = "FROM busybox:test\nRUN echo fine\nRUN echo failing-now && exit 3\n";
+    let ctx = tempfile::tempdir().expect("ctx");
+    let mut failed_steps = Vec::new();
+    let err = server
+        .connect()
+        .build(&options(df), ctx.path(), |e| {
+            if let solver::Event::Failed { error, .. } = e {
+                failed_steps.push(error.clone());
+            }
+        })
+        .expect_err("the build fails");
+    let msg = err.to_string();
+    assert!(msg.starts_with("build failed:"), "{msg}");
+    assert!(msg.contains("Dockerfile:3"), "names the line: {msg}");
+    assert_eq!(failed_steps.len(), 1, "one failed step was rendered: {failed_steps:?}");
+    let local = Builder::new();
+    copy_busybox(&server.state(), local.root());
+    std::fs::write(ctx.path().join("Dockerfile"), df).expect("write");
+    let local_err = local.fails(&["build", "--progress", "plain", ctx.path().to_str().expect("utf8")]);
+    assert!(local_err.contains("Dockerfile:3"), "{local_err}");
+}
