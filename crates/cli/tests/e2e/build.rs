@@ -679,3 +679,19 @@ fn network_none_isolates_and_compression_and_labels_apply() {
     assert_eq!(b.ok(&["run", "--rm", "net:1", "cat", "/nets"]).trim(), "lo");
     assert!(b.ok(&["run", "--rm", "net:1", "cat", "/host-nets"]).lines().count() > 1, "the default network is the host's");
 }
+
+#[test]
+fn output_oci_and_docker_archives_are_read_by_skopeo() {
+    let b = with_busybox();
+    let ctx = context(&[("Dockerfile", "FROM busybox:test\nRUN echo x > /x\n")]);
+    let out = tempfile::tempdir().expect("tmp");
+    for (kind, transport) in [("oci", "oci-archive"), ("docker", "docker-archive")] {
+        let dest = out.path().join(format!("{kind}.tar"));
+        let spec = format!("type={kind},dest={}", dest.display());
+        build_ok(&b, ctx.path(), &["-t", "arch:1", "--output", &spec]);
+        let inspect = std::process::Command::new("skopeo").args(["inspect", &format!("{transport}:{}", dest.display())]).output().expect("skopeo");
+        assert!(inspect.status.success(), "{kind}: {}", String::from_utf8_lossy(&inspect.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&inspect.stdout).expect("json");
+        assert_eq!(v["Layers"].as_array().expect("layers").len(), 2, "{kind}: {v}");
+    }
+}
