@@ -98,7 +98,10 @@ pub fn save(store: &Store, images: &[(Option<Reference>, LocalImage)], format: F
                 }
                 let repo_tags = reference.as_ref().filter(|r| r.tag().is_some()).map(|r| vec![r.familiar()]);
                 if let (Some(r), Some(last)) = (reference.as_ref().filter(|r| r.tag().is_some()), diff_ids.last()) {
-                    repositories.entry(r.familiar_name()).or_default().insert(r.tag().unwrap_or("latest").to_string(), last.hex().to_string());
+                    repositories
+                        .entry(r.familiar_name())
+                        .or_default()
+                        .insert(r.tag().unwrap_or("latest").to_string(), last.hex().to_string());
                 }
                 entries.push(DockerEntry { config: config_name, repo_tags, layers: layer_names });
             }
@@ -134,7 +137,13 @@ fn append_file<W: Write>(tar: &mut tar::Builder<W>, name: &str, path: &Path) -> 
 }
 
 /// Appends a layer uncompressed (docker archives hold layer tars as their diffID names them).
-fn append_uncompressed_layer<W: Write>(store: &Store, tar: &mut tar::Builder<W>, name: &str, blob: &Digest, diff_id: &Digest) -> Result<()> {
+fn append_uncompressed_layer<W: Write>(
+    store: &Store,
+    tar: &mut tar::Builder<W>,
+    name: &str,
+    blob: &Digest,
+    diff_id: &Digest,
+) -> Result<()> {
     let tmp = store.tmp_dir().join(format!("save-{}", crate::store::unique_name()));
     let _cleanup = RemoveOnDrop(tmp.clone());
     let source = store.open_blob(blob)?;

@@ -27,10 +27,7 @@ impl Digest {
     /// Builds a digest from 64 hex digits (no `sha256:` prefix).
     pub fn from_hex(hex: &str) -> Result<Digest, Error> {
         if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
-            return Err(Error::InvalidDigest {
-                input: hex.to_string(),
-                reason: "a sha256 digest is 64 lowercase hex digits".into(),
-            });
+            return Err(Error::InvalidDigest { input: hex.to_string(), reason: "a sha256 digest is 64 lowercase hex digits".into() });
         }
         Ok(Digest { hex: hex.to_string() })
     }
@@ -66,10 +63,8 @@ impl FromStr for Digest {
         if alg != "sha256" {
             return Err(Error::InvalidDigest { input: s.into(), reason: format!("unsupported algorithm {alg:?} (only sha256)") });
         }
-        Digest::from_hex(hex).map_err(|_| Error::InvalidDigest {
-            input: s.into(),
-            reason: "a sha256 digest is 64 lowercase hex digits".into(),
-        })
+        Digest::from_hex(hex)
+            .map_err(|_| Error::InvalidDigest { input: s.into(), reason: "a sha256 digest is 64 lowercase hex digits".into() })
     }
 }
 
@@ -111,10 +106,7 @@ mod tests {
 
     #[test]
     fn digest_of_empty_input_is_the_well_known_one() {
-        assert_eq!(
-            Digest::sha256_of(b"").to_string(),
-            "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
+        assert_eq!(Digest::sha256_of(b"").to_string(), "sha256:e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
     }
 
     #[test]

@@ -5,8 +5,8 @@ use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read};
 
 use oci_spec::image::{
-    Arch, ConfigBuilder, Descriptor, History, HistoryBuilder, ImageConfiguration, ImageConfigurationBuilder,
-    ImageManifestBuilder, MediaType, Os, RootFsBuilder,
+    Arch, ConfigBuilder, Descriptor, History, HistoryBuilder, ImageConfiguration, ImageConfigurationBuilder, ImageManifestBuilder,
+    MediaType, Os, RootFsBuilder,
 };
 
 use crate::digest::Digest;
@@ -48,10 +48,7 @@ pub fn import_rootfs(store: &Store, input: impl Read, reference: &Reference, sou
         .comment("Imported from a root filesystem tarball")
         .build()
         .map_err(|e| Error::malformed("history", e))?;
-    let config = ConfigBuilder::default()
-        .env(vec![DEFAULT_PATH.to_string()])
-        .build()
-        .map_err(|e| Error::malformed("config", e))?;
+    let config = ConfigBuilder::default().env(vec![DEFAULT_PATH.to_string()]).build().map_err(|e| Error::malformed("config", e))?;
     let image_config = ImageConfigurationBuilder::default()
         .created(created)
         .architecture(Arch::from(host.architecture.as_str()))

@@ -125,7 +125,13 @@ impl<W: Write> ParallelGzip<W> {
         let (bytes, crc, chunk_len) = rx.recv().map_err(|_| io::Error::other("gzip worker died"))??;
         if !self.header_written {
             self.header_written = true;
-            let xfl = if self.level >= 9 { 2 } else if self.level <= 1 { 4 } else { 0 };
+            let xfl = if self.level >= 9 {
+                2
+            } else if self.level <= 1 {
+                4
+            } else {
+                0
+            };
             // magic, deflate, no flags, mtime 0, xfl, OS = unix
             self.out()?.write_all(&[0x1f, 0x8b, 8, 0, 0, 0, 0, 0, xfl, 3])?;
         }
@@ -255,10 +261,14 @@ fn looks_incompressible(data: &[u8]) -> bool {
         n += 1;
     }
     let n = f64::from(n);
-    let entropy: f64 = counts.iter().filter(|c| **c > 0).map(|c| {
-        let p = f64::from(*c) / n;
-        -p * p.log2()
-    }).sum();
+    let entropy: f64 = counts
+        .iter()
+        .filter(|c| **c > 0)
+        .map(|c| {
+            let p = f64::from(*c) / n;
+            -p * p.log2()
+        })
+        .sum();
     entropy > 7.5
 }
 

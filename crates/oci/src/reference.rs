@@ -67,11 +67,7 @@ impl Reference {
             None | Some("index.docker.io") | Some("registry-1.docker.io") => DEFAULT_REGISTRY.to_string(),
             Some(r) => r.to_string(),
         };
-        let repository = if registry == DEFAULT_REGISTRY && !path.contains('/') {
-            format!("library/{path}")
-        } else {
-            path.to_string()
-        };
+        let repository = if registry == DEFAULT_REGISTRY && !path.contains('/') { format!("library/{path}") } else { path.to_string() };
         if registry.len() + 1 + repository.len() > MAX_NAME_LEN {
             return Err(bad(format!("the name is longer than {MAX_NAME_LEN} characters")));
         }
@@ -136,7 +132,8 @@ impl Reference {
 
     /// The same repository with another tag (and no digest).
     pub fn with_tag(&self, tag: &str) -> Result<Reference, Error> {
-        check_tag(tag).map_err(|r| Error::InvalidReference { input: format!("{}:{tag}", self.name()), reason: format!("tag {tag:?} {r}") })?;
+        check_tag(tag)
+            .map_err(|r| Error::InvalidReference { input: format!("{}:{tag}", self.name()), reason: format!("tag {tag:?} {r}") })?;
         Ok(Reference { registry: self.registry.clone(), repository: self.repository.clone(), tag: Some(tag.into()), digest: None })
     }
 
@@ -174,9 +171,7 @@ pub fn is_loopback_host(host_port: &str) -> bool {
 /// contains '.' or ':', is `localhost`, or has uppercase letters.
 fn split_registry(name: &str) -> (Option<&str>, &str) {
     match name.split_once('/') {
-        Some((first, rest))
-            if first.contains(['.', ':']) || first == "localhost" || first.chars().any(|c| c.is_ascii_uppercase()) =>
-        {
+        Some((first, rest)) if first.contains(['.', ':']) || first == "localhost" || first.chars().any(|c| c.is_ascii_uppercase()) => {
             (Some(first), rest)
         }
         _ => (None, name),
@@ -246,12 +241,8 @@ fn check_registry(r: &str) -> Result<(), String> {
         }
     };
     if let Some(host) = host {
-        let label_ok = |l: &str| {
-            !l.is_empty()
-                && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-        };
+        let label_ok =
+            |l: &str| !l.is_empty() && l.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') && !l.starts_with('-') && !l.ends_with('-');
         if host.is_empty() || !host.split('.').all(label_ok) {
             return Err("is not a valid host name".into());
         }

@@ -126,7 +126,9 @@ mod tests {
 
     #[test]
     fn bearer_challenge_with_scope_commas_parses() {
-        let c = parse_challenge(r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull,push""#);
+        let c = parse_challenge(
+            r#"Bearer realm="https://auth.docker.io/token",service="registry.docker.io",scope="repository:library/busybox:pull,push""#,
+        );
         assert_eq!(
             c,
             Some(Challenge::Bearer {

@@ -92,9 +92,9 @@ impl Client {
         F: Future + Send,
         F::Output: Send,
     {
-        let rt = self.runtime.get_or_init(|| {
-            tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("registry-io").enable_all().build()
-        });
+        let rt = self
+            .runtime
+            .get_or_init(|| tokio::runtime::Builder::new_multi_thread().worker_threads(2).thread_name("registry-io").enable_all().build());
         let rt = match rt {
             Ok(rt) => rt,
             Err(e) => return Err(Error::Runtime(std::io::Error::new(e.kind(), e.to_string()))),
@@ -185,7 +185,9 @@ impl Client {
             if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
                 let message = registry_message(response).await;
                 let reason = match self.credentials(registry)? {
-                    Some(c) => format!("the registry rejected the credentials of user {:?} (HTTP {}): {message}", c.username, status.as_u16()),
+                    Some(c) => {
+                        format!("the registry rejected the credentials of user {:?} (HTTP {}): {message}", c.username, status.as_u16())
+                    }
                     None => format!("the registry requires a login (HTTP {}); run `builder login {registry}`", status.as_u16()),
                 };
                 return Err(Error::Unauthorized { registry: registry.into(), reason });
@@ -236,10 +238,13 @@ impl Client {
                     // An identity token (from `docker login` to some registries) is an OAuth2
                     // refresh token: exchanged with a form POST, as docker does.
                     Some(refresh) => {
-                        let mut form = reqwest::Url::parse("http://form/").map_err(|e| Error::Unauthorized { registry: registry.into(), reason: e.to_string() })?;
+                        let mut form = reqwest::Url::parse("http://form/")
+                            .map_err(|e| Error::Unauthorized { registry: registry.into(), reason: e.to_string() })?;
                         {
                             let mut f = form.query_pairs_mut();
-                            f.append_pair("grant_type", "refresh_token").append_pair("refresh_token", &refresh).append_pair("client_id", "builder");
+                            f.append_pair("grant_type", "refresh_token")
+                                .append_pair("refresh_token", &refresh)
+                                .append_pair("client_id", "builder");
                             if let Some(s) = &service {
                                 f.append_pair("service", s);
                             }
@@ -381,8 +386,8 @@ mod tests {
 
     #[test]
     fn plain_http_only_for_loopback_and_named_insecure_registries() {
-        let c = Client::new(ClientOptions { insecure_registries: vec!["build-cache.lan:5000".into()], ..Default::default() })
-            .expect("client");
+        let c =
+            Client::new(ClientOptions { insecure_registries: vec!["build-cache.lan:5000".into()], ..Default::default() }).expect("client");
         for http in ["localhost:5000", "127.0.0.1:5000", "127.3.4.5", "[::1]:5000", "build-cache.lan:5000"] {
             assert_eq!(c.scheme(http), "http", "{http}");
         }

@@ -98,10 +98,9 @@ impl DockerConfig {
                 return Ok(Some(Credentials { username: "<token>".into(), secret: token.into() }));
             }
             if let Some(auth) = entry.get("auth").and_then(Value::as_str).filter(|a| !a.is_empty()) {
-                let decoded = BASE64.decode(auth.trim()).map_err(|e| Error::Credentials {
-                    path: self.path(),
-                    reason: format!("auths[{k:?}].auth is not base64: {e}"),
-                })?;
+                let decoded = BASE64
+                    .decode(auth.trim())
+                    .map_err(|e| Error::Credentials { path: self.path(), reason: format!("auths[{k:?}].auth is not base64: {e}") })?;
                 let text = String::from_utf8_lossy(&decoded);
                 let Some((user, pass)) = text.split_once(':') else {
                     return Err(Error::Credentials { path: self.path(), reason: format!("auths[{k:?}].auth is not user:password") });

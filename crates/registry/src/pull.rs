@@ -72,7 +72,8 @@ impl Client {
         let (manifest_doc, index_digest) = if media::is_index(&top.media_type) {
             let index: ImageIndex = serde_json::from_slice(&top.bytes)
                 .map_err(|e| Error::BadManifest { reference: reference.to_string(), reason: format!("invalid image index JSON: {e}") })?;
-            let chosen = oci::choose_platform(&index, &platform).map_err(|e| Error::BadManifest { reference: reference.to_string(), reason: e.to_string() })?;
+            let chosen = oci::choose_platform(&index, &platform)
+                .map_err(|e| Error::BadManifest { reference: reference.to_string(), reason: e.to_string() })?;
             let digest = Digest::try_from(chosen.digest())?;
             let doc = self.fetch_manifest(reference, &digest.to_string()).await?;
             if doc.digest != digest {
@@ -140,16 +141,16 @@ impl Client {
             }
             _ => return Err(status_error("GET", &url, resp).await),
         }
-        let content_type = resp
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .map(|v| v.split(';').next().unwrap_or("").trim().to_string());
+        let content_type =
+            resp.headers().get(CONTENT_TYPE).and_then(|v| v.to_str().ok()).map(|v| v.split(';').next().unwrap_or("").trim().to_string());
         let mut bytes = Vec::new();
         while let Some(chunk) = resp.chunk().await.map_err(|e| Error::Connection { url: url.clone(), reason: error_chain(&e) })? {
             bytes.extend_from_slice(&chunk);
             if bytes.len() > MAX_MANIFEST_BYTES {
-                return Err(Error::BadManifest { reference: reference.to_string(), reason: format!("larger than {MAX_MANIFEST_BYTES} bytes") });
+                return Err(Error::BadManifest {
+                    reference: reference.to_string(),
+                    reason: format!("larger than {MAX_MANIFEST_BYTES} bytes"),
+                });
             }
         }
         let sniffed = media::sniff(&bytes);
@@ -176,7 +177,14 @@ impl Client {
     /// Downloads one blob into the store unless it is there. A connection that breaks mid-blob
     /// is resumed with a Range request (or restarted if the registry ignores Range). Returns the
     /// bytes downloaded.
-    async fn fetch_blob(&self, reference: &Reference, digest: &Digest, size: u64, store: &Store, progress: Option<&dyn Progress>) -> Result<u64> {
+    async fn fetch_blob(
+        &self,
+        reference: &Reference,
+        digest: &Digest,
+        size: u64,
+        store: &Store,
+        progress: Option<&dyn Progress>,
+    ) -> Result<u64> {
         if store.blob_size(digest) == Some(size) {
             if let Some(p) = progress {
                 p.finish(digest, "Already exists");
@@ -206,7 +214,10 @@ impl Client {
                     }
                 }
                 StatusCode::NOT_FOUND => {
-                    return Err(Error::NotFound { registry: reference.registry().into(), what: format!("blob {digest} of {}", reference.familiar()) });
+                    return Err(Error::NotFound {
+                        registry: reference.registry().into(),
+                        what: format!("blob {digest} of {}", reference.familiar()),
+                    });
                 }
                 _ => return Err(status_error("GET", &redact_str(&url), resp).await),
             }
@@ -217,10 +228,18 @@ impl Client {
                             return Err(Error::BadBlob {
                                 registry: reference.registry().into(),
                                 digest: digest.to_string(),
-                                source: oci::Error::SizeMismatch { digest: digest.to_string(), expected: size, actual: writer.written() + chunk.len() as u64 },
+                                source: oci::Error::SizeMismatch {
+                                    digest: digest.to_string(),
+                                    expected: size,
+                                    actual: writer.written() + chunk.len() as u64,
+                                },
                             });
                         }
-                        writer.write_all(&chunk).map_err(|e| Error::Io { op: "write", path: writer.tmp_path().to_path_buf(), source: e })?;
+                        writer.write_all(&chunk).map_err(|e| Error::Io {
+                            op: "write",
+                            path: writer.tmp_path().to_path_buf(),
+                            source: e,
+                        })?;
                         if let Some(p) = progress {
                             p.advance(digest, writer.written(), size);
                         }
@@ -229,7 +248,10 @@ impl Client {
                     Err(e) => {
                         breaks += 1;
                         if breaks > self.options.retries {
-                            return Err(Error::Connection { url: redact_str(&url), reason: format!("download broke off after {} of {size} bytes: {}", writer.written(), error_chain(&e)) });
+                            return Err(Error::Connection {
+                                url: redact_str(&url),
+                                reason: format!("download broke off after {} of {size} bytes: {}", writer.written(), error_chain(&e)),
+                            });
                         }
                         self.backoff(breaks - 1, &format!("download of {digest} broke off at {} bytes", writer.written())).await;
                         continue 'request;
@@ -244,9 +266,11 @@ impl Client {
                 source: oci::Error::SizeMismatch { digest: digest.to_string(), expected: size, actual: writer.written() },
             });
         }
-        writer
-            .commit(Some(digest))
-            .map_err(|e| Error::BadBlob { registry: reference.registry().into(), digest: digest.to_string(), source: e })?;
+        writer.commit(Some(digest)).map_err(|e| Error::BadBlob {
+            registry: reference.registry().into(),
+            digest: digest.to_string(),
+            source: e,
+        })?;
         if let Some(p) = progress {
             p.finish(digest, "Pull complete");
         }

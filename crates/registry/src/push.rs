@@ -71,13 +71,19 @@ impl Client {
 
     /// PUTs a stored manifest (or index) under `tag_or_digest` with its exact media type.
     /// Returns its size.
-    async fn put_manifest(&self, store: &Store, remote: &Reference, tag_or_digest: &str, digest: &Digest, media_type: &str) -> Result<usize> {
+    async fn put_manifest(
+        &self,
+        store: &Store,
+        remote: &Reference,
+        tag_or_digest: &str,
+        digest: &Digest,
+        media_type: &str,
+    ) -> Result<usize> {
         let bytes = store.read_blob(digest)?;
         let url = format!("{}{}/manifests/{tag_or_digest}", self.base_url(remote), remote.repository());
         let scope = format!("repository:{}:pull,push", remote.repository());
-        let resp = self
-            .send(remote.registry(), &scope, |http| Ok(http.put(&url).header(CONTENT_TYPE, media_type).body(bytes.clone())))
-            .await?;
+        let resp =
+            self.send(remote.registry(), &scope, |http| Ok(http.put(&url).header(CONTENT_TYPE, media_type).body(bytes.clone()))).await?;
         if !resp.status().is_success() {
             return Err(status_error("PUT", &url, resp).await);
         }
@@ -140,16 +146,15 @@ impl Client {
             while offset < size {
                 let len = chunk.min(size - offset);
                 let url = location.clone();
-                let request = self
-                    .send(registry, &push_scope, |http| {
-                        let body = file_body(&path, offset, len, &sent)?;
-                        Ok(http
-                            .patch(url.clone())
-                            .header(CONTENT_TYPE, "application/octet-stream")
-                            .header(CONTENT_RANGE, format!("{}-{}", offset, offset + len - 1))
-                            .header(CONTENT_LENGTH, len)
-                            .body(body))
-                    });
+                let request = self.send(registry, &push_scope, |http| {
+                    let body = file_body(&path, offset, len, &sent)?;
+                    Ok(http
+                        .patch(url.clone())
+                        .header(CONTENT_TYPE, "application/octet-stream")
+                        .header(CONTENT_RANGE, format!("{}-{}", offset, offset + len - 1))
+                        .header(CONTENT_LENGTH, len)
+                        .body(body))
+                });
                 let resp = with_progress(request, &sent, digest, size, progress).await?;
                 if resp.status() != StatusCode::ACCEPTED {
                     return Err(status_error("PATCH", &redact(&url), resp).await);
@@ -166,15 +171,10 @@ impl Client {
         } else {
             let mut url = location.clone();
             url.query_pairs_mut().append_pair("digest", &digest.to_string());
-            let request = self
-                .send(registry, &push_scope, |http| {
-                    let body = file_body(&path, 0, size, &sent)?;
-                    Ok(http
-                        .put(url.clone())
-                        .header(CONTENT_TYPE, "application/octet-stream")
-                        .header(CONTENT_LENGTH, size)
-                        .body(body))
-                });
+            let request = self.send(registry, &push_scope, |http| {
+                let body = file_body(&path, 0, size, &sent)?;
+                Ok(http.put(url.clone()).header(CONTENT_TYPE, "application/octet-stream").header(CONTENT_LENGTH, size).body(body))
+            });
             let resp = with_progress(request, &sent, digest, size, progress).await?;
             if resp.status() != StatusCode::CREATED {
                 return Err(status_error("PUT", &redact(&url), resp).await);
@@ -236,7 +236,13 @@ fn file_body(path: &std::path::Path, offset: u64, len: u64, sent: &Arc<AtomicU64
 }
 
 /// Runs `fut` (a request whose body counts into `sent`) and reports progress while it runs.
-async fn with_progress<F: std::future::Future>(fut: F, sent: &AtomicU64, digest: &Digest, total: u64, progress: &dyn Progress) -> F::Output {
+async fn with_progress<F: std::future::Future>(
+    fut: F,
+    sent: &AtomicU64,
+    digest: &Digest,
+    total: u64,
+    progress: &dyn Progress,
+) -> F::Output {
     tokio::pin!(fut);
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(200));
     loop {

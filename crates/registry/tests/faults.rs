@@ -10,8 +10,13 @@ use registry::{Client, ClientOptions, Error, NoProgress};
 
 fn client(retries: u32) -> Client {
     let config_dir = tempfile::tempdir().expect("tmp").keep();
-    Client::new(ClientOptions { retries, retry_delay: Duration::from_millis(10), docker_config_dir: Some(config_dir), ..Default::default() })
-        .expect("client")
+    Client::new(ClientOptions {
+        retries,
+        retry_delay: Duration::from_millis(10),
+        docker_config_dir: Some(config_dir),
+        ..Default::default()
+    })
+    .expect("client")
 }
 
 fn store() -> (tempfile::TempDir, Store) {
@@ -40,7 +45,13 @@ fn honest_registry_is_pulled_and_tagged() {
     let pulled = client(0).pull(&r, None, &store, &NoProgress).expect("pull");
     assert_eq!(pulled.manifest_digest, image.manifest_digest());
     assert_eq!(store.image(&r).expect("tagged").config_digest, image.config_digest());
-    let accept = server.seen.lock().expect("lock").iter().find(|s| s.path.contains("/manifests/")).and_then(|s| s.header("accept").map(String::from));
+    let accept = server
+        .seen
+        .lock()
+        .expect("lock")
+        .iter()
+        .find(|s| s.path.contains("/manifests/"))
+        .and_then(|s| s.header("accept").map(String::from));
     let accept = accept.expect("Accept sent");
     for t in ["oci.image.index.v1", "manifest.list.v2", "oci.image.manifest.v1", "distribution.manifest.v2"] {
         assert!(accept.contains(t), "Accept lacks {t}: {accept}");
@@ -175,10 +186,8 @@ fn bearer_token_is_fetched_with_the_repository_scope_and_used() {
         }
         if req.header("authorization") != Some("Bearer t0k3n") {
             let realm = format!("http://{}/token", addr2.get().map(String::as_str).unwrap_or(""));
-            return Reply::status(401).with_header(
-                "WWW-Authenticate",
-                &format!(r#"Bearer realm="{realm}",service="fake",scope="repository:app:pull""#),
-            );
+            return Reply::status(401)
+                .with_header("WWW-Authenticate", &format!(r#"Bearer realm="{realm}",service="fake",scope="repository:app:pull""#));
         }
         image.serve(req, "app").unwrap_or(Reply::status(404))
     });
@@ -188,7 +197,11 @@ fn bearer_token_is_fetched_with_the_repository_scope_and_used() {
     let seen = server.seen.lock().expect("lock");
     let token_requests: Vec<&str> = seen.iter().filter(|s| s.path.starts_with("/token?")).map(|s| s.path.as_str()).collect();
     assert_eq!(token_requests.len(), 1, "the token is cached: {token_requests:?}");
-    assert!(token_requests[0].contains("service=fake") && token_requests[0].contains("scope=repository%3Aapp%3Apull"), "{}", token_requests[0]);
+    assert!(
+        token_requests[0].contains("service=fake") && token_requests[0].contains("scope=repository%3Aapp%3Apull"),
+        "{}",
+        token_requests[0]
+    );
 }
 
 #[test]
@@ -199,7 +212,10 @@ fn bad_credentials_give_a_clear_401_error() {
     let creds = registry::Credentials { username: "alice".into(), secret: "wrong".into() };
     let err = c.login(&server.addr, &creds).expect_err("rejected");
     let msg = err.to_string();
-    assert!(msg.contains(&format!("authentication to {} failed", server.addr)) && msg.contains("\"alice\"") && msg.contains("HTTP 401"), "{msg}");
+    assert!(
+        msg.contains(&format!("authentication to {} failed", server.addr)) && msg.contains("\"alice\"") && msg.contains("HTTP 401"),
+        "{msg}"
+    );
     assert!(!c.docker_config().path().exists(), "nothing saved for a failed login");
 }
 
@@ -223,7 +239,8 @@ fn redirected_blob_download_does_not_carry_credentials_to_another_host() {
     registry::DockerConfig::locate(Some(dir.path()))
         .store(&server.addr, &registry::Credentials { username: "alice".into(), secret: "s3cret".into() })
         .expect("save creds");
-    let c = Client::new(ClientOptions { retries: 0, docker_config_dir: Some(dir.path().to_path_buf()), ..Default::default() }).expect("client");
+    let c =
+        Client::new(ClientOptions { retries: 0, docker_config_dir: Some(dir.path().to_path_buf()), ..Default::default() }).expect("client");
     let (_d, store) = store();
     c.pull(&reference(&server, "app:1"), None, &store, &NoProgress).expect("pull through redirect");
     let cdn_seen = cdn.seen.lock().expect("lock");
@@ -304,12 +321,10 @@ fn identity_token_is_exchanged_with_an_oauth2_refresh_grant() {
     });
     addr_cell.set(server.addr.clone()).expect("set");
     let dir = tempfile::tempdir().expect("tmp");
-    std::fs::write(
-        dir.path().join("config.json"),
-        format!(r#"{{"auths":{{"{}":{{"identitytoken":"r3fr3sh"}}}}}}"#, server.addr),
-    )
-    .expect("config");
-    let c = Client::new(ClientOptions { retries: 0, docker_config_dir: Some(dir.path().to_path_buf()), ..Default::default() }).expect("client");
+    std::fs::write(dir.path().join("config.json"), format!(r#"{{"auths":{{"{}":{{"identitytoken":"r3fr3sh"}}}}}}"#, server.addr))
+        .expect("config");
+    let c =
+        Client::new(ClientOptions { retries: 0, docker_config_dir: Some(dir.path().to_path_buf()), ..Default::default() }).expect("client");
     let (_d, store) = store();
     c.pull(&reference(&server, "app:1"), None, &store, &NoProgress).expect("pull with an identity token");
     assert_eq!(server.count("POST", "/token"), 1);

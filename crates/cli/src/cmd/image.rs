@@ -285,10 +285,8 @@ fn inspect(store: &Store, names: &[String]) -> anyhow::Result<ExitCode> {
 fn inspect_json(store: &Store, image: &LocalImage) -> anyhow::Result<serde_json::Value> {
     let tags = store.tags_of(image.id())?;
     let repo_tags: Vec<String> = tags.iter().filter(|r| r.tag().is_some()).map(|r| r.familiar()).collect();
-    let mut repo_digests: Vec<String> = tags
-        .iter()
-        .map(|r| format!("{}@{}", r.familiar_name(), image.repo_digest.as_ref().unwrap_or(&image.manifest_digest)))
-        .collect();
+    let mut repo_digests: Vec<String> =
+        tags.iter().map(|r| format!("{}@{}", r.familiar_name(), image.repo_digest.as_ref().unwrap_or(&image.manifest_digest))).collect();
     repo_digests.sort();
     repo_digests.dedup();
     let c = &image.config;

@@ -142,7 +142,8 @@ fn builder_push_is_read_by_skopeo_and_unpacked_by_umoci() {
     let layout = work.path().join("layout");
     skopeo(&["copy", "--src-tls-verify=false", &format!("docker://{name}"), &format!("oci:{}:bb", layout.display())]);
     let bundle = work.path().join("bundle");
-    let out = Command::new("umoci").args(["unpack", "--image"]).arg(format!("{}:bb", layout.display())).arg(&bundle).output().expect("umoci");
+    let out =
+        Command::new("umoci").args(["unpack", "--image"]).arg(format!("{}:bb", layout.display())).arg(&bundle).output().expect("umoci");
     assert!(out.status.success(), "umoci unpack: {}", String::from_utf8_lossy(&out.stderr));
     assert!(bundle.join("rootfs/bin/busybox").is_file());
     assert_eq!(std::fs::read_link(bundle.join("rootfs/bin/sh")).expect("sh link"), std::path::Path::new("busybox"));
@@ -203,11 +204,8 @@ fn oci_archive_round_trips_through_save_and_load() {
     let (b, work) = with_busybox("oci/busybox:1");
     let archive = work.path().join("bb-oci.tar");
     b.ok(&["save", "--format", "oci", "-o", archive.to_str().expect("utf-8"), "oci/busybox:1"]);
-    let sk: serde_json::Value = serde_json::from_str(&skopeo(&[
-        "inspect",
-        &format!("oci-archive:{}:docker.io/oci/busybox:1", archive.display()),
-    ]))
-    .expect("json");
+    let sk: serde_json::Value =
+        serde_json::from_str(&skopeo(&["inspect", &format!("oci-archive:{}:docker.io/oci/busybox:1", archive.display())])).expect("json");
     assert_eq!(sk["Layers"].as_array().map(Vec::len), Some(1));
     let b2 = Builder::new();
     b2.ok(&["load", "-i", archive.to_str().expect("utf-8")]);
@@ -429,5 +427,9 @@ fn multi_platform_index_is_pushed_whole_and_pulled_per_platform() {
     b2.ok(&["pull", "-q", "--platform", &format!("linux/{foreign}"), &name]);
     let pulled = inspect(&b2, &name);
     assert_eq!(pulled["Id"], inspect(&b, "mp/arm:1")["Id"]);
-    assert_eq!(pulled["RepoDigests"], serde_json::json!([format!("{}/mp/multi@{pushed}", registry.addr())]), "the index digest, as docker shows it");
+    assert_eq!(
+        pulled["RepoDigests"],
+        serde_json::json!([format!("{}/mp/multi@{pushed}", registry.addr())]),
+        "the index digest, as docker shows it"
+    );
 }

@@ -70,7 +70,8 @@ impl BlobWriter {
     pub fn commit(mut self, expected: Option<&Digest>) -> Result<BlobInfo> {
         let digest = Digest::from_hasher(self.hasher.clone());
         let Some(file) = self.file.take() else { unreachable!("file is only taken by commit") };
-        let file = file.into_inner().map_err(|e| Error::Io { op: "flush temporary blob", path: self.tmp.clone(), source: e.into_error() })?;
+        let file =
+            file.into_inner().map_err(|e| Error::Io { op: "flush temporary blob", path: self.tmp.clone(), source: e.into_error() })?;
         if let Some(expected) = expected {
             if *expected != digest {
                 drop(file);

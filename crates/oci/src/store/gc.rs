@@ -37,12 +37,8 @@ impl Store {
         let mut candidates = Vec::new();
         for entry in fs::read_dir(&dir).map_err(Error::io("list", &dir))?.flatten() {
             let name = entry.file_name();
-            let young = entry
-                .metadata()
-                .ok()
-                .and_then(|m| m.modified().ok())
-                .and_then(|t| t.elapsed().ok())
-                .is_some_and(|age| age < min_age);
+            let young =
+                entry.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok()).is_some_and(|age| age < min_age);
             if young {
                 continue;
             }

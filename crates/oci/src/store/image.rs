@@ -137,23 +137,24 @@ impl Store {
             Error::Malformed { reason, .. } => Error::malformed(format!("image config {config_digest}"), reason),
             other => other,
         })?;
-        let repo_digest = desc
-            .annotations()
-            .as_ref()
-            .and_then(|a| a.get(crate::REPO_DIGEST_ANNOTATION))
-            .and_then(|d| d.parse::<Digest>().ok());
-        Ok(LocalImage { manifest_digest: digest, manifest_media_type: media_type, manifest, config_digest, config, index_digest: None, repo_digest })
+        let repo_digest =
+            desc.annotations().as_ref().and_then(|a| a.get(crate::REPO_DIGEST_ANNOTATION)).and_then(|d| d.parse::<Digest>().ok());
+        Ok(LocalImage {
+            manifest_digest: digest,
+            manifest_media_type: media_type,
+            manifest,
+            config_digest,
+            config,
+            index_digest: None,
+            repo_digest,
+        })
     }
 }
 
 /// The manifest of an index for `platform`.
 pub fn choose_platform(index: &ImageIndex, platform: &Platform) -> Result<Descriptor> {
-    index
-        .manifests()
-        .iter()
-        .find(|d| d.platform().as_ref().is_some_and(|p| platform.matches(p)))
-        .cloned()
-        .ok_or_else(|| Error::NoMatchingPlatform {
+    index.manifests().iter().find(|d| d.platform().as_ref().is_some_and(|p| platform.matches(p))).cloned().ok_or_else(|| {
+        Error::NoMatchingPlatform {
             wanted: platform.to_string(),
             available: index
                 .manifests()
@@ -161,7 +162,8 @@ pub fn choose_platform(index: &ImageIndex, platform: &Platform) -> Result<Descri
                 .filter_map(|d| d.platform().as_ref().map(|p| Platform::from_spec(p).to_string()))
                 .collect::<Vec<_>>()
                 .join(", "),
-        })
+        }
+    })
 }
 
 fn is_hex(s: &str) -> bool {

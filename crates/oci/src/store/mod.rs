@@ -159,14 +159,10 @@ impl Store {
             let stale = match owner_pid(&entry.file_name().to_string_lossy()) {
                 Some(pid) => !Path::new("/proc").join(pid.to_string()).exists(),
                 None => {
-                    let old = meta
-                        .modified()
-                        .ok()
-                        .and_then(|m| SystemTime::now().duration_since(m).ok())
-                        .is_some_and(|age| age > STALE_TMP_AGE);
+                    let old =
+                        meta.modified().ok().and_then(|m| SystemTime::now().duration_since(m).ok()).is_some_and(|age| age > STALE_TMP_AGE);
                     // A live BlobWriter-style user holds an exclusive lock on its file.
-                    old && (meta.is_dir()
-                        || File::open(&path).is_ok_and(|f| fs4::fs_std::FileExt::try_lock_exclusive(&f).is_ok_and(|l| l)))
+                    old && (meta.is_dir() || File::open(&path).is_ok_and(|f| fs4::fs_std::FileExt::try_lock_exclusive(&f).is_ok_and(|l| l)))
                 }
             };
             if stale {

@@ -16,8 +16,7 @@ use crate::digest::Digest;
 use crate::error::{Error, Result};
 use crate::reference::Reference;
 
-pub(super) const EMPTY_INDEX: &str =
-    r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
+pub(super) const EMPTY_INDEX: &str = r#"{"schemaVersion":2,"mediaType":"application/vnd.oci.image.index.v1+json","manifests":[]}"#;
 
 /// Holds the exclusive lock on `index.lock` until dropped.
 pub struct IndexLock {

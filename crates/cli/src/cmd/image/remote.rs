@@ -49,7 +49,13 @@ pub(super) fn push(globals: &Globals, store: &Store, quiet: bool, chunk_size: Op
     Ok(ExitCode::SUCCESS)
 }
 
-pub(super) fn login(globals: &Globals, username: Option<String>, password: Option<String>, password_stdin: bool, registry: Option<&str>) -> anyhow::Result<ExitCode> {
+pub(super) fn login(
+    globals: &Globals,
+    username: Option<String>,
+    password: Option<String>,
+    password_stdin: bool,
+    registry: Option<&str>,
+) -> anyhow::Result<ExitCode> {
     let registry = registry_host(registry)?;
     let Some(username) = username else { bail!("a user name is needed: builder login -u USER --password-stdin {registry}") };
     let password = match (password, password_stdin) {
