@@ -152,6 +152,7 @@ pub fn run(mut req: ExecRequest<'_>) -> Result<PathBuf> {
     let spec = runtime::build_spec(&opts).map_err(|e| SolveError::step(req.step, e.to_string()))?;
     let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SolveError::step(req.step, format!("creating output pipe: {e}")))?;
     let tail = Mutex::new(Vec::<u8>::new());
+    let started = std::time::Instant::now();
     let status = std::thread::scope(|s| -> Result<runtime::ExitStatus> {
         let reader = s.spawn(|| {
             let mut f = fs::File::from(rd);
@@ -179,6 +180,7 @@ pub fn run(mut req: ExecRequest<'_>) -> Result<PathBuf> {
         let _ = reader.join();
         result
     })?;
+    tracing::debug!(step = req.step, elapsed_ms = started.elapsed().as_millis() as u64, %status, "sandbox exited");
     if req.cancel.is_cancelled() {
         return Err(SolveError::Cancelled);
     }

@@ -497,6 +497,7 @@ impl Solver {
             }
             _ => return Err(SolveError::step(step, "not an executable op")),
         };
+        let finishing = Instant::now();
         let mut snapshot = base.clone();
         let mut new_layers = 0;
         let mut size = 0;
@@ -511,6 +512,7 @@ impl Solver {
         }
         let created = now_secs();
         self.index.put(&key, &CacheRecord { snapshot: snapshot.clone(), new_layers, size, description: step.into(), created })?;
+        tracing::debug!(step, new_layers, size, commit_ms = finishing.elapsed().as_millis() as u64, "step committed to the cache");
         Ok(Solved { key, output: Output::Snapshot { snapshot, new_layers, created } })
     }
 }
