@@ -193,7 +193,20 @@ impl Client {
                 return Err(Error::Unauthorized { registry: registry.into(), reason });
             }
             if (status.is_server_error() || status == StatusCode::TOO_MANY_REQUESTS) && attempt < self.options.retries {
-                self.backoff(attempt, &format!("{method} {url}: HTTP {}", status.as_u16())).await;
+                // A rate limit may say how long to wait (in seconds); honour it, within reason.
+                let retry_after = response
+                    .headers()
+                    .get(reqwest::header::RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .map(|secs| Duration::from_secs(secs.min(60)));
+                match retry_after {
+                    Some(wait) => {
+                        tracing::info!("{method} {url}: HTTP {}; retrying in {wait:?} as the registry asks", status.as_u16());
+                        tokio::time::sleep(wait).await;
+                    }
+                    None => self.backoff(attempt, &format!("{method} {url}: HTTP {}", status.as_u16())).await,
+                }
                 attempt += 1;
                 continue;
             }

@@ -329,3 +329,18 @@ fn identity_token_is_exchanged_with_an_oauth2_refresh_grant() {
     c.pull(&reference(&server, "app:1"), None, &store, &NoProgress).expect("pull with an identity token");
     assert_eq!(server.count("POST", "/token"), 1);
 }
+
+#[test]
+fn rate_limited_request_is_retried_after_the_time_the_registry_asks() {
+    let image = TestImage::new();
+    let server = FakeServer::start(move |req, n| {
+        if req.path.contains("/manifests/") && n == 0 {
+            return Reply::status(429).with_header("Retry-After", "1");
+        }
+        image.serve(req, "app").unwrap_or(Reply::status(404))
+    });
+    let (_d, store) = store();
+    let r = reference(&server, "app:1");
+    client(2).pull(&r, None, &store, &NoProgress).expect("pull after the rate limit");
+    assert_eq!(server.count("GET", "/v2/app/manifests/"), 2);
+}
