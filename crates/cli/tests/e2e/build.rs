@@ -695,3 +695,19 @@ fn output_oci_and_docker_archives_are_read_by_skopeo() {
         assert_eq!(v["Layers"].as_array().expect("layers").len(), 2, "{kind}: {v}");
     }
 }
+
+#[test]
+fn base_image_missing_locally_is_pulled_from_its_registry() {
+    let b = with_busybox();
+    let registry = crate::util_registry::Registry::start();
+    let base = format!("{}/base/busybox:1", registry.addr());
+    b.ok(&["tag", "busybox:test", &base]);
+    b.ok(&["push", &base]);
+    let fresh = Builder::new();
+    let ctx = context(&[("Dockerfile", &format!("FROM {base}\nRUN echo pulled > /p\n"))]);
+    build_ok(&fresh, ctx.path(), &["-t", "frompull:1"]);
+    assert_eq!(fresh.ok(&["run", "--rm", "frompull:1", "cat", "/p"]).trim(), "pulled");
+    // --pull looks the base up again; the build still reuses its cache.
+    let (cached, _) = cached_and_ran(&build_ok(&fresh, ctx.path(), &["--pull", "-t", "frompull:1"]));
+    assert!(cached.iter().any(|c| c.contains("RUN echo pulled")), "{cached:?}");
+}
