@@ -641,6 +641,7 @@ pub(crate) fn parse_heredoc(word: &str) -> Result<Option<Heredoc>, String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

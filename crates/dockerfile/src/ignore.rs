@@ -372,6 +372,7 @@ impl DockerGlob {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -801,7 +801,7 @@ fn parse_healthcheck(node: &Node, upper: &str, span: Span, original: String, con
         return Err((ErrorKind::Arguments, format!("Unknown type \"{typ}\" in HEALTHCHECK (try CMD)"), first.span));
     }
     let cmd: Vec<String> = rest.iter().map(|w| w.value.clone()).collect();
-    let cmd = if node.json { cmd } else if cmd.is_empty() { cmd } else { vec![cmd.join(" ")] };
+    let cmd = if node.json || cmd.is_empty() { cmd } else { vec![cmd.join(" ")] };
     if cmd.is_empty() {
         return Err((ErrorKind::Arguments, "Missing command after HEALTHCHECK CMD".into(), span));
     }
@@ -920,6 +920,7 @@ fn valid_checksum(c: &str) -> bool {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -336,13 +336,11 @@ impl ShellWord<'_> {
         let first = self.next();
         let mut chs: String = first.map(String::from).unwrap_or_else(|| "\u{FFFD}".into());
         match first {
-            Some('}') => {
-                return Ok(match self.lookup(&name) {
-                    Some(v) => v,
-                    None if self.lex.skip_unset_env => format!("${{{name}}}"),
-                    None => String::new(),
-                });
-            }
+            Some('}') => Ok(match self.lookup(&name) {
+                Some(v) => v,
+                None if self.lex.skip_unset_env => format!("${{{name}}}"),
+                None => String::new(),
+            }),
             Some(':' | '+' | '-' | '?' | '#' | '%') => {
                 let mut ch = first;
                 let null_is_unset = first == Some(':');
@@ -500,8 +498,7 @@ impl ShellWord<'_> {
 /// Go's `unicode.IsDigit` (decimal digits, category Nd). Rust's `is_numeric`
 /// is wider (No, Nl); this keeps the ones with a decimal value.
 fn is_go_digit(c: char) -> bool {
-    c.is_ascii_digit() || (!c.is_ascii() && c.is_numeric() && c.to_digit(10).is_some())
-        || (!c.is_ascii() && c.is_numeric() && is_unicode_decimal(c))
+    c.is_ascii_digit() || (!c.is_ascii() && c.is_numeric() && is_unicode_decimal(c))
 }
 
 fn is_unicode_decimal(c: char) -> bool {
@@ -658,6 +655,7 @@ fn trim_suffix(pattern: &str, value: &str, greedy: bool) -> Res<String> {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -361,6 +361,7 @@ pub(crate) fn go_lower(s: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

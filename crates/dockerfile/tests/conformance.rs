@@ -2,6 +2,8 @@
 //! checkout): every parser case must dump byte for byte as BuildKit does, and
 //! every Unix/all-platform variable-expansion vector must give BuildKit's result.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 

@@ -5,6 +5,8 @@
 //! `PROPTEST_CASES=N` runs more cases (the long fuzzing run in the README
 //! uses this in release mode).
 
+#![allow(clippy::unwrap_used)]
+
 use dockerfile::shell::{expand_word, expand_words};
 use dockerfile::{Dockerfile, ignore::DockerIgnore};
 use proptest::prelude::*;

@@ -1,5 +1,7 @@
 //! `.dockerignore` semantics, on the files in testdata/dockerignore.
 
+#![allow(clippy::unwrap_used)]
+
 use std::path::PathBuf;
 
 use dockerfile::ignore::DockerIgnore;

@@ -1,6 +1,8 @@
 //! The typed instruction layer: what each instruction means, checked flags,
 //! heredocs, expansion, scoping, and the errors users see.
 
+#![allow(clippy::unwrap_used)]
+
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 
