@@ -57,13 +57,16 @@ pub struct SolveRequest<'a> {
 /// calling process, which is only safe when no other thread of it can hold a lock.
 pub const DEFAULT_EXEC_HELPER: [&str; 2] = ["/proc/self/exe", "__build-exec"];
 
+/// A step being computed by one build; other builds wait on it for the result (or its error).
+type InFlight = Arc<(Mutex<Option<std::result::Result<Solved, String>>>, Condvar)>;
+
 /// The solver of one state root. Share one per process: identical vertices requested by
 /// concurrent builds run once.
 pub struct Solver {
     index: CacheIndex,
     images: Arc<dyn ImageSource>,
     stat: Mutex<HashMap<PathBuf, Arc<StatCache>>>,
-    inflight: Mutex<HashMap<CacheKey, Arc<(Mutex<Option<std::result::Result<Solved, String>>>, Condvar)>>>,
+    inflight: Mutex<HashMap<CacheKey, InFlight>>,
     exec_helper: Option<Vec<String>>,
 }
 
@@ -374,7 +377,7 @@ impl Solver {
                         if let Some(l) = local(*input) {
                             let stat = self.stat_cache(&l.dir);
                             let mut th = TreeHasher::new();
-                            l.checksum_sources(&[source.clone()], &Excludes::default(), &stat, &mut th)?;
+                            l.checksum_sources(std::slice::from_ref(source), &Excludes::default(), &stat, &mut th)?;
                             h.field(&format!("bind-{n}"), th.finish().as_bytes());
                         }
                     }
