@@ -497,23 +497,28 @@ pub(crate) fn parse_json(rest: &str, at: usize) -> Result<Option<Vec<Piece>>, St
     let Some(array) = pairs.next().and_then(|p| p.into_inner().find(|p| p.as_rule() == Rule::json_array)) else {
         return Ok(None);
     };
-    // Go rejects numbers out of float64 range anywhere in the document, and
-    // the line is then not JSON.
-    let flat = array.clone().into_inner().flatten();
-    if flat.clone().any(|p| p.as_rule() == Rule::json_number && p.as_str().parse::<f64>().map(|f| f.is_infinite()).unwrap_or(true)) {
-        return Ok(None);
-    }
-    // Go rejects raw control characters inside strings: then it is not JSON.
-    if flat.clone().any(|p| p.as_rule() == Rule::json_chars && p.as_str().bytes().any(|b| b < 0x20)) {
-        return Ok(None);
-    }
     let mut items = Vec::new();
-    for element in array.into_inner() {
+    for element in array.clone().into_inner() {
         if element.as_rule() != Rule::json_string {
+            // Go rejects numbers out of float64 range and raw control
+            // characters in strings anywhere in the document: then the line
+            // is not JSON (shell form). Otherwise it is an error.
+            let flat = array.into_inner().flatten();
+            let not_json = flat.clone().any(|p| match p.as_rule() {
+                Rule::json_number => p.as_str().parse::<f64>().map(|f| f.is_infinite()).unwrap_or(true),
+                Rule::json_chars => p.as_str().bytes().any(|b| b < 0x20),
+                _ => false,
+            });
+            if not_json {
+                return Ok(None);
+            }
             return Err("when using JSON array syntax, arrays must be comprised of strings only".into());
         }
-        let chars = element.into_inner().next().map(|c| (c.as_str(), c.as_span().start())).unwrap_or(("", 0));
-        items.push(Piece { text: json_unescape(chars.0), offset: at + chars.1.saturating_sub(1) });
+        let Some(chars) = element.into_inner().next() else { continue };
+        if chars.as_str().bytes().any(|b| b < 0x20) {
+            return Ok(None);
+        }
+        items.push(Piece { text: json_unescape(chars.as_str()), offset: at + chars.as_span().start().saturating_sub(1) });
     }
     Ok(Some(items))
 }

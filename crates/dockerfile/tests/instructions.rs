@@ -355,3 +355,16 @@ fn heredoc_looking_comment_inside_a_continued_instruction() {
     assert_eq!(r.command, ShellOrExec::Shell("one   two".into()));
     assert!(r.heredocs.is_empty());
 }
+
+#[test]
+fn json_that_go_rejects_is_shell_form_and_non_strings_are_errors() {
+    let df = parse("FROM a\nCMD [\"a\tb\"]\nCMD [1e999, \"x\"]\nCMD [\"\\ud83d\\ude00\", \"\\ud800\"]\n");
+    let ins = only(&df);
+    let Instruction::Cmd(raw_tab) = &ins[0] else { panic!() };
+    assert_eq!(raw_tab.command, ShellOrExec::Shell("[\"a\tb\"]".into()), "a raw tab inside a JSON string is not JSON");
+    let Instruction::Cmd(overflow) = &ins[1] else { panic!() };
+    assert!(matches!(overflow.command, ShellOrExec::Shell(_)), "a number out of float64 range is not JSON to Go");
+    let Instruction::Cmd(surrogates) = &ins[2] else { panic!() };
+    assert_eq!(surrogates.command, ShellOrExec::Exec(vec!["😀".into(), "\u{FFFD}".into()]));
+    assert_eq!(error_of(b"FROM a\nCMD [\"a\", {\"b\": 1}]\n").3, "when using JSON array syntax, arrays must be comprised of strings only");
+}
