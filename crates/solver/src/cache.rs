@@ -250,7 +250,7 @@ impl CacheIndex {
         let Ok(rd) = fs::read_dir(&base) else { return };
         for e in rd.flatten() {
             let p = e.path();
-            // A work dir of a live build is locked by it (see `WorkLock`).
+            // A work dir of a live build is locked by it (see `WorkDir`).
             let lock = p.join(".lock");
             if let Ok(f) = fs::File::open(&lock) {
                 if fs4::fs_std::FileExt::try_lock_exclusive(&f).is_err() {
@@ -260,7 +260,11 @@ impl CacheIndex {
                 // Being created right now.
                 continue;
             }
-            let _ = fs::remove_dir_all(&p);
+            if p.is_dir() {
+                let _ = fs::remove_dir_all(&p);
+            } else {
+                let _ = fs::remove_file(&p);
+            }
         }
     }
 
@@ -410,11 +414,16 @@ fn sync_tree(dir: &Path) {
     }
 }
 
-/// Writes `bytes` to `dest` with tmp + fsync + rename.
+/// Writes `bytes` to `dest` with tmp + rename, so readers see the old or the new file, never
+/// half of one. No fsync: every file written here is a record that reads as a cache miss when
+/// it is missing or torn (after a power loss), and the layers it names were synced before.
 pub fn write_atomic(dest: &Path, bytes: &[u8], tmp_dir: &Path) -> Result<()> {
-    let tmp = tmp_dir.join(format!(".{}.{}.tmp", dest.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default(), std::process::id()));
+    static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let name = dest.file_name().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = tmp_dir.join(format!(".{name}.{}.{n}.tmp", std::process::id()));
     let mut f = fs::File::create(&tmp).map_err(SolveError::io("create", &tmp))?;
-    f.write_all(bytes).and_then(|_| f.sync_all()).map_err(SolveError::io("write", &tmp))?;
+    f.write_all(bytes).map_err(SolveError::io("write", &tmp))?;
     drop(f);
     fs::rename(&tmp, dest).map_err(SolveError::io("rename into", dest))
 }
