@@ -105,8 +105,7 @@ impl Mirror {
     /// symlinks, and returns the files whose bytes are needed.
     pub fn plan(&self, entries: &[FileEntry]) -> Result<Plan, MirrorError> {
         let by_path = validate(entries)?;
-        let mut plan = Plan::default();
-        plan.removed = self.remove_stale(entries, &by_path)?;
+        let mut plan = Plan { removed: self.remove_stale(entries, &by_path)?, ..Default::default() };
         for (i, e) in entries.iter().enumerate() {
             self.apply_entry(i, e, &mut plan)?;
         }
