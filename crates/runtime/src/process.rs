@@ -223,6 +223,7 @@ fn pipe() -> Result<(OwnedFd, OwnedFd)> {
     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| Error::sys("creating a pipe", e))
 }
 
+// SAFETY: glibc's process environment pointer; only written in the child before execvp.
 unsafe extern "C" {
     static mut environ: *const *const libc::c_char;
 }
