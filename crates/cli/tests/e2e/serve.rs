@@ -698,3 +698,35 @@ fn a_failing_remote_step_reports_the_error_and_line_a_local_build_would() {
     let local_err = local.fails(&["build", "--progress", "plain", ctx.path().to_str().expect("utf8")]);
     assert!(local_err.contains("Dockerfile:3"), "{local_err}");
 }
+
+#[test]
+fn the_testdata_builds_give_the_same_digests_remotely_and_locally() {
+    let server = Server::start(&[]);
+    let local = Builder::new();
+    import_busybox(local.root());
+    // The differential cases build on `busybox:diff`.
+    let out = Command::new(bin()).arg("--root").arg(local.root()).args(["tag", "busybox:test", "busybox:diff"]).output().expect("tag");
+    assert_success(&out, &["tag", "busybox:test", "busybox:diff"]);
+    let tmp = tempfile::tempdir().expect("tmp");
+    let tar = tmp.path().join("diff.tar");
+    let out = Command::new(bin()).arg("--root").arg(local.root()).args(["save", "-o"]).arg(&tar).arg("busybox:diff").output().expect("save");
+    assert_success(&out, &["save", "busybox:diff"]);
+    let out = Command::new(bin()).arg("--root").arg(server.state()).args(["load", "-i"]).arg(&tar).output().expect("load");
+    assert_success(&out, &["load"]);
+
+    let remote = server.connect();
+    let cases = testdata().join("build/differential");
+    let mut names: Vec<String> = std::fs::read_dir(&cases).expect("cases").flatten().filter(|e| e.path().is_dir()).map(|e| e.file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    assert!(names.len() >= 4, "{names:?}");
+    for name in names {
+        let case = cases.join(&name);
+        let df = std::fs::read_to_string(case.join("Dockerfile")).expect("Dockerfile");
+        let mut opts = options(&df);
+        opts.tags = vec![format!("case:{name}")];
+        let (built, _) = remote_build(&remote, &opts, &case.join("ctx"));
+        let (tag, file, ctx) = (format!("case:{name}"), case.join("Dockerfile"), case.join("ctx"));
+        local.ok(&["build", "--progress", "plain", "--build-arg", "SOURCE_DATE_EPOCH=0", "-t", &tag, "-f", file.to_str().expect("utf8"), ctx.to_str().expect("utf8")]);
+        assert_eq!(local_digest(local.root(), &format!("case:{name}")), built.outcome.image_digest, "testdata case {name}");
+    }
+}
