@@ -358,6 +358,29 @@ impl Child<'_> {
     fn main(&self) -> ! {
         let sys = LinuxSyscall;
         let _ = sys.set_parent_death_signal(libc::SIGKILL);
+        // The container starts with a clean signal state: nothing blocked, nothing ignored
+        // (Rust programs ignore SIGPIPE, callers may ignore more, and that survives execve).
+        // SAFETY: sigset and sigaction on stack values.
+        unsafe {
+            let mut empty: libc::sigset_t = std::mem::zeroed();
+            libc::sigemptyset(&mut empty);
+            libc::sigprocmask(libc::SIG_SETMASK, &empty, std::ptr::null_mut());
+            // The kernel's struct sigaction; raw, because glibc refuses to touch the
+            // real-time signals it reserves (32, 33), which a caller may have ignored.
+            #[repr(C)]
+            struct KernelSigaction {
+                handler: usize,
+                flags: u64,
+                restorer: usize,
+                mask: u64,
+            }
+            let dfl = KernelSigaction { handler: libc::SIG_DFL, flags: 0, restorer: 0, mask: 0 };
+            for sig in 1..=64 {
+                if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                    libc::syscall(libc::SYS_rt_sigaction, sig, &dfl as *const KernelSigaction, 0usize, 8usize);
+                }
+            }
+        }
         // SAFETY: closing our copies of the parent's pipe ends.
         unsafe {
             libc::close(self.sync_w);

@@ -85,3 +85,35 @@ pub fn signal_number(name: &str) -> Option<i32> {
     let full = if upper.starts_with("SIG") { upper } else { format!("SIG{upper}") };
     full.parse::<nix::sys::signal::Signal>().ok().map(|s| s as i32)
 }
+
+/// Makes this process pass termination signals on to the container `pid` instead of
+/// dying of them (which would kill the container with SIGKILL through its parent-death
+/// signal). Call it from the main thread before starting other threads: the signals are
+/// blocked here and waited for on a helper thread. SIGINT and SIGQUIT from the terminal
+/// are not forwarded (the container, in the same process group, gets them itself); sent
+/// with kill(2), they are.
+pub fn forward_signals(pid: i32) -> Result<()> {
+    use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2] {
+        set.add(s);
+    }
+    pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None).map_err(|e| Error::sys("blocking signals", e))?;
+    std::thread::spawn(move || {
+        loop {
+            let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::zeroed();
+            // SAFETY: sigwaitinfo fills `info`; `set` is a valid signal set.
+            let sig = unsafe { libc::sigwaitinfo(set.as_ref(), info.as_mut_ptr()) };
+            if sig < 0 {
+                continue;
+            }
+            // SAFETY: sigwaitinfo succeeded, so `info` is initialised.
+            let code = unsafe { info.assume_init() }.si_code;
+            let from_terminal = code == libc::SI_KERNEL && (sig == libc::SIGINT || sig == libc::SIGQUIT);
+            if !from_terminal {
+                let _ = signal_process(pid, sig);
+            }
+        }
+    });
+    Ok(())
+}

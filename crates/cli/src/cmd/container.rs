@@ -477,6 +477,7 @@ fn foreground(
     }
     if tty {
         let mut container = runtime::start(dir, spec, runtime::Stdio::terminal())?;
+        runtime::tty::forward_signals(container.pid())?;
         state.pid = Some(container.pid());
         state.cgroup_dirs = container.cgroup_dirs();
         cstore.save(&state)?;
@@ -516,6 +517,7 @@ fn foreground(
     }
     let stdio = runtime::Stdio { stdin: if interactive { runtime::Io::Inherit } else { runtime::Io::Null }, stdout: runtime::Io::Inherit, stderr: runtime::Io::Inherit };
     let container = runtime::start(dir, spec, stdio)?;
+    runtime::tty::forward_signals(container.pid())?;
     state.pid = Some(container.pid());
     state.cgroup_dirs = container.cgroup_dirs();
     cstore.save(&state)?;
