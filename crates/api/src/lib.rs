@@ -6,7 +6,9 @@
 //! build emits, and only the files of the context that changed since the last build of that
 //! context cross the network ([`context`]).
 //!
-//! This crate does not parse Dockerfiles, solve graphs or store images itself; the engine does.
+//! [`local::LocalEngine`] is the engine a server runs: it makes the same frontend, solver and
+//! store calls a local `builder build` makes. The crate itself does not parse Dockerfiles, solve
+//! graphs or store images; it is transport, context sync, auth and lifecycle.
 
 #![deny(unsafe_code)]
 
@@ -17,18 +19,18 @@ pub mod proto {
 }
 
 pub mod addr;
+pub mod auth;
+pub mod client;
 pub mod context;
 pub mod convert;
 pub mod engine;
 pub mod error;
+pub mod local;
+pub mod server;
 
 pub use addr::Address;
 pub use engine::{BuildJob, BuildOptions, BuildOutcome, Engine, EngineError};
 pub use error::{ApiError, Result};
-pub mod auth;
-pub mod server;
-pub mod client;
-pub mod local;
 
 /// gRPC status codes, for callers that match on [`ApiError::code`].
 pub use tonic::Code;
