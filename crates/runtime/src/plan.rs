@@ -59,6 +59,8 @@ struct Overlay {
     upper: CString,
     work: CString,
     volatile: bool,
+    /// mount(2) options for kernels without `lowerdir+` (before 6.8), when they fit a page.
+    legacy_options: Option<CString>,
 }
 
 /// Everything the child needs, prepared before it exists.
@@ -189,6 +191,14 @@ impl Plan {
                 upper: cstr(&o.upper, "upper dir")?,
                 work: cstr(&o.work, "work dir")?,
                 volatile: spec::wants_volatile(spec),
+                legacy_options: {
+                    let lowers: Vec<String> = o.lowers.iter().map(|l| l.display().to_string()).collect();
+                    let mut opts = format!("lowerdir={},upperdir={},workdir={}", lowers.join(":"), o.upper.display(), o.work.display());
+                    if spec::wants_volatile(spec) {
+                        opts.push_str(",volatile");
+                    }
+                    if opts.len() < 4000 { CString::new(opts).ok() } else { None }
+                },
             }),
         };
         let mut mounts = Vec::new();
@@ -280,7 +290,11 @@ impl Plan {
                 for (i, l) in o.lowers.iter().take(n).enumerate() {
                     lowers[i] = l.as_c_str();
                 }
-                sys.mount_overlay(&lowers[..n], &o.upper, &o.work, o.volatile, root).map_err(fail("mounting the overlay root at", Some(root)))?;
+                if let Err(e) = sys.mount_overlay(&lowers[..n], &o.upper, &o.work, o.volatile, root) {
+                    // Older kernels: no new mount API or no `lowerdir+`; try mount(2).
+                    let Some(opts) = &o.legacy_options else { return Err(Failure { step: "mounting the overlay root at", path: Some(root), errno: e }) };
+                    sys.mount(Some(c"overlay"), root, Some(c"overlay"), 0, Some(opts)).map_err(fail("mounting the overlay root at", Some(root)))?;
+                }
             }
             None => sys.mount(Some(root), root, None, libc::MS_BIND | libc::MS_REC, None).map_err(fail("bind-mounting the root", Some(root)))?,
         }

@@ -72,7 +72,7 @@ fn unmount(target: &Path) -> io::Result<()> {
 impl Overlay {
     /// Mounts the overlay at `target` (an existing directory).
     pub fn mount(&self, target: &Path) -> Result<MountGuard, MountError> {
-        match self.mount_overlay(target) {
+        match self.mount_overlay(target).or_else(|e| self.mount_legacy(target).map_err(|_| e)) {
             Ok(()) => Ok(MountGuard { target: target.into(), mounted: true }),
             Err(err) => {
                 tracing::debug!(target = %target.display(), error = %err, "overlayfs unavailable, copying layers instead");
@@ -125,6 +125,20 @@ impl Overlay {
         // SAFETY: closing our descriptor.
         unsafe { libc::close(fs) };
         result
+    }
+
+    /// Kernels before 6.8 (no `lowerdir+`): mount(2) with an option string, which must
+    /// fit in a page.
+    fn mount_legacy(&self, target: &Path) -> io::Result<()> {
+        let lowers: Vec<String> = self.lowers.iter().map(|l| l.display().to_string()).collect();
+        let opts = format!("lowerdir={},upperdir={},workdir={}", lowers.join(":"), self.upper.display(), self.work.display());
+        if opts.len() >= 4000 {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many layers for mount(2) options"));
+        }
+        let (o, t) = (CString::new(opts)?, cstring(target)?);
+        // SAFETY: valid C strings for the whole call.
+        let r = unsafe { libc::mount(c"overlay".as_ptr(), t.as_ptr(), c"overlay".as_ptr(), 0, o.as_ptr().cast()) };
+        if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
     }
 
     /// The fallback: lowers copied bottom to top into `target`, whiteouts applied,
