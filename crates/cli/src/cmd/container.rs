@@ -19,7 +19,7 @@ use crate::Globals;
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Run a command in a new container.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
     /// List containers.
     Ps {
         /// Show all containers (default shows just running).
@@ -76,7 +76,7 @@ pub enum Command {
         containers: Vec<String>,
     },
     /// Run a command in a running container.
-    Exec(ExecArgs),
+    Exec(Box<ExecArgs>),
     /// Show changed files of a container's filesystem (A added, C changed, D deleted).
     Diff { container: String },
     /// Create a new image from a container's changes.
@@ -181,7 +181,7 @@ impl Command {
     pub fn run(self, globals: &Globals) -> anyhow::Result<ExitCode> {
         let root = globals.root();
         match self {
-            Command::Run(args) => run(globals, &root, args),
+            Command::Run(args) => run(globals, &root, *args),
             Command::Ps { all, quiet } => ps(&root, all, quiet),
             Command::Logs { follow, tail, container } => logs(&root, follow, tail.as_deref(), &container),
             Command::Stop { time, containers } => each(&root, &containers, |store, s| stop(store, s, time)),
@@ -195,7 +195,7 @@ impl Command {
                 stop(store, s.clone(), time)?;
                 start(globals, store, store.load(&s.id)?)
             }),
-            Command::Exec(args) => exec(&root, args),
+            Command::Exec(args) => exec(&root, *args),
             Command::Diff { container } => diff(&root, &container),
             Command::Cp { src, dest } => cp(&root, &src, &dest),
             Command::Commit { message, container, reference } => commit(&root, &container, &reference, message.as_deref()),

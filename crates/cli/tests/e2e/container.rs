@@ -220,6 +220,9 @@ fn security_host_is_out_of_reach() {
     assert!(stdout(&out).contains("mount=1") || stdout(&out).contains("mount=255"), "{}", both(&out));
     let out = sh(&b, &[], "echo x > /m.ko; insmod /m.ko 2>&1; echo insmod=$?");
     assert!(!stdout(&out).contains("insmod=0"), "{}", both(&out));
+    // New namespaces (a user namespace needs no privilege on the host) are refused by seccomp.
+    let out = sh(&b, &[], "unshare -U -r true 2>&1; echo unshare=$?; unshare -m true 2>&1; echo unshare-m=$?");
+    assert!(!stdout(&out).contains("unshare=0") && !stdout(&out).contains("unshare-m=0"), "{}", both(&out));
     let out = sh(&b, &[], "reboot -f 2>&1; echo reboot=$?; echo still-here");
     assert!(stdout(&out).contains("still-here"), "{}", both(&out));
     let out = sh(&b, &[], "echo pwned > /proc/sys/kernel/hostname 2>&1; echo rc=$?; echo h > /proc/sysrq-trigger 2>&1; echo rc2=$?");
