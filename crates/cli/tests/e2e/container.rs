@@ -171,6 +171,9 @@ fn exec_runs_in_the_container_namespaces_with_its_options() {
     // PID 1 is the container's own command (the shell exec'd its last command).
     assert_eq_text("1\n/tmp\n1000\nsvc-host\nsleep 1000 ", &out);
     assert_eq!(b.run(&["exec", "svc", "sh", "-c", "exit 7"]).status.code(), Some(7));
+    // -t: a terminal of the container's own /dev/pts.
+    let tty = b.ok(&["exec", "-t", "svc", "tty"]);
+    assert!(tty.starts_with("/dev/pts/"), "{tty}");
     b.ok(&["rm", "-f", "svc"]);
     assert_no_leaks(&b);
 }
