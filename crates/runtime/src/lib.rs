@@ -8,8 +8,9 @@
 //! [`exec`] runs more processes in a running container. Bundles are standard, so
 //! [`run_external`] can hand the same one to runc.
 //!
-//! This crate is not the container lifecycle store (ids, logs, `ps`): that lives in
-//! the CLI. It does not unpack images either: see the `snapshot` crate.
+//! [`containers`] keeps the records of `builder run` containers (state, bundle, log
+//! paths); supervising and presenting them (`ps`, `logs`, the detached shim) is the
+//! CLI's job. This crate does not unpack images: see the `snapshot` crate.
 //!
 //! The kernel is reached through the [`Syscall`] trait, so the order of mounts and
 //! credential changes is tested without root by a recording implementation.
