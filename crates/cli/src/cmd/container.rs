@@ -407,7 +407,8 @@ fn run(globals: &Globals, root: &Path, args: RunArgs) -> anyhow::Result<ExitCode
         mounts,
         readonly_rootfs: args.read_only,
         limits,
-        terminal: args.tty,
+        // A detached container writes to its log: no terminal to give it.
+        terminal: args.tty && !args.detach,
         init: args.init,
         overlay: Some(runtime::OverlayRootfs { lowers, upper: dir.join("upper"), work: dir.join("work") }),
         // --rm throws the changes away: no need to sync them when the container ends.
