@@ -169,7 +169,7 @@ fn overlay_root_is_assembled_inside_the_container_and_gone_after() {
 #[test]
 fn init_reaps_orphans_and_forwards_signals() {
     let sb = Sandbox::new();
-    let mut o = sb.opts("trap 'exit 42' TERM; (sleep 0.1 &) ; sleep 0.3; set -- /proc/[0-9]*; echo $#; sleep 100 & wait");
+    let mut o = sb.opts("trap 'exit 42' TERM; (sleep 0.1 &) ; sleep 1; set -- /proc/[0-9]*; echo $#; sleep 100 & wait");
     o.init = true;
     let spec = build_spec(&o).unwrap();
     let (r, w) = nix::unistd::pipe().unwrap();
