@@ -458,14 +458,18 @@ fn image_entrypoint_cmd_env_workdir_and_user_apply() {
 #[test]
 fn sigterm_to_the_foreground_builder_is_passed_to_the_container() {
     let b = with_busybox();
-    let child = b.cmd().args(["run", "busybox:test", "sh", "-c", "trap 'echo got-term; exit 3' TERM; echo ready; while true; do sleep 0.1; done"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
-    wait_for("the container to start", || b.ok(&["ps"]).lines().count() == 2);
-    std::thread::sleep(Duration::from_millis(300));
+    use std::io::{BufRead, Read};
+    let mut child = b.cmd().args(["run", "busybox:test", "sh", "-c", "trap 'echo got-term; exit 3' TERM; echo ready; while true; do sleep 0.1; done"]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut out = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut first = String::new();
+    out.read_line(&mut first).unwrap();
+    assert_eq!(first, "ready\n", "the trap is set");
     let status = std::process::Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
     assert!(status.success());
-    let out = child.wait_with_output().unwrap();
-    assert_eq!(out.status.code(), Some(3));
-    assert_eq_text("ready\ngot-term\n", &stdout(&out));
+    let mut rest = String::new();
+    out.read_to_string(&mut rest).unwrap();
+    assert_eq!(child.wait().unwrap().code(), Some(3));
+    assert_eq_text("got-term\n", &rest);
     assert_no_leaks(&b);
 }
 
