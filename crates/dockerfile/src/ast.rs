@@ -151,6 +151,11 @@ impl LineMap<'_, '_> {
 
 /// Parses Dockerfile bytes into the syntax tree.
 pub fn parse(source: &[u8], file: &str) -> Result<Ast, DockerfileError> {
+    parse_with_map(source, file).map(|(ast, _)| ast)
+}
+
+/// [`parse`], also giving the source map (so the typed layer need not build it again).
+pub(crate) fn parse_with_map<'a>(source: &'a [u8], file: &'a str) -> Result<(Ast, SourceMap<'a>), DockerfileError> {
     let text = match std::str::from_utf8(source) {
         Ok(t) => t,
         Err(e) => {
@@ -241,7 +246,7 @@ pub fn parse(source: &[u8], file: &str) -> Result<Ast, DockerfileError> {
     if nodes.is_empty() {
         return Err(map.error(ErrorKind::Empty, map.span(text.len()), "file with no instructions"));
     }
-    Ok(Ast { directives, escape, nodes })
+    Ok((Ast { directives, escape, nodes }, map))
 }
 
 /// Where the window starting at `from` ends: after the first line at or

@@ -422,9 +422,7 @@ impl Instruction {
 impl Dockerfile {
     /// Parses Dockerfile bytes: syntax, then every instruction checked.
     pub fn parse(source: &[u8], file_name: &str) -> Result<Dockerfile, Error> {
-        let ast = ast::parse(source, file_name)?;
-        let text = std::str::from_utf8(source).unwrap_or_default();
-        let map = SourceMap::new(text, file_name);
+        let (ast, map) = ast::parse_with_map(source, file_name)?;
         Dockerfile::from_ast(&ast, &map).map_err(|e| Error::Dockerfile(Box::new(e)))
     }
 
