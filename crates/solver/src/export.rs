@@ -74,22 +74,27 @@ fn now_secs() -> i64 {
 
 /// The blob of every layer of `snapshot`, making (and remembering) the ones not made yet.
 pub fn layer_blobs(index: &CacheIndex, store: &oci::Store, snapshot: &Snapshot, opts: &ExportOptions, note: &dyn Fn(String)) -> Result<Vec<BlobDesc>> {
-    let mut out = Vec::new();
     let tag = match opts.source_date_epoch {
         Some(e) => format!("{}-sde{e}", opts.compression.name()),
         None => opts.compression.name().to_string(),
     };
-    for (i, l) in snapshot.layers.iter().enumerate() {
+    // Known blobs first; the rest are made below, several at once.
+    let mut out: Vec<Option<BlobDesc>> = Vec::with_capacity(snapshot.layers.len());
+    for l in &snapshot.layers {
         if let Some(b) = &l.blob {
-            out.push(b.clone());
+            out.push(Some(b.clone()));
             continue;
         }
-        if let Some(b) = index.layer_blob(&l.dir, &tag) {
-            if store.has_blob(&b.digest.parse().map_err(|e| SolveError::Other(format!("{e}")))?) {
-                out.push(b);
-                continue;
-            }
-        }
+        let known = index.layer_blob(&l.dir, &tag).filter(|b| b.digest.parse::<oci::Digest>().is_ok_and(|d| store.has_blob(&d)));
+        out.push(known);
+    }
+    let missing: Vec<usize> = (0..out.len()).filter(|i| out[*i].is_none()).collect();
+    // Each layer is compressed on several cores already; two layers at once overlap their I/O.
+    let workers = missing.len().clamp(1, 2);
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let made: std::sync::Mutex<Vec<(usize, Result<(BlobDesc, String)>)>> = std::sync::Mutex::new(Vec::new());
+    let make = |i: usize| -> Result<(BlobDesc, String)> {
+        let l = &snapshot.layers[i];
         let dir = index.abs(&l.dir);
         let lowers: Vec<_> = snapshot.layers[..i].iter().rev().map(|l| index.abs(&l.dir)).collect();
         let started = std::time::Instant::now();
@@ -103,10 +108,30 @@ pub fn layer_blobs(index: &CacheIndex, store: &oci::Store, snapshot: &Snapshot, 
         w.commit(Some(&digest)).map_err(|e| SolveError::Other(format!("storing layer blob {digest}: {e}")))?;
         let b = BlobDesc { digest: diff.digest.clone(), size: diff.size, media_type: diff.media_type().to_string(), diff_id: diff.diff_id.clone() };
         index.set_layer_blob(&l.dir, &tag, &b)?;
-        note(format!("exporting layer {} {:.1}s", &diff.digest[..19], started.elapsed().as_secs_f64()));
-        out.push(b);
+        Ok((b, format!("exporting layer {} {:.1}s", &diff.digest[..19], started.elapsed().as_secs_f64())))
+    };
+    std::thread::scope(|s| {
+        for _ in 0..workers {
+            s.spawn(|| {
+                loop {
+                    let n = next.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    let Some(&i) = missing.get(n) else { break };
+                    let r = make(i);
+                    if let Ok(mut m) = made.lock() {
+                        m.push((i, r));
+                    }
+                }
+            });
+        }
+    });
+    let mut made = made.into_inner().unwrap_or_else(|p| p.into_inner());
+    made.sort_by_key(|(i, _)| *i);
+    for (i, r) in made {
+        let (b, message) = r?;
+        note(message);
+        out[i] = Some(b);
     }
-    Ok(out)
+    out.into_iter().enumerate().map(|(i, b)| b.ok_or_else(|| SolveError::Other(format!("layer {i} was not exported")))).collect()
 }
 
 /// Writes the image (layers, config, manifest) to the store. `new_layers` says, per vertex,
