@@ -146,6 +146,8 @@ fn extract_builder_flags(line: &str, escape: char) -> (&str, usize, Vec<Piece>) 
             }
             phase = Phase::Word;
             word_start = pos;
+            // Room for the word up to the next blank (its usual whole length), so it is not grown byte by byte.
+            word.reserve(b[pos..].iter().position(|&c| is_go_space_byte(c)).unwrap_or(b.len() - pos));
         }
         if pos == b.len() {
             if word != "--" && (blank_ok || !word.is_empty()) {
@@ -240,6 +242,7 @@ pub(crate) fn parse_words(rest: &str, escape: char) -> Vec<Piece> {
             }
             phase = Phase::Word;
             word_start = pos;
+            word.reserve(rest[pos..].find(is_go_space).unwrap_or(rest.len() - pos));
         }
         if at_end {
             if blank_ok || !word.is_empty() {
