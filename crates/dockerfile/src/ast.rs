@@ -110,12 +110,17 @@ impl Node {
         trim_space(&s).0.to_string()
     }
 
+    /// [`Node::name`], without allocating for the known instructions.
+    pub(crate) fn lower_name(&self) -> std::borrow::Cow<'static, str> {
+        words::keyword_lower(&self.keyword)
+    }
+
     fn can_contain_heredoc(&self) -> bool {
-        let node = match (&self.child, self.name().as_str()) {
+        let node = match (&self.child, &*self.lower_name()) {
             (Some(child), "onbuild") => child,
             _ => self,
         };
-        matches!(node.name().as_str(), "add" | "copy" | "run") && !node.json
+        matches!(&*node.lower_name(), "add" | "copy" | "run") && !node.json
     }
 }
 
@@ -373,12 +378,12 @@ fn join_instruction<'s, 'a>(map: &'s SourceMap<'a>, base: usize, instruction: Pa
 fn node_from_line(line: &str, base: usize, escape: char, lm: &LineMap<'_, '_>) -> Result<Node, String> {
     let split = words::split_command(line, escape);
     let word = |p: Piece| Word { span: lm.span(base + p.offset), value: p.text };
-    let name = go_lower(&split.command.text);
+    let name = words::keyword_lower(&split.command.text);
     let rest = split.rest.text.as_str();
     let rest_at = split.rest.offset;
     let mut json = false;
     let mut child = None;
-    let pieces: Vec<Piece> = match name.as_str() {
+    let pieces: Vec<Piece> = match &*name {
         "add" | "copy" | "volume" => match parse_json(rest, rest_at)? {
             Some(items) => {
                 json = true;

@@ -440,7 +440,7 @@ impl Dockerfile {
         let mut stages: Vec<Stage> = Vec::new();
         for node in &ast.nodes {
             let err = |kind: ErrorKind, span: Span, message: String| map.error(kind, span, message);
-            if node.name() == "from" {
+            if node.lower_name() == "from" {
                 stages.push(Stage { from: parse_from(node).map_err(|(m, s)| err(ErrorKind::Arguments, s, m))?, instructions: Vec::new() });
                 continue;
             }
@@ -532,8 +532,13 @@ fn command_of(node: &Node, empty_as_exec: bool) -> ShellOrExec {
 
 /// Turns one syntax node (not FROM) into a typed instruction.
 pub(crate) fn parse_instruction(node: &Node, context: &Context) -> Result<Instruction, TypedError> {
-    let upper = node.keyword.to_uppercase();
-    let name = node.name();
+    // For messages; usually the keyword is already written in upper case.
+    let upper: std::borrow::Cow<'_, str> = if node.keyword.bytes().any(|b| !b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(node.keyword.to_uppercase())
+    } else {
+        std::borrow::Cow::Borrowed(&node.keyword)
+    };
+    let name = node.lower_name();
     let flag_err = |(m, s): (String, Span)| (ErrorKind::Flag, m, s);
     let arg_err = |m: String| (ErrorKind::Arguments, m, node.span);
     let no_flags = || Flags::parse(&upper, &node.flags, &[]).map_err(flag_err);
@@ -552,7 +557,7 @@ pub(crate) fn parse_instruction(node: &Node, context: &Context) -> Result<Instru
     let span = node.span;
     let original = node.original.clone();
     let context = context.clone();
-    Ok(match name.as_str() {
+    Ok(match &*name {
         "run" => {
             let flags = Flags::parse(&upper, &node.flags, RUN_FLAGS).map_err(flag_err)?;
             let mut mounts = Vec::new();

@@ -347,6 +347,21 @@ fn is_go_printable(c: char) -> bool {
     !(format || private || nonchar)
 }
 
+/// An instruction keyword in lower case, as Go's `strings.ToLower` gives it,
+/// without allocating for the known instructions written in ASCII.
+pub(crate) fn keyword_lower(keyword: &str) -> std::borrow::Cow<'static, str> {
+    const NAMES: [&str; 18] = [
+        "from", "run", "copy", "env", "arg", "label", "workdir", "cmd", "entrypoint", "expose", "add", "user", "volume", "healthcheck",
+        "shell", "stopsignal", "onbuild", "maintainer",
+    ];
+    if keyword.is_ascii() {
+        if let Some(name) = NAMES.iter().find(|n| n.eq_ignore_ascii_case(keyword)) {
+            return std::borrow::Cow::Borrowed(name);
+        }
+    }
+    std::borrow::Cow::Owned(go_lower(keyword))
+}
+
 /// Go's `strings.ToLower` (simple case mapping, rune by rune).
 pub(crate) fn go_lower(s: &str) -> String {
     if s.is_ascii() {
