@@ -324,7 +324,7 @@ fn append<W: Write>(
                 h.set_size(meta.len());
                 let f = fs::File::open(path).map_err(|e| DiffError::Read { path: path.to_path_buf(), source: e })?;
                 // The tar crate pads and checks the length; a file that changed size under us is an error.
-                tar.append_data(&mut h, rel, f).map_err(werr(rel))?;
+                tar.append_data(&mut h, rel, io::BufReader::with_capacity((meta.len() as usize).clamp(8 << 10, 1 << 20), f)).map_err(werr(rel))?;
             } else if ft.is_char_device() || ft.is_block_device() {
                 h.set_entry_type(if ft.is_char_device() { tar::EntryType::Char } else { tar::EntryType::Block });
                 let rdev = meta.rdev();
