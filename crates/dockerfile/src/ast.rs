@@ -378,8 +378,8 @@ fn join_instruction<'s, 'a>(map: &'s SourceMap<'a>, base: usize, instruction: Pa
 fn node_from_line(line: &str, base: usize, escape: char, lm: &LineMap<'_, '_>) -> Result<Node, String> {
     let split = words::split_command(line, escape);
     let word = |p: Piece| Word { span: lm.span(base + p.offset), value: p.text };
-    let name = words::keyword_lower(&split.command.text);
-    let rest = split.rest.text.as_str();
+    let name = words::keyword_lower(split.command.text);
+    let rest = split.rest.text;
     let rest_at = split.rest.offset;
     let mut json = false;
     let mut child = None;
@@ -421,7 +421,7 @@ fn node_from_line(line: &str, base: usize, escape: char, lm: &LineMap<'_, '_>) -
         // argument); the instruction layer rejects them.
         _ => vec![Piece { text: String::new(), offset: rest_at }],
     };
-    let (keyword_span, keyword) = (lm.span(base + split.command.offset), split.command.text);
+    let (keyword_span, keyword) = (lm.span(base + split.command.offset), split.command.text.to_string());
     Ok(Node {
         keyword,
         flags: split.flags.into_iter().map(word).collect(),

@@ -75,13 +75,19 @@ pub(crate) fn split_blanks(s: &str, base: usize, limit: Option<usize>) -> Vec<Pi
 
 /// The instruction name, its flags and the rest of the line (BuildKit's
 /// `splitCommand`). Offsets are relative to `line`.
-pub(crate) struct SplitLine {
-    pub command: Piece,
+pub(crate) struct SplitLine<'a> {
+    pub command: Slice<'a>,
     pub flags: Vec<Piece>,
-    pub rest: Piece,
+    pub rest: Slice<'a>,
 }
 
-pub(crate) fn split_command(line: &str, escape: char) -> SplitLine {
+/// A piece of a line borrowed from it (no copy): its text and where it starts.
+pub(crate) struct Slice<'a> {
+    pub text: &'a str,
+    pub offset: usize,
+}
+
+pub(crate) fn split_command(line: &str, escape: char) -> SplitLine<'_> {
     let (trimmed, base) = trim_space(line);
     // The name ends at the first blank of `[\t\v\f\r ]`; the rest starts after the run of them.
     let (command, after) = match trimmed.find(is_sep) {
@@ -92,14 +98,14 @@ pub(crate) fn split_command(line: &str, escape: char) -> SplitLine {
         None => (trimmed, None),
     };
     let mut flags = Vec::new();
-    let mut rest = Piece::new("", line.len());
+    let mut rest = Slice { text: "", offset: line.len() };
     if let Some((after, after_offset)) = after {
         let (args, args_offset, f) = extract_builder_flags(after, escape);
         flags = f.into_iter().map(|p| Piece::new(p.text, p.offset + after_offset)).collect();
         let (t, o) = trim_space(args);
-        rest = Piece::new(t, after_offset + args_offset + o);
+        rest = Slice { text: t, offset: after_offset + args_offset + o };
     }
-    SplitLine { command: Piece::new(command, base), flags, rest }
+    SplitLine { command: Slice { text: command, offset: base }, flags, rest }
 }
 
 /// Leading `--flag[=value]` words; stops at the first word not starting with
