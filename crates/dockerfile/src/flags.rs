@@ -25,6 +25,15 @@ pub(crate) struct Flags {
     lists: BTreeMap<&'static str, Vec<(String, Span)>>,
 }
 
+/// `--name` in messages (formatted only when a message is made).
+struct FlagName<'a>(&'a str);
+
+impl std::fmt::Display for FlagName<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "--{}", self.0)
+    }
+}
+
 /// A flag error: message and the flag's position.
 pub(crate) type FlagError = (String, Span);
 
@@ -45,7 +54,7 @@ impl Flags {
                 Some((n, v)) => (n, Some(v)),
                 None => (body, None),
             };
-            let flag_name = format!("--{name}");
+            let flag_name = FlagName(name);
             let Some(&(key, ty)) = declared.iter().find(|(n, _)| *n == name) else {
                 let valid = if declared.is_empty() {
                     format!("{instruction} takes no flags")
