@@ -305,7 +305,10 @@ fn parse_directives(map: &SourceMap<'_>, start: usize) -> Result<(Vec<Directive>
     let mut directives: Vec<Directive> = Vec::new();
     let mut escape = '\\';
     while pos < text.len() {
-        let Ok(mut pairs) = DockerfileGrammar::parse(Rule::directive_line, &text[pos..]) else { break };
+        // Only this line: a directive never spans lines, and pest's error for
+        // the first line that is not one would otherwise scan the whole file.
+        let line_end = text[pos..].find('\n').map(|i| pos + i + 1).unwrap_or(text.len());
+        let Ok(mut pairs) = DockerfileGrammar::parse(Rule::directive_line, &text[pos..line_end]) else { break };
         let Some(line) = pairs.next() else { break };
         let end = pos + line.as_span().end();
         let mut name = String::new();
