@@ -7,6 +7,23 @@
 //!
 //! It is not a container runtime (that is `runtime`), not an image store (`oci`) and not a
 //! layer format library (`snapshot`); it drives them.
+//!
+//! # Using it
+//!
+//! - Once per process, while it has one thread: [`view::enter_private_mount_namespace`], so
+//!   every mount of the build vanishes with the process.
+//! - [`Solver::new`]`(root, Arc::new(base::StoreImages::new(store, root)))`; share it between
+//!   builds. RUN sandboxes start from `builder __build-exec` ([`solve::DEFAULT_EXEC_HELPER`]).
+//! - [`Solver::solve`] with a [`SolveRequest`] (definition, targets, local dirs by name,
+//!   secrets, parallelism, a [`ProgressSink`], an [`exec::Cancel`] to stop it) gives every
+//!   solved vertex: its cache key and [`Output`] (a [`Snapshot`]: layer directories, bottom first).
+//! - [`export::export_image_with_times`] writes the target's snapshot and the frontend's
+//!   `graph::image::ImageSpec` as an image into the `oci::Store`; [`export::export_local`] and
+//!   [`export::export_tar`] write the plain filesystem.
+//! - [`CacheIndex::prune`] and [`CacheIndex::usage`] are `builder prune` and `builder du`.
+//!
+//! On disk (`<root>/cache/`, see [`cache`]): records by cache key, layer directories, blob
+//! records per compression, cache-mount directories, stat caches, locks.
 
 #![deny(unsafe_code)]
 
