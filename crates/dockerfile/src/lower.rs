@@ -541,6 +541,9 @@ impl<'a> Lowerer<'a> {
             };
             mounts.push(Mount { target, kind });
         }
+        if r.security == Some(crate::instructions::SecurityMode::Insecure) {
+            return Err(at(self.df, r.span.line, "RUN --security=insecure needs the security.insecure entitlement, which this builder does not grant".into()));
+        }
         let network = match r.network {
             Some(NetworkMode::None) => Network::None,
             _ => Network::Host,
