@@ -519,7 +519,7 @@ pub(crate) fn parse_json(rest: &str, at: usize) -> Result<Option<Vec<Piece>>, St
             let flat = array.into_inner().flatten();
             let not_json = flat.clone().any(|p| match p.as_rule() {
                 Rule::json_number => p.as_str().parse::<f64>().map(|f| f.is_infinite()).unwrap_or(true),
-                Rule::json_chars => p.as_str().bytes().any(|b| b < 0x20),
+                Rule::json_string => p.as_str().bytes().any(|b| b < 0x20),
                 _ => false,
             });
             if not_json {
@@ -527,11 +527,13 @@ pub(crate) fn parse_json(rest: &str, at: usize) -> Result<Option<Vec<Piece>>, St
             }
             return Err("when using JSON array syntax, arrays must be comprised of strings only".into());
         }
-        let Some(chars) = element.into_inner().next() else { continue };
-        if chars.as_str().bytes().any(|b| b < 0x20) {
+        // The token includes its quotes.
+        let quoted = element.as_str();
+        let chars = quoted.get(1..quoted.len().saturating_sub(1)).unwrap_or_default();
+        if chars.bytes().any(|b| b < 0x20) {
             return Ok(None);
         }
-        items.push(Piece { text: json_unescape(chars.as_str()), offset: at + chars.as_span().start().saturating_sub(1) });
+        items.push(Piece { text: json_unescape(chars), offset: at + element.as_span().start() });
     }
     Ok(Some(items))
 }
