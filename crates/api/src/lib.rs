@@ -6,9 +6,10 @@
 //! build emits, and only the files of the context that changed since the last build of that
 //! context cross the network ([`context`]).
 //!
-//! [`local::LocalEngine`] is the engine a server runs: it makes the same frontend, solver and
-//! store calls a local `builder build` makes. The crate itself does not parse Dockerfiles, solve
-//! graphs or store images; it is transport, context sync, auth and lifecycle.
+//! [`local::LocalEngine`] is the one build pipeline of the project (parse, lower, solve, export,
+//! tag, push): a local `builder build` calls [`local::LocalEngine::run_build`], a server calls it
+//! through [`engine::Engine`]. The crate does not itself parse Dockerfiles, solve graphs or store
+//! images; it wires those crates together and adds transport, context sync, auth and lifecycle.
 
 #![deny(unsafe_code)]
 

@@ -1,5 +1,6 @@
-//! The engine of this machine: the same parse -> lower -> solve -> export path a local
-//! `builder build` takes, with one [`solver::Solver`] shared by every build the server runs (so
+//! The engine of this machine: the one parse -> lower -> solve -> export path of a build, which
+//! a local `builder build` ([`LocalEngine::run_build`]) and `builder serve` ([`Engine::build`])
+//! both run, with one [`solver::Solver`] shared by every build the server runs (so
 //! identical steps of concurrent builds run once), the local image store and the cache index.
 
 use std::collections::HashMap;
@@ -9,7 +10,7 @@ use std::sync::Arc;
 use dockerfile::lower::{ImageResolver, LowerOptions, ResolvedImage};
 use snapshot::diff::Compression;
 
-use crate::engine::{BuildJob, BuildOutcome, DiskUsage, DiskUsageEntry, Engine, EngineError, ImageSummary, PruneOutcome, PushOutcome};
+use crate::engine::{BuildJob, BuildOptions, BuildOutcome, DiskUsage, DiskUsageEntry, Engine, EngineError, ImageSummary, PruneOutcome, PushOutcome};
 
 /// Builds with the state under one `--root`.
 pub struct LocalEngine {
@@ -39,133 +40,84 @@ impl LocalEngine {
     }
 }
 
-/// Where the image of a remote build goes. Files (`local`, `tar`, `oci`, `docker` outputs) would
-/// have to travel back to the client; this server keeps images in its store and pushes them.
-struct ImageOutput {
-    names: Vec<String>,
-    push: bool,
+/// Where the result of a build goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Output {
+    /// Into the store (tagged with `names`), and pushed to their registries with `push`.
+    Image { names: Vec<String>, push: bool },
+    /// An OCI or docker archive file (`-`: stdout).
+    Archive { format: oci::archive::Format, dest: String },
+    /// The final filesystem as a directory.
+    Local { dest: PathBuf },
+    /// The final filesystem as a tar file (`-`: stdout).
+    Tar { dest: String },
 }
 
-fn parse_outputs(outputs: &[String], tags: &[String]) -> Result<ImageOutput, EngineError> {
-    let mut out = ImageOutput { names: tags.to_vec(), push: false };
-    for spec in outputs {
-        let mut kind = "local";
-        let mut names = Vec::new();
-        for part in spec.split(',') {
-            match part.split_once('=') {
-                Some(("type", v)) => kind = v,
-                Some(("name", v)) => names.push(v.to_string()),
-                Some(("push", v)) => out.push |= v == "true",
-                _ => {}
-            }
-        }
-        match kind {
-            "image" | "registry" => {
-                out.push |= kind == "registry";
-                if !names.is_empty() {
-                    out.names = names;
-                }
-            }
-            other => {
-                return Err(EngineError::Unsupported(format!(
-                    "--output type={other} is not available for remote builds (the result stays on the server); use type=image or type=registry"
-                )));
-            }
-        }
+impl Output {
+    /// Whether the result is a file on the machine that runs the engine.
+    pub fn is_file(&self) -> bool {
+        !matches!(self, Output::Image { .. })
     }
-    Ok(out)
+}
+
+/// Parses one `--output` value (`type=image|oci|docker|local|tar[,dest=…][,name=…][,push=true]`,
+/// or a bare path meaning `type=local,dest=PATH`, `-` meaning a tar on stdout).
+pub fn parse_output(spec: &str, tags: &[String], push: bool) -> Result<Output, EngineError> {
+    let invalid = |m: String| EngineError::Invalid(m);
+    if !spec.contains('=') {
+        return Ok(if spec == "-" { Output::Tar { dest: "-".into() } } else { Output::Local { dest: PathBuf::from(spec) } });
+    }
+    let mut kv: HashMap<String, String> = HashMap::new();
+    for part in spec.split(',') {
+        let (k, v) = part.split_once('=').ok_or_else(|| invalid(format!("invalid --output {spec:?}: {part:?} is not key=value")))?;
+        kv.insert(k.trim().to_string(), v.trim().to_string());
+    }
+    let kind = kv.get("type").map(String::as_str).unwrap_or("local");
+    let dest = kv.get("dest").cloned();
+    let need = |what: &str| invalid(format!("--output type={kind} needs dest={what}"));
+    Ok(match kind {
+        "image" | "registry" => {
+            let mut names: Vec<String> = kv.get("name").map(|n| n.split(',').map(str::to_string).collect()).unwrap_or_default();
+            if names.is_empty() {
+                names = tags.to_vec();
+            }
+            Output::Image { names, push: push || kind == "registry" || kv.get("push").is_some_and(|v| v == "true") }
+        }
+        "oci" => Output::Archive { format: oci::archive::Format::Oci, dest: dest.ok_or_else(|| need("FILE"))? },
+        "docker" => Output::Archive { format: oci::archive::Format::Docker, dest: dest.ok_or_else(|| need("FILE"))? },
+        "local" => Output::Local { dest: PathBuf::from(dest.ok_or_else(|| need("DIR"))?) },
+        "tar" => Output::Tar { dest: dest.unwrap_or_else(|| "-".into()) },
+        other => return Err(invalid(format!("unknown output type {other:?}: use image, oci, docker, local or tar"))),
+    })
+}
+
+/// The outputs of a build: the `--output` values, or the image named by the tags when there are
+/// none. `options["push"] == "true"` is `--push`.
+pub fn parse_outputs(o: &BuildOptions) -> Result<Vec<Output>, EngineError> {
+    let push = o.options.get("push").is_some_and(|v| v == "true");
+    let mut outputs = o.outputs.iter().map(|s| parse_output(s, &o.tags, push)).collect::<Result<Vec<_>, _>>()?;
+    if outputs.is_empty() {
+        outputs.push(Output::Image { names: o.tags.clone(), push });
+    }
+    Ok(outputs)
 }
 
 impl Engine for LocalEngine {
+    /// A build for a remote client: files (`local`, `tar`, `oci`, `docker` outputs) would have to
+    /// travel back to the client, so this server keeps images in its store and pushes them.
     fn build(&self, job: BuildJob) -> Result<BuildOutcome, EngineError> {
-        let o = &job.options;
-        let invalid = |e: &dyn std::fmt::Display| EngineError::Invalid(e.to_string());
-        let df = dockerfile::Dockerfile::parse(&o.dockerfile, &o.dockerfile_name).map_err(|e| invalid(&e))?;
-        let ignore = dockerfile::ignore::DockerIgnore::load(&job.context_dir, &o.dockerfile_name).map_err(|e| invalid(&e))?;
-        let output = parse_outputs(&o.outputs, &o.tags)?;
-        let mut build_args = o.build_args.clone();
-        let source_date_epoch = build_args
-            .get("SOURCE_DATE_EPOCH")
-            .filter(|s| !s.is_empty())
-            .map(|s| s.parse::<i64>().map_err(|_| EngineError::Invalid(format!("SOURCE_DATE_EPOCH {s:?} is not a number of seconds"))))
-            .transpose()?;
-        if let Some(e) = source_date_epoch {
-            build_args.entry("SOURCE_DATE_EPOCH".into()).or_insert_with(|| e.to_string());
+        if let Some(out) = parse_outputs(&job.options)?.iter().find(|o| o.is_file()) {
+            let kind = match out {
+                Output::Archive { format: oci::archive::Format::Oci, .. } => "oci",
+                Output::Archive { .. } => "docker",
+                Output::Local { .. } => "local",
+                _ => "tar",
+            };
+            return Err(EngineError::Unsupported(format!(
+                "--output type={kind} is not available for remote builds (the result stays on the server); use type=image or type=registry"
+            )));
         }
-        let platform = o.platform.clone().unwrap_or_else(|| oci::Platform::host().to_string());
-        let lowered = {
-            let mut resolver = StoreResolver { engine: self, pull: o.pull, progress: job.progress.clone() };
-            let opts = LowerOptions { build_args, target: o.target.clone(), platform, no_cache: o.no_cache, labels: o.labels.clone(), context_excludes: ignore.patterns() };
-            dockerfile::lower::lower(&df, &opts, &mut resolver).map_err(|e| invalid(&e))?
-        };
-        let mut locals = HashMap::new();
-        locals.insert("context".to_string(), job.context_dir.clone());
-        let req = solver::SolveRequest {
-            definition: &lowered.definition,
-            targets: vec![lowered.target],
-            locals,
-            secrets: o.secrets.clone(),
-            // The local build's default: steps mostly wait on I/O and processes.
-            max_parallelism: if o.max_parallelism > 0 { o.max_parallelism } else { (std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) * 2).max(4) },
-            progress: job.progress.clone(),
-            cancel: job.cancel.clone(),
-        };
-        let solved = self.solver.solve(&req).map_err(|e| match e {
-            solver::SolveError::Cancelled => EngineError::Cancelled,
-            e => failed(format!("{e}{}", failing_location(&lowered.definition, &e))),
-        })?;
-        let Some(solver::Solved { output: solver::Output::Snapshot { snapshot, .. }, .. }) = solved.get(&lowered.target).cloned() else {
-            return Err(failed("the build produced no filesystem"));
-        };
-        let new_layers: HashMap<graph::VertexDigest, usize> = solved
-            .iter()
-            .filter_map(|(d, s)| match &s.output {
-                solver::Output::Snapshot { new_layers, .. } => Some((*d, *new_layers)),
-                _ => None,
-            })
-            .collect();
-        // When each step's result was made: a cached rebuild writes the same image.
-        let made_at: HashMap<graph::VertexDigest, u64> = solved
-            .iter()
-            .filter_map(|(d, s)| match &s.output {
-                solver::Output::Snapshot { created, .. } => Some((*d, *created)),
-                _ => None,
-            })
-            .collect();
-        let progress = job.progress.clone();
-        let note = move |m: String| progress(solver::Event::Note { message: m });
-        let compression = match o.options.get("compression") {
-            Some(c) => Compression::parse(c).ok_or_else(|| EngineError::Invalid(format!("invalid --compression {c:?}: use gzip, zstd or uncompressed")))?,
-            None if output.push => Compression::Gzip,
-            None => Compression::Uncompressed,
-        };
-        let opts = solver::export::ExportOptions { compression, source_date_epoch };
-        let exported = solver::export::export_image_with_times(self.solver.index(), &self.store, &snapshot, &lowered.image, &new_layers, &made_at, &opts, &note).map_err(failed)?;
-        note(format!("writing image {} done", exported.config_digest));
-        let manifest: oci::Digest = exported.manifest_digest.parse().map_err(failed)?;
-        let desc = self.store.manifest_descriptor(&manifest).map_err(failed)?;
-        let mut tags = Vec::new();
-        for n in &output.names {
-            let r = oci::Reference::parse(n).map_err(|e| EngineError::Invalid(format!("invalid tag {n:?}: {e}")))?;
-            self.store.tag(&r, desc.clone()).map_err(failed)?;
-            note(format!("naming to {r} done"));
-            tags.push(r.to_string());
-        }
-        if output.push {
-            if output.names.is_empty() {
-                return Err(EngineError::Invalid("--push needs a name: give -t NAME".into()));
-            }
-            let client = self.registry(&[])?;
-            for n in &output.names {
-                let r = oci::Reference::parse(n).map_err(failed)?;
-                let d = client.push(&self.store, &r, &r, &NoteProgress(&note)).map_err(|e| failed(format!("pushing {r}: {e}")))?;
-                note(format!("pushing {r} done ({d})"));
-            }
-        }
-        let mut metadata = std::collections::BTreeMap::new();
-        metadata.insert("image.id".to_string(), exported.config_digest.clone());
-        metadata.insert("image.config_digest".to_string(), exported.config_digest.clone());
-        Ok(BuildOutcome { image_digest: exported.manifest_digest, tags, metadata })
+        self.run_build(job)
     }
 
     fn images(&self) -> Result<Vec<ImageSummary>, EngineError> {
@@ -230,6 +182,169 @@ impl LocalEngine {
     pub fn root(&self) -> &Path {
         &self.root
     }
+
+    /// Runs one build to every output it names: the one build pipeline of this project, used by
+    /// a local `builder build` and (through [`Engine::build`]) by `builder serve`.
+    ///
+    /// `metadata["image.id"]` of the outcome is the image ID (config digest) when an image or
+    /// an archive was written.
+    pub fn run_build(&self, job: BuildJob) -> Result<BuildOutcome, EngineError> {
+        let o = &job.options;
+        let invalid = |e: &dyn std::fmt::Display| EngineError::Invalid(e.to_string());
+        let outputs = parse_outputs(o)?;
+        let compression = match o.options.get("compression") {
+            Some(c) => Some(Compression::parse(c).ok_or_else(|| EngineError::Invalid(format!("invalid --compression {c:?}: use gzip, zstd or uncompressed")))?),
+            None => None,
+        };
+        let df = dockerfile::Dockerfile::parse(&o.dockerfile, &o.dockerfile_name).map_err(|e| invalid(&e))?;
+        let ignore = dockerfile::ignore::DockerIgnore::load(&job.context_dir, &o.dockerfile_name).map_err(|e| invalid(&e))?;
+        let mut build_args = o.build_args.clone();
+        let source_date_epoch = build_args
+            .get("SOURCE_DATE_EPOCH")
+            .filter(|s| !s.is_empty())
+            .map(|s| s.parse::<i64>().map_err(|_| EngineError::Invalid(format!("SOURCE_DATE_EPOCH {s:?} is not a number of seconds"))))
+            .transpose()?;
+        if let Some(e) = source_date_epoch {
+            build_args.entry("SOURCE_DATE_EPOCH".into()).or_insert_with(|| e.to_string());
+        }
+        let platform = o.platform.clone().unwrap_or_else(|| oci::Platform::host().to_string());
+        let lowered = {
+            let mut resolver = StoreResolver { engine: self, pull: o.pull, progress: job.progress.clone() };
+            let opts = LowerOptions { build_args, target: o.target.clone(), platform, no_cache: o.no_cache, labels: o.labels.clone(), context_excludes: ignore.patterns() };
+            dockerfile::lower::lower(&df, &opts, &mut resolver).map_err(|e| invalid(&e))?
+        };
+        let mut locals = HashMap::new();
+        locals.insert("context".to_string(), job.context_dir.clone());
+        let req = solver::SolveRequest {
+            definition: &lowered.definition,
+            targets: vec![lowered.target],
+            locals,
+            secrets: o.secrets.clone(),
+            max_parallelism: if o.max_parallelism > 0 { o.max_parallelism } else { default_parallelism() },
+            progress: job.progress.clone(),
+            cancel: job.cancel.clone(),
+        };
+        let solved = self.solver.solve(&req).map_err(|e| match e {
+            solver::SolveError::Cancelled => EngineError::Cancelled,
+            e => failed(format!("{e}{}", failing_location(&lowered.definition, &e))),
+        })?;
+        let Some(solver::Solved { output: solver::Output::Snapshot { snapshot, .. }, .. }) = solved.get(&lowered.target).cloned() else {
+            return Err(failed("the build produced no filesystem"));
+        };
+        let new_layers: HashMap<graph::VertexDigest, usize> = solved
+            .iter()
+            .filter_map(|(d, s)| match &s.output {
+                solver::Output::Snapshot { new_layers, .. } => Some((*d, *new_layers)),
+                _ => None,
+            })
+            .collect();
+        // When each step's result was made: a cached rebuild writes the same image.
+        let made_at: HashMap<graph::VertexDigest, u64> = solved
+            .iter()
+            .filter_map(|(d, s)| match &s.output {
+                solver::Output::Snapshot { created, .. } => Some((*d, *created)),
+                _ => None,
+            })
+            .collect();
+        let progress = job.progress.clone();
+        let note = move |m: String| progress(solver::Event::Note { message: m });
+        let export = |comp: Compression| {
+            let opts = solver::export::ExportOptions { compression: comp, source_date_epoch };
+            solver::export::export_image_with_times(self.solver.index(), &self.store, &snapshot, &lowered.image, &new_layers, &made_at, &opts, &note).map_err(failed)
+        };
+        let mut outcome = BuildOutcome::default();
+        for out in &outputs {
+            match out {
+                Output::Image { names, push } => {
+                    if *push && names.is_empty() {
+                        return Err(EngineError::Invalid("--push needs a name: give -t NAME".into()));
+                    }
+                    let exported = export(compression.unwrap_or(if *push { Compression::Gzip } else { Compression::Uncompressed }))?;
+                    note(format!("writing image {} done", exported.config_digest));
+                    let manifest: oci::Digest = exported.manifest_digest.parse().map_err(failed)?;
+                    let desc = self.store.manifest_descriptor(&manifest).map_err(failed)?;
+                    for n in names {
+                        let r = oci::Reference::parse(n).map_err(|e| EngineError::Invalid(format!("invalid tag {n:?}: {e}")))?;
+                        self.store.tag(&r, desc.clone()).map_err(failed)?;
+                        note(format!("naming to {r} done"));
+                        outcome.tags.push(r.to_string());
+                    }
+                    if *push {
+                        let client = self.registry(&[])?;
+                        for n in names {
+                            let r = oci::Reference::parse(n).map_err(failed)?;
+                            let d = client.push(&self.store, &r, &r, &NoteProgress(&note)).map_err(|e| failed(format!("pushing {r}: {e}")))?;
+                            note(format!("pushing {r} done ({d})"));
+                        }
+                    }
+                    outcome.record_image(&exported);
+                }
+                Output::Archive { format, dest } => {
+                    let exported = export(compression.unwrap_or(Compression::Gzip))?;
+                    let manifest: oci::Digest = exported.manifest_digest.parse().map_err(failed)?;
+                    let desc = self.store.manifest_descriptor(&manifest).map_err(failed)?;
+                    let image = self.store.image_from_descriptor(&desc).map_err(failed)?;
+                    let name = o.tags.first().map(|t| oci::Reference::parse(t).map_err(|e| EngineError::Invalid(format!("invalid tag {t:?}: {e}")))).transpose()?;
+                    let images = [(name, image)];
+                    if dest == "-" {
+                        oci::archive::save(&self.store, &images, *format, std::io::stdout().lock()).map_err(|e| failed(format!("writing the archive to stdout: {e}")))?;
+                    } else {
+                        write_file(Path::new(dest), |f| oci::archive::save(&self.store, &images, *format, f).map_err(|e| e.to_string()))?;
+                    }
+                    note(format!("exporting to {dest} done"));
+                    outcome.record_image(&exported);
+                }
+                Output::Local { dest } => {
+                    solver::export::export_local(self.solver.index(), &snapshot, dest).map_err(|e| failed(format!("copying files to {}: {e}", dest.display())))?;
+                    note(format!("copying files to {} done", dest.display()));
+                }
+                Output::Tar { dest } => {
+                    if dest == "-" {
+                        solver::export::export_tar(self.solver.index(), &snapshot, std::io::stdout(), source_date_epoch).map_err(|e| failed(format!("writing the tar to stdout: {e}")))?;
+                    } else {
+                        // Straight to `dest`, which may be a device or a pipe (`/dev/stdout`).
+                        let f = std::fs::File::create(dest).map_err(|e| failed(format!("creating {dest}: {e}")))?;
+                        solver::export::export_tar(self.solver.index(), &snapshot, std::io::BufWriter::new(f), source_date_epoch).map_err(|e| failed(format!("writing {dest}: {e}")))?;
+                    }
+                    note(format!("sending tarball to {dest} done"));
+                }
+            }
+        }
+        Ok(outcome)
+    }
+}
+
+impl BuildOutcome {
+    fn record_image(&mut self, exported: &solver::export::ExportedImage) {
+        self.image_digest = exported.manifest_digest.clone();
+        self.metadata.insert("image.id".to_string(), exported.config_digest.clone());
+        self.metadata.insert("image.config_digest".to_string(), exported.config_digest.clone());
+    }
+}
+
+/// Writes `dest` through a temporary file beside it, renamed into place when complete: a
+/// failed build leaves no half-written file.
+fn write_file(dest: &Path, write: impl FnOnce(&mut std::io::BufWriter<std::fs::File>) -> Result<(), String>) -> Result<(), EngineError> {
+    let name = dest.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dest.with_file_name(format!(".{name}.tmp{}", std::process::id()));
+    let result = (|| {
+        let f = std::fs::File::create(&tmp).map_err(|e| format!("creating {}: {e}", tmp.display()))?;
+        let mut w = std::io::BufWriter::new(f);
+        write(&mut w)?;
+        let f = w.into_inner().map_err(|e| format!("writing {}: {e}", tmp.display()))?;
+        f.sync_all().map_err(|e| format!("writing {}: {e}", tmp.display()))?;
+        std::fs::rename(&tmp, dest).map_err(|e| format!("writing {}: {e}", dest.display()))
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(failed)
+}
+
+/// Twice the CPUs, at least 4: most steps wait on I/O, the network or `sleep`, and BuildKit
+/// puts no limit at all.
+pub fn default_parallelism() -> usize {
+    (std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) * 2).max(4)
 }
 
 /// `\n  at Dockerfile:LINE` for the step that failed, when the error names it (as a local build says).
@@ -284,7 +399,9 @@ impl ImageResolver for StoreResolver<'_> {
                 store.image(&r).map_err(|e| e.to_string())?
             }
         };
-        let cfg = serde_json::to_value(&image.config).map_err(|e| e.to_string())?;
+        // The config as stored: Docker fields such as OnBuild are not in the OCI types.
+        let raw = store.read_blob(&image.config_digest).map_err(|e| e.to_string())?;
+        let cfg: serde_json::Value = serde_json::from_slice(&raw).map_err(|e| format!("image config of {reference}: {e}"))?;
         let config = cfg.get("config").cloned().map(serde_json::from_value).transpose().map_err(|e| format!("image config of {reference}: {e}"))?.unwrap_or_default();
         let history = cfg.get("history").cloned().map(serde_json::from_value).transpose().map_err(|e| format!("image history of {reference}: {e}"))?.unwrap_or_default();
         let s = |k: &str| cfg.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();

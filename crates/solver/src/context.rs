@@ -4,42 +4,33 @@
 use std::fs;
 use std::path::{Component, Path, PathBuf};
 
-use globset::{GlobBuilder, GlobMatcher};
+use dockerfile::ignore::DockerIgnore;
 use snapshot::checksum::{StatCache, TreeHasher, checksum_path};
 
 use crate::error::{Result, SolveError};
 
-/// Exclusion patterns with Docker's rules: each pattern matches a path or any of its parents,
-/// `!` re-includes, the last matching pattern wins.
+/// Exclusion patterns with `.dockerignore` rules (the context's excludes, COPY `--exclude`):
+/// the frontend's own [`DockerIgnore`], so the files a build reads are the ones the Dockerfile
+/// frontend and the remote client's context walk agree on.
 #[derive(Clone, Default)]
 pub struct Excludes {
-    rules: Vec<(GlobMatcher, bool)>,
-    has_negations: bool,
+    rules: DockerIgnore,
 }
 
 impl Excludes {
+    /// Patterns as the frontend lowered them (cleaned, `!` kept). They were checked when the
+    /// Dockerfile was lowered; one that still does not compile is left out rather than failing a
+    /// build that never names a file it would match.
     pub fn new(patterns: &[String]) -> Excludes {
-        let mut rules = Vec::new();
-        let mut has_negations = false;
-        for p in patterns {
-            let p = p.trim();
-            if p.is_empty() || p.starts_with('#') {
-                continue;
+        let rules = match DockerIgnore::from_patterns(&patterns.join("\n")) {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::warn!("exclude patterns: {e}; skipping the patterns that do not compile");
+                let valid: Vec<&str> = patterns.iter().map(String::as_str).filter(|p| DockerIgnore::from_patterns(p).is_ok()).collect();
+                DockerIgnore::from_patterns(&valid.join("\n")).unwrap_or_default()
             }
-            let (neg, body) = match p.strip_prefix('!') {
-                Some(rest) => (true, rest.trim()),
-                None => (false, p),
-            };
-            let cleaned = clean(body);
-            if cleaned.is_empty() {
-                continue;
-            }
-            if let Ok(g) = GlobBuilder::new(&cleaned).literal_separator(true).backslash_escape(true).build() {
-                rules.push((g.compile_matcher(), neg));
-                has_negations |= neg;
-            }
-        }
-        Excludes { rules, has_negations }
+        };
+        Excludes { rules }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -48,36 +39,19 @@ impl Excludes {
 
     /// Whether `rel` (a clean relative path) is excluded.
     pub fn is_excluded(&self, rel: &str) -> bool {
-        if self.rules.is_empty() || rel.is_empty() {
-            return false;
-        }
-        let mut excluded = false;
-        for (m, neg) in &self.rules {
-            if matches_or_parent(m, rel) {
-                excluded = !neg;
-            }
-        }
-        excluded
+        self.rules.is_excluded(rel)
     }
 
-    /// Whether a walk must look inside excluded directory `rel` (a `!` pattern may re-include).
+    /// Whether a walk must look inside an excluded directory at all (some `!` pattern may
+    /// re-include something).
     pub fn may_reinclude(&self) -> bool {
-        self.has_negations
+        self.rules.may_reinclude_under("")
     }
-}
 
-fn matches_or_parent(m: &GlobMatcher, rel: &str) -> bool {
-    if m.is_match(rel) {
-        return true;
+    /// Whether a `!` pattern may re-include something below the excluded directory `rel_dir`.
+    pub fn may_reinclude_under(&self, rel_dir: &str) -> bool {
+        self.rules.may_reinclude_under(rel_dir)
     }
-    let mut end = rel.len();
-    while let Some(i) = rel[..end].rfind('/') {
-        if m.is_match(&rel[..i]) {
-            return true;
-        }
-        end = i;
-    }
-    false
 }
 
 /// Cleans a relative path the way Go's filepath.Clean does, dropping leading `/` and `./`.
@@ -156,7 +130,7 @@ pub fn expand_source(root: &Path, source: &str, excludes: &Excludes) -> std::res
         for base in &current {
             let dir = if base.is_empty() { root.to_path_buf() } else { root.join(base) };
             if has_glob(comp) {
-                let Ok(g) = GlobBuilder::new(comp).literal_separator(true).build() else { continue };
+                let Ok(g) = globset::GlobBuilder::new(comp).literal_separator(true).build() else { continue };
                 let m = g.compile_matcher();
                 let Ok(rd) = fs::read_dir(&dir) else { continue };
                 let mut names: Vec<String> = rd.flatten().map(|e| e.file_name().to_string_lossy().into_owned()).collect();

@@ -10,8 +10,6 @@ use std::sync::Arc;
 
 use anyhow::{Context, anyhow, bail};
 use clap::{Args, Subcommand};
-use dockerfile::lower::{ImageResolver, LowerOptions, ResolvedImage};
-use snapshot::diff::Compression;
 
 use crate::Globals;
 
@@ -146,6 +144,13 @@ fn human(bytes: u64) -> String {
 fn prune(globals: &Globals, a: PruneArgs) -> anyhow::Result<ExitCode> {
     let _ = a.force;
     let keep = a.keep_storage.as_deref().map(parse_size).transpose()?;
+    if let Some(addr) = &globals.addr {
+        let r = api::client::Remote::connect(&api::client::ClientConfig::from_env(addr)?)?.prune(a.all, keep)?;
+        let layers = r.details.get("layers").map(String::as_str).unwrap_or("0");
+        println!("Deleted build cache objects: {} entries, {layers} layers", r.records_removed);
+        println!("Total reclaimed space: {}", human(r.bytes_freed));
+        return Ok(ExitCode::SUCCESS);
+    }
     let index = solver::CacheIndex::open(&globals.root())?;
     let stats = index.prune(a.all, keep)?;
     println!("Deleted build cache objects: {} entries, {} layers", stats.records, stats.layers);
@@ -154,6 +159,9 @@ fn prune(globals: &Globals, a: PruneArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn du(globals: &Globals, a: DuArgs) -> anyhow::Result<ExitCode> {
+    if let Some(addr) = &globals.addr {
+        return du_remote(addr, a);
+    }
     let index = solver::CacheIndex::open(&globals.root())?;
     let usage = index.usage()?;
     if a.verbose {
@@ -171,40 +179,22 @@ fn du(globals: &Globals, a: DuArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Where the build result goes.
-#[derive(Debug, Clone)]
-enum Output {
-    Image { names: Vec<String>, push: bool },
-    Archive { format: oci::archive::Format, dest: String },
-    Local { dest: PathBuf },
-    Tar { dest: String },
-}
-
-fn parse_output(spec: &str, tags: &[String], push: bool) -> anyhow::Result<Output> {
-    if !spec.contains('=') {
-        return Ok(if spec == "-" { Output::Tar { dest: "-".into() } } else { Output::Local { dest: PathBuf::from(spec) } });
-    }
-    let mut kv: HashMap<String, String> = HashMap::new();
-    for part in spec.split(',') {
-        let (k, v) = part.split_once('=').ok_or_else(|| anyhow!("invalid --output {spec:?}: {part:?} is not key=value"))?;
-        kv.insert(k.trim().to_string(), v.trim().to_string());
-    }
-    let kind = kv.get("type").map(String::as_str).unwrap_or("local");
-    let dest = kv.get("dest").cloned();
-    Ok(match kind {
-        "image" | "registry" => {
-            let mut names: Vec<String> = kv.get("name").map(|n| n.split(',').map(str::to_string).collect()).unwrap_or_default();
-            if names.is_empty() {
-                names = tags.to_vec();
-            }
-            Output::Image { names, push: push || kind == "registry" || kv.get("push").is_some_and(|v| v == "true") }
+/// `du` of a `builder serve`: the same report, from the server's cache.
+fn du_remote(addr: &str, a: DuArgs) -> anyhow::Result<ExitCode> {
+    let usage = api::client::Remote::connect(&api::client::ClientConfig::from_env(addr)?)?.disk_usage()?;
+    if a.verbose {
+        println!("{:<14} {:>10} {:<20} DESCRIPTION", "ID", "SIZE", "LAST USED");
+        for e in usage.entries.iter().rev() {
+            let when = chrono::DateTime::from_timestamp(e.last_used_unix, 0).unwrap_or_default();
+            println!("{:<14} {:>10} {:<20} {}", &e.id[..12.min(e.id.len())], human(e.size), when.format("%Y-%m-%d %H:%M:%S"), e.description);
         }
-        "oci" => Output::Archive { format: oci::archive::Format::Oci, dest: dest.ok_or_else(|| anyhow!("--output type=oci needs dest=FILE"))? },
-        "docker" => Output::Archive { format: oci::archive::Format::Docker, dest: dest.ok_or_else(|| anyhow!("--output type=docker needs dest=FILE"))? },
-        "local" => Output::Local { dest: PathBuf::from(dest.ok_or_else(|| anyhow!("--output type=local needs dest=DIR"))?) },
-        "tar" => Output::Tar { dest: dest.unwrap_or_else(|| "-".into()) },
-        other => bail!("unknown output type {other:?}: use image, oci, docker, local or tar"),
-    })
+        println!();
+    }
+    println!("Cache entries:\t{}", usage.entries.len());
+    println!("Layers:\t\t{}", human(usage.layer_bytes));
+    println!("Cache mounts:\t{}", human(usage.mount_bytes));
+    println!("Total:\t\t{}", human(usage.layer_bytes + usage.mount_bytes));
+    Ok(ExitCode::SUCCESS)
 }
 
 fn parse_secrets(specs: &[String]) -> anyhow::Result<HashMap<String, Vec<u8>>> {
@@ -234,58 +224,14 @@ fn parse_secrets(specs: &[String]) -> anyhow::Result<HashMap<String, Vec<u8>>> {
     Ok(out)
 }
 
-/// Finds base images in the local store, pulling them when missing (or always with `--pull`).
-struct StoreResolver<'a> {
-    store: &'a oci::Store,
-    globals: &'a Globals,
-    pull: bool,
-    quiet: bool,
-}
-
-impl ImageResolver for StoreResolver<'_> {
-    fn resolve(&mut self, reference: &str, platform: &str) -> Result<ResolvedImage, String> {
-        let r = oci::Reference::parse(reference).map_err(|e| e.to_string())?;
-        let local = if self.pull { None } else { self.store.image(&r).ok() };
-        let image = match local {
-            Some(i) => i,
-            None => {
-                let client = registry::Client::new(registry::ClientOptions { insecure_registries: self.globals.insecure_registries.clone(), ..Default::default() })
-                    .map_err(|e| e.to_string())?;
-                let progress: Box<dyn registry::Progress> = if self.quiet { Box::new(registry::NoProgress) } else { Box::new(registry::LineProgress) };
-                client.pull(&r, Some(platform), self.store, progress.as_ref()).map_err(|e| format!("image not found locally and pulling it failed: {e}"))?;
-                self.store.image(&r).map_err(|e| e.to_string())?
-            }
-        };
-        // The config as stored: Docker fields such as OnBuild are not in the OCI types.
-        let raw = self.store.read_blob(&image.config_digest).map_err(|e| e.to_string())?;
-        let cfg: serde_json::Value = serde_json::from_slice(&raw).map_err(|e| format!("image config of {reference}: {e}"))?;
-        let config = cfg.get("config").cloned().map(serde_json::from_value).transpose().map_err(|e| format!("image config of {reference}: {e}"))?.unwrap_or_default();
-        let history = cfg.get("history").cloned().map(serde_json::from_value).transpose().map_err(|e| format!("image history of {reference}: {e}"))?.unwrap_or_default();
-        let s = |k: &str| cfg.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
-        Ok(ResolvedImage {
-            reference: r.to_string(),
-            manifest_digest: image.manifest_digest.to_string(),
-            config,
-            history,
-            architecture: s("architecture"),
-            os: s("os"),
-            variant: cfg.get("variant").and_then(|v| v.as_str()).map(str::to_string),
-        })
-    }
-}
-
-fn host_platform() -> String {
-    oci::Platform::host().to_string()
-}
-
 fn build(globals: &Globals, a: BuildArgs) -> anyhow::Result<ExitCode> {
     // Every mount of the build lives in a private mount namespace: a killed build leaves none.
     // This must happen before any thread starts.
-    if let Err(e) = solver::view::enter_private_mount_namespace() {
-        tracing::warn!("{e}");
+    if globals.addr.is_none() {
+        if let Err(e) = solver::view::enter_private_mount_namespace() {
+            tracing::warn!("{e}");
+        }
     }
-    let root = globals.root();
-    std::fs::create_dir_all(&root).with_context(|| format!("creating state directory {}", root.display()))?;
 
     // The context and the Dockerfile.
     let stdin_context = a.context == "-";
@@ -300,24 +246,22 @@ fn build(globals: &Globals, a: BuildArgs) -> anyhow::Result<ExitCode> {
         }
         p.canonicalize().with_context(|| format!("resolving {}", a.context))?
     };
-    let (dockerfile_bytes, dockerfile_name) = match (&a.file, stdin_context) {
-        (Some(f), _) if f == "-" => (read_stdin()?, "Dockerfile".to_string()),
-        (None, true) => (read_stdin()?, "Dockerfile".to_string()),
+    let (dockerfile, dockerfile_name, dockerfile_path) = match (&a.file, stdin_context) {
+        (Some(f), _) if f == "-" => (read_stdin()?, "Dockerfile".to_string(), context_dir.join("Dockerfile")),
+        (None, true) => (read_stdin()?, "Dockerfile".to_string(), context_dir.join("Dockerfile")),
         (Some(f), _) => {
             let p = PathBuf::from(f);
             let bytes = std::fs::read(&p).with_context(|| format!("reading Dockerfile {f}"))?;
-            (bytes, p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "Dockerfile".into()))
+            (bytes, p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "Dockerfile".into()), p)
         }
         (None, false) => {
             let p = context_dir.join("Dockerfile");
             let bytes = std::fs::read(&p).with_context(|| format!("reading Dockerfile: {} not found (use -f)", p.display()))?;
-            (bytes, "Dockerfile".to_string())
+            (bytes, "Dockerfile".to_string(), p)
         }
     };
-    let df = dockerfile::Dockerfile::parse(&dockerfile_bytes, &dockerfile_name).map_err(|e| anyhow!("{e}"))?;
-    let ignore = dockerfile::ignore::DockerIgnore::load(&context_dir, &dockerfile_name).map_err(|e| anyhow!("{e}"))?;
 
-    // Build args: --build-arg K takes K from the environment.
+    // Build args: --build-arg K takes K from the environment; SOURCE_DATE_EPOCH also may.
     let mut build_args = BTreeMap::new();
     for b in &a.build_args {
         match b.split_once('=') {
@@ -331,24 +275,38 @@ fn build(globals: &Globals, a: BuildArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
+    if let Ok(e) = std::env::var("SOURCE_DATE_EPOCH") {
+        if !e.is_empty() {
+            build_args.entry("SOURCE_DATE_EPOCH".into()).or_insert(e);
+        }
+    }
     let mut labels = BTreeMap::new();
     for l in &a.labels {
         let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
         labels.insert(k.to_string(), v.to_string());
     }
-    // SOURCE_DATE_EPOCH from the build args or the environment.
-    let source_date_epoch = build_args
-        .get("SOURCE_DATE_EPOCH")
-        .cloned()
-        .or_else(|| std::env::var("SOURCE_DATE_EPOCH").ok())
-        .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<i64>().with_context(|| format!("SOURCE_DATE_EPOCH {s:?} is not a number of seconds")))
-        .transpose()?;
-    if let Some(e) = source_date_epoch {
-        build_args.entry("SOURCE_DATE_EPOCH".into()).or_insert_with(|| e.to_string());
+    let mut options = BTreeMap::new();
+    if let Some(c) = &a.compression {
+        options.insert("compression".to_string(), c.clone());
     }
-    let platform = a.platform.clone().unwrap_or_else(host_platform);
-    let store = oci::Store::open(&root)?;
+    if a.push {
+        options.insert("push".to_string(), "true".to_string());
+    }
+    let options = api::BuildOptions {
+        dockerfile,
+        dockerfile_name,
+        build_args,
+        target: a.target.clone(),
+        tags: a.tags.clone(),
+        outputs: a.outputs.clone(),
+        secrets: parse_secrets(&a.secrets)?,
+        no_cache: a.no_cache,
+        platform: a.platform.clone(),
+        labels,
+        pull: a.pull,
+        max_parallelism: a.max_parallelism.unwrap_or(0),
+        options,
+    };
     let mode = match a.progress.as_str() {
         _ if a.quiet => progress::Mode::Quiet,
         "plain" => progress::Mode::Plain,
@@ -362,143 +320,27 @@ fn build(globals: &Globals, a: BuildArgs) -> anyhow::Result<ExitCode> {
         }
         other => bail!("invalid --progress {other:?}: use auto, tty or plain"),
     };
-    let lowered = {
-        let mut resolver = StoreResolver { store: &store, globals, pull: a.pull, quiet: a.quiet };
-        let opts = LowerOptions {
-            build_args,
-            target: a.target.clone(),
-            platform: platform.clone(),
-            no_cache: a.no_cache,
-            labels,
-            context_excludes: ignore.patterns(),
-        };
-        dockerfile::lower::lower(&df, &opts, &mut resolver).map_err(|e| anyhow!("{e}"))?
-    };
-
-    let mut outputs: Vec<Output> = a.outputs.iter().map(|o| parse_output(o, &a.tags, a.push)).collect::<anyhow::Result<_>>()?;
-    if outputs.is_empty() {
-        outputs.push(Output::Image { names: a.tags.clone(), push: a.push });
-    }
-    let compression = match &a.compression {
-        Some(c) => Some(Compression::parse(c).ok_or_else(|| anyhow!("invalid --compression {c:?}: use gzip, zstd or uncompressed"))?),
-        None => None,
-    };
-    let secrets = parse_secrets(&a.secrets)?;
 
     let (sink, finish_progress) = progress::renderer(mode);
-    let cancel = Arc::new(solver::exec::Cancel::default());
-    {
-        let c = cancel.clone();
-        let _ = ctrlc::set_handler(move || c.cancel());
-    }
-    let images = Arc::new(solver::base::StoreImages::new(store.clone(), &root));
-    let solver = solver::Solver::new(&root, images)?;
-    let mut locals = HashMap::new();
-    locals.insert("context".to_string(), context_dir.clone());
-    let req = solver::SolveRequest {
-        definition: &lowered.definition,
-        targets: vec![lowered.target],
-        locals,
-        secrets,
-        max_parallelism: a.max_parallelism.unwrap_or_else(default_parallelism),
-        progress: sink.clone(),
-        cancel: cancel.clone(),
-    };
     let started = std::time::Instant::now();
-    let solved = solver.solve(&req);
-    let solved = match solved {
-        Ok(s) => s,
-        Err(e) => {
-            finish_progress();
-            if matches!(e, solver::SolveError::Cancelled) {
-                bail!("build cancelled");
+    let outcome = match &globals.addr {
+        Some(addr) => api::client::build(addr, &options, &context_dir, |e| sink(e.clone())).map(|r| r.outcome).map_err(|e| anyhow!("{e}")),
+        None => {
+            let root = globals.root();
+            let engine = api::local::LocalEngine::open(&root, globals.insecure_registries.clone()).map_err(|e| anyhow!("opening {}: {e}", root.display()))?;
+            let cancel = Arc::new(solver::exec::Cancel::default());
+            {
+                let c = cancel.clone();
+                let _ = ctrlc::set_handler(move || c.cancel());
             }
-            let loc = failing_location(&lowered.definition, &e);
-            return Err(anyhow!("{e}{loc}"));
+            let job = api::BuildJob { options, context_dir, dockerfile_path, progress: sink.clone(), cancel };
+            engine.run_build(job).map_err(|e| anyhow!("{e}"))
         }
     };
-    let Some(solver::Solved { output: solver::Output::Snapshot { snapshot, .. }, .. }) = solved.get(&lowered.target).cloned() else {
-        bail!("the build produced no filesystem");
-    };
-    let new_layers: HashMap<graph::VertexDigest, usize> = solved
-        .iter()
-        .filter_map(|(d, s)| match &s.output {
-            solver::Output::Snapshot { new_layers, .. } => Some((*d, *new_layers)),
-            _ => None,
-        })
-        .collect();
-    let made_at: HashMap<graph::VertexDigest, u64> = solved
-        .iter()
-        .filter_map(|(d, s)| match &s.output {
-            solver::Output::Snapshot { created, .. } => Some((*d, *created)),
-            _ => None,
-        })
-        .collect();
-    let note = |m: String| sink(solver::Event::Note { message: m });
-    let mut image_id = None;
-    for out in &outputs {
-        match out {
-            Output::Image { names, push } => {
-                let comp = compression.unwrap_or(if *push { Compression::Gzip } else { Compression::Uncompressed });
-                let opts = solver::export::ExportOptions { compression: comp, source_date_epoch };
-                let exported = solver::export::export_image_with_times(solver.index(), &store, &snapshot, &lowered.image, &new_layers, &made_at, &opts, &note)?;
-                note(format!("writing image {} done", exported.config_digest));
-                let desc = store.manifest_descriptor(&exported.manifest_digest.parse()?)?;
-                for n in names {
-                    let r = oci::Reference::parse(n).with_context(|| format!("invalid tag {n:?}"))?;
-                    store.tag(&r, desc.clone())?;
-                    note(format!("naming to {r} done"));
-                }
-                if *push {
-                    if names.is_empty() {
-                        bail!("--push needs a name: give -t NAME");
-                    }
-                    let client = registry::Client::new(registry::ClientOptions { insecure_registries: globals.insecure_registries.clone(), ..Default::default() })?;
-                    for n in names {
-                        let r = oci::Reference::parse(n)?;
-                        let progress: Box<dyn registry::Progress> = if a.quiet { Box::new(registry::NoProgress) } else { Box::new(registry::LineProgress) };
-                        let d = client.push(&store, &r, &r, progress.as_ref()).with_context(|| format!("pushing {r}"))?;
-                        note(format!("pushing {r} done ({d})"));
-                    }
-                }
-                image_id = Some(exported.config_digest.clone());
-            }
-            Output::Archive { format, dest } => {
-                let comp = compression.unwrap_or(Compression::Gzip);
-                let opts = solver::export::ExportOptions { compression: comp, source_date_epoch };
-                let exported = solver::export::export_image_with_times(solver.index(), &store, &snapshot, &lowered.image, &new_layers, &made_at, &opts, &note)?;
-                let desc = store.manifest_descriptor(&exported.manifest_digest.parse()?)?;
-                let image = store.image_from_descriptor(&desc)?;
-                let name = a.tags.first().map(|t| oci::Reference::parse(t)).transpose()?;
-                if dest == "-" {
-                    oci::archive::save(&store, &[(name, image)], *format, std::io::stdout().lock())?;
-                } else {
-                    let tmp = format!("{dest}.tmp{}", std::process::id());
-                    let f = std::fs::File::create(&tmp).with_context(|| format!("creating {tmp}"))?;
-                    oci::archive::save(&store, &[(name, image)], *format, std::io::BufWriter::new(f))?;
-                    std::fs::rename(&tmp, dest).with_context(|| format!("writing {dest}"))?;
-                }
-                note(format!("exporting to {dest} done"));
-                image_id = Some(exported.config_digest.clone());
-            }
-            Output::Local { dest } => {
-                solver::export::export_local(solver.index(), &snapshot, dest)?;
-                note(format!("copying files to {} done", dest.display()));
-            }
-            Output::Tar { dest } => {
-                if dest == "-" {
-                    solver::export::export_tar(solver.index(), &snapshot, std::io::stdout(), source_date_epoch)?;
-                } else {
-                    let f = std::fs::File::create(dest).with_context(|| format!("creating {dest}"))?;
-                    solver::export::export_tar(solver.index(), &snapshot, std::io::BufWriter::new(f), source_date_epoch)?;
-                }
-                note(format!("sending tarball to {dest} done"));
-            }
-        }
-    }
     finish_progress();
+    let outcome = outcome?;
     tracing::debug!("build finished in {:.2}s", started.elapsed().as_secs_f64());
-    if let Some(id) = &image_id {
+    if let Some(id) = outcome.metadata.get("image.id") {
         if let Some(f) = &a.iidfile {
             std::fs::write(f, id).with_context(|| format!("writing --iidfile {}", f.display()))?;
         }
@@ -507,19 +349,6 @@ fn build(globals: &Globals, a: BuildArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// `\n  at Dockerfile:LINE` for the step that failed, when the error names it.
-fn failing_location(def: &graph::Definition, e: &solver::SolveError) -> String {
-    let msg = e.to_string();
-    for v in def.vertices.values() {
-        if !v.meta.description.is_empty() && msg.starts_with(&v.meta.description) {
-            if let Some(l) = &v.meta.location {
-                return format!("\n  at {l}");
-            }
-        }
-    }
-    String::new()
 }
 
 /// Runs the bundle's container in the foreground and exits with its exit code. Dies with the
@@ -532,12 +361,6 @@ fn build_exec(bundle: &Path) -> anyhow::Result<ExitCode> {
     let spec = runtime::read_bundle(bundle).map_err(|e| anyhow!("{e}"))?;
     let status = runtime::run(bundle, &spec, runtime::Stdio::inherit()).map_err(|e| anyhow!("{e}"))?;
     Ok(ExitCode::from(status.code().clamp(0, 255) as u8))
-}
-
-/// Twice the CPUs, at least 4: most steps wait on I/O, the network or `sleep`, and BuildKit
-/// puts no limit at all.
-fn default_parallelism() -> usize {
-    (std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) * 2).max(4)
 }
 
 fn read_stdin() -> anyhow::Result<Vec<u8>> {

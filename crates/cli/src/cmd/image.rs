@@ -141,6 +141,18 @@ pub enum ListFormat {
 
 impl Command {
     pub fn run(self, globals: &Globals) -> anyhow::Result<ExitCode> {
+        // With --addr / $BUILDER_HOST, `images` and `push` work on the server's store.
+        if let Some(addr) = &globals.addr {
+            match self {
+                Command::Images { quiet, format, repository } => return images_remote(addr, quiet, format, repository.as_deref()),
+                Command::Push { quiet, chunk_size: _, reference } => return remote::push_remote(globals, addr, quiet, &reference),
+                other => return other.run_local(globals),
+            }
+        }
+        self.run_local(globals)
+    }
+
+    fn run_local(self, globals: &Globals) -> anyhow::Result<ExitCode> {
         let root = globals.root();
         let store = Store::open(&root).with_context(|| format!("opening the image store at {}", root.display()))?;
         match self {
@@ -200,6 +212,28 @@ struct ImageRow {
     size: u64,
 }
 
+/// `images` of a `builder serve`: the same rows, from the server's store.
+fn images_remote(addr: &str, quiet: bool, format: ListFormat, repository: Option<&str>) -> anyhow::Result<ExitCode> {
+    let filter = repository.map(|r| parse_ref(r).map(|r| r.name())).transpose()?;
+    let remote = api::client::Remote::connect(&api::client::ClientConfig::from_env(addr)?)?;
+    let mut rows = Vec::new();
+    for summary in remote.images()? {
+        let reference = (!summary.reference.is_empty()).then(|| parse_ref(&summary.reference)).transpose()?;
+        if filter.as_ref().is_some_and(|f| reference.as_ref().map(|r| r.name()).as_ref() != Some(f)) {
+            continue;
+        }
+        rows.push(ImageRow {
+            repository: reference.as_ref().map(|r| r.familiar_name()).unwrap_or_else(|| "<none>".into()),
+            tag: reference.as_ref().and_then(|r| r.tag()).unwrap_or("<none>").to_string(),
+            id: summary.id,
+            digest: summary.manifest_digest,
+            created: chrono::DateTime::from_timestamp(summary.created_unix, 0).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)).unwrap_or_default(),
+            size: summary.size,
+        });
+    }
+    print_images(rows, quiet, format)
+}
+
 fn images(store: &Store, quiet: bool, format: ListFormat, repository: Option<&str>) -> anyhow::Result<ExitCode> {
     let filter = repository.map(|r| parse_ref(r).map(|r| r.name())).transpose()?;
     let mut rows = Vec::new();
@@ -223,6 +257,11 @@ fn images(store: &Store, quiet: bool, format: ListFormat, repository: Option<&st
             size: image.size(),
         });
     }
+    print_images(rows, quiet, format)
+}
+
+/// The `images` table (or IDs, or JSON lines), newest first.
+fn print_images(mut rows: Vec<ImageRow>, quiet: bool, format: ListFormat) -> anyhow::Result<ExitCode> {
     rows.sort_by(|a, b| b.created.cmp(&a.created).then(a.repository.cmp(&b.repository)).then(a.tag.cmp(&b.tag)));
     let mut out = std::io::stdout().lock();
     if quiet {

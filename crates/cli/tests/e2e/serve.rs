@@ -730,3 +730,75 @@ fn the_testdata_builds_give_the_same_digests_remotely_and_locally() {
         assert_eq!(local_digest(local.root(), &format!("case:{name}")), built.outcome.image_digest, "testdata case {name}");
     }
 }
+
+// ---------------------------------------------------------------- the CLI with --addr
+
+/// `builder --addr ADDR ARGS…` (or `$BUILDER_HOST` with `via_env`), with a `--root` that a
+/// remote command must never touch and a private client cache.
+fn remote_cli(server: &Server, client: &Path, via_env: bool, args: &[&str]) -> std::process::Output {
+    let mut cmd = Command::new(bin());
+    cmd.env("XDG_CACHE_HOME", client.join("cache")).env_remove("BUILDER_HOST").arg("--root").arg(client.join("untouched-root")).stdin(Stdio::null());
+    if via_env {
+        cmd.env("BUILDER_HOST", &server.addr);
+    } else {
+        cmd.args(["--addr", &server.addr]);
+    }
+    cmd.args(args).output().expect("spawn builder")
+}
+
+#[test]
+fn builder_addr_build_and_images_run_on_the_server_and_give_the_local_image() {
+    let server = Server::start(&[]);
+    import_busybox(&server.state());
+    let ctx = tempfile::tempdir().expect("ctx");
+    write(ctx.path(), "Dockerfile", APP_DOCKERFILE);
+    write(ctx.path(), "src/main.c", "int main(){return 0;}\n");
+    write(ctx.path(), "README", "hello\n");
+    let client = tempfile::tempdir().expect("client");
+    let ctx_arg = ctx.path().to_str().expect("utf8");
+    let remote_iid = client.path().join("remote.iid");
+
+    let args = ["build", "--progress", "plain", "--build-arg", "SOURCE_DATE_EPOCH=0", "--iidfile", remote_iid.to_str().expect("utf8"), "-t", "x", ctx_arg];
+    let out = remote_cli(&server, client.path(), false, &args);
+    assert_success(&out, &args);
+    let plain = String::from_utf8_lossy(&out.stderr);
+    assert!(plain.contains("RUN echo built"), "the remote build's steps are rendered like a local build's:\n{plain}");
+    assert!(!client.path().join("untouched-root").exists(), "a remote build writes nothing under the client's --root");
+
+    // `images` through $BUILDER_HOST: the server's image, as JSON and as the usual table.
+    let out = remote_cli(&server, client.path(), true, &["images", "--format", "json"]);
+    assert_success(&out, &["images", "--format", "json"]);
+    let json = String::from_utf8_lossy(&out.stdout);
+    let row: serde_json::Value = json
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).expect("json line"))
+        .find(|v| v["Repository"] == "x" && v["Tag"] == "latest")
+        .unwrap_or_else(|| panic!("x:latest not in remote `builder images`:\n{json}"));
+    let remote_digest = row["Digest"].as_str().expect("digest").to_string();
+    let remote_id = std::fs::read_to_string(&remote_iid).expect("remote iidfile");
+    assert_eq!(row["ID"].as_str(), Some(remote_id.as_str()), "the --iidfile of a remote build names the server's image");
+    let out = remote_cli(&server, client.path(), false, &["images"]);
+    assert_success(&out, &["images"]);
+    let table = String::from_utf8_lossy(&out.stdout);
+    let header = table.lines().next().unwrap_or_default();
+    assert!(header.starts_with("REPOSITORY") && header.contains("IMAGE ID") && header.contains("SIZE"), "{table}");
+    assert!(table.lines().any(|l| l.starts_with("x ") && l.contains("latest") && l.contains(&remote_id[7..19])), "{table}");
+
+    // The same build, locally, on the same base image: the same image.
+    let local = Builder::new();
+    copy_busybox(&server.state(), local.root());
+    let local_iid = client.path().join("local.iid");
+    let args = ["build", "--progress", "plain", "--build-arg", "SOURCE_DATE_EPOCH=0", "--iidfile", local_iid.to_str().expect("utf8"), "-t", "x", ctx_arg];
+    let out = local.run(&args);
+    assert_success(&out, &args);
+    assert_eq!(local_digest(local.root(), "x:latest"), remote_digest, "`builder --addr … build` and `builder build` give one image");
+    assert_eq!(std::fs::read_to_string(&local_iid).expect("local iidfile"), remote_id);
+
+    // Files stay on the server: a file output is refused with the server's reason.
+    let dest = client.path().join("out");
+    let spec = format!("type=local,dest={}", dest.display());
+    let out = remote_cli(&server, client.path(), false, &["build", "-o", &spec, ctx_arg]);
+    assert!(!out.status.success(), "a remote build to a local directory must fail");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--output type=local is not available for remote builds"), "{err}");
+}

@@ -49,6 +49,21 @@ pub(super) fn push(globals: &Globals, store: &Store, quiet: bool, chunk_size: Op
     Ok(ExitCode::SUCCESS)
 }
 
+/// `push` on a `builder serve`: the server pushes the image in its own store.
+pub(super) fn push_remote(globals: &Globals, addr: &str, quiet: bool, reference: &str) -> anyhow::Result<ExitCode> {
+    let reference = parse_ref(reference)?;
+    let remote = api::client::Remote::connect(&api::client::ClientConfig::from_env(addr)?)?;
+    let pushed = remote
+        .push(&reference.to_string(), None, &globals.insecure_registries, |note| {
+            if !quiet {
+                eprintln!("{note}");
+            }
+        })
+        .with_context(|| format!("pushing {}", reference.familiar()))?;
+    println!("{}", pushed.digest);
+    Ok(ExitCode::SUCCESS)
+}
+
 pub(super) fn login(
     globals: &Globals,
     username: Option<String>,
