@@ -802,3 +802,40 @@ fn builder_addr_build_and_images_run_on_the_server_and_give_the_local_image() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("--output type=local is not available for remote builds"), "{err}");
 }
+
+#[test]
+fn builder_addr_push_du_and_prune_work_on_the_servers_store_and_cache() {
+    let registry = crate::util_registry::Registry::start();
+    let server = Server::start(&[]);
+    import_busybox(&server.state());
+    let ctx = tempfile::tempdir().expect("ctx");
+    write(ctx.path(), "Dockerfile", "FROM busybox:test\nCOPY hello.txt /\nRUN cat /hello.txt > /copy\n");
+    write(ctx.path(), "hello.txt", "hello\n");
+    let client = tempfile::tempdir().expect("client");
+    let tag = format!("{}/cli/app:1", registry.addr());
+    let args = ["build", "-q", "-t", tag.as_str(), ctx.path().to_str().expect("utf8")];
+    let out = remote_cli(&server, client.path(), false, &args);
+    assert_success(&out, &args);
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert!(id.starts_with("sha256:"), "-q prints the image ID of a remote build: {id:?}");
+
+    let out = remote_cli(&server, client.path(), false, &["push", &tag]);
+    assert_success(&out, &["push", &tag]);
+    let pushed = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let fresh = Builder::new();
+    fresh.ok(&["pull", &tag]);
+    assert_eq!(local_digest(fresh.root(), &tag), pushed, "the server pushed the image it built; push prints its digest");
+
+    let out = remote_cli(&server, client.path(), true, &["du"]);
+    assert_success(&out, &["du"]);
+    let du = String::from_utf8_lossy(&out.stdout);
+    assert!(du.contains("Cache entries:") && !du.contains("Cache entries:\t0"), "du reports the server's cache:\n{du}");
+    let out = remote_cli(&server, client.path(), false, &["prune", "--all"]);
+    assert_success(&out, &["prune", "--all"]);
+    let pruned = String::from_utf8_lossy(&out.stdout);
+    assert!(pruned.contains("Deleted build cache objects:") && !pruned.contains("Deleted build cache objects: 0 entries"), "{pruned}");
+    let out = remote_cli(&server, client.path(), false, &["du"]);
+    assert_success(&out, &["du"]);
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Cache entries:\t0"), "prune --all empties the server's cache");
+    assert!(!client.path().join("untouched-root").exists(), "remote commands write nothing under the client's --root");
+}
