@@ -416,3 +416,50 @@ impl ImageResolver for StoreResolver<'_> {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tags() -> Vec<String> {
+        vec!["app:1".to_string()]
+    }
+
+    #[test]
+    fn output_specs_parse_as_builder_build_documents_them() {
+        assert_eq!(parse_output("out", &tags(), false).unwrap(), Output::Local { dest: PathBuf::from("out") });
+        assert_eq!(parse_output("-", &tags(), false).unwrap(), Output::Tar { dest: "-".into() });
+        assert_eq!(parse_output("type=tar", &tags(), false).unwrap(), Output::Tar { dest: "-".into() });
+        assert_eq!(parse_output("type=image", &tags(), true).unwrap(), Output::Image { names: tags(), push: true });
+        assert_eq!(parse_output("type=registry,name=r/a:2", &tags(), false).unwrap(), Output::Image { names: vec!["r/a:2".into()], push: true });
+        assert_eq!(parse_output("type=oci,dest=i.tar", &tags(), false).unwrap(), Output::Archive { format: oci::archive::Format::Oci, dest: "i.tar".into() });
+        assert!(matches!(parse_output("type=docker", &tags(), false), Err(EngineError::Invalid(m)) if m.contains("needs dest=FILE")));
+        assert!(matches!(parse_output("type=zip,dest=x", &tags(), false), Err(EngineError::Invalid(m)) if m.contains("unknown output type \"zip\"")));
+        assert!(matches!(parse_output("type=local,dest", &tags(), false), Err(EngineError::Invalid(m)) if m.contains("is not key=value")));
+    }
+
+    #[test]
+    fn no_output_means_the_tagged_image_and_push_comes_from_the_options() {
+        let mut o = BuildOptions { tags: tags(), ..Default::default() };
+        o.options.insert("push".into(), "true".into());
+        assert_eq!(parse_outputs(&o).unwrap(), [Output::Image { names: tags(), push: true }]);
+    }
+
+    #[test]
+    fn a_server_refuses_file_outputs_before_building() {
+        let root = tempfile::tempdir().unwrap();
+        let engine = LocalEngine::open(root.path(), Vec::new()).unwrap();
+        for (spec, kind) in [("type=local,dest=o", "local"), ("type=tar,dest=o.tar", "tar"), ("type=oci,dest=o.tar", "oci"), ("type=docker,dest=o.tar", "docker")] {
+            let job = BuildJob {
+                options: BuildOptions { dockerfile: b"FROM scratch\n".to_vec(), dockerfile_name: "Dockerfile".into(), outputs: vec![spec.into()], ..Default::default() },
+                context_dir: root.path().to_path_buf(),
+                dockerfile_path: root.path().join("Dockerfile"),
+                progress: Arc::new(|_| {}),
+                cancel: Arc::new(solver::exec::Cancel::default()),
+            };
+            let err = Engine::build(&engine, job).unwrap_err();
+            assert!(matches!(&err, EngineError::Unsupported(m) if m.contains(&format!("--output type={kind} is not available for remote builds"))), "{spec}: {err}");
+        }
+        assert!(!root.path().join("o").exists() && !root.path().join("o.tar").exists());
+    }
+}
