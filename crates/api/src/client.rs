@@ -18,7 +18,7 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 
 use crate::addr::Address;
 use crate::auth::SendToken;
-use crate::context::{CHUNK_SIZE, MANIFEST_PART, walk};
+use crate::context::{CHUNK_SIZE, MANIFEST_PART, select, walk};
 use crate::convert;
 use crate::engine::{BuildOptions, BuildOutcome, DiskUsage, ImageSummary, PruneOutcome, PushOutcome};
 use crate::error::{ApiError, Result, transport_hint};
@@ -125,7 +125,12 @@ impl Remote {
         let context = context.canonicalize().map_err(ApiError::io("open build context", context))?;
         let ignore = walk::ignore_rules(&context, &options.dockerfile_name)?;
         let specific = format!("{}.dockerignore", options.dockerfile_name);
-        let entries = walk::list(&context, &ignore, &[".dockerignore", specific.as_str()])?;
+        let always = [".dockerignore", specific.as_str(), options.dockerfile_name.as_str()];
+        let entries = walk::list(&context, &ignore, &always)?;
+        // Only the paths the Dockerfile can read, when the client can tell (see `select`).
+        let entries = select::used_prefixes(&options.dockerfile, &options.dockerfile_name)
+            .and_then(|prefixes| select::filter(&entries, &prefixes, &always))
+            .unwrap_or(entries);
         let key = context_key(&context);
         let last_sync = self.cache_dir.as_ref().map(|d| LastSync::path(d, &self.addr, &key));
         let previous = last_sync.as_deref().and_then(LastSync::load);

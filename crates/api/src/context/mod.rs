@@ -8,6 +8,7 @@
 //! reported them), so there is no separate index to go stale after a crash.
 
 pub mod mirror;
+pub mod select;
 pub mod walk;
 
 use std::collections::{BTreeMap, HashMap, HashSet};

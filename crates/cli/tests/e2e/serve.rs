@@ -360,6 +360,28 @@ fn after_a_first_build_of_10000_files_one_changed_file_is_all_that_crosses_the_n
 }
 
 #[test]
+fn only_the_paths_the_dockerfile_copies_cross_the_network() {
+    let server = Server::start(&[]);
+    let ctx = tempfile::tempdir().expect("ctx");
+    let dockerfile = "FROM scratch\nCOPY app.txt /\n";
+    write(ctx.path(), "Dockerfile", dockerfile);
+    write(ctx.path(), "app.txt", "the app\n");
+    let big_len = 5 * 1024 * 1024;
+    std::fs::write(ctx.path().join("big.bin"), vec![7u8; big_len]).expect("write big.bin");
+
+    let mut opts = options(dockerfile);
+    opts.tags = vec!["small:remote".into()];
+    let (remote, _) = remote_build(&server.connect(), &opts, ctx.path());
+    assert!(remote.context.bytes_received < big_len as u64, "{} bytes received: the unused big.bin was sent", remote.context.bytes_received);
+    assert!(!server.state().join("contexts").read_dir().expect("mirrors").flatten().any(|m| m.path().join("files/big.bin").exists()), "big.bin never reaches the server");
+
+    let local = Builder::new();
+    let out = local.run(&["build", "--build-arg", "SOURCE_DATE_EPOCH=0", "-t", "small:local", ctx.path().to_str().expect("utf8")]);
+    assert_success(&out, &["build"]);
+    assert_eq!(local_digest(local.root(), "small:local"), remote.outcome.image_digest, "remote and local builds of one context give one image");
+}
+
+#[test]
 fn two_clients_building_at_once_both_succeed() {
     let server = Server::start(&[]);
     import_busybox(&server.state());
