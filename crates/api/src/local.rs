@@ -12,6 +12,9 @@ use snapshot::diff::Compression;
 
 use crate::engine::{BuildJob, BuildOptions, BuildOutcome, DiskUsage, DiskUsageEntry, Engine, EngineError, ImageSummary, PruneOutcome, PushOutcome};
 
+/// How old an unreferenced blob must be before `prune` deletes it.
+pub const GC_GRACE: std::time::Duration = std::time::Duration::from_secs(600);
+
 /// Builds with the state under one `--root`.
 pub struct LocalEngine {
     root: PathBuf,
@@ -149,11 +152,26 @@ impl Engine for LocalEngine {
         Ok(PushOutcome { reference: remote.to_string(), digest: digest.to_string() })
     }
 
+    /// Prunes the build cache, then removes image-store blobs that no tag, container or
+    /// remaining cache entry references (blobs younger than [`GC_GRACE`] stay: a concurrent
+    /// build or pull may not have tagged them yet).
     fn prune(&self, all: bool, keep_storage: Option<u64>) -> Result<PruneOutcome, EngineError> {
         let stats = self.solver.index().prune(all, keep_storage).map_err(failed)?;
+        let mut roots: Vec<oci::Digest> = Vec::new();
+        for digest in self.solver.index().referenced_blobs().map_err(failed)? {
+            roots.extend(digest.parse::<oci::Digest>().ok());
+        }
+        let containers = runtime::containers::ContainerStore::open(&self.root).and_then(|c| c.list()).map_err(failed)?;
+        for container in containers {
+            // A container runs from unpacked snapshots; keep its image's config so it still names
+            // what it was made from, and its manifest when a tag still reaches it.
+            roots.extend(container.image_id.parse::<oci::Digest>().ok());
+        }
+        let gc = self.store.gc_older_than(&roots, GC_GRACE).map_err(failed)?;
         let mut details = std::collections::BTreeMap::new();
         details.insert("layers".to_string(), stats.layers.to_string());
-        Ok(PruneOutcome { records_removed: stats.records as u64, bytes_freed: stats.bytes, details })
+        details.insert("blobs".to_string(), gc.removed_blobs.to_string());
+        Ok(PruneOutcome { records_removed: stats.records as u64, bytes_freed: stats.bytes + gc.freed_bytes, details })
     }
 
     fn disk_usage(&self) -> Result<DiskUsage, EngineError> {

@@ -348,6 +348,27 @@ impl CacheIndex {
         Ok(stats)
     }
 
+    /// Store blobs the cache still names: base-image layers of every record's snapshot and the
+    /// blobs exported for its built layers. Image-store GC keeps these as roots.
+    pub fn referenced_blobs(&self) -> Result<Vec<String>> {
+        let mut out = Vec::new();
+        let index = self.dir().join("index");
+        for e in fs::read_dir(&index).map_err(SolveError::io("read", &index))?.flatten() {
+            if let Ok(rec) = fs::read(e.path()).map_err(|_| ()).and_then(|b| serde_json::from_slice::<CacheRecord>(&b).map_err(|_| ())) {
+                out.extend(rec.snapshot.layers.into_iter().filter_map(|l| l.blob.map(|b| b.digest)));
+            }
+        }
+        let blobs = self.dir().join("blobs");
+        if let Ok(rd) = fs::read_dir(&blobs) {
+            for e in rd.flatten() {
+                if let Ok(desc) = fs::read(e.path()).map_err(|_| ()).and_then(|b| serde_json::from_slice::<BlobDesc>(&b).map_err(|_| ())) {
+                    out.push(desc.digest);
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// New records written since `created` (for tests and `du`).
     pub fn record_count(&self) -> usize {
         fs::read_dir(self.dir().join("index")).map(|rd| rd.count()).unwrap_or(0)

@@ -146,15 +146,16 @@ fn prune(globals: &Globals, a: PruneArgs) -> anyhow::Result<ExitCode> {
     let keep = a.keep_storage.as_deref().map(parse_size).transpose()?;
     if let Some(addr) = &globals.addr {
         let r = api::client::Remote::connect(&api::client::ClientConfig::from_env(addr)?)?.prune(a.all, keep)?;
-        let layers = r.details.get("layers").map(String::as_str).unwrap_or("0");
-        println!("Deleted build cache objects: {} entries, {layers} layers", r.records_removed);
+        let count = |k: &str| r.details.get(k).cloned().unwrap_or_else(|| "0".into());
+        println!("Deleted build cache objects: {} entries, {} layers, {} image blobs", r.records_removed, count("layers"), count("blobs"));
         println!("Total reclaimed space: {}", human(r.bytes_freed));
         return Ok(ExitCode::SUCCESS);
     }
-    let index = solver::CacheIndex::open(&globals.root())?;
-    let stats = index.prune(a.all, keep)?;
-    println!("Deleted build cache objects: {} entries, {} layers", stats.records, stats.layers);
-    println!("Total reclaimed space: {}", human(stats.bytes));
+    let engine = api::local::LocalEngine::open(&globals.root(), globals.insecure_registries.clone())?;
+    let r = api::Engine::prune(&engine, a.all, keep)?;
+    let count = |k: &str| r.details.get(k).cloned().unwrap_or_else(|| "0".into());
+    println!("Deleted build cache objects: {} entries, {} layers, {} image blobs", r.records_removed, count("layers"), count("blobs"));
+    println!("Total reclaimed space: {}", human(r.bytes_freed));
     Ok(ExitCode::SUCCESS)
 }
 

@@ -711,3 +711,40 @@ fn base_image_missing_locally_is_pulled_from_its_registry() {
     let (cached, _) = cached_and_ran(&build_ok(&fresh, ctx.path(), &["--pull", "-t", "frompull:1"]));
     assert!(cached.iter().any(|c| c.contains("RUN echo pulled")), "{cached:?}");
 }
+
+#[test]
+fn prune_removes_store_blobs_nothing_references_and_keeps_the_rest() {
+    let b = with_busybox();
+    let ctx = context(&[("Dockerfile", "FROM busybox:test\nRUN echo kept > /kept\nCMD [\"cat\", \"/kept\"]\n")]);
+    build_ok(&b, ctx.path(), &["-t", "kept:1"]);
+    // A stray blob, as an interrupted tool might leave behind, old enough to be past the grace period.
+    let content = b"stray blob nobody references";
+    let digest = sha256_hex(content);
+    let stray = b.root().join("blobs/sha256").join(&digest);
+    std::fs::write(&stray, content).expect("write stray blob");
+    let old = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::options().write(true).open(&stray).and_then(|f| f.set_modified(old)).expect("age stray blob");
+
+    let out = b.ok(&["prune"]);
+    assert!(out.contains("1 image blobs"), "{out}");
+    assert!(!stray.exists(), "the unreferenced blob is gone");
+    // Everything a tag reaches is still there: the image runs, and a rebuild is all cached.
+    assert_eq!(b.ok(&["run", "--rm", "kept:1"]).trim(), "kept");
+    assert_eq!(b.ok(&["run", "--rm", "busybox:test", "echo", "base"]).trim(), "base");
+    let (_, ran) = cached_and_ran(&build_ok(&b, ctx.path(), &["-t", "kept:1"]));
+    assert!(ran.is_empty(), "a rebuild after prune is all cached: {ran:?}");
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    let out = std::process::Command::new("sha256sum")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .and_then(|mut child| {
+            use std::io::Write;
+            child.stdin.take().expect("stdin").write_all(bytes)?;
+            child.wait_with_output()
+        })
+        .expect("sha256sum");
+    String::from_utf8_lossy(&out.stdout).split_whitespace().next().expect("digest").to_string()
+}
