@@ -483,35 +483,7 @@ fn foreground(
         state.cgroup_dirs = container.cgroup_dirs();
         cstore.save(&state)?;
         let master = container.take_terminal().context("the container's terminal")?;
-        let stdin = std::io::stdin();
-        let on_terminal = runtime::tty::is_terminal(stdin.as_fd());
-        if on_terminal {
-            runtime::tty::copy_window_size(stdin.as_fd(), master.as_fd());
-        }
-        let _raw = if on_terminal && interactive { Some(runtime::tty::RawMode::enable(stdin.as_fd())?) } else { None };
-        let master = std::fs::File::from(master);
-        if interactive {
-            let mut to_master = master.try_clone()?;
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                let mut input = std::io::stdin().lock();
-                while let Ok(n) = input.read(&mut buf) {
-                    if n == 0 || to_master.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        let mut from = master;
-        let mut out = std::io::stdout();
-        let mut buf = [0u8; 4096];
-        // EIO once the container's side of the pty is closed.
-        while let Ok(n) = from.read(&mut buf) {
-            if n == 0 || out.write_all(&buf[..n]).is_err() {
-                break;
-            }
-            let _ = out.flush();
-        }
+        relay_terminal(master, interactive)?;
         let oom = container.oom_killed();
         let status = container.wait()?;
         return finish(cstore, state, status, oom);
@@ -834,34 +806,7 @@ fn exec(root: &Path, args: ExecArgs) -> anyhow::Result<ExitCode> {
     if args.tty {
         let mut proc_ = runtime::exec(pid, state.cgroup_dirs.clone(), &spec, runtime::Stdio::terminal())?;
         let master = proc_.take_terminal().context("the exec's terminal")?;
-        let stdin = std::io::stdin();
-        let on_terminal = runtime::tty::is_terminal(stdin.as_fd());
-        if on_terminal {
-            runtime::tty::copy_window_size(stdin.as_fd(), master.as_fd());
-        }
-        let _raw = if on_terminal && args.interactive { Some(runtime::tty::RawMode::enable(stdin.as_fd())?) } else { None };
-        let master = std::fs::File::from(master);
-        if args.interactive {
-            let mut to_master = master.try_clone()?;
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                let mut input = std::io::stdin().lock();
-                while let Ok(n) = input.read(&mut buf) {
-                    if n == 0 || to_master.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                }
-            });
-        }
-        let mut from = master;
-        let mut out = std::io::stdout();
-        let mut buf = [0u8; 4096];
-        while let Ok(n) = from.read(&mut buf) {
-            if n == 0 || out.write_all(&buf[..n]).is_err() {
-                break;
-            }
-            let _ = out.flush();
-        }
+        relay_terminal(master, args.interactive)?;
         let status = proc_.wait()?;
         return Ok(ExitCode::from(status.code().clamp(0, 255) as u8));
     }
@@ -1008,4 +953,39 @@ fn commit(root: &Path, key: &str, reference: &str, message: Option<&str>) -> any
     store.tag(&reference, manifest)?;
     println!("{}", config_blob.digest);
     Ok(ExitCode::SUCCESS)
+}
+
+/// Relays a container's pty to this terminal until the container's side closes (EIO): the
+/// window size and raw mode of our stdin (when it is a terminal), stdin to the pty when
+/// `interactive`, and the pty's output to stdout.
+fn relay_terminal(master: std::os::fd::OwnedFd, interactive: bool) -> anyhow::Result<()> {
+    let stdin = std::io::stdin();
+    let on_terminal = runtime::tty::is_terminal(stdin.as_fd());
+    if on_terminal {
+        runtime::tty::copy_window_size(stdin.as_fd(), master.as_fd());
+    }
+    let _raw = if on_terminal && interactive { Some(runtime::tty::RawMode::enable(stdin.as_fd())?) } else { None };
+    let master = std::fs::File::from(master);
+    if interactive {
+        let mut to_master = master.try_clone()?;
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            let mut input = std::io::stdin().lock();
+            while let Ok(n) = input.read(&mut buf) {
+                if n == 0 || to_master.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+    let mut from = master;
+    let mut out = std::io::stdout();
+    let mut buf = [0u8; 4096];
+    while let Ok(n) = from.read(&mut buf) {
+        if n == 0 || out.write_all(&buf[..n]).is_err() {
+            break;
+        }
+        let _ = out.flush();
+    }
+    Ok(())
 }
