@@ -555,6 +555,7 @@ impl<'a> Lowerer<'a> {
             user: st.config.user.clone().unwrap_or_default(),
             network,
             mounts,
+            security: graph::Security::Sandbox,
         };
         let v = self.b.add(Op::Exec(op), inputs, meta);
         // Docker's history text: `RUN |N K=V… /bin/sh -c cmd # buildkit`.

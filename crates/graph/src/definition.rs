@@ -205,6 +205,7 @@ mod tests {
             user: String::new(),
             network: Network::Host,
             mounts: vec![],
+            security: Security::Sandbox,
         })
     }
 
@@ -245,6 +246,36 @@ mod tests {
         let mut bad = def.clone();
         bad.vertices.remove(&s);
         assert!(matches!(bad.validate(), Err(GraphError::MissingInput { .. })));
+    }
+
+    #[test]
+    fn a_sandboxed_run_keeps_its_encoding_and_an_insecure_one_is_another_vertex() {
+        let sandboxed = exec(&["true"]);
+        let json = serde_json::to_string(&sandboxed).expect("encode");
+        assert!(!json.contains("security"), "{json}");
+        let Op::Exec(mut e) = sandboxed.clone() else { unreachable!() };
+        e.security = Security::Insecure;
+        let insecure = Op::Exec(e);
+        let v = |op: Op| Vertex { op, inputs: vec![], meta: VertexMeta::default() }.digest();
+        assert_ne!(v(sandboxed), v(insecure.clone()));
+        let back: Op = serde_json::from_str(&serde_json::to_string(&insecure).expect("encode")).expect("decode");
+        assert_eq!(back, insecure);
+    }
+
+    #[test]
+    fn a_git_source_is_identified_by_remote_ref_and_subdir() {
+        let git = |r: &str, sub: &str| {
+            Vertex {
+                op: Op::Git(GitOp { remote: "git://h/r.git".into(), reference: r.into(), subdir: sub.into(), keep_git_dir: false, checksum: None }),
+                inputs: vec![],
+                meta: VertexMeta::default(),
+            }
+            .digest()
+        };
+        assert_eq!(git("main", ""), git("main", ""));
+        assert_ne!(git("main", ""), git("v1", ""));
+        assert_ne!(git("main", ""), git("main", "docs"));
+        assert_eq!(Op::Git(GitOp { remote: String::new(), reference: String::new(), subdir: String::new(), keep_git_dir: true, checksum: None }).kind(), "git");
     }
 
     #[test]

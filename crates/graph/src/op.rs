@@ -15,6 +15,8 @@ pub enum Op {
     Local(LocalOp),
     /// A file downloaded over http(s) (`ADD URL`).
     Http(HttpOp),
+    /// A checkout of a git repository (`ADD https://host/repo.git#ref:subdir`).
+    Git(GitOp),
     /// A process run in the sandbox on input 0 (`RUN`).
     Exec(ExecOp),
     /// File changes applied to input 0 (`COPY`, `ADD`, `WORKDIR`).
@@ -58,6 +60,7 @@ impl Op {
             Op::Image(_) => "image",
             Op::Local(_) => "local",
             Op::Http(_) => "http",
+            Op::Git(_) => "git",
             Op::Exec(_) => "exec",
             Op::File(_) => "file",
             Op::Merge => "merge",
@@ -92,6 +95,45 @@ pub struct HttpOp {
     pub filename: String,
 }
 
+/// A git repository at one ref. The solver resolves the ref to a commit (`git ls-remote`) before
+/// anything else, so the result is keyed by the commit, not by the ref's name.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GitOp {
+    /// The remote as `git` takes it (`https://host/repo.git`, `git@host:repo.git`, `git://…`),
+    /// without the `#ref:subdir` fragment.
+    pub remote: String,
+    /// Branch, tag or commit; empty means the remote's HEAD.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub reference: String,
+    /// Only this directory of the checkout (relative); empty means all of it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub subdir: String,
+    /// Keep the `.git` directory (`ADD --keep-git-dir=true`).
+    #[serde(default)]
+    pub keep_git_dir: bool,
+    /// The commit the ref must resolve to (`ADD --checksum=<commit>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checksum: Option<String>,
+}
+
+/// How much a RUN is confined (`RUN --security=`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum Security {
+    /// Docker's default capabilities, seccomp filter and masked /proc paths.
+    #[default]
+    Sandbox,
+    /// Every capability, no seccomp filter, nothing masked (needs the `security.insecure`
+    /// entitlement from whoever starts the build).
+    Insecure,
+}
+
+impl Security {
+    pub fn is_sandbox(&self) -> bool {
+        *self == Security::Sandbox
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Network {
@@ -112,6 +154,9 @@ pub struct ExecOp {
     pub user: String,
     pub network: Network,
     pub mounts: Vec<Mount>,
+    /// Left out of the encoding when `sandbox`, so ordinary steps keep their digests.
+    #[serde(default, skip_serializing_if = "Security::is_sandbox")]
+    pub security: Security,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,6 +195,9 @@ pub enum MountKind {
     Tmpfs { size: Option<u64> },
     /// A secret from the build's secret store; never cached, never in a layer.
     Secret { id: String, required: bool, uid: u32, gid: u32, mode: u32 },
+    /// An ssh-agent socket forwarded from the build's `--ssh ID=…`; only the id is part of the
+    /// op (the socket's path on the host never is), and nothing of it stays in a layer.
+    Ssh { id: String, required: bool, uid: u32, gid: u32, mode: u32 },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

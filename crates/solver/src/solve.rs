@@ -251,6 +251,7 @@ impl Solver {
                     let solved = crate::http::download(&self.index, op, &step)?;
                     Ok((solved, false))
                 }
+                Op::Git(_) => Err(SolveError::step(&step, "git sources are not supported yet")),
                 Op::Exec(_) | Op::File(_) | Op::Merge => {
                     report_start();
                     let key = self.cache_key(v, inputs, &step)?;
@@ -483,6 +484,7 @@ impl Solver {
                             MountSource::Cache { dir, lock }
                         }
                         MountKind::Tmpfs { .. } => MountSource::Tmpfs,
+                        MountKind::Ssh { .. } => return Err(SolveError::step(step, "ssh mounts are not supported yet")),
                         MountKind::Secret { id, required, .. } => match req.secrets.get(id) {
                             Some(b) => MountSource::Secret(b.clone()),
                             None if *required => return Err(SolveError::step(step, format!("secret {id} not found: pass it with --secret id={id},src=FILE"))),
