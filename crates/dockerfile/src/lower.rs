@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use graph::image::{ContainerConfig, Healthcheck as ImageHealthcheck, History, HistoryStep, ImageSpec};
 use graph::{
-    CacheSharing, Chown, CopyAction, DefinitionBuilder, ExecOp, FileAction, FileOp, HttpOp, ImageOp, LocalOp, MkdirAction, MkfileAction, Mount, MountKind, Network,
+    CacheSharing, Chown, CopyAction, DefinitionBuilder, ExecOp, FileAction, FileOp, GitOp, HttpOp, ImageOp, LocalOp, MkdirAction, MkfileAction, Mount, MountKind, Network,
     Op, VertexDigest, VertexMeta,
 };
 
@@ -248,6 +248,19 @@ impl<'a> Lowerer<'a> {
         }
         let platform = self.platform();
         let r = self.resolver.resolve(reference, &platform)?;
+        // A store holds one platform of an image; building for another must not silently use it.
+        let mut want = platform.split('/');
+        let (os, arch) = (want.next().unwrap_or("linux"), want.next().unwrap_or("amd64"));
+        if !r.architecture.is_empty() && (r.architecture != arch || (!r.os.is_empty() && r.os != os)) {
+            return Err(format!(
+                "image {} has no variant for platform {platform} (it is {}/{}): build for {}/{} or use an image made for {platform}",
+                r.reference,
+                if r.os.is_empty() { os } else { &r.os },
+                r.architecture,
+                if r.os.is_empty() { os } else { &r.os },
+                r.architecture
+            ));
+        }
         self.images.insert(reference.to_string(), r.clone());
         Ok(r)
     }
@@ -489,6 +502,7 @@ impl<'a> Lowerer<'a> {
         env.extend(image_env);
         let mut inputs = vec![st.fs];
         let mut mounts = Vec::new();
+        let mut ssh_mounts = 0usize;
         for m in &r.mounts {
             let mut input_for = |this: &mut Self, from: &Option<String>| -> Result<usize, LowerError> {
                 let v = match from {
@@ -501,6 +515,9 @@ impl<'a> Lowerer<'a> {
             let target = m.target.clone().unwrap_or_default();
             let target = if target.is_empty() && m.kind == MountType::Secret {
                 format!("/run/secrets/{}", m.id.clone().unwrap_or_default())
+            } else if target.is_empty() && m.kind == MountType::Ssh {
+                // BuildKit's default: one socket per ssh mount, numbered in order.
+                format!("/run/buildkit/ssh_agent.{ssh_mounts}")
             } else {
                 resolve_path(st.config.working_dir.as_deref().unwrap_or("/"), &target)
             };
@@ -537,13 +554,31 @@ impl<'a> Lowerer<'a> {
                     gid: m.gid.unwrap_or(0),
                     mode: m.mode.unwrap_or(0o400),
                 },
-                MountType::Ssh => return Err(at(self.df, r.span.line, "RUN --mount=type=ssh is not supported by this builder".into())),
+                MountType::Ssh => {
+                    if m.source.is_some() {
+                        return Err(at(self.df, r.span.line, format!("--mount={}: ssh does not support source", m.raw)));
+                    }
+                    ssh_mounts += 1;
+                    MountKind::Ssh {
+                        id: m.id.clone().filter(|s| !s.is_empty()).unwrap_or_else(|| "default".into()),
+                        required: m.required,
+                        uid: m.uid.unwrap_or(0),
+                        gid: m.gid.unwrap_or(0),
+                        mode: m.mode.unwrap_or(0o600),
+                    }
+                }
             };
+            // The first agent socket is the RUN's SSH_AUTH_SOCK unless the env names one.
+            if matches!(kind, MountKind::Ssh { .. }) && !env.iter().any(|e| e.starts_with("SSH_AUTH_SOCK=")) {
+                env.push(format!("SSH_AUTH_SOCK={target}"));
+            }
             mounts.push(Mount { target, kind });
         }
-        if r.security == Some(crate::instructions::SecurityMode::Insecure) {
-            return Err(at(self.df, r.span.line, "RUN --security=insecure needs the security.insecure entitlement, which this builder does not grant".into()));
-        }
+        // Whether the build may run it (`--allow security.insecure`) is the solver's decision.
+        let security = match r.security {
+            Some(crate::instructions::SecurityMode::Insecure) => graph::Security::Insecure,
+            _ => graph::Security::Sandbox,
+        };
         let network = match r.network {
             Some(NetworkMode::None) => Network::None,
             _ => Network::Host,
@@ -555,7 +590,7 @@ impl<'a> Lowerer<'a> {
             user: st.config.user.clone().unwrap_or_default(),
             network,
             mounts,
-            security: graph::Security::Sandbox,
+            security,
         };
         let v = self.b.add(Op::Exec(op), inputs, meta);
         // Docker's history text: `RUN |N K=V… /bin/sh -c cmd # buildkit`.
@@ -609,7 +644,26 @@ impl<'a> Lowerer<'a> {
             if !c.heredocs.is_empty() && v.starts_with("<<") {
                 continue;
             }
-            if is_add && (v.starts_with("http://") || v.starts_with("https://")) {
+            if let Some(git) = git_source(&v).filter(|_| is_add) {
+                let src = self.b.add(
+                    Op::Git(GitOp { checksum: c.checksum.clone(), keep_git_dir: c.keep_git_dir.unwrap_or(false), ..git }),
+                    vec![],
+                    VertexMeta { description: format!("[internal] load git source {v}"), location: Some(format!("{}:{line}", self.df.file_name)), ignore_cache: self.opts.no_cache },
+                );
+                inputs.push(src);
+                // The checkout's contents go into dest, as a directory copy does.
+                actions.push(FileAction::Copy(CopyAction {
+                    source_input: inputs.len() - 1,
+                    sources: vec!["/".into()],
+                    dest: dest.clone(),
+                    chown: chown.clone(),
+                    chmod: chmod.clone(),
+                    unpack_archives: false,
+                    parents: false,
+                    excludes: c.exclude.clone(),
+                    from_http: false,
+                }));
+            } else if is_add && (v.starts_with("http://") || v.starts_with("https://")) {
                 let filename = v.split('?').next().unwrap_or(&v).trim_end_matches('/').rsplit('/').next().filter(|n| !n.is_empty()).unwrap_or("index.html").to_string();
                 let http = self.b.add(
                     Op::Http(HttpOp { url: v.clone(), checksum: c.checksum.clone(), filename: filename.clone() }),
@@ -628,8 +682,6 @@ impl<'a> Lowerer<'a> {
                     excludes: vec![],
                     from_http: true,
                 }));
-            } else if is_add && (v.starts_with("git@") || v.ends_with(".git") || v.starts_with("git://")) {
-                return Err(at(self.df, line, format!("ADD of a git repository ({v}) is not supported by this builder")));
             } else {
                 local_sources.push(v);
             }
@@ -658,6 +710,29 @@ impl<'a> Lowerer<'a> {
         }
         Ok(copy)
     }
+}
+
+/// The git source an ADD names, as BuildKit recognizes one: `git://…`, `ssh://…`, `git@host:…`,
+/// or an http(s) URL whose path ends in `.git`; `#ref:subdir` after it picks the ref and the
+/// directory. Anything else is not a git source.
+fn git_source(v: &str) -> Option<GitOp> {
+    let (remote, fragment) = match v.split_once('#') {
+        Some((r, f)) => (r, f),
+        None => (v, ""),
+    };
+    let is_git = remote.starts_with("git://")
+        || remote.starts_with("ssh://")
+        || remote.starts_with("git@")
+        || ((remote.starts_with("http://") || remote.starts_with("https://")) && remote.split('?').next().unwrap_or(remote).trim_end_matches('/').ends_with(".git"));
+    if !is_git {
+        return None;
+    }
+    let (reference, subdir) = match fragment.split_once(':') {
+        Some((r, d)) => (r, d),
+        None => (fragment, ""),
+    };
+    let subdir = subdir.split('/').filter(|p| !p.is_empty() && *p != ".").collect::<Vec<_>>().join("/");
+    Some(GitOp { remote: remote.to_string(), reference: reference.to_string(), subdir, keep_git_dir: false, checksum: None })
 }
 
 fn makes_vertex(ins: &Instruction) -> bool {
@@ -825,6 +900,57 @@ mod tests {
         assert_eq!(exec.mounts[0].target, "/w/c");
         assert!(matches!(&exec.mounts[1].kind, MountKind::Secret { id, mode: 0o400, .. } if id == "tok"));
         assert_eq!(exec.mounts[1].target, "/run/secrets/tok");
+    }
+
+    fn only_exec(b: &LoweredBuild) -> ExecOp {
+        let found = b.definition.vertices.values().find_map(|v| match &v.op {
+            Op::Exec(e) => Some(e.clone()),
+            _ => None,
+        });
+        found.expect("a RUN vertex")
+    }
+
+    #[test]
+    fn ssh_mounts_default_to_the_default_id_numbered_sockets_and_set_ssh_auth_sock() {
+        let text = "FROM busybox\nRUN --mount=type=ssh --mount=type=ssh,id=work,target=/w.sock,required,mode=0660,uid=5 true\n";
+        let b = lower_text(text, LowerOptions::default()).expect("lower");
+        let e = only_exec(&b);
+        assert_eq!(e.mounts[0].target, "/run/buildkit/ssh_agent.0");
+        assert_eq!(e.mounts[0].kind, MountKind::Ssh { id: "default".into(), required: false, uid: 0, gid: 0, mode: 0o600 });
+        assert_eq!(e.mounts[1].target, "/w.sock");
+        assert_eq!(e.mounts[1].kind, MountKind::Ssh { id: "work".into(), required: true, uid: 5, gid: 0, mode: 0o660 });
+        assert!(e.env.contains(&"SSH_AUTH_SOCK=/run/buildkit/ssh_agent.0".to_string()), "{:?}", e.env);
+        let own = lower_text("FROM busybox\nENV SSH_AUTH_SOCK=/mine\nRUN --mount=type=ssh true\n", LowerOptions::default()).expect("lower");
+        assert!(only_exec(&own).env.iter().filter(|v| v.starts_with("SSH_AUTH_SOCK=")).eq(["SSH_AUTH_SOCK=/mine"].iter()));
+    }
+
+    #[test]
+    fn run_security_insecure_is_carried_to_the_solver_and_sandbox_is_the_default() {
+        let b = lower_text("FROM busybox\nRUN --security=insecure true\n", LowerOptions::default()).expect("lower");
+        assert_eq!(only_exec(&b).security, graph::Security::Insecure);
+        let d = lower_text("FROM busybox\nRUN --security=sandbox true\n", LowerOptions::default()).expect("lower");
+        assert_eq!(only_exec(&d).security, graph::Security::Sandbox);
+    }
+
+    #[test]
+    fn add_of_a_git_url_is_a_git_source_with_ref_and_subdir() {
+        let text = "FROM busybox\nADD --keep-git-dir=true https://example.com/r.git#v1:docs/ /src\nADD git@example.com:r.git /b\nADD https://example.com/file.tar /c\n";
+        let b = lower_text(text, LowerOptions::default()).expect("lower");
+        let mut gits: Vec<GitOp> = b.definition.vertices.values().filter_map(|v| if let Op::Git(g) = &v.op { Some(g.clone()) } else { None }).collect();
+        gits.sort_by(|a, b| a.remote.cmp(&b.remote));
+        assert_eq!(gits.len(), 2, "{gits:?}");
+        assert_eq!(gits[0], GitOp { remote: "git@example.com:r.git".into(), reference: String::new(), subdir: String::new(), keep_git_dir: false, checksum: None });
+        assert_eq!(gits[1], GitOp { remote: "https://example.com/r.git".into(), reference: "v1".into(), subdir: "docs".into(), keep_git_dir: true, checksum: None });
+        assert_eq!(b.definition.vertices.values().filter(|v| v.op.kind() == "http").count(), 1);
+        assert!(git_source("git://h/r#main").is_some() && git_source("https://h/r.tar.gz").is_none());
+    }
+
+    #[test]
+    fn a_platform_the_base_image_is_not_built_for_is_an_error_naming_image_and_platform() {
+        let e = lower_text("FROM busybox\n", LowerOptions { platform: "linux/arm64".into(), ..Default::default() }).expect_err("wrong platform");
+        let msg = e.to_string();
+        assert!(msg.contains("Dockerfile:1") && msg.contains("docker.io/library/busybox") && msg.contains("linux/arm64") && msg.contains("linux/amd64"), "{msg}");
+        lower_text("FROM busybox\n", LowerOptions { platform: "linux/amd64".into(), ..Default::default() }).expect("host platform");
     }
 
     #[test]

@@ -195,6 +195,53 @@ pub fn build_spec(opts: &SpecOptions) -> Result<Spec> {
     serde_json::from_value(value).map_err(|e| Error::InvalidSpec(format!("building spec: {e}")))
 }
 
+/// Every capability name this runtime knows, in bit order.
+const ALL_CAPABILITIES: &[&str] = &[
+    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_SETGID",
+    "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE", "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN",
+    "CAP_NET_RAW", "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT", "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE", "CAP_SYS_RESOURCE", "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE", "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN", "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ",
+    "CAP_PERFMON", "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+];
+
+/// The capabilities this process may hand on: its bounding set (a container can get no more).
+fn own_bounding_set() -> Vec<&'static str> {
+    let bnd = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find_map(|l| l.strip_prefix("CapBnd:").map(|v| v.trim().to_string())))
+        .and_then(|v| u64::from_str_radix(&v, 16).ok())
+        .unwrap_or(u64::MAX);
+    ALL_CAPABILITIES.iter().copied().filter(|c| crate::caps::capability_number(c).is_some_and(|n| bnd & (1u64 << n) != 0)).collect()
+}
+
+/// Lifts the sandbox as BuildKit's `security.insecure` mode (`RUN --security=insecure`) does:
+/// every capability this process has, no seccomp filter, no masked or read-only /proc paths,
+/// a writable /sys, and setuid programs work (no `no_new_privs`). Namespaces and mounts stay.
+pub fn make_insecure(spec: &Spec) -> Result<Spec> {
+    let mut v = serde_json::to_value(spec).map_err(|e| Error::InvalidSpec(format!("encoding spec: {e}")))?;
+    let caps = own_bounding_set();
+    if let Some(p) = v.get_mut("process").and_then(|p| p.as_object_mut()) {
+        p.insert("capabilities".into(), json!({"bounding": caps, "effective": caps, "permitted": caps}));
+        p.insert("noNewPrivileges".into(), json!(false));
+    }
+    if let Some(l) = v.get_mut("linux").and_then(|l| l.as_object_mut()) {
+        l.remove("seccomp");
+        l.remove("maskedPaths");
+        l.remove("readonlyPaths");
+    }
+    if let Some(mounts) = v.get_mut("mounts").and_then(|m| m.as_array_mut()) {
+        for m in mounts.iter_mut().filter(|m| m.get("destination").and_then(|d| d.as_str()) == Some("/sys")) {
+            if let Some(opts) = m.get_mut("options").and_then(|o| o.as_array_mut()) {
+                opts.retain(|o| o != "ro");
+                opts.push(json!("rw"));
+            }
+        }
+    }
+    serde_json::from_value(v).map_err(|e| Error::InvalidSpec(format!("building insecure spec: {e}")))
+}
+
 fn hostname_or_default(h: &str) -> &str {
     if h.is_empty() { "builder" } else { h }
 }
@@ -251,5 +298,27 @@ pub fn strip_overlay(spec: &mut Spec) {
     if let Some(mut a) = spec.annotations().clone() {
         a.remove(ANNOTATION_OVERLAY);
         spec.set_annotations(Some(a));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn insecure_spec_has_every_capability_no_seccomp_nothing_masked_and_a_writable_sys() {
+        let spec = build_spec(&SpecOptions { rootfs: "/nonexistent".into(), args: vec!["true".into()], ..Default::default() }).expect("spec");
+        let insecure = make_insecure(&spec).expect("insecure");
+        let v = serde_json::to_value(&insecure).expect("encode");
+        let effective: Vec<String> = serde_json::from_value(v["process"]["capabilities"]["effective"].clone()).expect("caps");
+        assert!(effective.len() > DEFAULT_CAPABILITIES.len(), "{effective:?}");
+        assert!(effective.iter().any(|c| c == "CAP_SYS_ADMIN"), "{effective:?}");
+        assert!(v["linux"].get("seccomp").is_none());
+        assert!(v["linux"].get("maskedPaths").is_none() && v["linux"].get("readonlyPaths").is_none());
+        let sys = v["mounts"].as_array().expect("mounts").iter().find(|m| m["destination"] == "/sys").expect("/sys").clone();
+        assert!(!sys["options"].as_array().expect("options").iter().any(|o| o == "ro"), "{sys}");
+        // The ordinary spec is untouched.
+        let plain = serde_json::to_value(&spec).expect("encode");
+        assert!(plain["linux"].get("seccomp").is_some());
     }
 }
