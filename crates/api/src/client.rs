@@ -18,7 +18,9 @@ use tonic::transport::{Certificate, Channel, ClientTlsConfig, Endpoint, Identity
 
 use crate::addr::Address;
 use crate::auth::SendToken;
-use crate::context::{CHUNK_SIZE, MANIFEST_PART, select, walk};
+use crate::context::select::Selection;
+use crate::context::{CHUNK_SIZE, MANIFEST_PART, walk};
+use crate::output::OutputWriter;
 use crate::convert;
 use crate::engine::{BuildOptions, BuildOutcome, DiskUsage, ImageSummary, PruneOutcome, PushOutcome};
 use crate::error::{ApiError, Result, transport_hint};
@@ -119,34 +121,50 @@ impl Remote {
     }
 
     /// Builds `context` on the server: syncs the context, renders progress through `on_event`
-    /// (the solver's own events), returns the result. The Dockerfile's bytes and name are in
-    /// `options`; `.dockerignore` rules are found the way a local build finds them.
-    pub fn build(&self, options: &BuildOptions, context: &Path, mut on_event: impl FnMut(&solver::Event)) -> Result<RemoteBuild> {
+    /// (the solver's own events), writes the file outputs the options name, returns the result.
+    /// The Dockerfile's bytes and name are in `options`; `.dockerignore` rules are found the way
+    /// a local build finds them.
+    pub fn build(&self, options: &BuildOptions, context: &Path, on_event: impl FnMut(&solver::Event)) -> Result<RemoteBuild> {
+        self.build_until(options, context, &Interrupt::default(), on_event)
+    }
+
+    /// [`Remote::build`], abandoned as soon as `interrupt` is triggered (Ctrl-C): the session
+    /// stream is closed at once, so the server cancels the build.
+    pub fn build_until(&self, options: &BuildOptions, context: &Path, interrupt: &Interrupt, mut on_event: impl FnMut(&solver::Event)) -> Result<RemoteBuild> {
         let context = context.canonicalize().map_err(ApiError::io("open build context", context))?;
         let ignore = walk::ignore_rules(&context, &options.dockerfile_name)?;
         let specific = format!("{}.dockerignore", options.dockerfile_name);
         let always = [".dockerignore", specific.as_str(), options.dockerfile_name.as_str()];
-        let entries = walk::list(&context, &ignore, &always)?;
-        // Only the paths the Dockerfile can read, when the client can tell (see `select`).
-        let entries = select::used_prefixes(&options.dockerfile, &options.dockerfile_name)
-            .and_then(|prefixes| select::filter(&entries, &prefixes, &always))
-            .unwrap_or(entries);
+        let mut outputs = OutputWriter::new(&options.outputs, &options.tags)?;
         let key = context_key(&context);
         let last_sync = self.cache_dir.as_ref().map(|d| LastSync::path(d, &self.addr, &key));
         let previous = last_sync.as_deref().and_then(LastSync::load);
         let previous_generation = previous.as_ref().map(|p| p.generation.clone());
         let mut client = self.client.clone();
-        let result = self.rt.block_on(async move {
+        let interrupted = interrupt.0.clone();
+        let session = async move {
             let (tx, rx) = mpsc::channel::<BuildClientMessage>(8);
             let out = Outbox { tx, sent: Arc::new(AtomicU64::new(0)) };
             let mut request = convert::options_to_proto(options, key);
-            let delta = previous.as_ref().map(|p| {
+            if let Some(p) = &previous {
                 request.manifest_base = p.generation.clone();
-                crate::context::delta(&p.entries, &entries)
-            });
+            }
             out.send(Out::Request(request)).await?;
             let mut stream = client.build(ReceiverStream::new(rx)).await?.into_inner();
-            match delta {
+            // The server says which paths the build reads (after resolving the base images).
+            let selection = loop {
+                match next(&mut stream).await? {
+                    In::Progress(p) => {
+                        if let Some(ev) = convert::event_from_proto(p) {
+                            on_event(&ev);
+                        }
+                    }
+                    In::Selection(s) => break Selection::from_proto(s),
+                    _ => return Err(ApiError::Protocol("the server did not say which context paths the build reads".into())),
+                }
+            };
+            let entries = tokio::task::block_in_place(|| walk::list(&context, &ignore, &always, &selection))?;
+            match previous.as_ref().map(|p| crate::context::delta(&p.entries, &entries)) {
                 Some((changed, removed)) => out.manifest(changed, removed, true).await?,
                 None => out.manifest(entries.clone(), Vec::new(), false).await?,
             }
@@ -168,8 +186,9 @@ impl Remote {
                 let e = by_path.get(p.as_str()).ok_or_else(|| ApiError::Protocol(format!("the server asked for {p:?}, which is not in the context")))?;
                 wanted.push((*e).clone());
             }
-            // Send the files on a task of their own while this one reads the server's answers.
-            let sender = tokio::spawn(send_files(out.clone(), context.clone(), wanted));
+            // Send the files on a task of their own while this one reads the server's answers
+            // (aborted if this session is abandoned, so nothing keeps the stream open).
+            let sender = AbortOnDrop(tokio::spawn(send_files(out.clone(), context.clone(), wanted)));
             let mut result = RemoteBuild::default();
             let mut sender = Some(sender);
             loop {
@@ -177,8 +196,8 @@ impl Remote {
                     Ok(m) => m,
                     Err(e) => {
                         // A failure while sending files explains the server's error best.
-                        if let Some(s) = sender.take() {
-                            if let Ok(Err(send_err)) = s.await {
+                        if let Some(mut s) = sender.take() {
+                            if let Ok(Err(send_err)) = (&mut s.0).await {
                                 return Err(send_err);
                             }
                         }
@@ -187,8 +206,8 @@ impl Remote {
                 };
                 match m {
                     In::Synced(s) => {
-                        if let Some(s) = sender.take() {
-                            s.await.map_err(|e| ApiError::Protocol(format!("file sender crashed: {e}")))??;
+                        if let Some(mut sender) = sender.take() {
+                            (&mut sender.0).await.map_err(|e| ApiError::Protocol(format!("file sender crashed: {e}")))??;
                         }
                         if let Some(path) = last_sync.as_ref().filter(|_| previous_generation.as_ref() != Some(&s.generation)) {
                             // Only an optimisation: a failure means a full list next time.
@@ -206,13 +225,24 @@ impl Remote {
                             on_event(&ev);
                         }
                     }
+                    In::Output(part) => tokio::task::block_in_place(|| outputs.accept(part))?,
                     In::Result(r) => {
+                        if !outputs.complete() {
+                            return Err(ApiError::Protocol("the build ended before its file outputs were complete".into()));
+                        }
                         result.outcome = convert::outcome_from_proto(r);
                         result.bytes_sent = out.sent.load(Ordering::Relaxed);
                         return Ok(result);
                     }
                     In::Need(_) => return Err(ApiError::Protocol("the server asked for files twice".into())),
+                    In::Selection(_) => return Err(ApiError::Protocol("the server sent the context selection twice".into())),
                 }
+            }
+        };
+        let result = self.rt.block_on(async move {
+            tokio::select! {
+                r = session => r,
+                _ = interrupted.notified() => Err(ApiError::Interrupted),
             }
         });
         result.map_err(|e| self.explain(e))
@@ -292,6 +322,32 @@ impl Remote {
 /// Builds remotely in one call: connect with [`ClientConfig::from_env`], sync, build.
 pub fn build(addr: &str, options: &BuildOptions, context: &Path, on_event: impl FnMut(&solver::Event)) -> Result<RemoteBuild> {
     Remote::connect(&ClientConfig::from_env(addr)?)?.build(options, context, on_event)
+}
+
+/// [`build`], abandoned when `interrupt` is triggered (see [`Remote::build_until`]).
+pub fn build_until(addr: &str, options: &BuildOptions, context: &Path, interrupt: &Interrupt, on_event: impl FnMut(&solver::Event)) -> Result<RemoteBuild> {
+    Remote::connect(&ClientConfig::from_env(addr)?)?.build_until(options, context, interrupt, on_event)
+}
+
+/// Stops a remote build from another thread (a Ctrl-C handler): the build call returns
+/// [`ApiError::Interrupted`] and its session is closed, which cancels the build on the server.
+#[derive(Clone, Default)]
+pub struct Interrupt(Arc<tokio::sync::Notify>);
+
+impl Interrupt {
+    pub fn trigger(&self) {
+        // A stored permit: a trigger before the build waits still counts.
+        self.0.notify_one();
+    }
+}
+
+/// A spawned task that ends when its handle is dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 fn closed() -> ApiError {

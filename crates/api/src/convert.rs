@@ -56,6 +56,7 @@ pub fn options_to_proto(o: &BuildOptions, context_key: String) -> proto::BuildRe
         max_parallelism: u32::try_from(o.max_parallelism).unwrap_or(u32::MAX),
         options: o.options.clone().into_iter().collect(),
         manifest_base: String::new(),
+        allow: Vec::new(),
     }
 }
 
@@ -74,6 +75,9 @@ pub fn options_from_proto(r: proto::BuildRequest) -> BuildOptions {
         labels: r.labels.into_iter().collect(),
         pull: r.pull,
         max_parallelism: r.max_parallelism as usize,
+        // A server lends no ssh agents and grants no entitlements of its own accord (yet).
+        ssh: Default::default(),
+        allow: Vec::new(),
         options: r.options.into_iter().collect(),
     }
 }

@@ -8,6 +8,8 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use solver::ProgressSink;
+
+use crate::context::select::Selection;
 use solver::exec::Cancel;
 
 /// The options of one build, as the user gave them to `builder build`.
@@ -30,6 +32,10 @@ pub struct BuildOptions {
     pub pull: bool,
     /// 0: the engine's default.
     pub max_parallelism: usize,
+    /// `--ssh` agents by id (`RUN --mount=type=ssh`, `git@` sources). Not sent to a server.
+    pub ssh: HashMap<String, solver::ssh::SshSource>,
+    /// `--allow` entitlements the user grants (`security.insecure`, `network.host`).
+    pub allow: Vec<String>,
     /// Flags this API has no field for, by name.
     pub options: BTreeMap<String, String>,
 }
@@ -141,6 +147,13 @@ pub enum EngineError {
 /// The build engine of this machine. Methods block; the server calls them on blocking threads.
 pub trait Engine: Send + Sync + 'static {
     fn build(&self, job: BuildJob) -> Result<BuildOutcome, EngineError>;
+    /// The context paths a build with `options` can read (its base images resolved, and pulled
+    /// when missing or with `pull`; progress goes to `progress`). A server asks before the
+    /// context is transferred, so only those paths cross the network.
+    fn context_selection(&self, options: &BuildOptions, progress: ProgressSink) -> Result<Selection, EngineError> {
+        let _ = (options, progress);
+        Ok(Selection::Everything)
+    }
     fn images(&self) -> Result<Vec<ImageSummary>, EngineError>;
     fn push(&self, reference: &str, destination: Option<&str>, insecure_registries: &[String], note: &(dyn Fn(String) + Send + Sync)) -> Result<PushOutcome, EngineError>;
     fn prune(&self, all: bool, keep_storage: Option<u64>) -> Result<PruneOutcome, EngineError>;

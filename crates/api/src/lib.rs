@@ -27,6 +27,7 @@ pub mod convert;
 pub mod engine;
 pub mod error;
 pub mod local;
+pub mod output;
 pub mod server;
 
 pub use addr::Address;

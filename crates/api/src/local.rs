@@ -10,6 +10,7 @@ use std::sync::Arc;
 use dockerfile::lower::{ImageResolver, LowerOptions, ResolvedImage};
 use snapshot::diff::Compression;
 
+use crate::context::select::Selection;
 use crate::engine::{BuildJob, BuildOptions, BuildOutcome, DiskUsage, DiskUsageEntry, Engine, EngineError, ImageSummary, PruneOutcome, PushOutcome};
 
 /// How old an unreferenced blob must be before `prune` deletes it.
@@ -106,21 +107,17 @@ pub fn parse_outputs(o: &BuildOptions) -> Result<Vec<Output>, EngineError> {
 }
 
 impl Engine for LocalEngine {
-    /// A build for a remote client: files (`local`, `tar`, `oci`, `docker` outputs) would have to
-    /// travel back to the client, so this server keeps images in its store and pushes them.
+    /// A build for a remote client. The server has pointed file outputs into a private
+    /// directory of its own ([`crate::output::server_spec`]) and streams them back afterwards.
     fn build(&self, job: BuildJob) -> Result<BuildOutcome, EngineError> {
-        if let Some(out) = parse_outputs(&job.options)?.iter().find(|o| o.is_file()) {
-            let kind = match out {
-                Output::Archive { format: oci::archive::Format::Oci, .. } => "oci",
-                Output::Archive { .. } => "docker",
-                Output::Local { .. } => "local",
-                _ => "tar",
-            };
-            return Err(EngineError::Unsupported(format!(
-                "--output type={kind} is not available for remote builds (the result stays on the server); use type=image or type=registry"
-            )));
-        }
         self.run_build(job)
+    }
+
+    fn context_selection(&self, options: &BuildOptions, progress: solver::ProgressSink) -> Result<Selection, EngineError> {
+        // `.dockerignore` does not change which paths a source names, only what is read there
+        // (the client applies it).
+        let lowered = self.lower(options, Vec::new(), &progress)?;
+        Ok(crate::context::select::from_definition(&lowered.definition, lowered.target))
     }
 
     fn images(&self) -> Result<Vec<ImageSummary>, EngineError> {
@@ -214,23 +211,9 @@ impl LocalEngine {
             Some(c) => Some(Compression::parse(c).ok_or_else(|| EngineError::Invalid(format!("invalid --compression {c:?}: use gzip, zstd or uncompressed")))?),
             None => None,
         };
-        let df = dockerfile::Dockerfile::parse(&o.dockerfile, &o.dockerfile_name).map_err(|e| invalid(&e))?;
         let ignore = dockerfile::ignore::DockerIgnore::load(&job.context_dir, &o.dockerfile_name).map_err(|e| invalid(&e))?;
-        let mut build_args = o.build_args.clone();
-        let source_date_epoch = build_args
-            .get("SOURCE_DATE_EPOCH")
-            .filter(|s| !s.is_empty())
-            .map(|s| s.parse::<i64>().map_err(|_| EngineError::Invalid(format!("SOURCE_DATE_EPOCH {s:?} is not a number of seconds"))))
-            .transpose()?;
-        if let Some(e) = source_date_epoch {
-            build_args.entry("SOURCE_DATE_EPOCH".into()).or_insert_with(|| e.to_string());
-        }
-        let platform = o.platform.clone().unwrap_or_else(|| oci::Platform::host().to_string());
-        let lowered = {
-            let mut resolver = StoreResolver { engine: self, pull: o.pull, progress: job.progress.clone() };
-            let opts = LowerOptions { build_args, target: o.target.clone(), platform, no_cache: o.no_cache, labels: o.labels.clone(), context_excludes: ignore.patterns() };
-            dockerfile::lower::lower(&df, &opts, &mut resolver).map_err(|e| invalid(&e))?
-        };
+        let source_date_epoch = source_date_epoch(o)?;
+        let lowered = self.lower(o, ignore.patterns(), &job.progress)?;
         let mut locals = HashMap::new();
         locals.insert("context".to_string(), job.context_dir.clone());
         let req = solver::SolveRequest {
@@ -242,7 +225,8 @@ impl LocalEngine {
             progress: job.progress.clone(),
             cancel: job.cancel.clone(),
         };
-        let solved = self.solver.solve(&req).map_err(|e| match e {
+        let grants = solver::Grants { ssh: o.ssh.clone(), allow_insecure: o.allow.iter().any(|a| a == "security.insecure") };
+        let solved = self.solver.solve_with(&req, &grants).map_err(|e| match e {
             solver::SolveError::Cancelled => EngineError::Cancelled,
             e => failed(format!("{e}{}", failing_location(&lowered.definition, &e))),
         })?;
@@ -329,6 +313,32 @@ impl LocalEngine {
             }
         }
         Ok(outcome)
+    }
+}
+
+/// `SOURCE_DATE_EPOCH` from the build args, checked.
+fn source_date_epoch(o: &BuildOptions) -> Result<Option<i64>, EngineError> {
+    o.build_args
+        .get("SOURCE_DATE_EPOCH")
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<i64>().map_err(|_| EngineError::Invalid(format!("SOURCE_DATE_EPOCH {s:?} is not a number of seconds"))))
+        .transpose()
+}
+
+impl LocalEngine {
+    /// Parses and lowers the Dockerfile of `o` for its target, resolving (and when needed
+    /// pulling) base images: the build graph a build runs and its context selection comes from.
+    fn lower(&self, o: &BuildOptions, context_excludes: Vec<String>, progress: &solver::ProgressSink) -> Result<dockerfile::lower::LoweredBuild, EngineError> {
+        let invalid = |e: &dyn std::fmt::Display| EngineError::Invalid(e.to_string());
+        let df = dockerfile::Dockerfile::parse(&o.dockerfile, &o.dockerfile_name).map_err(|e| invalid(&e))?;
+        let mut build_args = o.build_args.clone();
+        if let Some(e) = source_date_epoch(o)? {
+            build_args.entry("SOURCE_DATE_EPOCH".into()).or_insert_with(|| e.to_string());
+        }
+        let platform = o.platform.clone().unwrap_or_else(|| oci::Platform::host().to_string());
+        let mut resolver = StoreResolver { engine: self, pull: o.pull, progress: progress.clone() };
+        let opts = LowerOptions { build_args, target: o.target.clone(), platform, no_cache: o.no_cache, labels: o.labels.clone(), context_excludes };
+        dockerfile::lower::lower(&df, &opts, &mut resolver).map_err(|e| invalid(&e))
     }
 }
 
@@ -464,20 +474,15 @@ mod tests {
     }
 
     #[test]
-    fn a_server_refuses_file_outputs_before_building() {
+    fn the_context_selection_follows_build_args() {
         let root = tempfile::tempdir().unwrap();
         let engine = LocalEngine::open(root.path(), Vec::new()).unwrap();
-        for (spec, kind) in [("type=local,dest=o", "local"), ("type=tar,dest=o.tar", "tar"), ("type=oci,dest=o.tar", "oci"), ("type=docker,dest=o.tar", "docker")] {
-            let job = BuildJob {
-                options: BuildOptions { dockerfile: b"FROM scratch\n".to_vec(), dockerfile_name: "Dockerfile".into(), outputs: vec![spec.into()], ..Default::default() },
-                context_dir: root.path().to_path_buf(),
-                dockerfile_path: root.path().join("Dockerfile"),
-                progress: Arc::new(|_| {}),
-                cancel: Arc::new(solver::exec::Cancel::default()),
-            };
-            let err = Engine::build(&engine, job).unwrap_err();
-            assert!(matches!(&err, EngineError::Unsupported(m) if m.contains(&format!("--output type={kind} is not available for remote builds"))), "{spec}: {err}");
-        }
-        assert!(!root.path().join("o").exists() && !root.path().join("o.tar").exists());
+        let mut o = BuildOptions { dockerfile: b"FROM scratch\nARG DIR=src\nCOPY ${DIR}/ /app/\n".to_vec(), dockerfile_name: "Dockerfile".into(), ..Default::default() };
+        let sel = Engine::context_selection(&engine, &o, Arc::new(|_| {})).unwrap();
+        assert_eq!(sel, Selection::Paths(vec!["src".into()]));
+        o.build_args.insert("DIR".into(), ".".into());
+        assert_eq!(Engine::context_selection(&engine, &o, Arc::new(|_| {})).unwrap(), Selection::Everything);
+        o.dockerfile = b"FROM scratch\nCOPY x /\nRUN --bad\n".to_vec();
+        assert!(matches!(Engine::context_selection(&engine, &o, Arc::new(|_| {})), Err(EngineError::Invalid(_))));
     }
 }

@@ -7,6 +7,7 @@ use std::path::Path;
 use dockerfile::ignore::DockerIgnore;
 
 use crate::context::check_path;
+use crate::context::select::{self, Selection};
 use crate::error::{ApiError, Result};
 use crate::proto::{FileEntry, FileKind};
 
@@ -15,10 +16,29 @@ pub fn ignore_rules(context: &Path, dockerfile_name: &str) -> Result<DockerIgnor
     DockerIgnore::load(context, dockerfile_name).map_err(|e| ApiError::Context { path: ".dockerignore".into(), reason: e.to_string() })
 }
 
-/// Every entry of `context` not excluded by `ignore`, parents before children, sorted by name
-/// within a directory. The ignore files themselves (`always`) are listed whatever the rules
-/// say, so the server-side build reads the same rules.
-pub fn list(context: &Path, ignore: &DockerIgnore, always: &[&str]) -> Result<Vec<FileEntry>> {
+/// The entries of `context` the build can read: those `selection` covers, not excluded by
+/// `ignore`, with their parent directories; parents before children, sorted by name within a
+/// directory. Symlinks met there widen the selection to their targets (the build may follow
+/// them). The ignore files and the Dockerfile (`always`) are listed whatever the rules say, so
+/// the server-side build reads the same rules.
+pub fn list(context: &Path, ignore: &DockerIgnore, always: &[&str], selection: &Selection) -> Result<Vec<FileEntry>> {
+    let mut selection = selection.clone();
+    // Each round adds the targets of the symlinks found; a chain of links ends in a few rounds.
+    for _ in 0..16 {
+        let entries = list_once(context, ignore, always, &selection)?;
+        if selection == Selection::Everything {
+            return Ok(entries);
+        }
+        match select::symlink_targets(&entries, &selection) {
+            Some(more) if more.is_empty() => return Ok(entries),
+            Some(more) => selection = select::widen(&selection, more),
+            None => selection = Selection::Everything,
+        }
+    }
+    list_once(context, ignore, always, &Selection::Everything)
+}
+
+fn list_once(context: &Path, ignore: &DockerIgnore, always: &[&str], selection: &Selection) -> Result<Vec<FileEntry>> {
     let mut out = Vec::new();
     let mut dirs = std::collections::HashSet::new();
     let mut walker = walkdir::WalkDir::new(context).min_depth(1).follow_links(false).sort_by_file_name().into_iter();
@@ -30,6 +50,17 @@ pub fn list(context: &Path, ignore: &DockerIgnore, always: &[&str]) -> Result<Ve
         let rel = entry.path().strip_prefix(context).unwrap_or(entry.path());
         let rel = rel.to_str().ok_or_else(|| ApiError::Context { path: rel.display().to_string(), reason: "the name is not UTF-8".into() })?.to_string();
         let is_dir = entry.file_type().is_dir();
+        if !always.contains(&rel.as_str()) && !selection.covers(&rel) {
+            // Not read by the build; a directory on the way to a selected path is listed (the
+            // server needs it) and walked, any other is skipped whole.
+            let on_the_way = selection.leads_to(&rel);
+            if is_dir && !on_the_way {
+                walker.skip_current_dir();
+            }
+            if !on_the_way {
+                continue;
+            }
+        }
         if !always.contains(&rel.as_str()) && ignore.is_excluded(&rel) {
             if is_dir && !ignore.may_reinclude_under(&rel) {
                 walker.skip_current_dir();
@@ -113,7 +144,22 @@ mod tests {
         std::fs::write(d.join(".dockerignore"), "node_modules\n!node_modules/keep.txt\n").expect("write");
         std::os::unix::fs::symlink("src/deep/a.rs", d.join("link")).expect("symlink");
         let ignore = ignore_rules(d, "Dockerfile").expect("rules");
-        let paths: Vec<String> = list(d, &ignore, &[".dockerignore"]).expect("list").into_iter().map(|e| e.path).collect();
+        let paths: Vec<String> = list(d, &ignore, &[".dockerignore"], &Selection::Everything).expect("list").into_iter().map(|e| e.path).collect();
         assert_eq!(paths, [".dockerignore", "link", "node_modules", "node_modules/keep.txt", "src", "src/deep", "src/deep/a.rs"]);
+    }
+
+    #[test]
+    fn listing_a_selection_walks_only_its_paths_and_follows_symlinks_there() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        for f in ["src/app/main.rs", "src/other.rs", "big/data.bin", "shared/s.txt", "shared/t.txt", "Dockerfile"] {
+            std::fs::create_dir_all(d.join(f).parent().expect("parent")).expect("mkdir");
+            std::fs::write(d.join(f), f).expect("write");
+        }
+        std::os::unix::fs::symlink("../../shared/s.txt", d.join("src/app/link")).expect("symlink");
+        let ignore = ignore_rules(d, "Dockerfile").expect("rules");
+        let selection = Selection::Paths(vec!["src/app".into()]);
+        let paths: Vec<String> = list(d, &ignore, &["Dockerfile"], &selection).expect("list").into_iter().map(|e| e.path).collect();
+        assert_eq!(paths, ["Dockerfile", "shared", "shared/s.txt", "src", "src/app", "src/app/link", "src/app/main.rs"]);
     }
 }

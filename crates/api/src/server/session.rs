@@ -10,7 +10,8 @@ use tonic::{Status, Streaming};
 
 use crate::context::mirror::{Mirror, MirrorError, Plan};
 use crate::convert;
-use crate::engine::BuildJob;
+use crate::context::select::Selection;
+use crate::engine::{BuildJob, BuildOptions, EngineError};
 use crate::proto::build_client_message::Msg as In;
 use crate::proto::build_server_message::Msg as Out;
 use crate::proto::{self, BuildClientMessage, BuildServerMessage, FileEntry};
@@ -97,10 +98,17 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut inbound: Streaming<BuildClient
     }
     let context_key = request.context_key.clone();
     let manifest_base = request.manifest_base.clone();
-    let options = convert::options_from_proto(request);
+    let mut options = convert::options_from_proto(request);
     let _span = tracing::info_span!("build", context = %context_key, dockerfile = %options.dockerfile_name).entered();
     tracing::info!(?options, "build requested");
     drop(_span);
+
+    // Which context paths the build reads: the client lists only those.
+    let selection = select_context(shared, &options, tx).await?;
+    tracing::debug!(?selection, "context selection");
+    send(tx, Out::Selection(selection.to_proto())).await?;
+    // The base images were just resolved (pulled, with --pull); the build uses those.
+    options.pull = false;
 
     // The file list (or what changed since the one the server keeps), then the mirror's plan.
     let lock = shared.mirror_lock(&context_key);
@@ -215,6 +223,12 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut inbound: Streaming<BuildClient
     let dockerfile_path = df_dir.path().join(df_name);
     tokio::task::block_in_place(|| std::fs::write(&dockerfile_path, &options.dockerfile)).map_err(|e| Status::internal(format!("write {}: {e}", dockerfile_path.display())))?;
 
+    // File outputs are written into a private directory, then streamed back.
+    let out_dir = tokio::task::block_in_place(|| tempfile::Builder::new().prefix("outputs-").tempdir_in(mirror.dir()))
+        .map_err(|e| Status::internal(format!("create a directory for the build's outputs: {e}")))?;
+    let (specs, file_outputs) = crate::output::server_spec(&options.outputs, &options.tags, out_dir.path());
+    options.outputs = specs;
+
     // The build itself, on a blocking thread; progress flows back as it happens.
     let cancel = Arc::new(solver::exec::Cancel::default());
     let (ptx, mut prx) = mpsc::unbounded_channel::<solver::Event>();
@@ -272,6 +286,17 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut inbound: Streaming<BuildClient
         }
         Err(e) => return Err(e),
     };
+    for out in file_outputs {
+        let tx = tx.clone();
+        let sent = tokio::task::spawn_blocking(move || crate::output::send(&out, |p| tx.blocking_send(Ok(BuildServerMessage { msg: Some(Out::Output(p)) })).is_ok())).await;
+        match sent {
+            Ok(Ok(())) => {}
+            Ok(Err(EngineError::Cancelled)) => return Err(Status::cancelled("the client went away while the outputs were sent")),
+            Ok(Err(e)) => return Err(engine_status(e)),
+            Err(e) => return Err(Status::internal(format!("sending the outputs crashed: {e}"))),
+        }
+    }
+    drop(out_dir);
     let mut result = convert::outcome_to_proto(outcome);
     result.metadata.insert("context.files".into(), synced.files_total.to_string());
     result.metadata.insert("context.files_received".into(), synced.files_received.to_string());
@@ -279,4 +304,26 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut inbound: Streaming<BuildClient
     result.metadata.insert("context.files_removed".into(), synced.files_removed.to_string());
     result.metadata.insert("context.wire_bytes_received".into(), synced.wire_bytes_received.to_string());
     send(tx, Out::Result(result)).await
+}
+
+/// Asks the engine which context paths the build reads (resolving base images, perhaps pulling
+/// them: their progress goes to the client).
+async fn select_context(shared: &Arc<Shared>, options: &BuildOptions, tx: &Tx) -> Result<Selection, Status> {
+    let (ptx, mut prx) = mpsc::unbounded_channel::<solver::Event>();
+    let progress: solver::ProgressSink = Arc::new(move |e| {
+        let _ = ptx.send(e);
+    });
+    let engine = shared.engine.clone();
+    let opts = options.clone();
+    let mut work = std::pin::pin!(crate::server::on_thread(move || engine.context_selection(&opts, progress)));
+    let result = loop {
+        tokio::select! {
+            r = work.as_mut() => break r,
+            Some(ev) = prx.recv() => send(tx, Out::Progress(convert::event_to_proto(&ev))).await?,
+        }
+    };
+    while let Ok(ev) = prx.try_recv() {
+        send(tx, Out::Progress(convert::event_to_proto(&ev))).await?;
+    }
+    result?.map_err(engine_status)
 }

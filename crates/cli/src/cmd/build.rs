@@ -55,6 +55,14 @@ pub struct BuildArgs {
     /// A secret for `RUN --mount=type=secret`: `id=ID,src=FILE` or `id=ID,env=VAR`.
     #[arg(long = "secret", value_name = "id=ID,src=FILE|env=VAR")]
     secrets: Vec<String>,
+    /// An ssh agent for `RUN --mount=type=ssh` and `git@` sources: `default` ($SSH_AUTH_SOCK),
+    /// `ID=SOCKET`, or `ID=KEY[,KEY…]` (private key files, served by an ssh-agent of the build).
+    #[arg(long = "ssh", value_name = "default|ID[=SOCKET|KEY[,KEY…]]")]
+    ssh: Vec<String>,
+    /// Grant an entitlement: `security.insecure` (lets `RUN --security=insecure` run) or
+    /// `network.host` (accepted; `RUN --network=host` is the default here).
+    #[arg(long = "allow", value_name = "ENTITLEMENT")]
+    allow: Vec<String>,
     /// Print only the image ID.
     #[arg(short = 'q', long)]
     quiet: bool,
@@ -225,6 +233,35 @@ fn parse_secrets(specs: &[String]) -> anyhow::Result<HashMap<String, Vec<u8>>> {
     Ok(out)
 }
 
+/// `--ssh` values; a remote build cannot reach this machine's agents (yet).
+fn parse_ssh(specs: &[String], remote: bool) -> anyhow::Result<HashMap<String, solver::ssh::SshSource>> {
+    if remote && !specs.is_empty() {
+        bail!("--ssh is not supported for remote builds (--addr) yet: the server cannot reach this machine's ssh agent");
+    }
+    let sock = std::env::var("SSH_AUTH_SOCK").ok();
+    let mut out = HashMap::new();
+    for s in specs {
+        let (id, source) = solver::ssh::parse_ssh_flag(s, sock.as_deref()).map_err(|e| anyhow!(e))?;
+        out.insert(id, source);
+    }
+    Ok(out)
+}
+
+/// `--allow` values, checked.
+fn parse_allow(values: &[String], remote: bool) -> anyhow::Result<Vec<String>> {
+    let mut out = Vec::new();
+    for v in values.iter().flat_map(|v| v.split(',')).map(str::trim).filter(|v| !v.is_empty()) {
+        match v {
+            "security.insecure" | "network.host" => out.push(v.to_string()),
+            other => bail!("invalid --allow {other:?}: use security.insecure or network.host"),
+        }
+    }
+    if remote && out.iter().any(|v| v == "security.insecure") {
+        bail!("--allow security.insecure is not supported for remote builds (--addr) yet: the server grants no entitlements");
+    }
+    Ok(out)
+}
+
 fn build(globals: &Globals, a: BuildArgs) -> anyhow::Result<ExitCode> {
     // Every mount of the build lives in a private mount namespace: a killed build leaves none.
     // This must happen before any thread starts.
@@ -306,6 +343,8 @@ fn build(globals: &Globals, a: BuildArgs) -> anyhow::Result<ExitCode> {
         labels,
         pull: a.pull,
         max_parallelism: a.max_parallelism.unwrap_or(0),
+        ssh: parse_ssh(&a.ssh, globals.addr.is_some())?,
+        allow: parse_allow(&a.allow, globals.addr.is_some())?,
         options,
     };
     let mode = match a.progress.as_str() {
@@ -325,7 +364,15 @@ fn build(globals: &Globals, a: BuildArgs) -> anyhow::Result<ExitCode> {
     let (sink, finish_progress) = progress::renderer(mode);
     let started = std::time::Instant::now();
     let outcome = match &globals.addr {
-        Some(addr) => api::client::build(addr, &options, &context_dir, |e| sink(e.clone())).map(|r| r.outcome).map_err(|e| anyhow!("{e}")),
+        Some(addr) => {
+            // Ctrl-C closes the session at once, and the server cancels the build.
+            let interrupt = api::client::Interrupt::default();
+            {
+                let i = interrupt.clone();
+                let _ = ctrlc::set_handler(move || i.trigger());
+            }
+            api::client::build_until(addr, &options, &context_dir, &interrupt, |e| sink(e.clone())).map(|r| r.outcome).map_err(|e| anyhow!("{e}"))
+        }
         None => {
             let root = globals.root();
             let engine = api::local::LocalEngine::open(&root, globals.insecure_registries.clone()).map_err(|e| anyhow!("opening {}: {e}", root.display()))?;

@@ -381,6 +381,99 @@ fn only_the_paths_the_dockerfile_copies_cross_the_network() {
     assert_eq!(local_digest(local.root(), "small:local"), remote.outcome.image_digest, "remote and local builds of one context give one image");
 }
 
+/// The bytes of every file below `dir`.
+fn bytes_below(dir: &Path) -> u64 {
+    walk_tree(dir).iter().map(|(_, _, size, _)| *size).sum()
+}
+
+/// Every entry below `dir`: relative path, `ls -l`-style kind and mode, size, and the content
+/// digest or symlink target, in path order.
+fn walk_tree(dir: &Path) -> Vec<(String, u32, u64, String)> {
+    use std::os::unix::fs::MetadataExt;
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).expect("read dir").flatten() {
+            let p = e.path();
+            let m = p.symlink_metadata().expect("stat");
+            let rel = p.strip_prefix(dir).expect("below").display().to_string();
+            let what = if m.file_type().is_symlink() {
+                std::fs::read_link(&p).expect("link").display().to_string()
+            } else if m.is_file() {
+                hex::encode(<sha2::Sha256 as sha2::Digest>::digest(std::fs::read(&p).expect("read")))
+            } else {
+                stack.push(p.clone());
+                String::new()
+            };
+            out.push((rel, m.mode(), if m.is_file() { m.len() } else { 0 }, what));
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn only_the_paths_a_build_from_a_real_image_reads_after_arg_expansion_cross_the_network() {
+    let server = Server::start(&[]);
+    import_busybox(&server.state());
+    let ctx = tempfile::tempdir().expect("ctx");
+    let dockerfile = "FROM busybox:test\nARG DIR=src\nCOPY ${DIR}/ /app/\nRUN cat /app/main.c\n";
+    write(ctx.path(), "Dockerfile", dockerfile);
+    write(ctx.path(), "src/main.c", "int main(){return 0;}\n");
+    write(ctx.path(), "src/lib/util.c", "int util(void){return 1;}\n");
+    write(ctx.path(), "other/notes.txt", "not read by the build\n");
+    let big_len = 5 * 1024 * 1024;
+    std::fs::write(ctx.path().join("big.bin"), vec![7u8; big_len]).expect("write big.bin");
+
+    let mut opts = options(dockerfile);
+    opts.tags = vec!["argdir:remote".into()];
+    let (remote, _) = remote_build(&server.connect(), &opts, ctx.path());
+    let src_bytes = bytes_below(&ctx.path().join("src"));
+    assert_eq!(remote.context.bytes_received, src_bytes, "only src/ ({src_bytes} bytes) crosses the network");
+    let mirrors: Vec<PathBuf> = server.state().join("contexts").read_dir().expect("mirrors").flatten().map(|m| m.path().join("files")).collect();
+    assert!(mirrors.iter().all(|m| !m.join("big.bin").exists() && !m.join("other").exists()), "unread files never reach the server");
+
+    // Another value of the build arg selects another directory.
+    opts.build_args.insert("DIR".into(), "other".into());
+    opts.dockerfile = b"FROM busybox:test\nARG DIR=src\nCOPY ${DIR}/ /app/\n".to_vec();
+    let (again, _) = remote_build(&server.connect(), &opts, ctx.path());
+    assert_eq!(again.context.bytes_received, bytes_below(&ctx.path().join("other")), "only other/ crosses the network");
+
+    // The image is the one a local build gives.
+    let local = Builder::new();
+    copy_busybox(&server.state(), local.root());
+    let out = local.run(&["build", "--build-arg", "SOURCE_DATE_EPOCH=0", "-t", "argdir:local", ctx.path().to_str().expect("utf8")]);
+    assert_success(&out, &["build"]);
+    assert_eq!(local_digest(local.root(), "argdir:local"), remote.outcome.image_digest, "remote and local builds of one context give one image");
+}
+
+#[test]
+fn a_file_an_onbuild_trigger_of_the_base_image_copies_is_sent() {
+    let server = Server::start(&[]);
+    import_busybox(&server.state());
+    let base_ctx = tempfile::tempdir().expect("ctx");
+    let mut base = options("FROM busybox:test\nONBUILD COPY trigger.txt /trigger.txt\n");
+    base.tags = vec!["onbuild-base:1".into()];
+    remote_build(&server.connect(), &base, base_ctx.path());
+
+    let ctx = tempfile::tempdir().expect("ctx");
+    let dockerfile = "FROM onbuild-base:1\nRUN cat /trigger.txt\n";
+    write(ctx.path(), "Dockerfile", dockerfile);
+    write(ctx.path(), "trigger.txt", "copied by the trigger\n");
+    std::fs::write(ctx.path().join("big.bin"), vec![7u8; 5 * 1024 * 1024]).expect("write big.bin");
+    let mut logs = String::new();
+    let result = server
+        .connect()
+        .build(&options(dockerfile), ctx.path(), |e| {
+            if let solver::Event::Log { bytes, .. } = e {
+                logs.push_str(&String::from_utf8_lossy(bytes));
+            }
+        })
+        .unwrap_or_else(|e| panic!("remote build failed: {e}\n{}", server.log()));
+    assert!(logs.contains("copied by the trigger"), "the trigger's COPY found its file: {logs}");
+    assert_eq!(result.context.bytes_received, "copied by the trigger\n".len() as u64, "only trigger.txt crosses the network");
+}
+
 #[test]
 fn two_clients_building_at_once_both_succeed() {
     let server = Server::start(&[]);
@@ -815,14 +908,6 @@ fn builder_addr_build_and_images_run_on_the_server_and_give_the_local_image() {
     assert_success(&out, &args);
     assert_eq!(local_digest(local.root(), "x:latest"), remote_digest, "`builder --addr … build` and `builder build` give one image");
     assert_eq!(std::fs::read_to_string(&local_iid).expect("local iidfile"), remote_id);
-
-    // Files stay on the server: a file output is refused with the server's reason.
-    let dest = client.path().join("out");
-    let spec = format!("type=local,dest={}", dest.display());
-    let out = remote_cli(&server, client.path(), false, &["build", "-o", &spec, ctx_arg]);
-    assert!(!out.status.success(), "a remote build to a local directory must fail");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--output type=local is not available for remote builds"), "{err}");
 }
 
 #[test]
@@ -860,4 +945,123 @@ fn builder_addr_push_du_and_prune_work_on_the_servers_store_and_cache() {
     assert_success(&out, &["du"]);
     assert!(String::from_utf8_lossy(&out.stdout).contains("Cache entries:\t0"), "prune --all empties the server's cache");
     assert!(!client.path().join("untouched-root").exists(), "remote commands write nothing under the client's --root");
+}
+
+// ---------------------------------------------------------------- file outputs and Ctrl-C
+
+#[test]
+fn remote_file_outputs_are_written_on_the_client_as_a_local_build_writes_them() {
+    let server = Server::start(&[]);
+    import_busybox(&server.state());
+    let ctx = tempfile::tempdir().expect("ctx");
+    write(ctx.path(), "Dockerfile", "FROM busybox:test\nCOPY site/ /site/\nRUN cd /site && ln -s index.html link && ln index.html hard && chmod 700 /site/private && mkdir -p /empty\n");
+    write(ctx.path(), "site/index.html", "<h1>hello</h1>\n");
+    write(ctx.path(), "site/private/key", "k\n");
+    let client = tempfile::tempdir().expect("client");
+    let ctx_arg = ctx.path().to_str().expect("utf8");
+    let outputs = |dir: &Path| -> Vec<String> {
+        std::fs::create_dir_all(dir).expect("mkdir");
+        vec![
+            "-o".into(),
+            dir.join("tree").display().to_string(),
+            "-o".into(),
+            format!("type=tar,dest={}", dir.join("fs.tar").display()),
+            "-o".into(),
+            format!("type=oci,dest={}", dir.join("oci.tar").display()),
+            "-o".into(),
+            format!("type=docker,dest={}", dir.join("docker.tar").display()),
+        ]
+    };
+    let remote_dir = client.path().join("remote");
+    let mut args: Vec<String> = ["build", "--progress", "plain", "--build-arg", "SOURCE_DATE_EPOCH=0", "-t", "out:1"].map(String::from).to_vec();
+    args.extend(outputs(&remote_dir));
+    args.push(ctx_arg.into());
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let out = remote_cli(&server, client.path(), false, &args);
+    assert_success(&out, &args);
+    let stdout_args = ["build", "--build-arg", "SOURCE_DATE_EPOCH=0", "-o", "-", ctx_arg];
+    let remote_stdout = remote_cli(&server, client.path(), false, &stdout_args);
+    assert_success(&remote_stdout, &stdout_args);
+    assert!(!client.path().join("untouched-root").exists(), "a remote build writes nothing under the client's --root");
+    let leftovers: Vec<_> = std::fs::read_dir(&remote_dir).expect("dir").flatten().map(|e| e.file_name()).filter(|n| n.to_string_lossy().starts_with('.')).collect();
+    assert!(leftovers.is_empty(), "no temporary files are left beside the outputs: {leftovers:?}");
+
+    // The same build, locally, on the server's root once it stopped: the very same results.
+    let state = server.state();
+    let status = server.terminate();
+    assert!(status.success(), "{status}");
+    let local_dir = client.path().join("local");
+    let mut args: Vec<String> = vec!["--root".into(), state.display().to_string()];
+    args.extend(["build", "--progress", "plain", "--build-arg", "SOURCE_DATE_EPOCH=0", "-t", "out:1"].map(String::from));
+    args.extend(outputs(&local_dir));
+    args.push(ctx_arg.into());
+    let out = Command::new(bin()).args(&args).stdin(Stdio::null()).output().expect("local build");
+    assert_success(&out, &args.iter().map(String::as_str).collect::<Vec<_>>());
+    let local_stdout = Command::new(bin()).arg("--root").arg(&state).args(stdout_args).stdin(Stdio::null()).output().expect("local build");
+    assert_success(&local_stdout, &stdout_args);
+
+    let remote_tree = walk_tree(&remote_dir.join("tree"));
+    assert!(remote_tree.iter().any(|(p, _, _, what)| p == "site/link" && what == "index.html"), "{remote_tree:?}");
+    assert_eq!(remote_tree, walk_tree(&local_dir.join("tree")), "type=local: the same tree");
+    let mtimes = |d: &Path| -> Vec<(String, i64, i64)> {
+        use std::os::unix::fs::MetadataExt;
+        ["site", "site/index.html", "site/hard", "site/private", "empty", "bin/busybox"]
+            .iter()
+            .map(|p| {
+                let m = std::fs::metadata(d.join(p)).expect("stat");
+                (p.to_string(), m.mtime(), m.mtime_nsec())
+            })
+            .collect()
+    };
+    assert_eq!(mtimes(&remote_dir.join("tree")), mtimes(&local_dir.join("tree")), "type=local: the same times");
+    {
+        use std::os::unix::fs::MetadataExt;
+        let m = std::fs::metadata(remote_dir.join("tree/site/hard")).expect("stat");
+        assert_eq!(m.nlink(), 2, "a hard link stays a hard link");
+    }
+    for f in ["fs.tar", "oci.tar", "docker.tar"] {
+        let (r, l) = (std::fs::read(remote_dir.join(f)).expect("remote"), std::fs::read(local_dir.join(f)).expect("local"));
+        assert!(r == l, "{f}: the remote output ({} bytes) differs from the local one ({} bytes)", r.len(), l.len());
+    }
+    assert!(remote_stdout.stdout == local_stdout.stdout, "-o -: the same tar on stdout");
+    assert!(remote_stdout.stdout == std::fs::read(remote_dir.join("fs.tar")).expect("fs.tar"), "-o - is the type=tar output");
+    let inspect = Command::new("skopeo").arg("inspect").arg(format!("oci-archive:{}", remote_dir.join("oci.tar").display())).output().expect("skopeo");
+    assert!(inspect.status.success(), "skopeo reads the remote OCI archive: {}", String::from_utf8_lossy(&inspect.stderr));
+}
+
+#[test]
+fn ctrl_c_on_the_client_cancels_the_remote_build_and_leaves_nothing_on_the_server() {
+    let server = Server::start(&[]);
+    import_busybox(&server.state());
+    let marker = ["sleep", "4244"];
+    assert!(processes_running(&marker).is_empty(), "another `sleep 4244` is already running");
+    let ctx = tempfile::tempdir().expect("ctx");
+    write(ctx.path(), "Dockerfile", "FROM busybox:test\nRUN echo running && sleep 4244\n");
+    let client_dir = tempfile::tempdir().expect("client");
+    let stderr = client_dir.path().join("client.log");
+    let mut client = Command::new(bin())
+        .env("XDG_CACHE_HOME", client_dir.path().join("cache"))
+        .args(["--addr", &server.addr, "build", "--progress", "plain"])
+        .arg(ctx.path())
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr).expect("log"))
+        .spawn()
+        .expect("spawn builder --addr build");
+    wait_until("the RUN's sleep is running", || !processes_running(&marker).is_empty());
+    signal(client.id() as i32, "INT");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = client.try_wait().expect("wait") {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "the client did not stop after Ctrl-C");
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let said = std::fs::read_to_string(&stderr).unwrap_or_default();
+    assert!(!status.success(), "an interrupted build fails: {said}");
+    assert!(said.contains("build cancelled"), "the client says the build was cancelled:\n{said}");
+    wait_until("the server killed the sandbox of the interrupted build", || processes_running(&marker).is_empty());
+    wait_until("the server unmounted everything of the interrupted build", || server_mounts(&server).is_empty());
+    assert!(server.log().contains("cancelling its build"), "the server log says why:\n{}", server.log());
 }
