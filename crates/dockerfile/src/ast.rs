@@ -6,6 +6,8 @@
 //! arguments; heredoc bodies are read here. [`Ast::dump`] prints BuildKit's
 //! AST dump format (one S-expression per instruction).
 
+use std::borrow::Cow;
+
 use pest::Parser;
 use pest::iterators::Pair;
 use serde::Serialize;
@@ -18,15 +20,16 @@ use crate::words::{self, Piece, go_lower, go_quote, split_blanks, trim_space};
 /// BuildKit reads lines with a 64 KiB buffer; longer lines are an error.
 pub const MAX_LINE_BYTES: usize = 65535;
 
-/// A parsed Dockerfile, before instructions are checked.
+/// A parsed Dockerfile, before instructions are checked (its text borrowed
+/// from the Dockerfile's bytes).
 #[derive(Debug, Clone, Serialize)]
-pub struct Ast {
+pub struct Ast<'a> {
     /// Parser directives (`# syntax=`, `# escape=`, `# check=`), in file order.
     pub directives: Vec<Directive>,
     /// The escape character in effect (`\` or `` ` ``).
     pub escape: char,
     /// One node per instruction.
-    pub nodes: Vec<Node>,
+    pub nodes: Vec<Node<'a>>,
 }
 
 /// A parser directive at the top of the file.
@@ -38,11 +41,28 @@ pub struct Directive {
     pub span: Span,
 }
 
-/// A word of an instruction as written (quotes and escapes kept), with its position.
+/// A word of an instruction as written (quotes and escapes kept), with its
+/// position: the form the typed instructions use.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Word {
     pub value: String,
     pub span: Span,
+}
+
+/// A word of the syntax tree: its text (borrowed from the Dockerfile unless
+/// the lines of the instruction were joined or quotes were removed) and the
+/// byte offset in the Dockerfile where it starts (`SourceMap` turns it into
+/// a line and column when one is needed).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Token<'a> {
+    pub text: Cow<'a, str>,
+    pub at: usize,
+}
+
+impl Token<'_> {
+    fn into_owned(self) -> Token<'static> {
+        Token { text: Cow::Owned(self.text.into_owned()), at: self.at }
+    }
 }
 
 /// A heredoc attached to an instruction (`<<EOF` … `EOF`).
@@ -60,30 +80,33 @@ pub struct Heredoc {
     pub content: String,
 }
 
-/// One instruction as parsed.
+/// One instruction as parsed. Its text is borrowed from the Dockerfile where
+/// it is written there as is (`'a`).
 #[derive(Debug, Clone, Serialize)]
-pub struct Node {
+pub struct Node<'a> {
     /// The instruction name as written (any case).
-    pub keyword: String,
+    pub keyword: Cow<'a, str>,
+    /// Where the instruction name starts in the joined line.
+    pub keyword_at: usize,
     /// `--flag[=value]` words before the arguments (quotes removed).
-    pub flags: Vec<Word>,
+    pub flags: Vec<Token<'a>>,
     /// The arguments; their shape depends on the instruction (ENV and LABEL
     /// give name, value, separator triples).
-    pub args: Vec<Word>,
+    pub args: Vec<Token<'a>>,
     /// The instruction an ONBUILD wraps.
-    pub child: Option<Box<Node>>,
+    pub child: Option<Box<Node<'a>>>,
     /// The arguments were a JSON array (exec form).
     pub json: bool,
     pub heredocs: Vec<Heredoc>,
     /// The joined instruction line (continuations and comments removed).
-    pub original: String,
+    pub original: Cow<'a, str>,
     /// Where the instruction name starts.
     pub span: Span,
     /// The last line of the instruction (including heredoc bodies).
     pub end_line: usize,
 }
 
-impl Node {
+impl<'a> Node<'a> {
     /// The instruction name in lower case.
     pub fn name(&self) -> String {
         go_lower(&self.keyword)
@@ -94,13 +117,13 @@ impl Node {
         let mut s = go_lower(&self.keyword);
         if !self.flags.is_empty() {
             s.push_str(" [");
-            let quoted: Vec<String> = self.flags.iter().map(|f| go_quote(&f.value)).collect();
+            let quoted: Vec<String> = self.flags.iter().map(|f| go_quote(&f.text)).collect();
             s.push_str(&quoted.join(" "));
             s.push(']');
         }
         for a in &self.args {
             s.push(' ');
-            s.push_str(&go_quote(&a.value));
+            s.push_str(&go_quote(&a.text));
         }
         if let Some(child) = &self.child {
             s.push_str(" (");
@@ -111,7 +134,7 @@ impl Node {
     }
 
     /// [`Node::name`], without allocating for the known instructions.
-    pub(crate) fn lower_name(&self) -> std::borrow::Cow<'static, str> {
+    pub(crate) fn lower_name(&self) -> Cow<'static, str> {
         words::keyword_lower(&self.keyword)
     }
 
@@ -122,9 +145,25 @@ impl Node {
         };
         matches!(&*node.lower_name(), "add" | "copy" | "run") && !node.json
     }
+
+    /// The node with all its text owned (for a line joined from several).
+    fn into_owned(self) -> Node<'static> {
+        Node {
+            keyword: Cow::Owned(self.keyword.into_owned()),
+            keyword_at: self.keyword_at,
+            flags: self.flags.into_iter().map(Token::into_owned).collect(),
+            args: self.args.into_iter().map(Token::into_owned).collect(),
+            child: self.child.map(|c| Box::new(c.into_owned())),
+            json: self.json,
+            heredocs: self.heredocs,
+            original: Cow::Owned(self.original.into_owned()),
+            span: self.span,
+            end_line: self.end_line,
+        }
+    }
 }
 
-impl Ast {
+impl Ast<'_> {
     /// BuildKit's AST dump: one `(instruction …)` line per instruction.
     pub fn dump(&self) -> String {
         let mut out = String::new();
@@ -140,27 +179,38 @@ impl Ast {
 /// Maps byte offsets of a joined instruction line back to the source.
 struct LineMap<'s, 'a> {
     map: &'s SourceMap<'a>,
-    /// (offset in the joined line, offset in the source) where each piece starts.
+    /// Where the line starts in the source (when it is one piece).
+    base: usize,
+    /// (offset in the joined line, offset in the source) where each piece
+    /// starts, when the line was joined from several (else empty).
     pieces: Vec<(usize, usize)>,
 }
 
 impl LineMap<'_, '_> {
-    fn span(&self, offset: usize) -> Span {
+    /// The source offset of a byte offset in the joined line.
+    fn at(&self, offset: usize) -> usize {
+        if self.pieces.is_empty() {
+            return self.base + offset;
+        }
         let i = self.pieces.partition_point(|&(l, _)| l <= offset).max(1) - 1;
         match self.pieces.get(i) {
-            Some(&(l, s)) => self.map.span(s + (offset - l)),
-            None => self.map.span(0),
+            Some(&(l, s)) => s + (offset - l),
+            None => 0,
         }
+    }
+
+    fn span(&self, offset: usize) -> Span {
+        self.map.span(self.at(offset))
     }
 }
 
 /// Parses Dockerfile bytes into the syntax tree.
-pub fn parse(source: &[u8], file: &str) -> Result<Ast, DockerfileError> {
+pub fn parse<'a>(source: &'a [u8], file: &'a str) -> Result<Ast<'a>, DockerfileError> {
     parse_with_map(source, file).map(|(ast, _)| ast)
 }
 
 /// [`parse`], also giving the source map (so the typed layer need not build it again).
-pub(crate) fn parse_with_map<'a>(source: &'a [u8], file: &'a str) -> Result<(Ast, SourceMap<'a>), DockerfileError> {
+pub(crate) fn parse_with_map<'a>(source: &'a [u8], file: &'a str) -> Result<(Ast<'a>, SourceMap<'a>), DockerfileError> {
     let text = match std::str::from_utf8(source) {
         Ok(t) => t,
         Err(e) => {
@@ -178,16 +228,12 @@ pub(crate) fn parse_with_map<'a>(source: &'a [u8], file: &'a str) -> Result<(Ast
     if let Some(i) = text.find('\0') {
         return Err(map.error(ErrorKind::Encoding, map.span(i), "the Dockerfile contains a NUL byte"));
     }
-    let mut offset = 0;
-    for line in text.split('\n') {
-        if line.len() > MAX_LINE_BYTES {
-            return Err(map.error(
-                ErrorKind::Encoding,
-                map.span(offset),
-                format!("dockerfile line greater than max allowed size of {MAX_LINE_BYTES}"),
-            ));
-        }
-        offset += line.len() + 1;
+    if let Some(offset) = map.first_line_longer_than(MAX_LINE_BYTES) {
+        return Err(map.error(
+            ErrorKind::Encoding,
+            map.span(offset),
+            format!("dockerfile line greater than max allowed size of {MAX_LINE_BYTES}"),
+        ));
     }
     let start = if text.starts_with('\u{FEFF}') { 3 } else { 0 };
     let (directives, escape) = parse_directives(&map, start)?;
@@ -226,19 +272,30 @@ pub(crate) fn parse_with_map<'a>(source: &'a [u8], file: &'a str) -> Result<(Ast
                 min_end = end;
                 continue 'windows;
             }
-            let (line, line_map, first_span) = join_instruction(&map, window_start, instruction);
-            let mut node = node_from_line(&line, 0, escape, &line_map)
-                .map_err(|message| map.error(ErrorKind::Syntax, first_span, message))?;
-            node.span = first_span;
+            let (line, line_map, first) = join_instruction(&map, window_start, instruction);
+            let first_span = map.span(first);
             let has_heredoc_marker = line.contains("<<");
-            node.original = line;
+            let syntax_error = |message| map.error(ErrorKind::Syntax, first_span, message);
+            let mut node = match line {
+                Cow::Borrowed(line) => {
+                    let mut node = node_from_line(line, 0, escape, &line_map).map_err(syntax_error)?;
+                    node.original = Cow::Borrowed(line);
+                    node
+                }
+                Cow::Owned(line) => {
+                    let mut node = node_from_line(&line, 0, escape, &line_map).map_err(syntax_error)?.into_owned();
+                    node.original = Cow::Owned(line);
+                    node
+                }
+            };
+            node.span = first_span;
             pos = instr_end;
-            node.end_line = map.span(instr_end.saturating_sub(1)).line.max(first_span.line);
+            node.end_line = map.line(instr_end.saturating_sub(1)).max(first_span.line);
             if has_heredoc_marker && node.can_contain_heredoc() {
                 let docs = heredocs_from_line(&node.original).map_err(|m| map.error(ErrorKind::Syntax, first_span, m))?;
                 if !docs.is_empty() {
                     pos = read_heredoc_bodies(&map, pos, docs, &mut node, first_span)?;
-                    node.end_line = map.span(pos.saturating_sub(1)).line;
+                    node.end_line = map.line(pos.saturating_sub(1));
                     nodes.push(node);
                     // The bodies were not instructions: parse again after them.
                     continue 'windows;
@@ -349,19 +406,31 @@ fn parse_directives(map: &SourceMap<'_>, start: usize) -> Result<(Vec<Directive>
     Ok((directives, escape))
 }
 
-/// Joins the lines of one instruction; returns the line, its map back to the
-/// source, and where the instruction starts.
-fn join_instruction<'s, 'a>(map: &'s SourceMap<'a>, base: usize, instruction: Pair<'_, Rule>) -> (String, LineMap<'s, 'a>, Span) {
-    let mut line = String::new();
-    let mut pieces = Vec::new();
+/// Joins the lines of one instruction; returns the line (borrowed from the
+/// source when it is one line), its map back to the source, and where the
+/// instruction starts.
+fn join_instruction<'s, 'a>(map: &'s SourceMap<'a>, base: usize, instruction: Pair<'_, Rule>) -> (Cow<'a, str>, LineMap<'s, 'a>, usize) {
+    let text = map.text;
+    let mut single: Option<(usize, usize)> = None;
+    let mut joined: Option<(String, Vec<(usize, usize)>)> = None;
     let mut first: Option<usize> = None;
     for part in instruction.into_inner() {
         match part.as_rule() {
             Rule::line_text_bs | Rule::line_text_bt | Rule::first_text_bs | Rule::first_text_bt => {
-                let start = base + part.as_span().start();
+                let span = part.as_span();
+                let (start, end) = (base + span.start(), base + span.end());
                 first.get_or_insert(start);
-                pieces.push((line.len(), start));
-                line.push_str(part.as_str());
+                if let Some((line, pieces)) = &mut joined {
+                    pieces.push((line.len(), start));
+                    line.push_str(&text[start..end]);
+                } else if let Some((s, e)) = single.take() {
+                    let mut line = String::with_capacity(e - s + (end - start) + 64);
+                    line.push_str(&text[s..e]);
+                    line.push_str(&text[start..end]);
+                    joined = Some((line, vec![(0, s), (e - s, start)]));
+                } else {
+                    single = Some((start, end));
+                }
             }
             Rule::continue_mark_bs | Rule::continue_mark_bt => {
                 first.get_or_insert(base + part.as_span().start());
@@ -369,24 +438,26 @@ fn join_instruction<'s, 'a>(map: &'s SourceMap<'a>, base: usize, instruction: Pa
             _ => {}
         }
     }
-    let first = map.span(first.unwrap_or(base));
-    if pieces.is_empty() {
-        pieces.push((0, base));
+    let first = first.unwrap_or(base);
+    match (joined, single) {
+        (Some((line, pieces)), _) => (Cow::Owned(line), LineMap { map, base, pieces }, first),
+        (None, Some((s, e))) => (Cow::Borrowed(&text[s..e]), LineMap { map, base: s, pieces: Vec::new() }, first),
+        (None, None) => (Cow::Borrowed(""), LineMap { map, base, pieces: Vec::new() }, first),
     }
-    (line, LineMap { map, pieces }, first)
 }
 
 /// Builds the node for one joined line (BuildKit's `newNodeFromLine`); `base`
-/// is where `line` starts within the instruction's joined line.
-fn node_from_line(line: &str, base: usize, escape: char, lm: &LineMap<'_, '_>) -> Result<Node, String> {
+/// is where `line` starts within the instruction's joined line. The caller
+/// sets the node's span and original text (an ONBUILD trigger's are set here).
+fn node_from_line<'l>(line: &'l str, base: usize, escape: char, lm: &LineMap<'_, '_>) -> Result<Node<'l>, String> {
     let split = words::split_command(line, escape);
-    let word = |p: Piece| Word { span: lm.span(base + p.offset), value: p.text };
+    let token = |p: Piece<'l>| Token { at: lm.at(base + p.offset), text: p.text };
     let name = words::keyword_lower(split.command.text);
     let rest = split.rest.text;
     let rest_at = split.rest.offset;
     let mut json = false;
     let mut child = None;
-    let pieces: Vec<Piece> = match &*name {
+    let pieces: Vec<Piece<'l>> = match &*name {
         "add" | "copy" | "volume" => match parse_json(rest, rest_at)? {
             Some(items) => {
                 json = true;
@@ -399,8 +470,8 @@ fn node_from_line(line: &str, base: usize, escape: char, lm: &LineMap<'_, '_>) -
             json = is_json;
             items
         }
-        "arg" => words::parse_words(rest, escape).into_iter().map(|p| shift(p, rest_at)).collect(),
-        "env" | "label" => name_values(rest, rest_at, &split.command.text.to_uppercase(), escape)?,
+        "arg" => words::parse_words(rest, escape).into_iter().map(|w| Piece::borrowed(w.text, rest_at + w.offset)).collect(),
+        "env" | "label" => name_values(rest, rest_at, split.command.text, escape)?,
         "expose" | "from" => whitespace_words(rest, rest_at),
         "healthcheck" => {
             let (items, is_json) = health_config(rest, rest_at)?;
@@ -411,56 +482,56 @@ fn node_from_line(line: &str, base: usize, escape: char, lm: &LineMap<'_, '_>) -
             if rest.is_empty() {
                 Vec::new()
             } else {
-                vec![Piece { text: rest.to_string(), offset: rest_at }]
+                vec![Piece::borrowed(rest, rest_at)]
             }
         }
         "onbuild" => {
             if !rest.is_empty() {
-                child = Some(Box::new(node_from_line(rest, base + rest_at, escape, lm)?));
+                let mut trigger = node_from_line(rest, base + rest_at, escape, lm)?;
+                let keyword_span = lm.span(trigger.keyword_at);
+                trigger.span = keyword_span;
+                trigger.end_line = keyword_span.line;
+                trigger.original = Cow::Borrowed(rest);
+                child = Some(Box::new(trigger));
             }
             Vec::new()
         }
         // BuildKit's parser keeps unknown instructions (with one empty
         // argument); the instruction layer rejects them.
-        _ => vec![Piece { text: String::new(), offset: rest_at }],
+        _ => vec![Piece::borrowed("", rest_at)],
     };
-    let (keyword_span, keyword) = (lm.span(base + split.command.offset), split.command.text.to_string());
     Ok(Node {
-        keyword,
-        flags: split.flags.into_iter().map(word).collect(),
-        args: pieces.into_iter().map(word).collect(),
+        keyword: Cow::Borrowed(split.command.text),
+        keyword_at: base + split.command.offset,
+        flags: split.flags.into_iter().map(token).collect(),
+        args: pieces.into_iter().map(token).collect(),
         child,
         json,
         heredocs: Vec::new(),
-        // The caller moves the whole line in; an ONBUILD trigger keeps its part.
-        original: if base == 0 { String::new() } else { line.to_string() },
-        span: keyword_span,
-        end_line: keyword_span.line,
+        original: Cow::Borrowed(""),
+        span: Span::default(),
+        end_line: 0,
     })
 }
 
-fn shift(p: Piece, by: usize) -> Piece {
-    Piece { text: p.text, offset: p.offset + by }
-}
-
-fn whitespace_words(rest: &str, at: usize) -> Vec<Piece> {
+fn whitespace_words(rest: &str, at: usize) -> Vec<Piece<'_>> {
     if rest.is_empty() {
         return Vec::new();
     }
     split_blanks(rest, at, None)
 }
 
-fn maybe_json(rest: &str, at: usize) -> Result<(Vec<Piece>, bool), String> {
+fn maybe_json(rest: &str, at: usize) -> Result<(Vec<Piece<'_>>, bool), String> {
     if rest.is_empty() {
         return Ok((Vec::new(), false));
     }
     Ok(match parse_json(rest, at)? {
         Some(items) => (items, true),
-        None => (vec![Piece { text: rest.to_string(), offset: at }], false),
+        None => (vec![Piece::borrowed(rest, at)], false),
     })
 }
 
-fn health_config(rest: &str, at: usize) -> Result<(Vec<Piece>, bool), String> {
+fn health_config(rest: &str, at: usize) -> Result<(Vec<Piece<'_>>, bool), String> {
     let is_sep = |c: char| c.is_ascii() && words::is_go_space(c);
     let sep = rest.find(is_sep).unwrap_or(rest.len());
     if sep == 0 {
@@ -468,31 +539,32 @@ fn health_config(rest: &str, at: usize) -> Result<(Vec<Piece>, bool), String> {
     }
     let next = rest[sep..].find(|c: char| !is_sep(c)).map(|i| sep + i).unwrap_or(rest.len());
     let (mut cmd, json) = maybe_json(&rest[next..], at + next)?;
-    cmd.insert(0, Piece { text: rest[..sep].to_string(), offset: at });
+    cmd.insert(0, Piece::borrowed(&rest[..sep], at));
     Ok((cmd, json))
 }
 
-fn name_values(rest: &str, at: usize, key: &str, escape: char) -> Result<Vec<Piece>, String> {
+fn name_values<'l>(rest: &'l str, at: usize, keyword: &str, escape: char) -> Result<Vec<Piece<'l>>, String> {
     let ws = words::parse_words(rest, escape);
     let Some(first) = ws.first() else { return Ok(Vec::new()) };
     if !first.text.contains('=') {
         let parts = split_blanks(rest, at, Some(2));
         let mut parts = parts.into_iter();
         let (Some(k), Some(v)) = (parts.next(), parts.next()) else {
-            return Err(format!("{key} must have two arguments"));
+            return Err(format!("{} must have two arguments", keyword.to_uppercase()));
         };
         let end = v.offset + v.text.len();
-        return Ok(vec![k, v, Piece { text: String::new(), offset: end }]);
+        return Ok(vec![k, v, Piece::borrowed("", end)]);
     }
     let mut out = Vec::with_capacity(ws.len() * 3);
     for w in ws {
-        let Some((k, v)) = w.text.split_once('=') else {
-            return Err(format!("Syntax error - can't find = in {}. Must be of the form: name=value", go_quote(&w.text)));
-        };
         let o = at + w.offset;
-        out.push(Piece { text: k.to_string(), offset: o });
-        out.push(Piece { text: v.to_string(), offset: o + k.len() + 1 });
-        out.push(Piece { text: "=".to_string(), offset: o + k.len() });
+        let text = w.text;
+        let Some((k, v)) = text.split_once('=') else {
+            return Err(format!("Syntax error - can't find = in {}. Must be of the form: name=value", go_quote(text)));
+        };
+        out.push(Piece::borrowed(k, o));
+        out.push(Piece::borrowed(v, o + k.len() + 1));
+        out.push(Piece::borrowed("=", o + k.len()));
     }
     Ok(out)
 }
@@ -500,10 +572,16 @@ fn name_values(rest: &str, at: usize, key: &str, escape: char) -> Result<Vec<Pie
 /// The exec form: `Some(strings)` when `rest` is one JSON array of strings,
 /// `None` when it is not JSON (shell form), an error for a JSON array of
 /// something else.
-pub(crate) fn parse_json(rest: &str, at: usize) -> Result<Option<Vec<Piece>>, String> {
+pub(crate) fn parse_json(rest: &str, at: usize) -> Result<Option<Vec<Piece<'_>>>, String> {
     let trimmed = rest.trim_start_matches(words::is_go_space);
     let at = at + (rest.len() - trimmed.len());
-    if !trimmed.starts_with('[') || too_deep(trimmed) {
+    if !trimmed.starts_with('[') {
+        return Ok(None);
+    }
+    if let Some(items) = plain_string_array(trimmed, at) {
+        return Ok(Some(items));
+    }
+    if too_deep(trimmed) {
         return Ok(None);
     }
     let Ok(mut pairs) = DockerfileGrammar::parse(Rule::exec_form, trimmed) else { return Ok(None) };
@@ -528,14 +606,60 @@ pub(crate) fn parse_json(rest: &str, at: usize) -> Result<Option<Vec<Piece>>, St
             return Err("when using JSON array syntax, arrays must be comprised of strings only".into());
         }
         // The token includes its quotes.
-        let quoted = element.as_str();
-        let chars = quoted.get(1..quoted.len().saturating_sub(1)).unwrap_or_default();
+        let start = element.as_span().start();
+        let chars = trimmed.get(start + 1..element.as_span().end().saturating_sub(1)).unwrap_or_default();
         if chars.bytes().any(|b| b < 0x20) {
             return Ok(None);
         }
-        items.push(Piece { text: json_unescape(chars), offset: at + element.as_span().start() });
+        items.push(Piece { text: json_unescape(chars), offset: at + start });
     }
     Ok(Some(items))
+}
+
+/// The common exec form, `["a", "b"]` with strings of plain characters (no
+/// escapes, no control characters) and JSON blanks: the strings as written.
+/// `None` for anything else, which the grammar's `exec_form` then decides.
+/// (Such text is JSON for Go exactly when it has this shape, so both agree.)
+fn plain_string_array(s: &str, at: usize) -> Option<Vec<Piece<'_>>> {
+    let b = s.as_bytes();
+    let blanks = |i: &mut usize| {
+        while *i < b.len() && matches!(b[*i], b' ' | b'\t' | b'\r' | b'\n') {
+            *i += 1;
+        }
+    };
+    let mut items = Vec::new();
+    let mut i = 1;
+    blanks(&mut i);
+    if b.get(i) == Some(&b']') {
+        i += 1;
+    } else {
+        loop {
+            if b.get(i) != Some(&b'"') {
+                return None;
+            }
+            let start = i + 1;
+            let end = start + b[start..].iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
+            if b[end] != b'"' {
+                return None;
+            }
+            items.push(Piece::borrowed(&s[start..end], at + i));
+            i = end + 1;
+            blanks(&mut i);
+            match b.get(i) {
+                Some(b',') => {
+                    i += 1;
+                    blanks(&mut i);
+                }
+                Some(b']') => {
+                    i += 1;
+                    break;
+                }
+                _ => return None,
+            }
+        }
+    }
+    blanks(&mut i);
+    (i == b.len()).then_some(items)
 }
 
 /// Guards the recursive grammar against absurd nesting.
@@ -569,9 +693,9 @@ fn too_deep(s: &str) -> bool {
 }
 
 /// Decodes the inside of a JSON string as Go does (bad surrogates become U+FFFD).
-fn json_unescape(s: &str) -> String {
+fn json_unescape(s: &str) -> Cow<'_, str> {
     if !s.contains('\\') {
-        return s.to_string();
+        return Cow::Borrowed(s);
     }
     let mut out = String::with_capacity(s.len());
     let mut chars = s.chars();
@@ -614,7 +738,7 @@ fn json_unescape(s: &str) -> String {
             None => {}
         }
     }
-    out
+    Cow::Owned(out)
 }
 
 /// The heredocs an instruction line starts, in order (BuildKit lexes the
@@ -676,11 +800,11 @@ mod tests {
 
     #[test]
     fn spans_point_at_words_across_continuations() {
-        let ast = parse(b"FROM a\nRUN --mount=type=cache,target=/x \\\n  echo hi\n", "Dockerfile").unwrap();
+        let (ast, map) = parse_with_map(b"FROM a\nRUN --mount=type=cache,target=/x \\\n  echo hi\n", "Dockerfile").unwrap();
         let run = &ast.nodes[1];
         assert_eq!(run.span, Span { line: 2, column: 1 });
-        assert_eq!(run.flags[0].span, Span { line: 2, column: 5 });
-        assert_eq!(run.args[0].value, "echo hi");
-        assert_eq!(run.args[0].span, Span { line: 3, column: 3 });
+        assert_eq!(map.span(run.flags[0].at), Span { line: 2, column: 5 });
+        assert_eq!(run.args[0].text, "echo hi");
+        assert_eq!(map.span(run.args[0].at), Span { line: 3, column: 3 });
     }
 }

@@ -110,6 +110,17 @@ impl<'a> SourceMap<'a> {
         SourceMap { text, file, line_starts, ascii: text.is_ascii() }
     }
 
+    /// The start of the first line (without its line feed) longer than `max` bytes.
+    pub(crate) fn first_line_longer_than(&self, max: usize) -> Option<usize> {
+        let ends = self.line_starts.iter().skip(1).map(|&s| s - 1).chain(std::iter::once(self.text.len()));
+        self.line_starts.iter().zip(ends).find(|&(&start, end)| end - start > max).map(|(&start, _)| start)
+    }
+
+    /// The 1-based line of a byte offset.
+    pub(crate) fn line(&self, offset: usize) -> usize {
+        self.line_starts.partition_point(|&s| s <= offset.min(self.text.len()))
+    }
+
     /// 1-based line and column (in characters) of a byte offset.
     pub(crate) fn span(&self, offset: usize) -> Span {
         let offset = offset.min(self.text.len());

@@ -1,10 +1,7 @@
 //! `--flag[=value]` checking, as BuildKit's BFlags: each instruction declares
 //! its flags and their types; anything else is an error naming the flag.
 
-use std::collections::BTreeMap;
-
-use crate::ast::Word;
-use crate::error::Span;
+use crate::ast::Token;
 
 /// The type of a declared flag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,12 +14,12 @@ pub(crate) enum FlagType {
     Strings,
 }
 
-/// The flags given to one instruction, checked.
-#[derive(Debug, Default)]
-pub(crate) struct Flags {
-    bools: BTreeMap<&'static str, bool>,
-    strings: BTreeMap<&'static str, (String, Span)>,
-    lists: BTreeMap<&'static str, Vec<(String, Span)>>,
+/// The flags given to one instruction, checked. The values are read from the
+/// instruction's words when asked for (an instruction has a handful of flags,
+/// so this costs less than building a map).
+#[derive(Debug)]
+pub(crate) struct Flags<'n, 'a> {
+    given: &'n [Token<'a>],
 }
 
 /// `--name` in messages (formatted only when a message is made).
@@ -34,25 +31,29 @@ impl std::fmt::Display for FlagName<'_> {
     }
 }
 
-/// A flag error: message and the flag's position.
-pub(crate) type FlagError = (String, Span);
+/// A flag error: message and the byte offset of the flag in the Dockerfile.
+pub(crate) type FlagError = (String, usize);
 
-impl Flags {
+/// A flag word split into name and value (`None` for `--name` alone); `None`
+/// for `--` and words not starting with `--`.
+fn split_flag(word: &str) -> Option<(&str, Option<&str>)> {
+    let body = word.strip_prefix("--")?;
+    Some(match body.split_once('=') {
+        Some((n, v)) => (n, Some(v)),
+        None => (body, None),
+    })
+}
+
+impl<'n, 'a> Flags<'n, 'a> {
     /// Checks `given` against the `declared` flags of `instruction`.
-    pub(crate) fn parse(instruction: &str, given: &[Word], declared: &[(&'static str, FlagType)]) -> Result<Flags, FlagError> {
-        let mut flags = Flags::default();
-        let mut used: Vec<&str> = Vec::new();
-        for w in given {
-            let a = w.value.as_str();
+    pub(crate) fn parse(instruction: &str, given: &'n [Token<'a>], declared: &[(&'static str, FlagType)]) -> Result<Flags<'n, 'a>, FlagError> {
+        for (i, w) in given.iter().enumerate() {
+            let a: &str = &w.text;
             if a == "--" {
-                break;
+                return Ok(Flags { given: &given[..i] });
             }
-            let Some(body) = a.strip_prefix("--") else {
-                return Err((format!("arg should start with -- : {a}"), w.span));
-            };
-            let (name, value) = match body.split_once('=') {
-                Some((n, v)) => (n, Some(v)),
-                None => (body, None),
+            let Some((name, value)) = split_flag(a) else {
+                return Err((format!("arg should start with -- : {a}"), w.at));
             };
             let flag_name = FlagName(name);
             let Some(&(key, ty)) = declared.iter().find(|(n, _)| *n == name) else {
@@ -62,50 +63,43 @@ impl Flags {
                     let names: Vec<String> = declared.iter().map(|(n, _)| format!("--{n}")).collect();
                     format!("{instruction} accepts {}", names.join(", "))
                 };
-                return Err((format!("unknown flag: {flag_name} ({valid})"), w.span));
+                return Err((format!("unknown flag: {flag_name} ({valid})"), w.at));
             };
-            if used.contains(&key) && ty != FlagType::Strings {
-                return Err((format!("duplicate flag specified: {flag_name}"), w.span));
+            if ty != FlagType::Strings && given[..i].iter().any(|p| split_flag(&p.text).is_some_and(|(n, _)| n == key)) {
+                return Err((format!("duplicate flag specified: {flag_name}"), w.at));
             }
-            used.push(key);
-            match ty {
-                FlagType::Bool => {
-                    let v = match value {
-                        Some("") => return Err((format!("missing a value on flag: {flag_name}"), w.span)),
-                        None => true,
-                        Some(v) if v.eq_ignore_ascii_case("true") => true,
-                        Some(v) if v.eq_ignore_ascii_case("false") => false,
-                        Some(v) => return Err((format!("expecting boolean value for flag {flag_name}, not: {v}"), w.span)),
-                    };
-                    flags.bools.insert(key, v);
+            match (ty, value) {
+                (FlagType::Bool, Some("")) => return Err((format!("missing a value on flag: {flag_name}"), w.at)),
+                (FlagType::Bool, Some(v)) if !v.eq_ignore_ascii_case("true") && !v.eq_ignore_ascii_case("false") => {
+                    return Err((format!("expecting boolean value for flag {flag_name}, not: {v}"), w.at));
                 }
-                FlagType::String => {
-                    let Some(v) = value else {
-                        return Err((format!("missing a value on flag: {flag_name}"), w.span));
-                    };
-                    flags.strings.insert(key, (v.to_string(), w.span));
-                }
-                FlagType::Strings => {
-                    let Some(v) = value else {
-                        return Err((format!("missing a value on flag: {flag_name}"), w.span));
-                    };
-                    flags.lists.entry(key).or_default().push((v.to_string(), w.span));
-                }
+                (FlagType::String | FlagType::Strings, None) => return Err((format!("missing a value on flag: {flag_name}"), w.at)),
+                _ => {}
             }
         }
-        Ok(flags)
+        Ok(Flags { given })
+    }
+
+    /// Every given `--name` flag: its value and offset.
+    fn all(&self, name: &'n str) -> impl Iterator<Item = (Option<&'n str>, usize)> + 'n {
+        self.given.iter().filter_map(move |w| match split_flag(&w.text) {
+            Some((n, v)) if n == name => Some((v, w.at)),
+            _ => None,
+        })
     }
 
     /// A boolean flag: `None` when not given.
-    pub(crate) fn bool(&self, name: &str) -> Option<bool> {
-        self.bools.get(name).copied()
+    pub(crate) fn bool(&self, name: &'n str) -> Option<bool> {
+        self.all(name).last().map(|(v, _)| v.is_none_or(|v| v.eq_ignore_ascii_case("true")))
     }
 
-    pub(crate) fn string(&self, name: &str) -> Option<(String, Span)> {
-        self.strings.get(name).cloned()
+    /// A string flag: its value and offset, `None` when not given.
+    pub(crate) fn string(&self, name: &'n str) -> Option<(&'n str, usize)> {
+        self.all(name).last().map(|(v, at)| (v.unwrap_or_default(), at))
     }
 
-    pub(crate) fn strings(&self, name: &str) -> Vec<(String, Span)> {
-        self.lists.get(name).cloned().unwrap_or_default()
+    /// A flag given any number of times: each value and offset.
+    pub(crate) fn strings(&self, name: &'n str) -> impl Iterator<Item = (&'n str, usize)> + 'n {
+        self.all(name).map(|(v, at)| (v.unwrap_or_default(), at))
     }
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::ast::{self, Heredoc, Node, Word};
+use crate::ast::{self, Heredoc, Node, Token, Word};
 use crate::error::{DockerfileError, Error, ErrorKind, SourceMap, Span};
 use crate::flags::{FlagType, Flags};
 use crate::mount::{Mount, parse_mount};
@@ -426,7 +426,7 @@ impl Dockerfile {
         Dockerfile::from_ast(&ast, &map).map_err(|e| Error::Dockerfile(Box::new(e)))
     }
 
-    fn from_ast(ast: &ast::Ast, map: &SourceMap<'_>) -> Result<Dockerfile, DockerfileError> {
+    fn from_ast(ast: &ast::Ast<'_>, map: &SourceMap<'_>) -> Result<Dockerfile, DockerfileError> {
         let context = Context { escape: ast.escape, file: Arc::from(map.file) };
         let mut directives = Directives { escape: ast.escape, ..Directives::default() };
         for d in &ast.directives {
@@ -441,10 +441,10 @@ impl Dockerfile {
         for node in &ast.nodes {
             let err = |kind: ErrorKind, span: Span, message: String| map.error(kind, span, message);
             if node.lower_name() == "from" {
-                stages.push(Stage { from: parse_from(node).map_err(|(m, s)| err(ErrorKind::Arguments, s, m))?, instructions: Vec::new() });
+                stages.push(Stage { from: parse_from(node, map).map_err(|(m, s)| err(ErrorKind::Arguments, s, m))?, instructions: Vec::new() });
                 continue;
             }
-            let instruction = parse_instruction(node, &context).map_err(|(kind, m, s)| err(kind, s, m))?;
+            let instruction = parse_instruction(node, &context, map).map_err(|(kind, m, s)| err(kind, s, m))?;
             match (stages.last_mut(), instruction) {
                 (None, Instruction::Arg(a)) => global_args.push(a),
                 (None, i) => {
@@ -467,18 +467,18 @@ impl Dockerfile {
 
 type TypedError = (ErrorKind, String, Span);
 
-fn parse_from(node: &Node) -> Result<From, (String, Span)> {
-    let flags = Flags::parse("FROM", &node.flags, &[("platform", FlagType::String)])?;
+fn parse_from(node: &Node<'_>, map: &SourceMap<'_>) -> Result<From, (String, Span)> {
+    let flags = Flags::parse("FROM", &node.flags, &[("platform", FlagType::String)]).map_err(|(m, at)| (m, map.span(at)))?;
     let args = &node.args;
     let name = match args.len() {
-        3 if args[1].value.eq_ignore_ascii_case("as") => {
-            let name = crate::words::go_lower(&args[2].value);
+        3 if args[1].text.eq_ignore_ascii_case("as") => {
+            let name = crate::words::go_lower(&args[2].text);
             let valid = name.starts_with(|c: char| c.is_ascii_lowercase())
                 && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '-' | '_' | '.'));
             if !valid {
                 return Err((
-                    format!("invalid name for build stage: {}, name can't start with a number or contain symbols", crate::go_quote(&args[2].value)),
-                    args[2].span,
+                    format!("invalid name for build stage: {}, name can't start with a number or contain symbols", crate::go_quote(&args[2].text)),
+                    map.span(args[2].at),
                 ));
             }
             Some(name)
@@ -486,8 +486,13 @@ fn parse_from(node: &Node) -> Result<From, (String, Span)> {
         1 => None,
         _ => return Err(("FROM requires either one or three arguments".into(), node.span)),
     };
-    let platform = flags.string("platform").map(|(value, span)| Word { value, span });
-    Ok(From { image: args[0].clone(), platform, name, span: node.span, original: node.original.trim().to_string() })
+    let platform = flags.string("platform").map(|(value, at)| Word { value: value.to_string(), span: map.span(at) });
+    Ok(From { image: word(&args[0], map), platform, name, span: node.span, original: node.original.trim().to_string() })
+}
+
+/// The typed form of a word: owned text and its line and column.
+fn word(t: &Token<'_>, map: &SourceMap<'_>) -> Word {
+    Word { value: t.text.to_string(), span: map.span(t.at) }
 }
 
 const COPY_FLAGS: &[(&str, FlagType)] = &[
@@ -516,22 +521,24 @@ const HEALTHCHECK_FLAGS: &[(&str, FlagType)] = &[
     ("retries", FlagType::String),
 ];
 
-fn values(node: &Node) -> Vec<String> {
-    node.args.iter().map(|w| w.value.clone()).collect()
+fn values(node: &Node<'_>) -> Vec<String> {
+    node.args.iter().map(|w| w.text.to_string()).collect()
 }
 
-fn command_of(node: &Node, empty_as_exec: bool) -> ShellOrExec {
+fn command_of(node: &Node<'_>, empty_as_exec: bool) -> ShellOrExec {
     if node.json {
         ShellOrExec::Exec(values(node))
     } else if node.args.is_empty() && empty_as_exec {
         ShellOrExec::Exec(Vec::new())
+    } else if let [only] = &node.args[..] {
+        ShellOrExec::Shell(only.text.to_string())
     } else {
         ShellOrExec::Shell(values(node).join(" "))
     }
 }
 
 /// Turns one syntax node (not FROM) into a typed instruction.
-pub(crate) fn parse_instruction(node: &Node, context: &Context) -> Result<Instruction, TypedError> {
+pub(crate) fn parse_instruction(node: &Node<'_>, context: &Context, map: &SourceMap<'_>) -> Result<Instruction, TypedError> {
     // For messages; usually the keyword is already written in upper case.
     let upper: std::borrow::Cow<'_, str> = if node.keyword.bytes().any(|b| !b.is_ascii_uppercase()) {
         std::borrow::Cow::Owned(node.keyword.to_uppercase())
@@ -539,14 +546,14 @@ pub(crate) fn parse_instruction(node: &Node, context: &Context) -> Result<Instru
         std::borrow::Cow::Borrowed(&node.keyword)
     };
     let name = node.lower_name();
-    let flag_err = |(m, s): (String, Span)| (ErrorKind::Flag, m, s);
+    let flag_err = |(m, at): (String, usize)| (ErrorKind::Flag, m, map.span(at));
     let arg_err = |m: String| (ErrorKind::Arguments, m, node.span);
     let no_flags = || Flags::parse(&upper, &node.flags, &[]).map_err(flag_err);
     let exactly_one = || -> Result<String, TypedError> {
         if node.args.len() != 1 {
             return Err(arg_err(format!("{upper} requires exactly one argument")));
         }
-        Ok(node.args[0].value.clone())
+        Ok(node.args[0].text.to_string())
     };
     let at_least_one = || -> Result<(), TypedError> {
         if node.args.is_empty() {
@@ -555,31 +562,32 @@ pub(crate) fn parse_instruction(node: &Node, context: &Context) -> Result<Instru
         Ok(())
     };
     let span = node.span;
-    let original = node.original.clone();
+    let original = node.original.to_string();
     let context = context.clone();
     Ok(match &*name {
         "run" => {
             let flags = Flags::parse(&upper, &node.flags, RUN_FLAGS).map_err(flag_err)?;
             let mut mounts = Vec::new();
-            for (raw, s) in flags.strings("mount") {
-                let m = parse_mount(&raw, s, &|v| Ok(v.to_string()), true).map_err(|e| (ErrorKind::Flag, e, s))?;
+            for (raw, at) in flags.strings("mount") {
+                let s = map.span(at);
+                let m = parse_mount(raw, s, &|v| Ok(v.to_string()), true).map_err(|e| (ErrorKind::Flag, e, s))?;
                 mounts.push(m);
             }
             let network = match flags.string("network") {
                 None => None,
-                Some((v, s)) => Some(match v.as_str() {
+                Some((v, at)) => Some(match v {
                     "default" => NetworkMode::Default,
                     "none" => NetworkMode::None,
                     "host" => NetworkMode::Host,
-                    _ => return Err((ErrorKind::Flag, format!("invalid network mode {v:?} (default, none, host)"), s)),
+                    _ => return Err((ErrorKind::Flag, format!("invalid network mode {v:?} (default, none, host)"), map.span(at))),
                 }),
             };
             let security = match flags.string("security") {
                 None => None,
-                Some((v, s)) => Some(match v.as_str() {
+                Some((v, at)) => Some(match v {
                     "sandbox" => SecurityMode::Sandbox,
                     "insecure" => SecurityMode::Insecure,
-                    _ => return Err((ErrorKind::Flag, format!("security {v:?} is not valid (sandbox, insecure)"), s)),
+                    _ => return Err((ErrorKind::Flag, format!("security {v:?} is not valid (sandbox, insecure)"), map.span(at))),
                 }),
             };
             let heredocs = node.heredocs.iter().map(|h| InlineFile { content: h.content.clone(), name: h.name.clone(), expand: h.expand, fd: h.fd }).collect();
@@ -594,14 +602,18 @@ pub(crate) fn parse_instruction(node: &Node, context: &Context) -> Result<Instru
                 )));
             }
             let (srcs, dest) = node.args.split_at(node.args.len() - 1);
-            let dest = dest[0].clone();
-            if matches!(ast::parse_heredoc(&dest.value), Ok(Some(_))) {
+            let dest = word(&dest[0], map);
+            if dest.value.contains("<<") && matches!(ast::parse_heredoc(&dest.value), Ok(Some(_))) {
                 return Err((ErrorKind::Arguments, format!("{upper} cannot accept a heredoc as a destination"), dest.span));
             }
             let mut sources = Vec::new();
             let mut heredocs = Vec::new();
             for src in srcs {
-                match ast::parse_heredoc(&src.value) {
+                if !src.text.contains("<<") {
+                    sources.push(word(src, map));
+                    continue;
+                }
+                match ast::parse_heredoc(&src.text) {
                     Ok(Some(h)) => {
                         let body = node.heredocs.iter().find(|d| d.name == h.name);
                         let mut file = body.map(InlineFile::from_heredoc).unwrap_or(InlineFile {
@@ -616,31 +628,31 @@ pub(crate) fn parse_instruction(node: &Node, context: &Context) -> Result<Instru
                         file.expand = h.expand;
                         heredocs.push(file);
                     }
-                    _ => sources.push(src.clone()),
+                    _ => sources.push(word(src, map)),
                 }
             }
             let chmod = flags.string("chmod");
-            if let Some((c, s)) = &chmod {
+            if let Some((c, at)) = chmod {
                 if !c.contains('$') && !valid_chmod(c) {
-                    return Err((ErrorKind::Flag, format!("invalid --chmod={c}: expected an octal mode (0755) or a symbolic one (u+x,go-w)"), *s));
+                    return Err((ErrorKind::Flag, format!("invalid --chmod={c}: expected an octal mode (0755) or a symbolic one (u+x,go-w)"), map.span(at)));
                 }
             }
             let checksum = flags.string("checksum");
-            if let Some((c, s)) = &checksum {
+            if let Some((c, at)) = checksum {
                 if !c.contains('$') && !valid_checksum(c) {
-                    return Err((ErrorKind::Flag, format!("invalid --checksum={c}: expected sha256:<hex>, sha384:<hex>, sha512:<hex> or a git commit"), *s));
+                    return Err((ErrorKind::Flag, format!("invalid --checksum={c}: expected sha256:<hex>, sha384:<hex>, sha512:<hex> or a git commit"), map.span(at)));
                 }
             }
             let copy = CopyFiles {
                 sources,
                 dest,
-                from: flags.string("from").map(|v| v.0),
-                chown: flags.string("chown").map(|v| v.0),
-                chmod: chmod.map(|v| v.0),
+                from: flags.string("from").map(|v| v.0.to_string()),
+                chown: flags.string("chown").map(|v| v.0.to_string()),
+                chmod: chmod.map(|v| v.0.to_string()),
                 link: flags.bool("link").unwrap_or(false),
                 parents: flags.bool("parents").unwrap_or(false),
-                exclude: flags.strings("exclude").into_iter().map(|v| v.0).collect(),
-                checksum: checksum.map(|v| v.0),
+                exclude: flags.strings("exclude").map(|v| v.0.to_string()).collect(),
+                checksum: checksum.map(|v| v.0.to_string()),
                 keep_git_dir: flags.bool("keep-git-dir"),
                 unpack: flags.bool("unpack"),
                 heredocs,
@@ -660,10 +672,10 @@ pub(crate) fn parse_instruction(node: &Node, context: &Context) -> Result<Instru
                 if kv.len() != 3 {
                     return Err(arg_err(format!("Bad input to {upper}, too many arguments")));
                 }
-                if kv[0].value.is_empty() {
-                    return Err((ErrorKind::Arguments, format!("{upper} names can not be blank"), kv[0].span));
+                if kv[0].text.is_empty() {
+                    return Err((ErrorKind::Arguments, format!("{upper} names can not be blank"), map.span(kv[0].at)));
                 }
-                pairs.push(KeyValue { key: kv[0].value.clone(), value: kv[1].value.clone() });
+                pairs.push(KeyValue { key: kv[0].text.to_string(), value: kv[1].text.to_string() });
             }
             if name == "env" {
                 Instruction::Env(EnvInstr { pairs, span, original, context })
@@ -674,12 +686,12 @@ pub(crate) fn parse_instruction(node: &Node, context: &Context) -> Result<Instru
         "arg" => {
             // BuildKit does not look at ARG's flags.
             at_least_one()?;
-            let mut args = Vec::new();
+            let mut args = Vec::with_capacity(node.args.len());
             for w in &node.args {
-                let def = match w.value.split_once('=') {
-                    Some(("", _)) => return Err((ErrorKind::Arguments, "ARG names can not be blank".into(), w.span)),
+                let def = match w.text.split_once('=') {
+                    Some(("", _)) => return Err((ErrorKind::Arguments, "ARG names can not be blank".into(), map.span(w.at))),
                     Some((k, v)) => ArgDef { name: k.to_string(), default: Some(v.to_string()) },
-                    None => ArgDef { name: w.value.clone(), default: None },
+                    None => ArgDef { name: w.text.to_string(), default: None },
                 };
                 args.push(def);
             }
@@ -697,9 +709,9 @@ pub(crate) fn parse_instruction(node: &Node, context: &Context) -> Result<Instru
             no_flags()?;
             let mut paths = Vec::new();
             for w in &node.args {
-                let v = crate::words::trim_space(&w.value).0;
+                let v = crate::words::trim_space(&w.text).0;
                 if v.is_empty() {
-                    return Err((ErrorKind::Arguments, "VOLUME specified can not be an empty string".into(), w.span));
+                    return Err((ErrorKind::Arguments, "VOLUME specified can not be an empty string".into(), map.span(w.at)));
                 }
                 paths.push(v.to_string());
             }
@@ -743,7 +755,7 @@ pub(crate) fn parse_instruction(node: &Node, context: &Context) -> Result<Instru
             }
             Instruction::Shell(Shell { shell: values(node), span, original, context })
         }
-        "healthcheck" => parse_healthcheck(node, &upper, span, original, context)?,
+        "healthcheck" => parse_healthcheck(node, &upper, span, original, context, map)?,
         "onbuild" => {
             let Some(child) = &node.child else {
                 return Err(arg_err("ONBUILD requires at least one argument".into()));
@@ -757,7 +769,7 @@ pub(crate) fn parse_instruction(node: &Node, context: &Context) -> Result<Instru
                 }
                 _ => {}
             }
-            let instruction = Box::new(parse_instruction(child, &context)?);
+            let instruction = Box::new(parse_instruction(child, &context, map)?);
             let mut expression = strip_onbuild(&node.original);
             for h in &node.heredocs {
                 expression.push('\n');
@@ -785,11 +797,11 @@ fn strip_onbuild(original: &str) -> String {
     }
 }
 
-fn parse_healthcheck(node: &Node, upper: &str, span: Span, original: String, context: Context) -> Result<Instruction, TypedError> {
+fn parse_healthcheck(node: &Node<'_>, upper: &str, span: Span, original: String, context: Context, map: &SourceMap<'_>) -> Result<Instruction, TypedError> {
     let Some(first) = node.args.first() else {
         return Err((ErrorKind::Arguments, "HEALTHCHECK requires at least one argument".into(), span));
     };
-    let typ = first.value.to_uppercase();
+    let typ = first.text.to_uppercase();
     let rest = &node.args[1..];
     let mut hc = Healthcheck { test: Vec::new(), interval: None, timeout: None, start_period: None, start_interval: None, retries: None, span, original, context };
     if typ == "NONE" {
@@ -799,11 +811,11 @@ fn parse_healthcheck(node: &Node, upper: &str, span: Span, original: String, con
         hc.test = vec![typ];
         return Ok(Instruction::Healthcheck(hc));
     }
-    let flags = Flags::parse(upper, &node.flags, HEALTHCHECK_FLAGS).map_err(|(m, s)| (ErrorKind::Flag, m, s))?;
+    let flags = Flags::parse(upper, &node.flags, HEALTHCHECK_FLAGS).map_err(|(m, at)| (ErrorKind::Flag, m, map.span(at)))?;
     if typ != "CMD" {
-        return Err((ErrorKind::Arguments, format!("Unknown type \"{typ}\" in HEALTHCHECK (try CMD)"), first.span));
+        return Err((ErrorKind::Arguments, format!("Unknown type \"{typ}\" in HEALTHCHECK (try CMD)"), map.span(first.at)));
     }
-    let cmd: Vec<String> = rest.iter().map(|w| w.value.clone()).collect();
+    let cmd: Vec<String> = rest.iter().map(|w| w.text.to_string()).collect();
     let cmd = if node.json || cmd.is_empty() { cmd } else { vec![cmd.join(" ")] };
     if cmd.is_empty() {
         return Err((ErrorKind::Arguments, "Missing command after HEALTHCHECK CMD".into(), span));
@@ -811,11 +823,12 @@ fn parse_healthcheck(node: &Node, upper: &str, span: Span, original: String, con
     hc.test.push(if node.json { "CMD".into() } else { "CMD-SHELL".into() });
     hc.test.extend(cmd);
     let dur = |name: &str| -> Result<Option<u64>, TypedError> {
-        let Some((v, s)) = flags.string(name) else { return Ok(None) };
+        let Some((v, at)) = flags.string(name) else { return Ok(None) };
         if v.is_empty() {
             return Ok(None);
         }
-        let d = parse_go_duration(&v).ok_or_else(|| (ErrorKind::Flag, format!("time: invalid duration {}", crate::go_quote(&v)), s))?;
+        let s = map.span(at);
+        let d = parse_go_duration(v).ok_or_else(|| (ErrorKind::Flag, format!("time: invalid duration {}", crate::go_quote(v)), s))?;
         if d == 0 {
             return Ok(Some(0));
         }
@@ -828,9 +841,10 @@ fn parse_healthcheck(node: &Node, upper: &str, span: Span, original: String, con
     hc.timeout = dur("timeout")?;
     hc.start_period = dur("start-period")?;
     hc.start_interval = dur("start-interval")?;
-    if let Some((v, s)) = flags.string("retries") {
+    if let Some((v, at)) = flags.string("retries") {
+        let s = map.span(at);
         if !v.is_empty() {
-            let n: i64 = v.parse().map_err(|_| (ErrorKind::Flag, format!("strconv.ParseInt: parsing {}: invalid syntax", crate::go_quote(&v)), s))?;
+            let n: i64 = v.parse().map_err(|_| (ErrorKind::Flag, format!("strconv.ParseInt: parsing {}: invalid syntax", crate::go_quote(v)), s))?;
             if n < 0 {
                 return Err((ErrorKind::Flag, format!("--retries cannot be negative ({n})"), s));
             }

@@ -7,6 +7,8 @@
 //! expansion happen later (see [`crate::shell`]). Every word carries the byte
 //! offset where it starts in the line it was cut from, for error positions.
 
+use std::borrow::Cow;
+
 /// Go's `unicode.IsSpace`.
 pub(crate) fn is_go_space(c: char) -> bool {
     matches!(
@@ -34,21 +36,22 @@ pub(crate) fn trim_space(s: &str) -> (&str, usize) {
     (trimmed, start)
 }
 
-/// A piece of a line: its text and the byte offset where it starts.
+/// A piece of a line: its text (borrowed from the line unless quote or
+/// escape removal changed it) and the byte offset where it starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Piece {
-    pub text: String,
+pub(crate) struct Piece<'l> {
+    pub text: Cow<'l, str>,
     pub offset: usize,
 }
 
-impl Piece {
-    fn new(text: impl Into<String>, offset: usize) -> Piece {
-        Piece { text: text.into(), offset }
+impl<'l> Piece<'l> {
+    pub(crate) fn borrowed(text: &'l str, offset: usize) -> Piece<'l> {
+        Piece { text: Cow::Borrowed(text), offset }
     }
 }
 
 /// `regexp.MustCompile("[\t\v\f\r ]+").Split(s, n)` with n = 2 or -1 (all).
-pub(crate) fn split_blanks(s: &str, base: usize, limit: Option<usize>) -> Vec<Piece> {
+pub(crate) fn split_blanks(s: &str, base: usize, limit: Option<usize>) -> Vec<Piece<'_>> {
     let mut out = Vec::new();
     let mut start = 0;
     let mut iter = s.char_indices().peekable();
@@ -65,11 +68,11 @@ pub(crate) fn split_blanks(s: &str, base: usize, limit: Option<usize>) -> Vec<Pi
                 end = j + d.len_utf8();
                 iter.next();
             }
-            out.push(Piece::new(&s[start..i], base + start));
+            out.push(Piece::borrowed(&s[start..i], base + start));
             start = end;
         }
     }
-    out.push(Piece::new(&s[start..], base + start));
+    out.push(Piece::borrowed(&s[start..], base + start));
     out
 }
 
@@ -77,7 +80,7 @@ pub(crate) fn split_blanks(s: &str, base: usize, limit: Option<usize>) -> Vec<Pi
 /// `splitCommand`). Offsets are relative to `line`.
 pub(crate) struct SplitLine<'a> {
     pub command: Slice<'a>,
-    pub flags: Vec<Piece>,
+    pub flags: Vec<Piece<'a>>,
     pub rest: Slice<'a>,
 }
 
@@ -101,7 +104,10 @@ pub(crate) fn split_command(line: &str, escape: char) -> SplitLine<'_> {
     let mut rest = Slice { text: "", offset: line.len() };
     if let Some((after, after_offset)) = after {
         let (args, args_offset, f) = extract_builder_flags(after, escape);
-        flags = f.into_iter().map(|p| Piece::new(p.text, p.offset + after_offset)).collect();
+        flags = f;
+        for p in &mut flags {
+            p.offset += after_offset;
+        }
         let (t, o) = trim_space(args);
         rest = Slice { text: t, offset: after_offset + args_offset + o };
     }
@@ -111,7 +117,7 @@ pub(crate) fn split_command(line: &str, escape: char) -> SplitLine<'_> {
 /// Leading `--flag[=value]` words; stops at the first word not starting with
 /// `--`, or after a lone `--`. BuildKit scans this byte by byte, so a byte
 /// above 0x7F stands for the Latin-1 character of the same number: kept.
-fn extract_builder_flags(line: &str, escape: char) -> (&str, usize, Vec<Piece>) {
+fn extract_builder_flags(line: &str, escape: char) -> (&str, usize, Vec<Piece<'_>>) {
     #[derive(PartialEq)]
     enum Phase {
         Spaces,
@@ -150,14 +156,33 @@ fn extract_builder_flags(line: &str, escape: char) -> (&str, usize, Vec<Piece>) 
                 let (r, o) = rest_at(pos);
                 return (r, o, words);
             }
+            // The usual flag is plain ASCII up to a blank: then it is the
+            // text as written, borrowed (the byte loop below gives the same).
+            let plain_end = b[pos..]
+                .iter()
+                .position(|&c| c >= 0x80 || c == b'\'' || c == b'"' || c == esc || is_go_space_byte(c))
+                .map_or(b.len(), |i| pos + i);
+            if plain_end == b.len() || is_go_space_byte(b[plain_end]) {
+                let text = &line[pos..plain_end];
+                if text == "--" {
+                    if plain_end == b.len() {
+                        break;
+                    }
+                    let (r, o) = rest_at(plain_end);
+                    return (r, o, words);
+                }
+                words.push(Piece::borrowed(text, pos));
+                pos = plain_end;
+                continue;
+            }
             phase = Phase::Word;
             word_start = pos;
             // Room for the word up to the next blank (its usual whole length), so it is not grown byte by byte.
-            word.reserve(b[pos..].iter().position(|&c| is_go_space_byte(c)).unwrap_or(b.len() - pos));
+            word = String::with_capacity(b[pos..].iter().position(|&c| is_go_space_byte(c)).unwrap_or(b.len() - pos));
         }
         if pos == b.len() {
             if word != "--" && (blank_ok || !word.is_empty()) {
-                words.push(Piece::new(std::mem::take(&mut word), word_start));
+                words.push(Piece { text: Cow::Owned(std::mem::take(&mut word)), offset: word_start });
             }
             break;
         }
@@ -169,7 +194,7 @@ fn extract_builder_flags(line: &str, escape: char) -> (&str, usize, Vec<Piece>) 
                     return (r, o, words);
                 }
                 if blank_ok || !word.is_empty() {
-                    words.push(Piece::new(std::mem::take(&mut word), word_start));
+                    words.push(Piece { text: Cow::Owned(std::mem::take(&mut word)), offset: word_start });
                 }
                 word.clear();
                 blank_ok = false;
@@ -219,8 +244,10 @@ fn extract_builder_flags(line: &str, escape: char) -> (&str, usize, Vec<Piece>) 
 }
 
 /// Space-separated words where quotes group (and are kept), as BuildKit's
-/// `parseWords` (used by ARG, ENV and LABEL).
-pub(crate) fn parse_words(rest: &str, escape: char) -> Vec<Piece> {
+/// `parseWords` (used by ARG, ENV and LABEL). Quotes and escapes are kept, so
+/// a word is the text as written (without a lone escape character ending
+/// the input): borrowed.
+pub(crate) fn parse_words(rest: &str, escape: char) -> Vec<Slice<'_>> {
     #[derive(PartialEq)]
     enum Phase {
         Spaces,
@@ -231,40 +258,38 @@ pub(crate) fn parse_words(rest: &str, escape: char) -> Vec<Piece> {
     let mut phase = Phase::Spaces;
     let mut quote = '\0';
     let mut blank_ok = false;
-    let mut word = String::new();
     let mut word_start = 0;
-    let chars: Vec<(usize, char)> = rest.char_indices().collect();
-    let mut i = 0;
+    // End of the characters taken into the current word so far.
+    let mut word_end = 0;
+    let mut chars = rest.char_indices();
     loop {
-        let at_end = i >= chars.len();
-        let (pos, ch) = if at_end { (rest.len(), '\0') } else { chars[i] };
+        let next = chars.next();
+        let (pos, ch) = next.unwrap_or((rest.len(), '\0'));
+        let at_end = next.is_none();
         if phase == Phase::Spaces {
             if at_end {
                 break;
             }
             if is_go_space(ch) {
-                i += 1;
                 continue;
             }
             phase = Phase::Word;
             word_start = pos;
-            word.reserve(rest[pos..].find(is_go_space).unwrap_or(rest.len() - pos));
+            word_end = pos;
         }
         if at_end {
-            if blank_ok || !word.is_empty() {
-                words.push(Piece::new(std::mem::take(&mut word), word_start));
+            if blank_ok || word_end > word_start {
+                words.push(Slice { text: &rest[word_start..word_end], offset: word_start });
             }
             break;
         }
         if phase == Phase::Word {
             if is_go_space(ch) {
                 phase = Phase::Spaces;
-                if blank_ok || !word.is_empty() {
-                    words.push(Piece::new(std::mem::take(&mut word), word_start));
+                if blank_ok || word_end > word_start {
+                    words.push(Slice { text: &rest[word_start..word_end], offset: word_start });
                 }
-                word.clear();
                 blank_ok = false;
-                i += 1;
                 continue;
             }
             if ch == '\'' || ch == '"' {
@@ -272,37 +297,28 @@ pub(crate) fn parse_words(rest: &str, escape: char) -> Vec<Piece> {
                 blank_ok = true;
                 phase = Phase::Quote;
             }
-            let mut c = ch;
-            if c == escape {
-                if i + 1 == chars.len() {
-                    i += 1;
-                    continue;
+            if ch == escape {
+                // The escape and the character after it; a lone escape at the end is dropped.
+                if let Some((p, c)) = chars.next() {
+                    word_end = p + c.len_utf8();
                 }
-                word.push(c);
-                i += 1;
-                c = chars[i].1;
+                continue;
             }
-            word.push(c);
-            i += 1;
+            word_end = pos + ch.len_utf8();
             continue;
         }
         // Inside quotes.
         if ch == quote {
             phase = Phase::Word;
         }
-        let mut c = ch;
-        if c == escape && quote != '\'' {
-            if i + 1 == chars.len() {
-                phase = Phase::Word;
-                i += 1;
-                continue;
+        if ch == escape && quote != '\'' {
+            match chars.next() {
+                None => phase = Phase::Word,
+                Some((p, c)) => word_end = p + c.len_utf8(),
             }
-            i += 1;
-            word.push(c);
-            c = chars[i].1;
+            continue;
         }
-        word.push(c);
-        i += 1;
+        word_end = pos + ch.len_utf8();
     }
     words
 }
@@ -355,17 +371,39 @@ fn is_go_printable(c: char) -> bool {
 
 /// An instruction keyword in lower case, as Go's `strings.ToLower` gives it,
 /// without allocating for the known instructions written in ASCII.
-pub(crate) fn keyword_lower(keyword: &str) -> std::borrow::Cow<'static, str> {
-    const NAMES: [&str; 18] = [
-        "from", "run", "copy", "env", "arg", "label", "workdir", "cmd", "entrypoint", "expose", "add", "user", "volume", "healthcheck",
-        "shell", "stopsignal", "onbuild", "maintainer",
-    ];
-    if keyword.is_ascii() {
-        if let Some(name) = NAMES.iter().find(|n| n.eq_ignore_ascii_case(keyword)) {
-            return std::borrow::Cow::Borrowed(name);
+pub(crate) fn keyword_lower(keyword: &str) -> Cow<'static, str> {
+    let b = keyword.as_bytes();
+    if b.len() <= 11 {
+        let mut buf = [0u8; 11];
+        for (d, s) in buf.iter_mut().zip(b) {
+            *d = s.to_ascii_lowercase();
+        }
+        let name = match &buf[..b.len()] {
+            b"from" => "from",
+            b"run" => "run",
+            b"copy" => "copy",
+            b"env" => "env",
+            b"arg" => "arg",
+            b"label" => "label",
+            b"workdir" => "workdir",
+            b"cmd" => "cmd",
+            b"entrypoint" => "entrypoint",
+            b"expose" => "expose",
+            b"add" => "add",
+            b"user" => "user",
+            b"volume" => "volume",
+            b"healthcheck" => "healthcheck",
+            b"shell" => "shell",
+            b"stopsignal" => "stopsignal",
+            b"onbuild" => "onbuild",
+            b"maintainer" => "maintainer",
+            _ => "",
+        };
+        if !name.is_empty() {
+            return Cow::Borrowed(name);
         }
     }
-    std::borrow::Cow::Owned(go_lower(keyword))
+    Cow::Owned(go_lower(keyword))
 }
 
 /// Go's `strings.ToLower` (simple case mapping, rune by rune).
@@ -389,8 +427,8 @@ pub(crate) fn go_lower(s: &str) -> String {
 mod tests {
     use super::*;
 
-    fn texts(p: &[Piece]) -> Vec<&str> {
-        p.iter().map(|p| p.text.as_str()).collect()
+    fn texts<'p>(p: &'p [Piece<'_>]) -> Vec<&'p str> {
+        p.iter().map(|p| p.text.as_ref()).collect()
     }
 
     #[test]
@@ -411,8 +449,9 @@ mod tests {
 
     #[test]
     fn words_keep_quotes_and_escapes() {
-        assert_eq!(texts(&parse_words(r#"abc="123 456" def"#, '\\')), [r#"abc="123 456""#, "def"]);
-        assert_eq!(texts(&parse_words(r"a\ b c", '\\')), [r"a\ b", "c"]);
+        let texts = |w: Vec<Slice<'_>>| w.iter().map(|w| w.text.to_string()).collect::<Vec<_>>();
+        assert_eq!(texts(parse_words(r#"abc="123 456" def"#, '\\')), [r#"abc="123 456""#, "def"]);
+        assert_eq!(texts(parse_words(r"a\ b c", '\\')), [r"a\ b", "c"]);
     }
 
     #[test]
