@@ -34,12 +34,14 @@ pub mod error;
 pub mod exec;
 pub mod export;
 pub mod fileop;
+pub mod git;
 pub mod http;
 pub mod progress;
 pub mod solve;
+pub mod ssh;
 pub mod view;
 
 pub use cache::{CacheIndex, CacheKey, LayerRef, Snapshot};
 pub use error::{Result, SolveError};
 pub use progress::{Event, ProgressSink};
-pub use solve::{ImageSource, Output, SolveRequest, Solved, Solver};
+pub use solve::{Grants, ImageSource, Output, SolveRequest, Solved, Solver};

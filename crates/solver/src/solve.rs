@@ -52,6 +52,25 @@ pub struct SolveRequest<'a> {
     pub cancel: Arc<Cancel>,
 }
 
+/// What the user starting a build lends it beyond the definition, as BuildKit's session and
+/// entitlements do: ssh agents (`--ssh`) and `--allow security.insecure`. Like secrets, none
+/// of it is part of a cache key.
+#[derive(Clone, Debug, Default)]
+pub struct Grants {
+    /// Agents by id, for `RUN --mount=type=ssh,id=…` and `git@` sources (`default`).
+    pub ssh: HashMap<String, crate::ssh::SshSource>,
+    /// `RUN --security=insecure` may run.
+    pub allow_insecure: bool,
+}
+
+/// The agent sockets of one solve by ssh id (key files get an agent started for the solve).
+struct SshAgents {
+    sockets: HashMap<String, PathBuf>,
+    _started: Vec<crate::ssh::KeyAgent>,
+    /// Where started agents keep their sockets (locked, so no other build cleans it up).
+    _work: Option<crate::cache::WorkDir>,
+}
+
 /// The command that runs one sandbox bundle from a fresh, single-threaded process: the
 /// `builder` binary's hidden `__build-exec BUNDLE` command. Creating a container clones the
 /// calling process, which is only safe when no other thread of it can hold a lock.
@@ -112,9 +131,17 @@ impl Solver {
     /// Builds the targets; returns every solved vertex. On failure every running step is killed
     /// and the first error is returned.
     pub fn solve(&self, req: &SolveRequest<'_>) -> Result<HashMap<VertexDigest, Solved>> {
+        self.solve_with(req, &Grants::default())
+    }
+
+    /// [`Solver::solve`] with what the user lends the build (ssh agents, entitlements). Steps
+    /// that need something not granted fail before anything runs, naming the step.
+    pub fn solve_with(&self, req: &SolveRequest<'_>, grants: &Grants) -> Result<HashMap<VertexDigest, Solved>> {
         req.definition.validate()?;
-        let _shared = self.index.lock_shared()?;
         let order = req.definition.topo_order(&req.targets);
+        let ssh = self.check_grants(req.definition, &order, grants)?;
+        let ssh = &ssh;
+        let _shared = self.index.lock_shared()?;
         let mut pending: HashMap<VertexDigest, usize> = HashMap::new();
         let mut dependents: HashMap<VertexDigest, Vec<VertexDigest>> = HashMap::new();
         let mut ready = VecDeque::new();
@@ -173,7 +200,7 @@ impl Solver {
                             }
                         };
                         let v = &req.definition.vertices[&d];
-                        let result = self.solve_vertex(req, d, v, &inputs);
+                        let result = self.solve_vertex(req, ssh, d, v, &inputs);
                         let mut st = match state.lock() {
                             Ok(g) => g,
                             Err(p) => p.into_inner(),
@@ -215,7 +242,56 @@ impl Solver {
         Ok(st.done)
     }
 
-    fn solve_vertex(&self, req: &SolveRequest<'_>, d: VertexDigest, v: &Vertex, inputs: &[Solved]) -> Result<Solved> {
+    /// Refuses steps the grants do not cover (an insecure RUN without `--allow`, a required ssh
+    /// id not given) and starts agents for the key files the steps use.
+    fn check_grants(&self, def: &Definition, order: &[VertexDigest], grants: &Grants) -> Result<SshAgents> {
+        let mut agents = SshAgents { sockets: HashMap::new(), _started: Vec::new(), _work: None };
+        for d in order {
+            let v = &def.vertices[d];
+            let step = if v.meta.description.is_empty() { format!("{} {}", v.op.kind(), d.short()) } else { v.meta.description.clone() };
+            let mut ids: Vec<&str> = Vec::new();
+            match &v.op {
+                Op::Exec(e) => {
+                    if e.security == graph::Security::Insecure && !grants.allow_insecure {
+                        return Err(SolveError::step(step, "RUN --security=insecure needs the security.insecure entitlement: run the build with --allow security.insecure"));
+                    }
+                    for m in &e.mounts {
+                        if let MountKind::Ssh { id, required, .. } = &m.kind {
+                            if *required && !grants.ssh.contains_key(id) {
+                                return Err(SolveError::step(step, format!("ssh agent {id:?} is required by RUN --mount=type=ssh but was not given: pass --ssh {id}[=SOCKET|KEY]")));
+                            }
+                            ids.push(id);
+                        }
+                    }
+                }
+                Op::Git(g) if !g.remote.contains("://") || g.remote.starts_with("ssh://") => ids.push("default"),
+                _ => {}
+            }
+            for id in ids {
+                if agents.sockets.contains_key(id) {
+                    continue;
+                }
+                match grants.ssh.get(id) {
+                    Some(crate::ssh::SshSource::Agent(p)) => {
+                        agents.sockets.insert(id.to_string(), p.clone());
+                    }
+                    Some(crate::ssh::SshSource::Keys(keys)) => {
+                        if agents._work.is_none() {
+                            agents._work = Some(self.index.work_dir()?);
+                        }
+                        let work = agents._work.as_ref().map(|w| w.path().to_path_buf()).unwrap_or_default();
+                        let agent = crate::ssh::KeyAgent::start(id, keys, &work)?;
+                        agents.sockets.insert(id.to_string(), agent.socket().to_path_buf());
+                        agents._started.push(agent);
+                    }
+                    None => {}
+                }
+            }
+        }
+        Ok(agents)
+    }
+
+    fn solve_vertex(&self, req: &SolveRequest<'_>, ssh: &SshAgents, d: VertexDigest, v: &Vertex, inputs: &[Solved]) -> Result<Solved> {
         let step = if v.meta.description.is_empty() { format!("{} {}", v.op.kind(), d.short()) } else { v.meta.description.clone() };
         let visible = !v.meta.description.is_empty();
         let _span = tracing::debug_span!("vertex", step = %step, digest = %d.short()).entered();
@@ -251,7 +327,10 @@ impl Solver {
                     let solved = crate::http::download(&self.index, op, &step)?;
                     Ok((solved, false))
                 }
-                Op::Git(_) => Err(SolveError::step(&step, "git sources are not supported yet")),
+                Op::Git(g) => {
+                    report_start();
+                    crate::git::checkout(&self.index, g, &step, v.meta.ignore_cache, ssh.sockets.get("default").map(PathBuf::as_path))
+                }
                 Op::Exec(_) | Op::File(_) | Op::Merge => {
                     report_start();
                     let key = self.cache_key(v, inputs, &step)?;
@@ -260,7 +339,7 @@ impl Solver {
                             return Ok((Solved { key, output: Output::Snapshot { snapshot: rec.snapshot, new_layers: rec.new_layers, created: rec.created } }, true));
                         }
                     }
-                    self.run_once(req, key, v, inputs, &step)
+                    self.run_once(req, ssh, key, v, inputs, &step)
                 }
             }
         })();
@@ -287,7 +366,7 @@ impl Solver {
     /// Runs a vertex once per key: concurrent builds in this process wait for the first, other
     /// processes wait on the key's file lock and then find the record.
     /// Returns the result and whether it came from the cache (another build made it meanwhile).
-    fn run_once(&self, req: &SolveRequest<'_>, key: CacheKey, v: &Vertex, inputs: &[Solved], step: &str) -> Result<(Solved, bool)> {
+    fn run_once(&self, req: &SolveRequest<'_>, ssh: &SshAgents, key: CacheKey, v: &Vertex, inputs: &[Solved], step: &str) -> Result<(Solved, bool)> {
         let (slot, first) = {
             let mut m = match self.inflight.lock() {
                 Ok(m) => m,
@@ -327,7 +406,7 @@ impl Solver {
                     return Ok((Solved { key, output: Output::Snapshot { snapshot: rec.snapshot, new_layers: rec.new_layers, created: rec.created } }, true));
                 }
             }
-            self.execute(req, key, v, inputs, step).map(|s| (s, false))
+            self.execute(req, ssh, key, v, inputs, step).map(|s| (s, false))
         })();
         {
             let (lock, cv) = &*slot;
@@ -393,7 +472,7 @@ impl Solver {
         s.layers.iter().map(|l| self.index.abs(&l.dir)).collect()
     }
 
-    fn execute(&self, req: &SolveRequest<'_>, key: CacheKey, v: &Vertex, inputs: &[Solved], step: &str) -> Result<Solved> {
+    fn execute(&self, req: &SolveRequest<'_>, ssh: &SshAgents, key: CacheKey, v: &Vertex, inputs: &[Solved], step: &str) -> Result<Solved> {
         if req.cancel.is_cancelled() {
             return Err(SolveError::Cancelled);
         }
@@ -451,6 +530,7 @@ impl Solver {
                 let base = snapshot_of(0)?.clone();
                 let lowers = self.layer_dirs(&base);
                 let mut views = Vec::new();
+                let mut proxies = Vec::new();
                 let mut mount_sources = Vec::new();
                 for (n, m) in e.mounts.iter().enumerate() {
                     let src = match &m.kind {
@@ -484,7 +564,16 @@ impl Solver {
                             MountSource::Cache { dir, lock }
                         }
                         MountKind::Tmpfs { .. } => MountSource::Tmpfs,
-                        MountKind::Ssh { .. } => return Err(SolveError::step(step, "ssh mounts are not supported yet")),
+                        MountKind::Ssh { id, required, uid, gid, mode } => match ssh.sockets.get(id) {
+                            Some(agent) => {
+                                // A socket of this step's own, relayed to the agent.
+                                let sock = work.path().join(format!("ssh-{n}.sock"));
+                                proxies.push(crate::ssh::AgentProxy::start(agent, &sock, *uid, *gid, *mode)?);
+                                MountSource::Socket(sock)
+                            }
+                            None if *required => return Err(SolveError::step(step, format!("ssh agent {id:?} not given: pass --ssh {id}[=SOCKET|KEY]"))),
+                            None => MountSource::Nothing,
+                        },
                         MountKind::Secret { id, required, .. } => match req.secrets.get(id) {
                             Some(b) => MountSource::Secret(b.clone()),
                             None if *required => return Err(SolveError::step(step, format!("secret {id} not found: pass it with --secret id={id},src=FILE"))),
@@ -498,6 +587,7 @@ impl Solver {
                 let on_output = move |b: &[u8]| progress(Event::Log { vertex: d, bytes: b.to_vec() });
                 let upper = crate::exec::run(ExecRequest { step, op: e, lowers, mount_sources, work: work.path(), cancel: &req.cancel, on_output: &on_output, helper: self.exec_helper.as_deref() })?;
                 drop(views);
+                drop(proxies);
                 (base, Some(upper))
             }
             _ => return Err(SolveError::step(step, "not an executable op")),
