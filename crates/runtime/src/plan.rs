@@ -438,9 +438,12 @@ fn mkdir_in_buf(sys: &dyn Syscall, path: &[u8]) -> Result<(), Errno> {
 fn create_devices(sys: &dyn Syscall) -> Step<'static> {
     const DEVICES: [(&CStr, u32, u32); 6] =
         [(c"/dev/null", 1, 3), (c"/dev/zero", 1, 5), (c"/dev/full", 1, 7), (c"/dev/random", 1, 8), (c"/dev/urandom", 1, 9), (c"/dev/tty", 5, 0)];
-    for (path, major, minor) in DEVICES {
-        sys.mknod(path, libc::S_IFCHR | 0o666, libc::makedev(major, minor)).map_err(fail("creating device", Some(path)))?;
-    }
+    // mknod applies the umask (022 from the caller): clear it so every user can write
+    // /dev/null, as in Docker, then give the process its umask back.
+    let umask = nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+    let made = DEVICES.iter().try_for_each(|(path, major, minor)| sys.mknod(path, libc::S_IFCHR | 0o666, libc::makedev(*major, *minor)).map_err(fail("creating device", Some(path))));
+    nix::sys::stat::umask(umask);
+    made?;
     const LINKS: [(&CStr, &CStr); 5] = [
         (c"/proc/self/fd", c"/dev/fd"),
         (c"/proc/self/fd/0", c"/dev/stdin"),

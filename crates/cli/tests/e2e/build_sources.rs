@@ -1,0 +1,381 @@
+//! End-to-end tests of what a build may reach beyond its context: ssh agents
+//! (`RUN --mount=type=ssh`, `--ssh`), git repositories (`ADD <git url>`), the insecure sandbox
+//! (`RUN --security=insecure`, `--allow`), networks and platforms.
+use crate::util::*;
+use crate::util_registry::free_port;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A builder root with `busybox:test` imported.
+fn with_busybox() -> Builder {
+    let b = Builder::new();
+    let dir = tempfile::tempdir().expect("tmp");
+    let tar = busybox_rootfs_tar(dir.path());
+    b.ok(&["import", tar.to_str().expect("utf8"), "busybox:test"]);
+    b
+}
+
+fn context(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let d = tempfile::tempdir().expect("tmp");
+    for (name, body) in files {
+        let p = d.path().join(name);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, body).expect("write");
+    }
+    d
+}
+
+/// `builder build --progress plain ARGS… CONTEXT` with extra environment; (success, stderr).
+fn build_env(b: &Builder, ctx: &Path, args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let mut cmd = b.cmd();
+    cmd.args(["build", "--progress", "plain"]).args(args).arg(ctx);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().expect("spawn builder");
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// Builds into a fresh directory (`--output type=local`) and returns it with the log.
+fn build_to_dir(b: &Builder, ctx: &Path, args: &[&str], env: &[(&str, &str)]) -> (tempfile::TempDir, String) {
+    let out = tempfile::tempdir().expect("tmp");
+    let dest = format!("type=local,dest={}", out.path().display());
+    let mut all = vec!["--output", dest.as_str()];
+    all.extend_from_slice(args);
+    let (ok, log) = build_env(b, ctx, &all, env);
+    assert!(ok, "build failed:\n{log}");
+    (out, log)
+}
+
+fn read(p: impl AsRef<Path>) -> String {
+    std::fs::read_to_string(p.as_ref()).unwrap_or_else(|e| panic!("{}: {e}", p.as_ref().display()))
+}
+
+/// Titles of the `[k/n]` steps of a plain log that were CACHED, and of those that ran.
+fn cached_and_ran(log: &str) -> (Vec<String>, Vec<String>) {
+    let mut titles = std::collections::HashMap::new();
+    let (mut cached, mut ran) = (Vec::new(), Vec::new());
+    for line in log.lines() {
+        let Some(rest) = line.strip_prefix('#') else { continue };
+        let Some((n, text)) = rest.split_once(' ') else { continue };
+        if text.starts_with('[') {
+            titles.insert(n.to_string(), text.to_string());
+        } else if text == "CACHED" {
+            cached.extend(titles.get(n).cloned());
+        } else if text.starts_with("DONE") {
+            ran.extend(titles.get(n).cloned());
+        }
+    }
+    (cached, ran)
+}
+
+// ---------------------------------------------------------------- ssh
+
+/// A context with the host's `ssh-add` and the libraries it loads under `rootfs/`, so a
+/// busybox image can talk to an agent (`COPY rootfs/ /`).
+fn context_with_ssh_add(dockerfile: &str) -> tempfile::TempDir {
+    let ctx = context(&[("Dockerfile", dockerfile)]);
+    let ssh_add = PathBuf::from("/usr/bin/ssh-add");
+    assert!(ssh_add.exists(), "tests need Debian's openssh-client");
+    let ldd = Command::new("ldd").arg(&ssh_add).output().expect("ldd");
+    let mut files = vec![ssh_add];
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        if let Some(p) = line.split_whitespace().find(|w| w.starts_with('/')) {
+            files.push(PathBuf::from(p));
+        }
+    }
+    for f in files {
+        let dest = ctx.path().join("rootfs").join(f.strip_prefix("/").expect("absolute"));
+        std::fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(&f, &dest).unwrap_or_else(|e| panic!("copy {}: {e}", f.display()));
+    }
+    ctx
+}
+
+/// A key pair made by ssh-keygen with `comment`; returns the private key's path.
+fn ssh_key(dir: &Path, comment: &str) -> PathBuf {
+    let key = dir.join(format!("key-{comment}"));
+    let st = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"]).arg(&key).status().expect("ssh-keygen");
+    assert!(st.success());
+    key
+}
+
+/// An ssh-agent holding `key`, on a socket in `dir`; killed when dropped.
+struct Agent {
+    child: Child,
+    socket: PathBuf,
+}
+
+impl Agent {
+    fn start(dir: &Path, name: &str, key: &Path) -> Agent {
+        let socket = dir.join(name);
+        let child = Command::new("ssh-agent").arg("-D").arg("-a").arg(&socket).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("ssh-agent");
+        let agent = Agent { child, socket };
+        let t = Instant::now();
+        while !agent.socket.exists() {
+            assert!(t.elapsed() < Duration::from_secs(10), "ssh-agent did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let st = Command::new("ssh-add").arg("-q").arg(key).env("SSH_AUTH_SOCK", &agent.socket).stdin(Stdio::null()).status().expect("ssh-add");
+        assert!(st.success());
+        agent
+    }
+    fn sock(&self) -> &str {
+        self.socket.to_str().expect("utf8")
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn ssh_default_forwards_the_agent_to_run_and_only_its_id_is_in_the_cache_key() {
+    let b = with_busybox();
+    let keys = tempfile::tempdir().expect("tmp");
+    let key = ssh_key(keys.path(), "builder-e2e-agent-key");
+    let ctx = context_with_ssh_add(
+        "FROM busybox:test\nCOPY rootfs/ /\nRUN --mount=type=ssh ssh-add -l > /keys.txt && echo \"sock=$SSH_AUTH_SOCK\" >> /keys.txt\n",
+    );
+    let agent = Agent::start(keys.path(), "a.sock", &key);
+    let (out, _) = build_to_dir(&b, ctx.path(), &["--ssh", "default"], &[("SSH_AUTH_SOCK", agent.sock())]);
+    let listed = read(out.path().join("keys.txt"));
+    assert!(listed.contains("builder-e2e-agent-key"), "{listed}");
+    assert!(listed.contains("sock=/run/buildkit/ssh_agent.0"), "{listed}");
+    assert!(!out.path().join("run/buildkit").exists(), "the socket's mount point is not left in the image");
+
+    // Another agent at another path: the step is the same (only the id counts).
+    let other = Agent::start(keys.path(), "b.sock", &key);
+    let (_, log) = build_to_dir(&b, ctx.path(), &["--ssh", &format!("default={}", other.sock())], &[]);
+    let (cached, ran) = cached_and_ran(&log);
+    assert!(cached.iter().any(|s| s.contains("RUN --mount=type=ssh")), "cached: {cached:?}\nran: {ran:?}\n{log}");
+}
+
+#[test]
+fn ssh_key_files_get_an_agent_with_the_mount_owner_and_target_asked() {
+    let b = with_busybox();
+    let keys = tempfile::tempdir().expect("tmp");
+    let key = ssh_key(keys.path(), "builder-e2e-file-key");
+    let ctx = context_with_ssh_add(
+        "FROM busybox:test\nCOPY rootfs/ /\nUSER app\n\
+         RUN --mount=type=ssh,id=deploy,target=/tmp/agent,required,uid=1000,mode=0600 \
+         ssh-add -l > /tmp/k.txt && stat -c '%u %a' /tmp/agent >> /tmp/k.txt && echo \"$SSH_AUTH_SOCK\" >> /tmp/k.txt\n",
+    );
+    let (out, _) = build_to_dir(&b, ctx.path(), &["--ssh", &format!("deploy={}", key.display())], &[("SSH_AUTH_SOCK", "")]);
+    let got = read(out.path().join("tmp/k.txt"));
+    assert!(got.contains("builder-e2e-file-key"), "{got}");
+    assert!(got.contains("1000 600\n/tmp/agent\n"), "{got}");
+    assert!(!out.path().join("tmp/agent").exists());
+}
+
+#[test]
+fn a_missing_required_ssh_id_names_the_id_and_line_and_an_optional_one_is_skipped() {
+    let b = with_busybox();
+    let ctx = context(&[("Dockerfile", "FROM busybox:test\nRUN echo before\nRUN --mount=type=ssh,id=deploy,required true\n")]);
+    let (ok, log) = build_env(&b, ctx.path(), &[], &[]);
+    assert!(!ok, "{log}");
+    assert!(log.contains("\"deploy\"") && log.contains("--ssh deploy") && log.contains("Dockerfile:3"), "{log}");
+
+    let optional = context(&[("Dockerfile", "FROM busybox:test\nRUN --mount=type=ssh test ! -e /run/buildkit/ssh_agent.0 && echo skipped > /r.txt\n")]);
+    let (out, _) = build_to_dir(&b, optional.path(), &[], &[]);
+    assert_eq!(read(out.path().join("r.txt")), "skipped\n");
+
+    let e = b.fails(&["build", "--ssh", "k=/nonexistent/key", ctx.path().to_str().expect("utf8")]);
+    assert!(e.contains("/nonexistent/key"), "{e}");
+}
+
+// ---------------------------------------------------------------- git
+
+const COMMIT_TIME: i64 = 1_577_934_245; // 2020-01-02T03:04:05Z
+
+fn sh(dir: &Path, script: &str) {
+    let st = Command::new("sh")
+        .arg("-ec")
+        .arg(script)
+        .current_dir(dir)
+        .env("GIT_AUTHOR_DATE", "2020-01-02T03:04:05Z")
+        .env("GIT_COMMITTER_DATE", "2020-01-02T03:04:05Z")
+        .status()
+        .expect("sh");
+    assert!(st.success(), "{script}");
+}
+
+/// `git daemon` serving `<base>/repo.git` (a repository with a `v1` tag, a later commit on
+/// `main` and a `docs` directory) on a free loopback port; stopped when dropped.
+struct GitServer {
+    child: Child,
+    base: tempfile::TempDir,
+    port: u16,
+}
+
+impl GitServer {
+    fn start() -> GitServer {
+        let base = tempfile::tempdir().expect("tmp");
+        let repo = base.path().join("repo.git");
+        std::fs::create_dir(&repo).expect("mkdir");
+        sh(&repo, "git init -q -b main . && git config user.email t@e && git config user.name t \
+                   && echo one > a.txt && mkdir docs && echo doc > docs/d.md \
+                   && git add -A && git commit -qm one && git tag -a v1 -m v1 \
+                   && echo two > a.txt && git commit -qam two");
+        let port = free_port();
+        let child = Command::new("git")
+            .arg("daemon")
+            .arg("--export-all")
+            .arg("--reuseaddr")
+            .arg(format!("--base-path={}", base.path().display()))
+            .arg(format!("--port={port}"))
+            .arg("--listen=127.0.0.1")
+            .arg(base.path())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("git daemon");
+        let t = Instant::now();
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(t.elapsed() < Duration::from_secs(10), "git daemon did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        GitServer { child, base, port }
+    }
+
+    fn url(&self, fragment: &str) -> String {
+        format!("git://127.0.0.1:{}/repo.git{fragment}", self.port)
+    }
+
+    fn commit(&self, script: &str) {
+        sh(&self.base.path().join("repo.git"), script);
+    }
+}
+
+impl Drop for GitServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn add_git_checks_out_refs_subdirs_and_keeps_git_dir_only_when_asked() {
+    let b = with_busybox();
+    let git = GitServer::start();
+    let dockerfile = format!(
+        "FROM busybox:test\nADD {} /head\nADD {} /tag\nADD {} /docs\nADD --keep-git-dir=true {} /kept\n",
+        git.url(""),
+        git.url("#v1"),
+        git.url("#main:docs"),
+        git.url("#main")
+    );
+    let ctx = context(&[("Dockerfile", &dockerfile)]);
+    let (out, _) = build_to_dir(&b, ctx.path(), &[], &[]);
+    assert_eq!(read(out.path().join("head/a.txt")), "two\n");
+    assert_eq!(read(out.path().join("tag/a.txt")), "one\n");
+    assert_eq!(read(out.path().join("docs/d.md")), "doc\n");
+    assert!(!out.path().join("docs/a.txt").exists());
+    assert!(!out.path().join("head/.git").exists() && !out.path().join("tag/.git").exists());
+    assert_eq!(read(out.path().join("kept/.git/HEAD")), "ref: refs/heads/main\n");
+
+    // In the image's layer: owned by root, with the commit's time.
+    let tar_out = tempfile::tempdir().expect("tmp");
+    let tar_path = tar_out.path().join("fs.tar");
+    let (ok, log) = build_env(&b, ctx.path(), &["--output", &format!("type=tar,dest={}", tar_path.display())], &[]);
+    assert!(ok, "{log}");
+    let mut a = tar::Archive::new(std::fs::File::open(&tar_path).expect("tar"));
+    let mut seen = false;
+    for e in a.entries().expect("entries") {
+        let e = e.expect("entry");
+        if e.path().expect("path").to_string_lossy().trim_start_matches("./") == "head/a.txt" {
+            let h = e.header();
+            assert_eq!((h.uid().expect("uid"), h.gid().expect("gid"), h.mode().expect("mode") & 0o777), (0, 0, 0o644));
+            assert_eq!(h.mtime().expect("mtime") as i64, COMMIT_TIME);
+            seen = true;
+        }
+    }
+    assert!(seen, "head/a.txt is in the tar");
+}
+
+#[test]
+fn add_git_is_cached_while_the_commit_is_the_same_and_rebuilt_after_a_new_one() {
+    let b = with_busybox();
+    let git = GitServer::start();
+    let ctx = context(&[("Dockerfile", &format!("FROM busybox:test\nADD {} /src\nRUN cat /src/a.txt > /seen.txt\n", git.url("#main")))]);
+    let (out, _) = build_to_dir(&b, ctx.path(), &[], &[]);
+    assert_eq!(read(out.path().join("seen.txt")), "two\n");
+
+    let (_, log) = build_to_dir(&b, ctx.path(), &[], &[]);
+    let (cached, ran) = cached_and_ran(&log);
+    assert!(ran.is_empty() && cached.iter().any(|s| s.contains("RUN cat")) && cached.iter().any(|s| s.contains("ADD")), "cached: {cached:?}\nran: {ran:?}\n{log}");
+
+    git.commit("echo three > a.txt && git commit -qam three");
+    let (out, log) = build_to_dir(&b, ctx.path(), &[], &[]);
+    assert_eq!(read(out.path().join("seen.txt")), "three\n");
+    let (_, ran) = cached_and_ran(&log);
+    assert!(ran.iter().any(|s| s.contains("RUN cat")) && ran.iter().any(|s| s.contains("ADD")), "ran: {ran:?}\n{log}");
+}
+
+#[test]
+fn add_git_of_a_missing_ref_is_a_clear_error_naming_ref_and_line() {
+    let b = with_busybox();
+    let git = GitServer::start();
+    let ctx = context(&[("Dockerfile", &format!("FROM busybox:test\nADD {} /src\n", git.url("#nope")))]);
+    let (ok, log) = build_env(&b, ctx.path(), &[], &[]);
+    assert!(!ok, "{log}");
+    assert!(log.contains("git ref \"nope\" not found") && log.contains(&git.url("")) && log.contains("Dockerfile:2"), "{log}");
+}
+
+// ---------------------------------------------------------------- security, network, platform
+
+fn cap_line(status: &str, name: &str) -> String {
+    status.lines().find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_string())).unwrap_or_else(|| panic!("no {name} in {status}"))
+}
+
+#[test]
+fn run_security_insecure_has_every_capability_with_allow_and_is_refused_without() {
+    let b = with_busybox();
+    let ctx = context(&[(
+        "Dockerfile",
+        "FROM busybox:test\nRUN --security=insecure cat /proc/self/status > /insecure.txt && cat /proc/kcore > /dev/null 2>&1; echo $? > /kcore.txt\nRUN cat /proc/self/status > /sandbox.txt\n",
+    )]);
+    let (ok, log) = build_env(&b, ctx.path(), &[], &[]);
+    assert!(!ok, "{log}");
+    assert!(log.contains("security.insecure") && log.contains("--allow security.insecure") && log.contains("Dockerfile:2"), "{log}");
+
+    let (out, _) = build_to_dir(&b, ctx.path(), &["--allow", "security.insecure"], &[]);
+    let ours = read("/proc/self/status");
+    assert_eq!(cap_line(&read(out.path().join("insecure.txt")), "CapEff:"), cap_line(&ours, "CapBnd:"), "every capability this machine gives");
+    assert_eq!(cap_line(&read(out.path().join("insecure.txt")), "Seccomp:"), "0");
+    assert_eq!(cap_line(&read(out.path().join("sandbox.txt")), "CapEff:"), "00000000a80425fb", "Docker's default set");
+    assert_eq!(cap_line(&read(out.path().join("sandbox.txt")), "Seccomp:"), "2");
+}
+
+#[test]
+fn run_network_none_has_only_loopback_and_host_is_the_default_network() {
+    let b = with_busybox();
+    let ctx = context(&[(
+        "Dockerfile",
+        "FROM busybox:test\nRUN --network=none cat /proc/net/dev > /none.txt\nRUN --network=host cat /proc/net/dev > /host.txt\nRUN --network=default cat /proc/net/dev > /default.txt\n",
+    )]);
+    let (out, _) = build_to_dir(&b, ctx.path(), &[], &[]);
+    let names = |s: String| -> Vec<String> {
+        let mut v: Vec<String> = s.lines().skip(2).filter_map(|l| l.split(':').next()).map(|n| n.trim().to_string()).collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names(read(out.path().join("none.txt"))), ["lo"]);
+    let host = names(read("/proc/net/dev"));
+    assert_eq!(names(read(out.path().join("host.txt"))), host);
+    assert_eq!(names(read(out.path().join("default.txt"))), host);
+}
+
+#[test]
+fn a_platform_the_base_image_lacks_is_an_error_naming_image_and_platform() {
+    let b = with_busybox();
+    let ctx = context(&[("Dockerfile", "FROM busybox:test\nRUN true\n")]);
+    let (ok, log) = build_env(&b, ctx.path(), &["--platform", "linux/arm64"], &[]);
+    assert!(!ok, "{log}");
+    assert!(log.contains("busybox:test") && log.contains("linux/arm64") && log.contains("Dockerfile:1"), "{log}");
+}
