@@ -96,9 +96,11 @@ impl Git<'_> {
             cmd.arg("-C").arg(d);
         }
         cmd.args(args).env("GIT_TERMINAL_PROMPT", "0").env("LC_ALL", "C").stdin(Stdio::null());
-        if let Some(sock) = self.ssh_agent {
-            cmd.env("SSH_AUTH_SOCK", sock);
-        }
+        // Only an agent the build was given (`--ssh default`), as BuildKit does.
+        match self.ssh_agent {
+            Some(sock) => cmd.env("SSH_AUTH_SOCK", sock),
+            None => cmd.env_remove("SSH_AUTH_SOCK"),
+        };
         if std::env::var_os("GIT_SSH_COMMAND").is_none() {
             cmd.env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes");
         }

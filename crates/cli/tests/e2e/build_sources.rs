@@ -327,6 +327,96 @@ fn add_git_of_a_missing_ref_is_a_clear_error_naming_ref_and_line() {
     assert!(log.contains("git ref \"nope\" not found") && log.contains(&git.url("")) && log.contains("Dockerfile:2"), "{log}");
 }
 
+/// A dumb-HTTP git server: a bare copy of the git server's repository, served as plain files
+/// (`git update-server-info`) by a tiny HTTP/1.0 server on a free loopback port.
+struct DumbHttp {
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl DumbHttp {
+    fn serve(git: &GitServer) -> DumbHttp {
+        let dir = tempfile::tempdir().expect("tmp");
+        let repo = git.base.path().join("repo.git");
+        sh(dir.path(), &format!("git clone -q --bare {} repo.git && git -C repo.git update-server-info", repo.display()));
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        let root = dir.path().to_path_buf();
+        std::thread::spawn(move || {
+            use std::io::{BufRead, Write};
+            for conn in listener.incoming().flatten() {
+                let mut reader = std::io::BufReader::new(conn);
+                let mut request = String::new();
+                let _ = reader.read_line(&mut request);
+                let mut header = String::new();
+                while reader.read_line(&mut header).map(|n| n > 2).unwrap_or(false) {
+                    header.clear();
+                }
+                let path = request.split_whitespace().nth(1).unwrap_or("/").split('?').next().unwrap_or("/").to_string();
+                let mut conn = reader.into_inner();
+                let file = root.join(path.trim_start_matches('/'));
+                let _ = match std::fs::read(&file).ok().filter(|_| !path.contains("..") && file.is_file()) {
+                    Some(body) => conn.write_all(format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes()).and_then(|_| conn.write_all(&body)),
+                    None => conn.write_all(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
+                };
+            }
+        });
+        DumbHttp { port, _dir: dir }
+    }
+}
+
+#[test]
+fn add_git_over_dumb_http_falls_back_to_a_full_fetch() {
+    let b = with_busybox();
+    let git = GitServer::start();
+    let http = DumbHttp::serve(&git);
+    let url = format!("http://127.0.0.1:{}/repo.git", http.port);
+    let ctx = context(&[("Dockerfile", &format!("FROM busybox:test\nADD {url}#v1 /tag\nADD {url} /head\n"))]);
+    let (out, _) = build_to_dir(&b, ctx.path(), &[], &[]);
+    assert_eq!(read(out.path().join("tag/a.txt")), "one\n");
+    assert_eq!(read(out.path().join("head/a.txt")), "two\n");
+}
+
+#[test]
+fn add_git_over_ssh_uses_the_default_ssh_agent_and_only_when_given() {
+    let b = with_busybox();
+    let git = GitServer::start();
+    let keys = tempfile::tempdir().expect("tmp");
+    let key = ssh_key(keys.path(), "builder-e2e-git-key");
+    let agent = Agent::start(keys.path(), "git.sock", &key);
+    // A stand-in for ssh: it insists on a forwarded agent, then runs git's command locally.
+    let fake_ssh = keys.path().join("fake-ssh");
+    std::fs::write(
+        &fake_ssh,
+        format!(
+            "#!/bin/sh\nssh-add -l >/dev/null 2>&1 || {{ echo 'fake-ssh: no ssh agent' >&2; exit 255; }}\nfor cmd; do :; done\ncd {} && exec sh -c \"$cmd\"\n",
+            git.base.path().display()
+        ),
+    )
+    .expect("write");
+    sh(keys.path(), "chmod 755 fake-ssh");
+    let ctx = context(&[("Dockerfile", "FROM busybox:test\nADD git@git.example:repo.git#main /src\n")]);
+    let ssh_cmd = fake_ssh.to_str().expect("utf8");
+    let (out, _) = build_to_dir(&b, ctx.path(), &["--ssh", "default"], &[("SSH_AUTH_SOCK", agent.sock()), ("GIT_SSH_COMMAND", ssh_cmd)]);
+    assert_eq!(read(out.path().join("src/a.txt")), "two\n");
+
+    let (ok, log) = build_env(&b, ctx.path(), &["--no-cache"], &[("SSH_AUTH_SOCK", agent.sock()), ("GIT_SSH_COMMAND", ssh_cmd)]);
+    assert!(!ok && log.contains("fake-ssh: no ssh agent") && log.contains("git@git.example:repo.git"), "without --ssh the agent is not used:\n{log}");
+}
+
+#[test]
+fn ssh_and_insecure_are_refused_for_remote_builds_before_connecting() {
+    let b = Builder::new();
+    let ctx = context(&[("Dockerfile", "FROM scratch\n")]);
+    let dir = ctx.path().to_str().expect("utf8");
+    let e = b.fails(&["--addr", "tcp://127.0.0.1:1", "build", "--ssh", "default=/nonexistent", dir]);
+    assert!(e.contains("--ssh is not supported for remote builds"), "{e}");
+    let e = b.fails(&["--addr", "tcp://127.0.0.1:1", "build", "--allow", "security.insecure", dir]);
+    assert!(e.contains("--allow security.insecure is not supported for remote builds"), "{e}");
+    let e = b.fails(&["build", "--allow", "everything", dir]);
+    assert!(e.contains("invalid --allow \"everything\""), "{e}");
+}
+
 // ---------------------------------------------------------------- security, network, platform
 
 fn cap_line(status: &str, name: &str) -> String {
