@@ -163,7 +163,10 @@ impl Remote {
                     _ => return Err(ApiError::Protocol("the server did not say which context paths the build reads".into())),
                 }
             };
-            let entries = tokio::task::block_in_place(|| walk::list(&context, &ignore, &always, &selection))?;
+            // The ignore files always go (the server's build reads its rules from them); the
+            // Dockerfile travels in the request, and goes as a context file only when read.
+            let always = if selection == Selection::Everything { &always[..] } else { &always[..2] };
+            let entries = tokio::task::block_in_place(|| walk::list(&context, &ignore, always, &selection))?;
             match previous.as_ref().map(|p| crate::context::delta(&p.entries, &entries)) {
                 Some((changed, removed)) => out.manifest(changed, removed, true).await?,
                 None => out.manifest(entries.clone(), Vec::new(), false).await?,

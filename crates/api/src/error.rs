@@ -31,6 +31,9 @@ pub enum ApiError {
     /// The server broke the protocol (a message out of order, a missing result).
     #[error("protocol error: {0}")]
     Protocol(String),
+    /// A request the client cannot send as given (a bad `--output` value, …).
+    #[error("{0}")]
+    Invalid(String),
     /// The user interrupted a remote build (Ctrl-C); the server cancels it.
     #[error("build cancelled: interrupted")]
     Interrupted,

@@ -211,7 +211,7 @@ impl OutputWriter {
     pub fn new(specs: &[String], tags: &[String]) -> Result<OutputWriter> {
         let mut outputs = Vec::new();
         for s in specs {
-            let o = parse_output(s, tags, false).map_err(|e| bad(e.to_string()))?;
+            let o = parse_output(s, tags, false).map_err(|e| ApiError::Invalid(e.to_string()))?;
             outputs.push((o, Sink::Pending));
         }
         Ok(OutputWriter { outputs })

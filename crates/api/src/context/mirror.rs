@@ -86,8 +86,17 @@ impl Mirror {
         let files = dir.join("files");
         let tmp = dir.join("tmp");
         fs::create_dir_all(&files).map_err(io("create", &files))?;
-        // Leftovers of an interrupted transfer are never part of the mirror.
+        // Leftovers of an interrupted transfer are never part of the mirror, nor are the
+        // Dockerfile and output directories of a session that did not end (the caller holds the
+        // mirror's lock: no session of this context is running).
         let _ = fs::remove_dir_all(&tmp);
+        for e in fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let name = e.file_name();
+            let name = name.to_string_lossy();
+            if name.starts_with("dockerfile-") || name.starts_with("outputs-") {
+                let _ = fs::remove_dir_all(e.path());
+            }
+        }
         fs::create_dir_all(&tmp).map_err(io("create", &tmp))?;
         Ok(Mirror { dir, files, tmp, as_root: nix::unistd::geteuid().is_root() })
     }

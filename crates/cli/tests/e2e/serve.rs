@@ -81,6 +81,16 @@ impl Server {
     }
 }
 
+impl Server {
+    /// Stops the server (SIGTERM) and hands over its root, which then outlives it.
+    fn stop_keeping_root(mut self) -> tempfile::TempDir {
+        let root = std::mem::replace(&mut self.root, tempfile::tempdir().expect("placeholder root"));
+        let status = self.terminate();
+        assert!(status.success(), "builder serve exited with {status}");
+        root
+    }
+}
+
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -987,9 +997,8 @@ fn remote_file_outputs_are_written_on_the_client_as_a_local_build_writes_them() 
     assert!(leftovers.is_empty(), "no temporary files are left beside the outputs: {leftovers:?}");
 
     // The same build, locally, on the server's root once it stopped: the very same results.
-    let state = server.state();
-    let status = server.terminate();
-    assert!(status.success(), "{status}");
+    let root = server.stop_keeping_root();
+    let state = root.path().join("state");
     let local_dir = client.path().join("local");
     let mut args: Vec<String> = vec!["--root".into(), state.display().to_string()];
     args.extend(["build", "--progress", "plain", "--build-arg", "SOURCE_DATE_EPOCH=0", "-t", "out:1"].map(String::from));
