@@ -3,7 +3,7 @@
 # (`buildah bud --layers --runtime runc`) on this machine, and prints a table of
 # cold build, no-op rebuild and rebuild-after-one-change times (seconds).
 #
-#   benches/build_compare.sh [--only builder,buildkit,buildah] [--runs N]
+#   benches/build_compare.sh [--only builder,buildkit,buildah] [--runs N] [--scenarios multistage,parallel,runs40,big]
 #
 # Needs root. BuildKit is used when `docker` can reach a daemon (it starts
 # `dockerd --bridge=none --iptables=false` if none runs); Buildah when `buildah` is installed.
@@ -13,10 +13,12 @@ cd "$(dirname "$0")/.."
 
 ONLY="builder,buildkit,buildah"
 RUNS=3
+SCENARIOS_WANTED=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --only) ONLY="$2"; shift 2 ;;
     --runs) RUNS="$2"; shift 2 ;;
+    --scenarios) SCENARIOS_WANTED="$2"; shift 2 ;;
     *) echo "unknown argument $1" >&2; exit 2 ;;
   esac
 done
@@ -26,7 +28,8 @@ BUILDER=${BUILDER:-$PWD/target/release/builder}
 # Debian's docker.io client speaks to its daemon's built-in BuildKit without the buildx plugin.
 DOCKER=${DOCKER:-$(command -v /usr/bin/docker || command -v docker || true)}
 if [ ! -x "$BUILDER" ]; then cargo build --release -p cli >&2; fi
-export BUILDER_NO_FSYNC=${BUILDER_NO_FSYNC:-}
+# Durability costs are part of the comparison: BUILDER_NO_FSYNC is passed on only if the caller set it.
+if [ -n "${BUILDER_NO_FSYNC:-}" ]; then export BUILDER_NO_FSYNC; fi
 
 WORK=$(mktemp -d /tmp/build-compare.XXXXXX)
 trap 'rm -rf "$WORK"' EXIT
@@ -91,6 +94,7 @@ DF
 change_big() { echo "changed $1" > "$WORK/ctx/big/marker"; }
 
 SCENARIOS="multistage parallel runs40 big"
+if [ -n "$SCENARIOS_WANTED" ]; then SCENARIOS=${SCENARIOS_WANTED//,/ }; fi
 
 now() { date +%s.%N; }
 # Runs "$@" quietly; prints elapsed seconds; fails loudly on error.

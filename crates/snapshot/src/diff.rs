@@ -146,6 +146,16 @@ pub fn write_layer(dir: &Path, out: impl Write + Send, opts: &DiffOptions) -> Re
     Ok(LayerDiff { diff_id, digest, size, compression: opts.compression, entries })
 }
 
+/// Writes the uncompressed layer tar of `dir` to `out` without hashing it, for a sink that
+/// computes the digest itself (the store's blob writer): an uncompressed layer's diffID is its
+/// blob digest, and hashing a large layer twice costs as much as writing it. Same bytes as
+/// [`write_layer`] with [`Compression::Uncompressed`]. Returns the number of tar entries.
+pub fn write_tar_unhashed<W: Write>(dir: &Path, out: W, opts: &DiffOptions) -> Result<(W, u64), DiffError> {
+    let (mut w, entries) = write_entries(dir, out, opts)?;
+    w.flush().map_err(|e| DiffError::Write { path: "<end of archive>".into(), source: e })?;
+    Ok((w, entries))
+}
+
 /// Counts bytes on their way to `inner`.
 struct CountingWriter<W> {
     inner: W,
@@ -165,8 +175,14 @@ impl<W: Write> Write for CountingWriter<W> {
 
 /// Writes the tar through a hashing writer; returns the inner writer, entry count and diffID.
 fn write_tar<W: Write>(dir: &Path, w: W, opts: &DiffOptions) -> Result<(W, u64, String), DiffError> {
-    let hashing = HashingWriter::new(w);
-    let mut tar = tar::Builder::new(hashing);
+    let (hashing, entries) = write_entries(dir, HashingWriter::new(w), opts)?;
+    let (w, _, diff_id) = hashing.finish_hash();
+    Ok((w, entries, diff_id))
+}
+
+/// Writes the tar of `dir` to `w`; returns the writer and the entry count.
+fn write_entries<W: Write>(dir: &Path, w: W, opts: &DiffOptions) -> Result<(W, u64), DiffError> {
+    let mut tar = tar::Builder::new(w);
     tar.mode(tar::HeaderMode::Complete);
     let mut entries = 0u64;
     let mut hardlinks: HashMap<(u64, u64), String> = HashMap::new();
@@ -175,9 +191,8 @@ fn write_tar<W: Write>(dir: &Path, w: W, opts: &DiffOptions) -> Result<(W, u64, 
         append(&mut tar, item, opts.source_date_epoch, &mut hardlinks)?;
         Ok(true)
     })?;
-    let hashing = tar.into_inner().map_err(|e| DiffError::Write { path: "<end of archive>".into(), source: e })?;
-    let (w, _, diff_id) = hashing.finish_hash();
-    Ok((w, entries, diff_id))
+    let w = tar.into_inner().map_err(|e| DiffError::Write { path: "<end of archive>".into(), source: e })?;
+    Ok((w, entries))
 }
 
 /// One thing the layer records.
@@ -522,6 +537,19 @@ mod tests {
         assert_eq!(format!("sha256:{}", hex::encode(Sha256::digest(&un))), plain.diff_id);
         let z = write_layer(d.path(), io::sink(), &DiffOptions { compression: Compression::Zstd, ..Default::default() }).expect("zstd");
         assert_eq!(z.diff_id, plain.diff_id);
+    }
+
+    #[test]
+    fn unhashed_tar_is_the_uncompressed_layer() {
+        let d = tempfile::tempdir().expect("tmp");
+        fs::create_dir(d.path().join("dir")).expect("mkdir");
+        fs::write(d.path().join("dir/f"), vec![7u8; 3000]).expect("write");
+        let mut hashed = Vec::new();
+        let opts = DiffOptions { compression: Compression::Uncompressed, source_date_epoch: Some(5), ..Default::default() };
+        let diff = write_layer(d.path(), &mut hashed, &opts).expect("diff");
+        let (plain, entries) = write_tar_unhashed(d.path(), Vec::new(), &opts).expect("tar");
+        assert_eq!(plain, hashed);
+        assert_eq!(entries, diff.entries);
     }
 
     #[test]

@@ -7,12 +7,24 @@
 //! cache/locks/<key>.lock     held while a key is being computed, so concurrent builds wait
 //! cache/mounts/<id>/         RUN --mount=type=cache directories
 //! cache/stat/<ctx>.json      stat caches of build contexts
+//! cache/pending/<id>         a layer not known to be on disk yet: the boot it was written in
 //! cache/lock                 shared by builds, exclusive for prune
 //! ```
 //!
 //! Crash safety: a layer directory is complete before it is renamed into `layers/`, and a
-//! record is written (tmp + fsync + rename) only after its layers are in place; a record whose
-//! layer is missing is a miss. Readers need no lock.
+//! record is written (tmp + rename) only after its layers are in place; a record whose layer is
+//! missing is a miss. Readers need no lock.
+//!
+//! Durability without a flush per step: a new layer is not synced when it is committed (that
+//! would cost a flush of everything it wrote, in the middle of the build). Instead its
+//! `pending/<id>` marker, created before the layer is renamed into place, names the boot it was
+//! written in. A killed process loses nothing (its writes are in the page cache), so within that
+//! boot the layer is good; after a crash of the machine it may be torn, so a layer whose marker
+//! names another boot (or is unreadable) is a miss and is replaced. [`CacheIndex::settle`],
+//! run when a solver opens the index, syncs the filesystem once for layers older than a minute
+//! (by then the kernel has written them back, so it is cheap) and removes their markers.
+//! Filesystems with a metadata journal (ext4, xfs, btrfs) persist the marker no later than the
+//! rename that follows it.
 
 use std::fs;
 use std::io::Write;
@@ -108,6 +120,10 @@ pub struct CacheRecord {
     pub created: u64,
 }
 
+/// How long a committed layer stays pending before [`CacheIndex::open`] syncs it: longer than
+/// the kernel's usual write-back delay (30 s), so the sync finds little left to write.
+pub const SETTLE_AGE: Duration = Duration::from_secs(60);
+
 /// The cache index of one state root.
 #[derive(Clone, Debug)]
 pub struct CacheIndex {
@@ -120,11 +136,18 @@ pub fn now_secs() -> u64 {
 
 impl CacheIndex {
     /// Opens (creating) `<root>/cache`.
+    /// Opens (creating) `<root>/cache`, and settles layers pending for more than
+    /// [`SETTLE_AGE`] (see [`CacheIndex::settle`]).
     pub fn open(state_root: &Path) -> Result<CacheIndex> {
         let idx = CacheIndex { root: state_root.to_path_buf() };
-        for d in ["cache/index", "cache/layers", "cache/blobs", "cache/locks", "cache/mounts", "cache/stat", "cache/tmp"] {
+        for d in ["cache/index", "cache/layers", "cache/blobs", "cache/locks", "cache/mounts", "cache/stat", "cache/tmp", "cache/pending"] {
             let p = state_root.join(d);
             fs::create_dir_all(&p).map_err(SolveError::io("create", &p))?;
+        }
+        match idx.settle(SETTLE_AGE) {
+            Ok(st) if st != SettleStats::default() => tracing::debug!(settled = st.settled, discarded = st.discarded, "settled pending layers"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!("making cached layers durable: {e}"),
         }
         Ok(idx)
     }
@@ -155,7 +178,7 @@ impl CacheIndex {
         let path = self.record_path(key);
         let bytes = fs::read(&path).ok()?;
         let rec: CacheRecord = serde_json::from_slice(&bytes).ok()?;
-        if !rec.snapshot.layers.iter().all(|l| self.abs(&l.dir).is_dir()) {
+        if !rec.snapshot.layers.iter().all(|l| self.layer_is_usable(&l.dir)) {
             return None;
         }
         // Last use is the record's mtime (for prune); failure to update it is harmless.
@@ -181,19 +204,103 @@ impl CacheIndex {
     }
 
     /// Moves a finished layer directory into place for `key` and returns its relative path.
-    /// When another build already put one there, ours is discarded and theirs is used.
+    /// When another build already put one there, ours is discarded and theirs is used. The
+    /// layer is not synced here: see "Durability" in the module docs.
     pub fn commit_layer(&self, key: &CacheKey, dir: &Path) -> Result<PathBuf> {
         let rel = self.layer_dir_rel(key);
         let dest = self.abs(&rel);
         if dest.is_dir() {
-            return Ok(rel);
+            if self.layer_is_usable(&rel) {
+                return Ok(rel);
+            }
+            // Written before a crash of the machine: may be torn. Move it out of the way.
+            let stale = self.dir().join("tmp").join(format!("stale-{}-{}", key.layer_id(), std::process::id()));
+            fs::rename(&dest, &stale).map_err(SolveError::io("move aside stale layer", &dest))?;
+            let _ = fs::remove_dir_all(&stale);
         }
-        sync_tree(dir);
+        match current_boot() {
+            // The marker first: the layer must never be on disk without it.
+            Some(boot) => write_atomic(&self.pending_path(&key.layer_id()), boot.as_bytes(), &self.dir().join("tmp"))?,
+            None => sync_tree(dir),
+        }
         match fs::rename(dir, &dest) {
             Ok(()) => Ok(rel),
             Err(_) if dest.is_dir() => Ok(rel),
             Err(e) => Err(SolveError::Io { op: "move layer into", path: dest, source: e }),
         }
+    }
+
+    fn pending_path(&self, layer_id: &str) -> PathBuf {
+        self.dir().join("pending").join(layer_id)
+    }
+
+    /// Whether the layer directory `rel` exists and can be trusted: it is durable, or it was
+    /// written in this boot of the machine.
+    fn layer_is_usable(&self, rel: &Path) -> bool {
+        if !self.abs(rel).is_dir() {
+            return false;
+        }
+        // Only built layers (`cache/layers/<id>`) have markers; base-image snapshots are synced
+        // when they are unpacked.
+        let Some(id) = rel.strip_prefix("cache/layers").ok().and_then(|r| r.to_str()) else { return true };
+        match fs::read(self.pending_path(id)) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
+            Err(_) => false,
+            Ok(boot) => current_boot().is_some_and(|b| b.as_bytes() == boot.as_slice()),
+        }
+    }
+
+    /// Makes layers committed more than `min_age` ago durable: one syncfs(2) of the state root's
+    /// filesystem, then their `pending/` markers go. Layers whose marker names another boot
+    /// (written before a crash) are deleted. Does nothing while a build or prune of another
+    /// process holds the cache lock.
+    pub fn settle(&self, min_age: Duration) -> Result<SettleStats> {
+        let mut stats = SettleStats::default();
+        let pending = self.dir().join("pending");
+        let Ok(rd) = fs::read_dir(&pending) else { return Ok(stats) };
+        let entries: Vec<_> = rd.flatten().collect();
+        if entries.is_empty() {
+            return Ok(stats);
+        }
+        let path = self.dir().join("lock");
+        let lock = fs::File::options().create(true).truncate(false).write(true).open(&path).map_err(SolveError::io("open lock", &path))?;
+        if !fs4::fs_std::FileExt::try_lock_exclusive(&lock).unwrap_or(false) {
+            return Ok(stats);
+        }
+        let boot = current_boot();
+        let mut ripe = Vec::new();
+        for e in entries {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let mine = fs::read(e.path()).ok().zip(boot).is_some_and(|(b, cur)| b == cur.as_bytes());
+            if !mine {
+                // From an earlier boot: the layer may be torn.
+                let dir = self.dir().join("layers").join(&name);
+                if dir.exists() {
+                    let aside = self.dir().join("tmp").join(format!("stale-{name}-{}", std::process::id()));
+                    if fs::rename(&dir, &aside).is_ok() {
+                        let _ = fs::remove_dir_all(&aside);
+                    }
+                }
+                let _ = fs::remove_file(e.path());
+                stats.discarded += 1;
+                continue;
+            }
+            let old = e.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok()).is_some_and(|age| age >= min_age);
+            if old {
+                ripe.push(e.path());
+            }
+        }
+        if !ripe.is_empty() {
+            if !fsync_disabled() {
+                let root = fs::File::open(self.dir()).map_err(SolveError::io("open", &self.dir()))?;
+                nix::unistd::syncfs(&root).map_err(|e| SolveError::Io { op: "syncfs", path: self.dir(), source: e.into() })?;
+            }
+            for p in &ripe {
+                let _ = fs::remove_file(p);
+            }
+            stats.settled = ripe.len();
+        }
+        Ok(stats)
     }
 
     /// Takes the per-key lock, so only one process computes `key` at a time.
@@ -338,6 +445,7 @@ impl CacheIndex {
             if !used.contains(&e.file_name()) {
                 stats.bytes += dir_size(&e.path());
                 let _ = fs::remove_dir_all(e.path());
+                let _ = fs::remove_file(self.pending_path(&e.file_name().to_string_lossy()));
                 let _ = fs::remove_file(self.dir().join("blobs").join(format!("{}.gzip.json", e.file_name().to_string_lossy())));
                 let _ = fs::remove_file(self.dir().join("blobs").join(format!("{}.zstd.json", e.file_name().to_string_lossy())));
                 let _ = fs::remove_file(self.dir().join("blobs").join(format!("{}.uncompressed.json", e.file_name().to_string_lossy())));
@@ -387,6 +495,15 @@ impl WorkDir {
     }
 }
 
+/// What [`CacheIndex::settle`] did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SettleStats {
+    /// Layers made durable.
+    pub settled: usize,
+    /// Layers from an earlier boot that were deleted.
+    pub discarded: usize,
+}
+
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct PruneStats {
     pub records: usize,
@@ -423,11 +540,23 @@ pub fn dir_size(dir: &Path) -> u64 {
         .sum()
 }
 
-/// Makes a finished layer durable before it becomes visible: one syncfs(2) of its filesystem
-/// (one journal commit, where an fsync per file would cost one each).
+/// Whether `BUILDER_NO_FSYNC` is set (and not empty): skip flushes, for benchmarks of CPU work.
+fn fsync_disabled() -> bool {
+    std::env::var_os("BUILDER_NO_FSYNC").is_some_and(|v| !v.is_empty())
+}
+
+/// The boot id of the running kernel: what a `pending/` marker records.
+fn current_boot() -> Option<&'static str> {
+    static BOOT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    BOOT.get_or_init(|| fs::read_to_string("/proc/sys/kernel/random/boot_id").ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()))
+        .as_deref()
+}
+
+/// Makes a finished layer durable before it becomes visible, where the boot id is unknown (no
+/// `pending/` marker possible): one syncfs(2) of its filesystem.
 /// Skipped when BUILDER_NO_FSYNC is set.
 fn sync_tree(dir: &Path) {
-    if std::env::var_os("BUILDER_NO_FSYNC").is_some() {
+    if fsync_disabled() {
         return;
     }
     if let Ok(f) = fs::File::open(dir) {
@@ -436,8 +565,9 @@ fn sync_tree(dir: &Path) {
 }
 
 /// Writes `bytes` to `dest` with tmp + rename, so readers see the old or the new file, never
-/// half of one. No fsync: every file written here is a record that reads as a cache miss when
-/// it is missing or torn (after a power loss), and the layers it names were synced before.
+/// half of one. No fsync: every file written here is a record or marker that reads as a cache
+/// miss when it is missing or torn (after a power loss), and the layers a record names are
+/// durable or marked pending (see the module docs).
 pub fn write_atomic(dest: &Path, bytes: &[u8], tmp_dir: &Path) -> Result<()> {
     static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -476,6 +606,50 @@ mod tests {
         assert!(again.get(&key("b")).is_none());
         fs::remove_dir_all(root.path().join(&rel)).expect("rm layer");
         assert!(again.get(&k).is_none(), "a record whose layer is gone must be a miss");
+    }
+
+    fn commit_one(idx: &CacheIndex, k: &CacheKey, content: &[u8]) -> PathBuf {
+        let work = idx.work_dir().expect("work");
+        let layer = work.path().join("layer");
+        fs::create_dir(&layer).expect("mkdir");
+        fs::write(layer.join("f"), content).expect("write");
+        let rel = idx.commit_layer(k, &layer).expect("commit");
+        let rec = CacheRecord { snapshot: Snapshot { layers: vec![LayerRef { dir: rel.clone(), blob: None }] }, new_layers: 1, size: 1, description: "RUN x".into(), created: now_secs() };
+        idx.put(k, &rec).expect("put");
+        rel
+    }
+
+    #[test]
+    fn layer_written_before_a_machine_crash_is_a_miss_and_is_replaced() {
+        let root = tempfile::tempdir().expect("tmp");
+        let idx = CacheIndex::open(root.path()).expect("open");
+        let k = key("crash");
+        let rel = commit_one(&idx, &k, b"old");
+        assert!(idx.get(&k).is_some(), "a layer of this boot is trusted before it is synced");
+        // As if the machine rebooted since: the marker names another boot.
+        fs::write(idx.pending_path(&k.layer_id()), b"another-boot").expect("marker");
+        assert!(idx.get(&k).is_none(), "an unsynced layer of an earlier boot may be torn");
+        commit_one(&idx, &k, b"new");
+        assert!(idx.get(&k).is_some());
+        assert_eq!(fs::read(root.path().join(&rel).join("f")).expect("read"), b"new");
+    }
+
+    #[test]
+    fn settle_makes_layers_durable_and_drops_those_of_an_earlier_boot() {
+        let root = tempfile::tempdir().expect("tmp");
+        let idx = CacheIndex::open(root.path()).expect("open");
+        let (mine, old) = (key("mine"), key("old"));
+        commit_one(&idx, &mine, b"1");
+        let old_rel = commit_one(&idx, &old, b"2");
+        fs::write(idx.pending_path(&old.layer_id()), b"").expect("torn marker");
+        let st = idx.settle(Duration::from_secs(3600)).expect("settle");
+        assert_eq!(st, SettleStats { settled: 0, discarded: 1 }, "fresh layers stay pending");
+        assert!(!root.path().join(old_rel).exists());
+        assert!(idx.pending_path(&mine.layer_id()).exists());
+        let st = idx.settle(Duration::ZERO).expect("settle");
+        assert_eq!(st, SettleStats { settled: 1, discarded: 0 });
+        assert!(!idx.pending_path(&mine.layer_id()).exists());
+        assert!(idx.get(&mine).is_some(), "a settled layer is trusted in any boot");
     }
 
     #[test]

@@ -150,6 +150,9 @@ pub fn run(mut req: ExecRequest<'_>) -> Result<PathBuf> {
         },
         mounts,
         overlay: Some(runtime::OverlayRootfs { lowers: lowers_top_first, upper: upper.clone(), work: ovl_work.clone() }),
+        // No sync of the upper dir when the sandbox ends: the cache makes layers durable itself
+        // (see "Durability" in `cache`).
+        volatile: true,
         ..Default::default()
     };
     let mut spec = runtime::build_spec(&opts).map_err(|e| SolveError::step(req.step, e.to_string()))?;

@@ -99,16 +99,21 @@ pub fn layer_blobs(index: &CacheIndex, store: &oci::Store, snapshot: &Snapshot, 
         let lowers: Vec<_> = snapshot.layers[..i].iter().rev().map(|l| index.abs(&l.dir)).collect();
         let started = std::time::Instant::now();
         let mut w = store.blob_writer().map_err(|e| SolveError::Other(format!("writing layer blob: {e}")))?;
-        let diff = snapshot::diff::write_layer(
-            &dir,
-            &mut w,
-            &DiffOptions { compression: opts.compression, source_date_epoch: opts.source_date_epoch, lowers, ..Default::default() },
-        )?;
-        let digest: oci::Digest = diff.digest.parse().map_err(|e| SolveError::Other(format!("{e}")))?;
-        w.commit(Some(&digest)).map_err(|e| SolveError::Other(format!("storing layer blob {digest}: {e}")))?;
-        let b = BlobDesc { digest: diff.digest.clone(), size: diff.size, media_type: diff.media_type().to_string(), diff_id: diff.diff_id.clone() };
+        let diff_opts = DiffOptions { compression: opts.compression, source_date_epoch: opts.source_date_epoch, lowers, ..Default::default() };
+        let b = if opts.compression == Compression::Uncompressed {
+            // The blob is the tar: the store's writer hashes it once, and that is the diffID.
+            let (w, _) = snapshot::diff::write_tar_unhashed(&dir, w, &diff_opts)?;
+            let info = w.commit(None).map_err(|e| SolveError::Other(format!("storing layer blob of {}: {e}", dir.display())))?;
+            let digest = info.digest.to_string();
+            BlobDesc { diff_id: digest.clone(), digest, size: info.size, media_type: Compression::Uncompressed.media_type().to_string() }
+        } else {
+            let diff = snapshot::diff::write_layer(&dir, &mut w, &diff_opts)?;
+            let digest: oci::Digest = diff.digest.parse().map_err(|e| SolveError::Other(format!("{e}")))?;
+            w.commit(Some(&digest)).map_err(|e| SolveError::Other(format!("storing layer blob {digest}: {e}")))?;
+            BlobDesc { digest: diff.digest.clone(), size: diff.size, media_type: diff.media_type().to_string(), diff_id: diff.diff_id.clone() }
+        };
         index.set_layer_blob(&l.dir, &tag, &b)?;
-        Ok((b, format!("exporting layer {} {:.1}s", &diff.digest[..19], started.elapsed().as_secs_f64())))
+        Ok((b.clone(), format!("exporting layer {} {:.1}s", &b.digest[..19], started.elapsed().as_secs_f64())))
     };
     std::thread::scope(|s| {
         for _ in 0..workers {
