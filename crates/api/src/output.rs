@@ -63,6 +63,21 @@ pub fn server_spec(outputs: &[String], tags: &[String], dir: &Path) -> (Vec<Stri
     (specs, back)
 }
 
+/// `ev` with the server's output paths in notes (`copying files to /srv/…/output-0 done`) put
+/// back as the client wrote them, so the progress reads as a local build's.
+pub fn client_paths_in(ev: solver::Event, outputs: &[ServerOutput], specs: &[String]) -> solver::Event {
+    let solver::Event::Note { mut message } = ev else { return ev };
+    for o in outputs {
+        let dest = match specs.get(o.index as usize).map(|s| parse_output(s, &[], false)) {
+            Some(Ok(Output::Local { dest })) => dest.display().to_string(),
+            Some(Ok(Output::Tar { dest } | Output::Archive { dest, .. })) => dest,
+            _ => continue,
+        };
+        message = message.replace(&o.path.display().to_string(), &dest);
+    }
+    solver::Event::Note { message }
+}
+
 fn failed(action: &str, path: &Path, e: impl std::fmt::Display) -> EngineError {
     EngineError::Failed(format!("output: {action} {}: {e}", path.display()))
 }
@@ -486,6 +501,14 @@ mod tests {
         w.accept(part(entry("", FileKind::Dir))).expect("root");
         w.accept(part(entry("etc", FileKind::Symlink))).expect("symlink");
         assert!(w.accept(part(entry("etc/passwd", FileKind::File))).is_err(), "a write through a symlink");
+    }
+
+    #[test]
+    fn progress_names_the_clients_destination() {
+        let specs = vec!["type=local,dest=site".to_string()];
+        let (_, back) = server_spec(&specs, &[], Path::new("/srv/out"));
+        let ev = solver::Event::Note { message: "copying files to /srv/out/output-0 done".into() };
+        assert_eq!(client_paths_in(ev, &back, &specs), solver::Event::Note { message: "copying files to site done".into() });
     }
 
     #[test]

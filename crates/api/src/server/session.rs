@@ -226,6 +226,7 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut inbound: Streaming<BuildClient
     // File outputs are written into a private directory, then streamed back.
     let out_dir = tokio::task::block_in_place(|| tempfile::Builder::new().prefix("outputs-").tempdir_in(mirror.dir()))
         .map_err(|e| Status::internal(format!("create a directory for the build's outputs: {e}")))?;
+    let client_outputs = options.outputs.clone();
     let (specs, file_outputs) = crate::output::server_spec(&options.outputs, &options.tags, out_dir.path());
     options.outputs = specs;
 
@@ -245,6 +246,7 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut inbound: Streaming<BuildClient
         tokio::select! {
             r = work.as_mut() => break r,
             Some(ev) = prx.recv() => {
+                let ev = crate::output::client_paths_in(ev, &file_outputs, &client_outputs);
                 if send(tx, Out::Progress(convert::event_to_proto(&ev))).await.is_err() && cancelled.is_none() {
                     cancelled = Some("the client went away");
                     cancel.cancel();
@@ -273,6 +275,7 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut inbound: Streaming<BuildClient
         }
     };
     while let Ok(ev) = prx.try_recv() {
+        let ev = crate::output::client_paths_in(ev, &file_outputs, &client_outputs);
         let _ = send(tx, Out::Progress(convert::event_to_proto(&ev))).await;
     }
     drop(df_dir);

@@ -369,7 +369,12 @@ fn build(globals: &Globals, a: BuildArgs) -> anyhow::Result<ExitCode> {
             let interrupt = api::client::Interrupt::default();
             {
                 let i = interrupt.clone();
-                let _ = ctrlc::set_handler(move || i.trigger());
+                // Should the client be stuck (walking a huge context), leave anyway.
+                let _ = ctrlc::set_handler(move || {
+                    i.trigger();
+                    std::thread::sleep(std::time::Duration::from_secs(5));
+                    std::process::exit(130);
+                });
             }
             api::client::build_until(addr, &options, &context_dir, &interrupt, |e| sink(e.clone())).map(|r| r.outcome).map_err(|e| anyhow!("{e}"))
         }

@@ -989,6 +989,9 @@ fn remote_file_outputs_are_written_on_the_client_as_a_local_build_writes_them() 
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let out = remote_cli(&server, client.path(), false, &args);
     assert_success(&out, &args);
+    let plain = String::from_utf8_lossy(&out.stderr);
+    assert!(plain.contains(&format!("copying files to {} done", remote_dir.join("tree").display())), "the progress names the client's destination:\n{plain}");
+    assert!(!plain.contains("output-"), "the server's own paths stay on the server:\n{plain}");
     let stdout_args = ["build", "--build-arg", "SOURCE_DATE_EPOCH=0", "-o", "-", ctx_arg];
     let remote_stdout = remote_cli(&server, client.path(), false, &stdout_args);
     assert_success(&remote_stdout, &stdout_args);
