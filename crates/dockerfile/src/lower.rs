@@ -252,13 +252,10 @@ impl<'a> Lowerer<'a> {
         let mut want = platform.split('/');
         let (os, arch) = (want.next().unwrap_or("linux"), want.next().unwrap_or("amd64"));
         if !r.architecture.is_empty() && (r.architecture != arch || (!r.os.is_empty() && r.os != os)) {
+            let have = format!("{}/{}", if r.os.is_empty() { os } else { &r.os }, r.architecture);
             return Err(format!(
-                "image {} has no variant for platform {platform} (it is {}/{}): build for {}/{} or use an image made for {platform}",
-                r.reference,
-                if r.os.is_empty() { os } else { &r.os },
-                r.architecture,
-                if r.os.is_empty() { os } else { &r.os },
-                r.architecture
+                "image {} has no variant for platform {platform} (the one here is {have}): build with --platform {have}, or add --pull to fetch {platform} from its registry",
+                r.reference
             ));
         }
         self.images.insert(reference.to_string(), r.clone());
