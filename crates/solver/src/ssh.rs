@@ -85,12 +85,21 @@ impl KeyAgent {
         let dir = tempfile::Builder::new().prefix("ssh-agent-").tempdir_in(tmp_root).map_err(SolveError::io("create temp dir in", tmp_root))?;
         let socket = dir.path().join("agent.sock");
         let missing = |e: std::io::Error| SolveError::Other(format!("--ssh {id}: key files need ssh-agent and ssh-add (Debian's openssh-client) on this machine: {e}"));
-        let child = Command::new("ssh-agent").arg("-D").arg("-a").arg(&socket).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().map_err(missing)?;
+        // The agent dies with the build even when it is killed (util-linux `setpriv`, when
+        // there; this crate has no unsafe code to set the parent-death signal itself).
+        let mut cmd = if Path::new("/usr/bin/setpriv").exists() {
+            let mut c = Command::new("/usr/bin/setpriv");
+            c.args(["--pdeathsig", "KILL", "--", "ssh-agent"]);
+            c
+        } else {
+            Command::new("ssh-agent")
+        };
+        let child = cmd.arg("-D").arg("-a").arg(&socket).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().map_err(missing)?;
         let mut agent = KeyAgent { child, socket, _dir: dir };
         let started = Instant::now();
         while !agent.socket.exists() {
             if started.elapsed() > Duration::from_secs(10) || matches!(agent.child.try_wait(), Ok(Some(_))) {
-                return Err(SolveError::Other(format!("--ssh {id}: ssh-agent did not start")));
+                return Err(SolveError::Other(format!("--ssh {id}: ssh-agent did not start (key files need Debian's openssh-client)")));
             }
             std::thread::sleep(Duration::from_millis(10));
         }
