@@ -16,7 +16,7 @@ use crate::Globals;
 #[derive(Subcommand, Debug)]
 pub enum Command {
     /// Build an image from a Dockerfile.
-    Build(BuildArgs),
+    Build(Box<BuildArgs>),
     /// Remove build cache.
     Prune(PruneArgs),
     /// Show disk usage of the build cache.
@@ -114,7 +114,7 @@ pub struct DuArgs {
 impl Command {
     pub fn run(self, globals: &Globals) -> anyhow::Result<ExitCode> {
         match self {
-            Command::Build(a) => build(globals, a),
+            Command::Build(a) => build(globals, *a),
             Command::Prune(a) => prune(globals, a),
             Command::Du(a) => du(globals, a),
             Command::BuildExec { bundle } => build_exec(&bundle),
