@@ -208,7 +208,7 @@ pub fn run(mut req: ExecRequest<'_>) -> Result<PathBuf> {
     Ok(upper)
 }
 
-/// Starts the sandbox from this process (only safe while it has a single thread).
+/// Starts the sandbox from this process (the runtime may be called from several threads).
 fn run_in_process(bundle: &Path, spec: &oci_spec::runtime::Spec, out: OwnedFd, req: &ExecRequest<'_>) -> Result<runtime::ExitStatus> {
     let err: OwnedFd = out.try_clone().map_err(SolveError::io("dup pipe", bundle))?;
     let stdio = runtime::Stdio::fds(None, out, err);

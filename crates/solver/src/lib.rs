@@ -13,7 +13,8 @@
 //! - Once per process, while it has one thread: [`view::enter_private_mount_namespace`], so
 //!   every mount of the build vanishes with the process.
 //! - [`Solver::new`]`(root, Arc::new(base::StoreImages::new(store, root)))`; share it between
-//!   builds. RUN sandboxes start from `builder __build-exec` ([`solve::DEFAULT_EXEC_HELPER`]).
+//!   builds. RUN sandboxes start from this process (the runtime is thread-safe); a helper
+//!   command such as `builder __build-exec` ([`solve::DEFAULT_EXEC_HELPER`]) can be set instead.
 //! - [`Solver::solve`] with a [`SolveRequest`] (definition, targets, local dirs by name,
 //!   secrets, parallelism, a [`ProgressSink`], an [`exec::Cancel`] to stop it) gives every
 //!   solved vertex: its cache key and [`Output`] (a [`Snapshot`]: layer directories, bottom first).

@@ -98,12 +98,13 @@ impl Solver {
             images,
             stat: Mutex::new(HashMap::new()),
             inflight: Mutex::new(HashMap::new()),
-            exec_helper: Some(DEFAULT_EXEC_HELPER.iter().map(|s| s.to_string()).collect()),
+            // The runtime starts containers safely from a multi-threaded process: no helper.
+            exec_helper: None,
         })
     }
 
-    /// Sets the command RUN sandboxes are started from (see [`DEFAULT_EXEC_HELPER`]); `None`
-    /// starts them from this process, which is only safe in a single-threaded program.
+    /// Sets a command RUN sandboxes are started from (see [`DEFAULT_EXEC_HELPER`]); `None`, the
+    /// default, starts them from this process (saving an exec per RUN).
     pub fn set_exec_helper(&mut self, helper: Option<Vec<String>>) {
         self.exec_helper = helper;
     }
@@ -329,7 +330,7 @@ impl Solver {
                 }
                 Op::Git(g) => {
                     report_start();
-                    crate::git::checkout(&self.index, g, &step, v.meta.ignore_cache, ssh.sockets.get("default").map(PathBuf::as_path))
+                    crate::git::checkout(&self.index, g, &step, v.meta.ignore_cache, ssh.sockets.get("default").map(PathBuf::as_path), &req.cancel)
                 }
                 Op::Exec(_) | Op::File(_) | Op::Merge => {
                     report_start();
