@@ -8,6 +8,7 @@
 //! unless `keep_git_dir`.
 
 use std::fs;
+use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -16,13 +17,14 @@ use graph::GitOp;
 
 use crate::cache::{CacheIndex, CacheRecord, KeyHasher, LayerRef, Snapshot, now_secs};
 use crate::error::{Result, SolveError};
+use crate::exec::Cancel;
 use crate::solve::{Output, Solved};
 
 /// Resolves, fetches (when not cached) and returns the checkout of `op` as a one-layer snapshot;
 /// the flag says whether it came from the cache. `ssh_agent` is the build's `--ssh default`
-/// socket, used for `git@host:` remotes.
-pub fn checkout(index: &CacheIndex, op: &GitOp, step: &str, ignore_cache: bool, ssh_agent: Option<&Path>) -> Result<(Solved, bool)> {
-    let git = Git { step, ssh_agent };
+/// socket, used for `git@host:` remotes. A cancelled build kills the running `git`.
+pub fn checkout(index: &CacheIndex, op: &GitOp, step: &str, ignore_cache: bool, ssh_agent: Option<&Path>, cancel: &Cancel) -> Result<(Solved, bool)> {
+    let git = Git { step, ssh_agent, cancel };
     let (commit, full_ref) = git.resolve(op)?;
     if let Some(want) = op.checksum.as_deref().filter(|c| !c.is_empty()) {
         if !(want.len() >= 7 && commit.starts_with(&want.to_ascii_lowercase())) {
@@ -85,6 +87,7 @@ fn shown(op: &GitOp) -> String {
 struct Git<'a> {
     step: &'a str,
     ssh_agent: Option<&'a Path>,
+    cancel: &'a Cancel,
 }
 
 impl Git<'_> {
@@ -104,7 +107,10 @@ impl Git<'_> {
         if std::env::var_os("GIT_SSH_COMMAND").is_none() {
             cmd.env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes");
         }
-        let out = cmd.output().map_err(|e| SolveError::step(self.step, format!("{what}: running git (is it installed?): {e}")))?;
+        let out = self.output(cmd).map_err(|e| SolveError::step(self.step, format!("{what}: running git (is it installed?): {e}")))?;
+        if self.cancel.is_cancelled() {
+            return Err(SolveError::Cancelled);
+        }
         if !out.status.success() {
             let err = String::from_utf8_lossy(&out.stderr);
             let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
@@ -112,6 +118,36 @@ impl Git<'_> {
             return Err(SolveError::step(self.step, format!("{what}: git {} failed ({}): {tail}", args.first().copied().unwrap_or(""), out.status)));
         }
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Runs `cmd` to the end, or kills it when the build is cancelled.
+    fn output(&self, mut cmd: Command) -> std::io::Result<std::process::Output> {
+        // Its own process group, so a cancel also stops the helpers git starts (ssh, remote-http).
+        std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn()?;
+        let out: Option<Box<dyn std::io::Read + Send>> = child.stdout.take().map(|p| Box::new(p) as _);
+        let err: Option<Box<dyn std::io::Read + Send>> = child.stderr.take().map(|p| Box::new(p) as _);
+        std::thread::scope(|s| {
+            let read = |pipe: Option<Box<dyn std::io::Read + Send>>| {
+                let mut buf = Vec::new();
+                if let Some(mut p) = pipe {
+                    let _ = p.read_to_end(&mut buf);
+                }
+                buf
+            };
+            let stdout = s.spawn(move || read(out));
+            let stderr = s.spawn(move || read(err));
+            let status = loop {
+                if let Some(st) = child.try_wait()? {
+                    break st;
+                }
+                if self.cancel.is_cancelled() {
+                    let _ = nix::sys::signal::killpg(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGKILL);
+                }
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            };
+            Ok(std::process::Output { status, stdout: stdout.join().unwrap_or_default(), stderr: stderr.join().unwrap_or_default() })
+        })
     }
 
     /// The commit `op.reference` names on the remote, and the full ref name (empty for a commit).
@@ -248,7 +284,7 @@ mod tests {
         let remote = format!("file://{}", upstream.display());
         let op = |r: &str, sub: &str, keep: bool| GitOp { remote: remote.clone(), reference: r.into(), subdir: sub.into(), keep_git_dir: keep, checksum: None };
 
-        let (head, cached) = checkout(&index, &op("", "", false), "t", false, None).expect("HEAD");
+        let (head, cached) = checkout(&index, &op("", "", false), "t", false, None, &Cancel::default()).expect("HEAD");
         assert!(!cached);
         let tree = files(&index, &head);
         assert_eq!(fs::read_to_string(tree.join("a.txt")).expect("a"), "two\n");
@@ -257,25 +293,36 @@ mod tests {
         assert_eq!((m.mode() & 0o777, m.uid(), m.mtime()), (0o755, 0, 1_577_934_245));
         assert_eq!(fs::metadata(tree.join("a.txt")).expect("a").mode() & 0o777, 0o644);
 
-        let (again, cached) = checkout(&index, &op("main", "", false), "t", false, None).expect("main");
+        let (again, cached) = checkout(&index, &op("main", "", false), "t", false, None, &Cancel::default()).expect("main");
         assert!(cached, "main is HEAD's commit");
         assert_eq!(again.key, head.key);
 
-        let (tag, _) = checkout(&index, &op("v1", "", false), "t", false, None).expect("tag");
+        let (tag, _) = checkout(&index, &op("v1", "", false), "t", false, None, &Cancel::default()).expect("tag");
         assert_eq!(fs::read_to_string(files(&index, &tag).join("a.txt")).expect("a"), "one\n");
 
-        let (docs, _) = checkout(&index, &op("v1", "docs", false), "t", false, None).expect("subdir");
+        let (docs, _) = checkout(&index, &op("v1", "docs", false), "t", false, None, &Cancel::default()).expect("subdir");
         assert_eq!(fs::read_to_string(files(&index, &docs).join("d.md")).expect("d"), "doc\n");
 
-        let (kept, _) = checkout(&index, &op("main", "", true), "t", false, None).expect("keep");
+        let (kept, _) = checkout(&index, &op("main", "", true), "t", false, None, &Cancel::default()).expect("keep");
         let branch = Command::new("git").arg("-C").arg(files(&index, &kept)).args(["rev-parse", "--abbrev-ref", "HEAD"]).output().expect("git");
         assert_eq!(String::from_utf8_lossy(&branch.stdout).trim(), "main");
 
         sh(&upstream, "echo three > a.txt && git commit -qam three");
-        let (newer, cached) = checkout(&index, &op("main", "", false), "t", false, None).expect("new commit");
+        let (newer, cached) = checkout(&index, &op("main", "", false), "t", false, None, &Cancel::default()).expect("new commit");
         assert!(!cached);
         assert_ne!(newer.key, head.key);
         assert_eq!(fs::read_to_string(files(&index, &newer).join("a.txt")).expect("a"), "three\n");
+    }
+
+    #[test]
+    fn a_cancelled_build_stops_git() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let upstream = repo(dir.path());
+        let index = CacheIndex::open(&dir.path().join("root")).expect("index");
+        let cancel = Cancel::default();
+        cancel.cancel();
+        let op = GitOp { remote: format!("file://{}", upstream.display()), reference: "main".into(), subdir: String::new(), keep_git_dir: false, checksum: None };
+        assert!(matches!(checkout(&index, &op, "t", false, None, &cancel), Err(SolveError::Cancelled)));
     }
 
     #[test]
@@ -285,13 +332,13 @@ mod tests {
         let index = CacheIndex::open(&dir.path().join("root")).expect("index");
         let remote = format!("file://{}", upstream.display());
         let op = |r: &str, sub: &str, sum: Option<&str>| GitOp { remote: remote.clone(), reference: r.into(), subdir: sub.into(), keep_git_dir: false, checksum: sum.map(str::to_string) };
-        let e = checkout(&index, &op("nope", "", None), "[1/2] ADD", false, None).err().expect("bad ref").to_string();
+        let e = checkout(&index, &op("nope", "", None), "[1/2] ADD", false, None, &Cancel::default()).err().expect("bad ref").to_string();
         assert!(e.contains("git ref \"nope\" not found") && e.contains(&remote), "{e}");
-        let e = checkout(&index, &op("main", "nodir", None), "[1/2] ADD", false, None).err().expect("bad subdir").to_string();
+        let e = checkout(&index, &op("main", "nodir", None), "[1/2] ADD", false, None, &Cancel::default()).err().expect("bad subdir").to_string();
         assert!(e.contains("subdir \"nodir\" not found"), "{e}");
-        let e = checkout(&index, &op("main", "", Some("0000000")), "[1/2] ADD", false, None).err().expect("bad checksum").to_string();
+        let e = checkout(&index, &op("main", "", Some("0000000")), "[1/2] ADD", false, None, &Cancel::default()).err().expect("bad checksum").to_string();
         assert!(e.contains("checksum mismatch"), "{e}");
-        let e = checkout(&index, &GitOp { remote: format!("{remote}-missing"), ..op("", "", None) }, "[1/2] ADD", false, None).err().expect("no repo").to_string();
+        let e = checkout(&index, &GitOp { remote: format!("{remote}-missing"), ..op("", "", None) }, "[1/2] ADD", false, None, &Cancel::default()).err().expect("no repo").to_string();
         assert!(e.contains("resolving") && e.contains("-missing"), "{e}");
     }
 }
