@@ -18,6 +18,8 @@
 //! - [`Solver::solve`] with a [`SolveRequest`] (definition, targets, local dirs by name,
 //!   secrets, parallelism, a [`ProgressSink`], an [`exec::Cancel`] to stop it) gives every
 //!   solved vertex: its cache key and [`Output`] (a [`Snapshot`]: layer directories, bottom first).
+//!   [`Solver::solve_with`] adds what the user lends the build ([`Grants`]: `--ssh` agents, see
+//!   [`ssh`], and `--allow security.insecure`); git sources ([`git`]) need the host's `git`.
 //! - [`export::export_image_with_times`] writes the target's snapshot and the frontend's
 //!   `graph::image::ImageSpec` as an image into the `oci::Store`; [`export::export_local`] and
 //!   [`export::export_tar`] write the plain filesystem.
