@@ -643,7 +643,7 @@ impl<'a> Lowerer<'a> {
             }
             if let Some(git) = git_source(&v).filter(|_| is_add) {
                 let src = self.b.add(
-                    Op::Git(GitOp { checksum: c.checksum.clone(), keep_git_dir: c.keep_git_dir.unwrap_or(false), ..git }),
+                    Op::Git(GitOp { checksum: c.checksum.clone().or(git.checksum.clone()), keep_git_dir: c.keep_git_dir.unwrap_or(git.keep_git_dir), ..git }),
                     vec![],
                     VertexMeta { description: format!("[internal] load git source {v}"), location: Some(format!("{}:{line}", self.df.file_name)), ignore_cache: self.opts.no_cache },
                 );
@@ -724,12 +724,26 @@ fn git_source(v: &str) -> Option<GitOp> {
     if !is_git {
         return None;
     }
-    let (reference, subdir) = match fragment.split_once(':') {
-        Some((r, d)) => (r, d),
-        None => (fragment, ""),
+    let (mut reference, mut subdir) = match fragment.split_once(':') {
+        Some((r, d)) => (r.to_string(), d.to_string()),
+        None => (fragment.to_string(), String::new()),
     };
+    // The query form of newer BuildKit: `repo.git?ref=v1&subdir=docs&checksum=…&keep-git-dir=true`.
+    let (mut remote, mut checksum, mut keep_git_dir) = (remote.to_string(), None, false);
+    if let Some((base, query)) = remote.clone().split_once('?').filter(|(b, _)| b.trim_end_matches('/').ends_with(".git")) {
+        remote = base.to_string();
+        for (k, v) in query.split('&').filter_map(|kv| kv.split_once('=')) {
+            match k {
+                "ref" | "branch" | "tag" => reference = v.to_string(),
+                "subdir" => subdir = v.to_string(),
+                "checksum" | "commit" => checksum = Some(v.to_string()),
+                "keep-git-dir" => keep_git_dir = v == "true",
+                _ => {}
+            }
+        }
+    }
     let subdir = subdir.split('/').filter(|p| !p.is_empty() && *p != ".").collect::<Vec<_>>().join("/");
-    Some(GitOp { remote: remote.to_string(), reference: reference.to_string(), subdir, keep_git_dir: false, checksum: None })
+    Some(GitOp { remote, reference, subdir, keep_git_dir, checksum })
 }
 
 fn makes_vertex(ins: &Instruction) -> bool {
@@ -940,6 +954,9 @@ mod tests {
         assert_eq!(gits[1], GitOp { remote: "https://example.com/r.git".into(), reference: "v1".into(), subdir: "docs".into(), keep_git_dir: true, checksum: None });
         assert_eq!(b.definition.vertices.values().filter(|v| v.op.kind() == "http").count(), 1);
         assert!(git_source("git://h/r#main").is_some() && git_source("https://h/r.tar.gz").is_none());
+        let q = git_source("https://h/r.git?ref=v2&subdir=a/b&keep-git-dir=true&checksum=abc1234").expect("query form");
+        assert_eq!(q, GitOp { remote: "https://h/r.git".into(), reference: "v2".into(), subdir: "a/b".into(), keep_git_dir: true, checksum: Some("abc1234".into()) });
+        assert!(git_source("https://h/download?file=r.git").is_none());
     }
 
     #[test]

@@ -7,6 +7,7 @@
 //! their mtime (a fresh clone of the same commit gives the same tree), and `.git` is dropped
 //! unless `keep_git_dir`.
 
+use std::collections::HashMap;
 use std::fs;
 use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -22,9 +23,18 @@ use crate::solve::{Output, Solved};
 
 /// Resolves, fetches (when not cached) and returns the checkout of `op` as a one-layer snapshot;
 /// the flag says whether it came from the cache. `ssh_agent` is the build's `--ssh default`
-/// socket, used for `git@host:` remotes. A cancelled build kills the running `git`.
-pub fn checkout(index: &CacheIndex, op: &GitOp, step: &str, ignore_cache: bool, ssh_agent: Option<&Path>, cancel: &Cancel) -> Result<(Solved, bool)> {
-    let git = Git { step, ssh_agent, cancel };
+/// socket, used for `git@host:` remotes; `secrets` are the build's, for http(s) credentials (see
+/// [`auth_header`]). A cancelled build kills the running `git`.
+pub fn checkout(
+    index: &CacheIndex,
+    op: &GitOp,
+    step: &str,
+    ignore_cache: bool,
+    ssh_agent: Option<&Path>,
+    secrets: &HashMap<String, Vec<u8>>,
+    cancel: &Cancel,
+) -> Result<(Solved, bool)> {
+    let git = Git { step, ssh_agent, auth: auth_header(&op.remote, secrets), cancel };
     let (commit, full_ref) = git.resolve(op)?;
     if let Some(want) = op.checksum.as_deref().filter(|c| !c.is_empty()) {
         if !(want.len() >= 7 && commit.starts_with(&want.to_ascii_lowercase())) {
@@ -84,9 +94,29 @@ fn shown(op: &GitOp) -> String {
     if op.reference.is_empty() { op.remote.clone() } else { format!("{}#{}", op.remote, op.reference) }
 }
 
+/// The `Authorization` header for an http(s) remote, from the build's secrets as BuildKit names
+/// them: `GIT_AUTH_HEADER` (the whole header value) or `GIT_AUTH_TOKEN` (a token, sent as basic
+/// auth for `x-access-token`), each optionally suffixed `.<host>` to apply to that host only.
+pub fn auth_header(remote: &str, secrets: &HashMap<String, Vec<u8>>) -> Option<String> {
+    let rest = remote.strip_prefix("https://").or_else(|| remote.strip_prefix("http://"))?;
+    let authority = rest.split('/').next().unwrap_or(rest);
+    let host_port = authority.rsplit('@').next().unwrap_or(authority);
+    let host = host_port.split(':').next().unwrap_or(host_port);
+    let find = |name: &str| {
+        [format!("{name}.{host_port}"), format!("{name}.{host}"), name.to_string()].iter().find_map(|k| secrets.get(k)).map(|v| String::from_utf8_lossy(v).trim().to_string())
+    };
+    if let Some(h) = find("GIT_AUTH_HEADER") {
+        return Some(h);
+    }
+    use base64::Engine as _;
+    find("GIT_AUTH_TOKEN").map(|t| format!("basic {}", base64::engine::general_purpose::STANDARD.encode(format!("x-access-token:{t}"))))
+}
+
 struct Git<'a> {
     step: &'a str,
     ssh_agent: Option<&'a Path>,
+    /// `Authorization` header for http(s) remotes; passed in the environment, never argv.
+    auth: Option<String>,
     cancel: &'a Cancel,
 }
 
@@ -104,6 +134,9 @@ impl Git<'_> {
             Some(sock) => cmd.env("SSH_AUTH_SOCK", sock),
             None => cmd.env_remove("SSH_AUTH_SOCK"),
         };
+        if let Some(h) = &self.auth {
+            cmd.env("GIT_CONFIG_COUNT", "1").env("GIT_CONFIG_KEY_0", "http.extraHeader").env("GIT_CONFIG_VALUE_0", format!("Authorization: {h}"));
+        }
         if std::env::var_os("GIT_SSH_COMMAND").is_none() {
             cmd.env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes");
         }
@@ -284,7 +317,7 @@ mod tests {
         let remote = format!("file://{}", upstream.display());
         let op = |r: &str, sub: &str, keep: bool| GitOp { remote: remote.clone(), reference: r.into(), subdir: sub.into(), keep_git_dir: keep, checksum: None };
 
-        let (head, cached) = checkout(&index, &op("", "", false), "t", false, None, &Cancel::default()).expect("HEAD");
+        let (head, cached) = checkout(&index, &op("", "", false), "t", false, None, &HashMap::new(), &Cancel::default()).expect("HEAD");
         assert!(!cached);
         let tree = files(&index, &head);
         assert_eq!(fs::read_to_string(tree.join("a.txt")).expect("a"), "two\n");
@@ -293,25 +326,40 @@ mod tests {
         assert_eq!((m.mode() & 0o777, m.uid(), m.mtime()), (0o755, 0, 1_577_934_245));
         assert_eq!(fs::metadata(tree.join("a.txt")).expect("a").mode() & 0o777, 0o644);
 
-        let (again, cached) = checkout(&index, &op("main", "", false), "t", false, None, &Cancel::default()).expect("main");
+        let (again, cached) = checkout(&index, &op("main", "", false), "t", false, None, &HashMap::new(), &Cancel::default()).expect("main");
         assert!(cached, "main is HEAD's commit");
         assert_eq!(again.key, head.key);
 
-        let (tag, _) = checkout(&index, &op("v1", "", false), "t", false, None, &Cancel::default()).expect("tag");
+        let (tag, _) = checkout(&index, &op("v1", "", false), "t", false, None, &HashMap::new(), &Cancel::default()).expect("tag");
         assert_eq!(fs::read_to_string(files(&index, &tag).join("a.txt")).expect("a"), "one\n");
 
-        let (docs, _) = checkout(&index, &op("v1", "docs", false), "t", false, None, &Cancel::default()).expect("subdir");
+        let (docs, _) = checkout(&index, &op("v1", "docs", false), "t", false, None, &HashMap::new(), &Cancel::default()).expect("subdir");
         assert_eq!(fs::read_to_string(files(&index, &docs).join("d.md")).expect("d"), "doc\n");
 
-        let (kept, _) = checkout(&index, &op("main", "", true), "t", false, None, &Cancel::default()).expect("keep");
+        let (kept, _) = checkout(&index, &op("main", "", true), "t", false, None, &HashMap::new(), &Cancel::default()).expect("keep");
         let branch = Command::new("git").arg("-C").arg(files(&index, &kept)).args(["rev-parse", "--abbrev-ref", "HEAD"]).output().expect("git");
         assert_eq!(String::from_utf8_lossy(&branch.stdout).trim(), "main");
 
         sh(&upstream, "echo three > a.txt && git commit -qam three");
-        let (newer, cached) = checkout(&index, &op("main", "", false), "t", false, None, &Cancel::default()).expect("new commit");
+        let (newer, cached) = checkout(&index, &op("main", "", false), "t", false, None, &HashMap::new(), &Cancel::default()).expect("new commit");
         assert!(!cached);
         assert_ne!(newer.key, head.key);
         assert_eq!(fs::read_to_string(files(&index, &newer).join("a.txt")).expect("a"), "three\n");
+    }
+
+    #[test]
+    fn http_credentials_come_from_git_auth_secrets_host_first() {
+        let mut secrets = HashMap::new();
+        assert_eq!(auth_header("https://example.com/r.git", &secrets), None);
+        secrets.insert("GIT_AUTH_TOKEN".to_string(), b"tok\n".to_vec());
+        // base64("x-access-token:tok")
+        assert_eq!(auth_header("https://example.com/r.git", &secrets).as_deref(), Some("basic eC1hY2Nlc3MtdG9rZW46dG9r"));
+        secrets.insert("GIT_AUTH_HEADER.git.example".to_string(), b"bearer abc".to_vec());
+        assert_eq!(auth_header("http://user@git.example:8080/r.git", &secrets).as_deref(), Some("bearer abc"));
+        secrets.insert("GIT_AUTH_HEADER.git.example:8080".to_string(), b"bearer port".to_vec());
+        assert_eq!(auth_header("http://user@git.example:8080/r.git", &secrets).as_deref(), Some("bearer port"));
+        assert_eq!(auth_header("https://git.example/r.git", &secrets).as_deref(), Some("bearer abc"));
+        assert_eq!(auth_header("git@example.com:r.git", &secrets), None, "only for http(s)");
     }
 
     #[test]
@@ -322,7 +370,7 @@ mod tests {
         let cancel = Cancel::default();
         cancel.cancel();
         let op = GitOp { remote: format!("file://{}", upstream.display()), reference: "main".into(), subdir: String::new(), keep_git_dir: false, checksum: None };
-        assert!(matches!(checkout(&index, &op, "t", false, None, &cancel), Err(SolveError::Cancelled)));
+        assert!(matches!(checkout(&index, &op, "t", false, None, &HashMap::new(), &cancel), Err(SolveError::Cancelled)));
     }
 
     #[test]
@@ -332,13 +380,13 @@ mod tests {
         let index = CacheIndex::open(&dir.path().join("root")).expect("index");
         let remote = format!("file://{}", upstream.display());
         let op = |r: &str, sub: &str, sum: Option<&str>| GitOp { remote: remote.clone(), reference: r.into(), subdir: sub.into(), keep_git_dir: false, checksum: sum.map(str::to_string) };
-        let e = checkout(&index, &op("nope", "", None), "[1/2] ADD", false, None, &Cancel::default()).err().expect("bad ref").to_string();
+        let e = checkout(&index, &op("nope", "", None), "[1/2] ADD", false, None, &HashMap::new(), &Cancel::default()).err().expect("bad ref").to_string();
         assert!(e.contains("git ref \"nope\" not found") && e.contains(&remote), "{e}");
-        let e = checkout(&index, &op("main", "nodir", None), "[1/2] ADD", false, None, &Cancel::default()).err().expect("bad subdir").to_string();
+        let e = checkout(&index, &op("main", "nodir", None), "[1/2] ADD", false, None, &HashMap::new(), &Cancel::default()).err().expect("bad subdir").to_string();
         assert!(e.contains("subdir \"nodir\" not found"), "{e}");
-        let e = checkout(&index, &op("main", "", Some("0000000")), "[1/2] ADD", false, None, &Cancel::default()).err().expect("bad checksum").to_string();
+        let e = checkout(&index, &op("main", "", Some("0000000")), "[1/2] ADD", false, None, &HashMap::new(), &Cancel::default()).err().expect("bad checksum").to_string();
         assert!(e.contains("checksum mismatch"), "{e}");
-        let e = checkout(&index, &GitOp { remote: format!("{remote}-missing"), ..op("", "", None) }, "[1/2] ADD", false, None, &Cancel::default()).err().expect("no repo").to_string();
+        let e = checkout(&index, &GitOp { remote: format!("{remote}-missing"), ..op("", "", None) }, "[1/2] ADD", false, None, &HashMap::new(), &Cancel::default()).err().expect("no repo").to_string();
         assert!(e.contains("resolving") && e.contains("-missing"), "{e}");
     }
 }

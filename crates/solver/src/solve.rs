@@ -330,7 +330,7 @@ impl Solver {
                 }
                 Op::Git(g) => {
                     report_start();
-                    crate::git::checkout(&self.index, g, &step, v.meta.ignore_cache, ssh.sockets.get("default").map(PathBuf::as_path), &req.cancel)
+                    crate::git::checkout(&self.index, g, &step, v.meta.ignore_cache, ssh.sockets.get("default").map(PathBuf::as_path), &req.secrets, &req.cancel)
                 }
                 Op::Exec(_) | Op::File(_) | Op::Merge => {
                     report_start();

@@ -328,14 +328,15 @@ fn add_git_of_a_missing_ref_is_a_clear_error_naming_ref_and_line() {
 }
 
 /// A dumb-HTTP git server: a bare copy of the git server's repository, served as plain files
-/// (`git update-server-info`) by a tiny HTTP/1.0 server on a free loopback port.
+/// (`git update-server-info`) by a tiny HTTP/1.0 server on a free loopback port; with `auth`,
+/// only requests with that `Authorization` header get anything but 401.
 struct DumbHttp {
     port: u16,
     _dir: tempfile::TempDir,
 }
 
 impl DumbHttp {
-    fn serve(git: &GitServer) -> DumbHttp {
+    fn serve(git: &GitServer, auth: Option<&'static str>) -> DumbHttp {
         let dir = tempfile::tempdir().expect("tmp");
         let repo = git.base.path().join("repo.git");
         sh(dir.path(), &format!("git clone -q --bare {} repo.git && git -C repo.git update-server-info", repo.display()));
@@ -349,13 +350,18 @@ impl DumbHttp {
                 let mut request = String::new();
                 let _ = reader.read_line(&mut request);
                 let mut header = String::new();
+                let mut authorized = auth.is_none();
                 while reader.read_line(&mut header).map(|n| n > 2).unwrap_or(false) {
+                    if let (Some((k, v)), Some(want)) = (header.split_once(':'), auth) {
+                        authorized |= k.eq_ignore_ascii_case("authorization") && v.trim() == want;
+                    }
                     header.clear();
                 }
                 let path = request.split_whitespace().nth(1).unwrap_or("/").split('?').next().unwrap_or("/").to_string();
                 let mut conn = reader.into_inner();
                 let file = root.join(path.trim_start_matches('/'));
                 let _ = match std::fs::read(&file).ok().filter(|_| !path.contains("..") && file.is_file()) {
+                    _ if !authorized => conn.write_all(b"HTTP/1.0 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"git\"\r\nContent-Length: 0\r\n\r\n"),
                     Some(body) => conn.write_all(format!("HTTP/1.0 200 OK\r\nContent-Length: {}\r\n\r\n", body.len()).as_bytes()).and_then(|_| conn.write_all(&body)),
                     None => conn.write_all(b"HTTP/1.0 404 Not Found\r\nContent-Length: 0\r\n\r\n"),
                 };
@@ -369,12 +375,39 @@ impl DumbHttp {
 fn add_git_over_dumb_http_falls_back_to_a_full_fetch() {
     let b = with_busybox();
     let git = GitServer::start();
-    let http = DumbHttp::serve(&git);
+    let http = DumbHttp::serve(&git, None);
     let url = format!("http://127.0.0.1:{}/repo.git", http.port);
     let ctx = context(&[("Dockerfile", &format!("FROM busybox:test\nADD {url}#v1 /tag\nADD {url} /head\n"))]);
     let (out, _) = build_to_dir(&b, ctx.path(), &[], &[]);
     assert_eq!(read(out.path().join("tag/a.txt")), "one\n");
     assert_eq!(read(out.path().join("head/a.txt")), "two\n");
+}
+
+#[test]
+fn add_git_over_http_sends_the_git_auth_token_secret() {
+    let b = with_busybox();
+    let git = GitServer::start();
+    // base64("x-access-token:s3cret")
+    let http = DumbHttp::serve(&git, Some("basic eC1hY2Nlc3MtdG9rZW46czNjcmV0"));
+    let ctx = context(&[("Dockerfile", &format!("FROM busybox:test\nADD http://127.0.0.1:{}/repo.git?ref=v1&subdir=docs /docs\n", http.port))]);
+    let (ok, log) = build_env(&b, ctx.path(), &[], &[]);
+    assert!(!ok && log.contains("127.0.0.1"), "no token, no access:\n{log}");
+    let (out, _) = build_to_dir(&b, ctx.path(), &["--secret", "id=GIT_AUTH_TOKEN.127.0.0.1,env=TOKEN"], &[("TOKEN", "s3cret")]);
+    assert_eq!(read(out.path().join("docs/d.md")), "doc\n");
+    assert!(!contains_bytes(b.root(), b"s3cret"), "the token is nowhere in the state root");
+}
+
+/// Whether any file under `dir` contains `needle`.
+fn contains_bytes(dir: &Path, needle: &[u8]) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else { return false };
+    entries.flatten().any(|e| {
+        let p = e.path();
+        match e.file_type() {
+            Ok(t) if t.is_dir() => contains_bytes(&p, needle),
+            Ok(t) if t.is_file() => std::fs::read(&p).is_ok_and(|b| b.windows(needle.len()).any(|w| w == needle)),
+            _ => false,
+        }
+    })
 }
 
 #[test]
