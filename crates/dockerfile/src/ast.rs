@@ -252,7 +252,8 @@ pub(crate) fn parse_with_map<'a>(source: &'a [u8], file: &'a str) -> Result<(Ast
         let window_start = pos;
         let Some(chunk) = pairs.into_iter().next() else { break };
         for instruction in chunk.into_inner() {
-            if !matches!(instruction.as_rule(), Rule::instruction_bs | Rule::instruction_bt) {
+            let one_line = matches!(instruction.as_rule(), Rule::instruction_bs | Rule::instruction_bt);
+            if !one_line && !matches!(instruction.as_rule(), Rule::continued_bs | Rule::continued_bt) {
                 continue;
             }
             let span = instruction.as_span();
@@ -262,8 +263,9 @@ pub(crate) fn parse_with_map<'a>(source: &'a [u8], file: &'a str) -> Result<(Ast
             // (Its last line then ends in a mark, or only comments, blank
             // lines or the window's end follow the last mark.)
             let window_len = end - window_start;
-            let continues = span.end() == window_len
-                && instruction.clone().into_inner().filter(|p| p.as_rule() != Rule::comment_line).last().is_some_and(|p| {
+            let continues = !one_line
+                && span.end() == window_len
+                && instruction.clone().into_inner().filter(|p| p.as_rule() != Rule::comment).last().is_some_and(|p| {
                     matches!(p.as_rule(), Rule::continue_mark_bs | Rule::continue_mark_bt) || p.as_str().is_empty()
                 });
             if continues && end < text.len() {
@@ -409,40 +411,48 @@ fn parse_directives(map: &SourceMap<'_>, start: usize) -> Result<(Vec<Directive>
 /// Joins the lines of one instruction; returns the line (borrowed from the
 /// source when it is one line), its map back to the source, and where the
 /// instruction starts.
+///
+/// A one-line `instruction` token is the line with its line feed, and the
+/// carriage returns before it (the grammar leaves them in the text). A
+/// `continued` one has the text of its lines as tokens.
 fn join_instruction<'s, 'a>(map: &'s SourceMap<'a>, base: usize, instruction: Pair<'_, Rule>) -> (Cow<'a, str>, LineMap<'s, 'a>, usize) {
     let text = map.text;
+    let span = instruction.as_span();
+    let start = base + span.start();
+    if matches!(instruction.as_rule(), Rule::instruction_bs | Rule::instruction_bt) {
+        let mut end = base + span.end();
+        if text[..end].ends_with('\n') {
+            end -= 1;
+        }
+        while end > start && text.as_bytes()[end - 1] == b'\r' {
+            end -= 1;
+        }
+        return (Cow::Borrowed(&text[start..end]), LineMap { map, base: start, pieces: Vec::new() }, start);
+    }
     let mut single: Option<(usize, usize)> = None;
     let mut joined: Option<(String, Vec<(usize, usize)>)> = None;
-    let mut first: Option<usize> = None;
-    for part in instruction.into_inner() {
-        match part.as_rule() {
-            Rule::line_text_bs | Rule::line_text_bt | Rule::first_text_bs | Rule::first_text_bt => {
-                let span = part.as_span();
-                let (start, end) = (base + span.start(), base + span.end());
-                first.get_or_insert(start);
-                if let Some((line, pieces)) = &mut joined {
-                    pieces.push((line.len(), start));
-                    line.push_str(&text[start..end]);
-                } else if let Some((s, e)) = single.take() {
-                    let mut line = String::with_capacity(e - s + (end - start) + 64);
-                    line.push_str(&text[s..e]);
-                    line.push_str(&text[start..end]);
-                    joined = Some((line, vec![(0, s), (e - s, start)]));
-                } else {
-                    single = Some((start, end));
-                }
-            }
-            Rule::continue_mark_bs | Rule::continue_mark_bt => {
-                first.get_or_insert(base + part.as_span().start());
-            }
-            _ => {}
+    let texts = instruction.into_inner().filter(|p| {
+        matches!(p.as_rule(), Rule::first_text_bs | Rule::first_text_bt | Rule::line_text_bs | Rule::line_text_bt)
+    });
+    for part in texts {
+        let span = part.as_span();
+        let (start, end) = (base + span.start(), base + span.end());
+        if let Some((line, pieces)) = &mut joined {
+            pieces.push((line.len(), start));
+            line.push_str(&text[start..end]);
+        } else if let Some((s, e)) = single.take() {
+            let mut line = String::with_capacity(e - s + (end - start) + 64);
+            line.push_str(&text[s..e]);
+            line.push_str(&text[start..end]);
+            joined = Some((line, vec![(0, s), (e - s, start)]));
+        } else {
+            single = Some((start, end));
         }
     }
-    let first = first.unwrap_or(base);
     match (joined, single) {
-        (Some((line, pieces)), _) => (Cow::Owned(line), LineMap { map, base, pieces }, first),
-        (None, Some((s, e))) => (Cow::Borrowed(&text[s..e]), LineMap { map, base: s, pieces: Vec::new() }, first),
-        (None, None) => (Cow::Borrowed(""), LineMap { map, base, pieces: Vec::new() }, first),
+        (Some((line, pieces)), _) => (Cow::Owned(line), LineMap { map, base, pieces }, start),
+        (None, Some((s, e))) => (Cow::Borrowed(&text[s..e]), LineMap { map, base: s, pieces: Vec::new() }, start),
+        (None, None) => (Cow::Borrowed(""), LineMap { map, base, pieces: Vec::new() }, start),
     }
 }
 
