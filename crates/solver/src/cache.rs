@@ -200,7 +200,8 @@ impl CacheIndex {
         let lock_path = dir.path().join(".lock");
         let lock = fs::File::create(&lock_path).map_err(SolveError::io("create", &lock_path))?;
         fs4::fs_std::FileExt::lock_exclusive(&lock).map_err(SolveError::io("lock", &lock_path))?;
-        Ok(WorkDir { dir, _lock: lock })
+        // From here on `WorkDir` removes it.
+        Ok(WorkDir { path: dir.keep(), lock: Some(lock) })
     }
 
     /// Moves a finished layer directory into place for `key` and returns its relative path.
@@ -252,8 +253,8 @@ impl CacheIndex {
 
     /// Makes layers committed more than `min_age` ago durable: one syncfs(2) of the state root's
     /// filesystem, then their `pending/` markers go. Layers whose marker names another boot
-    /// (written before a crash) are deleted. Does nothing while a build or prune of another
-    /// process holds the cache lock.
+    /// (written before a crash) are deleted. Does nothing while a build or prune holds the cache
+    /// lock.
     pub fn settle(&self, min_age: Duration) -> Result<SettleStats> {
         let mut stats = SettleStats::default();
         let pending = self.dir().join("pending");
@@ -290,6 +291,8 @@ impl CacheIndex {
                 ripe.push(e.path());
             }
         }
+        // Markers of this boot are only ever removed: the flush needs no lock.
+        drop(lock);
         if !ripe.is_empty() {
             if !fsync_disabled() {
                 let root = fs::File::open(self.dir()).map_err(SolveError::io("open", &self.dir()))?;
@@ -352,26 +355,27 @@ impl CacheIndex {
     }
 
     /// Removes leftovers of killed builds in `cache/tmp` (directories no live build holds).
+    /// The removal itself runs on a background thread (see [`WorkDir`]).
     pub fn clean_tmp(&self) {
         let base = self.dir().join("tmp");
         let Ok(rd) = fs::read_dir(&base) else { return };
+        let mut stale = Vec::new();
         for e in rd.flatten() {
             let p = e.path();
             // A work dir of a live build is locked by it (see `WorkDir`).
             let lock = p.join(".lock");
             if let Ok(f) = fs::File::open(&lock) {
-                if fs4::fs_std::FileExt::try_lock_exclusive(&f).is_err() {
+                if !matches!(fs4::fs_std::FileExt::try_lock_exclusive(&f), Ok(true)) {
                     continue;
                 }
             } else if e.metadata().ok().and_then(|m| m.modified().ok()).is_some_and(|t| t.elapsed().unwrap_or_default() < Duration::from_secs(60)) {
                 // Being created right now.
                 continue;
             }
-            if p.is_dir() {
-                let _ = fs::remove_dir_all(&p);
-            } else {
-                let _ = fs::remove_file(&p);
-            }
+            stale.push(p);
+        }
+        if !stale.is_empty() {
+            remove_in_background(stale, None);
         }
     }
 
@@ -485,13 +489,46 @@ impl CacheIndex {
 
 /// A private directory for one step's work in progress.
 pub struct WorkDir {
-    dir: tempfile::TempDir,
-    _lock: fs::File,
+    path: PathBuf,
+    lock: Option<fs::File>,
 }
 
 impl WorkDir {
     pub fn path(&self) -> &Path {
-        self.dir.path()
+        &self.path
+    }
+}
+
+impl Drop for WorkDir {
+    /// Deletes the directory on a thread of its own: removing a tree costs milliseconds per
+    /// directory where the filesystem discards freed blocks at once (the overlay work dir alone
+    /// has four), which would otherwise delay the next step. The lock is held until the tree
+    /// is gone; what a process exit interrupts is removed by a later [`CacheIndex::clean_tmp`].
+    fn drop(&mut self) {
+        let path = std::mem::take(&mut self.path);
+        let lock = self.lock.take();
+        remove_in_background(vec![path], lock);
+    }
+}
+
+/// Removes directories (or files) on a detached thread; inline if no thread can be started.
+fn remove_in_background(paths: Vec<PathBuf>, keep_alive: Option<fs::File>) {
+    fn remove(paths: &[PathBuf]) {
+        for p in paths {
+            if p.is_dir() {
+                let _ = fs::remove_dir_all(p);
+            } else {
+                let _ = fs::remove_file(p);
+            }
+        }
+    }
+    let inline = paths.clone();
+    let spawned = std::thread::Builder::new().name("remove-tmp".into()).spawn(move || {
+        remove(&paths);
+        drop(keep_alive);
+    });
+    if spawned.is_err() {
+        remove(&inline);
     }
 }
 
