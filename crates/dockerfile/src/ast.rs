@@ -225,7 +225,7 @@ pub(crate) fn parse_with_map<'a>(source: &'a [u8], file: &'a str) -> Result<(Ast
         }
     };
     let map = SourceMap::new(text, file);
-    if let Some(i) = text.find('\0') {
+    if let Some(i) = map.first_nul() {
         return Err(map.error(ErrorKind::Encoding, map.span(i), "the Dockerfile contains a NUL byte"));
     }
     if let Some(offset) = map.first_line_longer_than(MAX_LINE_BYTES) {
@@ -237,19 +237,30 @@ pub(crate) fn parse_with_map<'a>(source: &'a [u8], file: &'a str) -> Result<(Ast
     }
     let start = if text.starts_with('\u{FEFF}') { 3 } else { 0 };
     let (directives, escape) = parse_directives(&map, start)?;
-    let mut nodes = Vec::new();
+    let mut nodes = Vec::with_capacity(text.len() / 48);
     let mut pos = start;
+    // Heredoc bodies are raw lines, known only once their instruction's line
+    // has been lexed. The grammar reads them as lines like any other; the
+    // driver then skips what it read inside the bodies and goes on after
+    // them, in the same pest run, when that point is a line the run started
+    // afresh (no token spans it). When a token does span it (a body line
+    // continued into the line after the bodies), the text after the bodies
+    // is read again, and from then on in windows cut after each line with
+    // `<<` (which bounds what is read twice).
+    let mut cut_windows = false;
     // The driver may not cut a window before this offset (set when an
     // instruction continued past the end of the previous window).
     let mut min_end = start;
     let rule = if escape == '`' { Rule::chunk_bt } else { Rule::chunk_bs };
     'windows: while pos < text.len() {
-        let end = window_end(text, pos.max(min_end));
+        let end = if cut_windows { window_end(text, pos.max(min_end)) } else { text.len() };
         let pairs = DockerfileGrammar::parse(rule, &text[pos..end]).map_err(|e| {
             // The grammar accepts any text; this is a bug guard, not user error.
             map.error(ErrorKind::Syntax, map.span(pos), format!("cannot parse the Dockerfile here: {e}"))
         })?;
         let window_start = pos;
+        // Where the last heredoc's bodies ended, while tokens before it are skipped.
+        let mut after_bodies: Option<usize> = None;
         let Some(chunk) = pairs.into_iter().next() else { break };
         for instruction in chunk.into_inner() {
             let one_line = matches!(instruction.as_rule(), Rule::instruction_bs | Rule::instruction_bt);
@@ -258,17 +269,30 @@ pub(crate) fn parse_with_map<'a>(source: &'a [u8], file: &'a str) -> Result<(Ast
             }
             let span = instruction.as_span();
             let (instr_start, instr_end) = (window_start + span.start(), window_start + span.end());
+            if let Some(resume) = after_bodies {
+                if instr_end <= resume {
+                    continue;
+                }
+                if instr_start < resume {
+                    pos = resume;
+                    min_end = resume;
+                    cut_windows = true;
+                    continue 'windows;
+                }
+                after_bodies = None;
+            }
             // A continuation mark on the window's last line: the instruction
             // may go on in lines this window does not have.
             // (Its last line then ends in a mark, or only comments, blank
             // lines or the window's end follow the last mark.)
             let window_len = end - window_start;
             let continues = !one_line
+                && end < text.len()
                 && span.end() == window_len
                 && instruction.clone().into_inner().filter(|p| p.as_rule() != Rule::comment).last().is_some_and(|p| {
                     matches!(p.as_rule(), Rule::continue_mark_bs | Rule::continue_mark_bt) || p.as_str().is_empty()
                 });
-            if continues && end < text.len() {
+            if continues {
                 // The instruction goes on past this window: read it again in a longer one.
                 pos = instr_start;
                 min_end = end;
@@ -276,7 +300,7 @@ pub(crate) fn parse_with_map<'a>(source: &'a [u8], file: &'a str) -> Result<(Ast
             }
             let (line, line_map, first) = join_instruction(&map, window_start, instruction);
             let first_span = map.span(first);
-            let has_heredoc_marker = line.contains("<<");
+            let has_heredoc_marker = has_double_lt(&line);
             let syntax_error = |message| map.error(ErrorKind::Syntax, first_span, message);
             let mut node = match line {
                 Cow::Borrowed(line) => {
@@ -291,26 +315,29 @@ pub(crate) fn parse_with_map<'a>(source: &'a [u8], file: &'a str) -> Result<(Ast
                 }
             };
             node.span = first_span;
-            pos = instr_end;
             node.end_line = map.line(instr_end.saturating_sub(1)).max(first_span.line);
             if has_heredoc_marker && node.can_contain_heredoc() {
                 let docs = heredocs_from_line(&node.original).map_err(|m| map.error(ErrorKind::Syntax, first_span, m))?;
                 if !docs.is_empty() {
-                    pos = read_heredoc_bodies(&map, pos, docs, &mut node, first_span)?;
-                    node.end_line = map.line(pos.saturating_sub(1));
-                    nodes.push(node);
-                    // The bodies were not instructions: parse again after them.
-                    continue 'windows;
+                    let resume = read_heredoc_bodies(&map, instr_end, docs, &mut node, first_span)?;
+                    node.end_line = map.line(resume.saturating_sub(1));
+                    after_bodies = Some(resume);
                 }
             }
             nodes.push(node);
         }
-        pos = end;
+        pos = after_bodies.map_or(end, |resume| resume.max(end));
     }
     if nodes.is_empty() {
         return Err(map.error(ErrorKind::Empty, map.span(text.len()), "file with no instructions"));
     }
     Ok((Ast { directives, escape, nodes }, map))
+}
+
+/// Whether the text has `<<` (a possible heredoc).
+fn has_double_lt(s: &str) -> bool {
+    let b = s.as_bytes();
+    b.iter().enumerate().any(|(i, &c)| c == b'<' && b.get(i + 1) == Some(&b'<'))
 }
 
 /// Where the window starting at `from` ends: after the first line at or

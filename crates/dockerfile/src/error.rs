@@ -101,13 +101,18 @@ pub(crate) struct SourceMap<'a> {
     line_starts: Vec<usize>,
     /// All ASCII: a column is a byte distance.
     ascii: bool,
+    first_nul: Option<usize>,
 }
 
 impl<'a> SourceMap<'a> {
     pub(crate) fn new(text: &'a str, file: &'a str) -> SourceMap<'a> {
-        let mut line_starts = vec![0];
-        line_starts.extend(memchr_iter(text.as_bytes()).map(|i| i + 1));
-        SourceMap { text, file, line_starts, ascii: text.is_ascii() }
+        let (line_starts, first_nul) = line_starts_and_nul(text.as_bytes());
+        SourceMap { text, file, line_starts, ascii: text.is_ascii(), first_nul }
+    }
+
+    /// Where the first NUL byte is, if any.
+    pub(crate) fn first_nul(&self) -> Option<usize> {
+        self.first_nul
     }
 
     /// The start of the first line (without its line feed) longer than `max` bytes.
@@ -157,6 +162,35 @@ impl<'a> SourceMap<'a> {
     }
 }
 
-fn memchr_iter(b: &[u8]) -> impl Iterator<Item = usize> + '_ {
-    b.iter().enumerate().filter(|(_, c)| **c == b'\n').map(|(i, _)| i)
+/// The offsets where lines start, and the first NUL byte, in one pass that
+/// looks at eight bytes at a time (most of them hold neither).
+fn line_starts_and_nul(b: &[u8]) -> (Vec<usize>, Option<usize>) {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGH: u64 = 0x8080_8080_8080_8080;
+    let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH != 0;
+    let mut starts = Vec::with_capacity(b.len() / 40 + 1);
+    starts.push(0);
+    let mut nul = None;
+    let mut check = |i: usize, c: u8, starts: &mut Vec<usize>| {
+        if c == b'\n' {
+            starts.push(i + 1);
+        } else if c == 0 && nul.is_none() {
+            nul = Some(i);
+        }
+    };
+    let chunks = b.chunks_exact(8);
+    let tail_at = b.len() - chunks.remainder().len();
+    for (n, chunk) in chunks.enumerate() {
+        let Ok(bytes) = <[u8; 8]>::try_from(chunk) else { continue };
+        let v = u64::from_le_bytes(bytes);
+        if has_zero(v) || has_zero(v ^ (ONES * u64::from(b'\n'))) {
+            for (j, &c) in chunk.iter().enumerate() {
+                check(n * 8 + j, c, &mut starts);
+            }
+        }
+    }
+    for (j, &c) in b[tail_at..].iter().enumerate() {
+        check(tail_at + j, c, &mut starts);
+    }
+    (starts, nul)
 }
