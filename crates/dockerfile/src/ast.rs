@@ -206,11 +206,26 @@ impl LineMap<'_, '_> {
 
 /// Parses Dockerfile bytes into the syntax tree.
 pub fn parse<'a>(source: &'a [u8], file: &'a str) -> Result<Ast<'a>, DockerfileError> {
-    parse_with_map(source, file).map(|(ast, _)| ast)
+    let mut nodes = Vec::new();
+    let parsed = parse_each(source, file, |_, _, node| nodes.push(node))?;
+    Ok(Ast { directives: parsed.directives, escape: parsed.escape, nodes })
 }
 
-/// [`parse`], also giving the source map (so the typed layer need not build it again).
-pub(crate) fn parse_with_map<'a>(source: &'a [u8], file: &'a str) -> Result<(Ast<'a>, SourceMap<'a>), DockerfileError> {
+/// What [`parse_each`] gives besides the nodes.
+pub(crate) struct Parsed<'a> {
+    pub directives: Vec<Directive>,
+    pub escape: char,
+    /// The source map (so the typed layer need not build it again).
+    pub map: SourceMap<'a>,
+}
+
+/// Parses Dockerfile bytes, handing each node to `each` (with the source
+/// map and the escape character) as soon as it is read.
+pub(crate) fn parse_each<'a>(
+    source: &'a [u8],
+    file: &'a str,
+    mut each: impl FnMut(&SourceMap<'a>, char, Node<'a>),
+) -> Result<Parsed<'a>, DockerfileError> {
     let text = match std::str::from_utf8(source) {
         Ok(t) => t,
         Err(e) => {
@@ -237,7 +252,7 @@ pub(crate) fn parse_with_map<'a>(source: &'a [u8], file: &'a str) -> Result<(Ast
     }
     let start = if text.starts_with('\u{FEFF}') { 3 } else { 0 };
     let (directives, escape) = parse_directives(&map, start)?;
-    let mut nodes = Vec::with_capacity(text.len() / 48);
+    let mut any_node = false;
     let mut pos = start;
     // Heredoc bodies are raw lines, known only once their instruction's line
     // has been lexed. The grammar reads them as lines like any other; the
@@ -324,14 +339,15 @@ pub(crate) fn parse_with_map<'a>(source: &'a [u8], file: &'a str) -> Result<(Ast
                     after_bodies = Some(resume);
                 }
             }
-            nodes.push(node);
+            any_node = true;
+            each(&map, escape, node);
         }
         pos = after_bodies.map_or(end, |resume| resume.max(end));
     }
-    if nodes.is_empty() {
+    if !any_node {
         return Err(map.error(ErrorKind::Empty, map.span(text.len()), "file with no instructions"));
     }
-    Ok((Ast { directives, escape, nodes }, map))
+    Ok(Parsed { directives, escape, map })
 }
 
 /// Whether the text has `<<` (a possible heredoc).
@@ -837,8 +853,9 @@ mod tests {
 
     #[test]
     fn spans_point_at_words_across_continuations() {
-        let (ast, map) = parse_with_map(b"FROM a\nRUN --mount=type=cache,target=/x \\\n  echo hi\n", "Dockerfile").unwrap();
-        let run = &ast.nodes[1];
+        let mut nodes = Vec::new();
+        let parsed = parse_each(b"FROM a\nRUN --mount=type=cache,target=/x \\\n  echo hi\n", "Dockerfile", |_, _, n| nodes.push(n)).unwrap();
+        let (run, map) = (&nodes[1], &parsed.map);
         assert_eq!(run.span, Span { line: 2, column: 1 });
         assert_eq!(map.span(run.flags[0].at), Span { line: 2, column: 5 });
         assert_eq!(run.args[0].text, "echo hi");

@@ -38,10 +38,25 @@ pub(crate) type FlagError = (String, usize);
 /// for `--` and words not starting with `--`.
 fn split_flag(word: &str) -> Option<(&str, Option<&str>)> {
     let body = word.strip_prefix("--")?;
-    Some(match body.split_once('=') {
-        Some((n, v)) => (n, Some(v)),
+    Some(match body.bytes().position(|b| b == b'=') {
+        Some(i) => (&body[..i], Some(&body[i + 1..])),
         None => (body, None),
     })
+}
+
+/// The value of `word` if it is the flag `--name` (`Some(None)` for `--name`
+/// alone), without splitting other flags.
+fn flag_value<'w>(word: &'w str, name: &str) -> Option<Option<&'w str>> {
+    let b = word.as_bytes();
+    let n = name.len();
+    if b.len() < 2 + n || !b.starts_with(b"--") || &b[2..2 + n] != name.as_bytes() {
+        return None;
+    }
+    match b.get(2 + n) {
+        None => Some(None),
+        Some(b'=') => Some(Some(&word[3 + n..])),
+        Some(_) => None,
+    }
 }
 
 impl<'n, 'a> Flags<'n, 'a> {
@@ -82,10 +97,7 @@ impl<'n, 'a> Flags<'n, 'a> {
 
     /// Every given `--name` flag: its value and offset.
     fn all(&self, name: &'n str) -> impl Iterator<Item = (Option<&'n str>, usize)> + 'n {
-        self.given.iter().filter_map(move |w| match split_flag(&w.text) {
-            Some((n, v)) if n == name => Some((v, w.at)),
-            _ => None,
-        })
+        self.given.iter().filter_map(move |w| flag_value(&w.text, name).map(|v| (v, w.at)))
     }
 
     /// A boolean flag: `None` when not given.

@@ -421,47 +421,80 @@ impl Instruction {
 
 impl Dockerfile {
     /// Parses Dockerfile bytes: syntax, then every instruction checked.
+    ///
+    /// Each instruction is checked as soon as it is read (so its syntax node
+    /// is dropped at once and its memory reused); the errors are still those
+    /// of reading the whole syntax first: a syntax error anywhere wins over
+    /// the first error of a checked instruction.
     pub fn parse(source: &[u8], file_name: &str) -> Result<Dockerfile, Error> {
-        let (ast, map) = ast::parse_with_map(source, file_name)?;
-        Dockerfile::from_ast(&ast, &map).map_err(|e| Error::Dockerfile(Box::new(e)))
+        let mut stages = StagesBuilder::default();
+        let parsed = ast::parse_each(source, file_name, |map, escape, node| stages.add(map, escape, node))?;
+        stages.finish(&parsed).map_err(|e| Error::Dockerfile(Box::new(e)))
+    }
+}
+
+/// Groups checked instructions into stages, one syntax node at a time.
+#[derive(Default)]
+struct StagesBuilder {
+    context: Option<Context>,
+    global_args: Vec<Arg>,
+    stages: Vec<Stage>,
+    /// The first error; later nodes are then only read for syntax errors.
+    error: Option<DockerfileError>,
+    last_span: Span,
+}
+
+impl StagesBuilder {
+    fn add(&mut self, map: &SourceMap<'_>, escape: char, node: Node<'_>) {
+        self.last_span = node.span;
+        if self.error.is_some() {
+            return;
+        }
+        if let Err(e) = self.check(map, escape, &node) {
+            self.error = Some(e);
+        }
     }
 
-    fn from_ast(ast: &ast::Ast<'_>, map: &SourceMap<'_>) -> Result<Dockerfile, DockerfileError> {
-        let context = Context { escape: ast.escape, file: Arc::from(map.file) };
-        let mut directives = Directives { escape: ast.escape, ..Directives::default() };
-        for d in &ast.directives {
+    fn check(&mut self, map: &SourceMap<'_>, escape: char, node: &Node<'_>) -> Result<(), DockerfileError> {
+        let err = |kind: ErrorKind, span: Span, message: String| map.error(kind, span, message);
+        if node.lower_name() == "from" {
+            let from = parse_from(node, map).map_err(|(m, s)| err(ErrorKind::Arguments, s, m))?;
+            self.stages.push(Stage { from, instructions: Vec::new() });
+            return Ok(());
+        }
+        let context = self.context.get_or_insert_with(|| Context { escape, file: Arc::from(map.file) });
+        let instruction = parse_instruction(node, context, map).map_err(|(kind, m, s)| err(kind, s, m))?;
+        match (self.stages.last_mut(), instruction) {
+            (None, Instruction::Arg(a)) => self.global_args.push(a),
+            (None, i) => {
+                return Err(err(
+                    ErrorKind::NoStage,
+                    node.span,
+                    format!("{} before the first FROM: no build stage in current context (only ARG may come before FROM)", i.name()),
+                ));
+            }
+            (Some(stage), i) => stage.instructions.push(i),
+        }
+        Ok(())
+    }
+
+    fn finish(self, parsed: &ast::Parsed<'_>) -> Result<Dockerfile, DockerfileError> {
+        let map = &parsed.map;
+        if let Some(e) = self.error {
+            return Err(e);
+        }
+        if self.stages.is_empty() {
+            return Err(map.error(ErrorKind::NoStage, self.last_span, "the Dockerfile has no FROM instruction"));
+        }
+        let mut directives = Directives { escape: parsed.escape, ..Directives::default() };
+        for d in &parsed.directives {
             match d.name.as_str() {
                 "syntax" => directives.syntax = Some(d.value.clone()),
                 "check" => directives.check = Some(d.value.clone()),
                 _ => {}
             }
         }
-        let mut global_args = Vec::new();
-        let mut stages: Vec<Stage> = Vec::new();
-        for node in &ast.nodes {
-            let err = |kind: ErrorKind, span: Span, message: String| map.error(kind, span, message);
-            if node.lower_name() == "from" {
-                stages.push(Stage { from: parse_from(node, map).map_err(|(m, s)| err(ErrorKind::Arguments, s, m))?, instructions: Vec::new() });
-                continue;
-            }
-            let instruction = parse_instruction(node, &context, map).map_err(|(kind, m, s)| err(kind, s, m))?;
-            match (stages.last_mut(), instruction) {
-                (None, Instruction::Arg(a)) => global_args.push(a),
-                (None, i) => {
-                    return Err(err(
-                        ErrorKind::NoStage,
-                        node.span,
-                        format!("{} before the first FROM: no build stage in current context (only ARG may come before FROM)", i.name()),
-                    ));
-                }
-                (Some(stage), i) => stage.instructions.push(i),
-            }
-        }
-        if stages.is_empty() {
-            let span = ast.nodes.last().map(|n| n.span).unwrap_or_default();
-            return Err(map.error(ErrorKind::NoStage, span, "the Dockerfile has no FROM instruction"));
-        }
-        Ok(Dockerfile { file_name: map.file.to_string(), directives, global_args, stages })
+        Ok(Dockerfile { file_name: map.file.to_string(), directives, global_args: self.global_args, stages: self.stages })
     }
 }
 
