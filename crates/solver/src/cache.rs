@@ -128,6 +128,8 @@ pub const SETTLE_AGE: Duration = Duration::from_secs(60);
 #[derive(Clone, Debug)]
 pub struct CacheIndex {
     root: PathBuf,
+    /// When [`CacheIndex::settle`] last ran in this process (seconds since the epoch).
+    last_settle: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 pub fn now_secs() -> u64 {
@@ -139,7 +141,7 @@ impl CacheIndex {
     /// Opens (creating) `<root>/cache`, and settles layers pending for more than
     /// [`SETTLE_AGE`] (see [`CacheIndex::settle`]).
     pub fn open(state_root: &Path) -> Result<CacheIndex> {
-        let idx = CacheIndex { root: state_root.to_path_buf() };
+        let idx = CacheIndex { root: state_root.to_path_buf(), last_settle: Default::default() };
         for d in ["cache/index", "cache/layers", "cache/blobs", "cache/locks", "cache/mounts", "cache/stat", "cache/tmp", "cache/pending"] {
             let p = state_root.join(d);
             fs::create_dir_all(&p).map_err(SolveError::io("create", &p))?;
@@ -253,46 +255,47 @@ impl CacheIndex {
 
     /// Makes layers committed more than `min_age` ago durable: one syncfs(2) of the state root's
     /// filesystem, then their `pending/` markers go. Layers whose marker names another boot
-    /// (written before a crash) are deleted. Does nothing while a build or prune holds the cache
-    /// lock.
+    /// (written before a crash) are deleted, unless a build or prune holds the cache lock.
     pub fn settle(&self, min_age: Duration) -> Result<SettleStats> {
+        self.last_settle.store(now_secs(), std::sync::atomic::Ordering::Relaxed);
         let mut stats = SettleStats::default();
         let pending = self.dir().join("pending");
         let Ok(rd) = fs::read_dir(&pending) else { return Ok(stats) };
-        let entries: Vec<_> = rd.flatten().collect();
-        if entries.is_empty() {
-            return Ok(stats);
-        }
-        let path = self.dir().join("lock");
-        let lock = fs::File::options().create(true).truncate(false).write(true).open(&path).map_err(SolveError::io("open lock", &path))?;
-        if !fs4::fs_std::FileExt::try_lock_exclusive(&lock).unwrap_or(false) {
-            return Ok(stats);
-        }
         let boot = current_boot();
-        let mut ripe = Vec::new();
-        for e in entries {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let mine = fs::read(e.path()).ok().zip(boot).is_some_and(|(b, cur)| b == cur.as_bytes());
-            if !mine {
-                // From an earlier boot: the layer may be torn.
-                let dir = self.dir().join("layers").join(&name);
-                if dir.exists() {
-                    let aside = self.dir().join("tmp").join(format!("stale-{name}-{}", std::process::id()));
-                    if fs::rename(&dir, &aside).is_ok() {
-                        let _ = fs::remove_dir_all(&aside);
-                    }
-                }
-                let _ = fs::remove_file(e.path());
-                stats.discarded += 1;
-                continue;
-            }
-            let old = e.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok()).is_some_and(|age| age >= min_age);
-            if old {
+        let (mut stale, mut ripe) = (Vec::new(), Vec::new());
+        // A marker that vanished was settled meanwhile (by another process): its layer is durable.
+        let is_stale = |p: &Path| match fs::read(p) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
+            Ok(b) => boot.is_none_or(|cur| b != cur.as_bytes()),
+            Err(_) => true,
+        };
+        for e in rd.flatten() {
+            if is_stale(&e.path()) {
+                stale.push(e);
+            } else if e.metadata().ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok()).is_some_and(|age| age >= min_age) {
                 ripe.push(e.path());
             }
         }
-        // Markers of this boot are only ever removed: the flush needs no lock.
-        drop(lock);
+        // Deleting layers of an earlier boot needs every build out of the way (a build may be
+        // replacing one); markers of this boot are only ever removed, which needs no lock.
+        if !stale.is_empty() {
+            let path = self.dir().join("lock");
+            let lock = fs::File::options().create(true).truncate(false).write(true).open(&path).map_err(SolveError::io("open lock", &path))?;
+            if matches!(fs4::fs_std::FileExt::try_lock_exclusive(&lock), Ok(true)) {
+                for e in stale.into_iter().filter(|e| is_stale(&e.path())) {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let dir = self.dir().join("layers").join(&name);
+                    if dir.exists() {
+                        let aside = self.dir().join("tmp").join(format!("stale-{name}-{}", std::process::id()));
+                        if fs::rename(&dir, &aside).is_ok() {
+                            let _ = fs::remove_dir_all(&aside);
+                        }
+                    }
+                    let _ = fs::remove_file(e.path());
+                    stats.discarded += 1;
+                }
+            }
+        }
         if !ripe.is_empty() {
             if !fsync_disabled() {
                 let root = fs::File::open(self.dir()).map_err(SolveError::io("open", &self.dir()))?;
@@ -315,10 +318,23 @@ impl CacheIndex {
     }
 
     /// The build-wide lock: shared while building, exclusive while pruning.
+    ///
+    /// A long-lived process (`builder serve`) opens the index once: when the last settle is
+    /// older than [`SETTLE_AGE`], a settle starts here, on a thread of its own.
     pub fn lock_shared(&self) -> Result<fs::File> {
         let path = self.dir().join("lock");
         let f = fs::File::options().create(true).truncate(false).write(true).open(&path).map_err(SolveError::io("open lock", &path))?;
         fs4::fs_std::FileExt::lock_shared(&f).map_err(SolveError::io("lock", &path))?;
+        let last = self.last_settle.load(std::sync::atomic::Ordering::Relaxed);
+        if now_secs().saturating_sub(last) >= SETTLE_AGE.as_secs() {
+            self.last_settle.store(now_secs(), std::sync::atomic::Ordering::Relaxed);
+            let idx = self.clone();
+            let _ = std::thread::Builder::new().name("settle".into()).spawn(move || {
+                if let Err(e) = idx.settle(SETTLE_AGE) {
+                    tracing::warn!("making cached layers durable: {e}");
+                }
+            });
+        }
         Ok(f)
     }
 
