@@ -217,3 +217,22 @@ fn a_failed_unpack_leaves_no_snapshot() {
     assert!(snaps.get("sha256:bad").is_none());
     assert_eq!(std::fs::read_dir(root.path().join("tmp")).unwrap().count(), 0);
 }
+
+#[test]
+fn a_snapshot_unpacked_before_a_machine_crash_is_unpacked_again() {
+    let root = tempfile::tempdir().unwrap();
+    let snaps = Snapshots::open(root.path()).unwrap();
+    let body = Layer::new().file("f", "x", 0o644, 0).bytes();
+    let first = snaps.ensure_layer("sha256:abc", || Ok(&body[..])).unwrap();
+    assert!(snaps.get("sha256:abc").is_some(), "trusted in the boot that unpacked it");
+    // As if the machine crashed before the files reached the disk: the marker names another boot.
+    std::fs::write(root.path().join("snapshots/abc.pending"), "another-boot").unwrap();
+    std::fs::write(first.join("f"), "").unwrap();
+    assert!(snaps.get("sha256:abc").is_none());
+    let again = snaps.ensure_layer("sha256:abc", || Ok(&body[..])).unwrap();
+    assert_eq!(std::fs::read_to_string(again.join("f")).unwrap(), "x");
+    // Settled: durable, no marker left.
+    snaps.settle(std::time::Duration::ZERO);
+    assert!(!root.path().join("snapshots/abc.pending").exists());
+    assert!(snaps.get("sha256:abc").is_some());
+}

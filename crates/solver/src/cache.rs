@@ -243,8 +243,8 @@ impl CacheIndex {
         if !self.abs(rel).is_dir() {
             return false;
         }
-        // Only built layers (`cache/layers/<id>`) have markers; base-image snapshots are synced
-        // when they are unpacked.
+        // Only built layers (`cache/layers/<id>`) have markers here; base-image snapshots have
+        // their own (see `snapshot::snapshots`).
         let Some(id) = rel.strip_prefix("cache/layers").ok().and_then(|r| r.to_str()) else { return true };
         match fs::read(self.pending_path(id)) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => true,
@@ -600,9 +600,7 @@ fn fsync_disabled() -> bool {
 
 /// The boot id of the running kernel: what a `pending/` marker records.
 fn current_boot() -> Option<&'static str> {
-    static BOOT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    BOOT.get_or_init(|| fs::read_to_string("/proc/sys/kernel/random/boot_id").ok().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()))
-        .as_deref()
+    snapshot::snapshots::boot_id()
 }
 
 /// Makes a finished layer durable before it becomes visible, where the boot id is unknown (no
