@@ -88,6 +88,9 @@ pub struct Node<'a> {
     pub keyword: Cow<'a, str>,
     /// Where the instruction name starts in the joined line.
     pub keyword_at: usize,
+    /// The instruction name in lower case (see [`Node::name`]).
+    #[serde(skip)]
+    lower: Cow<'static, str>,
     /// `--flag[=value]` words before the arguments (quotes removed).
     pub flags: Vec<Token<'a>>,
     /// The arguments; their shape depends on the instruction (ENV and LABEL
@@ -134,16 +137,16 @@ impl<'a> Node<'a> {
     }
 
     /// [`Node::name`], without allocating for the known instructions.
-    pub(crate) fn lower_name(&self) -> Cow<'static, str> {
-        words::keyword_lower(&self.keyword)
+    pub(crate) fn lower_name(&self) -> &str {
+        &self.lower
     }
 
     fn can_contain_heredoc(&self) -> bool {
-        let node = match (&self.child, &*self.lower_name()) {
+        let node = match (&self.child, self.lower_name()) {
             (Some(child), "onbuild") => child,
             _ => self,
         };
-        matches!(&*node.lower_name(), "add" | "copy" | "run") && !node.json
+        matches!(node.lower_name(), "add" | "copy" | "run") && !node.json
     }
 
     /// The node with all its text owned (for a line joined from several).
@@ -151,6 +154,7 @@ impl<'a> Node<'a> {
         Node {
             keyword: Cow::Owned(self.keyword.into_owned()),
             keyword_at: self.keyword_at,
+            lower: self.lower,
             flags: self.flags.into_iter().map(Token::into_owned).collect(),
             args: self.args.into_iter().map(Token::into_owned).collect(),
             child: self.child.map(|c| Box::new(c.into_owned())),
@@ -315,7 +319,6 @@ pub(crate) fn parse_each<'a>(
             }
             let (line, line_map, first) = join_instruction(&map, window_start, instruction);
             let first_span = map.span(first);
-            let has_heredoc_marker = has_double_lt(&line);
             let syntax_error = |message| map.error(ErrorKind::Syntax, first_span, message);
             let mut node = match line {
                 Cow::Borrowed(line) => {
@@ -331,7 +334,7 @@ pub(crate) fn parse_each<'a>(
             };
             node.span = first_span;
             node.end_line = map.line(instr_end.saturating_sub(1)).max(first_span.line);
-            if has_heredoc_marker && node.can_contain_heredoc() {
+            if node.can_contain_heredoc() && has_double_lt(&node.original) {
                 let docs = heredocs_from_line(&node.original).map_err(|m| map.error(ErrorKind::Syntax, first_span, m))?;
                 if !docs.is_empty() {
                     let resume = read_heredoc_bodies(&map, instr_end, docs, &mut node, first_span)?;
@@ -352,8 +355,14 @@ pub(crate) fn parse_each<'a>(
 
 /// Whether the text has `<<` (a possible heredoc).
 fn has_double_lt(s: &str) -> bool {
-    let b = s.as_bytes();
-    b.iter().enumerate().any(|(i, &c)| c == b'<' && b.get(i + 1) == Some(&b'<'))
+    let mut from = 0;
+    while let Some(i) = s[from..].find('<') {
+        if s.as_bytes().get(from + i + 1) == Some(&b'<') {
+            return true;
+        }
+        from += i + 1;
+    }
+    false
 }
 
 /// Where the window starting at `from` ends: after the first line at or
@@ -556,6 +565,7 @@ fn node_from_line<'l>(line: &'l str, base: usize, escape: char, lm: &LineMap<'_,
     Ok(Node {
         keyword: Cow::Borrowed(split.command.text),
         keyword_at: base + split.command.offset,
+        lower: name,
         flags: split.flags.into_iter().map(token).collect(),
         args: pieces.into_iter().map(token).collect(),
         child,

@@ -102,12 +102,15 @@ pub(crate) struct SourceMap<'a> {
     /// All ASCII: a column is a byte distance.
     ascii: bool,
     first_nul: Option<usize>,
+    /// The line index found last: positions are mostly asked for in order,
+    /// so the next one is usually on that line or the one after.
+    hint: std::cell::Cell<usize>,
 }
 
 impl<'a> SourceMap<'a> {
     pub(crate) fn new(text: &'a str, file: &'a str) -> SourceMap<'a> {
         let (line_starts, first_nul) = line_starts_and_nul(text.as_bytes());
-        SourceMap { text, file, line_starts, ascii: text.is_ascii(), first_nul }
+        SourceMap { text, file, line_starts, ascii: text.is_ascii(), first_nul, hint: std::cell::Cell::new(0) }
     }
 
     /// Where the first NUL byte is, if any.
@@ -123,13 +126,25 @@ impl<'a> SourceMap<'a> {
 
     /// The 1-based line of a byte offset.
     pub(crate) fn line(&self, offset: usize) -> usize {
-        self.line_starts.partition_point(|&s| s <= offset.min(self.text.len()))
+        let offset = offset.min(self.text.len());
+        let starts = &self.line_starts;
+        let on = |i: usize| starts.get(i).is_some_and(|&s| s <= offset) && starts.get(i + 1).is_none_or(|&n| offset < n);
+        let hint = self.hint.get();
+        let index = if on(hint) {
+            hint
+        } else if on(hint + 1) {
+            hint + 1
+        } else {
+            starts.partition_point(|&s| s <= offset) - 1
+        };
+        self.hint.set(index);
+        index + 1
     }
 
     /// 1-based line and column (in characters) of a byte offset.
     pub(crate) fn span(&self, offset: usize) -> Span {
         let offset = offset.min(self.text.len());
-        let line = self.line_starts.partition_point(|&s| s <= offset);
+        let line = self.line(offset);
         let start = self.line_starts[line - 1];
         if self.ascii {
             return Span { line, column: offset - start + 1 };

@@ -1,6 +1,8 @@
 //! `RUN --mount=…`: the comma-separated options of bind, cache, tmpfs, secret
 //! and ssh mounts, checked as BuildKit checks them.
 
+use std::borrow::Cow;
+
 use serde::Serialize;
 
 use crate::error::Span;
@@ -95,12 +97,13 @@ pub(crate) fn parse_mount(
     };
     let mut ro_auto = true;
     for field in &fields {
+        let field: &str = field;
         let (key, value) = match field.split_once('=') {
-            Some((k, v)) => (k.to_ascii_lowercase(), Some(v)),
-            None => (field.to_ascii_lowercase(), None),
+            Some((k, v)) => (ascii_lower(k), Some(v)),
+            None => (ascii_lower(field), None),
         };
         let Some(value) = value else {
-            match key.as_str() {
+            match &*key {
                 "readonly" | "ro" => {
                     m.readonly = true;
                     ro_auto = false;
@@ -127,7 +130,7 @@ pub(crate) fn parse_mount(
         }
         let value = expand(value)?;
         let bad = || format!("invalid value for {key}: {value}");
-        match key.as_str() {
+        match &*key {
             "type" => {
                 m.kind = match value.to_ascii_lowercase().as_str() {
                     "bind" => MountType::Bind,
@@ -252,8 +255,17 @@ fn ram_in_bytes(s: &str) -> Option<i64> {
     Some((size * mult) as i64)
 }
 
-/// One CSV record (Go's encoding/csv rules: quoted fields, `""` inside quotes).
-fn csv_fields(s: &str) -> Result<Vec<String>, String> {
+/// `s` in ASCII lower case, borrowed when it already is.
+fn ascii_lower(s: &str) -> Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) { Cow::Owned(s.to_ascii_lowercase()) } else { Cow::Borrowed(s) }
+}
+
+/// One CSV record (Go's encoding/csv rules: quoted fields, `""` inside
+/// quotes). Fields without quotes are borrowed.
+fn csv_fields(s: &str) -> Result<Vec<Cow<'_, str>>, String> {
+    if !s.contains('"') {
+        return Ok(s.split(',').map(Cow::Borrowed).collect());
+    }
     let mut fields = Vec::new();
     let mut chars = s.chars().peekable();
     loop {
@@ -276,21 +288,21 @@ fn csv_fields(s: &str) -> Result<Vec<String>, String> {
             }
             match chars.next() {
                 None => {
-                    fields.push(field);
+                    fields.push(Cow::Owned(field));
                     return Ok(fields);
                 }
-                Some(',') => fields.push(field),
+                Some(',') => fields.push(Cow::Owned(field)),
                 Some(_) => return Err("extraneous or missing \" in quoted-field".into()),
             }
         } else {
             loop {
                 match chars.next() {
                     None => {
-                        fields.push(field);
+                        fields.push(Cow::Owned(field));
                         return Ok(fields);
                     }
                     Some(',') => {
-                        fields.push(field);
+                        fields.push(Cow::Owned(field));
                         break;
                     }
                     Some('"') => return Err("bare \" in non-quoted-field".into()),
