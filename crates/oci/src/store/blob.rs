@@ -93,37 +93,47 @@ impl Hasher {
 }
 
 /// Starts write-back of a file being written, in the background: `fdatasync` on a thread of
-/// its own, so disk writes overlap with producing the rest of the blob.
+/// its own, so disk writes overlap with producing the rest of the blob. What is on disk is then
+/// dropped from the page cache: a large blob is rarely read again soon (a push reads it at
+/// disk speed), and the memory goes back to the build instead of to new page allocations.
 struct Flusher {
-    kick: SyncSender<()>,
+    kick: SyncSender<u64>,
     done: JoinHandle<()>,
 }
 
 impl Flusher {
     fn start(file: &File) -> Option<Flusher> {
         let file = file.try_clone().ok()?;
-        let (kick, rx) = sync_channel::<()>(1);
+        let (kick, rx) = sync_channel::<u64>(1);
         let done = std::thread::Builder::new()
             .name("blob-writeback".into())
             .spawn(move || {
-                for () in rx {
+                for upto in rx {
                     // Errors show up again in the final fsync of `commit`.
-                    let _ = file.sync_data();
+                    if file.sync_data().is_ok() {
+                        drop_cached(&file, upto);
+                    }
                 }
             })
             .ok()?;
         Some(Flusher { kick, done })
     }
 
-    /// Asks for a write-back unless one is already queued.
-    fn kick(&self) {
-        let _ = self.kick.try_send(());
+    /// Asks for a write-back of the first `upto` bytes unless one is already queued.
+    fn kick(&self, upto: u64) {
+        let _ = self.kick.try_send(upto);
     }
 
     fn stop(self) {
         drop(self.kick);
         let _ = self.done.join();
     }
+}
+
+/// Drops the first `len` bytes of `file` from the page cache (they are on disk). Best effort.
+fn drop_cached(file: &File, len: u64) {
+    let len = i64::try_from(len).unwrap_or(i64::MAX);
+    let _ = nix::fcntl::posix_fadvise(file, 0, len, nix::fcntl::PosixFadviseAdvice::POSIX_FADV_DONTNEED);
 }
 
 /// A name no other writer (in this or another process) uses at the same time.
@@ -180,7 +190,7 @@ impl BlobWriter {
                 self.flusher = self.file.as_ref().and_then(Flusher::start);
             }
             if let Some(f) = &self.flusher {
-                f.kick();
+                f.kick(self.pushed);
             }
         }
         Ok(())
@@ -191,6 +201,7 @@ impl BlobWriter {
     pub fn commit(mut self, expected: Option<&Digest>) -> Result<BlobInfo> {
         let rest = std::mem::take(&mut self.buf);
         self.push(rest).map_err(Error::io("write temporary blob", &self.tmp))?;
+        let large = self.flusher.is_some();
         if let Some(f) = self.flusher.take() {
             f.stop();
         }
@@ -206,6 +217,9 @@ impl BlobWriter {
             }
         }
         file.sync_all().map_err(Error::io("fsync temporary blob", &self.tmp))?;
+        if large {
+            drop_cached(&file, self.written);
+        }
         let dest = self.blobs_dir.join(digest.hex());
         if dest.is_file() {
             // Same digest, same bytes: someone stored it already.
