@@ -807,15 +807,30 @@ fn json_unescape(s: &str) -> Cow<'_, str> {
 /// The heredocs an instruction line starts, in order (BuildKit lexes the
 /// whole line with quotes and escapes kept and looks for `<<` words).
 fn heredocs_from_line(line: &str) -> Result<Vec<Heredoc>, String> {
+    let mut docs = Vec::new();
+    if is_plain_for_lexer(line) && !line.split("<<").skip(1).any(|after| after.starts_with(['\t', '\r', ' '])) {
+        // Without quotes, escapes or variables, and with no blanks glued to a
+        // `<<`, the lexer's words are the blank-separated parts.
+        for w in line.split(words::is_go_space).filter(|w| !w.is_empty()) {
+            if let Some(doc) = parse_heredoc(w)? {
+                docs.push(doc);
+            }
+        }
+        return Ok(docs);
+    }
     let lexer = Lexer { raw_quotes: true, raw_escapes: true, skip_unset_env: true, ..Lexer::new('\\') };
     let Ok((_, words)) = lexer.process(line, &NoEnv) else { return Ok(Vec::new()) };
-    let mut docs = Vec::new();
     for w in words {
         if let Some(doc) = parse_heredoc(&w)? {
             docs.push(doc);
         }
     }
     Ok(docs)
+}
+
+/// Text the shell lexer reads as it is: no quotes, escapes or variables.
+fn is_plain_for_lexer(s: &str) -> bool {
+    !s.bytes().any(|b| matches!(b, b'\'' | b'"' | b'\\' | b'$'))
 }
 
 /// Reads a heredoc marker word such as `<<EOF`, `<<-"EOF"` or `3<<EOF`.
@@ -831,6 +846,10 @@ pub(crate) fn parse_heredoc(word: &str) -> Result<Option<Heredoc>, String> {
         return Ok(None);
     }
     let fd = word[..digits].parse::<u32>().unwrap_or(0);
+    if is_plain_for_lexer(rest) && !rest.contains(words::is_go_space) {
+        // The lexer would give `rest` back as the one word: a plain name.
+        return Ok(Some(Heredoc { name: rest.to_string(), fd, expand: true, chomp, content: String::new() }));
+    }
     let plain = Lexer { skip_unset_env: true, ..Lexer::new('\\') };
     let (_, words) = plain.process(rest, &NoEnv).map_err(|e| e.to_string())?;
     if words.len() != 1 {

@@ -597,7 +597,7 @@ pub(crate) fn parse_instruction(node: &Node<'_>, context: &Context, map: &Source
     let span = node.span;
     let original = node.original.to_string();
     let context = context.clone();
-    Ok(match &*name {
+    Ok(match name {
         "run" => {
             let flags = Flags::parse(&upper, &node.flags, RUN_FLAGS).map_err(flag_err)?;
             let mut mounts = Vec::new();
