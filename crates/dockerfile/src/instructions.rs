@@ -459,7 +459,7 @@ impl StagesBuilder {
         let err = |kind: ErrorKind, span: Span, message: String| map.error(kind, span, message);
         if node.lower_name() == "from" {
             let from = parse_from(node, map).map_err(|(m, s)| err(ErrorKind::Arguments, s, m))?;
-            self.stages.push(Stage { from, instructions: Vec::new() });
+            self.stages.push(Stage { from, instructions: Vec::with_capacity(16) });
             return Ok(());
         }
         let context = self.context.get_or_insert_with(|| Context { escape, file: Arc::from(map.file) });

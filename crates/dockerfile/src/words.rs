@@ -11,6 +11,9 @@ use std::borrow::Cow;
 
 /// Go's `unicode.IsSpace`.
 pub(crate) fn is_go_space(c: char) -> bool {
+    if c.is_ascii() {
+        return matches!(c, '\t'..='\r' | ' ');
+    }
     matches!(
         c,
         '\t' | '\n' | '\u{0B}' | '\u{0C}' | '\r' | ' ' | '\u{85}' | '\u{A0}' | '\u{1680}' | '\u{2000}'..='\u{200A}'
@@ -31,6 +34,11 @@ fn is_sep(c: char) -> bool {
 
 /// `strings.TrimSpace`: returns the trimmed slice and the offset where it starts.
 pub(crate) fn trim_space(s: &str) -> (&str, usize) {
+    // Usually there is nothing to trim: an ASCII character that is not a blank at both ends.
+    let solid = |b: Option<&u8>| b.is_some_and(|&c| c < 0x80 && !matches!(c, b'\t'..=b'\r' | b' '));
+    if solid(s.as_bytes().first()) && solid(s.as_bytes().last()) {
+        return (s, 0);
+    }
     let start = s.len() - s.trim_start_matches(is_go_space).len();
     let trimmed = s[start..].trim_end_matches(is_go_space);
     (trimmed, start)
@@ -93,9 +101,11 @@ pub(crate) struct Slice<'a> {
 pub(crate) fn split_command(line: &str, escape: char) -> SplitLine<'_> {
     let (trimmed, base) = trim_space(line);
     // The name ends at the first blank of `[\t\v\f\r ]`; the rest starts after the run of them.
-    let (command, after) = match trimmed.find(is_sep) {
+    // The blanks are ASCII, so they can be looked for byte by byte.
+    let is_sep_byte = |b: &u8| matches!(b, b'\t' | 0x0B | 0x0C | b'\r' | b' ');
+    let (command, after) = match trimmed.bytes().position(|b| is_sep_byte(&b)) {
         Some(i) => {
-            let rest_start = trimmed[i..].find(|c: char| !is_sep(c)).map(|j| i + j).unwrap_or(trimmed.len());
+            let rest_start = trimmed.as_bytes()[i..].iter().position(|b| !is_sep_byte(b)).map(|j| i + j).unwrap_or(trimmed.len());
             (&trimmed[..i], Some((&trimmed[rest_start..], base + rest_start)))
         }
         None => (trimmed, None),
