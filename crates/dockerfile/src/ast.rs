@@ -59,7 +59,11 @@ pub struct Token<'a> {
     pub at: usize,
 }
 
-impl Token<'_> {
+impl<'a> Token<'a> {
+    pub(crate) fn borrowed(text: &'a str, at: usize) -> Token<'a> {
+        Token { text: Cow::Borrowed(text), at }
+    }
+
     fn into_owned(self) -> Token<'static> {
         Token { text: Cow::Owned(self.text.into_owned()), at: self.at }
     }
@@ -211,7 +215,7 @@ impl LineMap<'_, '_> {
 /// Parses Dockerfile bytes into the syntax tree.
 pub fn parse<'a>(source: &'a [u8], file: &'a str) -> Result<Ast<'a>, DockerfileError> {
     let mut nodes = Vec::new();
-    let parsed = parse_each(source, file, |_, _, node| nodes.push(node))?;
+    let parsed = parse_each(source, file, |_, _, node| nodes.push(node.clone()))?;
     Ok(Ast { directives: parsed.directives, escape: parsed.escape, nodes })
 }
 
@@ -228,7 +232,7 @@ pub(crate) struct Parsed<'a> {
 pub(crate) fn parse_each<'a>(
     source: &'a [u8],
     file: &'a str,
-    mut each: impl FnMut(&SourceMap<'a>, char, Node<'a>),
+    mut each: impl FnMut(&SourceMap<'a>, char, &Node<'a>),
 ) -> Result<Parsed<'a>, DockerfileError> {
     let text = match std::str::from_utf8(source) {
         Ok(t) => t,
@@ -257,6 +261,7 @@ pub(crate) fn parse_each<'a>(
     let start = if text.starts_with('\u{FEFF}') { 3 } else { 0 };
     let (directives, escape) = parse_directives(&map, start)?;
     let mut any_node = false;
+    let mut spare: (Vec<Token<'a>>, Vec<Token<'a>>) = (Vec::new(), Vec::new());
     let mut pos = start;
     // Heredoc bodies are raw lines, known only once their instruction's line
     // has been lexed. The grammar reads them as lines like any other; the
@@ -320,14 +325,15 @@ pub(crate) fn parse_each<'a>(
             let (line, line_map, first) = join_instruction(&map, window_start, instruction);
             let first_span = map.span(first);
             let syntax_error = |message| map.error(ErrorKind::Syntax, first_span, message);
+            let (args, flags) = (std::mem::take(&mut spare.0), std::mem::take(&mut spare.1));
             let mut node = match line {
                 Cow::Borrowed(line) => {
-                    let mut node = node_from_line(line, 0, escape, &line_map).map_err(syntax_error)?;
+                    let mut node = node_from_line(line, 0, escape, &line_map, args, flags).map_err(syntax_error)?;
                     node.original = Cow::Borrowed(line);
                     node
                 }
                 Cow::Owned(line) => {
-                    let mut node = node_from_line(&line, 0, escape, &line_map).map_err(syntax_error)?.into_owned();
+                    let mut node = node_from_line(&line, 0, escape, &line_map, args, flags).map_err(syntax_error)?.into_owned();
                     node.original = Cow::Owned(line);
                     node
                 }
@@ -343,7 +349,12 @@ pub(crate) fn parse_each<'a>(
                 }
             }
             any_node = true;
-            each(&map, escape, node);
+            each(&map, escape, &node);
+            // The node's word lists are kept for the next node (emptied).
+            let Node { mut args, mut flags, .. } = node;
+            args.clear();
+            flags.clear();
+            spare = (args, flags);
         }
         pos = after_bodies.map_or(end, |resume| resume.max(end));
     }
@@ -511,63 +522,62 @@ fn join_instruction<'s, 'a>(map: &'s SourceMap<'a>, base: usize, instruction: Pa
 /// Builds the node for one joined line (BuildKit's `newNodeFromLine`); `base`
 /// is where `line` starts within the instruction's joined line. The caller
 /// sets the node's span and original text (an ONBUILD trigger's are set here).
-fn node_from_line<'l>(line: &'l str, base: usize, escape: char, lm: &LineMap<'_, '_>) -> Result<Node<'l>, String> {
-    let split = words::split_command(line, escape);
-    let token = |p: Piece<'l>| Token { at: lm.at(base + p.offset), text: p.text };
+/// `args` and `flags` are empty vectors to fill (the driver reuses them).
+fn node_from_line<'l>(
+    line: &'l str,
+    base: usize,
+    escape: char,
+    lm: &LineMap<'_, '_>,
+    mut args: Vec<Token<'l>>,
+    mut flags: Vec<Token<'l>>,
+) -> Result<Node<'l>, String> {
+    let split = words::split_command(line, escape, &mut flags);
     let name = words::keyword_lower(split.command.text);
     let rest = split.rest.text;
     let rest_at = split.rest.offset;
     let mut json = false;
     let mut child = None;
-    let pieces: Vec<Piece<'l>> = match &*name {
-        "add" | "copy" | "volume" => match parse_json(rest, rest_at)? {
-            Some(items) => {
-                json = true;
-                items
+    match &*name {
+        "add" | "copy" | "volume" => {
+            json = parse_json(rest, rest_at, &mut args)?;
+            if !json {
+                whitespace_words(rest, rest_at, &mut args);
             }
-            None => whitespace_words(rest, rest_at),
-        },
-        "cmd" | "entrypoint" | "run" | "shell" => {
-            let (items, is_json) = maybe_json(rest, rest_at)?;
-            json = is_json;
-            items
         }
-        "arg" => words::parse_words(rest, escape).into_iter().map(|w| Piece::borrowed(w.text, rest_at + w.offset)).collect(),
-        "env" | "label" => name_values(rest, rest_at, split.command.text, escape)?,
-        "expose" | "from" => whitespace_words(rest, rest_at),
-        "healthcheck" => {
-            let (items, is_json) = health_config(rest, rest_at)?;
-            json = is_json;
-            items
-        }
+        "cmd" | "entrypoint" | "run" | "shell" => json = maybe_json(rest, rest_at, &mut args)?,
+        "arg" => words::parse_words(rest, escape, |w, at| args.push(Piece::borrowed(w, rest_at + at))),
+        "env" | "label" => name_values(rest, rest_at, split.command.text, escape, &mut args)?,
+        "expose" | "from" => whitespace_words(rest, rest_at, &mut args),
+        "healthcheck" => json = health_config(rest, rest_at, &mut args)?,
         "maintainer" | "stopsignal" | "user" | "workdir" => {
-            if rest.is_empty() {
-                Vec::new()
-            } else {
-                vec![Piece::borrowed(rest, rest_at)]
+            if !rest.is_empty() {
+                args.push(Piece::borrowed(rest, rest_at));
             }
         }
         "onbuild" => {
             if !rest.is_empty() {
-                let mut trigger = node_from_line(rest, base + rest_at, escape, lm)?;
+                let mut trigger = node_from_line(rest, base + rest_at, escape, lm, Vec::new(), Vec::new())?;
                 let keyword_span = lm.span(trigger.keyword_at);
                 trigger.span = keyword_span;
                 trigger.end_line = keyword_span.line;
                 trigger.original = Cow::Borrowed(rest);
                 child = Some(Box::new(trigger));
             }
-            Vec::new()
         }
         // BuildKit's parser keeps unknown instructions (with one empty
         // argument); the instruction layer rejects them.
-        _ => vec![Piece::borrowed("", rest_at)],
-    };
+        _ => args.push(Piece::borrowed("", rest_at)),
+    }
+    // Offsets in the line become offsets in the Dockerfile.
+    for t in args.iter_mut().chain(flags.iter_mut()) {
+        t.at = lm.at(base + t.at);
+    }
     Ok(Node {
         keyword: Cow::Borrowed(split.command.text),
         keyword_at: base + split.command.offset,
         lower: name,
-        flags: split.flags.into_iter().map(token).collect(),
-        args: pieces.into_iter().map(token).collect(),
+        flags,
+        args,
         child,
         json,
         heredocs: Vec::new(),
@@ -577,83 +587,91 @@ fn node_from_line<'l>(line: &'l str, base: usize, escape: char, lm: &LineMap<'_,
     })
 }
 
-fn whitespace_words(rest: &str, at: usize) -> Vec<Piece<'_>> {
-    if rest.is_empty() {
-        return Vec::new();
+fn whitespace_words<'l>(rest: &'l str, at: usize, out: &mut Vec<Piece<'l>>) {
+    if !rest.is_empty() {
+        split_blanks(rest, at, None, out);
     }
-    split_blanks(rest, at, None)
 }
 
-fn maybe_json(rest: &str, at: usize) -> Result<(Vec<Piece<'_>>, bool), String> {
+/// The exec form's strings, or the shell form's one string; whether it was the exec form.
+fn maybe_json<'l>(rest: &'l str, at: usize, out: &mut Vec<Piece<'l>>) -> Result<bool, String> {
     if rest.is_empty() {
-        return Ok((Vec::new(), false));
+        return Ok(false);
     }
-    Ok(match parse_json(rest, at)? {
-        Some(items) => (items, true),
-        None => (vec![Piece::borrowed(rest, at)], false),
-    })
+    if parse_json(rest, at, out)? {
+        return Ok(true);
+    }
+    out.push(Piece::borrowed(rest, at));
+    Ok(false)
 }
 
-fn health_config(rest: &str, at: usize) -> Result<(Vec<Piece<'_>>, bool), String> {
+fn health_config<'l>(rest: &'l str, at: usize, out: &mut Vec<Piece<'l>>) -> Result<bool, String> {
     let is_sep = |c: char| c.is_ascii() && words::is_go_space(c);
     let sep = rest.find(is_sep).unwrap_or(rest.len());
     if sep == 0 {
-        return Ok((Vec::new(), false));
+        return Ok(false);
     }
     let next = rest[sep..].find(|c: char| !is_sep(c)).map(|i| sep + i).unwrap_or(rest.len());
-    let (mut cmd, json) = maybe_json(&rest[next..], at + next)?;
-    cmd.insert(0, Piece::borrowed(&rest[..sep], at));
-    Ok((cmd, json))
+    out.push(Piece::borrowed(&rest[..sep], at));
+    maybe_json(&rest[next..], at + next, out)
 }
 
-fn name_values<'l>(rest: &'l str, at: usize, keyword: &str, escape: char) -> Result<Vec<Piece<'l>>, String> {
-    let ws = words::parse_words(rest, escape);
-    let Some(first) = ws.first() else { return Ok(Vec::new()) };
-    if !first.text.contains('=') {
-        let parts = split_blanks(rest, at, Some(2));
-        let mut parts = parts.into_iter();
-        let (Some(k), Some(v)) = (parts.next(), parts.next()) else {
-            return Err(format!("{} must have two arguments", keyword.to_uppercase()));
+fn name_values<'l>(rest: &'l str, at: usize, keyword: &str, escape: char, out: &mut Vec<Piece<'l>>) -> Result<(), String> {
+    // The first word says the form: `name=value …`, or the legacy `name value`.
+    let mut legacy = None;
+    let mut error = None;
+    words::parse_words(rest, escape, |w, offset| {
+        if *legacy.get_or_insert(!w.contains('=')) || error.is_some() {
+            return;
+        }
+        let Some((k, v)) = w.split_once('=') else {
+            error = Some(format!("Syntax error - can't find = in {}. Must be of the form: name=value", go_quote(w)));
+            return;
         };
-        let end = v.offset + v.text.len();
-        return Ok(vec![k, v, Piece::borrowed("", end)]);
-    }
-    let mut out = Vec::with_capacity(ws.len() * 3);
-    for w in ws {
-        let o = at + w.offset;
-        let text = w.text;
-        let Some((k, v)) = text.split_once('=') else {
-            return Err(format!("Syntax error - can't find = in {}. Must be of the form: name=value", go_quote(text)));
-        };
+        let o = at + offset;
         out.push(Piece::borrowed(k, o));
         out.push(Piece::borrowed(v, o + k.len() + 1));
         out.push(Piece::borrowed("=", o + k.len()));
+    });
+    if let Some(e) = error {
+        return Err(e);
     }
-    Ok(out)
+    if legacy == Some(true) {
+        let first = out.len();
+        split_blanks(rest, at, Some(2), out);
+        if out.len() - first != 2 {
+            return Err(format!("{} must have two arguments", keyword.to_uppercase()));
+        }
+        let v = &out[first + 1];
+        let end = v.at + v.text.len();
+        out.push(Piece::borrowed("", end));
+    }
+    Ok(())
 }
 
-/// The exec form: `Some(strings)` when `rest` is one JSON array of strings,
-/// `None` when it is not JSON (shell form), an error for a JSON array of
-/// something else.
-pub(crate) fn parse_json(rest: &str, at: usize) -> Result<Option<Vec<Piece<'_>>>, String> {
+/// The exec form: `true` (and the strings pushed to `out`) when `rest` is
+/// one JSON array of strings, `false` when it is not JSON (shell form), an
+/// error for a JSON array of something else.
+pub(crate) fn parse_json<'l>(rest: &'l str, at: usize, out: &mut Vec<Piece<'l>>) -> Result<bool, String> {
     let trimmed = rest.trim_start_matches(words::is_go_space);
     let at = at + (rest.len() - trimmed.len());
     if !trimmed.starts_with('[') {
-        return Ok(None);
+        return Ok(false);
     }
-    if let Some(items) = plain_string_array(trimmed, at) {
-        return Ok(Some(items));
+    if plain_string_array(trimmed, at, out) {
+        return Ok(true);
     }
     if too_deep(trimmed) {
-        return Ok(None);
+        return Ok(false);
     }
-    let Ok(mut pairs) = DockerfileGrammar::parse(Rule::exec_form, trimmed) else { return Ok(None) };
+    let Ok(mut pairs) = DockerfileGrammar::parse(Rule::exec_form, trimmed) else { return Ok(false) };
     let Some(array) = pairs.next().and_then(|p| p.into_inner().find(|p| p.as_rule() == Rule::json_array)) else {
-        return Ok(None);
+        return Ok(false);
     };
-    let mut items = Vec::new();
+    let first = out.len();
     for element in array.clone().into_inner() {
         if element.as_rule() != Rule::json_string {
+            out.truncate(first);
             // Go rejects numbers out of float64 range and raw control
             // characters in strings anywhere in the document: then the line
             // is not JSON (shell form). Otherwise it is an error.
@@ -664,7 +682,7 @@ pub(crate) fn parse_json(rest: &str, at: usize) -> Result<Option<Vec<Piece<'_>>>
                 _ => false,
             });
             if not_json {
-                return Ok(None);
+                return Ok(false);
             }
             return Err("when using JSON array syntax, arrays must be comprised of strings only".into());
         }
@@ -672,40 +690,43 @@ pub(crate) fn parse_json(rest: &str, at: usize) -> Result<Option<Vec<Piece<'_>>>
         let start = element.as_span().start();
         let chars = trimmed.get(start + 1..element.as_span().end().saturating_sub(1)).unwrap_or_default();
         if chars.bytes().any(|b| b < 0x20) {
-            return Ok(None);
+            out.truncate(first);
+            return Ok(false);
         }
-        items.push(Piece { text: json_unescape(chars), offset: at + start });
+        out.push(Piece { text: json_unescape(chars), at: at + start });
     }
-    Ok(Some(items))
+    Ok(true)
 }
 
 /// The common exec form, `["a", "b"]` with strings of plain characters (no
-/// escapes, no control characters) and JSON blanks: the strings as written.
-/// `None` for anything else, which the grammar's `exec_form` then decides.
-/// (Such text is JSON for Go exactly when it has this shape, so both agree.)
-fn plain_string_array(s: &str, at: usize) -> Option<Vec<Piece<'_>>> {
+/// escapes, no control characters) and JSON blanks: the strings as written
+/// are pushed to `out`. `false` (and `out` unchanged) for anything else,
+/// which the grammar's `exec_form` then decides. (Such text is JSON for Go
+/// exactly when it has this shape, so both agree.)
+fn plain_string_array<'l>(s: &'l str, at: usize, out: &mut Vec<Piece<'l>>) -> bool {
     let b = s.as_bytes();
     let blanks = |i: &mut usize| {
         while *i < b.len() && matches!(b[*i], b' ' | b'\t' | b'\r' | b'\n') {
             *i += 1;
         }
     };
-    let mut items = Vec::new();
+    let first = out.len();
     let mut i = 1;
     blanks(&mut i);
     if b.get(i) == Some(&b']') {
         i += 1;
     } else {
         loop {
-            if b.get(i) != Some(&b'"') {
-                return None;
-            }
-            let start = i + 1;
-            let end = start + b[start..].iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20)?;
-            if b[end] != b'"' {
-                return None;
-            }
-            items.push(Piece::borrowed(&s[start..end], at + i));
+            let end = (b.get(i) == Some(&b'"'))
+                .then(|| b[i + 1..].iter().position(|&c| c == b'"' || c == b'\\' || c < 0x20))
+                .flatten()
+                .map(|len| i + 1 + len)
+                .filter(|&end| b[end] == b'"');
+            let Some(end) = end else {
+                out.truncate(first);
+                return false;
+            };
+            out.push(Piece::borrowed(&s[i + 1..end], at + i));
             i = end + 1;
             blanks(&mut i);
             match b.get(i) {
@@ -717,12 +738,19 @@ fn plain_string_array(s: &str, at: usize) -> Option<Vec<Piece<'_>>> {
                     i += 1;
                     break;
                 }
-                _ => return None,
+                _ => {
+                    out.truncate(first);
+                    return false;
+                }
             }
         }
     }
     blanks(&mut i);
-    (i == b.len()).then_some(items)
+    if i != b.len() {
+        out.truncate(first);
+        return false;
+    }
+    true
 }
 
 /// Guards the recursive grammar against absurd nesting.
@@ -883,7 +911,7 @@ mod tests {
     #[test]
     fn spans_point_at_words_across_continuations() {
         let mut nodes = Vec::new();
-        let parsed = parse_each(b"FROM a\nRUN --mount=type=cache,target=/x \\\n  echo hi\n", "Dockerfile", |_, _, n| nodes.push(n)).unwrap();
+        let parsed = parse_each(b"FROM a\nRUN --mount=type=cache,target=/x \\\n  echo hi\n", "Dockerfile", |_, _, n| nodes.push(n.clone())).unwrap();
         let (run, map) = (&nodes[1], &parsed.map);
         assert_eq!(run.span, Span { line: 2, column: 1 });
         assert_eq!(map.span(run.flags[0].at), Span { line: 2, column: 5 });

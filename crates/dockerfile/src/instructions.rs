@@ -445,12 +445,12 @@ struct StagesBuilder {
 }
 
 impl StagesBuilder {
-    fn add(&mut self, map: &SourceMap<'_>, escape: char, node: Node<'_>) {
+    fn add(&mut self, map: &SourceMap<'_>, escape: char, node: &Node<'_>) {
         self.last_span = node.span;
         if self.error.is_some() {
             return;
         }
-        if let Err(e) = self.check(map, escape, &node) {
+        if let Err(e) = self.check(map, escape, node) {
             self.error = Some(e);
         }
     }

@@ -45,26 +45,18 @@ pub(crate) fn trim_space(s: &str) -> (&str, usize) {
 }
 
 /// A piece of a line: its text (borrowed from the line unless quote or
-/// escape removal changed it) and the byte offset where it starts.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Piece<'l> {
-    pub text: Cow<'l, str>,
-    pub offset: usize,
-}
-
-impl<'l> Piece<'l> {
-    pub(crate) fn borrowed(text: &'l str, offset: usize) -> Piece<'l> {
-        Piece { text: Cow::Borrowed(text), offset }
-    }
-}
+/// escape removal changed it) and the byte offset where it starts (in the
+/// line it was cut from; the syntax tree then turns it into an offset in the
+/// Dockerfile, in place).
+pub(crate) use crate::ast::Token as Piece;
 
 /// `regexp.MustCompile("[\t\v\f\r ]+").Split(s, n)` with n = 2 or -1 (all).
-pub(crate) fn split_blanks(s: &str, base: usize, limit: Option<usize>) -> Vec<Piece<'_>> {
-    let mut out = Vec::new();
+pub(crate) fn split_blanks<'s>(s: &'s str, base: usize, limit: Option<usize>, out: &mut Vec<Piece<'s>>) {
+    let first = out.len();
     let mut start = 0;
     let mut iter = s.char_indices().peekable();
     while let Some((i, c)) = iter.next() {
-        if limit.is_some_and(|n| out.len() + 1 >= n) {
+        if limit.is_some_and(|n| out.len() - first + 1 >= n) {
             break;
         }
         if is_sep(c) {
@@ -81,14 +73,12 @@ pub(crate) fn split_blanks(s: &str, base: usize, limit: Option<usize>) -> Vec<Pi
         }
     }
     out.push(Piece::borrowed(&s[start..], base + start));
-    out
 }
 
 /// The instruction name, its flags and the rest of the line (BuildKit's
 /// `splitCommand`). Offsets are relative to `line`.
 pub(crate) struct SplitLine<'a> {
     pub command: Slice<'a>,
-    pub flags: Vec<Piece<'a>>,
     pub rest: Slice<'a>,
 }
 
@@ -98,7 +88,8 @@ pub(crate) struct Slice<'a> {
     pub offset: usize,
 }
 
-pub(crate) fn split_command(line: &str, escape: char) -> SplitLine<'_> {
+/// The flags are pushed to `flags`.
+pub(crate) fn split_command<'a>(line: &'a str, escape: char, flags: &mut Vec<Piece<'a>>) -> SplitLine<'a> {
     let (trimmed, base) = trim_space(line);
     // The name ends at the first blank of `[\t\v\f\r ]`; the rest starts after the run of them.
     // The blanks are ASCII, so they can be looked for byte by byte.
@@ -110,24 +101,23 @@ pub(crate) fn split_command(line: &str, escape: char) -> SplitLine<'_> {
         }
         None => (trimmed, None),
     };
-    let mut flags = Vec::new();
     let mut rest = Slice { text: "", offset: line.len() };
     if let Some((after, after_offset)) = after {
-        let (args, args_offset, f) = extract_builder_flags(after, escape);
-        flags = f;
-        for p in &mut flags {
-            p.offset += after_offset;
+        let first = flags.len();
+        let (args, args_offset) = extract_builder_flags(after, escape, flags);
+        for p in &mut flags[first..] {
+            p.at += after_offset;
         }
         let (t, o) = trim_space(args);
         rest = Slice { text: t, offset: after_offset + args_offset + o };
     }
-    SplitLine { command: Slice { text: command, offset: base }, flags, rest }
+    SplitLine { command: Slice { text: command, offset: base }, rest }
 }
 
 /// Leading `--flag[=value]` words; stops at the first word not starting with
 /// `--`, or after a lone `--`. BuildKit scans this byte by byte, so a byte
 /// above 0x7F stands for the Latin-1 character of the same number: kept.
-fn extract_builder_flags(line: &str, escape: char) -> (&str, usize, Vec<Piece<'_>>) {
+fn extract_builder_flags<'l>(line: &'l str, escape: char, words: &mut Vec<Piece<'l>>) -> (&'l str, usize) {
     #[derive(PartialEq)]
     enum Phase {
         Spaces,
@@ -136,7 +126,6 @@ fn extract_builder_flags(line: &str, escape: char) -> (&str, usize, Vec<Piece<'_
     }
     let b = line.as_bytes();
     let esc = if escape.is_ascii() { escape as u8 } else { b'\\' };
-    let mut words = Vec::new();
     let mut phase = Phase::Spaces;
     let mut word = String::new();
     let mut word_start = 0;
@@ -163,8 +152,7 @@ fn extract_builder_flags(line: &str, escape: char) -> (&str, usize, Vec<Piece<'_
                 continue;
             }
             if ch != b'-' || pos + 1 == b.len() || b[pos + 1] != b'-' {
-                let (r, o) = rest_at(pos);
-                return (r, o, words);
+                return rest_at(pos);
             }
             // The usual flag is plain ASCII up to a blank: then it is the
             // text as written, borrowed (the byte loop below gives the same).
@@ -178,8 +166,7 @@ fn extract_builder_flags(line: &str, escape: char) -> (&str, usize, Vec<Piece<'_
                     if plain_end == b.len() {
                         break;
                     }
-                    let (r, o) = rest_at(plain_end);
-                    return (r, o, words);
+                    return rest_at(plain_end);
                 }
                 words.push(Piece::borrowed(text, pos));
                 pos = plain_end;
@@ -192,7 +179,7 @@ fn extract_builder_flags(line: &str, escape: char) -> (&str, usize, Vec<Piece<'_
         }
         if pos == b.len() {
             if word != "--" && (blank_ok || !word.is_empty()) {
-                words.push(Piece { text: Cow::Owned(std::mem::take(&mut word)), offset: word_start });
+                words.push(Piece { text: Cow::Owned(std::mem::take(&mut word)), at: word_start });
             }
             break;
         }
@@ -200,11 +187,10 @@ fn extract_builder_flags(line: &str, escape: char) -> (&str, usize, Vec<Piece<'_
             if is_go_space_byte(ch) {
                 phase = Phase::Spaces;
                 if word == "--" {
-                    let (r, o) = rest_at(pos);
-                    return (r, o, words);
+                    return rest_at(pos);
                 }
                 if blank_ok || !word.is_empty() {
-                    words.push(Piece { text: Cow::Owned(std::mem::take(&mut word)), offset: word_start });
+                    words.push(Piece { text: Cow::Owned(std::mem::take(&mut word)), at: word_start });
                 }
                 word.clear();
                 blank_ok = false;
@@ -250,21 +236,20 @@ fn extract_builder_flags(line: &str, escape: char) -> (&str, usize, Vec<Piece<'_
         word.push(char::from(c));
         pos += 1;
     }
-    ("", line.len(), words)
+    ("", line.len())
 }
 
 /// Space-separated words where quotes group (and are kept), as BuildKit's
 /// `parseWords` (used by ARG, ENV and LABEL). Quotes and escapes are kept, so
 /// a word is the text as written (without a lone escape character ending
 /// the input): borrowed.
-pub(crate) fn parse_words(rest: &str, escape: char) -> Vec<Slice<'_>> {
+pub(crate) fn parse_words<'r>(rest: &'r str, escape: char, mut word: impl FnMut(&'r str, usize)) {
     #[derive(PartialEq)]
     enum Phase {
         Spaces,
         Word,
         Quote,
     }
-    let mut words = Vec::new();
     let mut phase = Phase::Spaces;
     let mut quote = '\0';
     let mut blank_ok = false;
@@ -289,7 +274,7 @@ pub(crate) fn parse_words(rest: &str, escape: char) -> Vec<Slice<'_>> {
         }
         if at_end {
             if blank_ok || word_end > word_start {
-                words.push(Slice { text: &rest[word_start..word_end], offset: word_start });
+                word(&rest[word_start..word_end], word_start);
             }
             break;
         }
@@ -297,7 +282,7 @@ pub(crate) fn parse_words(rest: &str, escape: char) -> Vec<Slice<'_>> {
             if is_go_space(ch) {
                 phase = Phase::Spaces;
                 if blank_ok || word_end > word_start {
-                    words.push(Slice { text: &rest[word_start..word_end], offset: word_start });
+                    word(&rest[word_start..word_end], word_start);
                 }
                 blank_ok = false;
                 continue;
@@ -330,7 +315,6 @@ pub(crate) fn parse_words(rest: &str, escape: char) -> Vec<Slice<'_>> {
         }
         word_end = pos + ch.len_utf8();
     }
-    words
 }
 
 /// Go's `strconv.Quote`.
@@ -443,25 +427,31 @@ mod tests {
 
     #[test]
     fn flags_stop_at_first_non_flag_and_after_double_dash() {
-        let s = split_command("COPY --from=a  --chown=1:2 -- --x y", '\\');
+        let mut flags = Vec::new();
+        let s = split_command("COPY --from=a  --chown=1:2 -- --x y", '\\', &mut flags);
         assert_eq!(s.command.text, "COPY");
-        assert_eq!(texts(&s.flags), ["--from=a", "--chown=1:2"]);
+        assert_eq!(texts(&flags), ["--from=a", "--chown=1:2"]);
         assert_eq!(s.rest.text, "--x y");
         assert_eq!(&"COPY --from=a  --chown=1:2 -- --x y"[s.rest.offset..], "--x y");
     }
 
     #[test]
     fn quoted_flag_values_lose_their_quotes() {
-        let s = split_command(r#"RUN --mount="type=cache,target=/a b" echo"#, '\\');
-        assert_eq!(texts(&s.flags), ["--mount=type=cache,target=/a b"]);
+        let mut flags = Vec::new();
+        let s = split_command(r#"RUN --mount="type=cache,target=/a b" echo"#, '\\', &mut flags);
+        assert_eq!(texts(&flags), ["--mount=type=cache,target=/a b"]);
         assert_eq!(s.rest.text, "echo");
     }
 
     #[test]
     fn words_keep_quotes_and_escapes() {
-        let texts = |w: Vec<Slice<'_>>| w.iter().map(|w| w.text.to_string()).collect::<Vec<_>>();
-        assert_eq!(texts(parse_words(r#"abc="123 456" def"#, '\\')), [r#"abc="123 456""#, "def"]);
-        assert_eq!(texts(parse_words(r"a\ b c", '\\')), [r"a\ b", "c"]);
+        let texts = |line: &str| {
+            let mut words = Vec::new();
+            parse_words(line, '\\', |w, _| words.push(w.to_string()));
+            words
+        };
+        assert_eq!(texts(r#"abc="123 456" def"#), [r#"abc="123 456""#, "def"]);
+        assert_eq!(texts(r"a\ b c"), [r"a\ b", "c"]);
     }
 
     #[test]
