@@ -5,6 +5,13 @@
 //! instruction lines; [`crate::words`] splits each line into name, flags and
 //! arguments; heredoc bodies are read here. [`Ast::dump`] prints BuildKit's
 //! AST dump format (one S-expression per instruction).
+//!
+//! Why it is shaped this way (parsing is meant to cost a build nothing): the
+//! words of a node borrow the Dockerfile's text (only a line joined from
+//! several, or a word whose quotes were removed, is copied); positions are
+//! byte offsets, turned into line and column only where one is shown or
+//! kept; the typed layer gets each node as soon as it is read
+//! ([`parse_each`]), so a node's word lists are reused for the next one.
 
 use std::borrow::Cow;
 
