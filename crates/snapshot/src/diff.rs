@@ -341,7 +341,7 @@ fn append<W: Write>(
                 h.set_size(meta.len());
                 let mut f = fs::File::open(path).map_err(|e| DiffError::Read { path: path.to_path_buf(), source: e })?;
                 // The header (with the path, long names included) from the tar crate; the content
-                // copied here in large pieces, where the crate would copy 8 KiB at a time.
+                // copied here in pieces of up to 4 MiB, where the crate would copy 8 KiB at a time.
                 tar.append_data(&mut h, rel, io::empty()).map_err(werr(rel))?;
                 copy_content(&mut f, tar.get_mut(), meta.len(), path, rel, scratch)?;
             } else if ft.is_char_device() || ft.is_block_device() {
@@ -368,7 +368,8 @@ fn copy_content(f: &mut fs::File, out: &mut dyn Write, size: u64, path: &Path, r
     let read_err = |e: io::Error| DiffError::Read { path: path.to_path_buf(), source: e };
     let write_err = |e: io::Error| DiffError::Write { path: rel.to_string(), source: e };
     let changed = || DiffError::Read { path: path.to_path_buf(), source: io::Error::other("the file changed size while its layer was written") };
-    let want = (size as usize).clamp(8 << 10, 1 << 20);
+    // Large pieces: a blob writer hashes each on a second thread while writing it.
+    let want = (size as usize).clamp(8 << 10, 4 << 20);
     if buf.len() < want {
         buf.resize(want, 0);
     }

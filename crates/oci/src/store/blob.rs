@@ -2,7 +2,6 @@
 
 use std::fs::{self, File};
 use std::io::{self, Write};
-use std::sync::Arc;
 use std::sync::mpsc::{SyncSender, sync_channel};
 use std::thread::JoinHandle;
 use std::path::{Path, PathBuf};
@@ -24,7 +23,8 @@ pub struct BlobInfo {
 /// A blob being written. Nothing is visible in `blobs/` until [`BlobWriter::commit`]; dropping
 /// the writer without committing deletes the temporary file.
 ///
-/// Large blobs are hashed on a second thread while this one writes them, and their write-back
+/// Large writes are hashed on a second thread while this one copies the same bytes into the
+/// file (no copy for the hasher), and a large blob's write-back
 /// to disk is started as they go (a background `fdatasync` every [`WRITEBACK_EVERY`] bytes), so
 /// the fsync of `commit` finds little left to do: a 256 MiB layer costs one pass of sha256, not
 /// sha256 followed by a copy followed by a flush.
@@ -34,7 +34,7 @@ pub struct BlobWriter {
     blobs_dir: PathBuf,
     /// Bytes accepted but not yet written (less than one chunk).
     buf: Vec<u8>,
-    hasher: Hasher,
+    hasher: Sha256,
     /// Bytes accepted.
     written: u64,
     /// Bytes handed to the file (and the hasher).
@@ -46,51 +46,10 @@ pub struct BlobWriter {
 
 /// Chunks handed to the file and the hasher at once.
 const CHUNK: usize = 1 << 20;
+/// Pieces at least this large are hashed on a second thread while they are written.
+const PARALLEL_HASH: usize = 256 << 10;
 /// How many bytes are written between two background starts of write-back.
-pub const WRITEBACK_EVERY: u64 = 32 << 20;
-
-/// Where the sha256 is computed: inline for small blobs; on a thread for a blob whose first
-/// chunk is full (so the thread sees every byte).
-enum Hasher {
-    Inline(Sha256),
-    Thread { chunks: SyncSender<Arc<Vec<u8>>>, done: JoinHandle<Sha256> },
-}
-
-impl Hasher {
-    fn hash(&mut self, chunk: Arc<Vec<u8>>, first: bool) {
-        if first && chunk.len() >= CHUNK {
-            let (tx, rx) = sync_channel::<Arc<Vec<u8>>>(4);
-            let spawned = std::thread::Builder::new().name("blob-sha256".into()).spawn(move || {
-                let mut h = Sha256::new();
-                for c in rx {
-                    h.update(&c[..]);
-                }
-                h
-            });
-            // Without a thread, hash inline.
-            if let Ok(done) = spawned {
-                *self = Hasher::Thread { chunks: tx, done };
-            }
-        }
-        match self {
-            Hasher::Inline(h) => h.update(&chunk[..]),
-            Hasher::Thread { chunks, .. } => {
-                // Fails only if the thread died; `finish` reports that.
-                let _ = chunks.send(chunk);
-            }
-        }
-    }
-
-    fn finish(self) -> io::Result<Sha256> {
-        match self {
-            Hasher::Inline(h) => Ok(h),
-            Hasher::Thread { chunks, done } => {
-                drop(chunks);
-                done.join().map_err(|_| io::Error::other("the hashing thread panicked"))
-            }
-        }
-    }
-}
+pub const WRITEBACK_EVERY: u64 = 8 << 20;
 
 /// Starts write-back of a file being written, in the background: `fdatasync` on a thread of
 /// its own, so disk writes overlap with producing the rest of the blob. What is on disk is then
@@ -154,7 +113,7 @@ impl BlobWriter {
             tmp,
             blobs_dir: store.blobs_dir(),
             buf: Vec::new(),
-            hasher: Hasher::Inline(Sha256::new()),
+            hasher: Sha256::new(),
             written: 0,
             pushed: 0,
             unflushed: 0,
@@ -172,18 +131,37 @@ impl BlobWriter {
         &self.tmp
     }
 
-    /// Hands `chunk` to the hasher and writes it to the file.
-    fn push(&mut self, chunk: Vec<u8>) -> io::Result<()> {
-        if chunk.is_empty() {
+    /// Hashes `data` and writes it to the file, both at once for a large piece.
+    fn push(&mut self, data: &[u8]) -> io::Result<()> {
+        if data.is_empty() {
             return Ok(());
         }
         let Some(file) = self.file.as_mut() else { return Err(io::Error::other("blob already committed")) };
-        let first = self.pushed == 0;
-        self.pushed += chunk.len() as u64;
-        let chunk = Arc::new(chunk);
-        self.hasher.hash(Arc::clone(&chunk), first);
-        file.write_all(&chunk)?;
-        self.unflushed += chunk.len() as u64;
+        if data.len() >= PARALLEL_HASH {
+            let mut state = self.hasher.clone();
+            self.hasher = std::thread::scope(|s| {
+                let hashing = std::thread::Builder::new().name("blob-sha256".into()).spawn_scoped(s, move || {
+                    state.update(data);
+                    state
+                });
+                let written = file.write_all(data);
+                let state = match hashing {
+                    Ok(h) => h.join().map_err(|_| io::Error::other("the hashing thread panicked"))?,
+                    // Without a thread, hash here.
+                    Err(_) => {
+                        let mut state = self.hasher.clone();
+                        state.update(data);
+                        state
+                    }
+                };
+                written.map(|()| state)
+            })?;
+        } else {
+            self.hasher.update(data);
+            file.write_all(data)?;
+        }
+        self.pushed += data.len() as u64;
+        self.unflushed += data.len() as u64;
         if self.unflushed >= WRITEBACK_EVERY {
             self.unflushed = 0;
             if self.flusher.is_none() {
@@ -196,18 +174,24 @@ impl BlobWriter {
         Ok(())
     }
 
+    /// Writes out what is buffered.
+    fn push_buffered(&mut self) -> io::Result<()> {
+        let buf = std::mem::take(&mut self.buf);
+        let r = self.push(&buf);
+        self.buf = buf;
+        self.buf.clear();
+        r
+    }
+
     /// Finishes the blob: fsync, check against `expected` (if given), rename into `blobs/sha256/`.
     /// On a mismatch the temporary file is deleted and nothing is stored.
     pub fn commit(mut self, expected: Option<&Digest>) -> Result<BlobInfo> {
-        let rest = std::mem::take(&mut self.buf);
-        self.push(rest).map_err(Error::io("write temporary blob", &self.tmp))?;
+        self.push_buffered().map_err(Error::io("write temporary blob", &self.tmp))?;
         let large = self.flusher.is_some();
         if let Some(f) = self.flusher.take() {
             f.stop();
         }
-        let hasher = std::mem::replace(&mut self.hasher, Hasher::Inline(Sha256::new()));
-        let sha = hasher.finish().map_err(Error::io("hash temporary blob", &self.tmp))?;
-        let digest = Digest::from_hasher(sha);
+        let digest = Digest::from_hasher(std::mem::take(&mut self.hasher));
         let Some(file) = self.file.take() else { unreachable!("file is only taken by commit") };
         if let Some(expected) = expected {
             if *expected != digest {
@@ -239,6 +223,13 @@ impl Write for BlobWriter {
         if self.file.is_none() {
             return Err(io::Error::other("blob already committed"));
         }
+        if data.len() >= CHUNK {
+            // A large piece goes straight through, without a copy into the buffer.
+            self.push_buffered()?;
+            self.push(data)?;
+            self.written += data.len() as u64;
+            return Ok(data.len());
+        }
         let n = (CHUNK - self.buf.len()).min(data.len());
         if self.buf.capacity() < self.buf.len() + n {
             // Small blobs stay small; large ones fill whole chunks.
@@ -248,15 +239,13 @@ impl Write for BlobWriter {
         self.buf.extend_from_slice(&data[..n]);
         self.written += n as u64;
         if self.buf.len() == CHUNK {
-            let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK));
-            self.push(chunk)?;
+            self.push_buffered()?;
         }
         Ok(n)
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        let rest = std::mem::take(&mut self.buf);
-        self.push(rest)
+        self.push_buffered()
     }
 }
 
@@ -286,6 +275,27 @@ mod tests {
         let info = w.commit(Some(&want)).expect("commit");
         assert_eq!(info, BlobInfo { digest: want.clone(), size: data.len() as u64 });
         assert_eq!(store.read_blob(&want).expect("read"), data);
+    }
+
+    #[test]
+    fn large_and_small_writes_mixed_give_the_digest_of_the_whole() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let store = Store::open(dir.path()).expect("open");
+        let data: Vec<u8> = (0..(40usize << 20)).map(|i| (i * 13 % 253) as u8).collect();
+        let mut w = store.blob_writer().expect("writer");
+        let mut at = 0;
+        for (i, n) in [512usize, 4 << 20, 10, 3 << 20, 1, CHUNK, CHUNK - 1, 300 << 10].iter().cycle().enumerate() {
+            if at == data.len() || i > 1000 {
+                break;
+            }
+            let end = (at + n).min(data.len());
+            w.write_all(&data[at..end]).expect("write");
+            at = end;
+        }
+        assert_eq!(at, data.len());
+        let info = w.commit(None).expect("commit");
+        assert_eq!(info.digest, Digest::sha256_of(&data));
+        assert_eq!(store.read_blob(&info.digest).expect("read"), data);
     }
 
     #[test]
