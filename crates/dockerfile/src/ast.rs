@@ -321,7 +321,7 @@ pub(crate) fn parse_each<'a>(
                 && end < text.len()
                 && span.end() == window_len
                 && instruction.clone().into_inner().filter(|p| p.as_rule() != Rule::comment).last().is_some_and(|p| {
-                    matches!(p.as_rule(), Rule::continue_mark_bs | Rule::continue_mark_bt) || p.as_str().is_empty()
+                    matches!(p.as_rule(), Rule::continue_mark_bs | Rule::continue_mark_bt) || last_line_text(p.as_str()).is_empty()
                 });
             if continues {
                 // The instruction goes on past this window: read it again in a longer one.
@@ -502,11 +502,17 @@ fn join_instruction<'s, 'a>(map: &'s SourceMap<'a>, base: usize, instruction: Pa
     let mut single: Option<(usize, usize)> = None;
     let mut joined: Option<(String, Vec<(usize, usize)>)> = None;
     let texts = instruction.into_inner().filter(|p| {
-        matches!(p.as_rule(), Rule::first_text_bs | Rule::first_text_bt | Rule::line_text_bs | Rule::line_text_bt)
+        matches!(
+            p.as_rule(),
+            Rule::first_text_bs | Rule::first_text_bt | Rule::line_text_bs | Rule::line_text_bt | Rule::last_line_bs | Rule::last_line_bt
+        )
     });
     for part in texts {
         let span = part.as_span();
-        let (start, end) = (base + span.start(), base + span.end());
+        let (start, mut end) = (base + span.start(), base + span.end());
+        if matches!(part.as_rule(), Rule::last_line_bs | Rule::last_line_bt) {
+            end = start + last_line_text(part.as_str()).len();
+        }
         if let Some((line, pieces)) = &mut joined {
             pieces.push((line.len(), start));
             line.push_str(&text[start..end]);
@@ -524,6 +530,14 @@ fn join_instruction<'s, 'a>(map: &'s SourceMap<'a>, base: usize, instruction: Pa
         (None, Some((s, e))) => (Cow::Borrowed(&text[s..e]), LineMap { map, base: s, pieces: Vec::new() }, start),
         (None, None) => (Cow::Borrowed(""), LineMap { map, base, pieces: Vec::new() }, start),
     }
+}
+
+/// The text of a continued instruction's last line: without the carriage
+/// returns before its line end, and empty when it has only blanks (that is
+/// a blank line at the end of the file).
+fn last_line_text(line: &str) -> &str {
+    let text = line.trim_end_matches('\r');
+    if text.chars().all(|c| c != '\n' && words::is_go_space(c)) { "" } else { text }
 }
 
 /// Builds the node for one joined line (BuildKit's `newNodeFromLine`); `base`
