@@ -97,6 +97,12 @@ SCENARIOS="multistage parallel runs40 big"
 if [ -n "$SCENARIOS_WANTED" ]; then SCENARIOS=${SCENARIOS_WANTED//,/ }; fi
 
 now() { date +%s.%N; }
+# Fairness on a VM: memory freed in the last few seconds (by deleting the previous tool's
+# state) is still backed by the host and is twice as fast to fill as memory the guest has
+# handed back; a 256 MiB write takes 0.7 s or 1.5 s depending on which it gets. Every cold
+# build therefore starts after the same pause, so neither tool inherits the other's freed pages.
+COLD_PAUSE=${COLD_PAUSE:-8}
+settle_memory() { sync; sleep "$COLD_PAUSE"; }
 # Runs "$@" quietly; prints elapsed seconds; fails loudly on error.
 timed() {
   local s e
@@ -108,39 +114,35 @@ timed() {
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 
 # ---- tools ----
+# fresh_TOOL SCENARIO: an empty cache with the base image; build_TOOL SCENARIO: one build.
+fresh_builder() { rm -rf "$WORK/root-$1"; "$BUILDER" --root "$WORK/root-$1" import "$WORK/busybox.tar" busybox:bench > /dev/null; }
+build_builder() { "$BUILDER" --root "$WORK/root-$1" build --progress plain -t "bench-$1" "$WORK/ctx/$1"; }
+done_builder() { rm -rf "$WORK/root-$1"; }
+fresh_buildkit() { "$DOCKER" builder prune -af > /dev/null 2>&1 || true; "$DOCKER" rmi -f "bench-$1" > /dev/null 2>&1 || true; }
+build_buildkit() { DOCKER_BUILDKIT=1 "$DOCKER" build --network host --progress plain -t "bench-$1" "$WORK/ctx/$1"; }
+done_buildkit() { :; }
+fresh_buildah() { buildah rmi -af > /dev/null 2>&1 || true; buildah pull "docker-archive:$WORK/busybox-docker.tar" > /dev/null 2>&1 || true; }
+build_buildah() { buildah bud --layers --runtime runc --network host -t "bench-$1" "$WORK/ctx/$1"; }
+done_buildah() { :; }
+
 declare -A RESULT
+# Cold builds: each from an empty cache (median of RUNS); then no-op rebuilds and rebuilds
+# after changing one file (median of RUNS each).
 run_tool() {
   local tool=$1 scen=$2 ctx="$WORK/ctx/$2" cold noop change times=""
-  case $tool in
-    builder)
-      local root="$WORK/root-$scen"
-      rm -rf "$root"; "$BUILDER" --root "$root" import "$WORK/busybox.tar" busybox:bench > /dev/null
-      cold=$(timed "$BUILDER" --root "$root" build --progress plain -t "bench-$scen" "$ctx")
-      for i in $(seq 1 "$RUNS"); do times="$times $(timed "$BUILDER" --root "$root" build --progress plain -t "bench-$scen" "$ctx")"; done
-      noop=$(echo "$times" | median)
-      times=""
-      for i in $(seq 1 "$RUNS"); do "change_$scen" "b$i"; times="$times $(timed "$BUILDER" --root "$root" build --progress plain -t "bench-$scen" "$ctx")"; done
-      change=$(echo "$times" | median)
-      rm -rf "$root" ;;
-    buildkit)
-      "$DOCKER" builder prune -af > /dev/null 2>&1 || true
-      "$DOCKER" rmi -f "bench-$scen" > /dev/null 2>&1 || true
-      cold=$(timed env DOCKER_BUILDKIT=1 "$DOCKER" build --network host --progress plain -t "bench-$scen" "$ctx")
-      for i in $(seq 1 "$RUNS"); do times="$times $(timed env DOCKER_BUILDKIT=1 "$DOCKER" build --network host --progress plain -t "bench-$scen" "$ctx")"; done
-      noop=$(echo "$times" | median)
-      times=""
-      for i in $(seq 1 "$RUNS"); do "change_$scen" "k$i"; times="$times $(timed env DOCKER_BUILDKIT=1 "$DOCKER" build --network host --progress plain -t "bench-$scen" "$ctx")"; done
-      change=$(echo "$times" | median) ;;
-    buildah)
-      buildah rmi -af > /dev/null 2>&1 || true
-      buildah pull "docker-archive:$WORK/busybox-docker.tar" > /dev/null 2>&1 || true
-      cold=$(timed buildah bud --layers --runtime runc --network host -t "bench-$scen" "$ctx")
-      for i in $(seq 1 "$RUNS"); do times="$times $(timed buildah bud --layers --runtime runc --network host -t "bench-$scen" "$ctx")"; done
-      noop=$(echo "$times" | median)
-      times=""
-      for i in $(seq 1 "$RUNS"); do "change_$scen" "h$i"; times="$times $(timed buildah bud --layers --runtime runc --network host -t "bench-$scen" "$ctx")"; done
-      change=$(echo "$times" | median) ;;
-  esac
+  for i in $(seq 1 "$RUNS"); do
+    "fresh_$tool" "$scen"
+    settle_memory
+    times="$times $(timed "build_$tool" "$scen")"
+  done
+  cold=$(echo "$times" | median)
+  times=""
+  for i in $(seq 1 "$RUNS"); do times="$times $(timed "build_$tool" "$scen")"; done
+  noop=$(echo "$times" | median)
+  times=""
+  for i in $(seq 1 "$RUNS"); do "change_$scen" "$tool$i"; times="$times $(timed "build_$tool" "$scen")"; done
+  change=$(echo "$times" | median)
+  "done_$tool" "$scen"
   RESULT[$tool,$scen]="$cold / $noop / $change"
   # Leave the context as it was for the next tool.
   echo v1 > "$ctx/marker"; [ "$scen" = multistage ] && echo "file 7" > "$ctx/files/f7.txt"
@@ -167,6 +169,7 @@ if want buildah && command -v buildah > /dev/null; then
   TOOLS="$TOOLS buildah"
 fi
 
+LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 for scen in $SCENARIOS; do
   for tool in $TOOLS; do
     echo "running $tool / $scen" >&2
@@ -175,7 +178,7 @@ for scen in $SCENARIOS; do
 done
 
 echo
-echo "cold / no-op / one change, seconds (median of $RUNS for no-op and change); $(nproc) cores"
+echo "cold / no-op / one change, seconds (median of $RUNS each; cold builds after a ${COLD_PAUSE}s pause); $(nproc) cores, load average $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
 printf '%-12s' "scenario"; for tool in $TOOLS; do printf '| %-22s' "$tool"; done; echo
 for scen in $SCENARIOS; do
   printf '%-12s' "$scen"; for tool in $TOOLS; do printf '| %-22s' "${RESULT[$tool,$scen]}"; done; echo
