@@ -3,8 +3,9 @@
 # a context of 10,000 files / 200 MiB (`FROM scratch` + `COPY . /ctx/`):
 #   - no-op rebuild (nothing changed),
 #   - rebuild after changing one 20 KiB file,
-# and the bytes the client sends for that one-file change (every byte of the session's
-# messages as encoded on the wire: request, file-list delta, contents).
+# the bytes the client sends for that one-file change (every byte of the session's messages as
+# encoded on the wire: request, file-list delta, contents), and the bytes a first build sends
+# when its Dockerfile copies only one directory (the server's context selection).
 #
 #   benches/remote_build.sh [--runs N] [--files N] [--mib N]
 #
@@ -76,10 +77,17 @@ hyperfine --warmup 1 --runs "$RUNS" --export-json "$W/change.json" --prepare "$C
 eval "$CHANGE"
 SENT=$($REMOTE | sed -n 's/^bytes_sent=//p')
 
-python3 - "$W/noop.json" "$W/change.json" "$SENT" "$FILE_SIZE" "$FILES" "$MIB" <<'PY'
+# Context selection: a first build (new context, new mirror) whose Dockerfile copies one of the
+# 100 directories sends only that directory.
+cp -al "$CTX" "$W/ctx-one-dir"
+printf 'FROM scratch\nCOPY d000/ /ctx/\n' > "$W/ctx-one-dir/Dockerfile"
+SELECTED=$($CLIENT "$ADDR" "$W/ctx-one-dir" --build-arg SOURCE_DATE_EPOCH=0 | sed -n 's/^bytes_sent=//p')
+DIR_BYTES=$(du -sb --apparent-size "$CTX/d000" | cut -f1)
+
+python3 - "$W/noop.json" "$W/change.json" "$SENT" "$FILE_SIZE" "$FILES" "$MIB" "$SELECTED" "$DIR_BYTES" <<'PY'
 import json, sys
 noop, change = (json.load(open(p))["results"] for p in sys.argv[1:3])
-sent, size, files, mib = (int(x) for x in sys.argv[3:7])
+sent, size, files, mib, selected, dir_bytes = (int(x) for x in sys.argv[3:9])
 m = lambda rs, n: next(r["mean"] for r in rs if r["command"] == n)
 print(f"remote build bench: {files} files / {mib} MiB context, loopback, means of the runs")
 print(f"{'scenario':<24}{'local s':>10}{'remote s':>10}{'remote/local':>14}")
@@ -87,4 +95,5 @@ for name, rs in (("no-op rebuild", noop), ("one file changed", change)):
     l, r = m(rs, "local"), m(rs, "remote")
     print(f"{name:<24}{l:>10.3f}{r:>10.3f}{r / l:>13.2f}x")
 print(f"bytes sent for a one-file change: {sent} for a {size}-byte file = {sent / size:.3f}x the file")
+print(f"first build of `COPY d000/ /ctx/`: {selected} bytes sent for a {dir_bytes}-byte directory of a {mib} MiB context")
 PY

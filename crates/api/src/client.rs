@@ -497,7 +497,7 @@ async fn connect_channel(cfg: &ClientConfig) -> Result<Channel> {
         // The authority is not used to connect; the connector below dials the socket.
         Address::Unix(_) => format!("{scheme}://localhost"),
     };
-    let mut endpoint = Endpoint::from_shared(uri).map_err(|e| fail(e.to_string()))?.connect_timeout(std::time::Duration::from_secs(10));
+    let mut endpoint = Endpoint::from_shared(uri).map_err(|e| fail(e.to_string()))?.connect_timeout(std::time::Duration::from_secs(10)).tcp_nodelay(true);
     if let Some(tls) = &cfg.tls {
         let mut t = ClientTlsConfig::new().ca_certificate(Certificate::from_pem(&tls.ca_pem));
         if let Some((cert, key)) = &tls.identity {

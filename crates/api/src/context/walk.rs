@@ -1,8 +1,10 @@
 //! The client side: list the context directory after `.dockerignore`, with the metadata the
 //! server compares against its mirror.
 
+use std::collections::HashSet;
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
+use std::sync::{Condvar, Mutex};
 
 use dockerfile::ignore::DockerIgnore;
 
@@ -38,55 +40,112 @@ pub fn list(context: &Path, ignore: &DockerIgnore, always: &[&str], selection: &
     list_once(context, ignore, always, &Selection::Everything)
 }
 
+/// One pass over the context: directories are read by a few threads at once (a context walk
+/// is mostly `stat` calls, which the kernel serves from its caches in parallel).
 fn list_once(context: &Path, ignore: &DockerIgnore, always: &[&str], selection: &Selection) -> Result<Vec<FileEntry>> {
-    let mut out = Vec::new();
-    let mut dirs = std::collections::HashSet::new();
-    let mut walker = walkdir::WalkDir::new(context).min_depth(1).follow_links(false).sort_by_file_name().into_iter();
-    while let Some(next) = walker.next() {
-        let entry = next.map_err(|e| {
-            let path = e.path().map(Path::to_path_buf).unwrap_or_else(|| context.to_path_buf());
-            ApiError::Io { action: "read", path, source: e.into() }
-        })?;
-        let rel = entry.path().strip_prefix(context).unwrap_or(entry.path());
-        let rel = rel.to_str().ok_or_else(|| ApiError::Context { path: rel.display().to_string(), reason: "the name is not UTF-8".into() })?.to_string();
-        let is_dir = entry.file_type().is_dir();
-        if !always.contains(&rel.as_str()) && !selection.covers(&rel) {
-            // Not read by the build; a directory on the way to a selected path is listed (the
-            // server needs it) and walked, any other is skipped whole.
-            let on_the_way = selection.leads_to(&rel);
-            if is_dir && !on_the_way {
-                walker.skip_current_dir();
-            }
-            if !on_the_way {
-                continue;
-            }
-        }
-        if !always.contains(&rel.as_str()) && ignore.is_excluded(&rel) {
-            if is_dir && !ignore.may_reinclude_under(&rel) {
-                walker.skip_current_dir();
-            }
-            continue;
-        }
-        // A kept path under an excluded directory (re-included by `!`): its parents must be listed.
-        if let Some(parent) = crate::context::parent(&rel) {
-            if !dirs.contains(parent) {
-                ensure_parents(context, parent, &mut out, &mut dirs)?;
-            }
-        }
-        check_path(&rel).map_err(|reason| ApiError::Context { path: rel.clone(), reason: reason.into() })?;
-        let meta = entry.metadata().map_err(|e| ApiError::Io { action: "stat", path: entry.path().to_path_buf(), source: e.into() })?;
-        if meta.is_dir() {
-            dirs.insert(rel.clone());
-        }
-        if let Some(e) = entry_of(entry.path(), rel, &meta)? {
-            out.push(e);
-        }
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 4);
+    let work = Work { queue: Mutex::new((vec![String::new()], 0)), ready: Condvar::new(), failed: Mutex::new(None) };
+    let mut out: Vec<FileEntry> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..threads).map(|_| scope.spawn(|| work.run(context, ignore, always, selection))).collect();
+        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+    });
+    if let Some(e) = work.failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
+        return Err(e);
     }
+    // A kept path under an excluded directory (re-included by `!`): its parents must be listed.
+    let mut dirs: HashSet<String> = out.iter().filter(|e| e.kind == FileKind::Dir as i32).map(|e| e.path.clone()).collect();
+    let orphans: Vec<String> = out.iter().filter_map(|e| crate::context::parent(&e.path)).filter(|p| !dirs.contains(*p)).map(str::to_string).collect();
+    for parent in orphans {
+        ensure_parents(context, &parent, &mut out, &mut dirs)?;
+    }
+    // Path order puts every directory before what it holds.
+    out.sort_unstable_by(|a, b| a.path.cmp(&b.path));
     Ok(out)
 }
 
+/// The directories still to read (relative; `""` is the context) and how many are being read.
+struct Work {
+    queue: Mutex<(Vec<String>, usize)>,
+    ready: Condvar,
+    failed: Mutex<Option<ApiError>>,
+}
+
+impl Work {
+    /// Reads directories until there are none left (or one failed); returns the entries kept.
+    fn run(&self, context: &Path, ignore: &DockerIgnore, always: &[&str], selection: &Selection) -> Vec<FileEntry> {
+        let mut out = Vec::new();
+        loop {
+            let dir = {
+                let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+                loop {
+                    if let Some(d) = q.0.pop() {
+                        q.1 += 1;
+                        break Some(d);
+                    }
+                    if q.1 == 0 {
+                        break None;
+                    }
+                    q = self.ready.wait(q).unwrap_or_else(|p| p.into_inner());
+                }
+            };
+            let Some(dir) = dir else {
+                self.ready.notify_all();
+                return out;
+            };
+            let mut subdirs = Vec::new();
+            let result = read_dir(context, &dir, ignore, always, selection, &mut out, &mut subdirs);
+            let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+            q.1 -= 1;
+            match result {
+                Ok(()) => q.0.extend(subdirs),
+                Err(e) => {
+                    // Stop everyone: the first error is the answer.
+                    q.0.clear();
+                    let mut f = self.failed.lock().unwrap_or_else(|p| p.into_inner());
+                    f.get_or_insert(e);
+                }
+            }
+            drop(q);
+            self.ready.notify_all();
+        }
+    }
+}
+
+/// Lists the entries of one directory the build can read; directories to descend go to `subdirs`.
+fn read_dir(context: &Path, dir: &str, ignore: &DockerIgnore, always: &[&str], selection: &Selection, out: &mut Vec<FileEntry>, subdirs: &mut Vec<String>) -> Result<()> {
+    let full_dir = if dir.is_empty() { context.to_path_buf() } else { context.join(dir) };
+    let read = std::fs::read_dir(&full_dir).map_err(ApiError::io("read", &full_dir))?;
+    for entry in read {
+        let entry = entry.map_err(ApiError::io("read", &full_dir))?;
+        let name = entry.file_name();
+        let name = name.to_str().ok_or_else(|| ApiError::Context { path: entry.path().display().to_string(), reason: "the name is not UTF-8".into() })?;
+        let rel = if dir.is_empty() { name.to_string() } else { format!("{dir}/{name}") };
+        let is_dir = entry.file_type().map_err(ApiError::io("stat", entry.path()))?.is_dir();
+        let always_sent = always.contains(&rel.as_str());
+        if !always_sent && !selection.covers(&rel) && !selection.leads_to(&rel) {
+            // Not read by the build, and no selected path is below it.
+            continue;
+        }
+        if !always_sent && ignore.is_excluded(&rel) {
+            if is_dir && ignore.may_reinclude_under(&rel) {
+                subdirs.push(rel);
+            }
+            continue;
+        }
+        check_path(&rel).map_err(|reason| ApiError::Context { path: rel.clone(), reason: reason.into() })?;
+        let meta = entry.metadata().map_err(ApiError::io("stat", entry.path()))?;
+        if meta.is_dir() {
+            subdirs.push(rel.clone());
+        }
+        if let Some(e) = entry_of(&entry.path(), rel, &meta)? {
+            out.push(e);
+        }
+    }
+    Ok(())
+}
+
 /// Lists the excluded parent directories of a re-included path (they must exist on the server).
-fn ensure_parents(context: &Path, dir: &str, out: &mut Vec<FileEntry>, dirs: &mut std::collections::HashSet<String>) -> Result<()> {
+fn ensure_parents(context: &Path, dir: &str, out: &mut Vec<FileEntry>, dirs: &mut HashSet<String>) -> Result<()> {
     if dirs.contains(dir) {
         return Ok(());
     }

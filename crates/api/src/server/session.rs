@@ -88,6 +88,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, MirrorError> 
 }
 
 pub(crate) async fn run(shared: &Arc<Shared>, mut inbound: Streaming<BuildClientMessage>, tx: &Tx) -> Result<(), Status> {
+    let started = std::time::Instant::now();
     let mut first = Wire::default();
     let request = match next(&mut inbound, "the build request", &mut first).await? {
         In::Request(r) => r,
@@ -107,6 +108,7 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut inbound: Streaming<BuildClient
     let selection = select_context(shared, &options, tx).await?;
     tracing::debug!(?selection, "context selection");
     send(tx, Out::Selection(selection.to_proto())).await?;
+    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "context selection sent");
     // The base images were just resolved (pulled, with --pull); the build uses those.
     options.pull = false;
 
@@ -118,6 +120,7 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut inbound: Streaming<BuildClient
     let key = context_key.clone();
     let mirror = Arc::new(blocking(move || Mirror::open(&root, &key)).await?);
     let mut list = read_manifest(&mut inbound, &mut wire).await?;
+    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, entries = list.entries.len(), delta = list.delta, "file list received");
     let mut base = None;
     if list.delta {
         let m = mirror.clone();
@@ -213,7 +216,7 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut inbound: Streaming<BuildClient
         generation,
         wire_bytes_received: wire.bytes,
     };
-    tracing::info!(files = synced.files_total, received = synced.files_received, bytes = bytes_received, "context synced");
+    tracing::info!(files = synced.files_total, received = synced.files_received, bytes = bytes_received, elapsed_ms = started.elapsed().as_millis() as u64, "context synced");
     send(tx, Out::Synced(synced.clone())).await?;
 
     // The Dockerfile, in a private directory beside the mirror.
@@ -279,6 +282,7 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut inbound: Streaming<BuildClient
         let _ = send(tx, Out::Progress(convert::event_to_proto(&ev))).await;
     }
     drop(df_dir);
+    tracing::debug!(elapsed_ms = started.elapsed().as_millis() as u64, "build done");
     let outcome = match outcome {
         Ok(Ok(o)) => o,
         Ok(Err(e)) => {

@@ -849,10 +849,32 @@ fn the_testdata_builds_give_the_same_digests_remotely_and_locally() {
         let df = std::fs::read_to_string(case.join("Dockerfile")).expect("Dockerfile");
         let mut opts = options(&df);
         opts.tags = vec![format!("case:{name}")];
-        let (built, _) = remote_build(&remote, &opts, &case.join("ctx"));
-        let (tag, file, ctx) = (format!("case:{name}"), case.join("Dockerfile"), case.join("ctx"));
-        local.ok(&["build", "--progress", "plain", "--build-arg", "SOURCE_DATE_EPOCH=0", "-t", &tag, "-f", file.to_str().expect("utf8"), ctx.to_str().expect("utf8")]);
-        assert_eq!(local_digest(local.root(), &format!("case:{name}")), built.outcome.image_digest, "testdata case {name}");
+        // A case's `setup.sh` makes what git cannot hold, in a scratch copy of its context.
+        let scratch = tmp.path().join(&name);
+        let cp = Command::new("cp").arg("-a").arg(case.join("ctx")).arg(&scratch).status().expect("cp");
+        assert!(cp.success(), "copy the context of {name}");
+        if case.join("setup.sh").exists() {
+            let setup = Command::new("bash").arg(case.join("setup.sh")).current_dir(&scratch).status().expect("setup.sh");
+            assert!(setup.success(), "setup.sh of {name}");
+        }
+        let built = remote.build(&opts, &scratch, |_| {});
+        let (tag, file, ctx) = (format!("case:{name}"), case.join("Dockerfile"), scratch.clone());
+        let mut cmd = local.cmd();
+        cmd.args(["build", "--progress", "plain", "--build-arg", "SOURCE_DATE_EPOCH=0", "-t", &tag, "-f", file.to_str().expect("utf8"), ctx.to_str().expect("utf8")]);
+        let out = output_within(cmd, Duration::from_secs(300), &format!("the local build of case {name}"));
+        match built {
+            Ok(built) => {
+                assert_success(&out, &["build", &tag]);
+                assert_eq!(local_digest(local.root(), &tag), built.outcome.image_digest, "testdata case {name}");
+            }
+            // A case the builder cannot build yet fails the same way remotely and locally.
+            Err(e) => {
+                let said = String::from_utf8_lossy(&out.stderr);
+                assert!(!out.status.success(), "case {name} fails remotely ({e}) but builds locally");
+                let first = e.to_string().lines().next().unwrap_or_default().rsplit(": ").next().unwrap_or_default().to_string();
+                assert!(said.contains(&first), "case {name}: the remote error {e:?} is not the local one:\n{said}");
+            }
+        }
     }
 }
 
@@ -860,6 +882,31 @@ fn the_testdata_builds_give_the_same_digests_remotely_and_locally() {
 
 /// `builder --addr ADDR ARGS…` (or `$BUILDER_HOST` with `via_env`), with a `--root` that a
 /// remote command must never touch and a private client cache.
+/// Runs `cmd` to completion, killing it (and failing the test) when it takes longer than `limit`:
+/// a hung build must not hang the suite.
+fn output_within(mut cmd: Command, limit: Duration, what: &str) -> std::process::Output {
+    let dir = tempfile::tempdir().expect("tmp");
+    let (out_path, err_path) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let mut child = cmd
+        .stdout(std::fs::File::create(&out_path).expect("stdout file"))
+        .stderr(std::fs::File::create(&err_path).expect("stderr file"))
+        .spawn()
+        .expect("spawn");
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not finish within {limit:?}:\n{}", std::fs::read_to_string(&err_path).unwrap_or_default());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    std::process::Output { status, stdout: std::fs::read(&out_path).unwrap_or_default(), stderr: std::fs::read(&err_path).unwrap_or_default() }
+}
+
 fn remote_cli(server: &Server, client: &Path, via_env: bool, args: &[&str]) -> std::process::Output {
     let mut cmd = Command::new(bin());
     cmd.env("XDG_CACHE_HOME", client.join("cache")).env_remove("BUILDER_HOST").arg("--root").arg(client.join("untouched-root")).stdin(Stdio::null());
