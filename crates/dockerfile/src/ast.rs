@@ -222,8 +222,47 @@ impl LineMap<'_, '_> {
 /// Parses Dockerfile bytes into the syntax tree.
 pub fn parse<'a>(source: &'a [u8], file: &'a str) -> Result<Ast<'a>, DockerfileError> {
     let mut nodes = Vec::new();
-    let parsed = parse_each(source, file, |_, _, node| nodes.push(node.clone()))?;
+    let parsed = parse_each(source, file, |_, _, read| {
+        nodes.push(match read {
+            ReadNode::Source(node) => node,
+            ReadNode::Joined(node) => node.clone().into_owned(),
+        });
+        None
+    })?;
     Ok(Ast { directives: parsed.directives, escape: parsed.escape, nodes })
+}
+
+/// A node as [`parse_each`] hands it over.
+pub(crate) enum ReadNode<'a, 'n> {
+    /// Its text borrowed from the Dockerfile: the callback may keep it, or
+    /// give it back so that its word lists are reused for the next node.
+    Source(Node<'a>),
+    /// Its text borrowed from a line joined from several lines, which lives
+    /// only during the call (so it is not copied for the typed layer).
+    Joined(&'n Node<'n>),
+}
+
+/// An emptied word list, kept for the next node (whatever text its words
+/// borrowed: an empty list is collected in place, without allocating).
+fn reuse<'x, 'y>(mut words: Vec<Token<'x>>) -> Vec<Token<'y>> {
+    words.clear();
+    words.into_iter().map(Token::into_owned).collect()
+}
+
+/// A read node's position, end line and heredoc bodies; where reading goes
+/// on after the bodies (`None` without heredocs).
+fn finish_node(map: &SourceMap<'_>, node: &mut Node<'_>, first_span: Span, instr_end: usize) -> Result<Option<usize>, DockerfileError> {
+    node.span = first_span;
+    node.end_line = map.line(instr_end.saturating_sub(1)).max(first_span.line);
+    if node.can_contain_heredoc() && has_double_lt(&node.original) {
+        let docs = heredocs_from_line(&node.original).map_err(|m| map.error(ErrorKind::Syntax, first_span, m))?;
+        if !docs.is_empty() {
+            let resume = read_heredoc_bodies(map, instr_end, docs, node, first_span)?;
+            node.end_line = map.line(resume.saturating_sub(1));
+            return Ok(Some(resume));
+        }
+    }
+    Ok(None)
 }
 
 /// What [`parse_each`] gives besides the nodes.
@@ -239,7 +278,7 @@ pub(crate) struct Parsed<'a> {
 pub(crate) fn parse_each<'a>(
     source: &'a [u8],
     file: &'a str,
-    mut each: impl FnMut(&SourceMap<'a>, char, &Node<'a>),
+    mut each: impl FnMut(&SourceMap<'a>, char, ReadNode<'a, '_>) -> Option<Node<'a>>,
 ) -> Result<Parsed<'a>, DockerfileError> {
     let text = match std::str::from_utf8(source) {
         Ok(t) => t,
@@ -310,7 +349,6 @@ pub(crate) fn parse_each<'a>(
                     cut_windows = true;
                     continue 'windows;
                 }
-                after_bodies = None;
             }
             // A continuation mark on the window's last line: the instruction
             // may go on in lines this window does not have.
@@ -333,35 +371,27 @@ pub(crate) fn parse_each<'a>(
             let first_span = map.span(first);
             let syntax_error = |message| map.error(ErrorKind::Syntax, first_span, message);
             let (args, flags) = (std::mem::take(&mut spare.0), std::mem::take(&mut spare.1));
-            let mut node = match line {
+            any_node = true;
+            let given_back = match line {
                 Cow::Borrowed(line) => {
                     let mut node = node_from_line(line, 0, escape, &line_map, args, flags).map_err(syntax_error)?;
                     node.original = Cow::Borrowed(line);
-                    node
+                    after_bodies = finish_node(&map, &mut node, first_span, instr_end)?;
+                    each(&map, escape, ReadNode::Source(node))
                 }
                 Cow::Owned(line) => {
-                    let mut node = node_from_line(&line, 0, escape, &line_map, args, flags).map_err(syntax_error)?.into_owned();
-                    node.original = Cow::Owned(line);
-                    node
+                    let mut node = node_from_line(&line, 0, escape, &line_map, args, flags).map_err(syntax_error)?;
+                    node.original = Cow::Borrowed(&line);
+                    after_bodies = finish_node(&map, &mut node, first_span, instr_end)?;
+                    each(&map, escape, ReadNode::Joined(&node));
+                    spare = (reuse(node.args), reuse(node.flags));
+                    None
                 }
             };
-            node.span = first_span;
-            node.end_line = map.line(instr_end.saturating_sub(1)).max(first_span.line);
-            if node.can_contain_heredoc() && has_double_lt(&node.original) {
-                let docs = heredocs_from_line(&node.original).map_err(|m| map.error(ErrorKind::Syntax, first_span, m))?;
-                if !docs.is_empty() {
-                    let resume = read_heredoc_bodies(&map, instr_end, docs, &mut node, first_span)?;
-                    node.end_line = map.line(resume.saturating_sub(1));
-                    after_bodies = Some(resume);
-                }
-            }
-            any_node = true;
-            each(&map, escape, &node);
             // The node's word lists are kept for the next node (emptied).
-            let Node { mut args, mut flags, .. } = node;
-            args.clear();
-            flags.clear();
-            spare = (args, flags);
+            if let Some(node) = given_back {
+                spare = (reuse(node.args), reuse(node.flags));
+            }
         }
         pos = after_bodies.map_or(end, |resume| resume.max(end));
     }
@@ -932,7 +962,14 @@ mod tests {
     #[test]
     fn spans_point_at_words_across_continuations() {
         let mut nodes = Vec::new();
-        let parsed = parse_each(b"FROM a\nRUN --mount=type=cache,target=/x \\\n  echo hi\n", "Dockerfile", |_, _, n| nodes.push(n.clone())).unwrap();
+        let parsed = parse_each(b"FROM a\nRUN --mount=type=cache,target=/x \\\n  echo hi\n", "Dockerfile", |_, _, read| {
+            nodes.push(match read {
+                ReadNode::Source(n) => n,
+                ReadNode::Joined(n) => n.clone().into_owned(),
+            });
+            None
+        })
+        .unwrap();
         let (run, map) = (&nodes[1], &parsed.map);
         assert_eq!(run.span, Span { line: 2, column: 1 });
         assert_eq!(map.span(run.flags[0].at), Span { line: 2, column: 5 });

@@ -428,7 +428,16 @@ impl Dockerfile {
     /// the first error of a checked instruction.
     pub fn parse(source: &[u8], file_name: &str) -> Result<Dockerfile, Error> {
         let mut stages = StagesBuilder::default();
-        let parsed = ast::parse_each(source, file_name, |map, escape, node| stages.add(map, escape, node))?;
+        let parsed = ast::parse_each(source, file_name, |map, escape, read| match read {
+            ast::ReadNode::Source(node) => {
+                stages.add(map, escape, &node);
+                Some(node)
+            }
+            ast::ReadNode::Joined(node) => {
+                stages.add(map, escape, node);
+                None
+            }
+        })?;
         stages.finish(&parsed).map_err(|e| Error::Dockerfile(Box::new(e)))
     }
 }
