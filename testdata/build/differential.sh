@@ -3,7 +3,14 @@
 # builder and with `docker build` (BuildKit, Debian's docker.io), then compares the final
 # filesystems (path, type, mode, uid/gid, size, content hash, link target; never mtime) and the
 # image configs (Env, Cmd, Entrypoint, WorkingDir, User, ExposedPorts, Volumes, Labels,
-# StopSignal, Healthcheck, Shell, OnBuild). Prints one line per case; exits 1 on a difference.
+# StopSignal, Healthcheck, Shell, OnBuild) and the history this build added (created_by text,
+# empty_layer). Prints one line per case; exits 1 on a difference.
+#
+# A case is a directory with a Dockerfile and a ctx/ directory. Optional files:
+#   base.Dockerfile   built first (same ctx) as `diff-<case>-base` on both sides, for FROM/ONBUILD
+#   build-args        one `K=V` per line, passed as --build-arg to both builds
+#   setup.sh          run (bash) inside a scratch copy of ctx/ before building, for what git cannot
+#                     hold: hardlinks, special modes, owners, archives made on the fly
 #
 #   testdata/build/differential.sh [CASE…]      (needs root and a running dockerd)
 set -euo pipefail
@@ -12,7 +19,7 @@ ROOT=$(cd "$HERE/../.." && pwd)
 BUILDER=${BUILDER:-$ROOT/target/debug/builder}
 DOCKER=${DOCKER:-$(command -v /usr/bin/docker || command -v docker)}
 WORK=$(mktemp -d /tmp/differential.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
+[ -n "${KEEP:-}" ] || trap 'rm -rf "$WORK"' EXIT
 
 # The same base image on both sides.
 mkdir -p "$WORK/rootfs"/{bin,etc,tmp,root,proc,sys,dev,home}
@@ -51,30 +58,90 @@ keys = ["Env", "Cmd", "Entrypoint", "WorkingDir", "User", "ExposedPorts", "Volum
 print(json.dumps({k: (c.get(k) or None) for k in keys}, sort_keys=True, indent=1))'
 }
 
-status=0
-cases=${*:-$(ls "$HERE/differential")}
-for case in $cases; do
-  dir="$HERE/differential/$case"
-  "$BUILDER" --root "$WORK/root" build -q -f "$dir/Dockerfile" -t "diff-$case" --output "type=tar,dest=$WORK/$case.builder.tar" "$dir/ctx" > /dev/null
-  "$BUILDER" --root "$WORK/root" build -q -f "$dir/Dockerfile" -t "diff-$case" "$dir/ctx" > /dev/null
-  DOCKER_BUILDKIT=1 "$DOCKER" build -q --network host -f "$dir/Dockerfile" -t "diff-$case" "$dir/ctx" > /dev/null
-  cid=$("$DOCKER" create "diff-$case" true)
-  "$DOCKER" export "$cid" > "$WORK/$case.docker.tar"
-  "$DOCKER" rm "$cid" > /dev/null
-  listing "$WORK/$case.builder.tar" > "$WORK/$case.builder.files"
-  listing "$WORK/$case.docker.tar" > "$WORK/$case.docker.files"
+history() { # image config JSON on stdin -> this build's history (after the busybox:diff base)
+  # A layer whose diff is empty (the empty tar's diffID) is shown as an empty step: BuildKit
+  # keeps such layers (a RUN or WORKDIR that changed nothing), builder omits them and marks the
+  # step empty_layer, as its issue asks. Files and config are the same either way.
+  python3 -c '
+import json, sys
+EMPTY = "sha256:5f70bf18a086007016e948b04aed3b82103a36bea41755b6cddfaf10ace3c6ef"
+c = json.load(sys.stdin)
+diffs = list(c["rootfs"]["diff_ids"])
+skip = int(sys.argv[1])
+layers = 0
+for i, e in enumerate(c.get("history") or []):
+    empty = bool(e.get("empty_layer"))
+    if not empty:
+        d = diffs.pop(0) if diffs else None
+        empty = d == EMPTY
+    if i < skip:
+        continue
+    layers += 0 if empty else 1
+    print(("(empty) " if empty else "(layer) ") + e.get("created_by", ""))
+print("layers:", layers)' "$1"
+}
+
+builder_config() { # tag -> image config JSON from builder's store
   python3 -c '
 import json, sys
 root, tag = sys.argv[1], sys.argv[2]
 idx = json.load(open(root + "/index.json"))
 m = [d for d in idx["manifests"] if d.get("annotations", {}).get("org.opencontainers.image.ref.name") == "docker.io/library/" + tag][0]
 man = json.load(open(root + "/blobs/sha256/" + m["digest"].split(":")[1]))
-print(open(root + "/blobs/sha256/" + man["config"]["digest"].split(":")[1]).read())' "$WORK/root" "diff-$case:latest" | config > "$WORK/$case.builder.config"
-  "$DOCKER" image inspect "diff-$case" | python3 -c 'import json,sys; print(json.dumps(json.load(sys.stdin)[0]))' | config > "$WORK/$case.docker.config"
-  if diff -u "$WORK/$case.docker.files" "$WORK/$case.builder.files" > "$WORK/$case.files.diff" && diff -u "$WORK/$case.docker.config" "$WORK/$case.builder.config" > "$WORK/$case.config.diff"; then
+print(open(root + "/blobs/sha256/" + man["config"]["digest"].split(":")[1]).read())' "$WORK/root" "$1"
+}
+
+docker_config() { # tag -> image config JSON as `docker save` stores it
+  "$DOCKER" save "$1" | python3 -c '
+import io, json, sys, tarfile
+t = tarfile.open(fileobj=io.BytesIO(sys.stdin.buffer.read()))
+m = json.load(t.extractfile("manifest.json"))
+print(t.extractfile(m[0]["Config"]).read().decode())'
+}
+
+base_layers=$(builder_config busybox:diff | python3 -c 'import json,sys; print(len(json.load(sys.stdin).get("history") or []))')
+docker_base_layers=$(docker_config busybox:diff | python3 -c 'import json,sys; print(len(json.load(sys.stdin).get("history") or []))')
+
+status=0
+cases=${*:-$(ls "$HERE/differential")}
+for case in $cases; do
+  dir="$HERE/differential/$case"
+  ctx="$WORK/ctx-$case"
+  cp -a "$dir/ctx" "$ctx"
+  if [ -f "$dir/setup.sh" ]; then (cd "$ctx" && bash "$dir/setup.sh"); fi
+  args=()
+  if [ -f "$dir/build-args" ]; then
+    while IFS= read -r a; do [ -n "$a" ] && args+=(--build-arg "$a"); done < "$dir/build-args"
+  fi
+  if [ -f "$dir/base.Dockerfile" ]; then
+    "$BUILDER" --root "$WORK/root" build -q "${args[@]}" -f "$dir/base.Dockerfile" -t "diff-$case-base" "$ctx" > /dev/null
+    DOCKER_BUILDKIT=1 "$DOCKER" build -q --network host "${args[@]}" -f "$dir/base.Dockerfile" -t "diff-$case-base" "$ctx" > /dev/null
+  fi
+  if ! "$BUILDER" --root "$WORK/root" build -q "${args[@]}" -f "$dir/Dockerfile" -t "diff-$case" --output "type=tar,dest=$WORK/$case.builder.tar" "$ctx" > "$WORK/$case.builder.log" 2>&1; then
+    echo "DIFFERS $case: builder failed"; tail -5 "$WORK/$case.builder.log"; status=1; continue
+  fi
+  "$BUILDER" --root "$WORK/root" build -q "${args[@]}" -f "$dir/Dockerfile" -t "diff-$case" "$ctx" > /dev/null
+  if ! DOCKER_BUILDKIT=1 "$DOCKER" build -q --network host "${args[@]}" -f "$dir/Dockerfile" -t "diff-$case" "$ctx" > "$WORK/$case.docker.log" 2>&1; then
+    echo "DIFFERS $case: docker build failed where builder succeeded"; tail -5 "$WORK/$case.docker.log"; status=1; continue
+  fi
+  cid=$("$DOCKER" create "diff-$case" true)
+  "$DOCKER" export "$cid" > "$WORK/$case.docker.tar"
+  "$DOCKER" rm "$cid" > /dev/null
+  listing "$WORK/$case.builder.tar" > "$WORK/$case.builder.files"
+  listing "$WORK/$case.docker.tar" > "$WORK/$case.docker.files"
+  builder_config "diff-$case:latest" > "$WORK/$case.builder.json"
+  docker_config "diff-$case" > "$WORK/$case.docker.json"
+  config < "$WORK/$case.builder.json" > "$WORK/$case.builder.config"
+  config < "$WORK/$case.docker.json" > "$WORK/$case.docker.config"
+  history "$base_layers" < "$WORK/$case.builder.json" > "$WORK/$case.builder.history"
+  history "$docker_base_layers" < "$WORK/$case.docker.json" > "$WORK/$case.docker.history"
+  diff -u "$WORK/$case.docker.files" "$WORK/$case.builder.files" > "$WORK/$case.files.diff" || true
+  diff -u "$WORK/$case.docker.config" "$WORK/$case.builder.config" > "$WORK/$case.config.diff" || true
+  diff -u "$WORK/$case.docker.history" "$WORK/$case.builder.history" > "$WORK/$case.history.diff" || true
+  if [ ! -s "$WORK/$case.files.diff" ] && [ ! -s "$WORK/$case.config.diff" ] && [ ! -s "$WORK/$case.history.diff" ]; then
     echo "same    $case ($(wc -l < "$WORK/$case.builder.files") paths)"
   else
-    echo "DIFFERS $case"; cat "$WORK/$case.files.diff" "$WORK/$case.config.diff" 2>/dev/null | head -40
+    echo "DIFFERS $case"; cat "$WORK/$case.files.diff" "$WORK/$case.config.diff" "$WORK/$case.history.diff" | head -${DIFF_LINES:-40}
     status=1
   fi
 done

@@ -331,6 +331,8 @@ impl<'a> Lowerer<'a> {
         instructions.extend(stage.instructions.iter().cloned());
 
         let mut args: Vec<(String, String)> = Vec::new();
+        // Every ARG the stage declared, in order, with or without a value (RUN's history names them all).
+        let mut declared: Vec<(String, Option<String>)> = Vec::new();
         let mut shell_cmd: Vec<String> = st.config.shell.clone().unwrap_or_else(|| DEFAULT_SHELL.iter().map(|s| s.to_string()).collect());
         let mut cmd_set = false;
         let mut k = 1;
@@ -355,6 +357,7 @@ impl<'a> Lowerer<'a> {
             let meta = VertexMeta { description: desc.clone(), location: Some(format!("{}:{}", df.file_name, ins_line)), ignore_cache: self.opts.no_cache };
             match &ins {
                 Instruction::Arg(a) => {
+                    let mut words = Vec::new();
                     for def in &a.args {
                         let value = match self.opts.build_args.get(&def.name) {
                             Some(v) => Some(v.clone()),
@@ -364,43 +367,55 @@ impl<'a> Lowerer<'a> {
                             },
                         };
                         args.retain(|(k, _)| k != &def.name);
+                        words.push(match &value {
+                            Some(v) => format!("{}={v}", def.name),
+                            None => def.name.clone(),
+                        });
+                        match declared.iter_mut().find(|(k, _)| k == &def.name) {
+                            Some(d) => d.1 = value.clone(),
+                            None => declared.push((def.name.clone(), value.clone())),
+                        }
                         if let Some(v) = value {
                             args.push((def.name.clone(), v));
                         }
                     }
+                    st.steps.push(config_step(format!("ARG {}", words.join(" "))));
                 }
                 Instruction::Env(e) => {
                     let env = st.config.env.get_or_insert_with(Vec::new);
                     for kv in &e.pairs {
                         set_env(env, &kv.key, &kv.value);
                     }
-                    st.steps.push(HistoryStep { created_by: history_text(&text), comment: None, vertex: None });
+                    st.steps.push(config_step(format!("ENV {}", pairs_text(&e.pairs))));
                 }
                 Instruction::Label(lb) => {
                     let labels = st.config.labels.get_or_insert_with(BTreeMap::new);
                     for kv in &lb.pairs {
                         labels.insert(kv.key.clone(), kv.value.clone());
                     }
-                    st.steps.push(HistoryStep { created_by: history_text(&text), comment: None, vertex: None });
+                    st.steps.push(config_step(format!("LABEL {}", pairs_text(&lb.pairs))));
                 }
                 Instruction::Expose(e) => {
-                    let ports = st.config.exposed_ports.get_or_insert_with(BTreeMap::new);
+                    let mut listed = Vec::new();
                     for p in &e.ports {
-                        let p = if p.contains('/') { p.to_ascii_lowercase() } else { format!("{p}/tcp") };
-                        ports.insert(p, serde_json::json!({}));
+                        listed.extend(expose_ports(p).map_err(|m| at(df, ins_line, m))?);
                     }
-                    st.steps.push(HistoryStep { created_by: history_text(&text), comment: None, vertex: None });
+                    let ports = st.config.exposed_ports.get_or_insert_with(BTreeMap::new);
+                    for p in &listed {
+                        ports.insert(p.clone(), serde_json::json!({}));
+                    }
+                    st.steps.push(config_step(format!("EXPOSE [{}]", listed.join(" "))));
                 }
                 Instruction::Volume(v) => {
                     let vols = st.config.volumes.get_or_insert_with(BTreeMap::new);
                     for p in &v.paths {
                         vols.insert(p.clone(), serde_json::json!({}));
                     }
-                    st.steps.push(HistoryStep { created_by: history_text(&text), comment: None, vertex: None });
+                    st.steps.push(config_step(format!("VOLUME [{}]", v.paths.join(" "))));
                 }
                 Instruction::User(u) => {
                     st.config.user = Some(u.user.clone());
-                    st.steps.push(HistoryStep { created_by: history_text(&text), comment: None, vertex: None });
+                    st.steps.push(config_step(format!("USER {}", u.user)));
                 }
                 Instruction::Workdir(w) => {
                     let wd = resolve_path(st.config.working_dir.as_deref().unwrap_or("/"), &w.path);
@@ -409,24 +424,26 @@ impl<'a> Lowerer<'a> {
                     let op = Op::File(FileOp { actions: vec![FileAction::Mkdir(MkdirAction { path: wd.clone(), mode: 0o755, chown })] });
                     let v = self.b.add(op, vec![st.fs], meta);
                     st.fs = v;
-                    st.steps.push(HistoryStep { created_by: history_text(&text), comment: None, vertex: Some(v) });
+                    st.steps.push(HistoryStep { created_by: format!("WORKDIR {wd}"), comment: Some(HISTORY_COMMENT.into()), vertex: Some(v) });
                 }
                 Instruction::Cmd(c) => {
-                    st.config.cmd = Some(command_args(&c.command, &shell_cmd));
+                    let cmd = command_args(&c.command, &shell_cmd);
+                    st.steps.push(config_step(format!("CMD {}", go_quoted_list(&cmd))));
+                    st.config.cmd = Some(cmd);
                     cmd_set = true;
-                    st.steps.push(HistoryStep { created_by: history_text(&text), comment: None, vertex: None });
                 }
                 Instruction::Entrypoint(e) => {
-                    st.config.entrypoint = Some(command_args(&e.command, &shell_cmd));
+                    let entrypoint = command_args(&e.command, &shell_cmd);
+                    st.steps.push(config_step(format!("ENTRYPOINT {}", go_quoted_list(&entrypoint))));
+                    st.config.entrypoint = Some(entrypoint);
                     if !cmd_set {
                         st.config.cmd = None;
                     }
-                    st.steps.push(HistoryStep { created_by: history_text(&text), comment: None, vertex: None });
                 }
                 Instruction::Shell(s) => {
                     shell_cmd = s.shell.clone();
                     st.config.shell = Some(s.shell.clone());
-                    st.steps.push(HistoryStep { created_by: history_text(&text), comment: None, vertex: None });
+                    st.steps.push(config_step(format!("SHELL [{}]", s.shell.join(" "))));
                 }
                 Instruction::Healthcheck(h) => {
                     st.config.healthcheck = Some(ImageHealthcheck {
@@ -437,36 +454,38 @@ impl<'a> Lowerer<'a> {
                         start_interval: h.start_interval.map(|v| v as i64),
                         retries: h.retries.map(|v| v as i64),
                     });
-                    st.steps.push(HistoryStep { created_by: history_text(&text), comment: None, vertex: None });
+                    st.steps.push(config_step(healthcheck_history(h)));
                 }
                 Instruction::StopSignal(s) => {
                     st.config.stop_signal = Some(s.signal.clone());
-                    st.steps.push(HistoryStep { created_by: history_text(&text), comment: None, vertex: None });
+                    st.steps.push(config_step(format!("STOPSIGNAL {}", s.signal)));
                 }
                 Instruction::OnBuild(o) => {
+                    // As BuildKit: a trigger is kept in the config but is no history step.
                     st.config.on_build.get_or_insert_with(Vec::new).push(o.expression.clone());
-                    st.steps.push(HistoryStep { created_by: history_text(&text), comment: None, vertex: None });
                 }
-                Instruction::Maintainer(_) => {
-                    st.steps.push(HistoryStep { created_by: history_text(&text), comment: None, vertex: None });
+                Instruction::Maintainer(m) => {
+                    st.steps.push(config_step(format!("MAINTAINER {}", m.name)));
                 }
                 Instruction::Run(r) => {
-                    let (v, created_by) = self.lower_run(i, r, &st, &args, &shell_cmd, meta)?;
+                    let (v, argv) = self.lower_run(i, r, &st, &args, &shell_cmd, meta)?;
                     st.fs = v;
-                    st.steps.push(HistoryStep { created_by, comment: Some("buildkit.dockerfile.v0".into()), vertex: Some(v) });
+                    let created_by = format!("{} # buildkit", run_history(&argv, &declared, st.config.env.as_deref().unwrap_or_default()));
+                    st.steps.push(HistoryStep { created_by, comment: Some(HISTORY_COMMENT.into()), vertex: Some(v) });
                 }
                 Instruction::Copy(c) | Instruction::Add(c) => {
                     let is_add = matches!(ins, Instruction::Add(_));
                     let v = self.lower_copy(i, c, is_add, &st, meta)?;
                     st.fs = v;
-                    st.steps.push(HistoryStep { created_by: format!("{} # buildkit", copy_history(c, is_add)), comment: Some("buildkit.dockerfile.v0".into()), vertex: Some(v) });
+                    st.steps.push(HistoryStep { created_by: format!("{} # buildkit", copy_history(c, is_add)), comment: Some(HISTORY_COMMENT.into()), vertex: Some(v) });
                 }
             }
         }
         Ok(st)
     }
 
-    fn lower_run(&mut self, i: usize, r: &Run, st: &StageState, args: &[(String, String)], shell_cmd: &[String], meta: VertexMeta) -> Result<(VertexDigest, String), LowerError> {
+    /// The RUN's vertex and the command it runs (for its history text).
+    fn lower_run(&mut self, i: usize, r: &Run, st: &StageState, args: &[(String, String)], shell_cmd: &[String], meta: VertexMeta) -> Result<(VertexDigest, Vec<String>), LowerError> {
         let argv = match &r.command {
             ShellOrExec::Exec(a) => a.clone(),
             ShellOrExec::Shell(s) => {
@@ -590,14 +609,7 @@ impl<'a> Lowerer<'a> {
             security,
         };
         let v = self.b.add(Op::Exec(op), inputs, meta);
-        // Docker's history text: `RUN |N K=V… /bin/sh -c cmd # buildkit`.
-        let mut created_by = String::from("RUN ");
-        if !args.is_empty() {
-            created_by.push_str(&format!("|{} {} ", args.len(), kv_env(args).join(" ")));
-        }
-        created_by.push_str(&argv.join(" "));
-        created_by.push_str(" # buildkit");
-        Ok((v, created_by))
+        Ok((v, argv))
     }
 
     /// The vertex `--from=NAME` names: an earlier stage, or an image.
@@ -788,31 +800,167 @@ fn command_args(c: &ShellOrExec, shell_cmd: &[String]) -> Vec<String> {
     }
 }
 
-fn history_text(original: &str) -> String {
-    original.to_string()
+/// The comment BuildKit's Dockerfile frontend puts on every history entry it writes.
+const HISTORY_COMMENT: &str = "buildkit.dockerfile.v0";
+
+/// A history entry of an instruction that only changes the config.
+fn config_step(created_by: String) -> HistoryStep {
+    HistoryStep { created_by, comment: Some(HISTORY_COMMENT.into()), vertex: None }
 }
 
+/// `K=V K2=V2`, values as expanded (no quotes), as BuildKit writes ENV and LABEL history.
+fn pairs_text(pairs: &[crate::instructions::KeyValue]) -> String {
+    pairs.iter().map(|kv| format!("{}={}", kv.key, kv.value)).collect::<Vec<_>>().join(" ")
+}
+
+/// BuildKit's RUN history: `RUN |N K=V… argv…`, naming every ARG the stage declared (an ARG
+/// without a value as `K=`), each with the value the RUN sees (an ENV of the same name wins).
+fn run_history(argv: &[String], declared: &[(String, Option<String>)], env: &[String]) -> String {
+    let mut s = String::from("RUN ");
+    if !declared.is_empty() {
+        let words: Vec<String> = declared
+            .iter()
+            .map(|(k, v)| {
+                let value = env.iter().find_map(|e| e.split_once('=').filter(|(ek, _)| ek == k).map(|(_, ev)| ev.to_string()));
+                format!("{k}={}", value.or_else(|| v.clone()).unwrap_or_default())
+            })
+            .collect();
+        s.push_str(&format!("|{} {} ", words.len(), words.join(" ")));
+    }
+    s.push_str(&argv.join(" "));
+    s
+}
+
+/// BuildKit's COPY/ADD history: the flags that change the files (`--parents`, `--chown`,
+/// `--chmod`; never `--from` or `--link`), the sources, inline files as `<<NAME`, the dest.
 fn copy_history(c: &CopyFiles, is_add: bool) -> String {
     let mut s = String::from(if is_add { "ADD" } else { "COPY" });
-    if let Some(f) = &c.from {
-        s.push_str(&format!(" --from={f}"));
+    if c.parents {
+        s.push_str(" --parents");
     }
-    if let Some(o) = &c.chown {
+    if let Some(o) = c.chown.as_ref().filter(|o| !o.is_empty()) {
         s.push_str(&format!(" --chown={o}"));
     }
-    if let Some(m) = &c.chmod {
+    if let Some(m) = c.chmod.as_ref().filter(|m| !m.is_empty()) {
         s.push_str(&format!(" --chmod={m}"));
     }
-    if c.link {
-        s.push_str(" --link");
-    }
     for src in &c.sources {
+        if !c.heredocs.is_empty() && src.value.starts_with("<<") {
+            continue;
+        }
         s.push(' ');
         s.push_str(&src.value);
+    }
+    for h in &c.heredocs {
+        s.push_str(&format!(" <<{}", h.name));
     }
     s.push(' ');
     s.push_str(&c.dest.value);
     s
+}
+
+/// One EXPOSE word as the ports it names (`8000-8002/tcp` is three), `port/proto` with the
+/// protocol lowercased and `tcp` by default; a `[ip:][hostport:]` prefix is ignored, as in
+/// BuildKit.
+fn expose_ports(word: &str) -> Result<Vec<String>, String> {
+    let container = word.rsplit(':').next().unwrap_or(word);
+    let (range, proto) = match container.split_once('/') {
+        Some((r, p)) => (r, p.to_ascii_lowercase()),
+        None => (container, "tcp".to_string()),
+    };
+    if !matches!(proto.as_str(), "tcp" | "udp" | "sctp") {
+        return Err(format!("EXPOSE {word}: invalid proto: {proto}"));
+    }
+    let bad = || format!("EXPOSE {word}: invalid containerPort: {range}");
+    let port = |p: &str| p.parse::<u16>().map_err(|_| bad());
+    let (start, end) = match range.split_once('-') {
+        Some((a, b)) => (port(a)?, port(b)?),
+        None => (port(range)?, port(range)?),
+    };
+    if end < start {
+        return Err(bad());
+    }
+    Ok((start..=end).map(|p| format!("{p}/{proto}")).collect())
+}
+
+/// Go's `%q` of a string slice: `["a" "b c"]`.
+fn go_quoted_list(words: &[String]) -> String {
+    format!("[{}]", words.iter().map(|w| go_quote(w)).collect::<Vec<_>>().join(" "))
+}
+
+/// Go's `strconv.Quote`: a double-quoted string with Go escapes.
+fn go_quote(s: &str) -> String {
+    let mut out = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            '\u{7}' => out.push_str("\\a"),
+            '\u{8}' => out.push_str("\\b"),
+            '\u{c}' => out.push_str("\\f"),
+            '\u{b}' => out.push_str("\\v"),
+            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
+            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+/// Go's `time.Duration.String` (`1m30s`, `500ms`, `0s`) of nanoseconds.
+fn go_duration(ns: i64) -> String {
+    if ns == 0 {
+        return "0s".into();
+    }
+    let sign = if ns < 0 { "-" } else { "" };
+    let u = ns.unsigned_abs();
+    let frac = |whole: u64, rest: u64, digits: usize| -> String {
+        let r = format!("{rest:0digits$}");
+        let r = r.trim_end_matches('0');
+        if r.is_empty() { whole.to_string() } else { format!("{whole}.{r}") }
+    };
+    if u < 1_000_000_000 {
+        let (div, digits, unit) = if u < 1_000 {
+            (1, 0, "ns")
+        } else if u < 1_000_000 {
+            (1_000, 3, "µs")
+        } else {
+            (1_000_000, 6, "ms")
+        };
+        let body = if div == 1 { u.to_string() } else { frac(u / div, u % div, digits) };
+        return format!("{sign}{body}{unit}");
+    }
+    let secs = u / 1_000_000_000;
+    let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
+    let mut out = String::from(sign);
+    if h > 0 {
+        out.push_str(&format!("{h}h"));
+    }
+    if h > 0 || m > 0 {
+        out.push_str(&format!("{m}m"));
+    }
+    out.push_str(&frac(s, u % 1_000_000_000, 9));
+    out.push('s');
+    out
+}
+
+/// BuildKit's HEALTHCHECK history: Go's `%+v` of the health config,
+/// `{Test:[CMD-SHELL curl -f x] Interval:30s Timeout:0s StartPeriod:0s StartInterval:0s Retries:3}`.
+fn healthcheck_history(h: &crate::instructions::Healthcheck) -> String {
+    let d = |v: Option<u64>| go_duration(v.unwrap_or(0) as i64);
+    format!(
+        "HEALTHCHECK {{Test:[{}] Interval:{} Timeout:{} StartPeriod:{} StartInterval:{} Retries:{}}}",
+        h.test.join(" "),
+        d(h.interval),
+        d(h.timeout),
+        d(h.start_period),
+        d(h.start_interval),
+        h.retries.unwrap_or(0)
+    )
 }
 
 /// The environment `ENV`-style lookups see (for callers that expand words themselves).
@@ -883,7 +1031,8 @@ mod tests {
         args.insert("V".to_string(), "2".to_string());
         let b = lower_text(text, LowerOptions { build_args: args, ..Default::default() }).expect("lower");
         assert_ne!(a.target, b.target);
-        assert_eq!(a.image.steps[0].created_by, "RUN |1 V=1 /bin/sh -c echo $V # buildkit");
+        assert_eq!(a.image.steps[0].created_by, "ARG V=1");
+        assert_eq!(a.image.steps[1].created_by, "RUN |1 V=1 /bin/sh -c echo $V # buildkit");
     }
 
     #[test]

@@ -66,11 +66,11 @@ impl FileCtx<'_> {
 
     fn mkdir(&self, m: &MkdirAction) -> Result<()> {
         let owner = self.owner(&m.chown)?;
-        let rel = crate::context::clean(&m.path);
+        let rel = self.resolve_dest(&crate::context::clean(&m.path));
         if rel.is_empty() {
             return Ok(());
         }
-        self.ensure_parents(&rel, owner)?;
+        self.ensure_parents(&rel, owner, 0o755)?;
         let target = self.layer.join(&rel);
         if fs::symlink_metadata(&target).is_err() {
             match fs::symlink_metadata(self.dest_view.join(&rel)) {
@@ -93,7 +93,7 @@ impl FileCtx<'_> {
         if rel.is_empty() {
             return Err(self.err("cannot write a file at /"));
         }
-        self.ensure_parents(&rel, owner)?;
+        self.ensure_parents(&rel, owner, 0o755)?;
         let target = self.layer.join(&rel);
         if let Ok(md) = fs::symlink_metadata(&target) {
             if md.is_dir() {
@@ -109,9 +109,49 @@ impl FileCtx<'_> {
         Ok(())
     }
 
+    /// `rel` (clean, relative) with every symlink on the way followed inside the destination, the
+    /// last component too, as BuildKit resolves a COPY/WORKDIR destination: what this op already
+    /// wrote (the layer) first, then the destination as it was. `COPY a /link/` with `/link ->
+    /// /real/dir` writes `/real/dir/a`; a file copied onto a symlink replaces its target.
+    fn resolve_dest(&self, rel: &str) -> String {
+        let mut todo: Vec<String> = rel.split('/').filter(|c| !c.is_empty()).map(str::to_string).rev().collect();
+        let mut done: Vec<String> = Vec::new();
+        let mut links = 0;
+        while let Some(c) = todo.pop() {
+            if c == ".." {
+                done.pop();
+                continue;
+            }
+            if c == "." {
+                continue;
+            }
+            done.push(c);
+            if links >= 40 {
+                continue;
+            }
+            let here = done.join("/");
+            let link = match fs::symlink_metadata(self.layer.join(&here)) {
+                Ok(m) => m.file_type().is_symlink().then(|| fs::read_link(self.layer.join(&here)).ok()).flatten(),
+                Err(_) => fs::read_link(self.dest_view.join(&here)).ok(),
+            };
+            if let Some(target) = link {
+                links += 1;
+                done.pop();
+                let t = target.to_string_lossy().into_owned();
+                if t.starts_with('/') {
+                    done.clear();
+                }
+                for part in t.split('/').filter(|p| !p.is_empty()).rev() {
+                    todo.push(part.to_string());
+                }
+            }
+        }
+        done.join("/")
+    }
+
     /// Creates the parent directories of `rel` in the layer, with the metadata they have in the
-    /// destination (or 0755 and `owner`/root when they are new).
-    fn ensure_parents(&self, rel: &str, owner: Option<(u32, u32)>) -> Result<()> {
+    /// destination (or `new_mode` and `owner`/root when they are new).
+    fn ensure_parents(&self, rel: &str, owner: Option<(u32, u32)>, new_mode: u32) -> Result<()> {
         let comps: Vec<&str> = rel.split('/').collect();
         let mut cur = String::new();
         for c in &comps[..comps.len().saturating_sub(1)] {
@@ -123,11 +163,11 @@ impl FileCtx<'_> {
             if fs::symlink_metadata(&target).is_ok() {
                 continue;
             }
-            match fs::metadata(self.dest_view.join(&cur)) {
+            match fs::symlink_metadata(self.dest_view.join(&cur)) {
                 Ok(m) if m.is_dir() => copy_dir_meta(&m, &target)?,
                 _ => {
                     fs::create_dir(&target).map_err(SolveError::io("create directory", &target))?;
-                    fs::set_permissions(&target, fs::Permissions::from_mode(0o755)).map_err(SolveError::io("chmod", &target))?;
+                    fs::set_permissions(&target, fs::Permissions::from_mode(new_mode)).map_err(SolveError::io("chmod", &target))?;
                     if let Some((u, g)) = owner {
                         std::os::unix::fs::lchown(&target, Some(u), Some(g)).map_err(SolveError::io("chown", &target))?;
                     }
@@ -149,16 +189,18 @@ impl FileCtx<'_> {
             Source::Tree(p) => (*p, Excludes::default(), false),
         };
         let user_excludes = Excludes::new(&c.excludes);
-        let mut matched: Vec<String> = Vec::new();
+        // (which source named it, path): each source is copied on its own, as BuildKit does, so
+        // hardlinks are kept between the files of one source, not across sources.
+        let mut matched: Vec<(usize, String)> = Vec::new();
         let mut wildcard = false;
-        for s in &c.sources {
+        for (si, s) in c.sources.iter().enumerate() {
             wildcard |= s.contains(['*', '?', '[']);
             match expand_source(root, s, &excludes) {
                 Ok(paths) => {
                     if paths.is_empty() && !s.contains(['*', '?', '[']) {
                         return Err(self.err(format!("file not found: {s}")));
                     }
-                    matched.extend(paths.into_iter().filter(|p| !user_excludes.is_excluded(p)));
+                    matched.extend(paths.into_iter().filter(|p| !user_excludes.is_excluded(p)).map(|p| (si, p)));
                 }
                 Err(SourceProblem::NotFound) => {
                     let what = if from_context { "in build context" } else { "in source stage or image" };
@@ -175,17 +217,28 @@ impl FileCtx<'_> {
         if matched.is_empty() && wildcard {
             return Err(self.err(format!("no source files were specified: {} matched nothing", c.sources.join(" "))));
         }
-        let dest_rel = crate::context::clean(&c.dest);
+        let dest_rel = self.resolve_dest(&crate::context::clean(&c.dest));
         let dest_is_dir = c.dest.ends_with('/')
             || c.dest.ends_with("/.")
             || dest_rel.is_empty()
-            || fs::metadata(self.dest_view.join(&dest_rel)).map(|m| m.is_dir()).unwrap_or(false)
-            || fs::metadata(self.layer.join(&dest_rel)).map(|m| m.is_dir()).unwrap_or(false);
+            || fs::symlink_metadata(self.dest_view.join(&dest_rel)).map(|m| m.is_dir()).unwrap_or(false)
+            || fs::symlink_metadata(self.layer.join(&dest_rel)).map(|m| m.is_dir()).unwrap_or(false);
         if matched.len() > 1 && !dest_is_dir {
             return Err(self.err(format!("When using COPY with more than one source file, the destination must be a directory and end with a /: {}", c.dest)));
         }
-        let opts = CopyOpts { owner, chmod, keep_owner: !from_context, excludes: &excludes, user_excludes: &user_excludes };
-        for rel in &matched {
+        // Directories the copy creates get --chmod's permission bits (BuildKit since 2025; 0755
+        // before, and with a symbolic --chmod).
+        let new_dir_mode = match &chmod {
+            Some(Chmod::Octal(m)) => m & 0o777,
+            _ => 0o755,
+        };
+        let mut opts = CopyOpts { owner, chmod, keep_owner: !from_context, excludes: &excludes, user_excludes: &user_excludes, new_dir_mode, links: Default::default() };
+        let mut current_source = usize::MAX;
+        for (si, rel) in &matched {
+            if *si != current_source {
+                current_source = *si;
+                opts.links = Default::default();
+            }
             // The named source itself is followed when it is a symlink (as Docker does), but
             // only inside its root: `/etc/shadow` from a context link means <context>/etc/shadow.
             let src_path = resolve_in_root(root, rel);
@@ -200,7 +253,7 @@ impl FileCtx<'_> {
                 if c.unpack_archives && !c.from_http {
                     if let Some(kind) = archive_kind(&src_path) {
                         let target = if dest_rel.is_empty() { String::new() } else { dest_rel.clone() };
-                        self.unpack_archive(&src_path, kind, &target, owner)?;
+                        self.unpack_archive(&src_path, kind, &target, owner, new_dir_mode)?;
                         continue;
                     }
                 }
@@ -211,7 +264,7 @@ impl FileCtx<'_> {
                 } else {
                     dest_rel.clone()
                 };
-                self.ensure_parents(&target, owner)?;
+                self.ensure_parents(&target, owner, new_dir_mode)?;
                 self.copy_entry(&src_path, &meta, &target, &opts)?;
             }
         }
@@ -222,19 +275,20 @@ impl FileCtx<'_> {
         if target.is_empty() {
             return Ok(());
         }
-        self.ensure_parents(target, opts.owner)?;
+        self.ensure_parents(target, opts.owner, opts.new_dir_mode)?;
         let path = self.layer.join(target);
         if fs::symlink_metadata(&path).map(|m| m.is_dir()).unwrap_or(false) {
             return Ok(());
         }
         // An existing destination directory keeps its metadata; a new one is created like
-        // Docker does: 0755, owned by --chown or root (only the source's contents are copied).
+        // BuildKit does: 0755 (or --chmod's bits), owned by --chown or root (only the source's
+        // contents are copied).
         let _ = src_meta;
-        match fs::metadata(self.dest_view.join(target)) {
+        match fs::symlink_metadata(self.dest_view.join(target)) {
             Ok(m) if m.is_dir() => copy_dir_meta(&m, &path),
             _ => {
                 fs::create_dir(&path).map_err(SolveError::io("create directory", &path))?;
-                fs::set_permissions(&path, fs::Permissions::from_mode(0o755)).map_err(SolveError::io("chmod", &path))?;
+                fs::set_permissions(&path, fs::Permissions::from_mode(opts.new_dir_mode)).map_err(SolveError::io("chmod", &path))?;
                 let (u, g) = opts.owner.unwrap_or((0, 0));
                 std::os::unix::fs::lchown(&path, Some(u), Some(g)).map_err(SolveError::io("chown", &path))
             }
@@ -303,6 +357,17 @@ impl FileCtx<'_> {
             return Ok(());
         }
         if ft.is_file() {
+            // A file with other links: the first copy is copied, the rest link to it.
+            if meta.nlink() > 1 {
+                let key = (meta.dev(), meta.ino());
+                let first = opts.links.borrow().get(&key).cloned();
+                if let Some(first) = first {
+                    if fs::hard_link(self.layer.join(&first), &dst).is_ok() {
+                        return Ok(());
+                    }
+                }
+                opts.links.borrow_mut().insert(key, target.to_string());
+            }
             fs::copy(src, &dst).map_err(SolveError::io("copy to", &dst))?;
             return apply_meta(&dst, meta, opts, false);
         }
@@ -326,10 +391,10 @@ impl FileCtx<'_> {
         Ok(())
     }
 
-    fn unpack_archive(&self, src: &Path, kind: ArchiveKind, target: &str, owner: Option<(u32, u32)>) -> Result<()> {
+    fn unpack_archive(&self, src: &Path, kind: ArchiveKind, target: &str, owner: Option<(u32, u32)>, new_dir_mode: u32) -> Result<()> {
         let dest = self.layer.join(target);
         if !target.is_empty() {
-            self.ensure_parents(&format!("{target}/x"), owner)?;
+            self.ensure_parents(&format!("{target}/x"), owner, new_dir_mode)?;
         }
         fs::create_dir_all(&dest).map_err(SolveError::io("create", &dest))?;
         let f = fs::File::open(src).map_err(SolveError::io("open archive", src))?;
@@ -353,6 +418,10 @@ struct CopyOpts<'a> {
     keep_owner: bool,
     excludes: &'a Excludes,
     user_excludes: &'a Excludes,
+    /// Mode of directories the copy creates.
+    new_dir_mode: u32,
+    /// (device, inode) of multiply-linked source files -> where the first one was copied.
+    links: std::cell::RefCell<std::collections::HashMap<(u64, u64), String>>,
 }
 
 fn apply_meta(dst: &Path, meta: &fs::Metadata, opts: &CopyOpts<'_>, is_dir: bool) -> Result<()> {
@@ -363,8 +432,9 @@ fn apply_meta(dst: &Path, meta: &fs::Metadata, opts: &CopyOpts<'_>, is_dir: bool
         None => meta.mode() & 0o7777,
     };
     fs::set_permissions(dst, fs::Permissions::from_mode(mode)).map_err(SolveError::io("chmod", dst))?;
+    // By path, never by opening it: opening a copied fifo would wait for a writer forever.
     let mt = filetime::FileTime::from_last_modification_time(meta);
-    filetime::set_file_mtime(dst, mt).map_err(SolveError::io("set mtime", dst))?;
+    filetime::set_symlink_file_times(dst, mt, mt).map_err(SolveError::io("set mtime", dst))?;
     Ok(())
 }
 
@@ -373,7 +443,7 @@ fn copy_dir_meta(m: &fs::Metadata, target: &Path) -> Result<()> {
     fs::set_permissions(target, fs::Permissions::from_mode(m.mode() & 0o7777)).map_err(SolveError::io("chmod", target))?;
     std::os::unix::fs::lchown(target, Some(m.uid()), Some(m.gid())).map_err(SolveError::io("chown", target))?;
     let mt = filetime::FileTime::from_last_modification_time(m);
-    let _ = filetime::set_file_mtime(target, mt);
+    let _ = filetime::set_symlink_file_times(target, mt, mt);
     Ok(())
 }
 
@@ -437,28 +507,53 @@ enum ArchiveKind {
     Zstd,
 }
 
-/// ADD unpacks local files that are tar archives (plain, gzip or zstd); anything else is copied.
+/// ADD unpacks local files that are tar archives (plain, gzip or zstd); anything else is copied
+/// as it is, as BuildKit does: a compressed file counts only when what it holds starts with a
+/// valid tar header (`notes.txt.gz` is copied, not unpacked).
 fn archive_kind(path: &Path) -> Option<ArchiveKind> {
     let mut f = fs::File::open(path).ok()?;
+    let mut magic = [0u8; 4];
+    let n = read_full(&mut f, &mut magic);
+    let kind = if n >= 2 && magic[..2] == [0x1f, 0x8b] {
+        ArchiveKind::Gzip
+    } else if n >= 4 && magic == [0x28, 0xb5, 0x2f, 0xfd] {
+        ArchiveKind::Zstd
+    } else {
+        ArchiveKind::Tar
+    };
+    let f = fs::File::open(path).ok()?;
+    let mut reader: Box<dyn Read> = match kind {
+        ArchiveKind::Tar => Box::new(f),
+        ArchiveKind::Gzip => Box::new(flate2::read::MultiGzDecoder::new(f)),
+        ArchiveKind::Zstd => Box::new(zstd::stream::read::Decoder::new(f).ok()?),
+    };
     let mut head = [0u8; 512];
+    (read_full(&mut reader, &mut head) == 512 && is_tar_header(&head)).then_some(kind)
+}
+
+/// Reads until `buf` is full or the input ends (or fails); how many bytes were read.
+fn read_full(r: &mut dyn Read, buf: &mut [u8]) -> usize {
     let mut n = 0;
-    while n < head.len() {
-        match f.read(&mut head[n..]) {
-            Ok(0) => break,
+    while n < buf.len() {
+        match r.read(&mut buf[n..]) {
+            Ok(0) | Err(_) => break,
             Ok(k) => n += k,
-            Err(_) => return None,
         }
     }
-    if n >= 2 && head[0] == 0x1f && head[1] == 0x8b {
-        return Some(ArchiveKind::Gzip);
+    n
+}
+
+/// Whether a 512-byte block is a tar header: its checksum field matches (the sum of its bytes
+/// with that field read as spaces), as Go's tar reader checks before anything else.
+fn is_tar_header(block: &[u8; 512]) -> bool {
+    if block.iter().all(|b| *b == 0) {
+        return false;
     }
-    if n >= 4 && head[..4] == [0x28, 0xb5, 0x2f, 0xfd] {
-        return Some(ArchiveKind::Zstd);
-    }
-    if n >= 262 && &head[257..262] == b"ustar" {
-        return Some(ArchiveKind::Tar);
-    }
-    None
+    let field = &block[148..156];
+    let text: String = field.iter().take_while(|b| **b != 0).map(|b| *b as char).collect();
+    let Ok(stored) = u32::from_str_radix(text.trim(), 8) else { return false };
+    let sum: u32 = block.iter().enumerate().map(|(i, b)| if (148..156).contains(&i) { 32 } else { u32::from(*b) }).sum();
+    sum == stored
 }
 
 /// `--chmod`: octal (`755`) or symbolic (`u+x,g-w`, `a=rX`).

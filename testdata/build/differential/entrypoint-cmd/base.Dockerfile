@@ -1,0 +1,3 @@
+FROM busybox:diff
+ENTRYPOINT ["/bin/sh", "-c"]
+CMD ["echo base"]
