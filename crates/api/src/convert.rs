@@ -56,7 +56,7 @@ pub fn options_to_proto(o: &BuildOptions, context_key: String) -> proto::BuildRe
         max_parallelism: u32::try_from(o.max_parallelism).unwrap_or(u32::MAX),
         options: o.options.clone().into_iter().collect(),
         manifest_base: String::new(),
-        allow: Vec::new(),
+        allow: o.allow.clone(),
     }
 }
 
@@ -75,9 +75,10 @@ pub fn options_from_proto(r: proto::BuildRequest) -> BuildOptions {
         labels: r.labels.into_iter().collect(),
         pull: r.pull,
         max_parallelism: r.max_parallelism as usize,
-        // A server lends no ssh agents and grants no entitlements of its own accord (yet).
+        // A client's ssh agents do not reach the server (the client refuses `--ssh`); the
+        // entitlements asked for are checked against the server's own grants.
         ssh: Default::default(),
-        allow: Vec::new(),
+        allow: r.allow,
         options: r.options.into_iter().collect(),
     }
 }

@@ -50,6 +50,9 @@ pub struct ServeOptions {
     pub max_concurrent_builds: usize,
     /// After a shutdown signal, running builds get this long to finish before they are cancelled.
     pub shutdown_grace: Duration,
+    /// Entitlements builds may ask for with `--allow` (`security.insecure`, `network.host`),
+    /// as BuildKit's `--allow-insecure-entitlement`: none unless the operator grants them.
+    pub entitlements: Vec<String>,
 }
 
 /// Counters and limits shared by every call.
@@ -64,6 +67,8 @@ pub(crate) struct Shared {
     pub draining: AtomicBool,
     /// Becomes true when running builds must be cancelled (shutdown grace period over).
     pub stop: watch::Receiver<bool>,
+    /// What `ServeOptions::entitlements` grants.
+    pub entitlements: Vec<String>,
     /// One build at a time per context mirror.
     mirrors: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
@@ -241,6 +246,7 @@ pub async fn serve(
         bytes_received: AtomicU64::new(0),
         draining: AtomicBool::new(false),
         stop: stop_rx,
+        entitlements: opts.entitlements.clone(),
         mirrors: Mutex::new(HashMap::new()),
     });
 

@@ -104,6 +104,12 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut inbound: Streaming<BuildClient
     tracing::info!(?options, "build requested");
     drop(_span);
 
+    if let Some(e) = options.allow.iter().find(|e| !shared.entitlements.contains(e)) {
+        return Err(Status::permission_denied(format!(
+            "the build asks for the {e} entitlement (--allow {e}), which this server does not grant: start builder serve with --allow-insecure-entitlement {e}"
+        )));
+    }
+
     // Which context paths the build reads: the client lists only those.
     let selection = select_context(shared, &options, tx).await?;
     tracing::debug!(?selection, "context selection");

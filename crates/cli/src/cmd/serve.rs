@@ -39,6 +39,10 @@ pub struct ServeArgs {
     /// Builds that may run at once; more are refused with a "server busy" error.
     #[arg(long = "max-concurrent-builds", value_name = "N", default_value_t = 4)]
     max_concurrent_builds: usize,
+    /// Let builds use this entitlement when they ask for it with `--allow`: security.insecure
+    /// (`RUN --security=insecure`) or network.host. May be repeated.
+    #[arg(long = "allow-insecure-entitlement", value_name = "ENTITLEMENT")]
+    entitlements: Vec<String>,
     /// Seconds running builds get to finish after SIGTERM before they are cancelled.
     #[arg(long = "shutdown-grace", value_name = "SECS", default_value_t = 30)]
     shutdown_grace: u64,
@@ -94,7 +98,11 @@ fn serve(globals: &Globals, a: ServeArgs) -> anyhow::Result<ExitCode> {
         token,
         max_concurrent_builds: a.max_concurrent_builds,
         shutdown_grace: Duration::from_secs(a.shutdown_grace),
+        entitlements: a.entitlements.iter().flat_map(|e| e.split(',')).map(|e| e.trim().to_string()).filter(|e| !e.is_empty()).collect(),
     };
+    if let Some(e) = opts.entitlements.iter().find(|e| !matches!(e.as_str(), "security.insecure" | "network.host")) {
+        bail!("invalid --allow-insecure-entitlement {e:?}: use security.insecure or network.host");
+    }
     api::server::run_until_signal(opts, Arc::new(engine), |bound| {
         // Scripts (and the tests) read the bound address from this line, e.g. with port 0.
         println!("builder serve: listening on {bound}");

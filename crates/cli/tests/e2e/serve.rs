@@ -1124,3 +1124,53 @@ fn ctrl_c_on_the_client_cancels_the_remote_build_and_leaves_nothing_on_the_serve
     wait_until("the server unmounted everything of the interrupted build", || server_mounts(&server).is_empty());
     assert!(server.log().contains("cancelling its build"), "the server log says why:\n{}", server.log());
 }
+
+// ---------------------------------------------------------------- entitlements and ssh
+
+/// The `CapEff:` line a RUN printed.
+fn cap_eff(stderr: &str) -> String {
+    stderr.lines().find_map(|l| l.split_once("CapEff:").map(|(_, v)| v.trim().to_string())).unwrap_or_else(|| panic!("no CapEff line in:\n{stderr}"))
+}
+
+#[test]
+fn allow_security_insecure_reaches_a_server_that_grants_it_and_is_refused_by_one_that_does_not() {
+    let ctx = tempfile::tempdir().expect("ctx");
+    write(ctx.path(), "Dockerfile", "FROM busybox:test\nRUN --security=insecure grep CapEff /proc/self/status\nRUN grep CapEff /proc/self/status\n");
+    let client = tempfile::tempdir().expect("client");
+    let ctx_arg = ctx.path().to_str().expect("utf8");
+    let args = ["build", "--progress", "plain", "--no-cache", "--allow", "security.insecure", ctx_arg];
+
+    let strict = Server::start(&[]);
+    import_busybox(&strict.state());
+    let out = remote_cli(&strict, client.path(), false, &args);
+    assert!(!out.status.success(), "a server that grants nothing refuses --allow security.insecure");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("permission denied") && err.contains("--allow-insecure-entitlement security.insecure"), "{err}");
+
+    let granting = Server::start(&["--allow-insecure-entitlement", "security.insecure"]);
+    import_busybox(&granting.state());
+    let out = remote_cli(&granting, client.path(), false, &args);
+    assert_success(&out, &args);
+    let plain = String::from_utf8_lossy(&out.stderr);
+    let (insecure, sandboxed): (Vec<&str>, Vec<&str>) = plain.lines().filter(|l| l.contains("CapEff:")).partition(|l| plain.find(*l) < plain.find("RUN grep CapEff"));
+    assert!(!insecure.is_empty() && !sandboxed.is_empty(), "{plain}");
+    assert_ne!(cap_eff(insecure[0]), cap_eff(sandboxed[0]), "the insecure RUN has more capabilities than the sandboxed one:\n{plain}");
+
+    // Without --allow, even a granting server runs no insecure step.
+    let out = remote_cli(&granting, client.path(), false, &["build", "--progress", "plain", ctx_arg]);
+    assert!(!out.status.success(), "RUN --security=insecure without --allow must fail");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("security.insecure"), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[test]
+fn ssh_is_refused_clearly_for_a_remote_build() {
+    let server = Server::start(&[]);
+    let ctx = tempfile::tempdir().expect("ctx");
+    write(ctx.path(), "Dockerfile", "FROM scratch\n");
+    let client = tempfile::tempdir().expect("client");
+    let out = remote_cli(&server, client.path(), false, &["build", "--ssh", "default=/nonexistent.sock", ctx.path().to_str().expect("utf8")]);
+    assert!(!out.status.success(), "--ssh with --addr must fail");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("--ssh is not supported for remote builds"), "{err}");
+    assert_eq!(server.connect().info().expect("info").builds_total, 0, "nothing reached the server");
+}
