@@ -408,7 +408,16 @@ impl FileCtx<'_> {
         a.set_preserve_ownerships(true);
         a.set_preserve_mtime(true);
         a.set_overwrite(true);
-        a.unpack(&dest).map_err(|e| self.err(format!("unpacking {}: {e}", src.display())))
+        a.unpack(&dest).map_err(|e| {
+            // The tar crate's message names the entry; the reason is in its source.
+            let mut msg = e.to_string();
+            let mut cause = std::error::Error::source(&e);
+            while let Some(c) = cause {
+                msg.push_str(&format!(": {c}"));
+                cause = c.source();
+            }
+            self.err(format!("unpacking {}: {msg}", src.display()))
+        })
     }
 }
 

@@ -5,6 +5,7 @@ mod util;
 pub mod util_registry;
 
 mod build;
+mod build_compat;
 mod build_sources;
 mod container;
 mod image;

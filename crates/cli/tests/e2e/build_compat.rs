@@ -1,0 +1,269 @@
+//! End-to-end: `builder build` gives what BuildKit gives. Each test pins a difference the
+//! differential check (testdata/build/differential.sh, against `docker build`) found, with the
+//! values BuildKit produced; none of them needs dockerd.
+use crate::util::*;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+/// A builder root with `busybox:test` imported.
+fn with_busybox() -> Builder {
+    let b = Builder::new();
+    let dir = tempfile::tempdir().expect("tmp");
+    let tar = busybox_rootfs_tar(dir.path());
+    b.ok(&["import", tar.to_str().expect("utf8"), "busybox:test"]);
+    b
+}
+
+/// A context directory with these files (and a Dockerfile among them).
+fn context(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let d = tempfile::tempdir().expect("tmp");
+    for (name, body) in files {
+        let p = d.path().join(name);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, body).expect("write");
+    }
+    d
+}
+
+/// One entry of the image's filesystem, as the differential check lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Entry {
+    kind: char,
+    mode: u32,
+    owner: (u64, u64),
+    body: Vec<u8>,
+    link: String,
+}
+
+/// Builds `ctx` with `--output type=tar` and returns the image's filesystem by path.
+fn build_files(b: &Builder, ctx: &Path) -> BTreeMap<String, Entry> {
+    let out = tempfile::tempdir().expect("tmp");
+    let tar_path = out.path().join("fs.tar");
+    let dest = format!("type=tar,dest={}", tar_path.display());
+    b.ok(&["build", "-q", "--output", &dest, ctx.to_str().expect("utf8")]);
+    let mut files = BTreeMap::new();
+    let mut a = tar::Archive::new(std::fs::File::open(&tar_path).expect("open tar"));
+    for e in a.entries().expect("entries") {
+        let mut e = e.expect("entry");
+        let name = String::from_utf8_lossy(&e.path_bytes()).trim_start_matches("./").trim_end_matches('/').to_string();
+        let h = e.header().clone();
+        let kind = match h.entry_type() {
+            tar::EntryType::Directory => 'd',
+            tar::EntryType::Symlink => 'l',
+            tar::EntryType::Link => 'h',
+            tar::EntryType::Fifo => 'p',
+            _ => 'f',
+        };
+        let link = h.link_name().ok().flatten().map(|l| l.to_string_lossy().into_owned()).unwrap_or_default();
+        let mut body = Vec::new();
+        std::io::Read::read_to_end(&mut e, &mut body).expect("read entry");
+        let entry = Entry { kind, mode: h.mode().expect("mode") & 0o7777, owner: (h.uid().expect("uid"), h.gid().expect("gid")), body, link };
+        files.insert(name, entry);
+    }
+    files
+}
+
+/// Builds `ctx` as `tag` and returns its image config.
+fn build_config(b: &Builder, ctx: &Path, tag: &str) -> serde_json::Value {
+    b.ok(&["build", "-q", "-t", tag, ctx.to_str().expect("utf8")]);
+    let index: serde_json::Value = serde_json::from_slice(&std::fs::read(b.root().join("index.json")).expect("index")).expect("json");
+    let full = format!("docker.io/library/{tag}");
+    let m = index["manifests"].as_array().expect("manifests").iter().find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == full.as_str()).expect("tag in index");
+    let blob = |d: &str| std::fs::read(b.root().join("blobs/sha256").join(d.trim_start_matches("sha256:"))).expect("blob");
+    let manifest: serde_json::Value = serde_json::from_slice(&blob(m["digest"].as_str().expect("digest"))).expect("manifest");
+    serde_json::from_slice(&blob(manifest["config"]["digest"].as_str().expect("config digest"))).expect("config")
+}
+
+/// `created_by` of the history entries this build added (after the base image's one entry).
+fn history(config: &serde_json::Value) -> Vec<String> {
+    config["history"].as_array().expect("history").iter().skip(1).map(|h| h["created_by"].as_str().unwrap_or_default().to_string()).collect()
+}
+
+fn file<'a>(files: &'a BTreeMap<String, Entry>, path: &str) -> &'a Entry {
+    files.get(path).unwrap_or_else(|| panic!("{path} is not in the image: {:?}", files.keys().filter(|k| !k.starts_with("bin/")).collect::<Vec<_>>()))
+}
+
+#[test]
+fn history_text_is_what_buildkit_writes() {
+    let b = with_busybox();
+    let df = r#"FROM busybox:test
+ARG V=1
+ARG NOVALUE
+ENV A=1 B="two words"
+ENV legacy form value
+LABEL one=1 "two words"="x y"
+EXPOSE 80 53/UDP 8000-8001
+VOLUME ["/v1", "/v2"]
+USER 1000:1000
+WORKDIR app
+WORKDIR sub
+STOPSIGNAL SIGINT
+MAINTAINER Someone <someone@example.com>
+HEALTHCHECK --interval=30s --timeout=3s --start-period=1m30s --retries=5 CMD ["/bin/true", "arg"]
+ONBUILD RUN echo child
+USER root
+COPY --chown=1000:1000 --chmod=600 a.txt /owned.txt
+COPY --from=busybox:test /etc/passwd /passwd
+RUN echo "$V" > /v.txt
+ENV V=from-env
+RUN echo "$V" > /v2.txt
+SHELL ["/bin/sh", "-ec"]
+ENTRYPOINT echo "quoted \"arg\""
+CMD ["x"]
+"#;
+    let ctx = context(&[("Dockerfile", df), ("a.txt", "a\n")]);
+    let config = build_config(&b, ctx.path(), "history:1");
+    let expected = [
+        "ARG V=1",
+        "ARG NOVALUE",
+        "ENV A=1 B=two words",
+        "ENV legacy=form value",
+        "LABEL one=1 two words=x y",
+        "EXPOSE [53/udp 80/tcp 8000/tcp 8001/tcp]",
+        "VOLUME [/v1 /v2]",
+        "USER 1000:1000",
+        "WORKDIR /app",
+        "WORKDIR /app/sub",
+        "STOPSIGNAL SIGINT",
+        "MAINTAINER Someone <someone@example.com>",
+        "HEALTHCHECK {Test:[CMD /bin/true arg] Interval:30s Timeout:3s StartPeriod:1m30s StartInterval:0s Retries:5}",
+        "USER root",
+        "COPY --chown=1000:1000 --chmod=600 a.txt /owned.txt # buildkit",
+        "COPY /etc/passwd /passwd # buildkit",
+        "RUN |2 V=1 NOVALUE= /bin/sh -c echo \"$V\" > /v.txt # buildkit",
+        "ENV V=from-env",
+        "RUN |2 V=from-env NOVALUE= /bin/sh -c echo \"$V\" > /v2.txt # buildkit",
+        "SHELL [/bin/sh -ec]",
+        r#"ENTRYPOINT ["/bin/sh" "-ec" "echo \"quoted \\\"arg\\\"\""]"#,
+        r#"CMD ["x"]"#,
+    ];
+    assert_eq_text(&expected.join("\n"), &history(&config).join("\n"));
+    let comments: Vec<&str> = config["history"].as_array().expect("history").iter().skip(1).map(|h| h["comment"].as_str().unwrap_or_default()).collect();
+    assert!(comments.iter().all(|c| *c == "buildkit.dockerfile.v0"), "{comments:?}");
+    assert_eq!(config["config"]["OnBuild"], serde_json::json!(["RUN echo child"]), "the trigger stays in the config, with no history step");
+}
+
+#[test]
+fn expose_ranges_name_every_port() {
+    let b = with_busybox();
+    let ctx = context(&[("Dockerfile", "FROM busybox:test\nEXPOSE 8000-8002/tcp 53/UDP 443\nEXPOSE 9000-9001\n")]);
+    let config = build_config(&b, ctx.path(), "ports:1");
+    let ports: Vec<&String> = config["config"]["ExposedPorts"].as_object().expect("ports").keys().collect();
+    assert_eq!(ports, ["443/tcp", "53/udp", "8000/tcp", "8001/tcp", "8002/tcp", "9000/tcp", "9001/tcp"]);
+    let bad = context(&[("Dockerfile", "FROM busybox:test\nEXPOSE 80/http\n")]);
+    let err = b.fails(&["build", "-q", bad.path().to_str().expect("utf8")]);
+    assert!(err.contains("invalid proto: http") && err.contains("Dockerfile:2"), "{err}");
+}
+
+#[test]
+fn copy_onto_a_symlink_writes_where_the_link_points() {
+    let b = with_busybox();
+    let df = "FROM busybox:test
+RUN mkdir -p /real/dir && ln -s /real/dir /linkdir && ln -s real /rel && echo x > /real/file && ln -s /real/file /linkfile && ln -s /nowhere /dangling
+COPY a.txt /linkdir/
+COPY a.txt /rel/dir/b.txt
+COPY a.txt /linkfile
+COPY a.txt /dangling
+COPY dir /linkdir/sub
+";
+    let ctx = context(&[("Dockerfile", df), ("a.txt", "a\n"), ("dir/inner/i", "i\n")]);
+    let files = build_files(&b, ctx.path());
+    for (link, target) in [("linkdir", "/real/dir"), ("rel", "real"), ("linkfile", "/real/file"), ("dangling", "/nowhere")] {
+        let e = file(&files, link);
+        assert_eq!((e.kind, e.link.as_str()), ('l', target), "{link} stays a symlink");
+    }
+    for path in ["real/dir/a.txt", "real/dir/b.txt", "real/file", "nowhere"] {
+        assert_eq!(file(&files, path).body, b"a\n", "{path}");
+    }
+    assert_eq!(file(&files, "real/dir/sub/inner/i").body, b"i\n");
+}
+
+#[test]
+fn hardlinks_in_one_copy_source_stay_hardlinks() {
+    let b = with_busybox();
+    let ctx = context(&[("Dockerfile", "FROM busybox:test\nCOPY . /ctx/\nCOPY hl1 hl2 /pair/\n"), ("hl1", "linked\n"), ("sub/s", "s\n")]);
+    std::fs::hard_link(ctx.path().join("hl1"), ctx.path().join("hl2")).expect("link");
+    std::fs::hard_link(ctx.path().join("hl1"), ctx.path().join("sub/hl3")).expect("link");
+    let files = build_files(&b, ctx.path());
+    assert_eq!(file(&files, "ctx/hl1").kind, 'f');
+    for linked in ["ctx/hl2", "ctx/sub/hl3"] {
+        let e = file(&files, linked);
+        assert_eq!((e.kind, e.link.as_str()), ('h', "ctx/hl1"), "{linked}");
+    }
+    // Two sources are two copies, as in BuildKit: no link between them.
+    assert_eq!((file(&files, "pair/hl1").kind, file(&files, "pair/hl2").kind), ('f', 'f'));
+    assert_eq!(file(&files, "pair/hl2").body, b"linked\n");
+}
+
+#[test]
+fn copy_chmod_keeps_special_bits_and_gives_new_directories_its_permissions() {
+    let b = with_busybox();
+    let df = "FROM busybox:test
+COPY --chmod=4755 a.txt /m3
+COPY --chmod=700 dir /m4
+COPY --chmod=1777 dir/ /m5/
+COPY --chown=1:1 --chmod=444 dir /m7
+COPY --chmod=640 a.txt /new/parent/a.txt
+COPY --chmod=u+x a.txt /sym/a.txt
+";
+    let ctx = context(&[("Dockerfile", df), ("a.txt", "a\n"), ("dir/f", "f\n"), ("dir/sub/s", "s\n")]);
+    let files = build_files(&b, ctx.path());
+    let mode = |p: &str| file(&files, p).mode;
+    assert_eq!(mode("m3"), 0o4755);
+    assert_eq!((mode("m4"), mode("m4/sub"), mode("m4/f")), (0o700, 0o700, 0o700));
+    assert_eq!((mode("m5"), mode("m5/sub"), mode("m5/sub/s")), (0o777, 0o1777, 0o1777));
+    assert_eq!((mode("m7"), file(&files, "m7").owner, mode("m7/f")), (0o444, (1, 1), 0o444));
+    assert_eq!((mode("new"), mode("new/parent"), mode("new/parent/a.txt")), (0o640, 0o640, 0o640));
+    assert_eq!((mode("sym"), mode("sym/a.txt")), (0o755, 0o744), "a symbolic --chmod leaves new directories at 0755");
+}
+
+#[test]
+fn add_unpacks_only_what_holds_a_tar() {
+    let b = with_busybox();
+    let ctx = context(&[("Dockerfile", "FROM busybox:test\nADD notatar.gz /notatar/\nADD fake.tar /fake/\nADD real.tar.gz /real/\n"), ("fake.tar", "not a tar\n")]);
+    let gz = |data: &[u8]| {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        std::io::Write::write_all(&mut e, data).expect("gzip");
+        e.finish().expect("gzip")
+    };
+    std::fs::write(ctx.path().join("notatar.gz"), gz(b"just text\n")).expect("write");
+    let mut t = tar::Builder::new(Vec::new());
+    let mut h = tar::Header::new_gnu();
+    h.set_size(2);
+    h.set_mode(0o600);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(0);
+    t.append_data(&mut h, "in/a", &b"a\n"[..]).expect("tar");
+    std::fs::write(ctx.path().join("real.tar.gz"), gz(&t.into_inner().expect("tar"))).expect("write");
+    let files = build_files(&b, ctx.path());
+    assert_eq!(file(&files, "notatar/notatar.gz").body, gz(b"just text\n"), "a gzip of text is copied as it is");
+    assert_eq!(file(&files, "fake/fake.tar").body, b"not a tar\n");
+    let a = file(&files, "real/in/a");
+    assert_eq!((a.body.as_slice(), a.mode), (&b"a\n"[..], 0o600));
+}
+
+#[test]
+fn a_fifo_in_the_context_is_copied_without_waiting_for_a_writer() {
+    let b = with_busybox();
+    let ctx = context(&[("Dockerfile", "FROM busybox:test\nCOPY . /ctx/\n"), ("a.txt", "a\n")]);
+    nix::unistd::mkfifo(&ctx.path().join("fifo"), nix::sys::stat::Mode::from_bits_truncate(0o644)).expect("mkfifo");
+    let files = build_files(&b, ctx.path());
+    assert_eq!(file(&files, "ctx/a.txt").body, b"a\n");
+    assert_eq!(file(&files, "ctx/fifo").kind, 'p');
+}
+
+#[test]
+fn workdir_follows_symlinks_and_is_owned_by_the_user() {
+    let b = with_busybox();
+    let df = "FROM busybox:test\nRUN mkdir /real && ln -s /real /link\nWORKDIR /link/made\nUSER app\nWORKDIR /as-app/deep\nRUN touch f\n";
+    let ctx = context(&[("Dockerfile", df)]);
+    let files = build_files(&b, ctx.path());
+    assert_eq!(file(&files, "link").kind, 'l');
+    assert_eq!(file(&files, "real/made").kind, 'd');
+    for d in ["as-app", "as-app/deep"] {
+        assert_eq!((file(&files, d).mode, file(&files, d).owner), (0o755, (1000, 1000)), "{d}");
+    }
+    assert_eq!(file(&files, "as-app/deep/f").owner, (1000, 1000));
+}
