@@ -398,11 +398,7 @@ impl FileCtx<'_> {
         }
         fs::create_dir_all(&dest).map_err(SolveError::io("create", &dest))?;
         let f = fs::File::open(src).map_err(SolveError::io("open archive", src))?;
-        let reader: Box<dyn Read> = match kind {
-            ArchiveKind::Tar => Box::new(f),
-            ArchiveKind::Gzip => Box::new(flate2::read::MultiGzDecoder::new(f)),
-            ArchiveKind::Zstd => Box::new(zstd::stream::read::Decoder::new(f).map_err(SolveError::io("read archive", src))?),
-        };
+        let reader = kind.reader(f).map_err(SolveError::io("read archive", src))?;
         let mut a = tar::Archive::new(reader);
         a.set_preserve_permissions(true);
         a.set_preserve_ownerships(true);
@@ -509,33 +505,52 @@ pub fn lookup_id(file: &Path, name: &str) -> Option<(u32, u32)> {
     None
 }
 
+/// The compressions BuildKit's ADD recognizes, by their magic bytes.
 #[derive(Clone, Copy)]
 enum ArchiveKind {
     Tar,
     Gzip,
+    Bzip2,
+    Xz,
     Zstd,
 }
 
-/// ADD unpacks local files that are tar archives (plain, gzip or zstd); anything else is copied
+impl ArchiveKind {
+    fn of_magic(head: &[u8]) -> ArchiveKind {
+        if head.starts_with(&[0x1f, 0x8b]) {
+            ArchiveKind::Gzip
+        } else if head.starts_with(b"BZh") {
+            ArchiveKind::Bzip2
+        } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+            ArchiveKind::Xz
+        } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
+            ArchiveKind::Zstd
+        } else {
+            ArchiveKind::Tar
+        }
+    }
+
+    /// The uncompressed bytes of `f`.
+    fn reader(self, f: fs::File) -> std::io::Result<Box<dyn Read>> {
+        Ok(match self {
+            ArchiveKind::Tar => Box::new(f),
+            ArchiveKind::Gzip => Box::new(flate2::read::MultiGzDecoder::new(f)),
+            ArchiveKind::Bzip2 => Box::new(bzip2::read::MultiBzDecoder::new(f)),
+            ArchiveKind::Xz => Box::new(liblzma::read::XzDecoder::new_multi_decoder(f)),
+            ArchiveKind::Zstd => Box::new(zstd::stream::read::Decoder::new(f)?),
+        })
+    }
+}
+
+/// ADD unpacks local files that are tar archives (plain, gzip, bzip2, xz or zstd); anything else is copied
 /// as it is, as BuildKit does: a compressed file counts only when what it holds starts with a
 /// valid tar header (`notes.txt.gz` is copied, not unpacked).
 fn archive_kind(path: &Path) -> Option<ArchiveKind> {
     let mut f = fs::File::open(path).ok()?;
-    let mut magic = [0u8; 4];
+    let mut magic = [0u8; 6];
     let n = read_full(&mut f, &mut magic);
-    let kind = if n >= 2 && magic[..2] == [0x1f, 0x8b] {
-        ArchiveKind::Gzip
-    } else if n >= 4 && magic == [0x28, 0xb5, 0x2f, 0xfd] {
-        ArchiveKind::Zstd
-    } else {
-        ArchiveKind::Tar
-    };
-    let f = fs::File::open(path).ok()?;
-    let mut reader: Box<dyn Read> = match kind {
-        ArchiveKind::Tar => Box::new(f),
-        ArchiveKind::Gzip => Box::new(flate2::read::MultiGzDecoder::new(f)),
-        ArchiveKind::Zstd => Box::new(zstd::stream::read::Decoder::new(f).ok()?),
-    };
+    let kind = ArchiveKind::of_magic(&magic[..n]);
+    let mut reader = kind.reader(fs::File::open(path).ok()?).ok()?;
     let mut head = [0u8; 512];
     (read_full(&mut reader, &mut head) == 512 && is_tar_header(&head)).then_some(kind)
 }

@@ -245,6 +245,24 @@ fn add_unpacks_only_what_holds_a_tar() {
 }
 
 #[test]
+fn add_unpacks_bzip2_and_xz_tars() {
+    let b = with_busybox();
+    let ctx = context(&[("Dockerfile", "FROM busybox:test\nADD rootfs.tar.xz /\nADD more.tar.bz2 /opt/\n"), ("t/in/a", "a\n"), ("t/in/deep/d", "d\n")]);
+    let sh = |cmd: &str| {
+        let st = std::process::Command::new("sh").arg("-c").arg(cmd).current_dir(ctx.path()).status().expect("sh");
+        assert!(st.success(), "{cmd}");
+    };
+    sh("chmod 700 t/in/deep && tar -cJf rootfs.tar.xz -C t in && tar -cjf more.tar.bz2 -C t in && rm -r t");
+    let files = build_files(&b, ctx.path());
+    for root in ["in", "opt/in"] {
+        assert_eq!(file(&files, &format!("{root}/a")).body, b"a\n", "{root}");
+        assert_eq!(file(&files, &format!("{root}/deep")).mode, 0o700, "{root}");
+        assert_eq!(file(&files, &format!("{root}/deep/d")).body, b"d\n", "{root}");
+    }
+    assert!(!files.contains_key("rootfs.tar.xz") && !files.contains_key("opt/more.tar.bz2"));
+}
+
+#[test]
 fn a_fifo_in_the_context_is_copied_without_waiting_for_a_writer() {
     let b = with_busybox();
     let ctx = context(&[("Dockerfile", "FROM busybox:test\nCOPY . /ctx/\n"), ("a.txt", "a\n")]);
