@@ -97,12 +97,22 @@ SCENARIOS="multistage parallel runs40 big"
 if [ -n "$SCENARIOS_WANTED" ]; then SCENARIOS=${SCENARIOS_WANTED//,/ }; fi
 
 now() { date +%s.%N; }
-# Fairness on a VM: memory freed in the last few seconds (by deleting the previous tool's
-# state) is still backed by the host and is twice as fast to fill as memory the guest has
-# handed back; a 256 MiB write takes 0.7 s or 1.5 s depending on which it gets. Every cold
-# build therefore starts after the same pause, so neither tool inherits the other's freed pages.
-COLD_PAUSE=${COLD_PAUSE:-8}
-settle_memory() { sync; sleep "$COLD_PAUSE"; }
+# Fairness on a VM: memory the guest freed in the last few seconds is still backed by the host
+# and is twice as fast to fill as memory it has handed back (free page reporting); here a
+# 256 MiB write takes 0.7 s or 1.5 s depending on which it gets, so whichever tool runs right
+# after the other deleted its state would win. MEMORY=warm (default) fills and frees 768 MiB
+# right before every timed build, as memory behaves on a machine without a balloon; MEMORY=cold
+# waits 8 s before each cold build instead, so both get handed-back memory. Either way both
+# tools get the same, and dirty data of earlier builds is flushed first.
+MEMORY=${MEMORY:-warm}
+prepare_memory() {
+  sync
+  case $MEMORY in
+    warm) head -c 768M /dev/zero > /dev/shm/.build-compare-warm; rm -f /dev/shm/.build-compare-warm ;;
+    cold) [ "${1:-}" = cold ] && sleep 8 ;;
+  esac
+  return 0
+}
 # Runs "$@" quietly; prints elapsed seconds; fails loudly on error.
 timed() {
   local s e
@@ -132,15 +142,15 @@ run_tool() {
   local tool=$1 scen=$2 ctx="$WORK/ctx/$2" cold noop change times=""
   for i in $(seq 1 "$RUNS"); do
     "fresh_$tool" "$scen"
-    settle_memory
+    prepare_memory cold
     times="$times $(timed "build_$tool" "$scen")"
   done
   cold=$(echo "$times" | median)
   times=""
-  for i in $(seq 1 "$RUNS"); do times="$times $(timed "build_$tool" "$scen")"; done
+  for i in $(seq 1 "$RUNS"); do prepare_memory; times="$times $(timed "build_$tool" "$scen")"; done
   noop=$(echo "$times" | median)
   times=""
-  for i in $(seq 1 "$RUNS"); do "change_$scen" "$tool$i"; times="$times $(timed "build_$tool" "$scen")"; done
+  for i in $(seq 1 "$RUNS"); do "change_$scen" "$tool$i"; prepare_memory; times="$times $(timed "build_$tool" "$scen")"; done
   change=$(echo "$times" | median)
   "done_$tool" "$scen"
   RESULT[$tool,$scen]="$cold / $noop / $change"
@@ -178,7 +188,7 @@ for scen in $SCENARIOS; do
 done
 
 echo
-echo "cold / no-op / one change, seconds (median of $RUNS each; cold builds after a ${COLD_PAUSE}s pause); $(nproc) cores, load average $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
+echo "cold / no-op / one change, seconds (median of $RUNS each; MEMORY=$MEMORY); $(nproc) cores, load average $LOAD_START at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end"
 printf '%-12s' "scenario"; for tool in $TOOLS; do printf '| %-22s' "$tool"; done; echo
 for scen in $SCENARIOS; do
   printf '%-12s' "$scen"; for tool in $TOOLS; do printf '| %-22s' "${RESULT[$tool,$scen]}"; done; echo
