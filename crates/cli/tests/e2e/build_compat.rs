@@ -285,3 +285,24 @@ fn workdir_follows_symlinks_and_is_owned_by_the_user() {
     }
     assert_eq!(file(&files, "as-app/deep/f").owner, (1000, 1000));
 }
+
+#[test]
+fn copy_flags_and_paths_expand_args_and_env() {
+    let b = with_busybox();
+    let df = "FROM busybox:test
+ARG OWNER=1234
+ARG GROUP=5678
+ARG MODE=0640
+ARG SRC=a.txt
+ENV DEST=/dest
+COPY --chown=${OWNER}:${GROUP} ${SRC} ${DEST}/owned
+COPY --chmod=${MODE} $SRC $DEST/moded
+WORKDIR ${DEST}/sub-${SRC}
+ADD ${SRC} .
+";
+    let ctx = context(&[("Dockerfile", df), ("a.txt", "a\n")]);
+    let files = build_files(&b, ctx.path());
+    assert_eq!(file(&files, "dest/owned").owner, (1234, 5678));
+    assert_eq!(file(&files, "dest/moded").mode, 0o640, "--chmod expands, as in current BuildKit");
+    assert_eq!(file(&files, "dest/sub-a.txt/a.txt").body, b"a\n");
+}
