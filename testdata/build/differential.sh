@@ -6,7 +6,7 @@
 # StopSignal, Healthcheck, Shell, OnBuild) and the history this build added (created_by text,
 # empty_layer). Prints one line per case; exits 1 on a difference.
 #
-# A case is a directory with a Dockerfile and a ctx/ directory. Optional files:
+# A case is a directory with a Dockerfile (or ctx/Dockerfile) and a ctx/ directory. Optional files:
 #   base.Dockerfile   built first (same ctx) as `diff-<case>-base` on both sides, for FROM/ONBUILD
 #   build-args        one `K=V` per line, passed as --build-arg to both builds
 #   setup.sh          run (bash) inside a scratch copy of ctx/ before building, for what git cannot
@@ -155,6 +155,8 @@ for case in $cases; do
   ctx="$WORK/ctx-$case"
   cp -a "$dir/ctx" "$ctx"
   if [ -f "$dir/setup.sh" ]; then (cd "$ctx" && bash "$dir/setup.sh"); fi
+  dockerfile="$dir/Dockerfile"
+  [ -f "$dockerfile" ] || dockerfile="$ctx/Dockerfile"   # a case may keep its Dockerfile in ctx/
   args=()
   if [ -f "$dir/build-args" ]; then
     while IFS= read -r a; do [ -n "$a" ] && args+=(--build-arg "$a"); done < "$dir/build-args"
@@ -163,11 +165,11 @@ for case in $cases; do
     "$BUILDER" --root "$WORK/root" build -q "${args[@]}" -f "$dir/base.Dockerfile" -t "diff-$case-base" "$ctx" > /dev/null
     DOCKER_BUILDKIT=1 "$DOCKER" build -q --network host "${args[@]}" -f "$dir/base.Dockerfile" -t "diff-$case-base" "$ctx" > /dev/null
   fi
-  if ! "$BUILDER" --root "$WORK/root" build -q "${args[@]}" -f "$dir/Dockerfile" -t "diff-$case" --output "type=tar,dest=$WORK/$case.builder.tar" "$ctx" > "$WORK/$case.builder.log" 2>&1; then
+  if ! "$BUILDER" --root "$WORK/root" build -q "${args[@]}" -f "$dockerfile" -t "diff-$case" --output "type=tar,dest=$WORK/$case.builder.tar" "$ctx" > "$WORK/$case.builder.log" 2>&1; then
     echo "DIFFERS $case: builder failed"; tail -5 "$WORK/$case.builder.log"; status=1; continue
   fi
-  "$BUILDER" --root "$WORK/root" build -q "${args[@]}" -f "$dir/Dockerfile" -t "diff-$case" "$ctx" > /dev/null
-  if ! DOCKER_BUILDKIT=1 "$DOCKER" build -q --network host "${args[@]}" -f "$dir/Dockerfile" -t "diff-$case" "$ctx" > "$WORK/$case.docker.log" 2>&1; then
+  "$BUILDER" --root "$WORK/root" build -q "${args[@]}" -f "$dockerfile" -t "diff-$case" "$ctx" > /dev/null
+  if ! DOCKER_BUILDKIT=1 "$DOCKER" build -q --network host "${args[@]}" -f "$dockerfile" -t "diff-$case" "$ctx" > "$WORK/$case.docker.log" 2>&1; then
     echo "DIFFERS $case: docker build failed where builder succeeded"; tail -5 "$WORK/$case.docker.log"; status=1; continue
   fi
   cid=$("$DOCKER" create "diff-$case" true)
