@@ -159,6 +159,14 @@ pub fn run(mut req: ExecRequest<'_>) -> Result<PathBuf> {
     if req.op.security == graph::Security::Insecure {
         spec = runtime::spec::make_insecure(&spec).map_err(|e| SolveError::step(req.step, e.to_string()))?;
     }
+    // BuildKit names the sandbox `buildkitsandbox` but sets no HOSTNAME variable (the runtime adds
+    // one for `builder run`, as Docker does for containers); a RUN that saves its env must not differ.
+    if !req.op.env.iter().any(|e| e.starts_with("HOSTNAME=")) {
+        if let Some(p) = spec.process_mut().as_mut() {
+            let env: Vec<String> = p.env().clone().unwrap_or_default().into_iter().filter(|e| !e.starts_with("HOSTNAME=")).collect();
+            p.set_env(Some(env));
+        }
+    }
     let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SolveError::step(req.step, format!("creating output pipe: {e}")))?;
     let tail = Mutex::new(Vec::<u8>::new());
     let started = std::time::Instant::now();

@@ -306,3 +306,15 @@ ADD ${SRC} .
     assert_eq!(file(&files, "dest/moded").mode, 0o640, "--chmod expands, as in current BuildKit");
     assert_eq!(file(&files, "dest/sub-a.txt/a.txt").body, b"a\n");
 }
+
+#[test]
+fn run_sees_the_env_buildkit_gives_it_and_no_hostname_variable() {
+    let b = with_busybox();
+    let df = "FROM busybox:test AS base\nENV B=1 A=2\nENV PATH=/opt/bin:$PATH\nFROM base\nENV B=3 C=$A\nENV A=\nENV D=\"$B $C\" E='${B}'\nRUN env | sort > /env.txt && hostname > /hostname.txt\n";
+    let ctx = context(&[("Dockerfile", df)]);
+    let files = build_files(&b, ctx.path());
+    let env = String::from_utf8_lossy(&file(&files, "env.txt").body).into_owned();
+    let expected = "A=\nB=3\nC=2\nD=3 2\nE=${B}\nHOME=/root\nPATH=/opt/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin\nPWD=/\nSHLVL=1\n";
+    assert_eq_text(expected, &env);
+    assert_eq!(file(&files, "hostname.txt").body, b"buildkitsandbox\n");
+}
