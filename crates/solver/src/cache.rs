@@ -137,7 +137,6 @@ pub fn now_secs() -> u64 {
 }
 
 impl CacheIndex {
-    /// Opens (creating) `<root>/cache`.
     /// Opens (creating) `<root>/cache`, and settles layers pending for more than
     /// [`SETTLE_AGE`] (see [`CacheIndex::settle`]).
     pub fn open(state_root: &Path) -> Result<CacheIndex> {
