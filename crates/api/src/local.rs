@@ -475,13 +475,13 @@ mod tests {
 
     #[test]
     fn the_context_selection_follows_build_args() {
-        let root = tempfile::tempdir().unwrap();
-        let engine = LocalEngine::open(root.path(), Vec::new()).unwrap();
+        let root = tempfile::tempdir().expect("tempdir");
+        let engine = LocalEngine::open(root.path(), Vec::new()).expect("engine");
         let mut o = BuildOptions { dockerfile: b"FROM scratch\nARG DIR=src\nCOPY ${DIR}/ /app/\n".to_vec(), dockerfile_name: "Dockerfile".into(), ..Default::default() };
-        let sel = Engine::context_selection(&engine, &o, Arc::new(|_| {})).unwrap();
+        let sel = Engine::context_selection(&engine, &o, Arc::new(|_| {})).expect("selection");
         assert_eq!(sel, Selection::Paths(vec!["src".into()]));
         o.build_args.insert("DIR".into(), ".".into());
-        assert_eq!(Engine::context_selection(&engine, &o, Arc::new(|_| {})).unwrap(), Selection::Everything);
+        assert_eq!(Engine::context_selection(&engine, &o, Arc::new(|_| {})).expect("selection"), Selection::Everything);
         o.dockerfile = b"FROM scratch\nCOPY x /\nRUN --bad\n".to_vec();
         assert!(matches!(Engine::context_selection(&engine, &o, Arc::new(|_| {})), Err(EngineError::Invalid(_))));
     }

@@ -212,6 +212,8 @@ struct Tree {
     /// the output is complete (after their contents, as `cp -a` does).
     dirs: Vec<(String, u32, i64)>,
     known_dirs: std::collections::HashSet<String>,
+    /// Regular files this output wrote: the only possible hard link targets.
+    files: std::collections::HashSet<String>,
     /// The file being written and its entry.
     file: Option<(File, FileEntry, u64)>,
 }
@@ -308,7 +310,7 @@ fn open(output: &Output) -> Result<Sink> {
         }
         Output::Local { dest } => {
             fs::create_dir_all(dest).map_err(io("create", dest))?;
-            Sink::Tree(Tree { dest: dest.clone(), dirs: Vec::new(), known_dirs: Default::default(), file: None })
+            Sink::Tree(Tree { dest: dest.clone(), dirs: Vec::new(), known_dirs: Default::default(), files: Default::default(), file: None })
         }
     })
 }
@@ -343,13 +345,15 @@ impl Tree {
             }
         }
         if !hardlink_to.is_empty() {
-            check_path(hardlink_to).map_err(|why| bad(format!("hard link target {hardlink_to:?} refused: {why}")))?;
-            let target = self.dest.join(hardlink_to);
-            if fs::symlink_metadata(&target).map(|m| !m.is_file()).unwrap_or(true) {
+            // Only to a file this output wrote (never through a symlink, never out of `dest`).
+            if !self.files.contains(hardlink_to) {
                 return Err(bad(format!("hard link {:?} to {hardlink_to:?}, which is not a file of this output", e.path)));
             }
+            let target = self.dest.join(hardlink_to);
             let _ = fs::remove_file(&full);
-            return fs::hard_link(&target, &full).map_err(io("link", &full));
+            fs::hard_link(&target, &full).map_err(io("link", &full))?;
+            self.files.insert(e.path);
+            return Ok(());
         }
         match kind {
             FileKind::Dir => {
@@ -366,6 +370,7 @@ impl Tree {
             }
             FileKind::File => {
                 let f = fs::OpenOptions::new().write(true).create(true).truncate(true).open(&full).map_err(io("create", &full))?;
+                self.files.insert(e.path.clone());
                 self.file = Some((f, e, 0));
                 if self.file.as_ref().is_some_and(|(_, e, _)| e.size == 0) {
                     self.close_file()?;
@@ -501,6 +506,9 @@ mod tests {
         w.accept(part(entry("", FileKind::Dir))).expect("root");
         w.accept(part(entry("etc", FileKind::Symlink))).expect("symlink");
         assert!(w.accept(part(entry("etc/passwd", FileKind::File))).is_err(), "a write through a symlink");
+        let link = OutputPart { output: 0, entry: Some(entry("pw", FileKind::File)), hardlink_to: "etc/passwd".into(), ..Default::default() };
+        assert!(w.accept(link).is_err(), "a hard link to a file the output did not write");
+        assert!(!dest.join("pw").exists());
     }
 
     #[test]
