@@ -183,7 +183,7 @@ fn line_starts_and_nul(b: &[u8]) -> (Vec<usize>, Option<usize>) {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGH: u64 = 0x8080_8080_8080_8080;
     let has_zero = |v: u64| v.wrapping_sub(ONES) & !v & HIGH != 0;
-    let mut starts = Vec::with_capacity(b.len() / 40 + 1);
+    let mut starts = Vec::with_capacity(b.len() / 32 + 1);
     starts.push(0);
     let mut nul = None;
     let mut check = |i: usize, c: u8, starts: &mut Vec<usize>| {

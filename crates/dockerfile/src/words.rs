@@ -27,6 +27,20 @@ fn is_go_space_byte(b: u8) -> bool {
     matches!(b, b'\t' | b'\n' | 0x0B | 0x0C | b'\r' | b' ' | 0x85 | 0xA0)
 }
 
+/// The bytes that end a flag's plain ASCII run: quotes, blanks (as
+/// [`is_go_space_byte`]) and any byte above 0x7F (a table: the scan runs
+/// over every flag).
+const ENDS_PLAIN_FLAG: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        let c = i as u8;
+        t[i] = c >= 0x80 || c == b'\'' || c == b'"' || matches!(c, b'\t' | b'\n' | 0x0B | 0x0C | b'\r' | b' ');
+        i += 1;
+    }
+    t
+};
+
 /// The blanks of BuildKit's `[\t\v\f\r ]+` separator.
 fn is_sep(c: char) -> bool {
     matches!(c, '\t' | '\u{0B}' | '\u{0C}' | '\r' | ' ')
@@ -156,10 +170,7 @@ fn extract_builder_flags<'l>(line: &'l str, escape: char, words: &mut Vec<Piece<
             }
             // The usual flag is plain ASCII up to a blank: then it is the
             // text as written, borrowed (the byte loop below gives the same).
-            let plain_end = b[pos..]
-                .iter()
-                .position(|&c| c >= 0x80 || c == b'\'' || c == b'"' || c == esc || is_go_space_byte(c))
-                .map_or(b.len(), |i| pos + i);
+            let plain_end = b[pos..].iter().position(|&c| ENDS_PLAIN_FLAG[usize::from(c)] || c == esc).map_or(b.len(), |i| pos + i);
             if plain_end == b.len() || is_go_space_byte(b[plain_end]) {
                 let text = &line[pos..plain_end];
                 if text == "--" {
