@@ -3,7 +3,7 @@
 # builder and with `docker build` (BuildKit, Debian's docker.io), then compares the final
 # filesystems (path, type, mode, uid/gid, size, content hash, link target; never mtime) and the
 # image configs (Env, Cmd, Entrypoint, WorkingDir, User, ExposedPorts, Volumes, Labels,
-# StopSignal, Healthcheck, Shell, OnBuild) and the history this build added (created_by text,
+# StopSignal, Healthcheck, Shell, OnBuild, ArgsEscaped; author) and the history this build added (created_by text,
 # empty_layer). Prints one line per case; exits 1 on a difference.
 #
 # A case is a directory with a Dockerfile (or ctx/Dockerfile) and a ctx/ directory. Optional files:
@@ -52,10 +52,12 @@ PY
 config() { # JSON of the runtime config fields, normalized
   python3 -c '
 import json, sys
-c = json.load(sys.stdin)
-c = c.get("config") or c.get("Config") or {}
-keys = ["Env", "Cmd", "Entrypoint", "WorkingDir", "User", "ExposedPorts", "Volumes", "Labels", "StopSignal", "Healthcheck", "Shell", "OnBuild"]
-print(json.dumps({k: (c.get(k) or None) for k in keys}, sort_keys=True, indent=1))'
+full = json.load(sys.stdin)
+c = full.get("config") or full.get("Config") or {}
+keys = ["Env", "Cmd", "Entrypoint", "WorkingDir", "User", "ExposedPorts", "Volumes", "Labels", "StopSignal", "Healthcheck", "Shell", "OnBuild", "ArgsEscaped"]
+out = {k: (c.get(k) or None) for k in keys}
+out["author"] = full.get("author") or None
+print(json.dumps(out, sort_keys=True, indent=1))'
 }
 
 history() { # image config JSON on stdin -> this build's history (after the busybox:diff base)

@@ -116,6 +116,7 @@ pub fn lower(df: &Dockerfile, opts: &LowerOptions, resolver: &mut dyn ImageResol
 struct StageState {
     fs: VertexDigest,
     config: ContainerConfig,
+    author: Option<String>,
     base_history: Vec<History>,
     steps: Vec<HistoryStep>,
     architecture: String,
@@ -130,6 +131,7 @@ impl StageState {
             os: self.os.clone(),
             variant: self.variant.clone(),
             config: self.config.clone(),
+            author: self.author.clone(),
             base_history: self.base_history.clone(),
             steps: self.steps.clone(),
         }
@@ -302,7 +304,7 @@ impl<'a> Lowerer<'a> {
         let variant = parts.next().map(str::to_string);
         let mut st = if image_name.eq_ignore_ascii_case("scratch") {
             let fs = self.b.add(Op::Scratch, vec![], VertexMeta::default());
-            StageState { fs, config: ContainerConfig::default(), base_history: vec![], steps: vec![], architecture: arch, os, variant }
+            StageState { fs, config: ContainerConfig::default(), author: None, base_history: vec![], steps: vec![], architecture: arch, os, variant }
         } else if let Some(parent) = self.stage_ref(&image_name, i) {
             self.stage(parent)?
         } else {
@@ -311,6 +313,7 @@ impl<'a> Lowerer<'a> {
             StageState {
                 fs,
                 config: r.config.clone(),
+                author: None,
                 base_history: r.history.clone(),
                 steps: vec![],
                 architecture: if r.architecture.is_empty() { arch } else { r.architecture.clone() },
@@ -430,6 +433,8 @@ impl<'a> Lowerer<'a> {
                     let cmd = command_args(&c.command, &shell_cmd);
                     st.steps.push(config_step(format!("CMD {}", go_quoted_list(&cmd))));
                     st.config.cmd = Some(cmd);
+                    // As BuildKit does for every CMD (the field matters on Windows only).
+                    st.config.args_escaped = Some(true);
                     cmd_set = true;
                 }
                 Instruction::Entrypoint(e) => {
@@ -465,6 +470,7 @@ impl<'a> Lowerer<'a> {
                     st.config.on_build.get_or_insert_with(Vec::new).push(o.expression.clone());
                 }
                 Instruction::Maintainer(m) => {
+                    st.author = Some(m.name.clone());
                     st.steps.push(config_step(format!("MAINTAINER {}", m.name)));
                 }
                 Instruction::Run(r) => {
@@ -1114,6 +1120,14 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.contains("Dockerfile:1") && msg.contains("docker.io/library/busybox") && msg.contains("linux/arm64") && msg.contains("linux/amd64"), "{msg}");
         lower_text("FROM busybox\n", LowerOptions { platform: "linux/amd64".into(), ..Default::default() }).expect("host platform");
+    }
+
+    #[test]
+    fn maintainer_is_the_image_author_and_cmd_sets_args_escaped() {
+        let b = lower_text("FROM busybox\nMAINTAINER Someone <s@example.com>\nCMD [\"x\"]\n", LowerOptions::default()).expect("lower");
+        assert_eq!(b.image.author.as_deref(), Some("Someone <s@example.com>"));
+        assert_eq!(b.image.config.args_escaped, Some(true));
+        assert_eq!(b.image.steps[0].created_by, "MAINTAINER Someone <s@example.com>");
     }
 
     #[test]

@@ -92,6 +92,9 @@ pub struct ImageSpec {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub variant: Option<String>,
     pub config: ContainerConfig,
+    /// The image config's top-level `author` (MAINTAINER).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub author: Option<String>,
     /// History inherited from the base image, unchanged.
     pub base_history: Vec<History>,
     /// Steps of this build, in order.

@@ -142,6 +142,7 @@ CMD ["x"]
     let comments: Vec<&str> = config["history"].as_array().expect("history").iter().skip(1).map(|h| h["comment"].as_str().unwrap_or_default()).collect();
     assert!(comments.iter().all(|c| *c == "buildkit.dockerfile.v0"), "{comments:?}");
     assert_eq!(config["config"]["OnBuild"], serde_json::json!(["RUN echo child"]), "the trigger stays in the config, with no history step");
+    assert_eq!(config["config"]["ArgsEscaped"], true, "BuildKit sets ArgsEscaped with every CMD");
 }
 
 #[test]
