@@ -19,7 +19,26 @@ ROOT=$(cd "$HERE/../.." && pwd)
 BUILDER=${BUILDER:-$ROOT/target/debug/builder}
 DOCKER=${DOCKER:-$(command -v /usr/bin/docker || command -v docker)}
 WORK=$(mktemp -d /tmp/differential.XXXXXX)
-[ -n "${KEEP:-}" ] || trap 'rm -rf "$WORK"' EXIT
+HTTP_PID=
+cleanup() {
+  [ -z "$HTTP_PID" ] || kill "$HTTP_PID" 2>/dev/null || true
+  [ -n "${KEEP:-}" ] || rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+# A web server on loopback for ADD <url>: testdata/build/differential-http/ at $HTTP (host:port);
+# a case uses it with `ARG HTTP` and `ADD http://${HTTP}/…`.
+mkfifo "$WORK/http.port"
+python3 - "$HERE/differential-http" > "$WORK/http.port" 2>/dev/null <<'PY' &
+import functools, http.server, sys
+handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=sys.argv[1])
+server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+print(server.server_address[1], flush=True)
+server.serve_forever()
+PY
+HTTP_PID=$!
+read -r HTTP_PORT < "$WORK/http.port"
+HTTP="127.0.0.1:$HTTP_PORT"
 
 # The same base image on both sides.
 mkdir -p "$WORK/rootfs"/{bin,etc,tmp,root,proc,sys,dev,home}
@@ -160,6 +179,7 @@ for case in $cases; do
   dockerfile="$dir/Dockerfile"
   [ -f "$dockerfile" ] || dockerfile="$ctx/Dockerfile"   # a case may keep its Dockerfile in ctx/
   args=()
+  if grep -q 'ARG HTTP' "$dockerfile"; then args+=(--build-arg "HTTP=$HTTP"); fi
   if [ -f "$dir/build-args" ]; then
     while IFS= read -r a; do [ -n "$a" ] && args+=(--build-arg "$a"); done < "$dir/build-args"
   fi

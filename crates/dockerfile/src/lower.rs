@@ -679,7 +679,7 @@ impl<'a> Lowerer<'a> {
                     from_http: false,
                 }));
             } else if is_add && (v.starts_with("http://") || v.starts_with("https://")) {
-                let filename = v.split('?').next().unwrap_or(&v).trim_end_matches('/').rsplit('/').next().filter(|n| !n.is_empty()).unwrap_or("index.html").to_string();
+                let filename = url_filename(&v);
                 let http = self.b.add(
                     Op::Http(HttpOp { url: v.clone(), checksum: c.checksum.clone(), filename: filename.clone() }),
                     vec![],
@@ -762,6 +762,38 @@ fn git_source(v: &str) -> Option<GitOp> {
     }
     let subdir = subdir.split('/').filter(|p| !p.is_empty() && *p != ".").collect::<Vec<_>>().join("/");
     Some(GitOp { remote, reference, subdir, keep_git_dir, checksum })
+}
+
+/// The name BuildKit saves an `ADD <url>` download as: the last element of the URL's decoded
+/// path (Go's `path.Base`), or `__unnamed__` when the path has none.
+fn url_filename(url: &str) -> String {
+    let after_scheme = url.split_once("://").map(|(_, r)| r).unwrap_or(url);
+    let path = after_scheme.find('/').map(|i| &after_scheme[i..]).unwrap_or("");
+    let path = path.split(['?', '#']).next().unwrap_or(path);
+    let decoded = percent_decode(path);
+    match decoded.trim_end_matches('/').rsplit('/').next() {
+        Some(base) if !base.is_empty() && base != "." => base.to_string(),
+        _ => "__unnamed__".to_string(),
+    }
+}
+
+/// `%XX` escapes of a URL path as the bytes they stand for (invalid escapes are kept as written).
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() && s.is_char_boundary(i + 3) {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 fn makes_vertex(ins: &Instruction) -> bool {
@@ -1128,6 +1160,16 @@ mod tests {
         assert_eq!(b.image.author.as_deref(), Some("Someone <s@example.com>"));
         assert_eq!(b.image.config.args_escaped, Some(true));
         assert_eq!(b.image.steps[0].created_by, "MAINTAINER Someone <s@example.com>");
+    }
+
+    #[test]
+    fn add_url_file_names_are_the_decoded_last_path_element() {
+        assert_eq!(url_filename("http://h:1/a/file.txt?v=1#x"), "file.txt");
+        assert_eq!(url_filename("http://h:1/name%20with%20space.txt"), "name with space.txt");
+        assert_eq!(url_filename("http://h:1/dir/"), "dir");
+        assert_eq!(url_filename("http://h:1/"), "__unnamed__");
+        assert_eq!(url_filename("http://h:1"), "__unnamed__");
+        assert_eq!(url_filename("http://h/100%"), "100%");
     }
 
     #[test]

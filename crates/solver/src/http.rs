@@ -53,15 +53,15 @@ pub fn download(index: &CacheIndex, op: &HttpOp, step: &str) -> Result<Solved> {
 }
 
 fn fetch(url: &str, dest: &Path) -> std::io::Result<()> {
-    if url.starts_with("https://") {
-        let st = std::process::Command::new("curl").args(["-fsSL", "-o"]).arg(dest).arg(url).status()?;
-        if !st.success() {
-            return Err(std::io::Error::other(format!("curl exited with {st}")));
-        }
-        return Ok(());
-    }
     let mut url = url.to_string();
     for _ in 0..5 {
+        if url.starts_with("https://") {
+            let st = std::process::Command::new("curl").args(["-fsSL", "-o"]).arg(dest).arg(&url).status()?;
+            if !st.success() {
+                return Err(std::io::Error::other(format!("curl exited with {st}")));
+            }
+            return Ok(());
+        }
         let rest = url.strip_prefix("http://").ok_or_else(|| std::io::Error::other("only http:// and https:// URLs are supported"))?;
         let (hostport, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
@@ -90,7 +90,8 @@ fn fetch(url: &str, dest: &Path) -> std::io::Result<()> {
             }
         }
         if (300..400).contains(&code) {
-            url = location.ok_or_else(|| std::io::Error::other(format!("redirect {code} without Location")))?;
+            let location = location.ok_or_else(|| std::io::Error::other(format!("redirect {code} without Location")))?;
+            url = resolve_location(hostport, path, &location);
             continue;
         }
         if code != 200 {
@@ -117,4 +118,33 @@ fn fetch(url: &str, dest: &Path) -> std::io::Result<()> {
         return out.sync_all();
     }
     Err(std::io::Error::other("too many redirects"))
+}
+
+/// The URL a redirect's `Location` names, from the request it answered (`host:port`, path):
+/// absolute, scheme-relative (`//host/p`), host-relative (`/p`) or relative to the path's directory.
+fn resolve_location(hostport: &str, path: &str, location: &str) -> String {
+    if location.starts_with("http://") || location.starts_with("https://") {
+        location.to_string()
+    } else if let Some(rest) = location.strip_prefix("//") {
+        format!("http://{rest}")
+    } else if location.starts_with('/') {
+        format!("http://{hostport}{location}")
+    } else {
+        let path = path.split(['?', '#']).next().unwrap_or(path);
+        let dir = &path[..path.rfind('/').map(|i| i + 1).unwrap_or(0)];
+        format!("http://{hostport}{dir}{location}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn redirect_locations_resolve_against_the_request() {
+        assert_eq!(resolve_location("h:1", "/a/b", "https://o/x"), "https://o/x");
+        assert_eq!(resolve_location("h:1", "/a/b", "//o/x"), "http://o/x");
+        assert_eq!(resolve_location("h:1", "/a/b", "/dir/"), "http://h:1/dir/");
+        assert_eq!(resolve_location("h:1", "/a/b?q=1", "c"), "http://h:1/a/c");
+    }
 }

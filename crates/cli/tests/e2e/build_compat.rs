@@ -319,3 +319,58 @@ fn run_sees_the_env_buildkit_gives_it_and_no_hostname_variable() {
     assert_eq_text(expected, &env);
     assert_eq!(file(&files, "hostname.txt").body, b"buildkitsandbox\n");
 }
+
+/// A loopback HTTP server answering every request by its path: `/go` redirects (relative
+/// Location) to `/files/target.txt`; any other path gets its own name as the body. Stops when
+/// the test ends (the thread is detached; the listener lives as long as the process).
+fn http_server() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr").to_string();
+    std::thread::spawn(move || {
+        for stream in listener.incoming().take(64) {
+            let Ok(mut s) = stream else { continue };
+            let mut r = std::io::BufReader::new(s.try_clone().expect("clone"));
+            let mut line = String::new();
+            let _ = std::io::BufRead::read_line(&mut r, &mut line);
+            loop {
+                let mut h = String::new();
+                if std::io::BufRead::read_line(&mut r, &mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+            }
+            let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
+            let reply = if path == "/go" {
+                "HTTP/1.1 302 Found\r\nLocation: files/target.txt\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string()
+            } else {
+                format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{path}", path.len())
+            };
+            let _ = std::io::Write::write_all(&mut s, reply.as_bytes());
+        }
+    });
+    addr
+}
+
+#[test]
+fn add_of_a_url_names_and_modes_the_file_as_buildkit_does() {
+    let b = with_busybox();
+    let addr = http_server();
+    let df = format!(
+        "FROM busybox:test
+ADD http://{addr}/dl/file.txt?version=1 /query/
+ADD http://{addr}/name%20with%20space.txt /encoded/
+ADD http://{addr}/ /root-url/
+ADD http://{addr}/go /redirected
+ADD --chmod=644 http://{addr}/mode /chmodded
+ADD --chown=1:2 http://{addr}/owner /owned/
+"
+    );
+    let ctx = context(&[("Dockerfile", &df)]);
+    let files = build_files(&b, ctx.path());
+    let f = |p: &str| file(&files, p);
+    assert_eq!((f("query/file.txt").body.as_slice(), f("query/file.txt").mode), (&b"/dl/file.txt?version=1"[..], 0o600), "downloads are 0600");
+    assert_eq!(f("encoded/name with space.txt").body, b"/name%20with%20space.txt");
+    assert_eq!(f("root-url/__unnamed__").body, b"/");
+    assert_eq!(f("redirected").body, b"/files/target.txt", "a relative Location resolves against the request");
+    assert_eq!(f("chmodded").mode, 0o644, "--chmod applies to downloads in current BuildKit");
+    assert_eq!(f("owned/owner").owner, (1, 2));
+}
