@@ -136,6 +136,7 @@ impl Remote {
         let specific = format!("{}.dockerignore", options.dockerfile_name);
         let always = [".dockerignore", specific.as_str(), options.dockerfile_name.as_str()];
         let mut outputs = OutputWriter::new(&options.outputs, &options.tags)?;
+        let agents = crate::ssh_forward::ClientAgents::new(&options.ssh);
         let key = context_key(&context);
         let last_sync = self.cache_dir.as_ref().map(|d| LastSync::path(d, &self.addr, &key));
         let previous = last_sync.as_deref().and_then(LastSync::load);
@@ -143,6 +144,8 @@ impl Remote {
         let mut client = self.client.clone();
         let interrupted = interrupt.0.clone();
         let session = async move {
+            // Inside the runtime: forwarded agent connections are tasks of it.
+            let mut agents = agents?;
             let (tx, rx) = mpsc::channel::<BuildClientMessage>(8);
             let out = Outbox { tx, sent: Arc::new(AtomicU64::new(0)) };
             let mut request = convert::options_to_proto(options, key);
@@ -229,6 +232,15 @@ impl Remote {
                         }
                     }
                     In::Output(part) => tokio::task::block_in_place(|| outputs.accept(part))?,
+                    In::SshOpen(open) => {
+                        let out = out.clone();
+                        agents.open(open, move |d| {
+                            let out = out.clone();
+                            async move { out.send(Out::Ssh(d)).await.is_ok() }
+                        })
+                        .await;
+                    }
+                    In::SshData(d) => agents.from_server(d),
                     In::Result(r) => {
                         if !outputs.complete() {
                             return Err(ApiError::Protocol("the build ended before its file outputs were complete".into()));

@@ -57,6 +57,7 @@ pub fn options_to_proto(o: &BuildOptions, context_key: String) -> proto::BuildRe
         options: o.options.clone().into_iter().collect(),
         manifest_base: String::new(),
         allow: o.allow.clone(),
+        ssh: { let mut ids: Vec<String> = o.ssh.keys().cloned().collect(); ids.sort(); ids },
     }
 }
 
@@ -75,8 +76,8 @@ pub fn options_from_proto(r: proto::BuildRequest) -> BuildOptions {
         labels: r.labels.into_iter().collect(),
         pull: r.pull,
         max_parallelism: r.max_parallelism as usize,
-        // A client's ssh agents do not reach the server (the client refuses `--ssh`); the
-        // entitlements asked for are checked against the server's own grants.
+        // The client's ssh agents are forwarded by the session (`BuildRequest.ssh` names them);
+        // the entitlements asked for are checked against the server's own grants.
         ssh: Default::default(),
         allow: r.allow,
         options: r.options.into_iter().collect(),

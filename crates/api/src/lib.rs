@@ -29,6 +29,7 @@ pub mod error;
 pub mod local;
 pub mod output;
 pub mod server;
+pub mod ssh_forward;
 
 pub use addr::Address;
 pub use engine::{BuildJob, BuildOptions, BuildOutcome, Engine, EngineError};

@@ -12,6 +12,7 @@ use crate::context::mirror::{Mirror, MirrorError, Plan};
 use crate::convert;
 use crate::context::select::Selection;
 use crate::engine::{BuildJob, BuildOptions, EngineError};
+use crate::ssh_forward::ServerAgents;
 use crate::proto::build_client_message::Msg as In;
 use crate::proto::build_server_message::Msg as Out;
 use crate::proto::{self, BuildClientMessage, BuildServerMessage, FileEntry};
@@ -99,6 +100,7 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut inbound: Streaming<BuildClient
     }
     let context_key = request.context_key.clone();
     let manifest_base = request.manifest_base.clone();
+    let ssh_ids = request.ssh.clone();
     let mut options = convert::options_from_proto(request);
     let _span = tracing::info_span!("build", context = %context_key, dockerfile = %options.dockerfile_name).entered();
     tracing::info!(?options, "build requested");
@@ -245,6 +247,14 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut inbound: Streaming<BuildClient
     let progress: solver::ProgressSink = Arc::new(move |e| {
         let _ = ptx.send(e);
     });
+    // The client's ssh agents, forwarded over this session.
+    let mut agents = if ssh_ids.is_empty() {
+        None
+    } else {
+        let a = ServerAgents::start(&ssh_ids).map_err(|e| Status::internal(format!("create sockets for the forwarded ssh agents: {e}")))?;
+        options.ssh = a.sockets().iter().map(|(id, p)| (id.clone(), solver::ssh::SshSource::Agent(p.clone()))).collect();
+        Some(a)
+    };
     let job = BuildJob { options, context_dir: mirror.files_dir().to_path_buf(), dockerfile_path, progress, cancel: cancel.clone() };
     let engine = shared.engine.clone();
     let mut work = std::pin::pin!(crate::server::on_thread(move || engine.build(job)));
@@ -262,7 +272,18 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut inbound: Streaming<BuildClient
                 }
             }
             // The client keeps its side open until the result; an end or error means it is gone.
+            Some((id, stream)) = async { match agents.as_mut() { Some(a) => a.next_connection().await, None => std::future::pending().await } } => {
+                if let Some(a) = agents.as_mut() {
+                    a.relay(id, stream, tx).await;
+                }
+            }
             m = inbound.message(), if inbound_open => {
+                if let Ok(Some(BuildClientMessage { msg: Some(In::Ssh(d)) })) = m {
+                    if let Some(a) = agents.as_mut() {
+                        a.from_client(d);
+                    }
+                    continue;
+                }
                 if !matches!(m, Ok(Some(_))) {
                     inbound_open = false;
                     if cancelled.is_none() {

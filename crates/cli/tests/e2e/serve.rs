@@ -1162,15 +1162,60 @@ fn allow_security_insecure_reaches_a_server_that_grants_it_and_is_refused_by_one
     assert!(String::from_utf8_lossy(&out.stderr).contains("security.insecure"), "{}", String::from_utf8_lossy(&out.stderr));
 }
 
-#[test]
-fn ssh_is_refused_clearly_for_a_remote_build() {
-    let server = Server::start(&[]);
-    let ctx = tempfile::tempdir().expect("ctx");
-    write(ctx.path(), "Dockerfile", "FROM scratch\n");
-    let client = tempfile::tempdir().expect("client");
-    let out = remote_cli(&server, client.path(), false, &["build", "--ssh", "default=/nonexistent.sock", ctx.path().to_str().expect("utf8")]);
-    assert!(!out.status.success(), "--ssh with --addr must fail");
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--ssh is not supported for remote builds"), "{err}");
-    assert_eq!(server.connect().info().expect("info").builds_total, 0, "nothing reached the server");
+/// Copies the host's `ssh-add` and the libraries it loads under `ctx/rootfs/`, so a busybox
+/// image can ask an agent for its keys (`COPY rootfs/ /`).
+fn add_ssh_add(ctx: &Path) {
+    let ssh_add = PathBuf::from("/usr/bin/ssh-add");
+    assert!(ssh_add.exists(), "tests need Debian's openssh-client");
+    let ldd = Command::new("ldd").arg(&ssh_add).output().expect("ldd");
+    let mut files = vec![ssh_add];
+    files.extend(String::from_utf8_lossy(&ldd.stdout).lines().filter_map(|l| l.split_whitespace().find(|w| w.starts_with('/')).map(PathBuf::from)));
+    for f in files {
+        let dest = ctx.join("rootfs").join(f.strip_prefix("/").expect("absolute"));
+        std::fs::create_dir_all(dest.parent().expect("parent")).expect("mkdir");
+        std::fs::copy(&f, &dest).unwrap_or_else(|e| panic!("copy {}: {e}", f.display()));
+    }
 }
+
+/// An ssh key made by ssh-keygen with `comment`; returns the private key's path.
+fn ssh_key(dir: &Path, comment: &str) -> PathBuf {
+    let key = dir.join(format!("key-{comment}"));
+    let st = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", comment, "-f"]).arg(&key).status().expect("ssh-keygen");
+    assert!(st.success(), "ssh-keygen");
+    key
+}
+
+#[test]
+fn the_clients_ssh_agents_are_forwarded_to_the_remote_build() {
+    let server = Server::start(&[]);
+    import_busybox(&server.state());
+    let keys = tempfile::tempdir().expect("keys");
+    // An agent of the client's, holding one key.
+    let socket = keys.path().join("agent.sock");
+    let mut agent = Command::new("ssh-agent").arg("-D").arg("-a").arg(&socket).stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("ssh-agent");
+    wait_until("ssh-agent listens", || socket.exists());
+    let st = Command::new("ssh-add").arg("-q").arg(ssh_key(keys.path(), "client-agent-key")).env("SSH_AUTH_SOCK", &socket).stdin(Stdio::null()).status().expect("ssh-add");
+    assert!(st.success(), "ssh-add");
+    // And a key file, which the client serves from an agent of its own.
+    let key_file = ssh_key(keys.path(), "client-key-file");
+
+    let ctx = tempfile::tempdir().expect("ctx");
+    write(ctx.path(), "Dockerfile", "FROM busybox:test\nCOPY rootfs/ /\nRUN --mount=type=ssh ssh-add -l\nRUN --mount=type=ssh,id=work,required ssh-add -l\n");
+    add_ssh_add(ctx.path());
+    let client = tempfile::tempdir().expect("client");
+    let default = format!("default={}", socket.display());
+    let work = format!("work={}", key_file.display());
+    let args = ["build", "--progress", "plain", "--ssh", &default, "--ssh", &work, ctx.path().to_str().expect("utf8")];
+    let out = remote_cli(&server, client.path(), false, &args);
+    let _ = agent.kill();
+    let _ = agent.wait();
+    assert_success(&out, &args);
+    let plain = String::from_utf8_lossy(&out.stderr);
+    assert!(plain.contains("client-agent-key"), "the RUN saw the key of the client's agent:\n{plain}");
+    assert!(plain.contains("client-key-file"), "the RUN saw the key file the client served:\n{plain}");
+    // The key file's body (a line of its base64) is nowhere in the server's state.
+    let body = std::fs::read_to_string(&key_file).expect("key");
+    let line = body.lines().nth(1).expect("a key line");
+    assert_eq!(found_below(&server.state(), line.as_bytes()), Vec::<PathBuf>::new(), "key material reached the server's state");
+}
+
