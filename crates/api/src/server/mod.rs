@@ -218,7 +218,7 @@ impl Control for ControlService {
 }
 
 /// What this server can do, for clients that want to check before they ask.
-pub const CAPABILITIES: &[&str] = &["build", "incremental-context", "context-selection", "file-outputs", "secrets", "images", "push", "prune", "disk-usage", "health"];
+pub const CAPABILITIES: &[&str] = &["build", "incremental-context", "context-selection", "file-outputs", "ssh-forwarding", "entitlements", "secrets", "images", "push", "prune", "disk-usage", "health"];
 
 /// Serves until `shutdown` resolves, then stops accepting, gives running builds
 /// `shutdown_grace` to finish, cancels the rest and returns. `ready` gets the address actually
