@@ -223,3 +223,64 @@ impl ClientAgents {
         self.sockets.is_empty()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::build_server_message::Msg;
+
+    /// A step's connection to the server's socket reaches the client's agent and back.
+    #[test]
+    fn a_connection_on_the_server_is_relayed_to_the_clients_agent() {
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+        rt.block_on(async {
+            let dir = tempfile::tempdir().expect("tmp");
+            // The "agent": answers each message in capitals.
+            let agent_path = dir.path().join("agent.sock");
+            let agent = tokio::net::UnixListener::bind(&agent_path).expect("bind");
+            tokio::spawn(async move {
+                while let Ok((mut s, _)) = agent.accept().await {
+                    tokio::spawn(async move {
+                        let mut buf = [0u8; 64];
+                        while let Ok(n) = s.read(&mut buf).await {
+                            if n == 0 || s.write_all(&buf[..n].to_ascii_uppercase()).await.is_err() {
+                                return;
+                            }
+                        }
+                    });
+                }
+            });
+            let mut server = ServerAgents::start(&["default".to_string()]).expect("server sockets");
+            let socket = server.sockets()["default"].clone();
+            let mut client = ClientAgents::new(&HashMap::from([("default".to_string(), solver::ssh::SshSource::Agent(agent_path))])).expect("client agents");
+            let (stx, mut srx) = mpsc::channel(16);
+            let (ctx, mut crx) = mpsc::channel::<SshData>(16);
+
+            // The build step.
+            let mut step = tokio::spawn(async move {
+                let mut s = UnixStream::connect(&socket).await.expect("connect");
+                s.write_all(b"list keys").await.expect("write");
+                let mut buf = [0u8; 9];
+                s.read_exact(&mut buf).await.expect("read");
+                buf
+            });
+            // The session: server and client ends wired back to back.
+            let answer = loop {
+                tokio::select! {
+                    Some((id, stream)) = server.next_connection() => server.relay(id, stream, &stx).await,
+                    Some(m) = srx.recv() => match m.expect("message").msg {
+                        Some(Msg::SshOpen(open)) => {
+                            let ctx = ctx.clone();
+                            client.open(open, move |d| { let ctx = ctx.clone(); async move { ctx.send(d).await.is_ok() } }).await;
+                        }
+                        Some(Msg::SshData(d)) => client.from_server(d),
+                        other => panic!("unexpected {other:?}"),
+                    },
+                    Some(d) = crx.recv() => server.from_client(d),
+                    r = &mut step => break r.expect("step"),
+                }
+            };
+            assert_eq!(&answer, b"LIST KEYS");
+        });
+    }
+}
