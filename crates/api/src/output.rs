@@ -173,6 +173,7 @@ fn entry_of(path: String, meta: &fs::Metadata) -> FileEntry {
         uid: 0,
         gid: 0,
         symlink_target: String::new(),
+        hardlink_to: String::new(),
     }
 }
 

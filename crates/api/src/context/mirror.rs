@@ -47,6 +47,8 @@ pub struct Plan {
     pub needed: Vec<u32>,
     /// Entries removed from the mirror because the client no longer has them (or they changed kind).
     pub removed: u64,
+    /// Manifest indexes of hard links to (re)make once the files' bytes are in ([`Mirror::link`]).
+    pub links: Vec<u32>,
 }
 
 /// Removes the mirrors under `<state_root>/contexts/` not used for `max_age` (a mirror's
@@ -151,6 +153,15 @@ impl Mirror {
             self.apply_entry(i, &merged[i], &mut plan)?;
         }
         plan.needed.sort_unstable();
+        // A file received again is a new inode: the links to it are made again too.
+        let renewed: std::collections::HashSet<&str> = plan.needed.iter().map(|&i| merged[i as usize].path.as_str()).collect();
+        for (i, e) in merged.iter().enumerate() {
+            if renewed.contains(e.hardlink_to.as_str()) {
+                plan.links.push(u32::try_from(i).map_err(|_| refused(&e.path, "too many entries"))?);
+            }
+        }
+        plan.links.sort_unstable();
+        plan.links.dedup();
         Ok((plan, merged))
     }
 
@@ -180,6 +191,12 @@ impl Mirror {
                 if self.as_root {
                     std::os::unix::fs::lchown(&path, Some(e.uid), Some(e.gid)).map_err(io("chown", &path))?;
                 }
+            }
+            FileKind::File if !e.hardlink_to.is_empty() => {
+                if let Some(m) = existing.as_ref().filter(|m| !m.is_file()) {
+                    remove_any(&path, m)?;
+                }
+                plan.links.push(u32::try_from(i).map_err(|_| refused(&e.path, "too many entries"))?);
             }
             FileKind::File => {
                 let same = match &existing {
@@ -243,6 +260,32 @@ impl Mirror {
     pub fn receive(&self, entry: &FileEntry) -> Result<IncomingFile, MirrorError> {
         let file = tempfile::NamedTempFile::new_in(&self.tmp).map_err(io("create temp file in", &self.tmp))?;
         Ok(IncomingFile { file, dest: self.files.join(&entry.path), written: 0 })
+    }
+
+    /// Makes the hard links the plan lists (`links`, indexes of `entries`), now that the files
+    /// they link to are complete. A link must name an earlier plain file of the list.
+    pub fn link(&self, entries: &[FileEntry], links: &[u32]) -> Result<(), MirrorError> {
+        if links.is_empty() {
+            return Ok(());
+        }
+        let position: HashMap<&str, usize> = entries.iter().enumerate().map(|(i, e)| (e.path.as_str(), i)).collect();
+        for &i in links {
+            let Some(e) = entries.get(i as usize) else { continue };
+            let to = e.hardlink_to.as_str();
+            check_path(to).map_err(|reason| refused(&e.path, format!("hard link to {to:?}: {reason}")))?;
+            let target_ok = position.get(to).is_some_and(|&j| j < i as usize && kind(&entries[j]) == FileKind::File && entries[j].hardlink_to.is_empty());
+            if !target_ok {
+                return Err(refused(&e.path, format!("hard link to {to:?}, which is not an earlier file of the context")));
+            }
+            let path = self.files.join(&e.path);
+            if let Ok(m) = fs::symlink_metadata(&path) {
+                remove_any(&path, &m)?;
+            }
+            // link(2) does not follow a symlink in its last component, and every parent is a
+            // directory the plan made.
+            fs::hard_link(self.files.join(to), &path).map_err(io("link", &path))?;
+        }
+        Ok(())
     }
 
     /// Gives directories their mode and owner once everything below them is written.
@@ -383,7 +426,7 @@ mod tests {
     use super::*;
 
     fn file(path: &str, size: u64, mtime: i64) -> FileEntry {
-        FileEntry { path: path.into(), kind: FileKind::File as i32, mode: 0o644, size, mtime_unix_nanos: mtime, uid: 0, gid: 0, symlink_target: String::new() }
+        FileEntry { path: path.into(), kind: FileKind::File as i32, mode: 0o644, size, mtime_unix_nanos: mtime, uid: 0, gid: 0, ..Default::default() }
     }
 
     fn dir(path: &str) -> FileEntry {
@@ -490,5 +533,29 @@ mod tests {
         sync(&m, &[dir("d"), file("d/f", 1, 1)], |_| b"z".to_vec());
         assert!(!outside.path().join("f").exists(), "the write must not follow the old symlink");
         assert_eq!(fs::read(m.files_dir().join("d/f")).expect("read"), b"z");
+    }
+
+    #[test]
+    fn hard_links_are_made_on_the_server_without_their_bytes() {
+        let root = tempfile::tempdir().expect("root");
+        let m = Mirror::open(root.path(), "links").expect("mirror");
+        let mut b = file("b", 6, 1_000_000_000);
+        b.hardlink_to = "a".into();
+        let entries = vec![file("a", 6, 1_000_000_000), b];
+        let plan = m.plan(&entries).expect("plan");
+        assert_eq!(plan.needed, [0], "only the first name's bytes are asked for");
+        assert_eq!(plan.links, [1]);
+        let mut f = m.receive(&entries[0]).expect("receive");
+        f.write(b"linked").expect("write");
+        f.commit(&entries[0], false).expect("commit");
+        m.link(&entries, &plan.links).expect("link");
+        let (a, bm) = (fs::metadata(m.files_dir().join("a")).expect("a"), fs::metadata(m.files_dir().join("b")).expect("b"));
+        assert_eq!((a.ino(), a.nlink()), (bm.ino(), 2));
+        // A link to a path that is not an earlier file of the list is refused.
+        let mut bad = file("c", 6, 0);
+        bad.hardlink_to = "../../etc/passwd".into();
+        assert!(m.link(&[bad.clone()], &[0]).is_err());
+        bad.hardlink_to = "d".into();
+        assert!(m.link(&[bad, file("d", 1, 0)], &[0]).is_err());
     }
 }

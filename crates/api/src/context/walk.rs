@@ -1,7 +1,7 @@
 //! The client side: list the context directory after `.dockerignore`, with the metadata the
 //! server compares against its mirror.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::{Condvar, Mutex};
@@ -45,9 +45,16 @@ pub fn list(context: &Path, ignore: &DockerIgnore, always: &[&str], selection: &
 fn list_once(context: &Path, ignore: &DockerIgnore, always: &[&str], selection: &Selection) -> Result<Vec<FileEntry>> {
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).clamp(1, 4);
     let work = Work { queue: Mutex::new((vec![String::new()], 0)), ready: Condvar::new(), failed: Mutex::new(None) };
+    let mut inodes: HashMap<String, (u64, u64)> = HashMap::new();
     let mut out: Vec<FileEntry> = std::thread::scope(|scope| {
         let handles: Vec<_> = (0..threads).map(|_| scope.spawn(|| work.run(context, ignore, always, selection))).collect();
-        handles.into_iter().flat_map(|h| h.join().unwrap_or_default()).collect()
+        let mut out = Vec::new();
+        for h in handles {
+            let (entries, linked) = h.join().unwrap_or_default();
+            out.extend(entries);
+            inodes.extend(linked);
+        }
+        out
     });
     if let Some(e) = work.failed.into_inner().unwrap_or_else(|p| p.into_inner()) {
         return Err(e);
@@ -60,6 +67,19 @@ fn list_once(context: &Path, ignore: &DockerIgnore, always: &[&str], selection: 
     }
     // Path order puts every directory before what it holds.
     out.sort_unstable_by(|a, b| a.path.cmp(&b.path));
+    // Files with several names: the first (in path order) is sent, the others link to it.
+    if !inodes.is_empty() {
+        let mut first: HashMap<(u64, u64), String> = HashMap::new();
+        for e in out.iter_mut() {
+            let Some(inode) = inodes.get(&e.path) else { continue };
+            match first.get(inode) {
+                Some(f) => e.hardlink_to = f.clone(),
+                None => {
+                    first.insert(*inode, e.path.clone());
+                }
+            }
+        }
+    }
     Ok(out)
 }
 
@@ -71,9 +91,11 @@ struct Work {
 }
 
 impl Work {
-    /// Reads directories until there are none left (or one failed); returns the entries kept.
-    fn run(&self, context: &Path, ignore: &DockerIgnore, always: &[&str], selection: &Selection) -> Vec<FileEntry> {
+    /// Reads directories until there are none left (or one failed); returns the entries kept,
+    /// and the inode of each file that has several names.
+    fn run(&self, context: &Path, ignore: &DockerIgnore, always: &[&str], selection: &Selection) -> (Vec<FileEntry>, Vec<(String, (u64, u64))>) {
         let mut out = Vec::new();
+        let mut linked = Vec::new();
         loop {
             let dir = {
                 let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
@@ -90,10 +112,10 @@ impl Work {
             };
             let Some(dir) = dir else {
                 self.ready.notify_all();
-                return out;
+                return (out, linked);
             };
             let mut subdirs = Vec::new();
-            let result = read_dir(context, &dir, ignore, always, selection, &mut out, &mut subdirs);
+            let result = read_dir(context, &dir, ignore, always, selection, &mut out, &mut subdirs, &mut linked);
             let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
             q.1 -= 1;
             match result {
@@ -112,7 +134,17 @@ impl Work {
 }
 
 /// Lists the entries of one directory the build can read; directories to descend go to `subdirs`.
-fn read_dir(context: &Path, dir: &str, ignore: &DockerIgnore, always: &[&str], selection: &Selection, out: &mut Vec<FileEntry>, subdirs: &mut Vec<String>) -> Result<()> {
+#[allow(clippy::too_many_arguments)]
+fn read_dir(
+    context: &Path,
+    dir: &str,
+    ignore: &DockerIgnore,
+    always: &[&str],
+    selection: &Selection,
+    out: &mut Vec<FileEntry>,
+    subdirs: &mut Vec<String>,
+    linked: &mut Vec<(String, (u64, u64))>,
+) -> Result<()> {
     let full_dir = if dir.is_empty() { context.to_path_buf() } else { context.join(dir) };
     let read = std::fs::read_dir(&full_dir).map_err(ApiError::io("read", &full_dir))?;
     for entry in read {
@@ -136,6 +168,9 @@ fn read_dir(context: &Path, dir: &str, ignore: &DockerIgnore, always: &[&str], s
         let meta = entry.metadata().map_err(ApiError::io("stat", entry.path()))?;
         if meta.is_dir() {
             subdirs.push(rel.clone());
+        }
+        if meta.is_file() && meta.nlink() > 1 {
+            linked.push((rel.clone(), (meta.dev(), meta.ino())));
         }
         if let Some(e) = entry_of(&entry.path(), rel, &meta)? {
             out.push(e);
@@ -184,6 +219,7 @@ fn entry_of(full: &Path, rel: String, meta: &std::fs::Metadata) -> Result<Option
         uid: meta.uid(),
         gid: meta.gid(),
         symlink_target: target,
+        hardlink_to: String::new(),
     }))
 }
 
@@ -220,5 +256,18 @@ mod tests {
         let selection = Selection::Paths(vec!["src/app".into()]);
         let paths: Vec<String> = list(d, &ignore, &["Dockerfile"], &selection).expect("list").into_iter().map(|e| e.path).collect();
         assert_eq!(paths, ["Dockerfile", "shared", "shared/s.txt", "src", "src/app", "src/app/link", "src/app/main.rs"]);
+    }
+
+    #[test]
+    fn a_file_with_several_names_is_listed_once_and_linked_after() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        std::fs::create_dir_all(d.join("sub")).expect("mkdir");
+        std::fs::write(d.join("b"), "linked").expect("write");
+        std::fs::hard_link(d.join("b"), d.join("a")).expect("link");
+        std::fs::hard_link(d.join("b"), d.join("sub/c")).expect("link");
+        let ignore = ignore_rules(d, "Dockerfile").expect("rules");
+        let listed: Vec<(String, String)> = list(d, &ignore, &[], &Selection::Everything).expect("list").into_iter().map(|e| (e.path, e.hardlink_to)).collect();
+        assert_eq!(listed, [("a".to_string(), String::new()), ("b".into(), "a".into()), ("sub".into(), String::new()), ("sub/c".into(), "a".into())]);
     }
 }

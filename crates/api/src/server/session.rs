@@ -210,7 +210,9 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut inbound: Streaming<BuildClient
         manifest_base.clone()
     } else {
         let m = mirror.clone();
+        let links = plan.links.clone();
         blocking(move || {
+            m.link(&entries, &links)?;
             m.finish(&changed_dirs)?;
             m.store_manifest(&entries)
         })

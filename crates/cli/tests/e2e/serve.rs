@@ -485,6 +485,26 @@ fn a_file_an_onbuild_trigger_of_the_base_image_copies_is_sent() {
 }
 
 #[test]
+fn hard_links_in_the_context_stay_hard_links_in_a_remote_build() {
+    let server = Server::start(&[]);
+    let ctx = tempfile::tempdir().expect("ctx");
+    let dockerfile = "FROM scratch\nCOPY . /\n";
+    write(ctx.path(), "Dockerfile", dockerfile);
+    write(ctx.path(), "data/one", &"linked\n".repeat(1000));
+    std::fs::hard_link(ctx.path().join("data/one"), ctx.path().join("data/two")).expect("link");
+    std::fs::hard_link(ctx.path().join("data/one"), ctx.path().join("three")).expect("link");
+    let mut opts = options(dockerfile);
+    opts.tags = vec!["links:remote".into()];
+    let (remote, _) = remote_build(&server.connect(), &opts, ctx.path());
+    assert_eq!(remote.context.bytes_received, 7000 + dockerfile.len() as u64, "a file with three names crosses the network once");
+
+    let local = Builder::new();
+    let out = local.run(&["build", "--build-arg", "SOURCE_DATE_EPOCH=0", "-t", "links:local", ctx.path().to_str().expect("utf8")]);
+    assert_success(&out, &["build"]);
+    assert_eq!(local_digest(local.root(), "links:local"), remote.outcome.image_digest, "the same layer, hard links included");
+}
+
+#[test]
 fn two_clients_building_at_once_both_succeed() {
     let server = Server::start(&[]);
     import_busybox(&server.state());
