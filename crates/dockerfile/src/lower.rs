@@ -492,14 +492,22 @@ impl<'a> Lowerer<'a> {
 
     /// The RUN's vertex and the command it runs (for its history text).
     fn lower_run(&mut self, i: usize, r: &Run, st: &StageState, args: &[(String, String)], shell_cmd: &[String], meta: VertexMeta) -> Result<(VertexDigest, Vec<String>), LowerError> {
+        // `RUN <<EOF` whose script starts with `#!`: BuildKit runs it as a file (mode 0755) from a
+        // read-only mount at /dev/pipes, so the interpreter it names runs it.
+        let mut pipe_script: Option<(String, String)> = None;
         let argv = match &r.command {
             ShellOrExec::Exec(a) => a.clone(),
             ShellOrExec::Shell(s) => {
                 let mut script = s.clone();
                 if let Some(h) = r.heredocs.first() {
                     if s.trim().starts_with("<<") && r.heredocs.len() == 1 && !s.trim().contains(' ') {
-                        // `RUN <<EOF … EOF`: the heredoc is the script.
-                        script = h.content.clone();
+                        if h.content.starts_with("#!") {
+                            script = format!("/dev/pipes/{}", h.name);
+                            pipe_script = Some((h.name.clone(), h.content.clone()));
+                        } else {
+                            // `RUN <<EOF … EOF`: the heredoc is the script.
+                            script = h.content.clone();
+                        }
                     } else {
                         for h in &r.heredocs {
                             script.push('\n');
@@ -524,6 +532,13 @@ impl<'a> Lowerer<'a> {
         env.extend(image_env);
         let mut inputs = vec![st.fs];
         let mut mounts = Vec::new();
+        if let Some((name, data)) = pipe_script {
+            let scratch = self.b.add(Op::Scratch, vec![], VertexMeta::default());
+            let file = Op::File(FileOp { actions: vec![FileAction::Mkfile(MkfileAction { path: format!("/{name}"), data, mode: 0o755, chown: None })] });
+            let script = self.b.add(file, vec![scratch], VertexMeta { description: "[internal] preparing inline document".into(), ..Default::default() });
+            inputs.push(script);
+            mounts.push(Mount { target: "/dev/pipes".into(), kind: MountKind::Bind { input: inputs.len() - 1, source: "/".into(), readwrite: false } });
+        }
         let mut ssh_mounts = 0usize;
         for m in &r.mounts {
             let mut input_for = |this: &mut Self, from: &Option<String>| -> Result<usize, LowerError> {
@@ -644,16 +659,6 @@ impl<'a> Lowerer<'a> {
         let mut actions = Vec::new();
         let mut inputs = vec![base];
         let mut local_sources = Vec::new();
-        // `COPY <<EOF /dest`: each heredoc is a file named after its delimiter.
-        for h in &c.heredocs {
-            let into_dir = dest.ends_with('/') || c.heredocs.len() + c.sources.iter().filter(|s| !s.value.starts_with("<<")).count() > 1;
-            let path = if into_dir { format!("{}/{}", dest.trim_end_matches('/'), h.name) } else { dest.clone() };
-            let mode = match chmod.as_deref().map(|m| u32::from_str_radix(m, 8)) {
-                Some(Ok(m)) => m,
-                _ => 0o644,
-            };
-            actions.push(FileAction::Mkfile(MkfileAction { path, data: h.content.clone(), mode, chown: chown.clone() }));
-        }
         for s in &c.sources {
             let v = s.value.clone();
             if !c.heredocs.is_empty() && v.starts_with("<<") {
@@ -711,11 +716,33 @@ impl<'a> Lowerer<'a> {
                 source_input: inputs.len() - 1,
                 sources: local_sources,
                 dest: dest.clone(),
-                chown,
-                chmod,
+                chown: chown.clone(),
+                chmod: chmod.clone(),
                 unpack_archives: is_add && c.unpack.unwrap_or(true) && c.from.is_none(),
                 parents: c.parents,
                 excludes: c.exclude.clone(),
+                from_http: false,
+            }));
+        }
+        // `COPY <<EOF /dest`: as in BuildKit, each heredoc is a file named after its delimiter
+        // (0644, root) on an empty filesystem, copied like any other source: into /dest when it is
+        // (or ends up being) a directory, else as /dest; through symlinks; with --chown/--chmod.
+        let copied = c.heredocs.len() + c.sources.iter().filter(|s| !(s.value.starts_with("<<") && !c.heredocs.is_empty())).count();
+        for h in &c.heredocs {
+            let scratch = self.b.add(Op::Scratch, vec![], VertexMeta::default());
+            let file = Op::File(FileOp { actions: vec![FileAction::Mkfile(MkfileAction { path: format!("/{}", h.name), data: h.content.clone(), mode: 0o644, chown: None })] });
+            let doc = self.b.add(file, vec![scratch], VertexMeta { description: "[internal] preparing inline document".into(), ..Default::default() });
+            inputs.push(doc);
+            let dest = if copied > 1 && !dest.ends_with('/') { format!("{dest}/") } else { dest.clone() };
+            actions.push(FileAction::Copy(CopyAction {
+                source_input: inputs.len() - 1,
+                sources: vec![h.name.clone()],
+                dest,
+                chown: chown.clone(),
+                chmod: chmod.clone(),
+                unpack_archives: false,
+                parents: false,
+                excludes: vec![],
                 from_http: false,
             }));
         }

@@ -243,8 +243,16 @@ impl FileCtx<'_> {
             // only inside its root: `/etc/shadow` from a context link means <context>/etc/shadow.
             let src_path = resolve_in_root(root, rel);
             let meta = fs::symlink_metadata(&src_path).map_err(SolveError::io("stat", &src_path))?;
+            // `--parents` keeps the path below the source's pivot: `a/./b/c` keeps `b/c`.
+            let kept = match c.sources[*si].split_once("/./") {
+                Some((pivot, _)) if c.parents => {
+                    let pivot = crate::context::clean(pivot);
+                    rel.strip_prefix(&format!("{pivot}/")).unwrap_or(rel).to_string()
+                }
+                _ => rel.clone(),
+            };
             if meta.is_dir() {
-                let target = if c.parents && !rel.is_empty() { join_rel(&dest_rel, rel) } else { dest_rel.clone() };
+                let target = if c.parents && !kept.is_empty() { join_rel(&dest_rel, &kept) } else { dest_rel.clone() };
                 self.make_dir_at(&target, &meta, &opts)?;
                 let top = if rel.is_empty() { 0 } else { rel.len() + 1 };
                 self.copy_tree(&src_path, rel, top, &target, &opts)?;
@@ -258,7 +266,7 @@ impl FileCtx<'_> {
                     }
                 }
                 let target = if c.parents {
-                    join_rel(&dest_rel, rel)
+                    join_rel(&dest_rel, &kept)
                 } else if dest_is_dir {
                     join_rel(&dest_rel, base)
                 } else {

@@ -374,3 +374,48 @@ ADD --chown=1:2 http://{addr}/owner /owned/
     assert_eq!(f("chmodded").mode, 0o644, "--chmod applies to downloads in current BuildKit");
     assert_eq!(f("owned/owner").owner, (1, 2));
 }
+
+#[test]
+fn heredocs_run_scripts_by_their_shebang_and_copy_like_files() {
+    let b = with_busybox();
+    let df = "FROM busybox:test
+RUN <<EOF
+#!/bin/awk -f
+BEGIN { print \"from awk\" > \"/awk.txt\" }
+EOF
+RUN <<EOF
+echo plain > /plain.txt
+EOF
+COPY <<EOF /etc
+into an existing directory
+EOF
+COPY --chmod=u+x <<run.sh /bin/
+#!/bin/sh
+run.sh
+COPY --chown=1000:1000 <<EOF /new/dir/file
+owned
+EOF
+RUN test ! -e /dev/pipes
+";
+    let ctx = context(&[("Dockerfile", df)]);
+    let files = build_files(&b, ctx.path());
+    assert_eq!(file(&files, "awk.txt").body, b"from awk\n", "a #! script runs with its interpreter");
+    assert_eq!(file(&files, "plain.txt").body, b"plain\n");
+    assert_eq!((file(&files, "etc").kind, file(&files, "etc/EOF").body.as_slice()), ('d', &b"into an existing directory\n"[..]));
+    assert_eq!(file(&files, "bin/run.sh").mode, 0o744, "heredocs are 0644 before --chmod");
+    assert_eq!(file(&files, "new/dir/file").owner, (1000, 1000));
+    assert!(!files.keys().any(|k| k.starts_with("dev/")), "no /dev/pipes stub is left");
+}
+
+#[test]
+fn copy_parents_keeps_the_path_below_the_pivot() {
+    let b = with_busybox();
+    let df = "FROM busybox:test\nCOPY --parents src/a/*.txt /full/\nCOPY --parents ./src/./a/x.txt src/./b /pivot/\n";
+    let ctx = context(&[("Dockerfile", df), ("src/a/x.txt", "x\n"), ("src/a/y.md", "y\n"), ("src/b/z.txt", "z\n")]);
+    let files = build_files(&b, ctx.path());
+    assert_eq!(file(&files, "full/src/a/x.txt").body, b"x\n");
+    assert!(!files.contains_key("full/src/a/y.md"));
+    assert_eq!(file(&files, "pivot/a/x.txt").body, b"x\n");
+    assert_eq!(file(&files, "pivot/b/z.txt").body, b"z\n");
+    assert!(!files.contains_key("pivot/src"), "{:?}", files.keys().filter(|k| k.starts_with("pivot")).collect::<Vec<_>>());
+}
