@@ -3,13 +3,16 @@
 //!
 //! A remote build is the local build with a different transport: the server calls the same
 //! solver through an [`engine::Engine`], the client renders the same [`solver::Event`]s the local
-//! build emits, and only the files of the context that changed since the last build of that
-//! context cross the network ([`context`]).
+//! build emits, and only the files of the context the build reads and that changed since the
+//! last build of that context cross the network ([`context`]). File outputs stream back
+//! ([`output`]) and the client's ssh agents are forwarded ([`ssh_forward`]) inside the same
+//! build session.
 //!
 //! [`local::LocalEngine`] is the one build pipeline of the project (parse, lower, solve, export,
 //! tag, push): a local `builder build` calls [`local::LocalEngine::run_build`], a server calls it
 //! through [`engine::Engine`]. The crate does not itself parse Dockerfiles, solve graphs or store
-//! images; it wires those crates together and adds transport, context sync, auth and lifecycle.
+//! images; it wires those crates together and adds transport, context sync, file outputs, agent
+//! forwarding, auth and lifecycle.
 
 #![deny(unsafe_code)]
 
