@@ -111,6 +111,7 @@ same_history() { # docker's and builder's history listings -> a diff, empty when
   #   HEALTHCHECK &{["CMD" "x"] "5s" "0s" "0s" '\x02'}   HEALTHCHECK {Test:[CMD x] Interval:5s … Retries:2}
   #   COPY a /b                                          COPY --chown=1:1 --chmod=600 a /b
   #   ARG V  (value from --build-arg or a global ARG)    ARG V=1
+  #   RUN |4 X=1 Y=2 X=1 …  (an ARG declared twice)      RUN |3 X=1 Y=2 …
   python3 - "$1" "$2" <<'PY'
 import difflib, re, sys
 d, b = (open(p).read().splitlines() for p in sys.argv[1:3])
@@ -125,6 +126,15 @@ def modern(line):
         test = " ".join(unquote(x) for x in re.findall(r'"((?:[^"\\]|\\.)*)"', m.group(2)))
         r = unquote(m.group(6))
         return f"{m.group(1)}HEALTHCHECK {{Test:[{test}] Interval:{m.group(3)} Timeout:{m.group(4)} StartPeriod:{m.group(5)} StartInterval:0s Retries:{ord(r) if len(r) == 1 else r}}}"
+    m = re.match(r"^(\(\w+\) )RUN \|(\d+) (.*)$", line)
+    if m:
+        n, words = int(m.group(2)), m.group(3).split(" ")
+        seen = {}
+        for w in words[:n]:
+            k = w.split("=", 1)[0]
+            seen[k] = w if k not in seen else w
+        kept = list(dict.fromkeys(w.split("=", 1)[0] for w in words[:n]))
+        return f"{m.group(1)}RUN |{len(kept)} " + " ".join([seen[k] for k in kept] + words[n:])
     return line
 def equal(dl, bl):
     if modern(dl) == bl:

@@ -336,14 +336,21 @@ impl<'a> Lowerer<'a> {
         let mut args: Vec<(String, String)> = Vec::new();
         // Every ARG the stage declared, in order, with or without a value (RUN's history names them all).
         let mut declared: Vec<(String, Option<String>)> = Vec::new();
+        // Names an ARG set after an ENV of the same name: as in BuildKit, where both set the
+        // build's environment in order, the later one is what RUN and expansion see (the image's
+        // Env keeps the ENV value).
+        let mut arg_wins: std::collections::HashSet<String> = std::collections::HashSet::new();
         let mut shell_cmd: Vec<String> = st.config.shell.clone().unwrap_or_else(|| DEFAULT_SHELL.iter().map(|s| s.to_string()).collect());
         let mut cmd_set = false;
         let mut k = 1;
         for ins in &instructions {
             let ins_line = ins.span().line;
             let env_for_expansion = {
+                let image_env = st.config.env.clone().unwrap_or_default();
                 let mut e = kv_env(&args);
-                e.extend(st.config.env.clone().unwrap_or_default());
+                e.retain(|kv| kv.split_once('=').is_some_and(|(k, _)| !arg_wins.contains(k)));
+                e.extend(image_env);
+                e.extend(kv_env(&args).into_iter().filter(|kv| kv.split_once('=').is_some_and(|(k, _)| arg_wins.contains(k))));
                 e
             };
             // ARG values are expanded by ARG itself; everything else through Instruction::expand.
@@ -369,16 +376,27 @@ impl<'a> Lowerer<'a> {
                                 None => self.globals.iter().find(|(k, _)| k == &def.name).map(|(_, v)| v.clone()),
                             },
                         };
-                        args.retain(|(k, _)| k != &def.name);
                         words.push(match &value {
                             Some(v) => format!("{}={v}", def.name),
                             None => def.name.clone(),
                         });
+                        // Declared again without a value, an ARG keeps the value it had.
                         match declared.iter_mut().find(|(k, _)| k == &def.name) {
-                            Some(d) => d.1 = value.clone(),
+                            Some(d) => {
+                                if value.is_some() {
+                                    d.1 = value.clone();
+                                }
+                            }
                             None => declared.push((def.name.clone(), value.clone())),
                         }
                         if let Some(v) = value {
+                            let has_env = st.config.env.as_deref().unwrap_or_default().iter().any(|e| e.split_once('=').is_some_and(|(k, _)| k == def.name));
+                            if has_env {
+                                arg_wins.insert(def.name.clone());
+                            } else {
+                                arg_wins.remove(&def.name);
+                            }
+                            args.retain(|(k, _)| k != &def.name);
                             args.push((def.name.clone(), v));
                         }
                     }
@@ -388,6 +406,7 @@ impl<'a> Lowerer<'a> {
                     let env = st.config.env.get_or_insert_with(Vec::new);
                     for kv in &e.pairs {
                         set_env(env, &kv.key, &kv.value);
+                        arg_wins.remove(&kv.key);
                     }
                     st.steps.push(config_step(format!("ENV {}", pairs_text(&e.pairs))));
                 }
@@ -474,9 +493,9 @@ impl<'a> Lowerer<'a> {
                     st.steps.push(config_step(format!("MAINTAINER {}", m.name)));
                 }
                 Instruction::Run(r) => {
-                    let (v, argv) = self.lower_run(i, r, &st, &args, &shell_cmd, meta)?;
+                    let (v, argv) = self.lower_run(i, r, &st, &args, &arg_wins, &shell_cmd, meta)?;
                     st.fs = v;
-                    let created_by = format!("{} # buildkit", run_history(&argv, &declared, st.config.env.as_deref().unwrap_or_default()));
+                    let created_by = format!("{} # buildkit", run_history(&argv, &declared, &arg_wins, st.config.env.as_deref().unwrap_or_default()));
                     st.steps.push(HistoryStep { created_by, comment: Some(HISTORY_COMMENT.into()), vertex: Some(v) });
                 }
                 Instruction::Copy(c) | Instruction::Add(c) => {
@@ -491,7 +510,17 @@ impl<'a> Lowerer<'a> {
     }
 
     /// The RUN's vertex and the command it runs (for its history text).
-    fn lower_run(&mut self, i: usize, r: &Run, st: &StageState, args: &[(String, String)], shell_cmd: &[String], meta: VertexMeta) -> Result<(VertexDigest, Vec<String>), LowerError> {
+    #[allow(clippy::too_many_arguments)]
+    fn lower_run(
+        &mut self,
+        i: usize,
+        r: &Run,
+        st: &StageState,
+        args: &[(String, String)],
+        arg_wins: &std::collections::HashSet<String>,
+        shell_cmd: &[String],
+        meta: VertexMeta,
+    ) -> Result<(VertexDigest, Vec<String>), LowerError> {
         // `RUN <<EOF` whose script starts with `#!`: BuildKit runs it as a file (mode 0755) from a
         // read-only mount at /dev/pipes, so the interpreter it names runs it.
         let mut pipe_script: Option<(String, String)> = None;
@@ -521,12 +550,15 @@ impl<'a> Lowerer<'a> {
                 v
             }
         };
-        // The process sees the image's env plus the stage's build args (env wins).
+        // The process sees the image's env plus the stage's build args (an ENV wins over an
+        // earlier ARG of the same name, a later ARG over an ENV).
         let mut env: Vec<String> = Vec::new();
-        let image_env = st.config.env.clone().unwrap_or_default();
+        let mut image_env = st.config.env.clone().unwrap_or_default();
         for (k, v) in args {
-            if !image_env.iter().any(|e| e.split_once('=').map(|(ek, _)| ek) == Some(k.as_str())) {
-                env.push(format!("{k}={v}"));
+            match image_env.iter_mut().find(|e| e.split_once('=').map(|(ek, _)| ek) == Some(k.as_str())) {
+                Some(e) if arg_wins.contains(k) => *e = format!("{k}={v}"),
+                Some(_) => {}
+                None => env.push(format!("{k}={v}")),
             }
         }
         env.extend(image_env);
@@ -880,14 +912,15 @@ fn pairs_text(pairs: &[crate::instructions::KeyValue]) -> String {
 
 /// BuildKit's RUN history: `RUN |N K=V… argv…`, naming every ARG the stage declared (an ARG
 /// without a value as `K=`), each with the value the RUN sees (an ENV of the same name wins).
-fn run_history(argv: &[String], declared: &[(String, Option<String>)], env: &[String]) -> String {
+fn run_history(argv: &[String], declared: &[(String, Option<String>)], arg_wins: &std::collections::HashSet<String>, env: &[String]) -> String {
     let mut s = String::from("RUN ");
     if !declared.is_empty() {
         let words: Vec<String> = declared
             .iter()
             .map(|(k, v)| {
-                let value = env.iter().find_map(|e| e.split_once('=').filter(|(ek, _)| ek == k).map(|(_, ev)| ev.to_string()));
-                format!("{k}={}", value.or_else(|| v.clone()).unwrap_or_default())
+                let from_env = env.iter().find_map(|e| e.split_once('=').filter(|(ek, _)| ek == k).map(|(_, ev)| ev.to_string()));
+                let value = if arg_wins.contains(k) { v.clone() } else { from_env.or_else(|| v.clone()) };
+                format!("{k}={}", value.unwrap_or_default())
             })
             .collect();
         s.push_str(&format!("|{} {} ", words.len(), words.join(" ")));

@@ -67,6 +67,11 @@ fn build_files(b: &Builder, ctx: &Path) -> BTreeMap<String, Entry> {
 /// Builds `ctx` as `tag` and returns its image config.
 fn build_config(b: &Builder, ctx: &Path, tag: &str) -> serde_json::Value {
     b.ok(&["build", "-q", "-t", tag, ctx.to_str().expect("utf8")]);
+    image_config(b, tag)
+}
+
+/// The image config of `tag` in the store.
+fn image_config(b: &Builder, tag: &str) -> serde_json::Value {
     let index: serde_json::Value = serde_json::from_slice(&std::fs::read(b.root().join("index.json")).expect("index")).expect("json");
     let full = format!("docker.io/library/{tag}");
     let m = index["manifests"].as_array().expect("manifests").iter().find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == full.as_str()).expect("tag in index");
@@ -418,4 +423,42 @@ fn copy_parents_keeps_the_path_below_the_pivot() {
     assert_eq!(file(&files, "pivot/a/x.txt").body, b"x\n");
     assert_eq!(file(&files, "pivot/b/z.txt").body, b"z\n");
     assert!(!files.contains_key("pivot/src"), "{:?}", files.keys().filter(|k| k.starts_with("pivot")).collect::<Vec<_>>());
+}
+
+#[test]
+fn a_later_arg_wins_over_an_env_of_the_same_name_in_run_but_not_in_the_image() {
+    let b = with_busybox();
+    let df = "FROM busybox:test
+ENV X=from-env
+ARG X=from-arg
+ARG Y=from-arg
+ENV Y=from-env
+ARG Z
+ENV Z=${Z:-z-default}
+RUN echo \"X=$X Y=$Y Z=$Z\" > /result
+ARG X
+RUN echo \"X=$X\" > /result2
+";
+    let ctx = context(&[("Dockerfile", df)]);
+    let out = tempfile::tempdir().expect("tmp");
+    let dest = format!("type=tar,dest={}", out.path().join("fs.tar").display());
+    b.ok(&["build", "-q", "--build-arg", "Z=from-cli", "-t", "clash:1", "--output", &dest, ctx.path().to_str().expect("utf8")]);
+    b.ok(&["build", "-q", "--build-arg", "Z=from-cli", "-t", "clash:1", ctx.path().to_str().expect("utf8")]);
+    let mut files = BTreeMap::new();
+    let mut a = tar::Archive::new(std::fs::File::open(out.path().join("fs.tar")).expect("tar"));
+    for e in a.entries().expect("entries") {
+        let mut e = e.expect("entry");
+        let name = String::from_utf8_lossy(&e.path_bytes()).trim_start_matches("./").to_string();
+        let mut body = String::new();
+        if std::io::Read::read_to_string(&mut e, &mut body).is_ok() {
+            files.insert(name, body);
+        }
+    }
+    assert_eq!(files.get("result").map(String::as_str), Some("X=from-arg Y=from-env Z=from-cli\n"));
+    assert_eq!(files.get("result2").map(String::as_str), Some("X=from-arg\n"), "declared again without a value, an ARG keeps its value");
+    let config = image_config(&b, "clash:1");
+    let env: Vec<&str> = config["config"]["Env"].as_array().expect("env").iter().filter_map(|v| v.as_str()).collect();
+    assert!(env.contains(&"X=from-env") && env.contains(&"Z=from-cli"), "{env:?}");
+    let h = history(&config);
+    assert!(h.contains(&"RUN |3 X=from-arg Y=from-env Z=from-cli /bin/sh -c echo \"X=$X\" > /result2 # buildkit".to_string()), "{h:#?}");
 }

@@ -6,3 +6,4 @@ echo ro > ro && chmod 400 ro
 mkdir closed && echo c > closed/c && chmod 700 closed
 chmod 750 sub
 echo owned > owned && chown 1234:5678 owned
+echo ww > ww && chmod 666 ww && echo wx > wx && chmod 777 wx && mkdir wdir && chmod 777 wdir && echo u > wdir/u && chmod 604 wdir/u
