@@ -759,7 +759,7 @@ impl<'a> Lowerer<'a> {
         // `COPY <<EOF /dest`: as in BuildKit, each heredoc is a file named after its delimiter
         // (0644, root) on an empty filesystem, copied like any other source: into /dest when it is
         // (or ends up being) a directory, else as /dest; through symlinks; with --chown/--chmod.
-        let copied = c.heredocs.len() + c.sources.iter().filter(|s| !(s.value.starts_with("<<") && !c.heredocs.is_empty())).count();
+        let copied = c.heredocs.len() + c.sources.iter().filter(|s| c.heredocs.is_empty() || !s.value.starts_with("<<")).count();
         for h in &c.heredocs {
             let scratch = self.b.add(Op::Scratch, vec![], VertexMeta::default());
             let file = Op::File(FileOp { actions: vec![FileAction::Mkfile(MkfileAction { path: format!("/{}", h.name), data: h.content.clone(), mode: 0o644, chown: None })] });
