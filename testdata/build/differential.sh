@@ -64,6 +64,10 @@ with tarfile.open(sys.argv[1]) as t:
         kind = {tarfile.DIRTYPE: "d", tarfile.SYMTYPE: "l", tarfile.LNKTYPE: "h"}.get(m.type, "f")
         h = hashlib.sha256(t.extractfile(m).read()).hexdigest()[:16] if m.isfile() else ""
         rows.append(f"{kind} {name} {m.mode & 0o7777:o} {m.uid}:{m.gid} {m.size if m.isfile() else 0} {h} {m.linkname if m.issym() else ''}")
+    # `docker create` adds /etc for the hosts/resolv.conf mount points: an /etc with nothing else
+    # in it is the container's, not the image's.
+    if not any(r.split(" ")[1].startswith("etc/") for r in rows):
+        rows = [r for r in rows if not r.startswith("d etc ")]
     print("\n".join(sorted(rows)))
 PY
 }

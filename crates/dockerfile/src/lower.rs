@@ -94,6 +94,9 @@ pub fn check_syntax(syntax: Option<&str>) -> Result<(), LowerError> {
 
 const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
 
+/// The PATH BuildKit gives a Linux stage whose base image sets none.
+const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
 /// Lowers `df` into a build graph for `opts.target`.
 pub fn lower(df: &Dockerfile, opts: &LowerOptions, resolver: &mut dyn ImageResolver) -> Result<LoweredBuild, LowerError> {
     check_syntax(df.directives.syntax.as_deref())?;
@@ -304,7 +307,9 @@ impl<'a> Lowerer<'a> {
         let variant = parts.next().map(str::to_string);
         let mut st = if image_name.eq_ignore_ascii_case("scratch") {
             let fs = self.b.add(Op::Scratch, vec![], VertexMeta::default());
-            StageState { fs, config: ContainerConfig::default(), author: None, base_history: vec![], steps: vec![], architecture: arch, os, variant }
+            // BuildKit's empty image: WorkingDir `/` (PATH is added below).
+            let config = ContainerConfig { working_dir: Some("/".into()), ..Default::default() };
+            StageState { fs, config, author: None, base_history: vec![], steps: vec![], architecture: arch, os, variant }
         } else if let Some(parent) = self.stage_ref(&image_name, i) {
             self.stage(parent)?
         } else {
@@ -321,6 +326,10 @@ impl<'a> Lowerer<'a> {
                 variant: r.variant.clone().or(variant),
             }
         };
+        // As BuildKit: a stage always has a PATH (the default one when its base has none).
+        if st.os != "windows" && !st.config.env.as_deref().unwrap_or_default().iter().any(|e| e.starts_with("PATH=")) {
+            st.config.env.get_or_insert_with(Vec::new).push(format!("PATH={DEFAULT_PATH}"));
+        }
         // ONBUILD triggers of the base run first; the new image does not inherit them.
         let triggers = st.config.on_build.take().unwrap_or_default();
         let mut instructions: Vec<Instruction> = Vec::new();
@@ -1230,6 +1239,16 @@ mod tests {
         assert_eq!(url_filename("http://h:1/"), "__unnamed__");
         assert_eq!(url_filename("http://h:1"), "__unnamed__");
         assert_eq!(url_filename("http://h/100%"), "100%");
+    }
+
+    #[test]
+    fn scratch_and_pathless_bases_get_buildkits_defaults() {
+        let b = lower_text("FROM scratch\n", LowerOptions::default()).expect("lower");
+        assert_eq!(b.image.config.working_dir.as_deref(), Some("/"));
+        assert_eq!(b.image.config.env, Some(vec![format!("PATH={DEFAULT_PATH}")]));
+        // NoImages' base has PATH=/bin: kept as it is.
+        let i = lower_text("FROM busybox\n", LowerOptions::default()).expect("lower");
+        assert_eq!(i.image.config.env, Some(vec!["PATH=/bin".to_string()]));
     }
 
     #[test]

@@ -462,3 +462,12 @@ RUN echo \"X=$X\" > /result2
     let h = history(&config);
     assert!(h.contains(&"RUN |3 X=from-arg Y=from-env Z=from-cli /bin/sh -c echo \"X=$X\" > /result2 # buildkit".to_string()), "{h:#?}");
 }
+
+#[test]
+fn a_scratch_stage_has_buildkits_workdir_and_path() {
+    let b = Builder::new();
+    let ctx = context(&[("Dockerfile", "FROM scratch\nCOPY a.txt /\n"), ("a.txt", "a\n")]);
+    let config = build_config(&b, ctx.path(), "scratch:1");
+    assert_eq!(config["config"]["WorkingDir"], "/");
+    assert_eq!(config["config"]["Env"], serde_json::json!(["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]));
+}
