@@ -1,0 +1,1 @@
+vendor/x/lib.go
