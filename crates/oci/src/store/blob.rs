@@ -23,33 +23,92 @@ pub struct BlobInfo {
 /// A blob being written. Nothing is visible in `blobs/` until [`BlobWriter::commit`]; dropping
 /// the writer without committing deletes the temporary file.
 ///
-/// Large writes are hashed on a second thread while this one copies the same bytes into the
-/// file (no copy for the hasher), and a large blob's write-back
-/// to disk is started as they go (a background `fdatasync` every [`WRITEBACK_EVERY`] bytes), so
-/// the fsync of `commit` finds little left to do: a 256 MiB layer costs one pass of sha256, not
-/// sha256 followed by a copy followed by a flush.
+/// Bytes are staged in pieces of [`PIECE`]; each full piece is hashed on a second thread while
+/// this one writes it. Full pieces go to disk with `O_DIRECT` where the filesystem allows it: no
+/// page-cache copy, no dirty pages to flush later, no memory to find for them (a 256 MiB layer
+/// costs one pass of sha256 and a disk write, not sha256, a copy and a flush). Elsewhere they are
+/// written through the page cache with write-back started every [`WRITEBACK_EVERY`] bytes.
 pub struct BlobWriter {
     file: Option<File>,
     tmp: PathBuf,
     blobs_dir: PathBuf,
-    /// Bytes accepted but not yet written (less than one chunk).
-    buf: Vec<u8>,
+    /// Accepted bytes not written yet: less than one piece.
+    stage: Stage,
     hasher: Sha256,
     /// Bytes accepted.
     written: u64,
-    /// Bytes handed to the file (and the hasher).
+    /// Bytes hashed and written to the file.
     pushed: u64,
-    /// Bytes written to the file since write-back was last started.
+    /// The temporary file opened with `O_DIRECT`, once a first full piece is written; `None`
+    /// before, or where the filesystem refuses it.
+    direct: Option<File>,
+    direct_failed: bool,
+    /// Bytes written through the page cache since write-back was last started.
     unflushed: u64,
     flusher: Option<Flusher>,
 }
 
-/// Chunks handed to the file and the hasher at once.
-const CHUNK: usize = 1 << 20;
-/// Pieces at least this large are hashed on a second thread while they are written.
-const PARALLEL_HASH: usize = 256 << 10;
-/// How many bytes are written between two background starts of write-back.
+/// Bytes hashed and written at once.
+pub const PIECE: usize = 4 << 20;
+/// Alignment of memory, offsets and lengths for `O_DIRECT` (a page covers every block size).
+const ALIGN: usize = 4096;
+/// How many bytes are written through the page cache between two background starts of write-back.
 pub const WRITEBACK_EVERY: u64 = 8 << 20;
+
+/// The staging buffer: page-aligned once it holds a large blob, so a full piece can be written
+/// with `O_DIRECT` straight from it. Small blobs keep a small buffer.
+struct Stage {
+    buf: Vec<u8>,
+    /// Where the aligned data starts in `buf` (0 for a small buffer).
+    start: usize,
+    len: usize,
+}
+
+impl Stage {
+    fn new() -> Stage {
+        Stage { buf: Vec::new(), start: 0, len: 0 }
+    }
+
+    fn data(&self) -> &[u8] {
+        &self.buf[self.start..self.start + self.len]
+    }
+
+    /// Appends as much of `data` as fits in one piece; returns how much.
+    fn append(&mut self, data: &[u8]) -> usize {
+        let n = (PIECE - self.len).min(data.len());
+        if self.start + self.len + n > self.buf.len() {
+            if self.len + n > 64 << 10 {
+                self.make_large();
+            } else {
+                self.buf.resize(self.start + self.len + n, 0);
+            }
+        }
+        let at = self.start + self.len;
+        self.buf[at..at + n].copy_from_slice(&data[..n]);
+        self.len += n;
+        n
+    }
+
+    /// Moves the data into a page-aligned buffer of a full piece.
+    fn make_large(&mut self) {
+        if self.buf.len() >= self.start + PIECE {
+            return;
+        }
+        let mut buf = vec![0u8; PIECE + ALIGN];
+        let start = buf.as_ptr().align_offset(ALIGN).min(ALIGN);
+        buf[start..start + self.len].copy_from_slice(self.data());
+        self.buf = buf;
+        self.start = start;
+    }
+
+    fn is_full(&self) -> bool {
+        self.len == PIECE
+    }
+
+    fn clear(&mut self) {
+        self.len = 0;
+    }
+}
 
 /// Starts write-back of a file being written, in the background: `fdatasync` on a thread of
 /// its own, so disk writes overlap with producing the rest of the blob. What is on disk is then
@@ -112,10 +171,12 @@ impl BlobWriter {
             file: Some(file),
             tmp,
             blobs_dir: store.blobs_dir(),
-            buf: Vec::new(),
+            stage: Stage::new(),
             hasher: Sha256::new(),
             written: 0,
             pushed: 0,
+            direct: None,
+            direct_failed: false,
             unflushed: 0,
             flusher: None,
         })
@@ -131,20 +192,38 @@ impl BlobWriter {
         &self.tmp
     }
 
-    /// Hashes `data` and writes it to the file, both at once for a large piece.
-    fn push(&mut self, data: &[u8]) -> io::Result<()> {
-        if data.is_empty() {
+    /// Hashes what is staged and writes it at offset `pushed`, both at once for a full piece
+    /// (which goes out with `O_DIRECT` when possible).
+    fn push_stage(&mut self) -> io::Result<()> {
+        let len = self.stage.len;
+        if len == 0 {
             return Ok(());
         }
-        let Some(file) = self.file.as_mut() else { return Err(io::Error::other("blob already committed")) };
-        if data.len() >= PARALLEL_HASH {
+        let Some(file) = self.file.as_ref() else { return Err(io::Error::other("blob already committed")) };
+        let offset = self.pushed;
+        let full = self.stage.is_full();
+        if full && self.direct.is_none() && !self.direct_failed {
+            self.direct = open_direct(&self.tmp);
+            self.direct_failed = self.direct.is_none();
+        }
+        let direct = if full && offset % ALIGN as u64 == 0 { self.direct.as_ref() } else { None };
+        let data = self.stage.data();
+        let write = |f: &File| std::os::unix::fs::FileExt::write_all_at(f, data, offset);
+        let (state, went_direct) = if full {
             let mut state = self.hasher.clone();
-            self.hasher = std::thread::scope(|s| {
+            std::thread::scope(|s| -> io::Result<(Sha256, bool)> {
                 let hashing = std::thread::Builder::new().name("blob-sha256".into()).spawn_scoped(s, move || {
                     state.update(data);
                     state
                 });
-                let written = file.write_all(data);
+                let written = match direct {
+                    // A filesystem may still refuse a direct write: then through the page cache.
+                    Some(d) => match write(d) {
+                        Ok(()) => Ok(true),
+                        Err(_) => write(file).map(|()| false),
+                    },
+                    None => write(file).map(|()| false),
+                };
                 let state = match hashing {
                     Ok(h) => h.join().map_err(|_| io::Error::other("the hashing thread panicked"))?,
                     // Without a thread, hash here.
@@ -154,14 +233,24 @@ impl BlobWriter {
                         state
                     }
                 };
-                written.map(|()| state)
-            })?;
+                written.map(|d| (state, d))
+            })?
         } else {
-            self.hasher.update(data);
-            file.write_all(data)?;
+            let mut state = self.hasher.clone();
+            state.update(data);
+            write(file)?;
+            (state, false)
+        };
+        self.hasher = state;
+        if direct.is_some() && !went_direct {
+            self.direct = None;
+            self.direct_failed = true;
         }
-        self.pushed += data.len() as u64;
-        self.unflushed += data.len() as u64;
+        self.pushed += len as u64;
+        self.stage.clear();
+        if !went_direct {
+            self.unflushed += len as u64;
+        }
         if self.unflushed >= WRITEBACK_EVERY {
             self.unflushed = 0;
             if self.flusher.is_none() {
@@ -174,19 +263,11 @@ impl BlobWriter {
         Ok(())
     }
 
-    /// Writes out what is buffered.
-    fn push_buffered(&mut self) -> io::Result<()> {
-        let buf = std::mem::take(&mut self.buf);
-        let r = self.push(&buf);
-        self.buf = buf;
-        self.buf.clear();
-        r
-    }
-
     /// Finishes the blob: fsync, check against `expected` (if given), rename into `blobs/sha256/`.
     /// On a mismatch the temporary file is deleted and nothing is stored.
     pub fn commit(mut self, expected: Option<&Digest>) -> Result<BlobInfo> {
-        self.push_buffered().map_err(Error::io("write temporary blob", &self.tmp))?;
+        self.push_stage().map_err(Error::io("write temporary blob", &self.tmp))?;
+        self.direct = None;
         let large = self.flusher.is_some();
         if let Some(f) = self.flusher.take() {
             f.stop();
@@ -223,30 +304,25 @@ impl Write for BlobWriter {
         if self.file.is_none() {
             return Err(io::Error::other("blob already committed"));
         }
-        if data.len() >= CHUNK {
-            // A large piece goes straight through, without a copy into the buffer.
-            self.push_buffered()?;
-            self.push(data)?;
-            self.written += data.len() as u64;
-            return Ok(data.len());
-        }
-        let n = (CHUNK - self.buf.len()).min(data.len());
-        if self.buf.capacity() < self.buf.len() + n {
-            // Small blobs stay small; large ones fill whole chunks.
-            let want = if self.pushed > 0 || data.len() >= CHUNK { CHUNK } else { self.buf.len() + n };
-            self.buf.reserve_exact(want - self.buf.len());
-        }
-        self.buf.extend_from_slice(&data[..n]);
+        let n = self.stage.append(data);
         self.written += n as u64;
-        if self.buf.len() == CHUNK {
-            self.push_buffered()?;
+        if self.stage.is_full() {
+            self.push_stage()?;
         }
         Ok(n)
     }
 
+    /// Nothing to do: staged bytes reach the file by the next full piece or by `commit`, and
+    /// nothing is visible before `commit` anyway.
     fn flush(&mut self) -> io::Result<()> {
-        self.push_buffered()
+        Ok(())
     }
+}
+
+/// The file at `path` opened again for writing with `O_DIRECT`, if the filesystem allows it.
+fn open_direct(path: &Path) -> Option<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    fs::OpenOptions::new().write(true).custom_flags(nix::fcntl::OFlag::O_DIRECT.bits()).open(path).ok()
 }
 
 impl Drop for BlobWriter {
@@ -266,9 +342,9 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let store = Store::open(dir.path()).expect("open");
         // Past several chunks and one write-back start; not a multiple of either.
-        let data: Vec<u8> = (0..(WRITEBACK_EVERY as usize + 3 * CHUNK + 12345)).map(|i| (i * 7 % 251) as u8).collect();
+        let data: Vec<u8> = (0..(WRITEBACK_EVERY as usize + 3 * PIECE + 12345)).map(|i| (i * 7 % 251) as u8).collect();
         let mut w = store.blob_writer().expect("writer");
-        for piece in data.chunks(CHUNK / 3 + 1) {
+        for piece in data.chunks(PIECE / 3 + 1) {
             w.write_all(piece).expect("write");
         }
         let want = Digest::sha256_of(&data);
@@ -284,7 +360,7 @@ mod tests {
         let data: Vec<u8> = (0..(40usize << 20)).map(|i| (i * 13 % 253) as u8).collect();
         let mut w = store.blob_writer().expect("writer");
         let mut at = 0;
-        for (i, n) in [512usize, 4 << 20, 10, 3 << 20, 1, CHUNK, CHUNK - 1, 300 << 10].iter().cycle().enumerate() {
+        for (i, n) in [512usize, 4 << 20, 10, 3 << 20, 1, PIECE, PIECE - 1, 300 << 10].iter().cycle().enumerate() {
             if at == data.len() || i > 1000 {
                 break;
             }
@@ -293,6 +369,19 @@ mod tests {
             at = end;
         }
         assert_eq!(at, data.len());
+        let info = w.commit(None).expect("commit");
+        assert_eq!(info.digest, Digest::sha256_of(&data));
+        assert_eq!(store.read_blob(&info.digest).expect("read"), data);
+    }
+
+    #[test]
+    fn large_blob_on_tmpfs_is_stored_whether_or_not_direct_writes_are_allowed() {
+        // tmpfs refuses O_DIRECT on older kernels: the writer falls back to the page cache.
+        let Ok(dir) = tempfile::tempdir_in("/dev/shm") else { return };
+        let store = Store::open(dir.path()).expect("open");
+        let data: Vec<u8> = (0..(3 * PIECE + 7)).map(|i| (i % 241) as u8).collect();
+        let mut w = store.blob_writer().expect("writer");
+        w.write_all(&data).expect("write");
         let info = w.commit(None).expect("commit");
         assert_eq!(info.digest, Digest::sha256_of(&data));
         assert_eq!(store.read_blob(&info.digest).expect("read"), data);
@@ -316,7 +405,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let store = Store::open(dir.path()).expect("open");
         let mut w = store.blob_writer().expect("writer");
-        w.write_all(&vec![1u8; 3 * CHUNK]).expect("write");
+        w.write_all(&vec![1u8; 3 * PIECE]).expect("write");
         let wrong = Digest::sha256_of(b"something else");
         assert!(w.commit(Some(&wrong)).is_err());
         assert!(!store.has_blob(&wrong));
