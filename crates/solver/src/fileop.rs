@@ -242,7 +242,11 @@ impl FileCtx<'_> {
             // The named source itself is followed when it is a symlink (as Docker does), but
             // only inside its root: `/etc/shadow` from a context link means <context>/etc/shadow.
             let src_path = resolve_in_root(root, rel);
-            let meta = fs::symlink_metadata(&src_path).map_err(SolveError::io("stat", &src_path))?;
+            // A source that is a dangling symlink names a missing file, as in BuildKit.
+            let meta = fs::symlink_metadata(&src_path).map_err(|_| {
+                let target = src_path.strip_prefix(root).map(|p| p.display().to_string()).unwrap_or_default();
+                self.err(format!("failed to compute cache key: \"/{target}\": not found (the symlink {rel} points to it)"))
+            })?;
             // `--parents` keeps the path below the source's pivot: `a/./b/c` keeps `b/c`.
             let kept = match c.sources[*si].split_once("/./") {
                 Some((pivot, _)) if c.parents => {

@@ -471,3 +471,13 @@ fn a_scratch_stage_has_buildkits_workdir_and_path() {
     assert_eq!(config["config"]["WorkingDir"], "/");
     assert_eq!(config["config"]["Env"], serde_json::json!(["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]));
 }
+
+#[test]
+fn a_wildcard_matching_a_dangling_symlink_names_the_missing_file() {
+    let b = with_busybox();
+    let ctx = context(&[("Dockerfile", "FROM busybox:test\nCOPY sym-* /glob/\n"), ("file.txt", "f\n")]);
+    std::os::unix::fs::symlink("file.txt", ctx.path().join("sym-file")).expect("link");
+    std::os::unix::fs::symlink("missing", ctx.path().join("sym-broken")).expect("link");
+    let err = b.fails(&["build", "-q", ctx.path().to_str().expect("utf8")]);
+    assert!(err.contains("\"/missing\": not found") && err.contains("sym-broken"), "{err}");
+}
