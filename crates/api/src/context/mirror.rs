@@ -87,7 +87,19 @@ impl Mirror {
         let dir = state_root.join("contexts").join(&id.as_str()[..32]);
         let files = dir.join("files");
         let tmp = dir.join("tmp");
+        // Nothing of a mirror is synced to disk (a sync would also flush every layer the builds
+        // wrote, which cost a second per build); a mirror written before the machine last
+        // started may have lost bytes, so it starts empty and the next sync sends everything.
+        let boot = fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+        let boot_file = dir.join("boot");
+        if fs::read_to_string(&boot_file).ok().is_some_and(|b| b != boot) {
+            let _ = fs::remove_dir_all(&files);
+            let _ = fs::remove_file(dir.join(MANIFEST_FILE));
+        }
         fs::create_dir_all(&files).map_err(io("create", &files))?;
+        if !boot.is_empty() {
+            fs::write(&boot_file, &boot).map_err(io("write", &boot_file))?;
+        }
         // Leftovers of an interrupted transfer are never part of the mirror, nor are the
         // Dockerfile and output directories of a session that did not end (the caller holds the
         // mirror's lock: no session of this context is running).
@@ -370,7 +382,7 @@ impl Mirror {
         let bytes = crate::proto::ContextManifest { entries: entries.to_vec(), ..Default::default() }.encode_to_vec();
         let mut tmp = tempfile::NamedTempFile::new_in(&self.tmp).map_err(io("create temp file in", &self.tmp))?;
         tmp.write_all(&bytes).map_err(io("write", tmp.path()))?;
-        tmp.as_file().sync_all().map_err(io("sync", tmp.path()))?;
+        // Not synced: see `Mirror::open` (a mirror from an earlier boot is not trusted).
         let dest = self.dir.join(MANIFEST_FILE);
         tmp.persist(&dest).map_err(|e| MirrorError::Io { action: "rename into", path: dest, source: e.error })?;
         Ok(generation_of(&bytes))
@@ -557,5 +569,17 @@ mod tests {
         assert!(m.link(&[bad.clone()], &[0]).is_err());
         bad.hardlink_to = "d".into();
         assert!(m.link(&[bad, file("d", 1, 0)], &[0]).is_err());
+    }
+
+    #[test]
+    fn a_mirror_written_before_the_machine_started_is_not_trusted() {
+        let root = tempfile::tempdir().expect("root");
+        let m = Mirror::open(root.path(), "boot").expect("mirror");
+        fs::write(m.files_dir().join("a"), "a").expect("write");
+        let generation = m.store_manifest(&[file("a", 1, 0)]).expect("store");
+        assert!(Mirror::open(root.path(), "boot").expect("reopen").stored_manifest(&generation).is_some(), "same boot: kept");
+        fs::write(m.dir().join("boot"), "an earlier boot\n").expect("write");
+        let again = Mirror::open(root.path(), "boot").expect("reopen");
+        assert!(again.stored_manifest(&generation).is_none() && !again.files_dir().join("a").exists(), "earlier boot: emptied");
     }
 }
