@@ -92,7 +92,9 @@ pub fn layer_blobs(index: &CacheIndex, store: &oci::Store, snapshot: &Snapshot, 
     // Each layer is compressed on several cores already; two layers at once overlap their I/O.
     let workers = missing.len().clamp(1, 2);
     let next = std::sync::atomic::AtomicUsize::new(0);
-    let made: std::sync::Mutex<Vec<(usize, Result<(BlobDesc, String)>)>> = std::sync::Mutex::new(Vec::new());
+    // Per layer index: its blob and the progress note about it.
+    type Made = Vec<(usize, Result<(BlobDesc, String)>)>;
+    let made: std::sync::Mutex<Made> = std::sync::Mutex::new(Vec::new());
     let make = |i: usize| -> Result<(BlobDesc, String)> {
         let l = &snapshot.layers[i];
         let dir = index.abs(&l.dir);
