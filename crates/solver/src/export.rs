@@ -38,6 +38,9 @@ struct RootFs<'a> {
 struct ConfigFile<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     created: Option<String>,
+    /// MAINTAINER, as BuildKit writes it.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    author: Option<&'a str>,
     architecture: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
     variant: Option<&'a str>,
@@ -211,6 +214,7 @@ pub fn export_image_with_times(
     }
     let config = ConfigFile {
         created: Some(created),
+        author: spec.author.as_deref().filter(|a| !a.is_empty()),
         architecture: &spec.architecture,
         variant: spec.variant.as_deref(),
         os: &spec.os,

@@ -223,6 +223,20 @@ impl Mirror {
                     plan.needed.push(u32::try_from(i).map_err(|_| refused(&e.path, "too many entries"))?);
                 }
             }
+            FileKind::Fifo => {
+                if let Some(m) = &existing {
+                    remove_any(&path, m)?;
+                }
+                nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(e.mode & 0o7777)).map_err(|errno| MirrorError::Io { action: "create fifo", path: path.clone(), source: errno.into() })?;
+                if self.as_root {
+                    std::os::unix::fs::lchown(&path, Some(e.uid), Some(e.gid)).map_err(io("chown", &path))?;
+                }
+                // chmod: mkfifo's mode passed through the umask.
+                fs::set_permissions(&path, fs::Permissions::from_mode(e.mode & 0o7777)).map_err(io("chmod", &path))?;
+                // Set the time by path: opening a fifo would block until a writer comes.
+                let t = nix::sys::time::TimeSpec::new(e.mtime_unix_nanos.div_euclid(1_000_000_000), e.mtime_unix_nanos.rem_euclid(1_000_000_000));
+                nix::sys::stat::utimensat(nix::fcntl::AT_FDCWD, &path, &t, &t, nix::sys::stat::UtimensatFlags::NoFollowSymlink).map_err(|errno| MirrorError::Io { action: "set times of", path: path.clone(), source: errno.into() })?;
+            }
             FileKind::Unspecified => return Err(refused(&e.path, "unknown file kind")),
         }
         Ok(())
@@ -251,6 +265,7 @@ impl Mirror {
                     FileKind::Dir => ft.is_dir(),
                     FileKind::File => ft.is_file(),
                     FileKind::Symlink => ft.is_symlink() && fs::read_link(entry.path()).ok().as_deref() == Some(Path::new(&e.symlink_target)),
+                    FileKind::Fifo => std::os::unix::fs::FileTypeExt::is_fifo(&ft),
                     FileKind::Unspecified => false,
                 }
             });

@@ -206,8 +206,11 @@ fn entry_of(full: &Path, rel: String, meta: &std::fs::Metadata) -> Result<Option
         (FileKind::Symlink, 0, t)
     } else if ft.is_file() {
         (FileKind::File, meta.len(), String::new())
+    } else if std::os::unix::fs::FileTypeExt::is_fifo(&ft) {
+        // A local COPY copies a named pipe, so the server's copy of the context has it too.
+        (FileKind::Fifo, 0, String::new())
     } else {
-        // Sockets, FIFOs and devices are not part of a build context (docker skips them too).
+        // Sockets and devices are not part of a build context (docker skips them too).
         return Ok(None);
     };
     Ok(Some(FileEntry {

@@ -148,6 +148,7 @@ CMD ["x"]
     assert!(comments.iter().all(|c| *c == "buildkit.dockerfile.v0"), "{comments:?}");
     assert_eq!(config["config"]["OnBuild"], serde_json::json!(["RUN echo child"]), "the trigger stays in the config, with no history step");
     assert_eq!(config["config"]["ArgsEscaped"], true, "BuildKit sets ArgsEscaped with every CMD");
+    assert_eq!(config["author"], "Someone <someone@example.com>", "MAINTAINER is the image's author");
 }
 
 #[test]

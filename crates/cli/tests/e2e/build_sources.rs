@@ -438,14 +438,18 @@ fn add_git_over_ssh_uses_the_default_ssh_agent_and_only_when_given() {
 }
 
 #[test]
-fn ssh_and_insecure_are_refused_for_remote_builds_before_connecting() {
+fn a_missing_ssh_agent_or_unknown_entitlement_is_named_before_connecting() {
+    // Remote builds forward --ssh and carry --allow (serve:: tests); a bad value is still the
+    // client's error, found before any connection is made.
     let b = Builder::new();
     let ctx = context(&[("Dockerfile", "FROM scratch\n")]);
     let dir = ctx.path().to_str().expect("utf8");
-    let e = b.fails(&["--addr", "tcp://127.0.0.1:1", "build", "--ssh", "default=/nonexistent", dir]);
-    assert!(e.contains("--ssh is not supported for remote builds"), "{e}");
-    let e = b.fails(&["--addr", "tcp://127.0.0.1:1", "build", "--allow", "security.insecure", dir]);
-    assert!(e.contains("--allow security.insecure is not supported for remote builds"), "{e}");
+    for addr in [None, Some("tcp://127.0.0.1:1")] {
+        let mut args: Vec<&str> = addr.map(|a| vec!["--addr", a]).unwrap_or_default();
+        args.extend(["build", "--ssh", "default=/nonexistent", dir]);
+        let e = b.fails(&args);
+        assert!(e.contains("--ssh default: /nonexistent: No such file or directory"), "{e}");
+    }
     let e = b.fails(&["build", "--allow", "everything", dir]);
     assert!(e.contains("invalid --allow \"everything\""), "{e}");
 }
