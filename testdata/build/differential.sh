@@ -188,7 +188,7 @@ cases=${*:-$(ls "$HERE/differential")}
 for case in $cases; do
   dir="$HERE/differential/$case"
   ctx="$WORK/ctx-$case"
-  cp -a "$dir/ctx" "$ctx"
+  if [ -d "$dir/ctx" ]; then cp -a "$dir/ctx" "$ctx"; else mkdir "$ctx"; fi   # git keeps no empty ctx/
   if [ -f "$dir/setup.sh" ]; then (cd "$ctx" && bash "$dir/setup.sh"); fi
   dockerfile="$dir/Dockerfile"
   [ -f "$dockerfile" ] || dockerfile="$ctx/Dockerfile"   # a case may keep its Dockerfile in ctx/
