@@ -202,7 +202,7 @@ enum Sink {
     Direct(std::io::BufWriter<File>, PathBuf),
     /// An archive written to a temporary file beside `dest`, renamed when complete.
     Staged(tempfile::NamedTempFile, PathBuf),
-    Tree(Tree),
+    Tree(Box<Tree>),
     Done,
 }
 
@@ -311,7 +311,7 @@ fn open(output: &Output) -> Result<Sink> {
         }
         Output::Local { dest } => {
             fs::create_dir_all(dest).map_err(io("create", dest))?;
-            Sink::Tree(Tree { dest: dest.clone(), dirs: Vec::new(), known_dirs: Default::default(), files: Default::default(), file: None })
+            Sink::Tree(Box::new(Tree { dest: dest.clone(), dirs: Vec::new(), known_dirs: Default::default(), files: Default::default(), file: None }))
         }
     })
 }

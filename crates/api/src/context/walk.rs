@@ -90,10 +90,13 @@ struct Work {
     failed: Mutex<Option<ApiError>>,
 }
 
+/// A file's (device, inode), to find its other names.
+type Inode = (u64, u64);
+
 impl Work {
     /// Reads directories until there are none left (or one failed); returns the entries kept,
     /// and the inode of each file that has several names.
-    fn run(&self, context: &Path, ignore: &DockerIgnore, always: &[&str], selection: &Selection) -> (Vec<FileEntry>, Vec<(String, (u64, u64))>) {
+    fn run(&self, context: &Path, ignore: &DockerIgnore, always: &[&str], selection: &Selection) -> (Vec<FileEntry>, Vec<(String, Inode)>) {
         let mut out = Vec::new();
         let mut linked = Vec::new();
         loop {
