@@ -377,13 +377,7 @@ impl Tree {
                     self.close_file()?;
                 }
             }
-            FileKind::Fifo => {
-                nix::unistd::mkfifo(&full, nix::sys::stat::Mode::from_bits_truncate(e.mode & 0o7777)).map_err(|errno| io("create fifo", &full)(errno.into()))?;
-                fs::set_permissions(&full, fs::Permissions::from_mode(e.mode & 0o7777)).map_err(io("chmod", &full))?;
-                // By path: opening a fifo would wait for a writer.
-                let t = nix::sys::time::TimeSpec::from_duration(Duration::from_nanos(e.mtime_unix_nanos.max(0) as u64));
-                let _ = nix::sys::stat::utimensat(nix::fcntl::AT_FDCWD, &full, &t, &t, nix::sys::stat::UtimensatFlags::NoFollowSymlink);
-            }
+            FileKind::Fifo => crate::context::make_fifo(&full, &e).map_err(|errno| io("create fifo", &full)(errno.into()))?,
             FileKind::Unspecified => return Err(bad(format!("{:?} has no kind", e.path))),
         }
         Ok(())

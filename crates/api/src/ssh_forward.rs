@@ -41,9 +41,10 @@ pub struct ServerAgents {
     _dir: tempfile::TempDir,
     sockets: HashMap<String, PathBuf>,
     opened: mpsc::UnboundedReceiver<(String, UnixStream)>,
-    writers: HashMap<u32, mpsc::UnboundedSender<Write>>,
     next: u32,
-    tasks: Vec<Task>,
+    /// The socket listeners, stopped when dropped.
+    _listeners: Vec<Task>,
+    connections: Connections,
 }
 
 type Tx = mpsc::Sender<Result<BuildServerMessage, tonic::Status>>;
@@ -73,7 +74,7 @@ impl ServerAgents {
                 }
             })));
         }
-        Ok(ServerAgents { _dir: dir, sockets, opened, writers: HashMap::new(), next: 0, tasks })
+        Ok(ServerAgents { _dir: dir, sockets, opened, next: 0, _listeners: tasks, connections: Connections::default() })
     }
 
     /// The socket of each agent id, for the build's ssh sources.
@@ -93,14 +94,40 @@ impl ServerAgents {
         if tx.send(message(build_server_message::Msg::SshOpen(SshOpen { connection, id }))).await.is_err() {
             return;
         }
-        let (mut read, write) = stream.into_split();
         let tx = tx.clone();
+        self.connections.add(connection, stream, move |data| {
+            let tx = tx.clone();
+            async move { tx.send(message(build_server_message::Msg::SshData(data))).await.is_ok() }
+        });
+    }
+
+    /// Bytes the client's agent sent on a connection.
+    pub fn from_client(&mut self, d: SshData) {
+        self.connections.deliver(d);
+    }
+}
+
+/// The relayed connections of one end: a reading task and a writer per connection.
+#[derive(Default)]
+struct Connections {
+    writers: HashMap<u32, mpsc::UnboundedSender<Write>>,
+    tasks: Vec<Task>,
+}
+
+impl Connections {
+    /// Relays what `stream` says through `send` (false once the session is gone) and keeps
+    /// its writing side for `deliver`.
+    fn add<F, Fut>(&mut self, connection: u32, stream: UnixStream, send: F)
+    where
+        F: Fn(SshData) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = bool> + Send,
+    {
+        let (mut read, write) = stream.into_split();
         self.tasks.push(Task(tokio::spawn(async move {
             let mut buf = vec![0u8; PIECE];
             loop {
                 let n = read.read(&mut buf).await.unwrap_or(0);
-                let data = SshData { connection, data: buf[..n].to_vec().into(), close: n == 0 };
-                if tx.send(message(build_server_message::Msg::SshData(data))).await.is_err() || n == 0 {
+                if !send(SshData { connection, data: buf[..n].to_vec().into(), close: n == 0 }).await || n == 0 {
                     return;
                 }
             }
@@ -108,8 +135,8 @@ impl ServerAgents {
         self.writers.insert(connection, writer(write));
     }
 
-    /// Bytes the client's agent sent on a connection.
-    pub fn from_client(&mut self, d: SshData) {
+    /// Bytes the other end sent on a connection, written in order; `close` ends it.
+    fn deliver(&mut self, d: SshData) {
         let Some(w) = self.writers.get(&d.connection) else { return };
         if !d.data.is_empty() {
             let _ = w.send(Write::Data(d.data.to_vec()));
@@ -145,8 +172,7 @@ fn writer(mut write: OwnedWriteHalf) -> mpsc::UnboundedSender<Write> {
 /// The client's end: its agents by id, and the connections the server opened to them.
 pub struct ClientAgents {
     sockets: HashMap<String, PathBuf>,
-    writers: HashMap<u32, mpsc::UnboundedSender<Write>>,
-    tasks: Vec<Task>,
+    connections: Connections,
     /// Agents started for key files (`--ssh ID=KEY`), stopped with the session.
     _started: Vec<solver::ssh::KeyAgent>,
     _tmp: Option<tempfile::TempDir>,
@@ -174,7 +200,7 @@ impl ClientAgents {
                 }
             }
         }
-        Ok(ClientAgents { sockets, writers: HashMap::new(), tasks: Vec::new(), _started: started, _tmp: tmp })
+        Ok(ClientAgents { sockets, connections: Connections::default(), _started: started, _tmp: tmp })
     }
 
     /// The server opened a connection to agent `id`: connects to it here and relays what it
@@ -193,29 +219,12 @@ impl ClientAgents {
             send(SshData { connection, data: Default::default(), close: true }).await;
             return;
         };
-        let (mut read, write) = stream.into_split();
-        self.tasks.push(Task(tokio::spawn(async move {
-            let mut buf = vec![0u8; PIECE];
-            loop {
-                let n = read.read(&mut buf).await.unwrap_or(0);
-                if !send(SshData { connection, data: buf[..n].to_vec().into(), close: n == 0 }).await || n == 0 {
-                    return;
-                }
-            }
-        })));
-        self.writers.insert(connection, writer(write));
+        self.connections.add(connection, stream, send);
     }
 
     /// Bytes a build step sent to the agent.
     pub fn from_server(&mut self, d: SshData) {
-        let Some(w) = self.writers.get(&d.connection) else { return };
-        if !d.data.is_empty() {
-            let _ = w.send(Write::Data(d.data.to_vec()));
-        }
-        if d.close {
-            let _ = w.send(Write::Close);
-            self.writers.remove(&d.connection);
-        }
+        self.connections.deliver(d);
     }
 
     /// Whether any agent is forwarded.

@@ -227,15 +227,10 @@ impl Mirror {
                 if let Some(m) = &existing {
                     remove_any(&path, m)?;
                 }
-                nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(e.mode & 0o7777)).map_err(|errno| MirrorError::Io { action: "create fifo", path: path.clone(), source: errno.into() })?;
+                super::make_fifo(&path, e).map_err(|errno| MirrorError::Io { action: "create fifo", path: path.clone(), source: errno.into() })?;
                 if self.as_root {
                     std::os::unix::fs::lchown(&path, Some(e.uid), Some(e.gid)).map_err(io("chown", &path))?;
                 }
-                // chmod: mkfifo's mode passed through the umask.
-                fs::set_permissions(&path, fs::Permissions::from_mode(e.mode & 0o7777)).map_err(io("chmod", &path))?;
-                // Set the time by path: opening a fifo would block until a writer comes.
-                let t = nix::sys::time::TimeSpec::new(e.mtime_unix_nanos.div_euclid(1_000_000_000), e.mtime_unix_nanos.rem_euclid(1_000_000_000));
-                nix::sys::stat::utimensat(nix::fcntl::AT_FDCWD, &path, &t, &t, nix::sys::stat::UtimensatFlags::NoFollowSymlink).map_err(|errno| MirrorError::Io { action: "set times of", path: path.clone(), source: errno.into() })?;
             }
             FileKind::Unspecified => return Err(refused(&e.path, "unknown file kind")),
         }

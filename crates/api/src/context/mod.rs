@@ -52,6 +52,17 @@ pub fn kind(e: &FileEntry) -> FileKind {
     FileKind::try_from(e.kind).unwrap_or(FileKind::Unspecified)
 }
 
+/// Makes the named pipe `e` at `path` with its mode and time. The time is set by path: opening
+/// a fifo would wait for a writer.
+pub fn make_fifo(path: &std::path::Path, e: &FileEntry) -> nix::Result<()> {
+    let mode = nix::sys::stat::Mode::from_bits_truncate(e.mode & 0o7777);
+    nix::unistd::mkfifo(path, mode)?;
+    // mkfifo's mode went through the umask.
+    nix::sys::stat::fchmodat(nix::fcntl::AT_FDCWD, path, mode, nix::sys::stat::FchmodatFlags::FollowSymlink)?;
+    let t = nix::sys::time::TimeSpec::new(e.mtime_unix_nanos.div_euclid(1_000_000_000), e.mtime_unix_nanos.rem_euclid(1_000_000_000));
+    nix::sys::stat::utimensat(nix::fcntl::AT_FDCWD, path, &t, &t, nix::sys::stat::UtimensatFlags::NoFollowSymlink)
+}
+
 /// What changed from `before` to `now`: entries added or changed, and paths removed.
 pub fn delta(before: &[FileEntry], now: &[FileEntry]) -> (Vec<FileEntry>, Vec<String>) {
     let old: HashMap<&str, &FileEntry> = before.iter().map(|e| (e.path.as_str(), e)).collect();

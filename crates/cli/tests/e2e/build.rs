@@ -5,26 +5,6 @@ use crate::util::*;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-/// A builder root with `busybox:test` imported (Debian's static busybox).
-fn with_busybox() -> Builder {
-    let b = Builder::new();
-    let dir = tempfile::tempdir().expect("tmp");
-    let tar = busybox_rootfs_tar(dir.path());
-    b.ok(&["import", tar.to_str().expect("utf8"), "busybox:test"]);
-    b
-}
-
-/// A build context with these files.
-fn context(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let d = tempfile::tempdir().expect("tmp");
-    for (name, body) in files {
-        let p = d.path().join(name);
-        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-        std::fs::write(p, body).expect("write");
-    }
-    d
-}
-
 /// Runs `builder build --progress plain ARGS… CONTEXT` and returns (success, stderr).
 fn build(b: &Builder, ctx: &Path, args: &[&str]) -> (bool, String) {
     let mut all = vec!["build", "--progress", "plain"];

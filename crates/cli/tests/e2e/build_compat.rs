@@ -6,26 +6,6 @@ use crate::util::*;
 use std::collections::BTreeMap;
 use std::path::Path;
 
-/// A builder root with `busybox:test` imported.
-fn with_busybox() -> Builder {
-    let b = Builder::new();
-    let dir = tempfile::tempdir().expect("tmp");
-    let tar = busybox_rootfs_tar(dir.path());
-    b.ok(&["import", tar.to_str().expect("utf8"), "busybox:test"]);
-    b
-}
-
-/// A context directory with these files (and a Dockerfile among them).
-fn context(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let d = tempfile::tempdir().expect("tmp");
-    for (name, body) in files {
-        let p = d.path().join(name);
-        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-        std::fs::write(p, body).expect("write");
-    }
-    d
-}
-
 /// One entry of the image's filesystem, as the differential check lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Entry {

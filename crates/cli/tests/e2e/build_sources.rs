@@ -8,25 +8,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A builder root with `busybox:test` imported.
-fn with_busybox() -> Builder {
-    let b = Builder::new();
-    let dir = tempfile::tempdir().expect("tmp");
-    let tar = busybox_rootfs_tar(dir.path());
-    b.ok(&["import", tar.to_str().expect("utf8"), "busybox:test"]);
-    b
-}
-
-fn context(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let d = tempfile::tempdir().expect("tmp");
-    for (name, body) in files {
-        let p = d.path().join(name);
-        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
-        std::fs::write(p, body).expect("write");
-    }
-    d
-}
-
 /// `builder build --progress plain ARGS… CONTEXT` with extra environment; (success, stderr).
 fn build_env(b: &Builder, ctx: &Path, args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
     let mut cmd = b.cmd();

@@ -7,13 +7,6 @@ use std::process::Output;
 use std::time::{Duration, Instant};
 
 /// A builder root with the busybox test image imported as `busybox:test`.
-fn with_busybox() -> Builder {
-    let b = Builder::new();
-    let tar = busybox_rootfs_tar(b.root());
-    b.ok(&["import", tar.to_str().unwrap(), "busybox:test"]);
-    b
-}
-
 fn sh(b: &Builder, opts: &[&str], script: &str) -> Output {
     let mut args = vec!["run", "--rm"];
     args.extend_from_slice(opts);

@@ -136,6 +136,13 @@ fn copy_busybox(from: &Path, to: &Path) {
 }
 
 /// The manifest digest `builder build` gives the image tagged `tag` in `state`.
+/// Builds `ctx` with `local` as a remote build does (SOURCE_DATE_EPOCH=0); the image's digest.
+fn build_locally(local: &Builder, ctx: &Path, tag: &str) -> String {
+    let out = local.run(&["build", "--build-arg", "SOURCE_DATE_EPOCH=0", "-t", tag, ctx.to_str().expect("utf8")]);
+    assert_success(&out, &["build"]);
+    local_digest(local.root(), tag)
+}
+
 fn local_digest(state: &Path, tag: &str) -> String {
     let out = Command::new(bin()).arg("--root").arg(state).args(["images", "--format", "json"]).output().expect("images");
     assert_success(&out, &["images"]);
@@ -386,9 +393,7 @@ fn only_the_paths_the_dockerfile_copies_cross_the_network() {
     assert!(!server.state().join("contexts").read_dir().expect("mirrors").flatten().any(|m| m.path().join("files/big.bin").exists()), "big.bin never reaches the server");
 
     let local = Builder::new();
-    let out = local.run(&["build", "--build-arg", "SOURCE_DATE_EPOCH=0", "-t", "small:local", ctx.path().to_str().expect("utf8")]);
-    assert_success(&out, &["build"]);
-    assert_eq!(local_digest(local.root(), "small:local"), remote.outcome.image_digest, "remote and local builds of one context give one image");
+    assert_eq!(build_locally(&local, ctx.path(), "small:local"), remote.outcome.image_digest, "remote and local builds of one context give one image");
 }
 
 /// The bytes of every file below `dir`.
@@ -452,9 +457,7 @@ fn only_the_paths_a_build_from_a_real_image_reads_after_arg_expansion_cross_the_
     // The image is the one a local build gives.
     let local = Builder::new();
     copy_busybox(&server.state(), local.root());
-    let out = local.run(&["build", "--build-arg", "SOURCE_DATE_EPOCH=0", "-t", "argdir:local", ctx.path().to_str().expect("utf8")]);
-    assert_success(&out, &["build"]);
-    assert_eq!(local_digest(local.root(), "argdir:local"), remote.outcome.image_digest, "remote and local builds of one context give one image");
+    assert_eq!(build_locally(&local, ctx.path(), "argdir:local"), remote.outcome.image_digest, "remote and local builds of one context give one image");
 }
 
 #[test]
@@ -499,9 +502,7 @@ fn hard_links_in_the_context_stay_hard_links_in_a_remote_build() {
     assert_eq!(remote.context.bytes_received, 7000 + dockerfile.len() as u64, "a file with three names crosses the network once");
 
     let local = Builder::new();
-    let out = local.run(&["build", "--build-arg", "SOURCE_DATE_EPOCH=0", "-t", "links:local", ctx.path().to_str().expect("utf8")]);
-    assert_success(&out, &["build"]);
-    assert_eq!(local_digest(local.root(), "links:local"), remote.outcome.image_digest, "the same layer, hard links included");
+    assert_eq!(build_locally(&local, ctx.path(), "links:local"), remote.outcome.image_digest, "the same layer, hard links included");
 }
 
 #[test]
@@ -517,9 +518,7 @@ fn a_fifo_in_the_context_is_copied_remotely_as_locally() {
     let (remote, _) = remote_build(&server.connect(), &opts, ctx.path());
 
     let local = Builder::new();
-    let out = local.run(&["build", "--build-arg", "SOURCE_DATE_EPOCH=0", "-t", "fifo:local", ctx.path().to_str().expect("utf8")]);
-    assert_success(&out, &["build"]);
-    assert_eq!(local_digest(local.root(), "fifo:local"), remote.outcome.image_digest, "the same layer, the named pipe included");
+    assert_eq!(build_locally(&local, ctx.path(), "fifo:local"), remote.outcome.image_digest, "the same layer, the named pipe included");
 }
 
 #[test]

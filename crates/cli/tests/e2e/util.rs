@@ -142,3 +142,23 @@ pub fn busybox_rootfs_tar(dir: &Path) -> PathBuf {
     tar.finish().expect("finish rootfs tar");
     path
 }
+
+/// A builder root with `busybox:test` imported (Debian's static busybox).
+pub fn with_busybox() -> Builder {
+    let b = Builder::new();
+    let dir = tempfile::tempdir().expect("tmp");
+    let tar = busybox_rootfs_tar(dir.path());
+    b.ok(&["import", tar.to_str().expect("utf8"), "busybox:test"]);
+    b
+}
+
+/// A build context with these files (a Dockerfile among them), directories made as needed.
+pub fn context(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let d = tempfile::tempdir().expect("tmp");
+    for (name, body) in files {
+        let p = d.path().join(name);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, body).expect("write");
+    }
+    d
+}
