@@ -22,8 +22,6 @@ pub struct BlobInfo {
 }
 
 /// A blob being written. Nothing is visible in `blobs/` until [`BlobWriter::commit`]; dropping
-
-/// A blob being written. Nothing is visible in `blobs/` until [`BlobWriter::commit`]; dropping
 /// the writer without committing deletes the temporary file.
 ///
 /// Bytes are staged in pieces of [`PIECE`]. Where the filesystem takes `O_DIRECT`, each full
