@@ -136,25 +136,35 @@ build_buildah() { buildah bud --layers --runtime runc --network host -t "bench-$
 done_buildah() { :; }
 
 declare -A RESULT
-# Cold builds: each from an empty cache (median of RUNS); then no-op rebuilds and rebuilds
-# after changing one file (median of RUNS each).
-run_tool() {
-  local tool=$1 scen=$2 ctx="$WORK/ctx/$2" cold noop change times=""
+# Per scenario: cold builds, each from an empty cache; then no-op rebuilds; then rebuilds after
+# changing one file (median of RUNS each). The tools take turns build by build (and swap who
+# goes first every round): this VM's speed drifts over minutes (how fast fresh memory comes from
+# the host), and a tool that ran all its builds in a slow minute would look slower than it is.
+in_turns() { # ROUND: the tools, reversed on odd rounds
+  if [ $(($1 % 2)) -eq 0 ]; then echo $TOOLS; else echo $TOOLS | tr ' ' '\n' | tac | tr '\n' ' '; fi
+}
+run_scenario() {
+  local scen=$1 ctx="$WORK/ctx/$1" tool i
+  declare -A cold=() noop=() change=()
   for i in $(seq 1 "$RUNS"); do
-    "fresh_$tool" "$scen"
-    prepare_memory cold
-    times="$times $(timed "build_$tool" "$scen")"
+    for tool in $(in_turns "$i"); do
+      "fresh_$tool" "$scen"
+      prepare_memory cold
+      cold[$tool]="${cold[$tool]:-} $(timed "build_$tool" "$scen")"
+    done
   done
-  cold=$(echo "$times" | median)
-  times=""
-  for i in $(seq 1 "$RUNS"); do prepare_memory; times="$times $(timed "build_$tool" "$scen")"; done
-  noop=$(echo "$times" | median)
-  times=""
-  for i in $(seq 1 "$RUNS"); do "change_$scen" "$tool$i"; prepare_memory; times="$times $(timed "build_$tool" "$scen")"; done
-  change=$(echo "$times" | median)
-  "done_$tool" "$scen"
-  RESULT[$tool,$scen]="$cold / $noop / $change"
-  # Leave the context as it was for the next tool.
+  for i in $(seq 1 "$RUNS"); do
+    for tool in $(in_turns "$i"); do prepare_memory; noop[$tool]="${noop[$tool]:-} $(timed "build_$tool" "$scen")"; done
+  done
+  for i in $(seq 1 "$RUNS"); do
+    "change_$scen" "$i"
+    for tool in $(in_turns "$i"); do prepare_memory; change[$tool]="${change[$tool]:-} $(timed "build_$tool" "$scen")"; done
+  done
+  for tool in $TOOLS; do
+    "done_$tool" "$scen"
+    RESULT[$tool,$scen]="$(echo "${cold[$tool]}" | median) / $(echo "${noop[$tool]}" | median) / $(echo "${change[$tool]}" | median)"
+  done
+  # Leave the context as it was.
   echo v1 > "$ctx/marker"; [ "$scen" = multistage ] && echo "file 7" > "$ctx/files/f7.txt"
   return 0
 }
@@ -181,10 +191,8 @@ fi
 
 LOAD_START=$(cut -d' ' -f1-3 /proc/loadavg)
 for scen in $SCENARIOS; do
-  for tool in $TOOLS; do
-    echo "running $tool / $scen" >&2
-    run_tool "$tool" "$scen"
-  done
+  echo "running $scen with$TOOLS" >&2
+  run_scenario "$scen"
 done
 
 echo

@@ -228,7 +228,19 @@ fn run_in_process(bundle: &Path, spec: &oci_spec::runtime::Spec, out: OwnedFd, r
             req.cancel.remove(pid);
             r
         }
-        Err(e) => Err(SolveError::step(req.step, format!("starting the sandbox: {e}"))),
+        Err(e) => Err(SolveError::step(req.step, format!("starting the sandbox: {e}{}", foreign_program_hint(&e)))),
+    }
+}
+
+/// Why a program may not start: one built for another platform (`--platform`, or a base image
+/// of another architecture) runs only through an emulator the kernel knows of.
+fn foreign_program_hint(e: &runtime::Error) -> String {
+    match e {
+        runtime::Error::Exec { errno: nix::errno::Errno::ENOEXEC, .. } => format!(
+            " (the program is not built for this machine, {}: running programs of another platform needs an emulator registered with binfmt_misc, e.g. Debian's qemu-user-static)",
+            oci::Platform::host()
+        ),
+        _ => String::new(),
     }
 }
 

@@ -487,3 +487,20 @@ fn a_platform_the_base_image_lacks_is_an_error_naming_image_and_platform() {
     assert!(!ok, "{log}");
     assert!(log.contains("busybox:test") && log.contains("linux/arm64") && log.contains("Dockerfile:1"), "{log}");
 }
+
+#[test]
+fn a_run_of_a_program_built_for_another_machine_says_so_and_names_the_emulator_it_needs() {
+    let b = Builder::new();
+    let ctx = context(&[("Dockerfile", "FROM scratch\nCOPY --chmod=755 sh /bin/sh\nRUN true\n")]);
+    // The 64-byte header of an ELF executable for Itanium (e_machine 50), which no emulator runs.
+    let mut elf = vec![0u8; 64];
+    elf[..8].copy_from_slice(&[0x7f, b'E', b'L', b'F', 2, 1, 1, 0]);
+    elf[16] = 2; // ET_EXEC
+    elf[18] = 50; // EM_IA_64
+    elf[20] = 1; // EV_CURRENT
+    std::fs::write(ctx.path().join("sh"), elf).expect("write sh");
+    let (ok, log) = build_env(&b, ctx.path(), &[], &[]);
+    assert!(!ok, "{log}");
+    assert!(log.contains("not built for this machine") && log.contains("binfmt_misc") && log.contains("qemu-user-static"), "{log}");
+    assert!(log.contains("Dockerfile:3"), "names the RUN's line: {log}");
+}
