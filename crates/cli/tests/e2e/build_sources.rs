@@ -504,3 +504,33 @@ fn a_run_of_a_program_built_for_another_machine_says_so_and_names_the_emulator_i
     assert!(log.contains("not built for this machine") && log.contains("binfmt_misc") && log.contains("qemu-user-static"), "{log}");
     assert!(log.contains("Dockerfile:3"), "names the RUN's line: {log}");
 }
+
+#[test]
+fn a_build_for_arm64_runs_arm64_programs_through_the_registered_emulator() {
+    // testdata/cross/setup.sh (run by .ci/run) registers qemu-aarch64 and fetches Debian's arm64 busybox.
+    let busybox = Path::new("/var/cache/builder-tests/busybox-arm64");
+    assert!(
+        busybox.is_file() && Path::new("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists(),
+        "this test needs an aarch64 emulator and an arm64 busybox: run `bash testdata/cross/setup.sh` as root first"
+    );
+    let b = Builder::new();
+    let ctx = context(&[(
+        "Dockerfile",
+        "FROM scratch AS base\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nFROM base\nARG TARGETPLATFORM\nRUN uname -m > /arch && echo \"$TARGETPLATFORM\" > /platform\n",
+    )]);
+    std::fs::copy(busybox, ctx.path().join("busybox")).expect("copy busybox");
+    let (ok, log) = build_env(&b, ctx.path(), &["--platform", "linux/arm64", "-t", "arm:1"], &[]);
+    assert!(ok, "{log}");
+    let config: serde_json::Value = serde_json::from_str(&b.ok(&["inspect", "arm:1"])).expect("inspect json");
+    let config = if config.is_array() { config[0].clone() } else { config };
+    assert_eq!(config["Architecture"], "arm64", "{config}");
+
+    let (out, _) = build_to_dir(&b, ctx.path(), &["--platform", "linux/arm64"], &[]);
+    assert_eq!(read(out.path().join("arch")).trim(), "aarch64", "the RUN ran as an arm64 program");
+    assert_eq!(read(out.path().join("platform")).trim(), "linux/arm64");
+
+    // The image is arm64 only: building on it for this machine's platform says so.
+    let next = context(&[("Dockerfile", "FROM arm:1\nRUN true\n")]);
+    let (ok, log) = build_env(&b, next.path(), &[], &[]);
+    assert!(!ok && log.contains("linux/arm64") && log.contains("Dockerfile:1"), "{log}");
+}
