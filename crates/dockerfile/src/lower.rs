@@ -155,19 +155,45 @@ struct Lowerer<'a> {
     multi: bool,
 }
 
-fn platform_args(platform: &str) -> Vec<(String, String)> {
-    let mut parts = platform.split('/');
-    let os = parts.next().unwrap_or("linux").to_string();
-    let arch = parts.next().unwrap_or("amd64").to_string();
-    let variant = parts.next().unwrap_or("").to_string();
+/// The automatic platform ARGs: `TARGET*` for the platform built for, `BUILD*` for the one the
+/// build runs on (this machine), as BuildKit sets them.
+fn platform_args(target: &str) -> Vec<(String, String)> {
     let mut out = Vec::new();
-    for prefix in ["TARGET", "BUILD"] {
-        out.push((format!("{prefix}PLATFORM"), platform.to_string()));
-        out.push((format!("{prefix}OS"), os.clone()));
-        out.push((format!("{prefix}ARCH"), arch.clone()));
-        out.push((format!("{prefix}VARIANT"), variant.clone()));
+    for (prefix, platform) in [("TARGET", target.to_string()), ("BUILD", build_platform())] {
+        let mut parts = platform.split('/');
+        let os = parts.next().unwrap_or("linux").to_string();
+        let arch = parts.next().unwrap_or("amd64").to_string();
+        let variant = parts.next().unwrap_or("").to_string();
+        out.push((format!("{prefix}PLATFORM"), platform.clone()));
+        out.push((format!("{prefix}OS"), os));
+        out.push((format!("{prefix}ARCH"), arch));
+        out.push((format!("{prefix}VARIANT"), variant));
     }
     out
+}
+
+/// The platform of the machine the build runs on, in OCI words (`linux/amd64`, `linux/arm64`, …).
+pub fn build_platform() -> String {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "amd64",
+        "aarch64" => "arm64",
+        "x86" => "386",
+        "powerpc64" if cfg!(target_endian = "little") => "ppc64le",
+        "powerpc64" => "ppc64",
+        "arm" => "arm",
+        other => other,
+    };
+    format!("{}/{arch}", std::env::consts::OS)
+}
+
+/// Checks a platform a Dockerfile names (`os/arch[/variant]`) and returns it in lower case.
+fn platform_word(p: &str) -> Result<String, String> {
+    let p = p.trim().to_ascii_lowercase();
+    let parts: Vec<&str> = p.split('/').collect();
+    if !(2..=3).contains(&parts.len()) || parts.iter().any(|x| x.is_empty()) {
+        return Err(format!("invalid platform {p:?}: expected os/arch[/variant], e.g. linux/arm64"));
+    }
+    Ok(p)
 }
 
 fn kv_env(pairs: &[(String, String)]) -> Vec<String> {
@@ -184,7 +210,7 @@ fn set_env(env: &mut Vec<String>, key: &str, value: &str) {
 
 impl<'a> Lowerer<'a> {
     fn new(df: &'a Dockerfile, opts: &'a LowerOptions, resolver: &'a mut dyn ImageResolver) -> Result<Self, LowerError> {
-        let platform = if opts.platform.is_empty() { "linux/amd64".to_string() } else { opts.platform.clone() };
+        let platform = if opts.platform.is_empty() { build_platform() } else { opts.platform.clone() };
         let mut globals = platform_args(&platform);
         for a in &df.global_args {
             for def in &a.args {
@@ -205,7 +231,7 @@ impl<'a> Lowerer<'a> {
     }
 
     fn platform(&self) -> String {
-        if self.opts.platform.is_empty() { "linux/amd64".into() } else { self.opts.platform.clone() }
+        if self.opts.platform.is_empty() { build_platform() } else { self.opts.platform.clone() }
     }
 
     fn target_index(&self) -> Result<usize, LowerError> {
@@ -247,12 +273,12 @@ impl<'a> Lowerer<'a> {
         d
     }
 
-    fn resolve_image(&mut self, reference: &str) -> Result<ResolvedImage, String> {
-        if let Some(r) = self.images.get(reference) {
+    fn resolve_image(&mut self, reference: &str, platform: &str) -> Result<ResolvedImage, String> {
+        let key = format!("{reference} {platform}");
+        if let Some(r) = self.images.get(&key) {
             return Ok(r.clone());
         }
-        let platform = self.platform();
-        let r = self.resolver.resolve(reference, &platform)?;
+        let r = self.resolver.resolve(reference, platform)?;
         // A store holds one platform of an image; building for another must not silently use it.
         let mut want = platform.split('/');
         let (os, arch) = (want.next().unwrap_or("linux"), want.next().unwrap_or("amd64"));
@@ -263,12 +289,11 @@ impl<'a> Lowerer<'a> {
                 r.reference
             ));
         }
-        self.images.insert(reference.to_string(), r.clone());
+        self.images.insert(key, r.clone());
         Ok(r)
     }
 
-    fn image_vertex(&mut self, r: &ResolvedImage, description: String) -> VertexDigest {
-        let platform = self.platform();
+    fn image_vertex(&mut self, r: &ResolvedImage, description: String, platform: String) -> VertexDigest {
         self.b.add(
             Op::Image(ImageOp { reference: r.reference.clone(), manifest_digest: r.manifest_digest.clone(), platform }),
             vec![],
@@ -301,7 +326,14 @@ impl<'a> Lowerer<'a> {
         let multi = self.multi;
         let prefix = |k: usize| if multi { format!("[{label} {k}/{total}]") } else { format!("[{k}/{total}]") };
         let image_name = shell::expand_word(&stage.from.image.value, &kv_env(&self.globals), esc).map_err(|e| at(df, line, e.to_string()))?;
-        let platform = self.platform();
+        // `FROM --platform=…` (often `$BUILDPLATFORM`, to compile natively for another target).
+        let platform = match &stage.from.platform {
+            Some(w) => {
+                let p = shell::expand_word(&w.value, &kv_env(&self.globals), esc).map_err(|e| at(df, line, e.to_string()))?;
+                platform_word(&p).map_err(|e| at(df, line, format!("FROM --platform: {e}")))?
+            }
+            None => self.platform(),
+        };
         let mut parts = platform.split('/');
         let (os, arch) = (parts.next().unwrap_or("linux").to_string(), parts.next().unwrap_or("amd64").to_string());
         let variant = parts.next().map(str::to_string);
@@ -313,8 +345,8 @@ impl<'a> Lowerer<'a> {
         } else if let Some(parent) = self.stage_ref(&image_name, i) {
             self.stage(parent)?
         } else {
-            let r = self.resolve_image(&image_name).map_err(|e| at(df, line, format!("FROM {image_name}: {e}")))?;
-            let fs = self.image_vertex(&r, format!("{} FROM {}@{}", prefix(1), r.reference, r.manifest_digest));
+            let r = self.resolve_image(&image_name, &platform).map_err(|e| at(df, line, format!("FROM {image_name}: {e}")))?;
+            let fs = self.image_vertex(&r, format!("{} FROM {}@{}", prefix(1), r.reference, r.manifest_digest), platform.clone());
             StageState {
                 fs,
                 config: r.config.clone(),
@@ -682,8 +714,9 @@ impl<'a> Lowerer<'a> {
         if self.stage_by_name(name).is_some() {
             return Err(LowerError::Other(format!("stage {name:?} is used before it is defined (stage {})", self.stage_label(current))));
         }
-        let r = self.resolve_image(name).map_err(|e| LowerError::Other(format!("--from={name}: {e}")))?;
-        Ok(self.image_vertex(&r, format!("[{}] FROM {}@{}", self.stage_label(current), r.reference, r.manifest_digest)))
+        let platform = self.platform();
+        let r = self.resolve_image(name, &platform).map_err(|e| LowerError::Other(format!("--from={name}: {e}")))?;
+        Ok(self.image_vertex(&r, format!("[{}] FROM {}@{}", self.stage_label(current), r.reference, r.manifest_digest), platform))
     }
 
     fn lower_copy(&mut self, i: usize, c: &CopyFiles, is_add: bool, st: &StageState, meta: VertexMeta) -> Result<VertexDigest, LowerError> {
@@ -1221,6 +1254,21 @@ mod tests {
         let msg = e.to_string();
         assert!(msg.contains("Dockerfile:1") && msg.contains("docker.io/library/busybox") && msg.contains("linux/arm64") && msg.contains("linux/amd64"), "{msg}");
         lower_text("FROM busybox\n", LowerOptions { platform: "linux/amd64".into(), ..Default::default() }).expect("host platform");
+    }
+
+    #[test]
+    fn from_platform_buildplatform_builds_that_stage_for_this_machine_and_the_image_for_the_target() {
+        let text = "FROM --platform=$BUILDPLATFORM busybox AS build\nARG BUILDPLATFORM TARGETPLATFORM\nRUN echo $BUILDPLATFORM $TARGETPLATFORM > /x\nFROM scratch\nCOPY --from=build /x /x\n";
+        let b = lower_text(text, LowerOptions { platform: "linux/arm64".into(), ..Default::default() }).expect("lower");
+        assert_eq!(b.image.architecture, "arm64");
+        let images: Vec<&ImageOp> = b.definition.vertices.values().filter_map(|v| if let Op::Image(i) = &v.op { Some(i) } else { None }).collect();
+        assert_eq!(images.len(), 1);
+        assert_eq!(images[0].platform, build_platform());
+        let run = b.definition.vertices.values().find_map(|v| if let Op::Exec(e) = &v.op { Some(e) } else { None }).expect("the RUN");
+        assert!(run.env.contains(&format!("BUILDPLATFORM={}", build_platform())) && run.env.contains(&"TARGETPLATFORM=linux/arm64".to_string()), "{:?}", run.env);
+
+        let e = lower_text("FROM --platform=arm64 busybox\n", LowerOptions::default()).expect_err("no os");
+        assert!(e.to_string().contains("Dockerfile:1") && e.to_string().contains("os/arch"), "{e}");
     }
 
     #[test]

@@ -513,7 +513,7 @@ fn a_build_for_arm64_runs_arm64_programs_through_the_registered_emulator() {
         busybox.is_file() && Path::new("/proc/sys/fs/binfmt_misc/qemu-aarch64").exists(),
         "this test needs an aarch64 emulator and an arm64 busybox: run `bash testdata/cross/setup.sh` as root first"
     );
-    let b = Builder::new();
+    let b = with_busybox();
     let ctx = context(&[(
         "Dockerfile",
         "FROM scratch AS base\nCOPY busybox /bin/busybox\nRUN [\"/bin/busybox\", \"--install\", \"-s\", \"/bin\"]\nFROM base\nARG TARGETPLATFORM\nRUN uname -m > /arch && echo \"$TARGETPLATFORM\" > /platform\n",
@@ -533,4 +533,12 @@ fn a_build_for_arm64_runs_arm64_programs_through_the_registered_emulator() {
     let next = context(&[("Dockerfile", "FROM arm:1\nRUN true\n")]);
     let (ok, log) = build_env(&b, next.path(), &[], &[]);
     assert!(!ok && log.contains("linux/arm64") && log.contains("Dockerfile:1"), "{log}");
+
+    // The cross-compiling pattern: a stage on this machine's own platform feeds the arm64 image.
+    let cross = context(&[(
+        "Dockerfile",
+        "FROM --platform=$BUILDPLATFORM busybox:test AS build\nARG BUILDPLATFORM TARGETARCH\nRUN echo \"$BUILDPLATFORM $TARGETARCH $(uname -m)\" > /out\nFROM arm:1\nCOPY --from=build /out /out\nRUN uname -m >> /out\n",
+    )]);
+    let (out, _) = build_to_dir(&b, cross.path(), &["--platform", "linux/arm64"], &[]);
+    assert_eq!(read(out.path().join("out")), "linux/amd64 arm64 x86_64\naarch64\n");
 }
