@@ -105,7 +105,19 @@ now() { date +%s.%N; }
 # waits 8 s before each cold build instead, so both get handed-back memory. Either way both
 # tools get the same, and dirty data of earlier builds is flushed first.
 MEMORY=${MEMORY:-warm}
+# Waits (up to ~10 s) until the CPUs are 90% idle over 0.3 s: the daemon's work after a build
+# (snapshot clean-up after a prune, say) must not land in the other tool's next timing.
+cpu_busy_idle() { awk '/^cpu / {print $2+$3+$4+$7+$8+$9, $5+$6}' /proc/stat; }
+wait_idle() {
+  local a b i
+  for i in $(seq 1 30); do
+    a=$(cpu_busy_idle); sleep 0.3; b=$(cpu_busy_idle)
+    if echo "$a $b" | awk '{busy=$3-$1; idle=$4-$2; exit !(busy + idle > 0 && idle / (busy + idle) >= 0.9)}'; then return 0; fi
+  done
+  return 0
+}
 prepare_memory() {
+  wait_idle
   sync
   case $MEMORY in
     warm) head -c 768M /dev/zero > /dev/shm/.build-compare-warm; rm -f /dev/shm/.build-compare-warm ;;
