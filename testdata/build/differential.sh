@@ -3,12 +3,13 @@
 # builder and with `docker build` (BuildKit, Debian's docker.io), then compares the final
 # filesystems (path, type, mode, uid/gid, size, content hash, link target; never mtime) and the
 # image configs (Env, Cmd, Entrypoint, WorkingDir, User, ExposedPorts, Volumes, Labels,
-# StopSignal, Healthcheck, Shell, OnBuild, ArgsEscaped; author) and the history this build added (created_by text,
+# StopSignal, Healthcheck, Shell, OnBuild, ArgsEscaped; author, os/architecture) and the history this build added (created_by text,
 # empty_layer). Prints one line per case; exits 1 on a difference.
 #
 # A case is a directory with a Dockerfile (or ctx/Dockerfile) and a ctx/ directory. Optional files:
 #   base.Dockerfile   built first (same ctx) as `diff-<case>-base` on both sides, for FROM/ONBUILD
 #   build-args        one `K=V` per line, passed as --build-arg to both builds
+#   platform          a platform (e.g. linux/arm64) passed as --platform to both builds
 #   setup.sh          run (bash) inside a scratch copy of ctx/ before building, for what git cannot
 #                     hold: hardlinks, special modes, owners, archives made on the fly
 #
@@ -80,6 +81,7 @@ c = full.get("config") or full.get("Config") or {}
 keys = ["Env", "Cmd", "Entrypoint", "WorkingDir", "User", "ExposedPorts", "Volumes", "Labels", "StopSignal", "Healthcheck", "Shell", "OnBuild", "ArgsEscaped"]
 out = {k: (c.get(k) or None) for k in keys}
 out["author"] = full.get("author") or None
+out["platform"] = "/".join(x for x in (full.get("os"), full.get("architecture"), full.get("variant")) if x)
 print(json.dumps(out, sort_keys=True, indent=1))'
 }
 
@@ -197,6 +199,7 @@ for case in $cases; do
   if [ -f "$dir/build-args" ]; then
     while IFS= read -r a; do [ -n "$a" ] && args+=(--build-arg "$a"); done < "$dir/build-args"
   fi
+  if [ -f "$dir/platform" ]; then args+=(--platform "$(cat "$dir/platform")"); fi
   if [ -f "$dir/base.Dockerfile" ]; then
     "$BUILDER" --root "$WORK/root" build -q "${args[@]}" -f "$dir/base.Dockerfile" -t "diff-$case-base" "$ctx" > /dev/null
     DOCKER_BUILDKIT=1 "$DOCKER" build -q --network host "${args[@]}" -f "$dir/base.Dockerfile" -t "diff-$case-base" "$ctx" > /dev/null

@@ -884,7 +884,7 @@ fn the_testdata_builds_give_the_same_digests_remotely_and_locally() {
     for name in names {
         // The cases' layout is testdata/build/differential.sh's: a Dockerfile (or ctx/Dockerfile),
         // ctx/, and optionally base.Dockerfile (built first as diff-<case>-base), build-args
-        // (`K=V` lines) and setup.sh (run in a scratch copy of ctx/ for what git cannot hold).
+        // (`K=V` lines), platform (for --platform) and setup.sh (run in a scratch copy of ctx/ for what git cannot hold).
         let case = cases.join(&name);
         let scratch = tmp.path().join(&name);
         // git keeps no empty directory: a case whose context setup.sh makes has no ctx/ in a clone.
@@ -906,9 +906,11 @@ fn the_testdata_builds_give_the_same_digests_remotely_and_locally() {
         }
         let file = if case.join("Dockerfile").exists() { case.join("Dockerfile") } else { scratch.join("Dockerfile") };
         let args: Vec<String> = std::fs::read_to_string(case.join("build-args")).unwrap_or_default().lines().map(str::trim).filter(|l| !l.is_empty()).map(str::to_string).collect();
+        let platform = std::fs::read_to_string(case.join("platform")).ok().map(|p| p.trim().to_string());
         let build_both = |file: &Path, tag: &str| {
             let mut opts = options(&std::fs::read_to_string(file).expect("Dockerfile"));
             opts.tags = vec![tag.to_string()];
+            opts.platform = platform.clone();
             for a in &args {
                 let (k, v) = a.split_once('=').unwrap_or((a.as_str(), ""));
                 opts.build_args.insert(k.to_string(), v.to_string());
@@ -918,6 +920,9 @@ fn the_testdata_builds_give_the_same_digests_remotely_and_locally() {
             cmd.args(["build", "--progress", "plain", "--build-arg", "SOURCE_DATE_EPOCH=0", "-t", tag, "-f", file.to_str().expect("utf8")]);
             for a in &args {
                 cmd.args(["--build-arg", a]);
+            }
+            if let Some(p) = &platform {
+                cmd.args(["--platform", p]);
             }
             cmd.arg(&scratch);
             (built, output_within(cmd, Duration::from_secs(300), &format!("the local build of case {name}")))
