@@ -42,7 +42,8 @@ pub struct UnpackStats {
     pub bytes: u64,
 }
 
-/// Wraps `reader` in the decompressor its first bytes call for.
+/// Wraps `reader` in the decompressor its first bytes call for: gzip and zstd (what layers use),
+/// bzip2 and xz (what build contexts on stdin may use); anything else is read as it is.
 pub fn decompress<'a>(reader: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> {
     let mut buf = BufReader::with_capacity(256 * 1024, reader);
     let head = buf.fill_buf()?;
@@ -50,9 +51,19 @@ pub fn decompress<'a>(reader: impl Read + 'a) -> io::Result<Box<dyn Read + 'a>> 
         Box::new(flate2::read::MultiGzDecoder::new(buf))
     } else if head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
         Box::new(zstd::stream::read::Decoder::with_buffer(buf)?)
+    } else if head.starts_with(b"BZh") {
+        Box::new(bzip2::read::MultiBzDecoder::new(buf))
+    } else if head.starts_with(&[0xfd, b'7', b'z', b'X', b'Z', 0x00]) {
+        Box::new(liblzma::read::XzDecoder::new_multi_decoder(buf))
     } else {
         Box::new(buf)
     })
+}
+
+/// Whether `head` (the first bytes of a stream) starts a tar archive, compressed or not.
+pub fn is_archive(head: &[u8]) -> bool {
+    let compressed: [&[u8]; 4] = [&[0x1f, 0x8b], &[0x28, 0xb5, 0x2f, 0xfd], b"BZh", &[0xfd, b'7', b'z', b'X', b'Z', 0x00]];
+    compressed.iter().any(|m| head.starts_with(m)) || head.get(257..262) == Some(b"ustar")
 }
 
 /// Unpacks the layer `reader` (compressed or not) into `dest`, which must exist.

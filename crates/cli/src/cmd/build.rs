@@ -86,7 +86,8 @@ pub struct BuildArgs {
     /// How many steps may run at once (default: twice the CPUs, at least 4).
     #[arg(long = "max-parallelism", value_name = "N")]
     max_parallelism: Option<usize>,
-    /// The build context: a directory, or `-` for a Dockerfile on stdin and no context.
+    /// The build context: a directory, or `-` for stdin: a tar archive (plain, gzip, bzip2, xz or
+    /// zstd) that is the whole context, or a Dockerfile alone and no context.
     #[arg(value_name = "CONTEXT")]
     context: String,
 }
@@ -269,11 +270,20 @@ fn build(globals: &Globals, a: BuildArgs) -> anyhow::Result<ExitCode> {
     }
 
     // The context and the Dockerfile.
+    // `-`: stdin holds the Dockerfile (and there is no context), or, as `docker build - <
+    // context.tar[.gz|.bz2|.xz|.zst]`, an archive that is the whole context, Dockerfile included.
     let stdin_context = a.context == "-";
-    let empty_ctx;
+    let mut stdin_dockerfile = None;
+    let stdin_ctx;
     let context_dir: PathBuf = if stdin_context {
-        empty_ctx = tempfile::tempdir().context("creating an empty build context")?;
-        empty_ctx.path().to_path_buf()
+        stdin_ctx = tempfile::tempdir().context("creating a build context")?;
+        let bytes = read_stdin()?;
+        if snapshot::unpack::is_archive(&bytes) {
+            unpack_context(&bytes, stdin_ctx.path())?;
+        } else {
+            stdin_dockerfile = Some(bytes);
+        }
+        stdin_ctx.path().to_path_buf()
     } else {
         let p = PathBuf::from(&a.context);
         if !p.is_dir() {
@@ -281,17 +291,24 @@ fn build(globals: &Globals, a: BuildArgs) -> anyhow::Result<ExitCode> {
         }
         p.canonicalize().with_context(|| format!("resolving {}", a.context))?
     };
-    let (dockerfile, dockerfile_name, dockerfile_path) = match (&a.file, stdin_context) {
-        (Some(f), _) if f == "-" => (read_stdin()?, "Dockerfile".to_string(), context_dir.join("Dockerfile")),
-        (None, true) => (read_stdin()?, "Dockerfile".to_string(), context_dir.join("Dockerfile")),
-        (Some(f), _) => {
+    let (dockerfile, dockerfile_name, dockerfile_path) = match (&a.file, stdin_dockerfile) {
+        (Some(f), None) if f == "-" => (read_stdin()?, "Dockerfile".to_string(), context_dir.join("Dockerfile")),
+        (_, Some(bytes)) => (bytes, "Dockerfile".to_string(), context_dir.join("Dockerfile")),
+        // In a context from stdin, -f names a file inside it.
+        (Some(f), None) if stdin_context => {
+            let p = context_dir.join(f.trim_start_matches('/'));
+            let bytes = std::fs::read(&p).with_context(|| format!("reading Dockerfile {f} from the context archive on stdin"))?;
+            (bytes, p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "Dockerfile".into()), p)
+        }
+        (Some(f), None) => {
             let p = PathBuf::from(f);
             let bytes = std::fs::read(&p).with_context(|| format!("reading Dockerfile {f}"))?;
             (bytes, p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "Dockerfile".into()), p)
         }
-        (None, false) => {
+        (None, None) => {
             let p = context_dir.join("Dockerfile");
-            let bytes = std::fs::read(&p).with_context(|| format!("reading Dockerfile: {} not found (use -f)", p.display()))?;
+            let what = if stdin_context { "the context archive on stdin has no Dockerfile at its root (use -f)".to_string() } else { format!("{} not found (use -f)", p.display()) };
+            let bytes = std::fs::read(&p).with_context(|| format!("reading Dockerfile: {what}"))?;
             (bytes, "Dockerfile".to_string(), p)
         }
     };
@@ -411,6 +428,24 @@ fn build_exec(bundle: &Path) -> anyhow::Result<ExitCode> {
     let spec = runtime::read_bundle(bundle).map_err(|e| anyhow!("{e}"))?;
     let status = runtime::run(bundle, &spec, runtime::Stdio::inherit()).map_err(|e| anyhow!("{e}"))?;
     Ok(ExitCode::from(status.code().clamp(0, 255) as u8))
+}
+
+/// Unpacks a build context archive (tar, maybe compressed) into `dest`; entries that would land
+/// outside it are refused.
+fn unpack_context(bytes: &[u8], dest: &Path) -> anyhow::Result<()> {
+    let reader = snapshot::unpack::decompress(bytes).context("reading the context archive on stdin")?;
+    let mut archive = tar::Archive::new(reader);
+    archive.set_preserve_permissions(true);
+    archive.set_preserve_ownerships(true);
+    archive.set_preserve_mtime(true);
+    for entry in archive.entries().context("reading the context archive on stdin")? {
+        let mut entry = entry.context("reading the context archive on stdin")?;
+        let name = entry.path().map(|p| p.display().to_string()).unwrap_or_default();
+        if !entry.unpack_in(dest).with_context(|| format!("unpacking {name:?} from the context archive on stdin"))? {
+            bail!("the context archive on stdin has an entry outside the context: {name:?}");
+        }
+    }
+    Ok(())
 }
 
 fn read_stdin() -> anyhow::Result<Vec<u8>> {

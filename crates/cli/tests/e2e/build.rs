@@ -312,6 +312,81 @@ fn dockerfile_from_stdin_quiet_and_iidfile() {
     assert_eq!(config["config"]["Labels"]["a"], "b");
 }
 
+/// Runs `builder build ARGS… -` with `input` on stdin; returns success and stderr.
+fn build_from_stdin(b: &Builder, args: &[&str], input: &[u8]) -> (bool, String) {
+    let mut child = b.cmd().arg("build").args(args).arg("-").stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().expect("spawn");
+    let mut stdin = child.stdin.take().expect("stdin");
+    let input = input.to_vec();
+    // A build that fails early stops reading: write from a thread so the wait cannot block.
+    let writer = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &input));
+    let out = child.wait_with_output().expect("wait");
+    let _ = writer.join();
+    (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// A tar archive of `files` (name, body), gzip-compressed when `gzip`.
+fn context_archive(files: &[(&str, &[u8])], gzip: bool) -> Vec<u8> {
+    let mut tar = tar::Builder::new(Vec::new());
+    for (name, body) in files {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(body.len() as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_700_000_000);
+        h.set_cksum();
+        tar.append_data(&mut h, name, *body).expect("append");
+    }
+    let bytes = tar.into_inner().expect("tar");
+    if !gzip {
+        return bytes;
+    }
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    std::io::Write::write_all(&mut gz, &bytes).expect("gzip");
+    gz.finish().expect("gzip")
+}
+
+#[test]
+fn a_context_archive_on_stdin_is_the_whole_build_context_as_with_docker_build() {
+    let b = with_busybox();
+    let files: [(&str, &[u8]); 3] = [
+        ("Dockerfile", b"FROM busybox:test\nCOPY app/a.txt /a.txt\n"),
+        ("app/a.txt", b"from the archive\n"),
+        ("other/Build.df", b"FROM busybox:test\nCOPY app/a.txt /b.txt\n"),
+    ];
+    for gzip in [false, true] {
+        let out = tempfile::tempdir().expect("tmp");
+        let dest = format!("type=local,dest={}", out.path().display());
+        let (ok, err) = build_from_stdin(&b, &["--progress", "plain", "-o", &dest], &context_archive(&files, gzip));
+        assert!(ok, "gzip={gzip}: {err}");
+        assert_eq!(std::fs::read_to_string(out.path().join("a.txt")).expect("a.txt"), "from the archive\n");
+    }
+    // -f names a Dockerfile inside the archive.
+    let out = tempfile::tempdir().expect("tmp");
+    let dest = format!("type=local,dest={}", out.path().display());
+    let (ok, err) = build_from_stdin(&b, &["-f", "other/Build.df", "-o", &dest], &context_archive(&files, true));
+    assert!(ok, "{err}");
+    assert!(out.path().join("b.txt").is_file());
+    // No Dockerfile at its root, or an entry that climbs out: clear errors.
+    let (ok, err) = build_from_stdin(&b, &[], &context_archive(&files[1..], false));
+    assert!(!ok && err.contains("no Dockerfile at its root"), "{err}");
+    let mut evil = tar::Builder::new(Vec::new());
+    for (name, body) in [("Dockerfile", &b"FROM busybox:test\n"[..]), ("../../escape", b"x")] {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(body.len() as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(1_700_000_000);
+        // The tar crate refuses to write `..` names: put the name in the header by hand.
+        h.as_gnu_mut().expect("gnu").name[..name.len()].copy_from_slice(name.as_bytes());
+        h.set_cksum();
+        evil.append(&h, body).expect("append");
+    }
+    let (ok, err) = build_from_stdin(&b, &[], &evil.into_inner().expect("tar"));
+    assert!(!ok && err.contains("outside the context") && err.contains("../../escape"), "{err}");
+}
+
 #[test]
 fn unknown_syntax_frontend_is_a_clear_error() {
     let b = with_busybox();
