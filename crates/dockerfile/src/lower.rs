@@ -831,7 +831,7 @@ impl<'a> Lowerer<'a> {
 /// The git source an ADD names, as BuildKit recognizes one: `git://…`, `ssh://…`, `git@host:…`,
 /// or an http(s) URL whose path ends in `.git`; `#ref:subdir` after it picks the ref and the
 /// directory. Anything else is not a git source.
-fn git_source(v: &str) -> Option<GitOp> {
+pub fn git_source(v: &str) -> Option<GitOp> {
     let (remote, fragment) = match v.split_once('#') {
         Some((r, f)) => (r, f),
         None => (v, ""),

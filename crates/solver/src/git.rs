@@ -90,6 +90,28 @@ pub fn checkout(
     Ok((Solved { key, output: Output::Snapshot { snapshot, new_layers: 1, created } }, false))
 }
 
+/// Checks `op` out into `dest` (which must not exist) for use as a build context, as `docker
+/// build https://host/repo.git#ref:subdir` does; returns the context directory (the subdir, if
+/// named). `.git` is kept only with `keep_git_dir`.
+pub fn clone_context(op: &GitOp, dest: &Path, ssh_agent: Option<&Path>) -> Result<PathBuf> {
+    let step = "context";
+    let cancel = Cancel::default();
+    let git = Git { step, ssh_agent, auth: None, cancel: &cancel };
+    let (commit, full_ref) = git.resolve(op)?;
+    git.fetch_and_checkout(op, &commit, &full_ref, dest)?;
+    if !op.keep_git_dir {
+        remove_git_dirs(dest)?;
+    }
+    if op.subdir.is_empty() {
+        return Ok(dest.to_path_buf());
+    }
+    let sub = dest.join(&op.subdir);
+    if op.subdir.split('/').any(|c| c == "..") || !fs::symlink_metadata(&sub).map(|m| m.is_dir()).unwrap_or(false) {
+        return Err(SolveError::step(step, format!("subdir {:?} not found in {} at commit {commit}", op.subdir, shown(op))));
+    }
+    Ok(sub)
+}
+
 fn shown(op: &GitOp) -> String {
     if op.reference.is_empty() { op.remote.clone() } else { format!("{}#{}", op.remote, op.reference) }
 }

@@ -52,7 +52,8 @@ pub fn download(index: &CacheIndex, op: &HttpOp, step: &str) -> Result<Solved> {
     Ok(Solved { key: h.finish(), output: Output::Http { dir, file: op.filename.clone() } })
 }
 
-fn fetch(url: &str, dest: &Path) -> std::io::Result<()> {
+/// Downloads `url` into the file `dest` (redirects followed).
+pub fn fetch(url: &str, dest: &Path) -> std::io::Result<()> {
     let mut url = url.to_string();
     for _ in 0..5 {
         if url.starts_with("https://") {

@@ -86,8 +86,10 @@ pub struct BuildArgs {
     /// How many steps may run at once (default: twice the CPUs, at least 4).
     #[arg(long = "max-parallelism", value_name = "N")]
     max_parallelism: Option<usize>,
-    /// The build context: a directory, or `-` for stdin: a tar archive (plain, gzip, bzip2, xz or
-    /// zstd) that is the whole context, or a Dockerfile alone and no context.
+    /// The build context: a directory; a git repository (`https://host/repo.git#ref:subdir`,
+    /// `git://…`, `git@host:…`); an http(s) URL of a tar archive (the context) or of a Dockerfile
+    /// alone; or `-` for stdin: a tar archive (plain, gzip, bzip2, xz or zstd) that is the whole
+    /// context, or a Dockerfile alone and no context.
     #[arg(value_name = "CONTEXT")]
     context: String,
 }
@@ -284,6 +286,24 @@ fn build(globals: &Globals, a: BuildArgs) -> anyhow::Result<ExitCode> {
             stdin_dockerfile = Some(bytes);
         }
         stdin_ctx.path().to_path_buf()
+    } else if let Some(op) = dockerfile::lower::git_source(&a.context) {
+        // A git repository (`https://host/repo.git#ref:subdir`, `git@host:repo.git`, …) is cloned first.
+        stdin_ctx = tempfile::tempdir().context("creating a build context")?;
+        let agent = std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from);
+        solver::git::clone_context(&op, &stdin_ctx.path().join("repo"), agent.as_deref()).with_context(|| format!("unable to prepare context from {}", a.context))?
+    } else if a.context.starts_with("http://") || a.context.starts_with("https://") {
+        // A URL: a tar archive (maybe compressed) is the context; a text file is the Dockerfile.
+        stdin_ctx = tempfile::tempdir().context("creating a build context")?;
+        let file = stdin_ctx.path().join("download");
+        solver::http::fetch(&a.context, &file).with_context(|| format!("unable to prepare context: downloading {}", a.context))?;
+        let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
+        std::fs::remove_file(&file).with_context(|| format!("removing {}", file.display()))?;
+        if snapshot::unpack::is_archive(&bytes) {
+            unpack_context(&bytes, stdin_ctx.path()).with_context(|| format!("the context archive at {}", a.context))?;
+        } else {
+            stdin_dockerfile = Some(bytes);
+        }
+        stdin_ctx.path().to_path_buf()
     } else {
         let p = PathBuf::from(&a.context);
         if !p.is_dir() {
@@ -294,10 +314,11 @@ fn build(globals: &Globals, a: BuildArgs) -> anyhow::Result<ExitCode> {
     let (dockerfile, dockerfile_name, dockerfile_path) = match (&a.file, stdin_dockerfile) {
         (Some(f), None) if f == "-" => (read_stdin()?, "Dockerfile".to_string(), context_dir.join("Dockerfile")),
         (_, Some(bytes)) => (bytes, "Dockerfile".to_string(), context_dir.join("Dockerfile")),
-        // In a context from stdin, -f names a file inside it.
-        (Some(f), None) if stdin_context => {
+        // In a context from stdin or a URL, -f names a file inside it.
+        (Some(f), None) if !Path::new(&a.context).is_dir() => {
             let p = context_dir.join(f.trim_start_matches('/'));
-            let bytes = std::fs::read(&p).with_context(|| format!("reading Dockerfile {f} from the context archive on stdin"))?;
+            let from = if stdin_context { "the context archive on stdin" } else { a.context.as_str() };
+            let bytes = std::fs::read(&p).with_context(|| format!("reading Dockerfile {f} from {from}"))?;
             (bytes, p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "Dockerfile".into()), p)
         }
         (Some(f), None) => {
@@ -307,7 +328,13 @@ fn build(globals: &Globals, a: BuildArgs) -> anyhow::Result<ExitCode> {
         }
         (None, None) => {
             let p = context_dir.join("Dockerfile");
-            let what = if stdin_context { "the context archive on stdin has no Dockerfile at its root (use -f)".to_string() } else { format!("{} not found (use -f)", p.display()) };
+            let what = if stdin_context {
+                "the context archive on stdin has no Dockerfile at its root (use -f)".to_string()
+            } else if Path::new(&a.context).is_dir() {
+                format!("{} not found (use -f)", p.display())
+            } else {
+                format!("{} has no Dockerfile at its root (use -f)", a.context)
+            };
             let bytes = std::fs::read(&p).with_context(|| format!("reading Dockerfile: {what}"))?;
             (bytes, "Dockerfile".to_string(), p)
         }

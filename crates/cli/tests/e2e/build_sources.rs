@@ -321,6 +321,11 @@ impl DumbHttp {
         let dir = tempfile::tempdir().expect("tmp");
         let repo = git.base.path().join("repo.git");
         sh(dir.path(), &format!("git clone -q --bare {} repo.git && git -C repo.git update-server-info", repo.display()));
+        DumbHttp::files(dir, auth)
+    }
+
+    /// Serves the files under `dir`.
+    fn files(dir: tempfile::TempDir, auth: Option<&'static str>) -> DumbHttp {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
         let port = listener.local_addr().expect("addr").port();
         let root = dir.path().to_path_buf();
@@ -541,4 +546,33 @@ fn a_build_for_arm64_runs_arm64_programs_through_the_registered_emulator() {
     )]);
     let (out, _) = build_to_dir(&b, cross.path(), &["--platform", "linux/arm64"], &[]);
     assert_eq!(read(out.path().join("out")), "linux/amd64 arm64 x86_64\naarch64\n");
+}
+
+#[test]
+fn a_git_repository_or_a_url_is_a_build_context_as_with_docker_build() {
+    let b = with_busybox();
+    let git = GitServer::start();
+    git.commit(
+        "printf 'FROM busybox:test\\nCOPY a.txt /a.txt\\n' > Dockerfile && printf 'FROM busybox:test\\nCOPY d.md /d.md\\n' > docs/Dockerfile \
+         && git add -A && git commit -qm dockerfiles",
+    );
+    let (out, log) = build_to_dir(&b, Path::new(&git.url("")), &[], &[]);
+    assert_eq!(read(out.path().join("a.txt")), "two\n", "{log}");
+    let (out, log) = build_to_dir(&b, Path::new(&git.url("#main:docs")), &[], &[]);
+    assert_eq!(read(out.path().join("d.md")), "doc\n", "{log}");
+    let (ok, log) = build_env(&b, Path::new(&git.url("#nope")), &[], &[]);
+    assert!(!ok && log.contains("git ref \"nope\" not found") && log.contains(&git.url("#nope")), "{log}");
+
+    // Over http: a compressed tar is the context, a text file is the Dockerfile alone.
+    let www = tempfile::tempdir().expect("tmp");
+    sh(git.base.path().join("repo.git").as_path(), &format!("git archive --format=tar.gz -o {}/ctx.tar.gz main", www.path().display()));
+    std::fs::write(www.path().join("Dockerfile"), "FROM busybox:test\nLABEL from=url\n").expect("write");
+    let http = DumbHttp::files(www, None);
+    let (out, log) = build_to_dir(&b, Path::new(&format!("http://127.0.0.1:{}/ctx.tar.gz", http.port)), &[], &[]);
+    assert_eq!(read(out.path().join("a.txt")), "two\n", "{log}");
+    let (ok, log) = build_env(&b, Path::new(&format!("http://127.0.0.1:{}/Dockerfile", http.port)), &["-t", "from-url:1"], &[]);
+    assert!(ok, "{log}");
+    assert!(b.ok(&["inspect", "from-url:1"]).contains("\"from\": \"url\""));
+    let (ok, log) = build_env(&b, Path::new(&format!("http://127.0.0.1:{}/missing.tar", http.port)), &[], &[]);
+    assert!(!ok && log.contains("missing.tar") && log.contains("404"), "{log}");
 }
