@@ -337,7 +337,10 @@ impl LocalEngine {
         }
         let platform = o.platform.clone().unwrap_or_else(|| oci::Platform::host().to_string());
         let mut resolver = StoreResolver { engine: self, pull: o.pull, progress: progress.clone() };
-        let opts = LowerOptions { build_args, target: o.target.clone(), platform, no_cache: o.no_cache, labels: o.labels.clone(), context_excludes };
+        let network_none = o.options.get("network").is_some_and(|n| n == "none");
+        // `add-host`: one `NAME IP` per line.
+        let extra_hosts = o.options.get("add-host").map(|l| l.lines().filter_map(|h| h.split_once(' ')).map(|(n, ip)| (n.to_string(), ip.to_string())).collect()).unwrap_or_default();
+        let opts = LowerOptions { build_args, target: o.target.clone(), platform, no_cache: o.no_cache, labels: o.labels.clone(), context_excludes, network_none, extra_hosts };
         dockerfile::lower::lower(&df, &opts, &mut resolver).map_err(|e| invalid(&e))
     }
 }

@@ -52,6 +52,11 @@ pub struct LowerOptions {
     pub labels: BTreeMap<String, String>,
     /// Exclusion patterns of the build context (`.dockerignore`).
     pub context_excludes: Vec<String>,
+    /// `--network none`: RUN steps without a `--network` of their own (or with `default`) get no
+    /// network; otherwise they share the host's.
+    pub network_none: bool,
+    /// `--add-host NAME:IP`: lines added to /etc/hosts of every RUN, as (name, ip).
+    pub extra_hosts: Vec<(String, String)>,
 }
 
 /// The result of lowering.
@@ -691,7 +696,9 @@ impl<'a> Lowerer<'a> {
         };
         let network = match r.network {
             Some(NetworkMode::None) => Network::None,
-            _ => Network::Host,
+            Some(NetworkMode::Host) => Network::Host,
+            Some(NetworkMode::Default) | None if self.opts.network_none => Network::None,
+            Some(NetworkMode::Default) | None => Network::Host,
         };
         let op = ExecOp {
             args: argv.clone(),
@@ -701,6 +708,7 @@ impl<'a> Lowerer<'a> {
             network,
             mounts,
             security,
+            extra_hosts: self.opts.extra_hosts.clone(),
         };
         let v = self.b.add(Op::Exec(op), inputs, meta);
         Ok((v, argv))

@@ -206,6 +206,7 @@ mod tests {
             network: Network::Host,
             mounts: vec![],
             security: Security::Sandbox,
+            extra_hosts: vec![],
         })
     }
 

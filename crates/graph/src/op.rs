@@ -157,6 +157,10 @@ pub struct ExecOp {
     /// Left out of the encoding when `sandbox`, so ordinary steps keep their digests.
     #[serde(default, skip_serializing_if = "Security::is_sandbox")]
     pub security: Security,
+    /// `--add-host NAME:IP` entries for /etc/hosts, as (name, ip); left out of the encoding
+    /// when empty, so ordinary steps keep their digests.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub extra_hosts: Vec<(String, String)>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

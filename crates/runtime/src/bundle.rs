@@ -31,6 +31,8 @@ pub fn with_etc_files(bundle: &Path, spec: &Spec) -> Result<Spec> {
         let host = std::fs::read_to_string("/etc/hosts").unwrap_or_else(|_| "127.0.0.1\tlocalhost\n".into());
         format!("{}{}127.0.0.1\t{hostname}\n", host, if host.ends_with('\n') || host.is_empty() { "" } else { "\n" })
     };
+    let extra = spec.annotations().as_ref().and_then(|a| a.get(crate::spec::ANNOTATION_EXTRA_HOSTS)).cloned().unwrap_or_default();
+    let hosts = hosts + &extra;
     let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let mut spec = spec.clone();
     let mut mounts = spec.mounts().clone().unwrap_or_default();

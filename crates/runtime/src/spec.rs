@@ -80,12 +80,16 @@ pub struct SpecOptions {
     /// The overlay's changes are thrown away (`run --rm`): skip syncing them to disk when
     /// the container ends (overlayfs `volatile`), which saves a filesystem sync per run.
     pub volatile: bool,
+    /// `--add-host`: (name, ip) pairs added to the container's /etc/hosts.
+    pub extra_hosts: Vec<(String, String)>,
 }
 
 /// Annotation keys of the builder's own runtime; other runtimes ignore them.
 pub const ANNOTATION_INIT: &str = "org.builder.runtime.init";
 pub const ANNOTATION_OVERLAY: &str = "org.builder.runtime.overlay";
 pub const ANNOTATION_VOLATILE: &str = "org.builder.runtime.overlay.volatile";
+/// Extra /etc/hosts lines (`IP<TAB>NAME`, one per line), added to the hosts file the runtime writes.
+pub const ANNOTATION_EXTRA_HOSTS: &str = "org.builder.runtime.extra-hosts";
 
 /// The PATH Docker gives a container whose image sets none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
@@ -160,6 +164,10 @@ pub fn build_spec(opts: &SpecOptions) -> Result<Spec> {
     }
     if opts.volatile {
         annotations.insert(ANNOTATION_VOLATILE.into(), json!("true"));
+    }
+    if !opts.extra_hosts.is_empty() {
+        let lines: String = opts.extra_hosts.iter().map(|(name, ip)| format!("{ip}\t{name}\n")).collect();
+        annotations.insert(ANNOTATION_EXTRA_HOSTS.into(), json!(lines));
     }
     if let Some(o) = &opts.overlay {
         let encoded = serde_json::to_string(o).map_err(|e| Error::InvalidSpec(e.to_string()))?;

@@ -153,6 +153,7 @@ pub fn run(mut req: ExecRequest<'_>) -> Result<PathBuf> {
         // No sync of the upper dir when the sandbox ends: the cache makes layers durable itself
         // (see "Durability" in `cache`).
         volatile: true,
+        extra_hosts: req.op.extra_hosts.clone(),
         ..Default::default()
     };
     let mut spec = runtime::build_spec(&opts).map_err(|e| SolveError::step(req.step, e.to_string()))?;

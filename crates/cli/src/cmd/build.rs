@@ -83,6 +83,13 @@ pub struct BuildArgs {
     /// (default in the local store).
     #[arg(long, value_name = "ALGO")]
     compression: Option<String>,
+    /// The network of RUN steps that do not name one: `default` or `host` (the host's network, as
+    /// buildkitd without CNI) or `none` (loopback only).
+    #[arg(long, value_name = "MODE")]
+    network: Option<String>,
+    /// Add a line to /etc/hosts of RUN steps (`NAME:IP`); may be repeated.
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    add_hosts: Vec<String>,
     /// How many steps may run at once (default: twice the CPUs, at least 4).
     #[arg(long = "max-parallelism", value_name = "N")]
     max_parallelism: Option<usize>,
@@ -371,6 +378,21 @@ fn build(globals: &Globals, a: BuildArgs) -> anyhow::Result<ExitCode> {
     if a.push {
         options.insert("push".to_string(), "true".to_string());
     }
+    match a.network.as_deref() {
+        None | Some("default") | Some("host") => {}
+        Some("none") => {
+            options.insert("network".to_string(), "none".to_string());
+        }
+        Some(other) => bail!("--network {other}: a build's RUN steps can use `default`, `host` or `none` (as with BuildKit)"),
+    }
+    if !a.add_hosts.is_empty() {
+        let mut lines = String::new();
+        for h in &a.add_hosts {
+            let (name, ip) = parse_add_host(h)?;
+            lines.push_str(&format!("{name} {ip}\n"));
+        }
+        options.insert("add-host".to_string(), lines);
+    }
     let options = api::BuildOptions {
         dockerfile,
         dockerfile_name,
@@ -455,6 +477,17 @@ fn build_exec(bundle: &Path) -> anyhow::Result<ExitCode> {
     let spec = runtime::read_bundle(bundle).map_err(|e| anyhow!("{e}"))?;
     let status = runtime::run(bundle, &spec, runtime::Stdio::inherit()).map_err(|e| anyhow!("{e}"))?;
     Ok(ExitCode::from(status.code().clamp(0, 255) as u8))
+}
+
+/// `--add-host NAME:IP` (as Docker: the IP may be IPv6, with colons after the first; `NAME=IP`
+/// and `[IPv6]` are accepted too) as (name, ip).
+pub fn parse_add_host(h: &str) -> anyhow::Result<(String, String)> {
+    let (name, ip) = h.split_once([':', '=']).ok_or_else(|| anyhow!("--add-host {h:?}: expected NAME:IP"))?;
+    let ip = ip.trim_start_matches('[').trim_end_matches(']');
+    if name.is_empty() || name.contains(char::is_whitespace) || ip.parse::<std::net::IpAddr>().is_err() {
+        bail!("--add-host {h:?}: expected NAME:IP with a host name and an IPv4 or IPv6 address");
+    }
+    Ok((name.to_string(), ip.to_string()))
 }
 
 /// Unpacks a build context archive (tar, maybe compressed) into `dest`; entries that would land

@@ -135,6 +135,9 @@ pub struct RunArgs {
     /// Container host name.
     #[arg(long)]
     hostname: Option<String>,
+    /// Add a line to the container's /etc/hosts (`NAME:IP`); may be repeated.
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    add_hosts: Vec<String>,
     /// Memory limit (e.g. 64m, 1g).
     #[arg(short, long)]
     memory: Option<String>,
@@ -394,6 +397,8 @@ fn run(globals: &Globals, root: &Path, args: RunArgs) -> anyhow::Result<ExitCode
         auto_remove: args.rm,
         tty: args.tty,
     };
+    // Checked before anything is created for the container.
+    let extra_hosts = args.add_hosts.iter().map(|h| super::build::parse_add_host(h)).collect::<anyhow::Result<Vec<_>>>()?;
     let dir = if args.rm && !args.detach { cstore.create_unlisted(&id)? } else { cstore.create(&state)? };
     let external = args.runtime.is_some();
     let opts = runtime::SpecOptions {
@@ -413,6 +418,7 @@ fn run(globals: &Globals, root: &Path, args: RunArgs) -> anyhow::Result<ExitCode
         overlay: Some(runtime::OverlayRootfs { lowers, upper: dir.join("upper"), work: dir.join("work") }),
         // --rm throws the changes away: no need to sync them when the container ends.
         volatile: args.rm,
+        extra_hosts,
     };
     let spec = match runtime::build_spec(&opts) {
         Ok(mut s) => {

@@ -576,3 +576,24 @@ fn a_git_repository_or_a_url_is_a_build_context_as_with_docker_build() {
     let (ok, log) = build_env(&b, Path::new(&format!("http://127.0.0.1:{}/missing.tar", http.port)), &[], &[]);
     assert!(!ok && log.contains("missing.tar") && log.contains("404"), "{log}");
 }
+
+#[test]
+fn build_network_none_and_add_host_apply_to_every_run_as_with_docker_build() {
+    let b = with_busybox();
+    let ctx = context(&[(
+        "Dockerfile",
+        "FROM busybox:test\nRUN cat /proc/net/dev > /dev.txt && grep -E 'dbhost|v6host' /etc/hosts > /hosts.txt\nRUN --network=host cat /proc/net/dev > /host.txt\n",
+    )]);
+    let (out, log) = build_to_dir(&b, ctx.path(), &["--network", "none", "--add-host", "dbhost:10.1.2.3", "--add-host", "v6host:fd00::1"], &[]);
+    let names = |s: String| -> Vec<String> { s.lines().skip(2).filter_map(|l| l.split(':').next()).map(|n| n.trim().to_string()).collect() };
+    assert_eq!(names(read(out.path().join("dev.txt"))), ["lo"], "{log}");
+    assert!(names(read(out.path().join("host.txt"))).len() > 1, "a RUN's own --network=host wins");
+    assert_eq!(read(out.path().join("hosts.txt")), "10.1.2.3\tdbhost\nfd00::1\tv6host\n");
+
+    let (ok, log) = build_env(&b, ctx.path(), &["--network", "bridge"], &[]);
+    assert!(!ok && log.contains("--network bridge"), "{log}");
+    let (ok, log) = build_env(&b, ctx.path(), &["--add-host", "db"], &[]);
+    assert!(!ok && log.contains("--add-host \"db\""), "{log}");
+    // `builder run --add-host` too.
+    assert_eq!(b.ok(&["run", "--rm", "--add-host", "rh:1.2.3.4", "busybox:test", "grep", "rh", "/etc/hosts"]), "1.2.3.4\trh\n");
+}
