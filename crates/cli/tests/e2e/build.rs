@@ -324,18 +324,23 @@ fn build_from_stdin(b: &Builder, args: &[&str], input: &[u8]) -> (bool, String) 
     (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
+/// The tar header of a root-owned 0644 file of `size` bytes.
+fn file_header(size: usize) -> tar::Header {
+    let mut h = tar::Header::new_gnu();
+    h.set_size(size as u64);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(1_700_000_000);
+    h.set_cksum();
+    h
+}
+
 /// A tar archive of `files` (name, body), gzip-compressed when `gzip`.
 fn context_archive(files: &[(&str, &[u8])], gzip: bool) -> Vec<u8> {
     let mut tar = tar::Builder::new(Vec::new());
     for (name, body) in files {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(body.len() as u64);
-        h.set_mode(0o644);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(1_700_000_000);
-        h.set_cksum();
-        tar.append_data(&mut h, name, *body).expect("append");
+        tar.append_data(&mut file_header(body.len()), name, *body).expect("append");
     }
     let bytes = tar.into_inner().expect("tar");
     if !gzip {
@@ -372,12 +377,7 @@ fn a_context_archive_on_stdin_is_the_whole_build_context_as_with_docker_build() 
     assert!(!ok && err.contains("no Dockerfile at its root"), "{err}");
     let mut evil = tar::Builder::new(Vec::new());
     for (name, body) in [("Dockerfile", &b"FROM busybox:test\n"[..]), ("../../escape", b"x")] {
-        let mut h = tar::Header::new_gnu();
-        h.set_size(body.len() as u64);
-        h.set_mode(0o644);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_mtime(1_700_000_000);
+        let mut h = file_header(body.len());
         // The tar crate refuses to write `..` names: put the name in the header by hand.
         h.as_gnu_mut().expect("gnu").name[..name.len()].copy_from_slice(name.as_bytes());
         h.set_cksum();
