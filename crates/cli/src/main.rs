@@ -75,8 +75,45 @@ enum Command {
     Serve(cmd::serve::Command),
 }
 
+/// Docker's management-command forms (`docker container ls`, `docker image rm`, …), which its
+/// tutorials use as much as the short ones: `builder container ls` runs `builder ps`, and so on.
+/// Returns the arguments with the pair replaced by the short command, or an error naming the
+/// sub-command builder does not have.
+fn management_form(mut args: Vec<std::ffi::OsString>) -> Result<Vec<std::ffi::OsString>, String> {
+    // The first argument that is neither an option nor the value of a global option.
+    let mut i = 1;
+    while i < args.len() {
+        match args[i].to_str() {
+            Some("--root" | "--insecure-registry" | "--addr") => i += 2,
+            Some(a) if a.starts_with('-') => i += 1,
+            _ => break,
+        }
+    }
+    let (Some(group), Some(sub)) = (args.get(i).and_then(|a| a.to_str()), args.get(i + 1).and_then(|a| a.to_str())) else { return Ok(args) };
+    let short = match (group, sub) {
+        ("container", "ls" | "list" | "ps") => "ps",
+        ("container", "rm" | "remove") => "rm",
+        ("container", "prune") => "container-prune",
+        ("container", s @ ("run" | "logs" | "stop" | "kill" | "start" | "restart" | "exec" | "diff" | "commit" | "cp" | "rename")) => s,
+        ("image", "ls" | "list") => "images",
+        ("image", "rm" | "remove") => "rmi",
+        ("image", s @ ("build" | "tag" | "pull" | "push" | "inspect" | "history" | "save" | "load" | "import")) => s,
+        ("container" | "image", s) if !s.starts_with('-') => return Err(format!("builder {group} {s}: no such command (builder {group} takes the docker {group} commands builder has: see builder --help)")),
+        _ => return Ok(args),
+    };
+    args.splice(i..i + 2, [std::ffi::OsString::from(short)]);
+    Ok(args)
+}
+
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let args = match management_form(std::env::args_os().collect()) {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cli = Cli::parse_from(args);
     let filter = if cli.globals.debug {
         tracing_subscriber::EnvFilter::new("debug")
     } else {

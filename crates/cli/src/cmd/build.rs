@@ -148,16 +148,7 @@ fn parse_size(s: &str) -> anyhow::Result<u64> {
     Ok((n * mul) as u64)
 }
 
-fn human(bytes: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = bytes as f64;
-    let mut u = 0;
-    while v >= 1000.0 && u < units.len() - 1 {
-        v /= 1000.0;
-        u += 1;
-    }
-    if u == 0 { format!("{bytes}B") } else { format!("{v:.3}{}", units[u]) }
-}
+use crate::cmd::human_size as human;
 
 fn prune(globals: &Globals, a: PruneArgs) -> anyhow::Result<ExitCode> {
     let _ = a.force;

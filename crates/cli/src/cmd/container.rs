@@ -89,6 +89,15 @@ pub enum Command {
     },
     /// Copy files between a container and the host: `cp CONTAINER:SRC DEST` or `cp SRC CONTAINER:DEST`.
     Cp { src: String, dest: String },
+    /// Rename a container.
+    Rename { container: String, new_name: String },
+    /// Remove all stopped containers (`builder container prune`).
+    #[command(name = "container-prune")]
+    ContainerPrune {
+        /// Do not ask for confirmation.
+        #[arg(short, long)]
+        force: bool,
+    },
     /// Supervises a detached container (internal).
     #[command(name = "__shim", hide = true)]
     Shim { id: String },
@@ -203,6 +212,8 @@ impl Command {
             Command::Cp { src, dest } => cp(&root, &src, &dest),
             Command::Commit { message, container, reference } => commit(&root, &container, &reference, message.as_deref()),
             Command::Shim { id } => shim(&root, &id),
+            Command::Rename { container, new_name } => rename(&root, &container, &new_name),
+            Command::ContainerPrune { force } => container_prune(&root, force),
         }
     }
 }
@@ -509,6 +520,10 @@ fn wait_with_oom(container: runtime::Container) -> anyhow::Result<(runtime::Exit
 }
 
 fn finish(cstore: &ContainerStore, mut state: ContainerState, status: runtime::ExitStatus, oom: bool) -> anyhow::Result<runtime::ExitStatus> {
+    // A `rename` while it ran is kept.
+    if let Ok(now) = cstore.load(&state.id) {
+        state.name = now.name;
+    }
     if state.auto_remove {
         // About to be removed: no need to record how it ended.
         return Ok(status);
@@ -774,6 +789,51 @@ fn rm(store: &ContainerStore, s: ContainerState, force: bool) -> anyhow::Result<
     }
     store.remove(&s.id)?;
     Ok(())
+}
+
+fn rename(root: &Path, key: &str, new_name: &str) -> anyhow::Result<ExitCode> {
+    let valid = new_name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric()) && new_name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if !valid {
+        bail!("invalid container name {new_name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed");
+    }
+    let store = ContainerStore::open(root)?;
+    let mut state = store.find(key)?;
+    if let Some(other) = store.list()?.iter().find(|c| c.name == new_name && c.id != state.id) {
+        bail!("the container name {new_name:?} is already in use by container {}", &other.id[..12]);
+    }
+    state.name = new_name.to_string();
+    store.save(&state)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `docker container prune`: removes every container that is not running.
+fn container_prune(root: &Path, force: bool) -> anyhow::Result<ExitCode> {
+    if !force {
+        print!("WARNING! This will remove all stopped containers.\nAre you sure you want to continue? [y/N] ");
+        std::io::Write::flush(&mut std::io::stdout())?;
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if !matches!(answer.trim(), "y" | "Y" | "yes" | "Yes") {
+            return Ok(ExitCode::SUCCESS);
+        }
+    }
+    let store = ContainerStore::open(root)?;
+    let mut deleted = Vec::new();
+    let mut reclaimed = 0u64;
+    for c in store.list()?.into_iter().filter(|c| c.status != Status::Running) {
+        reclaimed += solver::cache::dir_size(&store.dir_of(&c.id));
+        store.remove(&c.id)?;
+        deleted.push(c.id);
+    }
+    if !deleted.is_empty() {
+        println!("Deleted Containers:");
+        for id in &deleted {
+            println!("{id}");
+        }
+        println!();
+    }
+    println!("Total reclaimed space: {}", crate::cmd::human_size(reclaimed));
+    Ok(ExitCode::SUCCESS)
 }
 
 fn start(globals: &Globals, store: &ContainerStore, s: ContainerState) -> anyhow::Result<()> {

@@ -156,6 +156,45 @@ fn detached_life_cycle_with_logs_stop_start_and_rm() {
 }
 
 #[test]
+fn docker_container_and_image_commands_rename_and_container_prune() {
+    let b = with_busybox();
+    // The management-command forms the tutorials use.
+    b.ok(&["container", "run", "--name", "done", "busybox:test", "true"]);
+    b.ok(&["container", "run", "-d", "--name", "live", "busybox:test", "sleep", "30"]);
+    let ls = b.ok(&["container", "ls"]);
+    assert!(ls.contains("live") && !ls.contains("done"), "{ls}");
+    assert!(b.ok(&["container", "ls", "-a"]).contains("done"));
+    assert!(b.ok(&["image", "ls"]).contains("busybox"));
+    b.ok(&["image", "tag", "busybox:test", "other:1"]);
+    b.ok(&["image", "rm", "other:1"]);
+    assert!(!b.ok(&["images"]).contains("other"));
+    let err = b.fails(&["container", "stats"]);
+    assert!(err.contains("builder container stats"), "{err}");
+
+    // rename, while running, survives the container's exit; names stay unique.
+    b.ok(&["container", "rename", "live", "renamed"]);
+    let err = b.fails(&["rename", "done", "renamed"]);
+    assert!(err.contains("already in use"), "{err}");
+    let err = b.fails(&["rename", "done", "bad name"]);
+    assert!(err.contains("invalid container name"), "{err}");
+    b.ok(&["container", "stop", "-t", "1", "renamed"]);
+    assert!(b.ok(&["ps", "-a"]).contains("renamed"));
+
+    // prune asks first, removes only stopped containers, and says what it freed.
+    let mut child = b.cmd().args(["container", "prune"]).stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::piped()).spawn().expect("spawn");
+    std::io::Write::write_all(&mut child.stdin.take().expect("stdin"), b"n\n").expect("answer");
+    assert!(child.wait_with_output().expect("wait").status.success());
+    assert_eq!(b.ok(&["ps", "-aq"]).lines().count(), 2, "nothing removed without a yes");
+    b.ok(&["run", "-d", "--name", "still", "busybox:test", "sleep", "30"]);
+    let out = b.ok(&["container", "prune", "-f"]);
+    assert!(out.contains("Deleted Containers:") && out.contains("Total reclaimed space:"), "{out}");
+    let left = b.ok(&["ps", "-a"]);
+    assert!(left.contains("still") && !left.contains("renamed") && !left.contains("done"), "{left}");
+    b.ok(&["rm", "-f", "still"]);
+    assert_no_leaks(&b);
+}
+
+#[test]
 fn exec_runs_in_the_container_namespaces_with_its_options() {
     let b = with_busybox();
     b.ok(&["run", "-d", "--name", "svc", "--hostname", "svc-host", "busybox:test", "sh", "-c", "echo data > /tmp/state; sleep 1000"]);

@@ -43,14 +43,4 @@ pub(super) fn ago(rfc3339: &str) -> String {
     if n == 1 { format!("{} {unit} ago", if unit == "hour" { "An" } else { "1" }) } else { format!("{n} {unit}s ago") }
 }
 
-/// Sizes in SI units with 3 significant digits, as Docker prints them.
-pub(super) fn human_size(bytes: u64) -> String {
-    let units = ["B", "kB", "MB", "GB", "TB"];
-    let mut v = bytes as f64;
-    let mut i = 0;
-    while v >= 1000.0 && i + 1 < units.len() {
-        v /= 1000.0;
-        i += 1;
-    }
-    if i == 0 { format!("{bytes}B") } else { format!("{:.3}", v).trim_end_matches('0').trim_end_matches('.').to_string() + units[i] }
-}
+pub(super) use crate::cmd::human_size;
