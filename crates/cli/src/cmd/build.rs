@@ -270,45 +270,8 @@ fn build(globals: &Globals, a: BuildArgs) -> anyhow::Result<ExitCode> {
     }
 
     // The context and the Dockerfile.
-    // `-`: stdin holds the Dockerfile (and there is no context), or, as `docker build - <
-    // context.tar[.gz|.bz2|.xz|.zst]`, an archive that is the whole context, Dockerfile included.
     let stdin_context = a.context == "-";
-    let mut stdin_dockerfile = None;
-    let stdin_ctx;
-    let context_dir: PathBuf = if stdin_context {
-        stdin_ctx = tempfile::tempdir().context("creating a build context")?;
-        let bytes = read_stdin()?;
-        if snapshot::unpack::is_archive(&bytes) {
-            unpack_context(&bytes, stdin_ctx.path())?;
-        } else {
-            stdin_dockerfile = Some(bytes);
-        }
-        stdin_ctx.path().to_path_buf()
-    } else if let Some(op) = dockerfile::lower::git_source(&a.context) {
-        // A git repository (`https://host/repo.git#ref:subdir`, `git@host:repo.git`, …) is cloned first.
-        stdin_ctx = tempfile::tempdir().context("creating a build context")?;
-        let agent = std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from);
-        solver::git::clone_context(&op, &stdin_ctx.path().join("repo"), agent.as_deref()).with_context(|| format!("unable to prepare context from {}", a.context))?
-    } else if a.context.starts_with("http://") || a.context.starts_with("https://") {
-        // A URL: a tar archive (maybe compressed) is the context; a text file is the Dockerfile.
-        stdin_ctx = tempfile::tempdir().context("creating a build context")?;
-        let file = stdin_ctx.path().join("download");
-        solver::http::fetch(&a.context, &file).with_context(|| format!("unable to prepare context: downloading {}", a.context))?;
-        let bytes = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-        std::fs::remove_file(&file).with_context(|| format!("removing {}", file.display()))?;
-        if snapshot::unpack::is_archive(&bytes) {
-            unpack_context(&bytes, stdin_ctx.path()).with_context(|| format!("the context archive at {}", a.context))?;
-        } else {
-            stdin_dockerfile = Some(bytes);
-        }
-        stdin_ctx.path().to_path_buf()
-    } else {
-        let p = PathBuf::from(&a.context);
-        if !p.is_dir() {
-            bail!("unable to prepare context: path {:?} not found or not a directory", a.context);
-        }
-        p.canonicalize().with_context(|| format!("resolving {}", a.context))?
-    };
+    let BuildContext { dir: context_dir, dockerfile: stdin_dockerfile, _fetched } = prepare_context(&a.context)?;
     let (dockerfile, dockerfile_name, dockerfile_path) = match (&a.file, stdin_dockerfile) {
         (Some(f), None) if f == "-" => (read_stdin()?, "Dockerfile".to_string(), context_dir.join("Dockerfile")),
         (_, Some(bytes)) => (bytes, "Dockerfile".to_string(), context_dir.join("Dockerfile")),
@@ -468,6 +431,53 @@ fn build_exec(bundle: &Path) -> anyhow::Result<ExitCode> {
     let spec = runtime::read_bundle(bundle).map_err(|e| anyhow!("{e}"))?;
     let status = runtime::run(bundle, &spec, runtime::Stdio::inherit()).map_err(|e| anyhow!("{e}"))?;
     Ok(ExitCode::from(status.code().clamp(0, 255) as u8))
+}
+
+/// Where a build's context is: a directory of the caller's, or one made for it.
+struct BuildContext {
+    dir: PathBuf,
+    /// The Dockerfile, when what was given is a Dockerfile alone (stdin, a URL): no context then.
+    dockerfile: Option<Vec<u8>>,
+    /// The directory made for a context from stdin, a repository or a URL; deleted when dropped.
+    _fetched: Option<tempfile::TempDir>,
+}
+
+/// Reads the CONTEXT argument as `docker build` does: `-` is stdin (a tar archive, maybe
+/// compressed, that is the whole context; or a Dockerfile alone), a git URL is cloned, an
+/// http(s) URL is downloaded (an archive is the context; anything else is the Dockerfile), and
+/// anything else is a directory.
+fn prepare_context(context: &str) -> anyhow::Result<BuildContext> {
+    let archive_or_dockerfile = |bytes: Vec<u8>, from: &str| -> anyhow::Result<BuildContext> {
+        let fetched = tempfile::tempdir().context("creating a build context")?;
+        let mut dockerfile = None;
+        if snapshot::unpack::is_archive(&bytes) {
+            unpack_context(&bytes, fetched.path()).with_context(|| format!("the context archive {from}"))?;
+        } else {
+            dockerfile = Some(bytes);
+        }
+        Ok(BuildContext { dir: fetched.path().to_path_buf(), dockerfile, _fetched: Some(fetched) })
+    };
+    if context == "-" {
+        return archive_or_dockerfile(read_stdin()?, "on stdin");
+    }
+    if let Some(op) = dockerfile::lower::git_source(context) {
+        let fetched = tempfile::tempdir().context("creating a build context")?;
+        let agent = std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from);
+        let dir = solver::git::clone_context(&op, &fetched.path().join("repo"), agent.as_deref()).with_context(|| format!("unable to prepare context from {context}"))?;
+        return Ok(BuildContext { dir, dockerfile: None, _fetched: Some(fetched) });
+    }
+    if context.starts_with("http://") || context.starts_with("https://") {
+        let download = tempfile::NamedTempFile::new().context("creating a download file")?;
+        solver::http::fetch(context, download.path()).with_context(|| format!("unable to prepare context: downloading {context}"))?;
+        let bytes = std::fs::read(download.path()).with_context(|| format!("reading {}", download.path().display()))?;
+        return archive_or_dockerfile(bytes, &format!("at {context}"));
+    }
+    let p = PathBuf::from(context);
+    if !p.is_dir() {
+        bail!("unable to prepare context: path {context:?} not found or not a directory");
+    }
+    let dir = p.canonicalize().with_context(|| format!("resolving {context}"))?;
+    Ok(BuildContext { dir, dockerfile: None, _fetched: None })
 }
 
 /// `--add-host NAME:IP` (as Docker: the IP may be IPv6, with colons after the first; `NAME=IP`
