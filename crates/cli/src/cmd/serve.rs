@@ -17,6 +17,8 @@ use crate::Globals;
 pub enum Command {
     /// Run the build service: builds, images, push, prune and du over gRPC.
     Serve(ServeArgs),
+    /// Show the version of builder, and of the server with --addr (like `docker version`).
+    Version,
 }
 
 #[derive(Args, Debug)]
@@ -52,8 +54,24 @@ impl Command {
     pub fn run(self, globals: &Globals) -> anyhow::Result<ExitCode> {
         match self {
             Command::Serve(a) => serve(globals, a),
+            Command::Version => version(globals),
         }
     }
+}
+
+fn version(globals: &Globals) -> anyhow::Result<ExitCode> {
+    println!("Client:");
+    println!(" Version:\t{}", env!("CARGO_PKG_VERSION"));
+    println!(" OS/Arch:\t{}", dockerfile::lower::build_platform());
+    let Some(addr) = &globals.addr else { return Ok(ExitCode::SUCCESS) };
+    let info = api::client::Remote::connect(&api::client::ClientConfig::from_env(addr)?)?.info()?;
+    println!();
+    println!("Server: {addr}");
+    println!(" Version:\t{}", info.version);
+    let platforms: Vec<&str> = info.workers.iter().flat_map(|w| w.platforms.iter().map(String::as_str)).collect();
+    println!(" Platforms:\t{}", platforms.join(", "));
+    println!(" Builds:\t{} running, {} at most", info.running_builds, info.max_concurrent_builds);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn read(path: &Path, what: &str) -> anyhow::Result<Vec<u8>> {

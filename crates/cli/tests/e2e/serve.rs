@@ -1290,3 +1290,15 @@ fn the_clients_ssh_agents_are_forwarded_to_the_remote_build() {
     assert_eq!(found_below(&server.state(), line.as_bytes()), Vec::<PathBuf>::new(), "key material reached the server's state");
 }
 
+
+#[test]
+fn version_shows_the_client_and_with_addr_the_server() {
+    let out = Command::new(bin()).arg("version").output().expect("version");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success() && text.contains("Client:") && text.contains(env!("CARGO_PKG_VERSION")) && !text.contains("Server:"), "{text}");
+    let server = Server::start(&[]);
+    let out = Command::new(bin()).args(["--addr", &server.addr, "version"]).output().expect("version");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(text.contains(&format!("Server: {}", server.addr)) && text.contains("linux/"), "{text}");
+}
