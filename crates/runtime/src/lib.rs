@@ -26,6 +26,7 @@ mod process;
 pub mod rootpath;
 pub mod seccomp;
 pub mod spec;
+pub mod stats;
 pub mod syscall;
 pub mod tty;
 pub mod user;

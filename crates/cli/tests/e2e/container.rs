@@ -195,6 +195,29 @@ fn docker_container_and_image_commands_rename_and_container_prune() {
 }
 
 #[test]
+fn stats_show_cpu_memory_and_processes_of_running_containers() {
+    let b = with_busybox();
+    b.ok(&["run", "-d", "--name", "spin", "--memory", "64m", "busybox:test", "sh", "-c", "sleep 60 & while true; do :; done"]);
+    b.ok(&["run", "-d", "--name", "rest", "busybox:test", "sleep", "60"]);
+    wait_for("both processes of spin", || b.ok(&["stats", "--no-stream", "spin"]).lines().nth(1).is_some_and(|l| l.ends_with(" 2")));
+    let out = b.ok(&["container", "stats", "--no-stream"]);
+    let header = out.lines().next().unwrap_or("");
+    for col in ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "BLOCK I/O", "PIDS"] {
+        assert!(header.contains(col), "{out}");
+    }
+    let row = |name: &str| out.lines().find(|l| l.split_whitespace().nth(1) == Some(name)).unwrap_or_else(|| panic!("{name} in {out}")).to_string();
+    let spin = row("spin");
+    let cpu: f64 = spin.split_whitespace().nth(2).and_then(|c| c.trim_end_matches('%').parse().ok()).expect("cpu %");
+    assert!(cpu > 1.0, "a busy loop uses the CPU: {spin}");
+    assert!(spin.contains("/ 64.00MiB") && spin.ends_with(" 2"), "the memory limit and both processes: {spin}");
+    assert!(row("rest").ends_with(" 1"), "{out}");
+    let err = b.fails(&["stats", "--no-stream", "nosuch"]);
+    assert!(err.contains("nosuch"), "{err}");
+    b.ok(&["rm", "-f", "spin", "rest"]);
+    assert_no_leaks(&b);
+}
+
+#[test]
 fn exec_runs_in_the_container_namespaces_with_its_options() {
     let b = with_busybox();
     b.ok(&["run", "-d", "--name", "svc", "--hostname", "svc-host", "busybox:test", "sh", "-c", "echo data > /tmp/state; sleep 1000"]);
