@@ -114,39 +114,10 @@ impl FileCtx<'_> {
     /// wrote (the layer) first, then the destination as it was. `COPY a /link/` with `/link ->
     /// /real/dir` writes `/real/dir/a`; a file copied onto a symlink replaces its target.
     fn resolve_dest(&self, rel: &str) -> String {
-        let mut todo: Vec<String> = rel.split('/').filter(|c| !c.is_empty()).map(str::to_string).rev().collect();
-        let mut done: Vec<String> = Vec::new();
-        let mut links = 0;
-        while let Some(c) = todo.pop() {
-            if c == ".." {
-                done.pop();
-                continue;
-            }
-            if c == "." {
-                continue;
-            }
-            done.push(c);
-            if links >= 40 {
-                continue;
-            }
-            let here = done.join("/");
-            let link = match fs::symlink_metadata(self.layer.join(&here)) {
-                Ok(m) => m.file_type().is_symlink().then(|| fs::read_link(self.layer.join(&here)).ok()).flatten(),
-                Err(_) => fs::read_link(self.dest_view.join(&here)).ok(),
-            };
-            if let Some(target) = link {
-                links += 1;
-                done.pop();
-                let t = target.to_string_lossy().into_owned();
-                if t.starts_with('/') {
-                    done.clear();
-                }
-                for part in t.split('/').filter(|p| !p.is_empty()).rev() {
-                    todo.push(part.to_string());
-                }
-            }
-        }
-        done.join("/")
+        follow_links(rel, |here| match fs::symlink_metadata(self.layer.join(here)) {
+            Ok(m) => m.file_type().is_symlink().then(|| fs::read_link(self.layer.join(here)).ok()).flatten(),
+            Err(_) => fs::read_link(self.dest_view.join(here)).ok(),
+        })
     }
 
     /// Creates the parent directories of `rel` in the layer, with the metadata they have in the
@@ -467,7 +438,14 @@ fn copy_dir_meta(m: &fs::Metadata, target: &Path) -> Result<()> {
 /// `root/rel` with every symlink on the way followed the way a chroot would: absolute targets
 /// and `..` never leave `root`. Gives up after 40 links (the rest is then taken literally).
 pub(crate) fn resolve_in_root(root: &Path, rel: &str) -> PathBuf {
-    let mut todo: Vec<String> = crate::context::clean(rel).split('/').filter(|c| !c.is_empty()).map(str::to_string).rev().collect();
+    root.join(follow_links(&crate::context::clean(rel), |here| fs::read_link(root.join(here)).ok()))
+}
+
+/// `rel` (relative, `/`-separated) with every symlink on the way followed, `read_link` saying
+/// what the path so far points to: absolute targets restart at the root and `..` stops there.
+/// After 40 links the rest is taken literally.
+fn follow_links(rel: &str, read_link: impl Fn(&str) -> Option<PathBuf>) -> String {
+    let mut todo: Vec<String> = rel.split('/').filter(|c| !c.is_empty()).map(str::to_string).rev().collect();
     let mut done: Vec<String> = Vec::new();
     let mut links = 0;
     while let Some(c) = todo.pop() {
@@ -475,24 +453,26 @@ pub(crate) fn resolve_in_root(root: &Path, rel: &str) -> PathBuf {
             done.pop();
             continue;
         }
+        if c == "." {
+            continue;
+        }
         done.push(c);
-        let path = root.join(done.join("/"));
         if links >= 40 {
             continue;
         }
-        if let Ok(target) = fs::read_link(&path) {
+        if let Some(target) = read_link(&done.join("/")) {
             links += 1;
             done.pop();
             let t = target.to_string_lossy().into_owned();
             if t.starts_with('/') {
                 done.clear();
             }
-            for part in t.split('/').filter(|p| !p.is_empty() && *p != ".").rev() {
+            for part in t.split('/').filter(|p| !p.is_empty()).rev() {
                 todo.push(part.to_string());
             }
         }
     }
-    root.join(done.join("/"))
+    done.join("/")
 }
 
 fn join_rel(a: &str, b: &str) -> String {

@@ -271,12 +271,12 @@ fn build(globals: &Globals, a: BuildArgs) -> anyhow::Result<ExitCode> {
 
     // The context and the Dockerfile.
     let stdin_context = a.context == "-";
-    let BuildContext { dir: context_dir, dockerfile: stdin_dockerfile, _fetched } = prepare_context(&a.context)?;
+    let BuildContext { dir: context_dir, dockerfile: stdin_dockerfile, fetched } = prepare_context(&a.context)?;
     let (dockerfile, dockerfile_name, dockerfile_path) = match (&a.file, stdin_dockerfile) {
         (Some(f), None) if f == "-" => (read_stdin()?, "Dockerfile".to_string(), context_dir.join("Dockerfile")),
         (_, Some(bytes)) => (bytes, "Dockerfile".to_string(), context_dir.join("Dockerfile")),
         // In a context from stdin or a URL, -f names a file inside it.
-        (Some(f), None) if !Path::new(&a.context).is_dir() => {
+        (Some(f), None) if fetched.is_some() => {
             let p = context_dir.join(f.trim_start_matches('/'));
             let from = if stdin_context { "the context archive on stdin" } else { a.context.as_str() };
             let bytes = std::fs::read(&p).with_context(|| format!("reading Dockerfile {f} from {from}"))?;
@@ -291,7 +291,7 @@ fn build(globals: &Globals, a: BuildArgs) -> anyhow::Result<ExitCode> {
             let p = context_dir.join("Dockerfile");
             let what = if stdin_context {
                 "the context archive on stdin has no Dockerfile at its root (use -f)".to_string()
-            } else if Path::new(&a.context).is_dir() {
+            } else if fetched.is_none() {
                 format!("{} not found (use -f)", p.display())
             } else {
                 format!("{} has no Dockerfile at its root (use -f)", a.context)
@@ -439,7 +439,7 @@ struct BuildContext {
     /// The Dockerfile, when what was given is a Dockerfile alone (stdin, a URL): no context then.
     dockerfile: Option<Vec<u8>>,
     /// The directory made for a context from stdin, a repository or a URL; deleted when dropped.
-    _fetched: Option<tempfile::TempDir>,
+    fetched: Option<tempfile::TempDir>,
 }
 
 /// Reads the CONTEXT argument as `docker build` does: `-` is stdin (a tar archive, maybe
@@ -455,7 +455,7 @@ fn prepare_context(context: &str) -> anyhow::Result<BuildContext> {
         } else {
             dockerfile = Some(bytes);
         }
-        Ok(BuildContext { dir: fetched.path().to_path_buf(), dockerfile, _fetched: Some(fetched) })
+        Ok(BuildContext { dir: fetched.path().to_path_buf(), dockerfile, fetched: Some(fetched) })
     };
     if context == "-" {
         return archive_or_dockerfile(read_stdin()?, "on stdin");
@@ -464,7 +464,7 @@ fn prepare_context(context: &str) -> anyhow::Result<BuildContext> {
         let fetched = tempfile::tempdir().context("creating a build context")?;
         let agent = std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from);
         let dir = solver::git::clone_context(&op, &fetched.path().join("repo"), agent.as_deref()).with_context(|| format!("unable to prepare context from {context}"))?;
-        return Ok(BuildContext { dir, dockerfile: None, _fetched: Some(fetched) });
+        return Ok(BuildContext { dir, dockerfile: None, fetched: Some(fetched) });
     }
     if context.starts_with("http://") || context.starts_with("https://") {
         let download = tempfile::NamedTempFile::new().context("creating a download file")?;
@@ -477,7 +477,7 @@ fn prepare_context(context: &str) -> anyhow::Result<BuildContext> {
         bail!("unable to prepare context: path {context:?} not found or not a directory");
     }
     let dir = p.canonicalize().with_context(|| format!("resolving {context}"))?;
-    Ok(BuildContext { dir, dockerfile: None, _fetched: None })
+    Ok(BuildContext { dir, dockerfile: None, fetched: None })
 }
 
 /// `--add-host NAME:IP` (as Docker: the IP may be IPv6, with colons after the first; `NAME=IP`

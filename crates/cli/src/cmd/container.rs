@@ -818,8 +818,8 @@ fn rename(root: &Path, key: &str, new_name: &str) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// `docker stats`: two readings half a second apart give the CPU share; the table is printed
-/// once (`--no-stream`) or redrawn every second until interrupted.
+/// `docker stats`: two readings a pause apart give the CPU share; the table is printed once
+/// (`--no-stream`) or redrawn after every pause of a second until interrupted.
 fn stats(root: &Path, no_stream: bool, all: bool, keys: &[String]) -> anyhow::Result<ExitCode> {
     let store = ContainerStore::open(root)?;
     let chosen = || -> anyhow::Result<Vec<ContainerState>> {
@@ -831,11 +831,13 @@ fn stats(root: &Path, no_stream: bool, all: bool, keys: &[String]) -> anyhow::Re
     let read = |cs: &[ContainerState]| -> Vec<Option<runtime::stats::Usage>> {
         cs.iter().map(|c| c.pid.filter(|_| c.status == Status::Running).and_then(|p| runtime::stats::usage(p, &c.cgroup_dirs))).collect()
     };
-    let mut containers = chosen()?;
-    let mut before = read(&containers);
-    let mut at = std::time::Instant::now();
-    std::thread::sleep(Duration::from_millis(500));
+    // One reading, then another after a pause: the CPU share is the time used in between.
+    let pause = Duration::from_millis(if no_stream { 500 } else { 1000 });
     loop {
+        let containers = chosen()?;
+        let before = read(&containers);
+        let at = std::time::Instant::now();
+        std::thread::sleep(pause);
         let now = read(&containers);
         let secs = at.elapsed().as_secs_f64().max(0.001);
         let mut out = String::from("CONTAINER ID   NAME                 CPU %     MEM USAGE / LIMIT       MEM %     NET I/O   BLOCK I/O             PIDS\n");
@@ -857,17 +859,6 @@ fn stats(root: &Path, no_stream: bool, all: bool, keys: &[String]) -> anyhow::Re
         // Redraw in place, as `docker stats` does.
         print!("\x1b[2J\x1b[H{out}");
         std::io::Write::flush(&mut std::io::stdout())?;
-        std::thread::sleep(Duration::from_secs(1));
-        if keys.is_empty() {
-            containers = chosen()?;
-            before = read(&containers);
-        } else {
-            before = now;
-        }
-        at = std::time::Instant::now();
-        if keys.is_empty() {
-            std::thread::sleep(Duration::from_millis(500));
-        }
     }
 }
 

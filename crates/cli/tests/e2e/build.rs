@@ -21,23 +21,6 @@ fn build_ok(b: &Builder, ctx: &Path, args: &[&str]) -> String {
     err
 }
 
-/// Steps (`[k/n] …` lines) of a plain progress log that were CACHED, and those that ran.
-fn cached_and_ran(log: &str) -> (Vec<String>, Vec<String>) {
-    let mut titles = std::collections::HashMap::new();
-    let (mut cached, mut ran) = (Vec::new(), Vec::new());
-    for line in log.lines() {
-        let Some(rest) = line.strip_prefix('#') else { continue };
-        let Some((n, text)) = rest.split_once(' ') else { continue };
-        if text.starts_with('[') {
-            titles.insert(n.to_string(), text.to_string());
-        } else if text == "CACHED" {
-            cached.extend(titles.get(n).cloned());
-        } else if text.starts_with("DONE") {
-            ran.extend(titles.get(n).cloned());
-        }
-    }
-    (cached, ran)
-}
 
 fn blob(root: &Path, digest: &str) -> Vec<u8> {
     let hex = digest.trim_start_matches("sha256:");

@@ -34,23 +34,6 @@ fn read(p: impl AsRef<Path>) -> String {
     std::fs::read_to_string(p.as_ref()).unwrap_or_else(|e| panic!("{}: {e}", p.as_ref().display()))
 }
 
-/// Titles of the `[k/n]` steps of a plain log that were CACHED, and of those that ran.
-fn cached_and_ran(log: &str) -> (Vec<String>, Vec<String>) {
-    let mut titles = std::collections::HashMap::new();
-    let (mut cached, mut ran) = (Vec::new(), Vec::new());
-    for line in log.lines() {
-        let Some(rest) = line.strip_prefix('#') else { continue };
-        let Some((n, text)) = rest.split_once(' ') else { continue };
-        if text.starts_with('[') {
-            titles.insert(n.to_string(), text.to_string());
-        } else if text == "CACHED" {
-            cached.extend(titles.get(n).cloned());
-        } else if text.starts_with("DONE") {
-            ran.extend(titles.get(n).cloned());
-        }
-    }
-    (cached, ran)
-}
 
 // ---------------------------------------------------------------- ssh
 
