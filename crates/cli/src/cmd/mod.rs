@@ -2,6 +2,7 @@
 
 pub mod build;
 pub mod container;
+pub mod format;
 pub mod image;
 pub mod parse;
 pub mod serve;

@@ -9,5 +9,6 @@ mod build_compat;
 mod build_sources;
 mod container;
 mod image;
+mod image_list;
 mod parse;
 mod serve;
