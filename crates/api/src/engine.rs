@@ -10,7 +10,7 @@ use std::sync::Arc;
 use solver::ProgressSink;
 
 use crate::context::select::Selection;
-use solver::exec::Cancel;
+use solver::Cancel;
 
 /// The options of one build, as the user gave them to `builder build`.
 #[derive(Clone, Default)]

@@ -32,7 +32,7 @@ impl LocalEngine {
     pub fn open(root: &Path, insecure_registries: Vec<String>) -> Result<LocalEngine, EngineError> {
         std::fs::create_dir_all(root).map_err(|e| failed(format!("create state directory {}: {e}", root.display())))?;
         let store = oci::Store::open(root).map_err(failed)?;
-        let images = Arc::new(solver::base::StoreImages::new(store.clone(), root));
+        let images = Arc::new(solver::ops::image::StoreImages::new(store.clone(), root));
         let solver = solver::Solver::new(root, images).map_err(failed)?;
         Ok(LocalEngine { root: root.to_path_buf(), store, solver, insecure_registries })
     }

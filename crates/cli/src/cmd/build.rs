@@ -398,7 +398,7 @@ fn build(globals: &Globals, a: BuildArgs) -> anyhow::Result<ExitCode> {
         None => {
             let root = globals.root();
             let engine = api::local::LocalEngine::open(&root, globals.insecure_registries.clone()).map_err(|e| anyhow!("opening {}: {e}", root.display()))?;
-            let cancel = Arc::new(solver::exec::Cancel::default());
+            let cancel = Arc::new(solver::Cancel::default());
             {
                 let c = cancel.clone();
                 let _ = ctrlc::set_handler(move || c.cancel());
@@ -463,12 +463,12 @@ fn prepare_context(context: &str) -> anyhow::Result<BuildContext> {
     if let Some(op) = dockerfile::lower::git_source(context) {
         let fetched = tempfile::tempdir().context("creating a build context")?;
         let agent = std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from);
-        let dir = solver::git::clone_context(&op, &fetched.path().join("repo"), agent.as_deref()).with_context(|| format!("unable to prepare context from {context}"))?;
+        let dir = solver::ops::git::clone_context(&op, &fetched.path().join("repo"), agent.as_deref()).with_context(|| format!("unable to prepare context from {context}"))?;
         return Ok(BuildContext { dir, dockerfile: None, fetched: Some(fetched) });
     }
     if context.starts_with("http://") || context.starts_with("https://") {
         let download = tempfile::NamedTempFile::new().context("creating a download file")?;
-        solver::http::fetch(context, download.path()).with_context(|| format!("unable to prepare context: downloading {context}"))?;
+        solver::ops::http::fetch(context, download.path()).with_context(|| format!("unable to prepare context: downloading {context}"))?;
         let bytes = std::fs::read(download.path()).with_context(|| format!("reading {}", download.path().display()))?;
         return archive_or_dockerfile(bytes, &format!("at {context}"));
     }

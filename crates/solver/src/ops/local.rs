@@ -1,13 +1,53 @@
-//! Reading a local source (the build context): exclusion patterns with .dockerignore semantics,
-//! COPY source expansion (wildcards), and content checksums of what a COPY reads.
+//! Local ops (the build context, named contexts): exclusion patterns with .dockerignore
+//! semantics, COPY source expansion (wildcards), and content checksums of what a COPY reads.
+//! A local source's own key is only its name: the steps that read it add the content of what
+//! they read to their keys, so an unrelated file's change misses nothing.
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use dockerfile::ignore::DockerIgnore;
 use snapshot::checksum::{StatCache, TreeHasher, checksum_path};
 
+use graph::LocalOp;
+
+use super::{Output, Solved};
+use crate::cache::{CacheIndex, KeyHasher};
 use crate::error::{Result, SolveError};
+
+/// The local source `op` names, from the directories the build was given.
+pub(crate) fn solve(op: &LocalOp, locals: &HashMap<String, PathBuf>, step: &str) -> Result<Solved> {
+    let dir = locals.get(&op.name).ok_or_else(|| SolveError::step(step, format!("no local source named {:?} was given", op.name)))?;
+    let mut h = KeyHasher::new();
+    h.field("local", op.name.as_bytes());
+    Ok(Solved { key: h.finish(), output: Output::Local(LocalSource { dir: dir.clone(), excludes: Excludes::new(&op.excludes) }) })
+}
+
+/// The stat caches of the local directories builds read (path, size, mtime, inode -> digest),
+/// so a no-op rebuild does not read file contents again. They speed up checksums only: nothing
+/// of them goes into a key.
+#[derive(Default)]
+pub struct StatCaches(Mutex<HashMap<PathBuf, Arc<StatCache>>>);
+
+impl StatCaches {
+    pub(crate) fn get(&self, index: &CacheIndex, dir: &Path) -> Arc<StatCache> {
+        let mut m = match self.0.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        m.entry(dir.to_path_buf()).or_insert_with(|| Arc::new(StatCache::load(&index.stat_file(dir)))).clone()
+    }
+
+    pub(crate) fn save(&self, index: &CacheIndex) {
+        if let Ok(m) = self.0.lock() {
+            for (dir, s) in m.iter() {
+                let _ = s.save(&index.stat_file(dir));
+            }
+        }
+    }
+}
 
 /// Exclusion patterns with `.dockerignore` rules (the context's excludes, COPY `--exclude`):
 /// the frontend's own [`DockerIgnore`], so the files a build reads are the ones the Dockerfile
