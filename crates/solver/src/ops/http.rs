@@ -52,8 +52,12 @@ pub fn download(index: &CacheIndex, op: &HttpOp, step: &str) -> Result<Solved> {
 
 /// Downloads `url` (`http://` or `https://`, up to 5 redirects) into the file `dest`.
 pub fn fetch(url: &str, dest: &Path) -> std::io::Result<()> {
-    if !(url.starts_with("http://") || url.starts_with("https://")) {
+    let Some(rest) = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")) else {
         return Err(std::io::Error::other("only http:// and https:// URLs are supported"));
+    };
+    // A URL parser would read `http:///file` as the host `file`: say what is wrong instead.
+    if rest.split(['/', '?', '#']).next().unwrap_or_default().is_empty() {
+        return Err(std::io::Error::other("the URL names no host"));
     }
     // reqwest is built without a default TLS provider; ring is the one we ship.
     let _ = rustls::crypto::ring::default_provider().install_default();
@@ -129,5 +133,7 @@ mod tests {
         assert!(e.to_string().contains("404"), "{e}");
         let e = fetch("ftp://x/y", &dest).expect_err("scheme");
         assert!(e.to_string().contains("only http:// and https://"), "{e}");
+        let e = fetch("http:///file.txt", &dest).expect_err("no host");
+        assert!(e.to_string().contains("names no host"), "{e}");
     }
 }
