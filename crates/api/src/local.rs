@@ -96,9 +96,9 @@ pub fn parse_output(spec: &str, tags: &[String], push: bool) -> Result<Output, E
 }
 
 /// The outputs of a build: the `--output` values, or the image named by the tags when there are
-/// none. `options["push"] == "true"` is `--push`.
+/// none.
 pub fn parse_outputs(o: &BuildOptions) -> Result<Vec<Output>, EngineError> {
-    let push = o.options.get("push").is_some_and(|v| v == "true");
+    let push = o.options.push;
     let mut outputs = o.outputs.iter().map(|s| parse_output(s, &o.tags, push)).collect::<Result<Vec<_>, _>>()?;
     if outputs.is_empty() {
         outputs.push(Output::Image { names: o.tags.clone(), push });
@@ -207,10 +207,7 @@ impl LocalEngine {
         let o = &job.options;
         let invalid = |e: &dyn std::fmt::Display| EngineError::Invalid(e.to_string());
         let outputs = parse_outputs(o)?;
-        let compression = match o.options.get("compression") {
-            Some(c) => Some(Compression::parse(c).ok_or_else(|| EngineError::Invalid(format!("invalid --compression {c:?}: use gzip, zstd or uncompressed")))?),
-            None => None,
-        };
+        let compression = o.options.compression;
         let ignore = dockerfile::ignore::DockerIgnore::load(&job.context_dir, &o.dockerfile_name).map_err(|e| invalid(&e))?;
         let source_date_epoch = source_date_epoch(o)?;
         let lowered = self.lower(o, ignore.patterns(), &job.progress)?;
@@ -337,10 +334,16 @@ impl LocalEngine {
         }
         let platform = o.platform.clone().unwrap_or_else(|| oci::Platform::host().to_string());
         let mut resolver = StoreResolver { engine: self, pull: o.pull, progress: progress.clone() };
-        let network_none = o.options.get("network").is_some_and(|n| n == "none");
-        // `add-host`: one `NAME IP` per line.
-        let extra_hosts = o.options.get("add-host").map(|l| l.lines().filter_map(|h| h.split_once(' ')).map(|(n, ip)| (n.to_string(), ip.to_string())).collect()).unwrap_or_default();
-        let opts = LowerOptions { build_args, target: o.target.clone(), platform, no_cache: o.no_cache, labels: o.labels.clone(), context_excludes, network_none, extra_hosts };
+        let opts = LowerOptions {
+            build_args,
+            target: o.target.clone(),
+            platform,
+            no_cache: o.no_cache,
+            labels: o.labels.clone(),
+            context_excludes,
+            network_none: o.options.network_none,
+            extra_hosts: o.options.add_hosts.clone(),
+        };
         dockerfile::lower::lower(&df, &opts, &mut resolver).map_err(|e| invalid(&e))
     }
 }
@@ -472,7 +475,7 @@ mod tests {
     #[test]
     fn no_output_means_the_tagged_image_and_push_comes_from_the_options() {
         let mut o = BuildOptions { tags: tags(), ..Default::default() };
-        o.options.insert("push".into(), "true".into());
+        o.options.push = true;
         assert_eq!(parse_outputs(&o).unwrap(), [Output::Image { names: tags(), push: true }]);
     }
 

@@ -325,28 +325,16 @@ fn build(globals: &Globals, a: BuildArgs) -> anyhow::Result<ExitCode> {
         let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
         labels.insert(k.to_string(), v.to_string());
     }
-    let mut options = BTreeMap::new();
+    let mut flags = api::BuildFlags { push: a.push, ..Default::default() };
     if let Some(c) = &a.compression {
-        options.insert("compression".to_string(), c.clone());
-    }
-    if a.push {
-        options.insert("push".to_string(), "true".to_string());
+        flags.compression = Some(snapshot::diff::Compression::parse(c).ok_or_else(|| anyhow!("invalid --compression {c:?}: use gzip, zstd or uncompressed"))?);
     }
     match a.network.as_deref() {
         None | Some("default") | Some("host") => {}
-        Some("none") => {
-            options.insert("network".to_string(), "none".to_string());
-        }
+        Some("none") => flags.network_none = true,
         Some(other) => bail!("--network {other}: a build's RUN steps can use `default`, `host` or `none` (as with BuildKit)"),
     }
-    if !a.add_hosts.is_empty() {
-        let mut lines = String::new();
-        for h in &a.add_hosts {
-            let (name, ip) = parse_add_host(h)?;
-            lines.push_str(&format!("{name} {ip}\n"));
-        }
-        options.insert("add-host".to_string(), lines);
-    }
+    flags.add_hosts = a.add_hosts.iter().map(|h| parse_add_host(h)).collect::<anyhow::Result<_>>()?;
     let options = api::BuildOptions {
         dockerfile,
         dockerfile_name,
@@ -362,7 +350,7 @@ fn build(globals: &Globals, a: BuildArgs) -> anyhow::Result<ExitCode> {
         max_parallelism: a.max_parallelism.unwrap_or(0),
         ssh: parse_ssh(&a.ssh, globals.addr.is_some())?,
         allow: parse_allow(&a.allow, globals.addr.is_some())?,
-        options,
+        options: flags,
     };
     let mode = match a.progress.as_str() {
         _ if a.quiet => progress::Mode::Quiet,
