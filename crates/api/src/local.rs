@@ -213,13 +213,26 @@ impl LocalEngine {
         let lowered = self.lower(o, ignore.patterns(), &job.progress)?;
         let mut locals = HashMap::new();
         locals.insert("context".to_string(), job.context_dir.clone());
+        // Why steps missed the cache, for the result metadata (`cache.misses`).
+        let misses: Arc<Misses> = Arc::default();
+        let solve_progress: solver::ProgressSink = {
+            let (inner, misses) = (job.progress.clone(), misses.clone());
+            Arc::new(move |e: solver::Event| {
+                if let solver::Event::CacheMiss { vertex, reason, earlier } = &e {
+                    if let Ok(mut m) = misses.lock() {
+                        m.push((*vertex, reason.clone(), *earlier));
+                    }
+                }
+                inner(e)
+            })
+        };
         let req = solver::SolveRequest {
             definition: &lowered.definition,
             targets: vec![lowered.target],
             locals,
             secrets: o.secrets.clone(),
             max_parallelism: if o.max_parallelism > 0 { o.max_parallelism } else { default_parallelism() },
-            progress: job.progress.clone(),
+            progress: solve_progress,
             cancel: job.cancel.clone(),
         };
         let grants = solver::Grants { ssh: o.ssh.clone(), allow_insecure: o.allow.iter().any(|a| a == "security.insecure") };
@@ -252,6 +265,10 @@ impl LocalEngine {
             solver::export::export_image_with_times(self.solver.index(), &self.store, &snapshot, &lowered.image, &new_layers, &made_at, &opts, &note).map_err(failed)
         };
         let mut outcome = BuildOutcome::default();
+        if let Some(m) = cache_misses(&lowered.definition, &misses) {
+            outcome.metadata.insert("cache.misses".into(), m);
+        }
+        outcome.metadata.insert("cache.steps".into(), cache_steps(&lowered.definition, &solved));
         for out in &outputs {
             match out {
                 Output::Image { names, push } => {
@@ -311,6 +328,43 @@ impl LocalEngine {
         }
         Ok(outcome)
     }
+}
+
+/// The cache misses of a build as they happened: (step, reason, earlier step).
+type Misses = std::sync::Mutex<Vec<(graph::VertexDigest, String, Option<graph::VertexDigest>)>>;
+
+/// The cache misses of a build as JSON: `[{"step": "[2/3] COPY app.py /", "reason": "app.py:
+/// content changed"}]`, an earlier step named by its description.
+fn cache_misses(def: &graph::Definition, misses: &Misses) -> Option<String> {
+    let misses = misses.lock().ok()?;
+    if misses.is_empty() {
+        return None;
+    }
+    let describe = |d: &graph::VertexDigest| def.vertices.get(d).map(|v| v.meta.description.clone()).unwrap_or_default();
+    let list: Vec<serde_json::Value> = misses
+        .iter()
+        .map(|(v, reason, earlier)| {
+            let reason = match earlier {
+                Some(e) => format!("{reason} ({})", describe(e)),
+                None => reason.clone(),
+            };
+            serde_json::json!({ "step": describe(v), "reason": reason })
+        })
+        .collect();
+    serde_json::to_string(&list).ok()
+}
+
+/// Every shown step's cache key as JSON, `[{"step": "[2/3] COPY app.py /", "key": "…"}]` in
+/// step order: the same Dockerfile, context content, args and base image give the same keys on
+/// any machine.
+fn cache_steps(def: &graph::Definition, solved: &HashMap<graph::VertexDigest, solver::Solved>) -> String {
+    let mut steps: Vec<(&str, String)> = solved
+        .iter()
+        .filter_map(|(d, s)| def.vertices.get(d).filter(|v| !v.meta.description.is_empty()).map(|v| (v.meta.description.as_str(), s.key.hex())))
+        .collect();
+    steps.sort();
+    let list: Vec<serde_json::Value> = steps.into_iter().map(|(step, key)| serde_json::json!({ "step": step, "key": key })).collect();
+    serde_json::to_string(&list).unwrap_or_default()
 }
 
 /// `SOURCE_DATE_EPOCH` from the build args, checked.

@@ -38,6 +38,7 @@ pub mod error;
 pub mod export;
 pub mod ops;
 pub mod progress;
+pub mod provenance;
 pub mod solve;
 pub mod ssh;
 pub mod view;

@@ -1,7 +1,7 @@
 //! The scheduler: runs every vertex whose inputs are ready, up to the parallelism limit, looks
 //! each up in the cache first, and stops everything on the first failure.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
@@ -14,6 +14,7 @@ use crate::error::{Result, SolveError};
 use crate::ops::local::StatCaches;
 use crate::ops::{self, StepCtx, image, local};
 use crate::progress::{Event, ProgressSink};
+use crate::provenance::{Explanation, Provenance};
 
 pub use crate::ops::image::ImageSource;
 pub use crate::ops::{Output, Solved};
@@ -47,6 +48,14 @@ struct SshAgents {
     _started: Vec<crate::ssh::KeyAgent>,
     /// Where started agents keep their sockets (locked, so no other build cleans it up).
     _work: Option<crate::cache::WorkDir>,
+}
+
+/// What one solve shares between its workers.
+struct Build {
+    /// Stable step ids of the described vertices (see [`Provenance::step`]).
+    step_ids: HashMap<VertexDigest, String>,
+    /// Vertices that ran (missed the cache) in this solve, for "the step before it ran".
+    ran: Mutex<HashSet<VertexDigest>>,
 }
 
 /// The command that runs one sandbox bundle from a fresh, single-threaded process: the
@@ -105,6 +114,8 @@ impl Solver {
         let ssh = self.check_grants(req.definition, &order, grants)?;
         let ssh = &ssh;
         let _shared = self.index.lock_shared()?;
+        let build = Build { step_ids: crate::provenance::step_ids(req.definition, &order), ran: Mutex::new(HashSet::new()) };
+        let build = &build;
         let mut pending: HashMap<VertexDigest, usize> = HashMap::new();
         let mut dependents: HashMap<VertexDigest, Vec<VertexDigest>> = HashMap::new();
         let mut ready = VecDeque::new();
@@ -163,7 +174,7 @@ impl Solver {
                             }
                         };
                         let v = &req.definition.vertices[&d];
-                        let result = self.solve_vertex(req, ssh, d, v, &inputs);
+                        let result = self.solve_vertex(req, ssh, build, d, v, &inputs);
                         let mut st = match state.lock() {
                             Ok(g) => g,
                             Err(p) => p.into_inner(),
@@ -254,7 +265,7 @@ impl Solver {
         Ok(agents)
     }
 
-    fn solve_vertex(&self, req: &SolveRequest<'_>, ssh: &SshAgents, d: VertexDigest, v: &Vertex, inputs: &[Solved]) -> Result<Solved> {
+    fn solve_vertex(&self, req: &SolveRequest<'_>, ssh: &SshAgents, build: &Build, d: VertexDigest, v: &Vertex, inputs: &[Solved]) -> Result<Solved> {
         let step = if v.meta.description.is_empty() { format!("{} {}", v.op.kind(), d.short()) } else { v.meta.description.clone() };
         let visible = !v.meta.description.is_empty();
         let _span = tracing::debug_span!("vertex", step = %step, digest = %d.short()).entered();
@@ -283,17 +294,29 @@ impl Solver {
                 }
                 Op::Exec(_) | Op::File(_) | Op::Merge => {
                     report_start();
-                    let ctx = self.step_ctx(req, ssh, d, &step);
-                    let key = ops::cache_key(&ctx, &v.op, inputs)?;
+                    let step_id = build.step_ids.get(&d).map(String::as_str).unwrap_or_default();
+                    let ctx = self.step_ctx(req, ssh, d, &step, step_id);
+                    let (key, prov) = ops::cache_key(&ctx, &v.op, inputs)?;
                     if let Some(hit) = ops::probe(&self.index, &key, v.meta.ignore_cache) {
+                        self.index.remember_step(&key, &prov);
                         return Ok((hit, true));
                     }
-                    self.run_once(&ctx, key, v, inputs)
+                    if visible {
+                        if let Some(e) = self.explain_miss(build, v, &prov) {
+                            progress(Event::CacheMiss { vertex: d, reason: e.reason, earlier: e.earlier });
+                        }
+                    }
+                    self.run_once(&ctx, key, &prov, v, inputs)
                 }
             }
         })();
         match result {
             Ok((solved, cached)) => {
+                if !cached {
+                    if let Ok(mut ran) = build.ran.lock() {
+                        ran.insert(d);
+                    }
+                }
                 if visible {
                     if cached {
                         progress(Event::Cached { vertex: d });
@@ -315,7 +338,7 @@ impl Solver {
     /// Runs a vertex once per key: concurrent builds in this process wait for the first, other
     /// processes wait on the key's file lock and then find the record.
     /// Returns the result and whether it came from the cache (another build made it meanwhile).
-    fn run_once(&self, ctx: &StepCtx<'_>, key: CacheKey, v: &Vertex, inputs: &[Solved]) -> Result<(Solved, bool)> {
+    fn run_once(&self, ctx: &StepCtx<'_>, key: CacheKey, prov: &Provenance, v: &Vertex, inputs: &[Solved]) -> Result<(Solved, bool)> {
         let (slot, first) = {
             let mut m = match self.inflight.lock() {
                 Ok(m) => m,
@@ -353,7 +376,7 @@ impl Solver {
             if let Some(hit) = ops::probe(&self.index, &key, v.meta.ignore_cache) {
                 return Ok((hit, true));
             }
-            ops::execute(ctx, key, &v.op, inputs).map(|s| (s, false))
+            ops::execute(ctx, key, prov, &v.op, inputs).map(|s| (s, false))
         })();
         {
             let (lock, cv) = &*slot;
@@ -368,7 +391,24 @@ impl Solver {
         result
     }
 
-    fn step_ctx<'a>(&'a self, req: &'a SolveRequest<'_>, ssh: &'a SshAgents, vertex: VertexDigest, step: &'a str) -> StepCtx<'a> {
+    /// Why a step that missed runs: `--no-cache`, or what changed since the nearest result of
+    /// the same step the cache remembers. None when the cache never saw this step.
+    fn explain_miss(&self, build: &Build, v: &Vertex, prov: &Provenance) -> Option<Explanation> {
+        if v.meta.ignore_cache {
+            return Some(Explanation { reason: "--no-cache".into(), earlier: None });
+        }
+        let history = self.index.step_history(&prov.step);
+        let before = crate::provenance::nearest(prov, history.iter().map(|r| &r.provenance))?;
+        let earlier = |name: &str| -> Option<(VertexDigest, bool)> {
+            let i = if name == "parent" { 0 } else { name.strip_prefix("input:")?.parse().ok()? };
+            let d = *v.inputs.get(i)?;
+            let ran = build.ran.lock().map(|r| r.contains(&d)).unwrap_or(false);
+            Some((d, ran))
+        };
+        crate::provenance::explain(prov, before, &earlier)
+    }
+
+    fn step_ctx<'a>(&'a self, req: &'a SolveRequest<'_>, ssh: &'a SshAgents, vertex: VertexDigest, step: &'a str, step_id: &'a str) -> StepCtx<'a> {
         StepCtx {
             index: &self.index,
             step,
@@ -379,6 +419,8 @@ impl Solver {
             progress: &req.progress,
             exec_helper: self.exec_helper.as_deref(),
             stat: &self.stat,
+            def: req.definition,
+            step_id,
         }
     }
 }

@@ -69,6 +69,9 @@ pub struct BuildArgs {
     /// Write the image ID to this file.
     #[arg(long, value_name = "FILE")]
     iidfile: Option<PathBuf>,
+    /// Write the build's result metadata (image digest, why steps missed the cache) as JSON.
+    #[arg(long = "metadata-file", value_name = "FILE")]
+    metadata_file: Option<PathBuf>,
     /// Progress output: auto, tty or plain.
     #[arg(long, default_value = "auto")]
     progress: String,
@@ -398,6 +401,9 @@ fn build(globals: &Globals, a: BuildArgs) -> anyhow::Result<ExitCode> {
     finish_progress();
     let outcome = outcome?;
     tracing::debug!("build finished in {:.2}s", started.elapsed().as_secs_f64());
+    if let Some(f) = &a.metadata_file {
+        write_metadata(f, &outcome)?;
+    }
     if let Some(id) = outcome.metadata.get("image.id") {
         if let Some(f) = &a.iidfile {
             std::fs::write(f, id).with_context(|| format!("writing --iidfile {}", f.display()))?;
@@ -407,6 +413,24 @@ fn build(globals: &Globals, a: BuildArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--metadata-file`: the outcome's metadata as one JSON object (values that are JSON, such as
+/// `cache.misses`, embedded as such), plus `containerimage.digest` as buildx writes it.
+fn write_metadata(file: &Path, outcome: &api::BuildOutcome) -> anyhow::Result<()> {
+    let mut m = serde_json::Map::new();
+    if !outcome.image_digest.is_empty() {
+        m.insert("containerimage.digest".into(), outcome.image_digest.clone().into());
+    }
+    for (k, v) in &outcome.metadata {
+        let value = match serde_json::from_str::<serde_json::Value>(v) {
+            Ok(j) if j.is_array() || j.is_object() => j,
+            _ => v.clone().into(),
+        };
+        m.insert(k.clone(), value);
+    }
+    let text = serde_json::to_string_pretty(&serde_json::Value::Object(m))?;
+    std::fs::write(file, text + "\n").with_context(|| format!("writing --metadata-file {}", file.display()))
 }
 
 /// Runs the bundle's container in the foreground and exits with its exit code. Dies with the

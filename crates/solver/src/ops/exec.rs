@@ -9,7 +9,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use graph::{CacheSharing, ExecOp, MountKind};
-use snapshot::checksum::TreeHasher;
 
 use super::local::{Excludes, clean};
 use super::{Output, Solved, StepCtx, local_of, snapshot_of};
@@ -17,17 +16,20 @@ use crate::cache::KeyHasher;
 use crate::cancel::Cancel;
 use crate::error::{Result, SolveError};
 use crate::progress::Event;
+use crate::provenance::Provenance;
 use crate::view::View;
 
-/// Adds to the step's key the content of what each bind mount reads from a local source.
-pub(crate) fn add_to_key(ctx: &StepCtx<'_>, e: &ExecOp, inputs: &[Solved], h: &mut KeyHasher) -> Result<()> {
+/// Adds to the step's key the content of what each bind mount reads from a local source, and
+/// to its provenance the environment it runs with (by digest).
+pub(crate) fn add_to_key(ctx: &StepCtx<'_>, e: &ExecOp, inputs: &[Solved], h: &mut KeyHasher, prov: &mut Provenance) -> Result<()> {
+    for kv in &e.env {
+        let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
+        prov.inputs.insert(format!("env:{k}"), crate::provenance::digest_of(v.as_bytes()));
+    }
     for (n, m) in e.mounts.iter().enumerate() {
         if let MountKind::Bind { input, source, .. } = &m.kind {
             if let Some(l) = local_of(inputs, *input) {
-                let stat = ctx.stat.get(ctx.index, &l.dir);
-                let mut th = TreeHasher::new();
-                l.checksum_sources(std::slice::from_ref(source), &Excludes::default(), &stat, &mut th)?;
-                h.field(&format!("bind-{n}"), th.finish().as_bytes());
+                super::local::add_sources(ctx, l, std::slice::from_ref(source), &Excludes::default(), &format!("bind-{n}"), h, prov)?;
             }
         }
     }

@@ -9,23 +9,20 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use graph::{Chown, CopyAction, FileAction, FileOp, MkdirAction, MkfileAction};
-use snapshot::checksum::TreeHasher;
 
 use super::local::{Excludes, LocalSource, SourceProblem, expand_source};
 use super::{Output, Solved, StepCtx, local_of, snapshot_of};
 use crate::cache::KeyHasher;
 use crate::error::{Result, SolveError};
+use crate::provenance::Provenance;
 use crate::view::View;
 
-/// Adds to the step's key the content of what each COPY reads from a local source.
-pub(crate) fn add_to_key(ctx: &StepCtx<'_>, f: &FileOp, inputs: &[Solved], h: &mut KeyHasher) -> Result<()> {
+/// Adds to the step's key (and provenance) the content of what each COPY reads from a local source.
+pub(crate) fn add_to_key(ctx: &StepCtx<'_>, f: &FileOp, inputs: &[Solved], h: &mut KeyHasher, prov: &mut Provenance) -> Result<()> {
     for (n, a) in f.actions.iter().enumerate() {
         if let FileAction::Copy(c) = a {
             if let Some(l) = local_of(inputs, c.source_input) {
-                let stat = ctx.stat.get(ctx.index, &l.dir);
-                let mut th = TreeHasher::new();
-                l.checksum_sources(&c.sources, &Excludes::new(&c.excludes), &stat, &mut th)?;
-                h.field(&format!("copy-{n}"), th.finish().as_bytes());
+                super::local::add_sources(ctx, l, &c.sources, &Excludes::new(&c.excludes), &format!("copy-{n}"), h, prov)?;
             }
         }
     }
@@ -739,7 +736,7 @@ mod tests {
     }
 
     fn run(f: &Fixture, action: CopyAction) -> Result<()> {
-        let local = LocalSource { dir: f.ctx.path().to_path_buf(), excludes: Excludes::new(&["ignored".to_string()]) };
+        let local = LocalSource { name: "context".into(), dir: f.ctx.path().to_path_buf(), excludes: Excludes::new(&["ignored".to_string()]) };
         let ctx = FileCtx { step: "COPY", dest_view: f.dest.path(), sources: vec![None, Some(Source::Local(&local))], layer: f.layer.path() };
         ctx.apply(&FileAction::Copy(action))
     }

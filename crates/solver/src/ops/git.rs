@@ -81,7 +81,7 @@ pub fn checkout(
     let rel = index.commit_layer(&key, &result)?;
     let snapshot = Snapshot { layers: vec![LayerRef { dir: rel, blob: None }] };
     let created = now_secs();
-    index.put(&key, &CacheRecord { snapshot: snapshot.clone(), new_layers: 1, size, description: format!("git {} {commit}", shown(op)), created })?;
+    index.put(&key, &CacheRecord { snapshot: snapshot.clone(), new_layers: 1, size, description: format!("git {} {commit}", shown(op)), created, provenance: None })?;
     Ok((Solved { key, output: Output::Snapshot { snapshot, new_layers: 1, created } }, false))
 }
 

@@ -14,12 +14,13 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Instant;
 
-use graph::{Op, VertexDigest};
+use graph::{Definition, Op, VertexDigest};
 
 use crate::cache::{CacheIndex, CacheKey, CacheRecord, KeyHasher, LayerRef, Snapshot, now_secs};
 use crate::cancel::Cancel;
 use crate::error::{Result, SolveError};
 use crate::progress::ProgressSink;
+use crate::provenance::Provenance;
 use local::{LocalSource, StatCaches};
 
 /// What one vertex produced.
@@ -67,6 +68,9 @@ pub(crate) struct StepCtx<'a> {
     pub progress: &'a ProgressSink,
     pub exec_helper: Option<&'a [String]>,
     pub stat: &'a StatCaches,
+    pub def: &'a Definition,
+    /// The step's stable id (see [`Provenance::step`]); empty for internal steps.
+    pub step_id: &'a str,
 }
 
 impl StepCtx<'_> {
@@ -79,45 +83,59 @@ pub(crate) fn layer_dirs(index: &CacheIndex, s: &Snapshot) -> Vec<PathBuf> {
     s.layers.iter().map(|l| index.abs(&l.dir)).collect()
 }
 
-/// The cache key of an exec, file or merge step: the op itself, the keys of its inputs, and
-/// what the op reads from local sources (by content).
-pub(crate) fn cache_key(ctx: &StepCtx<'_>, op: &Op, inputs: &[Solved]) -> Result<CacheKey> {
+/// The cache key of an exec, file or merge step — the op itself, the keys of its inputs, and
+/// what the op reads from local sources (by content) — with its [`Provenance`].
+pub(crate) fn cache_key(ctx: &StepCtx<'_>, op: &Op, inputs: &[Solved]) -> Result<(CacheKey, Provenance)> {
     let mut h = KeyHasher::new();
     let op_json = serde_json::to_vec(op).map_err(|e| SolveError::CacheKey { step: ctx.step.into(), message: e.to_string() })?;
     h.field("op", &op_json);
+    let vertex = ctx.def.vertices.get(&ctx.vertex);
+    let mut prov = Provenance { step: ctx.step_id.to_string(), description: ctx.step.to_string(), inputs: Default::default() };
+    prov.inputs.insert("op".into(), crate::provenance::digest_of(&op_json));
+    for (k, v) in vertex.map(|v| &v.meta.build_args).into_iter().flatten() {
+        prov.inputs.insert(format!("arg:{k}"), v.clone());
+    }
+    let names = vertex.map(|v| crate::provenance::input_names(ctx.def, &v.inputs)).unwrap_or_default();
     for (i, inp) in inputs.iter().enumerate() {
         match &inp.output {
             // A local source counts by the content of what is read from it (below).
             Output::Local(_) => h.field("input-local", &(i as u64).to_le_bytes()),
             _ => h.field("input", &inp.key.0),
         };
+        if let Some(Some(name)) = names.get(i) {
+            let digest = match vertex.and_then(|v| v.inputs.get(i)).and_then(|d| ctx.def.vertices.get(d)).map(|v| &v.op) {
+                Some(Op::Image(img)) => img.manifest_digest.clone(),
+                _ => inp.key.hex(),
+            };
+            prov.inputs.insert(name.clone(), digest);
+        }
     }
     match op {
-        Op::File(f) => file::add_to_key(ctx, f, inputs, &mut h)?,
-        Op::Exec(e) => exec::add_to_key(ctx, e, inputs, &mut h)?,
+        Op::File(f) => file::add_to_key(ctx, f, inputs, &mut h, &mut prov)?,
+        Op::Exec(e) => exec::add_to_key(ctx, e, inputs, &mut h, &mut prov)?,
         _ => {}
     }
-    Ok(h.finish())
+    Ok((h.finish(), prov))
 }
 
 /// Runs an exec, file or merge step whose key missed the cache, and records its result.
-pub(crate) fn execute(ctx: &StepCtx<'_>, key: CacheKey, op: &Op, inputs: &[Solved]) -> Result<Solved> {
+pub(crate) fn execute(ctx: &StepCtx<'_>, key: CacheKey, prov: &Provenance, op: &Op, inputs: &[Solved]) -> Result<Solved> {
     if ctx.cancel.is_cancelled() {
         return Err(SolveError::Cancelled);
     }
     match op {
-        Op::Merge => merge::execute(ctx, key, inputs),
+        Op::Merge => merge::execute(ctx, key, prov, inputs),
         Op::File(f) => {
             let work = ctx.index.work_dir()?;
             let base = snapshot_of(ctx.step, inputs, 0)?.clone();
             let layer = file::execute(ctx, f, inputs, work.path())?;
-            commit(ctx, key, base, Some(layer))
+            commit(ctx, key, prov, base, Some(layer))
         }
         Op::Exec(e) => {
             let work = ctx.index.work_dir()?;
             let base = snapshot_of(ctx.step, inputs, 0)?.clone();
             let upper = exec::execute(ctx, e, inputs, work.path())?;
-            commit(ctx, key, base, Some(upper))
+            commit(ctx, key, prov, base, Some(upper))
         }
         _ => Err(SolveError::step(ctx.step, "not an executable op")),
     }
@@ -140,7 +158,7 @@ pub(crate) fn local_of(inputs: &[Solved], i: usize) -> Option<&LocalSource> {
 }
 
 /// Records a step's result: `base` plus the layer in `layer_dir` (none when it changed nothing).
-fn commit(ctx: &StepCtx<'_>, key: CacheKey, base: Snapshot, layer_dir: Option<PathBuf>) -> Result<Solved> {
+fn commit(ctx: &StepCtx<'_>, key: CacheKey, prov: &Provenance, base: Snapshot, layer_dir: Option<PathBuf>) -> Result<Solved> {
     let finishing = Instant::now();
     let mut snapshot = base.clone();
     let mut new_layers = 0;
@@ -155,7 +173,8 @@ fn commit(ctx: &StepCtx<'_>, key: CacheKey, base: Snapshot, layer_dir: Option<Pa
         }
     }
     let created = now_secs();
-    ctx.index.put(&key, &CacheRecord { snapshot: snapshot.clone(), new_layers, size, description: ctx.step.into(), created })?;
+    ctx.index.put(&key, &CacheRecord { snapshot: snapshot.clone(), new_layers, size, description: ctx.step.into(), created, provenance: Some(prov.clone()) })?;
+    ctx.index.remember_step(&key, prov);
     tracing::debug!(step = ctx.step, new_layers, size, commit_ms = finishing.elapsed().as_millis() as u64, "step committed to the cache");
     Ok(Solved { key, output: Output::Snapshot { snapshot, new_layers, created } })
 }
