@@ -83,11 +83,10 @@ impl NewVolume {
         NewVolume { name: Some(name.to_string()), ..NewVolume::default() }
     }
 
-    /// A volume for an image's `VOLUME` path or an unnamed `-v`: random name, anonymous label.
+    /// A volume for an image's `VOLUME` path or an unnamed `-v`: a random name and the
+    /// anonymous label (what `create` gives any volume without a name).
     pub fn anonymous() -> NewVolume {
-        let mut labels = BTreeMap::new();
-        labels.insert(ANONYMOUS_LABEL.to_string(), String::new());
-        NewVolume { labels, ..NewVolume::default() }
+        NewVolume::default()
     }
 }
 
@@ -169,10 +168,15 @@ impl Volumes {
         if let Some(bad) = new.options.keys().find(|k| !LOCAL_OPTIONS.contains(&k.as_str())) {
             return Err(Error::InvalidOption { option: bad.clone() });
         }
+        let mut labels = new.labels.clone();
         let name = match &new.name {
             Some(n) if !valid_name(n) => return Err(Error::InvalidName { name: n.clone() }),
             Some(n) => n.clone(),
-            None => random_name(),
+            // As Docker: a volume nobody named is anonymous.
+            None => {
+                labels.insert(ANONYMOUS_LABEL.to_string(), String::new());
+                random_name()
+            }
         };
         let dest = self.dir.join(&name);
         if dest.exists() {
@@ -182,7 +186,7 @@ impl Volumes {
             name: name.clone(),
             driver,
             created_at: chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            labels: new.labels.clone(),
+            labels,
             options: new.options.clone(),
             mountpoint: self.mount_source(&name),
         };

@@ -12,3 +12,4 @@ mod container;
 mod image;
 mod parse;
 mod serve;
+mod volume;
