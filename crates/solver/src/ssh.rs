@@ -97,7 +97,8 @@ impl KeyAgent {
         let child = cmd.arg("-D").arg("-a").arg(&socket).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().map_err(missing)?;
         let mut agent = KeyAgent { child, socket, _dir: dir };
         let started = Instant::now();
-        while !agent.socket.exists() {
+        // The socket file appears at bind(2), before the agent listens: wait until it answers.
+        while std::os::unix::net::UnixStream::connect(&agent.socket).is_err() {
             if started.elapsed() > Duration::from_secs(10) || matches!(agent.child.try_wait(), Ok(Some(_))) {
                 return Err(SolveError::Other(format!("--ssh {id}: ssh-agent did not start (key files need Debian's openssh-client)")));
             }
