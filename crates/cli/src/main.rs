@@ -76,6 +76,8 @@ enum Command {
     /// Manage volumes.
     #[command(subcommand)]
     Volume(cmd::volume::Command),
+    #[command(flatten)]
+    Compose(cmd::compose::Command),
 }
 
 /// Docker's management-command forms (`docker container ls`, `docker image rm`, …), which its
@@ -131,6 +133,7 @@ fn main() -> ExitCode {
         Command::Build(c) => c.run(&cli.globals),
         Command::Serve(c) => c.run(&cli.globals),
         Command::Volume(c) => c.run(&cli.globals),
+        Command::Compose(c) => c.run(&cli.globals),
     };
     match result {
         Ok(code) => code,
