@@ -1,6 +1,7 @@
 //! One module per command group; each owns its clap `Subcommand` enum.
 
 pub mod build;
+pub mod compose;
 pub mod container;
 pub mod image;
 pub mod parse;
