@@ -22,6 +22,10 @@ pub struct LocalEngine {
     store: oci::Store,
     solver: solver::Solver,
     insecure_registries: Vec<String>,
+    /// The build cache's size cap (`builder serve --cache-max-size`), kept after every build.
+    cache_max_size: Option<u64>,
+    /// A thread is already bringing the cache under its cap.
+    evicting: Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn failed(e: impl std::fmt::Display) -> EngineError {
@@ -34,7 +38,7 @@ impl LocalEngine {
         let store = oci::Store::open(root).map_err(failed)?;
         let images = Arc::new(solver::ops::image::StoreImages::new(store.clone(), root));
         let solver = solver::Solver::new(root, images).map_err(failed)?;
-        Ok(LocalEngine { root: root.to_path_buf(), store, solver, insecure_registries })
+        Ok(LocalEngine { root: root.to_path_buf(), store, solver, insecure_registries, cache_max_size: None, evicting: Arc::default() })
     }
 
     fn registry(&self, extra_insecure: &[String]) -> Result<registry::Client, EngineError> {
@@ -204,6 +208,53 @@ impl LocalEngine {
     /// `metadata["image.id"]` of the outcome is the image ID (config digest) when an image or
     /// an archive was written.
     pub fn run_build(&self, job: BuildJob) -> Result<BuildOutcome, EngineError> {
+        // Held until the outputs are written: a prune or the size cap never takes a layer from
+        // under a build's export.
+        let held = self.solver.index().lock_shared().map_err(failed)?;
+        let result = self.build_holding_cache(job);
+        drop(held);
+        self.keep_cache_under_cap();
+        result
+    }
+
+    /// Caps the build cache at `max` bytes (least recently used entries go first), checked after
+    /// every build; `None` for no cap.
+    pub fn set_cache_max_size(&mut self, max: Option<u64>) {
+        self.cache_max_size = max;
+    }
+
+    /// Evicts least recently used cache entries beyond the cap, on a thread of its own, once no
+    /// build holds the cache (retrying for a few minutes while builds run).
+    fn keep_cache_under_cap(&self) {
+        let Some(max) = self.cache_max_size else { return };
+        if self.evicting.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        let (index, evicting) = (self.solver.index().clone(), self.evicting.clone());
+        let started = std::thread::Builder::new().name("cache-cap".into()).spawn(move || {
+            for _ in 0..60 {
+                match index.enforce_max_size(max) {
+                    Ok(Some(st)) => {
+                        if st.records > 0 {
+                            tracing::info!(records = st.records, layers = st.layers, bytes = st.bytes, max, "build cache over its cap: least recently used entries removed");
+                        }
+                        break;
+                    }
+                    Ok(None) => std::thread::sleep(std::time::Duration::from_secs(5)),
+                    Err(e) => {
+                        tracing::warn!("keeping the build cache under {max} bytes: {e}");
+                        break;
+                    }
+                }
+            }
+            evicting.store(false, std::sync::atomic::Ordering::SeqCst);
+        });
+        if started.is_err() {
+            self.evicting.store(false, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    fn build_holding_cache(&self, job: BuildJob) -> Result<BuildOutcome, EngineError> {
         let o = &job.options;
         let invalid = |e: &dyn std::fmt::Display| EngineError::Invalid(e.to_string());
         let outputs = parse_outputs(o)?;

@@ -468,9 +468,32 @@ impl CacheIndex {
     /// remaining record uses are deleted. Waits for running builds to finish.
     pub fn prune(&self, all: bool, keep_storage: Option<u64>) -> Result<PruneStats> {
         let _lock = self.lock_exclusive()?;
+        self.evict(all, Some(Duration::from_secs(48 * 3600)), keep_storage)
+    }
+
+    /// The size cap of a long-lived cache (`builder serve --cache-max-size`): evicts the least
+    /// recently used entries until the cache is at most `max_bytes` (layers no remaining entry
+    /// names go with them). Does nothing while a build holds the cache (`None`): the caller
+    /// tries again later, so a running build never loses a layer it reads.
+    pub fn enforce_max_size(&self, max_bytes: u64) -> Result<Option<PruneStats>> {
+        let path = self.dir().join("lock");
+        let lock = fs::File::options().create(true).truncate(false).write(true).open(&path).map_err(SolveError::io("open lock", &path))?;
+        if !matches!(fs4::fs_std::FileExt::try_lock_exclusive(&lock), Ok(true)) {
+            return Ok(None);
+        }
+        let size: u64 = self.records()?.iter().map(|r| r.size).sum::<u64>() + dir_size(&self.dir().join("mounts"));
+        if size <= max_bytes {
+            return Ok(Some(PruneStats::default()));
+        }
+        self.evict(false, None, Some(max_bytes)).map(Some)
+    }
+
+    /// Removes entries: all, those unused for longer than `max_age`, then the least recently
+    /// used while the cache is larger than `keep_storage`. The caller holds the exclusive lock.
+    fn evict(&self, all: bool, max_age: Option<Duration>, keep_storage: Option<u64>) -> Result<PruneStats> {
         let mut records = self.records()?;
         let mut stats = PruneStats::default();
-        let cutoff = SystemTime::now() - Duration::from_secs(48 * 3600);
+        let cutoff = max_age.map(|a| SystemTime::now() - a).unwrap_or(SystemTime::UNIX_EPOCH);
         let mut total: u64 = records.iter().map(|r| r.size).sum::<u64>() + dir_size(&self.dir().join("mounts"));
         let mut keep = Vec::new();
         for r in records.drain(..) {
@@ -483,6 +506,11 @@ impl CacheIndex {
             } else {
                 keep.push(r);
             }
+        }
+        if all {
+            let steps = self.dir().join("steps");
+            let _ = fs::remove_dir_all(&steps);
+            let _ = fs::create_dir_all(&steps);
         }
         if all || keep_storage.is_some_and(|k| total > k) {
             let m = self.dir().join("mounts");
@@ -764,5 +792,36 @@ mod tests {
         assert_eq!((st.records, st.layers), (1, 1));
         assert!(!root.path().join(rel).exists());
         assert_eq!(idx.usage().expect("du").records, 0);
+    }
+
+    #[test]
+    fn the_size_cap_evicts_the_least_recently_used_and_waits_for_running_builds() {
+        let root = tempfile::tempdir().expect("tmp");
+        let idx = CacheIndex::open(root.path()).expect("open");
+        let mut rels = Vec::new();
+        for (n, name) in ["old", "used", "new"].iter().enumerate() {
+            let k = key(name);
+            let work = idx.work_dir().expect("work");
+            let layer = work.path().join("layer");
+            fs::create_dir(&layer).expect("mkdir");
+            fs::write(layer.join("f"), vec![0u8; 1000]).expect("write");
+            let rel = idx.commit_layer(&k, &layer).expect("commit");
+            let rec = CacheRecord { snapshot: Snapshot { layers: vec![LayerRef { dir: rel.clone(), blob: None }] }, new_layers: 1, size: 1000, description: format!("RUN {name}"), created: now_secs(), provenance: None };
+            idx.put(&k, &rec).expect("put");
+            // Made an hour apart, oldest first.
+            let f = fs::File::options().write(true).open(idx.record_path(&k)).expect("record");
+            f.set_modified(SystemTime::now() - Duration::from_secs(3600 * (3 - n as u64))).expect("mtime");
+            rels.push(rel);
+        }
+        // Using a record makes it the most recent.
+        assert!(idx.get(&key("used")).is_some());
+        let building = idx.lock_shared().expect("shared");
+        assert_eq!(idx.enforce_max_size(2000).expect("cap"), None, "a running build holds the cache");
+        drop(building);
+        let st = idx.enforce_max_size(2000).expect("cap").expect("evicted");
+        assert_eq!((st.records, st.layers), (1, 1));
+        assert!(idx.get(&key("old")).is_none() && !root.path().join(&rels[0]).exists(), "the least recently used goes");
+        assert!(idx.get(&key("used")).is_some() && idx.get(&key("new")).is_some());
+        assert_eq!(idx.enforce_max_size(2000).expect("cap"), Some(PruneStats::default()), "within the cap nothing goes");
     }
 }

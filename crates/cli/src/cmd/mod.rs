@@ -6,6 +6,7 @@ pub mod container;
 pub mod image;
 pub mod parse;
 pub mod serve;
+pub mod volume;
 
 /// Sizes in SI units with 3 significant digits, as Docker prints them.
 pub fn human_size(bytes: u64) -> String {

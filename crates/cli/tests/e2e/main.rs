@@ -13,3 +13,4 @@ mod container;
 mod image;
 mod parse;
 mod serve;
+mod volume;
