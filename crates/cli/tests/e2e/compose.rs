@@ -214,11 +214,15 @@ fn a_named_volume_survives_down_and_down_v_removes_it() {
     let dir = t.path().join("shop");
     let ns = Netns::new();
     assert!(ns.ok(&b, &dir, &["up"]).contains("counter-1  | runs=1"));
+    let inspect = b.ok(&["volume", "inspect", "shop_count"]);
+    assert!(inspect.contains("\"com.docker.compose.project\": \"shop\"") && inspect.contains("\"com.docker.compose.volume\": \"count\""), "{inspect}");
     ns.ok(&b, &dir, &["down"]);
+    assert!(b.ok(&["volume", "ls", "-q"]).contains("shop_count"), "down keeps the volume");
     assert!(ns.ok(&b, &dir, &["up"]).contains("counter-1  | runs=2"), "the volume kept its data over down");
     let out = ns.compose(&b, &dir, &["down", "-v"]);
     assert_success(&out, &["compose", "down", "-v"]);
     assert!(text(&out.stderr).contains("Volume shop_count  Removed"));
+    assert!(!b.ok(&["volume", "ls", "-q"]).contains("shop_count"));
     assert!(ns.ok(&b, &dir, &["up"]).contains("counter-1  | runs=1"), "down -v removed the volume");
     ns.ok(&b, &dir, &["down", "-v"]);
     assert_no_containers(&b);

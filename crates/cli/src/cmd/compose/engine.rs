@@ -40,9 +40,9 @@ pub struct Record {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct State {
     pub containers: Vec<Record>,
-    /// Named volumes compose created (host directories until volumes land in the runtime).
+    /// Anonymous volumes (by name) of each container, removed with `down -v` / `rm -v`.
     #[serde(default)]
-    pub volumes: Vec<String>,
+    pub anonymous_volumes: BTreeMap<String, Vec<String>>,
 }
 
 pub struct Engine<'a> {
@@ -186,9 +186,9 @@ impl<'a> Engine<'a> {
         v.get(0)?.get("Id")?.as_str().map(str::to_string)
     }
 
-    /// Where compose keeps a named volume's files (until the runtime has named volumes).
-    pub fn volume_dir(&self, name: &str) -> PathBuf {
-        self.root.join("compose").join("volumes").join(name)
+    /// The volume store (`builder volume`): compose's project volumes are ordinary volumes.
+    pub fn volumes(&self) -> anyhow::Result<volume::Volumes> {
+        Ok(volume::Volumes::open(&self.root)?)
     }
 
     /// Stops these containers (their service's `stop_signal` and `stop_grace_period`).
@@ -228,13 +228,22 @@ impl<'a> Engine<'a> {
         !self.is_running(r)
     }
 
-    /// Removes these containers (stopped first) and forgets them.
-    pub fn remove(&mut self, records: &[Record]) -> anyhow::Result<()> {
+    /// Removes these containers (stopped first) and forgets them; lets go of their volumes,
+    /// removing their anonymous ones when `anonymous_volumes`.
+    pub fn remove(&mut self, records: &[Record], anonymous_volumes: bool) -> anyhow::Result<()> {
         self.stop(records, None)?;
+        let volumes = self.volumes()?;
         for r in records {
             eprintln!(" Container {}  Removing", r.name);
             if self.container(r).is_some() {
                 self.quiet(&["rm".into(), "-f".into(), r.id.clone()])?;
+            }
+            volumes.release(&r.id)?;
+            let anonymous = self.state.anonymous_volumes.remove(&r.id).unwrap_or_default();
+            if anonymous_volumes {
+                for v in anonymous {
+                    volumes.remove(&v)?;
+                }
             }
             self.state.containers.retain(|x| x.id != r.id);
             self.save()?;

@@ -131,29 +131,18 @@ pub fn down(mut e: Engine<'_>, args: DownArgs) -> anyhow::Result<ExitCode> {
     let order = e.project.ordered(&[], false).unwrap_or_default();
     records.sort_by_key(|r| std::cmp::Reverse(order.iter().position(|s| *s == r.service).unwrap_or(usize::MAX)));
     e.stop(&records, args.timeout)?;
-    e.remove(&records)?;
+    e.remove(&records, args.volumes)?;
     if args.volumes {
-        let anonymous: Vec<std::path::PathBuf> = std::fs::read_dir(e.root.join("compose/volumes"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter(|d| d.file_name().to_str().is_some_and(|n| n.starts_with(&format!("{}-", e.project.name)) || n.starts_with(&format!("{}_", e.project.name))) && d.file_name().to_str().is_some_and(|n| n.contains("-anonymous-")))
-            .map(|d| d.path())
-            .collect();
-        for dir in anonymous {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-        let volumes: Vec<String> = e.project.volumes.iter().filter(|(_, v)| !v.external).filter_map(|(_, v)| v.name.clone()).collect();
-        for name in volumes {
-            let dir = e.volume_dir(&name);
-            if dir.exists() {
-                eprintln!(" Volume {name}  Removing");
-                std::fs::remove_dir_all(&dir).map_err(|err| anyhow::anyhow!("removing volume {name} ({}): {err}", dir.display()))?;
-                eprintln!(" Volume {name}  Removed");
+        let store = e.volumes()?;
+        for (key, v) in &e.project.volumes {
+            let name = v.name.clone().unwrap_or_else(|| key.clone());
+            if v.external || store.get(&name).is_err() {
+                continue;
             }
-            e.state.volumes.retain(|v| *v != name);
+            eprintln!(" Volume {name}  Removing");
+            store.remove(&name)?;
+            eprintln!(" Volume {name}  Removed");
         }
-        e.save()?;
     }
     if let Some(which) = &args.rmi {
         let services: Vec<String> = e.project.services.keys().cloned().collect();
@@ -222,14 +211,7 @@ pub fn rm(mut e: Engine<'_>, args: RmArgs) -> anyhow::Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let _ = args.force; // nothing is asked: there is no prompt to skip
-    e.remove(&stopped)?;
-    if args.volumes {
-        for r in &stopped {
-            for i in 0..e.project.services.get(&r.service).map(|s| s.volumes.len()).unwrap_or(0) {
-                let _ = std::fs::remove_dir_all(e.volume_dir(&format!("{}-anonymous-{i}", r.name)));
-            }
-        }
-    }
+    e.remove(&stopped, args.volumes)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -296,7 +278,10 @@ pub fn run(mut e: Engine<'_>, args: RunArgs) -> anyhow::Result<ExitCode> {
         format!("{}{sep}{}{sep}run{sep}{number}", e.project.name, args.service)
     });
     let command = (!args.command.is_empty()).then_some(args.command.as_slice());
-    let mut run_args = spec::run_args(&e, &args.service, &name, command, args.detach)?;
+    super::up::create_volumes(&e)?;
+    let spec = spec::run_args(&e, &args.service, &name, command, args.detach)?;
+    let (used, anonymous) = (spec.volumes, spec.anonymous);
+    let mut run_args = spec.args;
     // Extra -e before the image (after --name …): the image is where the options end.
     let image_at = run_args.iter().position(|a| *a == e.image_of(&args.service)).unwrap_or(run_args.len());
     for (k, v) in args.env.iter().enumerate() {
@@ -313,6 +298,13 @@ pub fn run(mut e: Engine<'_>, args: RunArgs) -> anyhow::Result<ExitCode> {
     if args.detach {
         let out = e.quiet(&full)?;
         let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let volumes = e.volumes()?;
+        for v in &used {
+            volumes.attach(v, &id, &name)?;
+        }
+        if !anonymous.is_empty() {
+            e.state.anonymous_volumes.insert(id.clone(), anonymous);
+        }
         let labels = engine::labels(&e.project, &args.service, number, true, &hash);
         let image_id = e.image_id(&e.image_of(&args.service)).unwrap_or_default();
         e.state.containers.push(Record { name: name.clone(), id: id.clone(), service: args.service.clone(), number, oneoff: true, config, image_id, labels });
@@ -326,9 +318,25 @@ pub fn run(mut e: Engine<'_>, args: RunArgs) -> anyhow::Result<ExitCode> {
     let (globals, project, compatibility) = (e.globals, e.project.clone(), e.compatibility);
     drop(e);
     let code = cmd.status()?.code().unwrap_or(1);
+    let e = Engine::open(globals, project.clone(), compatibility)?;
+    let volumes = e.volumes()?;
+    if args.rm {
+        // As `docker run --rm`: the container's anonymous volumes go with it.
+        for v in &anonymous {
+            volumes.remove(v)?;
+        }
+    }
+    drop(e);
     if !args.rm {
         let mut e = Engine::open(globals, project, compatibility)?;
         if let Ok(s) = e.store()?.find(&name) {
+            let volumes = e.volumes()?;
+            for v in &used {
+                volumes.attach(v, &s.id, &name)?;
+            }
+            if !anonymous.is_empty() {
+                e.state.anonymous_volumes.insert(s.id.clone(), anonymous);
+            }
             let image_id = s.image_id.clone();
             let labels = engine::labels(&e.project, &args.service, number, true, &hash);
             e.state.containers.push(Record { name, id: s.id, service: args.service.clone(), number, oneoff: true, config, image_id, labels });

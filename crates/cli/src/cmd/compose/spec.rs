@@ -12,8 +12,17 @@ use compose::{MountType, Service};
 
 use super::engine::Engine;
 
-/// The `builder run` arguments (after `run`) for container `name` of `service`.
-pub fn run_args(engine: &Engine<'_>, service: &str, name: &str, command: Option<&[String]>, detach: bool) -> anyhow::Result<Vec<String>> {
+/// What `builder run` is given for a container, and the volumes it uses (named and
+/// anonymous, for the volume store's user records).
+pub struct RunSpec {
+    pub args: Vec<String>,
+    pub volumes: Vec<String>,
+    pub anonymous: Vec<String>,
+}
+
+/// The `builder run` arguments (after `run`) for container `name` of `service`; anonymous
+/// volumes are created here.
+pub fn run_args(engine: &Engine<'_>, service: &str, name: &str, command: Option<&[String]>, detach: bool) -> anyhow::Result<RunSpec> {
     let p = &engine.project;
     let Some(s) = p.services.get(service) else { bail!("no such service: {service}") };
     check_supported(p, service, s)?;
@@ -66,6 +75,8 @@ pub fn run_args(engine: &Engine<'_>, service: &str, name: &str, command: Option<
     for (h, ip) in &s.extra_hosts {
         push("--add-host", format!("{h}:{ip}"));
     }
+    let store = engine.volumes()?;
+    let (mut used, mut anonymous) = (Vec::new(), Vec::new());
     for (i, v) in s.volumes.iter().enumerate() {
         let host = match (v.kind, &v.source) {
             (MountType::Bind, Some(src)) => {
@@ -77,17 +88,21 @@ pub fn run_args(engine: &Engine<'_>, service: &str, name: &str, command: Option<
             }
             (MountType::Volume, Some(vol)) => {
                 let real = p.volumes.get(vol).and_then(|v| v.name.clone()).unwrap_or_else(|| vol.clone());
-                engine.volume_dir(&real).display().to_string()
+                used.push(real.clone());
+                store.mount_source(&real).display().to_string()
             }
             (MountType::Volume, None) => {
-                let dir = engine.volume_dir(&format!("{name}-anonymous-{i}"));
-                dir.display().to_string()
+                let mut new = volume::NewVolume::anonymous();
+                new.labels.insert(volume::ANONYMOUS_LABEL.into(), String::new());
+                new.labels.insert("com.docker.compose.project".into(), p.name.clone());
+                new.labels.insert("com.docker.compose.service".into(), service.to_string());
+                let created = store.create(&new)?;
+                used.push(created.name.clone());
+                anonymous.push(created.name.clone());
+                store.mount_source(&created.name).display().to_string()
             }
             _ => bail!("services.{service}.volumes[{i}]: a {:?} mount is not supported yet", v.kind),
         };
-        if let Err(e) = std::fs::create_dir_all(&host) {
-            bail!("services.{service}.volumes[{i}]: creating {host}: {e}");
-        }
         push("-v", format!("{host}:{}{}", v.target, if v.read_only { ":ro" } else { "" }));
     }
     if s.init == Some(true) {
@@ -111,7 +126,7 @@ pub fn run_args(engine: &Engine<'_>, service: &str, name: &str, command: Option<
         None => tail.extend(s.command.iter().flatten().cloned()),
     }
     a.extend(tail);
-    Ok(a)
+    Ok(RunSpec { args: a, volumes: used, anonymous })
 }
 
 /// Refuses what the host-network runtime cannot honour yet, naming the key.

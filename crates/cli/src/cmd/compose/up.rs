@@ -47,7 +47,7 @@ pub fn run(mut e: Engine<'_>, args: UpArgs) -> anyhow::Result<ExitCode> {
     let order = e.project.ordered(&args.services, !args.no_deps)?;
     orphans(&mut e, args.remove_orphans)?;
     images::ensure(&e, &order, args.build, args.no_build)?;
-    create_volumes(&mut e)?;
+    create_volumes(&e)?;
     for service in &order {
         converge(&mut e, service, args.force_recreate)?;
     }
@@ -71,7 +71,7 @@ fn orphans(e: &mut Engine<'_>, remove: bool) -> anyhow::Result<()> {
         return Ok(());
     }
     if remove {
-        e.remove(&orphans)?;
+        e.remove(&orphans, false)?;
     } else {
         let names: Vec<&str> = orphans.iter().map(|r| r.name.as_str()).collect();
         eprintln!(
@@ -82,24 +82,25 @@ fn orphans(e: &mut Engine<'_>, remove: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn create_volumes(e: &mut Engine<'_>) -> anyhow::Result<()> {
-    let wanted: Vec<(String, bool)> = e.project.volumes.iter().map(|(k, v)| (v.name.clone().unwrap_or_else(|| k.clone()), v.external)).collect();
-    for (name, external) in wanted {
-        let dir = e.volume_dir(&name);
-        if external {
-            if !dir.is_dir() {
-                bail!("external volume {name:?} not found");
-            }
+/// Creates the project's volumes in the volume store (with Compose's labels); an external
+/// one must exist.
+pub fn create_volumes(e: &Engine<'_>) -> anyhow::Result<()> {
+    let store = e.volumes()?;
+    for (key, v) in &e.project.volumes {
+        let name = v.name.clone().unwrap_or_else(|| key.clone());
+        if v.external {
+            store.get(&name).map_err(|_| anyhow::anyhow!("volumes.{key}: external volume {name:?} not found (create it with builder volume create {name})"))?;
             continue;
         }
-        if !dir.is_dir() {
+        let mut labels = v.labels.clone();
+        labels.insert("com.docker.compose.project".into(), e.project.name.clone());
+        labels.insert("com.docker.compose.volume".into(), key.clone());
+        if !store.get(&name).is_ok() {
             eprintln!(" Volume \"{name}\"  Creating");
-            std::fs::create_dir_all(&dir).with_context(|| format!("creating volume {name} at {}", dir.display()))?;
-            eprintln!(" Volume \"{name}\"  Created");
         }
-        if !e.state.volumes.contains(&name) {
-            e.state.volumes.push(name);
-            e.save()?;
+        let (_, created) = store.get_or_create(&name, &labels).with_context(|| format!("volumes.{key}"))?;
+        if created {
+            eprintln!(" Volume \"{name}\"  Created");
         }
     }
     Ok(())
@@ -128,7 +129,7 @@ fn converge(e: &mut Engine<'_>, service: &str, force: bool) -> anyhow::Result<()
     let replicas = e.project.replicas(service);
     let existing = e.records(&[service.to_string()]);
     let extra: Vec<Record> = existing.iter().filter(|r| r.number > replicas).cloned().collect();
-    e.remove(&extra)?;
+    e.remove(&extra, true)?;
     for number in 1..=replicas {
         let current = existing.iter().find(|r| r.number == number).cloned();
         if let Some(r) = &current {
@@ -144,7 +145,7 @@ fn converge(e: &mut Engine<'_>, service: &str, force: bool) -> anyhow::Result<()
                 continue;
             }
             eprintln!(" Container {}  Recreate", r.name);
-            e.remove(std::slice::from_ref(r))?;
+            e.remove(std::slice::from_ref(r), true)?;
         }
         create(e, service, number, &config, &image_id)?;
     }
@@ -154,12 +155,19 @@ fn converge(e: &mut Engine<'_>, service: &str, force: bool) -> anyhow::Result<()
 fn create(e: &mut Engine<'_>, service: &str, number: u32, config: &serde_json::Value, image_id: &str) -> anyhow::Result<()> {
     let name = e.container_name(service, number);
     eprintln!(" Container {name}  Creating");
-    let args = spec::run_args(e, service, &name, None, true)?;
+    let spec = spec::run_args(e, service, &name, None, true)?;
     let mut full = vec!["run".to_string()];
-    full.extend(args);
+    full.extend(spec.args);
     let out = e.quiet(&full)?;
     let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let id = if id.is_empty() { e.store()?.find(&name)?.id } else { id };
+    let volumes = e.volumes()?;
+    for v in &spec.volumes {
+        volumes.attach(v, &id, &name)?;
+    }
+    if !spec.anonymous.is_empty() {
+        e.state.anonymous_volumes.insert(id.clone(), spec.anonymous);
+    }
     let image_id = if image_id.is_empty() { e.image_id(&e.image_of(service)).unwrap_or_default() } else { image_id.to_string() };
     let hash = engine::config_hash(config);
     let labels = engine::labels(&e.project, service, number, false, &hash);
