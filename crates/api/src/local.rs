@@ -277,6 +277,8 @@ impl LocalEngine {
                 inner(e)
             })
         };
+        // The imported cache (`--cache-from`): hits download nothing until their files are needed.
+        let cache_from: Option<Arc<dyn solver::remote::CacheSource>> = None;
         let req = solver::SolveRequest {
             definition: &lowered.definition,
             targets: vec![lowered.target],
@@ -285,6 +287,7 @@ impl LocalEngine {
             max_parallelism: if o.max_parallelism > 0 { o.max_parallelism } else { default_parallelism() },
             progress: solve_progress,
             cancel: job.cancel.clone(),
+            cache_from: cache_from.clone(),
         };
         let grants = solver::Grants { ssh: o.ssh.clone(), allow_insecure: o.allow.iter().any(|a| a == "security.insecure") };
         let solved = self.solver.solve_with(&req, &grants).map_err(|e| match e {
@@ -362,10 +365,12 @@ impl LocalEngine {
                     outcome.record_image(&exported);
                 }
                 Output::Local { dest } => {
+                    self.solver.materialize(&snapshot, cache_from.as_deref()).map_err(failed)?;
                     solver::export::export_local(self.solver.index(), &snapshot, dest).map_err(|e| failed(format!("copying files to {}: {e}", dest.display())))?;
                     note(format!("copying files to {} done", dest.display()));
                 }
                 Output::Tar { dest } => {
+                    self.solver.materialize(&snapshot, cache_from.as_deref()).map_err(failed)?;
                     if dest == "-" {
                         solver::export::export_tar(self.solver.index(), &snapshot, std::io::stdout(), source_date_epoch).map_err(|e| failed(format!("writing the tar to stdout: {e}")))?;
                     } else {

@@ -11,6 +11,8 @@ use snapshot::diff::{Compression, DiffOptions};
 
 use crate::cache::{BlobDesc, CacheIndex, Snapshot};
 use crate::error::{Result, SolveError};
+use crate::ops::{Output, Solved};
+use crate::provenance::Provenance;
 
 #[derive(Clone, Debug)]
 pub struct ExportOptions {
@@ -263,4 +265,62 @@ pub fn export_tar(index: &CacheIndex, snapshot: &Snapshot, out: impl std::io::Wr
     let view = crate::view::View::open(&layers, &work.path().join("view"))?;
     snapshot::diff::write_layer(view.path(), out, &DiffOptions { compression: Compression::Uncompressed, source_date_epoch: epoch, ..Default::default() })?;
     Ok(())
+}
+
+/// Which steps a cache export carries (`--cache-to …,mode=min|max`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum CacheMode {
+    /// The steps of the final image: the target and the steps it is built on.
+    #[default]
+    Min,
+    /// Every exec, file and merge step the build ran or found cached, of every stage.
+    Max,
+}
+
+/// One step's result, as a cache export carries it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CacheEntryOut {
+    /// The cache key, 64 hex digits (machine-independent).
+    pub key: String,
+    /// The whole layer chain, bottom first, base image layers included.
+    pub layers: Vec<BlobDesc>,
+    pub provenance: Provenance,
+    /// When the result was first made (so an importing machine writes the same image).
+    pub created: u64,
+}
+
+/// The entries a cache export carries after a solve (`mode`), each with its layer chain as
+/// blobs in `opts.compression`. A layer is compressed once: an image exported with the same options has
+/// made its blobs already, so exporting the cache after the image makes (and uploads) nothing
+/// twice. Layers of imported results stay blobs (nothing is fetched).
+pub fn cache_entries(
+    index: &CacheIndex,
+    store: &oci::Store,
+    def: &graph::Definition,
+    solved: &HashMap<VertexDigest, Solved>,
+    target: VertexDigest,
+    (mode, opts): (CacheMode, &ExportOptions),
+    note: &dyn Fn(String),
+) -> Result<Vec<CacheEntryOut>> {
+    let is_step = |d: &VertexDigest| def.vertices.get(d).is_some_and(|v| matches!(v.op, graph::Op::Exec(_) | graph::Op::File(_) | graph::Op::Merge));
+    let mut chosen: Vec<VertexDigest> = match mode {
+        CacheMode::Min => {
+            let mut chain = Vec::new();
+            let mut at = Some(target);
+            while let Some(d) = at.filter(|d| is_step(d)) {
+                chain.push(d);
+                at = def.vertices.get(&d).and_then(|v| v.inputs.first().copied());
+            }
+            chain
+        }
+        CacheMode::Max => solved.keys().filter(|d| is_step(d)).copied().collect(),
+    };
+    chosen.sort();
+    let mut out = Vec::new();
+    for d in chosen {
+        let Some(Solved { key, output: Output::Snapshot { snapshot, created, .. }, provenance: Some(prov) }) = solved.get(&d) else { continue };
+        let layers = layer_blobs(index, store, snapshot, opts, note)?;
+        out.push(CacheEntryOut { key: key.hex(), layers, provenance: (**prov).clone(), created: *created });
+    }
+    Ok(out)
 }

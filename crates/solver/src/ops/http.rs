@@ -23,7 +23,7 @@ pub fn download(index: &CacheIndex, op: &HttpOp, step: &str) -> Result<Solved> {
         if dir.join(&op.filename).is_file() {
             let mut h = KeyHasher::new();
             h.field("http-content", sum.as_bytes()).field("name", op.filename.as_bytes());
-            return Ok(Solved { key: h.finish(), output: Output::Http { dir, file: op.filename.clone() } });
+            return Ok(Solved { key: h.finish(), output: Output::Http { dir, file: op.filename.clone() }, provenance: None });
         }
     }
     let tmp = tempfile::Builder::new().prefix("http-").tempdir_in(&base).map_err(SolveError::io("create temp dir in", &base))?;
@@ -47,7 +47,7 @@ pub fn download(index: &CacheIndex, op: &HttpOp, step: &str) -> Result<Solved> {
     }
     let mut h = KeyHasher::new();
     h.field("http-content", digest.as_bytes()).field("name", op.filename.as_bytes());
-    Ok(Solved { key: h.finish(), output: Output::Http { dir, file: op.filename.clone() } })
+    Ok(Solved { key: h.finish(), output: Output::Http { dir, file: op.filename.clone() }, provenance: None })
 }
 
 /// Downloads `url` (`http://` or `https://`, up to 5 redirects) into the file `dest`.
