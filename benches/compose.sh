@@ -68,7 +68,7 @@ STATE=$WORK/builder
 "$BUILDER" --root "$STATE" import "$WORK/rootfs.tar" bench-busybox:1 > /dev/null
 
 DOCK=unix://$WORK/docker.sock
-in_ns dockerd --data-root "$WORK/docker" --exec-root "$WORK/docker-exec" --pidfile "$WORK/docker.pid" \
+nsenter --net=/run/netns/"$NS" dockerd --data-root "$WORK/docker" --exec-root "$WORK/docker-exec" --pidfile "$WORK/docker.pid" \
   --host "$DOCK" --iptables=false --ip-masq=false > "$WORK/dockerd.log" 2>&1 &
 DOCKERD_PID=$!
 for _ in $(seq 1 60); do DOCKER_HOST=$DOCK docker info > /dev/null 2>&1 && break; sleep 0.5; done
