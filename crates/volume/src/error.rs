@@ -23,6 +23,15 @@ pub enum Error {
     /// A `--filter` that cannot be read.
     #[error("invalid filter {filter:?}: {reason}")]
     InvalidFilter { filter: String, reason: String },
+    /// A `-v`, `--mount`, `--tmpfs` or `--volumes-from` value that cannot be used.
+    #[error("invalid {flag} {value:?}: {reason}")]
+    InvalidMount { flag: String, value: String, reason: String },
+    /// Two mounts at one container path.
+    #[error("duplicate mount point: {destination}")]
+    DuplicateMount { destination: String },
+    /// `--mount type=bind` of a host path that does not exist (Docker does not create it).
+    #[error("bind source path does not exist: {}", .path.display())]
+    BindSourceMissing { path: PathBuf },
     #[error("{action} {path}: {source}")]
     Io { action: &'static str, path: PathBuf, source: std::io::Error },
     /// A metadata file that is not what this crate wrote.

@@ -15,11 +15,12 @@ use crate::{Error, Result};
 /// never followed, so content of the image cannot point the copy elsewhere on the host.
 pub(crate) fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
     let mut links = HashMap::new();
-    copy_entry(src, dst, &mut links)
+    // The top may be a /proc/self/fd link to the directory: followed, and only there.
+    let meta = fs::metadata(src).map_err(Error::io("reading", src))?;
+    copy_entry(src, &meta, dst, &mut links)
 }
 
-fn copy_entry(src: &Path, dst: &Path, links: &mut HashMap<(u64, u64), std::path::PathBuf>) -> Result<()> {
-    let meta = fs::symlink_metadata(src).map_err(Error::io("reading", src))?;
+fn copy_entry(src: &Path, meta: &fs::Metadata, dst: &Path, links: &mut HashMap<(u64, u64), std::path::PathBuf>) -> Result<()> {
     let ft = meta.file_type();
     if !ft.is_dir() && meta.nlink() > 1 {
         if let Some(first) = links.get(&(meta.dev(), meta.ino())) {
@@ -31,7 +32,9 @@ fn copy_entry(src: &Path, dst: &Path, links: &mut HashMap<(u64, u64), std::path:
         fs::create_dir(dst).map_err(Error::io("creating", dst))?;
         for entry in fs::read_dir(src).map_err(Error::io("listing", src))? {
             let entry = entry.map_err(Error::io("listing", src))?;
-            copy_entry(&entry.path(), &dst.join(entry.file_name()), links)?;
+            let path = entry.path();
+            let meta = fs::symlink_metadata(&path).map_err(Error::io("reading", &path))?;
+            copy_entry(&path, &meta, &dst.join(entry.file_name()), links)?;
         }
     } else if ft.is_symlink() {
         let target = fs::read_link(src).map_err(Error::io("reading", src))?;

@@ -17,6 +17,7 @@
 mod error;
 mod fill;
 mod filter;
+pub mod mounts;
 
 use std::collections::BTreeMap;
 use std::fs::{self, File};
@@ -344,7 +345,7 @@ impl Volumes {
     pub fn fill(&self, volume: &Volume, source: &Path) -> Result<bool> {
         let _lock = self.lock()?;
         let data = self.mount_source(&volume.name);
-        if !is_empty_dir(&data) || !fs::symlink_metadata(source).is_ok_and(|m| m.is_dir()) {
+        if !is_empty_dir(&data) || !fs::metadata(source).is_ok_and(|m| m.is_dir()) {
             return Ok(false);
         }
         let tmp = self.dir.join(&volume.name).join(".filling");
