@@ -278,6 +278,8 @@ impl LocalEngine {
             })
         };
         // The imported cache (`--cache-from`): hits download nothing until their files are needed.
+        // `solver::remote::ImportedCache::new(Arc::new(remote_cache::CacheImport::load(…)), store)`
+        // is one; after the solve, `solver::export::cache_entries` gives what `--cache-to` writes.
         let cache_from: Option<Arc<dyn solver::remote::CacheSource>> = None;
         let req = solver::SolveRequest {
             definition: &lowered.definition,
