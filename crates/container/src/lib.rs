@@ -276,6 +276,10 @@ impl Containers {
     pub fn kill(&self, state: &ContainerState, sig: i32) -> Result<()> {
         let pid = state.pid.filter(|_| state.status == Status::Running).ok_or_else(|| Error::NotRunning { name: state.name.clone() })?;
         runtime::tty::signal_process(pid, sig)?;
+        if sig == signal("KILL") {
+            // As docker: after SIGKILL the container is recorded as exited before kill returns.
+            self.wait_exit(&state.id, Duration::from_secs(10));
+        }
         Ok(())
     }
 
