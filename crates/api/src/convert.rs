@@ -18,6 +18,9 @@ pub fn event_to_proto(e: &Event) -> proto::ProgressEvent {
         Event::Done { vertex, elapsed } => P::Done(proto::VertexDone { vertex: vertex.to_string(), elapsed_micros: micros(*elapsed) }),
         Event::Failed { vertex, error, elapsed } => P::Failed(proto::VertexFailed { vertex: vertex.to_string(), error: error.clone(), elapsed_micros: micros(*elapsed) }),
         Event::Note { message } => P::Note(proto::Note { message: message.clone() }),
+        Event::CacheMiss { vertex, reason, earlier } => {
+            P::CacheMiss(proto::VertexCacheMiss { vertex: vertex.to_string(), reason: reason.clone(), earlier: earlier.map(|e| e.to_string()).unwrap_or_default() })
+        }
     };
     proto::ProgressEvent { event: Some(event) }
 }
@@ -32,6 +35,7 @@ pub fn event_from_proto(p: proto::ProgressEvent) -> Option<Event> {
         P::Done(s) => Event::Done { vertex: v(s.vertex)?, elapsed: Duration::from_micros(s.elapsed_micros) },
         P::Failed(s) => Event::Failed { vertex: v(s.vertex)?, error: s.error, elapsed: Duration::from_micros(s.elapsed_micros) },
         P::Note(n) => Event::Note { message: n.message },
+        P::CacheMiss(m) => Event::CacheMiss { vertex: v(m.vertex)?, reason: m.reason, earlier: v(m.earlier) },
     })
 }
 

@@ -11,7 +11,7 @@ use snapshot::diff::Compression;
 use solver::ProgressSink;
 
 use crate::context::select::Selection;
-use solver::exec::Cancel;
+use solver::Cancel;
 
 /// The options of one build, as the user gave them to `builder build`.
 #[derive(Clone, Default)]

@@ -22,6 +22,10 @@ pub struct LocalEngine {
     store: oci::Store,
     solver: solver::Solver,
     insecure_registries: Vec<String>,
+    /// The build cache's size cap (`builder serve --cache-max-size`), kept after every build.
+    cache_max_size: Option<u64>,
+    /// A thread is already bringing the cache under its cap.
+    evicting: Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn failed(e: impl std::fmt::Display) -> EngineError {
@@ -32,9 +36,9 @@ impl LocalEngine {
     pub fn open(root: &Path, insecure_registries: Vec<String>) -> Result<LocalEngine, EngineError> {
         std::fs::create_dir_all(root).map_err(|e| failed(format!("create state directory {}: {e}", root.display())))?;
         let store = oci::Store::open(root).map_err(failed)?;
-        let images = Arc::new(solver::base::StoreImages::new(store.clone(), root));
+        let images = Arc::new(solver::ops::image::StoreImages::new(store.clone(), root));
         let solver = solver::Solver::new(root, images).map_err(failed)?;
-        Ok(LocalEngine { root: root.to_path_buf(), store, solver, insecure_registries })
+        Ok(LocalEngine { root: root.to_path_buf(), store, solver, insecure_registries, cache_max_size: None, evicting: Arc::default() })
     }
 
     fn registry(&self, extra_insecure: &[String]) -> Result<registry::Client, EngineError> {
@@ -204,6 +208,53 @@ impl LocalEngine {
     /// `metadata["image.id"]` of the outcome is the image ID (config digest) when an image or
     /// an archive was written.
     pub fn run_build(&self, job: BuildJob) -> Result<BuildOutcome, EngineError> {
+        // Held until the outputs are written: a prune or the size cap never takes a layer from
+        // under a build's export.
+        let held = self.solver.index().lock_shared().map_err(failed)?;
+        let result = self.build_holding_cache(job);
+        drop(held);
+        self.keep_cache_under_cap();
+        result
+    }
+
+    /// Caps the build cache at `max` bytes (least recently used entries go first), checked after
+    /// every build; `None` for no cap.
+    pub fn set_cache_max_size(&mut self, max: Option<u64>) {
+        self.cache_max_size = max;
+    }
+
+    /// Evicts least recently used cache entries beyond the cap, on a thread of its own, once no
+    /// build holds the cache (retrying for a few minutes while builds run).
+    fn keep_cache_under_cap(&self) {
+        let Some(max) = self.cache_max_size else { return };
+        if self.evicting.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        let (index, evicting) = (self.solver.index().clone(), self.evicting.clone());
+        let started = std::thread::Builder::new().name("cache-cap".into()).spawn(move || {
+            for _ in 0..60 {
+                match index.enforce_max_size(max) {
+                    Ok(Some(st)) => {
+                        if st.records > 0 {
+                            tracing::info!(records = st.records, layers = st.layers, bytes = st.bytes, max, "build cache over its cap: least recently used entries removed");
+                        }
+                        break;
+                    }
+                    Ok(None) => std::thread::sleep(std::time::Duration::from_secs(5)),
+                    Err(e) => {
+                        tracing::warn!("keeping the build cache under {max} bytes: {e}");
+                        break;
+                    }
+                }
+            }
+            evicting.store(false, std::sync::atomic::Ordering::SeqCst);
+        });
+        if started.is_err() {
+            self.evicting.store(false, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    fn build_holding_cache(&self, job: BuildJob) -> Result<BuildOutcome, EngineError> {
         let o = &job.options;
         let invalid = |e: &dyn std::fmt::Display| EngineError::Invalid(e.to_string());
         let outputs = parse_outputs(o)?;
@@ -213,14 +264,32 @@ impl LocalEngine {
         let lowered = self.lower(o, ignore.patterns(), &job.progress)?;
         let mut locals = HashMap::new();
         locals.insert("context".to_string(), job.context_dir.clone());
+        // Why steps missed the cache, for the result metadata (`cache.misses`).
+        let misses: Arc<Misses> = Arc::default();
+        let solve_progress: solver::ProgressSink = {
+            let (inner, misses) = (job.progress.clone(), misses.clone());
+            Arc::new(move |e: solver::Event| {
+                if let solver::Event::CacheMiss { vertex, reason, earlier } = &e {
+                    if let Ok(mut m) = misses.lock() {
+                        m.push((*vertex, reason.clone(), *earlier));
+                    }
+                }
+                inner(e)
+            })
+        };
+        // The imported cache (`--cache-from`): hits download nothing until their files are needed.
+        // `solver::remote::ImportedCache::new(Arc::new(remote_cache::CacheImport::load(…)), store)`
+        // is one; after the solve, `solver::export::cache_entries` gives what `--cache-to` writes.
+        let cache_from: Option<Arc<dyn solver::remote::CacheSource>> = None;
         let req = solver::SolveRequest {
             definition: &lowered.definition,
             targets: vec![lowered.target],
             locals,
             secrets: o.secrets.clone(),
             max_parallelism: if o.max_parallelism > 0 { o.max_parallelism } else { default_parallelism() },
-            progress: job.progress.clone(),
+            progress: solve_progress,
             cancel: job.cancel.clone(),
+            cache_from: cache_from.clone(),
         };
         let grants = solver::Grants { ssh: o.ssh.clone(), allow_insecure: o.allow.iter().any(|a| a == "security.insecure") };
         let solved = self.solver.solve_with(&req, &grants).map_err(|e| match e {
@@ -252,6 +321,10 @@ impl LocalEngine {
             solver::export::export_image_with_times(self.solver.index(), &self.store, &snapshot, &lowered.image, &new_layers, &made_at, &opts, &note).map_err(failed)
         };
         let mut outcome = BuildOutcome::default();
+        if let Some(m) = cache_misses(&lowered.definition, &misses) {
+            outcome.metadata.insert("cache.misses".into(), m);
+        }
+        outcome.metadata.insert("cache.steps".into(), cache_steps(&lowered.definition, &solved));
         for out in &outputs {
             match out {
                 Output::Image { names, push } => {
@@ -294,10 +367,12 @@ impl LocalEngine {
                     outcome.record_image(&exported);
                 }
                 Output::Local { dest } => {
+                    self.solver.materialize(&snapshot, cache_from.as_deref()).map_err(failed)?;
                     solver::export::export_local(self.solver.index(), &snapshot, dest).map_err(|e| failed(format!("copying files to {}: {e}", dest.display())))?;
                     note(format!("copying files to {} done", dest.display()));
                 }
                 Output::Tar { dest } => {
+                    self.solver.materialize(&snapshot, cache_from.as_deref()).map_err(failed)?;
                     if dest == "-" {
                         solver::export::export_tar(self.solver.index(), &snapshot, std::io::stdout(), source_date_epoch).map_err(|e| failed(format!("writing the tar to stdout: {e}")))?;
                     } else {
@@ -311,6 +386,43 @@ impl LocalEngine {
         }
         Ok(outcome)
     }
+}
+
+/// The cache misses of a build as they happened: (step, reason, earlier step).
+type Misses = std::sync::Mutex<Vec<(graph::VertexDigest, String, Option<graph::VertexDigest>)>>;
+
+/// The cache misses of a build as JSON: `[{"step": "[2/3] COPY app.py /", "reason": "app.py:
+/// content changed"}]`, an earlier step named by its description.
+fn cache_misses(def: &graph::Definition, misses: &Misses) -> Option<String> {
+    let misses = misses.lock().ok()?;
+    if misses.is_empty() {
+        return None;
+    }
+    let describe = |d: &graph::VertexDigest| def.vertices.get(d).map(|v| v.meta.description.clone()).unwrap_or_default();
+    let list: Vec<serde_json::Value> = misses
+        .iter()
+        .map(|(v, reason, earlier)| {
+            let reason = match earlier {
+                Some(e) => format!("{reason} ({})", describe(e)),
+                None => reason.clone(),
+            };
+            serde_json::json!({ "step": describe(v), "reason": reason })
+        })
+        .collect();
+    serde_json::to_string(&list).ok()
+}
+
+/// Every shown step's cache key as JSON, `[{"step": "[2/3] COPY app.py /", "key": "…"}]` in
+/// step order: the same Dockerfile, context content, args and base image give the same keys on
+/// any machine.
+fn cache_steps(def: &graph::Definition, solved: &HashMap<graph::VertexDigest, solver::Solved>) -> String {
+    let mut steps: Vec<(&str, String)> = solved
+        .iter()
+        .filter_map(|(d, s)| def.vertices.get(d).filter(|v| !v.meta.description.is_empty()).map(|v| (v.meta.description.as_str(), s.key.hex())))
+        .collect();
+    steps.sort();
+    let list: Vec<serde_json::Value> = steps.into_iter().map(|(step, key)| serde_json::json!({ "step": step, "key": key })).collect();
+    serde_json::to_string(&list).unwrap_or_default()
 }
 
 /// `SOURCE_DATE_EPOCH` from the build args, checked.

@@ -410,7 +410,8 @@ impl<'a> Lowerer<'a> {
                 k += 1;
             }
             let desc = format!("{} {}", prefix(k), shown);
-            let meta = VertexMeta { description: desc.clone(), location: Some(format!("{}:{}", df.file_name, ins_line)), ignore_cache: self.opts.no_cache };
+            let build_args = args.iter().map(|(k, v)| (k.clone(), graph::value_digest(v))).collect();
+            let meta = VertexMeta { description: desc.clone(), location: Some(format!("{}:{}", df.file_name, ins_line)), ignore_cache: self.opts.no_cache, build_args };
             match &ins {
                 Instruction::Arg(a) => {
                     let mut words = Vec::new();
@@ -750,7 +751,7 @@ impl<'a> Lowerer<'a> {
                 let src = self.b.add(
                     Op::Git(GitOp { checksum: c.checksum.clone().or(git.checksum.clone()), keep_git_dir: c.keep_git_dir.unwrap_or(git.keep_git_dir), ..git }),
                     vec![],
-                    VertexMeta { description: format!("[internal] load git source {v}"), location: Some(format!("{}:{line}", self.df.file_name)), ignore_cache: self.opts.no_cache },
+                    VertexMeta { description: format!("[internal] load git source {v}"), location: Some(format!("{}:{line}", self.df.file_name)), ignore_cache: self.opts.no_cache, ..Default::default() },
                 );
                 inputs.push(src);
                 // The checkout's contents go into dest, as a directory copy does.

@@ -244,7 +244,7 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut inbound: Streaming<BuildClient
     options.outputs = specs;
 
     // The build itself, on a blocking thread; progress flows back as it happens.
-    let cancel = Arc::new(solver::exec::Cancel::default());
+    let cancel = Arc::new(solver::Cancel::default());
     let (ptx, mut prx) = mpsc::unbounded_channel::<solver::Event>();
     let progress: solver::ProgressSink = Arc::new(move |e| {
         let _ = ptx.send(e);

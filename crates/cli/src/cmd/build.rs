@@ -69,6 +69,9 @@ pub struct BuildArgs {
     /// Write the image ID to this file.
     #[arg(long, value_name = "FILE")]
     iidfile: Option<PathBuf>,
+    /// Write the build's result metadata (image digest, why steps missed the cache) as JSON.
+    #[arg(long = "metadata-file", value_name = "FILE")]
+    metadata_file: Option<PathBuf>,
     /// Progress output: auto, tty or plain.
     #[arg(long, default_value = "auto")]
     progress: String,
@@ -132,7 +135,7 @@ impl Command {
     }
 }
 
-fn parse_size(s: &str) -> anyhow::Result<u64> {
+pub(crate) fn parse_size(s: &str) -> anyhow::Result<u64> {
     let t = s.trim().to_ascii_lowercase();
     let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
@@ -386,7 +389,7 @@ fn build(globals: &Globals, a: BuildArgs) -> anyhow::Result<ExitCode> {
         None => {
             let root = globals.root();
             let engine = api::local::LocalEngine::open(&root, globals.insecure_registries.clone()).map_err(|e| anyhow!("opening {}: {e}", root.display()))?;
-            let cancel = Arc::new(solver::exec::Cancel::default());
+            let cancel = Arc::new(solver::Cancel::default());
             {
                 let c = cancel.clone();
                 let _ = ctrlc::set_handler(move || c.cancel());
@@ -398,6 +401,9 @@ fn build(globals: &Globals, a: BuildArgs) -> anyhow::Result<ExitCode> {
     finish_progress();
     let outcome = outcome?;
     tracing::debug!("build finished in {:.2}s", started.elapsed().as_secs_f64());
+    if let Some(f) = &a.metadata_file {
+        write_metadata(f, &outcome)?;
+    }
     if let Some(id) = outcome.metadata.get("image.id") {
         if let Some(f) = &a.iidfile {
             std::fs::write(f, id).with_context(|| format!("writing --iidfile {}", f.display()))?;
@@ -407,6 +413,24 @@ fn build(globals: &Globals, a: BuildArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--metadata-file`: the outcome's metadata as one JSON object (values that are JSON, such as
+/// `cache.misses`, embedded as such), plus `containerimage.digest` as buildx writes it.
+fn write_metadata(file: &Path, outcome: &api::BuildOutcome) -> anyhow::Result<()> {
+    let mut m = serde_json::Map::new();
+    if !outcome.image_digest.is_empty() {
+        m.insert("containerimage.digest".into(), outcome.image_digest.clone().into());
+    }
+    for (k, v) in &outcome.metadata {
+        let value = match serde_json::from_str::<serde_json::Value>(v) {
+            Ok(j) if j.is_array() || j.is_object() => j,
+            _ => v.clone().into(),
+        };
+        m.insert(k.clone(), value);
+    }
+    let text = serde_json::to_string_pretty(&serde_json::Value::Object(m))?;
+    std::fs::write(file, text + "\n").with_context(|| format!("writing --metadata-file {}", file.display()))
 }
 
 /// Runs the bundle's container in the foreground and exits with its exit code. Dies with the
@@ -451,12 +475,12 @@ fn prepare_context(context: &str) -> anyhow::Result<BuildContext> {
     if let Some(op) = dockerfile::lower::git_source(context) {
         let fetched = tempfile::tempdir().context("creating a build context")?;
         let agent = std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from);
-        let dir = solver::git::clone_context(&op, &fetched.path().join("repo"), agent.as_deref()).with_context(|| format!("unable to prepare context from {context}"))?;
+        let dir = solver::ops::git::clone_context(&op, &fetched.path().join("repo"), agent.as_deref()).with_context(|| format!("unable to prepare context from {context}"))?;
         return Ok(BuildContext { dir, dockerfile: None, fetched: Some(fetched) });
     }
     if context.starts_with("http://") || context.starts_with("https://") {
         let download = tempfile::NamedTempFile::new().context("creating a download file")?;
-        solver::http::fetch(context, download.path()).with_context(|| format!("unable to prepare context: downloading {context}"))?;
+        solver::ops::http::fetch(context, download.path()).with_context(|| format!("unable to prepare context: downloading {context}"))?;
         let bytes = std::fs::read(download.path()).with_context(|| format!("reading {}", download.path().display()))?;
         return archive_or_dockerfile(bytes, &format!("at {context}"));
     }
