@@ -192,6 +192,7 @@ mod tests {
             key: "ab".repeat(32),
             layers: vec![blob.clone()],
             provenance: Provenance { step: "step-1".into(), description: "[1/1] RUN x".into(), inputs: Default::default() },
+            created: 1,
         };
         let dir = tmp.path().join("cache");
         let stats = CacheExport::new(vec![entry.clone()]).to_local(&dir, "latest", &store_a).expect("export");

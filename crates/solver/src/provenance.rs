@@ -12,20 +12,13 @@
 use std::collections::{BTreeMap, HashMap};
 
 use graph::{Definition, Op, VertexDigest};
-use serde::{Deserialize, Serialize};
 
-/// Where a step's result came from. Stored with its cache record, exported with its cache entry.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Provenance {
-    /// A stable id of this step of this Dockerfile: its file, stage and instruction text (and
-    /// which repetition of that text it is), none of its inputs.
-    pub step: String,
-    /// As progress shows it: `[build 3/5] COPY src/ /app`.
-    pub description: String,
-    /// Ingredient name -> digest: `file:src/app.py`, `base:docker.io/library/debian:bookworm`,
-    /// `arg:VERSION`, `env:PATH`, `parent`, `input:1`, `op`, `url:…`, `git:…`.
-    pub inputs: BTreeMap<String, String>,
-}
+/// Where a step's result came from (the cache artifact's own type, so what a build records is
+/// what it exports). `step` is computed by [`step_ids`] (the step's file, stage and instruction
+/// text, and which repetition of that text it is, none of its inputs); `inputs` are ingredient
+/// name -> digest: `file:src/app.py`, `base:docker.io/library/debian:bookworm`, `arg:VERSION`,
+/// `env:PATH`, `parent`, `input:1`, `op`, `url:…`, `git:…`. Stored with the cache record.
+pub use remote_cache::Provenance;
 
 /// The most file names one step records; a step reading more records one digest per source.
 pub const MAX_FILES: usize = 4096;

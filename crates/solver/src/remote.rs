@@ -4,7 +4,8 @@
 //! against their digest), unpacked into the machine's shared snapshot store, and recorded in the
 //! local cache, so the next build on this machine is local.
 
-use std::path::{Path, PathBuf};
+use std::io::Read;
+use std::path::Path;
 
 use crate::cache::{BlobDesc, CacheIndex, LayerRef, Snapshot};
 use crate::error::{Result, SolveError};
@@ -16,8 +17,8 @@ pub trait CacheSource: Send + Sync {
     fn lookup(&self, key: &str) -> Option<ImportedEntry>;
     /// The provenance of every entry of the step `step` (to explain a miss).
     fn by_step(&self, step: &str) -> Vec<Provenance>;
-    /// Writes the blob to the file `dest`, verified against its digest.
-    fn fetch_blob(&self, blob: &BlobDesc, dest: &Path) -> std::result::Result<(), String>;
+    /// The blob's bytes, fetched (verified against its digest) if this machine lacks them.
+    fn open_blob(&self, blob: &BlobDesc) -> std::result::Result<Box<dyn Read + Send>, String>;
 }
 
 /// One step's result in an imported cache.
@@ -59,16 +60,50 @@ pub fn materialize(index: &CacheIndex, source: Option<&dyn CacheSource>, snapsho
             return Err(SolveError::Other(format!("layer {} of an imported cache result is not on this machine, and the build has no --cache-from to fetch it from", blob.digest)));
         };
         let snapshots = snapshot::snapshots::Snapshots::open(index.state_root()).map_err(|e| SolveError::Other(format!("opening the snapshot store: {e}")))?;
-        let tmp = tempfile::Builder::new().prefix("blob-").tempfile_in(index.state_root().join("cache/tmp")).map_err(SolveError::io("create a temp file in", index.state_root().join("cache/tmp")))?;
-        let path: PathBuf = tmp.path().to_path_buf();
         snapshots
             .ensure_layer(&blob.digest, || {
-                source.fetch_blob(blob, &path).map_err(std::io::Error::other)?;
                 fetched += 1;
-                std::fs::File::open(&path)
+                source.open_blob(blob).map_err(std::io::Error::other)
             })
             .map_err(|e| SolveError::Other(format!("fetching cached layer {}: {e}", blob.digest)))?;
         tracing::debug!(layer = %blob.digest, size = blob.size, "fetched a layer of an imported cache result");
     }
     Ok(fetched)
+}
+
+/// The `--cache-from` sources of a build, as `remote-cache` reads them. A fetched blob lands in
+/// the image store (verified there), so a later push of an image with it moves nothing again.
+pub struct ImportedCache {
+    import: std::sync::Arc<remote_cache::CacheImport>,
+    store: oci::Store,
+}
+
+impl ImportedCache {
+    pub fn new(import: std::sync::Arc<remote_cache::CacheImport>, store: oci::Store) -> ImportedCache {
+        ImportedCache { import, store }
+    }
+}
+
+impl CacheSource for ImportedCache {
+    fn lookup(&self, key: &str) -> Option<ImportedEntry> {
+        let e = self.import.lookup(key)?;
+        let layers = e
+            .layers
+            .iter()
+            .map(|l| BlobDesc { digest: l.digest.to_string(), size: l.size, media_type: l.media_type.clone(), diff_id: l.diff_id.to_string() })
+            .collect();
+        Some(ImportedEntry { layers, provenance: e.provenance.clone(), created: e.created })
+    }
+
+    fn by_step(&self, step: &str) -> Vec<Provenance> {
+        self.import.by_step(step).into_iter().map(|e| e.provenance.clone()).collect()
+    }
+
+    fn open_blob(&self, blob: &BlobDesc) -> std::result::Result<Box<dyn Read + Send>, String> {
+        let parse = |d: &str| d.parse::<oci::Digest>().map_err(|e| format!("layer digest {d:?}: {e}"));
+        let layer = remote_cache::LayerBlob { digest: parse(&blob.digest)?, diff_id: parse(&blob.diff_id)?, size: blob.size, media_type: blob.media_type.clone() };
+        self.import.fetch_blob(&layer, &self.store).map_err(|e| e.to_string())?;
+        let f = self.store.open_blob(&layer.digest).map_err(|e| e.to_string())?;
+        Ok(Box::new(f))
+    }
 }

@@ -1,51 +1,16 @@
-//! The solver with an imported cache: the entries one machine exports (`cache_entries`) are
-//! hits on another root that download nothing, until a step needs the files; then exactly the
-//! layers it builds on are fetched, and they join the local cache.
-//!
-//! The imported cache here reads the blobs straight out of the first root's image store (what a
-//! `type=local` cache directory is), so the real solver, real layer blobs and real overlay
-//! mounts are exercised; the registry transport is `remote-cache`'s and tested there.
+//! The solver with an imported cache: the entries one root exports (`cache_entries`, written
+//! as a real `type=local` cache directory by `remote-cache`) are hits on another root that
+//! download nothing, until a step needs the files; then exactly the layers it builds on are
+//! fetched, and they join the local cache. Real solver, layer blobs and overlay mounts.
 
 use std::collections::HashMap;
-use std::io::Read;
-use std::path::Path;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use graph::{Definition, DefinitionBuilder, FileAction, FileOp, MkfileAction, Op, VertexDigest, VertexMeta};
-use sha2::Digest as _;
-use solver::cache::BlobDesc;
-use solver::export::{CacheEntryOut, CacheMode, ExportOptions};
-use solver::provenance::Provenance;
-use solver::remote::{CacheSource, ImportedEntry};
+use remote_cache::{CacheExport, CacheFrom, CacheImport, Mode};
+use solver::export::ExportOptions;
+use solver::remote::{CacheSource, ImportedCache};
 use solver::{Cancel, SolveRequest, Solved, Solver};
-
-/// Blobs of another root's image store, with the entries that root exported.
-struct StoreSource {
-    store: oci::Store,
-    entries: Vec<CacheEntryOut>,
-    fetched: AtomicUsize,
-}
-
-impl CacheSource for StoreSource {
-    fn lookup(&self, key: &str) -> Option<ImportedEntry> {
-        self.entries.iter().find(|e| e.key == key).map(|e| ImportedEntry { layers: e.layers.clone(), provenance: e.provenance.clone(), created: e.created })
-    }
-    fn by_step(&self, step: &str) -> Vec<Provenance> {
-        self.entries.iter().filter(|e| e.provenance.step == step).map(|e| e.provenance.clone()).collect()
-    }
-    fn fetch_blob(&self, blob: &BlobDesc, dest: &Path) -> Result<(), String> {
-        let digest: oci::Digest = blob.digest.parse().map_err(|e| format!("{e}"))?;
-        let mut bytes = Vec::new();
-        self.store.open_blob(&digest).map_err(|e| e.to_string())?.read_to_end(&mut bytes).map_err(|e| e.to_string())?;
-        if format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes))) != blob.digest {
-            return Err(format!("blob {} does not match its digest", blob.digest));
-        }
-        std::fs::write(dest, bytes).map_err(|e| e.to_string())?;
-        self.fetched.fetch_add(1, Ordering::SeqCst);
-        Ok(())
-    }
-}
 
 fn mkfile(path: &str, data: &str) -> Op {
     Op::File(FileOp { actions: vec![FileAction::Mkfile(MkfileAction { path: path.into(), data: data.into(), mode: 0o644, chown: None })] })
@@ -110,24 +75,39 @@ fn imported_hits_download_nothing_until_a_step_builds_on_them_and_then_join_the_
     let a = root();
     let (def, top) = definition(false);
     let (solved_a, _) = solve(&a, &def, top, None);
-    let entries = solver::export::cache_entries(a.solver.index(), &a.store, &def, &solved_a, top, (CacheMode::Max, &GZIP), &|_| {}).expect("entries");
+    let entries = solver::export::cache_entries(a.solver.index(), &a.store, &def, &solved_a, top, (Mode::Max, &GZIP), &|_| {}).expect("entries");
     assert_eq!(entries.len(), 2, "both steps: {entries:?}");
-    assert!(entries.iter().all(|e| e.key.len() == 64 && !e.provenance.step.is_empty()));
-    let source = Arc::new(StoreSource { store: a.store.clone(), entries, fetched: AtomicUsize::new(0) });
+    assert!(entries.iter().all(|e| e.key.len() == 64 && !e.provenance.step.is_empty() && e.created > 0));
+    let mut blobs: Vec<oci::Digest> = entries.iter().flat_map(|e| e.layers.iter().map(|l| l.digest.clone())).collect();
+    blobs.sort_by_key(|d| d.to_string());
+    blobs.dedup();
+    assert_eq!(blobs.len(), 2);
+    let dir = tempfile::tempdir().expect("cache dir");
+    CacheExport::new(entries).to_local(dir.path(), "latest", &a.store).expect("export");
 
     // Another root: every step is a hit, and nothing is downloaded.
     let b = root();
+    let client = Arc::new(registry::Client::new(registry::ClientOptions::default()).expect("client"));
+    let import = CacheImport::load(&[CacheFrom::Local { src: dir.path().to_path_buf(), tag: "latest".into() }], client, &b.store);
+    assert!(import.warnings().is_empty(), "{:?}", import.warnings());
+    let source: Arc<dyn CacheSource> = Arc::new(ImportedCache::new(Arc::new(import), b.store.clone()));
+    let fetched = || blobs.iter().filter(|d| b.store.has_blob(d)).count();
     let (solved_b, cached) = solve(&b, &def, top, Some(source.clone()));
     assert_eq!(cached.len(), 2, "{cached:?}");
     assert_eq!(solved_b[&top].key, solved_a[&top].key, "the same keys on both roots");
-    assert_eq!(source.fetched.load(Ordering::SeqCst), 0, "a hit downloads nothing");
+    assert_eq!(fetched(), 0, "a hit downloads nothing");
     assert_eq!(b.solver.index().record_count(), 0, "unfetched results stay out of the local cache");
+    let created = |s: &Solved| match &s.output {
+        solver::Output::Snapshot { created, .. } => *created,
+        _ => 0,
+    };
+    assert_eq!(created(&solved_b[&top]), created(&solved_a[&top]), "a hit keeps the time its result was made");
 
     // A step on top runs: exactly the two layers below it are fetched, and its files are right.
     let (def2, top2) = definition(true);
     let (solved, cached) = solve(&b, &def2, top2, Some(source.clone()));
     assert_eq!(cached.len(), 2, "{cached:?}");
-    assert_eq!(source.fetched.load(Ordering::SeqCst), 2);
+    assert_eq!(fetched(), 2);
     let out = b.dir.path().join("out");
     let solver::Output::Snapshot { snapshot, .. } = &solved[&top2].output else { panic!("not a snapshot") };
     solver::export::export_local(b.solver.index(), snapshot, &out).expect("export");
@@ -138,7 +118,6 @@ fn imported_hits_download_nothing_until_a_step_builds_on_them_and_then_join_the_
     // The fetched results are local now: no import needed, nothing fetched again.
     let (_, cached) = solve(&b, &def2, top2, None);
     assert_eq!(cached.len(), 3, "{cached:?}");
-    assert_eq!(source.fetched.load(Ordering::SeqCst), 2);
 }
 
 #[test]
@@ -158,6 +137,6 @@ fn mode_min_exports_the_final_images_steps_and_mode_max_every_stage() {
         d.sort();
         d
     };
-    assert_eq!(keys(CacheMode::Min), ["[final 1/2] COPY <<EOF /app", "[final 2/2] COPY --link --from=tools /tool /"]);
-    assert_eq!(keys(CacheMode::Max).len(), 3, "the tools stage too");
+    assert_eq!(keys(Mode::Min), ["[final 1/2] COPY <<EOF /app", "[final 2/2] COPY --link --from=tools /tool /"]);
+    assert_eq!(keys(Mode::Max).len(), 3, "the tools stage too");
 }

@@ -121,9 +121,9 @@ mod tests {
     #[test]
     fn redirects_are_followed_and_errors_name_the_status() {
         let base = serve(vec![
-            "HTTP/1.1 302 Found\r\nLocation: /file.txt\r\nContent-Length: 0\r\n\r\n".into(),
-            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhel\r\n2\r\nlo\r\n0\r\n\r\n".into(),
-            "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".into(),
+            "HTTP/1.1 302 Found\r\nLocation: /file.txt\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into(),
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nhel\r\n2\r\nlo\r\n0\r\n\r\n".into(),
+            "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into(),
         ]);
         let dir = tempfile::tempdir().expect("tmp");
         let dest = dir.path().join("f");
