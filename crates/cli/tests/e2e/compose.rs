@@ -298,3 +298,36 @@ fn run_exec_logs_stop_start_and_kill_act_on_the_services() {
     ns.ok(&b, &dir, &["down"]);
     assert_no_containers(&b);
 }
+
+#[test]
+fn ctrl_c_in_the_foreground_stops_the_services() {
+    let b = with_busybox();
+    let file = "services:\n  ticker:\n    image: busybox:test\n    init: true\n    stop_grace_period: 5s\n    command: sh -c 'echo tick; exec sleep 300'\n";
+    let t = project(&[("compose.yaml", file)]);
+    let dir = t.path().join("shop");
+    let ns = Netns::new();
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &ns.0])
+        .arg(bin())
+        .arg("--root")
+        .arg(b.root())
+        .args(["compose", "up"])
+        .current_dir(&dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn compose up");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).expect("read");
+    assert_eq!(line, "ticker-1  | tick\n");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).expect("SIGINT");
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(130));
+    let err = text(&out.stderr);
+    assert!(err.contains("Gracefully stopping...") && err.contains("Container shop-ticker-1  Stopped"), "{err}");
+    assert!(ns.ok(&b, &dir, &["ps", "-a"]).contains("Exited"), "the container stopped and is kept, as compose keeps it");
+    ns.ok(&b, &dir, &["down"]);
+    assert_no_containers(&b);
+}

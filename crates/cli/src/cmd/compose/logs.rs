@@ -58,7 +58,7 @@ enum Event {
 
 /// Streams the log of container `i` (from where `file` stands, or its start), line by line,
 /// until the container stops running.
-fn stream(mut file: Option<std::fs::File>, log: std::path::PathBuf, store: runtime::containers::ContainerStore, id: String, i: usize, tx: mpsc::Sender<Event>, stop: Arc<AtomicBool>) {
+fn stream(mut file: Option<std::fs::File>, log: std::path::PathBuf, store: runtime::containers::ContainerStore, id: String, i: usize, tx: mpsc::Sender<Event>) {
     let mut pending: Vec<u8> = Vec::new();
     loop {
         if file.is_none() {
@@ -83,9 +83,6 @@ fn stream(mut file: Option<std::fs::File>, log: std::path::PathBuf, store: runti
                 let _ = tx.send(Event::Line(i, std::mem::take(&mut pending)));
             }
             let _ = tx.send(Event::Exited(i, state.and_then(|s| s.exit_code).unwrap_or(0)));
-            return;
-        }
-        if stop.load(Ordering::Relaxed) {
             return;
         }
         std::thread::sleep(Duration::from_millis(50));
@@ -146,7 +143,7 @@ fn follow(e: &Engine<'_>, records: &[Record], prefixes: &Prefixes, tail: Option<
     let (tx, rx) = mpsc::channel();
     for (i, r) in records.iter().enumerate() {
         let log = store.dir_of(&r.id).join("container.log");
-        let (store, id, tx, stop) = (store.clone(), r.id.clone(), tx.clone(), stop.clone());
+        let (store, id, tx) = (store.clone(), r.id.clone(), tx.clone());
         let mut skip = 0;
         if let Some(n) = tail {
             let text = std::fs::read(&log).unwrap_or_default();
@@ -157,7 +154,7 @@ fn follow(e: &Engine<'_>, records: &[Record], prefixes: &Prefixes, tail: Option<
             if let Some(f) = &mut f {
                 let _ = std::io::Seek::seek(f, std::io::SeekFrom::Start(skip as u64));
             }
-            stream(f, log, store, id, i, tx, stop)
+            stream(f, log, store, id, i, tx)
         });
     }
     drop(tx);
@@ -189,7 +186,8 @@ fn follow(e: &Engine<'_>, records: &[Record], prefixes: &Prefixes, tail: Option<
                 }
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => return Ok(0),
+            Err(mpsc::RecvTimeoutError::Disconnected) if !stop.load(Ordering::Relaxed) => return Ok(0),
+            Err(mpsc::RecvTimeoutError::Disconnected) => {}
         }
     }
 }

@@ -95,7 +95,7 @@ pub fn create_volumes(e: &Engine<'_>) -> anyhow::Result<()> {
         let mut labels = v.labels.clone();
         labels.insert("com.docker.compose.project".into(), e.project.name.clone());
         labels.insert("com.docker.compose.volume".into(), key.clone());
-        if !store.get(&name).is_ok() {
+        if store.get(&name).is_err() {
             eprintln!(" Volume \"{name}\"  Creating");
         }
         let (_, created) = store.get_or_create(&name, &labels).with_context(|| format!("volumes.{key}"))?;
