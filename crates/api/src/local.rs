@@ -493,17 +493,12 @@ pub fn default_parallelism() -> usize {
     (std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) * 2).max(4)
 }
 
-/// `\n  at Dockerfile:LINE` for the step that failed, when the error names it (as a local build says).
+/// `\n  at Dockerfile:LINE` of the step that failed, when it has one.
 fn failing_location(def: &graph::Definition, e: &solver::SolveError) -> String {
-    let msg = e.to_string();
-    for v in def.vertices.values() {
-        if !v.meta.description.is_empty() && msg.starts_with(&v.meta.description) {
-            if let Some(l) = &v.meta.location {
-                return format!("\n  at {l}");
-            }
-        }
+    match e.vertex().and_then(|d| def.vertices.get(&d)).and_then(|v| v.meta.location.as_ref()) {
+        Some(l) => format!("\n  at {l}"),
+        None => String::new(),
     }
-    String::new()
 }
 
 /// Registry progress as build notes (what the client renders).

@@ -771,7 +771,8 @@ impl<'a> Lowerer<'a> {
                 let http = self.b.add(
                     Op::Http(HttpOp { url: v.clone(), checksum: c.checksum.clone(), filename: filename.clone() }),
                     vec![],
-                    VertexMeta::default(),
+                    // Not a step of its own in the progress, but a failed download names the ADD's line.
+                    VertexMeta { location: Some(format!("{}:{line}", self.df.file_name)), ..Default::default() },
                 );
                 inputs.push(http);
                 actions.push(FileAction::Copy(CopyAction {

@@ -200,7 +200,7 @@ impl Solver {
                             }
                             Err(e) => {
                                 if st.error.is_none() {
-                                    st.error = Some(e);
+                                    st.error = Some(e.at(d));
                                 }
                                 // First failure: stop everything else that runs.
                                 req.cancel.cancel();
@@ -234,12 +234,12 @@ impl Solver {
             match &v.op {
                 Op::Exec(e) => {
                     if e.security == graph::Security::Insecure && !grants.allow_insecure {
-                        return Err(SolveError::step(step, "RUN --security=insecure needs the security.insecure entitlement: run the build with --allow security.insecure"));
+                        return Err(SolveError::step(step, "RUN --security=insecure needs the security.insecure entitlement: run the build with --allow security.insecure").at(*d));
                     }
                     for m in &e.mounts {
                         if let MountKind::Ssh { id, required, .. } = &m.kind {
                             if *required && !grants.ssh.contains_key(id) {
-                                return Err(SolveError::step(step, format!("ssh agent {id:?} is required by RUN --mount=type=ssh but was not given: pass --ssh {id}[=SOCKET|KEY]")));
+                                return Err(SolveError::step(step, format!("ssh agent {id:?} is required by RUN --mount=type=ssh but was not given: pass --ssh {id}[=SOCKET|KEY]")).at(*d));
                             }
                             ids.push(id);
                         }
