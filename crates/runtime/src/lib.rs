@@ -22,6 +22,7 @@ pub mod containers;
 mod error;
 pub mod external;
 pub mod plan;
+pub mod restart;
 mod process;
 pub mod rootpath;
 pub mod seccomp;
