@@ -35,7 +35,7 @@ pub mod server;
 pub mod ssh_forward;
 
 pub use addr::Address;
-pub use engine::{BuildJob, BuildOptions, BuildOutcome, Engine, EngineError};
+pub use engine::{BuildFlags, BuildJob, BuildOptions, BuildOutcome, Engine, EngineError};
 pub use error::{ApiError, Result};
 
 /// gRPC status codes, for callers that match on [`ApiError::code`].

@@ -73,6 +73,11 @@ enum Command {
     Build(cmd::build::Command),
     #[command(flatten)]
     Serve(cmd::serve::Command),
+    /// Manage volumes.
+    #[command(subcommand)]
+    Volume(cmd::volume::Command),
+    #[command(flatten)]
+    Compose(cmd::compose::Command),
 }
 
 /// Docker's management-command forms (`docker container ls`, `docker image rm`, …), which its
@@ -127,6 +132,8 @@ fn main() -> ExitCode {
         Command::Container(c) => c.run(&cli.globals),
         Command::Build(c) => c.run(&cli.globals),
         Command::Serve(c) => c.run(&cli.globals),
+        Command::Volume(c) => c.run(&cli.globals),
+        Command::Compose(c) => c.run(&cli.globals),
     };
     match result {
         Ok(code) => code,

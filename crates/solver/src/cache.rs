@@ -7,6 +7,7 @@
 //! cache/locks/<key>.lock     held while a key is being computed, so concurrent builds wait
 //! cache/mounts/<id>/         RUN --mount=type=cache directories
 //! cache/stat/<ctx>.json      stat caches of build contexts
+//! cache/steps/<step>.json    recent results of one Dockerfile step, to explain a miss
 //! cache/pending/<id>         a layer not known to be on disk yet: the boot it was written in
 //! cache/lock                 shared by builds, exclusive for prune
 //! ```
@@ -34,6 +35,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, SolveError};
+use crate::provenance::Provenance;
 
 /// A cache key: blake3 over the op (volatile fields removed), the input keys and the content
 /// checksums of files the op reads.
@@ -118,6 +120,19 @@ pub struct CacheRecord {
     pub size: u64,
     pub description: String,
     pub created: u64,
+    /// What went into the key, in the user's terms (for miss explanations and cache export).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
+}
+
+/// How many recent results of one step the index remembers for explaining misses.
+const STEP_HISTORY: usize = 4;
+
+/// One remembered result of a step (`cache/steps/<step>.json` holds the recent ones, newest first).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StepResult {
+    pub key: String,
+    pub provenance: Provenance,
 }
 
 /// How long a committed layer stays pending before [`CacheIndex::open`] syncs it: longer than
@@ -141,7 +156,7 @@ impl CacheIndex {
     /// [`SETTLE_AGE`] (see [`CacheIndex::settle`]).
     pub fn open(state_root: &Path) -> Result<CacheIndex> {
         let idx = CacheIndex { root: state_root.to_path_buf(), last_settle: Default::default() };
-        for d in ["cache/index", "cache/layers", "cache/blobs", "cache/locks", "cache/mounts", "cache/stat", "cache/tmp", "cache/pending"] {
+        for d in ["cache/index", "cache/layers", "cache/blobs", "cache/locks", "cache/mounts", "cache/stat", "cache/tmp", "cache/pending", "cache/steps"] {
             let p = state_root.join(d);
             fs::create_dir_all(&p).map_err(SolveError::io("create", &p))?;
         }
@@ -191,6 +206,34 @@ impl CacheIndex {
     pub fn put(&self, key: &CacheKey, rec: &CacheRecord) -> Result<()> {
         let bytes = serde_json::to_vec_pretty(rec).map_err(|e| SolveError::Other(format!("encoding cache record: {e}")))?;
         write_atomic(&self.record_path(key), &bytes, &self.dir().join("tmp"))
+    }
+
+    /// Remembers that `key` is the latest result of the step `prov` describes (no-op for
+    /// internal steps). Concurrent builds may lose each other's update: it only feeds messages.
+    pub fn remember_step(&self, key: &CacheKey, prov: &Provenance) {
+        if prov.step.is_empty() || !prov.step.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return;
+        }
+        let mut recent = self.step_history(&prov.step);
+        let hex = key.hex();
+        if recent.first().is_some_and(|r| r.key == hex) {
+            // Already the latest: a cached rebuild writes nothing.
+            return;
+        }
+        recent.retain(|r| r.key != hex);
+        recent.insert(0, StepResult { key: hex, provenance: prov.clone() });
+        recent.truncate(STEP_HISTORY);
+        if let Ok(bytes) = serde_json::to_vec(&recent) {
+            let _ = write_atomic(&self.dir().join("steps").join(format!("{}.json", prov.step)), &bytes, &self.dir().join("tmp"));
+        }
+    }
+
+    /// The recent results of a step, newest first (see [`CacheIndex::remember_step`]).
+    pub fn step_history(&self, step: &str) -> Vec<StepResult> {
+        if step.is_empty() || !step.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Vec::new();
+        }
+        fs::read(self.dir().join("steps").join(format!("{step}.json"))).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
     }
 
     /// A fresh private work directory under `cache/tmp` (same filesystem as `layers/`), locked
@@ -425,9 +468,32 @@ impl CacheIndex {
     /// remaining record uses are deleted. Waits for running builds to finish.
     pub fn prune(&self, all: bool, keep_storage: Option<u64>) -> Result<PruneStats> {
         let _lock = self.lock_exclusive()?;
+        self.evict(all, Some(Duration::from_secs(48 * 3600)), keep_storage)
+    }
+
+    /// The size cap of a long-lived cache (`builder serve --cache-max-size`): evicts the least
+    /// recently used entries until the cache is at most `max_bytes` (layers no remaining entry
+    /// names go with them). Does nothing while a build holds the cache (`None`): the caller
+    /// tries again later, so a running build never loses a layer it reads.
+    pub fn enforce_max_size(&self, max_bytes: u64) -> Result<Option<PruneStats>> {
+        let path = self.dir().join("lock");
+        let lock = fs::File::options().create(true).truncate(false).write(true).open(&path).map_err(SolveError::io("open lock", &path))?;
+        if !matches!(fs4::fs_std::FileExt::try_lock_exclusive(&lock), Ok(true)) {
+            return Ok(None);
+        }
+        let size: u64 = self.records()?.iter().map(|r| r.size).sum::<u64>() + dir_size(&self.dir().join("mounts"));
+        if size <= max_bytes {
+            return Ok(Some(PruneStats::default()));
+        }
+        self.evict(false, None, Some(max_bytes)).map(Some)
+    }
+
+    /// Removes entries: all, those unused for longer than `max_age`, then the least recently
+    /// used while the cache is larger than `keep_storage`. The caller holds the exclusive lock.
+    fn evict(&self, all: bool, max_age: Option<Duration>, keep_storage: Option<u64>) -> Result<PruneStats> {
         let mut records = self.records()?;
         let mut stats = PruneStats::default();
-        let cutoff = SystemTime::now() - Duration::from_secs(48 * 3600);
+        let cutoff = max_age.map(|a| SystemTime::now() - a).unwrap_or(SystemTime::UNIX_EPOCH);
         let mut total: u64 = records.iter().map(|r| r.size).sum::<u64>() + dir_size(&self.dir().join("mounts"));
         let mut keep = Vec::new();
         for r in records.drain(..) {
@@ -440,6 +506,11 @@ impl CacheIndex {
             } else {
                 keep.push(r);
             }
+        }
+        if all {
+            let steps = self.dir().join("steps");
+            let _ = fs::remove_dir_all(&steps);
+            let _ = fs::create_dir_all(&steps);
         }
         if all || keep_storage.is_some_and(|k| total > k) {
             let m = self.dir().join("mounts");
@@ -649,7 +720,7 @@ mod tests {
         fs::create_dir(&layer).expect("mkdir");
         fs::write(layer.join("f"), b"x").expect("write");
         let rel = idx.commit_layer(&k, &layer).expect("commit");
-        let rec = CacheRecord { snapshot: Snapshot { layers: vec![LayerRef { dir: rel.clone(), blob: None }] }, new_layers: 1, size: 1, description: "RUN x".into(), created: now_secs() };
+        let rec = CacheRecord { snapshot: Snapshot { layers: vec![LayerRef { dir: rel.clone(), blob: None }] }, new_layers: 1, size: 1, description: "RUN x".into(), created: now_secs(), provenance: None };
         idx.put(&k, &rec).expect("put");
         let again = CacheIndex::open(root.path()).expect("reopen");
         assert_eq!(again.get(&k).expect("hit").snapshot, rec.snapshot);
@@ -664,7 +735,7 @@ mod tests {
         fs::create_dir(&layer).expect("mkdir");
         fs::write(layer.join("f"), content).expect("write");
         let rel = idx.commit_layer(k, &layer).expect("commit");
-        let rec = CacheRecord { snapshot: Snapshot { layers: vec![LayerRef { dir: rel.clone(), blob: None }] }, new_layers: 1, size: 1, description: "RUN x".into(), created: now_secs() };
+        let rec = CacheRecord { snapshot: Snapshot { layers: vec![LayerRef { dir: rel.clone(), blob: None }] }, new_layers: 1, size: 1, description: "RUN x".into(), created: now_secs(), provenance: None };
         idx.put(k, &rec).expect("put");
         rel
     }
@@ -712,7 +783,7 @@ mod tests {
         fs::create_dir(&layer).expect("mkdir");
         fs::write(layer.join("f"), vec![0u8; 1000]).expect("write");
         let rel = idx.commit_layer(&k, &layer).expect("commit");
-        let rec = CacheRecord { snapshot: Snapshot { layers: vec![LayerRef { dir: rel.clone(), blob: None }] }, new_layers: 1, size: 1000, description: "RUN x".into(), created: now_secs() };
+        let rec = CacheRecord { snapshot: Snapshot { layers: vec![LayerRef { dir: rel.clone(), blob: None }] }, new_layers: 1, size: 1000, description: "RUN x".into(), created: now_secs(), provenance: None };
         idx.put(&k, &rec).expect("put");
         assert_eq!(idx.usage().expect("du").records, 1);
         let st = idx.prune(false, None).expect("prune");
@@ -721,5 +792,36 @@ mod tests {
         assert_eq!((st.records, st.layers), (1, 1));
         assert!(!root.path().join(rel).exists());
         assert_eq!(idx.usage().expect("du").records, 0);
+    }
+
+    #[test]
+    fn the_size_cap_evicts_the_least_recently_used_and_waits_for_running_builds() {
+        let root = tempfile::tempdir().expect("tmp");
+        let idx = CacheIndex::open(root.path()).expect("open");
+        let mut rels = Vec::new();
+        for (n, name) in ["old", "used", "new"].iter().enumerate() {
+            let k = key(name);
+            let work = idx.work_dir().expect("work");
+            let layer = work.path().join("layer");
+            fs::create_dir(&layer).expect("mkdir");
+            fs::write(layer.join("f"), vec![0u8; 1000]).expect("write");
+            let rel = idx.commit_layer(&k, &layer).expect("commit");
+            let rec = CacheRecord { snapshot: Snapshot { layers: vec![LayerRef { dir: rel.clone(), blob: None }] }, new_layers: 1, size: 1000, description: format!("RUN {name}"), created: now_secs(), provenance: None };
+            idx.put(&k, &rec).expect("put");
+            // Made an hour apart, oldest first.
+            let f = fs::File::options().write(true).open(idx.record_path(&k)).expect("record");
+            f.set_modified(SystemTime::now() - Duration::from_secs(3600 * (3 - n as u64))).expect("mtime");
+            rels.push(rel);
+        }
+        // Using a record makes it the most recent.
+        assert!(idx.get(&key("used")).is_some());
+        let building = idx.lock_shared().expect("shared");
+        assert_eq!(idx.enforce_max_size(2000).expect("cap"), None, "a running build holds the cache");
+        drop(building);
+        let st = idx.enforce_max_size(2000).expect("cap").expect("evicted");
+        assert_eq!((st.records, st.layers), (1, 1));
+        assert!(idx.get(&key("old")).is_none() && !root.path().join(&rels[0]).exists(), "the least recently used goes");
+        assert!(idx.get(&key("used")).is_some() && idx.get(&key("new")).is_some());
+        assert_eq!(idx.enforce_max_size(2000).expect("cap"), Some(PruneStats::default()), "within the cap nothing goes");
     }
 }

@@ -13,7 +13,7 @@ use oci::{LocalImage, Reference, Store};
 use crate::Globals;
 
 /// Transfer progress rendering for pull and push.
-mod progress;
+pub(crate) mod progress;
 /// pull, push, login, logout.
 mod remote;
 /// Tables and human-readable sizes and times.

@@ -362,6 +362,16 @@ ADD --chown=1:2 http://{addr}/owner /owned/
 }
 
 #[test]
+fn a_failed_download_names_the_url_and_the_add_line() {
+    let b = with_busybox();
+    // A loopback port nothing listens on.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+    let ctx = context(&[("Dockerfile", &format!("FROM busybox:test\nRUN true\nADD http://127.0.0.1:{port}/f.txt /f.txt\n"))]);
+    let log = b.fails(&["build", "--progress", "plain", &ctx.path().display().to_string()]);
+    assert!(log.contains(&format!("http://127.0.0.1:{port}/f.txt")) && log.contains("at Dockerfile:3"), "{log}");
+}
+
+#[test]
 fn heredocs_run_scripts_by_their_shebang_and_copy_like_files() {
     let b = with_busybox();
     let df = "FROM busybox:test

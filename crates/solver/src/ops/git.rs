@@ -18,8 +18,8 @@ use graph::GitOp;
 
 use crate::cache::{CacheIndex, CacheRecord, KeyHasher, LayerRef, Snapshot, now_secs};
 use crate::error::{Result, SolveError};
-use crate::exec::Cancel;
-use crate::solve::{Output, Solved};
+use crate::cancel::Cancel;
+use super::{Output, Solved};
 
 /// Resolves, fetches (when not cached) and returns the checkout of `op` as a one-layer snapshot;
 /// the flag says whether it came from the cache. `ssh_agent` is the build's `--ssh default`
@@ -48,17 +48,12 @@ pub fn checkout(
         h.field("remote", op.remote.as_bytes()).field("ref", full_ref.as_bytes());
     }
     let key = h.finish();
-    let cached = |rec: CacheRecord| (Solved { key, output: Output::Snapshot { snapshot: rec.snapshot, new_layers: rec.new_layers, created: rec.created } }, true);
-    if !ignore_cache {
-        if let Some(rec) = index.get(&key) {
-            return Ok(cached(rec));
-        }
+    if let Some(hit) = super::probe(index, &key, ignore_cache) {
+        return Ok((hit, true));
     }
     let _lock = index.lock_key(&key)?;
-    if !ignore_cache {
-        if let Some(rec) = index.get(&key) {
-            return Ok(cached(rec));
-        }
+    if let Some(hit) = super::probe(index, &key, ignore_cache) {
+        return Ok((hit, true));
     }
     let work = index.work_dir()?;
     let repo = work.path().join("checkout");
@@ -86,8 +81,8 @@ pub fn checkout(
     let rel = index.commit_layer(&key, &result)?;
     let snapshot = Snapshot { layers: vec![LayerRef { dir: rel, blob: None }] };
     let created = now_secs();
-    index.put(&key, &CacheRecord { snapshot: snapshot.clone(), new_layers: 1, size, description: format!("git {} {commit}", shown(op)), created })?;
-    Ok((Solved { key, output: Output::Snapshot { snapshot, new_layers: 1, created } }, false))
+    index.put(&key, &CacheRecord { snapshot: snapshot.clone(), new_layers: 1, size, description: format!("git {} {commit}", shown(op)), created, provenance: None })?;
+    Ok((Solved { key, output: Output::Snapshot { snapshot, new_layers: 1, created }, provenance: None }, false))
 }
 
 /// Checks `op` out into `dest` (which must not exist) for use as a build context, as `docker

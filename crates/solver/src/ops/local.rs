@@ -1,13 +1,53 @@
-//! Reading a local source (the build context): exclusion patterns with .dockerignore semantics,
-//! COPY source expansion (wildcards), and content checksums of what a COPY reads.
+//! Local ops (the build context, named contexts): exclusion patterns with .dockerignore
+//! semantics, COPY source expansion (wildcards), and content checksums of what a COPY reads.
+//! A local source's own key is only its name: the steps that read it add the content of what
+//! they read to their keys, so an unrelated file's change misses nothing.
 
+use std::collections::HashMap;
 use std::fs;
 use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use dockerfile::ignore::DockerIgnore;
 use snapshot::checksum::{StatCache, TreeHasher, checksum_path};
 
+use graph::LocalOp;
+
+use super::{Output, Solved};
+use crate::cache::{CacheIndex, KeyHasher};
 use crate::error::{Result, SolveError};
+
+/// The local source `op` names, from the directories the build was given.
+pub(crate) fn solve(op: &LocalOp, locals: &HashMap<String, PathBuf>, step: &str) -> Result<Solved> {
+    let dir = locals.get(&op.name).ok_or_else(|| SolveError::step(step, format!("no local source named {:?} was given", op.name)))?;
+    let mut h = KeyHasher::new();
+    h.field("local", op.name.as_bytes());
+    Ok(Solved { key: h.finish(), output: Output::Local(LocalSource { name: op.name.clone(), dir: dir.clone(), excludes: Excludes::new(&op.excludes) }), provenance: None })
+}
+
+/// The stat caches of the local directories builds read (path, size, mtime, inode -> digest),
+/// so a no-op rebuild does not read file contents again. They speed up checksums only: nothing
+/// of them goes into a key.
+#[derive(Default)]
+pub struct StatCaches(Mutex<HashMap<PathBuf, Arc<StatCache>>>);
+
+impl StatCaches {
+    pub(crate) fn get(&self, index: &CacheIndex, dir: &Path) -> Arc<StatCache> {
+        let mut m = match self.0.lock() {
+            Ok(m) => m,
+            Err(p) => p.into_inner(),
+        };
+        m.entry(dir.to_path_buf()).or_insert_with(|| Arc::new(StatCache::load(&index.stat_file(dir)))).clone()
+    }
+
+    pub(crate) fn save(&self, index: &CacheIndex) {
+        if let Ok(m) = self.0.lock() {
+            for (dir, s) in m.iter() {
+                let _ = s.save(&index.stat_file(dir));
+            }
+        }
+    }
+}
 
 /// Exclusion patterns with `.dockerignore` rules (the context's excludes, COPY `--exclude`):
 /// the frontend's own [`DockerIgnore`], so the files a build reads are the ones the Dockerfile
@@ -174,13 +214,16 @@ fn through_symlink(root: &Path, rel: &str) -> bool {
 /// A local directory as a COPY source: the directory plus its exclusions.
 #[derive(Clone)]
 pub struct LocalSource {
+    /// `context`, or a named context.
+    pub name: String,
     pub dir: PathBuf,
     pub excludes: Excludes,
 }
 
 impl LocalSource {
     /// Adds the content checksum of everything `sources` name to `h`: names, content, modes,
-    /// owners, link targets. Excluded files do not count.
+    /// link targets. Excluded files do not count, nor do owners (a copy from a local source
+    /// makes everything root's, and a checkout's owners differ between machines).
     pub fn checksum_sources(&self, sources: &[String], extra_excludes: &Excludes, stat: &StatCache, h: &mut TreeHasher) -> Result<()> {
         for s in sources {
             h.add_marker(&format!("source {s}"));
@@ -197,6 +240,40 @@ impl LocalSource {
         }
         Ok(())
     }
+}
+
+/// Adds to a step's key and provenance the content of what `sources` name in `local`: the key
+/// gets `{field}` (one checksum), the provenance one ingredient per file (`file:src/app.py`),
+/// or one per source when a step reads more than [`crate::provenance::MAX_FILES`] files.
+pub(crate) fn add_sources(
+    ctx: &super::StepCtx<'_>,
+    local: &LocalSource,
+    sources: &[String],
+    extra_excludes: &Excludes,
+    field: &str,
+    h: &mut KeyHasher,
+    prov: &mut crate::provenance::Provenance,
+) -> Result<()> {
+    let stat = ctx.stat.get(ctx.index, &local.dir);
+    let mut th = TreeHasher::without_owners().keeping_entries();
+    local.checksum_sources(sources, extra_excludes, &stat, &mut th)?;
+    let name = if local.name == "context" { String::new() } else { format!("{}:", local.name) };
+    let files = prov.inputs.keys().filter(|k| k.starts_with("file:")).count();
+    let sum = if files + th.entries().len() <= crate::provenance::MAX_FILES {
+        for (rel, digest) in th.entries() {
+            // The context's root directory itself is not a file the user changes.
+            if !rel.is_empty() {
+                prov.inputs.insert(format!("file:{name}{rel}"), digest.clone());
+            }
+        }
+        th.finish()
+    } else {
+        let sum = th.finish();
+        prov.inputs.insert(format!("files:{name}{}", sources.join(" ")), sum.clone());
+        sum
+    };
+    h.field(field, sum.as_bytes());
+    Ok(())
 }
 
 #[cfg(test)]

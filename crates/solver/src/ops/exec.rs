@@ -1,49 +1,105 @@
 //! Exec ops (RUN): a process in the sandbox on an overlay of the input snapshot; the overlay's
-//! upper dir becomes the new layer.
+//! upper dir becomes the new layer. The key is the op, its inputs' keys and the content of what
+//! its bind mounts read from local sources; secrets and ssh agents are never part of it.
 
 use std::fs;
 use std::io::Read;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use graph::{CacheSharing, ExecOp, MountKind};
 
+use super::local::{Excludes, clean};
+use super::{Output, Solved, StepCtx, local_of, snapshot_of};
+use crate::cache::KeyHasher;
+use crate::cancel::Cancel;
 use crate::error::{Result, SolveError};
+use crate::progress::Event;
+use crate::provenance::Provenance;
+use crate::view::View;
 
-/// Cancels a build: marks it cancelled and kills every container it started.
-#[derive(Default)]
-pub struct Cancel {
-    cancelled: AtomicBool,
-    pids: Mutex<Vec<i32>>,
-}
-
-impl Cancel {
-    pub fn cancel(&self) {
-        self.cancelled.store(true, Ordering::SeqCst);
-        if let Ok(pids) = self.pids.lock() {
-            for p in pids.iter() {
-                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(*p), nix::sys::signal::Signal::SIGKILL);
+/// Adds to the step's key the content of what each bind mount reads from a local source, and
+/// to its provenance the environment it runs with (by digest).
+pub(crate) fn add_to_key(ctx: &StepCtx<'_>, e: &ExecOp, inputs: &[Solved], h: &mut KeyHasher, prov: &mut Provenance) -> Result<()> {
+    for kv in &e.env {
+        let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
+        prov.inputs.insert(format!("env:{k}"), crate::provenance::digest_of(v.as_bytes()));
+    }
+    for (n, m) in e.mounts.iter().enumerate() {
+        if let MountKind::Bind { input, source, .. } = &m.kind {
+            if let Some(l) = local_of(inputs, *input) {
+                super::local::add_sources(ctx, l, std::slice::from_ref(source), &Excludes::default(), &format!("bind-{n}"), h, prov)?;
             }
         }
     }
-    pub fn is_cancelled(&self) -> bool {
-        self.cancelled.load(Ordering::SeqCst)
+    Ok(())
+}
+
+/// Prepares the mounts and runs the process on top of input 0; returns the upper dir.
+pub(crate) fn execute(ctx: &StepCtx<'_>, e: &ExecOp, inputs: &[Solved], work: &Path) -> Result<PathBuf> {
+    let step = ctx.step;
+    let lowers = ctx.layer_dirs(snapshot_of(step, inputs, 0)?)?;
+    let mut views = Vec::new();
+    let mut proxies = Vec::new();
+    let mut mount_sources = Vec::new();
+    for (n, m) in e.mounts.iter().enumerate() {
+        let src = match &m.kind {
+            MountKind::Bind { input, source, .. } => {
+                let dir = match inputs.get(*input).map(|s| &s.output) {
+                    Some(Output::Local(l)) => l.dir.clone(),
+                    Some(Output::Http { dir, .. }) => dir.clone(),
+                    Some(Output::Snapshot { snapshot, .. }) => {
+                        let view = View::open(&ctx.layer_dirs(snapshot)?, &work.join(format!("mnt{n}")))?;
+                        let p = view.path().to_path_buf();
+                        views.push(view);
+                        p
+                    }
+                    None => return Err(SolveError::step(step, "bind mount input is missing")),
+                };
+                // Symlinks in the source path stay inside the source.
+                MountSource::Dir(super::file::resolve_in_root(&dir, source))
+            }
+            MountKind::Cache { id, sharing, from, source, uid, gid, mode, .. } => {
+                let seed = match from.and_then(|i| inputs.get(i)).map(|s| &s.output) {
+                    Some(Output::Snapshot { snapshot, .. }) => {
+                        let view = View::open(&ctx.layer_dirs(snapshot)?, &work.join(format!("mnt{n}")))?;
+                        let p = view.path().join(clean(source));
+                        views.push(view);
+                        Some(p)
+                    }
+                    Some(Output::Local(l)) => Some(l.dir.join(clean(source))),
+                    _ => None,
+                };
+                let (dir, lock) = cache_mount_dir(&ctx.index.mount_dir(id), *sharing, *uid, *gid, *mode, seed.as_deref())?;
+                MountSource::Cache { dir, lock }
+            }
+            MountKind::Tmpfs { .. } => MountSource::Tmpfs,
+            MountKind::Ssh { id, required, uid, gid, mode } => match ctx.ssh.get(id) {
+                Some(agent) => {
+                    // A socket of this step's own, relayed to the agent.
+                    let sock = work.join(format!("ssh-{n}.sock"));
+                    proxies.push(crate::ssh::AgentProxy::start(agent, &sock, *uid, *gid, *mode)?);
+                    MountSource::Socket(sock)
+                }
+                None if *required => return Err(SolveError::step(step, format!("ssh agent {id:?} not given: pass --ssh {id}[=SOCKET|KEY]"))),
+                None => MountSource::Nothing,
+            },
+            MountKind::Secret { id, required, .. } => match ctx.secrets.get(id) {
+                Some(b) => MountSource::Secret(b.clone()),
+                None if *required => return Err(SolveError::step(step, format!("secret {id} not found: pass it with --secret id={id},src=FILE"))),
+                None => MountSource::Nothing,
+            },
+        };
+        mount_sources.push(src);
     }
-    fn add(&self, pid: i32) {
-        if let Ok(mut p) = self.pids.lock() {
-            p.push(pid);
-        }
-        if self.is_cancelled() {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
-        }
-    }
-    fn remove(&self, pid: i32) {
-        if let Ok(mut p) = self.pids.lock() {
-            p.retain(|x| *x != pid);
-        }
-    }
+    let d = ctx.vertex;
+    let progress = ctx.progress.clone();
+    let on_output = move |b: &[u8]| progress(Event::Log { vertex: d, bytes: b.to_vec() });
+    let upper = run(ExecRequest { step, op: e, lowers, mount_sources, work, cancel: ctx.cancel, on_output: &on_output, helper: ctx.exec_helper })?;
+    drop(views);
+    drop(proxies);
+    Ok(upper)
 }
 
 /// A directory a RUN --mount binds (already resolved by the scheduler).

@@ -1,13 +1,35 @@
-//! Base images from the local store as snapshots: each layer unpacked once (by the `snapshot`
-//! crate's shared store, in overlay's format) and shared by every build and container.
+//! Image ops (`FROM`): base images as snapshots. The key is the manifest digest; the layers come
+//! from an [`ImageSource`] — [`StoreImages`] unpacks them from the local store once (by the
+//! `snapshot` crate's shared store, in overlay's format), shared by every build and container.
 
 use std::path::{Path, PathBuf};
 
 use graph::ImageOp;
 
-use crate::cache::{BlobDesc, LayerRef, Snapshot};
+use crate::cache::{BlobDesc, KeyHasher, LayerRef, Snapshot};
 use crate::error::{Result, SolveError};
-use crate::solve::ImageSource;
+use super::{Output, Solved};
+
+/// Provides the layers of base images (unpacked, as overlay lower dirs).
+pub trait ImageSource: Send + Sync {
+    /// The snapshot of the image `op` names, and whether it was already unpacked.
+    fn snapshot(&self, op: &ImageOp) -> Result<(Snapshot, bool)>;
+}
+
+/// The base image's snapshot, keyed by its manifest digest; the flag says it was unpacked already.
+pub(crate) fn solve(images: &dyn ImageSource, op: &ImageOp) -> Result<(Solved, bool)> {
+    let (snapshot, had) = images.snapshot(op)?;
+    let mut h = KeyHasher::new();
+    h.field("image", op.manifest_digest.as_bytes());
+    Ok((Solved { key: h.finish(), output: Output::Snapshot { new_layers: snapshot.layers.len(), snapshot, created: 0 }, provenance: None }, had))
+}
+
+/// `FROM scratch`: no layers.
+pub(crate) fn scratch() -> Solved {
+    let mut h = KeyHasher::new();
+    h.field("scratch", b"");
+    Solved { key: h.finish(), output: Output::Snapshot { snapshot: Snapshot::default(), new_layers: 0, created: 0 }, provenance: None }
+}
 
 /// Image layers from an `oci::Store`, unpacked under `<root>/snapshots/`.
 pub struct StoreImages {

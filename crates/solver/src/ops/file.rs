@@ -8,10 +8,56 @@ use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use graph::{Chown, CopyAction, FileAction, MkdirAction, MkfileAction};
+use graph::{Chown, CopyAction, FileAction, FileOp, MkdirAction, MkfileAction};
 
-use crate::context::{Excludes, LocalSource, SourceProblem, expand_source};
+use super::local::{Excludes, LocalSource, SourceProblem, expand_source};
+use super::{Output, Solved, StepCtx, local_of, snapshot_of};
+use crate::cache::KeyHasher;
 use crate::error::{Result, SolveError};
+use crate::provenance::Provenance;
+use crate::view::View;
+
+/// Adds to the step's key (and provenance) the content of what each COPY reads from a local source.
+pub(crate) fn add_to_key(ctx: &StepCtx<'_>, f: &FileOp, inputs: &[Solved], h: &mut KeyHasher, prov: &mut Provenance) -> Result<()> {
+    for (n, a) in f.actions.iter().enumerate() {
+        if let FileAction::Copy(c) = a {
+            if let Some(l) = local_of(inputs, c.source_input) {
+                super::local::add_sources(ctx, l, &c.sources, &Excludes::new(&c.excludes), &format!("copy-{n}"), h, prov)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Applies the actions on top of input 0 (seen through a merged view); returns the new layer's
+/// directory in `work`.
+pub(crate) fn execute(ctx: &StepCtx<'_>, f: &FileOp, inputs: &[Solved], work: &Path) -> Result<PathBuf> {
+    let base = snapshot_of(ctx.step, inputs, 0)?;
+    let dest_view = View::open(&ctx.layer_dirs(base)?, &work.join("dest"))?;
+    let mut views: Vec<Option<View>> = Vec::new();
+    for (i, inp) in inputs.iter().enumerate() {
+        match &inp.output {
+            Output::Snapshot { snapshot, .. } if i > 0 => views.push(Some(View::open(&ctx.layer_dirs(snapshot)?, &work.join(format!("src{i}")))?)),
+            _ => views.push(None),
+        }
+    }
+    let mut sources: Vec<Option<Source<'_>>> = Vec::new();
+    for (i, inp) in inputs.iter().enumerate() {
+        sources.push(match (&inp.output, &views[i]) {
+            (Output::Local(l), _) => Some(Source::Local(l)),
+            (Output::Http { dir, .. }, _) => Some(Source::Tree(dir.as_path())),
+            (_, Some(view)) => Some(Source::Tree(view.path())),
+            _ => None,
+        });
+    }
+    let layer = work.join("layer");
+    fs::create_dir(&layer).map_err(SolveError::io("create", &layer))?;
+    let fctx = FileCtx { step: ctx.step, dest_view: dest_view.path(), sources, layer: &layer };
+    for a in &f.actions {
+        fctx.apply(a)?;
+    }
+    Ok(layer)
+}
 
 /// Where a copy reads from.
 pub enum Source<'a> {
@@ -66,7 +112,7 @@ impl FileCtx<'_> {
 
     fn mkdir(&self, m: &MkdirAction) -> Result<()> {
         let owner = self.owner(&m.chown)?;
-        let rel = self.resolve_dest(&crate::context::clean(&m.path));
+        let rel = self.resolve_dest(&super::local::clean(&m.path));
         if rel.is_empty() {
             return Ok(());
         }
@@ -89,7 +135,7 @@ impl FileCtx<'_> {
 
     fn mkfile(&self, m: &MkfileAction) -> Result<()> {
         let owner = self.owner(&m.chown)?;
-        let rel = crate::context::clean(&m.path);
+        let rel = super::local::clean(&m.path);
         if rel.is_empty() {
             return Err(self.err("cannot write a file at /"));
         }
@@ -175,10 +221,10 @@ impl FileCtx<'_> {
                 }
                 Err(SourceProblem::NotFound) => {
                     let what = if from_context { "in build context" } else { "in source stage or image" };
-                    return Err(self.err(format!("failed to compute cache key: \"/{}\": not found {what}", crate::context::clean(s))));
+                    return Err(self.err(format!("failed to compute cache key: \"/{}\": not found {what}", super::local::clean(s))));
                 }
                 Err(SourceProblem::Excluded) => {
-                    return Err(self.err(format!("failed to compute cache key: \"/{}\": not found: it is excluded by .dockerignore", crate::context::clean(s))));
+                    return Err(self.err(format!("failed to compute cache key: \"/{}\": not found: it is excluded by .dockerignore", super::local::clean(s))));
                 }
                 Err(SourceProblem::OutsideContext) => {
                     return Err(self.err(format!("forbidden path outside the build context: {s}")));
@@ -188,7 +234,7 @@ impl FileCtx<'_> {
         if matched.is_empty() && wildcard {
             return Err(self.err(format!("no source files were specified: {} matched nothing", c.sources.join(" "))));
         }
-        let dest_rel = self.resolve_dest(&crate::context::clean(&c.dest));
+        let dest_rel = self.resolve_dest(&super::local::clean(&c.dest));
         let dest_is_dir = c.dest.ends_with('/')
             || c.dest.ends_with("/.")
             || dest_rel.is_empty()
@@ -221,7 +267,7 @@ impl FileCtx<'_> {
             // `--parents` keeps the path below the source's pivot: `a/./b/c` keeps `b/c`.
             let kept = match c.sources[*si].split_once("/./") {
                 Some((pivot, _)) if c.parents => {
-                    let pivot = crate::context::clean(pivot);
+                    let pivot = super::local::clean(pivot);
                     rel.strip_prefix(&format!("{pivot}/")).unwrap_or(rel).to_string()
                 }
                 _ => rel.clone(),
@@ -438,7 +484,7 @@ fn copy_dir_meta(m: &fs::Metadata, target: &Path) -> Result<()> {
 /// `root/rel` with every symlink on the way followed the way a chroot would: absolute targets
 /// and `..` never leave `root`. Gives up after 40 links (the rest is then taken literally).
 pub(crate) fn resolve_in_root(root: &Path, rel: &str) -> PathBuf {
-    root.join(follow_links(&crate::context::clean(rel), |here| fs::read_link(root.join(here)).ok()))
+    root.join(follow_links(&super::local::clean(rel), |here| fs::read_link(root.join(here)).ok()))
 }
 
 /// `rel` (relative, `/`-separated) with every symlink on the way followed, `read_link` saying
@@ -690,7 +736,7 @@ mod tests {
     }
 
     fn run(f: &Fixture, action: CopyAction) -> Result<()> {
-        let local = LocalSource { dir: f.ctx.path().to_path_buf(), excludes: Excludes::new(&["ignored".to_string()]) };
+        let local = LocalSource { name: "context".into(), dir: f.ctx.path().to_path_buf(), excludes: Excludes::new(&["ignored".to_string()]) };
         let ctx = FileCtx { step: "COPY", dest_view: f.dest.path(), sources: vec![None, Some(Source::Local(&local))], layer: f.layer.path() };
         ctx.apply(&FileAction::Copy(action))
     }
