@@ -74,29 +74,40 @@ pub(crate) fn prepare(flags: &MountFlags, c: &NewContainer<'_>) -> Result<Vec<ru
 }
 
 /// Fills each new volume from the image's content at its path. The image is read from its
-/// only layer, or from its layers mounted (read-only use of the container's still-empty
-/// upper dir) for as long as the fill takes.
+/// only layer, or from its layers mounted for as long as the fill takes, in a mount namespace
+/// of a thread of its own: the mount is never seen by the host and goes with the thread, even
+/// if this process is killed in the middle of the copy.
 fn fill(volumes: &Volumes, resolved: &[Resolved], c: &NewContainer<'_>) -> Result<()> {
     let wanted: Vec<&Resolved> = resolved.iter().filter(|r| r.fill).collect();
-    if wanted.is_empty() {
-        return Ok(());
-    }
-    let _guard;
-    let rootfs = match c.lowers {
-        [only] => only.clone(),
+    let fill_from = |rootfs: &Path| -> Result<()> {
+        for r in &wanted {
+            if let Some(name) = &r.mount.name {
+                volumes.fill_from_image(name, rootfs, &r.mount.destination)?;
+            }
+        }
+        Ok(())
+    };
+    match c.lowers {
+        _ if wanted.is_empty() => Ok(()),
+        [only] => fill_from(only),
         _ => {
             let target = c.dir.join("rootfs");
+            // The container's upper dir is still empty: the overlay shows the image.
             let ov = snapshot::Overlay { lowers: c.lowers.to_vec(), upper: c.dir.join("upper"), work: c.dir.join("work") };
-            _guard = ov.mount(&target)?;
-            target
-        }
-    };
-    for r in wanted {
-        if let Some(name) = &r.mount.name {
-            volumes.fill_from_image(name, &rootfs, &r.mount.destination)?;
+            let in_own_namespace = || -> Result<()> {
+                use nix::mount::{MsFlags, mount};
+                use nix::sched::{CloneFlags, unshare};
+                let sys = |step: &'static str| move |e: nix::Error| Error::io(step, "/", std::io::Error::from(e));
+                unshare(CloneFlags::CLONE_NEWNS | CloneFlags::CLONE_FS).map_err(sys("entering a mount namespace of its own"))?;
+                mount(None::<&str>, "/", None::<&str>, MsFlags::MS_REC | MsFlags::MS_PRIVATE, None::<&str>).map_err(sys("making the mounts private"))?;
+                let guard = ov.mount(&target)?;
+                let filled = fill_from(&target);
+                drop(guard);
+                filled
+            };
+            std::thread::scope(|s| s.spawn(in_own_namespace).join()).unwrap_or_else(|_| Err(Error::io("filling volumes", &target, std::io::Error::other("the copy thread panicked"))))
         }
     }
-    Ok(())
 }
 
 /// The runtime's mount for one of ours.

@@ -228,3 +228,28 @@ fn commit_leaves_out_what_is_in_volumes() {
     b.ok(&["rm", "w"]);
     assert_eq_text("in-layer\nno\n", &sh_out(&b, &[], "committed:test", "cat /layer.txt; test -e /vol/v && echo yes || echo no"));
 }
+
+#[test]
+fn after_kill_9_of_the_shim_the_volume_stays_held_until_the_container_is_removed() {
+    let b = with_busybox();
+    let id = b.ok(&["run", "-d", "--name", "victim", "-v", "held:/data", "busybox:test", "sh", "-c", "echo up > /data/up; sleep 1000"]).trim().to_string();
+    let state_path = b.root().join("containers").join(&id).join("state.json");
+    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(&state_path).expect("state")).expect("state JSON");
+    let shim = state["supervisor"].as_i64().expect("a supervisor pid");
+    let data = b.root().join("volumes/held/_data/up");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !data.exists() {
+        assert!(std::time::Instant::now() < deadline, "the container never wrote to its volume");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(std::process::Command::new("kill").args(["-9", &shim.to_string()]).status().expect("kill").success());
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while b.ok(&["ps", "-q"]).contains(&id[..12]) {
+        assert!(std::time::Instant::now() < deadline, "the container outlived its shim");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(b.fails(&["volume", "rm", "held"]).contains("in use by container victim"));
+    b.ok(&["rm", "victim"]);
+    assert_eq_text("held\n", &b.ok(&["volume", "rm", "held"]));
+    assert_no_mounts_left(&b);
+}
