@@ -204,7 +204,7 @@ impl CacheIndex {
 
     /// Stores a record (atomically).
     pub fn put(&self, key: &CacheKey, rec: &CacheRecord) -> Result<()> {
-        let bytes = serde_json::to_vec_pretty(rec).map_err(|e| SolveError::Other(format!("encoding cache record: {e}")))?;
+        let bytes = serde_json::to_vec(rec).map_err(|e| SolveError::Other(format!("encoding cache record: {e}")))?;
         write_atomic(&self.record_path(key), &bytes, &self.dir().join("tmp"))
     }
 
