@@ -124,7 +124,7 @@ pub fn run(root: &Path, id: &str) -> Result<()> {
         finish(&cstore, state, status, oom)?;
         if !restart {
             if auto_remove {
-                let _ = cstore.remove(id);
+                let _ = crate::mounts::remove_container(root, &cstore, id, true);
             }
             return Ok(());
         }
