@@ -32,11 +32,11 @@ pub mod syscall;
 pub mod tty;
 pub mod user;
 
-pub use oci_spec::runtime::Spec;
+pub use oci_spec::runtime::{Mount, Spec};
 pub use bundle::{read_bundle, with_etc_files, write_bundle};
 pub use error::{Error, Result};
 pub use external::run_external;
 pub use process::{Container, ExitStatus, Io, Stdio, exec, run, start};
-pub use spec::{Limits, Network, OverlayRootfs, SpecOptions, bind_mount, build_spec, tmpfs_mount};
+pub use spec::{Limits, Network, OverlayRootfs, SpecOptions, bind_mount, build_spec, fs_mount, tmpfs_mount};
 pub use syscall::{LinuxSyscall, RecordingSyscall, Syscall};
 pub use user::{ResolvedUser, resolve_user};

@@ -126,7 +126,7 @@ pub struct CacheRecord {
 }
 
 /// How many recent results of one step the index remembers for explaining misses.
-const STEP_HISTORY: usize = 8;
+const STEP_HISTORY: usize = 4;
 
 /// One remembered result of a step (`cache/steps/<step>.json` holds the recent ones, newest first).
 #[derive(Clone, Debug, Serialize, Deserialize)]

@@ -3,6 +3,7 @@
 pub mod build;
 pub mod compose;
 pub mod container;
+pub mod format;
 pub mod image;
 pub mod parse;
 pub mod serve;
