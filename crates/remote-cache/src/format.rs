@@ -31,6 +31,10 @@ pub struct CacheEntry {
     pub layers: Vec<LayerBlob>,
     /// What went into the key, by name, for explaining misses.
     pub provenance: Provenance,
+    /// When the result was first made (seconds since the epoch): a hit's image gets the very
+    /// history times, so the same image digest, as on the machine that built it.
+    #[serde(default)]
+    pub created: u64,
 }
 
 /// A layer of a cached result, as a blob: enough to use it without downloading it.
@@ -116,6 +120,7 @@ mod tests {
                 description: "[1/2] RUN true".into(),
                 inputs: BTreeMap::from([("parent".into(), "ab".into())]),
             },
+            created: 1_700_000_000,
         }
     }
 

@@ -8,6 +8,7 @@ mod build;
 mod build_compat;
 mod build_sources;
 mod cache_explain;
+mod cache_share;
 mod compose;
 mod container;
 mod image;
