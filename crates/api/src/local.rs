@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use dockerfile::lower::{ImageResolver, LowerOptions, ResolvedImage};
+use dockerfile::lower::{ImageResolver, LowerOptions, ResolveError, ResolvedImage};
 use snapshot::diff::Compression;
 
 use crate::context::select::Selection;
@@ -277,10 +277,13 @@ impl LocalEngine {
                 inner(e)
             })
         };
-        // The imported caches (`--cache-from`), read once; a bad source is a warning.
+        // The imported caches (`--cache-from`), read once (a bad source is a warning): hits
+        // download nothing until their files are needed.
         let cache_client = Arc::new(self.registry(&[])?);
         let early_note = |m: String| (job.progress)(solver::Event::Note { message: m });
         let cache_import = crate::shared_cache::load(&o.options.cache_from, cache_client.clone(), &self.store, &early_note);
+        let cache_from: Option<Arc<dyn solver::remote::CacheSource>> =
+            cache_import.clone().map(|i| Arc::new(solver::remote::ImportedCache::new(i, self.store.clone())) as Arc<dyn solver::remote::CacheSource>);
         let req = solver::SolveRequest {
             definition: &lowered.definition,
             targets: vec![lowered.target],
@@ -289,6 +292,7 @@ impl LocalEngine {
             max_parallelism: if o.max_parallelism > 0 { o.max_parallelism } else { default_parallelism() },
             progress: solve_progress,
             cancel: job.cancel.clone(),
+            cache_from: cache_from.clone(),
         };
         let grants = solver::Grants { ssh: o.ssh.clone(), allow_insecure: o.allow.iter().any(|a| a == "security.insecure") };
         let solved = self.solver.solve_with(&req, &grants).map_err(|e| match e {
@@ -336,13 +340,21 @@ impl LocalEngine {
                     }
                     let image_compression = compression.unwrap_or(if *push { Compression::Gzip } else { Compression::Uncompressed });
                     let mut exported = export(image_compression)?;
+                    if !*push {
+                        // Layers of imported cache results: a local image must be whole here. A
+                        // push mounts them across repositories instead.
+                        let fetched = solver::remote::fetch_missing_blobs(&self.store, cache_from.as_deref(), &exported.layers).map_err(failed)?;
+                        if fetched > 0 {
+                            note(format!("fetching {fetched} cached layers done"));
+                        }
+                    }
                     note(format!("writing image {} done", exported.config_digest));
                     let manifest: oci::Digest = exported.manifest_digest.parse().map_err(failed)?;
                     let mut desc = self.store.manifest_descriptor(&manifest).map_err(failed)?;
                     if o.options.cache_to.iter().any(|c| c.target == remote_cache::CacheTarget::Inline) {
                         // The image's own layers carry the cache: entries in the image's compression.
                         let opts = solver::export::ExportOptions { compression: image_compression, source_date_epoch };
-                        let entries = crate::shared_cache::entries(self.solver.index(), &self.store, &solved, &snapshot, remote_cache::Mode::Min, &opts, &note)?;
+                        let entries = solver::export::cache_entries(self.solver.index(), &self.store, &lowered.definition, &solved, lowered.target, (remote_cache::Mode::Min, &opts), &note).map_err(failed)?;
                         note(format!("writing inline cache: {} entries", entries.len()));
                         desc = crate::shared_cache::inline(&self.store, &manifest, entries)?;
                         exported.manifest_digest = desc.digest().to_string();
@@ -379,10 +391,12 @@ impl LocalEngine {
                     outcome.record_image(&exported);
                 }
                 Output::Local { dest } => {
+                    self.solver.materialize(&snapshot, cache_from.as_deref()).map_err(failed)?;
                     solver::export::export_local(self.solver.index(), &snapshot, dest).map_err(|e| failed(format!("copying files to {}: {e}", dest.display())))?;
                     note(format!("copying files to {} done", dest.display()));
                 }
                 Output::Tar { dest } => {
+                    self.solver.materialize(&snapshot, cache_from.as_deref()).map_err(failed)?;
                     if dest == "-" {
                         solver::export::export_tar(self.solver.index(), &snapshot, std::io::stdout(), source_date_epoch).map_err(|e| failed(format!("writing the tar to stdout: {e}")))?;
                     } else {
@@ -396,7 +410,7 @@ impl LocalEngine {
         }
         for to in o.options.cache_to.iter().filter(|c| c.target != remote_cache::CacheTarget::Inline) {
             let opts = solver::export::ExportOptions { compression: crate::shared_cache::compression(to.compression), source_date_epoch };
-            let entries = crate::shared_cache::entries(self.solver.index(), &self.store, &solved, &snapshot, to.mode, &opts, &note)?;
+            let entries = solver::export::cache_entries(self.solver.index(), &self.store, &lowered.definition, &solved, lowered.target, (to.mode, &opts), &note).map_err(failed)?;
             crate::shared_cache::export(to, entries, &cache_client, &self.store, cache_import.as_deref(), &pushed_to, &note)?;
         }
         Ok(outcome)
@@ -508,17 +522,12 @@ pub fn default_parallelism() -> usize {
     (std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) * 2).max(4)
 }
 
-/// `\n  at Dockerfile:LINE` for the step that failed, when the error names it (as a local build says).
+/// `\n  at Dockerfile:LINE` of the step that failed, when it has one.
 fn failing_location(def: &graph::Definition, e: &solver::SolveError) -> String {
-    let msg = e.to_string();
-    for v in def.vertices.values() {
-        if !v.meta.description.is_empty() && msg.starts_with(&v.meta.description) {
-            if let Some(l) = &v.meta.location {
-                return format!("\n  at {l}");
-            }
-        }
+    match e.vertex().and_then(|d| def.vertices.get(&d)).and_then(|v| v.meta.location.as_ref()) {
+        Some(l) => format!("\n  at {l}"),
+        None => String::new(),
     }
-    String::new()
 }
 
 /// Registry progress as build notes (what the client renders).
@@ -546,25 +555,27 @@ struct StoreResolver<'a> {
 }
 
 impl ImageResolver for StoreResolver<'_> {
-    fn resolve(&mut self, reference: &str, platform: &str) -> Result<ResolvedImage, String> {
-        let r = oci::Reference::parse(reference).map_err(|e| e.to_string())?;
+    fn resolve(&mut self, reference: &str, platform: &str) -> Result<ResolvedImage, ResolveError> {
+        let r = oci::Reference::parse(reference).map_err(|e| ResolveError::BadReference(e.to_string()))?;
+        let store_failed = |e: &dyn std::fmt::Display| ResolveError::Store(e.to_string());
+        let bad = |what: &'static str| move |e: serde_json::Error| ResolveError::BadConfig { reference: reference.to_string(), what, reason: e.to_string() };
         let store = &self.engine.store;
         let local = if self.pull { None } else { store.image(&r).ok() };
         let image = match local {
             Some(i) => i,
             None => {
-                let client = self.engine.registry(&[]).map_err(|e| e.to_string())?;
+                let client = self.engine.registry(&[]).map_err(|e| store_failed(&e))?;
                 let progress = self.progress.clone();
                 let note = move |m: String| progress(solver::Event::Note { message: m });
-                client.pull(&r, Some(platform), store, &NoteProgress(&note)).map_err(|e| format!("image not found locally and pulling it failed: {e}"))?;
-                store.image(&r).map_err(|e| e.to_string())?
+                client.pull(&r, Some(platform), store, &NoteProgress(&note)).map_err(|e| ResolveError::Pull(e.to_string()))?;
+                store.image(&r).map_err(|e| store_failed(&e))?
             }
         };
         // The config as stored: Docker fields such as OnBuild are not in the OCI types.
-        let raw = store.read_blob(&image.config_digest).map_err(|e| e.to_string())?;
-        let cfg: serde_json::Value = serde_json::from_slice(&raw).map_err(|e| format!("image config of {reference}: {e}"))?;
-        let config = cfg.get("config").cloned().map(serde_json::from_value).transpose().map_err(|e| format!("image config of {reference}: {e}"))?.unwrap_or_default();
-        let history = cfg.get("history").cloned().map(serde_json::from_value).transpose().map_err(|e| format!("image history of {reference}: {e}"))?.unwrap_or_default();
+        let raw = store.read_blob(&image.config_digest).map_err(|e| store_failed(&e))?;
+        let cfg: serde_json::Value = serde_json::from_slice(&raw).map_err(bad("config"))?;
+        let config = cfg.get("config").cloned().map(serde_json::from_value).transpose().map_err(bad("config"))?.unwrap_or_default();
+        let history = cfg.get("history").cloned().map(serde_json::from_value).transpose().map_err(bad("history"))?.unwrap_or_default();
         let s = |k: &str| cfg.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
         Ok(ResolvedImage {
             reference: r.to_string(),

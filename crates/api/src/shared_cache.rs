@@ -1,10 +1,9 @@
 //! The shared build cache around one build: `--cache-from` sources read before the solve, the
 //! `--cache-to` exports written after it (see the `remote-cache` crate for the format).
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
-use remote_cache::{CacheEntry, CacheExport, CacheImport, CacheTarget, CacheTo, LayerBlob, Mode, Provenance};
+use remote_cache::{CacheEntry, CacheExport, CacheImport, CacheTarget, CacheTo};
 use snapshot::diff::Compression;
 
 use crate::engine::EngineError;
@@ -35,51 +34,6 @@ pub(crate) fn load(
 /// The compression `compression=` names, as the layer exporter spells it.
 pub(crate) fn compression(c: remote_cache::Compression) -> Compression {
     Compression::parse(c.as_str()).unwrap_or(Compression::Gzip)
-}
-
-/// The cache entries of a solved build: with `Mode::Min`, the steps whose result is a base of
-/// the final image (their layer chain is a prefix of its layers); with `Mode::Max`, every step
-/// with a recorded result. Layers get blobs in `compression` (made once, then remembered).
-pub(crate) fn entries(
-    index: &solver::cache::CacheIndex,
-    store: &oci::Store,
-    solved: &HashMap<graph::VertexDigest, solver::Solved>,
-    final_snapshot: &solver::cache::Snapshot,
-    mode: Mode,
-    opts: &solver::export::ExportOptions,
-    note: &dyn Fn(String),
-) -> Result<Vec<CacheEntry>, EngineError> {
-    let mut out = Vec::new();
-    for s in solved.values() {
-        let solver::Output::Snapshot { snapshot, created, .. } = &s.output else { continue };
-        let Some(record) = index.get(&s.key) else { continue };
-        let Some(provenance) = record.provenance else { continue };
-        let in_final = snapshot.layers.len() <= final_snapshot.layers.len()
-            && snapshot.layers.iter().zip(&final_snapshot.layers).all(|(a, b)| a.dir == b.dir);
-        if mode == Mode::Min && !in_final {
-            continue;
-        }
-        let blobs = solver::export::layer_blobs(index, store, snapshot, opts, note).map_err(failed)?;
-        let layers = blobs
-            .iter()
-            .map(|b| {
-                Ok(LayerBlob {
-                    digest: b.digest.parse().map_err(failed)?,
-                    diff_id: b.diff_id.parse().map_err(failed)?,
-                    size: b.size,
-                    media_type: b.media_type.clone(),
-                })
-            })
-            .collect::<Result<Vec<_>, EngineError>>()?;
-        out.push(CacheEntry {
-            key: s.key.hex(),
-            layers,
-            provenance: Provenance { step: provenance.step, description: provenance.description, inputs: provenance.inputs },
-            created: *created,
-        });
-    }
-    out.sort_by(|a, b| a.key.cmp(&b.key));
-    Ok(out)
 }
 
 /// Writes one `--cache-to` export (registry or local; inline goes into the image manifest).

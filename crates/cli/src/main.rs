@@ -73,6 +73,9 @@ enum Command {
     Build(cmd::build::Command),
     #[command(flatten)]
     Serve(cmd::serve::Command),
+    /// Manage volumes.
+    #[command(subcommand)]
+    Volume(cmd::volume::Command),
     #[command(flatten)]
     Compose(cmd::compose::Command),
 }
@@ -129,6 +132,7 @@ fn main() -> ExitCode {
         Command::Container(c) => c.run(&cli.globals),
         Command::Build(c) => c.run(&cli.globals),
         Command::Serve(c) => c.run(&cli.globals),
+        Command::Volume(c) => c.run(&cli.globals),
         Command::Compose(c) => c.run(&cli.globals),
     };
     match result {

@@ -126,7 +126,7 @@ pub struct CacheRecord {
 }
 
 /// How many recent results of one step the index remembers for explaining misses.
-const STEP_HISTORY: usize = 8;
+const STEP_HISTORY: usize = 4;
 
 /// One remembered result of a step (`cache/steps/<step>.json` holds the recent ones, newest first).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -204,7 +204,7 @@ impl CacheIndex {
 
     /// Stores a record (atomically).
     pub fn put(&self, key: &CacheKey, rec: &CacheRecord) -> Result<()> {
-        let bytes = serde_json::to_vec_pretty(rec).map_err(|e| SolveError::Other(format!("encoding cache record: {e}")))?;
+        let bytes = serde_json::to_vec(rec).map_err(|e| SolveError::Other(format!("encoding cache record: {e}")))?;
         write_atomic(&self.record_path(key), &bytes, &self.dir().join("tmp"))
     }
 

@@ -39,6 +39,7 @@ pub mod export;
 pub mod ops;
 pub mod progress;
 pub mod provenance;
+pub mod remote;
 pub mod solve;
 pub mod ssh;
 pub mod view;

@@ -12,23 +12,16 @@
 use std::collections::{BTreeMap, HashMap};
 
 use graph::{Definition, Op, VertexDigest};
-use serde::{Deserialize, Serialize};
 
-/// Where a step's result came from. Stored with its cache record, exported with its cache entry.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Provenance {
-    /// A stable id of this step of this Dockerfile: its file, stage and instruction text (and
-    /// which repetition of that text it is), none of its inputs.
-    pub step: String,
-    /// As progress shows it: `[build 3/5] COPY src/ /app`.
-    pub description: String,
-    /// Ingredient name -> digest: `file:src/app.py`, `base:docker.io/library/debian:bookworm`,
-    /// `arg:VERSION`, `env:PATH`, `parent`, `input:1`, `op`, `url:…`, `git:…`.
-    pub inputs: BTreeMap<String, String>,
-}
+/// Where a step's result came from (the cache artifact's own type, so what a build records is
+/// what it exports). `step` is computed by [`step_ids`] (the step's file, stage and instruction
+/// text, and which repetition of that text it is, none of its inputs); `inputs` are ingredient
+/// name -> digest: `file:src/app.py`, `base:docker.io/library/debian:bookworm`, `arg:VERSION`,
+/// `env:PATH`, `parent`, `input:1`, `op`, `url:…`, `git:…`. Stored with the cache record.
+pub use remote_cache::Provenance;
 
 /// The most file names one step records; a step reading more records one digest per source.
-pub const MAX_FILES: usize = 4096;
+pub const MAX_FILES: usize = 1024;
 
 /// A short digest of a value, for ingredients (never the value itself).
 pub fn digest_of(value: &[u8]) -> String {
@@ -117,7 +110,7 @@ pub fn explain(now: &Provenance, before: &Provenance, earlier: &dyn Fn(&str) -> 
         match (before.inputs.get(*name), now.inputs.get(*name)) {
             (Some(a), Some(b)) if a != b => {
                 let what = if name.starts_with("files:") {
-                    "changed"
+                    "a file changed"
                 } else if a.split(':').next() != b.split(':').next() {
                     if a.as_bytes().first() != b.as_bytes().first() { "type changed" } else { "mode changed" }
                 } else {
@@ -245,6 +238,11 @@ mod tests {
         assert_eq!((e.reason.as_str(), e.earlier), ("the step before it ran", Some(d)));
 
         assert_eq!(explain(&a, &a, &no_earlier), None);
+
+        // A step that reads more files than are named one by one.
+        let a = prov(&[("op", "1"), ("files:src/", "1")]);
+        let b = prov(&[("op", "1"), ("files:src/", "2")]);
+        assert_eq!(explain(&b, &a, &no_earlier).expect("files").reason, "src/: a file changed");
     }
 
     #[test]

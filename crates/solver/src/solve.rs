@@ -8,12 +8,13 @@ use std::time::Instant;
 
 use graph::{Definition, MountKind, Op, Vertex, VertexDigest};
 
-use crate::cache::{CacheIndex, CacheKey};
+use crate::cache::{CacheIndex, CacheKey, CacheRecord, LayerRef, Snapshot};
 use crate::cancel::Cancel;
 use crate::error::{Result, SolveError};
 use crate::ops::local::StatCaches;
 use crate::ops::{self, StepCtx, image, local};
 use crate::progress::{Event, ProgressSink};
+use crate::remote::CacheSource;
 use crate::provenance::{Explanation, Provenance};
 
 pub use crate::ops::image::ImageSource;
@@ -29,6 +30,9 @@ pub struct SolveRequest<'a> {
     pub max_parallelism: usize,
     pub progress: ProgressSink,
     pub cancel: Arc<Cancel>,
+    /// An imported cache (`--cache-from`), consulted after a local miss; its hits download
+    /// nothing until something needs their files (see [`crate::remote`]).
+    pub cache_from: Option<Arc<dyn CacheSource>>,
 }
 
 /// What the user starting a build lends it beyond the definition, as BuildKit's session and
@@ -56,6 +60,8 @@ struct Build {
     step_ids: HashMap<VertexDigest, String>,
     /// Vertices that ran (missed the cache) in this solve, for "the step before it ran".
     ran: Mutex<HashSet<VertexDigest>>,
+    /// Vertices whose result came from the imported cache.
+    imported: Mutex<HashSet<VertexDigest>>,
 }
 
 /// The command that runs one sandbox bundle from a fresh, single-threaded process: the
@@ -114,7 +120,7 @@ impl Solver {
         let ssh = self.check_grants(req.definition, &order, grants)?;
         let ssh = &ssh;
         let _shared = self.index.lock_shared()?;
-        let build = Build { step_ids: crate::provenance::step_ids(req.definition, &order), ran: Mutex::new(HashSet::new()) };
+        let build = Build { step_ids: crate::provenance::step_ids(req.definition, &order), ran: Mutex::default(), imported: Mutex::default() };
         let build = &build;
         let mut pending: HashMap<VertexDigest, usize> = HashMap::new();
         let mut dependents: HashMap<VertexDigest, Vec<VertexDigest>> = HashMap::new();
@@ -194,7 +200,7 @@ impl Solver {
                             }
                             Err(e) => {
                                 if st.error.is_none() {
-                                    st.error = Some(e);
+                                    st.error = Some(e.at(d));
                                 }
                                 // First failure: stop everything else that runs.
                                 req.cancel.cancel();
@@ -213,6 +219,7 @@ impl Solver {
         if let Some(e) = st.error {
             return Err(e);
         }
+        self.record_fetched_imports(build, &st.done);
         Ok(st.done)
     }
 
@@ -227,12 +234,12 @@ impl Solver {
             match &v.op {
                 Op::Exec(e) => {
                     if e.security == graph::Security::Insecure && !grants.allow_insecure {
-                        return Err(SolveError::step(step, "RUN --security=insecure needs the security.insecure entitlement: run the build with --allow security.insecure"));
+                        return Err(SolveError::step(step, "RUN --security=insecure needs the security.insecure entitlement: run the build with --allow security.insecure").at(*d));
                     }
                     for m in &e.mounts {
                         if let MountKind::Ssh { id, required, .. } = &m.kind {
                             if *required && !grants.ssh.contains_key(id) {
-                                return Err(SolveError::step(step, format!("ssh agent {id:?} is required by RUN --mount=type=ssh but was not given: pass --ssh {id}[=SOCKET|KEY]")));
+                                return Err(SolveError::step(step, format!("ssh agent {id:?} is required by RUN --mount=type=ssh but was not given: pass --ssh {id}[=SOCKET|KEY]")).at(*d));
                             }
                             ids.push(id);
                         }
@@ -297,12 +304,19 @@ impl Solver {
                     let step_id = build.step_ids.get(&d).map(String::as_str).unwrap_or_default();
                     let ctx = self.step_ctx(req, ssh, d, &step, step_id);
                     let (key, prov) = ops::cache_key(&ctx, &v.op, inputs)?;
-                    if let Some(hit) = ops::probe(&self.index, &key, v.meta.ignore_cache) {
+                    if let Some(mut hit) = ops::probe(&self.index, &key, v.meta.ignore_cache) {
                         self.index.remember_step(&key, &prov);
+                        hit.provenance = Some(Arc::new(prov));
+                        return Ok((hit, true));
+                    }
+                    if let Some(hit) = self.imported_hit(req, &key, prov.clone(), v, inputs) {
+                        if let Ok(mut imported) = build.imported.lock() {
+                            imported.insert(d);
+                        }
                         return Ok((hit, true));
                     }
                     if visible {
-                        if let Some(e) = self.explain_miss(build, v, &prov) {
+                        if let Some(e) = self.explain_miss(req, build, v, &prov) {
                             progress(Event::CacheMiss { vertex: d, reason: e.reason, earlier: e.earlier });
                         }
                     }
@@ -393,12 +407,15 @@ impl Solver {
 
     /// Why a step that missed runs: `--no-cache`, or what changed since the nearest result of
     /// the same step the cache remembers. None when the cache never saw this step.
-    fn explain_miss(&self, build: &Build, v: &Vertex, prov: &Provenance) -> Option<Explanation> {
+    fn explain_miss(&self, req: &SolveRequest<'_>, build: &Build, v: &Vertex, prov: &Provenance) -> Option<Explanation> {
         if v.meta.ignore_cache {
             return Some(Explanation { reason: "--no-cache".into(), earlier: None });
         }
-        let history = self.index.step_history(&prov.step);
-        let before = crate::provenance::nearest(prov, history.iter().map(|r| &r.provenance))?;
+        let mut seen: Vec<Provenance> = self.index.step_history(&prov.step).into_iter().map(|r| r.provenance).collect();
+        if let Some(src) = &req.cache_from {
+            seen.extend(src.by_step(&prov.step));
+        }
+        let before = crate::provenance::nearest(prov, seen.iter())?;
         let earlier = |name: &str| -> Option<(VertexDigest, bool)> {
             let i = if name == "parent" { 0 } else { name.strip_prefix("input:")?.parse().ok()? };
             let d = *v.inputs.get(i)?;
@@ -406,6 +423,51 @@ impl Solver {
             Some((d, ran))
         };
         crate::provenance::explain(prov, before, &earlier)
+    }
+
+    /// A hit in the imported cache: the entry's layers as blobs, nothing downloaded. `None`
+    /// when there is no imported cache, the step ignores the cache, or the key is not there.
+    fn imported_hit(&self, req: &SolveRequest<'_>, key: &CacheKey, prov: Provenance, v: &Vertex, inputs: &[Solved]) -> Option<Solved> {
+        if v.meta.ignore_cache {
+            return None;
+        }
+        let entry = req.cache_from.as_ref()?.lookup(&key.hex())?;
+        let layers: Vec<LayerRef> = entry.layers.iter().map(|b| crate::remote::lazy_layer(&self.index, b)).collect();
+        let below = match inputs.first().map(|i| &i.output) {
+            Some(Output::Snapshot { snapshot, .. }) => snapshot.layers.len(),
+            _ => 0,
+        };
+        let new_layers = layers.len().saturating_sub(below);
+        tracing::debug!(step = %prov.description, key = ?key, layers = layers.len(), "hit in the imported cache");
+        Some(Solved { key: *key, output: Output::Snapshot { snapshot: Snapshot { layers }, new_layers, created: entry.created }, provenance: Some(Arc::new(prov)) })
+    }
+
+    /// Imported hits whose layers were fetched in this solve join the local cache, so the next
+    /// build on this machine finds them without an import.
+    fn record_fetched_imports(&self, build: &Build, done: &HashMap<VertexDigest, Solved>) {
+        let imported = match build.imported.lock() {
+            Ok(i) => i.clone(),
+            Err(p) => p.into_inner().clone(),
+        };
+        for d in imported {
+            let Some(Solved { key, output: Output::Snapshot { snapshot, new_layers, created }, provenance }) = done.get(&d) else { continue };
+            if !crate::remote::is_materialized(&self.index, snapshot) {
+                continue;
+            }
+            let description = provenance.as_ref().map(|p| p.description.clone()).unwrap_or_default();
+            let rec = CacheRecord { snapshot: snapshot.clone(), new_layers: *new_layers, size: 0, description, created: *created, provenance: provenance.as_deref().cloned() };
+            if self.index.put(key, &rec).is_ok() {
+                if let Some(p) = provenance {
+                    self.index.remember_step(key, p);
+                }
+            }
+        }
+    }
+
+    /// Fetches the layers of `snapshot` that are known only as blobs of an imported cache
+    /// (before a file output reads it); returns how many were fetched.
+    pub fn materialize(&self, snapshot: &Snapshot, cache_from: Option<&dyn CacheSource>) -> Result<usize> {
+        crate::remote::materialize(&self.index, cache_from, snapshot)
     }
 
     fn step_ctx<'a>(&'a self, req: &'a SolveRequest<'_>, ssh: &'a SshAgents, vertex: VertexDigest, step: &'a str, step_id: &'a str) -> StepCtx<'a> {
@@ -421,6 +483,7 @@ impl Solver {
             stat: &self.stat,
             def: req.definition,
             step_id,
+            cache_from: req.cache_from.as_deref(),
         }
     }
 }

@@ -243,7 +243,7 @@ mod tests {
         let key = dir.path().join("id");
         let made = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "builder-test", "-f"]).arg(&key).status().expect("ssh-keygen (openssh-client)");
         assert!(made.success());
-        let agent = KeyAgent::start("k", &[key.clone()], dir.path()).expect("agent");
+        let agent = KeyAgent::start("k", std::slice::from_ref(&key), dir.path()).expect("agent");
         let list = Command::new("ssh-add").arg("-l").env("SSH_AUTH_SOCK", agent.socket()).output().expect("ssh-add -l");
         assert!(String::from_utf8_lossy(&list.stdout).contains("builder-test"), "{list:?}");
         let sock = agent.socket().to_path_buf();

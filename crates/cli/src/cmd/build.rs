@@ -505,12 +505,7 @@ fn prepare_context(context: &str) -> anyhow::Result<BuildContext> {
 /// `--add-host NAME:IP` (as Docker: the IP may be IPv6, with colons after the first; `NAME=IP`
 /// and `[IPv6]` are accepted too) as (name, ip).
 pub fn parse_add_host(h: &str) -> anyhow::Result<(String, String)> {
-    let (name, ip) = h.split_once([':', '=']).ok_or_else(|| anyhow!("--add-host {h:?}: expected NAME:IP"))?;
-    let ip = ip.trim_start_matches('[').trim_end_matches(']');
-    if name.is_empty() || name.contains(char::is_whitespace) || ip.parse::<std::net::IpAddr>().is_err() {
-        bail!("--add-host {h:?}: expected NAME:IP with a host name and an IPv4 or IPv6 address");
-    }
-    Ok((name.to_string(), ip.to_string()))
+    Ok(container::config::parse_add_host(h)?)
 }
 
 /// Unpacks a build context archive (tar, maybe compressed) into `dest`; entries that would land

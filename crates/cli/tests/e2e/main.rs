@@ -12,5 +12,7 @@ mod cache_share;
 mod compose;
 mod container;
 mod image;
+mod image_list;
 mod parse;
 mod serve;
+mod volume;

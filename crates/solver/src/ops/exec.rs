@@ -39,7 +39,7 @@ pub(crate) fn add_to_key(ctx: &StepCtx<'_>, e: &ExecOp, inputs: &[Solved], h: &m
 /// Prepares the mounts and runs the process on top of input 0; returns the upper dir.
 pub(crate) fn execute(ctx: &StepCtx<'_>, e: &ExecOp, inputs: &[Solved], work: &Path) -> Result<PathBuf> {
     let step = ctx.step;
-    let lowers = ctx.layer_dirs(snapshot_of(step, inputs, 0)?);
+    let lowers = ctx.layer_dirs(snapshot_of(step, inputs, 0)?)?;
     let mut views = Vec::new();
     let mut proxies = Vec::new();
     let mut mount_sources = Vec::new();
@@ -50,7 +50,7 @@ pub(crate) fn execute(ctx: &StepCtx<'_>, e: &ExecOp, inputs: &[Solved], work: &P
                     Some(Output::Local(l)) => l.dir.clone(),
                     Some(Output::Http { dir, .. }) => dir.clone(),
                     Some(Output::Snapshot { snapshot, .. }) => {
-                        let view = View::open(&ctx.layer_dirs(snapshot), &work.join(format!("mnt{n}")))?;
+                        let view = View::open(&ctx.layer_dirs(snapshot)?, &work.join(format!("mnt{n}")))?;
                         let p = view.path().to_path_buf();
                         views.push(view);
                         p
@@ -63,7 +63,7 @@ pub(crate) fn execute(ctx: &StepCtx<'_>, e: &ExecOp, inputs: &[Solved], work: &P
             MountKind::Cache { id, sharing, from, source, uid, gid, mode, .. } => {
                 let seed = match from.and_then(|i| inputs.get(i)).map(|s| &s.output) {
                     Some(Output::Snapshot { snapshot, .. }) => {
-                        let view = View::open(&ctx.layer_dirs(snapshot), &work.join(format!("mnt{n}")))?;
+                        let view = View::open(&ctx.layer_dirs(snapshot)?, &work.join(format!("mnt{n}")))?;
                         let p = view.path().join(clean(source));
                         views.push(view);
                         Some(p)

@@ -33,11 +33,11 @@ pub(crate) fn add_to_key(ctx: &StepCtx<'_>, f: &FileOp, inputs: &[Solved], h: &m
 /// directory in `work`.
 pub(crate) fn execute(ctx: &StepCtx<'_>, f: &FileOp, inputs: &[Solved], work: &Path) -> Result<PathBuf> {
     let base = snapshot_of(ctx.step, inputs, 0)?;
-    let dest_view = View::open(&ctx.layer_dirs(base), &work.join("dest"))?;
+    let dest_view = View::open(&ctx.layer_dirs(base)?, &work.join("dest"))?;
     let mut views: Vec<Option<View>> = Vec::new();
     for (i, inp) in inputs.iter().enumerate() {
         match &inp.output {
-            Output::Snapshot { snapshot, .. } if i > 0 => views.push(Some(View::open(&ctx.layer_dirs(snapshot), &work.join(format!("src{i}")))?)),
+            Output::Snapshot { snapshot, .. } if i > 0 => views.push(Some(View::open(&ctx.layer_dirs(snapshot)?, &work.join(format!("src{i}")))?)),
             _ => views.push(None),
         }
     }

@@ -82,7 +82,7 @@ pub fn checkout(
     let snapshot = Snapshot { layers: vec![LayerRef { dir: rel, blob: None }] };
     let created = now_secs();
     index.put(&key, &CacheRecord { snapshot: snapshot.clone(), new_layers: 1, size, description: format!("git {} {commit}", shown(op)), created, provenance: None })?;
-    Ok((Solved { key, output: Output::Snapshot { snapshot, new_layers: 1, created } }, false))
+    Ok((Solved { key, output: Output::Snapshot { snapshot, new_layers: 1, created }, provenance: None }, false))
 }
 
 /// Checks `op` out into `dest` (which must not exist) for use as a build context, as `docker

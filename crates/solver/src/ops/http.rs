@@ -23,7 +23,7 @@ pub fn download(index: &CacheIndex, op: &HttpOp, step: &str) -> Result<Solved> {
         if dir.join(&op.filename).is_file() {
             let mut h = KeyHasher::new();
             h.field("http-content", sum.as_bytes()).field("name", op.filename.as_bytes());
-            return Ok(Solved { key: h.finish(), output: Output::Http { dir, file: op.filename.clone() } });
+            return Ok(Solved { key: h.finish(), output: Output::Http { dir, file: op.filename.clone() }, provenance: None });
         }
     }
     let tmp = tempfile::Builder::new().prefix("http-").tempdir_in(&base).map_err(SolveError::io("create temp dir in", &base))?;
@@ -47,7 +47,7 @@ pub fn download(index: &CacheIndex, op: &HttpOp, step: &str) -> Result<Solved> {
     }
     let mut h = KeyHasher::new();
     h.field("http-content", digest.as_bytes()).field("name", op.filename.as_bytes());
-    Ok(Solved { key: h.finish(), output: Output::Http { dir, file: op.filename.clone() } })
+    Ok(Solved { key: h.finish(), output: Output::Http { dir, file: op.filename.clone() }, provenance: None })
 }
 
 /// Downloads `url` (`http://` or `https://`, up to 5 redirects) into the file `dest`.
@@ -121,9 +121,9 @@ mod tests {
     #[test]
     fn redirects_are_followed_and_errors_name_the_status() {
         let base = serve(vec![
-            "HTTP/1.1 302 Found\r\nLocation: /file.txt\r\nContent-Length: 0\r\n\r\n".into(),
-            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nhel\r\n2\r\nlo\r\n0\r\n\r\n".into(),
-            "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".into(),
+            "HTTP/1.1 302 Found\r\nLocation: /file.txt\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into(),
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n3\r\nhel\r\n2\r\nlo\r\n0\r\n\r\n".into(),
+            "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".into(),
         ]);
         let dir = tempfile::tempdir().expect("tmp");
         let dest = dir.path().join("f");

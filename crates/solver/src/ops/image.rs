@@ -21,14 +21,14 @@ pub(crate) fn solve(images: &dyn ImageSource, op: &ImageOp) -> Result<(Solved, b
     let (snapshot, had) = images.snapshot(op)?;
     let mut h = KeyHasher::new();
     h.field("image", op.manifest_digest.as_bytes());
-    Ok((Solved { key: h.finish(), output: Output::Snapshot { new_layers: snapshot.layers.len(), snapshot, created: 0 } }, had))
+    Ok((Solved { key: h.finish(), output: Output::Snapshot { new_layers: snapshot.layers.len(), snapshot, created: 0 }, provenance: None }, had))
 }
 
 /// `FROM scratch`: no layers.
 pub(crate) fn scratch() -> Solved {
     let mut h = KeyHasher::new();
     h.field("scratch", b"");
-    Solved { key: h.finish(), output: Output::Snapshot { snapshot: Snapshot::default(), new_layers: 0, created: 0 } }
+    Solved { key: h.finish(), output: Output::Snapshot { snapshot: Snapshot::default(), new_layers: 0, created: 0 }, provenance: None }
 }
 
 /// Image layers from an `oci::Store`, unpacked under `<root>/snapshots/`.

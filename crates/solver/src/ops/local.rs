@@ -22,7 +22,7 @@ pub(crate) fn solve(op: &LocalOp, locals: &HashMap<String, PathBuf>, step: &str)
     let dir = locals.get(&op.name).ok_or_else(|| SolveError::step(step, format!("no local source named {:?} was given", op.name)))?;
     let mut h = KeyHasher::new();
     h.field("local", op.name.as_bytes());
-    Ok(Solved { key: h.finish(), output: Output::Local(LocalSource { name: op.name.clone(), dir: dir.clone(), excludes: Excludes::new(&op.excludes) }) })
+    Ok(Solved { key: h.finish(), output: Output::Local(LocalSource { name: op.name.clone(), dir: dir.clone(), excludes: Excludes::new(&op.excludes) }), provenance: None })
 }
 
 /// The stat caches of the local directories builds read (path, size, mtime, inode -> digest),
@@ -242,6 +242,40 @@ impl LocalSource {
     }
 }
 
+/// Adds to a step's key and provenance the content of what `sources` name in `local`: the key
+/// gets `{field}` (one checksum), the provenance one ingredient per file (`file:src/app.py`),
+/// or one per source when a step reads more than [`crate::provenance::MAX_FILES`] files.
+pub(crate) fn add_sources(
+    ctx: &super::StepCtx<'_>,
+    local: &LocalSource,
+    sources: &[String],
+    extra_excludes: &Excludes,
+    field: &str,
+    h: &mut KeyHasher,
+    prov: &mut crate::provenance::Provenance,
+) -> Result<()> {
+    let stat = ctx.stat.get(ctx.index, &local.dir);
+    let mut th = TreeHasher::without_owners().keeping_entries();
+    local.checksum_sources(sources, extra_excludes, &stat, &mut th)?;
+    let name = if local.name == "context" { String::new() } else { format!("{}:", local.name) };
+    let files = prov.inputs.keys().filter(|k| k.starts_with("file:")).count();
+    let sum = if files + th.entries().len() <= crate::provenance::MAX_FILES {
+        for (rel, digest) in th.entries() {
+            // The context's root directory itself is not a file the user changes.
+            if !rel.is_empty() {
+                prov.inputs.insert(format!("file:{name}{rel}"), digest.clone());
+            }
+        }
+        th.finish()
+    } else {
+        let sum = th.finish();
+        prov.inputs.insert(format!("files:{name}{}", sources.join(" ")), sum.clone());
+        sum
+    };
+    h.field(field, sum.as_bytes());
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -279,38 +313,4 @@ mod tests {
         assert!(matches!(expand_source(d.path(), "secret.txt", &e), Err(SourceProblem::Excluded)));
         assert!(matches!(expand_source(d.path(), "../etc/passwd", &e), Err(SourceProblem::OutsideContext)));
     }
-}
-
-/// Adds to a step's key and provenance the content of what `sources` name in `local`: the key
-/// gets `{field}` (one checksum), the provenance one ingredient per file (`file:src/app.py`),
-/// or one per source when a step reads more than [`crate::provenance::MAX_FILES`] files.
-pub(crate) fn add_sources(
-    ctx: &super::StepCtx<'_>,
-    local: &LocalSource,
-    sources: &[String],
-    extra_excludes: &Excludes,
-    field: &str,
-    h: &mut KeyHasher,
-    prov: &mut crate::provenance::Provenance,
-) -> Result<()> {
-    let stat = ctx.stat.get(ctx.index, &local.dir);
-    let mut th = TreeHasher::without_owners().keeping_entries();
-    local.checksum_sources(sources, extra_excludes, &stat, &mut th)?;
-    let name = if local.name == "context" { String::new() } else { format!("{}:", local.name) };
-    let files = prov.inputs.keys().filter(|k| k.starts_with("file:")).count();
-    let sum = if files + th.entries().len() <= crate::provenance::MAX_FILES {
-        for (rel, digest) in th.entries() {
-            // The context's root directory itself is not a file the user changes.
-            if !rel.is_empty() {
-                prov.inputs.insert(format!("file:{name}{rel}"), digest.clone());
-            }
-        }
-        th.finish()
-    } else {
-        let sum = th.finish();
-        prov.inputs.insert(format!("files:{name}{}", sources.join(" ")), sum.clone());
-        sum
-    };
-    h.field(field, sum.as_bytes());
-    Ok(())
 }

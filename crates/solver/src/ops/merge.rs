@@ -1,6 +1,8 @@
 //! Merge ops (`COPY --link`): the layers of every input stacked, nothing copied. The key is the
 //! op and its inputs' keys (see [`super::cache_key`]).
 
+use std::sync::Arc;
+
 use crate::cache::{CacheKey, CacheRecord, Snapshot, now_secs};
 use crate::error::Result;
 use crate::provenance::Provenance;
@@ -18,5 +20,5 @@ pub(crate) fn execute(ctx: &StepCtx<'_>, key: CacheKey, prov: &Provenance, input
     let created = now_secs();
     ctx.index.put(&key, &CacheRecord { snapshot: snapshot.clone(), new_layers: new, size: 0, description: ctx.step.into(), created, provenance: Some(prov.clone()) })?;
     ctx.index.remember_step(&key, prov);
-    Ok(Solved { key, output: Output::Snapshot { snapshot, new_layers: new, created } })
+    Ok(Solved { key, output: Output::Snapshot { snapshot, new_layers: new, created }, provenance: Some(Arc::new(prov.clone())) })
 }

@@ -12,6 +12,7 @@ pub mod merge;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use graph::{Definition, Op, VertexDigest};
@@ -38,11 +39,13 @@ pub enum Output {
 pub struct Solved {
     pub key: CacheKey,
     pub output: Output,
+    /// What went into the key (exec, file and merge steps): for explanations and cache export.
+    pub provenance: Option<Arc<Provenance>>,
 }
 
 impl Solved {
     fn from_record(key: CacheKey, rec: CacheRecord) -> Solved {
-        Solved { key, output: Output::Snapshot { snapshot: rec.snapshot, new_layers: rec.new_layers, created: rec.created } }
+        Solved { key, output: Output::Snapshot { snapshot: rec.snapshot, new_layers: rec.new_layers, created: rec.created }, provenance: rec.provenance.map(Arc::new) }
     }
 }
 
@@ -71,16 +74,17 @@ pub(crate) struct StepCtx<'a> {
     pub def: &'a Definition,
     /// The step's stable id (see [`Provenance::step`]); empty for internal steps.
     pub step_id: &'a str,
+    /// The imported cache lazy layers are fetched from.
+    pub cache_from: Option<&'a dyn crate::remote::CacheSource>,
 }
 
 impl StepCtx<'_> {
-    fn layer_dirs(&self, s: &Snapshot) -> Vec<PathBuf> {
-        layer_dirs(self.index, s)
+    /// The layer directories of `s`, bottom first, fetching layers of imported cache results
+    /// that are not on this machine yet: this is where a lazy layer becomes files.
+    fn layer_dirs(&self, s: &Snapshot) -> Result<Vec<PathBuf>> {
+        crate::remote::materialize(self.index, self.cache_from, s)?;
+        Ok(s.layers.iter().map(|l| self.index.abs(&l.dir)).collect())
     }
-}
-
-pub(crate) fn layer_dirs(index: &CacheIndex, s: &Snapshot) -> Vec<PathBuf> {
-    s.layers.iter().map(|l| index.abs(&l.dir)).collect()
 }
 
 /// The cache key of an exec, file or merge step — the op itself, the keys of its inputs, and
@@ -164,7 +168,7 @@ fn commit(ctx: &StepCtx<'_>, key: CacheKey, prov: &Provenance, base: Snapshot, l
     let mut new_layers = 0;
     let mut size = 0;
     if let Some(dir) = layer_dir {
-        let lowers = ctx.layer_dirs(&base);
+        let lowers = ctx.layer_dirs(&base)?;
         if !snapshot::diff::is_empty_diff(&dir, &lowers)? {
             size = crate::cache::dir_size(&dir);
             let rel = ctx.index.commit_layer(&key, &dir)?;
@@ -176,5 +180,5 @@ fn commit(ctx: &StepCtx<'_>, key: CacheKey, prov: &Provenance, base: Snapshot, l
     ctx.index.put(&key, &CacheRecord { snapshot: snapshot.clone(), new_layers, size, description: ctx.step.into(), created, provenance: Some(prov.clone()) })?;
     ctx.index.remember_step(&key, prov);
     tracing::debug!(step = ctx.step, new_layers, size, commit_ms = finishing.elapsed().as_millis() as u64, "step committed to the cache");
-    Ok(Solved { key, output: Output::Snapshot { snapshot, new_layers, created } })
+    Ok(Solved { key, output: Output::Snapshot { snapshot, new_layers, created }, provenance: Some(Arc::new(prov.clone())) })
 }

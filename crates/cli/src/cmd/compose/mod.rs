@@ -4,6 +4,13 @@
 //! one file per command.
 
 mod config;
+mod engine;
+mod images;
+mod lifecycle;
+mod logs;
+mod ps;
+mod spec;
+mod up;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -55,6 +62,40 @@ pub struct ProjectArgs {
 pub enum Sub {
     /// Print the resolved compose file (merged, interpolated, normalized).
     Config(config::ConfigArgs),
+    /// Create and start containers (build and pull images first as needed).
+    Up(up::UpArgs),
+    /// Stop and remove containers (and with -v the volumes, with --rmi the images).
+    Down(lifecycle::DownArgs),
+    /// List containers.
+    Ps(ps::PsArgs),
+    /// View output from containers.
+    Logs(logs::LogsArgs),
+    /// Build or rebuild services.
+    Build(images::BuildArgs),
+    /// Pull service images.
+    Pull(images::PullArgs),
+    /// Push service images.
+    Push(images::PushArgs),
+    /// Execute a command in a running container.
+    Exec(lifecycle::ExecArgs),
+    /// Run a one-off command on a service.
+    Run(lifecycle::RunArgs),
+    /// Start services.
+    Start(lifecycle::ServicesArgs),
+    /// Stop services.
+    Stop(lifecycle::StopArgs),
+    /// Restart services.
+    Restart(lifecycle::StopArgs),
+    /// Remove stopped service containers.
+    Rm(lifecycle::RmArgs),
+    /// Force stop service containers.
+    Kill(lifecycle::KillArgs),
+    /// List images used by the created containers.
+    Images(images::ImagesArgs),
+    /// Display the running processes.
+    Top(ps::TopArgs),
+    /// Print the public port for a port binding.
+    Port(ps::PortArgs),
 }
 
 impl ProjectArgs {
@@ -77,9 +118,30 @@ impl ProjectArgs {
 impl Command {
     pub fn run(self, globals: &Globals) -> anyhow::Result<ExitCode> {
         let Command::Compose(args) = self;
-        let _ = globals;
+        if let Sub::Config(c) = args.command {
+            return config::run(&args.project, c);
+        }
+        let project = args.project.load()?;
+        let e = engine::Engine::open(globals, project, args.project.compatibility)?;
         match args.command {
-            Sub::Config(c) => config::run(&args.project, c),
+            Sub::Config(_) => unreachable!("handled above"),
+            Sub::Up(a) => up::run(e, a),
+            Sub::Down(a) => lifecycle::down(e, a),
+            Sub::Ps(a) => ps::ps(e, a),
+            Sub::Logs(a) => logs::run(e, a),
+            Sub::Build(a) => images::build(e, a),
+            Sub::Pull(a) => images::pull(e, a),
+            Sub::Push(a) => images::push(e, a),
+            Sub::Exec(a) => lifecycle::exec(e, a),
+            Sub::Run(a) => lifecycle::run(e, a),
+            Sub::Start(a) => lifecycle::start(e, a),
+            Sub::Stop(a) => lifecycle::stop(e, a),
+            Sub::Restart(a) => lifecycle::restart(e, a),
+            Sub::Rm(a) => lifecycle::rm(e, a),
+            Sub::Kill(a) => lifecycle::kill(e, a),
+            Sub::Images(a) => images::images(e, a),
+            Sub::Top(a) => ps::top(e, a),
+            Sub::Port(a) => ps::port(e, a),
         }
     }
 }
