@@ -387,7 +387,8 @@ impl CacheIndex {
         Ok(f)
     }
 
-    fn lock_exclusive(&self) -> Result<fs::File> {
+    /// The build-wide lock held exclusively: no build runs until it is dropped (prune, GC).
+    pub fn lock_exclusive(&self) -> Result<fs::File> {
         let path = self.dir().join("lock");
         let f = fs::File::options().create(true).truncate(false).write(true).open(&path).map_err(SolveError::io("open lock", &path))?;
         fs4::fs_std::FileExt::lock_exclusive(&f).map_err(SolveError::io("lock", &path))?;
