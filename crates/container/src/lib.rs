@@ -158,6 +158,7 @@ impl Containers {
         };
         // A foreground --rm container is listed only once it runs (see create_unlisted).
         let dir = if opts.auto_remove && !opts.detach { self.store.create_unlisted(&id)? } else { self.store.create(&state)? };
+        shim::journal(&self.store, &state, "create", &[]);
         let new = mounts::NewContainer {
             root: &self.root,
             store: &self.store,
@@ -334,7 +335,9 @@ impl Containers {
             }
             self.wait_exit(&state.id, Duration::from_secs(10));
         }
-        mounts::remove_container(&self.root, &self.store, &state.id, volumes)
+        mounts::remove_container(&self.root, &self.store, &state.id, volumes)?;
+        shim::journal(&self.store, state, "destroy", &[]);
+        Ok(())
     }
 
     /// Renames a container; the new name must be valid and free.

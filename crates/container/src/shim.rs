@@ -20,6 +20,7 @@ pub(crate) fn foreground(cstore: &ContainerStore, created: Created) -> Result<ru
         let ov = snapshot::Overlay { lowers: state.lowers.clone(), upper: dir.join("upper"), work: dir.join("work") };
         let guard = ov.mount(&dir.join("rootfs"))?;
         cstore.save(&state)?;
+        journal(cstore, &state, "start", &[]);
         let status = runtime::run_external(&rt, &dir, &state.id)?;
         drop(guard);
         return finish(cstore, state, status, false);
@@ -30,6 +31,7 @@ pub(crate) fn foreground(cstore: &ContainerStore, created: Created) -> Result<ru
         state.pid = Some(container.pid());
         state.cgroup_dirs = container.cgroup_dirs();
         cstore.save(&state)?;
+        journal(cstore, &state, "start", &[]);
         let master = container.take_terminal().ok_or_else(|| Error::NotStarted { id: state.id.clone(), reason: "the container has no terminal".into() })?;
         crate::terminal::relay(master, interactive)?;
         let oom = container.oom_killed();
@@ -42,8 +44,21 @@ pub(crate) fn foreground(cstore: &ContainerStore, created: Created) -> Result<ru
     state.pid = Some(container.pid());
     state.cgroup_dirs = container.cgroup_dirs();
     cstore.save(&state)?;
+    journal(cstore, &state, "start", &[]);
     let (status, oom) = container.wait_with_oom()?;
     finish(cstore, state, status, oom)
+}
+
+/// The state root of a container store (`<root>/containers/<id>` is a container's dir).
+fn root_of(cstore: &ContainerStore, id: &str) -> std::path::PathBuf {
+    cstore.dir_of(id).parent().and_then(Path::parent).map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// Appends a container event to the journal of the container's root.
+pub(crate) fn journal(cstore: &ContainerStore, state: &ContainerState, action: &str, extra: &[(&str, &str)]) {
+    let mut attrs = vec![("image", state.image.as_str()), ("name", state.name.as_str())];
+    attrs.extend_from_slice(extra);
+    events::record(&root_of(cstore, &state.id), "container", action, &state.id, &attrs);
 }
 
 /// Records the end of a container (unless it is about to be removed).
@@ -53,6 +68,7 @@ fn finish(cstore: &ContainerStore, mut state: ContainerState, status: runtime::E
         state.name = now.name;
         state.stopped_by_user = now.stopped_by_user;
     }
+    journal(cstore, &state, "die", &[("exitCode", &status.code().to_string())]);
     if state.auto_remove {
         // About to be removed: no need to record how it ended.
         return Ok(status);
@@ -110,6 +126,7 @@ pub fn run(root: &Path, id: &str) -> Result<()> {
         state.finished_at = None;
         state.cgroup_dirs = container.cgroup_dirs();
         cstore.save(&state)?;
+        journal(&cstore, &state, "start", &[]);
         if first {
             println!("running {}", container.pid());
             let _ = std::io::stdout().flush();

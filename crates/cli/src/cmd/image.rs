@@ -202,6 +202,7 @@ fn import(store: &Store, file: &std::path::Path, reference: &str) -> anyhow::Res
         let f = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
         oci::import::import_rootfs(store, f, &reference, &source).with_context(|| format!("importing {}", file.display()))?
     };
+    events::record(store.root(), "image", "import", &image.id().to_string(), &[("name", &reference.familiar())]);
     println!("{}", image.id());
     Ok(ExitCode::SUCCESS)
 }
@@ -269,6 +270,7 @@ fn tag(store: &Store, source: &str, target: &str) -> anyhow::Result<ExitCode> {
         None => store.manifest_descriptor(&image.manifest_digest)?,
     };
     store.tag(&target, desc)?;
+    events::record(store.root(), "image", "tag", &image.id().to_string(), &[("name", &target.familiar())]);
     Ok(ExitCode::SUCCESS)
 }
 
@@ -380,11 +382,13 @@ fn rmi_one(store: &Store, force: bool, name: &str) -> anyhow::Result<()> {
     }
     for r in &to_untag {
         store.untag(r)?;
+        events::record(store.root(), "image", "untag", &image.id().to_string(), &[("name", &r.familiar())]);
         println!("Untagged: {}", r.familiar());
     }
     if last_tag {
         let stats = store.remove_if_unreferenced(&image.blobs()?, &[])?;
         println!("Deleted: {} ({} blobs, {})", image.id(), stats.removed_blobs, human_size(stats.freed_bytes));
+        events::record(store.root(), "image", "delete", &image.id().to_string(), &[]);
     }
     Ok(())
 }

@@ -37,6 +37,23 @@ pub enum Command {
         no_trunc: bool,
         term: String,
     },
+    /// Show events (containers created, started, died, destroyed; images pulled, tagged,
+    /// untagged, deleted, imported) from the journal every command appends to under --root.
+    /// Like `docker events`, it keeps following new events until --until (or Ctrl-C).
+    Events {
+        /// Only events from this time: RFC 3339, Unix seconds, or a duration before now (10m).
+        #[arg(long)]
+        since: Option<String>,
+        /// Stop at this time (same forms); without it, follow new events.
+        #[arg(long)]
+        until: Option<String>,
+        /// `type=container|image`, `event=ACTION`, `container=NAME|ID`, `image=NAME`.
+        #[arg(short, long = "filter", value_name = "FILTER")]
+        filters: Vec<String>,
+        /// `json` or a Go template (`{{.Type}} {{.Action}} {{.Actor.Attributes.name}}`).
+        #[arg(long)]
+        format: Option<String>,
+    },
 }
 
 impl Command {
@@ -44,6 +61,7 @@ impl Command {
         match self {
             Command::Info { format } => info(globals, format.as_deref()),
             Command::Search { limit, filters, format, no_trunc, term } => search(globals, limit, &filters, format.as_deref(), no_trunc, &term),
+            Command::Events { since, until, filters, format } => events(globals, since.as_deref(), until.as_deref(), &filters, format.as_deref()),
         }
     }
 }
@@ -172,4 +190,73 @@ fn search(globals: &Globals, limit: usize, filters: &[String], format: Option<&s
     let f = Format::parse(format, "table {{.Name}}\t{{.Description}}\t{{.StarCount}}\t{{.IsOfficial}}")?;
     f.write(&mut std::io::stdout().lock(), &[("Name", "NAME"), ("Description", "DESCRIPTION"), ("StarCount", "STARS"), ("IsOfficial", "OFFICIAL"), ("IsAutomated", "AUTOMATED")], &rows)?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// A time as `--since`/`--until` take it, in Unix nanoseconds.
+fn parse_time(flag: &str, s: &str) -> anyhow::Result<i64> {
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(s) {
+        return Ok(t.timestamp_nanos_opt().unwrap_or(0));
+    }
+    if let Ok(secs) = s.parse::<f64>() {
+        return Ok((secs * 1e9) as i64);
+    }
+    let units = [("ms", 1e-3), ("h", 3600.0), ("m", 60.0), ("s", 1.0)];
+    let (n, unit) = s.find(|c: char| c.is_ascii_alphabetic()).map(|i| s.split_at(i)).unwrap_or((s, ""));
+    let secs = units.iter().find(|(u, _)| *u == unit).map(|(_, f)| *f).zip(n.parse::<f64>().ok()).map(|(f, n)| n * f);
+    let Some(secs) = secs else { bail!("{flag} {s:?}: not a time (RFC 3339, Unix seconds, or a duration such as 10m)") };
+    let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+    Ok(now - (secs * 1e9) as i64)
+}
+
+fn events(globals: &Globals, since: Option<&str>, until: Option<&str>, filters: &[String], format: Option<&str>) -> anyhow::Result<ExitCode> {
+    let root = globals.root();
+    let since = since.map(|s| parse_time("--since", s)).transpose()?;
+    let until = until.map(|s| parse_time("--until", s)).transpose()?;
+    let mut wanted: std::collections::BTreeMap<&str, Vec<&str>> = Default::default();
+    for f in filters {
+        let Some((k, v)) = f.split_once('=') else { bail!("bad format of filter {f:?} (expected name=value)") };
+        match k {
+            "type" | "event" | "container" | "image" => wanted.entry(k).or_default().push(v),
+            _ => bail!("invalid filter '{k}' (events take type, event, container, image)"),
+        }
+    }
+    let matches = |e: &events::Event| {
+        let attr = |k: &str| e.actor.attributes.get(k).map(String::as_str).unwrap_or("");
+        wanted.iter().all(|(k, vs)| {
+            vs.iter().any(|v| match *k {
+                "type" => e.kind == *v,
+                "event" => e.action == *v,
+                "container" => e.kind == "container" && (attr("name") == *v || e.actor.id.starts_with(v)),
+                _ => (e.kind == "image" && (attr("name") == *v || e.actor.id == *v)) || (e.kind == "container" && attr("image") == *v),
+            })
+        })
+    };
+    // Without --format: Docker's line, `TIME TYPE ACTION ID (k=v, …)`.
+    let template = format.map(|f| Format::parse(Some(f), "")).transpose()?;
+    let mut out = std::io::stdout().lock();
+    let mut offset = 0;
+    // Without --since, a follow starts at the end, as `docker events` shows only new events.
+    if since.is_none() && until.is_none() {
+        offset = events::read_from(&root, 0)?.1;
+    }
+    loop {
+        let (batch, next) = events::read_from(&root, offset)?;
+        offset = next;
+        for e in batch.iter().filter(|e| since.is_none_or(|s| e.time_nano >= s) && until.is_none_or(|u| e.time_nano <= u)).filter(|e| matches(e)) {
+            match &template {
+                Some(t) => t.write(&mut out, &[], &[serde_json::to_value(e)?])?,
+                None => {
+                    let when = chrono::DateTime::from_timestamp_nanos(e.time_nano).format("%Y-%m-%dT%H:%M:%S%.9fZ");
+                    let attrs: Vec<String> = e.actor.attributes.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    writeln!(out, "{when} {} {} {} ({})", e.kind, e.action, e.actor.id, attrs.join(", "))?;
+                }
+            }
+        }
+        out.flush()?;
+        let now = chrono::Utc::now().timestamp_nanos_opt().unwrap_or(0);
+        if until.is_some_and(|u| now > u) {
+            return Ok(ExitCode::SUCCESS);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }

@@ -59,3 +59,38 @@ fn search_lists_a_private_registrys_repositories_with_their_tags() {
     let err = b.fails(&["search", &format!("127.0.0.1:{port}/redis")]);
     assert!(err.contains(&format!("searching 127.0.0.1:{port} for \"redis\"")) && err.contains("cannot reach"), "{err}");
 }
+
+#[test]
+fn events_follow_sees_a_run_from_another_process_and_the_journal_answers_since_until() {
+    use std::io::BufRead;
+    let b = with_busybox();
+    let mut follow = b.cmd();
+    follow.args(["events", "--filter", "type=container", "--format", "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}"]).stdout(std::process::Stdio::piped());
+    let mut child = follow.spawn().expect("spawn events");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    b.ok(&["run", "--name", "seen", "busybox:test", "true"]);
+    b.ok(&["rm", "seen"]);
+    let mut lines = std::io::BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut got = Vec::new();
+    while got.len() < 4 {
+        match lines.next() {
+            Some(Ok(l)) => got.push(l),
+            _ => break,
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert_eq!(got, ["container create seen", "container start seen", "container die seen", "container destroy seen"]);
+
+    // The journal, read back: image events too, and --since/--until bound it.
+    b.ok(&["tag", "busybox:test", "again:1"]);
+    let all = b.ok(&["events", "--since", "1h", "--until", "0s", "--format", "{{.Type}}:{{.Action}}"]);
+    let all: Vec<&str> = all.lines().collect();
+    assert_eq!(all.first().copied(), Some("image:import"), "{all:?}");
+    assert!(all.contains(&"container:die") && all.last() == Some(&"image:tag"), "{all:?}");
+    let plain = b.ok(&["events", "--since", "1h", "--until", "0s", "--filter", "event=die"]);
+    assert!(plain.contains(" container die ") && plain.contains("exitCode=0") && plain.contains("name=seen"), "{plain}");
+    assert_eq!(b.ok(&["events", "--since", "0s", "--until", "0s"]), "", "nothing after now");
+    let err = b.fails(&["events", "--since", "yesterday"]);
+    assert!(err.contains("--since \"yesterday\""), "{err}");
+}

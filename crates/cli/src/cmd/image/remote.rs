@@ -26,6 +26,7 @@ pub(super) fn pull(globals: &Globals, store: &Store, quiet: bool, platform: Opti
     drop(progress);
     progress::end(quiet);
     let pulled = pulled.with_context(|| format!("pulling {}", reference.familiar()))?;
+    events::record(store.root(), "image", "pull", &reference.familiar(), &[("name", &reference.familiar())]);
     if quiet {
         println!("{reference}");
     } else {
