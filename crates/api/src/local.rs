@@ -332,6 +332,14 @@ impl LocalEngine {
                         return Err(EngineError::Invalid("--push needs a name: give -t NAME".into()));
                     }
                     let exported = export(compression.unwrap_or(if *push { Compression::Gzip } else { Compression::Uncompressed }))?;
+                    if !*push {
+                        // Layers of imported cache results: a local image must be whole here. A
+                        // push mounts them across repositories instead.
+                        let fetched = solver::remote::fetch_missing_blobs(&self.store, cache_from.as_deref(), &exported.layers).map_err(failed)?;
+                        if fetched > 0 {
+                            note(format!("fetching {fetched} cached layers done"));
+                        }
+                    }
                     note(format!("writing image {} done", exported.config_digest));
                     let manifest: oci::Digest = exported.manifest_digest.parse().map_err(failed)?;
                     let desc = self.store.manifest_descriptor(&manifest).map_err(failed)?;

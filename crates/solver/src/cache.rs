@@ -204,7 +204,7 @@ impl CacheIndex {
 
     /// Stores a record (atomically).
     pub fn put(&self, key: &CacheKey, rec: &CacheRecord) -> Result<()> {
-        let bytes = serde_json::to_vec_pretty(rec).map_err(|e| SolveError::Other(format!("encoding cache record: {e}")))?;
+        let bytes = serde_json::to_vec(rec).map_err(|e| SolveError::Other(format!("encoding cache record: {e}")))?;
         write_atomic(&self.record_path(key), &bytes, &self.dir().join("tmp"))
     }
 
@@ -380,7 +380,8 @@ impl CacheIndex {
         Ok(f)
     }
 
-    fn lock_exclusive(&self) -> Result<fs::File> {
+    /// The build-wide lock held exclusively: no build runs until it is dropped (prune, GC).
+    pub fn lock_exclusive(&self) -> Result<fs::File> {
         let path = self.dir().join("lock");
         let f = fs::File::options().create(true).truncate(false).write(true).open(&path).map_err(SolveError::io("open lock", &path))?;
         fs4::fs_std::FileExt::lock_exclusive(&f).map_err(SolveError::io("lock", &path))?;

@@ -7,6 +7,7 @@ pub mod format;
 pub mod image;
 pub mod parse;
 pub mod serve;
+pub mod system;
 pub mod volume;
 
 /// Sizes in SI units with 3 significant digits, as Docker prints them.

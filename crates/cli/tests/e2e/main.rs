@@ -7,6 +7,7 @@ pub mod util_registry;
 mod build;
 mod build_compat;
 mod build_sources;
+mod clean;
 mod cache_explain;
 mod compose;
 mod container;

@@ -244,3 +244,8 @@ fn write_atomic(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
 }
+
+/// "3 minutes ago" of an RFC 3339 time, as the tables show creation.
+pub fn ago_of(rfc3339: &str) -> String {
+    ago(rfc3339)
+}
