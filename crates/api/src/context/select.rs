@@ -130,17 +130,7 @@ pub fn clean(path: &str) -> Option<String> {
     if path.contains('\0') {
         return None;
     }
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
-    Some(parts.join("/"))
+    Some(solver::ops::local::clean(path))
 }
 
 /// Sorted, without duplicates and without paths below another one.
