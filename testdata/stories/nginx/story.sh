@@ -9,6 +9,7 @@ trap 'builder rm -f nginx >/dev/null 2>&1 || true' EXIT
 builder run --rm --name nginx --network host \
   -v $(pwd)/:/usr/share/nginx/html/ \
   nginx &
+app=$!
 wait_for_http localhost:80
 
 curl -s localhost:80
@@ -26,4 +27,4 @@ HTML
 curl -s localhost:80
 
 builder stop nginx
-wait
+wait $app

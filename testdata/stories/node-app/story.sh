@@ -14,12 +14,13 @@ builder images
 # The tutorial: builder run -p 3000:8080 node-app
 # Until -p exists the container shares the host's network, so the app answers on 8080.
 builder run --network host node-app &
+app=$!
 wait_for_http localhost:8080
 curl -s localhost:8080; echo
 
 builder inspect node-app | grep -A2 '"Layers"'
 builder stop $(builder ps -q)
-wait
+wait $app
 
 # Docker Hub is out of reach here: Debian's docker-registry on localhost:5000 stands in for it,
 # with a user `stories` (password `password`) in an htpasswd file.
@@ -44,10 +45,11 @@ builder push localhost:5000/stories/node-app
 
 builder rmi localhost:5000/stories/node-app
 builder run --network host localhost:5000/stories/node-app &
+app=$!
 wait_for_http localhost:8080
 curl -s localhost:8080; echo
 builder stop $(builder ps -q)
-wait
+wait $app
 
 builder logout localhost:5000
 builder rm $(builder ps -a -q)

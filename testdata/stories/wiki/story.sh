@@ -14,4 +14,3 @@ curl -s http://127.0.0.1:80/moniwiki/
 
 builder stop $(builder ps -q)
 builder rm $(builder ps -a -q)
-builder rmi nacyot/moniwiki

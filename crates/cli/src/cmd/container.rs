@@ -435,8 +435,8 @@ fn run(globals: &Globals, root: &Path, args: RunArgs) -> anyhow::Result<ExitCode
         mounts,
         readonly_rootfs: args.read_only,
         limits,
-        // A detached container writes to its log: no terminal to give it.
-        terminal: args.tty && !args.detach,
+        // Detached, the shim holds the terminal and writes what comes out of it to the log.
+        terminal: args.tty,
         init: args.init,
         overlay: Some(runtime::OverlayRootfs { lowers, upper: dir.join("upper"), work: dir.join("work") }),
         // --rm throws the changes away: no need to sync them when the container ends.
@@ -590,8 +590,13 @@ fn shim(root: &Path, id: &str) -> anyhow::Result<ExitCode> {
     let dir = cstore.dir_of(id);
     let spec = runtime::read_bundle(&dir)?;
     let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("container.log"))?;
-    let stdio = runtime::Stdio { stdin: runtime::Io::Null, stdout: runtime::Io::Fd(log.try_clone()?.into()), stderr: runtime::Io::Fd(log.into()) };
-    let container = match runtime::start(&dir, &spec, stdio) {
+    let tty = spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
+    let stdio = if tty {
+        runtime::Stdio::terminal()
+    } else {
+        runtime::Stdio { stdin: runtime::Io::Null, stdout: runtime::Io::Fd(log.try_clone()?.into()), stderr: runtime::Io::Fd(log.try_clone()?.into()) }
+    };
+    let mut container = match runtime::start(&dir, &spec, stdio) {
         Ok(c) => c,
         Err(e) => {
             println!("error: {e}");
@@ -610,6 +615,18 @@ fn shim(root: &Path, id: &str) -> anyhow::Result<ExitCode> {
     state.finished_at = None;
     state.cgroup_dirs = container.cgroup_dirs();
     cstore.save(&state)?;
+    // A container made with -t keeps its terminal while nobody is attached, as Docker's does:
+    // what it prints goes to the log, and its input stays open (a shell waits, not exits).
+    let _terminal = match container.take_terminal() {
+        Some(master) if tty => {
+            runtime::tty::set_default_window_size(master.as_fd());
+            let mut from = std::fs::File::from(master.try_clone()?);
+            let mut to = log;
+            std::thread::spawn(move || std::io::copy(&mut from, &mut to));
+            Some(master)
+        }
+        _ => None,
+    };
     println!("running {}", container.pid());
     let _ = std::io::stdout().flush();
     let (status, oom) = wait_with_oom(container)?;
