@@ -11,3 +11,4 @@ mod container;
 mod image;
 mod parse;
 mod serve;
+mod stories;
