@@ -6,7 +6,7 @@ use std::time::Duration;
 use graph::VertexDigest;
 use solver::Event;
 
-use crate::engine::{BuildOptions, BuildOutcome, DiskUsage, DiskUsageEntry, ImageSummary, PruneOutcome};
+use crate::engine::{BuildFlags, BuildOptions, BuildOutcome, EngineError, DiskUsage, DiskUsageEntry, ImageSummary, PruneOutcome};
 use crate::proto;
 use crate::proto::progress_event::Event as P;
 
@@ -18,6 +18,9 @@ pub fn event_to_proto(e: &Event) -> proto::ProgressEvent {
         Event::Done { vertex, elapsed } => P::Done(proto::VertexDone { vertex: vertex.to_string(), elapsed_micros: micros(*elapsed) }),
         Event::Failed { vertex, error, elapsed } => P::Failed(proto::VertexFailed { vertex: vertex.to_string(), error: error.clone(), elapsed_micros: micros(*elapsed) }),
         Event::Note { message } => P::Note(proto::Note { message: message.clone() }),
+        Event::CacheMiss { vertex, reason, earlier } => {
+            P::CacheMiss(proto::VertexCacheMiss { vertex: vertex.to_string(), reason: reason.clone(), earlier: earlier.map(|e| e.to_string()).unwrap_or_default() })
+        }
     };
     proto::ProgressEvent { event: Some(event) }
 }
@@ -32,6 +35,7 @@ pub fn event_from_proto(p: proto::ProgressEvent) -> Option<Event> {
         P::Done(s) => Event::Done { vertex: v(s.vertex)?, elapsed: Duration::from_micros(s.elapsed_micros) },
         P::Failed(s) => Event::Failed { vertex: v(s.vertex)?, error: s.error, elapsed: Duration::from_micros(s.elapsed_micros) },
         P::Note(n) => Event::Note { message: n.message },
+        P::CacheMiss(m) => Event::CacheMiss { vertex: v(m.vertex)?, reason: m.reason, earlier: v(m.earlier) },
     })
 }
 
@@ -54,16 +58,18 @@ pub fn options_to_proto(o: &BuildOptions, context_key: String) -> proto::BuildRe
         labels: o.labels.clone().into_iter().collect(),
         pull: o.pull,
         max_parallelism: u32::try_from(o.max_parallelism).unwrap_or(u32::MAX),
-        options: o.options.clone().into_iter().collect(),
+        options: o.options.to_map().into_iter().collect(),
         manifest_base: String::new(),
         allow: o.allow.clone(),
         ssh: { let mut ids: Vec<String> = o.ssh.keys().cloned().collect(); ids.sort(); ids },
     }
 }
 
-pub fn options_from_proto(r: proto::BuildRequest) -> BuildOptions {
+/// The options of a request; an `options` entry this engine cannot read is an error.
+pub fn options_from_proto(r: proto::BuildRequest) -> Result<BuildOptions, EngineError> {
     let some = |s: String| if s.is_empty() { None } else { Some(s) };
-    BuildOptions {
+    let options = BuildFlags::from_map(&r.options.into_iter().collect())?;
+    Ok(BuildOptions {
         dockerfile: r.dockerfile.to_vec(),
         dockerfile_name: if r.dockerfile_name.is_empty() { "Dockerfile".into() } else { r.dockerfile_name },
         build_args: r.build_args.into_iter().collect(),
@@ -80,8 +86,8 @@ pub fn options_from_proto(r: proto::BuildRequest) -> BuildOptions {
         // the entitlements asked for are checked against the server's own grants.
         ssh: Default::default(),
         allow: r.allow,
-        options: r.options.into_iter().collect(),
-    }
+        options,
+    })
 }
 
 pub fn outcome_to_proto(o: BuildOutcome) -> proto::BuildResult {
@@ -162,12 +168,29 @@ mod tests {
         o.build_args.insert("A".into(), "1".into());
         o.secrets.insert("tok".into(), b"s3cret".to_vec());
         o.target = Some("final".into());
-        let back = options_from_proto(options_to_proto(&o, "k".into()));
+        o.options = BuildFlags { compression: Some(snapshot::diff::Compression::Zstd), push: true, network_none: true, add_hosts: vec![("db".into(), "10.0.0.2".into()), ("v6".into(), "::1".into())] };
+        let back = options_from_proto(options_to_proto(&o, "k".into())).unwrap();
+        assert_eq!(back.options, o.options);
         assert_eq!(back.dockerfile, o.dockerfile);
         assert_eq!(back.build_args, o.build_args);
         assert_eq!(back.secrets, o.secrets);
         assert_eq!(back.target, o.target);
         assert_eq!(back.tags, o.tags);
         assert!(!format!("{back:?}").contains("s3cret"), "Debug must not print secret values");
+    }
+
+    #[test]
+    fn a_build_option_the_engine_cannot_read_is_refused_by_name() {
+        let request = |k: &str, v: &str| {
+            let mut r = options_to_proto(&BuildOptions::default(), "k".into());
+            r.options.insert(k.into(), v.into());
+            options_from_proto(r).map(|_| ()).unwrap_err().to_string()
+        };
+        assert!(request("compression", "lz4").contains("invalid --compression \"lz4\""));
+        assert!(request("push", "yes").contains("invalid --push"));
+        assert!(request("network", "bridge").contains("invalid --network \"bridge\""));
+        assert!(request("add-host", "db 10.0.0.300\n").contains("invalid --add-host \"db 10.0.0.300\""));
+        let e = request("squash", "true");
+        assert!(e.contains("\"squash\"") && e.contains("newer"), "{e}");
     }
 }

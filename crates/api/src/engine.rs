@@ -7,10 +7,11 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use snapshot::diff::Compression;
 use solver::ProgressSink;
 
 use crate::context::select::Selection;
-use solver::exec::Cancel;
+use solver::Cancel;
 
 /// The options of one build, as the user gave them to `builder build`.
 #[derive(Clone, Default)]
@@ -36,8 +37,96 @@ pub struct BuildOptions {
     pub ssh: HashMap<String, solver::ssh::SshSource>,
     /// `--allow` entitlements the user grants (`security.insecure`, `network.host`).
     pub allow: Vec<String>,
-    /// Flags this API has no field for, by name.
-    pub options: BTreeMap<String, String>,
+    /// The `docker build` flags the request carries by name (see [`BuildFlags`]).
+    pub options: BuildFlags,
+}
+
+/// The `docker build` flags that cross the wire as `name -> value` strings in the request's
+/// `options` map (so a new flag needs no protocol change), parsed once: on the client from the
+/// command line, on the server by [`BuildFlags::from_map`], which refuses what it cannot read.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct BuildFlags {
+    /// `--compression` of new layers; `None`: the output's default.
+    pub compression: Option<Compression>,
+    /// `--push`: image outputs are pushed to their registries.
+    pub push: bool,
+    /// `--network none`: RUN steps that name no network get none.
+    pub network_none: bool,
+    /// `--add-host NAME:IP` entries, in order: `(name, ip)`.
+    pub add_hosts: Vec<(String, String)>,
+    /// `--cache-from` sources, all consulted.
+    pub cache_from: Vec<remote_cache::CacheFrom>,
+    /// `--cache-to` exports.
+    pub cache_to: Vec<remote_cache::CacheTo>,
+}
+
+impl BuildFlags {
+    /// The wire form: only flags that differ from the default appear.
+    pub fn to_map(&self) -> BTreeMap<String, String> {
+        let mut m = BTreeMap::new();
+        if let Some(c) = self.compression {
+            m.insert("compression".to_string(), c.name().to_string());
+        }
+        if self.push {
+            m.insert("push".to_string(), "true".to_string());
+        }
+        if self.network_none {
+            m.insert("network".to_string(), "none".to_string());
+        }
+        if !self.add_hosts.is_empty() {
+            // One `NAME IP` per line.
+            let lines: String = self.add_hosts.iter().map(|(n, ip)| format!("{n} {ip}\n")).collect();
+            m.insert("add-host".to_string(), lines);
+        }
+        // One canonical spec per line (a spec has no newline).
+        if !self.cache_from.is_empty() {
+            m.insert("cache-from".to_string(), self.cache_from.iter().map(|c| format!("{c}\n")).collect());
+        }
+        if !self.cache_to.is_empty() {
+            m.insert("cache-to".to_string(), self.cache_to.iter().map(|c| format!("{c}\n")).collect());
+        }
+        m
+    }
+
+    /// Reads the wire form. A name this engine does not know is refused rather than ignored (a
+    /// newer client's `--push` silently dropped would be a wrong result).
+    pub fn from_map(map: &BTreeMap<String, String>) -> Result<BuildFlags, EngineError> {
+        let invalid = |flag: &str, v: &str, want: &str| EngineError::Invalid(format!("invalid --{flag} {v:?}: {want}"));
+        let mut f = BuildFlags::default();
+        for (k, v) in map {
+            match k.as_str() {
+                "compression" => f.compression = Some(Compression::parse(v).ok_or_else(|| invalid(k, v, "use gzip, zstd or uncompressed"))?),
+                "push" => f.push = v.parse().map_err(|_| invalid(k, v, "use true or false"))?,
+                "network" => match v.as_str() {
+                    "none" => f.network_none = true,
+                    "default" | "host" => f.network_none = false,
+                    _ => return Err(invalid(k, v, "a build's RUN steps can use default, host or none")),
+                },
+                "add-host" => {
+                    for line in v.lines() {
+                        let bad = || invalid(k, line, "expected NAME IP");
+                        let (name, ip) = line.split_once(' ').ok_or_else(bad)?;
+                        if name.is_empty() || ip.parse::<std::net::IpAddr>().is_err() {
+                            return Err(bad());
+                        }
+                        f.add_hosts.push((name.to_string(), ip.to_string()));
+                    }
+                }
+                "cache-from" => {
+                    for line in v.lines() {
+                        f.cache_from.push(remote_cache::CacheFrom::parse(line).map_err(|e| EngineError::Invalid(e.to_string()))?);
+                    }
+                }
+                "cache-to" => {
+                    for line in v.lines() {
+                        f.cache_to.push(remote_cache::CacheTo::parse(line).map_err(|e| EngineError::Invalid(e.to_string()))?);
+                    }
+                }
+                other => return Err(EngineError::Unsupported(format!("this engine does not know the build option {other:?} (is the client newer than the server?)"))),
+            }
+        }
+        Ok(f)
+    }
 }
 
 impl std::fmt::Debug for BuildOptions {
@@ -56,6 +145,7 @@ impl std::fmt::Debug for BuildOptions {
             .field("pull", &self.pull)
             .field("max_parallelism", &self.max_parallelism)
             .field("options", &self.options)
+            .field("allow", &self.allow)
             .finish()
     }
 }

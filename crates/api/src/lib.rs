@@ -32,10 +32,11 @@ pub mod error;
 pub mod local;
 pub mod output;
 pub mod server;
+mod shared_cache;
 pub mod ssh_forward;
 
 pub use addr::Address;
-pub use engine::{BuildJob, BuildOptions, BuildOutcome, Engine, EngineError};
+pub use engine::{BuildFlags, BuildJob, BuildOptions, BuildOutcome, Engine, EngineError};
 pub use error::{ApiError, Result};
 
 /// gRPC status codes, for callers that match on [`ApiError::code`].

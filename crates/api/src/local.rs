@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use dockerfile::lower::{ImageResolver, LowerOptions, ResolvedImage};
+use dockerfile::lower::{ImageResolver, LowerOptions, ResolveError, ResolvedImage};
 use snapshot::diff::Compression;
 
 use crate::context::select::Selection;
@@ -22,6 +22,10 @@ pub struct LocalEngine {
     store: oci::Store,
     solver: solver::Solver,
     insecure_registries: Vec<String>,
+    /// The build cache's size cap (`builder serve --cache-max-size`), kept after every build.
+    cache_max_size: Option<u64>,
+    /// A thread is already bringing the cache under its cap.
+    evicting: Arc<std::sync::atomic::AtomicBool>,
 }
 
 fn failed(e: impl std::fmt::Display) -> EngineError {
@@ -32,9 +36,9 @@ impl LocalEngine {
     pub fn open(root: &Path, insecure_registries: Vec<String>) -> Result<LocalEngine, EngineError> {
         std::fs::create_dir_all(root).map_err(|e| failed(format!("create state directory {}: {e}", root.display())))?;
         let store = oci::Store::open(root).map_err(failed)?;
-        let images = Arc::new(solver::base::StoreImages::new(store.clone(), root));
+        let images = Arc::new(solver::ops::image::StoreImages::new(store.clone(), root));
         let solver = solver::Solver::new(root, images).map_err(failed)?;
-        Ok(LocalEngine { root: root.to_path_buf(), store, solver, insecure_registries })
+        Ok(LocalEngine { root: root.to_path_buf(), store, solver, insecure_registries, cache_max_size: None, evicting: Arc::default() })
     }
 
     fn registry(&self, extra_insecure: &[String]) -> Result<registry::Client, EngineError> {
@@ -96,9 +100,9 @@ pub fn parse_output(spec: &str, tags: &[String], push: bool) -> Result<Output, E
 }
 
 /// The outputs of a build: the `--output` values, or the image named by the tags when there are
-/// none. `options["push"] == "true"` is `--push`.
+/// none.
 pub fn parse_outputs(o: &BuildOptions) -> Result<Vec<Output>, EngineError> {
-    let push = o.options.get("push").is_some_and(|v| v == "true");
+    let push = o.options.push;
     let mut outputs = o.outputs.iter().map(|s| parse_output(s, &o.tags, push)).collect::<Result<Vec<_>, _>>()?;
     if outputs.is_empty() {
         outputs.push(Output::Image { names: o.tags.clone(), push });
@@ -204,26 +208,91 @@ impl LocalEngine {
     /// `metadata["image.id"]` of the outcome is the image ID (config digest) when an image or
     /// an archive was written.
     pub fn run_build(&self, job: BuildJob) -> Result<BuildOutcome, EngineError> {
+        // Held until the outputs are written: a prune or the size cap never takes a layer from
+        // under a build's export.
+        let held = self.solver.index().lock_shared().map_err(failed)?;
+        let result = self.build_holding_cache(job);
+        drop(held);
+        self.keep_cache_under_cap();
+        result
+    }
+
+    /// Caps the build cache at `max` bytes (least recently used entries go first), checked after
+    /// every build; `None` for no cap.
+    pub fn set_cache_max_size(&mut self, max: Option<u64>) {
+        self.cache_max_size = max;
+    }
+
+    /// Evicts least recently used cache entries beyond the cap, on a thread of its own, once no
+    /// build holds the cache (retrying for a few minutes while builds run).
+    fn keep_cache_under_cap(&self) {
+        let Some(max) = self.cache_max_size else { return };
+        if self.evicting.swap(true, std::sync::atomic::Ordering::SeqCst) {
+            return;
+        }
+        let (index, evicting) = (self.solver.index().clone(), self.evicting.clone());
+        let started = std::thread::Builder::new().name("cache-cap".into()).spawn(move || {
+            for _ in 0..60 {
+                match index.enforce_max_size(max) {
+                    Ok(Some(st)) => {
+                        if st.records > 0 {
+                            tracing::info!(records = st.records, layers = st.layers, bytes = st.bytes, max, "build cache over its cap: least recently used entries removed");
+                        }
+                        break;
+                    }
+                    Ok(None) => std::thread::sleep(std::time::Duration::from_secs(5)),
+                    Err(e) => {
+                        tracing::warn!("keeping the build cache under {max} bytes: {e}");
+                        break;
+                    }
+                }
+            }
+            evicting.store(false, std::sync::atomic::Ordering::SeqCst);
+        });
+        if started.is_err() {
+            self.evicting.store(false, std::sync::atomic::Ordering::SeqCst);
+        }
+    }
+
+    fn build_holding_cache(&self, job: BuildJob) -> Result<BuildOutcome, EngineError> {
         let o = &job.options;
         let invalid = |e: &dyn std::fmt::Display| EngineError::Invalid(e.to_string());
         let outputs = parse_outputs(o)?;
-        let compression = match o.options.get("compression") {
-            Some(c) => Some(Compression::parse(c).ok_or_else(|| EngineError::Invalid(format!("invalid --compression {c:?}: use gzip, zstd or uncompressed")))?),
-            None => None,
-        };
-        let ignore = dockerfile::ignore::DockerIgnore::load(&job.context_dir, &o.dockerfile_name).map_err(|e| invalid(&e))?;
+        let compression = o.options.compression;
+        let ignore = dockerignore::DockerIgnore::load(&job.context_dir, &o.dockerfile_name).map_err(|e| invalid(&e))?;
         let source_date_epoch = source_date_epoch(o)?;
         let lowered = self.lower(o, ignore.patterns(), &job.progress)?;
         let mut locals = HashMap::new();
         locals.insert("context".to_string(), job.context_dir.clone());
+        // Why steps missed the cache, for the result metadata (`cache.misses`).
+        let misses: Arc<Misses> = Arc::default();
+        let solve_progress: solver::ProgressSink = {
+            let (inner, misses) = (job.progress.clone(), misses.clone());
+            Arc::new(move |e: solver::Event| {
+                if let solver::Event::CacheMiss { vertex, reason, earlier } = &e {
+                    if let Ok(mut m) = misses.lock() {
+                        m.push((*vertex, reason.clone(), *earlier));
+                    }
+                }
+                inner(e)
+            })
+        };
+        // The imported caches (`--cache-from`), read once (a bad source is a warning): hits
+        // download nothing until their files are needed.
+        let cache_client = Arc::new(self.registry(&[])?);
+        let early_note = |m: String| (job.progress)(solver::Event::Note { message: m });
+        let cache_import = crate::shared_cache::load(&o.options.cache_from, cache_client.clone(), &self.store, &early_note);
+        let cache_from: Option<Arc<dyn solver::remote::CacheSource>> =
+            cache_import.clone().map(|i| Arc::new(solver::remote::ImportedCache::new(i, self.store.clone())) as Arc<dyn solver::remote::CacheSource>);
         let req = solver::SolveRequest {
             definition: &lowered.definition,
             targets: vec![lowered.target],
             locals,
             secrets: o.secrets.clone(),
             max_parallelism: if o.max_parallelism > 0 { o.max_parallelism } else { default_parallelism() },
-            progress: job.progress.clone(),
+            progress: solve_progress,
             cancel: job.cancel.clone(),
+            cache_from: cache_from.clone(),
         };
         let grants = solver::Grants { ssh: o.ssh.clone(), allow_insecure: o.allow.iter().any(|a| a == "security.insecure") };
         let solved = self.solver.solve_with(&req, &grants).map_err(|e| match e {
@@ -255,16 +324,41 @@ impl LocalEngine {
             solver::export::export_image_with_times(self.solver.index(), &self.store, &snapshot, &lowered.image, &new_layers, &made_at, &opts, &note).map_err(failed)
         };
         let mut outcome = BuildOutcome::default();
+        if let Some(m) = cache_misses(&lowered.definition, &misses) {
+            outcome.metadata.insert("cache.misses".into(), m);
+        }
+        outcome.metadata.insert("cache.steps".into(), cache_steps(&lowered.definition, &solved));
+        let mut pushed_to: Vec<oci::Reference> = Vec::new();
+        if o.options.cache_to.iter().any(|c| c.target == remote_cache::CacheTarget::Inline) && !outputs.iter().any(|o| matches!(o, Output::Image { .. })) {
+            return Err(EngineError::Invalid("--cache-to type=inline needs an image output (it travels in the image's manifest)".into()));
+        }
         for out in &outputs {
             match out {
                 Output::Image { names, push } => {
                     if *push && names.is_empty() {
                         return Err(EngineError::Invalid("--push needs a name: give -t NAME".into()));
                     }
-                    let exported = export(compression.unwrap_or(if *push { Compression::Gzip } else { Compression::Uncompressed }))?;
+                    let image_compression = compression.unwrap_or(if *push { Compression::Gzip } else { Compression::Uncompressed });
+                    let mut exported = export(image_compression)?;
+                    if !*push {
+                        // Layers of imported cache results: a local image must be whole here. A
+                        // push mounts them across repositories instead.
+                        let fetched = solver::remote::fetch_missing_blobs(&self.store, cache_from.as_deref(), &exported.layers).map_err(failed)?;
+                        if fetched > 0 {
+                            note(format!("fetching {fetched} cached layers done"));
+                        }
+                    }
                     note(format!("writing image {} done", exported.config_digest));
                     let manifest: oci::Digest = exported.manifest_digest.parse().map_err(failed)?;
-                    let desc = self.store.manifest_descriptor(&manifest).map_err(failed)?;
+                    let mut desc = self.store.manifest_descriptor(&manifest).map_err(failed)?;
+                    if o.options.cache_to.iter().any(|c| c.target == remote_cache::CacheTarget::Inline) {
+                        // The image's own layers carry the cache: entries in the image's compression.
+                        let opts = solver::export::ExportOptions { compression: image_compression, source_date_epoch };
+                        let entries = solver::export::cache_entries(self.solver.index(), &self.store, &lowered.definition, &solved, lowered.target, (remote_cache::Mode::Min, &opts), &note).map_err(failed)?;
+                        note(format!("writing inline cache: {} entries", entries.len()));
+                        desc = crate::shared_cache::inline(&self.store, &manifest, entries)?;
+                        exported.manifest_digest = desc.digest().to_string();
+                    }
                     for n in names {
                         let r = oci::Reference::parse(n).map_err(|e| EngineError::Invalid(format!("invalid tag {n:?}: {e}")))?;
                         self.store.tag(&r, desc.clone()).map_err(failed)?;
@@ -272,11 +366,11 @@ impl LocalEngine {
                         outcome.tags.push(r.to_string());
                     }
                     if *push {
-                        let client = self.registry(&[])?;
                         for n in names {
                             let r = oci::Reference::parse(n).map_err(failed)?;
-                            let d = client.push(&self.store, &r, &r, &NoteProgress(&note)).map_err(|e| failed(format!("pushing {r}: {e}")))?;
+                            let d = cache_client.push(&self.store, &r, &r, &NoteProgress(&note)).map_err(|e| failed(format!("pushing {r}: {e}")))?;
                             note(format!("pushing {r} done ({d})"));
+                            pushed_to.push(r);
                         }
                     }
                     outcome.record_image(&exported);
@@ -297,10 +391,12 @@ impl LocalEngine {
                     outcome.record_image(&exported);
                 }
                 Output::Local { dest } => {
+                    self.solver.materialize(&snapshot, cache_from.as_deref()).map_err(failed)?;
                     solver::export::export_local(self.solver.index(), &snapshot, dest).map_err(|e| failed(format!("copying files to {}: {e}", dest.display())))?;
                     note(format!("copying files to {} done", dest.display()));
                 }
                 Output::Tar { dest } => {
+                    self.solver.materialize(&snapshot, cache_from.as_deref()).map_err(failed)?;
                     if dest == "-" {
                         solver::export::export_tar(self.solver.index(), &snapshot, std::io::stdout(), source_date_epoch).map_err(|e| failed(format!("writing the tar to stdout: {e}")))?;
                     } else {
@@ -312,8 +408,50 @@ impl LocalEngine {
                 }
             }
         }
+        for to in o.options.cache_to.iter().filter(|c| c.target != remote_cache::CacheTarget::Inline) {
+            let opts = solver::export::ExportOptions { compression: crate::shared_cache::compression(to.compression), source_date_epoch };
+            let entries = solver::export::cache_entries(self.solver.index(), &self.store, &lowered.definition, &solved, lowered.target, (to.mode, &opts), &note).map_err(failed)?;
+            crate::shared_cache::export(to, entries, &cache_client, &self.store, cache_import.as_deref(), &pushed_to, &note)?;
+        }
         Ok(outcome)
     }
+}
+
+/// The cache misses of a build as they happened: (step, reason, earlier step).
+type Misses = std::sync::Mutex<Vec<(graph::VertexDigest, String, Option<graph::VertexDigest>)>>;
+
+/// The cache misses of a build as JSON: `[{"step": "[2/3] COPY app.py /", "reason": "app.py:
+/// content changed"}]`, an earlier step named by its description.
+fn cache_misses(def: &graph::Definition, misses: &Misses) -> Option<String> {
+    let misses = misses.lock().ok()?;
+    if misses.is_empty() {
+        return None;
+    }
+    let describe = |d: &graph::VertexDigest| def.vertices.get(d).map(|v| v.meta.description.clone()).unwrap_or_default();
+    let list: Vec<serde_json::Value> = misses
+        .iter()
+        .map(|(v, reason, earlier)| {
+            let reason = match earlier {
+                Some(e) => format!("{reason} ({})", describe(e)),
+                None => reason.clone(),
+            };
+            serde_json::json!({ "step": describe(v), "reason": reason })
+        })
+        .collect();
+    serde_json::to_string(&list).ok()
+}
+
+/// Every shown step's cache key as JSON, `[{"step": "[2/3] COPY app.py /", "key": "…"}]` in
+/// step order: the same Dockerfile, context content, args and base image give the same keys on
+/// any machine.
+fn cache_steps(def: &graph::Definition, solved: &HashMap<graph::VertexDigest, solver::Solved>) -> String {
+    let mut steps: Vec<(&str, String)> = solved
+        .iter()
+        .filter_map(|(d, s)| def.vertices.get(d).filter(|v| !v.meta.description.is_empty()).map(|v| (v.meta.description.as_str(), s.key.hex())))
+        .collect();
+    steps.sort();
+    let list: Vec<serde_json::Value> = steps.into_iter().map(|(step, key)| serde_json::json!({ "step": step, "key": key })).collect();
+    serde_json::to_string(&list).unwrap_or_default()
 }
 
 /// `SOURCE_DATE_EPOCH` from the build args, checked.
@@ -337,10 +475,16 @@ impl LocalEngine {
         }
         let platform = o.platform.clone().unwrap_or_else(|| oci::Platform::host().to_string());
         let mut resolver = StoreResolver { engine: self, pull: o.pull, progress: progress.clone() };
-        let network_none = o.options.get("network").is_some_and(|n| n == "none");
-        // `add-host`: one `NAME IP` per line.
-        let extra_hosts = o.options.get("add-host").map(|l| l.lines().filter_map(|h| h.split_once(' ')).map(|(n, ip)| (n.to_string(), ip.to_string())).collect()).unwrap_or_default();
-        let opts = LowerOptions { build_args, target: o.target.clone(), platform, no_cache: o.no_cache, labels: o.labels.clone(), context_excludes, network_none, extra_hosts };
+        let opts = LowerOptions {
+            build_args,
+            target: o.target.clone(),
+            platform,
+            no_cache: o.no_cache,
+            labels: o.labels.clone(),
+            context_excludes,
+            network_none: o.options.network_none,
+            extra_hosts: o.options.add_hosts.clone(),
+        };
         dockerfile::lower::lower(&df, &opts, &mut resolver).map_err(|e| invalid(&e))
     }
 }
@@ -378,17 +522,12 @@ pub fn default_parallelism() -> usize {
     (std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) * 2).max(4)
 }
 
-/// `\n  at Dockerfile:LINE` for the step that failed, when the error names it (as a local build says).
+/// `\n  at Dockerfile:LINE` of the step that failed, when it has one.
 fn failing_location(def: &graph::Definition, e: &solver::SolveError) -> String {
-    let msg = e.to_string();
-    for v in def.vertices.values() {
-        if !v.meta.description.is_empty() && msg.starts_with(&v.meta.description) {
-            if let Some(l) = &v.meta.location {
-                return format!("\n  at {l}");
-            }
-        }
+    match e.vertex().and_then(|d| def.vertices.get(&d)).and_then(|v| v.meta.location.as_ref()) {
+        Some(l) => format!("\n  at {l}"),
+        None => String::new(),
     }
-    String::new()
 }
 
 /// Registry progress as build notes (what the client renders).
@@ -416,25 +555,27 @@ struct StoreResolver<'a> {
 }
 
 impl ImageResolver for StoreResolver<'_> {
-    fn resolve(&mut self, reference: &str, platform: &str) -> Result<ResolvedImage, String> {
-        let r = oci::Reference::parse(reference).map_err(|e| e.to_string())?;
+    fn resolve(&mut self, reference: &str, platform: &str) -> Result<ResolvedImage, ResolveError> {
+        let r = oci::Reference::parse(reference).map_err(|e| ResolveError::BadReference(e.to_string()))?;
+        let store_failed = |e: &dyn std::fmt::Display| ResolveError::Store(e.to_string());
+        let bad = |what: &'static str| move |e: serde_json::Error| ResolveError::BadConfig { reference: reference.to_string(), what, reason: e.to_string() };
         let store = &self.engine.store;
         let local = if self.pull { None } else { store.image(&r).ok() };
         let image = match local {
             Some(i) => i,
             None => {
-                let client = self.engine.registry(&[]).map_err(|e| e.to_string())?;
+                let client = self.engine.registry(&[]).map_err(|e| store_failed(&e))?;
                 let progress = self.progress.clone();
                 let note = move |m: String| progress(solver::Event::Note { message: m });
-                client.pull(&r, Some(platform), store, &NoteProgress(&note)).map_err(|e| format!("image not found locally and pulling it failed: {e}"))?;
-                store.image(&r).map_err(|e| e.to_string())?
+                client.pull(&r, Some(platform), store, &NoteProgress(&note)).map_err(|e| ResolveError::Pull(e.to_string()))?;
+                store.image(&r).map_err(|e| store_failed(&e))?
             }
         };
         // The config as stored: Docker fields such as OnBuild are not in the OCI types.
-        let raw = store.read_blob(&image.config_digest).map_err(|e| e.to_string())?;
-        let cfg: serde_json::Value = serde_json::from_slice(&raw).map_err(|e| format!("image config of {reference}: {e}"))?;
-        let config = cfg.get("config").cloned().map(serde_json::from_value).transpose().map_err(|e| format!("image config of {reference}: {e}"))?.unwrap_or_default();
-        let history = cfg.get("history").cloned().map(serde_json::from_value).transpose().map_err(|e| format!("image history of {reference}: {e}"))?.unwrap_or_default();
+        let raw = store.read_blob(&image.config_digest).map_err(|e| store_failed(&e))?;
+        let cfg: serde_json::Value = serde_json::from_slice(&raw).map_err(bad("config"))?;
+        let config = cfg.get("config").cloned().map(serde_json::from_value).transpose().map_err(bad("config"))?.unwrap_or_default();
+        let history = cfg.get("history").cloned().map(serde_json::from_value).transpose().map_err(bad("history"))?.unwrap_or_default();
         let s = |k: &str| cfg.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
         Ok(ResolvedImage {
             reference: r.to_string(),
@@ -472,7 +613,7 @@ mod tests {
     #[test]
     fn no_output_means_the_tagged_image_and_push_comes_from_the_options() {
         let mut o = BuildOptions { tags: tags(), ..Default::default() };
-        o.options.insert("push".into(), "true".into());
+        o.options.push = true;
         assert_eq!(parse_outputs(&o).unwrap(), [Output::Image { names: tags(), push: true }]);
     }
 

@@ -71,6 +71,15 @@ pub struct VertexMeta {
     /// Run even when a cache entry exists (`--no-cache`).
     #[serde(default)]
     pub ignore_cache: bool,
+    /// The build args in scope, name -> [`value_digest`] of the value (never the value): the
+    /// solver names the one that changed when the step misses the cache.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub build_args: BTreeMap<String, String>,
+}
+
+/// A digest of a value that may be shown in cache metadata instead of the value.
+pub fn value_digest(value: &str) -> String {
+    blake3::hash(value.as_bytes()).to_hex()[..32].to_string()
 }
 
 /// One node of the DAG.

@@ -15,5 +15,5 @@ pub mod definition;
 pub mod image;
 pub mod op;
 
-pub use definition::{Definition, DefinitionBuilder, GraphError, Vertex, VertexDigest, VertexMeta};
+pub use definition::{Definition, DefinitionBuilder, GraphError, Vertex, VertexDigest, VertexMeta, value_digest};
 pub use op::*;

@@ -57,6 +57,15 @@ pub struct Client {
     /// Credentials to use instead of `config.json` (for `login` before it is written).
     override_credentials: Mutex<HashMap<String, Credentials>>,
     runtime: OnceLock<std::io::Result<tokio::runtime::Runtime>>,
+    /// Blob bytes moved by this client (manifests and configs count too: they are blobs).
+    pub(crate) counters: Counters,
+}
+
+/// Bytes of blobs downloaded and uploaded, for "moved only manifests and configs" checks.
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub downloaded: std::sync::atomic::AtomicU64,
+    pub uploaded: std::sync::atomic::AtomicU64,
 }
 
 impl Client {
@@ -76,7 +85,15 @@ impl Client {
             auth: AuthCache::default(),
             override_credentials: Mutex::new(HashMap::new()),
             runtime: OnceLock::new(),
+            counters: Counters::default(),
         })
+    }
+
+    /// Blob bytes this client has downloaded and uploaded so far (blobs that existed already or
+    /// were mounted across repositories count nothing).
+    pub fn transferred(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.counters.downloaded.load(Relaxed), self.counters.uploaded.load(Relaxed))
     }
 
     /// The docker config this client reads credentials from.

@@ -19,6 +19,7 @@
 #![deny(unsafe_code)]
 
 mod auth;
+mod blobs;
 mod client;
 pub mod docker_config;
 mod error;
@@ -26,6 +27,7 @@ mod progress;
 mod pull;
 mod push;
 
+pub use blobs::{BlobPush, Manifest};
 pub use client::{Client, ClientOptions};
 pub use docker_config::{Credentials, DockerConfig};
 pub use error::{Error, Result};

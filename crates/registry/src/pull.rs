@@ -177,7 +177,7 @@ impl Client {
     /// Downloads one blob into the store unless it is there. A connection that breaks mid-blob
     /// is resumed with a Range request (or restarted if the registry ignores Range). Returns the
     /// bytes downloaded.
-    async fn fetch_blob(
+    pub(crate) async fn fetch_blob(
         &self,
         reference: &Reference,
         digest: &Digest,
@@ -274,6 +274,7 @@ impl Client {
         if let Some(p) = progress {
             p.finish(digest, "Pull complete");
         }
+        self.counters.downloaded.fetch_add(size, std::sync::atomic::Ordering::Relaxed);
         Ok(size)
     }
 }

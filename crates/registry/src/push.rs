@@ -10,6 +10,7 @@ use oci::{Digest, Reference, Store};
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_LENGTH, CONTENT_RANGE, CONTENT_TYPE, LOCATION};
 
+use crate::blobs::BlobPush;
 use crate::client::{Client, redact, status_error};
 use crate::error::{Error, Result};
 use crate::progress::Progress;
@@ -71,7 +72,7 @@ impl Client {
 
     /// PUTs a stored manifest (or index) under `tag_or_digest` with its exact media type.
     /// Returns its size.
-    async fn put_manifest(
+    pub(crate) async fn put_manifest(
         &self,
         store: &Store,
         remote: &Reference,
@@ -99,6 +100,21 @@ impl Client {
         mounts: &[(Digest, String)],
         progress: &dyn Progress,
     ) -> Result<()> {
+        self.push_blob_outcome(store, remote, digest, size, mounts, progress).await.map(|_| ())
+    }
+
+    /// Makes `digest` exist in `remote`'s repository: nothing if it is there (HEAD), a
+    /// cross-repository mount if `mounts` names another repository of the registry holding it,
+    /// else an upload from the store. Says which it was.
+    pub(crate) async fn push_blob_outcome(
+        &self,
+        store: &Store,
+        remote: &Reference,
+        digest: &Digest,
+        size: u64,
+        mounts: &[(Digest, String)],
+        progress: &dyn Progress,
+    ) -> Result<BlobPush> {
         let base = self.base_url(remote);
         let repo = remote.repository();
         let registry = remote.registry();
@@ -107,7 +123,7 @@ impl Client {
         let resp = self.send(registry, &push_scope, |http| Ok(http.head(&head_url))).await?;
         if resp.status().is_success() {
             progress.finish(digest, "Layer already exists");
-            return Ok(());
+            return Ok(BlobPush::Existed);
         }
 
         // Cross-repository mount: the registry links the blob without any upload.
@@ -119,7 +135,7 @@ impl Client {
             match resp.status() {
                 StatusCode::CREATED => {
                     progress.finish(digest, &format!("Mounted from {from}"));
-                    return Ok(());
+                    return Ok(BlobPush::Mounted(from.clone()));
                 }
                 StatusCode::ACCEPTED => location = Some(self.location(&resp, &base)?),
                 _ => tracing::debug!("mount of {digest} from {from} refused: HTTP {}", resp.status()),
@@ -180,8 +196,9 @@ impl Client {
                 return Err(status_error("PUT", &redact(&url), resp).await);
             }
         }
+        self.counters.uploaded.fetch_add(size, Ordering::Relaxed);
         progress.finish(digest, "Pushed");
-        Ok(())
+        Ok(BlobPush::Uploaded)
     }
 
     /// The upload URL a registry answered with (relative URLs resolved against it).
@@ -265,7 +282,9 @@ fn mount_sources(store: &Store, remote: &Reference) -> Vec<(Digest, String)> {
         if r.registry() != remote.registry() || r.repository() == remote.repository() {
             continue;
         }
-        let Ok(image) = store.image_from_descriptor(&desc) else { continue };
+        let Ok(image) = store.image_from_descriptor(&desc) else {
+            continue;
+        };
         let Ok(layers) = image.layers() else { continue };
         out.extend(layers.into_iter().map(|(d, _)| (d, r.repository().to_string())));
         out.push((image.config_digest.clone(), r.repository().to_string()));

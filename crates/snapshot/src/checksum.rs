@@ -116,6 +116,11 @@ fn hash_file(path: &Path) -> Result<String, ChecksumError> {
 /// Accumulates the checksum of a set of paths.
 pub struct TreeHasher {
     h: blake3::Hasher,
+    /// Leave uid/gid out (a build context: a copy from it makes everything root's, and the
+    /// owners of a checkout differ from machine to machine).
+    without_owners: bool,
+    /// Each entry's own digest by path, when asked for (to say which file changed).
+    entries: Option<Vec<(String, String)>>,
 }
 
 impl Default for TreeHasher {
@@ -126,7 +131,24 @@ impl Default for TreeHasher {
 
 impl TreeHasher {
     pub fn new() -> Self {
-        TreeHasher { h: blake3::Hasher::new() }
+        TreeHasher { h: blake3::Hasher::new(), without_owners: false, entries: None }
+    }
+
+    /// A hasher for trees whose owners do not count (see the field).
+    pub fn without_owners() -> Self {
+        TreeHasher { without_owners: true, ..Self::new() }
+    }
+
+    /// Also keeps every entry's digest (`kind+mode:hash`) by path, see [`TreeHasher::entries`].
+    pub fn keeping_entries(mut self) -> Self {
+        self.entries = Some(Vec::new());
+        self
+    }
+
+    /// The entries added so far, `(path, kind and mode ":" digest of content or link target)`,
+    /// when made [`TreeHasher::keeping_entries`].
+    pub fn entries(&self) -> &[(String, String)] {
+        self.entries.as_deref().unwrap_or_default()
     }
 
     /// Adds one entry: `rel` is the path as the checksum should name it.
@@ -142,8 +164,12 @@ impl TreeHasher {
         } else {
             ("o", format!("{}", meta.rdev()))
         };
-        let line = format!("{kind}\0{rel}\0{:o}\0{}\0{}\0{body}\n", meta.mode() & 0o7777, meta.uid(), meta.gid());
+        let (uid, gid) = if self.without_owners { (0, 0) } else { (meta.uid(), meta.gid()) };
+        let line = format!("{kind}\0{rel}\0{:o}\0{uid}\0{gid}\0{body}\n", meta.mode() & 0o7777);
         self.h.update(line.as_bytes());
+        if let Some(entries) = &mut self.entries {
+            entries.push((rel.to_string(), format!("{kind}{:o}:{}", meta.mode() & 0o7777, &blake3::hash(body.as_bytes()).to_hex()[..16])));
+        }
         Ok(())
     }
 

@@ -7,6 +7,7 @@
 //! cache/locks/<key>.lock     held while a key is being computed, so concurrent builds wait
 //! cache/mounts/<id>/         RUN --mount=type=cache directories
 //! cache/stat/<ctx>.json      stat caches of build contexts
+//! cache/steps/<step>.json    recent results of one Dockerfile step, to explain a miss
 //! cache/pending/<id>         a layer not known to be on disk yet: the boot it was written in
 //! cache/lock                 shared by builds, exclusive for prune
 //! ```
@@ -34,6 +35,7 @@ use std::time::{Duration, SystemTime};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Result, SolveError};
+use crate::provenance::Provenance;
 
 /// A cache key: blake3 over the op (volatile fields removed), the input keys and the content
 /// checksums of files the op reads.
@@ -118,6 +120,19 @@ pub struct CacheRecord {
     pub size: u64,
     pub description: String,
     pub created: u64,
+    /// What went into the key, in the user's terms (for miss explanations and cache export).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub provenance: Option<Provenance>,
+}
+
+/// How many recent results of one step the index remembers for explaining misses.
+const STEP_HISTORY: usize = 4;
+
+/// One remembered result of a step: `cache/steps/<step>.json` lists the keys of the recent ones,
+/// newest first; their provenance is in their records.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct StepResult {
+    key: String,
 }
 
 /// How long a committed layer stays pending before [`CacheIndex::open`] syncs it: longer than
@@ -141,7 +156,7 @@ impl CacheIndex {
     /// [`SETTLE_AGE`] (see [`CacheIndex::settle`]).
     pub fn open(state_root: &Path) -> Result<CacheIndex> {
         let idx = CacheIndex { root: state_root.to_path_buf(), last_settle: Default::default() };
-        for d in ["cache/index", "cache/layers", "cache/blobs", "cache/locks", "cache/mounts", "cache/stat", "cache/tmp", "cache/pending"] {
+        for d in ["cache/index", "cache/layers", "cache/blobs", "cache/locks", "cache/mounts", "cache/stat", "cache/tmp", "cache/pending", "cache/steps"] {
             let p = state_root.join(d);
             fs::create_dir_all(&p).map_err(SolveError::io("create", &p))?;
         }
@@ -189,8 +204,43 @@ impl CacheIndex {
 
     /// Stores a record (atomically).
     pub fn put(&self, key: &CacheKey, rec: &CacheRecord) -> Result<()> {
-        let bytes = serde_json::to_vec_pretty(rec).map_err(|e| SolveError::Other(format!("encoding cache record: {e}")))?;
+        let bytes = serde_json::to_vec(rec).map_err(|e| SolveError::Other(format!("encoding cache record: {e}")))?;
         write_atomic(&self.record_path(key), &bytes, &self.dir().join("tmp"))
+    }
+
+    /// Remembers that `key` is the latest result of the step `prov` describes (no-op for
+    /// internal steps). Concurrent builds may lose each other's update: it only feeds messages.
+    pub fn remember_step(&self, key: &CacheKey, prov: &Provenance) {
+        let mut recent = self.step_keys(&prov.step);
+        let hex = key.hex();
+        if prov.step.is_empty() || recent.first().is_some_and(|r| r.key == hex) {
+            // Already the latest: a cached rebuild writes nothing.
+            return;
+        }
+        recent.retain(|r| r.key != hex);
+        recent.insert(0, StepResult { key: hex });
+        recent.truncate(STEP_HISTORY);
+        if let Ok(bytes) = serde_json::to_vec(&recent) {
+            let _ = write_atomic(&self.dir().join("steps").join(format!("{}.json", prov.step)), &bytes, &self.dir().join("tmp"));
+        }
+    }
+
+    fn step_keys(&self, step: &str) -> Vec<StepResult> {
+        if step.is_empty() || !step.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Vec::new();
+        }
+        fs::read(self.dir().join("steps").join(format!("{step}.json"))).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+    }
+
+    /// The provenance of the recent results of a step still in the cache, newest first (see
+    /// [`CacheIndex::remember_step`]). Reading them does not count as using them.
+    pub fn step_history(&self, step: &str) -> Vec<Provenance> {
+        self.step_keys(step)
+            .into_iter()
+            .filter(|r| r.key.len() == 64 && r.key.bytes().all(|b| b.is_ascii_hexdigit()))
+            .filter_map(|r| fs::read(self.dir().join("index").join(format!("{}.json", r.key))).ok())
+            .filter_map(|b| serde_json::from_slice::<CacheRecord>(&b).ok()?.provenance)
+            .collect()
     }
 
     /// A fresh private work directory under `cache/tmp` (same filesystem as `layers/`), locked
@@ -337,7 +387,8 @@ impl CacheIndex {
         Ok(f)
     }
 
-    fn lock_exclusive(&self) -> Result<fs::File> {
+    /// The build-wide lock held exclusively: no build runs until it is dropped (prune, GC).
+    pub fn lock_exclusive(&self) -> Result<fs::File> {
         let path = self.dir().join("lock");
         let f = fs::File::options().create(true).truncate(false).write(true).open(&path).map_err(SolveError::io("open lock", &path))?;
         fs4::fs_std::FileExt::lock_exclusive(&f).map_err(SolveError::io("lock", &path))?;
@@ -425,9 +476,32 @@ impl CacheIndex {
     /// remaining record uses are deleted. Waits for running builds to finish.
     pub fn prune(&self, all: bool, keep_storage: Option<u64>) -> Result<PruneStats> {
         let _lock = self.lock_exclusive()?;
+        self.evict(all, Some(Duration::from_secs(48 * 3600)), keep_storage)
+    }
+
+    /// The size cap of a long-lived cache (`builder serve --cache-max-size`): evicts the least
+    /// recently used entries until the cache is at most `max_bytes` (layers no remaining entry
+    /// names go with them). Does nothing while a build holds the cache (`None`): the caller
+    /// tries again later, so a running build never loses a layer it reads.
+    pub fn enforce_max_size(&self, max_bytes: u64) -> Result<Option<PruneStats>> {
+        let path = self.dir().join("lock");
+        let lock = fs::File::options().create(true).truncate(false).write(true).open(&path).map_err(SolveError::io("open lock", &path))?;
+        if !matches!(fs4::fs_std::FileExt::try_lock_exclusive(&lock), Ok(true)) {
+            return Ok(None);
+        }
+        let size: u64 = self.records()?.iter().map(|r| r.size).sum::<u64>() + dir_size(&self.dir().join("mounts"));
+        if size <= max_bytes {
+            return Ok(Some(PruneStats::default()));
+        }
+        self.evict(false, None, Some(max_bytes)).map(Some)
+    }
+
+    /// Removes entries: all, those unused for longer than `max_age`, then the least recently
+    /// used while the cache is larger than `keep_storage`. The caller holds the exclusive lock.
+    fn evict(&self, all: bool, max_age: Option<Duration>, keep_storage: Option<u64>) -> Result<PruneStats> {
         let mut records = self.records()?;
         let mut stats = PruneStats::default();
-        let cutoff = SystemTime::now() - Duration::from_secs(48 * 3600);
+        let cutoff = max_age.map(|a| SystemTime::now() - a).unwrap_or(SystemTime::UNIX_EPOCH);
         let mut total: u64 = records.iter().map(|r| r.size).sum::<u64>() + dir_size(&self.dir().join("mounts"));
         let mut keep = Vec::new();
         for r in records.drain(..) {
@@ -440,6 +514,11 @@ impl CacheIndex {
             } else {
                 keep.push(r);
             }
+        }
+        if all {
+            let steps = self.dir().join("steps");
+            let _ = fs::remove_dir_all(&steps);
+            let _ = fs::create_dir_all(&steps);
         }
         if all || keep_storage.is_some_and(|k| total > k) {
             let m = self.dir().join("mounts");
@@ -649,7 +728,7 @@ mod tests {
         fs::create_dir(&layer).expect("mkdir");
         fs::write(layer.join("f"), b"x").expect("write");
         let rel = idx.commit_layer(&k, &layer).expect("commit");
-        let rec = CacheRecord { snapshot: Snapshot { layers: vec![LayerRef { dir: rel.clone(), blob: None }] }, new_layers: 1, size: 1, description: "RUN x".into(), created: now_secs() };
+        let rec = CacheRecord { snapshot: Snapshot { layers: vec![LayerRef { dir: rel.clone(), blob: None }] }, new_layers: 1, size: 1, description: "RUN x".into(), created: now_secs(), provenance: None };
         idx.put(&k, &rec).expect("put");
         let again = CacheIndex::open(root.path()).expect("reopen");
         assert_eq!(again.get(&k).expect("hit").snapshot, rec.snapshot);
@@ -664,7 +743,7 @@ mod tests {
         fs::create_dir(&layer).expect("mkdir");
         fs::write(layer.join("f"), content).expect("write");
         let rel = idx.commit_layer(k, &layer).expect("commit");
-        let rec = CacheRecord { snapshot: Snapshot { layers: vec![LayerRef { dir: rel.clone(), blob: None }] }, new_layers: 1, size: 1, description: "RUN x".into(), created: now_secs() };
+        let rec = CacheRecord { snapshot: Snapshot { layers: vec![LayerRef { dir: rel.clone(), blob: None }] }, new_layers: 1, size: 1, description: "RUN x".into(), created: now_secs(), provenance: None };
         idx.put(k, &rec).expect("put");
         rel
     }
@@ -712,7 +791,7 @@ mod tests {
         fs::create_dir(&layer).expect("mkdir");
         fs::write(layer.join("f"), vec![0u8; 1000]).expect("write");
         let rel = idx.commit_layer(&k, &layer).expect("commit");
-        let rec = CacheRecord { snapshot: Snapshot { layers: vec![LayerRef { dir: rel.clone(), blob: None }] }, new_layers: 1, size: 1000, description: "RUN x".into(), created: now_secs() };
+        let rec = CacheRecord { snapshot: Snapshot { layers: vec![LayerRef { dir: rel.clone(), blob: None }] }, new_layers: 1, size: 1000, description: "RUN x".into(), created: now_secs(), provenance: None };
         idx.put(&k, &rec).expect("put");
         assert_eq!(idx.usage().expect("du").records, 1);
         let st = idx.prune(false, None).expect("prune");
@@ -721,5 +800,36 @@ mod tests {
         assert_eq!((st.records, st.layers), (1, 1));
         assert!(!root.path().join(rel).exists());
         assert_eq!(idx.usage().expect("du").records, 0);
+    }
+
+    #[test]
+    fn the_size_cap_evicts_the_least_recently_used_and_waits_for_running_builds() {
+        let root = tempfile::tempdir().expect("tmp");
+        let idx = CacheIndex::open(root.path()).expect("open");
+        let mut rels = Vec::new();
+        for (n, name) in ["old", "used", "new"].iter().enumerate() {
+            let k = key(name);
+            let work = idx.work_dir().expect("work");
+            let layer = work.path().join("layer");
+            fs::create_dir(&layer).expect("mkdir");
+            fs::write(layer.join("f"), vec![0u8; 1000]).expect("write");
+            let rel = idx.commit_layer(&k, &layer).expect("commit");
+            let rec = CacheRecord { snapshot: Snapshot { layers: vec![LayerRef { dir: rel.clone(), blob: None }] }, new_layers: 1, size: 1000, description: format!("RUN {name}"), created: now_secs(), provenance: None };
+            idx.put(&k, &rec).expect("put");
+            // Made an hour apart, oldest first.
+            let f = fs::File::options().write(true).open(idx.record_path(&k)).expect("record");
+            f.set_modified(SystemTime::now() - Duration::from_secs(3600 * (3 - n as u64))).expect("mtime");
+            rels.push(rel);
+        }
+        // Using a record makes it the most recent.
+        assert!(idx.get(&key("used")).is_some());
+        let building = idx.lock_shared().expect("shared");
+        assert_eq!(idx.enforce_max_size(2000).expect("cap"), None, "a running build holds the cache");
+        drop(building);
+        let st = idx.enforce_max_size(2000).expect("cap").expect("evicted");
+        assert_eq!((st.records, st.layers), (1, 1));
+        assert!(idx.get(&key("old")).is_none() && !root.path().join(&rels[0]).exists(), "the least recently used goes");
+        assert!(idx.get(&key("used")).is_some() && idx.get(&key("new")).is_some());
+        assert_eq!(idx.enforce_max_size(2000).expect("cap"), Some(PruneStats::default()), "within the cap nothing goes");
     }
 }

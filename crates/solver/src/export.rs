@@ -11,6 +11,7 @@ use snapshot::diff::{Compression, DiffOptions};
 
 use crate::cache::{BlobDesc, CacheIndex, Snapshot};
 use crate::error::{Result, SolveError};
+use crate::ops::{Output, Solved};
 
 #[derive(Clone, Debug)]
 pub struct ExportOptions {
@@ -263,4 +264,48 @@ pub fn export_tar(index: &CacheIndex, snapshot: &Snapshot, out: impl std::io::Wr
     let view = crate::view::View::open(&layers, &work.path().join("view"))?;
     snapshot::diff::write_layer(view.path(), out, &DiffOptions { compression: Compression::Uncompressed, source_date_epoch: epoch, ..Default::default() })?;
     Ok(())
+}
+
+/// The entries a cache export (`--cache-to …,mode=min|max`) carries after a solve — with `Min`
+/// the target and the steps it is built on, with `Max` every exec, file and merge step the
+/// build ran or found cached, of every stage — each with its layer chain as blobs in
+/// `opts.compression`. A layer is compressed once: an image exported with the same options has
+/// made its blobs already, so exporting the cache after the image makes (and uploads) nothing
+/// twice. Layers of imported results stay blobs (nothing is fetched).
+pub fn cache_entries(
+    index: &CacheIndex,
+    store: &oci::Store,
+    def: &graph::Definition,
+    solved: &HashMap<VertexDigest, Solved>,
+    target: VertexDigest,
+    (mode, opts): (remote_cache::Mode, &ExportOptions),
+    note: &dyn Fn(String),
+) -> Result<Vec<remote_cache::CacheEntry>> {
+    let is_step = |d: &VertexDigest| def.vertices.get(d).is_some_and(|v| matches!(v.op, graph::Op::Exec(_) | graph::Op::File(_) | graph::Op::Merge));
+    let mut chosen: Vec<VertexDigest> = match mode {
+        remote_cache::Mode::Min => {
+            let mut chain = Vec::new();
+            let mut at = Some(target);
+            while let Some(d) = at.filter(|d| is_step(d)) {
+                chain.push(d);
+                at = def.vertices.get(&d).and_then(|v| v.inputs.first().copied());
+            }
+            chain
+        }
+        remote_cache::Mode::Max => solved.keys().filter(|d| is_step(d)).copied().collect(),
+    };
+    chosen.sort();
+    let mut out = Vec::new();
+    for d in chosen {
+        let Some(Solved { key, output: Output::Snapshot { snapshot, created, .. }, provenance: Some(prov) }) = solved.get(&d) else { continue };
+        let layers = layer_blobs(index, store, snapshot, opts, note)?.iter().map(layer_blob).collect::<Result<Vec<_>>>()?;
+        out.push(remote_cache::CacheEntry { key: key.hex(), layers, provenance: (**prov).clone(), created: *created });
+    }
+    Ok(out)
+}
+
+/// A layer as the cache artifact names it.
+fn layer_blob(b: &BlobDesc) -> Result<remote_cache::LayerBlob> {
+    let parse = |d: &str| d.parse::<oci::Digest>().map_err(|e| SolveError::Other(format!("layer digest {d:?}: {e}")));
+    Ok(remote_cache::LayerBlob { digest: parse(&b.digest)?, diff_id: parse(&b.diff_id)?, size: b.size, media_type: b.media_type.clone() })
 }

@@ -12,14 +12,16 @@
 //!
 //! - Once per process, while it has one thread: [`view::enter_private_mount_namespace`], so
 //!   every mount of the build vanishes with the process.
-//! - [`Solver::new`]`(root, Arc::new(base::StoreImages::new(store, root)))`; share it between
+//! - [`Solver::new`]`(root, Arc::new(ops::image::StoreImages::new(store, root)))`; share it between
 //!   builds. RUN sandboxes start from this process (the runtime is thread-safe); a helper
 //!   command such as `builder __build-exec` ([`solve::DEFAULT_EXEC_HELPER`]) can be set instead.
 //! - [`Solver::solve`] with a [`SolveRequest`] (definition, targets, local dirs by name,
-//!   secrets, parallelism, a [`ProgressSink`], an [`exec::Cancel`] to stop it) gives every
+//!   secrets, parallelism, a [`ProgressSink`], a [`Cancel`] to stop it) gives every
 //!   solved vertex: its cache key and [`Output`] (a [`Snapshot`]: layer directories, bottom first).
 //!   [`Solver::solve_with`] adds what the user lends the build ([`Grants`]: `--ssh` agents, see
-//!   [`ssh`], and `--allow security.insecure`); git sources ([`git`]) need the host's `git`.
+//!   [`ssh`], and `--allow security.insecure`); git sources ([`ops::git`]) need the host's `git`.
+//! - The ops live in [`ops`], one module each (exec, file, merge, git, http, image, local),
+//!   each with its cache key next to its execution; [`solve`] only schedules them.
 //! - [`export::export_image_with_times`] writes the target's snapshot and the frontend's
 //!   `graph::image::ImageSpec` as an image into the `oci::Store`; [`export::export_local`] and
 //!   [`export::export_tar`] write the plain filesystem.
@@ -30,21 +32,20 @@
 
 #![deny(unsafe_code)]
 
-pub mod base;
 pub mod cache;
-pub mod context;
+pub mod cancel;
 pub mod error;
-pub mod exec;
 pub mod export;
-pub mod fileop;
-pub mod git;
-pub mod http;
+pub mod ops;
 pub mod progress;
+pub mod provenance;
+pub mod remote;
 pub mod solve;
 pub mod ssh;
 pub mod view;
 
 pub use cache::{CacheIndex, CacheKey, LayerRef, Snapshot};
+pub use cancel::Cancel;
 pub use error::{Result, SolveError};
 pub use progress::{Event, ProgressSink};
 pub use solve::{Grants, ImageSource, Output, SolveRequest, Solved, Solver};

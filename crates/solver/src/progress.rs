@@ -12,6 +12,10 @@ pub enum Event {
     Started { vertex: VertexDigest, description: String },
     /// The vertex's result came from the cache; nothing ran.
     Cached { vertex: VertexDigest },
+    /// The vertex runs although a cache had a result for the same step: `reason` says what
+    /// changed (`src/app.py: content changed`, `build arg VERSION changed`, `--no-cache`);
+    /// `earlier` is the step that ran first when the change came from it (shown as its `#N`).
+    CacheMiss { vertex: VertexDigest, reason: String, earlier: Option<VertexDigest> },
     /// Output of the vertex's process (stdout and stderr interleaved, as written).
     Log { vertex: VertexDigest, bytes: Vec<u8> },
     /// The vertex finished.

@@ -1,44 +1,24 @@
 //! The scheduler: runs every vertex whose inputs are ready, up to the parallelism limit, looks
 //! each up in the cache first, and stops everything on the first failure.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
 
-use graph::{Definition, FileAction, ImageOp, MountKind, Op, Vertex, VertexDigest};
-use snapshot::checksum::{StatCache, TreeHasher};
+use graph::{Definition, MountKind, Op, Vertex, VertexDigest};
 
-use crate::cache::{CacheIndex, CacheKey, CacheRecord, KeyHasher, LayerRef, Snapshot, now_secs};
-use crate::context::{Excludes, LocalSource};
+use crate::cache::{CacheIndex, CacheKey, CacheRecord, LayerRef, Snapshot};
+use crate::cancel::Cancel;
 use crate::error::{Result, SolveError};
-use crate::exec::{Cancel, ExecRequest, MountSource};
-use crate::fileop::{FileCtx, Source};
+use crate::ops::local::StatCaches;
+use crate::ops::{self, StepCtx, image, local};
 use crate::progress::{Event, ProgressSink};
-use crate::view::View;
+use crate::remote::CacheSource;
+use crate::provenance::{Explanation, Provenance};
 
-/// Provides the layers of base images (unpacked, as overlay lower dirs).
-pub trait ImageSource: Send + Sync {
-    /// The snapshot of the image `op` names, and whether it was already unpacked.
-    fn snapshot(&self, op: &ImageOp) -> Result<(Snapshot, bool)>;
-}
-
-/// What one vertex produced.
-#[derive(Clone)]
-pub enum Output {
-    /// `created`: when the step's result was first made (seconds since the epoch; 0 for
-    /// scratch and base images), so a cached rebuild writes the same image.
-    Snapshot { snapshot: Snapshot, new_layers: usize, created: u64 },
-    Local(LocalSource),
-    /// A downloaded file in a directory of its own.
-    Http { dir: PathBuf, file: String },
-}
-
-#[derive(Clone)]
-pub struct Solved {
-    pub key: CacheKey,
-    pub output: Output,
-}
+pub use crate::ops::image::ImageSource;
+pub use crate::ops::{Output, Solved};
 
 /// A request to build some vertices of a definition.
 pub struct SolveRequest<'a> {
@@ -50,6 +30,9 @@ pub struct SolveRequest<'a> {
     pub max_parallelism: usize,
     pub progress: ProgressSink,
     pub cancel: Arc<Cancel>,
+    /// An imported cache (`--cache-from`), consulted after a local miss; its hits download
+    /// nothing until something needs their files (see [`crate::remote`]).
+    pub cache_from: Option<Arc<dyn CacheSource>>,
 }
 
 /// What the user starting a build lends it beyond the definition, as BuildKit's session and
@@ -71,6 +54,16 @@ struct SshAgents {
     _work: Option<crate::cache::WorkDir>,
 }
 
+/// What one solve shares between its workers.
+struct Build {
+    /// Stable step ids of the described vertices (see [`Provenance::step`]).
+    step_ids: HashMap<VertexDigest, String>,
+    /// Vertices that ran (missed the cache) in this solve, for "the step before it ran".
+    ran: Mutex<HashSet<VertexDigest>>,
+    /// Vertices whose result came from the imported cache.
+    imported: Mutex<HashSet<VertexDigest>>,
+}
+
 /// The command that runs one sandbox bundle from a fresh, single-threaded process: the
 /// `builder` binary's hidden `__build-exec BUNDLE` command. Creating a container clones the
 /// calling process, which is only safe when no other thread of it can hold a lock.
@@ -84,7 +77,7 @@ type InFlight = Arc<(Mutex<Option<std::result::Result<Solved, String>>>, Condvar
 pub struct Solver {
     index: CacheIndex,
     images: Arc<dyn ImageSource>,
-    stat: Mutex<HashMap<PathBuf, Arc<StatCache>>>,
+    stat: StatCaches,
     inflight: Mutex<HashMap<CacheKey, InFlight>>,
     exec_helper: Option<Vec<String>>,
 }
@@ -96,7 +89,7 @@ impl Solver {
         Ok(Solver {
             index,
             images,
-            stat: Mutex::new(HashMap::new()),
+            stat: StatCaches::default(),
             inflight: Mutex::new(HashMap::new()),
             // The runtime starts containers safely from a multi-threaded process: no helper.
             exec_helper: None,
@@ -113,22 +106,6 @@ impl Solver {
         &self.index
     }
 
-    fn stat_cache(&self, dir: &Path) -> Arc<StatCache> {
-        let mut m = match self.stat.lock() {
-            Ok(m) => m,
-            Err(p) => p.into_inner(),
-        };
-        m.entry(dir.to_path_buf()).or_insert_with(|| Arc::new(StatCache::load(&self.index.stat_file(dir)))).clone()
-    }
-
-    fn save_stat_caches(&self) {
-        if let Ok(m) = self.stat.lock() {
-            for (dir, s) in m.iter() {
-                let _ = s.save(&self.index.stat_file(dir));
-            }
-        }
-    }
-
     /// Builds the targets; returns every solved vertex. On failure every running step is killed
     /// and the first error is returned.
     pub fn solve(&self, req: &SolveRequest<'_>) -> Result<HashMap<VertexDigest, Solved>> {
@@ -143,6 +120,8 @@ impl Solver {
         let ssh = self.check_grants(req.definition, &order, grants)?;
         let ssh = &ssh;
         let _shared = self.index.lock_shared()?;
+        let build = Build { step_ids: crate::provenance::step_ids(req.definition, &order), ran: Mutex::default(), imported: Mutex::default() };
+        let build = &build;
         let mut pending: HashMap<VertexDigest, usize> = HashMap::new();
         let mut dependents: HashMap<VertexDigest, Vec<VertexDigest>> = HashMap::new();
         let mut ready = VecDeque::new();
@@ -201,7 +180,7 @@ impl Solver {
                             }
                         };
                         let v = &req.definition.vertices[&d];
-                        let result = self.solve_vertex(req, ssh, d, v, &inputs);
+                        let result = self.solve_vertex(req, ssh, build, d, v, &inputs);
                         let mut st = match state.lock() {
                             Ok(g) => g,
                             Err(p) => p.into_inner(),
@@ -221,7 +200,7 @@ impl Solver {
                             }
                             Err(e) => {
                                 if st.error.is_none() {
-                                    st.error = Some(e);
+                                    st.error = Some(e.at(d));
                                 }
                                 // First failure: stop everything else that runs.
                                 req.cancel.cancel();
@@ -232,7 +211,7 @@ impl Solver {
                 });
             }
         });
-        self.save_stat_caches();
+        self.stat.save(&self.index);
         let st = match state.into_inner() {
             Ok(s) => s,
             Err(p) => p.into_inner(),
@@ -240,6 +219,7 @@ impl Solver {
         if let Some(e) = st.error {
             return Err(e);
         }
+        self.record_fetched_imports(build, &st.done);
         Ok(st.done)
     }
 
@@ -254,12 +234,12 @@ impl Solver {
             match &v.op {
                 Op::Exec(e) => {
                     if e.security == graph::Security::Insecure && !grants.allow_insecure {
-                        return Err(SolveError::step(step, "RUN --security=insecure needs the security.insecure entitlement: run the build with --allow security.insecure"));
+                        return Err(SolveError::step(step, "RUN --security=insecure needs the security.insecure entitlement: run the build with --allow security.insecure").at(*d));
                     }
                     for m in &e.mounts {
                         if let MountKind::Ssh { id, required, .. } = &m.kind {
                             if *required && !grants.ssh.contains_key(id) {
-                                return Err(SolveError::step(step, format!("ssh agent {id:?} is required by RUN --mount=type=ssh but was not given: pass --ssh {id}[=SOCKET|KEY]")));
+                                return Err(SolveError::step(step, format!("ssh agent {id:?} is required by RUN --mount=type=ssh but was not given: pass --ssh {id}[=SOCKET|KEY]")).at(*d));
                             }
                             ids.push(id);
                         }
@@ -292,7 +272,7 @@ impl Solver {
         Ok(agents)
     }
 
-    fn solve_vertex(&self, req: &SolveRequest<'_>, ssh: &SshAgents, d: VertexDigest, v: &Vertex, inputs: &[Solved]) -> Result<Solved> {
+    fn solve_vertex(&self, req: &SolveRequest<'_>, ssh: &SshAgents, build: &Build, d: VertexDigest, v: &Vertex, inputs: &[Solved]) -> Result<Solved> {
         let step = if v.meta.description.is_empty() { format!("{} {}", v.op.kind(), d.short()) } else { v.meta.description.clone() };
         let visible = !v.meta.description.is_empty();
         let _span = tracing::debug_span!("vertex", step = %step, digest = %d.short()).entered();
@@ -305,47 +285,52 @@ impl Solver {
         };
         let result = (|| -> Result<(Solved, bool)> {
             match &v.op {
-                Op::Scratch => {
-                    let mut h = KeyHasher::new();
-                    h.field("scratch", b"");
-                    Ok((Solved { key: h.finish(), output: Output::Snapshot { snapshot: Snapshot::default(), new_layers: 0, created: 0 } }, false))
-                }
-                Op::Local(l) => {
-                    let dir = req.locals.get(&l.name).ok_or_else(|| SolveError::step(&step, format!("no local source named {:?} was given", l.name)))?;
-                    let mut h = KeyHasher::new();
-                    h.field("local", l.name.as_bytes());
-                    Ok((Solved { key: h.finish(), output: Output::Local(LocalSource { dir: dir.clone(), excludes: Excludes::new(&l.excludes) }) }, false))
-                }
+                Op::Scratch => Ok((image::scratch(), false)),
+                Op::Local(l) => Ok((local::solve(l, &req.locals, &step)?, false)),
                 Op::Image(img) => {
                     report_start();
-                    let (snapshot, had) = self.images.snapshot(img)?;
-                    let mut h = KeyHasher::new();
-                    h.field("image", img.manifest_digest.as_bytes());
-                    Ok((Solved { key: h.finish(), output: Output::Snapshot { new_layers: snapshot.layers.len(), snapshot, created: 0 } }, had))
+                    image::solve(&*self.images, img)
                 }
                 Op::Http(op) => {
                     report_start();
-                    let solved = crate::http::download(&self.index, op, &step)?;
-                    Ok((solved, false))
+                    Ok((ops::http::download(&self.index, op, &step)?, false))
                 }
                 Op::Git(g) => {
                     report_start();
-                    crate::git::checkout(&self.index, g, &step, v.meta.ignore_cache, ssh.sockets.get("default").map(PathBuf::as_path), &req.secrets, &req.cancel)
+                    ops::git::checkout(&self.index, g, &step, v.meta.ignore_cache, ssh.sockets.get("default").map(PathBuf::as_path), &req.secrets, &req.cancel)
                 }
                 Op::Exec(_) | Op::File(_) | Op::Merge => {
                     report_start();
-                    let key = self.cache_key(v, inputs, &step)?;
-                    if !v.meta.ignore_cache {
-                        if let Some(rec) = self.index.get(&key) {
-                            return Ok((Solved { key, output: Output::Snapshot { snapshot: rec.snapshot, new_layers: rec.new_layers, created: rec.created } }, true));
+                    let step_id = build.step_ids.get(&d).map(String::as_str).unwrap_or_default();
+                    let ctx = self.step_ctx(req, ssh, d, &step, step_id);
+                    let (key, prov) = ops::cache_key(&ctx, &v.op, inputs)?;
+                    if let Some(mut hit) = ops::probe(&self.index, &key, v.meta.ignore_cache) {
+                        self.index.remember_step(&key, &prov);
+                        hit.provenance = Some(Arc::new(prov));
+                        return Ok((hit, true));
+                    }
+                    if let Some(hit) = self.imported_hit(req, &key, prov.clone(), v, inputs) {
+                        if let Ok(mut imported) = build.imported.lock() {
+                            imported.insert(d);
+                        }
+                        return Ok((hit, true));
+                    }
+                    if visible {
+                        if let Some(e) = self.explain_miss(req, build, v, &prov) {
+                            progress(Event::CacheMiss { vertex: d, reason: e.reason, earlier: e.earlier });
                         }
                     }
-                    self.run_once(req, ssh, key, v, inputs, &step)
+                    self.run_once(&ctx, key, &prov, v, inputs)
                 }
             }
         })();
         match result {
             Ok((solved, cached)) => {
+                if !cached {
+                    if let Ok(mut ran) = build.ran.lock() {
+                        ran.insert(d);
+                    }
+                }
                 if visible {
                     if cached {
                         progress(Event::Cached { vertex: d });
@@ -367,7 +352,7 @@ impl Solver {
     /// Runs a vertex once per key: concurrent builds in this process wait for the first, other
     /// processes wait on the key's file lock and then find the record.
     /// Returns the result and whether it came from the cache (another build made it meanwhile).
-    fn run_once(&self, req: &SolveRequest<'_>, ssh: &SshAgents, key: CacheKey, v: &Vertex, inputs: &[Solved], step: &str) -> Result<(Solved, bool)> {
+    fn run_once(&self, ctx: &StepCtx<'_>, key: CacheKey, prov: &Provenance, v: &Vertex, inputs: &[Solved]) -> Result<(Solved, bool)> {
         let (slot, first) = {
             let mut m = match self.inflight.lock() {
                 Ok(m) => m,
@@ -396,18 +381,16 @@ impl Solver {
             }
             return match g.as_ref() {
                 Some(Ok(s)) => Ok((s.clone(), true)),
-                Some(Err(e)) => Err(SolveError::step(step, e.clone())),
+                Some(Err(e)) => Err(SolveError::step(ctx.step, e.clone())),
                 None => Err(SolveError::Cancelled),
             };
         }
         let result = (|| {
             let _file_lock = self.index.lock_key(&key)?;
-            if !v.meta.ignore_cache {
-                if let Some(rec) = self.index.get(&key) {
-                    return Ok((Solved { key, output: Output::Snapshot { snapshot: rec.snapshot, new_layers: rec.new_layers, created: rec.created } }, true));
-                }
+            if let Some(hit) = ops::probe(&self.index, &key, v.meta.ignore_cache) {
+                return Ok((hit, true));
             }
-            self.execute(req, ssh, key, v, inputs, step).map(|s| (s, false))
+            ops::execute(ctx, key, prov, &v.op, inputs).map(|s| (s, false))
         })();
         {
             let (lock, cv) = &*slot;
@@ -422,193 +405,85 @@ impl Solver {
         result
     }
 
-    fn cache_key(&self, v: &Vertex, inputs: &[Solved], step: &str) -> Result<CacheKey> {
-        let mut h = KeyHasher::new();
-        let op_json = serde_json::to_vec(&v.op).map_err(|e| SolveError::CacheKey { step: step.into(), message: e.to_string() })?;
-        h.field("op", &op_json);
-        for (i, inp) in inputs.iter().enumerate() {
-            match &inp.output {
-                // A local source counts by the content of what is read from it (below).
-                Output::Local(_) => h.field("input-local", &(i as u64).to_le_bytes()),
-                _ => h.field("input", &inp.key.0),
-            };
+    /// Why a step that missed runs: `--no-cache`, or what changed since the nearest result of
+    /// the same step the cache remembers. None when the cache never saw this step.
+    fn explain_miss(&self, req: &SolveRequest<'_>, build: &Build, v: &Vertex, prov: &Provenance) -> Option<Explanation> {
+        if v.meta.ignore_cache {
+            return Some(Explanation { reason: "--no-cache".into(), earlier: None });
         }
-        let local = |i: usize| -> Option<&LocalSource> {
-            match inputs.get(i).map(|s| &s.output) {
-                Some(Output::Local(l)) => Some(l),
-                _ => None,
-            }
+        let mut seen: Vec<Provenance> = self.index.step_history(&prov.step);
+        if let Some(src) = &req.cache_from {
+            seen.extend(src.by_step(&prov.step));
+        }
+        let before = crate::provenance::nearest(prov, seen.iter())?;
+        let earlier = |name: &str| -> Option<(VertexDigest, bool)> {
+            let i = if name == "parent" { 0 } else { name.strip_prefix("input:")?.parse().ok()? };
+            let d = *v.inputs.get(i)?;
+            let ran = build.ran.lock().map(|r| r.contains(&d)).unwrap_or(false);
+            Some((d, ran))
         };
-        match &v.op {
-            Op::File(f) => {
-                for (n, a) in f.actions.iter().enumerate() {
-                    if let FileAction::Copy(c) = a {
-                        if let Some(l) = local(c.source_input) {
-                            let stat = self.stat_cache(&l.dir);
-                            let mut th = TreeHasher::new();
-                            l.checksum_sources(&c.sources, &Excludes::new(&c.excludes), &stat, &mut th)?;
-                            h.field(&format!("copy-{n}"), th.finish().as_bytes());
-                        }
-                    }
-                }
-            }
-            Op::Exec(e) => {
-                for (n, m) in e.mounts.iter().enumerate() {
-                    if let MountKind::Bind { input, source, .. } = &m.kind {
-                        if let Some(l) = local(*input) {
-                            let stat = self.stat_cache(&l.dir);
-                            let mut th = TreeHasher::new();
-                            l.checksum_sources(std::slice::from_ref(source), &Excludes::default(), &stat, &mut th)?;
-                            h.field(&format!("bind-{n}"), th.finish().as_bytes());
-                        }
-                    }
-                }
-            }
-            _ => {}
-        }
-        Ok(h.finish())
+        crate::provenance::explain(prov, before, &earlier)
     }
 
-    fn layer_dirs(&self, s: &Snapshot) -> Vec<PathBuf> {
-        s.layers.iter().map(|l| self.index.abs(&l.dir)).collect()
+    /// A hit in the imported cache: the entry's layers as blobs, nothing downloaded. `None`
+    /// when there is no imported cache, the step ignores the cache, or the key is not there.
+    fn imported_hit(&self, req: &SolveRequest<'_>, key: &CacheKey, prov: Provenance, v: &Vertex, inputs: &[Solved]) -> Option<Solved> {
+        if v.meta.ignore_cache {
+            return None;
+        }
+        let entry = req.cache_from.as_ref()?.lookup(&key.hex())?;
+        let layers: Vec<LayerRef> = entry.layers.iter().map(|b| crate::remote::lazy_layer(&self.index, b)).collect();
+        let below = match inputs.first().map(|i| &i.output) {
+            Some(Output::Snapshot { snapshot, .. }) => snapshot.layers.len(),
+            _ => 0,
+        };
+        let new_layers = layers.len().saturating_sub(below);
+        tracing::debug!(step = %prov.description, key = ?key, layers = layers.len(), "hit in the imported cache");
+        Some(Solved { key: *key, output: Output::Snapshot { snapshot: Snapshot { layers }, new_layers, created: entry.created }, provenance: Some(Arc::new(prov)) })
     }
 
-    fn execute(&self, req: &SolveRequest<'_>, ssh: &SshAgents, key: CacheKey, v: &Vertex, inputs: &[Solved], step: &str) -> Result<Solved> {
-        if req.cancel.is_cancelled() {
-            return Err(SolveError::Cancelled);
-        }
-        let work = self.index.work_dir()?;
-        let snapshot_of = |i: usize| -> Result<&Snapshot> {
-            match inputs.get(i).map(|s| &s.output) {
-                Some(Output::Snapshot { snapshot, .. }) => Ok(snapshot),
-                _ => Err(SolveError::step(step, format!("input {i} is not a filesystem"))),
-            }
+    /// Imported hits whose layers were fetched in this solve join the local cache, so the next
+    /// build on this machine finds them without an import.
+    fn record_fetched_imports(&self, build: &Build, done: &HashMap<VertexDigest, Solved>) {
+        let imported = match build.imported.lock() {
+            Ok(i) => i.clone(),
+            Err(p) => p.into_inner().clone(),
         };
-        let (base, layer_dir): (Snapshot, Option<PathBuf>) = match &v.op {
-            Op::Merge => {
-                let mut layers = Vec::new();
-                for i in 0..inputs.len() {
-                    layers.extend(snapshot_of(i)?.layers.iter().cloned());
-                }
-                let base = snapshot_of(0)?.clone();
-                let new = layers.len() - base.layers.len();
-                let snapshot = Snapshot { layers };
-                let created = now_secs();
-                self.index.put(&key, &CacheRecord { snapshot: snapshot.clone(), new_layers: new, size: 0, description: step.into(), created })?;
-                return Ok(Solved { key, output: Output::Snapshot { snapshot, new_layers: new, created } });
+        for d in imported {
+            let Some(Solved { key, output: Output::Snapshot { snapshot, new_layers, created }, provenance }) = done.get(&d) else { continue };
+            if !crate::remote::is_materialized(&self.index, snapshot) {
+                continue;
             }
-            Op::File(f) => {
-                let base = snapshot_of(0)?.clone();
-                let lowers = self.layer_dirs(&base);
-                let dest_view = View::open(&lowers, &work.path().join("dest"))?;
-                let mut views: Vec<Option<View>> = Vec::new();
-                for (i, inp) in inputs.iter().enumerate() {
-                    match &inp.output {
-                        Output::Snapshot { snapshot, .. } if i > 0 => {
-                            views.push(Some(View::open(&self.layer_dirs(snapshot), &work.path().join(format!("src{i}")))?));
-                        }
-                        _ => views.push(None),
-                    }
+            let description = provenance.as_ref().map(|p| p.description.clone()).unwrap_or_default();
+            let rec = CacheRecord { snapshot: snapshot.clone(), new_layers: *new_layers, size: 0, description, created: *created, provenance: provenance.as_deref().cloned() };
+            if self.index.put(key, &rec).is_ok() {
+                if let Some(p) = provenance {
+                    self.index.remember_step(key, p);
                 }
-                let mut sources: Vec<Option<Source<'_>>> = Vec::new();
-                for (i, inp) in inputs.iter().enumerate() {
-                    sources.push(match (&inp.output, &views[i]) {
-                        (Output::Local(l), _) => Some(Source::Local(l)),
-                        (Output::Http { dir, .. }, _) => Some(Source::Tree(dir.as_path())),
-                        (_, Some(view)) => Some(Source::Tree(view.path())),
-                        _ => None,
-                    });
-                }
-                let layer = work.path().join("layer");
-                std::fs::create_dir(&layer).map_err(SolveError::io("create", &layer))?;
-                let ctx = FileCtx { step, dest_view: dest_view.path(), sources, layer: &layer };
-                for a in &f.actions {
-                    ctx.apply(a)?;
-                }
-                (base, Some(layer))
-            }
-            Op::Exec(e) => {
-                let base = snapshot_of(0)?.clone();
-                let lowers = self.layer_dirs(&base);
-                let mut views = Vec::new();
-                let mut proxies = Vec::new();
-                let mut mount_sources = Vec::new();
-                for (n, m) in e.mounts.iter().enumerate() {
-                    let src = match &m.kind {
-                        MountKind::Bind { input, source, .. } => {
-                            let dir = match inputs.get(*input).map(|s| &s.output) {
-                                Some(Output::Local(l)) => l.dir.clone(),
-                                Some(Output::Http { dir, .. }) => dir.clone(),
-                                Some(Output::Snapshot { snapshot, .. }) => {
-                                    let view = View::open(&self.layer_dirs(snapshot), &work.path().join(format!("mnt{n}")))?;
-                                    let p = view.path().to_path_buf();
-                                    views.push(view);
-                                    p
-                                }
-                                None => return Err(SolveError::step(step, "bind mount input is missing")),
-                            };
-                            // Symlinks in the source path stay inside the source.
-                            MountSource::Dir(crate::fileop::resolve_in_root(&dir, source))
-                        }
-                        MountKind::Cache { id, sharing, from, source, uid, gid, mode, .. } => {
-                            let seed = match from.and_then(|i| inputs.get(i)).map(|s| &s.output) {
-                                Some(Output::Snapshot { snapshot, .. }) => {
-                                    let view = View::open(&self.layer_dirs(snapshot), &work.path().join(format!("mnt{n}")))?;
-                                    let p = view.path().join(crate::context::clean(source));
-                                    views.push(view);
-                                    Some(p)
-                                }
-                                Some(Output::Local(l)) => Some(l.dir.join(crate::context::clean(source))),
-                                _ => None,
-                            };
-                            let (dir, lock) = crate::exec::cache_mount_dir(&self.index.mount_dir(id), *sharing, *uid, *gid, *mode, seed.as_deref())?;
-                            MountSource::Cache { dir, lock }
-                        }
-                        MountKind::Tmpfs { .. } => MountSource::Tmpfs,
-                        MountKind::Ssh { id, required, uid, gid, mode } => match ssh.sockets.get(id) {
-                            Some(agent) => {
-                                // A socket of this step's own, relayed to the agent.
-                                let sock = work.path().join(format!("ssh-{n}.sock"));
-                                proxies.push(crate::ssh::AgentProxy::start(agent, &sock, *uid, *gid, *mode)?);
-                                MountSource::Socket(sock)
-                            }
-                            None if *required => return Err(SolveError::step(step, format!("ssh agent {id:?} not given: pass --ssh {id}[=SOCKET|KEY]"))),
-                            None => MountSource::Nothing,
-                        },
-                        MountKind::Secret { id, required, .. } => match req.secrets.get(id) {
-                            Some(b) => MountSource::Secret(b.clone()),
-                            None if *required => return Err(SolveError::step(step, format!("secret {id} not found: pass it with --secret id={id},src=FILE"))),
-                            None => MountSource::Nothing,
-                        },
-                    };
-                    mount_sources.push(src);
-                }
-                let d = v.digest();
-                let progress = req.progress.clone();
-                let on_output = move |b: &[u8]| progress(Event::Log { vertex: d, bytes: b.to_vec() });
-                let upper = crate::exec::run(ExecRequest { step, op: e, lowers, mount_sources, work: work.path(), cancel: &req.cancel, on_output: &on_output, helper: self.exec_helper.as_deref() })?;
-                drop(views);
-                drop(proxies);
-                (base, Some(upper))
-            }
-            _ => return Err(SolveError::step(step, "not an executable op")),
-        };
-        let finishing = Instant::now();
-        let mut snapshot = base.clone();
-        let mut new_layers = 0;
-        let mut size = 0;
-        if let Some(dir) = layer_dir {
-            let lowers = self.layer_dirs(&base);
-            if !snapshot::diff::is_empty_diff(&dir, &lowers)? {
-                size = crate::cache::dir_size(&dir);
-                let rel = self.index.commit_layer(&key, &dir)?;
-                snapshot.layers.push(LayerRef { dir: rel, blob: None });
-                new_layers = 1;
             }
         }
-        let created = now_secs();
-        self.index.put(&key, &CacheRecord { snapshot: snapshot.clone(), new_layers, size, description: step.into(), created })?;
-        tracing::debug!(step, new_layers, size, commit_ms = finishing.elapsed().as_millis() as u64, "step committed to the cache");
-        Ok(Solved { key, output: Output::Snapshot { snapshot, new_layers, created } })
+    }
+
+    /// Fetches the layers of `snapshot` that are known only as blobs of an imported cache
+    /// (before a file output reads it); returns how many were fetched.
+    pub fn materialize(&self, snapshot: &Snapshot, cache_from: Option<&dyn CacheSource>) -> Result<usize> {
+        crate::remote::materialize(&self.index, cache_from, snapshot)
+    }
+
+    fn step_ctx<'a>(&'a self, req: &'a SolveRequest<'_>, ssh: &'a SshAgents, vertex: VertexDigest, step: &'a str, step_id: &'a str) -> StepCtx<'a> {
+        StepCtx {
+            index: &self.index,
+            step,
+            vertex,
+            secrets: &req.secrets,
+            ssh: &ssh.sockets,
+            cancel: &req.cancel,
+            progress: &req.progress,
+            exec_helper: self.exec_helper.as_deref(),
+            stat: &self.stat,
+            def: req.definition,
+            step_id,
+            cache_from: req.cache_from.as_deref(),
+        }
     }
 }

@@ -97,7 +97,8 @@ impl KeyAgent {
         let child = cmd.arg("-D").arg("-a").arg(&socket).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null()).spawn().map_err(missing)?;
         let mut agent = KeyAgent { child, socket, _dir: dir };
         let started = Instant::now();
-        while !agent.socket.exists() {
+        // The socket file appears at bind(2), before the agent listens: wait until it answers.
+        while std::os::unix::net::UnixStream::connect(&agent.socket).is_err() {
             if started.elapsed() > Duration::from_secs(10) || matches!(agent.child.try_wait(), Ok(Some(_))) {
                 return Err(SolveError::Other(format!("--ssh {id}: ssh-agent did not start (key files need Debian's openssh-client)")));
             }
@@ -242,7 +243,7 @@ mod tests {
         let key = dir.path().join("id");
         let made = Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "builder-test", "-f"]).arg(&key).status().expect("ssh-keygen (openssh-client)");
         assert!(made.success());
-        let agent = KeyAgent::start("k", &[key.clone()], dir.path()).expect("agent");
+        let agent = KeyAgent::start("k", std::slice::from_ref(&key), dir.path()).expect("agent");
         let list = Command::new("ssh-add").arg("-l").env("SSH_AUTH_SOCK", agent.socket()).output().expect("ssh-add -l");
         assert!(String::from_utf8_lossy(&list.stdout).contains("builder-test"), "{list:?}");
         let sock = agent.socket().to_path_buf();

@@ -101,7 +101,7 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut inbound: Streaming<BuildClient
     let context_key = request.context_key.clone();
     let manifest_base = request.manifest_base.clone();
     let ssh_ids = request.ssh.clone();
-    let mut options = convert::options_from_proto(request);
+    let mut options = convert::options_from_proto(request).map_err(super::engine_status)?;
     let _span = tracing::info_span!("build", context = %context_key, dockerfile = %options.dockerfile_name).entered();
     tracing::info!(?options, "build requested");
     drop(_span);
@@ -244,7 +244,7 @@ pub(crate) async fn run(shared: &Arc<Shared>, mut inbound: Streaming<BuildClient
     options.outputs = specs;
 
     // The build itself, on a blocking thread; progress flows back as it happens.
-    let cancel = Arc::new(solver::exec::Cancel::default());
+    let cancel = Arc::new(solver::Cancel::default());
     let (ptx, mut prx) = mpsc::unbounded_channel::<solver::Event>();
     let progress: solver::ProgressSink = Arc::new(move |e| {
         let _ = ptx.send(e);

@@ -69,6 +69,9 @@ pub struct BuildArgs {
     /// Write the image ID to this file.
     #[arg(long, value_name = "FILE")]
     iidfile: Option<PathBuf>,
+    /// Write the build's result metadata (image digest, why steps missed the cache) as JSON.
+    #[arg(long = "metadata-file", value_name = "FILE")]
+    metadata_file: Option<PathBuf>,
     /// Progress output: auto, tty or plain.
     #[arg(long, default_value = "auto")]
     progress: String,
@@ -90,6 +93,14 @@ pub struct BuildArgs {
     /// Add a line to /etc/hosts of RUN steps (`NAME:IP`); may be repeated.
     #[arg(long = "add-host", value_name = "NAME:IP")]
     add_hosts: Vec<String>,
+    /// Import a shared build cache: `type=registry,ref=REF`, `REF` (a cache ref, or an image
+    /// pushed with an inline cache), or `type=local,src=DIR`; may be repeated.
+    #[arg(long = "cache-from", value_name = "SPEC")]
+    cache_from: Vec<String>,
+    /// Export the build cache: `type=registry,ref=REF`, `type=local,dest=DIR` or `type=inline`,
+    /// with `mode=min|max`, `compression=gzip|zstd|uncompressed`, `ignore-error=true|false`.
+    #[arg(long = "cache-to", value_name = "SPEC")]
+    cache_to: Vec<String>,
     /// How many steps may run at once (default: twice the CPUs, at least 4).
     #[arg(long = "max-parallelism", value_name = "N")]
     max_parallelism: Option<usize>,
@@ -132,7 +143,7 @@ impl Command {
     }
 }
 
-fn parse_size(s: &str) -> anyhow::Result<u64> {
+pub(crate) fn parse_size(s: &str) -> anyhow::Result<u64> {
     let t = s.trim().to_ascii_lowercase();
     let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
@@ -325,28 +336,18 @@ fn build(globals: &Globals, a: BuildArgs) -> anyhow::Result<ExitCode> {
         let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));
         labels.insert(k.to_string(), v.to_string());
     }
-    let mut options = BTreeMap::new();
+    let mut flags = api::BuildFlags { push: a.push, ..Default::default() };
     if let Some(c) = &a.compression {
-        options.insert("compression".to_string(), c.clone());
-    }
-    if a.push {
-        options.insert("push".to_string(), "true".to_string());
+        flags.compression = Some(snapshot::diff::Compression::parse(c).ok_or_else(|| anyhow!("invalid --compression {c:?}: use gzip, zstd or uncompressed"))?);
     }
     match a.network.as_deref() {
         None | Some("default") | Some("host") => {}
-        Some("none") => {
-            options.insert("network".to_string(), "none".to_string());
-        }
+        Some("none") => flags.network_none = true,
         Some(other) => bail!("--network {other}: a build's RUN steps can use `default`, `host` or `none` (as with BuildKit)"),
     }
-    if !a.add_hosts.is_empty() {
-        let mut lines = String::new();
-        for h in &a.add_hosts {
-            let (name, ip) = parse_add_host(h)?;
-            lines.push_str(&format!("{name} {ip}\n"));
-        }
-        options.insert("add-host".to_string(), lines);
-    }
+    flags.add_hosts = a.add_hosts.iter().map(|h| parse_add_host(h)).collect::<anyhow::Result<_>>()?;
+    flags.cache_from = a.cache_from.iter().map(|c| remote_cache::CacheFrom::parse(c)).collect::<Result<_, _>>()?;
+    flags.cache_to = a.cache_to.iter().map(|c| remote_cache::CacheTo::parse(c)).collect::<Result<_, _>>()?;
     let options = api::BuildOptions {
         dockerfile,
         dockerfile_name,
@@ -362,7 +363,7 @@ fn build(globals: &Globals, a: BuildArgs) -> anyhow::Result<ExitCode> {
         max_parallelism: a.max_parallelism.unwrap_or(0),
         ssh: parse_ssh(&a.ssh, globals.addr.is_some())?,
         allow: parse_allow(&a.allow, globals.addr.is_some())?,
-        options,
+        options: flags,
     };
     let mode = match a.progress.as_str() {
         _ if a.quiet => progress::Mode::Quiet,
@@ -398,7 +399,7 @@ fn build(globals: &Globals, a: BuildArgs) -> anyhow::Result<ExitCode> {
         None => {
             let root = globals.root();
             let engine = api::local::LocalEngine::open(&root, globals.insecure_registries.clone()).map_err(|e| anyhow!("opening {}: {e}", root.display()))?;
-            let cancel = Arc::new(solver::exec::Cancel::default());
+            let cancel = Arc::new(solver::Cancel::default());
             {
                 let c = cancel.clone();
                 let _ = ctrlc::set_handler(move || c.cancel());
@@ -410,6 +411,9 @@ fn build(globals: &Globals, a: BuildArgs) -> anyhow::Result<ExitCode> {
     finish_progress();
     let outcome = outcome?;
     tracing::debug!("build finished in {:.2}s", started.elapsed().as_secs_f64());
+    if let Some(f) = &a.metadata_file {
+        write_metadata(f, &outcome)?;
+    }
     if let Some(id) = outcome.metadata.get("image.id") {
         if let Some(f) = &a.iidfile {
             std::fs::write(f, id).with_context(|| format!("writing --iidfile {}", f.display()))?;
@@ -419,6 +423,24 @@ fn build(globals: &Globals, a: BuildArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `--metadata-file`: the outcome's metadata as one JSON object (values that are JSON, such as
+/// `cache.misses`, embedded as such), plus `containerimage.digest` as buildx writes it.
+fn write_metadata(file: &Path, outcome: &api::BuildOutcome) -> anyhow::Result<()> {
+    let mut m = serde_json::Map::new();
+    if !outcome.image_digest.is_empty() {
+        m.insert("containerimage.digest".into(), outcome.image_digest.clone().into());
+    }
+    for (k, v) in &outcome.metadata {
+        let value = match serde_json::from_str::<serde_json::Value>(v) {
+            Ok(j) if j.is_array() || j.is_object() => j,
+            _ => v.clone().into(),
+        };
+        m.insert(k.clone(), value);
+    }
+    let text = serde_json::to_string_pretty(&serde_json::Value::Object(m))?;
+    std::fs::write(file, text + "\n").with_context(|| format!("writing --metadata-file {}", file.display()))
 }
 
 /// Runs the bundle's container in the foreground and exits with its exit code. Dies with the
@@ -463,12 +485,12 @@ fn prepare_context(context: &str) -> anyhow::Result<BuildContext> {
     if let Some(op) = dockerfile::lower::git_source(context) {
         let fetched = tempfile::tempdir().context("creating a build context")?;
         let agent = std::env::var_os("SSH_AUTH_SOCK").map(PathBuf::from);
-        let dir = solver::git::clone_context(&op, &fetched.path().join("repo"), agent.as_deref()).with_context(|| format!("unable to prepare context from {context}"))?;
+        let dir = solver::ops::git::clone_context(&op, &fetched.path().join("repo"), agent.as_deref()).with_context(|| format!("unable to prepare context from {context}"))?;
         return Ok(BuildContext { dir, dockerfile: None, fetched: Some(fetched) });
     }
     if context.starts_with("http://") || context.starts_with("https://") {
         let download = tempfile::NamedTempFile::new().context("creating a download file")?;
-        solver::http::fetch(context, download.path()).with_context(|| format!("unable to prepare context: downloading {context}"))?;
+        solver::ops::http::fetch(context, download.path()).with_context(|| format!("unable to prepare context: downloading {context}"))?;
         let bytes = std::fs::read(download.path()).with_context(|| format!("reading {}", download.path().display()))?;
         return archive_or_dockerfile(bytes, &format!("at {context}"));
     }
@@ -483,12 +505,7 @@ fn prepare_context(context: &str) -> anyhow::Result<BuildContext> {
 /// `--add-host NAME:IP` (as Docker: the IP may be IPv6, with colons after the first; `NAME=IP`
 /// and `[IPv6]` are accepted too) as (name, ip).
 pub fn parse_add_host(h: &str) -> anyhow::Result<(String, String)> {
-    let (name, ip) = h.split_once([':', '=']).ok_or_else(|| anyhow!("--add-host {h:?}: expected NAME:IP"))?;
-    let ip = ip.trim_start_matches('[').trim_end_matches(']');
-    if name.is_empty() || name.contains(char::is_whitespace) || ip.parse::<std::net::IpAddr>().is_err() {
-        bail!("--add-host {h:?}: expected NAME:IP with a host name and an IPv4 or IPv6 address");
-    }
-    Ok((name.to_string(), ip.to_string()))
+    Ok(container::config::parse_add_host(h)?)
 }
 
 /// Unpacks a build context archive (tar, maybe compressed) into `dest`; entries that would land

@@ -1,10 +1,14 @@
 //! One module per command group; each owns its clap `Subcommand` enum.
 
 pub mod build;
+pub mod compose;
 pub mod container;
+pub mod format;
 pub mod image;
 pub mod parse;
 pub mod serve;
+pub mod system;
+pub mod volume;
 
 /// Sizes in SI units with 3 significant digits, as Docker prints them.
 pub fn human_size(bytes: u64) -> String {

@@ -45,6 +45,10 @@ pub struct ServeArgs {
     /// (`RUN --security=insecure`) or network.host. May be repeated.
     #[arg(long = "allow-insecure-entitlement", value_name = "ENTITLEMENT")]
     entitlements: Vec<String>,
+    /// Cap on the build cache: SIZE (e.g. 20GB) or a share of the state root's filesystem
+    /// (e.g. 10%); least recently used entries go first, checked after every build. 0: no cap.
+    #[arg(long = "cache-max-size", value_name = "SIZE|N%", default_value = "10%")]
+    cache_max_size: String,
     /// Seconds running builds get to finish after SIGTERM before they are cancelled.
     #[arg(long = "shutdown-grace", value_name = "SECS", default_value_t = 30)]
     shutdown_grace: u64,
@@ -57,6 +61,20 @@ impl Command {
             Command::Version => version(globals),
         }
     }
+}
+
+/// `--cache-max-size`: bytes, or a percentage of the filesystem holding `root`; `None` for 0.
+fn cache_cap(value: &str, root: &std::path::Path) -> anyhow::Result<Option<u64>> {
+    let v = value.trim();
+    let bytes = match v.strip_suffix('%') {
+        Some(p) => {
+            let share: f64 = p.trim().parse().ok().filter(|s: &f64| (0.0..=100.0).contains(s)).ok_or_else(|| anyhow::anyhow!("invalid --cache-max-size {value:?}: a percentage is 0% to 100%"))?;
+            let fs = nix::sys::statvfs::statvfs(root).with_context(|| format!("--cache-max-size {value}: reading the size of the filesystem of {}", root.display()))?;
+            (fs.blocks() as f64 * fs.fragment_size() as f64 * share / 100.0) as u64
+        }
+        None => crate::cmd::build::parse_size(v).map_err(|e| anyhow::anyhow!("invalid --cache-max-size: {e}"))?,
+    };
+    Ok((bytes > 0).then_some(bytes))
 }
 
 fn version(globals: &Globals) -> anyhow::Result<ExitCode> {
@@ -108,7 +126,8 @@ fn serve(globals: &Globals, a: ServeArgs) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let root = globals.root();
-    let engine = api::local::LocalEngine::open(&root, globals.insecure_registries.clone()).map_err(|e| anyhow::anyhow!("opening {}: {e}", root.display()))?;
+    let mut engine = api::local::LocalEngine::open(&root, globals.insecure_registries.clone()).map_err(|e| anyhow::anyhow!("opening {}: {e}", root.display()))?;
+    engine.set_cache_max_size(cache_cap(&a.cache_max_size, &root)?);
     let opts = api::server::ServeOptions {
         listen,
         state_root: root,

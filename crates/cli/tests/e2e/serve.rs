@@ -144,7 +144,7 @@ fn build_locally(local: &Builder, ctx: &Path, tag: &str) -> String {
 }
 
 fn local_digest(state: &Path, tag: &str) -> String {
-    let out = Command::new(bin()).arg("--root").arg(state).args(["images", "--format", "json"]).output().expect("images");
+    let out = Command::new(bin()).arg("--root").arg(state).args(["images", "--no-trunc", "--format", "json"]).output().expect("images");
     assert_success(&out, &["images"]);
     let text = String::from_utf8_lossy(&out.stdout);
     let (repo, t) = tag.rsplit_once(':').expect("tag");
@@ -1009,8 +1009,8 @@ fn builder_addr_build_and_images_run_on_the_server_and_give_the_local_image() {
     assert!(!client.path().join("untouched-root").exists(), "a remote build writes nothing under the client's --root");
 
     // `images` through $BUILDER_HOST: the server's image, as JSON and as the usual table.
-    let out = remote_cli(&server, client.path(), true, &["images", "--format", "json"]);
-    assert_success(&out, &["images", "--format", "json"]);
+    let out = remote_cli(&server, client.path(), true, &["images", "--no-trunc", "--format", "json"]);
+    assert_success(&out, &["images", "--no-trunc", "--format", "json"]);
     let json = String::from_utf8_lossy(&out.stdout);
     let row: serde_json::Value = json
         .lines()
@@ -1301,4 +1301,70 @@ fn version_shows_the_client_and_with_addr_the_server() {
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(text.contains(&format!("Server: {}", server.addr)) && text.contains("linux/"), "{text}");
+}
+
+// ---------------------------------------------------------------- build cache
+
+/// Builds remotely; returns the step titles that were CACHED and the cache-miss reasons by step.
+fn remote_build_outcomes(remote: &Remote, opts: &BuildOptions, ctx: &Path) -> (Vec<String>, Vec<(String, String)>) {
+    let mut titles = std::collections::HashMap::new();
+    let (mut cached, mut misses) = (Vec::new(), Vec::new());
+    remote
+        .build(opts, ctx, |e| match e {
+            solver::Event::Started { vertex, description } => {
+                titles.insert(*vertex, description.clone());
+            }
+            solver::Event::Cached { vertex } => cached.extend(titles.get(vertex).cloned()),
+            solver::Event::CacheMiss { vertex, reason, .. } => misses.push((titles.get(vertex).cloned().unwrap_or_default(), reason.clone())),
+            _ => {}
+        })
+        .unwrap_or_else(|e| panic!("remote build failed: {e}"));
+    (cached, misses)
+}
+
+#[test]
+fn a_remote_build_says_why_a_step_missed_the_cache() {
+    let server = Server::start(&[]);
+    import_busybox(&server.state());
+    let ctx = tempfile::tempdir().expect("ctx");
+    let dockerfile = "FROM busybox:test\nCOPY app.txt /\nRUN cat /app.txt > /copy\n";
+    write(ctx.path(), "Dockerfile", dockerfile);
+    write(ctx.path(), "app.txt", "one\n");
+    let opts = options(dockerfile);
+    let (_, misses) = remote_build_outcomes(&server.connect(), &opts, ctx.path());
+    assert!(misses.is_empty(), "a first build has nothing to compare with: {misses:?}");
+    write(ctx.path(), "app.txt", "two\n");
+    let (cached, misses) = remote_build_outcomes(&server.connect(), &opts, ctx.path());
+    assert!(cached.iter().any(|c| c.contains("FROM")), "{cached:?}");
+    assert!(misses.iter().any(|(step, why)| step.contains("COPY app.txt") && why == "app.txt: content changed"), "{misses:?}");
+    assert!(misses.iter().any(|(step, why)| step.contains("RUN cat") && why == "the step before it ran"), "{misses:?}");
+}
+
+#[test]
+fn a_servers_build_cache_stays_under_its_cap_least_recently_used_first() {
+    let err = Builder::new().fails(&["serve", "--cache-max-size", "lots"]);
+    assert!(err.contains("invalid --cache-max-size"), "{err}");
+    let server = Server::start(&["--cache-max-size", "150KB"]);
+    import_busybox(&server.state());
+    let records = || server.state().join("cache/index").read_dir().map(|d| d.count()).unwrap_or(0);
+    // Each build's RUN writes a layer of 100 KB: two do not fit under the cap.
+    let build = |n: u32| {
+        let ctx = tempfile::tempdir().expect("ctx");
+        let dockerfile = format!("FROM busybox:test\nRUN head -c 100000 /dev/zero > /fill-{n}\n");
+        write(ctx.path(), "Dockerfile", &dockerfile);
+        remote_build_outcomes(&server.connect(), &options(&dockerfile), ctx.path()).0
+    };
+    build(1);
+    assert_eq!(records(), 1, "one build fits");
+    build(2);
+    // The cap is kept after the build, off the build's own path: wait for it (bounded).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while records() > 1 {
+        assert!(Instant::now() < deadline, "the cache stayed over its cap:\n{}", server.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let cached = build(2);
+    assert!(cached.iter().any(|c| c.contains("RUN head")), "the most recent entry stays: {cached:?}");
+    let cached = build(1);
+    assert!(!cached.iter().any(|c| c.contains("RUN head")), "the least recently used entry went: {cached:?}");
 }

@@ -29,12 +29,14 @@ struct Step {
 struct State {
     next: usize,
     steps: HashMap<VertexDigest, Step>,
+    /// The number of every step shown so far (a miss names the earlier step by it).
+    numbers: HashMap<VertexDigest, usize>,
     multi: Option<indicatif::MultiProgress>,
 }
 
 /// A progress sink for the solver that renders to stderr.
 pub fn renderer(mode: Mode) -> (solver::ProgressSink, Arc<dyn Fn() + Send + Sync>) {
-    let state = Arc::new(Mutex::new(State { next: 1, steps: HashMap::new(), multi: (mode == Mode::Tty).then(indicatif::MultiProgress::new) }));
+    let state = Arc::new(Mutex::new(State { next: 1, steps: HashMap::new(), numbers: HashMap::new(), multi: (mode == Mode::Tty).then(indicatif::MultiProgress::new) }));
     let s2 = state.clone();
     let sink: solver::ProgressSink = Arc::new(move |e: Event| {
         if mode == Mode::Quiet {
@@ -82,6 +84,7 @@ fn render(st: &mut State, mode: Mode, e: Event) {
             if mode == Mode::Plain {
                 let _ = writeln!(std::io::stderr(), "#{number} {description}");
             }
+            st.numbers.insert(vertex, number);
             st.steps.insert(vertex, Step { number, started: Instant::now(), partial: Vec::new(), bar, tail: Vec::new() });
             if mode == Mode::Tty {
                 // The started line is printed when the step ends, with its outcome.
@@ -115,6 +118,12 @@ fn render(st: &mut State, mode: Mode, e: Event) {
             }
         }
         Event::Cached { vertex } => finish(st, vertex, "CACHED".into(), mode),
+        Event::CacheMiss { vertex, reason, earlier } => {
+            let Some(number) = st.numbers.get(&vertex).copied() else { return };
+            let earlier = earlier.and_then(|e| st.numbers.get(&e)).map(|n| format!(" (#{n})")).unwrap_or_default();
+            // A line of its own under the step, in both views (the tty view above its bars).
+            out(st, format!("#{number} cache miss: {reason}{earlier}"));
+        }
         Event::Done { vertex, elapsed } => finish(st, vertex, format!("DONE {:.1}s", elapsed.as_secs_f64()), mode),
         Event::Failed { vertex, error, .. } => {
             let first = error.lines().next().unwrap_or_default().to_string();

@@ -1,0 +1,351 @@
+//! `compose down`, `start`, `stop`, `restart`, `rm`, `kill`, `exec` and `run`.
+
+use std::process::ExitCode;
+
+use anyhow::bail;
+use clap::Args;
+
+use super::engine::{self, Engine, Record};
+use super::{images, spec, up};
+
+#[derive(Args, Debug)]
+pub struct DownArgs {
+    /// Remove the named volumes of the file and anonymous volumes.
+    #[arg(short, long)]
+    volumes: bool,
+    /// Remove images: "local" (those built without an `image:` name) or "all".
+    #[arg(long, value_parser = ["local", "all"])]
+    rmi: Option<String>,
+    /// Remove containers of services that are no longer in the compose file.
+    #[arg(long)]
+    remove_orphans: bool,
+    /// Seconds to wait when stopping containers.
+    #[arg(short = 't', long = "timeout")]
+    timeout: Option<u64>,
+}
+
+#[derive(Args, Debug)]
+pub struct StopArgs {
+    /// Seconds to wait before killing.
+    #[arg(short = 't', long = "timeout")]
+    timeout: Option<u64>,
+    services: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ServicesArgs {
+    services: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RmArgs {
+    /// Don't ask to confirm removal.
+    #[arg(short, long)]
+    force: bool,
+    /// Stop the containers first.
+    #[arg(short, long)]
+    stop: bool,
+    /// Remove anonymous volumes too.
+    #[arg(short, long)]
+    volumes: bool,
+    services: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct KillArgs {
+    /// Signal to send.
+    #[arg(short, long, default_value = "SIGKILL")]
+    signal: String,
+    services: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    /// Detached mode.
+    #[arg(short, long)]
+    detach: bool,
+    /// Set environment variables.
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Run as this user.
+    #[arg(short, long)]
+    user: Option<String>,
+    /// Working directory.
+    #[arg(short, long = "workdir")]
+    workdir: Option<String>,
+    /// The replica (container number).
+    #[arg(long, default_value_t = 1)]
+    index: u32,
+    /// Disable pseudo-TTY allocation (the default here).
+    #[arg(short = 'T', long = "no-TTY")]
+    no_tty: bool,
+    service: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Remove the container when it exits.
+    #[arg(long)]
+    rm: bool,
+    /// Run in the background.
+    #[arg(short, long)]
+    detach: bool,
+    /// Set environment variables.
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    env: Vec<String>,
+    /// Don't start the services it depends on.
+    #[arg(long)]
+    no_deps: bool,
+    /// Assign a name to the container.
+    #[arg(long)]
+    name: Option<String>,
+    /// Disable pseudo-TTY allocation (the default here).
+    #[arg(short = 'T', long = "no-TTY")]
+    no_tty: bool,
+    service: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+fn check_services(e: &Engine<'_>, services: &[String]) -> anyhow::Result<()> {
+    for s in services {
+        if !e.project.services.contains_key(s) {
+            bail!("no such service: {s}");
+        }
+    }
+    Ok(())
+}
+
+pub fn down(mut e: Engine<'_>, args: DownArgs) -> anyhow::Result<ExitCode> {
+    let mut records: Vec<Record> = e.state.containers.clone();
+    if !args.remove_orphans {
+        let (keep, orphans): (Vec<_>, Vec<_>) = records.into_iter().partition(|r| e.project.services.contains_key(&r.service));
+        if !orphans.is_empty() {
+            eprintln!("WARN Found orphan containers ({}); run down with --remove-orphans to remove them", orphans.iter().map(|r| r.name.as_str()).collect::<Vec<_>>().join(", "));
+        }
+        records = keep;
+    }
+    // Dependents stop before what they depend on.
+    let order = e.project.ordered(&[], false).unwrap_or_default();
+    records.sort_by_key(|r| std::cmp::Reverse(order.iter().position(|s| *s == r.service).unwrap_or(usize::MAX)));
+    e.stop(&records, args.timeout)?;
+    e.remove(&records, args.volumes)?;
+    if args.volumes {
+        let store = e.volumes()?;
+        for (key, v) in &e.project.volumes {
+            let name = v.name.clone().unwrap_or_else(|| key.clone());
+            if v.external || store.get(&name).is_err() {
+                continue;
+            }
+            eprintln!(" Volume {name}  Removing");
+            store.remove(&name)?;
+            eprintln!(" Volume {name}  Removed");
+        }
+    }
+    if let Some(which) = &args.rmi {
+        let services: Vec<String> = e.project.services.keys().cloned().collect();
+        for s in services {
+            let svc = &e.project.services[&s];
+            if which == "local" && svc.image.is_some() {
+                continue;
+            }
+            let image = e.image_of(&s);
+            if e.image_id(&image).is_some() {
+                eprintln!(" Image {image}  Removing");
+                e.quiet(&["rmi".into(), image.clone()])?;
+                eprintln!(" Image {image}  Removed");
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn stop(e: Engine<'_>, args: StopArgs) -> anyhow::Result<ExitCode> {
+    check_services(&e, &args.services)?;
+    let mut records = e.records(&args.services);
+    records.reverse();
+    e.stop(&records, args.timeout)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn start(e: Engine<'_>, args: ServicesArgs) -> anyhow::Result<ExitCode> {
+    check_services(&e, &args.services)?;
+    let order = e.project.ordered(&args.services, false)?;
+    for s in order {
+        for r in e.records(std::slice::from_ref(&s)) {
+            if !e.is_running(&r) {
+                eprintln!(" Container {}  Starting", r.name);
+                e.quiet(&["start".into(), r.id.clone()])?;
+                eprintln!(" Container {}  Started", r.name);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn restart(e: Engine<'_>, args: StopArgs) -> anyhow::Result<ExitCode> {
+    check_services(&e, &args.services)?;
+    let order = e.project.ordered(&args.services, false)?;
+    for s in order {
+        for r in e.records(std::slice::from_ref(&s)) {
+            eprintln!(" Container {}  Restarting", r.name);
+            e.stop(std::slice::from_ref(&r), args.timeout)?;
+            e.quiet(&["start".into(), r.id.clone()])?;
+            eprintln!(" Container {}  Started", r.name);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn rm(mut e: Engine<'_>, args: RmArgs) -> anyhow::Result<ExitCode> {
+    check_services(&e, &args.services)?;
+    let records = e.records(&args.services);
+    if args.stop {
+        e.stop(&records, None)?;
+    }
+    let stopped: Vec<Record> = records.into_iter().filter(|r| !e.is_running(r)).collect();
+    if stopped.is_empty() {
+        eprintln!("No stopped containers");
+        return Ok(ExitCode::SUCCESS);
+    }
+    let _ = args.force; // nothing is asked: there is no prompt to skip
+    e.remove(&stopped, args.volumes)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn kill(e: Engine<'_>, args: KillArgs) -> anyhow::Result<ExitCode> {
+    check_services(&e, &args.services)?;
+    let signal = args.signal.trim_start_matches("SIG").to_string();
+    for r in e.records(&args.services) {
+        if e.is_running(&r) {
+            eprintln!(" Container {}  Killing", r.name);
+            e.quiet(&["kill".into(), "-s".into(), signal.clone(), r.id.clone()])?;
+            eprintln!(" Container {}  Killed", r.name);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn exec(e: Engine<'_>, args: ExecArgs) -> anyhow::Result<ExitCode> {
+    check_services(&e, std::slice::from_ref(&args.service))?;
+    let Some(r) = e.records(std::slice::from_ref(&args.service)).into_iter().find(|r| r.number == args.index) else {
+        bail!("service {:?} is not running (no container number {})", args.service, args.index);
+    };
+    if !e.is_running(&r) {
+        bail!("service {:?} is not running", args.service);
+    }
+    let _ = args.no_tty;
+    let mut a: Vec<String> = vec!["exec".into()];
+    if args.detach {
+        a.push("-d".into());
+    }
+    for v in &args.env {
+        a.push("-e".into());
+        a.push(v.clone());
+    }
+    if let Some(u) = &args.user {
+        a.push("-u".into());
+        a.push(u.clone());
+    }
+    if let Some(w) = &args.workdir {
+        a.push("-w".into());
+        a.push(w.clone());
+    }
+    a.push(r.id.clone());
+    a.extend(args.command.iter().cloned());
+    let code = e.attached(&a)?;
+    Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+/// `compose run`: a one-off container of the service (dependencies started first).
+pub fn run(mut e: Engine<'_>, args: RunArgs) -> anyhow::Result<ExitCode> {
+    check_services(&e, std::slice::from_ref(&args.service))?;
+    if !args.no_deps {
+        let deps: Vec<String> = e.project.ordered(std::slice::from_ref(&args.service), true)?.into_iter().filter(|s| *s != args.service).collect();
+        if !deps.is_empty() {
+            up::run(
+                Engine::open(e.globals, e.project.clone(), e.compatibility)?,
+                up::UpArgs { detach: true, services: deps, ..up::UpArgs::default() },
+            )?;
+        }
+    }
+    images::ensure(&e, std::slice::from_ref(&args.service), false, false)?;
+    let number = e.state.containers.iter().filter(|r| r.oneoff && r.service == args.service).map(|r| r.number).max().unwrap_or(0) + 1;
+    let name = args.name.clone().unwrap_or_else(|| {
+        let sep = if e.compatibility { '_' } else { '-' };
+        format!("{}{sep}{}{sep}run{sep}{number}", e.project.name, args.service)
+    });
+    let command = (!args.command.is_empty()).then_some(args.command.as_slice());
+    super::up::create_volumes(&e)?;
+    let spec = spec::run_args(&e, &args.service, &name, command, args.detach)?;
+    let (used, anonymous) = (spec.volumes, spec.anonymous);
+    let mut run_args = spec.args;
+    // A one-off container is not restarted (as `docker compose run`).
+    if let Some(i) = run_args.iter().position(|a| a == "--restart") {
+        run_args.drain(i..i + 2);
+    }
+    // Extra -e before the image (after --name …): the image is where the options end.
+    let image_at = run_args.iter().position(|a| *a == e.image_of(&args.service)).unwrap_or(run_args.len());
+    for (k, v) in args.env.iter().enumerate() {
+        run_args.insert(image_at + 2 * k, "-e".into());
+        run_args.insert(image_at + 2 * k + 1, v.clone());
+    }
+    let mut full = vec!["run".to_string()];
+    if args.rm {
+        full.push("--rm".into());
+    }
+    full.extend(run_args);
+    let config = up::config_of(&e, &args.service);
+    let hash = engine::config_hash(&config);
+    if args.detach {
+        let out = e.quiet(&full)?;
+        let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let volumes = e.volumes()?;
+        for v in &used {
+            volumes.attach(v, &id, &name)?;
+        }
+        if !anonymous.is_empty() {
+            e.state.anonymous_volumes.insert(id.clone(), anonymous);
+        }
+        let labels = engine::labels(&e.project, &args.service, number, true, &hash);
+        let image_id = e.image_id(&e.image_of(&args.service)).unwrap_or_default();
+        e.state.containers.push(Record { name: name.clone(), id: id.clone(), service: args.service.clone(), number, oneoff: true, config, image_id, labels });
+        e.save()?;
+        println!("{id}");
+        return Ok(ExitCode::SUCCESS);
+    }
+    // The project lock is not held while the one-off container runs in the foreground.
+    let mut cmd = e.builder();
+    cmd.args(&full);
+    let (globals, project, compatibility) = (e.globals, e.project.clone(), e.compatibility);
+    drop(e);
+    let code = cmd.status()?.code().unwrap_or(1);
+    let e = Engine::open(globals, project.clone(), compatibility)?;
+    let volumes = e.volumes()?;
+    if args.rm {
+        // As `docker run --rm`: the container's anonymous volumes go with it.
+        for v in &anonymous {
+            volumes.remove(v)?;
+        }
+    }
+    drop(e);
+    if !args.rm {
+        let mut e = Engine::open(globals, project, compatibility)?;
+        if let Ok(s) = e.store()?.find(&name) {
+            let volumes = e.volumes()?;
+            for v in &used {
+                volumes.attach(v, &s.id, &name)?;
+            }
+            if !anonymous.is_empty() {
+                e.state.anonymous_volumes.insert(s.id.clone(), anonymous);
+            }
+            let image_id = s.image_id.clone();
+            let labels = engine::labels(&e.project, &args.service, number, true, &hash);
+            e.state.containers.push(Record { name, id: s.id, service: args.service.clone(), number, oneoff: true, config, image_id, labels });
+            e.save()?;
+        }
+    }
+    Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}

@@ -1,0 +1,178 @@
+//! A service's container as `builder run` arguments.
+//!
+//! Until the runtime has bridge networks (issue 12), a project's services share the host's
+//! network: every service name and alias is added to each container's /etc/hosts as
+//! 127.0.0.1, so `db:3306` reaches the `db` service as it would on `PROJECT_default`, and a
+//! port is reachable where the service listens. What needs a real bridge (publishing a port
+//! on a different host port, internal networks, fixed subnets) is refused with the key that
+//! asks for it, never silently dropped.
+
+use anyhow::bail;
+use compose::{MountType, Service};
+
+use super::engine::Engine;
+
+/// What `builder run` is given for a container, and the volumes it uses (named and
+/// anonymous, for the volume store's user records).
+pub struct RunSpec {
+    pub args: Vec<String>,
+    pub volumes: Vec<String>,
+    pub anonymous: Vec<String>,
+}
+
+/// The `builder run` arguments (after `run`) for container `name` of `service`; anonymous
+/// volumes are created here.
+pub fn run_args(engine: &Engine<'_>, service: &str, name: &str, command: Option<&[String]>, detach: bool) -> anyhow::Result<RunSpec> {
+    let p = &engine.project;
+    let Some(s) = p.services.get(service) else { bail!("no such service: {service}") };
+    check_supported(p, service, s)?;
+    let mut a: Vec<String> = Vec::new();
+    let mut push = |k: &str, v: String| {
+        a.push(k.to_string());
+        a.push(v);
+    };
+    push("--name", name.to_string());
+    for (k, v) in &s.environment {
+        push("-e", format!("{k}={}", v.as_deref().unwrap_or("")));
+    }
+    if let Some(w) = &s.working_dir {
+        push("-w", w.clone());
+    }
+    if let Some(u) = &s.user {
+        push("-u", u.clone());
+    }
+    if let Some(h) = &s.hostname {
+        push("--hostname", h.clone());
+    }
+    if let Some(m) = s.mem_limit {
+        push("-m", m.to_string());
+    }
+    if let Some(n) = s.pids_limit {
+        push("--pids-limit", n.to_string());
+    }
+    if let Some(c) = s.cpus {
+        push("--cpus", c.to_string());
+    }
+    let network = match s.network_mode.as_deref() {
+        Some("none") => "none",
+        _ => "host",
+    };
+    push("--network", network.to_string());
+    if network == "host" {
+        for (other, os) in &p.services {
+            let mut names = vec![other.clone()];
+            for n in os.networks.values() {
+                names.extend(n.aliases.iter().cloned());
+            }
+            if os.container_name.is_some() {
+                names.extend(os.container_name.clone());
+            }
+            for n in names {
+                push("--add-host", format!("{n}:127.0.0.1"));
+            }
+        }
+    }
+    for (h, ip) in &s.extra_hosts {
+        push("--add-host", format!("{h}:{ip}"));
+    }
+    let store = engine.volumes()?;
+    let (mut used, mut anonymous) = (Vec::new(), Vec::new());
+    for (i, v) in s.volumes.iter().enumerate() {
+        let host = match (v.kind, &v.source) {
+            (MountType::Bind, Some(src)) => {
+                let path = std::path::Path::new(src);
+                if !path.exists() && v.bind.as_ref().and_then(|b| b.create_host_path).unwrap_or(false) {
+                    std::fs::create_dir_all(path).map_err(|e| anyhow::anyhow!("services.{service}.volumes[{i}]: creating {src}: {e}"))?;
+                }
+                src.clone()
+            }
+            (MountType::Volume, Some(vol)) => {
+                let real = p.volumes.get(vol).and_then(|v| v.name.clone()).unwrap_or_else(|| vol.clone());
+                used.push(real.clone());
+                store.mount_source(&real).display().to_string()
+            }
+            (MountType::Volume, None) => {
+                let mut new = volume::NewVolume::anonymous();
+                new.labels.insert(volume::ANONYMOUS_LABEL.into(), String::new());
+                new.labels.insert("com.docker.compose.project".into(), p.name.clone());
+                new.labels.insert("com.docker.compose.service".into(), service.to_string());
+                let created = store.create(&new)?;
+                used.push(created.name.clone());
+                anonymous.push(created.name.clone());
+                store.mount_source(&created.name).display().to_string()
+            }
+            _ => bail!("services.{service}.volumes[{i}]: a {:?} mount is not supported yet", v.kind),
+        };
+        push("-v", format!("{host}:{}{}", v.target, if v.read_only { ":ro" } else { "" }));
+    }
+    if s.init == Some(true) {
+        a.push("--init".into());
+    }
+    // The policy applies to service containers (detached, supervised by their shim).
+    if let Some(r) = s.restart.filter(|r| detach && *r != compose::RestartPolicy::No) {
+        a.push("--restart".into());
+        a.push(r.to_string());
+    }
+    if s.read_only == Some(true) {
+        a.push("--read-only".into());
+    }
+    if detach {
+        a.push("-d".into());
+    }
+    let mut tail: Vec<String> = Vec::new();
+    if let Some(ep) = &s.entrypoint {
+        a.push("--entrypoint".into());
+        a.push(ep.first().cloned().unwrap_or_default());
+        tail.extend(ep.iter().skip(1).cloned());
+    }
+    a.push(engine.image_of(service));
+    match command {
+        Some(c) => tail.extend(c.iter().cloned()),
+        None => tail.extend(s.command.iter().flatten().cloned()),
+    }
+    a.extend(tail);
+    Ok(RunSpec { args: a, volumes: used, anonymous })
+}
+
+/// Refuses what the host-network runtime cannot honour yet, naming the key.
+fn check_supported(p: &compose::Project, service: &str, s: &Service) -> anyhow::Result<()> {
+    const WAITS: &str = "needs the container networks of issue 12, which builder compose does not have yet";
+    for (i, port) in s.ports.iter().enumerate() {
+        if let Some(published) = &port.published {
+            if *published != port.target.to_string() {
+                bail!(
+                    "services.{service}.ports[{i}]: publishing container port {} on host port {published} {WAITS}; services share the host network for now, so publish it as {}:{}",
+                    port.target,
+                    port.target,
+                    port.target
+                );
+            }
+        }
+    }
+    if let Some(mode) = &s.network_mode {
+        if mode.starts_with("service:") || mode.starts_with("container:") {
+            bail!("services.{service}.network_mode: {mode:?} {WAITS}");
+        }
+    }
+    for name in s.networks.keys() {
+        let Some(n) = p.networks.get(name) else { continue };
+        if n.internal {
+            bail!("networks.{name}.internal: an internal network {WAITS}");
+        }
+        if n.ipam.as_ref().is_some_and(|i| !i.config.is_empty()) {
+            bail!("networks.{name}.ipam: a network with its own subnet {WAITS}");
+        }
+        if let Some(ip) = s.networks[name].ipv4_address.as_ref().or(s.networks[name].ipv6_address.as_ref()) {
+            bail!("services.{service}.networks.{name}: a fixed address ({ip}) {WAITS}");
+        }
+    }
+    if !s.tmpfs.is_empty() {
+        bail!("services.{service}.tmpfs: tmpfs mounts are not supported by builder run yet");
+    }
+    for (i, v) in s.volumes.iter().enumerate() {
+        if v.kind == MountType::Tmpfs {
+            bail!("services.{service}.volumes[{i}]: tmpfs mounts are not supported by builder run yet");
+        }
+    }
+    Ok(())
+}

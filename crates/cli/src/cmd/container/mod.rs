@@ -1,0 +1,283 @@
+//! Commands of the container group: `run`, `ps`, `logs`, `stop`, `kill`, `rm`, `start`,
+//! `restart`, `exec`, `diff`, `commit`, `cp`, `rename`, `stats`, `container prune`, and the
+//! hidden `__shim` that supervises a detached container. One thin file per command: the
+//! work is the `container` crate's; these parse arguments and print.
+
+mod commit;
+mod cp;
+mod diff;
+mod exec;
+mod logs;
+mod prune;
+mod ps;
+mod rename;
+mod run;
+mod stats;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{Args, Subcommand};
+use container::{ContainerState, Containers};
+
+use crate::Globals;
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run a command in a new container.
+    Run(Box<RunArgs>),
+    /// List containers.
+    Ps {
+        /// Show all containers (default shows just running).
+        #[arg(short, long)]
+        all: bool,
+        /// Only display container IDs.
+        #[arg(short, long)]
+        quiet: bool,
+    },
+    /// Fetch the logs of a container.
+    Logs {
+        /// Follow log output.
+        #[arg(short, long)]
+        follow: bool,
+        /// Number of lines to show from the end of the logs.
+        #[arg(long, value_name = "N")]
+        tail: Option<String>,
+        container: String,
+    },
+    /// Stop running containers (SIGTERM, then SIGKILL after a grace period).
+    Stop {
+        /// Seconds to wait before killing.
+        #[arg(short = 't', long = "time", default_value_t = 10)]
+        time: u64,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Send a signal to running containers.
+    Kill {
+        /// Signal to send.
+        #[arg(short, long, default_value = "KILL")]
+        signal: String,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Remove containers.
+    Rm {
+        /// Kill and remove a running container.
+        #[arg(short, long)]
+        force: bool,
+        /// Remove the anonymous volumes of the container too.
+        #[arg(short, long)]
+        volumes: bool,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Start stopped containers (detached).
+    Start {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Restart containers.
+    Restart {
+        #[arg(short = 't', long = "time", default_value_t = 10)]
+        time: u64,
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Run a command in a running container.
+    Exec(Box<ExecArgs>),
+    /// Show changed files of a container's filesystem (A added, C changed, D deleted).
+    Diff { container: String },
+    /// Create a new image from a container's changes.
+    Commit {
+        /// Commit message (history comment).
+        #[arg(short, long)]
+        message: Option<String>,
+        container: String,
+        reference: String,
+    },
+    /// Copy files between a container and the host: `cp CONTAINER:SRC DEST` or `cp SRC CONTAINER:DEST`.
+    Cp { src: String, dest: String },
+    /// Rename a container.
+    Rename { container: String, new_name: String },
+    /// Show what running containers use: CPU, memory, block I/O, processes (like `docker stats`).
+    Stats {
+        /// Print one reading and exit, instead of refreshing every second.
+        #[arg(long = "no-stream")]
+        no_stream: bool,
+        /// Show stopped containers too.
+        #[arg(short, long)]
+        all: bool,
+        /// The containers (default: all running ones).
+        containers: Vec<String>,
+    },
+    /// Remove all stopped containers (`builder container prune`).
+    #[command(name = "container-prune")]
+    ContainerPrune {
+        /// Do not ask for confirmation.
+        #[arg(short, long)]
+        force: bool,
+    },
+    /// Supervises a detached container (internal).
+    #[command(name = "__shim", hide = true)]
+    Shim { id: String },
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// Run in the background and print the container ID.
+    #[arg(short, long)]
+    pub detach: bool,
+    /// Remove the container when it exits.
+    #[arg(long)]
+    pub rm: bool,
+    /// Assign a name to the container.
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Set environment variables (KEY=VALUE, or KEY to copy it from this environment).
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    /// Read environment variables from a file.
+    #[arg(long = "env-file", value_name = "FILE")]
+    pub env_file: Vec<PathBuf>,
+    /// Working directory inside the container.
+    #[arg(short, long = "workdir", value_name = "DIR")]
+    pub workdir: Option<String>,
+    /// Mount a volume or a host path: NAME:/path, /host/path:/path, or /path (an anonymous volume), with :ro, :nocopy.
+    #[arg(short, long = "volume", value_name = "[SOURCE:]TARGET[:OPTIONS]")]
+    pub volume: Vec<String>,
+    /// Attach a mount: type=bind|volume|tmpfs,source=…,target=…[,readonly][,volume-nocopy][,tmpfs-size=…].
+    #[arg(long = "mount", value_name = "type=…,target=…")]
+    pub mount: Vec<String>,
+    /// Mount a tmpfs at PATH (options as mount(8) takes them: size=64m,mode=1777).
+    #[arg(long = "tmpfs", value_name = "PATH[:OPTIONS]")]
+    pub tmpfs: Vec<String>,
+    /// Mount the volumes of another container (CONTAINER[:ro|rw]).
+    #[arg(long = "volumes-from", value_name = "CONTAINER[:ro|rw]")]
+    pub volumes_from: Vec<String>,
+    /// Username or UID (format: name|uid[:group|gid]).
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Overwrite the default ENTRYPOINT of the image.
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Keep STDIN open.
+    #[arg(short, long)]
+    pub interactive: bool,
+    /// Allocate a pseudo-TTY.
+    #[arg(short, long)]
+    pub tty: bool,
+    /// Network: host (default: there is no bridge) or none.
+    #[arg(long, default_value = "host")]
+    pub network: String,
+    /// Container host name.
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Add a line to the container's /etc/hosts (`NAME:IP`); may be repeated.
+    #[arg(long = "add-host", value_name = "NAME:IP")]
+    pub add_hosts: Vec<String>,
+    /// Memory limit (e.g. 64m, 1g).
+    #[arg(short, long)]
+    pub memory: Option<String>,
+    /// Limit on the number of processes.
+    #[arg(long = "pids-limit")]
+    pub pids_limit: Option<i64>,
+    /// Number of CPUs.
+    #[arg(long)]
+    pub cpus: Option<f64>,
+    /// Run an init inside the container that forwards signals and reaps processes.
+    #[arg(long)]
+    pub init: bool,
+    /// Mount the container's root filesystem read-only.
+    #[arg(long = "read-only")]
+    pub read_only: bool,
+    /// Restart policy of a detached container: no, always, on-failure[:N], unless-stopped.
+    #[arg(long, default_value = "no", value_parser = clap::value_parser!(runtime::restart::RestartPolicy))]
+    pub restart: runtime::restart::RestartPolicy,
+    /// Use this OCI runtime binary (e.g. /usr/sbin/runc) instead of the built-in one (foreground only).
+    #[arg(long, value_name = "PATH")]
+    pub runtime: Option<PathBuf>,
+    /// The image to run.
+    pub image: String,
+    /// Command and arguments (replace the image's CMD).
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ExecArgs {
+    #[arg(short, long)]
+    pub interactive: bool,
+    #[arg(short, long)]
+    pub tty: bool,
+    #[arg(short, long = "env", value_name = "KEY=VALUE")]
+    pub env: Vec<String>,
+    #[arg(short, long = "workdir")]
+    pub workdir: Option<String>,
+    #[arg(short, long)]
+    pub user: Option<String>,
+    pub container: String,
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true, required = true)]
+    pub command: Vec<String>,
+}
+
+impl Command {
+    pub fn run(self, globals: &Globals) -> anyhow::Result<ExitCode> {
+        let containers = open(globals)?;
+        match self {
+            Command::Run(args) => run::run(&containers, *args),
+            Command::Ps { all, quiet } => ps::ps(&containers, all, quiet),
+            Command::Logs { follow, tail, container } => logs::logs(&containers, follow, tail.as_deref(), &container),
+            Command::Stop { time, containers: keys } => each(&containers, &keys, |c, s| Ok(c.stop(&s, Duration::from_secs(time))?)),
+            Command::Kill { signal, containers: keys } => {
+                let sig = runtime::tty::signal_number(&signal).with_context(|| format!("invalid signal {signal:?}"))?;
+                each(&containers, &keys, |c, s| Ok(c.kill(&s, sig)?))
+            }
+            Command::Rm { force, volumes, containers: keys } => each(&containers, &keys, |c, s| Ok(c.remove(&s, force, volumes)?)),
+            Command::Start { containers: keys } => each(&containers, &keys, |c, s| Ok(c.start(&s)?)),
+            Command::Restart { time, containers: keys } => each(&containers, &keys, |c, s| {
+                c.stop(&s, Duration::from_secs(time))?;
+                Ok(c.start(&c.load(&s.id)?)?)
+            }),
+            Command::Exec(args) => exec::exec(&containers, *args),
+            Command::Diff { container } => diff::diff(&containers, &container),
+            Command::Cp { src, dest } => cp::cp(&containers, &src, &dest),
+            Command::Commit { message, container, reference } => commit::commit(&containers, &container, &reference, message.as_deref()),
+            Command::Shim { id } => {
+                container::shim::run(containers.root(), &id)?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Command::Rename { container, new_name } => rename::rename(&containers, &container, &new_name),
+            Command::Stats { no_stream, all, containers: keys } => stats::stats(&containers, no_stream, all, &keys),
+            Command::ContainerPrune { force } => prune::container_prune(&containers, force),
+        }
+    }
+}
+
+/// The containers of `--root`, pulling through the registries `--insecure-registry` allows.
+fn open(globals: &Globals) -> anyhow::Result<Containers> {
+    let registry = registry::ClientOptions { insecure_registries: globals.insecure_registries.clone(), ..Default::default() };
+    Ok(Containers::open(&globals.root())?.with_registry(registry))
+}
+
+/// Applies `f` to each named container, printing its name like docker does.
+fn each(containers: &Containers, keys: &[String], f: impl Fn(&Containers, ContainerState) -> anyhow::Result<()>) -> anyhow::Result<ExitCode> {
+    let mut code = ExitCode::SUCCESS;
+    for key in keys {
+        match containers.find(key).map_err(anyhow::Error::from).and_then(|s| f(containers, s)) {
+            Ok(()) => println!("{key}"),
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                code = ExitCode::from(1);
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// A process's exit status as this process's exit code.
+fn exit_code(status: container::ExitStatus) -> ExitCode {
+    ExitCode::from(status.code().clamp(0, 255) as u8)
+}

@@ -1,0 +1,54 @@
+//! `builder run`.
+
+use std::process::ExitCode;
+
+use container::{Containers, Ran, RunOptions};
+
+use super::{RunArgs, exit_code};
+
+pub(super) fn run(containers: &Containers, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let opts = RunOptions {
+        image: args.image,
+        command: args.command,
+        entrypoint: args.entrypoint,
+        name: args.name,
+        env: args.env,
+        env_files: args.env_file,
+        workdir: args.workdir,
+        volumes: args.volume,
+        mounts: args.mount,
+        tmpfs: args.tmpfs,
+        volumes_from: args.volumes_from,
+        user: args.user,
+        interactive: args.interactive,
+        tty: args.tty,
+        network: args.network,
+        hostname: args.hostname,
+        add_hosts: args.add_hosts,
+        memory: args.memory,
+        pids_limit: args.pids_limit,
+        cpus: args.cpus,
+        init: args.init,
+        read_only: args.read_only,
+        auto_remove: args.rm,
+        detach: args.detach,
+        runtime: args.runtime,
+        restart: args.restart,
+    };
+    let progress = crate::cmd::image::progress::progress_for(false);
+    let created = containers.create(&opts, progress.as_ref());
+    drop(progress);
+    let detach = opts.detach;
+    match containers.run(created?) {
+        Ok(Ran::Detached { id }) => {
+            println!("{id}");
+            Ok(ExitCode::SUCCESS)
+        }
+        Ok(Ran::Exited(status)) => Ok(exit_code(status)),
+        Err(e) if detach => Err(e.into()),
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(ExitCode::from(e.exit_code()))
+        }
+    }
+}

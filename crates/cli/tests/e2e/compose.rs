@@ -1,0 +1,385 @@
+//! `builder compose`: the resolved file (`config`) and the errors for bad files; the
+//! container life cycle of a project.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use crate::util::*;
+
+/// `builder compose ARGS…` run in `dir`, with only the variables given (plus PATH).
+fn compose(b: &Builder, dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut cmd: Command = b.cmd();
+    cmd.current_dir(dir).env_clear().env("PATH", std::env::var("PATH").unwrap_or_default()).arg("compose").args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().expect("spawn builder")
+}
+
+/// A network namespace of the test's own (loopback up), so services that listen on ports
+/// touch nothing outside it; removed when dropped.
+struct Netns(String);
+
+impl Netns {
+    fn new() -> Netns {
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let name = format!("bc-compose-{}-{}", std::process::id(), N.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let ok = Command::new("ip").args(["netns", "add", &name]).status().expect("ip netns add").success();
+        assert!(ok, "ip netns add {name}");
+        let ok = Command::new("ip").args(["netns", "exec", &name, "ip", "link", "set", "lo", "up"]).status().expect("ip link").success();
+        assert!(ok, "lo up in {name}");
+        Netns(name)
+    }
+
+    /// `builder compose ARGS…` in `dir`, inside the namespace.
+    fn compose(&self, b: &Builder, dir: &Path, args: &[&str]) -> Output {
+        let mut cmd = Command::new("ip");
+        cmd.args(["netns", "exec", &self.0]).arg(bin()).arg("--root").arg(b.root()).arg("compose").args(args);
+        cmd.current_dir(dir).stdin(std::process::Stdio::null());
+        cmd.output().expect("spawn builder")
+    }
+
+    fn ok(&self, b: &Builder, dir: &Path, args: &[&str]) -> String {
+        let out = self.compose(b, dir, args);
+        assert_success(&out, args);
+        text(&out.stdout)
+    }
+}
+
+impl Drop for Netns {
+    fn drop(&mut self) {
+        let _ = Command::new("ip").args(["netns", "delete", &self.0]).status();
+    }
+}
+
+/// Asserts the state root has no containers left.
+fn assert_no_containers(b: &Builder) {
+    let left = b.ok(&["ps", "-a", "-q"]);
+    assert!(left.trim().is_empty(), "containers left behind: {left}");
+}
+
+fn project(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let t = tempfile::tempdir().expect("tmp");
+    for (name, body) in files {
+        let p = t.path().join("shop").join(name);
+        std::fs::create_dir_all(p.parent().expect("parent")).expect("mkdir");
+        std::fs::write(p, body).expect("write");
+    }
+    t
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+#[test]
+fn config_prints_the_merged_interpolated_normalized_file() {
+    let t = project(&[
+        ("docker-compose.yml", "version: \"3\"\nservices:\n  web:\n    image: \"shop:${TAG}\"\n    ports:\n      - ${PORT:-8080}:80\n    environment:\n      - MODE=dev\n    depends_on: [db]\n  db:\n    image: busybox:test\n    volumes: [\"data:/data\"]\nvolumes:\n  data:\n"),
+        ("prod.yml", "services:\n  web:\n    environment:\n      MODE: prod\n"),
+        (".env", "TAG=1.0\n"),
+    ]);
+    let dir = t.path().join("shop");
+    let b = Builder::new();
+    let out = compose(&b, &dir, &[("PORT", "9000")], &["-f", "docker-compose.yml", "-f", "prod.yml", "config"]);
+    assert_success(&out, &["compose", "config"]);
+    assert_eq_text(
+        "name: shop
+networks:
+  default:
+    name: shop_default
+services:
+  db:
+    image: busybox:test
+    networks:
+      default: {}
+    volumes:
+      - source: data
+        target: /data
+        type: volume
+  web:
+    depends_on:
+      db:
+        condition: service_started
+        required: true
+    environment:
+      MODE: prod
+    image: shop:1.0
+    networks:
+      default: {}
+    ports:
+      - mode: ingress
+        protocol: tcp
+        published: \"9000\"
+        target: 80
+volumes:
+  data:
+    name: shop_data
+",
+        &text(&out.stdout),
+    );
+    let out = compose(&b, &dir, &[], &["-p", "other", "config", "--services"]);
+    assert_success(&out, &["compose", "config", "--services"]);
+    assert_eq!(text(&out.stdout), "db\nweb\n");
+}
+
+#[test]
+fn bad_files_are_errors_naming_file_line_and_key() {
+    let b = Builder::new();
+    let cases: &[(&str, &str)] = &[
+        ("services:\n  web:\n    image: [busybox\n", "docker-compose.yml:4:"),
+        ("services:\n  web:\n    image: busybox\n    prots: ['80:80']\n", "docker-compose.yml:4:5: services.web.prots: unknown key `prots`"),
+        ("services:\n  web:\n    image: busybox\n    ports: ['80:eighty']\n", "docker-compose.yml:4:13: services.web.ports[0]: invalid port \"80:eighty\""),
+        ("services:\n  web:\n    image: busybox\n    scale: lots\n", "docker-compose.yml:4:12: services.web.scale: wrong type"),
+        ("services:\n  a: {image: x, depends_on: [b]}\n  b: {image: x, depends_on: [a]}\n", "depends_on cycle: a -> b -> a"),
+        ("services:\n  db:\n    image: busybox\n    environment:\n      PW: ${DB_PW:?set DB_PW}\n", "docker-compose.yml:5:11: services.db.environment.PW: required variable DB_PW is missing a value: set DB_PW"),
+    ];
+    for (file, want) in cases {
+        let t = project(&[("docker-compose.yml", file)]);
+        let out = compose(&b, &t.path().join("shop"), &[], &["config"]);
+        assert!(!out.status.success(), "{file}");
+        let err = text(&out.stderr);
+        assert!(err.contains(want), "for\n{file}\nwant {want:?} in:\n{err}");
+        assert!(out.stdout.is_empty());
+        let out = compose(&b, &t.path().join("shop"), &[], &["up", "-d"]);
+        assert!(!out.status.success() && text(&out.stderr).contains(want), "up refuses the file as config does");
+    }
+    assert_no_containers(&b);
+}
+
+/// db serves a page over HTTP once it has written it; web fetches it by the service name.
+const TWO_SERVICES: &str = r#"
+services:
+  db:
+    image: busybox:test
+    init: true
+    stop_grace_period: 2s
+    command: sh -c 'mkdir -p /www && echo hello-from-db > /www/index.html && echo db ready && exec httpd -f -p 8081 -h /www'
+    healthcheck:
+      test: wget -q -O- http://127.0.0.1:8081/
+      interval: 200ms
+      retries: 20
+  web:
+    image: busybox:test
+    command: sh -c 'wget -q -O- http://db:8081/ && echo web done'
+    depends_on:
+      db:
+        condition: service_healthy
+"#;
+
+#[test]
+fn up_starts_in_depends_on_order_waits_for_health_and_services_reach_each_other_by_name() {
+    let b = with_busybox();
+    let t = project(&[("compose.yaml", TWO_SERVICES)]);
+    let dir = t.path().join("shop");
+    let ns = Netns::new();
+    let out = ns.compose(&b, &dir, &["up", "--abort-on-container-exit"]);
+    assert_success(&out, &["compose", "up"]);
+    let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+    assert!(stdout.contains("db-1   | db ready\n"), "{stdout}");
+    assert!(stdout.contains("web-1  | hello-from-db\nweb-1  | web done\n"), "{stdout}");
+    assert!(stdout.contains("web-1 exited with code 0"), "{stdout}");
+    let healthy = stderr.find("Container shop-db-1  Healthy").expect("db became healthy");
+    let web = stderr.find("Container shop-web-1  Creating").expect("web created");
+    assert!(healthy < web, "web was created before db was healthy:\n{stderr}");
+
+    let ps = ns.ok(&b, &dir, &["ps", "-a"]);
+    assert!(ps.contains("shop-db-1") && ps.contains("shop-web-1") && ps.contains("Exited (0)"), "{ps}");
+    ns.ok(&b, &dir, &["down"]);
+    assert_eq!(ns.ok(&b, &dir, &["ps", "-a", "-q"]), "");
+    assert_no_containers(&b);
+}
+
+#[test]
+fn a_failing_health_check_stops_up_before_the_dependent_starts() {
+    let b = with_busybox();
+    let file = TWO_SERVICES.replace("wget -q -O- http://127.0.0.1:8081/\n      interval: 200ms\n      retries: 20", "[\"CMD\", \"false\"]\n      interval: 100ms\n      retries: 3");
+    let t = project(&[("compose.yaml", &file)]);
+    let dir = t.path().join("shop");
+    let ns = Netns::new();
+    let out = ns.compose(&b, &dir, &["up", "-d"]);
+    assert!(!out.status.success());
+    let err = text(&out.stderr);
+    assert!(err.contains("dependency failed to start for service web") && err.contains("container shop-db-1 is unhealthy"), "{err}");
+    assert!(!err.contains("shop-web-1  Creating"), "{err}");
+    ns.ok(&b, &dir, &["down"]);
+    assert_no_containers(&b);
+}
+
+#[test]
+fn a_named_volume_survives_down_and_down_v_removes_it() {
+    let b = with_busybox();
+    let file = "services:\n  counter:\n    image: busybox:test\n    command: sh -c 'echo x >> /data/log; echo runs=$$(wc -l < /data/log)'\n    volumes: [count:/data]\nvolumes:\n  count: {}\n";
+    let t = project(&[("compose.yaml", file)]);
+    let dir = t.path().join("shop");
+    let ns = Netns::new();
+    assert!(ns.ok(&b, &dir, &["up"]).contains("counter-1  | runs=1"));
+    let inspect = b.ok(&["volume", "inspect", "shop_count"]);
+    assert!(inspect.contains("\"com.docker.compose.project\": \"shop\"") && inspect.contains("\"com.docker.compose.volume\": \"count\""), "{inspect}");
+    ns.ok(&b, &dir, &["down"]);
+    assert!(b.ok(&["volume", "ls", "-q"]).contains("shop_count"), "down keeps the volume");
+    assert!(ns.ok(&b, &dir, &["up"]).contains("counter-1  | runs=2"), "the volume kept its data over down");
+    let out = ns.compose(&b, &dir, &["down", "-v"]);
+    assert_success(&out, &["compose", "down", "-v"]);
+    assert!(text(&out.stderr).contains("Volume shop_count  Removed"));
+    assert!(!b.ok(&["volume", "ls", "-q"]).contains("shop_count"));
+    assert!(ns.ok(&b, &dir, &["up"]).contains("counter-1  | runs=1"), "down -v removed the volume");
+    ns.ok(&b, &dir, &["down", "-v"]);
+    assert_no_containers(&b);
+}
+
+#[test]
+fn up_on_a_running_project_recreates_only_the_service_that_changed() {
+    let b = with_busybox();
+    let file = |greeting: &str| format!("services:\n  api:\n    image: busybox:test\n    init: true\n    command: sleep 300\n    environment: {{GREETING: {greeting}}}\n  worker:\n    image: busybox:test\n    init: true\n    command: sleep 300\n");
+    let t = project(&[("compose.yaml", &file("hello"))]);
+    let dir = t.path().join("shop");
+    let ns = Netns::new();
+    ns.ok(&b, &dir, &["--compatibility", "up", "-d"]);
+    let ids = |svc: &str| ns.ok(&b, &dir, &["--compatibility", "ps", "-q", svc]).trim().to_string();
+    let (api, worker) = (ids("api"), ids("worker"));
+    assert!(!api.is_empty() && !worker.is_empty());
+    let names = b.ok(&["ps"]);
+    assert!(names.contains("shop_api_1") && names.contains("shop_worker_1"), "1.29 names with --compatibility: {names}");
+
+    let out = ns.compose(&b, &dir, &["--compatibility", "up", "-d"]);
+    assert_success(&out, &["compose", "up", "-d"]);
+    assert!(text(&out.stderr).contains("Container shop_api_1  Running"));
+    assert_eq!((ids("api"), ids("worker")), (api.clone(), worker.clone()), "nothing changed, nothing recreated");
+
+    std::fs::write(dir.join("compose.yaml"), file("changed")).expect("edit");
+    let out = ns.compose(&b, &dir, &["--compatibility", "up", "-d"]);
+    assert_success(&out, &["compose", "up", "-d"]);
+    assert!(text(&out.stderr).contains("Container shop_api_1  Recreate"), "{}", text(&out.stderr));
+    assert_ne!(ids("api"), api, "the edited service was recreated");
+    assert_eq!(ids("worker"), worker, "the other service was left running");
+    let env = ns.ok(&b, &dir, &["--compatibility", "exec", "api", "sh", "-c", "echo $GREETING"]);
+    assert_eq!(env, "changed\n");
+    ns.ok(&b, &dir, &["--compatibility", "down", "-t", "1"]);
+    assert_no_containers(&b);
+}
+
+#[test]
+fn build_services_are_built_by_builder_with_args_and_target() {
+    let b = with_busybox();
+    let dockerfile = "FROM busybox:test AS base\nARG FLAVOUR=plain\nRUN echo \"flavour=$FLAVOUR\" > /msg\nFROM base AS dev\nRUN echo stage=dev >> /msg\nFROM base AS prod\nRUN echo stage=prod >> /msg\n";
+    let file = "services:\n  app:\n    build:\n      context: ./app\n      target: dev\n      args: {FLAVOUR: \"${FLAVOUR}\"}\n    command: cat /msg\n";
+    let t = project(&[("compose.yaml", file), ("app/Dockerfile", dockerfile), (".env", "FLAVOUR=mint\n")]);
+    let dir = t.path().join("shop");
+    let ns = Netns::new();
+    let out = ns.ok(&b, &dir, &["up"]);
+    assert!(out.contains("app-1  | flavour=mint\napp-1  | stage=dev\n"), "{out}");
+    let images = ns.ok(&b, &dir, &["images"]);
+    assert!(images.contains("shop-app-1") && images.contains("shop-app"), "{images}");
+    ns.ok(&b, &dir, &["down", "--rmi", "local"]);
+    assert!(b.fails(&["inspect", "shop-app"]).contains("shop-app"), "down --rmi local removed the built image");
+    assert_no_containers(&b);
+}
+
+#[test]
+fn run_exec_logs_stop_start_and_kill_act_on_the_services() {
+    let b = with_busybox();
+    let file = "services:\n  svc:\n    image: busybox:test\n    init: true\n    command: sh -c 'echo started; exec sleep 300'\n    working_dir: /tmp\n";
+    let t = project(&[("compose.yaml", file)]);
+    let dir = t.path().join("shop");
+    let ns = Netns::new();
+    ns.ok(&b, &dir, &["up", "-d"]);
+    assert_eq!(ns.ok(&b, &dir, &["exec", "svc", "pwd"]), "/tmp\n");
+    assert_eq!(ns.ok(&b, &dir, &["run", "--rm", "svc", "echo", "one-off"]), "one-off\n");
+    assert_eq!(ns.ok(&b, &dir, &["logs", "--no-color", "svc"]), "svc-1  | started\n");
+    ns.ok(&b, &dir, &["stop", "-t", "1"]);
+    assert!(ns.ok(&b, &dir, &["ps"]).lines().count() == 1, "only the header when nothing runs");
+    ns.ok(&b, &dir, &["start"]);
+    assert!(ns.ok(&b, &dir, &["ps"]).contains("Up "));
+    ns.ok(&b, &dir, &["kill"]);
+    assert!(ns.ok(&b, &dir, &["ps", "-a"]).contains("Exited (137)"));
+    ns.ok(&b, &dir, &["rm", "-f"]);
+    assert_eq!(ns.ok(&b, &dir, &["ps", "-a", "-q"]), "");
+    ns.ok(&b, &dir, &["down"]);
+    assert_no_containers(&b);
+}
+
+#[test]
+fn ctrl_c_in_the_foreground_stops_the_services() {
+    let b = with_busybox();
+    let file = "services:\n  ticker:\n    image: busybox:test\n    init: true\n    stop_grace_period: 5s\n    command: sh -c 'echo tick; exec sleep 300'\n";
+    let t = project(&[("compose.yaml", file)]);
+    let dir = t.path().join("shop");
+    let ns = Netns::new();
+    let mut child = Command::new("ip")
+        .args(["netns", "exec", &ns.0])
+        .arg(bin())
+        .arg("--root")
+        .arg(b.root())
+        .args(["compose", "up"])
+        .current_dir(&dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn compose up");
+    let mut stdout = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut stdout, &mut line).expect("read");
+    assert_eq!(line, "ticker-1  | tick\n");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).expect("SIGINT");
+    let out = child.wait_with_output().expect("wait");
+    assert_eq!(out.status.code(), Some(130));
+    let err = text(&out.stderr);
+    assert!(err.contains("Gracefully stopping...") && err.contains("Container shop-ticker-1  Stopped"), "{err}");
+    assert!(ns.ok(&b, &dir, &["ps", "-a"]).contains("Exited"), "the container stopped and is kept, as compose keeps it");
+    ns.ok(&b, &dir, &["down"]);
+    assert_no_containers(&b);
+}
+
+#[test]
+fn scale_runs_numbered_replicas_and_completed_dependencies_run_first() {
+    let b = with_busybox();
+    let file = "services:\n  migrate:\n    image: busybox:test\n    command: sh -c 'echo migrated > /state/done'\n    volumes: [state:/state]\n  app:\n    image: busybox:test\n    init: true\n    command: sh -c 'cat /state/done; exec sleep 300'\n    scale: 2\n    volumes: [state:/state]\n    depends_on:\n      migrate: {condition: service_completed_successfully}\nvolumes:\n  state:\n";
+    let t = project(&[("compose.yaml", file)]);
+    let dir = t.path().join("shop");
+    let ns = Netns::new();
+    ns.ok(&b, &dir, &["up", "-d"]);
+    let ps = ns.ok(&b, &dir, &["ps", "--services"]);
+    assert_eq!(ps, "app\n", "migrate has exited, the app replicas run");
+    let names = ns.ok(&b, &dir, &["ps", "--format", "json"]);
+    assert!(names.contains("\"shop-app-1\"") && names.contains("\"shop-app-2\""), "{names}");
+    let logs = ns.ok(&b, &dir, &["logs", "--no-color", "app"]);
+    assert_eq!(logs, "app-1  | migrated\napp-2  | migrated\n", "both replicas started after migrate completed");
+    let out = ns.compose(&b, &dir, &["up", "-d", "--scale", "app=1", "app"]);
+    assert_success(&out, &["compose", "up", "--scale", "app=1"]);
+    let ps = ns.ok(&b, &dir, &["ps", "--format", "json"]);
+    assert!(ps.contains("\"shop-app-1\"") && !ps.contains("\"shop-app-2\""), "{ps}");
+    ns.ok(&b, &dir, &["down", "-v", "-t", "1"]);
+    assert_no_containers(&b);
+}
+
+#[test]
+fn restart_policies_restart_failed_services_until_their_limit_and_not_after_stop() {
+    let b = with_busybox();
+    let file = "services:\n  flaky:\n    image: busybox:test\n    command: sh -c 'echo attempt; exit 3'\n    restart: on-failure:2\n  steady:\n    image: busybox:test\n    init: true\n    command: sh -c 'echo up; sleep 0.3'\n    restart: always\n";
+    let t = project(&[("compose.yaml", file)]);
+    let dir = t.path().join("shop");
+    let ns = Netns::new();
+    ns.ok(&b, &dir, &["up", "-d"]);
+    let attempts = || ns.ok(&b, &dir, &["logs", "--no-color", "flaky"]).matches("attempt").count();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while attempts() < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(attempts(), 3, "the first run and two restarts (on-failure:2)");
+    let ups = || ns.ok(&b, &dir, &["logs", "--no-color", "steady"]).matches("up").count();
+    while ups() < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(ups() >= 3, "always: restarted after each clean exit");
+    ns.ok(&b, &dir, &["stop", "-t", "1", "steady"]);
+    let after_stop = ups();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(ups(), after_stop, "a stopped service is not restarted");
+    assert_eq!(attempts(), 3, "on-failure gave up after 2 restarts");
+    let ps = ns.ok(&b, &dir, &["ps", "-a"]);
+    assert!(ps.contains("Exited (3)") && !ps.contains("Up "), "{ps}");
+    ns.ok(&b, &dir, &["down", "-t", "1"]);
+    assert_no_containers(&b);
+}

@@ -1,0 +1,201 @@
+//! What a new container runs: the image's config merged with the user's options, as
+//! `docker run` merges them (ENTRYPOINT/CMD, ENV by key, WORKDIR, USER), and the parsing
+//! of the option values (`-e`, `--env-file`, `-v`, `-m`, `--add-host`).
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// The options of `run` / `create`, in the user's words (strings as typed).
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// The image as the user named it.
+    pub image: String,
+    /// Replaces the image's CMD when not empty.
+    pub command: Vec<String>,
+    /// `--entrypoint`: `Some("")` clears the image's.
+    pub entrypoint: Option<String>,
+    pub name: Option<String>,
+    /// `-e KEY=VALUE` or `-e KEY` (copied from this process's environment).
+    pub env: Vec<String>,
+    pub env_files: Vec<PathBuf>,
+    pub workdir: Option<String>,
+    /// `-v [SOURCE:]TARGET[:OPTIONS]` (a host path or a volume name).
+    pub volumes: Vec<String>,
+    /// `--mount type=bind|volume|tmpfs,…`.
+    pub mounts: Vec<String>,
+    /// `--tmpfs PATH[:OPTIONS]`.
+    pub tmpfs: Vec<String>,
+    /// `--volumes-from CONTAINER[:ro|rw]`.
+    pub volumes_from: Vec<String>,
+    pub user: Option<String>,
+    pub interactive: bool,
+    pub tty: bool,
+    /// `host` or `none`.
+    pub network: String,
+    pub hostname: Option<String>,
+    /// `--add-host NAME:IP`.
+    pub add_hosts: Vec<String>,
+    /// `-m 64m`.
+    pub memory: Option<String>,
+    pub pids_limit: Option<i64>,
+    pub cpus: Option<f64>,
+    pub init: bool,
+    pub read_only: bool,
+    /// `--rm`.
+    pub auto_remove: bool,
+    pub detach: bool,
+    /// An external OCI runtime binary (runc) instead of the built-in one.
+    pub runtime: Option<PathBuf>,
+    /// `--restart`: applied by the detached container's supervisor.
+    pub restart: runtime::restart::RestartPolicy,
+}
+
+/// The process a container runs, from the image config and the options.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunConfig {
+    pub argv: Vec<String>,
+    pub env: Vec<String>,
+    pub cwd: String,
+    pub user: String,
+}
+
+impl RunConfig {
+    /// Merges `image` (the image's config) with `opts`, as docker does.
+    pub fn new(image: &oci::spec::Config, opts: &RunOptions) -> Result<RunConfig> {
+        let entrypoint: Vec<String> = match &opts.entrypoint {
+            Some(e) if e.is_empty() => Vec::new(),
+            Some(e) => vec![e.clone()],
+            None => image.entrypoint().clone().unwrap_or_default(),
+        };
+        let cmd: Vec<String> = if !opts.command.is_empty() {
+            opts.command.clone()
+        } else if opts.entrypoint.is_some() {
+            Vec::new()
+        } else {
+            image.cmd().clone().unwrap_or_default()
+        };
+        let argv: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
+        if argv.is_empty() {
+            return Err(Error::NoCommand { image: opts.image.clone() });
+        }
+        let mut user_env = Vec::new();
+        for f in &opts.env_files {
+            user_env.extend(read_env_file(f)?);
+        }
+        user_env.extend(opts.env.iter().map(|e| expand_env(e)));
+        Ok(RunConfig {
+            argv,
+            env: merge_env(&image.env().clone().unwrap_or_default(), &user_env),
+            cwd: opts.workdir.clone().unwrap_or_else(|| image.working_dir().clone().unwrap_or_default()),
+            user: opts.user.clone().unwrap_or_else(|| image.user().clone().unwrap_or_default()),
+        })
+    }
+}
+
+/// "64m" -> bytes.
+pub fn parse_bytes(flag: &'static str, s: &str) -> Result<i64> {
+    let t = s.trim().to_ascii_lowercase();
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (num, mult) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        _ => (t, 1),
+    };
+    let n: f64 = num.parse().map_err(|_| Error::option(flag, s, "use a size such as 64m or 1g"))?;
+    Ok((n * mult as f64) as i64)
+}
+
+fn read_env_file(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io("reading env file", path, e))?;
+    Ok(text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')).map(expand_env).collect())
+}
+
+/// `KEY` alone takes the value from this process's environment, like docker.
+pub fn expand_env(e: &str) -> String {
+    if e.contains('=') {
+        return e.to_string();
+    }
+    match std::env::var(e) {
+        Ok(v) => format!("{e}={v}"),
+        Err(_) => e.to_string(),
+    }
+}
+
+/// Image env overridden by user env, by key.
+pub fn merge_env(base: &[String], overrides: &[String]) -> Vec<String> {
+    let mut out: Vec<String> = base.to_vec();
+    for o in overrides {
+        let key = o.split('=').next().unwrap_or(o);
+        out.retain(|e| e.split('=').next() != Some(key));
+        if o.contains('=') {
+            out.push(o.clone());
+        }
+    }
+    out
+}
+
+/// `--add-host NAME:IP` (or `NAME=IP`; IPv6 may be in brackets).
+pub fn parse_add_host(h: &str) -> Result<(String, String)> {
+    let Some((name, ip)) = h.split_once([':', '=']) else { return Err(Error::option("--add-host", h, "expected NAME:IP")) };
+    let ip = ip.trim_start_matches('[').trim_end_matches(']');
+    if name.is_empty() || name.contains(char::is_whitespace) || ip.parse::<std::net::IpAddr>().is_err() {
+        return Err(Error::option("--add-host", h, "expected NAME:IP with a host name and an IPv4 or IPv6 address"));
+    }
+    Ok((name.to_string(), ip.to_string()))
+}
+
+/// Docker's rule for container names.
+pub fn valid_name(name: &str) -> bool {
+    name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric()) && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+}
+
+/// A name for a container the user did not name, from its id.
+pub fn random_name(id: &str) -> String {
+    const A: [&str; 8] = ["brave", "calm", "eager", "fancy", "gentle", "happy", "keen", "lucid"];
+    const N: [&str; 8] = ["turing", "hopper", "lovelace", "knuth", "ritchie", "thompson", "liskov", "dijkstra"];
+    let b = u8::from_str_radix(id.get(..2).unwrap_or("0"), 16).unwrap_or(0) as usize;
+    format!("{}_{}_{}", A[b % 8], N[(b / 8) % 8], id.get(2..6).unwrap_or(""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn image(entrypoint: &[&str], cmd: &[&str], env: &[&str]) -> oci::spec::Config {
+        let mut c = oci::spec::Config::default();
+        c.set_entrypoint(Some(entrypoint.iter().map(|s| s.to_string()).collect()));
+        c.set_cmd(Some(cmd.iter().map(|s| s.to_string()).collect()));
+        c.set_env(Some(env.iter().map(|s| s.to_string()).collect()));
+        c
+    }
+
+    #[test]
+    fn command_replaces_cmd_and_entrypoint_flag_clears_cmd() {
+        let img = image(&["/init"], &["serve"], &[]);
+        let base = RunOptions { image: "x".into(), ..Default::default() };
+        assert_eq!(RunConfig::new(&img, &base).unwrap().argv, ["/init", "serve"]);
+        let opts = RunOptions { command: vec!["ls".into()], ..base.clone() };
+        assert_eq!(RunConfig::new(&img, &opts).unwrap().argv, ["/init", "ls"]);
+        let opts = RunOptions { entrypoint: Some("/bin/sh".into()), ..base.clone() };
+        assert_eq!(RunConfig::new(&img, &opts).unwrap().argv, ["/bin/sh"]);
+        let opts = RunOptions { entrypoint: Some(String::new()), ..base };
+        assert!(matches!(RunConfig::new(&img, &opts), Err(Error::NoCommand { .. })));
+    }
+
+    #[test]
+    fn user_env_overrides_image_env_by_key() {
+        let img = image(&[], &["true"], &["A=1", "B=2"]);
+        let opts = RunOptions { env: vec!["B=3".into(), "C=4".into()], ..Default::default() };
+        assert_eq!(RunConfig::new(&img, &opts).unwrap().env, ["A=1", "B=3", "C=4"]);
+    }
+
+    #[test]
+    fn bad_values_name_the_flag_and_value() {
+        assert_eq!(parse_bytes("--memory", "64m").unwrap(), 64 << 20);
+        assert_eq!(parse_bytes("--memory", "abc").unwrap_err().to_string(), "invalid --memory \"abc\": use a size such as 64m or 1g");
+        assert!(parse_add_host("nohost").unwrap_err().to_string().contains("--add-host \"nohost\""));
+        assert_eq!(parse_add_host("db:[::1]").unwrap(), ("db".to_string(), "::1".to_string()));
+    }
+}

@@ -1,0 +1,104 @@
+//! A container's filesystem from the host: `diff` (its changes) and `cp`.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::{ContainerState, Containers, Status};
+
+/// Files the runtime provides as mount points: not changes (as in docker diff / commit).
+pub(crate) const PROVIDED: [&str; 3] = ["etc/hosts", "etc/hostname", "etc/resolv.conf"];
+
+/// One changed path, as `docker diff` prints it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Change {
+    /// 'A' added, 'C' changed, 'D' deleted.
+    pub kind: char,
+    pub path: PathBuf,
+}
+
+impl Containers {
+    /// The changes of the container's filesystem against its image, sorted by path.
+    pub fn diff(&self, state: &ContainerState) -> Result<Vec<Change>> {
+        let upper = self.dir_of(&state.id).join("upper");
+        let mut changes = Vec::new();
+        walk_changes(&upper, Path::new("/"), &state.lowers, &mut changes)?;
+        changes.retain(|(_, p)| !PROVIDED.iter().any(|f| p.strip_prefix("/").is_ok_and(|r| r == Path::new(f))));
+        let dirs_with_changes: Vec<PathBuf> = changes.iter().filter_map(|(_, p)| p.parent().map(Path::to_path_buf)).collect();
+        // A directory only copied up to hold changed children is listed only if it has some.
+        changes.retain(|(k, p)| *k != 'C' || !std::fs::symlink_metadata(upper.join(p.strip_prefix("/").unwrap_or(p))).map(|m| m.is_dir()).unwrap_or(false) || dirs_with_changes.iter().any(|d| d.starts_with(p)));
+        changes.sort_by(|a, b| a.1.cmp(&b.1));
+        Ok(changes.into_iter().map(|(kind, path)| Change { kind, path }).collect())
+    }
+
+    /// `cp CONTAINER:SRC DEST` or `cp SRC CONTAINER:DEST`.
+    pub fn copy(&self, src: &str, dest: &str) -> Result<()> {
+        let split = |s: &str| -> Option<(String, String)> {
+            let (c, p) = s.split_once(':')?;
+            if c.is_empty() || c.contains('/') { None } else { Some((c.to_string(), p.to_string())) }
+        };
+        let what = || format!("copying {src} to {dest}");
+        match (split(src), split(dest)) {
+            (Some((c, p)), None) => {
+                let state = self.find(&c)?;
+                let croot = ContainerRoot::open(self, &state)?;
+                snapshot::copy::copy_out(croot.path(), &p, Path::new(dest)).map_err(|e| Error::Io { action: "copying", path: PathBuf::from(what()), source: e })?;
+            }
+            (None, Some((c, p))) => {
+                let state = self.find(&c)?;
+                let croot = ContainerRoot::open(self, &state)?;
+                snapshot::copy::copy_in(Path::new(src), croot.path(), &p).map_err(|e| Error::Io { action: "copying", path: PathBuf::from(what()), source: e })?;
+            }
+            _ => return Err(Error::CopyArguments { src: src.to_string(), dest: dest.to_string() }),
+        }
+        Ok(())
+    }
+}
+
+fn walk_changes(dir: &Path, rel: &Path, lowers: &[PathBuf], out: &mut Vec<(char, PathBuf)>) -> Result<()> {
+    use std::os::unix::fs::{FileTypeExt, MetadataExt};
+    let mut entries: Vec<_> = std::fs::read_dir(dir).map_err(|e| Error::io("listing", dir, e))?.flatten().collect();
+    entries.sort_by_key(|e| e.file_name());
+    for e in entries {
+        let meta = std::fs::symlink_metadata(e.path()).map_err(|err| Error::io("reading", e.path(), err))?;
+        let path = rel.join(e.file_name());
+        let in_lower = lowers.iter().any(|l| std::fs::symlink_metadata(l.join(path.strip_prefix("/").unwrap_or(&path))).is_ok());
+        if meta.file_type().is_char_device() && meta.rdev() == 0 {
+            out.push(('D', path));
+            continue;
+        }
+        out.push((if in_lower { 'C' } else { 'A' }, path.clone()));
+        if meta.is_dir() {
+            walk_changes(&e.path(), &path, lowers, out)?;
+        }
+    }
+    Ok(())
+}
+
+/// A container's root as seen from the host: its live root while running, or its
+/// layers mounted for as long as this value lives.
+enum ContainerRoot {
+    Live(PathBuf),
+    Mounted(snapshot::MountGuard),
+}
+
+impl ContainerRoot {
+    fn open(containers: &Containers, state: &ContainerState) -> Result<ContainerRoot> {
+        if state.status == Status::Running {
+            if let Some(pid) = state.pid {
+                return Ok(ContainerRoot::Live(PathBuf::from(format!("/proc/{pid}/root"))));
+            }
+        }
+        let dir = containers.dir_of(&state.id);
+        let ov = snapshot::Overlay { lowers: state.lowers.clone(), upper: dir.join("upper"), work: dir.join("work") };
+        let target = dir.join("rootfs");
+        ov.mount_overlay(&target).map_err(|e| Error::io("mounting the filesystem of container", &state.name, e))?;
+        Ok(ContainerRoot::Mounted(snapshot::mount::MountGuard::adopt(target)))
+    }
+
+    fn path(&self) -> &Path {
+        match self {
+            ContainerRoot::Live(p) => p,
+            ContainerRoot::Mounted(g) => g.target(),
+        }
+    }
+}

@@ -1,0 +1,35 @@
+//! The image a container runs: found in the local store or pulled, and its layers unpacked.
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// Finds the image locally, pulling it through the registry client if it is missing.
+pub(crate) fn find_or_pull(store: &oci::Store, options: &registry::ClientOptions, name: &str, progress: &dyn registry::Progress) -> Result<oci::LocalImage> {
+    if let Ok((_, image)) = store.find_image(name) {
+        return Ok(image);
+    }
+    progress.message(&format!("Unable to find image '{name}' locally"));
+    let reference = oci::Reference::parse(name)?;
+    let client = registry::Client::new(options.clone())?;
+    client.pull(&reference, None, store, progress)?;
+    store.find_image(name).map(|(_, image)| image).map_err(|e| Error::Image { image: name.to_string(), source: Box::new(e) })
+}
+
+/// Unpacks (once) every layer of `image`; returns the snapshot dirs top first.
+pub(crate) fn layer_snapshots(root: &Path, store: &oci::Store, image: &oci::LocalImage) -> Result<Vec<PathBuf>> {
+    let snapshots = snapshot::Snapshots::open(root)?;
+    let mut lowers = Vec::new();
+    for (digest, _) in image.layers()? {
+        let d = digest.to_string();
+        lowers.push(snapshots.ensure_layer(&d, || store.open_blob(&digest).map_err(std::io::Error::other))?);
+    }
+    if lowers.is_empty() {
+        // An image without layers (FROM scratch + config only): an empty lower dir.
+        let empty = root.join("snapshots").join("empty");
+        std::fs::create_dir_all(&empty).map_err(|e| Error::io("creating", &empty, e))?;
+        lowers.push(empty);
+    }
+    lowers.reverse();
+    Ok(lowers)
+}

@@ -1,0 +1,367 @@
+//! Containers of one state root, without a daemon: what `builder run`, `ps`, `stop`,
+//! `logs`, `exec`, `diff`, `commit`, `cp` and compose do, as a library.
+//!
+//! [`Containers`] is the handle over `--root`. [`Containers::create`] turns an image and
+//! [`RunOptions`] into a container record and an OCI bundle (the [`RunConfig`] merges the
+//! image config with the options as `docker run` does); [`Containers::run`] then runs it in
+//! the foreground (this process supervises it) or detached: a re-exec of the current binary
+//! as `<exe> --root ROOT __shim ID`, which must call [`shim::run`], supervises it and records
+//! its exit. The sandbox itself is the `runtime` crate; layers come from `snapshot`, images
+//! from `oci`, and missing images are pulled through `registry`.
+
+pub mod commit;
+pub mod config;
+mod error;
+pub mod exec;
+pub mod fs;
+mod image;
+pub mod logs;
+pub mod mounts;
+pub mod shim;
+pub mod terminal;
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+pub use config::{RunConfig, RunOptions};
+pub use error::{Error, Result};
+pub use runtime::ExitStatus;
+pub use runtime::containers::{ContainerState, Status};
+
+use runtime::containers::ContainerStore;
+
+/// The containers under one state root.
+#[derive(Debug, Clone)]
+pub struct Containers {
+    root: PathBuf,
+    store: ContainerStore,
+    registry: registry::ClientOptions,
+}
+
+/// A container whose record and bundle are written, ready for [`Containers::run`].
+#[derive(Debug)]
+pub struct Created {
+    pub state: ContainerState,
+    pub dir: PathBuf,
+    spec: runtime::Spec,
+    interactive: bool,
+    tty: bool,
+    detach: bool,
+    external: Option<PathBuf>,
+}
+
+/// How [`Containers::run`] ended.
+#[derive(Debug)]
+pub enum Ran {
+    /// Started in the background; its supervisor records how it ends.
+    Detached { id: String },
+    /// Ran in the foreground to its end.
+    Exited(ExitStatus),
+}
+
+impl Containers {
+    /// Opens (creating if needed) the container records of `root`.
+    pub fn open(root: &Path) -> Result<Containers> {
+        Ok(Containers { root: root.to_path_buf(), store: ContainerStore::open(root)?, registry: registry::ClientOptions::default() })
+    }
+
+    /// The registry client options used to pull missing images (`--insecure-registry`).
+    pub fn with_registry(mut self, options: registry::ClientOptions) -> Containers {
+        self.registry = options;
+        self
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// The directory (bundle, upper dir, log) of container `id`.
+    pub fn dir_of(&self, id: &str) -> PathBuf {
+        self.store.dir_of(id)
+    }
+
+    /// All containers, newest first.
+    pub fn list(&self) -> Result<Vec<ContainerState>> {
+        Ok(self.store.list()?)
+    }
+
+    /// A container by full id, unique id prefix or name.
+    pub fn find(&self, key: &str) -> Result<ContainerState> {
+        Ok(self.store.find(key)?)
+    }
+
+    /// The current record of container `id`.
+    pub fn load(&self, id: &str) -> Result<ContainerState> {
+        Ok(self.store.load(id)?)
+    }
+
+    /// Finds `opts.image` (pulling it if missing), merges its config with `opts` and writes
+    /// the container's record and bundle. Bad options are refused before anything is written.
+    pub fn create(&self, opts: &RunOptions, progress: &dyn registry::Progress) -> Result<Created> {
+        let store = oci::Store::open(&self.root)?;
+        let image = self.image(&store, &opts.image, progress)?;
+        let lowers = image::layer_snapshots(&self.root, &store, &image)?;
+        let config = image.config.config().clone().unwrap_or_default();
+        let run = RunConfig::new(&config, opts)?;
+
+        let id = runtime::containers::new_id();
+        let name = match &opts.name {
+            Some(n) => {
+                if self.store.list()?.iter().any(|c| &c.name == n) {
+                    return Err(Error::NameInUse { name: n.clone() });
+                }
+                n.clone()
+            }
+            None => config::random_name(&id),
+        };
+        let mount_flags = mounts::parse(opts)?;
+        let network = match opts.network.as_str() {
+            "host" | "default" | "bridge" => runtime::Network::Host,
+            "none" => runtime::Network::None,
+            other => return Err(Error::option("--network", other, "not supported (host or none)")),
+        };
+        let limits = runtime::Limits { memory: opts.memory.as_deref().map(|m| config::parse_bytes("--memory", m)).transpose()?, pids: opts.pids_limit, cpus: opts.cpus };
+        let extra_hosts = opts.add_hosts.iter().map(|h| config::parse_add_host(h)).collect::<Result<Vec<_>>>()?;
+        if opts.detach && opts.runtime.is_some() {
+            return Err(Error::ExternalDetached);
+        }
+        if opts.restart != runtime::restart::RestartPolicy::No {
+            // The shim of a detached container restarts it; a foreground one has no supervisor after the CLI.
+            if !opts.detach {
+                return Err(Error::option("--restart", &opts.restart.to_string(), "needs -d (a detached container's supervisor restarts it)"));
+            }
+            if opts.auto_remove {
+                return Err(Error::option("--restart", &opts.restart.to_string(), "conflicts with --rm"));
+            }
+        }
+        let state = ContainerState {
+            id: id.clone(),
+            name,
+            image: opts.image.clone(),
+            image_id: image.config_digest.to_string(),
+            command: run.argv.clone(),
+            created: now(),
+            status: Status::Created,
+            pid: None,
+            supervisor: None,
+            exit_code: None,
+            started_at: None,
+            finished_at: None,
+            oom_killed: false,
+            lowers: lowers.clone(),
+            cgroup_dirs: Vec::new(),
+            auto_remove: opts.auto_remove,
+            tty: opts.tty,
+            restart_policy: opts.restart,
+            restart_count: 0,
+            stopped_by_user: false,
+        };
+        // A foreground --rm container is listed only once it runs (see create_unlisted).
+        let dir = if opts.auto_remove && !opts.detach { self.store.create_unlisted(&id)? } else { self.store.create(&state)? };
+        let new = mounts::NewContainer {
+            root: &self.root,
+            store: &self.store,
+            id: &id,
+            name: &state.name,
+            dir: &dir,
+            lowers: &lowers,
+            image_volumes: config.volumes().clone().unwrap_or_default(),
+        };
+        let mounts = match mounts::prepare(&mount_flags, &new) {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = self.store.remove(&id);
+                return Err(e);
+            }
+        };
+        let spec_opts = runtime::SpecOptions {
+            rootfs: dir.join("rootfs"),
+            args: run.argv,
+            env: run.env,
+            cwd: run.cwd,
+            user: run.user,
+            hostname: opts.hostname.clone().unwrap_or_else(|| id[..12].to_string()),
+            network,
+            mounts,
+            readonly_rootfs: opts.read_only,
+            limits,
+            // Detached, the shim holds the terminal and writes what comes out of it to the log.
+            terminal: opts.tty,
+            init: opts.init,
+            overlay: Some(runtime::OverlayRootfs { lowers, upper: dir.join("upper"), work: dir.join("work") }),
+            // --rm throws the changes away: no need to sync them when the container ends.
+            volatile: opts.auto_remove,
+            extra_hosts,
+        };
+        let spec = match runtime::build_spec(&spec_opts) {
+            Ok(mut s) => {
+                if opts.runtime.is_some() {
+                    // runc expects root.path mounted already: we mount it before calling it.
+                    runtime::spec::strip_overlay(&mut s);
+                }
+                s
+            }
+            Err(e) => {
+                let _ = mounts::remove_container(&self.root, &self.store, &id, true);
+                return Err(e.into());
+            }
+        };
+        let spec = runtime::write_bundle(&dir, &spec)?;
+        Ok(Created { state, dir, spec, interactive: opts.interactive, tty: opts.tty, detach: opts.detach, external: opts.runtime.clone() })
+    }
+
+    /// Runs a created container: detached under its own supervisor, or in the foreground with
+    /// this process as the supervisor (then removed at the end if `--rm`).
+    pub fn run(&self, created: Created) -> Result<Ran> {
+        if created.detach {
+            let id = created.state.id.clone();
+            self.start_detached(&created.state)?;
+            return Ok(Ran::Detached { id });
+        }
+        let id = created.state.id.clone();
+        let auto_remove = created.state.auto_remove;
+        let result = shim::foreground(&self.store, created);
+        if auto_remove {
+            // With its anonymous volumes, as docker run --rm.
+            let _ = mounts::remove_container(&self.root, &self.store, &id, true);
+        }
+        result.map(Ran::Exited)
+    }
+
+    /// Starts a stopped container in the background (`start`); a running one is left alone.
+    pub fn start(&self, state: &ContainerState) -> Result<()> {
+        if state.status == Status::Running {
+            return Ok(());
+        }
+        self.start_detached(state)
+    }
+
+    /// Starts the detached supervisor and waits until it reports the container running.
+    fn start_detached(&self, state: &ContainerState) -> Result<()> {
+        use std::io::BufRead;
+        let exe = std::env::current_exe().map_err(|e| Error::io("locating", "the builder binary", e))?;
+        let mut child = std::process::Command::new(&exe)
+            .arg("--root")
+            .arg(&self.root)
+            .arg("__shim")
+            .arg(&state.id)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .map_err(|e| Error::io("starting the container supervisor", &exe, e))?;
+        let mut line = String::new();
+        if let Some(out) = child.stdout.take() {
+            std::io::BufReader::new(out).read_line(&mut line).map_err(|e| Error::io("reading from the supervisor", &exe, e))?;
+        }
+        if let Some(err) = line.strip_prefix("error: ") {
+            let _ = child.wait();
+            return Err(Error::NotStarted { id: state.id.clone(), reason: err.trim().to_string() });
+        }
+        if !line.starts_with("running") {
+            let _ = child.wait();
+            let s = self.store.load(&state.id)?;
+            return Err(Error::NotStarted { id: state.id.clone(), reason: format!("status {:?}", s.status) });
+        }
+        Ok(())
+    }
+
+    /// Waits up to `timeout` for the container to stop running; false if it still runs.
+    pub fn wait_exit(&self, id: &str, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.store.load(id) {
+                Ok(s) if s.status == Status::Running => {}
+                _ => return true,
+            }
+            if Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Records that the user stopped the container, so its supervisor does not restart it
+    /// (also while it waits to restart one that exited).
+    fn mark_stopped_by_user(&self, id: &str) -> Result<()> {
+        let mut s = self.store.load(id)?;
+        if !s.stopped_by_user && s.restart_policy != runtime::restart::RestartPolicy::No {
+            s.stopped_by_user = true;
+            self.store.save(&s)?;
+        }
+        Ok(())
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`.
+    pub fn stop(&self, state: &ContainerState, grace: Duration) -> Result<()> {
+        self.mark_stopped_by_user(&state.id)?;
+        if state.status != Status::Running {
+            return Ok(());
+        }
+        let Some(pid) = state.pid else { return Ok(()) };
+        runtime::tty::signal_process(pid, signal("TERM"))?;
+        if !self.wait_exit(&state.id, grace) {
+            runtime::tty::signal_process(pid, signal("KILL"))?;
+            self.wait_exit(&state.id, Duration::from_secs(10));
+        }
+        Ok(())
+    }
+
+    /// Sends signal number `sig` to the container's first process.
+    pub fn kill(&self, state: &ContainerState, sig: i32) -> Result<()> {
+        let pid = state.pid.filter(|_| state.status == Status::Running).ok_or_else(|| Error::NotRunning { name: state.name.clone() })?;
+        // A signal that ends it counts as the user's stop; a HUP to reload does not.
+        if ["KILL", "TERM", "INT", "QUIT"].iter().any(|n| signal(n) == sig) {
+            self.mark_stopped_by_user(&state.id)?;
+        }
+        runtime::tty::signal_process(pid, sig)?;
+        if sig == signal("KILL") {
+            // As docker: after SIGKILL the container is recorded as exited before kill returns.
+            self.wait_exit(&state.id, Duration::from_secs(10));
+        }
+        Ok(())
+    }
+
+    /// Removes the container; a running one only with `force` (killed first). It lets go of
+    /// its volumes; with `volumes` (`rm -v`) the anonymous ones made for it are removed too.
+    pub fn remove(&self, state: &ContainerState, force: bool, volumes: bool) -> Result<()> {
+        if state.status == Status::Running {
+            if !force {
+                return Err(Error::StillRunning { name: state.name.clone() });
+            }
+            if let Some(pid) = state.pid {
+                runtime::tty::signal_process(pid, signal("KILL"))?;
+            }
+            self.wait_exit(&state.id, Duration::from_secs(10));
+        }
+        mounts::remove_container(&self.root, &self.store, &state.id, volumes)
+    }
+
+    /// Renames a container; the new name must be valid and free.
+    pub fn rename(&self, key: &str, new_name: &str) -> Result<()> {
+        if !config::valid_name(new_name) {
+            return Err(Error::option("container name", new_name, "only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"));
+        }
+        let mut state = self.store.find(key)?;
+        if self.store.list()?.iter().any(|c| c.name == new_name && c.id != state.id) {
+            return Err(Error::NameInUse { name: new_name.to_string() });
+        }
+        state.name = new_name.to_string();
+        self.store.save(&state)?;
+        Ok(())
+    }
+
+    /// Finds an image locally, pulling it through the registry client if it is missing.
+    fn image(&self, store: &oci::Store, name: &str, progress: &dyn registry::Progress) -> Result<oci::LocalImage> {
+        image::find_or_pull(store, &self.registry, name, progress)
+    }
+}
+
+/// The signal number of a name ("TERM", "SIGKILL", "9").
+pub fn signal(name: &str) -> i32 {
+    runtime::tty::signal_number(name).unwrap_or(9)
+}
+
+pub(crate) fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}

@@ -1,0 +1,163 @@
+//! Supervision: the process that starts a container, waits for it and records how it ended.
+//! In the foreground that is the CLI itself; a detached container gets its own supervisor,
+//! the shim (a re-exec of the binary as `__shim ID`, in a session of its own).
+
+use std::io::Write;
+use std::path::Path;
+
+use runtime::containers::{ContainerState, ContainerStore, Status};
+
+use crate::error::{Error, Result};
+use crate::{Created, now};
+
+/// Runs the container with this process as its supervisor.
+pub(crate) fn foreground(cstore: &ContainerStore, created: Created) -> Result<runtime::ExitStatus> {
+    let Created { mut state, dir, spec, interactive, tty, external, .. } = created;
+    state.supervisor = Some(std::process::id() as i32);
+    state.started_at = Some(now());
+    state.status = Status::Running;
+    if let Some(rt) = external {
+        let ov = snapshot::Overlay { lowers: state.lowers.clone(), upper: dir.join("upper"), work: dir.join("work") };
+        let guard = ov.mount(&dir.join("rootfs"))?;
+        cstore.save(&state)?;
+        let status = runtime::run_external(&rt, &dir, &state.id)?;
+        drop(guard);
+        return finish(cstore, state, status, false);
+    }
+    if tty {
+        let mut container = runtime::start(&dir, &spec, runtime::Stdio::terminal())?;
+        runtime::tty::forward_signals(container.pid())?;
+        state.pid = Some(container.pid());
+        state.cgroup_dirs = container.cgroup_dirs();
+        cstore.save(&state)?;
+        let master = container.take_terminal().ok_or_else(|| Error::NotStarted { id: state.id.clone(), reason: "the container has no terminal".into() })?;
+        crate::terminal::relay(master, interactive)?;
+        let oom = container.oom_killed();
+        let status = container.wait()?;
+        return finish(cstore, state, status, oom);
+    }
+    let stdio = runtime::Stdio { stdin: if interactive { runtime::Io::Inherit } else { runtime::Io::Null }, stdout: runtime::Io::Inherit, stderr: runtime::Io::Inherit };
+    let container = runtime::start(&dir, &spec, stdio)?;
+    runtime::tty::forward_signals(container.pid())?;
+    state.pid = Some(container.pid());
+    state.cgroup_dirs = container.cgroup_dirs();
+    cstore.save(&state)?;
+    let (status, oom) = container.wait_with_oom()?;
+    finish(cstore, state, status, oom)
+}
+
+/// Records the end of a container (unless it is about to be removed).
+fn finish(cstore: &ContainerStore, mut state: ContainerState, status: runtime::ExitStatus, oom: bool) -> Result<runtime::ExitStatus> {
+    // A `rename` while it ran is kept.
+    if let Ok(now) = cstore.load(&state.id) {
+        state.name = now.name;
+        state.stopped_by_user = now.stopped_by_user;
+    }
+    if state.auto_remove {
+        // About to be removed: no need to record how it ended.
+        return Ok(status);
+    }
+    state.status = Status::Exited;
+    state.exit_code = Some(status.code());
+    state.finished_at = Some(now());
+    state.pid = None;
+    state.oom_killed = oom;
+    state.cgroup_dirs.clear();
+    if cstore.dir_of(&state.id).exists() {
+        cstore.save(&state)?;
+    }
+    Ok(status)
+}
+
+/// The detached supervisor (`__shim ID`): starts the container with its output in the log,
+/// reports `running PID` (or `error: …`) on stdout to the process that started it, records
+/// the container's exit, restarts it as its restart policy says (after Docker's backoff,
+/// unless the user stopped it), and removes it if asked.
+pub fn run(root: &Path, id: &str) -> Result<()> {
+    use runtime::restart::{STABLE_RUN, backoff};
+    runtime::tty::new_session()?;
+    let cstore = ContainerStore::open(root)?;
+    let mut state = cstore.load(id)?;
+    let dir = cstore.dir_of(id);
+    let spec = runtime::read_bundle(&dir)?;
+    let log_path = dir.join("container.log");
+    let mut first = true;
+    let mut in_a_row = 0;
+    // A start by the user clears an earlier stop.
+    state.stopped_by_user = false;
+    let tty = spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
+    loop {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).map_err(|e| Error::io("opening", &log_path, e))?;
+        let log2 = log.try_clone().map_err(|e| Error::io("opening", &log_path, e))?;
+        let stdio = if tty {
+            runtime::Stdio::terminal()
+        } else {
+            runtime::Stdio { stdin: runtime::Io::Null, stdout: runtime::Io::Fd(log2.into()), stderr: runtime::Io::Fd(log.try_clone().map_err(|e| Error::io("opening", &log_path, e))?.into()) }
+        };
+        let mut container = match runtime::start(&dir, &spec, stdio) {
+            Ok(c) => c,
+            Err(e) => {
+                if first {
+                    println!("error: {e}");
+                }
+                state.status = Status::Exited;
+                state.exit_code = Some(127);
+                state.finished_at = Some(now());
+                cstore.save(&state)?;
+                return Err(e.into());
+            }
+        };
+        state.status = Status::Running;
+        state.pid = Some(container.pid());
+        state.supervisor = Some(std::process::id() as i32);
+        state.started_at = Some(now());
+        state.exit_code = None;
+        state.finished_at = None;
+        state.cgroup_dirs = container.cgroup_dirs();
+        cstore.save(&state)?;
+        // A container made with -t keeps its terminal while nobody is attached, as Docker's
+        // does: what it prints goes to the log, and its input stays open (a shell waits).
+        let _terminal = match container.take_terminal() {
+            Some(master) if tty => {
+                use std::os::fd::AsFd;
+                runtime::tty::set_default_window_size(master.as_fd());
+                let mut from = std::fs::File::from(master.try_clone().map_err(|e| Error::io("duplicating", "the container's terminal", e))?);
+                let mut to = log;
+                std::thread::spawn(move || std::io::copy(&mut from, &mut to));
+                Some(master)
+            }
+            _ => None,
+        };
+        if first {
+            println!("running {}", container.pid());
+            let _ = std::io::stdout().flush();
+            first = false;
+        }
+        let started = std::time::Instant::now();
+        let (status, oom) = container.wait_with_oom()?;
+        // `rm -f` may have removed the container while it ran.
+        let Ok(now_state) = cstore.load(id) else { return Ok(()) };
+        let restart = state.restart_policy.restarts(status.code(), state.restart_count, now_state.stopped_by_user);
+        let auto_remove = state.auto_remove;
+        finish(&cstore, state, status, oom)?;
+        if !restart {
+            if auto_remove {
+                let _ = crate::mounts::remove_container(root, &cstore, id, true);
+            }
+            return Ok(());
+        }
+        if started.elapsed() >= STABLE_RUN {
+            in_a_row = 0;
+        }
+        std::thread::sleep(backoff(in_a_row));
+        in_a_row += 1;
+        // Stopped or removed by the user while waiting: stay down.
+        match cstore.load(id) {
+            Ok(s) if !s.stopped_by_user => {
+                state = s;
+                state.restart_count += 1;
+            }
+            _ => return Ok(()),
+        }
+    }
+}

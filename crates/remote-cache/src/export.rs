@@ -1,0 +1,238 @@
+//! `--cache-to`: the entries a build made or used, written as one artifact. Blobs first (each
+//! only if the target lacks it: HEAD, then a cross-repository mount, then an upload), the
+//! manifest last, so a reader, or a second machine exporting to the same ref at the same time,
+//! only ever sees one whole cache.
+
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use futures::{StreamExt, TryStreamExt};
+use oci::{Digest, Reference, Store};
+use serde_json::json;
+
+use crate::error::{Error, Result};
+use crate::format::{ARTIFACT_TYPE, CONFIG_MEDIA_TYPE, CacheConfig, CacheEntry, FORMAT_VERSION, INLINE_ANNOTATION};
+use crate::layout::Layout;
+
+/// What an export moved.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ExportStats {
+    /// Distinct layer blobs the cache references.
+    pub blobs: usize,
+    /// Blobs the target had already.
+    pub existed: usize,
+    /// Blobs linked from another repository without moving them.
+    pub mounted: usize,
+    /// Layer blobs whose bytes were sent.
+    pub uploaded: usize,
+    /// Bytes sent (layer blobs and the config).
+    pub bytes_uploaded: u64,
+    /// The cache manifest's digest.
+    pub manifest: Option<Digest>,
+}
+
+/// The entries to export.
+#[derive(Clone, Debug, Default)]
+pub struct CacheExport {
+    config: CacheConfig,
+}
+
+impl CacheExport {
+    pub fn new(entries: Vec<CacheEntry>) -> CacheExport {
+        CacheExport { config: CacheConfig { version: FORMAT_VERSION, entries } }
+    }
+
+    pub fn config(&self) -> &CacheConfig {
+        &self.config
+    }
+
+    /// The cache manifest for a config blob of `config_digest` / `config_size`.
+    fn manifest(&self, config_digest: &Digest, config_size: u64) -> Vec<u8> {
+        let layers: Vec<_> = self
+            .config
+            .blobs()
+            .iter()
+            .map(|b| json!({ "mediaType": b.media_type, "digest": b.digest.to_string(), "size": b.size }))
+            .collect();
+        let manifest = json!({
+            "schemaVersion": 2,
+            "mediaType": oci::media::OCI_MANIFEST,
+            "artifactType": ARTIFACT_TYPE,
+            "config": { "mediaType": CONFIG_MEDIA_TYPE, "digest": config_digest.to_string(), "size": config_size },
+            "layers": layers,
+        });
+        serde_json::to_vec(&manifest).unwrap_or_else(|_| unreachable!("plain JSON serializes"))
+    }
+
+    /// The annotation (name, value) that carries this cache inline in an image manifest whose
+    /// layers are the blobs the entries name.
+    pub fn inline_annotation(&self) -> (String, String) {
+        (INLINE_ANNOTATION.to_string(), String::from_utf8(self.config.to_bytes()).unwrap_or_default())
+    }
+
+    /// Writes the cache to `reference` (blocking). `mount_from` names, for a blob, repositories
+    /// of the same registry that hold it (the image's repository, the cache it was imported
+    /// from): they are mounted instead of uploaded. A blob neither the target nor those
+    /// repositories have is uploaded from `store`.
+    pub fn to_registry(
+        &self,
+        client: &registry::Client,
+        reference: &Reference,
+        store: &Store,
+        mount_from: &(dyn Fn(&Digest) -> Vec<String> + Sync),
+    ) -> Result<ExportStats> {
+        client
+            .run(self.to_registry_async(client, reference, store, mount_from))
+            .map_err(|source| Error::Registry { reference: reference.to_string(), source })?
+    }
+
+    /// The async twin of [`CacheExport::to_registry`].
+    pub async fn to_registry_async(
+        &self,
+        client: &registry::Client,
+        reference: &Reference,
+        store: &Store,
+        mount_from: &(dyn Fn(&Digest) -> Vec<String> + Sync),
+    ) -> Result<ExportStats> {
+        let wrap = |source: registry::Error| Error::Registry { reference: reference.to_string(), source };
+        let bytes = self.config.to_bytes();
+        let config = store.put_bytes(&bytes)?;
+        let blobs = self.config.blobs();
+        let (existed, mounted, uploaded, sent) = (AtomicUsize::new(0), AtomicUsize::new(0), AtomicUsize::new(0), AtomicU64::new(0));
+        let mut work: Vec<(Digest, u64, bool)> = blobs.iter().map(|b| (b.digest.clone(), b.size, false)).collect();
+        work.push((config.digest.clone(), config.size, true));
+        futures::stream::iter(work.into_iter().map(|(digest, size, is_config)| {
+            let (existed, mounted, uploaded, sent) = (&existed, &mounted, &uploaded, &sent);
+            async move {
+                let from: Vec<String> = mount_from(&digest).into_iter().filter(|r| r != reference.repository()).collect();
+                if !store.has_blob(&digest) && from.is_empty() {
+                    // Not here, nowhere to mount from: only fine if the target has it already.
+                    if client.blob_exists_async(reference, &digest).await.map_err(wrap)? {
+                        existed.fetch_add(1, Ordering::Relaxed);
+                        return Ok(());
+                    }
+                    return Err(Error::BlobMissing { digest: digest.to_string() });
+                }
+                let outcome = client.put_blob_async(reference, store, &digest, size, &from, &registry::NoProgress).await.map_err(wrap)?;
+                if outcome == registry::BlobPush::Uploaded {
+                    sent.fetch_add(size, Ordering::Relaxed);
+                }
+                // The counts are of layer blobs; the config is this cache's own.
+                if !is_config {
+                    match outcome {
+                        registry::BlobPush::Existed => existed.fetch_add(1, Ordering::Relaxed),
+                        registry::BlobPush::Mounted(_) => mounted.fetch_add(1, Ordering::Relaxed),
+                        registry::BlobPush::Uploaded => uploaded.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
+                Ok::<(), Error>(())
+            }
+        }))
+        .buffer_unordered(4)
+        .try_collect::<Vec<()>>()
+        .await?;
+        let manifest = self.manifest(&config.digest, config.size);
+        let digest = client.put_manifest_bytes_async(reference, &manifest, oci::media::OCI_MANIFEST).await.map_err(wrap)?;
+        tracing::info!("exported {} cache entries to {reference} as {digest}", self.config.entries.len());
+        Ok(ExportStats {
+            blobs: blobs.len(),
+            existed: existed.into_inner(),
+            mounted: mounted.into_inner(),
+            uploaded: uploaded.into_inner(),
+            bytes_uploaded: sent.into_inner(),
+            manifest: Some(digest),
+        })
+    }
+
+    /// Writes the cache into the OCI layout `dest`, tagged `tag` (blobs copied from `store`).
+    pub fn to_local(&self, dest: &Path, tag: &str, store: &Store) -> Result<ExportStats> {
+        let layout = Layout::new(dest);
+        let mut stats = ExportStats::default();
+        let blobs = self.config.blobs();
+        stats.blobs = blobs.len();
+        for blob in &blobs {
+            if layout.blob_path(&blob.digest).is_file() {
+                stats.existed += 1;
+                continue;
+            }
+            let file = store.open_blob(&blob.digest).map_err(|e| match e {
+                oci::Error::BlobNotFound(d) => Error::BlobMissing { digest: d },
+                other => Error::Store(other),
+            })?;
+            layout.put_blob_from(&blob.digest, file)?;
+            stats.uploaded += 1;
+            stats.bytes_uploaded += blob.size;
+        }
+        let bytes = self.config.to_bytes();
+        let config_digest = layout.put_bytes(&bytes)?;
+        let manifest = self.manifest(&config_digest, bytes.len() as u64);
+        let digest = layout.put_bytes(&manifest)?;
+        layout.set_tag(tag, &digest, manifest.len() as u64, oci::media::OCI_MANIFEST)?;
+        stats.manifest = Some(digest);
+        Ok(stats)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::{LayerBlob, Provenance};
+    use crate::import::CacheImport;
+    use crate::spec::CacheFrom;
+    use std::sync::Arc;
+
+    #[test]
+    fn local_round_trip_and_verified_fetch() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let store_a = Store::open(&tmp.path().join("a")).expect("store a");
+        let layer = store_a.put_bytes(b"pretend this is a gzip tar").expect("blob");
+        let blob = LayerBlob {
+            digest: layer.digest.clone(),
+            diff_id: Digest::sha256_of(b"tar"),
+            size: layer.size,
+            media_type: oci::media::OCI_LAYER_GZIP.into(),
+        };
+        let entry = CacheEntry {
+            key: "ab".repeat(32),
+            layers: vec![blob.clone()],
+            provenance: Provenance { step: "step-1".into(), description: "[1/1] RUN x".into(), inputs: Default::default() },
+            created: 1,
+        };
+        let dir = tmp.path().join("cache");
+        let stats = CacheExport::new(vec![entry.clone()]).to_local(&dir, "latest", &store_a).expect("export");
+        assert_eq!((stats.blobs, stats.uploaded), (1, 1));
+        let again = CacheExport::new(vec![entry.clone()]).to_local(&dir, "latest", &store_a).expect("export again");
+        assert_eq!((again.existed, again.uploaded), (1, 0), "a second export copies nothing");
+
+        let store_b = Store::open(&tmp.path().join("b")).expect("store b");
+        let client = Arc::new(registry::Client::new(Default::default()).expect("client"));
+        let import = CacheImport::load(&[CacheFrom::Local { src: dir.clone(), tag: "latest".into() }], client.clone(), &store_b);
+        assert!(import.warnings().is_empty(), "{:?}", import.warnings());
+        assert_eq!(import.lookup(&entry.key), Some(&entry));
+        assert_eq!(import.by_step("step-1").len(), 1);
+        assert!(!store_b.has_blob(&blob.digest), "a lookup fetches nothing");
+        assert_eq!(import.fetch_blob(&blob, &store_b).expect("fetch"), blob.size);
+        assert!(store_b.has_blob(&blob.digest));
+
+        // A blob whose bytes do not match its digest is refused, and nothing is stored.
+        let store_c = Store::open(&tmp.path().join("c")).expect("store c");
+        std::fs::write(Layout::new(&dir).blob_path(&blob.digest), b"tampered").expect("tamper");
+        let import = CacheImport::load(&[CacheFrom::Local { src: dir.clone(), tag: "latest".into() }], client.clone(), &store_c);
+        assert!(import.fetch_blob(&blob, &store_c).is_err());
+        assert!(!store_c.has_blob(&blob.digest));
+
+        // A missing directory is a warning naming it.
+        let import = CacheImport::load(&[CacheFrom::Local { src: tmp.path().join("nope"), tag: "latest".into() }], client, &store_c);
+        assert!(import.is_empty());
+        let w = import.warnings()[0].to_string();
+        assert!(
+            w.starts_with(&format!(
+                "--cache-from {}: read {}",
+                tmp.path().join("nope").display(),
+                tmp.path().join("nope/index.json").display()
+            )),
+            "{w}"
+        );
+        assert!(w.ends_with("; building without it"), "{w}");
+    }
+}

@@ -1,0 +1,131 @@
+//! Results from an imported cache (`--cache-from`): a hit downloads nothing. Its layers are
+//! known as blobs (digest, diffID, size) until something needs their files — a later step that
+//! runs on top of them, a `COPY --from` of them, a file output — and are then fetched (verified
+//! against their digest), unpacked into the machine's shared snapshot store, and recorded in the
+//! local cache, so the next build on this machine is local.
+
+use std::io::Read;
+use std::path::Path;
+
+use crate::cache::{BlobDesc, CacheIndex, LayerRef, Snapshot};
+use crate::error::{Result, SolveError};
+use crate::provenance::Provenance;
+
+/// An imported cache: entries by cache key and by step, and their layer blobs on demand.
+pub trait CacheSource: Send + Sync {
+    /// The entry exported under `key` (64 hex digits), if a source has one.
+    fn lookup(&self, key: &str) -> Option<ImportedEntry>;
+    /// The provenance of every entry of the step `step` (to explain a miss).
+    fn by_step(&self, step: &str) -> Vec<Provenance>;
+    /// The blob's bytes, fetched (verified against its digest) if this machine lacks them.
+    fn open_blob(&self, blob: &BlobDesc) -> std::result::Result<Box<dyn Read + Send>, String>;
+}
+
+/// One step's result in an imported cache.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImportedEntry {
+    /// The whole layer chain, bottom first, base image layers included.
+    pub layers: Vec<BlobDesc>,
+    pub provenance: Provenance,
+    /// When the step's result was first made (seconds since the epoch), so the image built from
+    /// it is the very image the exporting machine built.
+    pub created: u64,
+}
+
+/// Where a layer known only by its blob will be unpacked (relative to the state root): the
+/// shared snapshot store base images use, so a layer is unpacked once per machine.
+pub(crate) fn lazy_layer(index: &CacheIndex, blob: &BlobDesc) -> LayerRef {
+    let dir = index.state_root().join("snapshots").join(snapshot::snapshots::Snapshots::id_of(&blob.digest));
+    let rel = dir.strip_prefix(index.state_root()).map(Path::to_path_buf).unwrap_or(dir);
+    LayerRef { dir: rel, blob: Some(blob.clone()) }
+}
+
+/// Whether every layer of `s` is on disk.
+pub fn is_materialized(index: &CacheIndex, s: &Snapshot) -> bool {
+    s.layers.iter().all(|l| index.abs(&l.dir).is_dir())
+}
+
+/// Makes every layer of `snapshot` present on disk, fetching those known only as blobs from
+/// `source`. Returns how many were fetched.
+pub fn materialize(index: &CacheIndex, source: Option<&dyn CacheSource>, snapshot: &Snapshot) -> Result<usize> {
+    let mut fetched = 0;
+    for l in &snapshot.layers {
+        if index.abs(&l.dir).is_dir() {
+            continue;
+        }
+        let Some(blob) = &l.blob else {
+            return Err(SolveError::Other(format!("layer {} of a cached result is gone: run the build again", l.dir.display())));
+        };
+        let Some(source) = source else {
+            return Err(SolveError::Other(format!("layer {} of an imported cache result is not on this machine, and the build has no --cache-from to fetch it from", blob.digest)));
+        };
+        let snapshots = snapshot::snapshots::Snapshots::open(index.state_root()).map_err(|e| SolveError::Other(format!("opening the snapshot store: {e}")))?;
+        snapshots
+            .ensure_layer(&blob.digest, || {
+                fetched += 1;
+                source.open_blob(blob).map_err(std::io::Error::other)
+            })
+            .map_err(|e| SolveError::Other(format!("fetching cached layer {}: {e}", blob.digest)))?;
+        tracing::debug!(layer = %blob.digest, size = blob.size, "fetched a layer of an imported cache result");
+    }
+    Ok(fetched)
+}
+
+/// Puts into `store` the blobs among `blobs` it lacks (layers of imported results), fetched
+/// from `source` and verified: an image written from imported results is then whole on this
+/// machine (for `builder run`, `save`, a push elsewhere). Returns how many were fetched.
+pub fn fetch_missing_blobs(store: &oci::Store, source: Option<&dyn CacheSource>, blobs: &[BlobDesc]) -> Result<usize> {
+    let mut fetched = 0;
+    for b in blobs {
+        let digest: oci::Digest = b.digest.parse().map_err(|e| SolveError::Other(format!("layer digest {:?}: {e}", b.digest)))?;
+        if store.has_blob(&digest) {
+            continue;
+        }
+        let Some(source) = source else {
+            return Err(SolveError::Other(format!("layer {digest} of an imported cache result is not on this machine, and the build has no --cache-from to fetch it from")));
+        };
+        let reader = source.open_blob(b).map_err(|e| SolveError::Other(format!("fetching cached layer {digest}: {e}")))?;
+        if !store.has_blob(&digest) {
+            store.write_blob(reader, &digest, Some(b.size)).map_err(|e| SolveError::Other(format!("storing cached layer {digest}: {e}")))?;
+        }
+        fetched += 1;
+    }
+    Ok(fetched)
+}
+
+/// The `--cache-from` sources of a build, as `remote-cache` reads them. A fetched blob lands in
+/// the image store (verified there), so a later push of an image with it moves nothing again.
+pub struct ImportedCache {
+    import: std::sync::Arc<remote_cache::CacheImport>,
+    store: oci::Store,
+}
+
+impl ImportedCache {
+    pub fn new(import: std::sync::Arc<remote_cache::CacheImport>, store: oci::Store) -> ImportedCache {
+        ImportedCache { import, store }
+    }
+}
+
+impl CacheSource for ImportedCache {
+    fn lookup(&self, key: &str) -> Option<ImportedEntry> {
+        let e = self.import.lookup(key)?;
+        let layers = e
+            .layers
+            .iter()
+            .map(|l| BlobDesc { digest: l.digest.to_string(), size: l.size, media_type: l.media_type.clone(), diff_id: l.diff_id.to_string() })
+            .collect();
+        Some(ImportedEntry { layers, provenance: e.provenance.clone(), created: e.created })
+    }
+
+    fn by_step(&self, step: &str) -> Vec<Provenance> {
+        self.import.by_step(step).into_iter().map(|e| e.provenance.clone()).collect()
+    }
+
+    fn open_blob(&self, blob: &BlobDesc) -> std::result::Result<Box<dyn Read + Send>, String> {
+        let parse = |d: &str| d.parse::<oci::Digest>().map_err(|e| format!("layer digest {d:?}: {e}"));
+        let layer = remote_cache::LayerBlob { digest: parse(&blob.digest)?, diff_id: parse(&blob.diff_id)?, size: blob.size, media_type: blob.media_type.clone() };
+        self.import.fetch_blob(&layer, &self.store).map_err(|e| e.to_string())?;
+        let f = self.store.open_blob(&layer.digest).map_err(|e| e.to_string())?;
+        Ok(Box::new(f))
+    }
+}
