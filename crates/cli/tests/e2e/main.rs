@@ -11,6 +11,7 @@ mod cache_explain;
 mod compose;
 mod container;
 mod image;
+mod network;
 mod parse;
 mod serve;
 mod volume;
