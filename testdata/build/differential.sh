@@ -13,7 +13,7 @@
 #   setup.sh          run (bash) inside a scratch copy of ctx/ before building, for what git cannot
 #                     hold: hardlinks, special modes, owners, archives made on the fly
 #
-#   testdata/build/differential.sh [CASE…]      (needs root and a running dockerd)
+#   [BASES="full minimal"] testdata/build/differential.sh [CASE…]      (needs root and a running dockerd)
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -41,15 +41,27 @@ HTTP_PID=$!
 read -r HTTP_PORT < "$WORK/http.port"
 HTTP="127.0.0.1:$HTTP_PORT"
 
-# The same base image on both sides.
-mkdir -p "$WORK/rootfs"/{bin,etc,tmp,root,proc,sys,dev,home}
-cp /bin/busybox "$WORK/rootfs/bin/busybox"
-for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$WORK/rootfs/bin/$a"; done
-printf 'root:x:0:0:root:/root:/bin/sh\n' > "$WORK/rootfs/etc/passwd"
-printf 'root:x:0:\n' > "$WORK/rootfs/etc/group"
-tar -C "$WORK/rootfs" -cf "$WORK/base.tar" .
-"$BUILDER" --root "$WORK/root" import "$WORK/base.tar" busybox:diff > /dev/null
-"$DOCKER" import "$WORK/base.tar" busybox:diff > /dev/null
+# The same base image on both sides, in two flavours: `full` (busybox with /tmp, /proc, /sys,
+# /dev, /root, /home) and `minimal` (busybox and /etc/passwd only: a RUN must leave none of the
+# sandbox's mount points in its layer). BASES picks them (default: both).
+make_base() { # flavour -> imports busybox:diff into $WORK/root-<flavour> and into docker
+  local rootfs="$WORK/rootfs-$1"
+  if [ "$1" = minimal ]; then
+    mkdir -p "$rootfs"/{bin,etc}
+    cp /bin/busybox "$rootfs/bin/busybox"
+    ln -sf busybox "$rootfs/bin/sh"
+    printf 'root:x:0:0:root:/root:/bin/sh\n' > "$rootfs/etc/passwd"
+  else
+    mkdir -p "$rootfs"/{bin,etc,tmp,root,proc,sys,dev,home}
+    cp /bin/busybox "$rootfs/bin/busybox"
+    for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$rootfs/bin/$a"; done
+    printf 'root:x:0:0:root:/root:/bin/sh\n' > "$rootfs/etc/passwd"
+    printf 'root:x:0:\n' > "$rootfs/etc/group"
+  fi
+  tar -C "$rootfs" -cf "$WORK/base-$1.tar" .
+  "$BUILDER" --root "$WORK/root-$1" import "$WORK/base-$1.tar" busybox:diff > /dev/null
+  "$DOCKER" import "$WORK/base-$1.tar" busybox:diff > /dev/null
+}
 
 listing() { # tar file -> sorted listing on stdout
   python3 - "$1" <<'PY'
@@ -166,7 +178,7 @@ root, tag = sys.argv[1], sys.argv[2]
 idx = json.load(open(root + "/index.json"))
 m = [d for d in idx["manifests"] if d.get("annotations", {}).get("org.opencontainers.image.ref.name") == "docker.io/library/" + tag][0]
 man = json.load(open(root + "/blobs/sha256/" + m["digest"].split(":")[1]))
-print(open(root + "/blobs/sha256/" + man["config"]["digest"].split(":")[1]).read())' "$WORK/root" "$1"
+print(open(root + "/blobs/sha256/" + man["config"]["digest"].split(":")[1]).read())' "$BROOT" "$1"
 }
 
 docker_config() { # tag -> image config JSON as `docker save` stores it
@@ -182,54 +194,58 @@ c["_dir_only_layers"] = [all(x.isdir() and x.name.strip("./") in stubs for x in 
 print(json.dumps(c))'
 }
 
-base_layers=$(builder_config busybox:diff | python3 -c 'import json,sys; print(len(json.load(sys.stdin).get("history") or []))')
-docker_base_layers=$(docker_config busybox:diff | python3 -c 'import json,sys; print(len(json.load(sys.stdin).get("history") or []))')
-
 status=0
 cases=${*:-$(ls "$HERE/differential")}
-for case in $cases; do
-  dir="$HERE/differential/$case"
-  ctx="$WORK/ctx-$case"
-  if [ -d "$dir/ctx" ]; then cp -a "$dir/ctx" "$ctx"; else mkdir "$ctx"; fi   # git keeps no empty ctx/
-  if [ -f "$dir/setup.sh" ]; then (cd "$ctx" && bash "$dir/setup.sh"); fi
-  dockerfile="$dir/Dockerfile"
-  [ -f "$dockerfile" ] || dockerfile="$ctx/Dockerfile"   # a case may keep its Dockerfile in ctx/
-  args=()
-  if grep -q 'ARG HTTP' "$dockerfile"; then args+=(--build-arg "HTTP=$HTTP"); fi
-  if [ -f "$dir/build-args" ]; then
-    while IFS= read -r a; do [ -n "$a" ] && args+=(--build-arg "$a"); done < "$dir/build-args"
-  fi
-  if [ -f "$dir/platform" ]; then args+=(--platform "$(cat "$dir/platform")"); fi
-  if [ -f "$dir/base.Dockerfile" ]; then
-    "$BUILDER" --root "$WORK/root" build -q "${args[@]}" -f "$dir/base.Dockerfile" -t "diff-$case-base" "$ctx" > /dev/null
-    DOCKER_BUILDKIT=1 "$DOCKER" build -q --network host "${args[@]}" -f "$dir/base.Dockerfile" -t "diff-$case-base" "$ctx" > /dev/null
-  fi
-  if ! "$BUILDER" --root "$WORK/root" build -q "${args[@]}" -f "$dockerfile" -t "diff-$case" --output "type=tar,dest=$WORK/$case.builder.tar" "$ctx" > "$WORK/$case.builder.log" 2>&1; then
-    echo "DIFFERS $case: builder failed"; tail -5 "$WORK/$case.builder.log"; status=1; continue
-  fi
-  "$BUILDER" --root "$WORK/root" build -q "${args[@]}" -f "$dockerfile" -t "diff-$case" "$ctx" > /dev/null
-  if ! DOCKER_BUILDKIT=1 "$DOCKER" build -q --network host "${args[@]}" -f "$dockerfile" -t "diff-$case" "$ctx" > "$WORK/$case.docker.log" 2>&1; then
-    echo "DIFFERS $case: docker build failed where builder succeeded"; tail -5 "$WORK/$case.docker.log"; status=1; continue
-  fi
-  cid=$("$DOCKER" create "diff-$case" true)
-  "$DOCKER" export "$cid" > "$WORK/$case.docker.tar"
-  "$DOCKER" rm "$cid" > /dev/null
-  listing "$WORK/$case.builder.tar" > "$WORK/$case.builder.files"
-  listing "$WORK/$case.docker.tar" > "$WORK/$case.docker.files"
-  builder_config "diff-$case:latest" > "$WORK/$case.builder.json"
-  docker_config "diff-$case" > "$WORK/$case.docker.json"
-  config < "$WORK/$case.builder.json" > "$WORK/$case.builder.config"
-  config < "$WORK/$case.docker.json" > "$WORK/$case.docker.config"
-  history "$base_layers" < "$WORK/$case.builder.json" > "$WORK/$case.builder.history"
-  history "$docker_base_layers" < "$WORK/$case.docker.json" > "$WORK/$case.docker.history"
-  diff -u "$WORK/$case.docker.files" "$WORK/$case.builder.files" > "$WORK/$case.files.diff" || true
-  diff -u "$WORK/$case.docker.config" "$WORK/$case.builder.config" > "$WORK/$case.config.diff" || true
-  same_history "$WORK/$case.docker.history" "$WORK/$case.builder.history" > "$WORK/$case.history.diff" || true
-  if [ ! -s "$WORK/$case.files.diff" ] && [ ! -s "$WORK/$case.config.diff" ] && [ ! -s "$WORK/$case.history.diff" ]; then
-    echo "same    $case ($(wc -l < "$WORK/$case.builder.files") paths)"
-  else
-    echo "DIFFERS $case"; cat "$WORK/$case.files.diff" "$WORK/$case.config.diff" "$WORK/$case.history.diff" | head -${DIFF_LINES:-40}
-    status=1
-  fi
+for flavour in ${BASES:-full minimal}; do
+  BROOT="$WORK/root-$flavour"
+  make_base "$flavour"
+  base_layers=$(builder_config busybox:diff | python3 -c 'import json,sys; print(len(json.load(sys.stdin).get("history") or []))')
+  docker_base_layers=$(docker_config busybox:diff | python3 -c 'import json,sys; print(len(json.load(sys.stdin).get("history") or []))')
+
+  for case in $cases; do
+    dir="$HERE/differential/$case"
+    ctx="$WORK/ctx-$flavour-$case"
+    if [ -d "$dir/ctx" ]; then cp -a "$dir/ctx" "$ctx"; else mkdir "$ctx"; fi   # git keeps no empty ctx/
+    if [ -f "$dir/setup.sh" ]; then (cd "$ctx" && bash "$dir/setup.sh"); fi
+    dockerfile="$dir/Dockerfile"
+    [ -f "$dockerfile" ] || dockerfile="$ctx/Dockerfile"   # a case may keep its Dockerfile in ctx/
+    args=()
+    if grep -q 'ARG HTTP' "$dockerfile"; then args+=(--build-arg "HTTP=$HTTP"); fi
+    if [ -f "$dir/build-args" ]; then
+      while IFS= read -r a; do [ -n "$a" ] && args+=(--build-arg "$a"); done < "$dir/build-args"
+    fi
+    if [ -f "$dir/platform" ]; then args+=(--platform "$(cat "$dir/platform")"); fi
+    if [ -f "$dir/base.Dockerfile" ]; then
+      "$BUILDER" --root "$BROOT" build -q "${args[@]}" -f "$dir/base.Dockerfile" -t "diff-$case-base" "$ctx" > /dev/null
+      DOCKER_BUILDKIT=1 "$DOCKER" build -q --network host "${args[@]}" -f "$dir/base.Dockerfile" -t "diff-$case-base" "$ctx" > /dev/null
+    fi
+    if ! "$BUILDER" --root "$BROOT" build -q "${args[@]}" -f "$dockerfile" -t "diff-$case" --output "type=tar,dest=$WORK/$flavour.$case.builder.tar" "$ctx" > "$WORK/$flavour.$case.builder.log" 2>&1; then
+      echo "DIFFERS $flavour $case: builder failed"; tail -5 "$WORK/$flavour.$case.builder.log"; status=1; continue
+    fi
+    "$BUILDER" --root "$BROOT" build -q "${args[@]}" -f "$dockerfile" -t "diff-$case" "$ctx" > /dev/null
+    if ! DOCKER_BUILDKIT=1 "$DOCKER" build -q --network host "${args[@]}" -f "$dockerfile" -t "diff-$case" "$ctx" > "$WORK/$flavour.$case.docker.log" 2>&1; then
+      echo "DIFFERS $flavour $case: docker build failed where builder succeeded"; tail -5 "$WORK/$flavour.$case.docker.log"; status=1; continue
+    fi
+    cid=$("$DOCKER" create "diff-$case" true)
+    "$DOCKER" export "$cid" > "$WORK/$flavour.$case.docker.tar"
+    "$DOCKER" rm "$cid" > /dev/null
+    listing "$WORK/$flavour.$case.builder.tar" > "$WORK/$flavour.$case.builder.files"
+    listing "$WORK/$flavour.$case.docker.tar" > "$WORK/$flavour.$case.docker.files"
+    builder_config "diff-$case:latest" > "$WORK/$flavour.$case.builder.json"
+    docker_config "diff-$case" > "$WORK/$flavour.$case.docker.json"
+    config < "$WORK/$flavour.$case.builder.json" > "$WORK/$flavour.$case.builder.config"
+    config < "$WORK/$flavour.$case.docker.json" > "$WORK/$flavour.$case.docker.config"
+    history "$base_layers" < "$WORK/$flavour.$case.builder.json" > "$WORK/$flavour.$case.builder.history"
+    history "$docker_base_layers" < "$WORK/$flavour.$case.docker.json" > "$WORK/$flavour.$case.docker.history"
+    diff -u "$WORK/$flavour.$case.docker.files" "$WORK/$flavour.$case.builder.files" > "$WORK/$flavour.$case.files.diff" || true
+    diff -u "$WORK/$flavour.$case.docker.config" "$WORK/$flavour.$case.builder.config" > "$WORK/$flavour.$case.config.diff" || true
+    same_history "$WORK/$flavour.$case.docker.history" "$WORK/$flavour.$case.builder.history" > "$WORK/$flavour.$case.history.diff" || true
+    if [ ! -s "$WORK/$flavour.$case.files.diff" ] && [ ! -s "$WORK/$flavour.$case.config.diff" ] && [ ! -s "$WORK/$flavour.$case.history.diff" ]; then
+      echo "same    $flavour $case ($(wc -l < "$WORK/$flavour.$case.builder.files") paths)"
+    else
+      echo "DIFFERS $flavour $case"; cat "$WORK/$flavour.$case.files.diff" "$WORK/$flavour.$case.config.diff" "$WORK/$flavour.$case.history.diff" | head -${DIFF_LINES:-40}
+      status=1
+    fi
+  done
 done
 exit $status

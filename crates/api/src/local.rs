@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use dockerfile::lower::{ImageResolver, LowerOptions, ResolvedImage};
+use dockerfile::lower::{ImageResolver, LowerOptions, ResolveError, ResolvedImage};
 use snapshot::diff::Compression;
 
 use crate::context::select::Selection;
@@ -259,7 +259,7 @@ impl LocalEngine {
         let invalid = |e: &dyn std::fmt::Display| EngineError::Invalid(e.to_string());
         let outputs = parse_outputs(o)?;
         let compression = o.options.compression;
-        let ignore = dockerfile::ignore::DockerIgnore::load(&job.context_dir, &o.dockerfile_name).map_err(|e| invalid(&e))?;
+        let ignore = dockerignore::DockerIgnore::load(&job.context_dir, &o.dockerfile_name).map_err(|e| invalid(&e))?;
         let source_date_epoch = source_date_epoch(o)?;
         let lowered = self.lower(o, ignore.patterns(), &job.progress)?;
         let mut locals = HashMap::new();
@@ -332,6 +332,14 @@ impl LocalEngine {
                         return Err(EngineError::Invalid("--push needs a name: give -t NAME".into()));
                     }
                     let exported = export(compression.unwrap_or(if *push { Compression::Gzip } else { Compression::Uncompressed }))?;
+                    if !*push {
+                        // Layers of imported cache results: a local image must be whole here. A
+                        // push mounts them across repositories instead.
+                        let fetched = solver::remote::fetch_missing_blobs(&self.store, cache_from.as_deref(), &exported.layers).map_err(failed)?;
+                        if fetched > 0 {
+                            note(format!("fetching {fetched} cached layers done"));
+                        }
+                    }
                     note(format!("writing image {} done", exported.config_digest));
                     let manifest: oci::Digest = exported.manifest_digest.parse().map_err(failed)?;
                     let desc = self.store.manifest_descriptor(&manifest).map_err(failed)?;
@@ -526,25 +534,27 @@ struct StoreResolver<'a> {
 }
 
 impl ImageResolver for StoreResolver<'_> {
-    fn resolve(&mut self, reference: &str, platform: &str) -> Result<ResolvedImage, String> {
-        let r = oci::Reference::parse(reference).map_err(|e| e.to_string())?;
+    fn resolve(&mut self, reference: &str, platform: &str) -> Result<ResolvedImage, ResolveError> {
+        let r = oci::Reference::parse(reference).map_err(|e| ResolveError::BadReference(e.to_string()))?;
+        let store_failed = |e: &dyn std::fmt::Display| ResolveError::Store(e.to_string());
+        let bad = |what: &'static str| move |e: serde_json::Error| ResolveError::BadConfig { reference: reference.to_string(), what, reason: e.to_string() };
         let store = &self.engine.store;
         let local = if self.pull { None } else { store.image(&r).ok() };
         let image = match local {
             Some(i) => i,
             None => {
-                let client = self.engine.registry(&[]).map_err(|e| e.to_string())?;
+                let client = self.engine.registry(&[]).map_err(|e| store_failed(&e))?;
                 let progress = self.progress.clone();
                 let note = move |m: String| progress(solver::Event::Note { message: m });
-                client.pull(&r, Some(platform), store, &NoteProgress(&note)).map_err(|e| format!("image not found locally and pulling it failed: {e}"))?;
-                store.image(&r).map_err(|e| e.to_string())?
+                client.pull(&r, Some(platform), store, &NoteProgress(&note)).map_err(|e| ResolveError::Pull(e.to_string()))?;
+                store.image(&r).map_err(|e| store_failed(&e))?
             }
         };
         // The config as stored: Docker fields such as OnBuild are not in the OCI types.
-        let raw = store.read_blob(&image.config_digest).map_err(|e| e.to_string())?;
-        let cfg: serde_json::Value = serde_json::from_slice(&raw).map_err(|e| format!("image config of {reference}: {e}"))?;
-        let config = cfg.get("config").cloned().map(serde_json::from_value).transpose().map_err(|e| format!("image config of {reference}: {e}"))?.unwrap_or_default();
-        let history = cfg.get("history").cloned().map(serde_json::from_value).transpose().map_err(|e| format!("image history of {reference}: {e}"))?.unwrap_or_default();
+        let raw = store.read_blob(&image.config_digest).map_err(|e| store_failed(&e))?;
+        let cfg: serde_json::Value = serde_json::from_slice(&raw).map_err(bad("config"))?;
+        let config = cfg.get("config").cloned().map(serde_json::from_value).transpose().map_err(bad("config"))?.unwrap_or_default();
+        let history = cfg.get("history").cloned().map(serde_json::from_value).transpose().map_err(bad("history"))?.unwrap_or_default();
         let s = |k: &str| cfg.get(k).and_then(|v| v.as_str()).unwrap_or_default().to_string();
         Ok(ResolvedImage {
             reference: r.to_string(),

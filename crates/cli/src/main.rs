@@ -73,6 +73,8 @@ enum Command {
     Build(cmd::build::Command),
     #[command(flatten)]
     Serve(cmd::serve::Command),
+    #[command(flatten)]
+    System(cmd::system::Command),
     /// Manage volumes.
     #[command(subcommand)]
     Volume(cmd::volume::Command),
@@ -102,6 +104,7 @@ fn management_form(mut args: Vec<std::ffi::OsString>) -> Result<Vec<std::ffi::Os
         ("container", s @ ("run" | "logs" | "stop" | "kill" | "start" | "restart" | "exec" | "diff" | "commit" | "cp" | "rename" | "stats" | "port")) => s,
         ("image", "ls" | "list") => "images",
         ("image", "rm" | "remove") => "rmi",
+        ("image", "prune") => "image-prune",
         ("image", s @ ("build" | "tag" | "pull" | "push" | "inspect" | "history" | "save" | "load" | "import")) => s,
         ("container" | "image", s) if !s.starts_with('-') => return Err(format!("builder {group} {s}: no such command (builder {group} takes the docker {group} commands builder has: see builder --help)")),
         _ => return Ok(args),
@@ -132,6 +135,7 @@ fn main() -> ExitCode {
         Command::Container(c) => c.run(&cli.globals),
         Command::Build(c) => c.run(&cli.globals),
         Command::Serve(c) => c.run(&cli.globals),
+        Command::System(c) => c.run(&cli.globals),
         Command::Volume(c) => c.run(&cli.globals),
         Command::Compose(c) => c.run(&cli.globals),
     };

@@ -20,8 +20,14 @@ pub struct RunOptions {
     pub env: Vec<String>,
     pub env_files: Vec<PathBuf>,
     pub workdir: Option<String>,
-    /// `-v HOST:CONTAINER[:ro]`.
+    /// `-v [SOURCE:]TARGET[:OPTIONS]` (a host path or a volume name).
     pub volumes: Vec<String>,
+    /// `--mount type=bind|volume|tmpfs,…`.
+    pub mounts: Vec<String>,
+    /// `--tmpfs PATH[:OPTIONS]`.
+    pub tmpfs: Vec<String>,
+    /// `--volumes-from CONTAINER[:ro|rw]`.
+    pub volumes_from: Vec<String>,
     pub user: Option<String>,
     pub interactive: bool,
     pub tty: bool,
@@ -132,21 +138,6 @@ pub fn merge_env(base: &[String], overrides: &[String]) -> Vec<String> {
     out
 }
 
-/// `-v HOST:CONTAINER[:ro|rw]`: the host directory (made absolute) and the container path.
-pub fn parse_volume(v: &str) -> Result<(PathBuf, String, bool)> {
-    let parts: Vec<&str> = v.split(':').collect();
-    let (host, ctr, ro) = match parts.as_slice() {
-        [h, c] => (*h, *c, false),
-        [h, c, mode] if *mode == "ro" || *mode == "rw" => (*h, *c, *mode == "ro"),
-        _ => return Err(Error::option("--volume", v, "use HOST:CONTAINER[:ro]")),
-    };
-    if !ctr.starts_with('/') {
-        return Err(Error::option("--volume", v, "the container path must be absolute"));
-    }
-    let host = std::path::absolute(host).map_err(|e| Error::io("resolving", host, e))?;
-    Ok((host, ctr.to_string(), ro))
-}
-
 /// `--add-host NAME:IP` (or `NAME=IP`; IPv6 may be in brackets).
 pub fn parse_add_host(h: &str) -> Result<(String, String)> {
     let Some((name, ip)) = h.split_once([':', '=']) else { return Err(Error::option("--add-host", h, "expected NAME:IP")) };
@@ -207,7 +198,6 @@ mod tests {
     fn bad_values_name_the_flag_and_value() {
         assert_eq!(parse_bytes("--memory", "64m").unwrap(), 64 << 20);
         assert_eq!(parse_bytes("--memory", "abc").unwrap_err().to_string(), "invalid --memory \"abc\": use a size such as 64m or 1g");
-        assert!(parse_volume("a:b").unwrap_err().to_string().contains("--volume \"a:b\""));
         assert!(parse_add_host("nohost").unwrap_err().to_string().contains("--add-host \"nohost\""));
         assert_eq!(parse_add_host("db:[::1]").unwrap(), ("db".to_string(), "::1".to_string()));
     }

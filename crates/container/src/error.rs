@@ -35,6 +35,9 @@ pub enum Error {
     /// The image could not be found locally or pulled.
     #[error("image {image}: {source}")]
     Image { image: String, source: Box<dyn std::error::Error + Send + Sync> },
+    /// A volume or mount could not be made (`-v`, `--mount`, `--tmpfs`, `--volumes-from`).
+    #[error(transparent)]
+    Volume(#[from] volume::Error),
     /// Unpacking a layer of the image failed.
     #[error(transparent)]
     Unpack(#[from] snapshot::error::UnpackError),

@@ -16,6 +16,7 @@ pub mod exec;
 pub mod fs;
 mod image;
 pub mod logs;
+pub mod mounts;
 pub mod shim;
 pub mod terminal;
 
@@ -113,14 +114,7 @@ impl Containers {
             }
             None => config::random_name(&id),
         };
-        let mut mounts = Vec::new();
-        for v in &opts.volumes {
-            let (host, ctr, ro) = config::parse_volume(v)?;
-            if !host.exists() {
-                std::fs::create_dir_all(&host).map_err(|e| Error::io("creating volume source", &host, e))?;
-            }
-            mounts.push(runtime::bind_mount(host, ctr, ro));
-        }
+        let mount_flags = mounts::parse(opts)?;
         let mut ports = Vec::new();
         for p in &opts.publish {
             ports.extend(network::parse_publish(p)?);
@@ -167,6 +161,22 @@ impl Containers {
         };
         // A foreground --rm container is listed only once it runs (see create_unlisted).
         let dir = if opts.auto_remove && !opts.detach { self.store.create_unlisted(&id)? } else { self.store.create(&state)? };
+        let new = mounts::NewContainer {
+            root: &self.root,
+            store: &self.store,
+            id: &id,
+            name: &state.name,
+            dir: &dir,
+            lowers: &lowers,
+            image_volumes: config.volumes().clone().unwrap_or_default(),
+        };
+        let mounts = match mounts::prepare(&mount_flags, &new) {
+            Ok(m) => m,
+            Err(e) => {
+                let _ = self.store.remove(&id);
+                return Err(e);
+            }
+        };
         let spec_opts = runtime::SpecOptions {
             rootfs: dir.join("rootfs"),
             args: run.argv,
@@ -195,14 +205,14 @@ impl Containers {
                 s
             }
             Err(e) => {
-                let _ = self.store.remove(&id);
+                let _ = mounts::remove_container(&self.root, &self.store, &id, true);
                 return Err(e.into());
             }
         };
         let spec = runtime::write_bundle(&dir, &spec)?;
         if mode == network::BRIDGE {
             if let Err(e) = write_network_request(&dir, &network::Request { ports }) {
-                let _ = self.store.remove(&id);
+                let _ = mounts::remove_container(&self.root, &self.store, &id, true);
                 return Err(e);
             }
         }
@@ -221,7 +231,8 @@ impl Containers {
         let auto_remove = created.state.auto_remove;
         let result = shim::foreground(&self.root, &self.store, created);
         if auto_remove {
-            let _ = self.store.remove(&id);
+            // With its anonymous volumes, as docker run --rm.
+            let _ = mounts::remove_container(&self.root, &self.store, &id, true);
         }
         result.map(Ran::Exited)
     }
@@ -304,8 +315,9 @@ impl Containers {
         Ok(())
     }
 
-    /// Removes the container; a running one only with `force` (killed first).
-    pub fn remove(&self, state: &ContainerState, force: bool) -> Result<()> {
+    /// Removes the container; a running one only with `force` (killed first). It lets go of
+    /// its volumes; with `volumes` (`rm -v`) the anonymous ones made for it are removed too.
+    pub fn remove(&self, state: &ContainerState, force: bool, volumes: bool) -> Result<()> {
         if state.status == Status::Running {
             if !force {
                 return Err(Error::StillRunning { name: state.name.clone() });
@@ -316,8 +328,7 @@ impl Containers {
             self.wait_exit(&state.id, Duration::from_secs(10));
         }
         network::forget(&self.root, &state.id);
-        self.store.remove(&state.id)?;
-        Ok(())
+        mounts::remove_container(&self.root, &self.store, &state.id, volumes)
     }
 
     /// The ports a running container publishes (`port`, the PORTS column of `ps`).

@@ -151,7 +151,7 @@ pub fn run(root: &Path, id: &str) -> Result<()> {
     let auto_remove = state.auto_remove;
     finish(&cstore, state, status, oom)?;
     if auto_remove {
-        let _ = cstore.remove(id);
+        let _ = crate::mounts::remove_container(root, &cstore, id, true);
     }
     Ok(())
 }

@@ -71,9 +71,6 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
-    /// A .dockerignore pattern is not valid.
-    #[error("{file}:{line}: invalid pattern {pattern:?}: {message}")]
-    IgnorePattern { file: String, line: usize, pattern: String, message: String },
 }
 
 impl Error {

@@ -1,10 +1,10 @@
 //! The Dockerfile frontend: Dockerfile text -> syntax tree (pest grammar in
 //! `frontend-grammar/dockerfile.pest`) -> typed instructions; shell-word
-//! expansion; `.dockerignore`; lowering to a build graph.
+//! expansion; lowering to a build graph. (`.dockerignore` is the crate `dockerignore`.)
 //!
 //! It reads Dockerfiles exactly as BuildKit does (BuildKit's parser test
 //! files and expansion vectors are its conformance tests). It does not run
-//! anything, resolve images or read the build context beyond `.dockerignore`.
+//! anything, resolve images or read the build context.
 //!
 //! # Using it
 //!
@@ -31,7 +31,6 @@
 //!   [`scope::StageScope`]: `apply` each ARG/ENV in order; `expansion_env`,
 //!   `run_env` and `image_env` say what an instruction, a RUN and the image
 //!   config see.
-//! - `.dockerignore`: [`ignore::DockerIgnore`].
 //! - The syntax tree itself ([`ast::parse`], [`ast::Ast::dump`] in BuildKit's
 //!   dump format) is there for tools such as `builder parse`.
 
@@ -41,7 +40,6 @@ pub mod ast;
 mod error;
 mod flags;
 mod grammar;
-pub mod ignore;
 mod instructions;
 mod mount;
 pub mod scope;

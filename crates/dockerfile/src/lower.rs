@@ -34,7 +34,27 @@ pub struct ResolvedImage {
 /// Finds base images (in the local store, or by pulling).
 pub trait ImageResolver {
     /// Resolves `reference` for `platform` (`os/arch[/variant]`).
-    fn resolve(&mut self, reference: &str, platform: &str) -> Result<ResolvedImage, String>;
+    fn resolve(&mut self, reference: &str, platform: &str) -> Result<ResolvedImage, ResolveError>;
+}
+
+/// Why a base image could not be had.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    /// The name is not an image reference.
+    #[error("{0}")]
+    BadReference(String),
+    /// Not in the store, and pulling it failed.
+    #[error("image not found locally and pulling it failed: {0}")]
+    Pull(String),
+    /// The store holds the image for another platform only.
+    #[error("image {reference} has no variant for platform {wanted} (the one here is {have}): build with --platform {have}, or add --pull to fetch {wanted} from its registry")]
+    WrongPlatform { reference: String, wanted: String, have: String },
+    /// The image's config or history cannot be read.
+    #[error("image {what} of {reference}: {reason}")]
+    BadConfig { reference: String, what: &'static str, reason: String },
+    /// The image store failed.
+    #[error("{0}")]
+    Store(String),
 }
 
 /// What the caller decides about a build.
@@ -70,12 +90,29 @@ pub struct LoweredBuild {
     pub stages: Vec<String>,
 }
 
+/// Why a Dockerfile cannot become a build graph.
 #[derive(Debug, thiserror::Error)]
 pub enum LowerError {
+    /// Something wrong at a line of the Dockerfile.
     #[error("{file}:{line}: {message}")]
     At { file: String, line: usize, message: String },
-    #[error("{0}")]
-    Other(String),
+    /// The base image of `FROM` (`what` = `FROM busybox`) or `--from=busybox` cannot be had.
+    #[error("{file}:{line}: {what}: {source}")]
+    Image { file: String, line: usize, what: String, source: ResolveError },
+    /// An instruction's words do not expand (the error names file:line:col).
+    #[error(transparent)]
+    Expand(#[from] crate::Error),
+    #[error("unsupported syntax directive \"# syntax={0}\": only the standard Dockerfile frontend (docker/dockerfile:<version>) is built in; custom frontends are not supported")]
+    UnsupportedSyntax(String),
+    /// `--target` names no stage.
+    #[error("target stage \"{0}\" could not be found")]
+    UnknownTarget(String),
+    /// A stage needs itself (through `COPY --from` or `FROM`).
+    #[error("circular dependency between build stages at stage {0}")]
+    StageCycle(String),
+    /// `--from=NAME` names a later stage.
+    #[error("{file}:{line}: stage {name:?} is used before it is defined (stage {stage})")]
+    StageUsedBeforeDefined { file: String, line: usize, name: String, stage: String },
 }
 
 /// The Dockerfile `# syntax=` directives this frontend accepts: the standard frontend at any
@@ -92,9 +129,7 @@ pub fn check_syntax(syntax: Option<&str>) -> Result<(), LowerError> {
     if repo == "docker/dockerfile" || repo == "docker/dockerfile-upstream" {
         return Ok(());
     }
-    Err(LowerError::Other(format!(
-        "unsupported syntax directive \"# syntax={s}\": only the standard Dockerfile frontend (docker/dockerfile:<version>) is built in; custom frontends are not supported"
-    )))
+    Err(LowerError::UnsupportedSyntax(s.to_string()))
 }
 
 const DEFAULT_SHELL: [&str; 2] = ["/bin/sh", "-c"];
@@ -242,7 +277,7 @@ impl<'a> Lowerer<'a> {
     fn target_index(&self) -> Result<usize, LowerError> {
         match &self.opts.target {
             None => Ok(self.df.stages.len() - 1),
-            Some(t) => self.stage_by_name(t).ok_or_else(|| LowerError::Other(format!("target stage \"{t}\" could not be found"))),
+            Some(t) => self.stage_by_name(t).ok_or_else(|| LowerError::UnknownTarget(t.clone())),
         }
     }
 
@@ -278,7 +313,7 @@ impl<'a> Lowerer<'a> {
         d
     }
 
-    fn resolve_image(&mut self, reference: &str, platform: &str) -> Result<ResolvedImage, String> {
+    fn resolve_image(&mut self, reference: &str, platform: &str) -> Result<ResolvedImage, ResolveError> {
         let key = format!("{reference} {platform}");
         if let Some(r) = self.images.get(&key) {
             return Ok(r.clone());
@@ -289,10 +324,7 @@ impl<'a> Lowerer<'a> {
         let (os, arch) = (want.next().unwrap_or("linux"), want.next().unwrap_or("amd64"));
         if !r.architecture.is_empty() && (r.architecture != arch || (!r.os.is_empty() && r.os != os)) {
             let have = format!("{}/{}", if r.os.is_empty() { os } else { &r.os }, r.architecture);
-            return Err(format!(
-                "image {} has no variant for platform {platform} (the one here is {have}): build with --platform {have}, or add --pull to fetch {platform} from its registry",
-                r.reference
-            ));
+            return Err(ResolveError::WrongPlatform { reference: r.reference, wanted: platform.to_string(), have });
         }
         self.images.insert(key, r.clone());
         Ok(r)
@@ -312,7 +344,7 @@ impl<'a> Lowerer<'a> {
             return Ok(s.clone());
         }
         if self.in_progress.contains(&i) {
-            return Err(LowerError::Other(format!("circular dependency between build stages at stage {}", self.stage_label(i))));
+            return Err(LowerError::StageCycle(self.stage_label(i)));
         }
         self.in_progress.push(i);
         let st = self.lower_stage(i)?;
@@ -350,7 +382,7 @@ impl<'a> Lowerer<'a> {
         } else if let Some(parent) = self.stage_ref(&image_name, i) {
             self.stage(parent)?
         } else {
-            let r = self.resolve_image(&image_name, &platform).map_err(|e| at(df, line, format!("FROM {image_name}: {e}")))?;
+            let r = self.resolve_image(&image_name, &platform).map_err(|source| LowerError::Image { file: df.file_name.clone(), line, what: format!("FROM {image_name}"), source })?;
             let fs = self.image_vertex(&r, format!("{} FROM {}@{}", prefix(1), r.reference, r.manifest_digest), platform.clone());
             StageState {
                 fs,
@@ -402,7 +434,7 @@ impl<'a> Lowerer<'a> {
             // ARG values are expanded by ARG itself; everything else through Instruction::expand.
             let ins = match ins {
                 Instruction::Arg(_) | Instruction::OnBuild(_) => ins.clone(),
-                other => other.expand(&env_for_expansion).map_err(|e| LowerError::Other(e.to_string()))?,
+                other => other.expand(&env_for_expansion)?,
             };
             let text = ins.original_text().trim().to_string();
             let shown = text.lines().next().unwrap_or_default().to_string();
@@ -623,7 +655,7 @@ impl<'a> Lowerer<'a> {
             let mut input_for = |this: &mut Self, from: &Option<String>| -> Result<usize, LowerError> {
                 let v = match from {
                     None => this.local(),
-                    Some(f) => this.source_vertex(i, f)?,
+                    Some(f) => this.source_vertex(i, f, r.span.line)?,
                 };
                 inputs.push(v);
                 Ok(inputs.len() - 1)
@@ -716,15 +748,15 @@ impl<'a> Lowerer<'a> {
     }
 
     /// The vertex `--from=NAME` names: an earlier stage, or an image.
-    fn source_vertex(&mut self, current: usize, name: &str) -> Result<VertexDigest, LowerError> {
+    fn source_vertex(&mut self, current: usize, name: &str, line: usize) -> Result<VertexDigest, LowerError> {
         if let Some(s) = self.stage_ref(name, current) {
             return Ok(self.stage(s)?.fs);
         }
         if self.stage_by_name(name).is_some() {
-            return Err(LowerError::Other(format!("stage {name:?} is used before it is defined (stage {})", self.stage_label(current))));
+            return Err(LowerError::StageUsedBeforeDefined { file: self.df.file_name.clone(), line, name: name.to_string(), stage: self.stage_label(current) });
         }
         let platform = self.platform();
-        let r = self.resolve_image(name, &platform).map_err(|e| LowerError::Other(format!("--from={name}: {e}")))?;
+        let r = self.resolve_image(name, &platform).map_err(|source| LowerError::Image { file: self.df.file_name.clone(), line, what: format!("--from={name}"), source })?;
         Ok(self.image_vertex(&r, format!("[{}] FROM {}@{}", self.stage_label(current), r.reference, r.manifest_digest), platform))
     }
 
@@ -792,7 +824,7 @@ impl<'a> Lowerer<'a> {
         }
         if !local_sources.is_empty() {
             let src = match &c.from {
-                Some(f) => self.source_vertex(i, f)?,
+                Some(f) => self.source_vertex(i, f, line)?,
                 None => self.local(),
             };
             inputs.push(src);
@@ -1124,7 +1156,10 @@ mod tests {
 
     struct NoImages;
     impl ImageResolver for NoImages {
-        fn resolve(&mut self, reference: &str, _: &str) -> Result<ResolvedImage, String> {
+        fn resolve(&mut self, reference: &str, _: &str) -> Result<ResolvedImage, ResolveError> {
+            if reference.starts_with("missing") {
+                return Err(ResolveError::Pull(format!("{reference}: not found")));
+            }
             Ok(ResolvedImage {
                 reference: format!("docker.io/library/{reference}"),
                 manifest_digest: format!("sha256:{}", "0".repeat(64)),
@@ -1138,7 +1173,7 @@ mod tests {
     }
 
     fn lower_text(text: &str, opts: LowerOptions) -> Result<LoweredBuild, LowerError> {
-        let df = Dockerfile::parse(text.as_bytes(), "Dockerfile").map_err(|e| LowerError::Other(e.to_string()))?;
+        let df = Dockerfile::parse(text.as_bytes(), "Dockerfile")?;
         lower(&df, &opts, &mut NoImages)
     }
 
@@ -1256,6 +1291,20 @@ mod tests {
         let q = git_source("https://h/r.git?ref=v2&subdir=a/b&keep-git-dir=true&checksum=abc1234").expect("query form");
         assert_eq!(q, GitOp { remote: "https://h/r.git".into(), reference: "v2".into(), subdir: "a/b".into(), keep_git_dir: true, checksum: Some("abc1234".into()) });
         assert!(git_source("https://h/download?file=r.git").is_none());
+    }
+
+    #[test]
+    fn errors_are_typed_and_an_image_or_stage_of_from_names_its_line() {
+        let e = lower_text("FROM busybox\nRUN true\nCOPY --from=missing:1 /a /a\n", LowerOptions::default()).expect_err("no image");
+        assert!(matches!(&e, LowerError::Image { line: 3, source: ResolveError::Pull(_), .. }), "{e:?}");
+        assert!(e.to_string().starts_with("Dockerfile:3: --from=missing:1: image not found locally and pulling it failed"), "{e}");
+        let e = lower_text("FROM busybox\nRUN --mount=from=later,target=/l true\nFROM busybox AS later\n", LowerOptions { target: Some("0".into()), ..Default::default() }).expect_err("later stage");
+        assert!(matches!(&e, LowerError::StageUsedBeforeDefined { line: 2, .. }), "{e:?}");
+        let e = lower_text("FROM missing\n", LowerOptions::default()).expect_err("no base");
+        assert!(matches!(&e, LowerError::Image { line: 1, .. }) && e.to_string().starts_with("Dockerfile:1: FROM missing: "), "{e}");
+        let e = lower_text("FROM busybox\nWORKDIR ${X:?unset}\n", LowerOptions::default()).expect_err("expansion");
+        assert!(matches!(&e, LowerError::Expand(_)) && e.to_string().contains("Dockerfile:2"), "{e}");
+        assert!(matches!(lower_text("FROM busybox\n", LowerOptions { target: Some("nope".into()), ..Default::default() }), Err(LowerError::UnknownTarget(t)) if t == "nope"));
     }
 
     #[test]

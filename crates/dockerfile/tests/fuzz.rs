@@ -1,5 +1,5 @@
-//! Property tests over hostile input: the parser, the instruction layer, the
-//! expander and the .dockerignore compiler must return (an error or a value)
+//! Property tests over hostile input: the parser, the instruction layer and the
+//! expander must return (an error or a value)
 //! for any input, never panic or overflow the stack.
 //!
 //! `PROPTEST_CASES=N` runs more cases (the long fuzzing run in the README
@@ -8,7 +8,7 @@
 #![allow(clippy::unwrap_used)]
 
 use dockerfile::shell::{expand_word, expand_words};
-use dockerfile::{Dockerfile, ignore::DockerIgnore};
+use dockerfile::Dockerfile;
 use proptest::prelude::*;
 
 /// Pieces of Dockerfile syntax, so random sequences reach deep into the parser.
@@ -56,14 +56,6 @@ proptest! {
     fn arbitrary_words_never_panic_the_expander(word in "[$][{]?[A-Za-z0-9_:#%/?+*-]{0,6}[}]?|.{0,64}|([$][{]A[:]?[-+?#%/]{1,2}){0,80}") {
         let _ = expand_word(&word, &env(), '\\');
         let _ = expand_words(&word, &env(), '`');
-    }
-
-    #[test]
-    fn arbitrary_ignore_files_never_panic(text in "([!#/*?.\\[\\]^a-c\\\\ -]{0,12}\n){0,8}", path in "[a-c*/.]{0,12}") {
-        if let Ok(ig) = DockerIgnore::from_patterns(&text) {
-            let _ = ig.is_excluded(&path);
-            let _ = ig.may_reinclude_under(&path);
-        }
     }
 }
 

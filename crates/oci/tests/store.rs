@@ -159,3 +159,27 @@ fn extra_roots_keep_their_whole_image() {
     assert_eq!(store.gc(std::slice::from_ref(&image.manifest_digest)).expect("gc").removed_blobs, 0);
     assert!(store.image_from_descriptor(&store.manifest_descriptor(&image.manifest_digest).expect("desc")).is_ok());
 }
+
+#[test]
+fn a_retagged_name_leaves_the_old_image_dangling_until_removed() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let store = Store::open(dir.path()).expect("open");
+    let r = Reference::parse("example/app:1").expect("ref");
+    let first = oci::import::import_rootfs(&store, &tar_with(&[("a", b"1")])[..], &r, "a.tar").expect("import");
+    let second = oci::import::import_rootfs(&store, &tar_with(&[("a", b"2")])[..], &r, "b.tar").expect("import");
+    let dangling = store.dangling().expect("dangling");
+    assert_eq!(dangling.len(), 1);
+    assert_eq!(dangling[0].digest().to_string(), first.manifest_digest.to_string());
+    assert_eq!(store.list().expect("list").len(), 1, "only the new image is tagged");
+    assert_eq!(store.gc(&[]).expect("gc").removed_blobs, 0, "a dangling image is still an image");
+    // Tagging the same image again, or tagging the dangling one, leaves nothing dangling twice.
+    store.tag(&r, store.resolve(&r).expect("resolve").expect("tagged")).expect("tag");
+    assert_eq!(store.dangling().expect("dangling").len(), 1);
+    let other = Reference::parse("example/old:1").expect("ref");
+    store.tag(&other, dangling[0].clone()).expect("tag");
+    assert!(store.dangling().expect("dangling").is_empty(), "tagged again, it is no longer dangling");
+    store.untag(&other).expect("untag");
+    assert!(store.dangling().expect("dangling").is_empty(), "rmi forgets an image, it does not leave it dangling");
+    assert!(!store.remove_dangling(&first.manifest_digest).expect("remove"));
+    let _ = second;
+}

@@ -282,6 +282,12 @@ pub fn tmpfs_mount(destination: impl Into<PathBuf>) -> Mount {
     serde_json::from_value(v).unwrap_or_default()
 }
 
+/// A mount of file system `fstype` from `source` at `destination` with mount(8) `options`.
+pub fn fs_mount(fstype: &str, source: &str, destination: impl Into<PathBuf>, options: &[String]) -> Mount {
+    let v = json!({"destination": destination.into(), "type": fstype, "source": source, "options": options});
+    serde_json::from_value(v).unwrap_or_default()
+}
+
 /// Whether the spec asks for the runtime's tiny init as PID 1.
 pub fn wants_init(spec: &Spec) -> bool {
     spec.annotations().as_ref().and_then(|a| a.get(ANNOTATION_INIT)).is_some_and(|v| v == "true")

@@ -158,6 +158,77 @@ impl Snapshots {
     }
 }
 
+/// What a collection of snapshots removed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct SnapshotGc {
+    pub removed: usize,
+    pub freed_bytes: u64,
+}
+
+impl Snapshots {
+    /// Every snapshot id in the store.
+    pub fn ids(&self) -> Vec<String> {
+        let Ok(rd) = std::fs::read_dir(&self.dir) else { return Vec::new() };
+        rd.flatten().filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false)).map(|e| e.file_name().to_string_lossy().into_owned()).collect()
+    }
+
+    /// The bytes of the files in snapshot `id`.
+    pub fn size_of(&self, id: &str) -> u64 {
+        tree_size(&self.dir.join(id))
+    }
+
+    /// Removes the snapshots not in `keep` (ids, as [`Snapshots::id_of`] names them) that were
+    /// unpacked at least `min_age` ago, so that one a concurrent pull or run has just unpacked
+    /// stays. A snapshot being unpacked (its lock held) stays too. Each is moved into `tmp/`
+    /// first, so a crash leaves no half-removed snapshot under its name.
+    pub fn collect(&self, keep: &std::collections::HashSet<String>, min_age: std::time::Duration) -> SnapshotGc {
+        let mut gc = SnapshotGc::default();
+        for id in self.ids() {
+            if keep.contains(&id) {
+                continue;
+            }
+            let path = self.dir.join(&id);
+            let young = std::fs::metadata(&path).ok().and_then(|m| m.modified().ok()).and_then(|t| t.elapsed().ok()).is_none_or(|age| age < min_age);
+            if young {
+                continue;
+            }
+            let lock_path = self.dir.join(format!("{id}.lock"));
+            let Ok(lock) = File::options().create(true).truncate(false).write(true).open(&lock_path) else { continue };
+            if !matches!(fs4::fs_std::FileExt::try_lock_exclusive(&lock), Ok(true)) {
+                continue;
+            }
+            let size = tree_size(&path);
+            let aside = self.tmp.join(format!("removed-snapshot-{id}-{}-{}", std::process::id(), unique()));
+            if std::fs::rename(&path, &aside).is_err() {
+                continue;
+            }
+            let _ = std::fs::remove_file(self.pending_path(&id));
+            let _ = std::fs::remove_dir_all(&aside);
+            let _ = std::fs::remove_file(&lock_path);
+            gc.removed += 1;
+            gc.freed_bytes += size;
+        }
+        gc
+    }
+}
+
+/// The bytes of the regular files under `dir` (symlinks not followed).
+fn tree_size(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => todo.push(e.path()),
+                Ok(t) if t.is_file() => total += e.metadata().map(|m| m.len()).unwrap_or(0),
+                _ => {}
+            }
+        }
+    }
+    total
+}
+
 /// How long a snapshot stays pending before [`Snapshots::open`] syncs it: longer than the
 /// kernel's usual write-back delay (30 s), so the sync finds little left to write.
 pub const SETTLE_AGE: std::time::Duration = std::time::Duration::from_secs(60);

@@ -236,3 +236,27 @@ fn a_snapshot_unpacked_before_a_machine_crash_is_unpacked_again() {
     assert!(!root.path().join("snapshots/abc.pending").exists());
     assert!(snaps.get("sha256:abc").is_some());
 }
+
+#[test]
+fn collect_removes_old_snapshots_nothing_keeps_and_spares_kept_young_and_locked_ones() {
+    let root = tempfile::tempdir().unwrap();
+    let snaps = Snapshots::open(root.path()).unwrap();
+    let body = Layer::new().file("f", "12345", 0o644, 0).bytes();
+    for d in ["sha256:aaa", "sha256:bbb", "sha256:ccc"] {
+        snaps.ensure_layer(d, || Ok(&body[..])).unwrap();
+    }
+    let keep: std::collections::HashSet<String> = ["aaa".to_string()].into();
+    assert_eq!(snaps.collect(&keep, std::time::Duration::from_secs(3600)), snapshot::snapshots::SnapshotGc::default(), "young ones stay");
+    // A snapshot being unpacked by another process (its lock held) stays.
+    let lock = std::fs::File::options().create(true).truncate(false).write(true).open(root.path().join("snapshots/ccc.lock")).unwrap();
+    fs4::fs_std::FileExt::lock_exclusive(&lock).unwrap();
+    let gc = snaps.collect(&keep, std::time::Duration::ZERO);
+    assert_eq!((gc.removed, gc.freed_bytes), (1, 5));
+    assert!(snaps.get("sha256:aaa").is_some() && snaps.get("sha256:bbb").is_none() && snaps.get("sha256:ccc").is_some());
+    drop(lock);
+    assert_eq!(snaps.collect(&keep, std::time::Duration::ZERO).removed, 1);
+    let mut ids = snaps.ids();
+    ids.sort();
+    assert_eq!(ids, ["aaa"]);
+    assert_eq!(std::fs::read_dir(root.path().join("tmp")).unwrap().count(), 0, "nothing left aside");
+}

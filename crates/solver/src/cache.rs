@@ -126,13 +126,13 @@ pub struct CacheRecord {
 }
 
 /// How many recent results of one step the index remembers for explaining misses.
-const STEP_HISTORY: usize = 8;
+const STEP_HISTORY: usize = 4;
 
-/// One remembered result of a step (`cache/steps/<step>.json` holds the recent ones, newest first).
+/// One remembered result of a step: `cache/steps/<step>.json` lists the keys of the recent ones,
+/// newest first; their provenance is in their records.
 #[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct StepResult {
-    pub key: String,
-    pub provenance: Provenance,
+struct StepResult {
+    key: String,
 }
 
 /// How long a committed layer stays pending before [`CacheIndex::open`] syncs it: longer than
@@ -204,36 +204,43 @@ impl CacheIndex {
 
     /// Stores a record (atomically).
     pub fn put(&self, key: &CacheKey, rec: &CacheRecord) -> Result<()> {
-        let bytes = serde_json::to_vec_pretty(rec).map_err(|e| SolveError::Other(format!("encoding cache record: {e}")))?;
+        let bytes = serde_json::to_vec(rec).map_err(|e| SolveError::Other(format!("encoding cache record: {e}")))?;
         write_atomic(&self.record_path(key), &bytes, &self.dir().join("tmp"))
     }
 
     /// Remembers that `key` is the latest result of the step `prov` describes (no-op for
     /// internal steps). Concurrent builds may lose each other's update: it only feeds messages.
     pub fn remember_step(&self, key: &CacheKey, prov: &Provenance) {
-        if prov.step.is_empty() || !prov.step.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return;
-        }
-        let mut recent = self.step_history(&prov.step);
+        let mut recent = self.step_keys(&prov.step);
         let hex = key.hex();
-        if recent.first().is_some_and(|r| r.key == hex) {
+        if prov.step.is_empty() || recent.first().is_some_and(|r| r.key == hex) {
             // Already the latest: a cached rebuild writes nothing.
             return;
         }
         recent.retain(|r| r.key != hex);
-        recent.insert(0, StepResult { key: hex, provenance: prov.clone() });
+        recent.insert(0, StepResult { key: hex });
         recent.truncate(STEP_HISTORY);
         if let Ok(bytes) = serde_json::to_vec(&recent) {
             let _ = write_atomic(&self.dir().join("steps").join(format!("{}.json", prov.step)), &bytes, &self.dir().join("tmp"));
         }
     }
 
-    /// The recent results of a step, newest first (see [`CacheIndex::remember_step`]).
-    pub fn step_history(&self, step: &str) -> Vec<StepResult> {
+    fn step_keys(&self, step: &str) -> Vec<StepResult> {
         if step.is_empty() || !step.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Vec::new();
         }
         fs::read(self.dir().join("steps").join(format!("{step}.json"))).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default()
+    }
+
+    /// The provenance of the recent results of a step still in the cache, newest first (see
+    /// [`CacheIndex::remember_step`]). Reading them does not count as using them.
+    pub fn step_history(&self, step: &str) -> Vec<Provenance> {
+        self.step_keys(step)
+            .into_iter()
+            .filter(|r| r.key.len() == 64 && r.key.bytes().all(|b| b.is_ascii_hexdigit()))
+            .filter_map(|r| fs::read(self.dir().join("index").join(format!("{}.json", r.key))).ok())
+            .filter_map(|b| serde_json::from_slice::<CacheRecord>(&b).ok()?.provenance)
+            .collect()
     }
 
     /// A fresh private work directory under `cache/tmp` (same filesystem as `layers/`), locked
@@ -380,7 +387,8 @@ impl CacheIndex {
         Ok(f)
     }
 
-    fn lock_exclusive(&self) -> Result<fs::File> {
+    /// The build-wide lock held exclusively: no build runs until it is dropped (prune, GC).
+    pub fn lock_exclusive(&self) -> Result<fs::File> {
         let path = self.dir().join("lock");
         let f = fs::File::options().create(true).truncate(false).write(true).open(&path).map_err(SolveError::io("open lock", &path))?;
         fs4::fs_std::FileExt::lock_exclusive(&f).map_err(SolveError::io("lock", &path))?;

@@ -21,7 +21,7 @@ use graph::{Definition, Op, VertexDigest};
 pub use remote_cache::Provenance;
 
 /// The most file names one step records; a step reading more records one digest per source.
-pub const MAX_FILES: usize = 4096;
+pub const MAX_FILES: usize = 1024;
 
 /// A short digest of a value, for ingredients (never the value itself).
 pub fn digest_of(value: &[u8]) -> String {
@@ -110,7 +110,7 @@ pub fn explain(now: &Provenance, before: &Provenance, earlier: &dyn Fn(&str) -> 
         match (before.inputs.get(*name), now.inputs.get(*name)) {
             (Some(a), Some(b)) if a != b => {
                 let what = if name.starts_with("files:") {
-                    "changed"
+                    "a file changed"
                 } else if a.split(':').next() != b.split(':').next() {
                     if a.as_bytes().first() != b.as_bytes().first() { "type changed" } else { "mode changed" }
                 } else {
@@ -238,6 +238,11 @@ mod tests {
         assert_eq!((e.reason.as_str(), e.earlier), ("the step before it ran", Some(d)));
 
         assert_eq!(explain(&a, &a, &no_earlier), None);
+
+        // A step that reads more files than are named one by one.
+        let a = prov(&[("op", "1"), ("files:src/", "1")]);
+        let b = prov(&[("op", "1"), ("files:src/", "2")]);
+        assert_eq!(explain(&b, &a, &no_earlier).expect("files").reason, "src/: a file changed");
     }
 
     #[test]

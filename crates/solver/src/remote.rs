@@ -71,6 +71,28 @@ pub fn materialize(index: &CacheIndex, source: Option<&dyn CacheSource>, snapsho
     Ok(fetched)
 }
 
+/// Puts into `store` the blobs among `blobs` it lacks (layers of imported results), fetched
+/// from `source` and verified: an image written from imported results is then whole on this
+/// machine (for `builder run`, `save`, a push elsewhere). Returns how many were fetched.
+pub fn fetch_missing_blobs(store: &oci::Store, source: Option<&dyn CacheSource>, blobs: &[BlobDesc]) -> Result<usize> {
+    let mut fetched = 0;
+    for b in blobs {
+        let digest: oci::Digest = b.digest.parse().map_err(|e| SolveError::Other(format!("layer digest {:?}: {e}", b.digest)))?;
+        if store.has_blob(&digest) {
+            continue;
+        }
+        let Some(source) = source else {
+            return Err(SolveError::Other(format!("layer {digest} of an imported cache result is not on this machine, and the build has no --cache-from to fetch it from")));
+        };
+        let reader = source.open_blob(b).map_err(|e| SolveError::Other(format!("fetching cached layer {digest}: {e}")))?;
+        if !store.has_blob(&digest) {
+            store.write_blob(reader, &digest, Some(b.size)).map_err(|e| SolveError::Other(format!("storing cached layer {digest}: {e}")))?;
+        }
+        fetched += 1;
+    }
+    Ok(fetched)
+}
+
 /// The `--cache-from` sources of a build, as `remote-cache` reads them. A fetched blob lands in
 /// the image store (verified there), so a later push of an image with it moves nothing again.
 pub struct ImportedCache {

@@ -411,7 +411,7 @@ impl Solver {
         if v.meta.ignore_cache {
             return Some(Explanation { reason: "--no-cache".into(), earlier: None });
         }
-        let mut seen: Vec<Provenance> = self.index.step_history(&prov.step).into_iter().map(|r| r.provenance).collect();
+        let mut seen: Vec<Provenance> = self.index.step_history(&prov.step);
         if let Some(src) = &req.cache_from {
             seen.extend(src.by_step(&prov.step));
         }

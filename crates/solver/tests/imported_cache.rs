@@ -118,6 +118,23 @@ fn imported_hits_download_nothing_until_a_step_builds_on_them_and_then_join_the_
     // The fetched results are local now: no import needed, nothing fetched again.
     let (_, cached) = solve(&b, &def2, top2, None);
     assert_eq!(cached.len(), 3, "{cached:?}");
+
+    // An image written from imported results names their blobs without fetching them; making it
+    // whole on a machine (a local image, not a push) fetches exactly those.
+    let c = root();
+    let client = Arc::new(registry::Client::new(registry::ClientOptions::default()).expect("client"));
+    let import = CacheImport::load(&[CacheFrom::Local { src: dir.path().to_path_buf(), tag: "latest".into() }], client, &c.store);
+    let source: Arc<dyn CacheSource> = Arc::new(ImportedCache::new(Arc::new(import), c.store.clone()));
+    let (solved_c, _) = solve(&c, &def, top, Some(source.clone()));
+    let solver::Output::Snapshot { snapshot, .. } = &solved_c[&top].output else { panic!("not a snapshot") };
+    let image = solver::export::export_image(c.solver.index(), &c.store, snapshot, &graph::image::ImageSpec::default(), &HashMap::new(), &GZIP, &|_| {}).expect("image");
+    let mut layers: Vec<oci::Digest> = image.layers.iter().map(|l| l.digest.parse().expect("digest")).collect();
+    layers.sort_by_key(|d| d.to_string());
+    assert_eq!(layers, blobs, "the image's layers are the cache's blobs");
+    assert!(!layers.iter().any(|d| c.store.has_blob(d)), "writing the image fetched nothing");
+    assert_eq!(solver::remote::fetch_missing_blobs(&c.store, Some(source.as_ref()), &image.layers).expect("fetch"), 2);
+    assert!(layers.iter().all(|d| c.store.has_blob(d)));
+    assert_eq!(solver::remote::fetch_missing_blobs(&c.store, None, &image.layers).expect("again"), 0, "nothing twice");
 }
 
 #[test]

@@ -80,6 +80,31 @@ pub struct Mount {
     pub anonymous: bool,
 }
 
+impl Mount {
+    /// The entry of `docker inspect CONTAINER`'s `Mounts` for this mount.
+    pub fn inspect_json(&self) -> serde_json::Value {
+        let kind = match self.kind {
+            MountType::Bind => "bind",
+            MountType::Volume => "volume",
+            MountType::Tmpfs => "tmpfs",
+        };
+        let mut v = serde_json::json!({
+            "Type": kind,
+            "Source": self.source,
+            "Destination": self.destination,
+            "Mode": "",
+            "RW": self.rw,
+            "Propagation": if self.kind == MountType::Bind { "rprivate" } else { "" },
+        });
+        if let (Some(name), Some(obj)) = (&self.name, v.as_object_mut()) {
+            obj.insert("Name".into(), name.clone().into());
+            obj.insert("Driver".into(), crate::LOCAL_DRIVER.into());
+            obj.insert("Mode".into(), "z".into());
+        }
+        v
+    }
+}
+
 /// A mount to make, and whether its volume is new and should first be filled from the
 /// image's content at the destination (see [`Volumes::fill_from_image`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -591,6 +616,8 @@ mod tests {
         assert!(logs.mount.anonymous && logs.fill);
         assert!(volumes.get(logs.mount.name.as_deref().expect("name")).expect("anonymous volume").is_anonymous());
         assert_eq!(mounts[0].mount.options, ["nosuid", "nodev", "noexec"]);
+        let json = db.mount.inspect_json();
+        assert_eq!((json["Type"].as_str(), json["Name"].as_str(), json["Destination"].as_str(), json["RW"].as_bool(), json["Driver"].as_str()), (Some("volume"), Some("db"), Some("/var/lib/db"), Some(true), Some("local")));
         assert!(matches!(volumes.remove("db"), Err(Error::InUse { .. })), "used by c1");
 
         // The container goes with rm -v: its anonymous volume goes too, the named one stays.

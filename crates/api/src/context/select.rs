@@ -130,17 +130,7 @@ pub fn clean(path: &str) -> Option<String> {
     if path.contains('\0') {
         return None;
     }
-    let mut parts: Vec<&str> = Vec::new();
-    for part in path.split('/') {
-        match part {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            p => parts.push(p),
-        }
-    }
-    Some(parts.join("/"))
+    Some(solver::ops::local::clean(path))
 }
 
 /// Sorted, without duplicates and without paths below another one.
@@ -198,13 +188,13 @@ pub fn widen(selection: &Selection, more: Vec<String>) -> Selection {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use dockerfile::lower::{ImageResolver, LowerOptions, ResolvedImage};
+    use dockerfile::lower::{ImageResolver, LowerOptions, ResolveError, ResolvedImage};
 
     /// Base images with a fixed config (`ONBUILD COPY onbuild.txt /` for `with-onbuild`).
     struct Images;
 
     impl ImageResolver for Images {
-        fn resolve(&mut self, reference: &str, _: &str) -> Result<ResolvedImage, String> {
+        fn resolve(&mut self, reference: &str, _: &str) -> Result<ResolvedImage, ResolveError> {
             let mut r = ResolvedImage { reference: reference.into(), manifest_digest: format!("sha256:{}", "a".repeat(64)), architecture: "amd64".into(), os: "linux".into(), ..Default::default() };
             if reference.contains("with-onbuild") {
                 r.config.on_build = Some(vec!["COPY onbuild.txt /".into()]);

@@ -6,7 +6,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 use std::sync::{Condvar, Mutex};
 
-use dockerfile::ignore::DockerIgnore;
+use dockerignore::DockerIgnore;
 
 use crate::context::check_path;
 use crate::context::select::{self, Selection};

@@ -18,6 +18,8 @@ pub(crate) mod progress;
 mod remote;
 /// Tables and human-readable sizes and times.
 mod table;
+/// `images`: rows, filters, formats and unpacked sizes.
+pub mod listing;
 
 use remote::{login, logout, pull, push};
 use table::{ago, human_size, print_table};
@@ -31,17 +33,8 @@ pub enum Command {
         /// Name of the new image.
         reference: String,
     },
-    /// List local images.
-    Images {
-        /// Only show image IDs.
-        #[arg(short, long)]
-        quiet: bool,
-        /// Output format.
-        #[arg(long, value_enum, default_value_t = ListFormat::Table)]
-        format: ListFormat,
-        /// Only images of this repository.
-        repository: Option<String>,
-    },
+    /// List local images (like `docker images`).
+    Images(ImagesArgs),
     /// Give an image another name.
     Tag {
         /// Image to tag (name or ID).
@@ -133,10 +126,28 @@ pub enum ArchiveFormat {
     Oci,
 }
 
-#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
-pub enum ListFormat {
-    Table,
-    Json,
+#[derive(clap::Args, Debug)]
+pub struct ImagesArgs {
+    /// Only show image IDs.
+    #[arg(short, long)]
+    quiet: bool,
+    /// Show all images (builder keeps no intermediate images, so the same list).
+    #[arg(short, long)]
+    all: bool,
+    /// Show digests.
+    #[arg(long)]
+    digests: bool,
+    /// Do not truncate IDs.
+    #[arg(long)]
+    no_trunc: bool,
+    /// Filter: dangling=true|false, reference=PATTERN, label=KEY[=VALUE], before=IMAGE, since=IMAGE.
+    #[arg(short, long = "filter", value_name = "FILTER")]
+    filters: Vec<String>,
+    /// `table`, `table TEMPLATE`, `json`, or a Go template (`{{.Repository}}:{{.Tag}}`).
+    #[arg(long)]
+    format: Option<String>,
+    /// Only images of this repository (REPOSITORY[:TAG]).
+    repository: Option<String>,
 }
 
 impl Command {
@@ -144,7 +155,7 @@ impl Command {
         // With --addr / $BUILDER_HOST, `images` and `push` work on the server's store.
         if let Some(addr) = &globals.addr {
             match self {
-                Command::Images { quiet, format, repository } => return images_remote(addr, quiet, format, repository.as_deref()),
+                Command::Images(a) => return images_remote(addr, &a),
                 Command::Push { quiet, chunk_size: _, reference } => return remote::push_remote(globals, addr, quiet, &reference),
                 other => return other.run_local(globals),
             }
@@ -157,7 +168,7 @@ impl Command {
         let store = Store::open(&root).with_context(|| format!("opening the image store at {}", root.display()))?;
         match self {
             Command::Import { file, reference } => import(&store, &file, &reference),
-            Command::Images { quiet, format, repository } => images(&store, quiet, format, repository.as_deref()),
+            Command::Images(a) => images(&store, &a),
             Command::Tag { source, target } => tag(&store, &source, &target),
             Command::Inspect { images } => inspect(&store, &images),
             Command::History { image, no_trunc } => history(&store, &image, no_trunc),
@@ -195,98 +206,55 @@ fn import(store: &Store, file: &std::path::Path, reference: &str) -> anyhow::Res
     Ok(ExitCode::SUCCESS)
 }
 
-/// One row of `builder images`.
-#[derive(serde::Serialize)]
-struct ImageRow {
-    #[serde(rename = "Repository")]
-    repository: String,
-    #[serde(rename = "Tag")]
-    tag: String,
-    #[serde(rename = "ID")]
-    id: String,
-    #[serde(rename = "Digest")]
-    digest: String,
-    #[serde(rename = "CreatedAt")]
-    created: String,
-    #[serde(rename = "Size")]
-    size: u64,
-}
-
-/// `images` of a `builder serve`: the same rows, from the server's store.
-fn images_remote(addr: &str, quiet: bool, format: ListFormat, repository: Option<&str>) -> anyhow::Result<ExitCode> {
-    let filter = repository.map(|r| parse_ref(r).map(|r| r.name())).transpose()?;
+/// `images` of a `builder serve`: the same rows, from the server's store (sizes as it reports them).
+fn images_remote(addr: &str, a: &ImagesArgs) -> anyhow::Result<ExitCode> {
     let remote = api::client::Remote::connect(&api::client::ClientConfig::from_env(addr)?)?;
     let mut rows = Vec::new();
     for summary in remote.images()? {
         let reference = (!summary.reference.is_empty()).then(|| parse_ref(&summary.reference)).transpose()?;
-        if filter.as_ref().is_some_and(|f| reference.as_ref().map(|r| r.name()).as_ref() != Some(f)) {
-            continue;
-        }
-        rows.push(ImageRow {
-            repository: reference.as_ref().map(|r| r.familiar_name()).unwrap_or_else(|| "<none>".into()),
-            tag: reference.as_ref().and_then(|r| r.tag()).unwrap_or("<none>").to_string(),
+        rows.push(listing::ImageRow {
+            repository: reference.as_ref().map(|r| r.familiar_name()),
+            tag: reference.as_ref().map(|r| r.tag().unwrap_or("<none>").to_string()),
             id: summary.id,
-            digest: summary.manifest_digest,
+            digest: Some(summary.manifest_digest),
             created: chrono::DateTime::from_timestamp(summary.created_unix, 0).map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)).unwrap_or_default(),
             size: summary.size,
+            labels: Default::default(),
         });
     }
-    print_images(rows, quiet, format)
+    print_images(rows, a)
 }
 
-fn images(store: &Store, quiet: bool, format: ListFormat, repository: Option<&str>) -> anyhow::Result<ExitCode> {
-    let filter = repository.map(|r| parse_ref(r).map(|r| r.name())).transpose()?;
-    let mut rows = Vec::new();
-    for (reference, desc) in store.list()? {
-        if filter.as_ref().is_some_and(|f| *f != reference.name()) {
-            continue;
-        }
-        let image = match store.image_from_descriptor(&desc) {
-            Ok(i) => i,
-            Err(e) => {
-                tracing::warn!("skipping {reference}: {e}");
-                continue;
-            }
-        };
-        rows.push(ImageRow {
-            repository: reference.familiar_name(),
-            tag: reference.tag().unwrap_or("<none>").to_string(),
-            id: image.id().to_string(),
-            digest: image.manifest_digest.to_string(),
-            created: image.config.created().clone().unwrap_or_default(),
-            size: image.size(),
-        });
-    }
-    print_images(rows, quiet, format)
+fn images(store: &Store, a: &ImagesArgs) -> anyhow::Result<ExitCode> {
+    print_images(listing::local_rows(store)?, a)
 }
 
-/// The `images` table (or IDs, or JSON lines), newest first.
-fn print_images(mut rows: Vec<ImageRow>, quiet: bool, format: ListFormat) -> anyhow::Result<ExitCode> {
-    rows.sort_by(|a, b| b.created.cmp(&a.created).then(a.repository.cmp(&b.repository)).then(a.tag.cmp(&b.tag)));
-    let mut out = std::io::stdout().lock();
-    if quiet {
-        let mut seen = std::collections::HashSet::new();
-        for r in &rows {
-            if seen.insert(&r.id) {
-                writeln!(out, "{}", &r.id[7..19])?;
+fn print_images(rows: Vec<listing::ImageRow>, a: &ImagesArgs) -> anyhow::Result<ExitCode> {
+    let _ = a.all;
+    let created: std::collections::HashMap<String, String> = rows.iter().flat_map(|r| {
+        let mut names = vec![r.id.clone(), listing::short_id(&r.id, false)];
+        if let (Some(repo), Some(tag)) = (&r.repository, &r.tag) {
+            names.push(format!("{repo}:{tag}"));
+            if tag == "latest" {
+                names.push(repo.clone());
             }
         }
-        return Ok(ExitCode::SUCCESS);
-    }
-    match format {
-        ListFormat::Json => {
-            for r in &rows {
-                writeln!(out, "{}", serde_json::to_string(r)?)?;
-            }
-        }
-        ListFormat::Table => {
-            let table: Vec<[String; 5]> = rows
-                .iter()
-                .map(|r| [r.repository.clone(), r.tag.clone(), r.id[7..19].to_string(), ago(&r.created), human_size(r.size)])
-                .collect();
-            print_table(&mut out, ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"], &table)?;
-        }
-    }
+        names.into_iter().map(|n| (n, r.created.clone()))
+    }).collect();
+    let filters = listing::Filters::parse(&a.filters, |name| {
+        let name = name.strip_prefix("docker.io/library/").unwrap_or(name);
+        created.get(name).cloned().ok_or_else(|| anyhow::anyhow!("no such image: {name}"))
+    })?;
+    let wanted = a.repository.as_deref().map(parse_ref).transpose()?;
+    let rows: Vec<listing::ImageRow> = rows
+        .into_iter()
+        .filter(|r| filters.matches(r))
+        .filter(|r| match &wanted {
+            None => true,
+            Some(w) => r.repository.as_deref() == Some(w.familiar_name().as_str()) && (a.repository.as_deref().is_some_and(|s| !s.rsplit('/').next().unwrap_or(s).contains(':')) || r.tag.as_deref() == w.tag()),
+        })
+        .collect();
+    listing::print(rows, &listing::ListOptions { quiet: a.quiet, format: a.format.as_deref(), digests: a.digests, no_trunc: a.no_trunc })?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -3,9 +3,11 @@
 pub mod build;
 pub mod compose;
 pub mod container;
+pub mod format;
 pub mod image;
 pub mod parse;
 pub mod serve;
+pub mod system;
 pub mod volume;
 
 /// Sizes in SI units with 3 significant digits, as Docker prints them.

@@ -472,3 +472,45 @@ fn a_wildcard_matching_a_dangling_symlink_names_the_missing_file() {
     let err = b.fails(&["build", "-q", ctx.path().to_str().expect("utf8")]);
     assert!(err.contains("\"/missing\": not found") && err.contains("sym-broken"), "{err}");
 }
+
+/// A builder root with `mini:1`: busybox and /etc/passwd only (no /dev, /proc, /sys, /tmp), the
+/// minimal base of testdata/build/differential.sh's second pass.
+fn with_minimal_base() -> Builder {
+    let b = Builder::new();
+    let dir = tempfile::tempdir().expect("tmp");
+    let root = dir.path().join("rootfs");
+    std::fs::create_dir_all(root.join("bin")).expect("mkdir");
+    std::fs::create_dir_all(root.join("etc")).expect("mkdir");
+    std::fs::copy("/bin/busybox", root.join("bin/busybox")).expect("busybox");
+    std::os::unix::fs::symlink("busybox", root.join("bin/sh")).expect("sh");
+    std::fs::write(root.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").expect("passwd");
+    let tar = dir.path().join("mini.tar");
+    let st = std::process::Command::new("tar").arg("-C").arg(&root).arg("-cf").arg(&tar).arg(".").status().expect("tar");
+    assert!(st.success());
+    b.ok(&["import", tar.to_str().expect("utf8"), "mini:1"]);
+    b
+}
+
+#[test]
+fn a_run_on_a_base_without_dev_proc_sys_leaves_no_mount_points_in_the_layer() {
+    let b = with_minimal_base();
+    let df = "FROM mini:1
+RUN --mount=type=tmpfs,target=/scratch/tmp --mount=type=cache,target=/var/cache/x /bin/busybox sh -c 'echo ran > /ran.txt; test -d /proc/self && test -c /dev/null'
+";
+    let ctx = context(&[("Dockerfile", df)]);
+    let files = build_files(&b, ctx.path());
+    let names: Vec<&String> = files.keys().filter(|k| !k.starts_with("bin")).collect();
+    assert_eq!(names, ["etc", "etc/passwd", "ran.txt"], "the sandbox's /dev, /proc, /sys, /etc/hosts… and mount targets are not in the image");
+}
+
+#[test]
+fn copy_chmod_to_a_new_directory_of_a_minimal_base_gives_it_the_mode() {
+    // BuildKit's COPY creates the missing parents of the destination with --chmod's octal bits
+    // (dockerfile2llb passes the mode to the copy's mkdir of parents): `/newdir` is 0640 as with
+    // Debian's `docker build`.
+    let b = with_minimal_base();
+    let ctx = context(&[("Dockerfile", "FROM mini:1\nCOPY --chmod=0640 src/file /newdir/file\n"), ("src/file", "f\n")]);
+    let files = build_files(&b, ctx.path());
+    assert_eq!((file(&files, "newdir").mode, file(&files, "newdir/file").mode), (0o640, 0o640));
+    assert!(!files.contains_key("tmp") && !files.contains_key("dev"), "{:?}", files.keys().collect::<Vec<_>>());
+}

@@ -331,3 +331,25 @@ fn ctrl_c_in_the_foreground_stops_the_services() {
     ns.ok(&b, &dir, &["down"]);
     assert_no_containers(&b);
 }
+
+#[test]
+fn scale_runs_numbered_replicas_and_completed_dependencies_run_first() {
+    let b = with_busybox();
+    let file = "services:\n  migrate:\n    image: busybox:test\n    command: sh -c 'echo migrated > /state/done'\n    volumes: [state:/state]\n  app:\n    image: busybox:test\n    init: true\n    command: sh -c 'cat /state/done; exec sleep 300'\n    scale: 2\n    volumes: [state:/state]\n    depends_on:\n      migrate: {condition: service_completed_successfully}\nvolumes:\n  state:\n";
+    let t = project(&[("compose.yaml", file)]);
+    let dir = t.path().join("shop");
+    let ns = Netns::new();
+    ns.ok(&b, &dir, &["up", "-d"]);
+    let ps = ns.ok(&b, &dir, &["ps", "--services"]);
+    assert_eq!(ps, "app\n", "migrate has exited, the app replicas run");
+    let names = ns.ok(&b, &dir, &["ps", "--format", "json"]);
+    assert!(names.contains("\"shop-app-1\"") && names.contains("\"shop-app-2\""), "{names}");
+    let logs = ns.ok(&b, &dir, &["logs", "--no-color", "app"]);
+    assert_eq!(logs, "app-1  | migrated\napp-2  | migrated\n", "both replicas started after migrate completed");
+    let out = ns.compose(&b, &dir, &["up", "-d", "--scale", "app=1", "app"]);
+    assert_success(&out, &["compose", "up", "--scale", "app=1"]);
+    let ps = ns.ok(&b, &dir, &["ps", "--format", "json"]);
+    assert!(ps.contains("\"shop-app-1\"") && !ps.contains("\"shop-app-2\""), "{ps}");
+    ns.ok(&b, &dir, &["down", "-v", "-t", "1"]);
+    assert_no_containers(&b);
+}

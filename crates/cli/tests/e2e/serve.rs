@@ -144,7 +144,7 @@ fn build_locally(local: &Builder, ctx: &Path, tag: &str) -> String {
 }
 
 fn local_digest(state: &Path, tag: &str) -> String {
-    let out = Command::new(bin()).arg("--root").arg(state).args(["images", "--format", "json"]).output().expect("images");
+    let out = Command::new(bin()).arg("--root").arg(state).args(["images", "--no-trunc", "--format", "json"]).output().expect("images");
     assert_success(&out, &["images"]);
     let text = String::from_utf8_lossy(&out.stdout);
     let (repo, t) = tag.rsplit_once(':').expect("tag");
@@ -1009,8 +1009,8 @@ fn builder_addr_build_and_images_run_on_the_server_and_give_the_local_image() {
     assert!(!client.path().join("untouched-root").exists(), "a remote build writes nothing under the client's --root");
 
     // `images` through $BUILDER_HOST: the server's image, as JSON and as the usual table.
-    let out = remote_cli(&server, client.path(), true, &["images", "--format", "json"]);
-    assert_success(&out, &["images", "--format", "json"]);
+    let out = remote_cli(&server, client.path(), true, &["images", "--no-trunc", "--format", "json"]);
+    assert_success(&out, &["images", "--no-trunc", "--format", "json"]);
     let json = String::from_utf8_lossy(&out.stdout);
     let row: serde_json::Value = json
         .lines()

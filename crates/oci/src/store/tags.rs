@@ -67,8 +67,39 @@ impl Store {
         annotations.insert(REF_NAME_ANNOTATION.to_string(), name.clone());
         target.set_annotations(Some(annotations));
         self.update_index(|manifests| {
-            manifests.retain(|d| ref_name(d) != Some(name.as_str()));
+            // The image the name pointed at stays, untagged, when no other entry keeps it: a
+            // dangling image (`<none>:<none>`), as Docker keeps one when a build takes its tag.
+            let old = manifests.iter().position(|d| ref_name(d) == Some(name.as_str()));
+            if let Some(i) = old {
+                let previous = manifests.remove(i);
+                let kept = previous.digest() == target.digest() || manifests.iter().any(|d| d.digest() == previous.digest());
+                if !kept {
+                    let mut dangling = previous;
+                    let mut a = dangling.annotations().clone().unwrap_or_default();
+                    a.remove(REF_NAME_ANNOTATION);
+                    dangling.set_annotations((!a.is_empty()).then_some(a));
+                    manifests.push(dangling);
+                }
+            }
+            manifests.retain(|d| !(ref_name(d).is_none() && d.digest() == target.digest()));
             manifests.push(target);
+        })
+    }
+
+    /// Images no tag names any more (`<none>:<none>`): the manifests (or indexes) in
+    /// `index.json` without a name.
+    pub fn dangling(&self) -> Result<Vec<Descriptor>> {
+        Ok(self.read_index()?.manifests().iter().filter(|d| ref_name(d).is_none()).cloned().collect())
+    }
+
+    /// Forgets the dangling image `digest` (its blobs stay until a collection). Returns whether
+    /// it was there.
+    pub fn remove_dangling(&self, digest: &Digest) -> Result<bool> {
+        let spec = digest.to_spec();
+        self.update_index(|manifests| {
+            let before = manifests.len();
+            manifests.retain(|d| !(ref_name(d).is_none() && *d.digest() == spec));
+            before != manifests.len()
         })
     }
 

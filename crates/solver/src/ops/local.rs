@@ -8,7 +8,7 @@ use std::fs;
 use std::path::{Component, Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use dockerfile::ignore::DockerIgnore;
+use dockerignore::DockerIgnore;
 use snapshot::checksum::{StatCache, TreeHasher, checksum_path};
 
 use graph::LocalOp;
@@ -94,19 +94,10 @@ impl Excludes {
     }
 }
 
-/// Cleans a relative path the way Go's filepath.Clean does, dropping leading `/` and `./`.
+/// `p` as a clean path relative to its root: Go's `path.Clean` of `/p` without the `/` (so `..`
+/// stops at the root, as BuildKit resolves sources inside the context).
 pub fn clean(p: &str) -> String {
-    let mut parts: Vec<&str> = Vec::new();
-    for c in p.split('/') {
-        match c {
-            "" | "." => {}
-            ".." => {
-                parts.pop();
-            }
-            c => parts.push(c),
-        }
-    }
-    parts.join("/")
+    dockerignore::clean_path(&format!("/{p}")).trim_start_matches('/').to_string()
 }
 
 /// Whether `p` escapes its root with `..`.

@@ -40,10 +40,19 @@ pub struct UpArgs {
     /// Wait for the services to be running (and healthy where they have a health check).
     #[arg(long)]
     pub wait: bool,
+    /// Run this many containers of a service (SERVICE=N; overrides `scale` in the file).
+    #[arg(long, value_name = "SERVICE=N")]
+    pub scale: Vec<String>,
     pub services: Vec<String>,
 }
 
 pub fn run(mut e: Engine<'_>, args: UpArgs) -> anyhow::Result<ExitCode> {
+    for s in &args.scale {
+        let (name, n) = s.split_once('=').ok_or_else(|| anyhow::anyhow!("--scale {s:?}: write SERVICE=N"))?;
+        let n: u32 = n.parse().map_err(|_| anyhow::anyhow!("--scale {s:?}: {n:?} is not a number"))?;
+        let Some(svc) = e.project.services.get_mut(name) else { bail!("--scale {s:?}: no such service: {name}") };
+        svc.scale = Some(n);
+    }
     let order = e.project.ordered(&args.services, !args.no_deps)?;
     orphans(&mut e, args.remove_orphans)?;
     images::ensure(&e, &order, args.build, args.no_build)?;

@@ -68,6 +68,9 @@ pub enum Command {
         /// Kill and remove a running container.
         #[arg(short, long)]
         force: bool,
+        /// Remove the anonymous volumes of the container too.
+        #[arg(short, long)]
+        volumes: bool,
         #[arg(required = true)]
         containers: Vec<String>,
     },
@@ -148,9 +151,18 @@ pub struct RunArgs {
     /// Working directory inside the container.
     #[arg(short, long = "workdir", value_name = "DIR")]
     pub workdir: Option<String>,
-    /// Bind mount a volume (HOST:CONTAINER[:ro]).
-    #[arg(short, long = "volume", value_name = "HOST:CONTAINER[:ro]")]
+    /// Mount a volume or a host path: NAME:/path, /host/path:/path, or /path (an anonymous volume), with :ro, :nocopy.
+    #[arg(short, long = "volume", value_name = "[SOURCE:]TARGET[:OPTIONS]")]
     pub volume: Vec<String>,
+    /// Attach a mount: type=bind|volume|tmpfs,source=…,target=…[,readonly][,volume-nocopy][,tmpfs-size=…].
+    #[arg(long = "mount", value_name = "type=…,target=…")]
+    pub mount: Vec<String>,
+    /// Mount a tmpfs at PATH (options as mount(8) takes them: size=64m,mode=1777).
+    #[arg(long = "tmpfs", value_name = "PATH[:OPTIONS]")]
+    pub tmpfs: Vec<String>,
+    /// Mount the volumes of another container (CONTAINER[:ro|rw]).
+    #[arg(long = "volumes-from", value_name = "CONTAINER[:ro|rw]")]
+    pub volumes_from: Vec<String>,
     /// Username or UID (format: name|uid[:group|gid]).
     #[arg(short, long)]
     pub user: Option<String>,
@@ -232,7 +244,7 @@ impl Command {
                 let sig = runtime::tty::signal_number(&signal).with_context(|| format!("invalid signal {signal:?}"))?;
                 each(&containers, &keys, |c, s| Ok(c.kill(&s, sig)?))
             }
-            Command::Rm { force, containers: keys } => each(&containers, &keys, |c, s| Ok(c.remove(&s, force)?)),
+            Command::Rm { force, volumes, containers: keys } => each(&containers, &keys, |c, s| Ok(c.remove(&s, force, volumes)?)),
             Command::Start { containers: keys } => each(&containers, &keys, |c, s| Ok(c.start(&s)?)),
             Command::Restart { time, containers: keys } => each(&containers, &keys, |c, s| {
                 c.stop(&s, Duration::from_secs(time))?;

@@ -19,7 +19,7 @@ pub(super) fn container_prune(store: &Containers, force: bool) -> anyhow::Result
     let mut reclaimed = 0u64;
     for c in store.list()?.into_iter().filter(|c| c.status != Status::Running) {
         reclaimed += solver::cache::dir_size(&store.dir_of(&c.id));
-        store.remove(&c, false)?;
+        store.remove(&c, false, false)?;
         deleted.push(c.id);
     }
     if !deleted.is_empty() {

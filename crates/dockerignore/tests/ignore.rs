@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use dockerfile::ignore::DockerIgnore;
+use dockerignore::DockerIgnore;
 
 fn dir(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../testdata/dockerignore").join(name)
@@ -64,4 +64,15 @@ fn no_ignore_file_excludes_nothing_and_bad_patterns_are_errors() {
     assert!(ig.is_empty() && !ig.is_excluded("anything"));
     let err = DockerIgnore::from_patterns("ok\n[unclosed\n").unwrap_err();
     assert_eq!(err.to_string(), ".dockerignore:2: invalid pattern \"[unclosed\": missing closing ]");
+}
+
+proptest::proptest! {
+    /// Hostile ignore files and paths give an error or an answer, never a panic.
+    #[test]
+    fn arbitrary_ignore_files_never_panic(text in "([!#/*?.\\[\\]^a-c\\\\ -]{0,12}\n){0,8}", path in "[a-c*/.]{0,12}") {
+        if let Ok(ig) = DockerIgnore::from_patterns(&text) {
+            let _ = ig.is_excluded(&path);
+            let _ = ig.may_reinclude_under(&path);
+        }
+    }
 }

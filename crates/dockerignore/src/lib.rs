@@ -14,10 +14,28 @@
 //! path component, `[^…]` classes, which Docker takes from Go's regular
 //! expressions) use a small matcher of Docker's own rules. The tests check
 //! that both agree wherever globset is used.
+//!
+//! [`clean_path`] is Go's `path.Clean`, the one path cleaner of the workspace: Docker cleans
+//! patterns, context paths and COPY sources with it.
+
+#![deny(unsafe_code)]
 
 use std::path::{Path, PathBuf};
 
-use crate::error::Error;
+/// Why the ignore rules cannot be had.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The ignore file could not be read.
+    #[error("reading {path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A pattern is not valid.
+    #[error("{file}:{line}: invalid pattern {pattern:?}: {message}")]
+    Pattern { file: String, line: usize, pattern: String, message: String },
+}
 
 /// The compiled ignore rules of a build context.
 #[derive(Debug, Clone, Default)]
@@ -94,7 +112,7 @@ impl DockerIgnore {
             if text.len() > 1 && text.starts_with('/') {
                 text.remove(0);
             }
-            let matcher = compile(&text).map_err(|message| Error::IgnorePattern {
+            let matcher = compile(&text).map_err(|message| Error::Pattern {
                 file: file.to_string(),
                 line: n + 1,
                 pattern: line.to_string(),
@@ -175,8 +193,9 @@ fn normalize(p: &str) -> String {
     c.trim_start_matches('/').to_string()
 }
 
-/// Go's `filepath.Clean` for `/`-separated paths.
-pub(crate) fn clean_path(p: &str) -> String {
+/// Go's `path.Clean`: `.` and empty components dropped, `..` taking the one before it away (and
+/// staying at the root of a rooted path); `.` for nothing left.
+pub fn clean_path(p: &str) -> String {
     if p.is_empty() {
         return ".".into();
     }
@@ -235,7 +254,7 @@ fn compile(pattern: &str) -> Result<Matcher, String> {
 /// directly): `*` = `[^/]*`, `?` = `[^/]`, `**` at the end = `.*`, other `**`
 /// (eating a following `/`) = `(.*/)?`, `[…]` a Go character class, `\x` = x.
 #[derive(Debug, Clone)]
-pub(crate) struct DockerGlob {
+struct DockerGlob {
     tokens: Vec<GTok>,
 }
 
@@ -250,7 +269,7 @@ enum GTok {
 }
 
 impl DockerGlob {
-    pub(crate) fn compile(p: &str) -> Result<DockerGlob, String> {
+    fn compile(p: &str) -> Result<DockerGlob, String> {
         let chars: Vec<char> = p.chars().collect();
         let mut tokens = Vec::new();
         let mut i = 0;
