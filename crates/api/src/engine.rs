@@ -54,6 +54,10 @@ pub struct BuildFlags {
     pub network_none: bool,
     /// `--add-host NAME:IP` entries, in order: `(name, ip)`.
     pub add_hosts: Vec<(String, String)>,
+    /// `--cache-from` sources, all consulted.
+    pub cache_from: Vec<remote_cache::CacheFrom>,
+    /// `--cache-to` exports.
+    pub cache_to: Vec<remote_cache::CacheTo>,
 }
 
 impl BuildFlags {
@@ -73,6 +77,13 @@ impl BuildFlags {
             // One `NAME IP` per line.
             let lines: String = self.add_hosts.iter().map(|(n, ip)| format!("{n} {ip}\n")).collect();
             m.insert("add-host".to_string(), lines);
+        }
+        // One canonical spec per line (a spec has no newline).
+        if !self.cache_from.is_empty() {
+            m.insert("cache-from".to_string(), self.cache_from.iter().map(|c| format!("{c}\n")).collect());
+        }
+        if !self.cache_to.is_empty() {
+            m.insert("cache-to".to_string(), self.cache_to.iter().map(|c| format!("{c}\n")).collect());
         }
         m
     }
@@ -99,6 +110,16 @@ impl BuildFlags {
                             return Err(bad());
                         }
                         f.add_hosts.push((name.to_string(), ip.to_string()));
+                    }
+                }
+                "cache-from" => {
+                    for line in v.lines() {
+                        f.cache_from.push(remote_cache::CacheFrom::parse(line).map_err(|e| EngineError::Invalid(e.to_string()))?);
+                    }
+                }
+                "cache-to" => {
+                    for line in v.lines() {
+                        f.cache_to.push(remote_cache::CacheTo::parse(line).map_err(|e| EngineError::Invalid(e.to_string()))?);
                     }
                 }
                 other => return Err(EngineError::Unsupported(format!("this engine does not know the build option {other:?} (is the client newer than the server?)"))),

@@ -32,6 +32,7 @@ pub mod error;
 pub mod local;
 pub mod output;
 pub mod server;
+mod shared_cache;
 pub mod ssh_forward;
 
 pub use addr::Address;

@@ -277,10 +277,13 @@ impl LocalEngine {
                 inner(e)
             })
         };
-        // The imported cache (`--cache-from`): hits download nothing until their files are needed.
-        // `solver::remote::ImportedCache::new(Arc::new(remote_cache::CacheImport::load(…)), store)`
-        // is one; after the solve, `solver::export::cache_entries` gives what `--cache-to` writes.
-        let cache_from: Option<Arc<dyn solver::remote::CacheSource>> = None;
+        // The imported caches (`--cache-from`), read once (a bad source is a warning): hits
+        // download nothing until their files are needed.
+        let cache_client = Arc::new(self.registry(&[])?);
+        let early_note = |m: String| (job.progress)(solver::Event::Note { message: m });
+        let cache_import = crate::shared_cache::load(&o.options.cache_from, cache_client.clone(), &self.store, &early_note);
+        let cache_from: Option<Arc<dyn solver::remote::CacheSource>> =
+            cache_import.clone().map(|i| Arc::new(solver::remote::ImportedCache::new(i, self.store.clone())) as Arc<dyn solver::remote::CacheSource>);
         let req = solver::SolveRequest {
             definition: &lowered.definition,
             targets: vec![lowered.target],
@@ -325,13 +328,18 @@ impl LocalEngine {
             outcome.metadata.insert("cache.misses".into(), m);
         }
         outcome.metadata.insert("cache.steps".into(), cache_steps(&lowered.definition, &solved));
+        let mut pushed_to: Vec<oci::Reference> = Vec::new();
+        if o.options.cache_to.iter().any(|c| c.target == remote_cache::CacheTarget::Inline) && !outputs.iter().any(|o| matches!(o, Output::Image { .. })) {
+            return Err(EngineError::Invalid("--cache-to type=inline needs an image output (it travels in the image's manifest)".into()));
+        }
         for out in &outputs {
             match out {
                 Output::Image { names, push } => {
                     if *push && names.is_empty() {
                         return Err(EngineError::Invalid("--push needs a name: give -t NAME".into()));
                     }
-                    let exported = export(compression.unwrap_or(if *push { Compression::Gzip } else { Compression::Uncompressed }))?;
+                    let image_compression = compression.unwrap_or(if *push { Compression::Gzip } else { Compression::Uncompressed });
+                    let mut exported = export(image_compression)?;
                     if !*push {
                         // Layers of imported cache results: a local image must be whole here. A
                         // push mounts them across repositories instead.
@@ -342,7 +350,15 @@ impl LocalEngine {
                     }
                     note(format!("writing image {} done", exported.config_digest));
                     let manifest: oci::Digest = exported.manifest_digest.parse().map_err(failed)?;
-                    let desc = self.store.manifest_descriptor(&manifest).map_err(failed)?;
+                    let mut desc = self.store.manifest_descriptor(&manifest).map_err(failed)?;
+                    if o.options.cache_to.iter().any(|c| c.target == remote_cache::CacheTarget::Inline) {
+                        // The image's own layers carry the cache: entries in the image's compression.
+                        let opts = solver::export::ExportOptions { compression: image_compression, source_date_epoch };
+                        let entries = solver::export::cache_entries(self.solver.index(), &self.store, &lowered.definition, &solved, lowered.target, (remote_cache::Mode::Min, &opts), &note).map_err(failed)?;
+                        note(format!("writing inline cache: {} entries", entries.len()));
+                        desc = crate::shared_cache::inline(&self.store, &manifest, entries)?;
+                        exported.manifest_digest = desc.digest().to_string();
+                    }
                     for n in names {
                         let r = oci::Reference::parse(n).map_err(|e| EngineError::Invalid(format!("invalid tag {n:?}: {e}")))?;
                         self.store.tag(&r, desc.clone()).map_err(failed)?;
@@ -350,11 +366,11 @@ impl LocalEngine {
                         outcome.tags.push(r.to_string());
                     }
                     if *push {
-                        let client = self.registry(&[])?;
                         for n in names {
                             let r = oci::Reference::parse(n).map_err(failed)?;
-                            let d = client.push(&self.store, &r, &r, &NoteProgress(&note)).map_err(|e| failed(format!("pushing {r}: {e}")))?;
+                            let d = cache_client.push(&self.store, &r, &r, &NoteProgress(&note)).map_err(|e| failed(format!("pushing {r}: {e}")))?;
                             note(format!("pushing {r} done ({d})"));
+                            pushed_to.push(r);
                         }
                     }
                     outcome.record_image(&exported);
@@ -391,6 +407,11 @@ impl LocalEngine {
                     note(format!("sending tarball to {dest} done"));
                 }
             }
+        }
+        for to in o.options.cache_to.iter().filter(|c| c.target != remote_cache::CacheTarget::Inline) {
+            let opts = solver::export::ExportOptions { compression: crate::shared_cache::compression(to.compression), source_date_epoch };
+            let entries = solver::export::cache_entries(self.solver.index(), &self.store, &lowered.definition, &solved, lowered.target, (to.mode, &opts), &note).map_err(failed)?;
+            crate::shared_cache::export(to, entries, &cache_client, &self.store, cache_import.as_deref(), &pushed_to, &note)?;
         }
         Ok(outcome)
     }

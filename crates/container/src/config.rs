@@ -51,6 +51,8 @@ pub struct RunOptions {
     pub detach: bool,
     /// An external OCI runtime binary (runc) instead of the built-in one.
     pub runtime: Option<PathBuf>,
+    /// `--restart`: applied by the detached container's supervisor.
+    pub restart: runtime::restart::RestartPolicy,
 }
 
 /// The process a container runs, from the image config and the options.

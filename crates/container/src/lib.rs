@@ -140,6 +140,15 @@ impl Containers {
         if opts.detach && opts.runtime.is_some() {
             return Err(Error::ExternalDetached);
         }
+        if opts.restart != runtime::restart::RestartPolicy::No {
+            // The shim of a detached container restarts it; a foreground one has no supervisor after the CLI.
+            if !opts.detach {
+                return Err(Error::option("--restart", &opts.restart.to_string(), "needs -d (a detached container's supervisor restarts it)"));
+            }
+            if opts.auto_remove {
+                return Err(Error::option("--restart", &opts.restart.to_string(), "conflicts with --rm"));
+            }
+        }
         let state = ContainerState {
             id: id.clone(),
             name,
@@ -158,6 +167,9 @@ impl Containers {
             cgroup_dirs: Vec::new(),
             auto_remove: opts.auto_remove,
             tty: opts.tty,
+            restart_policy: opts.restart,
+            restart_count: 0,
+            stopped_by_user: false,
         };
         // A foreground --rm container is listed only once it runs (see create_unlisted).
         let dir = if opts.auto_remove && !opts.detach { self.store.create_unlisted(&id)? } else { self.store.create(&state)? };
@@ -290,8 +302,20 @@ impl Containers {
         }
     }
 
+    /// Records that the user stopped the container, so its supervisor does not restart it
+    /// (also while it waits to restart one that exited).
+    fn mark_stopped_by_user(&self, id: &str) -> Result<()> {
+        let mut s = self.store.load(id)?;
+        if !s.stopped_by_user && s.restart_policy != runtime::restart::RestartPolicy::No {
+            s.stopped_by_user = true;
+            self.store.save(&s)?;
+        }
+        Ok(())
+    }
+
     /// SIGTERM, then SIGKILL after `grace`.
     pub fn stop(&self, state: &ContainerState, grace: Duration) -> Result<()> {
+        self.mark_stopped_by_user(&state.id)?;
         if state.status != Status::Running {
             return Ok(());
         }
@@ -307,6 +331,10 @@ impl Containers {
     /// Sends signal number `sig` to the container's first process.
     pub fn kill(&self, state: &ContainerState, sig: i32) -> Result<()> {
         let pid = state.pid.filter(|_| state.status == Status::Running).ok_or_else(|| Error::NotRunning { name: state.name.clone() })?;
+        // A signal that ends it counts as the user's stop; a HUP to reload does not.
+        if ["KILL", "TERM", "INT", "QUIT"].iter().any(|n| signal(n) == sig) {
+            self.mark_stopped_by_user(&state.id)?;
+        }
         runtime::tty::signal_process(pid, sig)?;
         if sig == signal("KILL") {
             // As docker: after SIGKILL the container is recorded as exited before kill returns.

@@ -74,6 +74,7 @@ fn finish(cstore: &ContainerStore, mut state: ContainerState, status: runtime::E
     // A `rename` while it ran is kept.
     if let Ok(now) = cstore.load(&state.id) {
         state.name = now.name;
+        state.stopped_by_user = now.stopped_by_user;
     }
     if state.auto_remove {
         // About to be removed: no need to record how it ended.
@@ -93,7 +94,8 @@ fn finish(cstore: &ContainerStore, mut state: ContainerState, status: runtime::E
 
 /// The detached supervisor (`__shim ID`): starts the container with its output in the log,
 /// reports `running PID` (or `error: …`) on stdout to the process that started it, records
-/// the container's exit, and removes it if asked.
+/// the container's exit, restarts it as its restart policy says (after Docker's backoff,
+/// unless the user stopped it), and removes it if asked.
 pub fn run(root: &Path, id: &str) -> Result<()> {
     runtime::tty::new_session()?;
     let cstore = ContainerStore::open(root)?;
@@ -111,47 +113,79 @@ pub fn run(root: &Path, id: &str) -> Result<()> {
             return Err(e);
         }
     };
-    let log_path = dir.join("container.log");
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).map_err(|e| Error::io("opening", &log_path, e))?;
-    let log2 = log.try_clone().map_err(|e| Error::io("opening", &log_path, e))?;
-    let stdio = runtime::Stdio { stdin: runtime::Io::Null, stdout: runtime::Io::Fd(log2.into()), stderr: runtime::Io::Fd(log.into()) };
-    let container = match runtime::start(&dir, &spec, stdio) {
-        Ok(c) => c,
-        Err(e) => {
-            println!("error: {e}");
-            if let Some(a) = attachment {
-                a.detach();
-            }
-            state.status = Status::Exited;
-            state.exit_code = Some(127);
-            state.finished_at = Some(now());
-            cstore.save(&state)?;
-            return Err(e.into());
-        }
-    };
-    state.status = Status::Running;
-    state.pid = Some(container.pid());
-    state.supervisor = Some(std::process::id() as i32);
-    state.started_at = Some(now());
-    state.exit_code = None;
-    state.finished_at = None;
-    state.cgroup_dirs = container.cgroup_dirs();
-    cstore.save(&state)?;
-    println!("running {}", container.pid());
-    let _ = std::io::stdout().flush();
-    let waited = container.wait_with_oom();
+    // The network (namespace, address, ports) stays the same across restarts.
+    let result = restart_loop(root, &cstore, state, &dir, &spec);
     if let Some(a) = attachment {
         a.detach();
     }
-    let (status, oom) = waited?;
-    // `rm -f` may have removed the container while it ran.
-    if !cstore.dir_of(id).exists() {
-        return Ok(());
+    result
+}
+
+/// Runs the container until it ends for good, restarting it as its policy says.
+fn restart_loop(root: &Path, cstore: &ContainerStore, mut state: ContainerState, dir: &Path, spec: &runtime::Spec) -> Result<()> {
+    use runtime::restart::{STABLE_RUN, backoff};
+    let id = state.id.clone();
+    let id = id.as_str();
+    let log_path = dir.join("container.log");
+    let mut first = true;
+    let mut in_a_row = 0;
+    // A start by the user clears an earlier stop.
+    state.stopped_by_user = false;
+    loop {
+        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).map_err(|e| Error::io("opening", &log_path, e))?;
+        let log2 = log.try_clone().map_err(|e| Error::io("opening", &log_path, e))?;
+        let stdio = runtime::Stdio { stdin: runtime::Io::Null, stdout: runtime::Io::Fd(log2.into()), stderr: runtime::Io::Fd(log.into()) };
+        let container = match runtime::start(dir, spec, stdio) {
+            Ok(c) => c,
+            Err(e) => {
+                if first {
+                    println!("error: {e}");
+                }
+                state.status = Status::Exited;
+                state.exit_code = Some(127);
+                state.finished_at = Some(now());
+                cstore.save(&state)?;
+                return Err(e.into());
+            }
+        };
+        state.status = Status::Running;
+        state.pid = Some(container.pid());
+        state.supervisor = Some(std::process::id() as i32);
+        state.started_at = Some(now());
+        state.exit_code = None;
+        state.finished_at = None;
+        state.cgroup_dirs = container.cgroup_dirs();
+        cstore.save(&state)?;
+        if first {
+            println!("running {}", container.pid());
+            let _ = std::io::stdout().flush();
+            first = false;
+        }
+        let started = std::time::Instant::now();
+        let (status, oom) = container.wait_with_oom()?;
+        // `rm -f` may have removed the container while it ran.
+        let Ok(now_state) = cstore.load(id) else { return Ok(()) };
+        let restart = state.restart_policy.restarts(status.code(), state.restart_count, now_state.stopped_by_user);
+        let auto_remove = state.auto_remove;
+        finish(cstore, state, status, oom)?;
+        if !restart {
+            if auto_remove {
+                let _ = crate::mounts::remove_container(root, cstore, id, true);
+            }
+            return Ok(());
+        }
+        if started.elapsed() >= STABLE_RUN {
+            in_a_row = 0;
+        }
+        std::thread::sleep(backoff(in_a_row));
+        in_a_row += 1;
+        // Stopped or removed by the user while waiting: stay down.
+        match cstore.load(id) {
+            Ok(s) if !s.stopped_by_user => {
+                state = s;
+                state.restart_count += 1;
+            }
+            _ => return Ok(()),
+        }
     }
-    let auto_remove = state.auto_remove;
-    finish(&cstore, state, status, oom)?;
-    if auto_remove {
-        let _ = crate::mounts::remove_container(root, &cstore, id, true);
-    }
-    Ok(())
 }

@@ -23,7 +23,7 @@ pub struct ExportStats {
     pub existed: usize,
     /// Blobs linked from another repository without moving them.
     pub mounted: usize,
-    /// Blobs whose bytes were sent.
+    /// Layer blobs whose bytes were sent.
     pub uploaded: usize,
     /// Bytes sent (layer blobs and the config).
     pub bytes_uploaded: u64,
@@ -99,9 +99,9 @@ impl CacheExport {
         let config = store.put_bytes(&bytes)?;
         let blobs = self.config.blobs();
         let (existed, mounted, uploaded, sent) = (AtomicUsize::new(0), AtomicUsize::new(0), AtomicUsize::new(0), AtomicU64::new(0));
-        let mut work: Vec<(Digest, u64)> = blobs.iter().map(|b| (b.digest.clone(), b.size)).collect();
-        work.push((config.digest.clone(), config.size));
-        futures::stream::iter(work.into_iter().map(|(digest, size)| {
+        let mut work: Vec<(Digest, u64, bool)> = blobs.iter().map(|b| (b.digest.clone(), b.size, false)).collect();
+        work.push((config.digest.clone(), config.size, true));
+        futures::stream::iter(work.into_iter().map(|(digest, size, is_config)| {
             let (existed, mounted, uploaded, sent) = (&existed, &mounted, &uploaded, &sent);
             async move {
                 let from: Vec<String> = mount_from(&digest).into_iter().filter(|r| r != reference.repository()).collect();
@@ -113,14 +113,18 @@ impl CacheExport {
                     }
                     return Err(Error::BlobMissing { digest: digest.to_string() });
                 }
-                match client.put_blob_async(reference, store, &digest, size, &from, &registry::NoProgress).await.map_err(wrap)? {
-                    registry::BlobPush::Existed => existed.fetch_add(1, Ordering::Relaxed),
-                    registry::BlobPush::Mounted(_) => mounted.fetch_add(1, Ordering::Relaxed),
-                    registry::BlobPush::Uploaded => {
-                        sent.fetch_add(size, Ordering::Relaxed);
-                        uploaded.fetch_add(1, Ordering::Relaxed)
-                    }
-                };
+                let outcome = client.put_blob_async(reference, store, &digest, size, &from, &registry::NoProgress).await.map_err(wrap)?;
+                if outcome == registry::BlobPush::Uploaded {
+                    sent.fetch_add(size, Ordering::Relaxed);
+                }
+                // The counts are of layer blobs; the config is this cache's own.
+                if !is_config {
+                    match outcome {
+                        registry::BlobPush::Existed => existed.fetch_add(1, Ordering::Relaxed),
+                        registry::BlobPush::Mounted(_) => mounted.fetch_add(1, Ordering::Relaxed),
+                        registry::BlobPush::Uploaded => uploaded.fetch_add(1, Ordering::Relaxed),
+                    };
+                }
                 Ok::<(), Error>(())
             }
         }))

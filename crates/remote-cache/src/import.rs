@@ -154,8 +154,12 @@ impl CacheImport {
     /// Where a blob can be fetched from, best first (registries before directories: a registry
     /// blob can be mounted instead of moved).
     pub fn locations(&self, blob: &LayerBlob) -> Vec<BlobLocation> {
-        let mut out: Vec<BlobLocation> =
-            self.blob_sources.get(&blob.digest).into_iter().flatten().map(|i| self.locations[*i].clone()).collect();
+        self.locations_of(&blob.digest)
+    }
+
+    /// [`CacheImport::locations`] by digest.
+    pub fn locations_of(&self, digest: &Digest) -> Vec<BlobLocation> {
+        let mut out: Vec<BlobLocation> = self.blob_sources.get(digest).into_iter().flatten().map(|i| self.locations[*i].clone()).collect();
         out.sort_by_key(|l| matches!(l, BlobLocation::Local(_)));
         out
     }

@@ -202,6 +202,33 @@ impl CacheTo {
     }
 }
 
+/// The canonical `--cache-from` spelling, which [`CacheFrom::parse`] reads back (the wire form
+/// of a remote build's request).
+impl std::fmt::Display for CacheFrom {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CacheFrom::Registry { reference } => write!(f, "type=registry,ref={reference}"),
+            CacheFrom::Local { src, tag } => write!(f, "type=local,src={},tag={tag}", src.display()),
+        }
+    }
+}
+
+/// The canonical `--cache-to` spelling, which [`CacheTo::parse`] reads back.
+impl std::fmt::Display for CacheTo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.target {
+            CacheTarget::Registry { reference } => write!(f, "type=registry,ref={reference}")?,
+            CacheTarget::Local { dest, tag } => write!(f, "type=local,dest={},tag={tag}", dest.display())?,
+            CacheTarget::Inline => write!(f, "type=inline")?,
+        }
+        let mode = match self.mode {
+            Mode::Min => "min",
+            Mode::Max => "max",
+        };
+        write!(f, ",mode={mode},compression={},ignore-error={}", self.compression.as_str(), self.ignore_error)
+    }
+}
+
 impl Compression {
     /// The name `compression=` takes (and the store's layer blob cache is keyed by).
     pub fn as_str(self) -> &'static str {
@@ -239,6 +266,18 @@ mod tests {
         assert_eq!(c.mode, Mode::Min);
         assert_eq!(CacheTo::parse("type=inline").expect("inline").target, CacheTarget::Inline);
         assert!(CacheTo::parse("type=registry,ref=r/x,oci-mediatypes=true,image-manifest=true").is_ok());
+    }
+
+    #[test]
+    fn display_reads_back() {
+        for v in ["r/x:c", "type=local,src=/a b/c,tag=t"] {
+            let c = CacheFrom::parse(v).expect("parse");
+            assert_eq!(CacheFrom::parse(&c.to_string()).expect("again"), c);
+        }
+        for v in ["r/x:c", "type=registry,ref=r/x,mode=max,compression=zstd,ignore-error=true", "type=local,dest=/d", "type=inline"] {
+            let c = CacheTo::parse(v).expect("parse");
+            assert_eq!(CacheTo::parse(&c.to_string()).expect("again"), c);
+        }
     }
 
     #[test]

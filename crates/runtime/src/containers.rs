@@ -49,6 +49,15 @@ pub struct ContainerState {
     /// Whether the container's stdio is a terminal (`-t`).
     #[serde(default)]
     pub tty: bool,
+    /// `--restart`: whether the supervisor starts the container again when it exits.
+    #[serde(default)]
+    pub restart_policy: crate::restart::RestartPolicy,
+    /// How many times the supervisor has restarted it.
+    #[serde(default)]
+    pub restart_count: u32,
+    /// Set by `stop` and `kill`: a container the user stopped is not restarted.
+    #[serde(default)]
+    pub stopped_by_user: bool,
 }
 
 /// The containers of one state root.

@@ -93,6 +93,14 @@ pub struct BuildArgs {
     /// Add a line to /etc/hosts of RUN steps (`NAME:IP`); may be repeated.
     #[arg(long = "add-host", value_name = "NAME:IP")]
     add_hosts: Vec<String>,
+    /// Import a shared build cache: `type=registry,ref=REF`, `REF` (a cache ref, or an image
+    /// pushed with an inline cache), or `type=local,src=DIR`; may be repeated.
+    #[arg(long = "cache-from", value_name = "SPEC")]
+    cache_from: Vec<String>,
+    /// Export the build cache: `type=registry,ref=REF`, `type=local,dest=DIR` or `type=inline`,
+    /// with `mode=min|max`, `compression=gzip|zstd|uncompressed`, `ignore-error=true|false`.
+    #[arg(long = "cache-to", value_name = "SPEC")]
+    cache_to: Vec<String>,
     /// How many steps may run at once (default: twice the CPUs, at least 4).
     #[arg(long = "max-parallelism", value_name = "N")]
     max_parallelism: Option<usize>,
@@ -338,6 +346,8 @@ fn build(globals: &Globals, a: BuildArgs) -> anyhow::Result<ExitCode> {
         Some(other) => bail!("--network {other}: a build's RUN steps can use `default`, `host` or `none` (as with BuildKit)"),
     }
     flags.add_hosts = a.add_hosts.iter().map(|h| parse_add_host(h)).collect::<anyhow::Result<_>>()?;
+    flags.cache_from = a.cache_from.iter().map(|c| remote_cache::CacheFrom::parse(c)).collect::<Result<_, _>>()?;
+    flags.cache_to = a.cache_to.iter().map(|c| remote_cache::CacheTo::parse(c)).collect::<Result<_, _>>()?;
     let options = api::BuildOptions {
         dockerfile,
         dockerfile_name,

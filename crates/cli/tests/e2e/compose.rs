@@ -353,3 +353,33 @@ fn scale_runs_numbered_replicas_and_completed_dependencies_run_first() {
     ns.ok(&b, &dir, &["down", "-v", "-t", "1"]);
     assert_no_containers(&b);
 }
+
+#[test]
+fn restart_policies_restart_failed_services_until_their_limit_and_not_after_stop() {
+    let b = with_busybox();
+    let file = "services:\n  flaky:\n    image: busybox:test\n    command: sh -c 'echo attempt; exit 3'\n    restart: on-failure:2\n  steady:\n    image: busybox:test\n    init: true\n    command: sh -c 'echo up; sleep 0.3'\n    restart: always\n";
+    let t = project(&[("compose.yaml", file)]);
+    let dir = t.path().join("shop");
+    let ns = Netns::new();
+    ns.ok(&b, &dir, &["up", "-d"]);
+    let attempts = || ns.ok(&b, &dir, &["logs", "--no-color", "flaky"]).matches("attempt").count();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while attempts() < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(attempts(), 3, "the first run and two restarts (on-failure:2)");
+    let ups = || ns.ok(&b, &dir, &["logs", "--no-color", "steady"]).matches("up").count();
+    while ups() < 3 && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert!(ups() >= 3, "always: restarted after each clean exit");
+    ns.ok(&b, &dir, &["stop", "-t", "1", "steady"]);
+    let after_stop = ups();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    assert_eq!(ups(), after_stop, "a stopped service is not restarted");
+    assert_eq!(attempts(), 3, "on-failure gave up after 2 restarts");
+    let ps = ns.ok(&b, &dir, &["ps", "-a"]);
+    assert!(ps.contains("Exited (3)") && !ps.contains("Up "), "{ps}");
+    ns.ok(&b, &dir, &["down", "-t", "1"]);
+    assert_no_containers(&b);
+}

@@ -550,3 +550,25 @@ fn killing_the_shim_of_a_detached_container_leaves_nothing_behind() {
     b.ok(&["rm", &id]);
     assert_no_leaks(&b);
 }
+
+#[test]
+fn restart_policy_restarts_a_failing_detached_container_through_its_shim() {
+    let b = with_busybox();
+    let id = b.ok(&["run", "-d", "--restart", "on-failure:1", "--name", "flaky", "busybox:test", "sh", "-c", "echo attempt; exit 4"]);
+    let attempts = || b.ok(&["logs", "flaky"]).matches("attempt").count();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while (attempts() < 2 || b.ok(&["ps", "-q"]).contains(&id.trim()[..12])) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(attempts(), 2, "one run and one restart");
+    assert!(b.ok(&["ps", "-a"]).contains("Exited (4)"));
+    let err = b.fails(&["run", "--restart", "always", "busybox:test", "true"]);
+    assert!(err.contains("--restart") && err.contains("needs -d"), "{err}");
+    let err = b.fails(&["run", "-d", "--rm", "--restart", "always", "busybox:test", "true"]);
+    assert!(err.contains("conflicts with --rm"), "{err}");
+    let err = b.fails(&["run", "-d", "--restart", "sometimes", "busybox:test", "true"]);
+    assert!(err.contains("invalid restart policy \"sometimes\""), "{err}");
+    b.ok(&["rm", "-f", "flaky"]);
+    assert_no_leaks(&b);
+}

@@ -9,6 +9,7 @@ mod build_compat;
 mod build_sources;
 mod clean;
 mod cache_explain;
+mod cache_share;
 mod compose;
 mod container;
 mod image;

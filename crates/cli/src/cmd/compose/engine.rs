@@ -195,6 +195,10 @@ impl<'a> Engine<'a> {
     pub fn stop(&self, records: &[Record], timeout: Option<u64>) -> anyhow::Result<()> {
         for r in records {
             if !self.is_running(r) {
+                // One waiting to be restarted by its policy stays down.
+                if self.container(r).is_some_and(|s| s.restart_policy != runtime::restart::RestartPolicy::No) {
+                    let _ = self.quiet(&["stop".into(), r.id.clone()]);
+                }
                 continue;
             }
             let service = self.project.services.get(&r.service);

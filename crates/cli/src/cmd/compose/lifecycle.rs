@@ -282,6 +282,10 @@ pub fn run(mut e: Engine<'_>, args: RunArgs) -> anyhow::Result<ExitCode> {
     let spec = spec::run_args(&e, &args.service, &name, command, args.detach)?;
     let (used, anonymous) = (spec.volumes, spec.anonymous);
     let mut run_args = spec.args;
+    // A one-off container is not restarted (as `docker compose run`).
+    if let Some(i) = run_args.iter().position(|a| a == "--restart") {
+        run_args.drain(i..i + 2);
+    }
     // Extra -e before the image (after --name …): the image is where the options end.
     let image_at = run_args.iter().position(|a| *a == e.image_of(&args.service)).unwrap_or(run_args.len());
     for (k, v) in args.env.iter().enumerate() {

@@ -108,6 +108,11 @@ pub fn run_args(engine: &Engine<'_>, service: &str, name: &str, command: Option<
     if s.init == Some(true) {
         a.push("--init".into());
     }
+    // The policy applies to service containers (detached, supervised by their shim).
+    if let Some(r) = s.restart.filter(|r| detach && *r != compose::RestartPolicy::No) {
+        a.push("--restart".into());
+        a.push(r.to_string());
+    }
     if s.read_only == Some(true) {
         a.push("--read-only".into());
     }

@@ -128,10 +128,6 @@ pub fn config_of(e: &Engine<'_>, service: &str) -> serde_json::Value {
 /// changed, starts stopped ones, adds or removes replicas; then waits as its dependents ask.
 fn converge(e: &mut Engine<'_>, service: &str, force: bool) -> anyhow::Result<()> {
     wait_dependencies(e, service)?;
-    let svc = e.project.services[service].clone();
-    if svc.restart.is_some_and(|r| r != compose::RestartPolicy::No) {
-        eprintln!("WARN services.{service}.restart: restart policies are not applied yet; the container is not restarted when it exits");
-    }
     let config = config_of(e, service);
     let image = e.image_of(service);
     let image_id = e.image_id(&image).unwrap_or_default();

@@ -205,6 +205,9 @@ pub struct RunArgs {
     /// Mount the container's root filesystem read-only.
     #[arg(long = "read-only")]
     pub read_only: bool,
+    /// Restart policy of a detached container: no, always, on-failure[:N], unless-stopped.
+    #[arg(long, default_value = "no", value_parser = clap::value_parser!(runtime::restart::RestartPolicy))]
+    pub restart: runtime::restart::RestartPolicy,
     /// Use this OCI runtime binary (e.g. /usr/sbin/runc) instead of the built-in one (foreground only).
     #[arg(long, value_name = "PATH")]
     pub runtime: Option<PathBuf>,

@@ -35,6 +35,7 @@ pub(super) fn run(containers: &Containers, args: RunArgs) -> anyhow::Result<Exit
         auto_remove: args.rm,
         detach: args.detach,
         runtime: args.runtime,
+        restart: args.restart,
     };
     let progress = crate::cmd::image::progress::progress_for(false);
     let created = containers.create(&opts, progress.as_ref());
