@@ -168,7 +168,10 @@ mod tests {
         o.build_args.insert("A".into(), "1".into());
         o.secrets.insert("tok".into(), b"s3cret".to_vec());
         o.target = Some("final".into());
-        o.options = BuildFlags { compression: Some(snapshot::diff::Compression::Zstd), push: true, network_none: true, add_hosts: vec![("db".into(), "10.0.0.2".into()), ("v6".into(), "::1".into())] };
+        o.options = BuildFlags { compression: Some(snapshot::diff::Compression::Zstd), push: true, network_none: true, add_hosts: vec![("db".into(), "10.0.0.2".into()), ("v6".into(), "::1".into())],
+            cache_from: vec![remote_cache::CacheFrom::parse("r.example/app:cache").expect("from"), remote_cache::CacheFrom::parse("type=local,src=/c").expect("local")],
+            cache_to: vec![remote_cache::CacheTo::parse("type=registry,ref=r.example/app:cache,mode=max,ignore-error=true").expect("to")],
+        };
         let back = options_from_proto(options_to_proto(&o, "k".into())).unwrap();
         assert_eq!(back.options, o.options);
         assert_eq!(back.dockerfile, o.dockerfile);
