@@ -75,6 +75,8 @@ enum Command {
     Serve(cmd::serve::Command),
     #[command(flatten)]
     System(cmd::system::Command),
+    #[command(flatten)]
+    Info(cmd::info::Command),
     /// Manage volumes.
     #[command(subcommand)]
     Volume(cmd::volume::Command),
@@ -136,6 +138,7 @@ fn main() -> ExitCode {
         Command::Build(c) => c.run(&cli.globals),
         Command::Serve(c) => c.run(&cli.globals),
         Command::System(c) => c.run(&cli.globals),
+        Command::Info(c) => c.run(&cli.globals),
         Command::Volume(c) => c.run(&cli.globals),
         Command::Compose(c) => c.run(&cli.globals),
     };

@@ -383,3 +383,28 @@ fn restart_policies_restart_failed_services_until_their_limit_and_not_after_stop
     ns.ok(&b, &dir, &["down", "-t", "1"]);
     assert_no_containers(&b);
 }
+
+#[test]
+fn volumes_tmpfs_and_anonymous_volumes_go_through_the_run_path() {
+    let b = with_busybox();
+    let dockerfile = "FROM busybox:test\nRUN mkdir -p /seed && echo from-image > /seed/file\n";
+    let file = "services:\n  app:\n    build: .\n    command: sh -c 'cat /seed/file; grep -c \" /scratch tmpfs\" /proc/mounts; grep \" /cache \" /proc/mounts | cut -d\" \" -f3; touch /anon/x && echo anon-ok'\n    tmpfs: /scratch\n    volumes:\n      - seeded:/seed\n      - /anon\n      - type: tmpfs\n        target: /cache\nvolumes:\n  seeded:\n";
+    let t = project(&[("compose.yaml", file), ("Dockerfile", dockerfile)]);
+    let dir = t.path().join("shop");
+    let ns = Netns::new();
+    let out = ns.ok(&b, &dir, &["up"]);
+    assert!(out.contains("app-1  | from-image\napp-1  | 1\napp-1  | tmpfs\napp-1  | anon-ok\n"), "a new named volume is filled from the image; tmpfs mounts: {out}");
+    let volumes = b.ok(&["volume", "ls", "-q"]);
+    assert_eq!(volumes.lines().count(), 2, "the named and the anonymous volume: {volumes}");
+    ns.ok(&b, &dir, &["down"]);
+    assert_eq!(b.ok(&["volume", "ls", "-q"]).lines().count(), 2, "down keeps volumes");
+    ns.ok(&b, &dir, &["down", "-v"]);
+    assert_eq!(ns.ok(&b, &dir, &["up", "--no-build"]).lines().next(), Some("app-1  | from-image"));
+    ns.ok(&b, &dir, &["down", "-v", "--rmi", "local"]);
+    // As with docker compose: down -v takes the file's volumes and the anonymous ones of the
+    // containers it removes; the one left dangling by the first plain down stays for prune.
+    assert_eq!(b.ok(&["volume", "ls", "-q"]).lines().count(), 1);
+    b.ok(&["volume", "prune", "-f"]);
+    assert_eq!(b.ok(&["volume", "ls", "-q"]), "");
+    assert_no_containers(&b);
+}

@@ -14,6 +14,7 @@ mod compose;
 mod container;
 mod image;
 mod image_list;
+mod info_search;
 mod parse;
 mod serve;
 mod volume;

@@ -40,9 +40,6 @@ pub struct Record {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct State {
     pub containers: Vec<Record>,
-    /// Anonymous volumes (by name) of each container, removed with `down -v` / `rm -v`.
-    #[serde(default)]
-    pub anonymous_volumes: BTreeMap<String, Vec<String>>,
 }
 
 pub struct Engine<'a> {
@@ -236,18 +233,15 @@ impl<'a> Engine<'a> {
     /// removing their anonymous ones when `anonymous_volumes`.
     pub fn remove(&mut self, records: &[Record], anonymous_volumes: bool) -> anyhow::Result<()> {
         self.stop(records, None)?;
-        let volumes = self.volumes()?;
         for r in records {
             eprintln!(" Container {}  Removing", r.name);
             if self.container(r).is_some() {
-                self.quiet(&["rm".into(), "-f".into(), r.id.clone()])?;
-            }
-            volumes.release(&r.id)?;
-            let anonymous = self.state.anonymous_volumes.remove(&r.id).unwrap_or_default();
-            if anonymous_volumes {
-                for v in anonymous {
-                    volumes.remove(&v)?;
+                let mut args: Vec<String> = vec!["rm".into(), "-f".into()];
+                if anonymous_volumes {
+                    args.push("-v".into());
                 }
+                args.push(r.id.clone());
+                self.quiet(&args)?;
             }
             self.state.containers.retain(|x| x.id != r.id);
             self.save()?;

@@ -280,7 +280,6 @@ pub fn run(mut e: Engine<'_>, args: RunArgs) -> anyhow::Result<ExitCode> {
     let command = (!args.command.is_empty()).then_some(args.command.as_slice());
     super::up::create_volumes(&e)?;
     let spec = spec::run_args(&e, &args.service, &name, command, args.detach)?;
-    let (used, anonymous) = (spec.volumes, spec.anonymous);
     let mut run_args = spec.args;
     // A one-off container is not restarted (as `docker compose run`).
     if let Some(i) = run_args.iter().position(|a| a == "--restart") {
@@ -302,13 +301,6 @@ pub fn run(mut e: Engine<'_>, args: RunArgs) -> anyhow::Result<ExitCode> {
     if args.detach {
         let out = e.quiet(&full)?;
         let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        let volumes = e.volumes()?;
-        for v in &used {
-            volumes.attach(v, &id, &name)?;
-        }
-        if !anonymous.is_empty() {
-            e.state.anonymous_volumes.insert(id.clone(), anonymous);
-        }
         let labels = engine::labels(&e.project, &args.service, number, true, &hash);
         let image_id = e.image_id(&e.image_of(&args.service)).unwrap_or_default();
         e.state.containers.push(Record { name: name.clone(), id: id.clone(), service: args.service.clone(), number, oneoff: true, config, image_id, labels });
@@ -322,25 +314,9 @@ pub fn run(mut e: Engine<'_>, args: RunArgs) -> anyhow::Result<ExitCode> {
     let (globals, project, compatibility) = (e.globals, e.project.clone(), e.compatibility);
     drop(e);
     let code = cmd.status()?.code().unwrap_or(1);
-    let e = Engine::open(globals, project.clone(), compatibility)?;
-    let volumes = e.volumes()?;
-    if args.rm {
-        // As `docker run --rm`: the container's anonymous volumes go with it.
-        for v in &anonymous {
-            volumes.remove(v)?;
-        }
-    }
-    drop(e);
     if !args.rm {
         let mut e = Engine::open(globals, project, compatibility)?;
         if let Ok(s) = e.store()?.find(&name) {
-            let volumes = e.volumes()?;
-            for v in &used {
-                volumes.attach(v, &s.id, &name)?;
-            }
-            if !anonymous.is_empty() {
-                e.state.anonymous_volumes.insert(s.id.clone(), anonymous);
-            }
             let image_id = s.image_id.clone();
             let labels = engine::labels(&e.project, &args.service, number, true, &hash);
             e.state.containers.push(Record { name, id: s.id, service: args.service.clone(), number, oneoff: true, config, image_id, labels });

@@ -12,16 +12,12 @@ use compose::{MountType, Service};
 
 use super::engine::Engine;
 
-/// What `builder run` is given for a container, and the volumes it uses (named and
-/// anonymous, for the volume store's user records).
+/// What `builder run` is given for a container.
 pub struct RunSpec {
     pub args: Vec<String>,
-    pub volumes: Vec<String>,
-    pub anonymous: Vec<String>,
 }
 
-/// The `builder run` arguments (after `run`) for container `name` of `service`; anonymous
-/// volumes are created here.
+/// The `builder run` arguments (after `run`) for container `name` of `service`.
 pub fn run_args(engine: &Engine<'_>, service: &str, name: &str, command: Option<&[String]>, detach: bool) -> anyhow::Result<RunSpec> {
     let p = &engine.project;
     let Some(s) = p.services.get(service) else { bail!("no such service: {service}") };
@@ -75,35 +71,42 @@ pub fn run_args(engine: &Engine<'_>, service: &str, name: &str, command: Option<
     for (h, ip) in &s.extra_hosts {
         push("--add-host", format!("{h}:{ip}"));
     }
-    let store = engine.volumes()?;
-    let (mut used, mut anonymous) = (Vec::new(), Vec::new());
+    // Volumes and tmpfs go through `builder run`'s own mounts: a named volume is created
+    // (beforehand, with Compose's labels) and filled from the image on first use, an anonymous
+    // one is made for the container, and the container is recorded as their user.
     for (i, v) in s.volumes.iter().enumerate() {
-        let host = match (v.kind, &v.source) {
+        let ro = if v.read_only { ",readonly" } else { "" };
+        let mount = match (v.kind, &v.source) {
             (MountType::Bind, Some(src)) => {
                 let path = std::path::Path::new(src);
                 if !path.exists() && v.bind.as_ref().and_then(|b| b.create_host_path).unwrap_or(false) {
                     std::fs::create_dir_all(path).map_err(|e| anyhow::anyhow!("services.{service}.volumes[{i}]: creating {src}: {e}"))?;
                 }
-                src.clone()
+                format!("type=bind,source={src},target={}{ro}", v.target)
             }
-            (MountType::Volume, Some(vol)) => {
-                let real = p.volumes.get(vol).and_then(|v| v.name.clone()).unwrap_or_else(|| vol.clone());
-                used.push(real.clone());
-                store.mount_source(&real).display().to_string()
+            (MountType::Volume, source) => {
+                let nocopy = if v.volume.as_ref().and_then(|o| o.nocopy).unwrap_or(false) { ",volume-nocopy" } else { "" };
+                match source {
+                    Some(vol) => {
+                        let real = p.volumes.get(vol).and_then(|v| v.name.clone()).unwrap_or_else(|| vol.clone());
+                        format!("type=volume,source={real},target={}{ro}{nocopy}", v.target)
+                    }
+                    None => format!("type=volume,target={}{ro}{nocopy}", v.target),
+                }
             }
-            (MountType::Volume, None) => {
-                let mut new = volume::NewVolume::anonymous();
-                new.labels.insert(volume::ANONYMOUS_LABEL.into(), String::new());
-                new.labels.insert("com.docker.compose.project".into(), p.name.clone());
-                new.labels.insert("com.docker.compose.service".into(), service.to_string());
-                let created = store.create(&new)?;
-                used.push(created.name.clone());
-                anonymous.push(created.name.clone());
-                store.mount_source(&created.name).display().to_string()
+            (MountType::Tmpfs, _) => {
+                let size = v.tmpfs.as_ref().and_then(|t| t.size).map(|n| format!(",tmpfs-size={n}")).unwrap_or_default();
+                format!("type=tmpfs,target={}{size}", v.target)
             }
-            _ => bail!("services.{service}.volumes[{i}]: a {:?} mount is not supported yet", v.kind),
+            (MountType::Bind, None) => bail!("services.{service}.volumes[{i}]: a bind mount needs a source"),
         };
-        push("-v", format!("{host}:{}{}", v.target, if v.read_only { ":ro" } else { "" }));
+        if v.target.contains(',') || v.source.as_ref().is_some_and(|s| s.contains(',')) {
+            bail!("services.{service}.volumes[{i}]: a path with a comma cannot be given to --mount");
+        }
+        push("--mount", mount);
+    }
+    for t in &s.tmpfs {
+        push("--tmpfs", t.clone());
     }
     if s.init == Some(true) {
         a.push("--init".into());
@@ -131,7 +134,7 @@ pub fn run_args(engine: &Engine<'_>, service: &str, name: &str, command: Option<
         None => tail.extend(s.command.iter().flatten().cloned()),
     }
     a.extend(tail);
-    Ok(RunSpec { args: a, volumes: used, anonymous })
+    Ok(RunSpec { args: a })
 }
 
 /// Refuses what the host-network runtime cannot honour yet, naming the key.
@@ -164,14 +167,6 @@ fn check_supported(p: &compose::Project, service: &str, s: &Service) -> anyhow::
         }
         if let Some(ip) = s.networks[name].ipv4_address.as_ref().or(s.networks[name].ipv6_address.as_ref()) {
             bail!("services.{service}.networks.{name}: a fixed address ({ip}) {WAITS}");
-        }
-    }
-    if !s.tmpfs.is_empty() {
-        bail!("services.{service}.tmpfs: tmpfs mounts are not supported by builder run yet");
-    }
-    for (i, v) in s.volumes.iter().enumerate() {
-        if v.kind == MountType::Tmpfs {
-            bail!("services.{service}.volumes[{i}]: tmpfs mounts are not supported by builder run yet");
         }
     }
     Ok(())

@@ -166,13 +166,6 @@ fn create(e: &mut Engine<'_>, service: &str, number: u32, config: &serde_json::V
     let out = e.quiet(&full)?;
     let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let id = if id.is_empty() { e.store()?.find(&name)?.id } else { id };
-    let volumes = e.volumes()?;
-    for v in &spec.volumes {
-        volumes.attach(v, &id, &name)?;
-    }
-    if !spec.anonymous.is_empty() {
-        e.state.anonymous_volumes.insert(id.clone(), spec.anonymous);
-    }
     let image_id = if image_id.is_empty() { e.image_id(&e.image_of(service)).unwrap_or_default() } else { image_id.to_string() };
     let hash = engine::config_hash(config);
     let labels = engine::labels(&e.project, service, number, false, &hash);
