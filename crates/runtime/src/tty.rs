@@ -32,6 +32,18 @@ pub fn copy_window_size(from: BorrowedFd<'_>, to: BorrowedFd<'_>) {
     }
 }
 
+/// Gives the pty master `to` the size a terminal starts with (24 rows, 80 columns), for a
+/// container whose input is not a terminal: with no size at all, programs that page long
+/// output (psql, git) take every screen as full and wait in their pager for keys.
+pub fn set_default_window_size(to: BorrowedFd<'_>) {
+    use std::os::fd::AsRawFd;
+    let ws = libc::winsize { ws_row: 24, ws_col: 80, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCSWINSZ reads a winsize from our stack.
+    unsafe {
+        libc::ioctl(to.as_raw_fd(), libc::TIOCSWINSZ, &ws);
+    }
+}
+
 /// Whether `fd` is a terminal.
 pub fn is_terminal(fd: BorrowedFd<'_>) -> bool {
     termios::tcgetattr(fd).is_ok()
