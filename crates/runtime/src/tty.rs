@@ -100,30 +100,23 @@ pub fn signal_number(name: &str) -> Option<i32> {
 
 /// Makes this process pass termination signals on to the container `pid` instead of
 /// dying of them (which would kill the container with SIGKILL through its parent-death
-/// signal). Call it from the main thread before starting other threads: the signals are
-/// blocked here and waited for on a helper thread. SIGINT and SIGQUIT from the terminal
+/// signal). The handlers are process-wide, so it does not matter which of this process's
+/// threads the kernel picks for a signal (blocking them with a signal mask would cover only
+/// the calling thread and the threads it starts later). SIGINT and SIGQUIT from the terminal
 /// are not forwarded (the container, in the same process group, gets them itself); sent
 /// with kill(2), they are.
 pub fn forward_signals(pid: i32) -> Result<()> {
-    use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
-    let mut set = SigSet::empty();
-    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2] {
-        set.add(s);
-    }
-    pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None).map_err(|e| Error::sys("blocking signals", e))?;
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
+    use signal_hook::iterator::SignalsInfo;
+    use signal_hook::iterator::exfiltrator::origin::WithOrigin;
+    use signal_hook::low_level::siginfo::Cause;
+    let mut signals = SignalsInfo::<WithOrigin>::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2])
+        .map_err(|e| Error::io("installing signal handlers", "", e))?;
     std::thread::spawn(move || {
-        loop {
-            let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::zeroed();
-            // SAFETY: sigwaitinfo fills `info`; `set` is a valid signal set.
-            let sig = unsafe { libc::sigwaitinfo(set.as_ref(), info.as_mut_ptr()) };
-            if sig < 0 {
-                continue;
-            }
-            // SAFETY: sigwaitinfo succeeded, so `info` is initialised.
-            let code = unsafe { info.assume_init() }.si_code;
-            let from_terminal = code == libc::SI_KERNEL && (sig == libc::SIGINT || sig == libc::SIGQUIT);
+        for origin in signals.forever() {
+            let from_terminal = matches!(origin.cause, Cause::Kernel) && (origin.signal == SIGINT || origin.signal == SIGQUIT);
             if !from_terminal {
-                let _ = signal_process(pid, sig);
+                let _ = signal_process(pid, origin.signal);
             }
         }
     });
