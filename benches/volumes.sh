@@ -6,13 +6,15 @@
 #       volume made, filled from the image, and removed with the container, each time.
 # Prints a markdown table of the medians and the ratios. Needs root, busybox-static, docker.io.
 #
-#   benches/volumes.sh [ROUNDS] [FILES]
+#   benches/volumes.sh [ROUNDS] [FILES]        (BUILDER=path/to/builder to skip the release build)
 set -euo pipefail
 ROUNDS=${1:-20}
 FILES=${2:-1000}
 cd "$(dirname "$0")/.."
-cargo build --release -q -p cli
-BUILDER=$PWD/target/release/builder
+if [ -z "${BUILDER:-}" ]; then
+  cargo build --release -q -p cli
+  BUILDER=$PWD/target/release/builder
+fi
 WORK=$(mktemp -d /tmp/builder-volumes-bench.XXXXXX)
 NS=builder-volumes-bench-$$
 DOCKERD_PID=

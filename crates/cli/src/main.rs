@@ -75,6 +75,8 @@ enum Command {
     Serve(cmd::serve::Command),
     #[command(flatten)]
     System(cmd::system::Command),
+    #[command(flatten)]
+    Info(cmd::info::Command),
     /// Manage volumes.
     #[command(subcommand)]
     Volume(cmd::volume::Command),
@@ -101,7 +103,7 @@ fn management_form(mut args: Vec<std::ffi::OsString>) -> Result<Vec<std::ffi::Os
         ("container", "ls" | "list" | "ps") => "ps",
         ("container", "rm" | "remove") => "rm",
         ("container", "prune") => "container-prune",
-        ("container", s @ ("run" | "logs" | "stop" | "kill" | "start" | "restart" | "exec" | "diff" | "commit" | "cp" | "rename" | "stats")) => s,
+        ("container", s @ ("run" | "logs" | "stop" | "kill" | "start" | "restart" | "exec" | "diff" | "commit" | "cp" | "rename" | "stats" | "port")) => s,
         ("image", "ls" | "list") => "images",
         ("image", "rm" | "remove") => "rmi",
         ("image", "prune") => "image-prune",
@@ -136,6 +138,7 @@ fn main() -> ExitCode {
         Command::Build(c) => c.run(&cli.globals),
         Command::Serve(c) => c.run(&cli.globals),
         Command::System(c) => c.run(&cli.globals),
+        Command::Info(c) => c.run(&cli.globals),
         Command::Volume(c) => c.run(&cli.globals),
         Command::Compose(c) => c.run(&cli.globals),
     };

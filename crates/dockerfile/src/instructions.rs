@@ -675,8 +675,9 @@ pub(crate) fn parse_instruction(node: &Node<'_>, context: &Context, map: &Source
             }
             let chmod = flags.string("chmod");
             if let Some((c, at)) = chmod {
-                if !c.contains('$') && !valid_chmod(c) {
-                    return Err((ErrorKind::Flag, format!("invalid --chmod={c}: expected an octal mode (0755) or a symbolic one (u+x,go-w)"), map.span(at)));
+                // With a variable, the value is checked once expanded (by the lowering).
+                if !c.contains('$') {
+                    graph::Chmod::parse(c).map_err(|e| (ErrorKind::Flag, e.to_string(), map.span(at)))?;
                 }
             }
             let checksum = flags.string("checksum");
@@ -938,35 +939,6 @@ pub fn parse_go_duration(s: &str) -> Option<i128> {
     Some(if neg { -t } else { t })
 }
 
-fn valid_chmod(c: &str) -> bool {
-    if c.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
-        return u32::from_str_radix(c, 8).is_ok();
-    }
-    // Symbolic: comma-separated [ugoa]*([-+=]([rwxXst]*|[ugo]))+
-    c.split(',').all(|clause| {
-        let ops = clause.trim_start_matches(['u', 'g', 'o', 'a']);
-        if ops.is_empty() {
-            return false;
-        }
-        let mut chars = ops.chars().peekable();
-        let mut any = false;
-        while let Some(op) = chars.next() {
-            if !matches!(op, '+' | '-' | '=') {
-                return false;
-            }
-            any = true;
-            while let Some(&p) = chars.peek() {
-                if matches!(p, 'r' | 'w' | 'x' | 'X' | 's' | 't' | 'u' | 'g' | 'o') {
-                    chars.next();
-                } else {
-                    break;
-                }
-            }
-        }
-        any
-    })
-}
-
 fn valid_checksum(c: &str) -> bool {
     let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
     match c.split_once(':') {
@@ -990,15 +962,5 @@ mod tests {
         assert_eq!(parse_go_duration("0"), Some(0));
         assert_eq!(parse_go_duration("5"), None);
         assert_eq!(parse_go_duration("-2ms"), Some(-2_000_000));
-    }
-
-    #[test]
-    fn chmod_forms() {
-        for ok in ["755", "0644", "u+x", "go-w", "a=rX", "u+x,g-w", "o=u"] {
-            assert!(valid_chmod(ok), "{ok}");
-        }
-        for bad in ["789", "rwx", "u*x", "", "u+x,"] {
-            assert!(!valid_chmod(bad), "{bad}");
-        }
     }
 }

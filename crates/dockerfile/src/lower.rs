@@ -768,7 +768,10 @@ impl<'a> Lowerer<'a> {
             dest.push('/');
         }
         let chown = c.chown.as_ref().filter(|s| !s.is_empty()).map(|s| chown_of(s));
-        let chmod = c.chmod.clone().filter(|s| !s.is_empty());
+        let chmod = match c.chmod.as_deref().filter(|s| !s.is_empty()) {
+            Some(m) => Some(graph::Chmod::parse(m).map_err(|e| at(self.df, line, e.to_string()))?),
+            None => None,
+        };
         // With --link the files are copied onto an empty filesystem and stacked by a merge.
         let base = if c.link { self.b.add(Op::Scratch, vec![], VertexMeta::default()) } else { st.fs };
         let mut actions = Vec::new();

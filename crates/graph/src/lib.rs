@@ -11,9 +11,11 @@
 
 #![deny(unsafe_code)]
 
+pub mod chmod;
 pub mod definition;
 pub mod image;
 pub mod op;
 
+pub use chmod::{Chmod, ChmodError};
 pub use definition::{Definition, DefinitionBuilder, GraphError, Vertex, VertexDigest, VertexMeta, value_digest};
 pub use op::*;

@@ -236,9 +236,9 @@ pub struct CopyAction {
     pub dest: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub chown: Option<Chown>,
-    /// Octal (`755`) or symbolic (`u+x`) mode for written files.
+    /// `--chmod` of written files (serialized as written: `755`, `u+x`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub chmod: Option<String>,
+    pub chmod: Option<crate::Chmod>,
     /// Unpack local tar archives (ADD).
     #[serde(default)]
     pub unpack_archives: bool,

@@ -26,6 +26,7 @@ mod error;
 mod progress;
 mod pull;
 mod push;
+mod search;
 
 pub use blobs::{BlobPush, Manifest};
 pub use client::{Client, ClientOptions};
@@ -33,3 +34,4 @@ pub use docker_config::{Credentials, DockerConfig};
 pub use error::{Error, Result};
 pub use progress::{LineProgress, NoProgress, Progress};
 pub use pull::PulledImage;
+pub use search::SearchResult;

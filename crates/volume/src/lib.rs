@@ -309,7 +309,7 @@ impl Volumes {
         if !users.is_empty() {
             return Err(Error::InUse { name: name.to_string(), users: users.iter().map(user_label).collect() });
         }
-        self.remove_locked(name).map(|_| ())
+        self.remove_locked(name)
     }
 
     /// Removes every volume no container refers to that `filters` match (by default only
@@ -321,7 +321,8 @@ impl Volumes {
             if (!all && !volume.is_anonymous()) || !self.users(&volume.name)?.is_empty() || !filters.matches(&volume, false) {
                 continue;
             }
-            pruned.bytes += self.remove_locked(&volume.name)?;
+            pruned.bytes += tree_size(&self.mount_source(&volume.name));
+            self.remove_locked(&volume.name)?;
             pruned.names.push(volume.name);
         }
         Ok(pruned)
@@ -355,14 +356,12 @@ impl Volumes {
         Ok(true)
     }
 
-    fn remove_locked(&self, name: &str) -> Result<u64> {
+    fn remove_locked(&self, name: &str) -> Result<()> {
         let dir = self.dir.join(name);
-        let bytes = tree_size(&dir.join("_data"));
         // Out of the listing in one step; the content goes after.
         let gone = self.dir.join(format!(".gone-{name}-{}", std::process::id()));
         fs::rename(&dir, &gone).map_err(Error::io("removing", &dir))?;
-        fs::remove_dir_all(&gone).map_err(Error::io("removing", &gone))?;
-        Ok(bytes)
+        fs::remove_dir_all(&gone).map_err(Error::io("removing", &gone))
     }
 
     fn lock(&self) -> Result<File> {

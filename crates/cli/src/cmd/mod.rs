@@ -5,6 +5,7 @@ pub mod compose;
 pub mod container;
 pub mod format;
 pub mod image;
+pub mod info;
 pub mod parse;
 pub mod serve;
 pub mod system;

@@ -10,6 +10,7 @@ use clap::Subcommand;
 use volume::{Filters, NewVolume, Volume, Volumes};
 
 use crate::Globals;
+use crate::cmd::format::Format;
 
 #[derive(Subcommand, Debug)]
 pub enum Command {
@@ -35,9 +36,15 @@ pub enum Command {
         /// Filter (dangling=true|false, driver=, label=KEY[=VALUE], name=).
         #[arg(short, long = "filter", value_name = "KEY=VALUE")]
         filters: Vec<String>,
+        /// table, table TEMPLATE, json, or a Go template ({{.Name}} {{.Driver}} {{.Mountpoint}} {{.Labels}} {{.Scope}}).
+        #[arg(long)]
+        format: Option<String>,
     },
     /// Show volumes as JSON.
     Inspect {
+        /// A Go template run over each volume's JSON ({{.Mountpoint}}).
+        #[arg(short, long)]
+        format: Option<String>,
         #[arg(required = true)]
         volumes: Vec<String>,
     },
@@ -70,8 +77,8 @@ impl Command {
         let volumes = Volumes::open(&root).with_context(|| format!("opening the volumes of {}", root.display()))?;
         match self {
             Command::Create { driver, labels, options, name } => create(&volumes, driver, &labels, &options, name),
-            Command::Ls { quiet, filters } => ls(&volumes, quiet, &filters),
-            Command::Inspect { volumes: names } => inspect(&volumes, &names),
+            Command::Ls { quiet, filters, format } => ls(&volumes, quiet, &filters, format.as_deref()),
+            Command::Inspect { format, volumes: names } => inspect(&volumes, format.as_deref(), &names),
             Command::Rm { force, volumes: names } => rm(&volumes, force, &names),
             Command::Prune { all, force, filters } => prune(&volumes, all, force, &filters),
         }
@@ -102,7 +109,7 @@ fn create(volumes: &Volumes, driver: String, labels: &[String], options: &[Strin
     Ok(ExitCode::SUCCESS)
 }
 
-fn ls(volumes: &Volumes, quiet: bool, filters: &[String]) -> anyhow::Result<ExitCode> {
+fn ls(volumes: &Volumes, quiet: bool, filters: &[String], format: Option<&str>) -> anyhow::Result<ExitCode> {
     let filters = Filters::parse(filters)?;
     let mut shown = Vec::new();
     for v in volumes.list()? {
@@ -118,13 +125,17 @@ fn ls(volumes: &Volumes, quiet: bool, filters: &[String]) -> anyhow::Result<Exit
         }
         return Ok(ExitCode::SUCCESS);
     }
-    // Docker's tab writer: columns at least 10 wide, 3 spaces apart.
-    let width = shown.iter().map(|v| v.driver.len()).max().unwrap_or(0).max("DRIVER".len()) + 3;
-    let width = width.max(10);
-    writeln!(out, "{:<width$}VOLUME NAME", "DRIVER")?;
-    for v in &shown {
-        writeln!(out, "{:<width$}{}", v.driver, v.name)?;
-    }
+    let format = Format::parse(format, "table {{.Driver}}\t{{.Name}}")?;
+    // The fields of Docker's `volume ls --format`; Labels as it prints them, k=v joined by commas.
+    let rows: Vec<serde_json::Value> = shown
+        .iter()
+        .map(|v| {
+            let labels: Vec<String> = v.labels.iter().map(|(k, val)| format!("{k}={val}")).collect();
+            serde_json::json!({"Name": v.name, "Driver": v.driver, "Scope": "local", "Mountpoint": v.mountpoint, "Labels": labels.join(","), "Links": "N/A", "Size": "N/A"})
+        })
+        .collect();
+    let titles = [("Name", "VOLUME NAME"), ("Driver", "DRIVER"), ("Scope", "SCOPE"), ("Mountpoint", "MOUNTPOINT"), ("Labels", "LABELS"), ("Links", "LINKS"), ("Size", "SIZE")];
+    format.write(&mut out, &titles, &rows)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -141,7 +152,7 @@ fn inspect_json(v: &Volume) -> serde_json::Value {
     })
 }
 
-fn inspect(volumes: &Volumes, names: &[String]) -> anyhow::Result<ExitCode> {
+fn inspect(volumes: &Volumes, format: Option<&str>, names: &[String]) -> anyhow::Result<ExitCode> {
     let mut found = Vec::new();
     let mut failed = false;
     for name in names {
@@ -153,7 +164,10 @@ fn inspect(volumes: &Volumes, names: &[String]) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    println!("{}", serde_json::to_string_pretty(&found)?);
+    match format {
+        Some(f) => Format::parse(Some(f), "")?.write(&mut std::io::stdout().lock(), &[], &found)?,
+        None => println!("{}", serde_json::to_string_pretty(&found)?),
+    }
     Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }
 

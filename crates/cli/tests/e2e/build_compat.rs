@@ -362,6 +362,25 @@ ADD --chown=1:2 http://{addr}/owner /owned/
 }
 
 #[test]
+fn every_chmod_that_parses_builds_and_the_rest_is_refused_at_parse_time() {
+    let b = with_busybox();
+    let df = "FROM busybox:test\nCOPY --chmod=g=u a /g\nCOPY --chmod=u+x-w a /ux\nARG M=go=u\nCOPY --chmod=$M a /arg\n";
+    let ctx = context(&[("Dockerfile", df), ("a", "a\n")]);
+    std::fs::set_permissions(ctx.path().join("a"), std::os::unix::fs::PermissionsExt::from_mode(0o640)).expect("chmod");
+    let files = build_files(&b, ctx.path());
+    assert_eq!((file(&files, "g").mode, file(&files, "ux").mode, file(&files, "arg").mode), (0o660, 0o540, 0o666));
+
+    // What cannot apply never reaches the build: builder parse names file:line:col.
+    std::fs::write(ctx.path().join("Dockerfile"), "FROM busybox:test\nCOPY --chmod=u+rwu a /b\n").expect("write");
+    let err = b.fails(&["parse", "--format", "json", "-f", &ctx.path().join("Dockerfile").display().to_string()]);
+    assert!(err.contains("Dockerfile:2:") && err.contains("invalid --chmod=u+rwu"), "{err}");
+    // From a variable, the build refuses it at the line before running anything.
+    std::fs::write(ctx.path().join("Dockerfile"), "FROM busybox:test\nARG M=u*x\nCOPY --chmod=$M a /b\n").expect("write");
+    let err = b.fails(&["build", "--progress", "plain", &ctx.path().display().to_string()]);
+    assert!(err.contains("Dockerfile:3") && err.contains("invalid --chmod=u*x"), "{err}");
+}
+
+#[test]
 fn a_failed_download_names_the_url_and_the_add_line() {
     let b = with_busybox();
     // A loopback port nothing listens on.

@@ -14,6 +14,8 @@ mod compose;
 mod container;
 mod image;
 mod image_list;
+mod info_search;
+mod network;
 mod parse;
 mod serve;
 mod volume;

@@ -23,6 +23,12 @@ fn volume_create_ls_inspect_rm_round_trip() {
     assert_eq!(v["Mountpoint"], mountpoint.to_str().expect("utf-8 path"));
     assert!(mountpoint.is_dir());
 
+    assert_eq_text(&format!("{}\n", mountpoint.display()), &b.ok(&["volume", "inspect", "-f", "{{.Mountpoint}}", "data"]));
+    assert_eq_text("data local tier=db\n", &b.ok(&["volume", "ls", "--format", "{{.Name}} {{.Driver}} {{.Labels}}"]));
+    assert_eq_text("VOLUME NAME   SCOPE\ndata          local\n", &b.ok(&["volume", "ls", "--format", "table {{.Name}}\t{{.Scope}}"]));
+    let err = b.fails(&["volume", "ls", "--format", "{{.Colour}}"]);
+    assert!(err.contains("Colour"), "{err}");
+
     assert_eq_text("data\n", &b.ok(&["volume", "rm", "data"]));
     assert_eq_text("DRIVER    VOLUME NAME\n", &b.ok(&["volume", "ls"]));
     assert!(!b.root().join("volumes/data").exists());

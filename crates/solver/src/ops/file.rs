@@ -8,7 +8,7 @@ use std::io::Read;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use graph::{Chown, CopyAction, FileAction, FileOp, MkdirAction, MkfileAction};
+use graph::{Chmod, Chown, CopyAction, FileAction, FileOp, MkdirAction, MkfileAction};
 
 use super::local::{Excludes, LocalSource, SourceProblem, expand_source};
 use super::{Output, Solved, StepCtx, local_of, snapshot_of};
@@ -196,10 +196,7 @@ impl FileCtx<'_> {
 
     fn copy(&self, c: &CopyAction) -> Result<()> {
         let owner = self.owner(&c.chown)?;
-        let chmod = match &c.chmod {
-            Some(s) => Some(Chmod::parse(s).ok_or_else(|| self.err(format!("invalid --chmod value {s:?}")))?),
-            None => None,
-        };
+        let chmod = c.chmod.clone();
         let src = self.sources.get(c.source_input).and_then(|s| s.as_ref()).ok_or_else(|| self.err("copy source input is missing"))?;
         let (root, excludes, from_context) = match src {
             Source::Local(l) => (l.dir.as_path(), l.excludes.clone(), true),
@@ -245,10 +242,7 @@ impl FileCtx<'_> {
         }
         // Directories the copy creates get --chmod's permission bits (BuildKit since 2025; 0755
         // before, and with a symbolic --chmod).
-        let new_dir_mode = match &chmod {
-            Some(Chmod::Octal(m)) => m & 0o777,
-            _ => 0o755,
-        };
+        let new_dir_mode = chmod.as_ref().and_then(Chmod::octal).map_or(0o755, |m| m & 0o777);
         let mut opts = CopyOpts { owner, chmod, keep_owner: !from_context, excludes: &excludes, user_excludes: &user_excludes, new_dir_mode, links: Default::default() };
         let mut current_source = usize::MAX;
         for (si, rel) in &matched {
@@ -618,80 +612,6 @@ fn is_tar_header(block: &[u8; 512]) -> bool {
     sum == stored
 }
 
-/// `--chmod`: octal (`755`) or symbolic (`u+x,g-w`, `a=rX`).
-#[derive(Clone, Debug)]
-pub enum Chmod {
-    Octal(u32),
-    Symbolic(Vec<(u32, char, u32, bool)>),
-}
-
-impl Chmod {
-    pub fn parse(s: &str) -> Option<Chmod> {
-        if !s.is_empty() && s.chars().all(|c| c.is_digit(8)) {
-            return u32::from_str_radix(s, 8).ok().filter(|m| *m <= 0o7777).map(Chmod::Octal);
-        }
-        let mut clauses = Vec::new();
-        for clause in s.split(',') {
-            let op_at = clause.find(['+', '-', '='])?;
-            let (who, rest) = clause.split_at(op_at);
-            let mut who_mask = 0u32;
-            for c in who.chars() {
-                who_mask |= match c {
-                    'u' => 0o4700,
-                    'g' => 0o2070,
-                    'o' => 0o1007,
-                    'a' => 0o7777,
-                    _ => return None,
-                };
-            }
-            if who.is_empty() {
-                who_mask = 0o7777;
-            }
-            let op = rest.chars().next()?;
-            let mut perm = 0u32;
-            let mut cap_x = false;
-            for c in rest[1..].chars() {
-                perm |= match c {
-                    'r' => 0o444,
-                    'w' => 0o222,
-                    'x' => 0o111,
-                    'X' => {
-                        cap_x = true;
-                        0
-                    }
-                    's' => 0o6000,
-                    't' => 0o1000,
-                    _ => return None,
-                };
-            }
-            clauses.push((who_mask, op, perm, cap_x));
-        }
-        Some(Chmod::Symbolic(clauses))
-    }
-
-    pub fn apply(&self, mode: u32, is_dir: bool) -> u32 {
-        match self {
-            Chmod::Octal(m) => *m,
-            Chmod::Symbolic(clauses) => {
-                let mut m = mode;
-                for (who, op, perm, cap_x) in clauses {
-                    let mut p = *perm;
-                    if *cap_x && (is_dir || m & 0o111 != 0) {
-                        p |= 0o111;
-                    }
-                    let p = p & who;
-                    m = match op {
-                        '+' => m | p,
-                        '-' => m & !p,
-                        _ => (m & !(who & 0o777)) | p,
-                    };
-                }
-                m
-            }
-        }
-    }
-}
-
 /// Paths a layer for `rel` needs (for tests).
 #[allow(dead_code)]
 fn layer_path(layer: &Path, rel: &str) -> PathBuf {
@@ -770,12 +690,10 @@ mod tests {
         let f = fixture();
         let mut c = copy(&["a.txt"], "/o/");
         c.chown = Some(Chown { user: "app".into(), group: Some("staff".into()) });
-        c.chmod = Some("640".into());
+        c.chmod = Some(Chmod::parse("640").expect("octal"));
         run(&f, c).expect("copy");
         let m = fs::metadata(f.layer.path().join("o/a.txt")).expect("stat");
         assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (1000, 50, 0o640));
-        assert_eq!(Chmod::parse("u+x,g-r").expect("sym").apply(0o644, false), 0o704);
-        assert_eq!(Chmod::parse("a=rX").expect("sym").apply(0o700, true), 0o555);
     }
 }
 
