@@ -4,15 +4,13 @@
 . ../lib.sh
 trap 'builder rm -f nginx >/dev/null 2>&1 || true' EXIT
 
-# The tutorial: builder run --rm -p 3000:80 -v $(pwd)/:/usr/share/nginx/html/ nginx
-# Until -p exists the container shares the host's network, so nginx answers on its own port 80.
-builder run --rm --name nginx --network host \
+builder run --rm --name nginx -p 3000:80 \
   -v $(pwd)/:/usr/share/nginx/html/ \
   nginx &
 app=$!
-wait_for_http localhost:80
+wait_for_http localhost:3000
 
-curl -s localhost:80
+curl -s localhost:3000
 
 cat > index.html <<'HTML'
 <html>
@@ -24,7 +22,7 @@ cat > index.html <<'HTML'
   </body>
 </html>
 HTML
-curl -s localhost:80
+curl -s localhost:3000
 
 builder stop nginx
 wait $app

@@ -11,12 +11,10 @@ builder build -t node-app ./
 
 builder images
 
-# The tutorial: builder run -p 3000:8080 node-app
-# Until -p exists the container shares the host's network, so the app answers on 8080.
-builder run --network host node-app &
+builder run -p 3000:8080 node-app &
 app=$!
-wait_for_http localhost:8080
-curl -s localhost:8080; echo
+wait_for_http localhost:3000
+curl -s localhost:3000; echo
 
 builder inspect node-app | grep -A2 '"Layers"'
 builder stop $(builder ps -q)
@@ -44,10 +42,10 @@ TYPED
 builder push localhost:5000/stories/node-app
 
 builder rmi localhost:5000/stories/node-app
-builder run --network host localhost:5000/stories/node-app &
+builder run -p 3000:8080 localhost:5000/stories/node-app &
 app=$!
-wait_for_http localhost:8080
-curl -s localhost:8080; echo
+wait_for_http localhost:3000
+curl -s localhost:3000; echo
 builder stop $(builder ps -q)
 wait $app || true  # 137: node, as PID 1, ignores SIGTERM; stop kills it after 10 s
 

@@ -3,14 +3,14 @@
 # database made through `exec -it` and psql, a second container that connects by the name
 # `postgres`, and the data still there in a new container on the same directory.
 . ../lib.sh
-trap 'builder rm -f postgres >/dev/null 2>&1 || true' EXIT
+trap 'builder rm -f postgres >/dev/null 2>&1 || true; builder volume rm pgdata >/dev/null 2>&1 || true' EXIT
 
-# The tutorial: builder run --name postgres -d -p 5432:5432 ... postgres:14.1
-# Until -p exists the container shares the host's network (Postgres listens on 5432 itself);
-# the image is Debian's postgresql 15, built as `postgres`.
-builder run --name postgres -d --network host \
+# The image is Debian's postgresql 15, built as `postgres` (the tutorial's postgres:14.1); the
+# data is in the named volume pgdata (the tutorial mounts $(pwd)/data/, which works the same).
+builder run --name postgres -d \
+  -p 5432:5432 \
   -e POSTGRES_PASSWORD=password \
-  -v $(pwd)/data/:/var/lib/postgresql/data/ postgres
+  -v pgdata:/var/lib/postgresql/data/ postgres
 wait_until builder exec postgres pg_isready -U postgres
 
 builder ps
@@ -29,18 +29,21 @@ TYPED
 builder exec -it postgres psql -U postgres -c "CREATE TABLE visits (who text); INSERT INTO visits VALUES ('builder');"
 
 # A second container reaches the server by the name `postgres`. Until user-defined networks
-# exist, the name is an /etc/hosts line to the shared host network.
+# exist, the name is an /etc/hosts line to the host, where the server's port is published.
 builder run --rm --network host --add-host postgres:127.0.0.1 -e PGPASSWORD=password postgres \
   psql -h postgres -U postgres -c 'SELECT who FROM visits'
 
 builder stop postgres
 builder rm postgres
 
-# A new container on the same data directory still has the table.
-builder run --name postgres -d --network host \
+# A new container on the same volume still has the table.
+builder run --name postgres -d \
+  -p 5432:5432 \
   -e POSTGRES_PASSWORD=password \
-  -v $(pwd)/data/:/var/lib/postgresql/data/ postgres
+  -v pgdata:/var/lib/postgresql/data/ postgres
 wait_until builder exec postgres pg_isready -U postgres
 builder exec postgres psql -U postgres -c 'SELECT who FROM visits'
 builder stop postgres
 builder rm postgres
+builder volume ls
+builder volume rm pgdata

@@ -6,11 +6,9 @@ trap 'builder rm -f $(builder ps -a -q) >/dev/null 2>&1 || true' EXIT
 
 builder build -t nacyot/moniwiki .
 
-# The tutorial: builder run -d -p 9999:80 nacyot/moniwiki, then http://127.0.0.1:9999/moniwiki/
-# Until -p exists the container shares the host's network, so Apache answers on its port 80.
-builder run -d --network host nacyot/moniwiki
-wait_for_http http://127.0.0.1:80/moniwiki/
-curl -s http://127.0.0.1:80/moniwiki/
+builder run -d -p 9999:80 nacyot/moniwiki
+wait_for_http http://127.0.0.1:9999/moniwiki/
+curl -s http://127.0.0.1:9999/moniwiki/
 
 builder stop $(builder ps -q)
 builder rm $(builder ps -a -q)

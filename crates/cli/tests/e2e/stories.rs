@@ -176,7 +176,7 @@ fn story_nginx_serves_the_mounted_directory_403_then_the_index_page() {
 }
 
 #[test]
-fn story_postgres_keeps_its_database_in_the_mounted_directory() {
+fn story_postgres_keeps_its_database_in_a_named_volume() {
     let s = stories();
     let ns = Netns::new("postgres");
     let out = s.run("postgres", Some(&ns));
@@ -185,6 +185,7 @@ fn story_postgres_keeps_its_database_in_the_mounted_directory() {
         &[
             "\"docker-entrypoint.s…\"",
             "Up ",
+            "0.0.0.0:5432->5432/tcp",
             "postgres\n",
             "psql (15.",
             "postgres=# CREATE DATABASE hello_docker;",
@@ -195,8 +196,9 @@ fn story_postgres_keeps_its_database_in_the_mounted_directory() {
             "INSERT 0 1",
             // the second container, by the name `postgres`
             " builder\n(1 row)",
-            // a new server on the same data directory
+            // a new server on the same volume
             " builder\n(1 row)",
+            "local     pgdata",
         ],
     );
 }
