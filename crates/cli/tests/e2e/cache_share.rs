@@ -256,13 +256,18 @@ impl Serve {
 
     /// A plain-progress remote build of `ctx`; returns stderr.
     fn build(&self, ctx: &Path, extra: &[&str]) -> String {
-        let mut cmd = std::process::Command::new(bin());
-        cmd.args(["--addr", &self.addr, "build", "--progress", "plain"]).args(extra).arg(ctx);
-        let out = cmd.output().expect("remote build");
-        let log = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "remote build on {} failed:\n{log}", self.addr);
-        log
+        remote_build(&self.addr, ctx, extra)
     }
+}
+
+/// A plain-progress build through `builder --addr ADDR`; returns stderr.
+fn remote_build(addr: &str, ctx: &Path, extra: &[&str]) -> String {
+    let mut cmd = std::process::Command::new(bin());
+    cmd.args(["--addr", addr, "build", "--progress", "plain"]).args(extra).arg(ctx);
+    let out = cmd.output().expect("remote build");
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "remote build on {addr} failed:\n{log}");
+    log
 }
 
 impl Drop for Serve {
