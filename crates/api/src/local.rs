@@ -24,6 +24,8 @@ pub struct LocalEngine {
     insecure_registries: Vec<String>,
     /// The build cache's size cap (`builder serve --cache-max-size`), kept after every build.
     cache_max_size: Option<u64>,
+    /// `builder serve --cache-from/--cache-to`: used by every build that names none.
+    cache_defaults: (Vec<remote_cache::CacheFrom>, Vec<remote_cache::CacheTo>),
     /// A thread is already bringing the cache under its cap.
     evicting: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -38,7 +40,7 @@ impl LocalEngine {
         let store = oci::Store::open(root).map_err(failed)?;
         let images = Arc::new(solver::ops::image::StoreImages::new(store.clone(), root));
         let solver = solver::Solver::new(root, images).map_err(failed)?;
-        Ok(LocalEngine { root: root.to_path_buf(), store, solver, insecure_registries, cache_max_size: None, evicting: Arc::default() })
+        Ok(LocalEngine { root: root.to_path_buf(), store, solver, insecure_registries, cache_max_size: None, cache_defaults: Default::default(), evicting: Arc::default() })
     }
 
     fn registry(&self, extra_insecure: &[String]) -> Result<registry::Client, EngineError> {
@@ -223,6 +225,13 @@ impl LocalEngine {
         self.cache_max_size = max;
     }
 
+    /// The shared cache a farm member imports from and exports to when a build names none
+    /// (each list applies on its own: a build with `--cache-from` of its own still exports to
+    /// the default `--cache-to`).
+    pub fn set_cache_defaults(&mut self, from: Vec<remote_cache::CacheFrom>, to: Vec<remote_cache::CacheTo>) {
+        self.cache_defaults = (from, to);
+    }
+
     /// Evicts least recently used cache entries beyond the cap, on a thread of its own, once no
     /// build holds the cache (retrying for a few minutes while builds run).
     fn keep_cache_under_cap(&self) {
@@ -254,7 +263,13 @@ impl LocalEngine {
         }
     }
 
-    fn build_holding_cache(&self, job: BuildJob) -> Result<BuildOutcome, EngineError> {
+    fn build_holding_cache(&self, mut job: BuildJob) -> Result<BuildOutcome, EngineError> {
+        if job.options.options.cache_from.is_empty() {
+            job.options.options.cache_from = self.cache_defaults.0.clone();
+        }
+        if job.options.options.cache_to.is_empty() {
+            job.options.options.cache_to = self.cache_defaults.1.clone();
+        }
         let o = &job.options;
         let invalid = |e: &dyn std::fmt::Display| EngineError::Invalid(e.to_string());
         let outputs = parse_outputs(o)?;
@@ -368,7 +383,12 @@ impl LocalEngine {
                     if *push {
                         for n in names {
                             let r = oci::Reference::parse(n).map_err(failed)?;
-                            let d = cache_client.push(&self.store, &r, &r, &NoteProgress(&note)).map_err(|e| failed(format!("pushing {r}: {e}")))?;
+                            let mounts = crate::shared_cache::mounts_for(cache_import.as_deref(), &self.store, &exported.layers, &r);
+                            if mounts.len() < exported.layers.iter().filter(|l| l.digest.parse().is_ok_and(|d: oci::Digest| !self.store.has_blob(&d))).count() {
+                                // Lazy layers from another registry: fetched, as a push cannot mount across registries.
+                                solver::remote::fetch_missing_blobs(&self.store, cache_from.as_deref(), &exported.layers).map_err(failed)?;
+                            }
+                            let d = cache_client.push_with_mounts(&self.store, &r, &r, &mounts, &NoteProgress(&note)).map_err(|e| failed(format!("pushing {r}: {e}")))?;
                             note(format!("pushing {r} done ({d})"));
                             pushed_to.push(r);
                         }
@@ -413,6 +433,11 @@ impl LocalEngine {
             let entries = solver::export::cache_entries(self.solver.index(), &self.store, &lowered.definition, &solved, lowered.target, (to.mode, &opts), &note).map_err(failed)?;
             crate::shared_cache::export(to, entries, &cache_client, &self.store, cache_import.as_deref(), &pushed_to, &note)?;
         }
+        // What this build moved through its registry client (cache import, export and push),
+        // so a fully cached `--push` can be seen to move only manifests and configs.
+        let (down, up) = cache_client.transferred();
+        outcome.metadata.insert("registry.bytes_downloaded".into(), down.to_string());
+        outcome.metadata.insert("registry.bytes_uploaded".into(), up.to_string());
         Ok(outcome)
     }
 }
