@@ -212,18 +212,10 @@ fn platform_args(target: &str) -> Vec<(String, String)> {
     out
 }
 
-/// The platform of the machine the build runs on, in OCI words (`linux/amd64`, `linux/arm64`, …).
+/// The platform of the machine the build runs on, in OCI words (`linux/amd64`, `linux/arm64`, …):
+/// [`oci::Platform::host`], normalized as BuildKit's `BUILDPLATFORM` is.
 pub fn build_platform() -> String {
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "powerpc64" if cfg!(target_endian = "little") => "ppc64le",
-        "powerpc64" => "ppc64",
-        "arm" => "arm",
-        other => other,
-    };
-    format!("{}/{arch}", std::env::consts::OS)
+    oci::Platform::host().normalized().to_string()
 }
 
 /// Checks a platform a Dockerfile names (`os/arch[/variant]`) and returns it in lower case.
@@ -1294,6 +1286,13 @@ mod tests {
         let q = git_source("https://h/r.git?ref=v2&subdir=a/b&keep-git-dir=true&checksum=abc1234").expect("query form");
         assert_eq!(q, GitOp { remote: "https://h/r.git".into(), reference: "v2".into(), subdir: "a/b".into(), keep_git_dir: true, checksum: Some("abc1234".into()) });
         assert!(git_source("https://h/download?file=r.git").is_none());
+    }
+
+    #[test]
+    fn the_host_platform_is_one_answer_oci_gives() {
+        let host = build_platform();
+        assert_eq!(crate::scope::Platform::host().to_string(), host);
+        assert_eq!(host, oci::Platform::host().normalized().to_string());
     }
 
     #[test]
