@@ -368,7 +368,12 @@ impl LocalEngine {
                     if *push {
                         for n in names {
                             let r = oci::Reference::parse(n).map_err(failed)?;
-                            let d = cache_client.push(&self.store, &r, &r, &NoteProgress(&note)).map_err(|e| failed(format!("pushing {r}: {e}")))?;
+                            let mounts = crate::shared_cache::mounts_for(cache_import.as_deref(), &self.store, &exported.layers, &r);
+                            if mounts.len() < exported.layers.iter().filter(|l| l.digest.parse().is_ok_and(|d: oci::Digest| !self.store.has_blob(&d))).count() {
+                                // Lazy layers from another registry: fetched, as a push cannot mount across registries.
+                                solver::remote::fetch_missing_blobs(&self.store, cache_from.as_deref(), &exported.layers).map_err(failed)?;
+                            }
+                            let d = cache_client.push_with_mounts(&self.store, &r, &r, &mounts, &NoteProgress(&note)).map_err(|e| failed(format!("pushing {r}: {e}")))?;
                             note(format!("pushing {r} done ({d})"));
                             pushed_to.push(r);
                         }
@@ -413,6 +418,11 @@ impl LocalEngine {
             let entries = solver::export::cache_entries(self.solver.index(), &self.store, &lowered.definition, &solved, lowered.target, (to.mode, &opts), &note).map_err(failed)?;
             crate::shared_cache::export(to, entries, &cache_client, &self.store, cache_import.as_deref(), &pushed_to, &note)?;
         }
+        // What this build moved through its registry client (cache import, export and push),
+        // so a fully cached `--push` can be seen to move only manifests and configs.
+        let (down, up) = cache_client.transferred();
+        outcome.metadata.insert("registry.bytes_downloaded".into(), down.to_string());
+        outcome.metadata.insert("registry.bytes_uploaded".into(), up.to_string());
         Ok(outcome)
     }
 }

@@ -103,3 +103,29 @@ pub(crate) fn inline(store: &oci::Store, manifest: &oci::Digest, entries: Vec<Ca
     let stored = store.put_bytes(&bytes).map_err(failed)?;
     store.manifest_descriptor(&stored.digest).map_err(failed)
 }
+
+/// Mount candidates for pushing an image to `target`: its layers the store does not hold
+/// (imported cache results), with the repositories of `target`'s registry they are known in.
+pub(crate) fn mounts_for(
+    import: Option<&CacheImport>,
+    store: &oci::Store,
+    layers: &[solver::cache::BlobDesc],
+    target: &oci::Reference,
+) -> Vec<(oci::Digest, String)> {
+    let Some(import) = import else { return Vec::new() };
+    let mut out = Vec::new();
+    for layer in layers {
+        let Ok(digest) = layer.digest.parse::<oci::Digest>() else { continue };
+        if store.has_blob(&digest) {
+            continue;
+        }
+        let from = import.locations_of(&digest).into_iter().find_map(|l| match l {
+            remote_cache::BlobLocation::Registry(r) if r.registry() == target.registry() => Some(r.repository().to_string()),
+            _ => None,
+        });
+        if let Some(from) = from {
+            out.push((digest, from));
+        }
+    }
+    out
+}

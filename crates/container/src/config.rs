@@ -31,8 +31,12 @@ pub struct RunOptions {
     pub user: Option<String>,
     pub interactive: bool,
     pub tty: bool,
-    /// `host` or `none`.
+    /// `bridge`, `host` or `none`; empty: `bridge` when ports are published, else `host`.
     pub network: String,
+    /// `-p [IP:][HOST_PORT:]CONTAINER_PORT[/tcp|/udp]`.
+    pub publish: Vec<String>,
+    /// `-P`: every port the image EXPOSEs, on random host ports.
+    pub publish_all: bool,
     pub hostname: Option<String>,
     /// `--add-host NAME:IP`.
     pub add_hosts: Vec<String>,
@@ -160,6 +164,7 @@ pub fn random_name(id: &str) -> String {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -53,6 +53,9 @@ pub enum Error {
     /// Pulling from a registry failed.
     #[error(transparent)]
     Registry(#[from] registry::Error),
+    /// A network could not be set up (or a port not published).
+    #[error(transparent)]
+    Network(#[from] network::Error),
     /// The sandbox failed.
     #[error(transparent)]
     Runtime(#[from] runtime::Error),

@@ -115,11 +115,26 @@ impl Containers {
             None => config::random_name(&id),
         };
         let mount_flags = mounts::parse(opts)?;
-        let network = match opts.network.as_str() {
-            "host" | "default" | "bridge" => runtime::Network::Host,
-            "none" => runtime::Network::None,
-            other => return Err(Error::option("--network", other, "not supported (host or none)")),
+        let mut ports = Vec::new();
+        for p in &opts.publish {
+            ports.extend(network::parse_publish(p)?);
+        }
+        if opts.publish_all {
+            let exposed: Vec<String> = config.exposed_ports().clone().unwrap_or_default();
+            ports.extend(network::publish_all(&exposed));
+        }
+        let mode = match opts.network.as_str() {
+            // Until the tests and compose run on the bridge too, it is the default only with -p.
+            "" if !ports.is_empty() => network::BRIDGE,
+            "" | "host" | "default" => "host",
+            "bridge" => network::BRIDGE,
+            "none" => "none",
+            other => return Err(network::Error::UnknownNetwork(other.to_string()).into()),
         };
+        let network = if mode == "host" { runtime::Network::Host } else { runtime::Network::None };
+        if mode != network::BRIDGE {
+            ports.clear();
+        }
         let limits = runtime::Limits { memory: opts.memory.as_deref().map(|m| config::parse_bytes("--memory", m)).transpose()?, pids: opts.pids_limit, cpus: opts.cpus };
         let extra_hosts = opts.add_hosts.iter().map(|h| config::parse_add_host(h)).collect::<Result<Vec<_>>>()?;
         if opts.detach && opts.runtime.is_some() {
@@ -207,6 +222,12 @@ impl Containers {
             }
         };
         let spec = runtime::write_bundle(&dir, &spec)?;
+        if mode == network::BRIDGE {
+            if let Err(e) = write_network_request(&dir, &network::Request { ports }) {
+                let _ = mounts::remove_container(&self.root, &self.store, &id, true);
+                return Err(e);
+            }
+        }
         Ok(Created { state, dir, spec, interactive: opts.interactive, tty: opts.tty, detach: opts.detach, external: opts.runtime.clone() })
     }
 
@@ -220,7 +241,7 @@ impl Containers {
         }
         let id = created.state.id.clone();
         let auto_remove = created.state.auto_remove;
-        let result = shim::foreground(&self.store, created);
+        let result = shim::foreground(&self.root, &self.store, created);
         if auto_remove {
             // With its anonymous volumes, as docker run --rm.
             let _ = mounts::remove_container(&self.root, &self.store, &id, true);
@@ -334,7 +355,21 @@ impl Containers {
             }
             self.wait_exit(&state.id, Duration::from_secs(10));
         }
+        network::forget(&self.root, &state.id);
         mounts::remove_container(&self.root, &self.store, &state.id, volumes)
+    }
+
+    /// The ports a running container publishes (`port`, the PORTS column of `ps`).
+    pub fn ports(&self, state: &ContainerState) -> Vec<network::PortBinding> {
+        if state.status != Status::Running {
+            return Vec::new();
+        }
+        network::record(&self.root, &state.id).map(|r| r.ports).unwrap_or_default()
+    }
+
+    /// The container's address on its network, while it runs.
+    pub fn address(&self, state: &ContainerState) -> Option<std::net::Ipv4Addr> {
+        network::record(&self.root, &state.id).filter(|_| state.status == Status::Running).map(|r| r.ip)
     }
 
     /// Renames a container; the new name must be valid and free.
@@ -360,6 +395,24 @@ impl Containers {
 /// The signal number of a name ("TERM", "SIGKILL", "9").
 pub fn signal(name: &str) -> i32 {
     runtime::tty::signal_number(name).unwrap_or(9)
+}
+
+const NETWORK_REQUEST: &str = "network.json";
+
+fn write_network_request(dir: &Path, request: &network::Request) -> Result<()> {
+    let path = dir.join(NETWORK_REQUEST);
+    let body = serde_json::to_vec(request).map_err(|e| Error::io("encoding", &path, std::io::Error::other(e)))?;
+    std::fs::write(&path, body).map_err(|e| Error::io("writing", &path, e))
+}
+
+/// What the container asks of the bridge network, if it is on one.
+pub(crate) fn network_request(dir: &Path) -> Result<Option<network::Request>> {
+    let path = dir.join(NETWORK_REQUEST);
+    match std::fs::read(&path) {
+        Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| Error::io("reading", &path, std::io::Error::other(e))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io("reading", &path, e)),
+    }
 }
 
 pub(crate) fn now() -> String {

@@ -11,8 +11,31 @@ use crate::error::{Error, Result};
 use crate::{Created, now};
 
 /// Runs the container with this process as its supervisor.
-pub(crate) fn foreground(cstore: &ContainerStore, created: Created) -> Result<runtime::ExitStatus> {
-    let Created { mut state, dir, spec, interactive, tty, external, .. } = created;
+pub(crate) fn foreground(root: &Path, cstore: &ContainerStore, created: Created) -> Result<runtime::ExitStatus> {
+    let Created { state, dir, mut spec, interactive, tty, external, .. } = created;
+    let attachment = join_network(root, &dir, &state.id, &mut spec)?;
+    let result = supervise(cstore, state, &dir, &spec, interactive, tty, external);
+    if let Some(a) = attachment {
+        a.detach();
+    }
+    result
+}
+
+/// Puts the container on its bridge network, if it asked for one: the spec then joins the
+/// namespace made for it, and its /etc/hosts names its address.
+fn join_network(root: &Path, dir: &Path, id: &str, spec: &mut runtime::Spec) -> Result<Option<network::Attachment>> {
+    let Some(request) = crate::network_request(dir)? else { return Ok(None) };
+    let attachment = network::attach(root, id, &request)?;
+    runtime::spec::join_network(spec, &attachment.netns_path());
+    let hostname = spec.hostname().clone().unwrap_or_default();
+    let mut annotations = spec.annotations().clone().unwrap_or_default();
+    let extra = annotations.entry(runtime::spec::ANNOTATION_EXTRA_HOSTS.to_string()).or_default();
+    extra.push_str(&format!("{}\t{hostname}\n", attachment.record.ip));
+    spec.set_annotations(Some(annotations));
+    Ok(Some(attachment))
+}
+
+fn supervise(cstore: &ContainerStore, mut state: ContainerState, dir: &Path, spec: &runtime::Spec, interactive: bool, tty: bool, external: Option<std::path::PathBuf>) -> Result<runtime::ExitStatus> {
     state.supervisor = Some(std::process::id() as i32);
     state.started_at = Some(now());
     state.status = Status::Running;
@@ -20,12 +43,12 @@ pub(crate) fn foreground(cstore: &ContainerStore, created: Created) -> Result<ru
         let ov = snapshot::Overlay { lowers: state.lowers.clone(), upper: dir.join("upper"), work: dir.join("work") };
         let guard = ov.mount(&dir.join("rootfs"))?;
         cstore.save(&state)?;
-        let status = runtime::run_external(&rt, &dir, &state.id)?;
+        let status = runtime::run_external(&rt, dir, &state.id)?;
         drop(guard);
         return finish(cstore, state, status, false);
     }
     if tty {
-        let mut container = runtime::start(&dir, &spec, runtime::Stdio::terminal())?;
+        let mut container = runtime::start(dir, spec, runtime::Stdio::terminal())?;
         runtime::tty::forward_signals(container.pid())?;
         state.pid = Some(container.pid());
         state.cgroup_dirs = container.cgroup_dirs();
@@ -37,7 +60,7 @@ pub(crate) fn foreground(cstore: &ContainerStore, created: Created) -> Result<ru
         return finish(cstore, state, status, oom);
     }
     let stdio = runtime::Stdio { stdin: if interactive { runtime::Io::Inherit } else { runtime::Io::Null }, stdout: runtime::Io::Inherit, stderr: runtime::Io::Inherit };
-    let container = runtime::start(&dir, &spec, stdio)?;
+    let container = runtime::start(dir, spec, stdio)?;
     runtime::tty::forward_signals(container.pid())?;
     state.pid = Some(container.pid());
     state.cgroup_dirs = container.cgroup_dirs();
@@ -74,12 +97,35 @@ fn finish(cstore: &ContainerStore, mut state: ContainerState, status: runtime::E
 /// the container's exit, restarts it as its restart policy says (after Docker's backoff,
 /// unless the user stopped it), and removes it if asked.
 pub fn run(root: &Path, id: &str) -> Result<()> {
-    use runtime::restart::{STABLE_RUN, backoff};
     runtime::tty::new_session()?;
     let cstore = ContainerStore::open(root)?;
     let mut state = cstore.load(id)?;
     let dir = cstore.dir_of(id);
-    let spec = runtime::read_bundle(&dir)?;
+    let mut spec = runtime::read_bundle(&dir)?;
+    let attachment = match join_network(root, &dir, id, &mut spec) {
+        Ok(a) => a,
+        Err(e) => {
+            println!("error: {e}");
+            state.status = Status::Exited;
+            state.exit_code = Some(125);
+            state.finished_at = Some(now());
+            cstore.save(&state)?;
+            return Err(e);
+        }
+    };
+    // The network (namespace, address, ports) stays the same across restarts.
+    let result = restart_loop(root, &cstore, state, &dir, &spec);
+    if let Some(a) = attachment {
+        a.detach();
+    }
+    result
+}
+
+/// Runs the container until it ends for good, restarting it as its policy says.
+fn restart_loop(root: &Path, cstore: &ContainerStore, mut state: ContainerState, dir: &Path, spec: &runtime::Spec) -> Result<()> {
+    use runtime::restart::{STABLE_RUN, backoff};
+    let id = state.id.clone();
+    let id = id.as_str();
     let log_path = dir.join("container.log");
     let mut first = true;
     let mut in_a_row = 0;
@@ -89,7 +135,7 @@ pub fn run(root: &Path, id: &str) -> Result<()> {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).map_err(|e| Error::io("opening", &log_path, e))?;
         let log2 = log.try_clone().map_err(|e| Error::io("opening", &log_path, e))?;
         let stdio = runtime::Stdio { stdin: runtime::Io::Null, stdout: runtime::Io::Fd(log2.into()), stderr: runtime::Io::Fd(log.into()) };
-        let container = match runtime::start(&dir, &spec, stdio) {
+        let container = match runtime::start(dir, spec, stdio) {
             Ok(c) => c,
             Err(e) => {
                 if first {
@@ -121,10 +167,10 @@ pub fn run(root: &Path, id: &str) -> Result<()> {
         let Ok(now_state) = cstore.load(id) else { return Ok(()) };
         let restart = state.restart_policy.restarts(status.code(), state.restart_count, now_state.stopped_by_user);
         let auto_remove = state.auto_remove;
-        finish(&cstore, state, status, oom)?;
+        finish(cstore, state, status, oom)?;
         if !restart {
             if auto_remove {
-                let _ = crate::mounts::remove_container(root, &cstore, id, true);
+                let _ = crate::mounts::remove_container(root, cstore, id, true);
             }
             return Ok(());
         }

@@ -26,9 +26,37 @@ impl Client {
     /// manifests are all in the store is pushed whole (every manifest, then the index); otherwise
     /// the host platform's manifest is pushed.
     pub async fn push_async(&self, store: &Store, local: &Reference, remote: &Reference, progress: &dyn Progress) -> Result<Digest> {
+        self.push_with_mounts_async(store, local, remote, &[], progress).await
+    }
+
+    /// [`Client::push`], with more (blob, repository) mount candidates than the store's own tags
+    /// give: blobs the store does not hold, known to be in another repository of the registry
+    /// (layers of imported cache results), are mounted from there and never downloaded.
+    pub fn push_with_mounts(
+        &self,
+        store: &Store,
+        local: &Reference,
+        remote: &Reference,
+        extra: &[(Digest, String)],
+        progress: &dyn Progress,
+    ) -> Result<Digest> {
+        self.block_on(self.push_with_mounts_async(store, local, remote, extra, progress))?
+    }
+
+    /// The async twin of [`Client::push_with_mounts`].
+    pub async fn push_with_mounts_async(
+        &self,
+        store: &Store,
+        local: &Reference,
+        remote: &Reference,
+        extra: &[(Digest, String)],
+        progress: &dyn Progress,
+    ) -> Result<Digest> {
         let image = store.image(local)?;
         progress.message(&format!("The push refers to repository [{}]", remote.name()));
-        let mounts = Arc::new(mount_sources(store, remote));
+        let mut mounts = mount_sources(store, remote);
+        mounts.extend(extra.iter().cloned());
+        let mounts = Arc::new(mounts);
         if let Some(index_digest) = &image.index_digest {
             if let Some(manifests) = complete_index(store, index_digest) {
                 for (digest, media_type) in &manifests {

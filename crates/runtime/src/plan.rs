@@ -66,6 +66,8 @@ struct Overlay {
 /// Everything the child needs, prepared before it exists.
 pub struct Plan {
     pub namespaces: nix::sched::CloneFlags,
+    /// An existing network namespace to join (`path` of the spec's network namespace).
+    pub net_path: Option<std::path::PathBuf>,
     rootfs: CString,
     overlay: Option<Overlay>,
     mounts: Vec<MountStep>,
@@ -167,9 +169,15 @@ impl Plan {
         }
         let linux = spec.linux().as_ref();
         let mut namespaces = nix::sched::CloneFlags::empty();
+        let mut net_path = None;
         for ns in linux.and_then(|l| l.namespaces().as_ref()).into_iter().flatten() {
-            if ns.path().is_some() {
-                return Err(Error::InvalidSpec("joining existing namespaces by path is not supported".into()));
+            if let Some(path) = ns.path() {
+                // A network namespace made beforehand (a bridge network's): joined, not created.
+                if ns.typ() != LinuxNamespaceType::Network {
+                    return Err(Error::InvalidSpec(format!("joining an existing {:?} namespace by path is not supported", ns.typ())));
+                }
+                net_path = Some(path.clone());
+                continue;
             }
             namespaces |= match ns.typ() {
                 LinuxNamespaceType::Mount => nix::sched::CloneFlags::CLONE_NEWNS,
@@ -250,6 +258,7 @@ impl Plan {
         }
         Ok(Plan {
             namespaces,
+            net_path,
             rootfs: cstr(&rootfs, "root path")?,
             overlay,
             mounts,

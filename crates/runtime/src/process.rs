@@ -268,6 +268,10 @@ fn launch(plan: &Plan, cgroup: Option<Cgroup>, stdio: Stdio, mode: Mode<'_>) -> 
         Mode::Create => Vec::new(),
         Mode::Join(fds) => fds.iter().map(|f| f.as_raw_fd()).collect(),
     };
+    let net_fd = match (&mode, &plan.net_path) {
+        (Mode::Create, Some(path)) => Some(OwnedFd::from(std::fs::File::open(path).map_err(|e| Error::io("opening network namespace", path, e))?)),
+        _ => None,
+    };
     let (sync_r, sync_w) = pipe()?;
     let (err_r, err_w) = pipe()?;
     // The child sends the terminal's master over this socket.
@@ -290,7 +294,7 @@ fn launch(plan: &Plan, cgroup: Option<Cgroup>, stdio: Stdio, mode: Mode<'_>) -> 
         return Err(Error::sys("clone (creating the container's namespaces)", Errno::last()));
     }
     if pid == 0 {
-        let child = Child { plan, sync_r: sync_r.as_raw_fd(), sync_w: sync_w.as_raw_fd(), err_r: err_r.as_raw_fd(), err_w: err_w.as_raw_fd(), stdio: high, argv: &argv, envp: &envp, ns_fds: &ns_fds, console: console_child };
+        let child = Child { plan, sync_r: sync_r.as_raw_fd(), sync_w: sync_w.as_raw_fd(), err_r: err_r.as_raw_fd(), err_w: err_w.as_raw_fd(), stdio: high, argv: &argv, envp: &envp, ns_fds: &ns_fds, net_fd: net_fd.as_ref().map_or(-1, |f| f.as_raw_fd()), console: console_child };
         child.main();
     }
     let pid = Pid::from_raw(pid as i32);
@@ -349,6 +353,8 @@ struct Child<'a> {
     argv: &'a [*const libc::c_char],
     envp: &'a [*const libc::c_char],
     ns_fds: &'a [RawFd],
+    /// A network namespace to join before setting up the root, or -1.
+    net_fd: RawFd,
     /// Socket to send the terminal master on, or -1.
     console: RawFd,
 }
@@ -399,6 +405,12 @@ impl Child<'_> {
         }
         if !self.ns_fds.is_empty() {
             self.join_namespaces(&sys);
+        }
+        if self.net_fd >= 0 {
+            // SAFETY: a namespace descriptor opened by the parent.
+            if unsafe { libc::setns(self.net_fd, libc::CLONE_NEWNET) } < 0 {
+                self.report(b's', &Failure { step: "joining the container's network namespace", path: None, errno: Errno::last() });
+            }
         }
         if self.ns_fds.is_empty() {
             if let Err(f) = self.plan.prepare_root(&sys) {

@@ -4,7 +4,7 @@
 //! defaults (capabilities, masked paths, mounts, rlimits, seccomp) are the ones
 //! `docker run` applies, so a process sees the same sandbox under either tool.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use oci_spec::runtime::{Mount, Spec};
 use serde_json::json;
@@ -313,6 +313,20 @@ pub fn strip_overlay(spec: &mut Spec) {
         a.remove(ANNOTATION_OVERLAY);
         spec.set_annotations(Some(a));
     }
+}
+
+/// Makes the container join the network namespace at `path` (made beforehand, with its
+/// interfaces set up) instead of creating an empty one.
+pub fn join_network(spec: &mut Spec, path: &Path) {
+    use oci_spec::runtime::{LinuxNamespaceBuilder, LinuxNamespaceType};
+    let Some(mut linux) = spec.linux().clone() else { return };
+    let mut namespaces = linux.namespaces().clone().unwrap_or_default();
+    namespaces.retain(|n| n.typ() != LinuxNamespaceType::Network);
+    if let Ok(ns) = LinuxNamespaceBuilder::default().typ(LinuxNamespaceType::Network).path(path.to_path_buf()).build() {
+        namespaces.push(ns);
+    }
+    linux.set_namespaces(Some(namespaces));
+    spec.set_linux(Some(linux));
 }
 
 #[cfg(test)]

@@ -131,3 +131,97 @@ fn a_cache_export_that_fails_fails_the_build_unless_ignore_error_is_set() {
     assert!(log.contains("(ignore-error=true: the build result stands)"), "{log}");
     b.ok(&["image", "inspect", "kept:1"]);
 }
+
+/// The build's result metadata (`--metadata-file`).
+fn metadata(file: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(file).expect("metadata file")).expect("metadata JSON")
+}
+
+/// The manifest digest `builder image inspect` reports.
+fn image_id(b: &Builder, name: &str) -> String {
+    let out = b.ok(&["image", "inspect", name]);
+    let v: serde_json::Value = serde_json::from_str(&out).expect("inspect JSON");
+    v[0]["Id"].as_str().expect("Id").to_string()
+}
+
+#[test]
+fn a_fresh_root_with_cache_from_the_registry_rebuilds_nothing_and_pushes_only_manifests() {
+    let registry = Registry::start();
+    let (a, base) = root_with_pushed_base(&registry);
+    let ctx = context(&[("Dockerfile", &dockerfile(&base)), ("app.txt", "app\n")]);
+    let cache = format!("{}/farm/cache:1", registry.addr());
+    let image_a = format!("{}/farm/app:a", registry.addr());
+    build_ok(&a, ctx.path(), &["-t", &image_a, "--push", "--cache-to", &format!("type=registry,ref={cache},mode=max")]);
+
+    // A fresh root: every step is a hit, the image is the very image A built.
+    let b = Builder::new();
+    let image_b = format!("{}/farm/app:b", registry.addr());
+    let meta = ctx.path().join("meta-b.json");
+    let log =
+        build_ok(&b, ctx.path(), &["-t", &image_b, "--push", "--cache-from", &cache, "--metadata-file", meta.to_str().expect("utf8")]);
+    let (cached, ran) = cached_and_ran(&log);
+    assert!(ran.iter().all(|r| r.contains("FROM") || r.contains("internal")), "nothing runs on B: {ran:?}\n{log}");
+    assert_eq!(cached.iter().filter(|c| c.contains("RUN") || c.contains("COPY")).count(), 4, "every step CACHED:\n{log}");
+    assert_eq!(image_id(&a, &image_a), image_id(&b, &image_b), "the same image ID on both roots");
+    assert_eq!(manifest(&registry, "farm/app", "a")["layers"], manifest(&registry, "farm/app", "b")["layers"]);
+    // Only manifests and configs moved: no layer blob was downloaded or uploaded by the build.
+    let m = metadata(&meta);
+    let down: u64 = m["registry.bytes_downloaded"].as_str().expect("downloaded").parse().expect("number");
+    let up: u64 = m["registry.bytes_uploaded"].as_str().expect("uploaded").parse().expect("number");
+    assert!(
+        down < 16 * 1024 && up < 16 * 1024,
+        "a fully cached --push moves only manifests and configs: {down} bytes down, {up} up\n{log}"
+    );
+
+    // One changed context file: the COPY that reads it and the steps after it run, and say why.
+    std::fs::write(ctx.path().join("app.txt"), "app 2\n").expect("write");
+    let c = Builder::new();
+    let log = build_ok(&c, ctx.path(), &["--cache-from", &cache]);
+    let (_, ran) = cached_and_ran(&log);
+    assert!(ran.iter().any(|r| r.contains("COPY app.txt")), "{log}");
+    assert!(!ran.iter().any(|r| r.contains("RUN echo tool")), "the tools stage stays cached (mode=max):\n{log}");
+    assert!(log.contains("cache miss: app.txt: content changed"), "{log}");
+}
+
+#[test]
+fn mode_min_reruns_the_intermediate_stage_on_a_fresh_root_and_mode_max_does_not() {
+    let registry = Registry::start();
+    let (a, base) = root_with_pushed_base(&registry);
+    let ctx = context(&[("Dockerfile", &dockerfile(&base)), ("app.txt", "app\n")]);
+    let min = format!("{}/modes/cache:min", registry.addr());
+    let max = format!("{}/modes/cache:max", registry.addr());
+    build_ok(&a, ctx.path(), &["--cache-to", &min, "--cache-to", &format!("type=registry,ref={max},mode=max")]);
+    // With min, the tools stage is not in the cache; the final stage's steps are, but a COPY
+    // --from needs the tools result, which must be rebuilt.
+    let log = build_ok(&Builder::new(), ctx.path(), &["--cache-from", &min]);
+    let (_, ran) = cached_and_ran(&log);
+    assert!(ran.iter().any(|r| r.contains("RUN echo tool")), "mode=min: the intermediate stage runs again:\n{log}");
+    let log = build_ok(&Builder::new(), ctx.path(), &["--cache-from", &max]);
+    let (_, ran) = cached_and_ran(&log);
+    assert!(!ran.iter().any(|r| r.contains("RUN")), "mode=max: nothing runs:\n{log}");
+}
+
+#[test]
+fn local_and_inline_caches_round_trip() {
+    let registry = Registry::start();
+    let (a, base) = root_with_pushed_base(&registry);
+    let ctx = context(&[("Dockerfile", &dockerfile(&base)), ("app.txt", "app\n")]);
+    let dir = ctx.path().join("ci-cache");
+    let image = format!("{}/inline/app:1", registry.addr());
+    build_ok(
+        &a,
+        ctx.path(),
+        &["-t", &image, "--push", "--cache-to", "type=inline", "--cache-to", &format!("type=local,dest={},mode=max", dir.display())],
+    );
+    assert!(dir.join("index.json").is_file() && dir.join("oci-layout").is_file(), "an OCI layout");
+
+    let log = build_ok(&Builder::new(), ctx.path(), &["--cache-from", &format!("type=local,src={}", dir.display())]);
+    let (_, ran) = cached_and_ran(&log);
+    assert!(!ran.iter().any(|r| r.contains("RUN") || r.contains("COPY")), "type=local: all CACHED:\n{log}");
+
+    let m = manifest(&registry, "inline/app", "1");
+    assert!(m["annotations"]["dev.builder.cache.config.v1"].is_string(), "the cache travels in the image manifest: {m}");
+    let log = build_ok(&Builder::new(), ctx.path(), &["--cache-from", &image]);
+    let (_, ran) = cached_and_ran(&log);
+    assert!(!ran.iter().any(|r| r.contains("COPY app.txt") || r.contains("RUN cat")), "inline: the final stage's steps are CACHED:\n{log}");
+}

@@ -120,6 +120,12 @@ pub enum Command {
         #[arg(short, long)]
         force: bool,
     },
+    /// List the port mappings of a container, or the mapping of one of its ports.
+    Port {
+        container: String,
+        /// PORT[/PROTO] of the container.
+        port: Option<String>,
+    },
     /// Supervises a detached container (internal).
     #[command(name = "__shim", hide = true)]
     Shim { id: String },
@@ -169,9 +175,15 @@ pub struct RunArgs {
     /// Allocate a pseudo-TTY.
     #[arg(short, long)]
     pub tty: bool,
-    /// Network: host (default: there is no bridge) or none.
-    #[arg(long, default_value = "host")]
+    /// Network: bridge, host or none (default: bridge when ports are published, else host).
+    #[arg(long, default_value = "")]
     pub network: String,
+    /// Publish a container's port on the host: [IP:][HOST_PORT:]CONTAINER_PORT[/tcp|/udp] (ranges too).
+    #[arg(short = 'p', long = "publish", value_name = "[IP:][HOST_PORT:]PORT[/PROTO]")]
+    pub publish: Vec<String>,
+    /// Publish every port the image EXPOSEs on a random host port.
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
     /// Container host name.
     #[arg(long)]
     pub hostname: Option<String>,
@@ -249,6 +261,7 @@ impl Command {
                 container::shim::run(containers.root(), &id)?;
                 Ok(ExitCode::SUCCESS)
             }
+            Command::Port { container, port } => ps::port(&containers, &container, port.as_deref()),
             Command::Rename { container, new_name } => rename::rename(&containers, &container, &new_name),
             Command::Stats { no_stream, all, containers: keys } => stats::stats(&containers, no_stream, all, &keys),
             Command::ContainerPrune { force } => prune::container_prune(&containers, force),

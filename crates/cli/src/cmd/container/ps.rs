@@ -12,17 +12,17 @@ pub(super) fn ps(containers: &Containers, all: bool, quiet: bool) -> anyhow::Res
         }
         return Ok(ExitCode::SUCCESS);
     }
-    let rows: Vec<[String; 6]> = list
+    let rows: Vec<[String; 7]> = list
         .iter()
         .map(|c| {
             let mut cmd = c.command.join(" ");
             if cmd.chars().count() > 20 {
                 cmd = format!("{}…", cmd.chars().take(19).collect::<String>());
             }
-            [c.id[..12].to_string(), c.image.clone(), format!("\"{cmd}\""), format!("{} ago", human_duration(&c.created)), status_text(c), c.name.clone()]
+            [c.id[..12].to_string(), c.image.clone(), format!("\"{cmd}\""), format!("{} ago", human_duration(&c.created)), status_text(c), ports_text(containers, c), c.name.clone()]
         })
         .collect();
-    let header = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "NAMES"];
+    let header = ["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"];
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in &rows {
         for (i, cell) in r.iter().enumerate() {
@@ -68,4 +68,32 @@ fn status_text(s: &ContainerState) -> String {
         Status::Running => format!("Up {}", human_duration(s.started_at.as_deref().unwrap_or(&s.created))),
         Status::Exited => format!("Exited ({}) {} ago", s.exit_code.unwrap_or(0), human_duration(s.finished_at.as_deref().unwrap_or(&s.created))),
     }
+}
+
+/// `0.0.0.0:8080->80/tcp, 0.0.0.0:5353->53/udp`, as the PORTS column of `docker ps`.
+fn ports_text(containers: &Containers, c: &ContainerState) -> String {
+    containers.ports(c).iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+}
+
+/// `builder port CONTAINER [PORT[/PROTO]]`: `80/tcp -> 0.0.0.0:8080` lines.
+pub(super) fn port(containers: &Containers, key: &str, which: Option<&str>) -> anyhow::Result<ExitCode> {
+    let state = containers.find(key)?;
+    let ports = containers.ports(&state);
+    let wanted = which.map(|w| if w.contains('/') { w.to_string() } else { format!("{w}/tcp") });
+    let mut found = false;
+    for p in &ports {
+        let key = format!("{}/{}", p.container_port, p.proto.as_str());
+        match &wanted {
+            Some(w) if *w != key => {}
+            Some(_) => {
+                println!("{}:{}", p.host_ip, p.host_port);
+                found = true;
+            }
+            None => println!("{key} -> {}:{}", p.host_ip, p.host_port),
+        }
+    }
+    if let Some(w) = wanted.filter(|_| !found) {
+        anyhow::bail!("no public port '{w}' published for {}", state.name);
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -23,6 +23,8 @@ pub(super) fn run(containers: &Containers, args: RunArgs) -> anyhow::Result<Exit
         interactive: args.interactive,
         tty: args.tty,
         network: args.network,
+        publish: args.publish,
+        publish_all: args.publish_all,
         hostname: args.hostname,
         add_hosts: args.add_hosts,
         memory: args.memory,
