@@ -16,6 +16,7 @@ use graph::{
 use crate::instructions::{CopyFiles, Dockerfile, Instruction, NetworkMode, Run, ShellOrExec, Stage};
 use crate::mount::{CacheSharing as DfSharing, MountType};
 use crate::shell::{self, Env};
+use crate::words::go_quote;
 
 /// A base image as the resolver found it.
 #[derive(Clone, Debug, Default)]
@@ -1063,29 +1064,6 @@ fn expose_ports(word: &str) -> Result<Vec<String>, String> {
 /// Go's `%q` of a string slice: `["a" "b c"]`.
 fn go_quoted_list(words: &[String]) -> String {
     format!("[{}]", words.iter().map(|w| go_quote(w)).collect::<Vec<_>>().join(" "))
-}
-
-/// Go's `strconv.Quote`: a double-quoted string with Go escapes.
-fn go_quote(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 /// Go's `time.Duration.String` (`1m30s`, `500ms`, `0s`) of nanoseconds.
