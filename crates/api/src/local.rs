@@ -24,6 +24,8 @@ pub struct LocalEngine {
     insecure_registries: Vec<String>,
     /// The build cache's size cap (`builder serve --cache-max-size`), kept after every build.
     cache_max_size: Option<u64>,
+    /// `builder serve --cache-from/--cache-to`: used by every build that names none.
+    cache_defaults: (Vec<remote_cache::CacheFrom>, Vec<remote_cache::CacheTo>),
     /// A thread is already bringing the cache under its cap.
     evicting: Arc<std::sync::atomic::AtomicBool>,
 }
@@ -38,7 +40,7 @@ impl LocalEngine {
         let store = oci::Store::open(root).map_err(failed)?;
         let images = Arc::new(solver::ops::image::StoreImages::new(store.clone(), root));
         let solver = solver::Solver::new(root, images).map_err(failed)?;
-        Ok(LocalEngine { root: root.to_path_buf(), store, solver, insecure_registries, cache_max_size: None, evicting: Arc::default() })
+        Ok(LocalEngine { root: root.to_path_buf(), store, solver, insecure_registries, cache_max_size: None, cache_defaults: Default::default(), evicting: Arc::default() })
     }
 
     fn registry(&self, extra_insecure: &[String]) -> Result<registry::Client, EngineError> {
@@ -223,6 +225,13 @@ impl LocalEngine {
         self.cache_max_size = max;
     }
 
+    /// The shared cache a farm member imports from and exports to when a build names none
+    /// (each list applies on its own: a build with `--cache-from` of its own still exports to
+    /// the default `--cache-to`).
+    pub fn set_cache_defaults(&mut self, from: Vec<remote_cache::CacheFrom>, to: Vec<remote_cache::CacheTo>) {
+        self.cache_defaults = (from, to);
+    }
+
     /// Evicts least recently used cache entries beyond the cap, on a thread of its own, once no
     /// build holds the cache (retrying for a few minutes while builds run).
     fn keep_cache_under_cap(&self) {
@@ -254,7 +263,13 @@ impl LocalEngine {
         }
     }
 
-    fn build_holding_cache(&self, job: BuildJob) -> Result<BuildOutcome, EngineError> {
+    fn build_holding_cache(&self, mut job: BuildJob) -> Result<BuildOutcome, EngineError> {
+        if job.options.options.cache_from.is_empty() {
+            job.options.options.cache_from = self.cache_defaults.0.clone();
+        }
+        if job.options.options.cache_to.is_empty() {
+            job.options.options.cache_to = self.cache_defaults.1.clone();
+        }
         let o = &job.options;
         let invalid = |e: &dyn std::fmt::Display| EngineError::Invalid(e.to_string());
         let outputs = parse_outputs(o)?;

@@ -200,8 +200,8 @@ impl Containers {
             mounts,
             readonly_rootfs: opts.read_only,
             limits,
-            // A detached container writes to its log: no terminal to give it.
-            terminal: opts.tty && !opts.detach,
+            // Detached, the shim holds the terminal and writes what comes out of it to the log.
+            terminal: opts.tty,
             init: opts.init,
             overlay: Some(runtime::OverlayRootfs { lowers, upper: dir.join("upper"), work: dir.join("work") }),
             // --rm throws the changes away: no need to sync them when the container ends.

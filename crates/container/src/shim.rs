@@ -131,11 +131,16 @@ fn restart_loop(root: &Path, cstore: &ContainerStore, mut state: ContainerState,
     let mut in_a_row = 0;
     // A start by the user clears an earlier stop.
     state.stopped_by_user = false;
+    let tty = spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
     loop {
         let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).map_err(|e| Error::io("opening", &log_path, e))?;
         let log2 = log.try_clone().map_err(|e| Error::io("opening", &log_path, e))?;
-        let stdio = runtime::Stdio { stdin: runtime::Io::Null, stdout: runtime::Io::Fd(log2.into()), stderr: runtime::Io::Fd(log.into()) };
-        let container = match runtime::start(dir, spec, stdio) {
+        let stdio = if tty {
+            runtime::Stdio::terminal()
+        } else {
+            runtime::Stdio { stdin: runtime::Io::Null, stdout: runtime::Io::Fd(log2.into()), stderr: runtime::Io::Fd(log.try_clone().map_err(|e| Error::io("opening", &log_path, e))?.into()) }
+        };
+        let mut container = match runtime::start(dir, spec, stdio) {
             Ok(c) => c,
             Err(e) => {
                 if first {
@@ -156,6 +161,19 @@ fn restart_loop(root: &Path, cstore: &ContainerStore, mut state: ContainerState,
         state.finished_at = None;
         state.cgroup_dirs = container.cgroup_dirs();
         cstore.save(&state)?;
+        // A container made with -t keeps its terminal while nobody is attached, as Docker's
+        // does: what it prints goes to the log, and its input stays open (a shell waits).
+        let _terminal = match container.take_terminal() {
+            Some(master) if tty => {
+                use std::os::fd::AsFd;
+                runtime::tty::set_default_window_size(master.as_fd());
+                let mut from = std::fs::File::from(master.try_clone().map_err(|e| Error::io("duplicating", "the container's terminal", e))?);
+                let mut to = log;
+                std::thread::spawn(move || std::io::copy(&mut from, &mut to));
+                Some(master)
+            }
+            _ => None,
+        };
         if first {
             println!("running {}", container.pid());
             let _ = std::io::stdout().flush();

@@ -13,6 +13,8 @@ pub fn relay(master: std::os::fd::OwnedFd, interactive: bool) -> Result<()> {
     let on_terminal = runtime::tty::is_terminal(stdin.as_fd());
     if on_terminal {
         runtime::tty::copy_window_size(stdin.as_fd(), master.as_fd());
+    } else {
+        runtime::tty::set_default_window_size(master.as_fd());
     }
     let _raw = if on_terminal && interactive { Some(runtime::tty::RawMode::enable(stdin.as_fd())?) } else { None };
     let master = std::fs::File::from(master);

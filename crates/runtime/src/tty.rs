@@ -32,6 +32,18 @@ pub fn copy_window_size(from: BorrowedFd<'_>, to: BorrowedFd<'_>) {
     }
 }
 
+/// Gives the pty master `to` the size a terminal starts with (24 rows, 80 columns), for a
+/// container whose input is not a terminal: with no size at all, programs that page long
+/// output (psql, git) take every screen as full and wait in their pager for keys.
+pub fn set_default_window_size(to: BorrowedFd<'_>) {
+    use std::os::fd::AsRawFd;
+    let ws = libc::winsize { ws_row: 24, ws_col: 80, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCSWINSZ reads a winsize from our stack.
+    unsafe {
+        libc::ioctl(to.as_raw_fd(), libc::TIOCSWINSZ, &ws);
+    }
+}
+
 /// Whether `fd` is a terminal.
 pub fn is_terminal(fd: BorrowedFd<'_>) -> bool {
     termios::tcgetattr(fd).is_ok()
@@ -88,30 +100,23 @@ pub fn signal_number(name: &str) -> Option<i32> {
 
 /// Makes this process pass termination signals on to the container `pid` instead of
 /// dying of them (which would kill the container with SIGKILL through its parent-death
-/// signal). Call it from the main thread before starting other threads: the signals are
-/// blocked here and waited for on a helper thread. SIGINT and SIGQUIT from the terminal
+/// signal). The handlers are process-wide, so it does not matter which of this process's
+/// threads the kernel picks for a signal (blocking them with a signal mask would cover only
+/// the calling thread and the threads it starts later). SIGINT and SIGQUIT from the terminal
 /// are not forwarded (the container, in the same process group, gets them itself); sent
 /// with kill(2), they are.
 pub fn forward_signals(pid: i32) -> Result<()> {
-    use nix::sys::signal::{SigSet, SigmaskHow, Signal, pthread_sigmask};
-    let mut set = SigSet::empty();
-    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP, Signal::SIGQUIT, Signal::SIGUSR1, Signal::SIGUSR2] {
-        set.add(s);
-    }
-    pthread_sigmask(SigmaskHow::SIG_BLOCK, Some(&set), None).map_err(|e| Error::sys("blocking signals", e))?;
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
+    use signal_hook::iterator::SignalsInfo;
+    use signal_hook::iterator::exfiltrator::origin::WithOrigin;
+    use signal_hook::low_level::siginfo::Cause;
+    let mut signals = SignalsInfo::<WithOrigin>::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2])
+        .map_err(|e| Error::io("installing signal handlers", "", e))?;
     std::thread::spawn(move || {
-        loop {
-            let mut info = std::mem::MaybeUninit::<libc::siginfo_t>::zeroed();
-            // SAFETY: sigwaitinfo fills `info`; `set` is a valid signal set.
-            let sig = unsafe { libc::sigwaitinfo(set.as_ref(), info.as_mut_ptr()) };
-            if sig < 0 {
-                continue;
-            }
-            // SAFETY: sigwaitinfo succeeded, so `info` is initialised.
-            let code = unsafe { info.assume_init() }.si_code;
-            let from_terminal = code == libc::SI_KERNEL && (sig == libc::SIGINT || sig == libc::SIGQUIT);
+        for origin in signals.forever() {
+            let from_terminal = matches!(origin.cause, Cause::Kernel) && (origin.signal == SIGINT || origin.signal == SIGQUIT);
             if !from_terminal {
-                let _ = signal_process(pid, sig);
+                let _ = signal_process(pid, origin.signal);
             }
         }
     });

@@ -49,6 +49,14 @@ pub struct ServeArgs {
     /// (e.g. 10%); least recently used entries go first, checked after every build. 0: no cap.
     #[arg(long = "cache-max-size", value_name = "SIZE|N%", default_value = "10%")]
     cache_max_size: String,
+    /// The shared cache every build imports when it names no `--cache-from` (a farm sets this
+    /// once: `--cache-from REGISTRY/cache:main`). May be repeated.
+    #[arg(long = "cache-from", value_name = "SPEC")]
+    cache_from: Vec<String>,
+    /// Where every build exports its cache when it names no `--cache-to`
+    /// (`type=registry,ref=REGISTRY/cache:main,mode=max`). May be repeated.
+    #[arg(long = "cache-to", value_name = "SPEC")]
+    cache_to: Vec<String>,
     /// Seconds running builds get to finish after SIGTERM before they are cancelled.
     #[arg(long = "shutdown-grace", value_name = "SECS", default_value_t = 30)]
     shutdown_grace: u64,
@@ -128,6 +136,9 @@ fn serve(globals: &Globals, a: ServeArgs) -> anyhow::Result<ExitCode> {
     let root = globals.root();
     let mut engine = api::local::LocalEngine::open(&root, globals.insecure_registries.clone()).map_err(|e| anyhow::anyhow!("opening {}: {e}", root.display()))?;
     engine.set_cache_max_size(cache_cap(&a.cache_max_size, &root)?);
+    let cache_from = a.cache_from.iter().map(|c| remote_cache::CacheFrom::parse(c)).collect::<Result<_, _>>()?;
+    let cache_to = a.cache_to.iter().map(|c| remote_cache::CacheTo::parse(c)).collect::<Result<_, _>>()?;
+    engine.set_cache_defaults(cache_from, cache_to);
     let opts = api::server::ServeOptions {
         listen,
         state_root: root,

@@ -643,8 +643,9 @@ fn ctrl_c_stops_the_build_and_its_processes() {
 }
 
 /// A minimal Debian bookworm root filesystem tarball made with `debootstrap` (once per machine:
-/// kept in the temp dir, made under a lock so parallel tests share it).
-fn debian_rootfs_tar() -> PathBuf {
+/// kept in the temp dir, made under a lock so parallel tests share it). The stories build their
+/// images on it too.
+pub(crate) fn debian_rootfs_tar() -> PathBuf {
     let dir = std::env::temp_dir().join("builder-e2e-cache");
     std::fs::create_dir_all(&dir).expect("cache dir");
     let tar = dir.join("debian-bookworm-minbase.tar");

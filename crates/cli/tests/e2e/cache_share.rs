@@ -225,3 +225,74 @@ fn local_and_inline_caches_round_trip() {
     let (_, ran) = cached_and_ran(&log);
     assert!(!ran.iter().any(|r| r.contains("COPY app.txt") || r.contains("RUN cat")), "inline: the final stage's steps are CACHED:\n{log}");
 }
+
+/// A `builder serve` with its own root on a free loopback port; killed on drop.
+struct Serve {
+    child: std::process::Child,
+    addr: String,
+    _root: tempfile::TempDir,
+}
+
+impl Serve {
+    fn start(args: &[&str]) -> Serve {
+        use std::io::BufRead;
+        let root = tempfile::tempdir().expect("server root");
+        let mut child = std::process::Command::new(bin())
+            .arg("--root")
+            .arg(root.path())
+            .args(["serve", "--listen", "tcp://127.0.0.1:0"])
+            .args(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::fs::File::create(root.path().join("serve.log")).expect("log"))
+            .spawn()
+            .expect("spawn builder serve");
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().expect("stdout")).read_line(&mut line).expect("listening line");
+        let addr =
+            line.trim().strip_prefix("builder serve: listening on ").unwrap_or_else(|| panic!("serve did not start: {line:?}")).to_string();
+        Serve { child, addr, _root: root }
+    }
+
+    /// A plain-progress remote build of `ctx`; returns stderr.
+    fn build(&self, ctx: &Path, extra: &[&str]) -> String {
+        remote_build(&self.addr, ctx, extra)
+    }
+}
+
+/// A plain-progress build through `builder --addr ADDR`; returns stderr.
+fn remote_build(addr: &str, ctx: &Path, extra: &[&str]) -> String {
+    let mut cmd = std::process::Command::new(bin());
+    cmd.args(["--addr", addr, "build", "--progress", "plain"]).args(extra).arg(ctx);
+    let out = cmd.output().expect("remote build");
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "remote build on {addr} failed:\n{log}");
+    log
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn farm_servers_share_their_cache_through_the_registry_by_their_own_defaults() {
+    let registry = Registry::start();
+    let (_a, base) = root_with_pushed_base(&registry);
+    let ctx = context(&[("Dockerfile", &dockerfile(&base)), ("app.txt", "app\n")]);
+    let cache = format!("{}/farm/cache:main", registry.addr());
+    let defaults = ["--cache-from", cache.as_str(), "--cache-to", &format!("type=registry,ref={cache},mode=max")];
+    let one = Serve::start(&defaults);
+    let two = Serve::start(&defaults);
+    let log = one.build(ctx.path(), &[]);
+    assert!(log.contains(&format!("exporting cache to {cache}")), "the server's default --cache-to applies:\n{log}");
+    let log = two.build(ctx.path(), &[]);
+    let (_, ran) = cached_and_ran(&log);
+    assert!(!ran.iter().any(|r| r.contains("RUN") || r.contains("COPY")), "the other server's build is all CACHED:\n{log}");
+    // A build's own flags go through the request too.
+    let own = format!("{}/farm/own:1", registry.addr());
+    let log = two.build(ctx.path(), &["--cache-to", &format!("type=registry,ref={own}")]);
+    assert!(log.contains(&format!("exporting cache to {own}")), "{log}");
+}

@@ -408,3 +408,28 @@ fn volumes_tmpfs_and_anonymous_volumes_go_through_the_run_path() {
     assert_eq!(b.ok(&["volume", "ls", "-q"]), "");
     assert_no_containers(&b);
 }
+
+#[test]
+fn push_sends_built_images_and_pull_fetches_the_services_images() {
+    let reg = crate::util_registry::Registry::start();
+    let image = format!("{}/shop/app:1", reg.addr());
+    let b = with_busybox();
+    let file = format!("services:\n  app:\n    build: .\n    image: {image}\n    command: cat /greeting\n");
+    let t = project(&[("compose.yaml", &file), ("Dockerfile", "FROM busybox:test\nRUN echo pushed > /greeting\n")]);
+    let dir = t.path().join("shop");
+    let ns = Netns::new();
+    ns.ok(&b, &dir, &["build"]);
+    let out = b.run(&["compose", "--project-directory", dir.to_str().expect("utf8"), "push"]);
+    assert_success(&out, &["compose", "push"]);
+
+    // Another state root: `pull` brings the image, `up --no-build` runs it.
+    let other = Builder::new();
+    let pull_file = format!("services:\n  app:\n    image: {image}\n    command: cat /greeting\n");
+    std::fs::write(dir.join("compose.yaml"), pull_file).expect("write");
+    let out = other.run(&["compose", "--project-directory", dir.to_str().expect("utf8"), "pull"]);
+    assert_success(&out, &["compose", "pull"]);
+    assert!(other.ok(&["images"]).contains(&format!("{}/shop/app", reg.addr())));
+    assert!(ns.ok(&other, &dir, &["up", "--no-build"]).contains("app-1  | pushed"));
+    ns.ok(&other, &dir, &["down"]);
+    ns.ok(&b, &dir, &["down"]);
+}

@@ -572,3 +572,17 @@ fn restart_policy_restarts_a_failing_detached_container_through_its_shim() {
     b.ok(&["rm", "-f", "flaky"]);
     assert_no_leaks(&b);
 }
+
+#[test]
+fn detached_tty_container_keeps_its_shell_through_restart_and_logs_its_prompt() {
+    let b = with_busybox();
+    let id = b.ok(&["run", "-d", "-t", "busybox:test", "sh"]).trim().to_string();
+    wait_for("the shell's prompt in the log", || b.ok(&["logs", &id]).contains("/ # "));
+    assert!(b.ok(&["ps"]).contains("Up "), "a shell on a held terminal waits for input");
+    b.ok(&["restart", "-t", "1", &id]);
+    wait_for("the restarted shell", || b.ok(&["ps"]).contains("Up "));
+    let ps = b.ok(&["ps"]);
+    assert!(ps.contains(&id[..12]), "{ps}");
+    b.ok(&["rm", "-f", &id]);
+    assert_no_leaks(&b);
+}

@@ -18,4 +18,5 @@ mod info_search;
 mod network;
 mod parse;
 mod serve;
+mod stories;
 mod volume;

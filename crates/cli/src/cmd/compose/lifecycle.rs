@@ -236,10 +236,13 @@ pub fn exec(e: Engine<'_>, args: ExecArgs) -> anyhow::Result<ExitCode> {
     if !e.is_running(&r) {
         bail!("service {:?} is not running", args.service);
     }
-    let _ = args.no_tty;
     let mut a: Vec<String> = vec!["exec".into()];
     if args.detach {
         a.push("-d".into());
+    } else if !args.no_tty && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        // As docker compose: a terminal by default when there is one (-T: none).
+        a.push("-i".into());
+        a.push("-t".into());
     }
     for v in &args.env {
         a.push("-e".into());
@@ -294,6 +297,10 @@ pub fn run(mut e: Engine<'_>, args: RunArgs) -> anyhow::Result<ExitCode> {
     let mut full = vec!["run".to_string()];
     if args.rm {
         full.push("--rm".into());
+    }
+    if !args.detach && !args.no_tty && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+        full.push("-i".into());
+        full.push("-t".into());
     }
     full.extend(run_args);
     let config = up::config_of(&e, &args.service);

@@ -72,7 +72,12 @@ pub(super) fn login(
     registry: Option<&str>,
 ) -> anyhow::Result<ExitCode> {
     let registry = registry_host(registry)?;
-    let Some(username) = username else { bail!("a user name is needed: builder login -u USER --password-stdin {registry}") };
+    // Like docker login: what the flags do not give is asked for, the password without echo.
+    let username = match username {
+        Some(u) => u,
+        None if password_stdin => bail!("--password-stdin needs --username: builder login -u USER --password-stdin {registry}"),
+        None => prompt("Username: ", false)?,
+    };
     let password = match (password, password_stdin) {
         (Some(_), true) => bail!("--password and --password-stdin are mutually exclusive"),
         (Some(p), false) => p,
@@ -81,7 +86,7 @@ pub(super) fn login(
             std::io::Read::read_to_string(&mut std::io::stdin(), &mut p).context("reading the password from standard input")?;
             p.trim_end_matches(['\n', '\r']).to_string()
         }
-        (None, false) => bail!("a password is needed: pass it on standard input with --password-stdin"),
+        (None, false) => prompt("Password: ", true)?,
     };
     if password.is_empty() {
         bail!("the password is empty");
@@ -91,6 +96,33 @@ pub(super) fn login(
     client.login(&registry, &creds).with_context(|| format!("logging in to {registry}"))?;
     println!("Login Succeeded");
     Ok(ExitCode::SUCCESS)
+}
+
+/// Prints `label` and reads one line of standard input; with `hide`, a terminal does not echo it.
+fn prompt(label: &str, hide: bool) -> anyhow::Result<String> {
+    use nix::sys::termios::{tcgetattr, tcsetattr, LocalFlags, SetArg};
+    use std::io::{BufRead, Write};
+    use std::os::fd::AsFd;
+    print!("{label}");
+    let _ = std::io::stdout().flush();
+    let stdin = std::io::stdin();
+    let saved = if hide { tcgetattr(stdin.as_fd()).ok() } else { None };
+    if let Some(t) = &saved {
+        let mut quiet = t.clone();
+        quiet.local_flags.remove(LocalFlags::ECHO);
+        let _ = tcsetattr(stdin.as_fd(), SetArg::TCSANOW, &quiet);
+    }
+    let mut line = String::new();
+    let read = stdin.lock().read_line(&mut line);
+    if let Some(t) = &saved {
+        let _ = tcsetattr(stdin.as_fd(), SetArg::TCSANOW, t);
+        println!();
+    }
+    let what = label.trim_end_matches([':', ' ']).to_lowercase();
+    if read.with_context(|| format!("reading the {what} from standard input"))? == 0 {
+        bail!("no {what} given: type it at the prompt, or pass it with --{}", if hide { "password-stdin" } else { "username" });
+    }
+    Ok(line.trim_end_matches(['\n', '\r']).to_string())
 }
 
 pub(super) fn logout(globals: &Globals, registry: Option<&str>) -> anyhow::Result<ExitCode> {

@@ -1,0 +1,25 @@
+# What the story scripts share. A tutorial's reader waits for a server by looking again; the
+# stories do the same, a bounded number of times, and then say what never answered.
+set -euo pipefail
+
+# wait_for_http URL: until URL answers at all (60 s at most).
+wait_for_http() {
+	local i
+	for i in $(seq 300); do
+		curl -s -o /dev/null "$1" && return 0
+		sleep 0.2
+	done
+	echo "story: nothing answered on $1 within 60 s" >&2
+	return 1
+}
+
+# wait_until COMMAND...: until COMMAND succeeds (60 s at most).
+wait_until() {
+	local i
+	for i in $(seq 300); do
+		"$@" >/dev/null 2>&1 && return 0
+		sleep 0.2
+	done
+	echo "story: '$*' did not succeed within 60 s" >&2
+	return 1
+}
