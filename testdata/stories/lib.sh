@@ -23,3 +23,15 @@ wait_until() {
 	echo "story: '$*' did not succeed within 60 s" >&2
 	return 1
 }
+
+# wait_for_text URL TEXT: until the page at URL contains TEXT (120 s at most), as a reader
+# reloads a page whose server is still starting.
+wait_for_text() {
+	local i
+	for i in $(seq 600); do
+		curl -s "$1" 2>/dev/null | grep -q "$2" && return 0
+		sleep 0.2
+	done
+	echo "story: $1 did not show '$2' within 120 s" >&2
+	return 1
+}

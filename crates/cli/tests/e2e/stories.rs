@@ -265,5 +265,5 @@ fn story_wordpress_reaches_mysql_by_its_service_name_and_shows_the_installer() {
     let s = stories();
     let ns = Netns::new("wordpress");
     let out = s.run("wordpress", Some(&ns));
-    assert_in_order(&out, &["<title>WordPress &rsaquo; Installation</title>", "<h1>Welcome</h1>", "Information needed"]);
+    assert_in_order(&out, &["Container wordpress-mysql-db-1  Started", "Container wordpress-wordpress-1  Started", "<title>WordPress &rsaquo; Installation</title>", "<h1>Welcome</h1>", "Information needed", "Container wordpress-mysql-db-1  Removed"]);
 }
