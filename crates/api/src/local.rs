@@ -498,7 +498,7 @@ impl LocalEngine {
         if let Some(e) = source_date_epoch(o)? {
             build_args.entry("SOURCE_DATE_EPOCH".into()).or_insert_with(|| e.to_string());
         }
-        let platform = o.platform.clone().unwrap_or_else(|| oci::Platform::host().to_string());
+        let platform = o.platform.clone().unwrap_or_else(dockerfile::lower::build_platform);
         let mut resolver = StoreResolver { engine: self, pull: o.pull, progress: progress.clone() };
         let opts = LowerOptions {
             build_args,

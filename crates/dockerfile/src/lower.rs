@@ -16,6 +16,7 @@ use graph::{
 use crate::instructions::{CopyFiles, Dockerfile, Instruction, NetworkMode, Run, ShellOrExec, Stage};
 use crate::mount::{CacheSharing as DfSharing, MountType};
 use crate::shell::{self, Env};
+use crate::words::go_quote;
 
 /// A base image as the resolver found it.
 #[derive(Clone, Debug, Default)]
@@ -212,18 +213,10 @@ fn platform_args(target: &str) -> Vec<(String, String)> {
     out
 }
 
-/// The platform of the machine the build runs on, in OCI words (`linux/amd64`, `linux/arm64`, …).
+/// The platform of the machine the build runs on, in OCI words (`linux/amd64`, `linux/arm64`, …):
+/// [`oci::Platform::host`], normalized as BuildKit's `BUILDPLATFORM` is.
 pub fn build_platform() -> String {
-    let arch = match std::env::consts::ARCH {
-        "x86_64" => "amd64",
-        "aarch64" => "arm64",
-        "x86" => "386",
-        "powerpc64" if cfg!(target_endian = "little") => "ppc64le",
-        "powerpc64" => "ppc64",
-        "arm" => "arm",
-        other => other,
-    };
-    format!("{}/{arch}", std::env::consts::OS)
+    oci::Platform::host().normalized().to_string()
 }
 
 /// Checks a platform a Dockerfile names (`os/arch[/variant]`) and returns it in lower case.
@@ -1073,29 +1066,6 @@ fn go_quoted_list(words: &[String]) -> String {
     format!("[{}]", words.iter().map(|w| go_quote(w)).collect::<Vec<_>>().join(" "))
 }
 
-/// Go's `strconv.Quote`: a double-quoted string with Go escapes.
-fn go_quote(s: &str) -> String {
-    let mut out = String::from("\"");
-    for c in s.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            '\r' => out.push_str("\\r"),
-            '\u{7}' => out.push_str("\\a"),
-            '\u{8}' => out.push_str("\\b"),
-            '\u{c}' => out.push_str("\\f"),
-            '\u{b}' => out.push_str("\\v"),
-            c if (c as u32) < 0x20 || c as u32 == 0x7f => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c if c.is_control() => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
 /// Go's `time.Duration.String` (`1m30s`, `500ms`, `0s`) of nanoseconds.
 fn go_duration(ns: i64) -> String {
     if ns == 0 {
@@ -1294,6 +1264,13 @@ mod tests {
         let q = git_source("https://h/r.git?ref=v2&subdir=a/b&keep-git-dir=true&checksum=abc1234").expect("query form");
         assert_eq!(q, GitOp { remote: "https://h/r.git".into(), reference: "v2".into(), subdir: "a/b".into(), keep_git_dir: true, checksum: Some("abc1234".into()) });
         assert!(git_source("https://h/download?file=r.git").is_none());
+    }
+
+    #[test]
+    fn the_host_platform_is_one_answer_oci_gives() {
+        let host = build_platform();
+        assert_eq!(crate::scope::Platform::host().to_string(), host);
+        assert_eq!(host, oci::Platform::host().normalized().to_string());
     }
 
     #[test]

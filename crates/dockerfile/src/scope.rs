@@ -64,20 +64,10 @@ impl Platform {
         Some(Platform { os, architecture, variant })
     }
 
-    /// The platform this program runs on.
+    /// The platform this program runs on ([`oci::Platform::host`], normalized).
     pub fn host() -> Platform {
-        let architecture = match std::env::consts::ARCH {
-            "x86_64" => "amd64",
-            "aarch64" => "arm64",
-            "x86" => "386",
-            "arm" => "arm",
-            "powerpc64" => "ppc64le",
-            "s390x" => "s390x",
-            "riscv64" => "riscv64",
-            other => other,
-        };
-        let variant = if architecture == "arm" { "v7" } else { "" };
-        Platform { os: "linux".into(), architecture: architecture.into(), variant: variant.into() }
+        let h = oci::Platform::host().normalized();
+        Platform { os: h.os, architecture: h.architecture, variant: h.variant.unwrap_or_default() }
     }
 }
 

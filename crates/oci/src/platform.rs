@@ -21,13 +21,21 @@ impl Platform {
             "aarch64" => ("arm64", Some("v8")),
             "arm" => ("arm", Some("v7")),
             "x86" => ("386", None),
-            "powerpc64" => ("ppc64le", None),
+            "powerpc64" if cfg!(target_endian = "little") => ("ppc64le", None),
+            "powerpc64" => ("ppc64", None),
             "riscv64" => ("riscv64", None),
             "s390x" => ("s390x", None),
             "loongarch64" => ("loong64", None),
             other => (other, None),
         };
         Platform { os: "linux".into(), architecture: architecture.into(), variant: variant.map(String::from) }
+    }
+
+    /// The platform without a variant that is its architecture's default (arm64's `v8`), as
+    /// containerd normalizes it: what `BUILDPLATFORM` and `TARGETPLATFORM` say.
+    pub fn normalized(&self) -> Platform {
+        let default_variant = self.architecture == "arm64" && self.variant.as_deref() == Some("v8");
+        Platform { variant: if default_variant { None } else { self.variant.clone() }, ..self.clone() }
     }
 
     /// Whether an index entry's platform is this one. A missing variant on either side matches
@@ -81,6 +89,11 @@ mod tests {
         let host = Platform::host();
         assert_eq!(host.os, "linux");
         assert!(!host.architecture.contains("x86_64"));
+        assert_eq!(host.normalized().os, "linux");
+        let arm: Platform = "linux/arm64/v8".parse().expect("parse");
+        assert_eq!(arm.normalized().to_string(), "linux/arm64");
+        let v7: Platform = "linux/arm/v7".parse().expect("parse");
+        assert_eq!(v7.normalized().to_string(), "linux/arm/v7");
     }
 
     #[test]
