@@ -686,7 +686,7 @@ fn ser_duration<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::E
 
 fn bytes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     let s = String::deserialize(d)?;
-    forms::parse_bytes(&s).map(Some).map_err(serde::de::Error::custom)
+    units::parse_bytes(&s).map(Some).map_err(serde::de::Error::custom)
 }
 
 fn cpus<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
