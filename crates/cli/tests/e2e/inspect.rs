@@ -256,3 +256,48 @@ fn ps_filters_formats_and_limits_like_docker() {
     assert!(b.fails(&["ps", "--filter", "since=nobody"]).contains("nobody"));
     b.ok(&["rm", "-f", "first", "second", "third"]);
 }
+
+/// The hex mask of /proc/self/status field `key` as the container's first process sees it.
+fn status_field(b: &Builder, opts: &[&str], key: &str) -> String {
+    let mut args = vec!["run", "--rm"];
+    args.extend_from_slice(opts);
+    let script = format!("grep '^{key}:' /proc/self/status | cut -f2");
+    args.extend_from_slice(&["busybox:test", "sh", "-c", &script]);
+    b.ok(&args).trim().to_string()
+}
+
+#[test]
+fn capability_privileged_ulimit_group_and_device_flags_are_seen_inside_and_in_inspect() {
+    let b = with_busybox();
+    // Docker's default set is a80425fb; NET_ADMIN is bit 12, CHOWN bit 0 (the same masks Debian's docker gives).
+    assert_eq!(status_field(&b, &[], "CapEff"), "00000000a80425fb");
+    assert_eq!(status_field(&b, &["--cap-add", "net_admin", "--cap-drop", "CHOWN"], "CapEff"), "00000000a80435fa");
+    assert_eq!(status_field(&b, &["--cap-drop", "ALL"], "CapEff"), "0000000000000000");
+    assert_eq!(status_field(&b, &["--cap-drop", "ALL", "--cap-add", "SYS_TIME"], "CapEff"), format!("{:016x}", 1u64 << 25));
+    // --privileged: every capability this process can hand on, no seccomp filter, mounts work.
+    let own = std::fs::read_to_string("/proc/self/status").expect("status").lines().find_map(|l| l.strip_prefix("CapBnd:").map(|v| v.trim().to_string())).expect("CapBnd");
+    assert_eq!(status_field(&b, &["--privileged"], "CapEff"), own);
+    assert_eq!(status_field(&b, &["--privileged"], "Seccomp"), "0");
+    assert_eq!(status_field(&b, &[], "Seccomp"), "2");
+    assert_eq!(b.ok(&["run", "--rm", "--privileged", "busybox:test", "sh", "-c", "mount -t tmpfs none /tmp && echo mounted"]), "mounted\n");
+    assert!(!b.run(&["run", "--rm", "busybox:test", "sh", "-c", "mount -t tmpfs none /tmp"]).status.success(), "without --privileged a mount is refused");
+
+    let out = b.ok(&["run", "--rm", "--ulimit", "nofile=1024:2048", "--ulimit", "nproc=77", "busybox:test", "sh", "-c", "grep -E 'open files|processes' /proc/self/limits"]);
+    let fields: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert!(fields.iter().any(|f| f[..4] == ["Max", "open", "files", "1024"] && f[4] == "2048"), "{out}");
+    assert!(fields.iter().any(|f| f[..3] == ["Max", "processes", "77"] && f[3] == "77"), "{out}");
+    assert_eq!(b.ok(&["run", "--rm", "--group-add", "wheel", "--group-add", "1234", "busybox:test", "id", "-G"]), "0 10 1234\n");
+    assert_eq!(b.ok(&["run", "--rm", "--device", "/dev/null:/dev/mynull", "busybox:test", "sh", "-c", "test -c /dev/mynull && echo x > /dev/mynull && echo device-ok"]), "device-ok\n");
+
+    b.ok(&["run", "-d", "--name", "flags", "--cap-add", "net_admin", "--cap-drop", "CHOWN", "--ulimit", "nofile=1024:2048", "--device", "/dev/null:/dev/mynull:r", "--group-add", "1234", "busybox:test", "sleep", "60"]);
+    // The same JSON Debian's docker 20.10 prints for these flags.
+    let hc = b.ok(&["inspect", "-f", "{{json .HostConfig.CapAdd}} {{json .HostConfig.CapDrop}} {{json .HostConfig.Ulimits}} {{json .HostConfig.Devices}} {{json .HostConfig.GroupAdd}} {{json .HostConfig.Privileged}}", "flags"]);
+    assert_eq!(hc, "[\"CAP_NET_ADMIN\"] [\"CAP_CHOWN\"] [{\"Hard\":2048,\"Name\":\"nofile\",\"Soft\":1024}] [{\"CgroupPermissions\":\"r\",\"PathInContainer\":\"/dev/mynull\",\"PathOnHost\":\"/dev/null\"}] [\"1234\"] false\n");
+    b.ok(&["rm", "-f", "flags"]);
+
+    assert!(b.fails(&["run", "--rm", "--cap-add", "FLY", "busybox:test", "true"]).contains("invalid --cap-add \"FLY\""));
+    assert!(b.fails(&["run", "--rm", "--ulimit", "files=1", "busybox:test", "true"]).contains("unknown limit \"files\""));
+    assert!(b.fails(&["run", "--rm", "--device", "/etc/passwd", "busybox:test", "true"]).contains("not a device"));
+    assert!(b.fails(&["run", "--rm", "--group-add", "nosuchgroup", "busybox:test", "true"]).contains("--group-add"));
+    assert_eq!(b.ok(&["ps", "-a", "-q"]), "", "a refused run leaves no container");
+}

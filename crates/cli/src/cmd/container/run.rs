@@ -48,6 +48,12 @@ pub(super) fn run(containers: &Containers, args: RunArgs) -> anyhow::Result<Exit
             retries: args.health_retries,
             none: args.no_healthcheck,
         },
+        privileged: args.privileged,
+        cap_add: args.cap_add,
+        cap_drop: args.cap_drop,
+        ulimits: args.ulimit,
+        devices: args.device,
+        group_add: args.group_add,
     };
     let progress = crate::cmd::image::progress::progress_for(false);
     let created = containers.create(&opts, progress.as_ref());
