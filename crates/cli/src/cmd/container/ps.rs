@@ -65,6 +65,7 @@ fn human_duration(since: &str) -> String {
 fn status_text(s: &ContainerState) -> String {
     match s.status {
         Status::Created => "Created".into(),
+        Status::Running if s.paused => format!("Up {} (Paused)", human_duration(s.started_at.as_deref().unwrap_or(&s.created))),
         Status::Running => format!("Up {}", human_duration(s.started_at.as_deref().unwrap_or(&s.created))),
         Status::Exited => format!("Exited ({}) {} ago", s.exit_code.unwrap_or(0), human_duration(s.finished_at.as_deref().unwrap_or(&s.created))),
     }
