@@ -56,10 +56,12 @@ fn supervise(cstore: &ContainerStore, mut state: ContainerState, dir: &Path, spe
         state.cgroup_dirs = container.cgroup_dirs();
         cstore.save(&state)?;
         journal(cstore, &state, "start", &[]);
+        let checker = crate::health::start(cstore, &state);
         let master = container.take_terminal().ok_or_else(|| Error::NotStarted { id: state.id.clone(), reason: "the container has no terminal".into() })?;
         crate::terminal::relay(master, interactive, Some(LogFile::open(dir)?))?;
         let oom = container.oom_killed();
         let status = container.wait()?;
+        drop(checker);
         return finish(cstore, state, status, oom);
     }
     // The output goes to this terminal and, as Docker keeps it, to the container's log.
@@ -71,7 +73,9 @@ fn supervise(cstore: &ContainerStore, mut state: ContainerState, dir: &Path, spe
     state.cgroup_dirs = container.cgroup_dirs();
     cstore.save(&state)?;
     journal(cstore, &state, "start", &[]);
+    let checker = crate::health::start(cstore, &state);
     let (status, oom) = container.wait_with_oom()?;
+    drop(checker);
     copying.finish();
     finish(cstore, state, status, oom)
 }
@@ -222,7 +226,9 @@ fn restart_loop(root: &Path, cstore: &ContainerStore, mut state: ContainerState,
             first = false;
         }
         let started = std::time::Instant::now();
+        let checker = crate::health::start(cstore, &state);
         let (status, oom) = container.wait_with_oom()?;
+        drop(checker);
         if let Some(c) = copying {
             c.finish();
         }

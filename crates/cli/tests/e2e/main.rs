@@ -16,6 +16,7 @@ mod container_life;
 mod image;
 mod image_list;
 mod info_search;
+mod inspect;
 mod network;
 mod parse;
 mod serve;

@@ -8,6 +8,7 @@ mod control;
 mod cp;
 mod diff;
 mod exec;
+mod filters;
 mod lifecycle;
 mod logs;
 mod prune;
@@ -40,6 +41,25 @@ pub enum Command {
         /// Only display container IDs.
         #[arg(short, long)]
         quiet: bool,
+        /// Filter: id, name (a regular expression), label=KEY[=VALUE], status, exited=CODE, ancestor=IMAGE,
+        /// before=/since=CONTAINER, volume, network, health (starting|healthy|unhealthy|none), publish=/expose=PORT[/PROTO].
+        #[arg(short, long = "filter", value_name = "KEY=VALUE")]
+        filter: Vec<String>,
+        /// table, table TEMPLATE, json, or a Go template ({{.ID}} {{.Names}} {{.Status}} {{.Labels}} {{json .}} …).
+        #[arg(long)]
+        format: Option<String>,
+        /// Show the N last created containers (all states).
+        #[arg(short = 'n', long = "last", value_name = "N")]
+        last: Option<usize>,
+        /// Show the latest created container (all states).
+        #[arg(short, long)]
+        latest: bool,
+        /// Display total file sizes.
+        #[arg(short, long)]
+        size: bool,
+        /// Don't truncate IDs and commands.
+        #[arg(long = "no-trunc")]
+        no_trunc: bool,
     },
     /// Fetch the logs of a container.
     Logs(logs::LogsArgs),
@@ -257,6 +277,36 @@ pub struct RunArgs {
     /// Keys that detach from a `run -it` container, which keeps running (default ctrl-p,ctrl-q).
     #[arg(long = "detach-keys", value_name = "KEYS")]
     pub detach_keys: Option<String>,
+    /// Set metadata on the container (KEY=VALUE, or KEY for an empty value); may be repeated.
+    #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
+    pub label: Vec<String>,
+    /// Read labels from a file of KEY=VALUE lines.
+    #[arg(long = "label-file", value_name = "FILE")]
+    pub label_file: Vec<PathBuf>,
+    /// Command to run to check health (run with /bin/sh -c in the container).
+    #[arg(long = "health-cmd", value_name = "COMMAND")]
+    pub health_cmd: Option<String>,
+    /// Time between running the check (ms|s|m|h), default 30s.
+    #[arg(long = "health-interval", value_name = "DURATION")]
+    pub health_interval: Option<String>,
+    /// Maximum time to allow one check to run (ms|s|m|h), default 30s.
+    #[arg(long = "health-timeout", value_name = "DURATION")]
+    pub health_timeout: Option<String>,
+    /// Start period for the container to initialize before failures count (ms|s|m|h), default 0s.
+    #[arg(long = "health-start-period", value_name = "DURATION")]
+    pub health_start_period: Option<String>,
+    /// Time between checks during the start period (ms|s|m|h).
+    #[arg(long = "health-start-interval", value_name = "DURATION")]
+    pub health_start_interval: Option<String>,
+    /// The whole health test as a JSON array (["CMD", "curl", "-f", "http://localhost"]); what compose passes.
+    #[arg(long = "health-test", value_name = "JSON", hide = true)]
+    pub health_test: Option<String>,
+    /// Consecutive failures needed to report unhealthy, default 3.
+    #[arg(long = "health-retries", value_name = "N")]
+    pub health_retries: Option<i64>,
+    /// Disable any container-specified HEALTHCHECK.
+    #[arg(long = "no-healthcheck")]
+    pub no_healthcheck: bool,
     /// The image to run.
     pub image: String,
     /// Command and arguments (replace the image's CMD).
@@ -294,7 +344,7 @@ impl Command {
             Command::Update(args) => control::update(&containers, args),
             Command::Top { container, ps_args } => control::top(&containers, &container, &ps_args),
             Command::Export { output, container } => control::export(&containers, &container, output),
-            Command::Ps { all, quiet } => ps::ps(&containers, all, quiet),
+            Command::Ps { all, quiet, filter, format, last, latest, size, no_trunc } => ps::ps(&containers, &ps::PsArgs { all, quiet, filters: filter, format, last, latest, size, no_trunc }),
             Command::Logs(args) => logs::logs(&containers, args),
             Command::Stop { time, containers: keys } => each(&containers, &keys, |c, s| Ok(c.stop(&s, time.map(Duration::from_secs))?)),
             Command::Kill { signal, containers: keys } => {
@@ -324,7 +374,7 @@ impl Command {
 }
 
 /// The containers of `--root`, pulling through the registries `--insecure-registry` allows.
-fn open(globals: &Globals) -> anyhow::Result<Containers> {
+pub(crate) fn open(globals: &Globals) -> anyhow::Result<Containers> {
     let registry = registry::ClientOptions { insecure_registries: globals.insecure_registries.clone(), ..Default::default() };
     Ok(Containers::open(&globals.root())?.with_registry(registry))
 }

@@ -3,7 +3,7 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use container::{Containers, Ran, RunOptions};
+use container::{Containers, HealthOptions, Ran, RunOptions};
 
 use super::{RunArgs, exit_code};
 
@@ -42,6 +42,18 @@ fn options(args: &RunArgs) -> anyhow::Result<RunOptions> {
         stop_timeout: args.stop_timeout,
         no_sig_proxy: !args.sig_proxy,
         detach_keys: args.detach_keys.as_deref().map(container::attach::parse_detach_keys).transpose()?,
+        labels: args.label.clone(),
+        label_files: args.label_file.clone(),
+        health: HealthOptions {
+            cmd: args.health_cmd.clone(),
+            interval: args.health_interval.clone(),
+            timeout: args.health_timeout.clone(),
+            start_period: args.health_start_period.clone(),
+            start_interval: args.health_start_interval.clone(),
+            test: args.health_test.as_deref().map(|t| serde_json::from_str(t).map_err(|e| anyhow::anyhow!("invalid --health-test {t:?}: a JSON array of strings ({e})"))).transpose()?,
+            retries: args.health_retries,
+            none: args.no_healthcheck,
+        },
     })
 }
 
