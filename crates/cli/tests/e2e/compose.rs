@@ -464,3 +464,27 @@ fn secrets_from_files_and_variables_are_mounted_read_only_under_run_secrets() {
     assert!(text(&out.stderr).contains("secrets.s: the secret's variable NOT_SET_HERE is not set"), "{}", text(&out.stderr));
     assert_no_containers(&b);
 }
+
+#[test]
+fn service_healthy_waits_for_the_images_healthcheck_and_compose_labels_are_container_labels() {
+    let b = with_busybox();
+    // The db image says how to check it; the service says nothing about health.
+    let dockerfile = "FROM busybox:test\nHEALTHCHECK --interval=100ms --retries=50 CMD test -f /tmp/ready\n";
+    let file = "services:\n  db:\n    build: .\n    command: sh -c 'sleep 1; touch /tmp/ready; echo db ready; exec sleep 60'\n  web:\n    image: busybox:test\n    command: echo web ran\n    depends_on:\n      db:\n        condition: service_healthy\n";
+    let t = project(&[("compose.yaml", file), ("Dockerfile", dockerfile)]);
+    let dir = t.path().join("shop");
+    let ns = Netns::new();
+    let out = ns.compose(&b, &dir, &["up", "-d"]);
+    assert_success(&out, &["compose", "up", "-d"]);
+    let stderr = text(&out.stderr);
+    let healthy = stderr.find("Container shop-db-1  Healthy").unwrap_or_else(|| panic!("db became healthy:\n{stderr}"));
+    let web = stderr.find("Container shop-web-1  Creating").expect("web created");
+    assert!(healthy < web, "web was created before db was healthy:\n{stderr}");
+    assert_eq!(b.ok(&["inspect", "-f", "{{.State.Health.Status}}", "shop-db-1"]), "healthy\n");
+    // Compose's labels are the containers' own, so docker-style filters find a service.
+    assert_eq!(b.ok(&["ps", "--filter", "label=com.docker.compose.service=db", "--format", "{{.Names}}"]), "shop-db-1\n");
+    assert_eq!(b.ok(&["ps", "-a", "--filter", "label=com.docker.compose.project=shop", "--format", "{{.Names}}"]).lines().count(), 2);
+    assert_eq!(b.ok(&["inspect", "-f", "{{index .Config.Labels \"com.docker.compose.container-number\"}}", "shop-web-1"]), "1\n");
+    ns.ok(&b, &dir, &["down", "--rmi", "local"]);
+    assert_no_containers(&b);
+}

@@ -15,6 +15,7 @@ mod container;
 mod image;
 mod image_list;
 mod info_search;
+mod inspect;
 mod network;
 mod parse;
 mod serve;

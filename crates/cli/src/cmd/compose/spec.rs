@@ -111,6 +111,9 @@ pub fn run_args(engine: &Engine<'_>, service: &str, name: &str, command: Option<
     for t in &s.tmpfs {
         push("--tmpfs", t.clone());
     }
+    if let Some(h) = &s.healthcheck {
+        health_args(h, &mut a);
+    }
     if s.init == Some(true) {
         a.push("--init".into());
     }
@@ -180,6 +183,34 @@ fn secret_mounts(engine: &Engine<'_>, service: &str, container: &str, s: &Servic
         mounts.push(format!("type=bind,source={source},target={},readonly", secret.container_path()));
     }
     Ok(mounts)
+}
+
+/// `--label KEY=VALUE` for each of `labels`.
+pub fn label_args(labels: &std::collections::BTreeMap<String, String>) -> Vec<String> {
+    labels.iter().flat_map(|(k, v)| ["--label".to_string(), format!("{k}={v}")]).collect()
+}
+
+/// The service's `healthcheck:` as `builder run` flags; unset fields keep the image's.
+fn health_args(h: &compose::Healthcheck, a: &mut Vec<String>) {
+    if h.disable || h.test.first().is_some_and(|t| t == "NONE") {
+        a.push("--no-healthcheck".into());
+        return;
+    }
+    if !h.test.is_empty() {
+        a.push("--health-test".into());
+        a.push(serde_json::to_string(&h.test).unwrap_or_default());
+    }
+    let ms = |d: std::time::Duration| format!("{}ms", d.as_millis().max(1));
+    for (flag, d) in [("--health-interval", h.interval), ("--health-timeout", h.timeout), ("--health-start-period", h.start_period), ("--health-start-interval", h.start_interval)] {
+        if let Some(d) = d {
+            a.push(flag.into());
+            a.push(ms(d));
+        }
+    }
+    if let Some(r) = h.retries {
+        a.push("--health-retries".into());
+        a.push(r.to_string());
+    }
 }
 
 /// Refuses what the host-network runtime cannot honour yet, naming the key.
