@@ -67,6 +67,17 @@ pub struct RunOptions {
     pub label_files: Vec<PathBuf>,
     /// `--health-*` and `--no-healthcheck`.
     pub health: HealthOptions,
+    /// `--privileged`: every capability, no seccomp filter, nothing masked, a writable /sys.
+    pub privileged: bool,
+    /// `--cap-add` / `--cap-drop` (`NET_ADMIN`, `CAP_NET_ADMIN`, `ALL`).
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    /// `--ulimit NAME=SOFT[:HARD]`.
+    pub ulimits: Vec<String>,
+    /// `--device HOST[:CONTAINER[:PERMISSIONS]]`.
+    pub devices: Vec<String>,
+    /// `--group-add GROUP` (a name in the image's /etc/group, or a number).
+    pub group_add: Vec<String>,
 }
 
 /// The health check flags of `run`, as typed; they override the image's HEALTHCHECK field

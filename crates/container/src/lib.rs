@@ -20,6 +20,7 @@ mod image;
 pub mod logs;
 pub mod mounts;
 pub mod settings;
+mod security;
 pub mod shim;
 pub mod health;
 pub mod terminal;
@@ -114,6 +115,7 @@ impl Containers {
         let mut labels = config.labels().clone().unwrap_or_default().into_iter().collect::<std::collections::BTreeMap<_, _>>();
         labels.extend(settings::parse_labels(&opts.labels, &opts.label_files)?);
         let healthcheck = opts.health.merge(image::healthcheck(&store, &image))?;
+        let security = security::Security::parse(opts)?;
 
         let id = runtime::containers::new_id();
         let name = match &opts.name {
@@ -250,6 +252,12 @@ impl Containers {
                 nano_cpus: limits.cpus.map(|c| (c * 1e9) as i64).unwrap_or(0),
                 pids_limit: limits.pids,
                 init: Some(opts.init).filter(|i| *i),
+                privileged: security.privileged,
+                cap_add: Some(security.cap_add.clone()).filter(|c| !c.is_empty()),
+                cap_drop: Some(security.cap_drop.clone()).filter(|c| !c.is_empty()),
+                ulimits: security.ulimits.clone(),
+                devices: security.devices.clone(),
+                group_add: Some(security.group_add.clone()).filter(|g| !g.is_empty()),
                 tmpfs: opts.tmpfs.iter().map(|t| t.split_once(':').map(|(p, o)| (p.to_string(), o.to_string())).unwrap_or((t.clone(), String::new()))).collect(),
                 ..Default::default()
             },
@@ -272,12 +280,12 @@ impl Containers {
             // Detached, the shim holds the terminal and writes what comes out of it to the log.
             terminal: opts.tty,
             init: opts.init,
-            overlay: Some(runtime::OverlayRootfs { lowers, upper: dir.join("upper"), work: dir.join("work") }),
+            overlay: Some(runtime::OverlayRootfs { lowers: lowers.clone(), upper: dir.join("upper"), work: dir.join("work") }),
             // --rm throws the changes away: no need to sync them when the container ends.
             volatile: opts.auto_remove,
             extra_hosts,
         };
-        let spec = match runtime::build_spec(&spec_opts) {
+        let spec = match runtime::build_spec(&spec_opts).map_err(Error::from).and_then(|s| security.apply(s, &lowers)) {
             Ok(mut s) => {
                 if let Some(linux) = s.linux_mut() {
                     // Cgroups even without limits: `pause`, `update` and `top` work through them.
@@ -291,7 +299,7 @@ impl Containers {
             }
             Err(e) => {
                 let _ = mounts::remove_container(&self.root, &self.store, &id, true);
-                return Err(e.into());
+                return Err(e);
             }
         };
         let spec = runtime::write_bundle(&dir, &spec)?;

@@ -239,9 +239,11 @@ fn ps_filters_formats_and_limits_like_docker() {
     // `container ls` is ps; {{json .}} has Docker's fields.
     let json = b.ok(&["container", "ls", "-a", "--filter", "name=first", "--format", "{{json .}}"]);
     let row: serde_json::Value = serde_json::from_str(json.trim()).expect("json row");
-    for k in ["Command", "CreatedAt", "ID", "Image", "Labels", "LocalVolumes", "Mounts", "Names", "Networks", "Ports", "RunningFor", "Size", "State", "Status"] {
-        assert!(row.get(k).is_some(), "{{{{json .}}}} lacks {k}: {row}");
-    }
+    // The keys of Debian's docker 20.10 `ps --format '{{json .}}'`, no more, no less.
+    let mut keys: Vec<&str> = row.as_object().expect("object").keys().map(String::as_str).collect();
+    keys.sort();
+    assert_eq!(keys, ["Command", "CreatedAt", "ID", "Image", "Labels", "LocalVolumes", "Mounts", "Names", "Networks", "Platform", "Ports", "RunningFor", "Size", "State", "Status"]);
+    assert!(row["Size"].as_str().unwrap_or("").contains("(virtual "), "{row}");
     assert_eq!(row["State"], "exited");
     assert_eq!(row["Labels"], "tier=db");
     assert!(row["Status"].as_str().unwrap_or("").starts_with("Exited (3) "), "{row}");
@@ -255,4 +257,89 @@ fn ps_filters_formats_and_limits_like_docker() {
     assert!(b.fails(&["ps", "--filter", "status=sleeping"]).contains("status is one of"));
     assert!(b.fails(&["ps", "--filter", "since=nobody"]).contains("nobody"));
     b.ok(&["rm", "-f", "first", "second", "third"]);
+}
+
+/// The hex mask of /proc/self/status field `key` as the container's first process sees it.
+fn status_field(b: &Builder, opts: &[&str], key: &str) -> String {
+    let mut args = vec!["run", "--rm"];
+    args.extend_from_slice(opts);
+    let script = format!("grep '^{key}:' /proc/self/status | cut -f2");
+    args.extend_from_slice(&["busybox:test", "sh", "-c", &script]);
+    b.ok(&args).trim().to_string()
+}
+
+#[test]
+fn capability_privileged_ulimit_group_and_device_flags_are_seen_inside_and_in_inspect() {
+    let b = with_busybox();
+    // Docker's default set is a80425fb; NET_ADMIN is bit 12, CHOWN bit 0 (the same masks Debian's docker gives).
+    assert_eq!(status_field(&b, &[], "CapEff"), "00000000a80425fb");
+    assert_eq!(status_field(&b, &["--cap-add", "net_admin", "--cap-drop", "CHOWN"], "CapEff"), "00000000a80435fa");
+    assert_eq!(status_field(&b, &["--cap-drop", "ALL"], "CapEff"), "0000000000000000");
+    assert_eq!(status_field(&b, &["--cap-drop", "ALL", "--cap-add", "SYS_TIME"], "CapEff"), format!("{:016x}", 1u64 << 25));
+    // --privileged: every capability this process can hand on, no seccomp filter, mounts work.
+    let own = std::fs::read_to_string("/proc/self/status").expect("status").lines().find_map(|l| l.strip_prefix("CapBnd:").map(|v| v.trim().to_string())).expect("CapBnd");
+    assert_eq!(status_field(&b, &["--privileged"], "CapEff"), own);
+    assert_eq!(status_field(&b, &["--privileged"], "Seccomp"), "0");
+    assert_eq!(status_field(&b, &[], "Seccomp"), "2");
+    assert_eq!(b.ok(&["run", "--rm", "--privileged", "busybox:test", "sh", "-c", "mount -t tmpfs none /tmp && echo mounted"]), "mounted\n");
+    assert!(!b.run(&["run", "--rm", "busybox:test", "sh", "-c", "mount -t tmpfs none /tmp"]).status.success(), "without --privileged a mount is refused");
+
+    let out = b.ok(&["run", "--rm", "--ulimit", "nofile=1024:2048", "--ulimit", "nproc=77", "busybox:test", "sh", "-c", "grep -E 'open files|processes' /proc/self/limits"]);
+    let fields: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
+    assert!(fields.iter().any(|f| f[..4] == ["Max", "open", "files", "1024"] && f[4] == "2048"), "{out}");
+    assert!(fields.iter().any(|f| f[..3] == ["Max", "processes", "77"] && f[3] == "77"), "{out}");
+    assert_eq!(b.ok(&["run", "--rm", "--group-add", "wheel", "--group-add", "1234", "busybox:test", "id", "-G"]), "0 10 1234\n");
+    assert_eq!(b.ok(&["run", "--rm", "--device", "/dev/null:/dev/mynull", "busybox:test", "sh", "-c", "test -c /dev/mynull && echo x > /dev/mynull && echo device-ok"]), "device-ok\n");
+
+    b.ok(&["run", "-d", "--name", "flags", "--cap-add", "net_admin", "--cap-drop", "CHOWN", "--ulimit", "nofile=1024:2048", "--device", "/dev/null:/dev/mynull:r", "--group-add", "1234", "busybox:test", "sleep", "60"]);
+    // The same JSON Debian's docker 20.10 prints for these flags.
+    let hc = b.ok(&["inspect", "-f", "{{json .HostConfig.CapAdd}} {{json .HostConfig.CapDrop}} {{json .HostConfig.Ulimits}} {{json .HostConfig.Devices}} {{json .HostConfig.GroupAdd}} {{json .HostConfig.Privileged}}", "flags"]);
+    assert_eq!(hc, "[\"CAP_NET_ADMIN\"] [\"CAP_CHOWN\"] [{\"Hard\":2048,\"Name\":\"nofile\",\"Soft\":1024}] [{\"CgroupPermissions\":\"r\",\"PathInContainer\":\"/dev/mynull\",\"PathOnHost\":\"/dev/null\"}] [\"1234\"] false\n");
+    b.ok(&["rm", "-f", "flags"]);
+
+    assert!(b.fails(&["run", "--rm", "--cap-add", "FLY", "busybox:test", "true"]).contains("invalid --cap-add \"FLY\""));
+    assert!(b.fails(&["run", "--rm", "--ulimit", "files=1", "busybox:test", "true"]).contains("unknown limit \"files\""));
+    assert!(b.fails(&["run", "--rm", "--device", "/etc/passwd", "busybox:test", "true"]).contains("not a device"));
+    assert!(b.fails(&["run", "--rm", "--group-add", "nosuchgroup", "busybox:test", "true"]).contains("--group-add"));
+    assert_eq!(b.ok(&["ps", "-a", "-q"]), "", "a refused run leaves no container");
+}
+
+#[test]
+fn inspect_and_ps_show_published_ports_in_dockers_shape() {
+    let b = with_busybox();
+    // Published ports live on the bridge: the container runs in a network namespace of the test's own.
+    let ns = format!("bi-{}", std::process::id());
+    let ip = |args: &[&str]| assert!(std::process::Command::new("ip").args(args).status().expect("ip").success(), "ip {args:?}");
+    ip(&["netns", "add", &ns]);
+    ip(&["netns", "exec", &ns, "ip", "link", "set", "lo", "up"]);
+    let run = std::process::Command::new("ip")
+        .args(["netns", "exec", &ns])
+        .arg(bin())
+        .arg("--root")
+        .arg(b.root())
+        .args(["run", "-d", "--name", "pub", "-p", "127.0.0.1::80", "-p", "18081:81/udp", "busybox:test", "sleep", "60"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run");
+    assert_success(&run, &["run", "-d", "-p", "…"]);
+    let c = inspect(&b, "pub");
+    assert_eq!(c["HostConfig"]["NetworkMode"], "bridge");
+    assert_eq!(c["HostConfig"]["PortBindings"], serde_json::json!({"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": ""}], "81/udp": [{"HostIp": "", "HostPort": "18081"}]}));
+    let ports = &c["NetworkSettings"]["Ports"];
+    let tcp = ports["80/tcp"][0]["HostPort"].as_str().expect("a host port for 80/tcp").to_string();
+    assert!(tcp.parse::<u16>().is_ok_and(|p| p > 0), "{ports}");
+    assert_eq!(ports["80/tcp"][0]["HostIp"], "127.0.0.1");
+    assert_eq!(ports["81/udp"], serde_json::json!([{"HostIp": "0.0.0.0", "HostPort": "18081"}]));
+    assert_eq!(c["Config"]["ExposedPorts"], serde_json::json!({"80/tcp": {}, "81/udp": {}}));
+    let address = c["NetworkSettings"]["Networks"]["bridge"]["IPAddress"].as_str().unwrap_or("").to_string();
+    assert!(address.parse::<std::net::Ipv4Addr>().is_ok(), "{}", c["NetworkSettings"]);
+    assert_eq!(c["NetworkSettings"]["IPAddress"], address.as_str());
+    assert_eq!(b.ok(&["ps", "--filter", "publish=18081/udp", "--format", "{{.Names}}"]), "pub\n");
+    assert_eq!(b.ok(&["ps", "--filter", &format!("publish={tcp}"), "--format", "{{.Names}}"]), "pub\n");
+    assert_eq!(b.ok(&["ps", "--filter", "publish=18081", "-q"]), "", "18081 is published for udp only");
+    assert_eq!(b.ok(&["ps", "--filter", "expose=80", "--filter", "network=bridge", "--format", "{{.Names}} {{.Networks}}"]), "pub bridge\n");
+    let ps = b.ok(&["ps", "--format", "{{.Ports}}"]);
+    assert_eq!(ps, format!("127.0.0.1:{tcp}->80/tcp, 0.0.0.0:18081->81/udp\n"));
+    b.ok(&["rm", "-f", "pub"]);
+    ip(&["netns", "delete", &ns]);
 }

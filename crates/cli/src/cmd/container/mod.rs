@@ -307,6 +307,24 @@ pub struct RunArgs {
     /// Disable any container-specified HEALTHCHECK.
     #[arg(long = "no-healthcheck")]
     pub no_healthcheck: bool,
+    /// Give the container every capability, no seccomp filter, no masked paths and a writable /sys.
+    #[arg(long)]
+    pub privileged: bool,
+    /// Add Linux capabilities (NET_ADMIN, CAP_SYS_TIME, ALL).
+    #[arg(long = "cap-add", value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop Linux capabilities (CHOWN, ALL).
+    #[arg(long = "cap-drop", value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// Set a resource limit: NAME=SOFT[:HARD] (nofile, nproc, core, memlock, stack, …; -1 is unlimited).
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
+    pub ulimit: Vec<String>,
+    /// Give the container a host device: HOST[:CONTAINER][:PERMISSIONS] (r, w, m).
+    #[arg(long = "device", value_name = "HOST[:CONTAINER[:rwm]]")]
+    pub device: Vec<String>,
+    /// Add a supplementary group to the container's process (a name or a GID).
+    #[arg(long = "group-add", value_name = "GROUP")]
+    pub group_add: Vec<String>,
     /// The image to run.
     pub image: String,
     /// Command and arguments (replace the image's CMD).

@@ -62,7 +62,9 @@ pub(super) fn ps(containers: &Containers, a: &PsArgs) -> anyhow::Result<ExitCode
     }
     let default = if a.size { format!("{TABLE}\\t{{{{.Size}}}}") } else { TABLE.to_string() };
     let format = Format::parse(a.format.as_deref(), &default)?;
-    let rows: Vec<serde_json::Value> = list.iter().map(|c| row(containers, c, a.no_trunc, a.size)).collect();
+    // As Docker's CLI: a template that shows the size (or every field) has it computed.
+    let size = a.size || a.format.as_deref().is_some_and(|f| f.contains("Size") || f.contains("json"));
+    let rows: Vec<serde_json::Value> = list.iter().map(|c| row(containers, c, a.no_trunc, size)).collect();
     format.write(&mut out, &TITLES, &rows)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -108,6 +110,7 @@ fn row(containers: &Containers, c: &ContainerState, no_trunc: bool, size: bool) 
         "Labels": labels.join(","),
         "Mounts": mounts.join(","),
         "Networks": network,
+        "Platform": null,
         "LocalVolumes": volumes.to_string(),
     })
 }

@@ -54,6 +54,12 @@ fn options(args: &RunArgs) -> anyhow::Result<RunOptions> {
             retries: args.health_retries,
             none: args.no_healthcheck,
         },
+        privileged: args.privileged,
+        cap_add: args.cap_add.clone(),
+        cap_drop: args.cap_drop.clone(),
+        ulimits: args.ulimit.clone(),
+        devices: args.device.clone(),
+        group_add: args.group_add.clone(),
     })
 }
 
