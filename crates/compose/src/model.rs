@@ -12,9 +12,9 @@ use crate::forms::{self, Mapping, OneOrMany, StrOrMap, StrOrSeq};
 /// Keys of the Compose specification that builder compose does not implement: naming them in
 /// the error tells the user it is a known, unsupported key rather than a typo.
 pub const UNSUPPORTED_COMPOSE_KEYS: &[&str] = &[
-    "secrets", "configs", "extends", "include", "privileged", "cap_add", "cap_drop", "devices", "dns", "dns_search", "dns_opt", "ulimits",
+    "secrets", "configs", "extends", "include", "dns", "dns_search", "dns_opt",
     "logging", "platform", "pull_policy", "links", "external_links", "sysctls", "security_opt", "shm_size", "stdin_open", "tty", "ipc", "pid",
-    "userns_mode", "cgroup_parent", "domainname", "mac_address", "storage_opt", "isolation", "group_add", "cpu_shares", "cpuset", "memswap_limit",
+    "userns_mode", "cgroup_parent", "domainname", "mac_address", "storage_opt", "isolation", "cpu_shares", "cpuset", "memswap_limit",
     "mem_reservation", "oom_score_adj", "runtime", "volumes_from", "annotations", "attach", "develop", "post_start", "pre_stop", "models",
 ];
 
@@ -100,6 +100,45 @@ pub struct Service {
     pub deploy: Option<Deploy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privileged: Option<bool>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_add: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub cap_drop: Vec<String>,
+    /// `HOST[:CONTAINER[:PERMISSIONS]]`, as `docker run --device`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub devices: Vec<String>,
+    /// Group names or numbers.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "scalars")]
+    pub group_add: Vec<String>,
+    /// `nproc: 65535` or `nofile: {soft: 20000, hard: 40000}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub ulimits: BTreeMap<String, Ulimit>,
+}
+
+/// One `ulimits` entry, in its long form (`nproc: 65535` is soft and hard 65535).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Ulimit {
+    pub soft: i64,
+    pub hard: i64,
+}
+
+impl<'de> Deserialize<'de> for Ulimit {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Form {
+            One(i64),
+            Text(String),
+            Pair { soft: i64, hard: i64 },
+        }
+        match Form::deserialize(d)? {
+            Form::One(n) => Ok(Ulimit { soft: n, hard: n }),
+            Form::Text(t) => t.trim().parse().map(|n| Ulimit { soft: n, hard: n }).map_err(|_| serde::de::Error::custom(format!("ulimit {t:?}: a number, or soft: and hard:"))),
+            Form::Pair { soft, hard } => Ok(Ulimit { soft, hard }),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -504,6 +543,23 @@ pub struct Volume {
 }
 
 // --- the shapes of single keys ---
+
+/// A list of scalars as text (`group_add: [wheel, 1000]`).
+fn scalars<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Scalar {
+        Text(String),
+        Number(i64),
+    }
+    Ok(Vec::<Scalar>::deserialize(d)?
+        .into_iter()
+        .map(|s| match s {
+            Scalar::Text(t) => t,
+            Scalar::Number(n) => n.to_string(),
+        })
+        .collect())
+}
 
 fn command<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
     Ok(Some(match StrOrSeq::<Vec<String>>::deserialize(d)? {

@@ -457,3 +457,29 @@ fn service_healthy_waits_for_the_images_healthcheck_and_compose_labels_are_conta
     ns.ok(&b, &dir, &["down", "--rmi", "local"]);
     assert_no_containers(&b);
 }
+
+#[test]
+fn capabilities_ulimits_and_groups_of_a_service_reach_its_container() {
+    let b = with_busybox();
+    let file = "services:\n  app:\n    image: busybox:test\n    cap_drop: [ALL]\n    cap_add: [NET_ADMIN]\n    ulimits:\n      nproc: 77\n      nofile: {soft: 1024, hard: 2048}\n    group_add: [wheel, 1234]\n    command: sh -c 'grep CapEff /proc/self/status; grep -E \"open files|processes\" /proc/self/limits | tr -s \" \"; id -G'\n";
+    let t = project(&[("compose.yaml", file)]);
+    let dir = t.path().join("shop");
+    let config = ns_free_config(&b, &dir);
+    assert!(config.contains("ulimits:") && config.contains("nofile:") && config.contains("soft: 1024"), "{config}");
+    let ns = Netns::new();
+    let out = ns.ok(&b, &dir, &["up"]);
+    assert!(out.contains("app-1  | CapEff:\t0000000000001000\n"), "{out}");
+    assert!(out.contains("app-1  | Max open files 1024 2048 files \n") && out.contains("app-1  | Max processes 77 77 processes \n"), "{out}");
+    assert!(out.contains("app-1  | 0 10 1234\n"), "{out}");
+    let hc = b.ok(&["inspect", "-f", "{{json .HostConfig.CapAdd}} {{json .HostConfig.CapDrop}} {{json .HostConfig.GroupAdd}}", "shop-app-1"]);
+    assert_eq!(hc, "[\"CAP_NET_ADMIN\"] [\"ALL\"] [\"wheel\",\"1234\"]\n");
+    ns.ok(&b, &dir, &["down"]);
+    assert_no_containers(&b);
+}
+
+/// `compose config` of the project in `dir` (needs no network namespace: it runs nothing).
+fn ns_free_config(b: &Builder, dir: &Path) -> String {
+    let out = compose(b, dir, &[], &["config"]);
+    assert_success(&out, &["compose", "config"]);
+    text(&out.stdout)
+}

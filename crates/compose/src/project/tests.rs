@@ -207,8 +207,8 @@ fn an_unknown_key_names_file_line_and_path() {
 
 #[test]
 fn a_known_compose_key_we_do_not_support_says_so() {
-    let e = err("services:\n  web:\n    image: busybox\n    privileged: true\n");
-    assert!(e.contains("services.web.privileged: the Compose key `privileged` is not supported by builder compose"), "{e}");
+    let e = err("services:\n  web:\n    image: busybox\n    sysctls: {net.core.somaxconn: 1024}\n");
+    assert!(e.contains("services.web.sysctls: the Compose key `sysctls` is not supported by builder compose"), "{e}");
     let e = err("services: {}\nsecrets: {}\n");
     assert!(e.contains("secrets: the Compose key `secrets` is not supported"), "{e}");
 }
@@ -393,4 +393,17 @@ fn config_output_is_normalized_and_loads_back_the_same() {
     let again = load_text(&yaml).unwrap();
     assert_eq!(again.services, p.services);
     assert_eq!(again.to_yaml(), yaml);
+}
+
+#[test]
+fn security_keys_and_ulimits_in_both_forms_are_read_and_merged() {
+    let p = load_text("services:\n  web:\n    image: busybox\n    privileged: false\n    cap_add: [NET_ADMIN]\n    cap_drop: [ALL]\n    devices: [\"/dev/fuse:/dev/fuse:rwm\"]\n    group_add: [wheel, 1000]\n    ulimits:\n      nproc: 65535\n      nofile: {soft: 20000, hard: 40000}\n").unwrap();
+    let web = &p.services["web"];
+    assert_eq!(web.privileged, Some(false));
+    assert_eq!((web.cap_add.as_slice(), web.cap_drop.as_slice()), (&["NET_ADMIN".to_string()][..], &["ALL".to_string()][..]));
+    assert_eq!(web.devices, ["/dev/fuse:/dev/fuse:rwm"]);
+    assert_eq!(web.group_add, ["wheel", "1000"]);
+    assert_eq!(web.ulimits["nproc"], crate::Ulimit { soft: 65535, hard: 65535 });
+    assert_eq!(web.ulimits["nofile"], crate::Ulimit { soft: 20000, hard: 40000 });
+    assert!(err("services:\n  web:\n    image: busybox\n    ulimits:\n      nofile: lots\n").contains("ulimits"));
 }
