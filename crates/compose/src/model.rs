@@ -102,47 +102,21 @@ pub struct Service {
     pub deploy: Option<Deploy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub privileged: Option<bool>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub cap_add: Vec<String>,
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub cap_drop: Vec<String>,
-    /// `HOST[:CONTAINER[:PERMISSIONS]]`, as `docker run --device`.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub devices: Vec<String>,
-    /// Group names or numbers.
-    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "scalars")]
-    pub group_add: Vec<String>,
-    /// `nproc: 65535` or `nofile: {soft: 20000, hard: 40000}`.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub ulimits: BTreeMap<String, Ulimit>,
     #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "service_secrets")]
     pub secrets: Vec<ServiceSecret>,
-}
-
-/// One `ulimits` entry, in its long form (`nproc: 65535` is soft and hard 65535).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Ulimit {
-    pub soft: i64,
-    pub hard: i64,
-}
-
-impl<'de> Deserialize<'de> for Ulimit {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Form {
-            One(i64),
-            Text(String),
-            Pair { soft: i64, hard: i64 },
-        }
-        match Form::deserialize(d)? {
-            Form::One(n) => Ok(Ulimit { soft: n, hard: n }),
-            Form::Text(t) => t.trim().parse().map(|n| Ulimit { soft: n, hard: n }).map_err(|_| serde::de::Error::custom(format!("ulimit {t:?}: a number, or soft: and hard:"))),
-            Form::Pair { soft, hard } => Ok(Ulimit { soft, hard }),
-        }
-    }
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privileged: Option<bool>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "one_or_many")]
+    pub cap_add: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "one_or_many")]
+    pub cap_drop: Vec<String>,
+    /// `HOST[:CONTAINER[:PERMISSIONS]]`, as `builder run --device` takes it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "one_or_many")]
+    pub devices: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "ulimits")]
+    pub ulimits: BTreeMap<String, Ulimit>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "one_or_many")]
+    pub group_add: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -548,23 +522,6 @@ pub struct Volume {
 
 // --- the shapes of single keys ---
 
-/// A list of scalars as text (`group_add: [wheel, 1000]`).
-fn scalars<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Scalar {
-        Text(String),
-        Number(i64),
-    }
-    Ok(Vec::<Scalar>::deserialize(d)?
-        .into_iter()
-        .map(|s| match s {
-            Scalar::Text(t) => t,
-            Scalar::Number(n) => n.to_string(),
-        })
-        .collect())
-}
-
 fn command<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Vec<String>>, D::Error> {
     Ok(Some(match StrOrSeq::<Vec<String>>::deserialize(d)? {
         StrOrSeq::Str(s) => forms::split_words(&s).map_err(serde::de::Error::custom)?,
@@ -846,4 +803,44 @@ fn service_secrets<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Service
             }
         })
         .collect()
+}
+
+/// One `ulimits:` entry: `nofile: 1024` (soft and hard the same) or `nofile: {soft: 1024, hard: 2048}`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Ulimit {
+    pub soft: u64,
+    pub hard: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UlimitLong {
+    #[serde(deserialize_with = "scalar")]
+    soft: String,
+    #[serde(deserialize_with = "scalar")]
+    hard: String,
+}
+
+fn scalar<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    opt_scalar(d).map(Option::unwrap_or_default)
+}
+
+fn ulimits<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Ulimit>, D::Error> {
+    use serde::de::Error;
+    let limit = |name: &str, v: &str| v.trim().parse::<u64>().map_err(|_| D::Error::custom(format!("ulimits.{name}: {v:?} is not a number")));
+    let mut out = BTreeMap::new();
+    for (name, v) in BTreeMap::<String, StrOrMap<UlimitLong>>::deserialize(d)? {
+        let u = match v {
+            StrOrMap::Str(n) => {
+                let n = limit(&name, &n)?;
+                Ulimit { soft: n, hard: n }
+            }
+            StrOrMap::Map(l) => Ulimit { soft: limit(&name, &l.soft)?, hard: limit(&name, &l.hard)? },
+        };
+        if u.soft > u.hard {
+            return Err(D::Error::custom(format!("ulimits.{name}: soft limit {} is above the hard limit {}", u.soft, u.hard)));
+        }
+        out.insert(name, u);
+    }
+    Ok(out)
 }

@@ -53,6 +53,15 @@ pub struct RunOptions {
     pub runtime: Option<PathBuf>,
     /// `--restart`: applied by the detached container's supervisor.
     pub restart: runtime::restart::RestartPolicy,
+    /// `--stop-signal`: what `stop` sends first (default: the image's STOPSIGNAL, else TERM).
+    pub stop_signal: Option<String>,
+    /// `--stop-timeout`: seconds `stop` waits before SIGKILL (default 10).
+    pub stop_timeout: Option<u64>,
+    /// `--sig-proxy=false`: signals to this process are not passed on (the container then runs
+    /// under its own shim, so this process's end does not end it).
+    pub no_sig_proxy: bool,
+    /// `--detach-keys` of `run -it` (see [`crate::attach::parse_detach_keys`]).
+    pub detach_keys: Option<Vec<u8>>,
     /// `--label KEY=VALUE` / `-l`, after the `--label-file` lines.
     pub labels: Vec<String>,
     pub label_files: Vec<PathBuf>,

@@ -396,14 +396,12 @@ fn config_output_is_normalized_and_loads_back_the_same() {
 }
 
 #[test]
-fn security_keys_and_ulimits_in_both_forms_are_read_and_merged() {
-    let p = load_text("services:\n  web:\n    image: busybox\n    privileged: false\n    cap_add: [NET_ADMIN]\n    cap_drop: [ALL]\n    devices: [\"/dev/fuse:/dev/fuse:rwm\"]\n    group_add: [wheel, 1000]\n    ulimits:\n      nproc: 65535\n      nofile: {soft: 20000, hard: 40000}\n").unwrap();
-    let web = &p.services["web"];
-    assert_eq!(web.privileged, Some(false));
-    assert_eq!((web.cap_add.as_slice(), web.cap_drop.as_slice()), (&["NET_ADMIN".to_string()][..], &["ALL".to_string()][..]));
-    assert_eq!(web.devices, ["/dev/fuse:/dev/fuse:rwm"]);
-    assert_eq!(web.group_add, ["wheel", "1000"]);
-    assert_eq!(web.ulimits["nproc"], crate::Ulimit { soft: 65535, hard: 65535 });
-    assert_eq!(web.ulimits["nofile"], crate::Ulimit { soft: 20000, hard: 40000 });
-    assert!(err("services:\n  web:\n    image: busybox\n    ulimits:\n      nofile: lots\n").contains("ulimits"));
+fn ulimits_take_one_number_or_soft_and_hard() {
+    let p = load_text("services:\n  a:\n    image: x\n    ulimits:\n      nproc: 65535\n      nofile: {soft: 1024, hard: 2048}\n").unwrap();
+    let u = &p.services["a"].ulimits;
+    assert_eq!((u["nproc"].soft, u["nproc"].hard, u["nofile"].soft, u["nofile"].hard), (65535, 65535, 1024, 2048));
+    let e = err("services:\n  a:\n    image: x\n    ulimits:\n      nofile: {soft: 4096, hard: 2048}\n");
+    assert!(e.contains("ulimits.nofile: soft limit 4096 is above the hard limit 2048"), "{e}");
+    let e = err("services:\n  a:\n    image: x\n    ulimits:\n      nofile: lots\n");
+    assert!(e.contains("ulimits.nofile: \"lots\" is not a number"), "{e}");
 }

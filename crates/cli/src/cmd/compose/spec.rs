@@ -114,6 +114,14 @@ pub fn run_args(engine: &Engine<'_>, service: &str, name: &str, command: Option<
     if let Some(h) = &s.healthcheck {
         health_args(h, &mut a);
     }
+    if s.init == Some(true) {
+        a.push("--init".into());
+    }
+    // The policy applies to service containers (detached, supervised by their shim).
+    if let Some(r) = s.restart.filter(|r| detach && *r != compose::RestartPolicy::No) {
+        a.push("--restart".into());
+        a.push(r.to_string());
+    }
     if s.privileged == Some(true) {
         a.push("--privileged".into());
     }
@@ -126,14 +134,6 @@ pub fn run_args(engine: &Engine<'_>, service: &str, name: &str, command: Option<
     for (name, u) in &s.ulimits {
         a.push("--ulimit".into());
         a.push(format!("{name}={}:{}", u.soft, u.hard));
-    }
-    if s.init == Some(true) {
-        a.push("--init".into());
-    }
-    // The policy applies to service containers (detached, supervised by their shim).
-    if let Some(r) = s.restart.filter(|r| detach && *r != compose::RestartPolicy::No) {
-        a.push("--restart".into());
-        a.push(r.to_string());
     }
     if s.read_only == Some(true) {
         a.push("--read-only".into());
