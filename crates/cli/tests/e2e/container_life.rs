@@ -145,8 +145,9 @@ fn attach_reaches_a_detached_shell_and_ctrl_p_ctrl_q_leaves_it_running() {
     pty.send(b"echo attached-$((1+1))\n");
     pty.wait_for_text("attached-2");
     pty.send(b"\x10\x11");
-    let (code, _) = pty.finish();
-    assert_eq!(code, 0, "detaching ends attach with 0");
+    let (code, text) = pty.finish();
+    assert_eq!(code, 1, "detaching ends attach with 1, as Docker's: {text}");
+    assert!(text.contains("read escape sequence"), "{text}");
     assert!(ps_line(&b, "box").contains("Up "), "the container keeps running: {}", ps_line(&b, "box"));
 
     // Other keys with --detach-keys; the shell still has what the first session typed.
@@ -154,7 +155,7 @@ fn attach_reaches_a_detached_shell_and_ctrl_p_ctrl_q_leaves_it_running() {
     pty.send(b"echo second\n");
     pty.wait_for_text("second");
     pty.send(b"\x01x");
-    assert_eq!(pty.finish().0, 0);
+    assert_eq!(pty.finish().0, 1);
     assert!(ps_line(&b, "box").contains("Up "));
 
     // The session that types `exit` ends with the container's code.

@@ -64,7 +64,14 @@ pub(super) fn start(containers: &Containers, args: StartArgs) -> anyhow::Result<
 pub(super) fn attach(containers: &Containers, args: AttachArgs) -> anyhow::Result<ExitCode> {
     let state = containers.find(&args.container)?;
     let opts = AttachOptions { stdin: !args.no_stdin, detach_keys: keys(args.detach_keys.as_deref())?, sig_proxy: args.sig_proxy };
-    Ok(code_of(containers.attach(&state, &opts)?))
+    match containers.attach(&state, &opts)? {
+        // What Docker's `attach` says and returns on a detach (`run -it` and `start -ai` are silent, 0).
+        Ended::Detached => {
+            eprintln!("read escape sequence");
+            Ok(ExitCode::from(1))
+        }
+        ended => Ok(code_of(ended)),
+    }
 }
 
 /// Prints each container's exit code once it has stopped, in the order given.
