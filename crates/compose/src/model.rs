@@ -12,9 +12,9 @@ use crate::forms::{self, Mapping, OneOrMany, StrOrMap, StrOrSeq};
 /// Keys of the Compose specification that builder compose does not implement: naming them in
 /// the error tells the user it is a known, unsupported key rather than a typo.
 pub const UNSUPPORTED_COMPOSE_KEYS: &[&str] = &[
-    "configs", "extends", "include", "privileged", "cap_add", "cap_drop", "devices", "dns", "dns_search", "dns_opt", "ulimits",
+    "configs", "extends", "include", "dns", "dns_search", "dns_opt",
     "logging", "platform", "pull_policy", "links", "external_links", "sysctls", "security_opt", "shm_size", "stdin_open", "tty", "ipc", "pid",
-    "userns_mode", "cgroup_parent", "domainname", "mac_address", "storage_opt", "isolation", "group_add", "cpu_shares", "cpuset", "memswap_limit",
+    "userns_mode", "cgroup_parent", "domainname", "mac_address", "storage_opt", "isolation", "cpu_shares", "cpuset", "memswap_limit",
     "mem_reservation", "oom_score_adj", "runtime", "volumes_from", "annotations", "attach", "develop", "post_start", "pre_stop", "models",
 ];
 
@@ -104,6 +104,19 @@ pub struct Service {
     pub scale: Option<u32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "service_secrets")]
     pub secrets: Vec<ServiceSecret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privileged: Option<bool>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "one_or_many")]
+    pub cap_add: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "one_or_many")]
+    pub cap_drop: Vec<String>,
+    /// `HOST[:CONTAINER[:PERMISSIONS]]`, as `builder run --device` takes it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "one_or_many")]
+    pub devices: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "ulimits")]
+    pub ulimits: BTreeMap<String, Ulimit>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "one_or_many")]
+    pub group_add: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -742,4 +755,44 @@ fn service_secrets<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Service
             }
         })
         .collect()
+}
+
+/// One `ulimits:` entry: `nofile: 1024` (soft and hard the same) or `nofile: {soft: 1024, hard: 2048}`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Ulimit {
+    pub soft: u64,
+    pub hard: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UlimitLong {
+    #[serde(deserialize_with = "scalar")]
+    soft: String,
+    #[serde(deserialize_with = "scalar")]
+    hard: String,
+}
+
+fn scalar<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    opt_scalar(d).map(Option::unwrap_or_default)
+}
+
+fn ulimits<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Ulimit>, D::Error> {
+    use serde::de::Error;
+    let limit = |name: &str, v: &str| v.trim().parse::<u64>().map_err(|_| D::Error::custom(format!("ulimits.{name}: {v:?} is not a number")));
+    let mut out = BTreeMap::new();
+    for (name, v) in BTreeMap::<String, StrOrMap<UlimitLong>>::deserialize(d)? {
+        let u = match v {
+            StrOrMap::Str(n) => {
+                let n = limit(&name, &n)?;
+                Ulimit { soft: n, hard: n }
+            }
+            StrOrMap::Map(l) => Ulimit { soft: limit(&name, &l.soft)?, hard: limit(&name, &l.hard)? },
+        };
+        if u.soft > u.hard {
+            return Err(D::Error::custom(format!("ulimits.{name}: soft limit {} is above the hard limit {}", u.soft, u.hard)));
+        }
+        out.insert(name, u);
+    }
+    Ok(out)
 }
