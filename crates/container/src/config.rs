@@ -78,6 +78,27 @@ pub struct RunOptions {
     pub devices: Vec<String>,
     /// `--group-add GROUP` (a name in the image's /etc/group, or a number).
     pub group_add: Vec<String>,
+    /// `--log-driver`: only `json-file`, the default.
+    pub log_driver: Option<String>,
+    /// `--log-opt KEY=VALUE`: `max-size`, `max-file`.
+    pub log_opts: Vec<String>,
+}
+
+/// `--log-driver` and `--log-opt` read and checked: the `LogConfig.Config` of `inspect`.
+pub(crate) fn log_options(opts: &RunOptions) -> Result<std::collections::BTreeMap<String, String>> {
+    if let Some(d) = opts.log_driver.as_deref().filter(|d| *d != "json-file") {
+        return Err(Error::option("--log-driver", d, "builder keeps logs as json-file only"));
+    }
+    let mut out = std::collections::BTreeMap::new();
+    for o in &opts.log_opts {
+        let Some((k, v)) = o.split_once('=') else { return Err(Error::option("--log-opt", o, "expected KEY=VALUE (max-size=10m, max-file=3)")) };
+        if !["max-size", "max-file"].contains(&k) {
+            return Err(Error::option("--log-opt", o, format!("unknown option {k:?} of the json-file log (max-size, max-file)")));
+        }
+        out.insert(k.to_string(), v.to_string());
+    }
+    crate::logs::Rotation::of(&out)?;
+    Ok(out)
 }
 
 /// The health check flags of `run`, as typed; they override the image's HEALTHCHECK field

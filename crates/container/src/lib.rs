@@ -116,6 +116,7 @@ impl Containers {
         labels.extend(settings::parse_labels(&opts.labels, &opts.label_files)?);
         let healthcheck = opts.health.merge(image::healthcheck(&store, &image))?;
         let security = security::Security::parse(opts)?;
+        let log_options = config::log_options(opts)?;
 
         let id = runtime::containers::new_id();
         let name = match &opts.name {
@@ -258,6 +259,7 @@ impl Containers {
                 ulimits: security.ulimits.clone(),
                 devices: security.devices.clone(),
                 group_add: Some(security.group_add.clone()).filter(|g| !g.is_empty()),
+                log_config: settings::LogConfig { kind: "json-file".into(), config: log_options },
                 tmpfs: opts.tmpfs.iter().map(|t| t.split_once(':').map(|(p, o)| (p.to_string(), o.to_string())).unwrap_or((t.clone(), String::new()))).collect(),
                 ..Default::default()
             },

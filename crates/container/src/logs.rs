@@ -46,28 +46,116 @@ impl Record {
 pub struct LogFile {
     path: PathBuf,
     file: Mutex<std::fs::File>,
+    rotation: Option<Rotation>,
+}
+
+/// `--log-opt max-size=…,max-file=…`: past `max_size` bytes the log is moved to
+/// `container.log.1` (the older ones to `.2` …), keeping `max_files` files in all, as
+/// Docker's json-file driver does; with one file it starts again empty.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotation {
+    pub max_size: u64,
+    pub max_files: u32,
+}
+
+impl Rotation {
+    /// The rotation `--log-opt` values ask for (already checked when the container was made).
+    pub fn of(options: &std::collections::BTreeMap<String, String>) -> Result<Option<Rotation>> {
+        let Some(size) = options.get("max-size") else {
+            if let Some(files) = options.get("max-file").filter(|f| f.trim() != "1") {
+                return Err(Error::option("--log-opt", &format!("max-file={files}"), "needs max-size (the size at which the log is rotated)"));
+            }
+            return Ok(None);
+        };
+        let max_size = crate::config::parse_bytes("--log-opt", size).map_err(|_| Error::option("--log-opt", &format!("max-size={size}"), "use a size such as 10m, 512k or 1g"))?;
+        if max_size <= 0 {
+            return Err(Error::option("--log-opt", &format!("max-size={size}"), "must be more than 0"));
+        }
+        let files = options.get("max-file").map(String::as_str).unwrap_or("1");
+        let max_files: u32 = files.trim().parse().ok().filter(|n| *n >= 1).ok_or_else(|| Error::option("--log-opt", &format!("max-file={files}"), "a number of files, at least 1"))?;
+        Ok(Some(Rotation { max_size: max_size as u64, max_files }))
+    }
+}
+
+/// The log files of the container in `dir`, oldest first (rotated ones, then the current).
+pub fn log_files(dir: &Path) -> Vec<PathBuf> {
+    let mut rotated: Vec<(u32, PathBuf)> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let n = name.strip_prefix(LOG_FILE)?.strip_prefix('.')?.parse().ok()?;
+            Some((n, e.path()))
+        })
+        .collect();
+    rotated.sort_by_key(|r| std::cmp::Reverse(r.0));
+    rotated.into_iter().map(|(_, p)| p).chain(std::iter::once(dir.join(LOG_FILE))).collect()
 }
 
 impl LogFile {
-    /// Opens (creating) the log in container directory `dir`.
+    /// Opens (creating) the log in container directory `dir`, rotated as the container's
+    /// `--log-opt` says.
     pub fn open(dir: &Path) -> Result<Arc<LogFile>> {
         let path = dir.join(LOG_FILE);
         let file = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| Error::io("opening", &path, e))?;
-        Ok(Arc::new(LogFile { path, file: Mutex::new(file) }))
+        let settings = crate::Settings::load(dir).unwrap_or_default();
+        let rotation = Rotation::of(&settings.host_config.log_config.config).unwrap_or(None);
+        Ok(Arc::new(LogFile { path, file: Mutex::new(file), rotation }))
     }
 
-    /// Appends `text` (whole lines, or a line's start) as records of `stream`, stamped now.
+    /// Moves the full log aside (dropping the oldest) and starts an empty one.
+    fn rotate(&self, file: &mut std::fs::File, r: Rotation) -> std::io::Result<()> {
+        let numbered = |n: u32| self.path.with_file_name(format!("{LOG_FILE}.{n}"));
+        if r.max_files > 1 {
+            let _ = std::fs::remove_file(numbered(r.max_files - 1));
+            for n in (1..r.max_files - 1).rev() {
+                let _ = std::fs::rename(numbered(n), numbered(n + 1));
+            }
+            std::fs::rename(&self.path, numbered(1))?;
+        } else {
+            std::fs::remove_file(&self.path)?;
+        }
+        *file = std::fs::OpenOptions::new().create(true).append(true).open(&self.path)?;
+        Ok(())
+    }
+
+    /// Appends `text` (whole lines, or a line's start) as records of `stream`, stamped now;
+    /// with a rotation, the log is rotated after the record that fills it, as Docker's does.
     pub fn write(&self, stream: Stream, text: &str) {
         let time = crate::now();
-        let mut out = Vec::with_capacity(text.len() + 80);
+        let mut records: Vec<Vec<u8>> = Vec::new();
         for line in text.split_inclusive('\n') {
             let record = Record { log: line.to_string(), stream, time: time.clone() };
+            let mut out = Vec::with_capacity(line.len() + 80);
             if serde_json::to_writer(&mut out, &record).is_ok() {
                 out.push(b'\n');
+                records.push(out);
             }
         }
         let mut file = self.file.lock().unwrap_or_else(|p| p.into_inner());
-        if let Err(e) = file.write_all(&out) {
+        let Some(r) = self.rotation else {
+            if let Err(e) = file.write_all(&records.concat()) {
+                tracing::warn!(path = %self.path.display(), error = %e, "writing the container log");
+            }
+            return;
+        };
+        let mut size = file.metadata().map(|m| m.len()).unwrap_or(0);
+        // Whole records between rotations, in as few writes as that allows.
+        let mut pending: Vec<u8> = Vec::new();
+        for rec in records {
+            size += rec.len() as u64;
+            pending.extend_from_slice(&rec);
+            if size >= r.max_size {
+                let written = file.write_all(&pending);
+                pending.clear();
+                if let Err(e) = written.and_then(|()| self.rotate(&mut file, r)) {
+                    tracing::warn!(path = %self.path.display(), error = %e, "writing or rotating the container log");
+                }
+                size = 0;
+            }
+        }
+        if let Err(e) = file.write_all(&pending) {
             tracing::warn!(path = %self.path.display(), error = %e, "writing the container log");
         }
     }
@@ -259,6 +347,12 @@ impl Containers {
         };
         let mut decoder = Decoder::default();
         let mut text = Vec::new();
+        // The rotated files first (`--log-opt max-file`), oldest first.
+        for older in log_files(&self.dir_of(&state.id)).iter().filter(|p| **p != path) {
+            if let Ok(mut f) = std::fs::File::open(older) {
+                f.read_to_end(&mut text).map_err(io)?;
+            }
+        }
         if let Some(f) = &mut file {
             f.read_to_end(&mut text).map_err(io)?;
         }
@@ -277,6 +371,13 @@ impl Containers {
             let mut buf = Vec::new();
             if let Some(f) = &mut file {
                 f.read_to_end(&mut buf).map_err(io)?;
+            }
+            // Rotated away under us: what was left is read, the new file follows.
+            if buf.is_empty() && file.as_ref().is_some_and(|f| rotated(f, &path)) {
+                file = std::fs::File::open(&path).ok();
+                if let Some(f) = &mut file {
+                    f.read_to_end(&mut buf).map_err(io)?;
+                }
             }
             for r in decoder.feed(&buf) {
                 if opts.until.is_some_and(|u| r.timestamp().is_some_and(|t| t >= u)) {
@@ -303,6 +404,15 @@ impl Containers {
             }
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+}
+
+/// Whether `open` is no longer the file at `path` (the log was rotated).
+fn rotated(open: &std::fs::File, path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (open.metadata(), std::fs::metadata(path)) {
+        (Ok(a), Ok(b)) => a.ino() != b.ino() || a.dev() != b.dev(),
+        _ => false,
     }
 }
 

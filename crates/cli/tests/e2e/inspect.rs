@@ -343,3 +343,48 @@ fn inspect_and_ps_show_published_ports_in_dockers_shape() {
     b.ok(&["rm", "-f", "pub"]);
     ip(&["netns", "delete", &ns]);
 }
+
+#[test]
+fn log_opt_max_size_and_max_file_rotate_the_json_log() {
+    let b = with_busybox();
+    // 300 numbered lines of ~30 bytes: about 27 kB of json-file records, rotated at 2 kB into at most 3 files.
+    let script = "i=1; while [ $i -le 300 ]; do echo \"line $i of the rotating log\"; i=$((i+1)); done";
+    b.ok(&["run", "--name", "chatty", "--log-opt", "max-size=2k", "--log-opt", "max-file=3", "busybox:test", "sh", "-c", script]);
+    let dir = b.root().join("containers").join(b.ok(&["inspect", "-f", "{{.Id}}", "chatty"]).trim());
+    let mut logs: Vec<String> = std::fs::read_dir(&dir).expect("dir").flatten().map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n.starts_with("container.log")).collect();
+    logs.sort();
+    assert_eq!(logs, ["container.log", "container.log.1", "container.log.2"], "three files at most");
+    for name in &logs {
+        let size = std::fs::metadata(dir.join(name)).expect("size").len();
+        assert!(size < 2048 + 200, "{name} is {size} bytes, past max-size by more than a record");
+    }
+    let shown = b.ok(&["logs", "chatty"]);
+    let lines: Vec<&str> = shown.lines().collect();
+    assert_eq!(lines.last(), Some(&"line 300 of the rotating log"), "the newest lines are kept");
+    assert!(!shown.contains("line 1 of"), "the oldest lines went with the dropped file");
+    // What is kept is in order, with nothing missing between the rotated files.
+    let numbers: Vec<u32> = lines.iter().map(|l| l.split(' ').nth(1).and_then(|n| n.parse().ok()).expect("numbered")).collect();
+    assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "{numbers:?}");
+    assert_eq!(b.ok(&["inspect", "-f", "{{json .HostConfig.LogConfig}}", "chatty"]), "{\"Config\":{\"max-file\":\"3\",\"max-size\":\"2k\"},\"Type\":\"json-file\"}\n");
+    b.ok(&["rm", "chatty"]);
+
+    assert!(b.fails(&["run", "--rm", "--log-opt", "max-file=2", "busybox:test", "true"]).contains("needs max-size"));
+    assert!(b.fails(&["run", "--rm", "--log-opt", "max-size=lots", "busybox:test", "true"]).contains("invalid --log-opt \"max-size=lots\""));
+    assert!(b.fails(&["run", "--rm", "--log-opt", "colour=red", "busybox:test", "true"]).contains("unknown option \"colour\""));
+    assert!(b.fails(&["run", "--rm", "--log-driver", "syslog", "busybox:test", "true"]).contains("invalid --log-driver \"syslog\""));
+    assert_eq!(b.ok(&["ps", "-a", "-q"]), "");
+}
+
+#[test]
+fn logs_follow_keeps_reading_across_a_rotation() {
+    let b = with_busybox();
+    // A line every 50 ms; a 1 kB file holds about a dozen records, so the log rotates every ~0.6 s.
+    let script = "i=1; while [ $i -le 40 ]; do echo \"tick $i\"; i=$((i+1)); sleep 0.05; done";
+    b.ok(&["run", "-d", "--name", "ticker", "--log-opt", "max-size=1k", "--log-opt", "max-file=2", "busybox:test", "sh", "-c", script]);
+    let followed = b.ok(&["logs", "-f", "ticker"]);
+    let numbers: Vec<u32> = followed.lines().map(|l| l.strip_prefix("tick ").and_then(|n| n.parse().ok()).unwrap_or_else(|| panic!("{l:?} in {followed}"))).collect();
+    assert_eq!(numbers.last(), Some(&40), "{followed}");
+    assert!(numbers.windows(2).all(|w| w[1] == w[0] + 1), "a line lost or repeated across a rotation: {numbers:?}");
+    assert!(b.root().join("containers").join(b.ok(&["inspect", "-f", "{{.Id}}", "ticker"]).trim()).join("container.log.1").exists(), "the log rotated");
+    b.ok(&["rm", "ticker"]);
+}

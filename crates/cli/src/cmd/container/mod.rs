@@ -325,6 +325,12 @@ pub struct RunArgs {
     /// Add a supplementary group to the container's process (a name or a GID).
     #[arg(long = "group-add", value_name = "GROUP")]
     pub group_add: Vec<String>,
+    /// Logging driver: json-file (the only one, and the default).
+    #[arg(long = "log-driver", value_name = "DRIVER")]
+    pub log_driver: Option<String>,
+    /// Log options: max-size=SIZE (rotate past it: 10m, 512k), max-file=N (files kept, with max-size).
+    #[arg(long = "log-opt", value_name = "KEY=VALUE")]
+    pub log_opt: Vec<String>,
     /// The image to run.
     pub image: String,
     /// Command and arguments (replace the image's CMD).

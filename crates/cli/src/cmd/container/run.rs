@@ -60,6 +60,8 @@ fn options(args: &RunArgs) -> anyhow::Result<RunOptions> {
         ulimits: args.ulimit.clone(),
         devices: args.device.clone(),
         group_add: args.group_add.clone(),
+        log_driver: args.log_driver.clone(),
+        log_opts: args.log_opt.clone(),
     })
 }
 
