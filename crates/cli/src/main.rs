@@ -103,11 +103,16 @@ fn management_form(mut args: Vec<std::ffi::OsString>) -> Result<Vec<std::ffi::Os
         ("container", "ls" | "list" | "ps") => "ps",
         ("container", "rm" | "remove") => "rm",
         ("container", "prune") => "container-prune",
-        ("container", s @ ("run" | "logs" | "stop" | "kill" | "start" | "restart" | "exec" | "diff" | "commit" | "cp" | "rename" | "stats" | "port")) => s,
+        ("container", s @ ("run" | "create" | "logs" | "stop" | "kill" | "start" | "restart" | "attach" | "wait" | "pause" | "unpause" | "update" | "top" | "export" | "exec" | "diff" | "commit" | "cp" | "rename" | "stats" | "port")) => s,
         ("image", "ls" | "list") => "images",
         ("image", "rm" | "remove") => "rmi",
         ("image", "prune") => "image-prune",
-        ("image", s @ ("build" | "tag" | "pull" | "push" | "inspect" | "history" | "save" | "load" | "import")) => s,
+        ("image", s @ ("build" | "tag" | "pull" | "push" | "history" | "save" | "load" | "import")) => s,
+        ("container" | "image", "inspect") => {
+            let kind = format!("--type={group}");
+            args.splice(i..i + 2, [std::ffi::OsString::from("inspect"), kind.into()]);
+            return Ok(args);
+        }
         ("container" | "image", s) if !s.starts_with('-') => return Err(format!("builder {group} {s}: no such command (builder {group} takes the docker {group} commands builder has: see builder --help)")),
         _ => return Ok(args),
     };

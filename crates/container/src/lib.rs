@@ -9,21 +9,27 @@
 //! its exit. The sandbox itself is the `runtime` crate; layers come from `snapshot`, images
 //! from `oci`, and missing images are pulled through `registry`.
 
+pub mod attach;
 pub mod commit;
 pub mod config;
+pub mod control;
 mod error;
 pub mod exec;
 pub mod fs;
 mod image;
 pub mod logs;
 pub mod mounts;
+pub mod settings;
+mod security;
 pub mod shim;
+pub mod health;
 pub mod terminal;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-pub use config::{RunConfig, RunOptions};
+pub use config::{HealthOptions, RunConfig, RunOptions};
+pub use settings::Settings;
 pub use error::{Error, Result};
 pub use runtime::ExitStatus;
 pub use runtime::containers::{ContainerState, Status};
@@ -47,6 +53,9 @@ pub struct Created {
     interactive: bool,
     tty: bool,
     detach: bool,
+    /// Run by a shim (detached, or with a terminal that `attach` can reach), not by this process.
+    under_shim: bool,
+    attach: attach::AttachOptions,
     external: Option<PathBuf>,
 }
 
@@ -103,6 +112,10 @@ impl Containers {
         let lowers = image::layer_snapshots(&self.root, &store, &image)?;
         let config = image.config.config().clone().unwrap_or_default();
         let run = RunConfig::new(&config, opts)?;
+        let mut labels = config.labels().clone().unwrap_or_default().into_iter().collect::<std::collections::BTreeMap<_, _>>();
+        labels.extend(settings::parse_labels(&opts.labels, &opts.label_files)?);
+        let healthcheck = opts.health.merge(image::healthcheck(&store, &image))?;
+        let security = security::Security::parse(opts)?;
 
         let id = runtime::containers::new_id();
         let name = match &opts.name {
@@ -170,9 +183,14 @@ impl Containers {
             restart_policy: opts.restart,
             restart_count: 0,
             stopped_by_user: false,
+            open_stdin: opts.interactive,
+            stop_signal: stop_signal(opts, &config)?,
+            stop_timeout: opts.stop_timeout,
+            paused: false,
         };
-        // A foreground --rm container is listed only once it runs (see create_unlisted).
-        let dir = if opts.auto_remove && !opts.detach { self.store.create_unlisted(&id)? } else { self.store.create(&state)? };
+        // A foreground --rm container is listed only once it runs (see create_unlisted);
+        // one with a terminal runs under its shim, which reads the record.
+        let dir = if opts.auto_remove && !under_shim(opts) { self.store.create_unlisted(&id)? } else { self.store.create(&state)? };
         shim::journal(&self.store, &state, "create", &[]);
         let new = mounts::NewContainer {
             root: &self.root,
@@ -190,13 +208,71 @@ impl Containers {
                 return Err(e);
             }
         };
+        let hostname = opts.hostname.clone().unwrap_or_else(|| id[..12].to_string());
+        let recorded = Settings {
+            path: run.argv.first().cloned().unwrap_or_default(),
+            args: run.argv.iter().skip(1).cloned().collect(),
+            config: settings::Config {
+                hostname: hostname.clone(),
+                user: run.user.clone(),
+                attach_stdin: opts.interactive && !opts.detach,
+                attach_stdout: !opts.detach,
+                attach_stderr: !opts.detach,
+                exposed_ports: config.exposed_ports().clone().unwrap_or_default().into_iter().chain(ports.iter().map(|p| format!("{}/{}", p.container_port, p.proto.as_str()))).map(|p| (p, settings::Empty {})).collect(),
+                tty: opts.tty,
+                open_stdin: opts.interactive,
+                stdin_once: opts.interactive && !opts.detach,
+                env: run.env.clone(),
+                cmd: if opts.command.is_empty() && opts.entrypoint.is_none() { config.cmd().clone() } else { Some(opts.command.clone()).filter(|c| !c.is_empty()) },
+                healthcheck,
+                image: opts.image.clone(),
+                volumes: config.volumes().clone().map(|v| v.into_iter().map(|p| (p, settings::Empty {})).collect()),
+                working_dir: run.cwd.clone(),
+                entrypoint: match &opts.entrypoint {
+                    Some(e) if e.is_empty() => None,
+                    Some(e) => Some(vec![e.clone()]),
+                    None => config.entrypoint().clone(),
+                },
+                on_build: None,
+                labels,
+                stop_signal: state.stop_signal.clone(),
+                ..Default::default()
+            },
+            host_config: settings::HostConfig {
+                binds: Some(opts.volumes.iter().filter(|v| v.contains(':')).cloned().collect::<Vec<_>>()).filter(|b| !b.is_empty()),
+                network_mode: if opts.network.is_empty() { mode.to_string() } else { opts.network.clone() },
+                port_bindings: port_bindings(&ports),
+                restart_policy: restart_policy(opts.restart),
+                auto_remove: opts.auto_remove,
+                volumes_from: Some(opts.volumes_from.clone()).filter(|v| !v.is_empty()),
+                extra_hosts: Some(opts.add_hosts.clone()).filter(|v| !v.is_empty()),
+                publish_all_ports: opts.publish_all,
+                readonly_rootfs: opts.read_only,
+                memory: limits.memory.unwrap_or(0),
+                nano_cpus: limits.cpus.map(|c| (c * 1e9) as i64).unwrap_or(0),
+                pids_limit: limits.pids,
+                init: Some(opts.init).filter(|i| *i),
+                privileged: security.privileged,
+                cap_add: Some(security.cap_add.clone()).filter(|c| !c.is_empty()),
+                cap_drop: Some(security.cap_drop.clone()).filter(|c| !c.is_empty()),
+                ulimits: security.ulimits.clone(),
+                devices: security.devices.clone(),
+                group_add: Some(security.group_add.clone()).filter(|g| !g.is_empty()),
+                tmpfs: opts.tmpfs.iter().map(|t| t.split_once(':').map(|(p, o)| (p.to_string(), o.to_string())).unwrap_or((t.clone(), String::new()))).collect(),
+                ..Default::default()
+            },
+        };
+        if let Err(e) = recorded.save(&dir) {
+            let _ = mounts::remove_container(&self.root, &self.store, &id, true);
+            return Err(e);
+        }
         let spec_opts = runtime::SpecOptions {
             rootfs: dir.join("rootfs"),
             args: run.argv,
             env: run.env,
             cwd: run.cwd,
             user: run.user,
-            hostname: opts.hostname.clone().unwrap_or_else(|| id[..12].to_string()),
+            hostname,
             network,
             mounts,
             readonly_rootfs: opts.read_only,
@@ -204,13 +280,17 @@ impl Containers {
             // Detached, the shim holds the terminal and writes what comes out of it to the log.
             terminal: opts.tty,
             init: opts.init,
-            overlay: Some(runtime::OverlayRootfs { lowers, upper: dir.join("upper"), work: dir.join("work") }),
+            overlay: Some(runtime::OverlayRootfs { lowers: lowers.clone(), upper: dir.join("upper"), work: dir.join("work") }),
             // --rm throws the changes away: no need to sync them when the container ends.
             volatile: opts.auto_remove,
             extra_hosts,
         };
-        let spec = match runtime::build_spec(&spec_opts) {
+        let spec = match runtime::build_spec(&spec_opts).map_err(Error::from).and_then(|s| security.apply(s, &lowers)) {
             Ok(mut s) => {
+                if let Some(linux) = s.linux_mut() {
+                    // Cgroups even without limits: `pause`, `update` and `top` work through them.
+                    linux.set_cgroups_path(Some(PathBuf::from(format!("/builder/{id}"))));
+                }
                 if opts.runtime.is_some() {
                     // runc expects root.path mounted already: we mount it before calling it.
                     runtime::spec::strip_overlay(&mut s);
@@ -219,7 +299,7 @@ impl Containers {
             }
             Err(e) => {
                 let _ = mounts::remove_container(&self.root, &self.store, &id, true);
-                return Err(e.into());
+                return Err(e);
             }
         };
         let spec = runtime::write_bundle(&dir, &spec)?;
@@ -229,7 +309,8 @@ impl Containers {
                 return Err(e);
             }
         }
-        Ok(Created { state, dir, spec, interactive: opts.interactive, tty: opts.tty, detach: opts.detach, external: opts.runtime.clone() })
+        let attach = attach::AttachOptions { stdin: opts.interactive, detach_keys: opts.detach_keys.clone().unwrap_or_else(|| attach::AttachOptions::default().detach_keys), sig_proxy: !opts.no_sig_proxy };
+        Ok(Created { state, dir, spec, interactive: opts.interactive, tty: opts.tty, detach: opts.detach, under_shim: under_shim(opts), attach, external: opts.runtime.clone() })
     }
 
     /// Runs a created container: detached under its own supervisor, or in the foreground with
@@ -237,8 +318,17 @@ impl Containers {
     pub fn run(&self, created: Created) -> Result<Ran> {
         if created.detach {
             let id = created.state.id.clone();
-            self.start_detached(&created.state)?;
+            self.start_detached(&created.state, false)?;
             return Ok(Ran::Detached { id });
+        }
+        if created.under_shim {
+            // `run -it`: its shim holds the terminal, and this process attaches to it like any
+            // later `attach` would.
+            let opts = created.attach.clone();
+            return match self.start_attached(&created.state, &opts)? {
+                attach::Ended::Exited(code) => Ok(Ran::Exited(ExitStatus::Code(code))),
+                attach::Ended::Detached => Ok(Ran::Detached { id: created.state.id.clone() }),
+            };
         }
         let id = created.state.id.clone();
         let auto_remove = created.state.auto_remove;
@@ -255,26 +345,51 @@ impl Containers {
         if state.status == Status::Running {
             return Ok(());
         }
-        self.start_detached(state)
+        self.start_detached(state, false).map(drop)
+    }
+
+    /// `start -a`: starts a stopped container attached to this process's stdio (a running
+    /// one is attached to), until it exits or the user detaches.
+    pub fn start_attached(&self, state: &ContainerState, opts: &attach::AttachOptions) -> Result<attach::Ended> {
+        if state.status == Status::Running {
+            return self.attach(state, opts);
+        }
+        let socket = self.start_detached(state, true)?;
+        let ended = self.attach_to(socket, &self.load(&state.id)?, opts);
+        if let Ok(attach::Ended::Exited(_)) = &ended {
+            // The record says it exited once its shim is done with it (--rm: removed).
+            self.wait_exit(&state.id, Duration::from_secs(10));
+        }
+        ended
     }
 
     /// Starts the detached supervisor and waits until it reports the container running.
-    fn start_detached(&self, state: &ContainerState) -> Result<()> {
+    /// With `attach_first`, the supervisor waits for this process to attach before it starts
+    /// the container, so no output is missed; the attached socket is returned.
+    fn start_detached(&self, state: &ContainerState, attach_first: bool) -> Result<Option<std::os::unix::net::UnixStream>> {
         use std::io::BufRead;
         let exe = std::env::current_exe().map_err(|e| Error::io("locating", "the builder binary", e))?;
-        let mut child = std::process::Command::new(&exe)
-            .arg("--root")
-            .arg(&self.root)
-            .arg("__shim")
-            .arg(&state.id)
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.arg("--root").arg(&self.root).arg("__shim").arg(&state.id);
+        if attach_first {
+            cmd.arg("--attach-first");
+        }
+        let mut child = cmd
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
             .map_err(|e| Error::io("starting the container supervisor", &exe, e))?;
         let mut line = String::new();
+        let mut socket = None;
         if let Some(out) = child.stdout.take() {
-            std::io::BufReader::new(out).read_line(&mut line).map_err(|e| Error::io("reading from the supervisor", &exe, e))?;
+            let mut out = std::io::BufReader::new(out);
+            out.read_line(&mut line).map_err(|e| Error::io("reading from the supervisor", &exe, e))?;
+            if attach_first && line.starts_with("listening") {
+                socket = Some(attach::connect(&self.dir_of(&state.id))?);
+                line.clear();
+                out.read_line(&mut line).map_err(|e| Error::io("reading from the supervisor", &exe, e))?;
+            }
         }
         if let Some(err) = line.strip_prefix("error: ") {
             let _ = child.wait();
@@ -285,7 +400,7 @@ impl Containers {
             let s = self.store.load(&state.id)?;
             return Err(Error::NotStarted { id: state.id.clone(), reason: format!("status {:?}", s.status) });
         }
-        Ok(())
+        Ok(socket)
     }
 
     /// Waits up to `timeout` for the container to stop running; false if it still runs.
@@ -303,6 +418,18 @@ impl Containers {
         }
     }
 
+    /// Waits until the container has stopped (a Created one: started and stopped) and returns
+    /// its exit code; an error if it is removed meanwhile.
+    pub fn wait(&self, state: &ContainerState) -> Result<i32> {
+        loop {
+            let s = self.store.load(&state.id).map_err(|_| Error::option("wait", &state.name, "the container was removed"))?;
+            if s.status == Status::Exited {
+                return Ok(s.exit_code.unwrap_or(0));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Records that the user stopped the container, so its supervisor does not restart it
     /// (also while it waits to restart one that exited).
     fn mark_stopped_by_user(&self, id: &str) -> Result<()> {
@@ -314,14 +441,20 @@ impl Containers {
         Ok(())
     }
 
-    /// SIGTERM, then SIGKILL after `grace`.
-    pub fn stop(&self, state: &ContainerState, grace: Duration) -> Result<()> {
+    /// The container's stop signal (`--stop-signal`, the image's STOPSIGNAL, else SIGTERM),
+    /// then SIGKILL after `grace` (`None`: its `--stop-timeout`, else 10 seconds).
+    pub fn stop(&self, state: &ContainerState, grace: Option<Duration>) -> Result<()> {
         self.mark_stopped_by_user(&state.id)?;
         if state.status != Status::Running {
             return Ok(());
         }
         let Some(pid) = state.pid else { return Ok(()) };
-        runtime::tty::signal_process(pid, signal("TERM"))?;
+        let grace = grace.unwrap_or(Duration::from_secs(state.stop_timeout.unwrap_or(10)));
+        runtime::tty::signal_process(pid, signal(state.stop_signal.as_deref().unwrap_or("TERM")))?;
+        if state.paused {
+            // A frozen process acts on the signal once thawed, as with Docker.
+            self.unpause(state)?;
+        }
         if !self.wait_exit(&state.id, grace) {
             runtime::tty::signal_process(pid, signal("KILL"))?;
             self.wait_exit(&state.id, Duration::from_secs(10));
@@ -337,6 +470,10 @@ impl Containers {
             self.mark_stopped_by_user(&state.id)?;
         }
         runtime::tty::signal_process(pid, sig)?;
+        if state.paused {
+            // A frozen process acts on the signal once thawed, as with Docker.
+            self.unpause(state)?;
+        }
         if sig == signal("KILL") {
             // As docker: after SIGKILL the container is recorded as exited before kill returns.
             self.wait_exit(&state.id, Duration::from_secs(10));
@@ -353,6 +490,9 @@ impl Containers {
             }
             if let Some(pid) = state.pid {
                 runtime::tty::signal_process(pid, signal("KILL"))?;
+            }
+            if state.paused {
+                let _ = self.unpause(state);
             }
             self.wait_exit(&state.id, Duration::from_secs(10));
         }
@@ -400,6 +540,28 @@ pub fn signal(name: &str) -> i32 {
     runtime::tty::signal_number(name).unwrap_or(9)
 }
 
+/// `-p` as `HostConfig.PortBindings`: `{"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}`.
+fn port_bindings(ports: &[network::PortBinding]) -> std::collections::BTreeMap<String, Vec<settings::HostPort>> {
+    let mut out: std::collections::BTreeMap<String, Vec<settings::HostPort>> = std::collections::BTreeMap::new();
+    for p in ports {
+        let host_ip = if p.host_ip.is_unspecified() { String::new() } else { p.host_ip.to_string() };
+        let host_port = if p.host_port == 0 { String::new() } else { p.host_port.to_string() };
+        out.entry(format!("{}/{}", p.container_port, p.proto.as_str())).or_default().push(settings::HostPort { host_ip, host_port });
+    }
+    out
+}
+
+fn restart_policy(p: runtime::restart::RestartPolicy) -> settings::RestartPolicy {
+    use runtime::restart::RestartPolicy as P;
+    let (name, max) = match p {
+        P::No => ("no", 0),
+        P::Always => ("always", 0),
+        P::UnlessStopped => ("unless-stopped", 0),
+        P::OnFailure(n) => ("on-failure", n.unwrap_or(0)),
+    };
+    settings::RestartPolicy { name: name.into(), maximum_retry_count: max }
+}
+
 const NETWORK_REQUEST: &str = "network.json";
 
 fn write_network_request(dir: &Path, request: &network::Request) -> Result<()> {
@@ -420,4 +582,23 @@ pub(crate) fn network_request(dir: &Path) -> Result<Option<network::Request>> {
 
 pub(crate) fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+/// Whether a container runs under a shim of its own rather than this process: detached ones,
+/// those with a terminal (so `attach` reaches them) and those whose CLI passes no signals on,
+/// unless an external runtime runs them.
+fn under_shim(opts: &RunOptions) -> bool {
+    opts.detach || ((opts.tty || opts.no_sig_proxy) && opts.runtime.is_none())
+}
+
+/// The signal `stop` sends first: `--stop-signal`, else the image's STOPSIGNAL (checked here,
+/// so a bad one is refused before anything is written).
+fn stop_signal(opts: &RunOptions, image: &oci::spec::Config) -> Result<Option<String>> {
+    match &opts.stop_signal {
+        Some(s) => {
+            runtime::tty::signal_number(s).ok_or_else(|| Error::option("--stop-signal", s, "use a signal name (SIGINT, TERM) or number"))?;
+            Ok(Some(s.clone()))
+        }
+        None => Ok(image.stop_signal().clone().filter(|s| runtime::tty::signal_number(s).is_some())),
+    }
 }

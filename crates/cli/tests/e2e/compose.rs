@@ -433,3 +433,77 @@ fn push_sends_built_images_and_pull_fetches_the_services_images() {
     ns.ok(&other, &dir, &["down"]);
     ns.ok(&b, &dir, &["down"]);
 }
+
+#[test]
+fn secrets_from_files_and_variables_are_mounted_read_only_under_run_secrets() {
+    let b = with_busybox();
+    let file = "services:\n  app:\n    image: busybox:test\n    command: sh -c 'cat /run/secrets/db_password; echo; cat /etc/token; echo; stat -c \"%a %u %g\" /etc/token; echo x > /run/secrets/db_password || echo read-only'\n    secrets:\n      - db_password\n      - source: token\n        target: /etc/token\n        uid: \"1000\"\n        gid: \"1000\"\n        mode: 0400\nsecrets:\n  db_password:\n    file: ./db_password.txt\n  token:\n    environment: API_TOKEN\n";
+    let t = project(&[("compose.yaml", file), ("db_password.txt", "hunter2"), (".env", "API_TOKEN=s3cret\n")]);
+    let dir = t.path().join("shop");
+    let ns = Netns::new();
+    let out = ns.ok(&b, &dir, &["up"]);
+    assert!(out.contains("app-1  | hunter2\napp-1  | s3cret\napp-1  | 400 1000 1000\n"), "secrets' contents, owner and mode: {out}");
+    assert!(out.contains("app-1  | read-only"), "a secret cannot be written: {out}");
+    let config = ns.ok(&b, &dir, &["config"]);
+    assert!(config.contains("db_password.txt"), "config shows the secrets: {config}");
+    assert!(!config.contains("s3cret"), "config never shows a secret's value: {config}");
+    let written = b.root().join("compose/secrets/shop");
+    assert!(written.join("shop-app-1/token").is_file(), "the variable's secret was written for the container");
+    ns.ok(&b, &dir, &["down"]);
+    assert!(!written.join("shop-app-1").exists(), "down removes the written secrets");
+    assert_no_containers(&b);
+
+    let undefined = project(&[("compose.yaml", "services:\n  app:\n    image: busybox:test\n    secrets: [nope]\n")]);
+    let out = compose(&b, &undefined.path().join("shop"), &[], &["up"]);
+    assert!(text(&out.stderr).contains("services.app.secrets[0]: service \"app\" refers to undefined secret \"nope\""), "{}", text(&out.stderr));
+    let external = project(&[("compose.yaml", "services:\n  app:\n    image: busybox:test\nsecrets:\n  s:\n    external: true\n")]);
+    let out = compose(&b, &external.path().join("shop"), &[], &["up"]);
+    assert!(text(&out.stderr).contains("compose.yaml:5:3: secrets.s: an external secret lives in Docker Swarm"), "{}", text(&out.stderr));
+    let unset = project(&[("compose.yaml", "services:\n  app:\n    image: busybox:test\nsecrets:\n  s:\n    environment: NOT_SET_HERE\n")]);
+    let out = compose(&b, &unset.path().join("shop"), &[], &["up"]);
+    assert!(text(&out.stderr).contains("secrets.s: the secret's variable NOT_SET_HERE is not set"), "{}", text(&out.stderr));
+    assert_no_containers(&b);
+}
+
+#[test]
+fn service_healthy_waits_for_the_images_healthcheck_and_compose_labels_are_container_labels() {
+    let b = with_busybox();
+    // The db image says how to check it; the service says nothing about health.
+    let dockerfile = "FROM busybox:test\nHEALTHCHECK --interval=100ms --retries=50 CMD test -f /tmp/ready\n";
+    let file = "services:\n  db:\n    build: .\n    command: sh -c 'sleep 1; touch /tmp/ready; echo db ready; exec sleep 60'\n  web:\n    image: busybox:test\n    command: echo web ran\n    depends_on:\n      db:\n        condition: service_healthy\n";
+    let t = project(&[("compose.yaml", file), ("Dockerfile", dockerfile)]);
+    let dir = t.path().join("shop");
+    let ns = Netns::new();
+    let out = ns.compose(&b, &dir, &["up", "-d"]);
+    assert_success(&out, &["compose", "up", "-d"]);
+    let stderr = text(&out.stderr);
+    let healthy = stderr.find("Container shop-db-1  Healthy").unwrap_or_else(|| panic!("db became healthy:\n{stderr}"));
+    let web = stderr.find("Container shop-web-1  Creating").expect("web created");
+    assert!(healthy < web, "web was created before db was healthy:\n{stderr}");
+    assert_eq!(b.ok(&["inspect", "-f", "{{.State.Health.Status}}", "shop-db-1"]), "healthy\n");
+    // Compose's labels are the containers' own, so docker-style filters find a service.
+    assert_eq!(b.ok(&["ps", "--filter", "label=com.docker.compose.service=db", "--format", "{{.Names}}"]), "shop-db-1\n");
+    assert_eq!(b.ok(&["ps", "-a", "--filter", "label=com.docker.compose.project=shop", "--format", "{{.Names}}"]).lines().count(), 2);
+    assert_eq!(b.ok(&["inspect", "-f", "{{index .Config.Labels \"com.docker.compose.container-number\"}}", "shop-web-1"]), "1\n");
+    ns.ok(&b, &dir, &["down", "--rmi", "local"]);
+    assert_no_containers(&b);
+}
+
+#[test]
+fn capabilities_ulimits_devices_and_groups_reach_the_container() {
+    let b = with_busybox();
+    // Bit 12 of CapEff is CAP_NET_ADMIN (added); CAP_CHOWN (dropped) makes root's chown fail.
+    // `$$` is a literal `$` in a compose file.
+    let script = "cap=$$(grep CapEff /proc/self/status | cut -f2); echo net_admin=$$(( (0x$$cap >> 12) & 1 )); touch /tmp/f; chown 1 /tmp/f 2>/dev/null || echo no-chown; echo nofile=$$(ulimit -n):$$(ulimit -Hn); test -c /dev/mynull && echo device-ok; id -G";
+    let file = format!("services:\n  app:\n    image: busybox:test\n    command: [sh, -c, '{script}']\n    cap_add: [NET_ADMIN]\n    cap_drop: [CHOWN]\n    ulimits:\n      nofile: {{soft: 1234, hard: 2345}}\n    devices: ['/dev/null:/dev/mynull']\n    group_add: ['4321']\n");
+    let t = project(&[("compose.yaml", &file)]);
+    let dir = t.path().join("shop");
+    let ns = Netns::new();
+    let out = ns.ok(&b, &dir, &["up"]);
+    for want in ["app-1  | net_admin=1\n", "app-1  | no-chown\n", "app-1  | nofile=1234:2345\n", "app-1  | device-ok\n"] {
+        assert!(out.contains(want), "{want:?} in: {out}");
+    }
+    assert!(out.lines().any(|l| l.starts_with("app-1  | ") && l.split_whitespace().any(|g| g == "4321")), "group_add: {out}");
+    ns.ok(&b, &dir, &["down"]);
+    assert_no_containers(&b);
+}

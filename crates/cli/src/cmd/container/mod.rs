@@ -1,12 +1,15 @@
 //! Commands of the container group: `run`, `ps`, `logs`, `stop`, `kill`, `rm`, `start`,
-//! `restart`, `exec`, `diff`, `commit`, `cp`, `rename`, `stats`, `container prune`, and the
+//! `restart`, `create`, `attach`, `wait`, `pause`, `unpause`, `update`, `top`, `export`, `exec`, `diff`, `commit`, `cp`, `rename`, `stats`, `container prune`, and the
 //! hidden `__shim` that supervises a detached container. One thin file per command: the
 //! work is the `container` crate's; these parse arguments and print.
 
 mod commit;
+mod control;
 mod cp;
 mod diff;
 mod exec;
+mod filters;
+mod lifecycle;
 mod logs;
 mod prune;
 mod ps;
@@ -28,6 +31,8 @@ use crate::Globals;
 pub enum Command {
     /// Run a command in a new container.
     Run(Box<RunArgs>),
+    /// Create a new container (state Created) without starting it; `start` runs it.
+    Create(Box<RunArgs>),
     /// List containers.
     Ps {
         /// Show all containers (default shows just running).
@@ -36,22 +41,33 @@ pub enum Command {
         /// Only display container IDs.
         #[arg(short, long)]
         quiet: bool,
+        /// Filter: id, name (a regular expression), label=KEY[=VALUE], status, exited=CODE, ancestor=IMAGE,
+        /// before=/since=CONTAINER, volume, network, health (starting|healthy|unhealthy|none), publish=/expose=PORT[/PROTO].
+        #[arg(short, long = "filter", value_name = "KEY=VALUE")]
+        filter: Vec<String>,
+        /// table, table TEMPLATE, json, or a Go template ({{.ID}} {{.Names}} {{.Status}} {{.Labels}} {{json .}} …).
+        #[arg(long)]
+        format: Option<String>,
+        /// Show the N last created containers (all states).
+        #[arg(short = 'n', long = "last", value_name = "N")]
+        last: Option<usize>,
+        /// Show the latest created container (all states).
+        #[arg(short, long)]
+        latest: bool,
+        /// Display total file sizes.
+        #[arg(short, long)]
+        size: bool,
+        /// Don't truncate IDs and commands.
+        #[arg(long = "no-trunc")]
+        no_trunc: bool,
     },
     /// Fetch the logs of a container.
-    Logs {
-        /// Follow log output.
-        #[arg(short, long)]
-        follow: bool,
-        /// Number of lines to show from the end of the logs.
-        #[arg(long, value_name = "N")]
-        tail: Option<String>,
-        container: String,
-    },
-    /// Stop running containers (SIGTERM, then SIGKILL after a grace period).
+    Logs(logs::LogsArgs),
+    /// Stop running containers (the stop signal, SIGTERM unless set, then SIGKILL after a grace period).
     Stop {
-        /// Seconds to wait before killing.
-        #[arg(short = 't', long = "time", default_value_t = 10)]
-        time: u64,
+        /// Seconds to wait before killing (default: the container's --stop-timeout, else 10).
+        #[arg(short = 't', long = "time")]
+        time: Option<u64>,
         #[arg(required = true)]
         containers: Vec<String>,
     },
@@ -74,15 +90,45 @@ pub enum Command {
         #[arg(required = true)]
         containers: Vec<String>,
     },
-    /// Start stopped containers (detached).
-    Start {
+    /// Start stopped containers (in the background, or attached with -a).
+    Start(lifecycle::StartArgs),
+    /// Attach this terminal's input and output to a running container (detach: Ctrl-P Ctrl-Q).
+    Attach(lifecycle::AttachArgs),
+    /// Freeze every process of running containers.
+    Pause {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Thaw paused containers.
+    Unpause {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Change the memory, CPU and process limits of running containers.
+    Update(control::UpdateArgs),
+    /// Show the processes of a running container (`ps` options may follow; default -ef).
+    Top {
+        container: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "PS OPTIONS")]
+        ps_args: Vec<String>,
+    },
+    /// Write a container's filesystem as a tar archive (to stdout, or -o FILE).
+    Export {
+        /// Write to this file instead of stdout.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        container: String,
+    },
+    /// Block until containers stop, then print their exit codes.
+    Wait {
         #[arg(required = true)]
         containers: Vec<String>,
     },
     /// Restart containers.
     Restart {
-        #[arg(short = 't', long = "time", default_value_t = 10)]
-        time: u64,
+        /// Seconds to wait before killing (default: the container's --stop-timeout, else 10).
+        #[arg(short = 't', long = "time")]
+        time: Option<u64>,
         #[arg(required = true)]
         containers: Vec<String>,
     },
@@ -128,7 +174,12 @@ pub enum Command {
     },
     /// Supervises a detached container (internal).
     #[command(name = "__shim", hide = true)]
-    Shim { id: String },
+    Shim {
+        id: String,
+        /// Wait for the starting process to attach before starting the container.
+        #[arg(long = "attach-first")]
+        attach_first: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -211,6 +262,69 @@ pub struct RunArgs {
     /// Use this OCI runtime binary (e.g. /usr/sbin/runc) instead of the built-in one (foreground only).
     #[arg(long, value_name = "PATH")]
     pub runtime: Option<PathBuf>,
+    /// Write the container ID to this file (which must not exist).
+    #[arg(long, value_name = "FILE")]
+    pub cidfile: Option<PathBuf>,
+    /// Signal `stop` sends first (default: the image's STOPSIGNAL, else SIGTERM).
+    #[arg(long = "stop-signal", value_name = "SIGNAL")]
+    pub stop_signal: Option<String>,
+    /// Seconds `stop` waits before SIGKILL (default 10).
+    #[arg(long = "stop-timeout", value_name = "SECONDS")]
+    pub stop_timeout: Option<u64>,
+    /// Pass the signals builder gets on to the container (foreground, without -t).
+    #[arg(long = "sig-proxy", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub sig_proxy: bool,
+    /// Keys that detach from a `run -it` container, which keeps running (default ctrl-p,ctrl-q).
+    #[arg(long = "detach-keys", value_name = "KEYS")]
+    pub detach_keys: Option<String>,
+    /// Set metadata on the container (KEY=VALUE, or KEY for an empty value); may be repeated.
+    #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
+    pub label: Vec<String>,
+    /// Read labels from a file of KEY=VALUE lines.
+    #[arg(long = "label-file", value_name = "FILE")]
+    pub label_file: Vec<PathBuf>,
+    /// Command to run to check health (run with /bin/sh -c in the container).
+    #[arg(long = "health-cmd", value_name = "COMMAND")]
+    pub health_cmd: Option<String>,
+    /// Time between running the check (ms|s|m|h), default 30s.
+    #[arg(long = "health-interval", value_name = "DURATION")]
+    pub health_interval: Option<String>,
+    /// Maximum time to allow one check to run (ms|s|m|h), default 30s.
+    #[arg(long = "health-timeout", value_name = "DURATION")]
+    pub health_timeout: Option<String>,
+    /// Start period for the container to initialize before failures count (ms|s|m|h), default 0s.
+    #[arg(long = "health-start-period", value_name = "DURATION")]
+    pub health_start_period: Option<String>,
+    /// Time between checks during the start period (ms|s|m|h).
+    #[arg(long = "health-start-interval", value_name = "DURATION")]
+    pub health_start_interval: Option<String>,
+    /// The whole health test as a JSON array (["CMD", "curl", "-f", "http://localhost"]); what compose passes.
+    #[arg(long = "health-test", value_name = "JSON", hide = true)]
+    pub health_test: Option<String>,
+    /// Consecutive failures needed to report unhealthy, default 3.
+    #[arg(long = "health-retries", value_name = "N")]
+    pub health_retries: Option<i64>,
+    /// Disable any container-specified HEALTHCHECK.
+    #[arg(long = "no-healthcheck")]
+    pub no_healthcheck: bool,
+    /// Give the container every capability, no seccomp filter, no masked paths and a writable /sys.
+    #[arg(long)]
+    pub privileged: bool,
+    /// Add Linux capabilities (NET_ADMIN, CAP_SYS_TIME, ALL).
+    #[arg(long = "cap-add", value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop Linux capabilities (CHOWN, ALL).
+    #[arg(long = "cap-drop", value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// Set a resource limit: NAME=SOFT[:HARD] (nofile, nproc, core, memlock, stack, …; -1 is unlimited).
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
+    pub ulimit: Vec<String>,
+    /// Give the container a host device: HOST[:CONTAINER][:PERMISSIONS] (r, w, m).
+    #[arg(long = "device", value_name = "HOST[:CONTAINER[:rwm]]")]
+    pub device: Vec<String>,
+    /// Add a supplementary group to the container's process (a name or a GID).
+    #[arg(long = "group-add", value_name = "GROUP")]
+    pub group_add: Vec<String>,
     /// The image to run.
     pub image: String,
     /// Command and arguments (replace the image's CMD).
@@ -240,25 +354,33 @@ impl Command {
         let containers = open(globals)?;
         match self {
             Command::Run(args) => run::run(&containers, *args),
-            Command::Ps { all, quiet } => ps::ps(&containers, all, quiet),
-            Command::Logs { follow, tail, container } => logs::logs(&containers, follow, tail.as_deref(), &container),
-            Command::Stop { time, containers: keys } => each(&containers, &keys, |c, s| Ok(c.stop(&s, Duration::from_secs(time))?)),
+            Command::Create(args) => run::create(&containers, *args),
+            Command::Attach(args) => lifecycle::attach(&containers, args),
+            Command::Wait { containers: keys } => lifecycle::wait(&containers, &keys),
+            Command::Pause { containers: keys } => each(&containers, &keys, |c, s| Ok(c.pause(&s)?)),
+            Command::Unpause { containers: keys } => each(&containers, &keys, |c, s| Ok(c.unpause(&s)?)),
+            Command::Update(args) => control::update(&containers, args),
+            Command::Top { container, ps_args } => control::top(&containers, &container, &ps_args),
+            Command::Export { output, container } => control::export(&containers, &container, output),
+            Command::Ps { all, quiet, filter, format, last, latest, size, no_trunc } => ps::ps(&containers, &ps::PsArgs { all, quiet, filters: filter, format, last, latest, size, no_trunc }),
+            Command::Logs(args) => logs::logs(&containers, args),
+            Command::Stop { time, containers: keys } => each(&containers, &keys, |c, s| Ok(c.stop(&s, time.map(Duration::from_secs))?)),
             Command::Kill { signal, containers: keys } => {
                 let sig = runtime::tty::signal_number(&signal).with_context(|| format!("invalid signal {signal:?}"))?;
                 each(&containers, &keys, |c, s| Ok(c.kill(&s, sig)?))
             }
             Command::Rm { force, volumes, containers: keys } => each(&containers, &keys, |c, s| Ok(c.remove(&s, force, volumes)?)),
-            Command::Start { containers: keys } => each(&containers, &keys, |c, s| Ok(c.start(&s)?)),
+            Command::Start(args) => lifecycle::start(&containers, args),
             Command::Restart { time, containers: keys } => each(&containers, &keys, |c, s| {
-                c.stop(&s, Duration::from_secs(time))?;
+                c.stop(&s, time.map(Duration::from_secs))?;
                 Ok(c.start(&c.load(&s.id)?)?)
             }),
             Command::Exec(args) => exec::exec(&containers, *args),
             Command::Diff { container } => diff::diff(&containers, &container),
             Command::Cp { src, dest } => cp::cp(&containers, &src, &dest),
             Command::Commit { message, container, reference } => commit::commit(&containers, &container, &reference, message.as_deref()),
-            Command::Shim { id } => {
-                container::shim::run(containers.root(), &id)?;
+            Command::Shim { id, attach_first } => {
+                container::shim::run(containers.root(), &id, attach_first)?;
                 Ok(ExitCode::SUCCESS)
             }
             Command::Port { container, port } => ps::port(&containers, &container, port.as_deref()),
@@ -270,7 +392,7 @@ impl Command {
 }
 
 /// The containers of `--root`, pulling through the registries `--insecure-registry` allows.
-fn open(globals: &Globals) -> anyhow::Result<Containers> {
+pub(crate) fn open(globals: &Globals) -> anyhow::Result<Containers> {
     let registry = registry::ClientOptions { insecure_registries: globals.insecure_registries.clone(), ..Default::default() };
     Ok(Containers::open(&globals.root())?.with_registry(registry))
 }
