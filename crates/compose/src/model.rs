@@ -401,57 +401,9 @@ pub struct Healthcheck {
     pub disable: bool,
 }
 
-/// `restart:` (also `builder run --restart`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RestartPolicy {
-    No,
-    Always,
-    /// Restart after a non-zero exit, at most this many times (`None`: without limit).
-    OnFailure(Option<u32>),
-    UnlessStopped,
-}
-
-impl std::str::FromStr for RestartPolicy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Ok(match s {
-            "no" | "" => RestartPolicy::No,
-            "always" => RestartPolicy::Always,
-            "unless-stopped" => RestartPolicy::UnlessStopped,
-            "on-failure" => RestartPolicy::OnFailure(None),
-            _ => match s.strip_prefix("on-failure:").map(str::parse::<u32>) {
-                Some(Ok(n)) => RestartPolicy::OnFailure(Some(n)),
-                _ => return Err(format!("invalid restart policy {s:?} (no, always, on-failure[:N] or unless-stopped)")),
-            },
-        })
-    }
-}
-
-impl std::fmt::Display for RestartPolicy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RestartPolicy::No => f.write_str("no"),
-            RestartPolicy::Always => f.write_str("always"),
-            RestartPolicy::UnlessStopped => f.write_str("unless-stopped"),
-            RestartPolicy::OnFailure(None) => f.write_str("on-failure"),
-            RestartPolicy::OnFailure(Some(n)) => write!(f, "on-failure:{n}"),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for RestartPolicy {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        // `restart: no` is the YAML boolean false in 1.1 readers; here it is the text "no".
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-impl Serialize for RestartPolicy {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
+/// `restart:`: the runtime's policy type, read and written as Docker writes it (`no`,
+/// `always`, `on-failure[:N]`, `unless-stopped`).
+pub use runtime::restart::RestartPolicy;
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -703,7 +655,7 @@ fn ser_duration<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::E
 
 fn bytes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     let s = String::deserialize(d)?;
-    forms::parse_bytes(&s).map(Some).map_err(serde::de::Error::custom)
+    units::parse_bytes(&s).map(Some).map_err(serde::de::Error::custom)
 }
 
 fn cpus<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {

@@ -229,6 +229,8 @@ fn wrong_types_name_the_key_path() {
     assert!(e.contains("services.web.restart: invalid restart policy \"sometimes\""), "{e}");
     let e = err("services:\n  web:\n    image: busybox\n    stop_grace_period: soon\n");
     assert!(e.contains("services.web.stop_grace_period: invalid duration"), "{e}");
+    let e = err("services:\n  web:\n    image: busybox\n    mem_limit: lots\n");
+    assert!(e.contains("services.web.mem_limit: invalid size \"lots\": use a number of bytes"), "{e}");
     let e = err("services:\n  web:\n    image: busybox\n    depends_on:\n      db: {condition: service_ready}\n  db: {image: x}\n");
     assert!(e.contains("services.web.depends_on.db.condition: unknown variant `service_ready`"), "{e}");
 }
