@@ -653,7 +653,7 @@ pub(crate) fn debian_rootfs_tar() -> PathBuf {
     fs4::fs_std::FileExt::lock_exclusive(&lock).expect("lock");
     if !tar.exists() {
         let root = tempfile::tempdir_in(&dir).expect("tmp");
-        let st = std::process::Command::new("debootstrap")
+        let st = crate::util::on_machine_network(&mut std::process::Command::new("debootstrap"))
             .args(["--variant=minbase", "bookworm"])
             .arg(root.path())
             .arg("http://deb.debian.org/debian")

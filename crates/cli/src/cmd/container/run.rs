@@ -6,7 +6,33 @@ use container::{Containers, Ran, RunOptions};
 
 use super::{RunArgs, exit_code};
 
+/// `--network` values: `NET` or `name=NET,alias=A,alias=B` (Docker's long form).
+fn networks(values: &[String]) -> anyhow::Result<Vec<network::Join>> {
+    let mut out = Vec::new();
+    for v in values {
+        if !v.contains('=') {
+            out.push(network::Join { network: v.clone(), aliases: Vec::new() });
+            continue;
+        }
+        let mut join = network::Join::default();
+        for field in v.split(',') {
+            match field.split_once('=') {
+                Some(("name", n)) => join.network = n.to_string(),
+                Some(("alias", a)) => join.aliases.push(a.to_string()),
+                _ => anyhow::bail!("invalid --network {v:?}: {field:?} is not name=NETWORK or alias=NAME"),
+            }
+        }
+        if join.network.is_empty() {
+            anyhow::bail!("invalid --network {v:?}: name=NETWORK is missing");
+        }
+        out.push(join);
+    }
+    Ok(out)
+}
+
 pub(super) fn run(containers: &Containers, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let mut joins = networks(&args.network)?;
+    let first = if joins.is_empty() { network::Join::default() } else { joins.remove(0) };
     let opts = RunOptions {
         image: args.image,
         command: args.command,
@@ -22,7 +48,9 @@ pub(super) fn run(containers: &Containers, args: RunArgs) -> anyhow::Result<Exit
         user: args.user,
         interactive: args.interactive,
         tty: args.tty,
-        network: args.network,
+        network: first.network,
+        network_aliases: first.aliases.into_iter().chain(args.network_alias).collect(),
+        extra_networks: joins,
         publish: args.publish,
         publish_all: args.publish_all,
         hostname: args.hostname,
