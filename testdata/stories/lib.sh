@@ -1,12 +1,13 @@
 # What the story scripts share. A tutorial's reader waits for a server by looking again; the
-# stories do the same, a bounded number of times, and then say what never answered.
+# stories do the same, a bounded number of times, and then say what never answered. Each look is
+# bounded too: a SYN lost while a container's network comes up must not stall curl for minutes.
 set -euo pipefail
 
 # wait_for_http URL: until URL answers at all (60 s at most).
 wait_for_http() {
 	local i
 	for i in $(seq 300); do
-		curl -s -o /dev/null "$1" && return 0
+		curl -s --connect-timeout 2 --max-time 10 -o /dev/null "$1" && return 0
 		sleep 0.2
 	done
 	echo "story: nothing answered on $1 within 60 s" >&2
@@ -29,7 +30,7 @@ wait_until() {
 wait_for_text() {
 	local i
 	for i in $(seq 600); do
-		curl -s "$1" 2>/dev/null | grep -q "$2" && return 0
+		curl -s --connect-timeout 2 --max-time 10 "$1" 2>/dev/null | grep -q "$2" && return 0
 		sleep 0.2
 	done
 	echo "story: $1 did not show '$2' within 120 s" >&2

@@ -110,7 +110,12 @@ fn management_form(mut args: Vec<std::ffi::OsString>) -> Result<Vec<std::ffi::Os
         ("image", "ls" | "list") => "images",
         ("image", "rm" | "remove") => "rmi",
         ("image", "prune") => "image-prune",
-        ("image", s @ ("build" | "tag" | "pull" | "push" | "inspect" | "history" | "save" | "load" | "import")) => s,
+        ("image", s @ ("build" | "tag" | "pull" | "push" | "history" | "save" | "load" | "import")) => s,
+        ("container" | "image", "inspect") => {
+            let kind = format!("--type={group}");
+            args.splice(i..i + 2, [std::ffi::OsString::from("inspect"), kind.into()]);
+            return Ok(args);
+        }
         ("container" | "image", s) if !s.starts_with('-') => return Err(format!("builder {group} {s}: no such command (builder {group} takes the docker {group} commands builder has: see builder --help)")),
         _ => return Ok(args),
     };

@@ -12,7 +12,7 @@ use crate::forms::{self, Mapping, OneOrMany, StrOrMap, StrOrSeq};
 /// Keys of the Compose specification that builder compose does not implement: naming them in
 /// the error tells the user it is a known, unsupported key rather than a typo.
 pub const UNSUPPORTED_COMPOSE_KEYS: &[&str] = &[
-    "secrets", "configs", "extends", "include", "privileged", "cap_add", "cap_drop", "devices", "dns", "dns_search", "dns_opt", "ulimits",
+    "configs", "extends", "include", "privileged", "cap_add", "cap_drop", "devices", "dns", "dns_search", "dns_opt", "ulimits",
     "logging", "platform", "pull_policy", "links", "external_links", "sysctls", "security_opt", "shm_size", "stdin_open", "tty", "ipc", "pid",
     "userns_mode", "cgroup_parent", "domainname", "mac_address", "storage_opt", "isolation", "group_add", "cpu_shares", "cpuset", "memswap_limit",
     "mem_reservation", "oom_score_adj", "runtime", "volumes_from", "annotations", "attach", "develop", "post_start", "pre_stop", "models",
@@ -33,6 +33,8 @@ pub struct File {
     pub networks: BTreeMap<String, Network>,
     #[serde(default)]
     pub volumes: BTreeMap<String, Volume>,
+    #[serde(default)]
+    pub secrets: BTreeMap<String, Secret>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -100,6 +102,8 @@ pub struct Service {
     pub deploy: Option<Deploy>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scale: Option<u32>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "service_secrets")]
+    pub secrets: Vec<ServiceSecret>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -710,4 +714,80 @@ fn external<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
         },
         StrOrMap::Map(_) => Ok(true),
     }
+}
+
+/// A top-level secret: its value comes from a file or from a variable of the environment.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Secret {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    /// Swarm's secret store, which a daemonless builder has no equivalent of: refused when set.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not", deserialize_with = "external")]
+    pub external: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ServiceSecretLong {
+    pub source: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_scalar")]
+    pub uid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_scalar")]
+    pub gid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none", deserialize_with = "opt_scalar")]
+    pub mode: Option<String>,
+}
+
+/// A secret given to a service, in the long form: mounted read-only at `target` (a name
+/// under `/run/secrets/`, or an absolute path).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ServiceSecret {
+    pub source: String,
+    pub target: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub uid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub gid: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mode: Option<u32>,
+}
+
+impl ServiceSecret {
+    /// Where the secret appears inside the container.
+    pub fn container_path(&self) -> String {
+        if self.target.starts_with('/') {
+            self.target.clone()
+        } else {
+            format!("/run/secrets/{}", self.target)
+        }
+    }
+}
+
+fn service_secrets<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ServiceSecret>, D::Error> {
+    use serde::de::Error;
+    let number = |key: &str, v: Option<String>, radix: u32| -> Result<Option<u32>, D::Error> {
+        v.map(|v| u32::from_str_radix(v.trim_start_matches("0o"), radix).map_err(|_| D::Error::custom(format!("secrets: {key} {v:?} is not a number"))))
+            .transpose()
+    };
+    Vec::<StrOrMap<ServiceSecretLong>>::deserialize(d)?
+        .into_iter()
+        .map(|item| match item {
+            StrOrMap::Str(source) => Ok(ServiceSecret { target: source.clone(), source, uid: None, gid: None, mode: None }),
+            StrOrMap::Map(l) => {
+                let target = l.target.unwrap_or_else(|| l.source.clone());
+                if target.is_empty() || (!target.starts_with('/') && target.contains('/')) {
+                    return Err(D::Error::custom(format!("secrets: target {target:?} must be a file name (under /run/secrets) or an absolute path")));
+                }
+                // `mode` is octal as Compose writes it (0440); YAML 1.2 reads 0440 as the number 440.
+                Ok(ServiceSecret { source: l.source, target, uid: number("uid", l.uid, 10)?, gid: number("gid", l.gid, 10)?, mode: number("mode", l.mode, 8)? })
+            }
+        })
+        .collect()
 }

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::error::{Error, Loc};
-use crate::model::{File, MountType, Network, Service, ServiceNetwork, Volume};
+use crate::model::{File, MountType, Network, Secret, Service, ServiceNetwork, Volume};
 use crate::yaml::Node;
 use crate::{de, dotenv, interpolate, yaml};
 
@@ -45,6 +45,8 @@ pub struct Project {
     pub networks: BTreeMap<String, Network>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub volumes: BTreeMap<String, Volume>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub secrets: BTreeMap<String, Secret>,
     /// Services left out because none of their profiles is active.
     #[serde(skip)]
     pub disabled: BTreeMap<String, Service>,
@@ -159,7 +161,7 @@ pub fn load(opts: &LoadOptions) -> Result<Project, Error> {
         opts.profiles.iter().cloned().collect()
     };
 
-    let mut project = Project { name, directory, files, services: BTreeMap::new(), networks: merged.networks, volumes: merged.volumes, disabled: BTreeMap::new(), variables };
+    let mut project = Project { name, directory, files, services: BTreeMap::new(), networks: merged.networks, volumes: merged.volumes, secrets: BTreeMap::new(), disabled: BTreeMap::new(), variables };
     for (name, mut service) in merged.services {
         normalize_service(&project, &name, &mut service, &locate)?;
         let active = service.profiles.is_empty() || service.profiles.iter().any(|p| profiles.contains(p) || p == "*") || profiles.contains("*");
@@ -169,6 +171,7 @@ pub fn load(opts: &LoadOptions) -> Result<Project, Error> {
             project.disabled.insert(name, service);
         }
     }
+    project.secrets = normalize_secrets(&project, merged.secrets, &locate)?;
     normalize_resources(&mut project);
     check(&project, &locate)?;
     Ok(project)
@@ -215,6 +218,7 @@ fn merge_file(base: &mut File, over: File) {
     }
     base.networks.extend(over.networks);
     base.volumes.extend(over.volumes);
+    base.secrets.extend(over.secrets);
 }
 
 fn append_unique<T: PartialEq>(base: &mut Vec<T>, over: Vec<T>) {
@@ -247,6 +251,12 @@ fn merge_service(b: &mut Service, o: Service) {
         match b.volumes.iter_mut().find(|x| x.target == v.target) {
             Some(x) => *x = v,
             None => b.volumes.push(v),
+        }
+    }
+    for x in o.secrets {
+        match b.secrets.iter_mut().find(|y| y.target == x.target) {
+            Some(y) => *y = x,
+            None => b.secrets.push(x),
         }
     }
     match (&mut b.build, o.build) {
@@ -344,6 +354,28 @@ fn normalize_service(project: &Project, name: &str, s: &mut Service, locate: &Lo
     Ok(())
 }
 
+/// Checks each top-level secret has one source and makes its file path absolute.
+fn normalize_secrets(project: &Project, secrets: BTreeMap<String, Secret>, locate: &Locator<'_>) -> Result<BTreeMap<String, Secret>, Error> {
+    let mut out = BTreeMap::new();
+    for (key, mut secret) in secrets {
+        let at = |message: String| locate.invalid(&["secrets", &key], message);
+        if secret.external {
+            return Err(at("an external secret lives in Docker Swarm's secret store, which builder compose does not have; give it a `file` or an `environment` variable".into()));
+        }
+        match (&secret.file, &secret.environment) {
+            (Some(file), None) => secret.file = Some(clean(&absolute(&project.directory, Path::new(file))).to_string_lossy().into_owned()),
+            (None, Some(var)) => {
+                if !project.variables.contains_key(var) {
+                    return Err(at(format!("the secret's variable {var} is not set")));
+                }
+            }
+            _ => return Err(at("a secret needs exactly one of `file` and `environment`".into())),
+        }
+        out.insert(key, secret);
+    }
+    Ok(out)
+}
+
 /// Removes `.` and `..` components without touching the filesystem.
 fn clean(p: &Path) -> PathBuf {
     let mut out = PathBuf::new();
@@ -409,6 +441,15 @@ fn check(p: &Project, locate: &Locator<'_>) -> Result<(), Error> {
                         message: format!("service {name:?} refers to undefined volume {src:?} (declare it under the top-level `volumes:`)"),
                     });
                 }
+            }
+        }
+        for (i, secret) in s.secrets.iter().enumerate() {
+            if !p.secrets.contains_key(&secret.source) {
+                return Err(Error::Invalid {
+                    loc: locate.at(&["services", name, "secrets"]),
+                    path: format!("services.{name}.secrets[{i}]"),
+                    message: format!("service {name:?} refers to undefined secret {:?} (declare it under the top-level `secrets:`)", secret.source),
+                });
             }
         }
         for (dep, d) in &s.depends_on {

@@ -57,6 +57,84 @@ pub struct RunOptions {
     pub runtime: Option<PathBuf>,
     /// `--restart`: applied by the detached container's supervisor.
     pub restart: runtime::restart::RestartPolicy,
+    /// `--label KEY=VALUE` / `-l`, after the `--label-file` lines.
+    pub labels: Vec<String>,
+    pub label_files: Vec<PathBuf>,
+    /// `--health-*` and `--no-healthcheck`.
+    pub health: HealthOptions,
+    /// `--privileged`: every capability, no seccomp filter, nothing masked, a writable /sys.
+    pub privileged: bool,
+    /// `--cap-add` / `--cap-drop` (`NET_ADMIN`, `CAP_NET_ADMIN`, `ALL`).
+    pub cap_add: Vec<String>,
+    pub cap_drop: Vec<String>,
+    /// `--ulimit NAME=SOFT[:HARD]`.
+    pub ulimits: Vec<String>,
+    /// `--device HOST[:CONTAINER[:PERMISSIONS]]`.
+    pub devices: Vec<String>,
+    /// `--group-add GROUP` (a name in the image's /etc/group, or a number).
+    pub group_add: Vec<String>,
+}
+
+/// The health check flags of `run`, as typed; they override the image's HEALTHCHECK field
+/// by field, as Docker merges them.
+#[derive(Debug, Clone, Default)]
+pub struct HealthOptions {
+    /// `--health-cmd`: run with `/bin/sh -c`.
+    pub cmd: Option<String>,
+    pub interval: Option<String>,
+    pub timeout: Option<String>,
+    pub start_period: Option<String>,
+    /// `--health-start-interval`: between probes during the start period.
+    pub start_interval: Option<String>,
+    pub retries: Option<i64>,
+    /// The whole test (`["CMD", …]`, `["CMD-SHELL", …]`, `["NONE"]`), as compose gives it.
+    pub test: Option<Vec<String>>,
+    /// `--no-healthcheck`: none, even if the image has one.
+    pub none: bool,
+}
+
+impl HealthOptions {
+    /// The image's health check (from its config) with these flags applied; None when the
+    /// container has no check.
+    pub fn merge(&self, image: Option<crate::settings::Healthcheck>) -> Result<Option<crate::settings::Healthcheck>> {
+        use crate::settings::parse_duration;
+        if self.none {
+            if self.cmd.is_some() {
+                return Err(Error::option("--no-healthcheck", "true", "conflicts with --health-cmd"));
+            }
+            return Ok(Some(crate::settings::Healthcheck { test: vec!["NONE".into()], ..Default::default() }));
+        }
+        let mut h = image.unwrap_or_default();
+        if let Some(c) = &self.cmd {
+            h.test = vec!["CMD-SHELL".into(), c.clone()];
+        }
+        if let Some(t) = &self.test {
+            if !matches!(t.first().map(String::as_str), Some("CMD" | "CMD-SHELL" | "NONE")) {
+                return Err(Error::option("--health-test", &t.join(" "), "starts with CMD, CMD-SHELL or NONE"));
+            }
+            h.test = t.clone();
+        }
+        let set = |flag: &'static str, v: &Option<String>, field: &mut i64| -> Result<()> {
+            if let Some(v) = v {
+                *field = parse_duration(flag, v)?;
+                if *field < 1_000_000 && *field != 0 {
+                    return Err(Error::option(flag, v, "must be at least 1ms"));
+                }
+            }
+            Ok(())
+        };
+        set("--health-interval", &self.interval, &mut h.interval)?;
+        set("--health-timeout", &self.timeout, &mut h.timeout)?;
+        set("--health-start-period", &self.start_period, &mut h.start_period)?;
+        set("--health-start-interval", &self.start_interval, &mut h.start_interval)?;
+        if let Some(r) = self.retries {
+            if r < 0 {
+                return Err(Error::option("--health-retries", &r.to_string(), "must not be negative"));
+            }
+            h.retries = r;
+        }
+        Ok(if h.test.is_empty() { None } else { Some(h) })
+    }
 }
 
 /// The process a container runs, from the image config and the options.
@@ -94,7 +172,7 @@ impl RunConfig {
         user_env.extend(opts.env.iter().map(|e| expand_env(e)));
         Ok(RunConfig {
             argv,
-            env: merge_env(&image.env().clone().unwrap_or_default(), &user_env),
+            env: run_env(&image.env().clone().unwrap_or_default(), &user_env),
             cwd: opts.workdir.clone().unwrap_or_else(|| image.working_dir().clone().unwrap_or_default()),
             user: opts.user.clone().unwrap_or_else(|| image.user().clone().unwrap_or_default()),
         })
@@ -129,6 +207,15 @@ pub fn expand_env(e: &str) -> String {
         Ok(v) => format!("{e}={v}"),
         Err(_) => e.to_string(),
     }
+}
+
+/// A new container's env as Docker merges it: the user's variables first, then the image's
+/// that the user did not set (`KEY` alone, unset here, drops the image's).
+pub fn run_env(image: &[String], user: &[String]) -> Vec<String> {
+    let key = |e: &str| e.split('=').next().unwrap_or(e).to_string();
+    let mut out: Vec<String> = user.iter().filter(|u| u.contains('=')).cloned().collect();
+    out.extend(image.iter().filter(|i| !user.iter().any(|u| key(u) == key(i))).cloned());
+    out
 }
 
 /// Image env overridden by user env, by key.
@@ -197,7 +284,7 @@ mod tests {
     fn user_env_overrides_image_env_by_key() {
         let img = image(&[], &["true"], &["A=1", "B=2"]);
         let opts = RunOptions { env: vec!["B=3".into(), "C=4".into()], ..Default::default() };
-        assert_eq!(RunConfig::new(&img, &opts).unwrap().env, ["A=1", "B=3", "C=4"]);
+        assert_eq!(RunConfig::new(&img, &opts).unwrap().env, ["B=3", "C=4", "A=1"], "Docker's order: the user's first");
     }
 
     #[test]

@@ -33,3 +33,11 @@ pub(crate) fn layer_snapshots(root: &Path, store: &oci::Store, image: &oci::Loca
     lowers.reverse();
     Ok(lowers)
 }
+
+/// The image's HEALTHCHECK, which the OCI config type does not carry: read from the raw
+/// config JSON (`config.Healthcheck`, Docker's field).
+pub(crate) fn healthcheck(store: &oci::Store, image: &oci::LocalImage) -> Option<crate::settings::Healthcheck> {
+    let raw = store.read_blob(&image.config_digest).ok()?;
+    let v: serde_json::Value = serde_json::from_slice(&raw).ok()?;
+    serde_json::from_value(v.get("config")?.get("Healthcheck")?.clone()).ok()
+}

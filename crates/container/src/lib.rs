@@ -17,13 +17,17 @@ pub mod fs;
 mod image;
 pub mod logs;
 pub mod mounts;
+pub mod settings;
+mod security;
 pub mod shim;
+pub mod health;
 pub mod terminal;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-pub use config::{RunConfig, RunOptions};
+pub use config::{HealthOptions, RunConfig, RunOptions};
+pub use settings::Settings;
 pub use error::{Error, Result};
 pub use runtime::ExitStatus;
 pub use runtime::containers::{ContainerState, Status};
@@ -103,6 +107,10 @@ impl Containers {
         let lowers = image::layer_snapshots(&self.root, &store, &image)?;
         let config = image.config.config().clone().unwrap_or_default();
         let run = RunConfig::new(&config, opts)?;
+        let mut labels = config.labels().clone().unwrap_or_default().into_iter().collect::<std::collections::BTreeMap<_, _>>();
+        labels.extend(settings::parse_labels(&opts.labels, &opts.label_files)?);
+        let healthcheck = opts.health.merge(image::healthcheck(&store, &image))?;
+        let security = security::Security::parse(opts)?;
 
         let id = runtime::containers::new_id();
         let name = match &opts.name {
@@ -202,14 +210,72 @@ impl Containers {
                 return Err(e);
             }
         };
+        // As Docker: the host's name on the host network, else the short id.
+        let hostname = opts.hostname.clone().unwrap_or_else(|| if mode == "host" { host_name() } else { id[..12].to_string() });
+        let recorded = Settings {
+            path: run.argv.first().cloned().unwrap_or_default(),
+            args: run.argv.iter().skip(1).cloned().collect(),
+            config: settings::Config {
+                hostname: hostname.clone(),
+                user: run.user.clone(),
+                attach_stdin: opts.interactive && !opts.detach,
+                attach_stdout: !opts.detach,
+                attach_stderr: !opts.detach,
+                exposed_ports: config.exposed_ports().clone().unwrap_or_default().into_iter().chain(ports.iter().map(|p| format!("{}/{}", p.container_port, p.proto.as_str()))).map(|p| (p, settings::Empty {})).collect(),
+                tty: opts.tty,
+                open_stdin: opts.interactive,
+                stdin_once: opts.interactive && !opts.detach,
+                env: run.env.clone(),
+                cmd: if opts.command.is_empty() && opts.entrypoint.is_none() { config.cmd().clone() } else { Some(opts.command.clone()).filter(|c| !c.is_empty()) },
+                healthcheck,
+                image: opts.image.clone(),
+                volumes: config.volumes().clone().map(|v| v.into_iter().map(|p| (p, settings::Empty {})).collect()),
+                working_dir: run.cwd.clone(),
+                entrypoint: match &opts.entrypoint {
+                    Some(e) if e.is_empty() => None,
+                    Some(e) => Some(vec![e.clone()]),
+                    None => config.entrypoint().clone(),
+                },
+                on_build: None,
+                labels,
+                stop_signal: config.stop_signal().clone(),
+                ..Default::default()
+            },
+            host_config: settings::HostConfig {
+                binds: Some(opts.volumes.iter().filter(|v| v.contains(':')).cloned().collect::<Vec<_>>()).filter(|b| !b.is_empty()),
+                network_mode: if opts.network.is_empty() { mode.to_string() } else { opts.network.clone() },
+                port_bindings: port_bindings(&ports),
+                restart_policy: restart_policy(opts.restart),
+                auto_remove: opts.auto_remove,
+                volumes_from: Some(opts.volumes_from.clone()).filter(|v| !v.is_empty()),
+                extra_hosts: Some(opts.add_hosts.clone()).filter(|v| !v.is_empty()),
+                publish_all_ports: opts.publish_all,
+                readonly_rootfs: opts.read_only,
+                memory: limits.memory.unwrap_or(0),
+                nano_cpus: limits.cpus.map(|c| (c * 1e9) as i64).unwrap_or(0),
+                pids_limit: limits.pids,
+                init: Some(opts.init).filter(|i| *i),
+                privileged: security.privileged,
+                cap_add: Some(security.cap_add.clone()).filter(|c| !c.is_empty()),
+                cap_drop: Some(security.cap_drop.clone()).filter(|c| !c.is_empty()),
+                ulimits: security.ulimits.clone(),
+                devices: security.devices.clone(),
+                group_add: Some(security.group_add.clone()).filter(|g| !g.is_empty()),
+                tmpfs: opts.tmpfs.iter().map(|t| t.split_once(':').map(|(p, o)| (p.to_string(), o.to_string())).unwrap_or((t.clone(), String::new()))).collect(),
+                ..Default::default()
+            },
+        };
+        if let Err(e) = recorded.save(&dir) {
+            let _ = mounts::remove_container(&self.root, &self.store, &id, true);
+            return Err(e);
+        }
         let spec_opts = runtime::SpecOptions {
             rootfs: dir.join("rootfs"),
             args: run.argv,
             env: run.env,
             cwd: run.cwd,
             user: run.user,
-            // As Docker: the host's name on the host network, else the short id.
-            hostname: opts.hostname.clone().unwrap_or_else(|| if mode == "host" { host_name() } else { id[..12].to_string() }),
+            hostname,
             network,
             mounts,
             readonly_rootfs: opts.read_only,
@@ -217,12 +283,12 @@ impl Containers {
             // Detached, the shim holds the terminal and writes what comes out of it to the log.
             terminal: opts.tty,
             init: opts.init,
-            overlay: Some(runtime::OverlayRootfs { lowers, upper: dir.join("upper"), work: dir.join("work") }),
+            overlay: Some(runtime::OverlayRootfs { lowers: lowers.clone(), upper: dir.join("upper"), work: dir.join("work") }),
             // --rm throws the changes away: no need to sync them when the container ends.
             volatile: opts.auto_remove,
             extra_hosts,
         };
-        let spec = match runtime::build_spec(&spec_opts) {
+        let spec = match runtime::build_spec(&spec_opts).map_err(Error::from).and_then(|s| security.apply(s, &lowers)) {
             Ok(mut s) => {
                 if opts.runtime.is_some() {
                     // runc expects root.path mounted already: we mount it before calling it.
@@ -232,7 +298,7 @@ impl Containers {
             }
             Err(e) => {
                 let _ = mounts::remove_container(&self.root, &self.store, &id, true);
-                return Err(e.into());
+                return Err(e);
             }
         };
         let mut spec = spec;
@@ -322,6 +388,22 @@ impl Containers {
         }
     }
 
+    /// Waits (up to 10 s) for the supervisor of a container that stopped running to finish:
+    /// it lets go of the network (ports, address, name) after recording the exit, and a
+    /// command that returns before that would race it.
+    fn wait_supervisor(&self, id: &str) {
+        let Ok(s) = self.store.load(id) else { return };
+        let Some(pid) = s.supervisor.filter(|p| *p != std::process::id() as i32) else { return };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while supervisor_alive(pid) && Instant::now() < deadline {
+            // Restarting (a restart policy): it is not going away.
+            if self.store.load(id).is_ok_and(|s| s.status == Status::Running) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Records that the user stopped the container, so its supervisor does not restart it
     /// (also while it waits to restart one that exited).
     fn mark_stopped_by_user(&self, id: &str) -> Result<()> {
@@ -345,6 +427,7 @@ impl Containers {
             runtime::tty::signal_process(pid, signal("KILL"))?;
             self.wait_exit(&state.id, Duration::from_secs(10));
         }
+        self.wait_supervisor(&state.id);
         Ok(())
     }
 
@@ -374,6 +457,7 @@ impl Containers {
                 runtime::tty::signal_process(pid, signal("KILL"))?;
             }
             self.wait_exit(&state.id, Duration::from_secs(10));
+            self.wait_supervisor(&state.id);
         }
         network::forget(&self.root, &state.id);
         mounts::remove_container(&self.root, &self.store, &state.id, volumes)?;
@@ -466,6 +550,28 @@ pub fn signal(name: &str) -> i32 {
     runtime::tty::signal_number(name).unwrap_or(9)
 }
 
+/// `-p` as `HostConfig.PortBindings`: `{"80/tcp": [{"HostIp": "", "HostPort": "8080"}]}`.
+fn port_bindings(ports: &[network::PortBinding]) -> std::collections::BTreeMap<String, Vec<settings::HostPort>> {
+    let mut out: std::collections::BTreeMap<String, Vec<settings::HostPort>> = std::collections::BTreeMap::new();
+    for p in ports {
+        let host_ip = if p.host_ip.is_unspecified() { String::new() } else { p.host_ip.to_string() };
+        let host_port = if p.host_port == 0 { String::new() } else { p.host_port.to_string() };
+        out.entry(format!("{}/{}", p.container_port, p.proto.as_str())).or_default().push(settings::HostPort { host_ip, host_port });
+    }
+    out
+}
+
+fn restart_policy(p: runtime::restart::RestartPolicy) -> settings::RestartPolicy {
+    use runtime::restart::RestartPolicy as P;
+    let (name, max) = match p {
+        P::No => ("no", 0),
+        P::Always => ("always", 0),
+        P::UnlessStopped => ("unless-stopped", 0),
+        P::OnFailure(n) => ("on-failure", n.unwrap_or(0)),
+    };
+    settings::RestartPolicy { name: name.into(), maximum_retry_count: max }
+}
+
 const NETWORK_REQUEST: &str = "network.json";
 
 fn write_network_request(dir: &Path, request: &network::Request) -> Result<()> {
@@ -481,6 +587,14 @@ pub(crate) fn network_request(dir: &Path) -> Result<Option<network::Request>> {
         Ok(b) => serde_json::from_slice(&b).map(Some).map_err(|e| Error::io("reading", &path, std::io::Error::other(e))),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io("reading", &path, e)),
+    }
+}
+
+/// Whether process `pid` is alive (a zombie is not).
+fn supervisor_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
     }
 }
 

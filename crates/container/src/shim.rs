@@ -58,10 +58,12 @@ fn supervise(cstore: &ContainerStore, mut state: ContainerState, dir: &Path, spe
         state.cgroup_dirs = container.cgroup_dirs();
         cstore.save(&state)?;
         journal(cstore, &state, "start", &[]);
+        let checker = crate::health::start(cstore, &state);
         let master = container.take_terminal().ok_or_else(|| Error::NotStarted { id: state.id.clone(), reason: "the container has no terminal".into() })?;
         crate::terminal::relay(master, interactive)?;
         let oom = container.oom_killed();
         let status = container.wait()?;
+        drop(checker);
         return finish(cstore, state, status, oom);
     }
     let stdio = runtime::Stdio { stdin: if interactive { runtime::Io::Inherit } else { runtime::Io::Null }, stdout: runtime::Io::Inherit, stderr: runtime::Io::Inherit };
@@ -71,7 +73,9 @@ fn supervise(cstore: &ContainerStore, mut state: ContainerState, dir: &Path, spe
     state.cgroup_dirs = container.cgroup_dirs();
     cstore.save(&state)?;
     journal(cstore, &state, "start", &[]);
+    let checker = crate::health::start(cstore, &state);
     let (status, oom) = container.wait_with_oom()?;
+    drop(checker);
     finish(cstore, state, status, oom)
 }
 
@@ -200,7 +204,9 @@ fn restart_loop(root: &Path, cstore: &ContainerStore, mut state: ContainerState,
             first = false;
         }
         let started = std::time::Instant::now();
+        let checker = crate::health::start(cstore, &state);
         let (status, oom) = container.wait_with_oom()?;
+        drop(checker);
         // `rm -f` may have removed the container while it ran.
         let Ok(now_state) = cstore.load(id) else { return Ok(()) };
         let restart = state.restart_policy.restarts(status.code(), state.restart_count, now_state.stopped_by_user);

@@ -80,6 +80,7 @@ fn bind_dns() -> Result<DnsSockets> {
 /// endpoint that is not internal, and with `dns` the name server's sockets bound inside.
 /// The returned descriptor keeps the namespace alive.
 pub(crate) fn new_netns(endpoints: &[Endpoint], dns: bool) -> Result<(OwnedFd, Option<DnsSockets>)> {
+    remove_stale_veths(endpoints)?;
     let mut inside = String::from("link set lo up\n");
     let route = endpoints.iter().position(|e| !e.internal);
     for (i, ep) in endpoints.iter().enumerate() {
@@ -115,8 +116,17 @@ fn in_netns<T: Send + 'static>(path: &std::path::Path, f: impl FnOnce() -> Resul
     .map_err(|_| Error::Command { command: "joining a network namespace".into(), message: "the thread panicked".into() })?
 }
 
+/// Deletes host ends of the endpoints' veths left by the container's previous run: the kernel
+/// removes a namespace (and its veths) some time after its last holder goes, and a quick
+/// restart would otherwise find the name taken. Only this container ever uses these names.
+fn remove_stale_veths(endpoints: &[Endpoint]) -> Result<()> {
+    let stale: String = endpoints.iter().filter(|e| std::path::Path::new("/sys/class/net").join(&e.veth).exists()).map(|e| format!("link del {}\n", e.veth)).collect();
+    if stale.is_empty() { Ok(()) } else { ip_batch(&stale) }
+}
+
 /// Adds an endpoint to a running container's namespace (`network connect`).
 pub(crate) fn add_link(netns: &std::path::Path, ep: &Endpoint, route: bool) -> Result<()> {
+    remove_stale_veths(std::slice::from_ref(ep))?;
     let inside = inside_lines(ep, route);
     in_netns(netns, move || ip_batch(&inside))?;
     ip_batch(&outside_lines(ep))

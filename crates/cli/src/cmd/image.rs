@@ -42,10 +42,20 @@ pub enum Command {
         /// New name.
         target: String,
     },
-    /// Show low-level information about images, as JSON (like `docker image inspect`).
+    /// Show low-level information about containers or images, as JSON (like `docker inspect`):
+    /// a name is looked up as a container first, then as an image.
     Inspect {
+        /// Format the output with a Go template (`{{.State.Status}}`, `{{json .Config}}`), or json.
+        #[arg(short, long)]
+        format: Option<String>,
+        /// Only look for this kind of object.
+        #[arg(long = "type", value_enum)]
+        kind: Option<super::inspect::Kind>,
+        /// Add the container's sizes (SizeRw, SizeRootFs).
+        #[arg(short, long)]
+        size: bool,
         #[arg(required = true)]
-        images: Vec<String>,
+        names: Vec<String>,
     },
     /// Show the history of an image.
     History {
@@ -170,7 +180,10 @@ impl Command {
             Command::Import { file, reference } => import(&store, &file, &reference),
             Command::Images(a) => images(&store, &a),
             Command::Tag { source, target } => tag(&store, &source, &target),
-            Command::Inspect { images } => inspect(&store, &images),
+            Command::Inspect { format, kind, size, names } => {
+                let containers = super::container::open(globals)?;
+                super::inspect::inspect(&containers, &store, kind, format.as_deref(), size, &names)
+            }
             Command::History { image, no_trunc } => history(&store, &image, no_trunc),
             Command::Rmi { force, images } => rmi(&store, force, &images),
             Command::Pull { quiet, platform, reference } => pull(globals, &store, quiet, platform.as_deref(), &reference),
@@ -274,24 +287,8 @@ fn tag(store: &Store, source: &str, target: &str) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn inspect(store: &Store, names: &[String]) -> anyhow::Result<ExitCode> {
-    let mut out = Vec::new();
-    let mut missing = Vec::new();
-    for name in names {
-        match find(store, name) {
-            Ok((_, image)) => out.push(inspect_json(store, &image)?),
-            Err(e) => missing.push(format!("{name}: {e:#}")),
-        }
-    }
-    println!("{}", serde_json::to_string_pretty(&out)?);
-    if !missing.is_empty() {
-        bail!("{}", missing.join("\n"));
-    }
-    Ok(ExitCode::SUCCESS)
-}
-
 /// The `docker image inspect` shape.
-fn inspect_json(store: &Store, image: &LocalImage) -> anyhow::Result<serde_json::Value> {
+pub(crate) fn inspect_json(store: &Store, image: &LocalImage) -> anyhow::Result<serde_json::Value> {
     let tags = store.tags_of(image.id())?;
     let repo_tags: Vec<String> = tags.iter().filter(|r| r.tag().is_some()).map(|r| r.familiar()).collect();
     let mut repo_digests: Vec<String> =

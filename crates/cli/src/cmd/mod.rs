@@ -6,6 +6,7 @@ pub mod container;
 pub mod format;
 pub mod image;
 pub mod info;
+pub mod inspect;
 pub mod parse;
 pub mod serve;
 pub mod system;

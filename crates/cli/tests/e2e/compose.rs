@@ -500,3 +500,58 @@ networks:
     assert_eq!(builder(&["network", "ls", "-q", "--filter", "type=custom"]), "");
     assert_no_containers(&b);
 }
+
+#[test]
+fn secrets_from_files_and_variables_are_mounted_read_only_under_run_secrets() {
+    let b = with_busybox();
+    let file = "services:\n  app:\n    image: busybox:test\n    command: sh -c 'cat /run/secrets/db_password; echo; cat /etc/token; echo; stat -c \"%a %u %g\" /etc/token; echo x > /run/secrets/db_password || echo read-only'\n    secrets:\n      - db_password\n      - source: token\n        target: /etc/token\n        uid: \"1000\"\n        gid: \"1000\"\n        mode: 0400\nsecrets:\n  db_password:\n    file: ./db_password.txt\n  token:\n    environment: API_TOKEN\n";
+    let t = project(&[("compose.yaml", file), ("db_password.txt", "hunter2"), (".env", "API_TOKEN=s3cret\n")]);
+    let dir = t.path().join("shop");
+    let ns = Netns::new();
+    let out = ns.ok(&b, &dir, &["up"]);
+    assert!(out.contains("app-1  | hunter2\napp-1  | s3cret\napp-1  | 400 1000 1000\n"), "secrets' contents, owner and mode: {out}");
+    assert!(out.contains("app-1  | read-only"), "a secret cannot be written: {out}");
+    let config = ns.ok(&b, &dir, &["config"]);
+    assert!(config.contains("db_password.txt"), "config shows the secrets: {config}");
+    assert!(!config.contains("s3cret"), "config never shows a secret's value: {config}");
+    let written = b.root().join("compose/secrets/shop");
+    assert!(written.join("shop-app-1/token").is_file(), "the variable's secret was written for the container");
+    ns.ok(&b, &dir, &["down"]);
+    assert!(!written.join("shop-app-1").exists(), "down removes the written secrets");
+    assert_no_containers(&b);
+
+    let undefined = project(&[("compose.yaml", "services:\n  app:\n    image: busybox:test\n    secrets: [nope]\n")]);
+    let out = compose(&b, &undefined.path().join("shop"), &[], &["up"]);
+    assert!(text(&out.stderr).contains("services.app.secrets[0]: service \"app\" refers to undefined secret \"nope\""), "{}", text(&out.stderr));
+    let external = project(&[("compose.yaml", "services:\n  app:\n    image: busybox:test\nsecrets:\n  s:\n    external: true\n")]);
+    let out = compose(&b, &external.path().join("shop"), &[], &["up"]);
+    assert!(text(&out.stderr).contains("compose.yaml:5:3: secrets.s: an external secret lives in Docker Swarm"), "{}", text(&out.stderr));
+    let unset = project(&[("compose.yaml", "services:\n  app:\n    image: busybox:test\nsecrets:\n  s:\n    environment: NOT_SET_HERE\n")]);
+    let out = compose(&b, &unset.path().join("shop"), &[], &["up"]);
+    assert!(text(&out.stderr).contains("secrets.s: the secret's variable NOT_SET_HERE is not set"), "{}", text(&out.stderr));
+    assert_no_containers(&b);
+}
+
+#[test]
+fn service_healthy_waits_for_the_images_healthcheck_and_compose_labels_are_container_labels() {
+    let b = with_busybox();
+    // The db image says how to check it; the service says nothing about health.
+    let dockerfile = "FROM busybox:test\nHEALTHCHECK --interval=100ms --retries=50 CMD test -f /tmp/ready\n";
+    let file = "services:\n  db:\n    build: .\n    command: sh -c 'sleep 1; touch /tmp/ready; echo db ready; exec sleep 60'\n  web:\n    image: busybox:test\n    command: echo web ran\n    depends_on:\n      db:\n        condition: service_healthy\n";
+    let t = project(&[("compose.yaml", file), ("Dockerfile", dockerfile)]);
+    let dir = t.path().join("shop");
+    let ns = Netns::new();
+    let out = ns.compose(&b, &dir, &["up", "-d"]);
+    assert_success(&out, &["compose", "up", "-d"]);
+    let stderr = text(&out.stderr);
+    let healthy = stderr.find("Container shop-db-1  Healthy").unwrap_or_else(|| panic!("db became healthy:\n{stderr}"));
+    let web = stderr.find("Container shop-web-1  Creating").expect("web created");
+    assert!(healthy < web, "web was created before db was healthy:\n{stderr}");
+    assert_eq!(b.ok(&["inspect", "-f", "{{.State.Health.Status}}", "shop-db-1"]), "healthy\n");
+    // Compose's labels are the containers' own, so docker-style filters find a service.
+    assert_eq!(b.ok(&["ps", "--filter", "label=com.docker.compose.service=db", "--format", "{{.Names}}"]), "shop-db-1\n");
+    assert_eq!(b.ok(&["ps", "-a", "--filter", "label=com.docker.compose.project=shop", "--format", "{{.Names}}"]).lines().count(), 2);
+    assert_eq!(b.ok(&["inspect", "-f", "{{index .Config.Labels \"com.docker.compose.container-number\"}}", "shop-web-1"]), "1\n");
+    ns.ok(&b, &dir, &["down", "--rmi", "local"]);
+    assert_no_containers(&b);
+}

@@ -36,6 +36,7 @@ mod container;
 mod image;
 mod image_list;
 mod info_search;
+mod inspect;
 mod network;
 mod parse;
 mod serve;

@@ -209,8 +209,8 @@ fn an_unknown_key_names_file_line_and_path() {
 fn a_known_compose_key_we_do_not_support_says_so() {
     let e = err("services:\n  web:\n    image: busybox\n    privileged: true\n");
     assert!(e.contains("services.web.privileged: the Compose key `privileged` is not supported by builder compose"), "{e}");
-    let e = err("services: {}\nsecrets: {}\n");
-    assert!(e.contains("secrets: the Compose key `secrets` is not supported"), "{e}");
+    let e = err("services: {}\nconfigs: {}\n");
+    assert!(e.contains("configs: the Compose key `configs` is not supported"), "{e}");
 }
 
 #[test]

@@ -229,6 +229,11 @@ impl<'a> Engine<'a> {
         !self.is_running(r)
     }
 
+    /// `<root>/compose/secrets/<project>/<container>`: the secret files written for a container.
+    pub fn secrets_dir(&self, container: &str) -> PathBuf {
+        self.root.join("compose").join("secrets").join(&self.project.name).join(container)
+    }
+
     /// Removes these containers (stopped first) and forgets them; lets go of their volumes,
     /// removing their anonymous ones when `anonymous_volumes`.
     pub fn remove(&mut self, records: &[Record], anonymous_volumes: bool) -> anyhow::Result<()> {
@@ -242,6 +247,10 @@ impl<'a> Engine<'a> {
                 }
                 args.push(r.id.clone());
                 self.quiet(&args)?;
+            }
+            let secrets = self.secrets_dir(&r.name);
+            if secrets.exists() {
+                std::fs::remove_dir_all(&secrets)?;
             }
             self.state.containers.retain(|x| x.id != r.id);
             self.save()?;

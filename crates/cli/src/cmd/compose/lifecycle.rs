@@ -304,9 +304,10 @@ pub fn run(mut e: Engine<'_>, args: RunArgs) -> anyhow::Result<ExitCode> {
         full.push("-i".into());
         full.push("-t".into());
     }
-    full.extend(run_args);
     let config = up::config_of(&e, &args.service);
     let hash = engine::config_hash(&config);
+    full.extend(super::spec::label_args(&engine::labels(&e.project, &args.service, number, true, &hash)));
+    full.extend(run_args);
     if args.detach {
         let out = e.quiet(&full)?;
         let id = String::from_utf8_lossy(&out.stdout).trim().to_string();

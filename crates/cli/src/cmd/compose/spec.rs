@@ -112,8 +112,14 @@ pub fn run_args(engine: &Engine<'_>, service: &str, name: &str, command: Option<
         }
         push("--mount", mount);
     }
+    for mount in secret_mounts(engine, service, name, s)? {
+        push("--mount", mount);
+    }
     for t in &s.tmpfs {
         push("--tmpfs", t.clone());
+    }
+    if let Some(h) = &s.healthcheck {
+        health_args(h, &mut a);
     }
     if s.init == Some(true) {
         a.push("--init".into());
@@ -142,6 +148,76 @@ pub fn run_args(engine: &Engine<'_>, service: &str, name: &str, command: Option<
     }
     a.extend(tail);
     Ok(RunSpec { args: a })
+}
+
+/// The service's secrets as read-only bind mounts. A file secret is mounted as it is, as Compose
+/// does; one from an environment variable, or with its own uid/gid/mode, is first written to
+/// a file of the container's own under the state root (removed with the container).
+fn secret_mounts(engine: &Engine<'_>, service: &str, container: &str, s: &Service) -> anyhow::Result<Vec<String>> {
+    use std::os::unix::fs::PermissionsExt;
+    let p = &engine.project;
+    let mut mounts = Vec::new();
+    for (i, secret) in s.secrets.iter().enumerate() {
+        let at = format!("services.{service}.secrets[{i}]");
+        let Some(def) = p.secrets.get(&secret.source) else { bail!("{at}: undefined secret {:?}", secret.source) };
+        let plain = secret.uid.is_none() && secret.gid.is_none() && secret.mode.is_none();
+        let source = match (&def.file, &def.environment) {
+            (Some(file), _) if plain => {
+                if !std::path::Path::new(file).is_file() {
+                    bail!("{at}: secret {:?}: file {file} not found", secret.source);
+                }
+                file.clone()
+            }
+            _ => {
+                let value: Vec<u8> = match (&def.file, &def.environment) {
+                    (Some(file), _) => std::fs::read(file).map_err(|e| anyhow::anyhow!("{at}: secret {:?}: reading {file}: {e}", secret.source))?,
+                    (None, Some(var)) => p.variables.get(var).cloned().unwrap_or_default().into_bytes(),
+                    (None, None) => bail!("{at}: secret {:?} has no source", secret.source),
+                };
+                let dir = engine.secrets_dir(container);
+                std::fs::create_dir_all(&dir)?;
+                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+                let path = dir.join(&secret.source);
+                std::fs::write(&path, value)?;
+                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(secret.mode.unwrap_or(0o444)))?;
+                std::os::unix::fs::chown(&path, Some(secret.uid.unwrap_or(0)), Some(secret.gid.unwrap_or(0)))?;
+                path.to_string_lossy().into_owned()
+            }
+        };
+        if source.contains(',') {
+            bail!("{at}: a secret path with a comma cannot be given to --mount: {source}");
+        }
+        mounts.push(format!("type=bind,source={source},target={},readonly", secret.container_path()));
+    }
+    Ok(mounts)
+}
+
+/// `--label KEY=VALUE` for each of `labels`.
+pub fn label_args(labels: &std::collections::BTreeMap<String, String>) -> Vec<String> {
+    labels.iter().flat_map(|(k, v)| ["--label".to_string(), format!("{k}={v}")]).collect()
+}
+
+/// The service's `healthcheck:` as `builder run` flags; unset fields keep the image's.
+fn health_args(h: &compose::Healthcheck, a: &mut Vec<String>) {
+    if h.disable || h.test.first().is_some_and(|t| t == "NONE") {
+        a.push("--no-healthcheck".into());
+        return;
+    }
+    if !h.test.is_empty() {
+        a.push("--health-test".into());
+        a.push(serde_json::to_string(&h.test).unwrap_or_default());
+    }
+    let ms = |d: std::time::Duration| format!("{}ms", d.as_millis().max(1));
+    for (flag, d) in [("--health-interval", h.interval), ("--health-timeout", h.timeout), ("--health-start-period", h.start_period), ("--health-start-interval", h.start_interval)] {
+        if let Some(d) = d {
+            a.push(flag.into());
+            a.push(ms(d));
+        }
+    }
+    if let Some(r) = h.retries {
+        a.push("--health-retries".into());
+        a.push(r.to_string());
+    }
 }
 
 /// Refuses what the runtime cannot honour yet, naming the key.

@@ -1,11 +1,11 @@
 //! `compose up`, `create`-like convergence, and the waits `depends_on` asks for.
 
 use std::process::ExitCode;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::Args;
-use compose::{Condition, Healthcheck};
+use compose::Condition;
 use runtime::containers::Status;
 
 use super::engine::{self, Engine, Record};
@@ -64,7 +64,7 @@ pub fn run(mut e: Engine<'_>, args: UpArgs) -> anyhow::Result<ExitCode> {
     let records = e.records(&order);
     if args.wait {
         for r in &records {
-            if e.project.services[&r.service].healthcheck.as_ref().is_some_and(has_test) {
+            if has_check(&e, r) {
                 wait_healthy(&e, r)?;
             }
         }
@@ -213,22 +213,26 @@ fn create(e: &mut Engine<'_>, service: &str, number: u32, config: &serde_json::V
     let name = e.container_name(service, number);
     eprintln!(" Container {name}  Creating");
     let spec = spec::run_args(e, service, &name, None, true)?;
+    let hash = engine::config_hash(config);
+    let labels = engine::labels(&e.project, service, number, false, &hash);
     let mut full = vec!["run".to_string()];
+    // Compose's labels are the container's own (`ps --filter label=com.docker.compose.service=web`).
+    full.extend(super::spec::label_args(&labels));
     full.extend(spec.args);
     let out = e.quiet(&full)?;
     let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let id = if id.is_empty() { e.store()?.find(&name)?.id } else { id };
     let image_id = if image_id.is_empty() { e.image_id(&e.image_of(service)).unwrap_or_default() } else { image_id.to_string() };
-    let hash = engine::config_hash(config);
-    let labels = engine::labels(&e.project, service, number, false, &hash);
     e.state.containers.push(Record { name: name.clone(), id, service: service.to_string(), number, oneoff: false, config: config.clone(), image_id, labels });
     e.save()?;
     eprintln!(" Container {name}  Started");
     Ok(())
 }
 
-fn has_test(h: &Healthcheck) -> bool {
-    !h.disable && !h.test.is_empty() && h.test[0] != "NONE"
+/// Whether the container runs a health check (the service's or its image's).
+fn has_check(e: &Engine<'_>, r: &Record) -> bool {
+    let Ok(store) = e.store() else { return false };
+    container::Settings::load(&store.dir_of(&r.id)).is_ok_and(|s| s.config.healthcheck.is_some_and(|h| h.test.first().is_some_and(|t| t != "NONE")))
 }
 
 /// Waits for what `service` depends on: started (already, by the order), healthy, or exited 0.
@@ -271,57 +275,26 @@ fn wait_exited(e: &Engine<'_>, r: &Record) -> i32 {
     }
 }
 
-/// Runs the service's health check in the container until it passes, as Docker does: a probe
-/// every `interval` (`start_interval` during `start_period`), each limited to `timeout`;
-/// `retries` failures in a row after the start period make the container unhealthy.
+/// Waits until the container's health check (the service's `healthcheck:` or the image's
+/// HEALTHCHECK, run by the container's supervisor) reports it healthy; unhealthy, or an exit
+/// first, is an error.
 pub fn wait_healthy(e: &Engine<'_>, r: &Record) -> anyhow::Result<()> {
-    let Some(h) = e.project.services[&r.service].healthcheck.clone().filter(has_test) else {
-        bail!("container {} has no healthcheck configured (services.{}.healthcheck), so it can never be healthy", r.name, r.service);
-    };
-    let interval = h.interval.unwrap_or(Duration::from_secs(30));
-    let timeout = h.timeout.unwrap_or(Duration::from_secs(30));
-    let retries = h.retries.unwrap_or(3);
-    let start_period = h.start_period.unwrap_or_default();
-    let start_interval = h.start_interval.unwrap_or(Duration::from_secs(5)).min(interval);
-    let probe: Vec<String> = match h.test[0].as_str() {
-        "CMD-SHELL" => vec!["/bin/sh".into(), "-c".into(), h.test[1..].join(" ")],
-        _ => h.test[1..].to_vec(),
-    };
-    let started = Instant::now();
-    let mut failures = 0;
+    let store = e.store()?;
+    let dir = store.dir_of(&r.id);
+    if !has_check(e, r) {
+        bail!("container {} has no healthcheck configured (services.{}.healthcheck, or a HEALTHCHECK in its image), so it can never be healthy", r.name, r.service);
+    }
     loop {
-        let in_start = started.elapsed() < start_period;
-        std::thread::sleep(if in_start { start_interval } else { interval });
         match e.container(r) {
             Some(s) if s.status == Status::Running => {}
             _ => bail!("container {} exited before it became healthy", r.name),
         }
-        if run_probe(e, r, &probe, timeout)? {
-            return Ok(());
-        }
-        if started.elapsed() >= start_period {
-            failures += 1;
-            if failures >= retries {
-                bail!("container {} is unhealthy: its health check failed {failures} times in a row", r.name);
+        match container::health::Health::load(&dir) {
+            Some(h) if h.status == container::health::HealthStatus::Healthy => return Ok(()),
+            Some(h) if h.status == container::health::HealthStatus::Unhealthy => {
+                bail!("container {} is unhealthy: its health check failed {} times in a row (last output: {:?})", r.name, h.failing_streak, h.log.last().map(|p| p.output.trim()).unwrap_or(""))
             }
+            _ => std::thread::sleep(Duration::from_millis(50)),
         }
-    }
-}
-
-fn run_probe(e: &Engine<'_>, r: &Record, probe: &[String], timeout: Duration) -> anyhow::Result<bool> {
-    let mut cmd = e.builder();
-    cmd.arg("exec").arg(&r.id).args(probe).stdin(std::process::Stdio::null()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null());
-    let mut child = cmd.spawn().context("running the health check")?;
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(status) = child.try_wait()? {
-            return Ok(status.success());
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Ok(false);
-        }
-        std::thread::sleep(Duration::from_millis(20));
     }
 }

@@ -7,6 +7,7 @@ mod commit;
 mod cp;
 mod diff;
 mod exec;
+mod filters;
 mod logs;
 mod prune;
 mod ps;
@@ -36,6 +37,25 @@ pub enum Command {
         /// Only display container IDs.
         #[arg(short, long)]
         quiet: bool,
+        /// Filter: id, name (a regular expression), label=KEY[=VALUE], status, exited=CODE, ancestor=IMAGE,
+        /// before=/since=CONTAINER, volume, network, health (starting|healthy|unhealthy|none), publish=/expose=PORT[/PROTO].
+        #[arg(short, long = "filter", value_name = "KEY=VALUE")]
+        filter: Vec<String>,
+        /// table, table TEMPLATE, json, or a Go template ({{.ID}} {{.Names}} {{.Status}} {{.Labels}} {{json .}} …).
+        #[arg(long)]
+        format: Option<String>,
+        /// Show the N last created containers (all states).
+        #[arg(short = 'n', long = "last", value_name = "N")]
+        last: Option<usize>,
+        /// Show the latest created container (all states).
+        #[arg(short, long)]
+        latest: bool,
+        /// Display total file sizes.
+        #[arg(short, long)]
+        size: bool,
+        /// Don't truncate IDs and commands.
+        #[arg(long = "no-trunc")]
+        no_trunc: bool,
     },
     /// Fetch the logs of a container.
     Logs {
@@ -215,6 +235,54 @@ pub struct RunArgs {
     /// Use this OCI runtime binary (e.g. /usr/sbin/runc) instead of the built-in one (foreground only).
     #[arg(long, value_name = "PATH")]
     pub runtime: Option<PathBuf>,
+    /// Set metadata on the container (KEY=VALUE, or KEY for an empty value); may be repeated.
+    #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
+    pub label: Vec<String>,
+    /// Read labels from a file of KEY=VALUE lines.
+    #[arg(long = "label-file", value_name = "FILE")]
+    pub label_file: Vec<PathBuf>,
+    /// Command to run to check health (run with /bin/sh -c in the container).
+    #[arg(long = "health-cmd", value_name = "COMMAND")]
+    pub health_cmd: Option<String>,
+    /// Time between running the check (ms|s|m|h), default 30s.
+    #[arg(long = "health-interval", value_name = "DURATION")]
+    pub health_interval: Option<String>,
+    /// Maximum time to allow one check to run (ms|s|m|h), default 30s.
+    #[arg(long = "health-timeout", value_name = "DURATION")]
+    pub health_timeout: Option<String>,
+    /// Start period for the container to initialize before failures count (ms|s|m|h), default 0s.
+    #[arg(long = "health-start-period", value_name = "DURATION")]
+    pub health_start_period: Option<String>,
+    /// Time between checks during the start period (ms|s|m|h).
+    #[arg(long = "health-start-interval", value_name = "DURATION")]
+    pub health_start_interval: Option<String>,
+    /// The whole health test as a JSON array (["CMD", "curl", "-f", "http://localhost"]); what compose passes.
+    #[arg(long = "health-test", value_name = "JSON", hide = true)]
+    pub health_test: Option<String>,
+    /// Consecutive failures needed to report unhealthy, default 3.
+    #[arg(long = "health-retries", value_name = "N")]
+    pub health_retries: Option<i64>,
+    /// Disable any container-specified HEALTHCHECK.
+    #[arg(long = "no-healthcheck")]
+    pub no_healthcheck: bool,
+    /// Give the container every capability, no seccomp filter, no masked paths and a writable /sys.
+    #[arg(long)]
+    pub privileged: bool,
+    /// Add Linux capabilities (NET_ADMIN, CAP_SYS_TIME, ALL).
+    #[arg(long = "cap-add", value_name = "CAP")]
+    pub cap_add: Vec<String>,
+    /// Drop Linux capabilities (CHOWN, ALL).
+    #[arg(long = "cap-drop", value_name = "CAP")]
+    pub cap_drop: Vec<String>,
+    /// Set a resource limit: NAME=SOFT[:HARD] (nofile, nproc, core, memlock, stack, …; -1 is unlimited).
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]")]
+    pub ulimit: Vec<String>,
+    /// Give the container a host device: HOST[:CONTAINER][:PERMISSIONS] (r, w, m).
+    #[arg(long = "device", value_name = "HOST[:CONTAINER[:rwm]]")]
+    pub device: Vec<String>,
+    /// Add a supplementary group to the container's process (a name or a GID).
+    #[arg(long = "group-add", value_name = "GROUP")]
+    pub group_add: Vec<String>,
     /// The image to run.
     pub image: String,
     /// Command and arguments (replace the image's CMD).
@@ -244,7 +312,7 @@ impl Command {
         let containers = open(globals)?;
         match self {
             Command::Run(args) => run::run(&containers, *args),
-            Command::Ps { all, quiet } => ps::ps(&containers, all, quiet),
+            Command::Ps { all, quiet, filter, format, last, latest, size, no_trunc } => ps::ps(&containers, &ps::PsArgs { all, quiet, filters: filter, format, last, latest, size, no_trunc }),
             Command::Logs { follow, tail, container } => logs::logs(&containers, follow, tail.as_deref(), &container),
             Command::Stop { time, containers: keys } => each(&containers, &keys, |c, s| Ok(c.stop(&s, Duration::from_secs(time))?)),
             Command::Kill { signal, containers: keys } => {
@@ -274,7 +342,7 @@ impl Command {
 }
 
 /// The containers of `--root`, pulling through the registries `--insecure-registry` allows.
-fn open(globals: &Globals) -> anyhow::Result<Containers> {
+pub(crate) fn open(globals: &Globals) -> anyhow::Result<Containers> {
     let registry = registry::ClientOptions { insecure_registries: globals.insecure_registries.clone(), ..Default::default() };
     Ok(Containers::open(&globals.root())?.with_registry(registry))
 }

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use container::{Containers, Ran, RunOptions};
+use container::{Containers, HealthOptions, Ran, RunOptions};
 
 use super::{RunArgs, exit_code};
 
@@ -64,6 +64,24 @@ pub(super) fn run(containers: &Containers, args: RunArgs) -> anyhow::Result<Exit
         detach: args.detach,
         runtime: args.runtime,
         restart: args.restart,
+        labels: args.label,
+        label_files: args.label_file,
+        health: HealthOptions {
+            cmd: args.health_cmd,
+            interval: args.health_interval,
+            timeout: args.health_timeout,
+            start_period: args.health_start_period,
+            start_interval: args.health_start_interval,
+            test: args.health_test.as_deref().map(|t| serde_json::from_str(t).map_err(|e| anyhow::anyhow!("invalid --health-test {t:?}: a JSON array of strings ({e})"))).transpose()?,
+            retries: args.health_retries,
+            none: args.no_healthcheck,
+        },
+        privileged: args.privileged,
+        cap_add: args.cap_add,
+        cap_drop: args.cap_drop,
+        ulimits: args.ulimit,
+        devices: args.device,
+        group_add: args.group_add,
     };
     let progress = crate::cmd::image::progress::progress_for(false);
     let created = containers.create(&opts, progress.as_ref());
