@@ -106,7 +106,7 @@ fn management_form(mut args: Vec<std::ffi::OsString>) -> Result<Vec<std::ffi::Os
         ("container", "ls" | "list" | "ps") => "ps",
         ("container", "rm" | "remove") => "rm",
         ("container", "prune") => "container-prune",
-        ("container", s @ ("run" | "logs" | "stop" | "kill" | "start" | "restart" | "exec" | "diff" | "commit" | "cp" | "rename" | "stats" | "port")) => s,
+        ("container", s @ ("run" | "create" | "logs" | "stop" | "kill" | "start" | "restart" | "attach" | "wait" | "pause" | "unpause" | "update" | "top" | "export" | "exec" | "diff" | "commit" | "cp" | "rename" | "stats" | "port")) => s,
         ("image", "ls" | "list") => "images",
         ("image", "rm" | "remove") => "rmi",
         ("image", "prune") => "image-prune",

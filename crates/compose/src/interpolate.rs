@@ -77,11 +77,10 @@ fn expand(chars: &[char], i: &mut usize, vars: &dyn Lookup, out: &mut String, ne
                 let name = name(chars, i);
                 out.push_str(vars.get(&name).unwrap_or(""));
             }
-            // A lone `$` (at the end, or before something that cannot start a name) is kept.
-            _ => {
-                out.push('$');
-                *i += 1;
-            }
+            // As Compose: a `$` that starts no variable is an error, not kept, so a shell's `$(…)`
+            // or `$1` in a command is not silently passed on to a different meaning.
+            Some(&c) => return Err(format!("invalid interpolation format: `${c}` (write `$$` for a literal `$`)")),
+            None => return Err("invalid interpolation format: a `$` at the end (write `$$` for a literal `$`)".into()),
         }
     }
     if nested {
@@ -191,7 +190,14 @@ mod tests {
     #[test]
     fn dollar_dollar_is_a_literal_dollar() {
         assert_eq!(i("echo $$HOME $$$TAG").unwrap(), "echo $HOME $1.2");
-        assert_eq!(i("cost: 5$").unwrap(), "cost: 5$");
+        assert_eq!(i("cost: 5$$").unwrap(), "cost: 5$");
+    }
+
+    #[test]
+    fn a_dollar_that_starts_no_variable_is_an_error_as_in_compose() {
+        assert!(i("echo $(date)").unwrap_err().contains("invalid interpolation format: `$(` (write `$$` for a literal `$`)"));
+        assert!(i("awk '{print $1}'").unwrap_err().contains("`$1`"));
+        assert!(i("cost: 5$").unwrap_err().contains("a `$` at the end"));
     }
 
     #[test]

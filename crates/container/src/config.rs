@@ -57,6 +57,15 @@ pub struct RunOptions {
     pub runtime: Option<PathBuf>,
     /// `--restart`: applied by the detached container's supervisor.
     pub restart: runtime::restart::RestartPolicy,
+    /// `--stop-signal`: what `stop` sends first (default: the image's STOPSIGNAL, else TERM).
+    pub stop_signal: Option<String>,
+    /// `--stop-timeout`: seconds `stop` waits before SIGKILL (default 10).
+    pub stop_timeout: Option<u64>,
+    /// `--sig-proxy=false`: signals to this process are not passed on (the container then runs
+    /// under its own shim, so this process's end does not end it).
+    pub no_sig_proxy: bool,
+    /// `--detach-keys` of `run -it` (see [`crate::attach::parse_detach_keys`]).
+    pub detach_keys: Option<Vec<u8>>,
     /// `--label KEY=VALUE` / `-l`, after the `--label-file` lines.
     pub labels: Vec<String>,
     pub label_files: Vec<PathBuf>,
@@ -181,16 +190,8 @@ impl RunConfig {
 
 /// "64m" -> bytes.
 pub fn parse_bytes(flag: &'static str, s: &str) -> Result<i64> {
-    let t = s.trim().to_ascii_lowercase();
-    let t = t.strip_suffix('b').unwrap_or(&t);
-    let (num, mult) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        _ => (t, 1),
-    };
-    let n: f64 = num.parse().map_err(|_| Error::option(flag, s, "use a size such as 64m or 1g"))?;
-    Ok((n * mult as f64) as i64)
+    let bytes = units::parse_bytes(s).map_err(|e| Error::option(flag, s, e.reason))?;
+    i64::try_from(bytes).map_err(|_| Error::option(flag, s, "too large"))
 }
 
 fn read_env_file(path: &Path) -> Result<Vec<String>> {
@@ -290,7 +291,11 @@ mod tests {
     #[test]
     fn bad_values_name_the_flag_and_value() {
         assert_eq!(parse_bytes("--memory", "64m").unwrap(), 64 << 20);
-        assert_eq!(parse_bytes("--memory", "abc").unwrap_err().to_string(), "invalid --memory \"abc\": use a size such as 64m or 1g");
+        assert_eq!(parse_bytes("--memory", "1.5GB").unwrap(), 3 << 29);
+        assert_eq!(
+            parse_bytes("--memory", "abc").unwrap_err().to_string(),
+            "invalid --memory \"abc\": use a number of bytes, or one with a unit b, k, m, g, t or p (for example 64m or 1.5g)"
+        );
         assert!(parse_add_host("nohost").unwrap_err().to_string().contains("--add-host \"nohost\""));
         assert_eq!(parse_add_host("db:[::1]").unwrap(), ("db".to_string(), "::1".to_string()));
     }

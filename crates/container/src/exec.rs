@@ -26,7 +26,7 @@ impl Containers {
         if opts.tty {
             let mut proc_ = runtime::exec(pid, state.cgroup_dirs.clone(), &spec, runtime::Stdio::terminal())?;
             let master = proc_.take_terminal().ok_or_else(|| Error::NotStarted { id: state.id.clone(), reason: "the exec has no terminal".into() })?;
-            crate::terminal::relay(master, opts.interactive)?;
+            crate::terminal::relay(master, opts.interactive, None)?;
             return Ok(proc_.wait()?);
         }
         let stdio = runtime::Stdio { stdin: if opts.interactive { runtime::Io::Inherit } else { runtime::Io::Null }, stdout: runtime::Io::Inherit, stderr: runtime::Io::Inherit };

@@ -102,3 +102,22 @@ impl ContainerRoot {
         }
     }
 }
+
+impl Containers {
+    /// Writes the container's whole filesystem (its image's layers with its changes on top)
+    /// as a tar to `out` (`export`), running or not.
+    pub fn export(&self, state: &ContainerState, out: impl std::io::Write) -> Result<()> {
+        let dir = self.dir_of(&state.id);
+        let view = dir.join(format!("export.{}", std::process::id()));
+        std::fs::create_dir_all(&view).map_err(|e| Error::io("creating", &view, e))?;
+        let ov = snapshot::Overlay { lowers: state.lowers.clone(), upper: dir.join("upper"), work: dir.join("work") };
+        let result = ov.mount_read_only(&view).map_err(|e| Error::io("mounting the filesystem of container", &state.name, e)).and_then(|guard| {
+            let opts = snapshot::diff::DiffOptions { compression: snapshot::diff::Compression::Uncompressed, threads: 1, ..Default::default() };
+            let written = snapshot::diff::write_tar_unhashed(guard.target(), out, &opts);
+            drop(guard);
+            written.map(drop).map_err(|e| Error::io("exporting the filesystem of container", &state.name, std::io::Error::other(e)))
+        });
+        let _ = std::fs::remove_dir(&view);
+        result
+    }
+}

@@ -9,8 +9,10 @@
 //! its exit. The sandbox itself is the `runtime` crate; layers come from `snapshot`, images
 //! from `oci`, and missing images are pulled through `registry`.
 
+pub mod attach;
 pub mod commit;
 pub mod config;
+pub mod control;
 mod error;
 pub mod exec;
 pub mod fs;
@@ -51,6 +53,9 @@ pub struct Created {
     interactive: bool,
     tty: bool,
     detach: bool,
+    /// Run by a shim (detached, or with a terminal that `attach` can reach), not by this process.
+    under_shim: bool,
+    attach: attach::AttachOptions,
     external: Option<PathBuf>,
 }
 
@@ -190,9 +195,14 @@ impl Containers {
             restart_policy: opts.restart,
             restart_count: 0,
             stopped_by_user: false,
+            open_stdin: opts.interactive,
+            stop_signal: stop_signal(opts, &config)?,
+            stop_timeout: opts.stop_timeout,
+            paused: false,
         };
-        // A foreground --rm container is listed only once it runs (see create_unlisted).
-        let dir = if opts.auto_remove && !opts.detach { self.store.create_unlisted(&id)? } else { self.store.create(&state)? };
+        // A foreground --rm container is listed only once it runs (see create_unlisted);
+        // one with a terminal runs under its shim, which reads the record.
+        let dir = if opts.auto_remove && !under_shim(opts) { self.store.create_unlisted(&id)? } else { self.store.create(&state)? };
         shim::journal(&self.store, &state, "create", &[]);
         let new = mounts::NewContainer {
             root: &self.root,
@@ -238,7 +248,7 @@ impl Containers {
                 },
                 on_build: None,
                 labels,
-                stop_signal: config.stop_signal().clone(),
+                stop_signal: state.stop_signal.clone(),
                 ..Default::default()
             },
             host_config: settings::HostConfig {
@@ -290,6 +300,10 @@ impl Containers {
         };
         let spec = match runtime::build_spec(&spec_opts).map_err(Error::from).and_then(|s| security.apply(s, &lowers)) {
             Ok(mut s) => {
+                if let Some(linux) = s.linux_mut() {
+                    // Cgroups even without limits: `pause`, `update` and `top` work through them.
+                    linux.set_cgroups_path(Some(PathBuf::from(format!("/builder/{id}"))));
+                }
                 if opts.runtime.is_some() {
                     // runc expects root.path mounted already: we mount it before calling it.
                     runtime::spec::strip_overlay(&mut s);
@@ -314,7 +328,8 @@ impl Containers {
                 return Err(e);
             }
         }
-        Ok(Created { state, dir, spec, interactive: opts.interactive, tty: opts.tty, detach: opts.detach, external: opts.runtime.clone() })
+        let attach = attach::AttachOptions { stdin: opts.interactive, detach_keys: opts.detach_keys.clone().unwrap_or_else(|| attach::AttachOptions::default().detach_keys), sig_proxy: !opts.no_sig_proxy };
+        Ok(Created { state, dir, spec, interactive: opts.interactive, tty: opts.tty, detach: opts.detach, under_shim: under_shim(opts), attach, external: opts.runtime.clone() })
     }
 
     /// Runs a created container: detached under its own supervisor, or in the foreground with
@@ -322,8 +337,17 @@ impl Containers {
     pub fn run(&self, created: Created) -> Result<Ran> {
         if created.detach {
             let id = created.state.id.clone();
-            self.start_detached(&created.state)?;
+            self.start_detached(&created.state, false)?;
             return Ok(Ran::Detached { id });
+        }
+        if created.under_shim {
+            // `run -it`: its shim holds the terminal, and this process attaches to it like any
+            // later `attach` would.
+            let opts = created.attach.clone();
+            return match self.start_attached(&created.state, &opts)? {
+                attach::Ended::Exited(code) => Ok(Ran::Exited(ExitStatus::Code(code))),
+                attach::Ended::Detached => Ok(Ran::Detached { id: created.state.id.clone() }),
+            };
         }
         let id = created.state.id.clone();
         let auto_remove = created.state.auto_remove;
@@ -340,26 +364,51 @@ impl Containers {
         if state.status == Status::Running {
             return Ok(());
         }
-        self.start_detached(state)
+        self.start_detached(state, false).map(drop)
+    }
+
+    /// `start -a`: starts a stopped container attached to this process's stdio (a running
+    /// one is attached to), until it exits or the user detaches.
+    pub fn start_attached(&self, state: &ContainerState, opts: &attach::AttachOptions) -> Result<attach::Ended> {
+        if state.status == Status::Running {
+            return self.attach(state, opts);
+        }
+        let socket = self.start_detached(state, true)?;
+        let ended = self.attach_to(socket, &self.load(&state.id)?, opts);
+        if let Ok(attach::Ended::Exited(_)) = &ended {
+            // The record says it exited once its shim is done with it (--rm: removed).
+            self.wait_exit(&state.id, Duration::from_secs(10));
+        }
+        ended
     }
 
     /// Starts the detached supervisor and waits until it reports the container running.
-    fn start_detached(&self, state: &ContainerState) -> Result<()> {
+    /// With `attach_first`, the supervisor waits for this process to attach before it starts
+    /// the container, so no output is missed; the attached socket is returned.
+    fn start_detached(&self, state: &ContainerState, attach_first: bool) -> Result<Option<std::os::unix::net::UnixStream>> {
         use std::io::BufRead;
         let exe = std::env::current_exe().map_err(|e| Error::io("locating", "the builder binary", e))?;
-        let mut child = std::process::Command::new(&exe)
-            .arg("--root")
-            .arg(&self.root)
-            .arg("__shim")
-            .arg(&state.id)
+        let mut cmd = std::process::Command::new(&exe);
+        cmd.arg("--root").arg(&self.root).arg("__shim").arg(&state.id);
+        if attach_first {
+            cmd.arg("--attach-first");
+        }
+        let mut child = cmd
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::null())
             .spawn()
             .map_err(|e| Error::io("starting the container supervisor", &exe, e))?;
         let mut line = String::new();
+        let mut socket = None;
         if let Some(out) = child.stdout.take() {
-            std::io::BufReader::new(out).read_line(&mut line).map_err(|e| Error::io("reading from the supervisor", &exe, e))?;
+            let mut out = std::io::BufReader::new(out);
+            out.read_line(&mut line).map_err(|e| Error::io("reading from the supervisor", &exe, e))?;
+            if attach_first && line.starts_with("listening") {
+                socket = Some(attach::connect(&self.dir_of(&state.id))?);
+                line.clear();
+                out.read_line(&mut line).map_err(|e| Error::io("reading from the supervisor", &exe, e))?;
+            }
         }
         if let Some(err) = line.strip_prefix("error: ") {
             let _ = child.wait();
@@ -370,7 +419,7 @@ impl Containers {
             let s = self.store.load(&state.id)?;
             return Err(Error::NotStarted { id: state.id.clone(), reason: format!("status {:?}", s.status) });
         }
-        Ok(())
+        Ok(socket)
     }
 
     /// Waits up to `timeout` for the container to stop running; false if it still runs.
@@ -404,6 +453,18 @@ impl Containers {
         }
     }
 
+    /// Waits until the container has stopped (a Created one: started and stopped) and returns
+    /// its exit code; an error if it is removed meanwhile.
+    pub fn wait(&self, state: &ContainerState) -> Result<i32> {
+        loop {
+            let s = self.store.load(&state.id).map_err(|_| Error::option("wait", &state.name, "the container was removed"))?;
+            if s.status == Status::Exited {
+                return Ok(s.exit_code.unwrap_or(0));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
     /// Records that the user stopped the container, so its supervisor does not restart it
     /// (also while it waits to restart one that exited).
     fn mark_stopped_by_user(&self, id: &str) -> Result<()> {
@@ -415,14 +476,20 @@ impl Containers {
         Ok(())
     }
 
-    /// SIGTERM, then SIGKILL after `grace`.
-    pub fn stop(&self, state: &ContainerState, grace: Duration) -> Result<()> {
+    /// The container's stop signal (`--stop-signal`, the image's STOPSIGNAL, else SIGTERM),
+    /// then SIGKILL after `grace` (`None`: its `--stop-timeout`, else 10 seconds).
+    pub fn stop(&self, state: &ContainerState, grace: Option<Duration>) -> Result<()> {
         self.mark_stopped_by_user(&state.id)?;
         if state.status != Status::Running {
             return Ok(());
         }
         let Some(pid) = state.pid else { return Ok(()) };
-        runtime::tty::signal_process(pid, signal("TERM"))?;
+        let grace = grace.unwrap_or(Duration::from_secs(state.stop_timeout.unwrap_or(10)));
+        runtime::tty::signal_process(pid, signal(state.stop_signal.as_deref().unwrap_or("TERM")))?;
+        if state.paused {
+            // A frozen process acts on the signal once thawed, as with Docker.
+            self.unpause(state)?;
+        }
         if !self.wait_exit(&state.id, grace) {
             runtime::tty::signal_process(pid, signal("KILL"))?;
             self.wait_exit(&state.id, Duration::from_secs(10));
@@ -439,6 +506,10 @@ impl Containers {
             self.mark_stopped_by_user(&state.id)?;
         }
         runtime::tty::signal_process(pid, sig)?;
+        if state.paused {
+            // A frozen process acts on the signal once thawed, as with Docker.
+            self.unpause(state)?;
+        }
         if sig == signal("KILL") {
             // As docker: after SIGKILL the container is recorded as exited before kill returns.
             self.wait_exit(&state.id, Duration::from_secs(10));
@@ -455,6 +526,9 @@ impl Containers {
             }
             if let Some(pid) = state.pid {
                 runtime::tty::signal_process(pid, signal("KILL"))?;
+            }
+            if state.paused {
+                let _ = self.unpause(state);
             }
             self.wait_exit(&state.id, Duration::from_secs(10));
             self.wait_supervisor(&state.id);
@@ -612,4 +686,23 @@ pub(crate) fn set_resolv_conf(spec: &mut runtime::Spec, body: String) {
 
 pub(crate) fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Nanos, true)
+}
+
+/// Whether a container runs under a shim of its own rather than this process: detached ones,
+/// those with a terminal (so `attach` reaches them) and those whose CLI passes no signals on,
+/// unless an external runtime runs them.
+fn under_shim(opts: &RunOptions) -> bool {
+    opts.detach || ((opts.tty || opts.no_sig_proxy) && opts.runtime.is_none())
+}
+
+/// The signal `stop` sends first: `--stop-signal`, else the image's STOPSIGNAL (checked here,
+/// so a bad one is refused before anything is written).
+fn stop_signal(opts: &RunOptions, image: &oci::spec::Config) -> Result<Option<String>> {
+    match &opts.stop_signal {
+        Some(s) => {
+            runtime::tty::signal_number(s).ok_or_else(|| Error::option("--stop-signal", s, "use a signal name (SIGINT, TERM) or number"))?;
+            Ok(Some(s.clone()))
+        }
+        None => Ok(image.stop_signal().clone().filter(|s| runtime::tty::signal_number(s).is_some())),
+    }
 }

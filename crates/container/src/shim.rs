@@ -8,6 +8,7 @@ use std::path::Path;
 use runtime::containers::{ContainerState, ContainerStore, Status};
 
 use crate::error::{Error, Result};
+use crate::logs::{LogFile, Stream};
 use crate::{Created, now};
 
 /// Runs the container with this process as its supervisor.
@@ -60,14 +61,16 @@ fn supervise(cstore: &ContainerStore, mut state: ContainerState, dir: &Path, spe
         journal(cstore, &state, "start", &[]);
         let checker = crate::health::start(cstore, &state);
         let master = container.take_terminal().ok_or_else(|| Error::NotStarted { id: state.id.clone(), reason: "the container has no terminal".into() })?;
-        crate::terminal::relay(master, interactive)?;
+        crate::terminal::relay(master, interactive, Some(LogFile::open(dir)?))?;
         let oom = container.oom_killed();
         let status = container.wait()?;
         drop(checker);
         return finish(cstore, state, status, oom);
     }
-    let stdio = runtime::Stdio { stdin: if interactive { runtime::Io::Inherit } else { runtime::Io::Null }, stdout: runtime::Io::Inherit, stderr: runtime::Io::Inherit };
+    // The output goes to this terminal and, as Docker keeps it, to the container's log.
+    let (pipes, stdio) = OutputPipes::new(if interactive { runtime::Io::Inherit } else { runtime::Io::Null })?;
     let container = runtime::start(dir, spec, stdio)?;
+    let copying = pipes.copy(LogFile::open(dir)?, Some(Box::new(std::io::stdout())), Some(Box::new(std::io::stderr())));
     runtime::tty::forward_signals(container.pid())?;
     state.pid = Some(container.pid());
     state.cgroup_dirs = container.cgroup_dirs();
@@ -76,6 +79,7 @@ fn supervise(cstore: &ContainerStore, mut state: ContainerState, dir: &Path, spe
     let checker = crate::health::start(cstore, &state);
     let (status, oom) = container.wait_with_oom()?;
     drop(checker);
+    copying.finish();
     finish(cstore, state, status, oom)
 }
 
@@ -119,7 +123,7 @@ fn finish(cstore: &ContainerStore, mut state: ContainerState, status: runtime::E
 /// reports `running PID` (or `error: …`) on stdout to the process that started it, records
 /// the container's exit, restarts it as its restart policy says (after Docker's backoff,
 /// unless the user stopped it), and removes it if asked.
-pub fn run(root: &Path, id: &str) -> Result<()> {
+pub fn run(root: &Path, id: &str, attach_first: bool) -> Result<()> {
     runtime::tty::new_session()?;
     let cstore = ContainerStore::open(root)?;
     let mut state = cstore.load(id)?;
@@ -137,7 +141,15 @@ pub fn run(root: &Path, id: &str) -> Result<()> {
         }
     };
     // The network (namespace, address, ports) stays the same across restarts.
-    let result = restart_loop(root, &cstore, state, &dir, &spec);
+    // `attach` reaches the container's stdio through this shim for as long as it runs.
+    let server = match crate::attach::Server::bind(&dir, attach_first) {
+        Ok(s) => s,
+        Err(e) => {
+            println!("error: {e}");
+            return Err(e);
+        }
+    };
+    let result = restart_loop(root, &cstore, state, &dir, &spec, &server);
     if let Some(a) = attachment {
         a.detach();
     }
@@ -145,23 +157,30 @@ pub fn run(root: &Path, id: &str) -> Result<()> {
 }
 
 /// Runs the container until it ends for good, restarting it as its policy says.
-fn restart_loop(root: &Path, cstore: &ContainerStore, mut state: ContainerState, dir: &Path, spec: &runtime::Spec) -> Result<()> {
+fn restart_loop(root: &Path, cstore: &ContainerStore, mut state: ContainerState, dir: &Path, spec: &runtime::Spec, server: &crate::attach::Server) -> Result<()> {
     use runtime::restart::{STABLE_RUN, backoff};
     let id = state.id.clone();
     let id = id.as_str();
-    let log_path = dir.join("container.log");
+    let log = LogFile::open(dir)?;
     let mut first = true;
     let mut in_a_row = 0;
     // A start by the user clears an earlier stop.
     state.stopped_by_user = false;
     let tty = spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false);
     loop {
-        let log = std::fs::OpenOptions::new().create(true).append(true).open(&log_path).map_err(|e| Error::io("opening", &log_path, e))?;
-        let log2 = log.try_clone().map_err(|e| Error::io("opening", &log_path, e))?;
-        let stdio = if tty {
-            runtime::Stdio::terminal()
+        // With -i the container's stdin is a pipe this shim holds open for attached clients.
+        let mut stdin_writer = None;
+        let (pipes, stdio) = if tty {
+            (None, runtime::Stdio::terminal())
         } else {
-            runtime::Stdio { stdin: runtime::Io::Null, stdout: runtime::Io::Fd(log2.into()), stderr: runtime::Io::Fd(log.try_clone().map_err(|e| Error::io("opening", &log_path, e))?.into()) }
+            let stdin = if state.open_stdin {
+                let (r, w) = std::io::pipe().map_err(|e| Error::io("creating", "a pipe for the container's input", e))?;
+                stdin_writer = Some(std::fs::File::from(std::os::fd::OwnedFd::from(w)));
+                runtime::Io::Fd(r.into())
+            } else {
+                runtime::Io::Null
+            };
+            OutputPipes::new(stdin).map(|(p, s)| (Some(p), s))?
         };
         let mut container = match runtime::start(dir, spec, stdio) {
             Ok(c) => c,
@@ -187,16 +206,22 @@ fn restart_loop(root: &Path, cstore: &ContainerStore, mut state: ContainerState,
         journal(cstore, &state, "start", &[]);
         // A container made with -t keeps its terminal while nobody is attached, as Docker's
         // does: what it prints goes to the log, and its input stays open (a shell waits).
+        let mut copying = pipes.map(|p| p.copy(log.clone(), Some(server.output(Stream::Stdout)), Some(server.output(Stream::Stderr))));
         let _terminal = match container.take_terminal() {
             Some(master) if tty => {
                 use std::os::fd::AsFd;
                 runtime::tty::set_default_window_size(master.as_fd());
-                let mut from = std::fs::File::from(master.try_clone().map_err(|e| Error::io("duplicating", "the container's terminal", e))?);
-                let mut to = log;
-                std::thread::spawn(move || std::io::copy(&mut from, &mut to));
+                let dup = || master.try_clone().map_err(|e| Error::io("duplicating", "the container's terminal", e));
+                let from = std::fs::File::from(dup()?);
+                let (log, out) = (log.clone(), server.output(Stream::Stdout));
+                copying = Some(Copying(vec![std::thread::spawn(move || crate::logs::pump(from, Stream::Stdout, Some(log), Some(out)))]));
+                server.set_input(Some(std::fs::File::from(dup()?)), Some(dup()?));
                 Some(master)
             }
-            _ => None,
+            _ => {
+                server.set_input(stdin_writer.take(), None);
+                None
+            }
         };
         if first {
             println!("running {}", container.pid());
@@ -207,11 +232,18 @@ fn restart_loop(root: &Path, cstore: &ContainerStore, mut state: ContainerState,
         let checker = crate::health::start(cstore, &state);
         let (status, oom) = container.wait_with_oom()?;
         drop(checker);
+        if let Some(c) = copying {
+            c.finish();
+        }
         // `rm -f` may have removed the container while it ran.
-        let Ok(now_state) = cstore.load(id) else { return Ok(()) };
+        let Ok(now_state) = cstore.load(id) else {
+            server.exited(status.code());
+            return Ok(());
+        };
         let restart = state.restart_policy.restarts(status.code(), state.restart_count, now_state.stopped_by_user);
         let auto_remove = state.auto_remove;
         finish(cstore, state, status, oom)?;
+        server.exited(status.code());
         if !restart {
             if auto_remove {
                 let _ = crate::mounts::remove_container(root, cstore, id, true);
@@ -230,6 +262,43 @@ fn restart_loop(root: &Path, cstore: &ContainerStore, mut state: ContainerState,
                 state.restart_count += 1;
             }
             _ => return Ok(()),
+        }
+    }
+}
+
+/// Pipes for a container's stdout and stderr, whose other ends the container gets.
+struct OutputPipes {
+    stdout: std::io::PipeReader,
+    stderr: std::io::PipeReader,
+}
+
+/// The threads copying a container's output; [`Copying::finish`] waits until the container
+/// has closed its side, so the log is complete before the exit is recorded.
+struct Copying(Vec<std::thread::JoinHandle<()>>);
+
+impl OutputPipes {
+    fn new(stdin: runtime::Io) -> Result<(OutputPipes, runtime::Stdio)> {
+        let io = |e| Error::io("creating", "a pipe for the container's output", e);
+        let (stdout, out_w) = std::io::pipe().map_err(io)?;
+        let (stderr, err_w) = std::io::pipe().map_err(io)?;
+        Ok((OutputPipes { stdout, stderr }, runtime::Stdio { stdin, stdout: runtime::Io::Fd(out_w.into()), stderr: runtime::Io::Fd(err_w.into()) }))
+    }
+
+    /// Copies both streams into `log`, and each to its `also` writer.
+    fn copy(self, log: std::sync::Arc<LogFile>, out: Option<Box<dyn Write + Send>>, err: Option<Box<dyn Write + Send>>) -> Copying {
+        let log2 = log.clone();
+        let (stdout, stderr) = (self.stdout, self.stderr);
+        Copying(vec![
+            std::thread::spawn(move || crate::logs::pump(stdout, Stream::Stdout, Some(log), out)),
+            std::thread::spawn(move || crate::logs::pump(stderr, Stream::Stderr, Some(log2), err)),
+        ])
+    }
+}
+
+impl Copying {
+    fn finish(self) {
+        for t in self.0 {
+            let _ = t.join();
         }
     }
 }

@@ -7,8 +7,8 @@ use crate::error::{Error, Result};
 
 /// Relays a container's pty to this terminal until the container's side closes (EIO): the
 /// window size and raw mode of our stdin (when it is a terminal), stdin to the pty when
-/// `interactive`, and the pty's output to stdout.
-pub fn relay(master: std::os::fd::OwnedFd, interactive: bool) -> Result<()> {
+/// `interactive`, and the pty's output to stdout and the container's log (not for `exec`).
+pub fn relay(master: std::os::fd::OwnedFd, interactive: bool, log: Option<std::sync::Arc<crate::logs::LogFile>>) -> Result<()> {
     let stdin = std::io::stdin();
     let on_terminal = runtime::tty::is_terminal(stdin.as_fd());
     if on_terminal {
@@ -30,14 +30,7 @@ pub fn relay(master: std::os::fd::OwnedFd, interactive: bool) -> Result<()> {
             }
         });
     }
-    let mut from = master;
-    let mut out = std::io::stdout();
-    let mut buf = [0u8; 4096];
-    while let Ok(n) = from.read(&mut buf) {
-        if n == 0 || out.write_all(&buf[..n]).is_err() {
-            break;
-        }
-        let _ = out.flush();
-    }
+    // What the container prints goes to this terminal and to the container's log.
+    crate::logs::pump(master, crate::logs::Stream::Stdout, log, Some(Box::new(std::io::stdout())));
     Ok(())
 }

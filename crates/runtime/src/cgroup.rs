@@ -55,7 +55,8 @@ fn find(controller: &str) -> Option<Hierarchy> {
     }
     let v2 = v2_mount?;
     let controllers = std::fs::read_to_string(v2.join("cgroup.controllers")).unwrap_or_default();
-    controllers.split_whitespace().any(|c| c == controller).then_some(Hierarchy::V2(v2))
+    // v2 has no freezer controller: every cgroup but the root freezes (cgroup.freeze).
+    (controller == "freezer" || controllers.split_whitespace().any(|c| c == controller)).then_some(Hierarchy::V2(v2))
 }
 
 fn write(path: &Path, value: &str) -> Result<()> {
@@ -63,14 +64,17 @@ fn write(path: &Path, value: &str) -> Result<()> {
 }
 
 impl Cgroup {
-    /// Creates cgroups named `name` with the limits of `resources`; `None` when none is set.
-    pub fn create(name: &str, resources: Option<&LinuxResources>) -> Result<Option<Cgroup>> {
-        let Some(res) = resources else { return Ok(None) };
+    /// Creates cgroups named `name` with the limits of `resources`; `None` when none is set,
+    /// unless `always` (a container of `builder run`, which `pause`, `update` and `top` reach
+    /// through its cgroups): then it gets one in the memory, pids, cpu and freezer controllers
+    /// this host has, limited or not.
+    pub fn create(name: &str, resources: Option<&LinuxResources>, always: bool) -> Result<Option<Cgroup>> {
+        let res = resources.cloned().unwrap_or_default();
         let memory = res.memory().as_ref().and_then(|m| m.limit());
         let swap = res.memory().as_ref().and_then(|m| m.swap());
         let pids = res.pids().as_ref().map(|p| p.limit());
         let cpu = res.cpu().as_ref().and_then(|c| c.quota().map(|q| (q, c.period().unwrap_or(100_000))));
-        if memory.is_none() && pids.is_none() && cpu.is_none() {
+        if memory.is_none() && pids.is_none() && cpu.is_none() && !always {
             return Ok(None);
         }
         let mut cg = Cgroup::default();
@@ -79,19 +83,23 @@ impl Cgroup {
             match find(controller) {
                 Some(Hierarchy::V1(mount)) => {
                     let parent = mount.join(own_path(controller).trim_start_matches('/'));
-                    remove_stale(&parent);
                     let dir = parent.join(format!("builder-{name}"));
-                    std::fs::create_dir_all(&dir).map_err(|e| Error::Cgroup { path: dir.clone(), message: format!("creating: {e}") })?;
-                    cg.dirs.push(dir.clone());
+                    if !cg.dirs.contains(&dir) {
+                        remove_stale(&parent);
+                        std::fs::create_dir_all(&dir).map_err(|e| Error::Cgroup { path: dir.clone(), message: format!("creating: {e}") })?;
+                        cg.dirs.push(dir.clone());
+                    }
                     Ok((dir, false))
                 }
                 Some(Hierarchy::V2(mount)) => {
+                    let parent = mount.join(own_path("").trim_start_matches('/'));
+                    // Delegate the controller to children of our cgroup.
+                    if controller != "freezer" {
+                        let _ = std::fs::write(parent.join("cgroup.subtree_control"), format!("+{controller}"));
+                    }
                     if let Some(d) = &v2_dir {
                         return Ok((d.clone(), true));
                     }
-                    let parent = mount.join(own_path("").trim_start_matches('/'));
-                    // Delegate the controller to children of our cgroup.
-                    let _ = std::fs::write(parent.join("cgroup.subtree_control"), format!("+{controller}"));
                     remove_stale(&parent);
                     let dir = parent.join(format!("builder-{name}"));
                     std::fs::create_dir_all(&dir).map_err(|e| Error::Cgroup { path: dir.clone(), message: format!("creating: {e}") })?;
@@ -102,6 +110,15 @@ impl Cgroup {
                 None => Err(Error::Cgroup { path: PathBuf::from("/sys/fs/cgroup"), message: format!("no {controller} controller on this host") }),
             }
         };
+        if always {
+            // Unlimited for now; `update` may limit them later. A controller the host lacks is
+            // not an error here: only a limit asked for needs one.
+            for controller in ["memory", "pids", "cpu", "freezer"] {
+                if find(controller).is_some() {
+                    dir_for(&mut cg, controller)?;
+                }
+            }
+        }
         if let Some(limit) = memory {
             let (dir, v2) = dir_for(&mut cg, "memory")?;
             if v2 {
@@ -185,5 +202,130 @@ impl Drop for Cgroup {
                 }
             }
         }
+    }
+}
+
+/// Freezes (`pause`) or thaws (`unpause`) every process of a container through its cgroups:
+/// the v1 freezer's `freezer.state`, or v2's `cgroup.freeze`, whichever holds it. Returns once
+/// the kernel reports the new state.
+pub fn freeze(dirs: &[PathBuf], frozen: bool) -> Result<()> {
+    for d in dirs {
+        let (file, value, done): (PathBuf, &str, Box<dyn Fn() -> bool>) = if d.join("freezer.state").exists() {
+            let state = d.join("freezer.state");
+            let want = if frozen { "FROZEN" } else { "THAWED" };
+            (state.clone(), want, Box::new(move || std::fs::read_to_string(&state).is_ok_and(|s| s.trim() == want)))
+        } else if d.join("cgroup.freeze").exists() {
+            let events = d.join("cgroup.events");
+            let want = if frozen { "frozen 1" } else { "frozen 0" };
+            (d.join("cgroup.freeze"), if frozen { "1" } else { "0" }, Box::new(move || std::fs::read_to_string(&events).is_ok_and(|s| s.lines().any(|l| l == want))))
+        } else {
+            continue;
+        };
+        write(&file, value)?;
+        for _ in 0..1000 {
+            if done() {
+                return Ok(());
+            }
+            // FREEZING: a process in an uninterruptible sleep holds it up; asking again helps v1.
+            std::thread::sleep(std::time::Duration::from_millis(10));
+            let _ = std::fs::write(&file, value);
+        }
+        return Err(Error::Cgroup { path: file, message: format!("the processes did not reach {value}") });
+    }
+    Err(Error::Cgroup { path: dirs.first().cloned().unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup")), message: "the container has no freezer cgroup (started by an older builder?)".into() })
+}
+
+/// New limits for a running container's cgroups (`update`): each one set is written to the
+/// controller that holds it, v1 or v2.
+pub fn update(dirs: &[PathBuf], limits: &crate::Limits) -> Result<()> {
+    let has = |f: &str| dirs.iter().find(|d| d.join(f).exists()).cloned();
+    let missing = |what: &str| Error::Cgroup { path: dirs.first().cloned().unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup")), message: format!("the container has no {what} cgroup") };
+    if let Some(limit) = limits.memory {
+        if let Some(d) = has("memory.limit_in_bytes") {
+            let memsw = d.join("memory.memsw.limit_in_bytes");
+            // memsw may never be below the limit: raise it first when growing, last when shrinking.
+            if memsw.exists() {
+                let current: i64 = std::fs::read_to_string(d.join("memory.limit_in_bytes")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+                if limit > current {
+                    write(&memsw, &limit.to_string())?;
+                    write(&d.join("memory.limit_in_bytes"), &limit.to_string())?;
+                } else {
+                    write(&d.join("memory.limit_in_bytes"), &limit.to_string())?;
+                    write(&memsw, &limit.to_string())?;
+                }
+            } else {
+                write(&d.join("memory.limit_in_bytes"), &limit.to_string())?;
+            }
+        } else if let Some(d) = has("memory.max") {
+            write(&d.join("memory.max"), &limit.to_string())?;
+            let _ = std::fs::write(d.join("memory.swap.max"), "0");
+        } else {
+            return Err(missing("memory"));
+        }
+    }
+    if let Some(pids) = limits.pids {
+        let d = has("pids.max").ok_or_else(|| missing("pids"))?;
+        write(&d.join("pids.max"), &if pids > 0 { pids.to_string() } else { "max".into() })?;
+    }
+    if let Some(cpus) = limits.cpus {
+        let quota = (cpus * 100_000.0) as i64;
+        if let Some(d) = has("cpu.cfs_quota_us") {
+            write(&d.join("cpu.cfs_period_us"), "100000")?;
+            write(&d.join("cpu.cfs_quota_us"), &if quota > 0 { quota.to_string() } else { "-1".into() })?;
+        } else if let Some(d) = has("cpu.max") {
+            write(&d.join("cpu.max"), &if quota > 0 { format!("{quota} 100000") } else { "max 100000".into() })?;
+        } else {
+            return Err(missing("cpu"));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn cpu_ticks(pid: u32) -> u64 {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        let fields: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
+        fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+    }
+
+    /// A busy loop in a cgroup of its own in `parent`, frozen and thawed by [`freeze`].
+    fn busy_loop_stops_while_frozen(parent: &Path) {
+        let dir = parent.join(format!("builder-freeze-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut child = std::process::Command::new("sh").args(["-c", "while :; do :; done"]).spawn().unwrap();
+        std::fs::write(dir.join("cgroup.procs"), child.id().to_string()).unwrap();
+        freeze(std::slice::from_ref(&dir), true).unwrap();
+        let frozen = cpu_ticks(child.id());
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        let still = cpu_ticks(child.id());
+        freeze(std::slice::from_ref(&dir), false).unwrap();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while cpu_ticks(child.id()) == frozen && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        let thawed = cpu_ticks(child.id());
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let _ = std::fs::remove_dir(&dir);
+        assert_eq!(still, frozen, "no CPU time while frozen in {}", dir.display());
+        assert!(thawed > frozen, "CPU time again once thawed in {}", dir.display());
+    }
+
+    #[test]
+    fn freeze_stops_a_busy_loop_with_the_v1_freezer_and_with_v2_cgroup_freeze() {
+        // This host (and CI) is hybrid: v1 controllers, the freezer among them, and a v2 mount;
+        // a v2-only host has no v1 freezer to test.
+        if let Some(Hierarchy::V1(v1)) = find("freezer") {
+            busy_loop_stops_while_frozen(&v1.join(own_path("freezer").trim_start_matches('/')));
+        }
+        let v2 = mountinfo()
+            .lines()
+            .find_map(|l| l.split_once(" - ").filter(|(_, r)| r.starts_with("cgroup2 ")).map(|(left, _)| PathBuf::from(left.split(' ').nth(4).unwrap())))
+            .expect("tests need a cgroup v2 mount");
+        busy_loop_stops_while_frozen(&v2.join(own_path("").trim_start_matches('/')));
     }
 }

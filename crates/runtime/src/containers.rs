@@ -58,6 +58,18 @@ pub struct ContainerState {
     /// Set by `stop` and `kill`: a container the user stopped is not restarted.
     #[serde(default)]
     pub stopped_by_user: bool,
+    /// `-i`: the container's stdin stays open (its supervisor holds it for `attach`).
+    #[serde(default)]
+    pub open_stdin: bool,
+    /// The signal `stop` sends first (`--stop-signal`, else the image's STOPSIGNAL).
+    #[serde(default)]
+    pub stop_signal: Option<String>,
+    /// Seconds `stop` waits before SIGKILL when not told (`--stop-timeout`).
+    #[serde(default)]
+    pub stop_timeout: Option<u64>,
+    /// Whether the container's processes are frozen (`pause`).
+    #[serde(default)]
+    pub paused: bool,
 }
 
 /// The containers of one state root.

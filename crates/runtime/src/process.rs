@@ -183,7 +183,9 @@ pub fn start(bundle_dir: &Path, spec: &Spec, stdio: Stdio) -> Result<Container> 
     let spec = bundle::with_etc_files(bundle_dir, spec)?;
     let plan = Plan::from_spec(bundle_dir, &spec)?;
     let name = format!("{}-{}", std::process::id(), unique());
-    let cgroup = Cgroup::create(&name, spec.linux().as_ref().and_then(|l| l.resources().as_ref()))?;
+    // A cgroupsPath asks for cgroups even without limits (containers, not build steps).
+    let always = spec.linux().as_ref().is_some_and(|l| l.cgroups_path().is_some());
+    let cgroup = Cgroup::create(&name, spec.linux().as_ref().and_then(|l| l.resources().as_ref()), always)?;
     launch(&plan, cgroup, stdio, Mode::Create)
 }
 
@@ -197,14 +199,14 @@ pub fn exec(container_pid: i32, cgroup_dirs: Vec<std::path::PathBuf>, spec: &Spe
         let f = std::fs::File::open(&path).map_err(|e| Error::io("opening namespace", &path, e))?;
         fds.push(OwnedFd::from(f));
     }
+    // Placed in the container's cgroups before it is released, so nothing it forks escapes
+    // the container's limits.
     let cgroup = if cgroup_dirs.is_empty() { None } else { Some(Cgroup::from_dirs(cgroup_dirs)) };
-    let mut container = launch(&plan, None, stdio, Mode::Join(&fds))?;
-    if let Some(cg) = cgroup {
+    let mut container = launch(&plan, cgroup, stdio, Mode::Join(&fds))?;
+    if let Some(cg) = container.cgroup.take() {
         // The cgroup belongs to the container, not to this exec: never remove it here.
-        let _ = cg.add(container.pid());
         std::mem::forget(cg);
     }
-    container.cgroup = None;
     Ok(container)
 }
 

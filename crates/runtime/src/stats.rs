@@ -50,6 +50,20 @@ pub fn usage(init: i32, cgroup_dirs: &[PathBuf]) -> Option<Usage> {
     Some(u)
 }
 
+/// The host PIDs of the processes in the PID namespace of `init` (for `top`), ascending.
+pub fn pids(init: i32) -> Vec<i32> {
+    let Ok(ns) = fs::read_link(format!("/proc/{init}/ns/pid")) else { return Vec::new() };
+    let mut out: Vec<i32> = fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()))
+        .filter(|pid| fs::read_link(format!("/proc/{pid}/ns/pid")).ok().as_ref() == Some(&ns))
+        .collect();
+    out.sort_unstable();
+    out
+}
+
 /// The number after `key` on its line of `text` (`VmRSS:   1234 kB` -> 1234).
 fn kv(text: &str, key: &str) -> u64 {
     text.lines().find_map(|l| l.strip_prefix(key)).and_then(|v| v.split_whitespace().next()).and_then(|v| v.parse().ok()).unwrap_or(0)

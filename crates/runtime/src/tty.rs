@@ -44,6 +44,25 @@ pub fn set_default_window_size(to: BorrowedFd<'_>) {
     }
 }
 
+/// The window size (rows, columns) of terminal `fd`, if it is one.
+pub fn window_size(fd: BorrowedFd<'_>) -> Option<(u16, u16)> {
+    use std::os::fd::AsRawFd;
+    let mut ws = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCGWINSZ writes a winsize on our stack.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) };
+    (r == 0).then_some((ws.ws_row, ws.ws_col))
+}
+
+/// Sets the window size of the pty master `to` (an attached client's terminal size).
+pub fn set_window_size(to: BorrowedFd<'_>, rows: u16, cols: u16) {
+    use std::os::fd::AsRawFd;
+    let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCSWINSZ reads a winsize from our stack.
+    unsafe {
+        libc::ioctl(to.as_raw_fd(), libc::TIOCSWINSZ, &ws);
+    }
+}
+
 /// Whether `fd` is a terminal.
 pub fn is_terminal(fd: BorrowedFd<'_>) -> bool {
     termios::tcgetattr(fd).is_ok()
@@ -118,6 +137,20 @@ pub fn forward_signals(pid: i32) -> Result<()> {
             if !from_terminal {
                 let _ = signal_process(pid, origin.signal);
             }
+        }
+    });
+    Ok(())
+}
+
+/// Passes every termination signal this process gets on to the container `pid`, those typed
+/// at the terminal (Ctrl-C) too: for `attach` and `start -a`, whose container is not in this
+/// terminal's process group (`--sig-proxy`).
+pub fn proxy_signals(pid: i32) -> Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGQUIT, SIGTERM, SIGUSR1, SIGUSR2};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2]).map_err(|e| Error::io("installing signal handlers", "", e))?;
+    std::thread::spawn(move || {
+        for sig in signals.forever() {
+            let _ = signal_process(pid, sig);
         }
     });
     Ok(())

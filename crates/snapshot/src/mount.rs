@@ -84,6 +84,15 @@ impl Overlay {
 
     /// Mounts with overlayfs only (no fallback).
     pub fn mount_overlay(&self, target: &Path) -> io::Result<()> {
+        self.mount_with(target, true)
+    }
+
+    /// Only the lower dirs: a read-only overlay.
+    fn mount_lowers(&self, target: &Path) -> io::Result<()> {
+        self.mount_with(target, false)
+    }
+
+    fn mount_with(&self, target: &Path, with_upper: bool) -> io::Result<()> {
         if self.lowers.is_empty() {
             return Err(io::Error::new(io::ErrorKind::InvalidInput, "an overlay needs at least one lower dir"));
         }
@@ -103,8 +112,10 @@ impl Overlay {
             for l in &self.lowers {
                 set(fs, c"lowerdir+", l)?;
             }
-            set(fs, c"upperdir", &self.upper)?;
-            set(fs, c"workdir", &self.work)?;
+            if with_upper {
+                set(fs, c"upperdir", &self.upper)?;
+                set(fs, c"workdir", &self.work)?;
+            }
             // SAFETY: FSCONFIG_CMD_CREATE (6) with no pointers.
             if unsafe { libc::syscall(libc::SYS_fsconfig, fs, 6, 0usize, 0usize, 0) } < 0 {
                 return Err(io::Error::last_os_error());
@@ -125,6 +136,25 @@ impl Overlay {
         // SAFETY: closing our descriptor.
         unsafe { libc::close(fs) };
         result
+    }
+
+    /// Mounts the upper dir over the layers as one read-only view at `target` (no upper
+    /// dir of its own, so it may be made while the container runs on the same dirs), for
+    /// reading the container's whole filesystem (`export`).
+    pub fn mount_read_only(&self, target: &Path) -> io::Result<MountGuard> {
+        let view = Overlay { lowers: std::iter::once(self.upper.clone()).chain(self.lowers.iter().cloned()).collect(), upper: PathBuf::new(), work: PathBuf::new() };
+        view.mount_lowers(target).or_else(|e| {
+            let lowers: Vec<String> = view.lowers.iter().map(|l| l.display().to_string()).collect();
+            let opts = format!("lowerdir={}", lowers.join(":"));
+            if opts.len() >= 4000 {
+                return Err(e);
+            }
+            let (o, t) = (CString::new(opts)?, cstring(target)?);
+            // SAFETY: valid C strings for the whole call.
+            let r = unsafe { libc::mount(c"overlay".as_ptr(), t.as_ptr(), c"overlay".as_ptr(), libc::MS_RDONLY, o.as_ptr().cast()) };
+            if r < 0 { Err(io::Error::last_os_error()) } else { Ok(()) }
+        })?;
+        Ok(MountGuard { target: target.into(), mounted: true })
     }
 
     /// Kernels before 6.8 (no `lowerdir+`): mount(2) with an option string, which must

@@ -77,9 +77,9 @@ pub fn container_json(containers: &Containers, s: &ContainerState, size: bool) -
     let settings = Settings::load(&dir).unwrap_or_default();
     let running = s.status == Status::Running;
     let mut state = serde_json::json!({
-        "Status": match s.status { Status::Created => "created", Status::Running => "running", Status::Exited => "exited" },
+        "Status": match s.status { Status::Created => "created", Status::Running if s.paused => "paused", Status::Running => "running", Status::Exited => "exited" },
         "Running": running,
-        "Paused": false,
+        "Paused": s.paused && running,
         "Restarting": false,
         "OOMKilled": s.oom_killed,
         "Dead": false,

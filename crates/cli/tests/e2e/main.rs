@@ -33,6 +33,7 @@ mod cache_explain;
 mod cache_share;
 mod compose;
 mod container;
+mod container_life;
 mod image;
 mod image_list;
 mod info_search;

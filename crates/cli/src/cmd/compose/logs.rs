@@ -60,6 +60,7 @@ enum Event {
 /// until the container stops running.
 fn stream(mut file: Option<std::fs::File>, log: std::path::PathBuf, store: runtime::containers::ContainerStore, id: String, i: usize, tx: mpsc::Sender<Event>) {
     let mut pending: Vec<u8> = Vec::new();
+    let mut records = container::logs::Decoder::default();
     loop {
         if file.is_none() {
             file = std::fs::File::open(&log).ok();
@@ -68,7 +69,9 @@ fn stream(mut file: Option<std::fs::File>, log: std::path::PathBuf, store: runti
         if let Some(f) = &mut file {
             let _ = f.read_to_end(&mut buf);
         }
-        pending.extend_from_slice(&buf);
+        for r in records.feed(&buf) {
+            pending.extend_from_slice(r.log.as_bytes());
+        }
         while let Some(pos) = pending.iter().position(|&b| b == b'\n') {
             let line: Vec<u8> = pending.drain(..=pos).collect();
             if tx.send(Event::Line(i, line)).is_err() {
@@ -119,10 +122,11 @@ pub fn run(e: Engine<'_>, args: LogsArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     if !args.follow {
         for (i, r) in records.iter().enumerate() {
-            let text = std::fs::read(store.dir_of(&r.id).join("container.log")).unwrap_or_default();
-            let start = tail.map(|n| if n == 0 { text.len() } else { last_lines(&text, n) }).unwrap_or(0);
+            let raw = std::fs::read(store.dir_of(&r.id).join(container::logs::LOG_FILE)).unwrap_or_default();
+            let start = tail.map(|n| if n == 0 { raw.len() } else { last_lines(&raw, n) }).unwrap_or(0);
+            let text = container::logs::decode(&raw[start..]);
             let prefix = prefixes.of(&e, i, r);
-            for line in text[start..].split_inclusive(|&b| b == b'\n') {
+            for line in text.split_inclusive(|&b| b == b'\n') {
                 out.write_all(prefix.as_bytes())?;
                 out.write_all(line)?;
                 if !line.ends_with(b"\n") {
@@ -142,7 +146,7 @@ fn follow(e: &Engine<'_>, records: &[Record], prefixes: &Prefixes, tail: Option<
     let store = e.store()?;
     let (tx, rx) = mpsc::channel();
     for (i, r) in records.iter().enumerate() {
-        let log = store.dir_of(&r.id).join("container.log");
+        let log = store.dir_of(&r.id).join(container::logs::LOG_FILE);
         let (store, id, tx) = (store.clone(), r.id.clone(), tx.clone());
         let mut skip = 0;
         if let Some(n) = tail {

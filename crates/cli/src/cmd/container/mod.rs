@@ -1,13 +1,15 @@
 //! Commands of the container group: `run`, `ps`, `logs`, `stop`, `kill`, `rm`, `start`,
-//! `restart`, `exec`, `diff`, `commit`, `cp`, `rename`, `stats`, `container prune`, and the
+//! `restart`, `create`, `attach`, `wait`, `pause`, `unpause`, `update`, `top`, `export`, `exec`, `diff`, `commit`, `cp`, `rename`, `stats`, `container prune`, and the
 //! hidden `__shim` that supervises a detached container. One thin file per command: the
 //! work is the `container` crate's; these parse arguments and print.
 
 mod commit;
+mod control;
 mod cp;
 mod diff;
 mod exec;
 mod filters;
+mod lifecycle;
 mod logs;
 mod prune;
 mod ps;
@@ -29,6 +31,8 @@ use crate::Globals;
 pub enum Command {
     /// Run a command in a new container.
     Run(Box<RunArgs>),
+    /// Create a new container (state Created) without starting it; `start` runs it.
+    Create(Box<RunArgs>),
     /// List containers.
     Ps {
         /// Show all containers (default shows just running).
@@ -58,20 +62,12 @@ pub enum Command {
         no_trunc: bool,
     },
     /// Fetch the logs of a container.
-    Logs {
-        /// Follow log output.
-        #[arg(short, long)]
-        follow: bool,
-        /// Number of lines to show from the end of the logs.
-        #[arg(long, value_name = "N")]
-        tail: Option<String>,
-        container: String,
-    },
-    /// Stop running containers (SIGTERM, then SIGKILL after a grace period).
+    Logs(logs::LogsArgs),
+    /// Stop running containers (the stop signal, SIGTERM unless set, then SIGKILL after a grace period).
     Stop {
-        /// Seconds to wait before killing.
-        #[arg(short = 't', long = "time", default_value_t = 10)]
-        time: u64,
+        /// Seconds to wait before killing (default: the container's --stop-timeout, else 10).
+        #[arg(short = 't', long = "time")]
+        time: Option<u64>,
         #[arg(required = true)]
         containers: Vec<String>,
     },
@@ -94,15 +90,45 @@ pub enum Command {
         #[arg(required = true)]
         containers: Vec<String>,
     },
-    /// Start stopped containers (detached).
-    Start {
+    /// Start stopped containers (in the background, or attached with -a).
+    Start(lifecycle::StartArgs),
+    /// Attach this terminal's input and output to a running container (detach: Ctrl-P Ctrl-Q).
+    Attach(lifecycle::AttachArgs),
+    /// Freeze every process of running containers.
+    Pause {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Thaw paused containers.
+    Unpause {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Change the memory, CPU and process limits of running containers.
+    Update(control::UpdateArgs),
+    /// Show the processes of a running container (`ps` options may follow; default -ef).
+    Top {
+        container: String,
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true, value_name = "PS OPTIONS")]
+        ps_args: Vec<String>,
+    },
+    /// Write a container's filesystem as a tar archive (to stdout, or -o FILE).
+    Export {
+        /// Write to this file instead of stdout.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        container: String,
+    },
+    /// Block until containers stop, then print their exit codes.
+    Wait {
         #[arg(required = true)]
         containers: Vec<String>,
     },
     /// Restart containers.
     Restart {
-        #[arg(short = 't', long = "time", default_value_t = 10)]
-        time: u64,
+        /// Seconds to wait before killing (default: the container's --stop-timeout, else 10).
+        #[arg(short = 't', long = "time")]
+        time: Option<u64>,
         #[arg(required = true)]
         containers: Vec<String>,
     },
@@ -148,7 +174,12 @@ pub enum Command {
     },
     /// Supervises a detached container (internal).
     #[command(name = "__shim", hide = true)]
-    Shim { id: String },
+    Shim {
+        id: String,
+        /// Wait for the starting process to attach before starting the container.
+        #[arg(long = "attach-first")]
+        attach_first: bool,
+    },
 }
 
 #[derive(Args, Debug)]
@@ -235,6 +266,21 @@ pub struct RunArgs {
     /// Use this OCI runtime binary (e.g. /usr/sbin/runc) instead of the built-in one (foreground only).
     #[arg(long, value_name = "PATH")]
     pub runtime: Option<PathBuf>,
+    /// Write the container ID to this file (which must not exist).
+    #[arg(long, value_name = "FILE")]
+    pub cidfile: Option<PathBuf>,
+    /// Signal `stop` sends first (default: the image's STOPSIGNAL, else SIGTERM).
+    #[arg(long = "stop-signal", value_name = "SIGNAL")]
+    pub stop_signal: Option<String>,
+    /// Seconds `stop` waits before SIGKILL (default 10).
+    #[arg(long = "stop-timeout", value_name = "SECONDS")]
+    pub stop_timeout: Option<u64>,
+    /// Pass the signals builder gets on to the container (foreground, without -t).
+    #[arg(long = "sig-proxy", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    pub sig_proxy: bool,
+    /// Keys that detach from a `run -it` container, which keeps running (default ctrl-p,ctrl-q).
+    #[arg(long = "detach-keys", value_name = "KEYS")]
+    pub detach_keys: Option<String>,
     /// Set metadata on the container (KEY=VALUE, or KEY for an empty value); may be repeated.
     #[arg(short = 'l', long = "label", value_name = "KEY=VALUE")]
     pub label: Vec<String>,
@@ -312,25 +358,33 @@ impl Command {
         let containers = open(globals)?;
         match self {
             Command::Run(args) => run::run(&containers, *args),
+            Command::Create(args) => run::create(&containers, *args),
+            Command::Attach(args) => lifecycle::attach(&containers, args),
+            Command::Wait { containers: keys } => lifecycle::wait(&containers, &keys),
+            Command::Pause { containers: keys } => each(&containers, &keys, |c, s| Ok(c.pause(&s)?)),
+            Command::Unpause { containers: keys } => each(&containers, &keys, |c, s| Ok(c.unpause(&s)?)),
+            Command::Update(args) => control::update(&containers, args),
+            Command::Top { container, ps_args } => control::top(&containers, &container, &ps_args),
+            Command::Export { output, container } => control::export(&containers, &container, output),
             Command::Ps { all, quiet, filter, format, last, latest, size, no_trunc } => ps::ps(&containers, &ps::PsArgs { all, quiet, filters: filter, format, last, latest, size, no_trunc }),
-            Command::Logs { follow, tail, container } => logs::logs(&containers, follow, tail.as_deref(), &container),
-            Command::Stop { time, containers: keys } => each(&containers, &keys, |c, s| Ok(c.stop(&s, Duration::from_secs(time))?)),
+            Command::Logs(args) => logs::logs(&containers, args),
+            Command::Stop { time, containers: keys } => each(&containers, &keys, |c, s| Ok(c.stop(&s, time.map(Duration::from_secs))?)),
             Command::Kill { signal, containers: keys } => {
                 let sig = runtime::tty::signal_number(&signal).with_context(|| format!("invalid signal {signal:?}"))?;
                 each(&containers, &keys, |c, s| Ok(c.kill(&s, sig)?))
             }
             Command::Rm { force, volumes, containers: keys } => each(&containers, &keys, |c, s| Ok(c.remove(&s, force, volumes)?)),
-            Command::Start { containers: keys } => each(&containers, &keys, |c, s| Ok(c.start(&s)?)),
+            Command::Start(args) => lifecycle::start(&containers, args),
             Command::Restart { time, containers: keys } => each(&containers, &keys, |c, s| {
-                c.stop(&s, Duration::from_secs(time))?;
+                c.stop(&s, time.map(Duration::from_secs))?;
                 Ok(c.start(&c.load(&s.id)?)?)
             }),
             Command::Exec(args) => exec::exec(&containers, *args),
             Command::Diff { container } => diff::diff(&containers, &container),
             Command::Cp { src, dest } => cp::cp(&containers, &src, &dest),
             Command::Commit { message, container, reference } => commit::commit(&containers, &container, &reference, message.as_deref()),
-            Command::Shim { id } => {
-                container::shim::run(containers.root(), &id)?;
+            Command::Shim { id, attach_first } => {
+                container::shim::run(containers.root(), &id, attach_first)?;
                 Ok(ExitCode::SUCCESS)
             }
             Command::Port { container, port } => ps::port(&containers, &container, port.as_deref()),

@@ -115,10 +115,11 @@ fn row(containers: &Containers, c: &ContainerState, no_trunc: bool, size: bool) 
     })
 }
 
-/// `running`, `exited`, `created`: Docker's State column and `status=` filter.
+/// `running`, `paused`, `exited`, `created`: Docker's State column and `status=` filter.
 pub(super) fn state_name(c: &ContainerState) -> &'static str {
     match c.status {
         Status::Created => "created",
+        Status::Running if c.paused => "paused",
         Status::Running => "running",
         Status::Exited => "exited",
     }
@@ -172,6 +173,7 @@ fn status_text(s: &ContainerState, health: Option<container::health::HealthStatu
     };
     match s.status {
         Status::Created => "Created".into(),
+        Status::Running if s.paused => format!("Up {}{health} (Paused)", human_duration(s.started_at.as_deref().unwrap_or(&s.created))),
         Status::Running => format!("Up {}{health}", human_duration(s.started_at.as_deref().unwrap_or(&s.created))),
         Status::Exited => format!("Exited ({}) {} ago", s.exit_code.unwrap_or(0), human_duration(s.finished_at.as_deref().unwrap_or(&s.created))),
     }

@@ -1,7 +1,8 @@
-//! `builder run`.
+//! `builder run` and `builder create`.
 
 use std::process::ExitCode;
 
+use anyhow::Context;
 use container::{Containers, HealthOptions, Ran, RunOptions};
 
 use super::{RunArgs, exit_code};
@@ -30,66 +31,98 @@ fn networks(values: &[String]) -> anyhow::Result<Vec<network::Join>> {
     Ok(out)
 }
 
-pub(super) fn run(containers: &Containers, args: RunArgs) -> anyhow::Result<ExitCode> {
+/// The container options of `run` and `create`.
+fn options(args: &RunArgs) -> anyhow::Result<RunOptions> {
     let mut joins = networks(&args.network)?;
     let first = if joins.is_empty() { network::Join::default() } else { joins.remove(0) };
-    let opts = RunOptions {
-        image: args.image,
-        command: args.command,
-        entrypoint: args.entrypoint,
-        name: args.name,
-        env: args.env,
-        env_files: args.env_file,
-        workdir: args.workdir,
-        volumes: args.volume,
-        mounts: args.mount,
-        tmpfs: args.tmpfs,
-        volumes_from: args.volumes_from,
-        user: args.user,
+    Ok(RunOptions {
+        image: args.image.clone(),
+        command: args.command.clone(),
+        entrypoint: args.entrypoint.clone(),
+        name: args.name.clone(),
+        env: args.env.clone(),
+        env_files: args.env_file.clone(),
+        workdir: args.workdir.clone(),
+        volumes: args.volume.clone(),
+        mounts: args.mount.clone(),
+        tmpfs: args.tmpfs.clone(),
+        volumes_from: args.volumes_from.clone(),
+        user: args.user.clone(),
         interactive: args.interactive,
         tty: args.tty,
         network: first.network,
-        network_aliases: first.aliases.into_iter().chain(args.network_alias).collect(),
+        network_aliases: first.aliases.into_iter().chain(args.network_alias.iter().cloned()).collect(),
         extra_networks: joins,
-        publish: args.publish,
+        publish: args.publish.clone(),
         publish_all: args.publish_all,
-        hostname: args.hostname,
-        add_hosts: args.add_hosts,
-        memory: args.memory,
+        hostname: args.hostname.clone(),
+        add_hosts: args.add_hosts.clone(),
+        memory: args.memory.clone(),
         pids_limit: args.pids_limit,
         cpus: args.cpus,
         init: args.init,
         read_only: args.read_only,
         auto_remove: args.rm,
         detach: args.detach,
-        runtime: args.runtime,
+        runtime: args.runtime.clone(),
         restart: args.restart,
-        labels: args.label,
-        label_files: args.label_file,
+        stop_signal: args.stop_signal.clone(),
+        stop_timeout: args.stop_timeout,
+        no_sig_proxy: !args.sig_proxy,
+        detach_keys: args.detach_keys.as_deref().map(container::attach::parse_detach_keys).transpose()?,
+        labels: args.label.clone(),
+        label_files: args.label_file.clone(),
         health: HealthOptions {
-            cmd: args.health_cmd,
-            interval: args.health_interval,
-            timeout: args.health_timeout,
-            start_period: args.health_start_period,
-            start_interval: args.health_start_interval,
+            cmd: args.health_cmd.clone(),
+            interval: args.health_interval.clone(),
+            timeout: args.health_timeout.clone(),
+            start_period: args.health_start_period.clone(),
+            start_interval: args.health_start_interval.clone(),
             test: args.health_test.as_deref().map(|t| serde_json::from_str(t).map_err(|e| anyhow::anyhow!("invalid --health-test {t:?}: a JSON array of strings ({e})"))).transpose()?,
             retries: args.health_retries,
             none: args.no_healthcheck,
         },
         privileged: args.privileged,
-        cap_add: args.cap_add,
-        cap_drop: args.cap_drop,
-        ulimits: args.ulimit,
-        devices: args.device,
-        group_add: args.group_add,
-    };
+        cap_add: args.cap_add.clone(),
+        cap_drop: args.cap_drop.clone(),
+        ulimits: args.ulimit.clone(),
+        devices: args.device.clone(),
+        group_add: args.group_add.clone(),
+    })
+}
+
+/// `--cidfile`: refused if the file exists, as Docker does (another container may own it).
+fn check_cidfile(args: &RunArgs) -> anyhow::Result<()> {
+    if let Some(path) = &args.cidfile {
+        if path.exists() {
+            anyhow::bail!("container ID file found, make sure the other container isn't running or delete {}", path.display());
+        }
+    }
+    Ok(())
+}
+
+fn write_cidfile(args: &RunArgs, id: &str) -> anyhow::Result<()> {
+    if let Some(path) = &args.cidfile {
+        std::fs::write(path, id).with_context(|| format!("writing the container ID file {}", path.display()))?;
+    }
+    Ok(())
+}
+
+pub(super) fn run(containers: &Containers, args: RunArgs) -> anyhow::Result<ExitCode> {
+    let opts = options(&args)?;
+    check_cidfile(&args)?;
     let progress = crate::cmd::image::progress::progress_for(false);
     let created = containers.create(&opts, progress.as_ref());
     drop(progress);
+    let created = created?;
+    write_cidfile(&args, &created.state.id)?;
     let detach = opts.detach;
-    match containers.run(created?) {
+    match containers.run(created) {
         Ok(Ran::Detached { id }) => {
-            println!("{id}");
+            // Detached with -d prints the id; detaching from `run -it` prints nothing, as Docker.
+            if detach {
+                println!("{id}");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Ok(Ran::Exited(status)) => Ok(exit_code(status)),
@@ -99,4 +132,21 @@ pub(super) fn run(containers: &Containers, args: RunArgs) -> anyhow::Result<Exit
             Ok(ExitCode::from(e.exit_code()))
         }
     }
+}
+
+/// `builder create`: the container as `run` would make it, recorded as Created; prints its ID.
+pub(super) fn create(containers: &Containers, args: RunArgs) -> anyhow::Result<ExitCode> {
+    if args.detach {
+        anyhow::bail!("create does not take -d: `builder start` runs the container in the background");
+    }
+    // `start` runs it under its own supervisor, as a detached container.
+    let opts = RunOptions { detach: true, ..options(&args)? };
+    check_cidfile(&args)?;
+    let progress = crate::cmd::image::progress::progress_for(false);
+    let created = containers.create(&opts, progress.as_ref());
+    drop(progress);
+    let created = created?;
+    write_cidfile(&args, &created.state.id)?;
+    println!("{}", created.state.id);
+    Ok(ExitCode::SUCCESS)
 }
