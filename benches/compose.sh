@@ -12,32 +12,16 @@
 set -euo pipefail
 ROUNDS=${1:-5}
 cd "$(dirname "$0")/.."
-cargo build --release -q -p cli
-BUILDER=$PWD/target/release/builder
-WORK=$(mktemp -d /tmp/builder-compose-bench.XXXXXX)
-NS=builder-compose-bench-$$
-DOCKERD_PID=
-cleanup() {
-  [ -z "$DOCKERD_PID" ] || { kill "$DOCKERD_PID" 2>/dev/null || true; wait "$DOCKERD_PID" 2>/dev/null || true; }
-  ip netns delete "$NS" 2>/dev/null || true
-  # dockerd's overlay mounts live under its data root.
-  grep -o " $WORK[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-ip netns add "$NS"
-ip netns exec "$NS" ip link set lo up
+. benches/lib.sh compose
+bench_builder
+bench_netns
 in_ns() { ip netns exec "$NS" "$@"; }
 
 # The same busybox root for both.
 ROOTFS=$WORK/rootfs
-mkdir -p "$ROOTFS"/{bin,etc,tmp,root,proc,sys,dev,www}
-cp /bin/busybox "$ROOTFS/bin/busybox"
-for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$ROOTFS/bin/$a"; done
-printf 'root:x:0:0:root:/root:/bin/sh\n' > "$ROOTFS/etc/passwd"
-printf 'root:x:0:\n' > "$ROOTFS/etc/group"
+mkdir -p "$ROOTFS/www"
 echo ok > "$ROOTFS/www/index.html"
-tar -C "$ROOTFS" -cf "$WORK/rootfs.tar" .
+busybox_rootfs "$ROOTFS"
 
 # Five services; each listens on its own port (builder's services share one network for now).
 PROJECT=$WORK/bench
@@ -67,12 +51,7 @@ EOF
 STATE=$WORK/builder
 "$BUILDER" --root "$STATE" import "$WORK/rootfs.tar" bench-busybox:1 > /dev/null
 
-DOCK=unix://$WORK/docker.sock
-nsenter --net=/run/netns/"$NS" dockerd --data-root "$WORK/docker" --exec-root "$WORK/docker-exec" --pidfile "$WORK/docker.pid" \
-  --host "$DOCK" --iptables=false --ip-masq=false > "$WORK/dockerd.log" 2>&1 &
-DOCKERD_PID=$!
-for _ in $(seq 1 60); do DOCKER_HOST=$DOCK docker info > /dev/null 2>&1 && break; sleep 0.5; done
-export DOCKER_HOST=$DOCK
+start_dockerd
 docker import "$WORK/rootfs.tar" bench-busybox:1 > /dev/null
 
 now() { date +%s.%N; }

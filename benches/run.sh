@@ -7,19 +7,12 @@
 set -euo pipefail
 RUNS=${1:-50}
 cd "$(dirname "$0")/.."
-cargo build --release -q -p cli
-BUILDER=$PWD/target/release/builder
-WORK=$(mktemp -d /tmp/builder-run-bench.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
+. benches/lib.sh run
+bench_builder
 
 # The same busybox root for everyone.
 ROOTFS=$WORK/rootfs
-mkdir -p "$ROOTFS"/{bin,etc,tmp,root,proc,sys,dev}
-cp /bin/busybox "$ROOTFS/bin/busybox"
-for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$ROOTFS/bin/$a"; done
-printf 'root:x:0:0:root:/root:/bin/sh\n' > "$ROOTFS/etc/passwd"
-printf 'root:x:0:\n' > "$ROOTFS/etc/group"
-tar -C "$ROOTFS" -cf "$WORK/rootfs.tar" .
+busybox_rootfs "$ROOTFS"
 
 # builder: import as an image (its layer is unpacked once, by the warm-up runs).
 STATE=$WORK/state

@@ -11,31 +11,13 @@ set -euo pipefail
 ROUNDS=${1:-20}
 FILES=${2:-1000}
 cd "$(dirname "$0")/.."
-if [ -z "${BUILDER:-}" ]; then
-  cargo build --release -q -p cli
-  BUILDER=$PWD/target/release/builder
-fi
-WORK=$(mktemp -d /tmp/builder-volumes-bench.XXXXXX)
-NS=builder-volumes-bench-$$
-DOCKERD_PID=
-cleanup() {
-  [ -z "$DOCKERD_PID" ] || { kill "$DOCKERD_PID" 2>/dev/null || true; wait "$DOCKERD_PID" 2>/dev/null || true; }
-  ip netns delete "$NS" 2>/dev/null || true
-  grep -o " $WORK[^ ]*" /proc/mounts | sort -r | xargs -r -n1 umount -l 2>/dev/null || true
-  rm -rf "$WORK"
-}
-trap cleanup EXIT
-ip netns add "$NS"
-ip netns exec "$NS" ip link set lo up
+. benches/lib.sh volumes
+bench_builder
+bench_netns
 
 # One busybox root, and a second layer with FILES files under /data.
 ROOTFS=$WORK/rootfs
-mkdir -p "$ROOTFS"/{bin,etc,tmp,root,proc,sys,dev}
-cp /bin/busybox "$ROOTFS/bin/busybox"
-for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$ROOTFS/bin/$a"; done
-printf 'root:x:0:0:root:/root:/bin/sh\n' > "$ROOTFS/etc/passwd"
-printf 'root:x:0:\n' > "$ROOTFS/etc/group"
-tar -C "$ROOTFS" -cf "$WORK/rootfs.tar" .
+busybox_rootfs "$ROOTFS"
 CTX=$WORK/ctx
 mkdir -p "$CTX/data"
 for i in $(seq 1 "$FILES"); do echo "file $i" > "$CTX/data/f$i.txt"; done
@@ -46,12 +28,7 @@ STATE=$WORK/builder
 "$BUILDER" --root "$STATE" build -q -t bench-seeded:1 "$CTX" > /dev/null
 "$BUILDER" --root "$STATE" volume create benchvol > /dev/null
 
-DOCK=unix://$WORK/docker.sock
-nsenter --net=/run/netns/"$NS" dockerd --data-root "$WORK/docker" --exec-root "$WORK/docker-exec" --pidfile "$WORK/docker.pid" \
-  --host "$DOCK" --iptables=false --ip-masq=false --bridge=none > "$WORK/dockerd.log" 2>&1 &
-DOCKERD_PID=$!
-for _ in $(seq 1 60); do DOCKER_HOST=$DOCK docker info > /dev/null 2>&1 && break; sleep 0.5; done
-export DOCKER_HOST=$DOCK
+start_dockerd --bridge=none
 docker import "$WORK/rootfs.tar" bench-busybox:1 > /dev/null
 DOCKER_BUILDKIT=0 docker build -q -t bench-seeded:1 "$CTX" > /dev/null
 docker volume create benchvol > /dev/null

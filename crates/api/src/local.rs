@@ -38,7 +38,8 @@ impl LocalEngine {
     pub fn open(root: &Path, insecure_registries: Vec<String>) -> Result<LocalEngine, EngineError> {
         std::fs::create_dir_all(root).map_err(|e| failed(format!("create state directory {}: {e}", root.display())))?;
         let store = oci::Store::open(root).map_err(failed)?;
-        let images = Arc::new(solver::ops::image::StoreImages::new(store.clone(), root));
+        let client = registry::Client::new(registry::ClientOptions { insecure_registries: insecure_registries.clone(), ..Default::default() }).map_err(failed)?;
+        let images = Arc::new(solver::ops::image::StoreImages::new(store.clone(), root).with_registry(Arc::new(client)));
         let solver = solver::Solver::new(root, images).map_err(failed)?;
         Ok(LocalEngine { root: root.to_path_buf(), store, solver, insecure_registries, cache_max_size: None, cache_defaults: Default::default(), evicting: Arc::default() })
     }
@@ -297,8 +298,10 @@ impl LocalEngine {
         let cache_client = Arc::new(self.registry(&[])?);
         let early_note = |m: String| (job.progress)(solver::Event::Note { message: m });
         let cache_import = crate::shared_cache::load(&o.options.cache_from, cache_client.clone(), &self.store, &early_note);
+        // Always there: a local cache entry made from an earlier build's imported hit may name
+        // layers this machine never fetched (the store recorded where they are).
         let cache_from: Option<Arc<dyn solver::remote::CacheSource>> =
-            cache_import.clone().map(|i| Arc::new(solver::remote::ImportedCache::new(i, self.store.clone())) as Arc<dyn solver::remote::CacheSource>);
+            Some(Arc::new(solver::remote::ImportedCache::new(cache_import.clone(), self.store.clone(), cache_client.clone())));
         let req = solver::SolveRequest {
             definition: &lowered.definition,
             targets: vec![lowered.target],
@@ -355,13 +358,18 @@ impl LocalEngine {
                     }
                     let image_compression = compression.unwrap_or(if *push { Compression::Gzip } else { Compression::Uncompressed });
                     let mut exported = export(image_compression)?;
-                    if !*push {
-                        // Layers of imported cache results: a local image must be whole here. A
-                        // push mounts them across repositories instead.
-                        let fetched = solver::remote::fetch_missing_blobs(&self.store, cache_from.as_deref(), &exported.layers).map_err(failed)?;
-                        if fetched > 0 {
-                            note(format!("fetching {fetched} cached layers done"));
-                        }
+                    // Layers of imported cache results stay where they are: the store recorded
+                    // their registry, and `run`, `save` or a push fetch (or mount) them when
+                    // they need the bytes. Those from a `type=local` cache are copied now.
+                    let unrecorded: Vec<solver::cache::BlobDesc> = exported
+                        .layers
+                        .iter()
+                        .filter(|l| l.digest.parse::<oci::Digest>().is_ok_and(|d| !self.store.has_blob(&d) && self.store.blob_source(&d).is_none()))
+                        .cloned()
+                        .collect();
+                    let fetched = solver::remote::fetch_missing_blobs(&self.store, cache_from.as_deref(), &unrecorded).map_err(failed)?;
+                    if fetched > 0 {
+                        note(format!("fetching {fetched} cached layers done"));
                     }
                     note(format!("writing image {} done", exported.config_digest));
                     let manifest: oci::Digest = exported.manifest_digest.parse().map_err(failed)?;
@@ -383,11 +391,9 @@ impl LocalEngine {
                     if *push {
                         for n in names {
                             let r = oci::Reference::parse(n).map_err(failed)?;
+                            // Lazy layers are mounted from the cache's repository when it is in
+                            // the same registry, else fetched first (see `registry::Client::push`).
                             let mounts = crate::shared_cache::mounts_for(cache_import.as_deref(), &self.store, &exported.layers, &r);
-                            if mounts.len() < exported.layers.iter().filter(|l| l.digest.parse().is_ok_and(|d: oci::Digest| !self.store.has_blob(&d))).count() {
-                                // Lazy layers from another registry: fetched, as a push cannot mount across registries.
-                                solver::remote::fetch_missing_blobs(&self.store, cache_from.as_deref(), &exported.layers).map_err(failed)?;
-                            }
                             let d = cache_client.push_with_mounts(&self.store, &r, &r, &mounts, &NoteProgress(&note)).map_err(|e| failed(format!("pushing {r}: {e}")))?;
                             note(format!("pushing {r} done ({d})"));
                             pushed_to.push(r);
@@ -397,6 +403,8 @@ impl LocalEngine {
                 }
                 Output::Archive { format, dest } => {
                     let exported = export(compression.unwrap_or(Compression::Gzip))?;
+                    // An archive carries every layer's bytes.
+                    solver::remote::fetch_missing_blobs(&self.store, cache_from.as_deref(), &exported.layers).map_err(failed)?;
                     let manifest: oci::Digest = exported.manifest_digest.parse().map_err(failed)?;
                     let desc = self.store.manifest_descriptor(&manifest).map_err(failed)?;
                     let image = self.store.image_from_descriptor(&desc).map_err(failed)?;

@@ -259,23 +259,6 @@ pub fn format_duration(d: std::time::Duration) -> String {
     out
 }
 
-/// A size in bytes: a number, or `512m`, `1g`, `1gb`, `100k` (powers of 1024, as Docker reads them).
-pub fn parse_bytes(s: &str) -> Result<u64, String> {
-    let t = s.trim().to_ascii_lowercase();
-    let bad = || format!("invalid size {s:?} (write it like 512m, 1g or a number of bytes)");
-    let digits = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
-    let n: f64 = t[..digits].parse().map_err(|_| bad())?;
-    let scale: u64 = match t[digits..].trim() {
-        "" | "b" => 1,
-        "k" | "kb" => 1 << 10,
-        "m" | "mb" => 1 << 20,
-        "g" | "gb" => 1 << 30,
-        "t" | "tb" => 1 << 40,
-        _ => return Err(bad()),
-    };
-    Ok((n * scale as f64) as u64)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -298,13 +281,5 @@ mod tests {
         assert_eq!(format_duration(parse_duration("2h").unwrap()), "2h0m0s");
         assert_eq!(format_duration(parse_duration("1.5s").unwrap()), "1.5s");
         assert_eq!(format_duration(parse_duration("250ms").unwrap()), "250ms");
-    }
-
-    #[test]
-    fn sizes_use_powers_of_1024() {
-        assert_eq!(parse_bytes("512m").unwrap(), 512 << 20);
-        assert_eq!(parse_bytes("1GB").unwrap(), 1 << 30);
-        assert_eq!(parse_bytes("1024").unwrap(), 1024);
-        assert!(parse_bytes("lots").is_err());
     }
 }

@@ -8,6 +8,8 @@
 //!
 //! It does not run containers, build images or create networks: the CLI does that with the
 //! container, network and build crates, from the [`Project`] this crate returns.
+//! (It borrows two value types rather than defining its own: the runtime's [`RestartPolicy`]
+//! and the `units` crate's sizes.)
 
 #![deny(unsafe_code)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]

@@ -12,9 +12,9 @@ use crate::forms::{self, Mapping, OneOrMany, StrOrMap, StrOrSeq};
 /// Keys of the Compose specification that builder compose does not implement: naming them in
 /// the error tells the user it is a known, unsupported key rather than a typo.
 pub const UNSUPPORTED_COMPOSE_KEYS: &[&str] = &[
-    "configs", "extends", "include", "privileged", "cap_add", "cap_drop", "devices", "dns", "dns_search", "dns_opt", "ulimits",
+    "configs", "extends", "include", "dns", "dns_search", "dns_opt",
     "logging", "platform", "pull_policy", "links", "external_links", "sysctls", "security_opt", "shm_size", "stdin_open", "tty", "ipc", "pid",
-    "userns_mode", "cgroup_parent", "domainname", "mac_address", "storage_opt", "isolation", "group_add", "cpu_shares", "cpuset", "memswap_limit",
+    "userns_mode", "cgroup_parent", "domainname", "mac_address", "storage_opt", "isolation", "cpu_shares", "cpuset", "memswap_limit",
     "mem_reservation", "oom_score_adj", "runtime", "volumes_from", "annotations", "attach", "develop", "post_start", "pre_stop", "models",
 ];
 
@@ -104,6 +104,19 @@ pub struct Service {
     pub scale: Option<u32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "service_secrets")]
     pub secrets: Vec<ServiceSecret>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub privileged: Option<bool>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "one_or_many")]
+    pub cap_add: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "one_or_many")]
+    pub cap_drop: Vec<String>,
+    /// `HOST[:CONTAINER[:PERMISSIONS]]`, as `builder run --device` takes it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "one_or_many")]
+    pub devices: Vec<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "ulimits")]
+    pub ulimits: BTreeMap<String, Ulimit>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "one_or_many")]
+    pub group_add: Vec<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -388,57 +401,9 @@ pub struct Healthcheck {
     pub disable: bool,
 }
 
-/// `restart:` (also `builder run --restart`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RestartPolicy {
-    No,
-    Always,
-    /// Restart after a non-zero exit, at most this many times (`None`: without limit).
-    OnFailure(Option<u32>),
-    UnlessStopped,
-}
-
-impl std::str::FromStr for RestartPolicy {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        Ok(match s {
-            "no" | "" => RestartPolicy::No,
-            "always" => RestartPolicy::Always,
-            "unless-stopped" => RestartPolicy::UnlessStopped,
-            "on-failure" => RestartPolicy::OnFailure(None),
-            _ => match s.strip_prefix("on-failure:").map(str::parse::<u32>) {
-                Some(Ok(n)) => RestartPolicy::OnFailure(Some(n)),
-                _ => return Err(format!("invalid restart policy {s:?} (no, always, on-failure[:N] or unless-stopped)")),
-            },
-        })
-    }
-}
-
-impl std::fmt::Display for RestartPolicy {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            RestartPolicy::No => f.write_str("no"),
-            RestartPolicy::Always => f.write_str("always"),
-            RestartPolicy::UnlessStopped => f.write_str("unless-stopped"),
-            RestartPolicy::OnFailure(None) => f.write_str("on-failure"),
-            RestartPolicy::OnFailure(Some(n)) => write!(f, "on-failure:{n}"),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for RestartPolicy {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        // `restart: no` is the YAML boolean false in 1.1 readers; here it is the text "no".
-        let s = String::deserialize(d)?;
-        s.parse().map_err(serde::de::Error::custom)
-    }
-}
-
-impl Serialize for RestartPolicy {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
-    }
-}
+/// `restart:`: the runtime's policy type, read and written as Docker writes it (`no`,
+/// `always`, `on-failure[:N]`, `unless-stopped`).
+pub use runtime::restart::RestartPolicy;
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -690,7 +655,7 @@ fn ser_duration<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::E
 
 fn bytes<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
     let s = String::deserialize(d)?;
-    forms::parse_bytes(&s).map(Some).map_err(serde::de::Error::custom)
+    units::parse_bytes(&s).map(Some).map_err(serde::de::Error::custom)
 }
 
 fn cpus<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
@@ -790,4 +755,44 @@ fn service_secrets<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<Service
             }
         })
         .collect()
+}
+
+/// One `ulimits:` entry: `nofile: 1024` (soft and hard the same) or `nofile: {soft: 1024, hard: 2048}`.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Ulimit {
+    pub soft: u64,
+    pub hard: u64,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UlimitLong {
+    #[serde(deserialize_with = "scalar")]
+    soft: String,
+    #[serde(deserialize_with = "scalar")]
+    hard: String,
+}
+
+fn scalar<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    opt_scalar(d).map(Option::unwrap_or_default)
+}
+
+fn ulimits<'de, D: serde::Deserializer<'de>>(d: D) -> Result<BTreeMap<String, Ulimit>, D::Error> {
+    use serde::de::Error;
+    let limit = |name: &str, v: &str| v.trim().parse::<u64>().map_err(|_| D::Error::custom(format!("ulimits.{name}: {v:?} is not a number")));
+    let mut out = BTreeMap::new();
+    for (name, v) in BTreeMap::<String, StrOrMap<UlimitLong>>::deserialize(d)? {
+        let u = match v {
+            StrOrMap::Str(n) => {
+                let n = limit(&name, &n)?;
+                Ulimit { soft: n, hard: n }
+            }
+            StrOrMap::Map(l) => Ulimit { soft: limit(&name, &l.soft)?, hard: limit(&name, &l.hard)? },
+        };
+        if u.soft > u.hard {
+            return Err(D::Error::custom(format!("ulimits.{name}: soft limit {} is above the hard limit {}", u.soft, u.hard)));
+        }
+        out.insert(name, u);
+    }
+    Ok(out)
 }

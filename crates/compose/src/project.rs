@@ -236,7 +236,7 @@ fn merge_service(b: &mut Service, o: Service) {
     macro_rules! replace {
         ($($f:ident)*) => {$( if o.$f.is_some() { b.$f = o.$f; } )*};
     }
-    replace!(image command entrypoint network_mode restart working_dir user hostname container_name stop_signal stop_grace_period init read_only mem_limit cpus pids_limit scale);
+    replace!(image command entrypoint network_mode restart working_dir user hostname container_name stop_signal stop_grace_period init read_only mem_limit cpus pids_limit scale privileged);
     b.environment.extend(o.environment);
     b.labels.extend(o.labels);
     b.extra_hosts.extend(o.extra_hosts);
@@ -247,6 +247,11 @@ fn merge_service(b: &mut Service, o: Service) {
     append_unique(&mut b.expose, o.expose);
     append_unique(&mut b.tmpfs, o.tmpfs);
     append_unique(&mut b.profiles, o.profiles);
+    append_unique(&mut b.cap_add, o.cap_add);
+    append_unique(&mut b.cap_drop, o.cap_drop);
+    append_unique(&mut b.devices, o.devices);
+    append_unique(&mut b.group_add, o.group_add);
+    b.ulimits.extend(o.ulimits);
     for v in o.volumes {
         match b.volumes.iter_mut().find(|x| x.target == v.target) {
             Some(x) => *x = v,

@@ -186,16 +186,8 @@ impl RunConfig {
 
 /// "64m" -> bytes.
 pub fn parse_bytes(flag: &'static str, s: &str) -> Result<i64> {
-    let t = s.trim().to_ascii_lowercase();
-    let t = t.strip_suffix('b').unwrap_or(&t);
-    let (num, mult) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        _ => (t, 1),
-    };
-    let n: f64 = num.parse().map_err(|_| Error::option(flag, s, "use a size such as 64m or 1g"))?;
-    Ok((n * mult as f64) as i64)
+    let bytes = units::parse_bytes(s).map_err(|e| Error::option(flag, s, e.reason))?;
+    i64::try_from(bytes).map_err(|_| Error::option(flag, s, "too large"))
 }
 
 fn read_env_file(path: &Path) -> Result<Vec<String>> {
@@ -295,7 +287,11 @@ mod tests {
     #[test]
     fn bad_values_name_the_flag_and_value() {
         assert_eq!(parse_bytes("--memory", "64m").unwrap(), 64 << 20);
-        assert_eq!(parse_bytes("--memory", "abc").unwrap_err().to_string(), "invalid --memory \"abc\": use a size such as 64m or 1g");
+        assert_eq!(parse_bytes("--memory", "1.5GB").unwrap(), 3 << 29);
+        assert_eq!(
+            parse_bytes("--memory", "abc").unwrap_err().to_string(),
+            "invalid --memory \"abc\": use a number of bytes, or one with a unit b, k, m, g, t or p (for example 64m or 1.5g)"
+        );
         assert!(parse_add_host("nohost").unwrap_err().to_string().contains("--add-host \"nohost\""));
         assert_eq!(parse_add_host("db:[::1]").unwrap(), ("db".to_string(), "::1".to_string()));
     }

@@ -174,11 +174,12 @@ fn check_until_stopped(cstore: &ContainerStore, state: &ContainerState, dir: &Pa
         if stopped.try_recv() != Err(mpsc::TryRecvError::Empty) {
             return;
         }
-        if let Err(e) = health.save(dir) {
-            tracing::warn!("recording the health of {}: {e}", state.name);
-        }
+        // The event first: whoever sees the new status finds its event in the journal.
         if before != health.status {
             crate::shim::journal(cstore, state, &format!("health_status: {}", health.status.as_str()), &[]);
+        }
+        if let Err(e) = health.save(dir) {
+            tracing::warn!("recording the health of {}: {e}", state.name);
         }
     }
 }

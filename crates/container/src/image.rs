@@ -4,9 +4,14 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
-/// Finds the image locally, pulling it through the registry client if it is missing.
+/// Finds the image locally, pulling it through the registry client if it is missing (and
+/// fetching the layers it names but the store lacks).
 pub(crate) fn find_or_pull(store: &oci::Store, options: &registry::ClientOptions, name: &str, progress: &dyn registry::Progress) -> Result<oci::LocalImage> {
     if let Ok((_, image)) = store.find_image(name) {
+        // Layers of an image made from an imported build cache are fetched when first run.
+        if !store.missing_layers(&image)?.is_empty() {
+            registry::Client::new(options.clone())?.fetch_missing_layers(store, &image, progress)?;
+        }
         return Ok(image);
     }
     progress.message(&format!("Unable to find image '{name}' locally"));

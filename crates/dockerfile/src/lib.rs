@@ -25,12 +25,13 @@
 //!   `ProcessWord`/`ProcessWords`) over any [`shell::Env`] (implemented for
 //!   `BTreeMap<String, String>` and `Vec<String>` of `K=V`).
 //!   [`Instruction::expand`] expands exactly the fields BuildKit expands.
-//! - Scoping: [`scope::Scope::new`]`(global_args, build_args)` resolves the
-//!   global ARGs ([`scope::Scope::expand_from`] for FROM lines), then
-//!   [`scope::Scope::for_stage`]`(base_image_env)` gives a
-//!   [`scope::StageScope`]: `apply` each ARG/ENV in order; `expansion_env`,
-//!   `run_env` and `image_env` say what an instruction, a RUN and the image
-//!   config see.
+//! - Scoping (the one implementation; [`lower`] builds with it):
+//!   [`scope::Scope::new`]`(dockerfile, build_args)` resolves the global ARGs
+//!   and BuildKit's automatic ones ([`scope::Scope::expand_from`] for FROM
+//!   lines), then [`scope::Scope::for_stage`]`(base_image_env)` gives a
+//!   [`scope::StageScope`]: `apply` each instruction in order (it returns the
+//!   instruction expanded); `expansion_env`, `run_env` and `image_env` say what
+//!   an instruction, a RUN and the image config see.
 //! - The syntax tree itself ([`ast::parse`], [`ast::Ast::dump`] in BuildKit's
 //!   dump format) is there for tools such as `builder parse`.
 

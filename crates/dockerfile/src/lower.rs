@@ -14,8 +14,8 @@ use graph::{
 };
 
 use crate::instructions::{CopyFiles, Dockerfile, Instruction, NetworkMode, Run, ShellOrExec, Stage};
+use crate::scope::{Scope, StageScope};
 use crate::mount::{CacheSharing as DfSharing, MountType};
-use crate::shell::{self, Env};
 use crate::words::go_quote;
 
 /// A base image as the resolver found it.
@@ -105,6 +105,9 @@ pub enum LowerError {
     Expand(#[from] crate::Error),
     #[error("unsupported syntax directive \"# syntax={0}\": only the standard Dockerfile frontend (docker/dockerfile:<version>) is built in; custom frontends are not supported")]
     UnsupportedSyntax(String),
+    /// `--platform` is not `os/arch[/variant]`.
+    #[error("--platform: {0}")]
+    Platform(oci::Error),
     /// `--target` names no stage.
     #[error("target stage \"{0}\" could not be found")]
     UnknownTarget(String),
@@ -166,6 +169,8 @@ struct StageState {
     architecture: String,
     os: String,
     variant: Option<String>,
+    /// The stage's ARG and ENV variables (a stage built FROM this one goes on with them).
+    vars: StageScope,
 }
 
 impl StageState {
@@ -187,30 +192,13 @@ struct Lowerer<'a> {
     opts: &'a LowerOptions,
     resolver: &'a mut dyn ImageResolver,
     b: DefinitionBuilder,
-    /// Global ARG values (before the first FROM), plus the automatic platform ARGs.
-    globals: Vec<(String, String)>,
+    /// Global ARG values (before the first FROM), plus BuildKit's automatic ARGs.
+    scope: Scope,
     done: HashMap<usize, StageState>,
     in_progress: Vec<usize>,
     images: HashMap<String, ResolvedImage>,
     local: Option<VertexDigest>,
     multi: bool,
-}
-
-/// The automatic platform ARGs: `TARGET*` for the platform built for, `BUILD*` for the one the
-/// build runs on (this machine), as BuildKit sets them.
-fn platform_args(target: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for (prefix, platform) in [("TARGET", target.to_string()), ("BUILD", build_platform())] {
-        let mut parts = platform.split('/');
-        let os = parts.next().unwrap_or("linux").to_string();
-        let arch = parts.next().unwrap_or("amd64").to_string();
-        let variant = parts.next().unwrap_or("").to_string();
-        out.push((format!("{prefix}PLATFORM"), platform.clone()));
-        out.push((format!("{prefix}OS"), os));
-        out.push((format!("{prefix}ARCH"), arch));
-        out.push((format!("{prefix}VARIANT"), variant));
-    }
-    out
 }
 
 /// The platform of the machine the build runs on, in OCI words (`linux/amd64`, `linux/arm64`, …):
@@ -219,48 +207,14 @@ pub fn build_platform() -> String {
     oci::Platform::host().normalized().to_string()
 }
 
-/// Checks a platform a Dockerfile names (`os/arch[/variant]`) and returns it in lower case.
-fn platform_word(p: &str) -> Result<String, String> {
-    let p = p.trim().to_ascii_lowercase();
-    let parts: Vec<&str> = p.split('/').collect();
-    if !(2..=3).contains(&parts.len()) || parts.iter().any(|x| x.is_empty()) {
-        return Err(format!("invalid platform {p:?}: expected os/arch[/variant], e.g. linux/arm64"));
-    }
-    Ok(p)
-}
-
-fn kv_env(pairs: &[(String, String)]) -> Vec<String> {
-    pairs.iter().map(|(k, v)| format!("{k}={v}")).collect()
-}
-
-fn set_env(env: &mut Vec<String>, key: &str, value: &str) {
-    let entry = format!("{key}={value}");
-    match env.iter_mut().find(|e| e.split_once('=').map(|(k, _)| k) == Some(key) || *e == key) {
-        Some(e) => *e = entry,
-        None => env.push(entry),
-    }
-}
-
 impl<'a> Lowerer<'a> {
     fn new(df: &'a Dockerfile, opts: &'a LowerOptions, resolver: &'a mut dyn ImageResolver) -> Result<Self, LowerError> {
-        let platform = if opts.platform.is_empty() { build_platform() } else { opts.platform.clone() };
-        let mut globals = platform_args(&platform);
-        for a in &df.global_args {
-            for def in &a.args {
-                let value = match opts.build_args.get(&def.name) {
-                    Some(v) => Some(v.clone()),
-                    None => match &def.default {
-                        Some(d) => Some(shell::expand_word(d, &kv_env(&globals), a.context.escape).map_err(|e| at(df, a.span.line, e.to_string()))?),
-                        None => None,
-                    },
-                };
-                if let Some(v) = value {
-                    globals.retain(|(k, _)| k != &def.name);
-                    globals.push((def.name.clone(), v));
-                }
-            }
-        }
-        Ok(Lowerer { df, opts, resolver, b: DefinitionBuilder::new(), globals, done: HashMap::new(), in_progress: Vec::new(), images: HashMap::new(), local: None, multi: df.stages.len() > 1 })
+        let host = oci::Platform::host();
+        let target = if opts.platform.is_empty() { host.clone() } else { opts.platform.parse().map_err(LowerError::Platform)? };
+        // BuildKit's TARGETSTAGE: the stage built, named as `--target` names it, else the last one's name.
+        let target_stage = opts.target.clone().or_else(|| df.stages.last().and_then(|s| s.name()).map(str::to_string)).unwrap_or_default();
+        let scope = Scope::with_platforms(df, &opts.build_args, &host, &target, &target_stage)?;
+        Ok(Lowerer { df, opts, resolver, b: DefinitionBuilder::new(), scope, done: HashMap::new(), in_progress: Vec::new(), images: HashMap::new(), local: None, multi: df.stages.len() > 1 })
     }
 
     fn platform(&self) -> String {
@@ -349,30 +303,31 @@ impl<'a> Lowerer<'a> {
     fn lower_stage(&mut self, i: usize) -> Result<StageState, LowerError> {
         let df = self.df;
         let stage: &Stage = &df.stages[i];
-        let esc = df.directives.escape;
         let line = stage.from.span.line;
         let total = 1 + stage.instructions.iter().filter(|ins| makes_vertex(ins)).count();
         let label = self.stage_label(i);
         let multi = self.multi;
         let prefix = |k: usize| if multi { format!("[{label} {k}/{total}]") } else { format!("[{k}/{total}]") };
-        let image_name = shell::expand_word(&stage.from.image.value, &kv_env(&self.globals), esc).map_err(|e| at(df, line, e.to_string()))?;
+        let image_name = self.scope.expand_from(&stage.from.image.value).map_err(|e| at(df, line, e.to_string()))?;
         // `FROM --platform=…` (often `$BUILDPLATFORM`, to compile natively for another target).
         let platform = match &stage.from.platform {
             Some(w) => {
-                let p = shell::expand_word(&w.value, &kv_env(&self.globals), esc).map_err(|e| at(df, line, e.to_string()))?;
-                platform_word(&p).map_err(|e| at(df, line, format!("FROM --platform: {e}")))?
+                let p = self.scope.expand_from(&w.value).map_err(|e| at(df, line, e.to_string()))?;
+                p.trim().parse::<oci::Platform>().map_err(|e| at(df, line, format!("FROM --platform: {e}")))?.to_string()
             }
             None => self.platform(),
         };
         let mut parts = platform.split('/');
         let (os, arch) = (parts.next().unwrap_or("linux").to_string(), parts.next().unwrap_or("amd64").to_string());
         let variant = parts.next().map(str::to_string);
+        let mut from_stage = false;
         let mut st = if image_name.eq_ignore_ascii_case("scratch") {
             let fs = self.b.add(Op::Scratch, vec![], VertexMeta::default());
             // BuildKit's empty image: WorkingDir `/` (PATH is added below).
             let config = ContainerConfig { working_dir: Some("/".into()), ..Default::default() };
-            StageState { fs, config, author: None, base_history: vec![], steps: vec![], architecture: arch, os, variant }
+            StageState { fs, config, author: None, base_history: vec![], steps: vec![], architecture: arch, os, variant, vars: self.scope.for_stage(&[]) }
         } else if let Some(parent) = self.stage_ref(&image_name, i) {
+            from_stage = true;
             self.stage(parent)?
         } else {
             let r = self.resolve_image(&image_name, &platform).map_err(|source| LowerError::Image { file: df.file_name.clone(), line, what: format!("FROM {image_name}"), source })?;
@@ -386,11 +341,15 @@ impl<'a> Lowerer<'a> {
                 architecture: if r.architecture.is_empty() { arch } else { r.architecture.clone() },
                 os: if r.os.is_empty() { os } else { r.os.clone() },
                 variant: r.variant.clone().or(variant),
+                vars: self.scope.for_stage(&[]),
             }
         };
         // As BuildKit: a stage always has a PATH (the default one when its base has none).
         if st.os != "windows" && !st.config.env.as_deref().unwrap_or_default().iter().any(|e| e.starts_with("PATH=")) {
             st.config.env.get_or_insert_with(Vec::new).push(format!("PATH={DEFAULT_PATH}"));
+        }
+        if !from_stage {
+            st.vars = self.scope.for_stage(st.config.env.as_deref().unwrap_or_default());
         }
         // ONBUILD triggers of the base run first; the new image does not inherit them.
         let triggers = st.config.on_build.take().unwrap_or_default();
@@ -404,82 +363,27 @@ impl<'a> Lowerer<'a> {
         }
         instructions.extend(stage.instructions.iter().cloned());
 
-        let mut args: Vec<(String, String)> = Vec::new();
-        // Every ARG the stage declared, in order, with or without a value (RUN's history names them all).
-        let mut declared: Vec<(String, Option<String>)> = Vec::new();
-        // Names an ARG set after an ENV of the same name: as in BuildKit, where both set the
-        // build's environment in order, the later one is what RUN and expansion see (the image's
-        // Env keeps the ENV value).
-        let mut arg_wins: std::collections::HashSet<String> = std::collections::HashSet::new();
         let mut shell_cmd: Vec<String> = st.config.shell.clone().unwrap_or_else(|| DEFAULT_SHELL.iter().map(|s| s.to_string()).collect());
         let mut cmd_set = false;
         let mut k = 1;
         for ins in &instructions {
             let ins_line = ins.span().line;
-            let env_for_expansion = {
-                let image_env = st.config.env.clone().unwrap_or_default();
-                let mut e = kv_env(&args);
-                e.retain(|kv| kv.split_once('=').is_some_and(|(k, _)| !arg_wins.contains(k)));
-                e.extend(image_env);
-                e.extend(kv_env(&args).into_iter().filter(|kv| kv.split_once('=').is_some_and(|(k, _)| arg_wins.contains(k))));
-                e
-            };
-            // ARG values are expanded by ARG itself; everything else through Instruction::expand.
-            let ins = match ins {
-                Instruction::Arg(_) | Instruction::OnBuild(_) => ins.clone(),
-                other => other.expand(&env_for_expansion)?,
-            };
+            let ins = st.vars.apply(ins)?;
             let text = ins.original_text().trim().to_string();
             let shown = text.lines().next().unwrap_or_default().to_string();
             if makes_vertex(&ins) {
                 k += 1;
             }
             let desc = format!("{} {}", prefix(k), shown);
-            let build_args = args.iter().map(|(k, v)| (k.clone(), graph::value_digest(v))).collect();
+            let build_args = st.vars.declared_args().iter().filter_map(|(k, v)| Some((k.clone(), graph::value_digest(v.as_deref()?)))).collect();
             let meta = VertexMeta { description: desc.clone(), location: Some(format!("{}:{}", df.file_name, ins_line)), ignore_cache: self.opts.no_cache, build_args };
             match &ins {
                 Instruction::Arg(a) => {
-                    let mut words = Vec::new();
-                    for def in &a.args {
-                        let value = match self.opts.build_args.get(&def.name) {
-                            Some(v) => Some(v.clone()),
-                            None => match &def.default {
-                                Some(d) => Some(shell::expand_word(d, &env_for_expansion, esc).map_err(|e| at(df, ins_line, e.to_string()))?),
-                                None => self.globals.iter().find(|(k, _)| k == &def.name).map(|(_, v)| v.clone()),
-                            },
-                        };
-                        words.push(match &value {
-                            Some(v) => format!("{}={v}", def.name),
-                            None => def.name.clone(),
-                        });
-                        // Declared again without a value, an ARG keeps the value it had.
-                        match declared.iter_mut().find(|(k, _)| k == &def.name) {
-                            Some(d) => {
-                                if value.is_some() {
-                                    d.1 = value.clone();
-                                }
-                            }
-                            None => declared.push((def.name.clone(), value.clone())),
-                        }
-                        if let Some(v) = value {
-                            let has_env = st.config.env.as_deref().unwrap_or_default().iter().any(|e| e.split_once('=').is_some_and(|(k, _)| k == def.name));
-                            if has_env {
-                                arg_wins.insert(def.name.clone());
-                            } else {
-                                arg_wins.remove(&def.name);
-                            }
-                            args.retain(|(k, _)| k != &def.name);
-                            args.push((def.name.clone(), v));
-                        }
-                    }
+                    let words: Vec<String> = a.args.iter().map(|d| d.default.as_ref().map_or_else(|| d.name.clone(), |v| format!("{}={v}", d.name))).collect();
                     st.steps.push(config_step(format!("ARG {}", words.join(" "))));
                 }
                 Instruction::Env(e) => {
-                    let env = st.config.env.get_or_insert_with(Vec::new);
-                    for kv in &e.pairs {
-                        set_env(env, &kv.key, &kv.value);
-                        arg_wins.remove(&kv.key);
-                    }
+                    st.config.env = Some(st.vars.image_env());
                     st.steps.push(config_step(format!("ENV {}", pairs_text(&e.pairs))));
                 }
                 Instruction::Label(lb) => {
@@ -565,9 +469,9 @@ impl<'a> Lowerer<'a> {
                     st.steps.push(config_step(format!("MAINTAINER {}", m.name)));
                 }
                 Instruction::Run(r) => {
-                    let (v, argv) = self.lower_run(i, r, &st, &args, &arg_wins, &shell_cmd, meta)?;
+                    let (v, argv) = self.lower_run(i, r, &st, &shell_cmd, meta)?;
                     st.fs = v;
-                    let created_by = format!("{} # buildkit", run_history(&argv, &declared, &arg_wins, st.config.env.as_deref().unwrap_or_default()));
+                    let created_by = format!("{} # buildkit", run_history(&argv, &st.vars.run_history_args()));
                     st.steps.push(HistoryStep { created_by, comment: Some(HISTORY_COMMENT.into()), vertex: Some(v) });
                 }
                 Instruction::Copy(c) | Instruction::Add(c) => {
@@ -582,17 +486,7 @@ impl<'a> Lowerer<'a> {
     }
 
     /// The RUN's vertex and the command it runs (for its history text).
-    #[allow(clippy::too_many_arguments)]
-    fn lower_run(
-        &mut self,
-        i: usize,
-        r: &Run,
-        st: &StageState,
-        args: &[(String, String)],
-        arg_wins: &std::collections::HashSet<String>,
-        shell_cmd: &[String],
-        meta: VertexMeta,
-    ) -> Result<(VertexDigest, Vec<String>), LowerError> {
+    fn lower_run(&mut self, i: usize, r: &Run, st: &StageState, shell_cmd: &[String], meta: VertexMeta) -> Result<(VertexDigest, Vec<String>), LowerError> {
         // `RUN <<EOF` whose script starts with `#!`: BuildKit runs it as a file (mode 0755) from a
         // read-only mount at /dev/pipes, so the interpreter it names runs it.
         let mut pipe_script: Option<(String, String)> = None;
@@ -622,18 +516,8 @@ impl<'a> Lowerer<'a> {
                 v
             }
         };
-        // The process sees the image's env plus the stage's build args (an ENV wins over an
-        // earlier ARG of the same name, a later ARG over an ENV).
-        let mut env: Vec<String> = Vec::new();
-        let mut image_env = st.config.env.clone().unwrap_or_default();
-        for (k, v) in args {
-            match image_env.iter_mut().find(|e| e.split_once('=').map(|(ek, _)| ek) == Some(k.as_str())) {
-                Some(e) if arg_wins.contains(k) => *e = format!("{k}={v}"),
-                Some(_) => {}
-                None => env.push(format!("{k}={v}")),
-            }
-        }
-        env.extend(image_env);
+        // The process sees the image's env and the stage's ARGs, the one set last winning.
+        let mut env = st.vars.run_env();
         let mut inputs = vec![st.fs];
         let mut mounts = Vec::new();
         if let Some((name, data)) = pipe_script {
@@ -990,20 +874,12 @@ fn pairs_text(pairs: &[crate::instructions::KeyValue]) -> String {
     pairs.iter().map(|kv| format!("{}={}", kv.key, kv.value)).collect::<Vec<_>>().join(" ")
 }
 
-/// BuildKit's RUN history: `RUN |N K=V… argv…`, naming every ARG the stage declared (an ARG
-/// without a value as `K=`), each with the value the RUN sees (an ENV of the same name wins).
-fn run_history(argv: &[String], declared: &[(String, Option<String>)], arg_wins: &std::collections::HashSet<String>, env: &[String]) -> String {
+/// BuildKit's RUN history: `RUN |N K=V… argv…`, naming every ARG the stage declared (see
+/// [`StageScope::run_history_args`]).
+fn run_history(argv: &[String], args: &[String]) -> String {
     let mut s = String::from("RUN ");
-    if !declared.is_empty() {
-        let words: Vec<String> = declared
-            .iter()
-            .map(|(k, v)| {
-                let from_env = env.iter().find_map(|e| e.split_once('=').filter(|(ek, _)| ek == k).map(|(_, ev)| ev.to_string()));
-                let value = if arg_wins.contains(k) { v.clone() } else { from_env.or_else(|| v.clone()) };
-                format!("{k}={}", value.unwrap_or_default())
-            })
-            .collect();
-        s.push_str(&format!("|{} {} ", words.len(), words.join(" ")));
+    if !args.is_empty() {
+        s.push_str(&format!("|{} {} ", args.len(), args.join(" ")));
     }
     s.push_str(&argv.join(" "));
     s
@@ -1118,11 +994,6 @@ fn healthcheck_history(h: &crate::instructions::Healthcheck) -> String {
     )
 }
 
-/// The environment `ENV`-style lookups see (for callers that expand words themselves).
-pub fn env_lookup<'e>(env: &'e [String], name: &str) -> Option<&'e str> {
-    env.lookup(name)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1191,6 +1062,65 @@ mod tests {
         assert_ne!(a.target, b.target);
         assert_eq!(a.image.steps[0].created_by, "ARG V=1");
         assert_eq!(a.image.steps[1].created_by, "RUN |1 V=1 /bin/sh -c echo $V # buildkit");
+    }
+
+    fn only_run_env(b: &LoweredBuild) -> Vec<String> {
+        only_exec(b).env
+    }
+
+    #[test]
+    fn targetstage_names_the_target_or_the_last_stage_as_buildkit_sets_it() {
+        let text = "FROM busybox AS first\nARG TARGETSTAGE\nRUN echo $TARGETSTAGE\nFROM first AS Last\n";
+        let last = lower_text(text, LowerOptions::default()).expect("lower");
+        assert!(only_run_env(&last).contains(&"TARGETSTAGE=last".to_string()), "{:?}", only_run_env(&last));
+        let first = lower_text(text, LowerOptions { target: Some("first".into()), ..Default::default() }).expect("lower");
+        assert!(only_run_env(&first).contains(&"TARGETSTAGE=first".to_string()));
+        let unnamed = lower_text("FROM busybox\nARG TARGETSTAGE\nRUN echo $TARGETSTAGE\n", LowerOptions::default()).expect("lower");
+        assert!(only_run_env(&unnamed).contains(&"TARGETSTAGE=default".to_string()));
+    }
+
+    #[test]
+    fn a_build_arg_overrides_an_automatic_platform_arg_and_the_osversion_args_exist() {
+        let mut build_args = BTreeMap::new();
+        build_args.insert("TARGETARCH".to_string(), "riscv64".to_string());
+        let text = "FROM busybox\nARG TARGETARCH TARGETOSVERSION BUILDOSVERSION\nRUN echo $TARGETARCH\n";
+        let b = lower_text(text, LowerOptions { build_args, ..Default::default() }).expect("lower");
+        assert!(only_run_env(&b).contains(&"TARGETARCH=riscv64".to_string()), "{:?}", only_run_env(&b));
+        assert_eq!(b.image.steps[0].created_by, "ARG TARGETARCH=riscv64 TARGETOSVERSION= BUILDOSVERSION=");
+    }
+
+    #[test]
+    fn a_stage_built_from_another_stage_inherits_its_args() {
+        let text = "FROM busybox AS base\nARG NAME=joe\nFROM base\nRUN echo hello $NAME\n";
+        let b = lower_text(text, LowerOptions::default()).expect("lower");
+        let run = only_exec(&b);
+        assert!(run.env.contains(&"NAME=joe".to_string()), "{:?}", run.env);
+        assert_eq!(b.image.steps.last().unwrap().created_by, "RUN |1 NAME=joe /bin/sh -c echo hello $NAME # buildkit");
+        // A stage on an image starts afresh.
+        let other = lower_text("FROM busybox AS base\nARG NAME=joe\nFROM busybox\nRUN echo $NAME\n", LowerOptions::default()).expect("lower");
+        assert!(!only_exec(&other).env.iter().any(|e| e.starts_with("NAME=")));
+    }
+
+    #[test]
+    fn the_run_env_lists_a_variable_where_it_was_last_set_and_the_history_where_first_declared() {
+        let text = "FROM busybox\nARG A=1\nARG B=2\nENV A=3\nARG B\nRUN env\n";
+        let b = lower_text(text, LowerOptions::default()).expect("lower");
+        assert_eq!(only_exec(&b).env, vec!["PATH=/bin", "B=2", "A=3"]);
+        assert_eq!(b.image.config.env, Some(vec!["PATH=/bin".to_string(), "A=3".to_string()]));
+        assert_eq!(b.image.steps.last().unwrap().created_by, "RUN |2 A=3 B=2 /bin/sh -c env # buildkit");
+    }
+
+    #[test]
+    fn a_platform_that_is_not_os_arch_is_an_error_naming_it() {
+        let e = lower_text("FROM busybox\n", LowerOptions { platform: "arm64".into(), ..Default::default() }).expect_err("bad platform");
+        assert!(e.to_string().starts_with("--platform: invalid platform \"arm64\""), "{e}");
+    }
+
+    #[test]
+    fn the_escape_directive_applies_to_from_without_global_args() {
+        let b = lower_text("# escape=`\nFROM busy`$box\n", LowerOptions::default()).expect("lower");
+        let image = b.definition.vertices.values().find_map(|v| if let Op::Image(i) = &v.op { Some(i) } else { None }).expect("FROM");
+        assert_eq!(image.reference, "docker.io/library/busy$box");
     }
 
     #[test]
@@ -1269,7 +1199,8 @@ mod tests {
     #[test]
     fn the_host_platform_is_one_answer_oci_gives() {
         let host = build_platform();
-        assert_eq!(crate::scope::Platform::host().to_string(), host);
+        let scope = Scope::new(&Dockerfile::parse(b"FROM scratch\n", "Dockerfile").unwrap(), &BTreeMap::new()).unwrap();
+        assert!(scope.global_env().contains(&format!("BUILDPLATFORM={host}")), "{:?}", scope.global_env());
         assert_eq!(host, oci::Platform::host().normalized().to_string());
     }
 

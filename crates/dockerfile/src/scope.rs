@@ -1,33 +1,43 @@
-//! Which variables an instruction sees, as BuildKit scopes them.
+//! Which variables an instruction sees, as BuildKit's dockerfile2llb scopes them. The build
+//! (`lower`) uses this module and nothing else for ARG and ENV.
 //!
 //! - ARGs before the first FROM are global: usable in FROM lines, and inside
 //!   a stage only once re-declared there (`ARG NAME` without a default takes
 //!   the global value).
 //! - A build arg (`--build-arg NAME=v`) overrides the default of a declared ARG.
-//! - BuildKit's platform ARGs (TARGETPLATFORM, TARGETOS, TARGETARCH,
-//!   TARGETVARIANT, BUILDPLATFORM, BUILDOS, BUILDARCH, BUILDVARIANT, …) are
-//!   global ARGs that always exist.
+//! - BuildKit's automatic ARGs (BUILDPLATFORM, BUILDOS, BUILDOSVERSION, BUILDARCH,
+//!   BUILDVARIANT, the same five for TARGET, and TARGETSTAGE) are global ARGs that
+//!   always exist; a build arg of the same name overrides them.
 //! - All values of one ENV are expanded against the environment before it.
 //! - A stage's environment starts with its base image's `Env`; ARG and ENV
 //!   then set variables in order (the later wins). Only ENV goes into the
 //!   image config.
+//! - A stage built `FROM` another stage goes on with that stage's variables,
+//!   its ARGs included (BuildKit's inheritance to child stages).
 
 use std::collections::BTreeMap;
 
 use crate::error::{DockerfileError, Error, ErrorKind};
-use crate::instructions::{Arg, Instruction};
+use crate::instructions::{Arg, Dockerfile, Instruction};
 use crate::shell::{self, Env};
 
-/// An ordered environment where setting a name replaces it in place.
+/// An ordered `NAME=value` environment.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct EnvList(Vec<(String, String)>);
 
 impl EnvList {
-    fn set(&mut self, k: &str, v: &str) {
+    /// Sets `k` where it stands (an image config's `Env`, as BuildKit's `addEnv`).
+    fn set_in_place(&mut self, k: &str, v: &str) {
         match self.0.iter_mut().find(|(n, _)| n == k) {
             Some(e) => e.1 = v.to_string(),
             None => self.0.push((k.to_string(), v.to_string())),
         }
+    }
+    /// Sets `k` as the newest variable (a build state's env, as BuildKit's `EnvList.AddOrReplace`,
+    /// which lists a replaced name where it was last set).
+    fn set_last(&mut self, k: &str, v: &str) {
+        self.0.retain(|(n, _)| n != k);
+        self.0.push((k.to_string(), v.to_string()));
     }
     fn get(&self, k: &str) -> Option<&str> {
         self.0.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str())
@@ -43,44 +53,6 @@ impl Env for EnvList {
     }
 }
 
-/// An OS/architecture/variant triple, e.g. `linux/arm64/v8`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Platform {
-    pub os: String,
-    pub architecture: String,
-    pub variant: String,
-}
-
-impl Platform {
-    /// Parses `os/arch[/variant]`.
-    pub fn parse(s: &str) -> Option<Platform> {
-        let mut parts = s.split('/');
-        let os = parts.next().filter(|p| !p.is_empty())?.to_string();
-        let architecture = parts.next().filter(|p| !p.is_empty())?.to_string();
-        let variant = parts.next().unwrap_or_default().to_string();
-        if parts.next().is_some() {
-            return None;
-        }
-        Some(Platform { os, architecture, variant })
-    }
-
-    /// The platform this program runs on ([`oci::Platform::host`], normalized).
-    pub fn host() -> Platform {
-        let h = oci::Platform::host().normalized();
-        Platform { os: h.os, architecture: h.architecture, variant: h.variant.unwrap_or_default() }
-    }
-}
-
-impl std::fmt::Display for Platform {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if !self.variant.is_empty() {
-            write!(f, "/{}", self.variant)?;
-        }
-        Ok(())
-    }
-}
-
 /// The global scope of a build: global ARGs resolved with the build args.
 #[derive(Debug, Clone)]
 pub struct Scope {
@@ -90,20 +62,23 @@ pub struct Scope {
 }
 
 impl Scope {
-    /// Resolves the global ARGs (host platform as build and target platform).
-    pub fn new(global_args: &[Arg], build_args: &BTreeMap<String, String>) -> Result<Scope, Error> {
-        let host = Platform::host();
-        Scope::with_platforms(global_args, build_args, &host, &host, "")
+    /// Resolves the global ARGs of `df` (host platform as build and target platform, no target stage).
+    pub fn new(df: &Dockerfile, build_args: &BTreeMap<String, String>) -> Result<Scope, Error> {
+        let host = oci::Platform::host();
+        Scope::with_platforms(df, build_args, &host, &host, "")
     }
 
-    /// Like [`Scope::new`] with explicit build and target platforms and target stage name.
+    /// Like [`Scope::new`] with explicit build and target platforms and the target stage's
+    /// name (`--target`, else the last stage's name; `TARGETSTAGE` is `default` when empty).
     pub fn with_platforms(
-        global_args: &[Arg],
+        df: &Dockerfile,
         build_args: &BTreeMap<String, String>,
-        build: &Platform,
-        target: &Platform,
+        build: &oci::Platform,
+        target: &oci::Platform,
         target_stage: &str,
     ) -> Result<Scope, Error> {
+        // As containerd normalizes them: `linux/arm64`, not `linux/arm64/v8`.
+        let (build, target) = (build.normalized(), target.normalized());
         let mut global = EnvList::default();
         let stage = if target_stage.is_empty() { "default" } else { target_stage };
         for (k, v) in [
@@ -111,19 +86,19 @@ impl Scope {
             ("BUILDOS", build.os.clone()),
             ("BUILDOSVERSION", String::new()),
             ("BUILDARCH", build.architecture.clone()),
-            ("BUILDVARIANT", build.variant.clone()),
+            ("BUILDVARIANT", build.variant.clone().unwrap_or_default()),
             ("TARGETPLATFORM", target.to_string()),
             ("TARGETOS", target.os.clone()),
             ("TARGETOSVERSION", String::new()),
             ("TARGETARCH", target.architecture.clone()),
-            ("TARGETVARIANT", target.variant.clone()),
+            ("TARGETVARIANT", target.variant.clone().unwrap_or_default()),
             ("TARGETSTAGE", stage.to_string()),
         ] {
             let v = build_args.get(k).cloned().unwrap_or(v);
-            global.set(k, &v);
+            global.set_last(k, &v);
         }
-        let escape = global_args.first().map(|a| a.context.escape).filter(|c| *c != '\0').unwrap_or('\\');
-        for arg in global_args {
+        let escape = df.directives.escape;
+        for arg in &df.global_args {
             for def in &arg.args {
                 let value = match (build_args.get(&def.name), &def.default) {
                     (Some(v), _) => Some(v.clone()),
@@ -131,7 +106,7 @@ impl Scope {
                     (None, None) => None,
                 };
                 if let Some(v) = value {
-                    global.set(&def.name, &v);
+                    global.set_last(&def.name, &v);
                 }
             }
         }
@@ -143,37 +118,47 @@ impl Scope {
         shell::expand_word(word, &self.global, self.escape)
     }
 
-    /// The global ARG values (including the platform ARGs), `NAME=value`.
+    /// The global ARG values (including the automatic ARGs), `NAME=value`.
     pub fn global_env(&self) -> Vec<String> {
         self.global.to_strings()
     }
 
     /// The scope of one stage, starting from its base image's `Env`.
     pub fn for_stage(&self, base_image_env: &[String]) -> StageScope {
-        let mut env = EnvList::default();
+        let mut state = EnvList::default();
+        let mut image = EnvList::default();
         for kv in base_image_env {
             let (k, v) = kv.split_once('=').unwrap_or((kv.as_str(), ""));
-            env.set(k, v);
+            state.set_last(k, v);
+            image.set_in_place(k, v);
         }
-        StageScope { scope: self.clone(), state: env.clone(), image: env, declared: Vec::new() }
+        StageScope { scope: self.clone(), state, image, declared: Vec::new() }
     }
 }
 
-/// The variables inside one stage as its instructions are applied in order.
+/// The variables inside one stage as its instructions are applied in order. A stage built
+/// `FROM` another stage starts from a clone of that stage's `StageScope`.
 #[derive(Debug, Clone)]
 pub struct StageScope {
     scope: Scope,
+    /// What expansion and RUN see: the base's Env, then every ARG and ENV in order.
     state: EnvList,
+    /// The image config's Env: the base's, then every ENV.
     image: EnvList,
+    /// Each ARG name declared in this stage (or the stages it is built on), where it was first
+    /// declared, with the last value one of its declarations gave it.
     declared: Vec<(String, Option<String>)>,
 }
 
 impl StageScope {
-    /// Applies an ARG or ENV (other instructions change nothing here).
-    pub fn apply(&mut self, instruction: &Instruction) -> Result<(), Error> {
+    /// Applies one instruction and returns it as it applies: ENV and every other instruction
+    /// with its words expanded by the variables before it (ONBUILD is kept as written), ARG
+    /// with each default replaced by the value the variable took (`None`: it has none).
+    pub fn apply(&mut self, instruction: &Instruction) -> Result<Instruction, Error> {
         match instruction {
             Instruction::Arg(arg) => {
-                for def in &arg.args {
+                let mut applied = arg.clone();
+                for def in &mut applied.args {
                     let value = match (self.scope.build_args.get(&def.name), &def.default) {
                         (Some(v), _) => Some(v.clone()),
                         (None, Some(d)) => {
@@ -182,22 +167,30 @@ impl StageScope {
                         (None, None) => self.scope.global.get(&def.name).map(str::to_string),
                     };
                     if let Some(v) = &value {
-                        self.state.set(&def.name, v);
+                        self.state.set_last(&def.name, v);
                     }
-                    self.declared.retain(|(n, _)| n != &def.name);
-                    self.declared.push((def.name.clone(), value));
+                    match self.declared.iter_mut().find(|(n, _)| n == &def.name) {
+                        Some(d) if value.is_some() => d.1 = value.clone(),
+                        Some(_) => {}
+                        None => self.declared.push((def.name.clone(), value.clone())),
+                    }
+                    def.default = value;
                 }
+                Ok(Instruction::Arg(applied))
             }
             Instruction::Env(_) => {
-                let Instruction::Env(env) = instruction.expand(&self.state)? else { return Ok(()) };
-                for kv in &env.pairs {
-                    self.state.set(&kv.key, &kv.value);
-                    self.image.set(&kv.key, &kv.value);
+                let expanded = instruction.expand(&self.state)?;
+                if let Instruction::Env(env) = &expanded {
+                    for kv in &env.pairs {
+                        self.state.set_last(&kv.key, &kv.value);
+                        self.image.set_in_place(&kv.key, &kv.value);
+                    }
                 }
+                Ok(expanded)
             }
-            _ => {}
+            Instruction::OnBuild(_) => Ok(instruction.clone()),
+            other => other.expand(&self.state),
         }
-        Ok(())
     }
 
     /// The variables an instruction of this stage is expanded with (`NAME=value`).
@@ -206,7 +199,7 @@ impl StageScope {
     }
 
     /// The environment a RUN sees: the image's ENV and the declared ARGs with
-    /// values (the one set last wins when names clash).
+    /// values (the one set last wins when names clash), in the order BuildKit lists them.
     pub fn run_env(&self) -> Vec<String> {
         self.state.to_strings()
     }
@@ -216,9 +209,15 @@ impl StageScope {
         self.image.to_strings()
     }
 
-    /// The ARGs declared so far in this stage and their values (`None`: no value).
+    /// The ARGs declared so far and their values (`None`: no value).
     pub fn declared_args(&self) -> &[(String, Option<String>)] {
         &self.declared
+    }
+
+    /// The `K=V` words of a RUN's history (`RUN |N K=V… cmd`): every declared ARG with the
+    /// value the RUN sees (an ENV set after the ARG wins; no value is `K=`).
+    pub fn run_history_args(&self) -> Vec<String> {
+        self.declared.iter().map(|(k, _)| format!("{k}={}", self.state.get(k).unwrap_or_default())).collect()
     }
 }
 

@@ -205,7 +205,7 @@ fn expansion_error_names_the_instruction_position() {
 #[test]
 fn global_args_resolve_in_from_and_are_redeclared_in_stages() {
     let df = Dockerfile::parse(&testdata("args.Dockerfile"), "Dockerfile").unwrap();
-    let scope = Scope::new(&df.global_args, &map(&[("TAG", "3.20")])).unwrap();
+    let scope = Scope::new(&df, &map(&[("TAG", "3.20")])).unwrap();
     assert_eq!(scope.expand_from(&df.stages[0].from.image.value).unwrap(), "alpine:3.20");
     let mut stage = scope.for_stage(&["PATH=/usr/bin".to_string()]);
     for i in &df.stages[0].instructions {
@@ -222,7 +222,7 @@ fn global_args_resolve_in_from_and_are_redeclared_in_stages() {
 #[test]
 fn stage_args_are_not_visible_without_redeclaration() {
     let df = parse("ARG V=1\nFROM a\nRUN true\nARG V\nARG W=$V-x\n");
-    let scope = Scope::new(&df.global_args, &BTreeMap::new()).unwrap();
+    let scope = Scope::new(&df, &BTreeMap::new()).unwrap();
     let mut stage = scope.for_stage(&[]);
     stage.apply(&df.stages[0].instructions[0]).unwrap();
     assert!(!stage.expansion_env().iter().any(|v| v.starts_with("V=")));
@@ -235,7 +235,7 @@ fn stage_args_are_not_visible_without_redeclaration() {
 #[test]
 fn platform_args_are_predefined_for_from() {
     let df = parse("FROM --platform=$BUILDPLATFORM img:$TARGETARCH\n");
-    let scope = Scope::new(&df.global_args, &map(&[("TARGETARCH", "riscv64")])).unwrap();
+    let scope = Scope::new(&df, &map(&[("TARGETARCH", "riscv64")])).unwrap();
     assert_eq!(scope.expand_from(&df.stages[0].from.image.value).unwrap(), "img:riscv64");
     assert!(scope.expand_from("$BUILDPLATFORM").unwrap().starts_with("linux/"));
 }

@@ -30,7 +30,7 @@ pub use digest::Digest;
 pub use error::{Error, Result};
 pub use platform::Platform;
 pub use reference::Reference;
-pub use store::{BlobInfo, BlobWriter, GcStats, LocalImage, Store, choose_platform};
+pub use store::{BlobInfo, BlobSource, BlobWriter, GcStats, LocalImage, Store, choose_platform};
 
 /// The OCI JSON types (manifest, index, config, descriptor), re-exported so callers use one version.
 pub use oci_spec::image as spec;

@@ -23,6 +23,7 @@ mod blobs;
 mod client;
 pub mod docker_config;
 mod error;
+mod lazy;
 mod progress;
 mod pull;
 mod push;

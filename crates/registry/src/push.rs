@@ -70,6 +70,9 @@ impl Client {
                 return Ok(index_digest.clone());
             }
         }
+        // Layers of an image made from an imported build cache may not be here yet.
+        let lazy = self.prepare_lazy_layers(store, &image, remote, progress).await?;
+        let mounts = if lazy.is_empty() { mounts } else { Arc::new(mounts.iter().cloned().chain(lazy).collect()) };
         self.push_image_blobs(store, remote, &image, &mounts, progress).await?;
         let size = self.put_manifest(store, remote, &remote.tag_or_digest(), &image.manifest_digest, &image.manifest_media_type).await?;
         progress.message(&format!("{}: digest: {} size: {size}", remote.tag_or_digest(), image.manifest_digest));

@@ -12,7 +12,7 @@ pub enum Error {
 
     /// The registry refused or failed an operation on the cache ref.
     #[error("{reference}: {source}")]
-    Registry { reference: String, source: registry::Error },
+    Registry { reference: String, source: Box<registry::Error> },
 
     /// A cache artifact that is not one this version can use.
     #[error("{source_name}: {reason}")]
@@ -39,5 +39,11 @@ impl Error {
     pub(crate) fn io(op: &'static str, path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
         let path = path.into();
         move |source| Error::Io { op, path, source }
+    }
+
+    /// The registry failed on `reference` (the registry's error is boxed: it is large, and every
+    /// `Result` of this crate would otherwise carry its size).
+    pub(crate) fn registry(reference: &impl std::fmt::Display, source: registry::Error) -> Error {
+        Error::Registry { reference: reference.to_string(), source: Box::new(source) }
     }
 }

@@ -83,7 +83,7 @@ impl CacheExport {
     ) -> Result<ExportStats> {
         client
             .run(self.to_registry_async(client, reference, store, mount_from))
-            .map_err(|source| Error::Registry { reference: reference.to_string(), source })?
+            .map_err(|source| Error::registry(reference, source))?
     }
 
     /// The async twin of [`CacheExport::to_registry`].
@@ -94,7 +94,7 @@ impl CacheExport {
         store: &Store,
         mount_from: &(dyn Fn(&Digest) -> Vec<String> + Sync),
     ) -> Result<ExportStats> {
-        let wrap = |source: registry::Error| Error::Registry { reference: reference.to_string(), source };
+        let wrap = |source: registry::Error| Error::registry(reference, source);
         let bytes = self.config.to_bytes();
         let config = store.put_bytes(&bytes)?;
         let blobs = self.config.blobs();

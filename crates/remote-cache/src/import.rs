@@ -177,7 +177,7 @@ impl CacheImport {
                     Some(client) => client
                         .run(client.download_blob_async(reference, &blob.digest, blob.size, store))
                         .and_then(|r| r)
-                        .map_err(|source| Error::Registry { reference: reference.to_string(), source }),
+                        .map_err(|source| Error::registry(reference, source)),
                     None => Err(Error::BlobUnknown { digest: blob.digest.to_string() }),
                 },
                 BlobLocation::Local(dir) => {

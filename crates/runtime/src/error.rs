@@ -9,8 +9,8 @@ pub enum Error {
     #[error("invalid container spec: {0}")]
     InvalidSpec(String),
     /// A user or group named in the spec is not in the image's /etc/passwd or /etc/group.
-    #[error("unable to find {kind} {name}: no matching entries in {file} of {rootfs}")]
-    UnknownUser { kind: &'static str, name: String, file: &'static str, rootfs: PathBuf },
+    #[error("{source} of {rootfs}")]
+    UnknownUser { source: crate::user::UnknownName, rootfs: PathBuf },
     /// A file of the bundle or the host could not be read or written.
     #[error("{action} {path}: {source}")]
     Io { action: &'static str, path: PathBuf, source: std::io::Error },

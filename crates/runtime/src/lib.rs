@@ -39,4 +39,4 @@ pub use external::run_external;
 pub use process::{Container, ExitStatus, Io, Stdio, exec, run, start};
 pub use spec::{Limits, Network, OverlayRootfs, SpecOptions, bind_mount, build_spec, fs_mount, tmpfs_mount};
 pub use syscall::{LinuxSyscall, RecordingSyscall, Syscall};
-pub use user::{ResolvedUser, resolve_user};
+pub use user::{ResolvedUser, UnknownName, UserDb, resolve_user};

@@ -285,6 +285,16 @@ fn base_header(meta: &fs::Metadata, epoch: Option<i64>) -> tar::Header {
     h
 }
 
+/// A whiteout or opaque marker: an empty regular file, mode 0644, as the OCI layer spec has them.
+fn append_marker<W: Write>(tar: &mut tar::Builder<W>, path: &str, epoch: Option<i64>) -> io::Result<()> {
+    let mut h = tar::Header::new_gnu();
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_mode(0o644);
+    h.set_mtime(clamp(0, epoch));
+    h.set_size(0);
+    tar.append_data(&mut h, path, io::empty())
+}
+
 fn append<W: Write>(
     tar: &mut tar::Builder<W>,
     item: Item<'_>,
@@ -299,23 +309,9 @@ fn append<W: Write>(
     match item {
         Item::Whiteout { rel } => {
             let (parent, name) = split(rel);
-            let wh = join(parent, &format!(".wh.{name}"));
-            let mut h = tar::Header::new_gnu();
-            h.set_entry_type(tar::EntryType::Regular);
-            h.set_mode(0o644);
-            h.set_mtime(clamp(0, epoch));
-            h.set_size(0);
-            tar.append_data(&mut h, &wh, io::empty()).map_err(werr(rel))
+            append_marker(tar, &join(parent, &format!(".wh.{name}")), epoch).map_err(werr(rel))
         }
-        Item::Opaque { rel } => {
-            let wh = format!("{rel}/.wh..wh..opq");
-            let mut h = tar::Header::new_gnu();
-            h.set_entry_type(tar::EntryType::Regular);
-            h.set_mode(0o644);
-            h.set_mtime(clamp(0, epoch));
-            h.set_size(0);
-            tar.append_data(&mut h, &wh, io::empty()).map_err(werr(rel))
-        }
+        Item::Opaque { rel } => append_marker(tar, &format!("{rel}/.wh..wh..opq"), epoch).map_err(werr(rel)),
         Item::Entry { rel, path, meta } => {
             let ft = meta.file_type();
             let mut h = base_header(meta, epoch);

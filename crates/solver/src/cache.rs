@@ -194,7 +194,7 @@ impl CacheIndex {
         let path = self.record_path(key);
         let bytes = fs::read(&path).ok()?;
         let rec: CacheRecord = serde_json::from_slice(&bytes).ok()?;
-        if !rec.snapshot.layers.iter().all(|l| self.layer_is_usable(&l.dir)) {
+        if !rec.snapshot.layers.iter().all(|l| self.layer_is_usable(&l.dir) || self.layer_can_be_fetched(l)) {
             return None;
         }
         // Last use is the record's mtime (for prune); failure to update it is harmless.
@@ -288,6 +288,13 @@ impl CacheIndex {
 
     /// Whether the layer directory `rel` exists and can be trusted: it is durable, or it was
     /// written in this boot of the machine.
+    /// A layer not on disk that the image store holds or knows where to fetch (the result of
+    /// an imported cache hit): usable, unpacked when a step needs its files.
+    fn layer_can_be_fetched(&self, l: &LayerRef) -> bool {
+        let Some(digest) = l.blob.as_ref().and_then(|b| b.digest.parse::<oci::Digest>().ok()) else { return false };
+        !self.abs(&l.dir).exists() && oci::Store::can_supply(&self.root, &digest)
+    }
+
     fn layer_is_usable(&self, rel: &Path) -> bool {
         if !self.abs(rel).is_dir() {
             return false;

@@ -40,11 +40,6 @@ pub(crate) fn lazy_layer(index: &CacheIndex, blob: &BlobDesc) -> LayerRef {
     LayerRef { dir: rel, blob: Some(blob.clone()) }
 }
 
-/// Whether every layer of `s` is on disk.
-pub fn is_materialized(index: &CacheIndex, s: &Snapshot) -> bool {
-    s.layers.iter().all(|l| index.abs(&l.dir).is_dir())
-}
-
 /// Makes every layer of `snapshot` present on disk, fetching those known only as blobs from
 /// `source`. Returns how many were fetched.
 pub fn materialize(index: &CacheIndex, source: Option<&dyn CacheSource>, snapshot: &Snapshot) -> Result<usize> {
@@ -93,22 +88,48 @@ pub fn fetch_missing_blobs(store: &oci::Store, source: Option<&dyn CacheSource>,
     Ok(fetched)
 }
 
-/// The `--cache-from` sources of a build, as `remote-cache` reads them. A fetched blob lands in
-/// the image store (verified there), so a later push of an image with it moves nothing again.
+/// The `--cache-from` sources of a build, as `remote-cache` reads them, and the blob sources
+/// the image store recorded (so a local cache entry made from an imported hit, whose layers
+/// were never fetched, can be fetched in a later build without any `--cache-from`). A fetched
+/// blob lands in the image store (verified there), so a later push of an image with it moves
+/// nothing again.
 pub struct ImportedCache {
-    import: std::sync::Arc<remote_cache::CacheImport>,
+    import: Option<std::sync::Arc<remote_cache::CacheImport>>,
     store: oci::Store,
+    client: std::sync::Arc<registry::Client>,
 }
 
 impl ImportedCache {
-    pub fn new(import: std::sync::Arc<remote_cache::CacheImport>, store: oci::Store) -> ImportedCache {
-        ImportedCache { import, store }
+    pub fn new(import: Option<std::sync::Arc<remote_cache::CacheImport>>, store: oci::Store, client: std::sync::Arc<registry::Client>) -> ImportedCache {
+        ImportedCache { import, store, client }
+    }
+
+    /// Records in the image store where each absent layer of a hit can be fetched (its first
+    /// registry location), so an image made of it is whole on demand after this build.
+    fn record_sources(&self, import: &remote_cache::CacheImport, layers: &[remote_cache::LayerBlob]) {
+        for l in layers {
+            if self.store.has_blob(&l.digest) || self.store.blob_source(&l.digest).is_some() {
+                continue;
+            }
+            let from = import.locations_of(&l.digest).into_iter().find_map(|loc| match loc {
+                remote_cache::BlobLocation::Registry(r) => Some(r),
+                remote_cache::BlobLocation::Local(_) => None,
+            });
+            if let Some(r) = from {
+                let source = oci::BlobSource { registry: r.registry().to_string(), repository: r.repository().to_string(), size: l.size };
+                if let Err(e) = self.store.record_blob_source(&l.digest, &source) {
+                    tracing::warn!("recording where layer {} can be fetched: {e}", l.digest);
+                }
+            }
+        }
     }
 }
 
 impl CacheSource for ImportedCache {
     fn lookup(&self, key: &str) -> Option<ImportedEntry> {
-        let e = self.import.lookup(key)?;
+        let import = self.import.as_deref()?;
+        let e = import.lookup(key)?;
+        self.record_sources(import, &e.layers);
         let layers = e
             .layers
             .iter()
@@ -118,13 +139,23 @@ impl CacheSource for ImportedCache {
     }
 
     fn by_step(&self, step: &str) -> Vec<Provenance> {
-        self.import.by_step(step).into_iter().map(|e| e.provenance.clone()).collect()
+        let Some(import) = &self.import else { return Vec::new() };
+        import.by_step(step).into_iter().map(|e| e.provenance.clone()).collect()
     }
 
     fn open_blob(&self, blob: &BlobDesc) -> std::result::Result<Box<dyn Read + Send>, String> {
         let parse = |d: &str| d.parse::<oci::Digest>().map_err(|e| format!("layer digest {d:?}: {e}"));
         let layer = remote_cache::LayerBlob { digest: parse(&blob.digest)?, diff_id: parse(&blob.diff_id)?, size: blob.size, media_type: blob.media_type.clone() };
-        self.import.fetch_blob(&layer, &self.store).map_err(|e| e.to_string())?;
+        if !self.store.has_blob(&layer.digest) {
+            match &self.import {
+                Some(import) if !import.locations_of(&layer.digest).is_empty() => {
+                    import.fetch_blob(&layer, &self.store).map_err(|e| e.to_string())?;
+                }
+                _ => {
+                    self.client.fetch_recorded(&self.store, &[(layer.digest.clone(), layer.size)], &registry::NoProgress).map_err(|e| e.to_string())?;
+                }
+            }
+        }
         let f = self.store.open_blob(&layer.digest).map_err(|e| e.to_string())?;
         Ok(Box::new(f))
     }

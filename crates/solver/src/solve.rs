@@ -219,7 +219,7 @@ impl Solver {
         if let Some(e) = st.error {
             return Err(e);
         }
-        self.record_fetched_imports(build, &st.done);
+        self.record_imports(build, &st.done);
         Ok(st.done)
     }
 
@@ -442,18 +442,16 @@ impl Solver {
         Some(Solved { key: *key, output: Output::Snapshot { snapshot: Snapshot { layers }, new_layers, created: entry.created }, provenance: Some(Arc::new(prov)) })
     }
 
-    /// Imported hits whose layers were fetched in this solve join the local cache, so the next
-    /// build on this machine finds them without an import.
-    fn record_fetched_imports(&self, build: &Build, done: &HashMap<VertexDigest, Solved>) {
+    /// Imported hits join the local cache, so the next build on this machine finds them
+    /// without an import. Layers not fetched in this solve stay blobs there: the image store
+    /// recorded where they come from, and the next build that needs their files fetches them.
+    fn record_imports(&self, build: &Build, done: &HashMap<VertexDigest, Solved>) {
         let imported = match build.imported.lock() {
             Ok(i) => i.clone(),
             Err(p) => p.into_inner().clone(),
         };
         for d in imported {
             let Some(Solved { key, output: Output::Snapshot { snapshot, new_layers, created }, provenance }) = done.get(&d) else { continue };
-            if !crate::remote::is_materialized(&self.index, snapshot) {
-                continue;
-            }
             let description = provenance.as_ref().map(|p| p.description.clone()).unwrap_or_default();
             let rec = CacheRecord { snapshot: snapshot.clone(), new_layers: *new_layers, size: 0, description, created: *created, provenance: provenance.as_deref().cloned() };
             if self.index.put(key, &rec).is_ok() {

@@ -143,27 +143,11 @@ impl Command {
     }
 }
 
-pub(crate) fn parse_size(s: &str) -> anyhow::Result<u64> {
-    let t = s.trim().to_ascii_lowercase();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
-    let (num, unit) = t.split_at(split);
-    let n: f64 = num.parse().with_context(|| format!("invalid size {s:?}"))?;
-    let mul: f64 = match unit.trim().trim_end_matches('b').trim_end_matches('i') {
-        "" => 1.0,
-        "k" => 1024.0,
-        "m" => 1024.0 * 1024.0,
-        "g" => 1024.0 * 1024.0 * 1024.0,
-        "t" => 1024.0f64.powi(4),
-        _ => bail!("invalid size {s:?}: use a number with B, KB, MB, GB or TB"),
-    };
-    Ok((n * mul) as u64)
-}
-
 use crate::cmd::human_size as human;
 
 fn prune(globals: &Globals, a: PruneArgs) -> anyhow::Result<ExitCode> {
     let _ = a.force;
-    let keep = a.keep_storage.as_deref().map(parse_size).transpose()?;
+    let keep = a.keep_storage.as_deref().map(|s| units::parse_bytes(s).map_err(|e| anyhow!("invalid --keep-storage {s:?}: {}", e.reason))).transpose()?;
     if let Some(addr) = &globals.addr {
         let r = api::client::Remote::connect(&api::client::ClientConfig::from_env(addr)?)?.prune(a.all, keep)?;
         let count = |k: &str| r.details.get(k).cloned().unwrap_or_else(|| "0".into());

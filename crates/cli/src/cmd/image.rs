@@ -192,7 +192,7 @@ impl Command {
                 login(globals, username, password, password_stdin, registry.as_deref())
             }
             Command::Logout { registry } => logout(globals, registry.as_deref()),
-            Command::Save { output, format, images } => save(&store, output.as_deref(), format, &images),
+            Command::Save { output, format, images } => save(globals, &store, output.as_deref(), format, &images),
             Command::Load { input, quiet } => load(&store, input.as_deref(), quiet),
         }
     }
@@ -408,11 +408,18 @@ fn container_using(root: &std::path::Path, image: &LocalImage) -> Option<String>
     users.into_values().next()
 }
 
-fn save(store: &Store, output: Option<&std::path::Path>, format: ArchiveFormat, names: &[String]) -> anyhow::Result<ExitCode> {
+fn save(globals: &Globals, store: &Store, output: Option<&std::path::Path>, format: ArchiveFormat, names: &[String]) -> anyhow::Result<ExitCode> {
     let mut images = Vec::new();
     for name in names {
         let (reference, image) = find(store, name)?;
         images.push((reference, image));
+    }
+    // Layers of images made from an imported build cache are fetched now (verified).
+    for (reference, image) in &images {
+        remote::fetch_missing_layers(globals, store, image).with_context(|| match reference {
+            Some(r) => format!("fetching the layers of {}", r.familiar()),
+            None => format!("fetching the layers of {}", image.id()),
+        })?;
     }
     let format = match format {
         ArchiveFormat::Docker => oci::archive::Format::Docker,

@@ -80,7 +80,7 @@ fn cache_cap(value: &str, root: &std::path::Path) -> anyhow::Result<Option<u64>>
             let fs = nix::sys::statvfs::statvfs(root).with_context(|| format!("--cache-max-size {value}: reading the size of the filesystem of {}", root.display()))?;
             (fs.blocks() as f64 * fs.fragment_size() as f64 * share / 100.0) as u64
         }
-        None => crate::cmd::build::parse_size(v).map_err(|e| anyhow::anyhow!("invalid --cache-max-size: {e}"))?,
+        None => units::parse_bytes(v).map_err(|e| anyhow::anyhow!("invalid --cache-max-size {value:?}: {}", e.reason))?,
     };
     Ok((bytes > 0).then_some(bytes))
 }

@@ -296,3 +296,64 @@ fn farm_servers_share_their_cache_through_the_registry_by_their_own_defaults() {
     let log = two.build(ctx.path(), &["--cache-to", &format!("type=registry,ref={own}")]);
     assert!(log.contains(&format!("exporting cache to {own}")), "{log}");
 }
+
+/// How many layer blobs of the image `name` the root's store lacks.
+fn absent_layer_blobs(b: &Builder, name: &str) -> usize {
+    let store = oci::Store::open(b.root()).expect("store");
+    let image = store.find_image(name).expect("image").1;
+    store.missing_layers(&image).expect("layers").len()
+}
+
+#[test]
+fn an_image_made_of_unfetched_cache_hits_is_fetched_when_run_saved_pushed_elsewhere_or_built_on() {
+    let registry = Registry::start();
+    let other = Registry::start();
+    let (a, base) = root_with_pushed_base(&registry);
+    let ctx = context(&[("Dockerfile", &dockerfile(&base)), ("app.txt", "app\n")]);
+    let cache = format!("{}/lazy/cache:1", registry.addr());
+    build_ok(&a, ctx.path(), &["-t", "lazy:a", "--cache-to", &format!("type=registry,ref={cache},mode=max")]);
+
+    // A fresh root tags the result of an all-cached build: no layer blob moves, and the store
+    // knows where the absent ones are.
+    let fresh = |tag: &str| {
+        let b = Builder::new();
+        let meta = ctx.path().join(format!("meta-{tag}.json"));
+        build_ok(&b, ctx.path(), &["-t", tag, "--cache-from", &cache, "--metadata-file", meta.to_str().expect("utf8")]);
+        let down: u64 = metadata(&meta)["registry.bytes_downloaded"].as_str().expect("downloaded").parse().expect("number");
+        assert!(down < 16 * 1024, "tagging an all-cached result downloads no layer: {down} bytes");
+        assert!(absent_layer_blobs(&b, tag) >= 2, "the built layers are not fetched yet");
+        b
+    };
+
+    // `builder run`: fetched, verified, unpacked.
+    let b = fresh("lazy:run");
+    // The next build on this root needs no --cache-from: the imported hits are local entries.
+    let log = build_ok(&b, ctx.path(), &["-t", "lazy:run"]);
+    let (_, ran) = cached_and_ran(&log);
+    assert!(!ran.iter().any(|r| r.contains("RUN") || r.contains("COPY")), "all CACHED without the remote:\n{log}");
+    assert_eq!(b.ok(&["run", "--rm", "lazy:run", "cat", "/out"]), "app\ntool\n");
+    assert_eq!(absent_layer_blobs(&b, "lazy:run"), 0);
+
+    // `builder save`: the archive carries every layer.
+    let c = fresh("lazy:save");
+    let tar = c.root().join("lazy.tar");
+    c.ok(&["save", "-o", tar.to_str().expect("utf8"), "lazy:save"]);
+    let loaded = Builder::new();
+    loaded.ok(&["load", "-i", tar.to_str().expect("utf8")]);
+    assert_eq!(loaded.ok(&["run", "--rm", "lazy:save", "cat", "/out"]), "app\ntool\n");
+
+    // A push to another registry: fetched from the cache's registry, then uploaded.
+    let d = fresh("lazy:push");
+    let elsewhere = format!("{}/moved/app:1", other.addr());
+    d.ok(&["tag", "lazy:push", &elsewhere]);
+    d.ok(&["push", &elsewhere]);
+    let pulled = Builder::new();
+    pulled.ok(&["pull", &elsewhere]);
+    assert_eq!(pulled.ok(&["run", "--rm", &elsewhere, "cat", "/out"]), "app\ntool\n");
+
+    // A build FROM it unpacks the fetched layers.
+    let e = fresh("lazy:base");
+    let on_top = context(&[("Dockerfile", "FROM lazy:base\nRUN cat /out /app.txt > /twice\n")]);
+    build_ok(&e, on_top.path(), &["-t", "lazy:on-top"]);
+    assert_eq!(e.ok(&["run", "--rm", "lazy:on-top", "cat", "/twice"]), "app\ntool\napp\n");
+}

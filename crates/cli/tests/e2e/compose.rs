@@ -488,3 +488,22 @@ fn service_healthy_waits_for_the_images_healthcheck_and_compose_labels_are_conta
     ns.ok(&b, &dir, &["down", "--rmi", "local"]);
     assert_no_containers(&b);
 }
+
+#[test]
+fn capabilities_ulimits_devices_and_groups_reach_the_container() {
+    let b = with_busybox();
+    // Bit 12 of CapEff is CAP_NET_ADMIN (added); CAP_CHOWN (dropped) makes root's chown fail.
+    // `$$` is a literal `$` in a compose file.
+    let script = "cap=$$(grep CapEff /proc/self/status | cut -f2); echo net_admin=$$(( (0x$$cap >> 12) & 1 )); touch /tmp/f; chown 1 /tmp/f 2>/dev/null || echo no-chown; echo nofile=$$(ulimit -n):$$(ulimit -Hn); test -c /dev/mynull && echo device-ok; id -G";
+    let file = format!("services:\n  app:\n    image: busybox:test\n    command: [sh, -c, '{script}']\n    cap_add: [NET_ADMIN]\n    cap_drop: [CHOWN]\n    ulimits:\n      nofile: {{soft: 1234, hard: 2345}}\n    devices: ['/dev/null:/dev/mynull']\n    group_add: ['4321']\n");
+    let t = project(&[("compose.yaml", &file)]);
+    let dir = t.path().join("shop");
+    let ns = Netns::new();
+    let out = ns.ok(&b, &dir, &["up"]);
+    for want in ["app-1  | net_admin=1\n", "app-1  | no-chown\n", "app-1  | nofile=1234:2345\n", "app-1  | device-ok\n"] {
+        assert!(out.contains(want), "{want:?} in: {out}");
+    }
+    assert!(out.lines().any(|l| l.starts_with("app-1  | ") && l.split_whitespace().any(|g| g == "4321")), "group_add: {out}");
+    ns.ok(&b, &dir, &["down"]);
+    assert_no_containers(&b);
+}

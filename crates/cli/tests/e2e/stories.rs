@@ -1,4 +1,4 @@
-//! End-to-end: the tutorials' stories (`testdata/stories/`, seeds 000 and 002), each a script of
+//! End-to-end: the tutorials' stories (`testdata/stories/`, seeds 000, 001 and 002), each a script of
 //! `builder` commands as the tutorial types them, on images built from Debian's packages (the
 //! official images are on Docker Hub, out of reach here). Each test checks what the tutorial's
 //! reader would see, and that the story left no container, mount or process behind.
@@ -266,4 +266,54 @@ fn story_wordpress_reaches_mysql_by_its_service_name_and_shows_the_installer() {
     let ns = Netns::new("wordpress");
     let out = s.run("wordpress", Some(&ns));
     assert_in_order(&out, &["Container wordpress-mysql-db-1  Started", "Container wordpress-wordpress-1  Started", "<title>WordPress &rsaquo; Installation</title>", "<h1>Welcome</h1>", "Information needed", "Container wordpress-mysql-db-1  Removed"]);
+}
+
+/// Seed 001's image and container commands, each with the flags the chapter shows.
+#[test]
+fn story_containers_lists_by_name_follows_logs_copies_restarts_prunes_and_pushes_as_seed_001_types_them() {
+    let s = stories();
+    let ns = Netns::new("containers");
+    let out = s.run("containers", Some(&ns));
+    let text = out.replace("\r\n", "\n");
+    assert_in_order(
+        &text,
+        &[
+            "naming to docker.io/example/echo:latest",
+            // image ls, then the same image under a second tag
+            "REPOSITORY     TAG       IMAGE ID",
+            "example/echo   latest",
+            "example/echo   1.0 ",
+            "example/echo   latest",
+            "The push refers to repository [localhost:5000/gngsn/example]",
+            "latest: digest: sha256:",
+            // search --limit 5 of six repositories
+            "NAME ",
+            "localhost:5000/bitnami/mysql ",
+            "localhost:5000/mysql/mysql-server ",
+            // container ls --filter "name=postgres"
+            "CONTAINER ID   IMAGE      COMMAND                  CREATED",
+            "\"docker-entrypoint.s…\"",
+            "postgres\n",
+            // logs -f of the container ls -q picked
+            "The files belonging to this database system will be owned by user \"postgres\".",
+            "database system is ready to accept connections",
+            // cp out of the container
+            "PRETTY_NAME=\"Debian GNU/Linux 12 (bookworm)\"",
+            // stop, ls --filter status=exited, restart
+            "echo\n",
+            "Exited (0)",
+            "echo\n",
+            "Up ",
+            // stats --no-stream
+            "CONTAINER ID   NAME ",
+            "CPU %     MEM USAGE / LIMIT",
+            // rm by ID, prune after the question
+            "WARNING! This will remove all stopped containers.",
+            "Are you sure you want to continue? [y/N] Deleted Containers:",
+            "Total reclaimed space:",
+            "CONTAINER ID   IMAGE     COMMAND   CREATED   STATUS    PORTS     NAMES\n",
+        ],
+    );
+    let listed = text.lines().filter(|l| l.starts_with("localhost:5000/") && l.contains("tags: latest")).count();
+    assert_eq!(listed, 5, "search --limit 5 shows five of the six repositories:\n{text}");
 }

@@ -207,8 +207,8 @@ fn an_unknown_key_names_file_line_and_path() {
 
 #[test]
 fn a_known_compose_key_we_do_not_support_says_so() {
-    let e = err("services:\n  web:\n    image: busybox\n    privileged: true\n");
-    assert!(e.contains("services.web.privileged: the Compose key `privileged` is not supported by builder compose"), "{e}");
+    let e = err("services:\n  web:\n    image: busybox\n    sysctls: {net.core.somaxconn: 1024}\n");
+    assert!(e.contains("services.web.sysctls: the Compose key `sysctls` is not supported by builder compose"), "{e}");
     let e = err("services: {}\nconfigs: {}\n");
     assert!(e.contains("configs: the Compose key `configs` is not supported"), "{e}");
 }
@@ -229,6 +229,8 @@ fn wrong_types_name_the_key_path() {
     assert!(e.contains("services.web.restart: invalid restart policy \"sometimes\""), "{e}");
     let e = err("services:\n  web:\n    image: busybox\n    stop_grace_period: soon\n");
     assert!(e.contains("services.web.stop_grace_period: invalid duration"), "{e}");
+    let e = err("services:\n  web:\n    image: busybox\n    mem_limit: lots\n");
+    assert!(e.contains("services.web.mem_limit: invalid size \"lots\": use a number of bytes"), "{e}");
     let e = err("services:\n  web:\n    image: busybox\n    depends_on:\n      db: {condition: service_ready}\n  db: {image: x}\n");
     assert!(e.contains("services.web.depends_on.db.condition: unknown variant `service_ready`"), "{e}");
 }
@@ -393,4 +395,15 @@ fn config_output_is_normalized_and_loads_back_the_same() {
     let again = load_text(&yaml).unwrap();
     assert_eq!(again.services, p.services);
     assert_eq!(again.to_yaml(), yaml);
+}
+
+#[test]
+fn ulimits_take_one_number_or_soft_and_hard() {
+    let p = load_text("services:\n  a:\n    image: x\n    ulimits:\n      nproc: 65535\n      nofile: {soft: 1024, hard: 2048}\n").unwrap();
+    let u = &p.services["a"].ulimits;
+    assert_eq!((u["nproc"].soft, u["nproc"].hard, u["nofile"].soft, u["nofile"].hard), (65535, 65535, 1024, 2048));
+    let e = err("services:\n  a:\n    image: x\n    ulimits:\n      nofile: {soft: 4096, hard: 2048}\n");
+    assert!(e.contains("ulimits.nofile: soft limit 4096 is above the hard limit 2048"), "{e}");
+    let e = err("services:\n  a:\n    image: x\n    ulimits:\n      nofile: lots\n");
+    assert!(e.contains("ulimits.nofile: \"lots\" is not a number"), "{e}");
 }

@@ -3,6 +3,7 @@
 mod blob;
 mod gc;
 mod image;
+mod sources;
 mod tags;
 
 use std::fs::{self, File};
@@ -13,6 +14,7 @@ use std::time::{Duration, SystemTime};
 pub use blob::{BlobInfo, BlobWriter};
 pub use gc::GcStats;
 pub use image::{LocalImage, choose_platform};
+pub use sources::BlobSource;
 
 use crate::digest::Digest;
 use crate::error::{Error, Result};

@@ -93,21 +93,14 @@ impl FileCtx<'_> {
 
     fn owner(&self, chown: &Option<Chown>) -> Result<Option<(u32, u32)>> {
         let Some(c) = chown else { return Ok(None) };
-        let uid = match c.user.parse::<u32>() {
-            Ok(n) => n,
-            Err(_) => lookup_id(&self.dest_view.join("etc/passwd"), &c.user).ok_or_else(|| self.err(format!("unable to find user {}: no matching entries in passwd file", c.user)))?.0,
+        let numeric = |s: &str| s.parse::<u32>().is_ok();
+        // The destination's user database is read only when a name needs it.
+        let db = if numeric(&c.user) && c.group.as_deref().is_none_or(numeric) {
+            runtime::UserDb::default()
+        } else {
+            runtime::UserDb::read(self.dest_view).map_err(|e| self.err(e.to_string()))?
         };
-        let gid = match &c.group {
-            None => match c.user.parse::<u32>() {
-                Ok(n) => n,
-                Err(_) => lookup_id(&self.dest_view.join("etc/passwd"), &c.user).map(|(_, g)| g).unwrap_or(uid),
-            },
-            Some(g) => match g.parse::<u32>() {
-                Ok(n) => n,
-                Err(_) => lookup_id(&self.dest_view.join("etc/group"), g).ok_or_else(|| self.err(format!("unable to find group {g}: no matching entries in group file")))?.0,
-            },
-        };
-        Ok(Some((uid, gid)))
+        db.chown_ids(&c.user, c.group.as_deref()).map(Some).map_err(|e| self.err(e.to_string()))
     }
 
     fn mkdir(&self, m: &MkdirAction) -> Result<()> {
@@ -523,20 +516,6 @@ fn join_rel(a: &str, b: &str) -> String {
     }
 }
 
-/// `(uid or gid, primary gid)` of `name` in a passwd or group file.
-pub fn lookup_id(file: &Path, name: &str) -> Option<(u32, u32)> {
-    let text = fs::read_to_string(file).ok()?;
-    for line in text.lines() {
-        let f: Vec<&str> = line.split(':').collect();
-        if f.len() >= 3 && f[0] == name {
-            let id = f[2].parse().ok()?;
-            let gid = f.get(3).and_then(|g| g.parse().ok()).unwrap_or(id);
-            return Some((id, gid));
-        }
-    }
-    None
-}
-
 /// The compressions BuildKit's ADD recognizes, by their magic bytes.
 #[derive(Clone, Copy)]
 enum ArchiveKind {
@@ -694,6 +673,47 @@ mod tests {
         run(&f, c).expect("copy");
         let m = fs::metadata(f.layer.path().join("o/a.txt")).expect("stat");
         assert_eq!((m.uid(), m.gid(), m.mode() & 0o7777), (1000, 50, 0o640));
+    }
+
+    #[test]
+    fn chown_of_a_numeric_user_is_its_own_group_and_a_name_takes_its_primary_group() {
+        let f = fixture();
+        let mut c = copy(&["a.txt"], "/n/");
+        c.chown = Some(Chown { user: "4242".into(), group: None });
+        run(&f, c).expect("copy");
+        let m = fs::metadata(f.layer.path().join("n/a.txt")).expect("stat");
+        assert_eq!((m.uid(), m.gid()), (4242, 4242));
+        let mut c = copy(&["b.txt"], "/n/");
+        c.chown = Some(Chown { user: "app".into(), group: None });
+        run(&f, c).expect("copy");
+        let m = fs::metadata(f.layer.path().join("n/b.txt")).expect("stat");
+        assert_eq!((m.uid(), m.gid()), (1000, 1001));
+    }
+
+    #[test]
+    fn chown_to_a_missing_user_or_group_names_it_and_the_file() {
+        let f = fixture();
+        let mut c = copy(&["a.txt"], "/o/");
+        c.chown = Some(Chown { user: "ghost".into(), group: None });
+        let e = run(&f, c).expect_err("no such user").to_string();
+        assert!(e.contains("unable to find user ghost: no matching entries in /etc/passwd"), "{e}");
+        let mut c = copy(&["a.txt"], "/o/");
+        c.chown = Some(Chown { user: "app".into(), group: Some("ghosts".into()) });
+        let e = run(&f, c).expect_err("no such group").to_string();
+        assert!(e.contains("unable to find group ghosts: no matching entries in /etc/group"), "{e}");
+    }
+
+    #[test]
+    fn chown_reads_a_symlinked_passwd_inside_the_destination_never_the_hosts() {
+        let f = fixture();
+        let outside = tempfile::NamedTempFile::new().expect("tmp");
+        fs::write(outside.path(), "evil:x:7:7::/:/bin/sh\n").expect("w");
+        fs::remove_file(f.dest.path().join("etc/passwd")).expect("rm");
+        std::os::unix::fs::symlink(outside.path(), f.dest.path().join("etc/passwd")).expect("link");
+        let mut c = copy(&["a.txt"], "/o/");
+        c.chown = Some(Chown { user: "evil".into(), group: None });
+        let e = run(&f, c).expect_err("the host's file is not the image's").to_string();
+        assert!(e.contains("unable to find user evil"), "{e}");
     }
 }
 

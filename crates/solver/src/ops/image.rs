@@ -35,11 +35,28 @@ pub(crate) fn scratch() -> Solved {
 pub struct StoreImages {
     store: oci::Store,
     root: PathBuf,
+    /// Fetches layers an image names but the store lacks (an image made from an imported
+    /// build cache), from where the store recorded them.
+    registry: Option<std::sync::Arc<registry::Client>>,
 }
 
 impl StoreImages {
     pub fn new(store: oci::Store, state_root: &Path) -> StoreImages {
-        StoreImages { store, root: state_root.to_path_buf() }
+        StoreImages { store, root: state_root.to_path_buf(), registry: None }
+    }
+
+    /// Lets absent layers with a recorded source be fetched through `client`.
+    pub fn with_registry(mut self, client: std::sync::Arc<registry::Client>) -> StoreImages {
+        self.registry = Some(client);
+        self
+    }
+
+    /// Opens the layer blob `d` (`size` bytes), fetching it first if the store lacks it.
+    fn open_layer(&self, d: &oci::Digest, size: u64) -> std::io::Result<std::fs::File> {
+        if let Some(client) = self.registry.as_ref().filter(|_| !self.store.has_blob(d)) {
+            client.fetch_recorded(&self.store, &[(d.clone(), size)], &registry::NoProgress).map_err(|e| std::io::Error::other(e.to_string()))?;
+        }
+        self.store.open_blob(d).map_err(|e| std::io::Error::other(e.to_string()))
     }
 }
 
@@ -62,7 +79,7 @@ impl ImageSource for StoreImages {
                 had_all = false;
             }
             let dir = snapshots
-                .ensure_layer(&layer_digest, || self.store.open_blob(&d).map_err(|e| std::io::Error::other(e.to_string())))
+                .ensure_layer(&layer_digest, || self.open_layer(&d, l.size()))
                 .map_err(|e| SolveError::Other(format!("image {}: unpacking layer {layer_digest}: {e}", op.reference)))?;
             let rel = dir.strip_prefix(&self.root).map(Path::to_path_buf).unwrap_or(dir);
             layers.push(LayerRef {

@@ -19,7 +19,8 @@ if [ "$1" = postgres ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
 	fi
 	pwfile=$(mktemp)
 	printf '%s\n' "$POSTGRES_PASSWORD" > "$pwfile"
-	initdb --username="${POSTGRES_USER:-postgres}" --pwfile="$pwfile" --auth-local=trust --auth-host=scram-sha-256 >/dev/null
+	# As the official image: initdb says what it does, in the container's logs.
+	initdb --username="${POSTGRES_USER:-postgres}" --pwfile="$pwfile" --auth-local=trust --auth-host=scram-sha-256
 	rm -f "$pwfile"
 	echo "listen_addresses = '*'" >> "$PGDATA/postgresql.conf"
 	echo 'host all all all scram-sha-256' >> "$PGDATA/pg_hba.conf"

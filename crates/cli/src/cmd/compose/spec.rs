@@ -122,6 +122,19 @@ pub fn run_args(engine: &Engine<'_>, service: &str, name: &str, command: Option<
         a.push("--restart".into());
         a.push(r.to_string());
     }
+    if s.privileged == Some(true) {
+        a.push("--privileged".into());
+    }
+    for (flag, values) in [("--cap-add", &s.cap_add), ("--cap-drop", &s.cap_drop), ("--device", &s.devices), ("--group-add", &s.group_add)] {
+        for v in values {
+            a.push(flag.into());
+            a.push(v.clone());
+        }
+    }
+    for (name, u) in &s.ulimits {
+        a.push("--ulimit".into());
+        a.push(format!("{name}={}:{}", u.soft, u.hard));
+    }
     if s.read_only == Some(true) {
         a.push("--read-only".into());
     }

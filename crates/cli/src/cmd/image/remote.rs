@@ -17,6 +17,16 @@ fn client(globals: &Globals, chunk_size_mib: Option<u64>) -> anyhow::Result<regi
     Ok(registry::Client::new(options)?)
 }
 
+/// Fetches the layers `image` names but the store lacks (results of an imported build cache)
+/// from the registries the store recorded for them.
+pub(super) fn fetch_missing_layers(globals: &Globals, store: &Store, image: &oci::LocalImage) -> anyhow::Result<()> {
+    if store.missing_layers(image)?.is_empty() {
+        return Ok(());
+    }
+    client(globals, None)?.fetch_missing_layers(store, image, &registry::NoProgress)?;
+    Ok(())
+}
+
 pub(super) fn pull(globals: &Globals, store: &Store, quiet: bool, platform: Option<&str>, reference: &str) -> anyhow::Result<ExitCode> {
     // Parse first: a bad reference is rejected before any network call.
     let reference = parse_ref(reference)?;
