@@ -199,64 +199,18 @@ pub fn split_words(s: &str) -> Result<Vec<String>, String> {
     Ok(words)
 }
 
-/// A duration as Compose writes them (Go's syntax: `1m30s`, `500ms`, `2h`, `1.5s`).
+/// A duration as Compose writes them (Go's syntax: `1m30s`, `500ms`, `2h`, `1.5s`; not negative).
 pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    let bad = || format!("invalid duration {s:?} (write it like 10s, 1m30s or 500ms)");
-    let t = s.trim();
-    if t == "0" {
-        return Ok(std::time::Duration::ZERO);
+    match units::parse_duration(s.trim()) {
+        Ok(ns) if ns >= 0 => Ok(std::time::Duration::from_nanos(ns as u64)),
+        Ok(_) => Err(format!("invalid duration {s:?}: a duration here is not negative")),
+        Err(e) => Err(e.to_string()),
     }
-    if t.is_empty() {
-        return Err(bad());
-    }
-    let mut total = 0f64;
-    let mut rest = t;
-    while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
-        if num_len == 0 {
-            return Err(bad());
-        }
-        let n: f64 = rest[..num_len].parse().map_err(|_| bad())?;
-        rest = &rest[num_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let scale = match &rest[..unit_len] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return Err(bad()),
-        };
-        total += n * scale;
-        rest = &rest[unit_len..];
-    }
-    Ok(std::time::Duration::from_secs_f64(total))
 }
 
 /// Writes a duration back in Go's syntax, as `compose config` prints it.
 pub fn format_duration(d: std::time::Duration) -> String {
-    let ms = d.as_millis();
-    if ms == 0 {
-        return if d.is_zero() { "0s".into() } else { format!("{}us", d.as_micros()) };
-    }
-    if ms < 1000 {
-        return format!("{ms}ms");
-    }
-    let (h, m, s, frac) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
-    let mut out = String::new();
-    if h > 0 {
-        out.push_str(&format!("{h}h"));
-    }
-    if h > 0 || m > 0 {
-        out.push_str(&format!("{m}m"));
-    }
-    if frac > 0 {
-        out.push_str(&format!("{s}.{}s", format!("{frac:03}").trim_end_matches('0')));
-    } else {
-        out.push_str(&format!("{s}s"));
-    }
-    out
+    units::format_duration(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]
@@ -277,6 +231,7 @@ mod tests {
         assert_eq!(parse_duration("1.5s").unwrap().as_millis(), 1500);
         assert!(parse_duration("10").is_err());
         assert!(parse_duration("5 minutes").is_err());
+        assert!(parse_duration("-1s").is_err());
         assert_eq!(format_duration(parse_duration("90s").unwrap()), "1m30s");
         assert_eq!(format_duration(parse_duration("2h").unwrap()), "2h0m0s");
         assert_eq!(format_duration(parse_duration("1.5s").unwrap()), "1.5s");

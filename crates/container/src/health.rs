@@ -225,13 +225,9 @@ fn probe(dir: &Path, state: &ContainerState, pid: i32, plan: &Plan) -> Result<(i
     Ok((status.code(), String::from_utf8_lossy(&output).into_owned()))
 }
 
-/// `30s`, `1.5s`, `500ms` as Go prints a duration.
+/// `30s`, `1.5s`, `1m30s`, `500ms` as Go prints a duration.
 fn go_duration(d: Duration) -> String {
-    if d < Duration::from_secs(1) {
-        format!("{}ms", d.as_millis())
-    } else {
-        format!("{}s", d.as_secs_f64())
-    }
+    units::format_duration(i64::try_from(d.as_nanos()).unwrap_or(i64::MAX))
 }
 
 #[cfg(test)]
@@ -250,5 +246,6 @@ mod tests {
         assert!(Plan::of(&Healthcheck { test: vec!["NONE".into()], ..Default::default() }).is_none());
         assert!(Plan::of(&Healthcheck::default()).is_none());
         assert_eq!(go_duration(Duration::from_millis(1500)), "1.5s");
+        assert_eq!(go_duration(Duration::from_secs(90)), "1m30s", "as Go prints it, not 90s");
     }
 }

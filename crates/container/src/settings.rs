@@ -207,38 +207,10 @@ pub fn parse_labels(labels: &[String], files: &[std::path::PathBuf]) -> Result<B
 
 /// A Go duration as Docker's flags take it (`30s`, `1m30s`, `500ms`, `1h`), in nanoseconds.
 pub fn parse_duration(flag: &'static str, s: &str) -> Result<i64> {
-    let bad = || Error::option(flag, s, "use a duration such as 30s, 1m30s or 500ms");
-    let t = s.trim();
-    if t == "0" {
-        return Ok(0);
+    match units::parse_duration(s.trim()) {
+        Ok(ns) if ns >= 0 => Ok(ns),
+        _ => Err(Error::option(flag, s, "use a duration such as 30s, 1m30s or 500ms")),
     }
-    let mut total: f64 = 0.0;
-    let mut rest = t;
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    while !rest.is_empty() {
-        let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).ok_or_else(bad)?;
-        let (num, tail) = rest.split_at(num_len);
-        let n: f64 = num.parse().map_err(|_| bad())?;
-        let unit_len = tail.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(unit_len);
-        let mult = match unit {
-            "ns" => 1.0,
-            "us" | "µs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return Err(bad()),
-        };
-        total += n * mult;
-        rest = tail;
-    }
-    if total < 0.0 || total > i64::MAX as f64 {
-        return Err(bad());
-    }
-    Ok(total as i64)
 }
 
 #[cfg(test)]

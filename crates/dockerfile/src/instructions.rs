@@ -871,7 +871,7 @@ fn parse_healthcheck(node: &Node<'_>, upper: &str, span: Span, original: String,
             return Ok(None);
         }
         let s = map.span(at);
-        let d = parse_go_duration(v).ok_or_else(|| (ErrorKind::Flag, format!("time: invalid duration {}", crate::go_quote(v)), s))?;
+        let d = units::parse_duration(v).map_err(|_| (ErrorKind::Flag, format!("time: invalid duration {}", crate::go_quote(v)), s))?;
         if d == 0 {
             return Ok(Some(0));
         }
@@ -897,48 +897,6 @@ fn parse_healthcheck(node: &Node<'_>, upper: &str, span: Span, original: String,
     Ok(Instruction::Healthcheck(hc))
 }
 
-/// Go's `time.ParseDuration`, in nanoseconds (negative values allowed).
-pub fn parse_go_duration(s: &str) -> Option<i128> {
-    let (neg, mut rest) = match s.as_bytes().first() {
-        Some(b'-') => (true, &s[1..]),
-        Some(b'+') => (false, &s[1..]),
-        _ => (false, s),
-    };
-    if rest == "0" {
-        return Some(0);
-    }
-    if rest.is_empty() {
-        return None;
-    }
-    let mut total: f64 = 0.0;
-    while !rest.is_empty() {
-        let n_end = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
-        let num = &rest[..n_end];
-        if num.is_empty() || num == "." {
-            return None;
-        }
-        let v: f64 = num.parse().ok()?;
-        rest = &rest[n_end..];
-        let u_end = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let unit = match &rest[..u_end] {
-            "ns" => 1.0,
-            "us" | "µs" | "μs" => 1e3,
-            "ms" => 1e6,
-            "s" => 1e9,
-            "m" => 60e9,
-            "h" => 3600e9,
-            _ => return None,
-        };
-        rest = &rest[u_end..];
-        total += v * unit;
-    }
-    if total > i64::MAX as f64 {
-        return None;
-    }
-    let t = total.round() as i128;
-    Some(if neg { -t } else { t })
-}
-
 fn valid_checksum(c: &str) -> bool {
     let hex = |s: &str, n: usize| s.len() == n && s.bytes().all(|b| b.is_ascii_hexdigit());
     match c.split_once(':') {
@@ -947,20 +905,5 @@ fn valid_checksum(c: &str) -> bool {
         Some(("sha512", h)) => hex(h, 128),
         Some(_) => false,
         None => hex(c, 40) || hex(c, 64),
-    }
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn durations_like_go() {
-        assert_eq!(parse_go_duration("1m30s"), Some(90_000_000_000));
-        assert_eq!(parse_go_duration("1.5s"), Some(1_500_000_000));
-        assert_eq!(parse_go_duration("0"), Some(0));
-        assert_eq!(parse_go_duration("5"), None);
-        assert_eq!(parse_go_duration("-2ms"), Some(-2_000_000));
     }
 }

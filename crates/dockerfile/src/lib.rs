@@ -55,7 +55,7 @@ pub use ast::{Heredoc, Word};
 pub use instructions::{
     Arg, ArgDef, Cmd, Context, CopyFiles, Directives, Dockerfile, Entrypoint, EnvInstr, Expose, From, Healthcheck, InlineFile,
     Instruction, KeyValue, Label, Maintainer, NetworkMode, OnBuild, Run, SecurityMode, Shell, ShellOrExec, Stage, StopSignal, User,
-    Volume, Workdir, parse_go_duration,
+    Volume, Workdir,
 };
 pub use mount::{CacheSharing, Mount, MountType};
 pub use words::go_quote;

@@ -942,47 +942,10 @@ fn go_quoted_list(words: &[String]) -> String {
     format!("[{}]", words.iter().map(|w| go_quote(w)).collect::<Vec<_>>().join(" "))
 }
 
-/// Go's `time.Duration.String` (`1m30s`, `500ms`, `0s`) of nanoseconds.
-fn go_duration(ns: i64) -> String {
-    if ns == 0 {
-        return "0s".into();
-    }
-    let sign = if ns < 0 { "-" } else { "" };
-    let u = ns.unsigned_abs();
-    let frac = |whole: u64, rest: u64, digits: usize| -> String {
-        let r = format!("{rest:0digits$}");
-        let r = r.trim_end_matches('0');
-        if r.is_empty() { whole.to_string() } else { format!("{whole}.{r}") }
-    };
-    if u < 1_000_000_000 {
-        let (div, digits, unit) = if u < 1_000 {
-            (1, 0, "ns")
-        } else if u < 1_000_000 {
-            (1_000, 3, "µs")
-        } else {
-            (1_000_000, 6, "ms")
-        };
-        let body = if div == 1 { u.to_string() } else { frac(u / div, u % div, digits) };
-        return format!("{sign}{body}{unit}");
-    }
-    let secs = u / 1_000_000_000;
-    let (h, m, s) = (secs / 3600, (secs / 60) % 60, secs % 60);
-    let mut out = String::from(sign);
-    if h > 0 {
-        out.push_str(&format!("{h}h"));
-    }
-    if h > 0 || m > 0 {
-        out.push_str(&format!("{m}m"));
-    }
-    out.push_str(&frac(s, u % 1_000_000_000, 9));
-    out.push('s');
-    out
-}
-
 /// BuildKit's HEALTHCHECK history: Go's `%+v` of the health config,
 /// `{Test:[CMD-SHELL curl -f x] Interval:30s Timeout:0s StartPeriod:0s StartInterval:0s Retries:3}`.
 fn healthcheck_history(h: &crate::instructions::Healthcheck) -> String {
-    let d = |v: Option<u64>| go_duration(v.unwrap_or(0) as i64);
+    let d = |v: Option<u64>| units::format_duration(v.unwrap_or(0) as i64);
     format!(
         "HEALTHCHECK {{Test:[{}] Interval:{} Timeout:{} StartPeriod:{} StartInterval:{} Retries:{}}}",
         h.test.join(" "),

@@ -1,3 +1,5 @@
+//! Docker's units: sizes ([`parse_bytes`]) and durations ([`parse_duration`], [`format_duration`]).
+//!
 //! Sizes as Docker's command line and Compose write them: `64m`, `1.5g`, `512 KiB`, `100b`,
 //! `1024` (Docker's go-units `RAMInBytes`, which `--memory`, `--shm-size`, `--keep-storage`
 //! and compose's `mem_limit` all use).
@@ -7,6 +9,10 @@
 //! result is truncated to whole bytes. It is not a formatter (see the CLI's `human_size`).
 
 #![deny(unsafe_code)]
+
+mod duration;
+
+pub use duration::{DurationError, format_duration, parse_duration};
 
 /// Why a size does not read; prints as `invalid size "VALUE": REASON`.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
