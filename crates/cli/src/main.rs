@@ -80,6 +80,9 @@ enum Command {
     /// Manage volumes.
     #[command(subcommand)]
     Volume(cmd::volume::Command),
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(cmd::network::Command),
     #[command(flatten)]
     Compose(cmd::compose::Command),
 }
@@ -145,6 +148,7 @@ fn main() -> ExitCode {
         Command::System(c) => c.run(&cli.globals),
         Command::Info(c) => c.run(&cli.globals),
         Command::Volume(c) => c.run(&cli.globals),
+        Command::Network(c) => c.run(&cli.globals),
         Command::Compose(c) => c.run(&cli.globals),
     };
     match result {

@@ -31,8 +31,12 @@ pub struct RunOptions {
     pub user: Option<String>,
     pub interactive: bool,
     pub tty: bool,
-    /// `bridge`, `host` or `none`; empty: `bridge` when ports are published, else `host`.
+    /// `bridge`, `host`, `none` or a user-defined network; empty: `bridge`.
     pub network: String,
+    /// `--network-alias`: more names on a user-defined network.
+    pub network_aliases: Vec<String>,
+    /// More networks to join (a repeated `--network`).
+    pub extra_networks: Vec<network::Join>,
     /// `-p [IP:][HOST_PORT:]CONTAINER_PORT[/tcp|/udp]`.
     pub publish: Vec<String>,
     /// `-P`: every port the image EXPOSEs, on random host ports.

@@ -136,16 +136,28 @@ impl Containers {
             let exposed: Vec<String> = config.exposed_ports().clone().unwrap_or_default();
             ports.extend(network::publish_all(&exposed));
         }
+        // Docker's default is the bridge; a user-defined network is one of `--root`'s.
         let mode = match opts.network.as_str() {
-            // Until the tests and compose run on the bridge too, it is the default only with -p.
-            "" if !ports.is_empty() => network::BRIDGE,
-            "" | "host" | "default" => "host",
-            "bridge" => network::BRIDGE,
-            "none" => "none",
-            other => return Err(network::Error::UnknownNetwork(other.to_string()).into()),
+            "" | "default" | "bridge" => network::BRIDGE.to_string(),
+            "host" => "host".to_string(),
+            "none" => "none".to_string(),
+            other => network::Networks::open(&self.root).get(other)?.name,
         };
+        if !opts.network_aliases.is_empty() && (mode == network::BRIDGE || mode == "host" || mode == "none") {
+            return Err(Error::option("--network-alias", &opts.network_aliases.join(","), "works only on user-defined networks (Docker's rule)"));
+        }
+        let on_bridge = mode != "host" && mode != "none";
+        let nets = network::Networks::open(&self.root);
+        let mut extra = Vec::new();
+        for j in &opts.extra_networks {
+            let n = nets.get(&j.network)?;
+            if !on_bridge || !n.is_bridge() {
+                return Err(Error::option("--network", &j.network, "host and none cannot be combined with other networks"));
+            }
+            extra.push(network::Join { network: n.name, aliases: j.aliases.clone() });
+        }
         let network = if mode == "host" { runtime::Network::Host } else { runtime::Network::None };
-        if mode != network::BRIDGE {
+        if !on_bridge {
             ports.clear();
         }
         let limits = runtime::Limits { memory: opts.memory.as_deref().map(|m| config::parse_bytes("--memory", m)).transpose()?, pids: opts.pids_limit, cpus: opts.cpus };
@@ -208,7 +220,8 @@ impl Containers {
                 return Err(e);
             }
         };
-        let hostname = opts.hostname.clone().unwrap_or_else(|| id[..12].to_string());
+        // As Docker: the host's name on the host network, else the short id.
+        let hostname = opts.hostname.clone().unwrap_or_else(|| if mode == "host" { host_name() } else { id[..12].to_string() });
         let recorded = Settings {
             path: run.argv.first().cloned().unwrap_or_default(),
             args: run.argv.iter().skip(1).cloned().collect(),
@@ -302,9 +315,15 @@ impl Containers {
                 return Err(e);
             }
         };
+        let mut spec = spec;
+        if mode == "none" {
+            set_resolv_conf(&mut spec, network::resolv::for_bridge());
+        }
         let spec = runtime::write_bundle(&dir, &spec)?;
-        if mode == network::BRIDGE {
-            if let Err(e) = write_network_request(&dir, &network::Request { ports }) {
+        if on_bridge {
+            let mut networks = if mode == network::BRIDGE && extra.is_empty() { Vec::new() } else { vec![network::Join { network: mode.clone(), aliases: opts.network_aliases.clone() }] };
+            networks.extend(extra);
+            if let Err(e) = write_network_request(&dir, &network::Request { ports, networks }) {
                 let _ = mounts::remove_container(&self.root, &self.store, &id, true);
                 return Err(e);
             }
@@ -418,6 +437,22 @@ impl Containers {
         }
     }
 
+    /// Waits (up to 10 s) for the supervisor of a container that stopped running to finish:
+    /// it lets go of the network (ports, address, name) after recording the exit, and a
+    /// command that returns before that would race it.
+    fn wait_supervisor(&self, id: &str) {
+        let Ok(s) = self.store.load(id) else { return };
+        let Some(pid) = s.supervisor.filter(|p| *p != std::process::id() as i32) else { return };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while supervisor_alive(pid) && Instant::now() < deadline {
+            // Restarting (a restart policy): it is not going away.
+            if self.store.load(id).is_ok_and(|s| s.status == Status::Running) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
     /// Waits until the container has stopped (a Created one: started and stopped) and returns
     /// its exit code; an error if it is removed meanwhile.
     pub fn wait(&self, state: &ContainerState) -> Result<i32> {
@@ -459,6 +494,7 @@ impl Containers {
             runtime::tty::signal_process(pid, signal("KILL"))?;
             self.wait_exit(&state.id, Duration::from_secs(10));
         }
+        self.wait_supervisor(&state.id);
         Ok(())
     }
 
@@ -495,6 +531,7 @@ impl Containers {
                 let _ = self.unpause(state);
             }
             self.wait_exit(&state.id, Duration::from_secs(10));
+            self.wait_supervisor(&state.id);
         }
         network::forget(&self.root, &state.id);
         mounts::remove_container(&self.root, &self.store, &state.id, volumes)?;
@@ -510,9 +547,56 @@ impl Containers {
         network::record(&self.root, &state.id).map(|r| r.ports).unwrap_or_default()
     }
 
-    /// The container's address on its network, while it runs.
+    /// The container's address on its (first) network, while it runs.
     pub fn address(&self, state: &ContainerState) -> Option<std::net::Ipv4Addr> {
-        network::record(&self.root, &state.id).filter(|_| state.status == Status::Running).map(|r| r.ip)
+        network::record(&self.root, &state.id).filter(|_| state.status == Status::Running).and_then(|r| r.ip())
+    }
+
+    /// The networks a container joins when it starts (empty: host or none).
+    pub fn networks_of(&self, state: &ContainerState) -> Result<Vec<network::Join>> {
+        let Some(req) = network_request(&self.store.dir_of(&state.id))? else { return Ok(Vec::new()) };
+        Ok(if req.networks.is_empty() { vec![network::Join { network: network::BRIDGE.into(), aliases: Vec::new() }] } else { req.networks })
+    }
+
+    /// `network connect`: a running container gets the interface now, and keeps the network
+    /// for its next starts; a stopped one gets it when it starts.
+    pub fn connect(&self, state: &ContainerState, join: &network::Join) -> Result<()> {
+        let dir = self.store.dir_of(&state.id);
+        let net = network::Networks::open(&self.root).get(&join.network)?;
+        let mut req = network_request(&dir)?.ok_or_else(|| Error::option("container", &state.name, "it shares the host's network (or has none), so it cannot be connected to a network"))?;
+        if req.networks.is_empty() {
+            req.networks.push(network::Join { network: network::BRIDGE.into(), aliases: Vec::new() });
+        }
+        let names = network::Networks::open(&self.root);
+        if req.networks.iter().any(|j| names.get(&j.network).is_ok_and(|n| n.id == net.id)) {
+            return Err(network::Error::AlreadyConnected { container: state.name.clone(), network: net.name }.into());
+        }
+        if state.status == Status::Running {
+            let pid = state.pid.ok_or_else(|| Error::NotRunning { name: state.name.clone() })?;
+            network::connect(&self.root, &state.id, pid, join)?;
+        }
+        req.networks.push(network::Join { network: net.name, aliases: join.aliases.clone() });
+        write_network_request(&dir, &req)
+    }
+
+    /// `network disconnect`: the reverse of [`Containers::connect`].
+    pub fn disconnect(&self, state: &ContainerState, network: &str) -> Result<()> {
+        let dir = self.store.dir_of(&state.id);
+        let net = network::Networks::open(&self.root).get(network)?;
+        let names = network::Networks::open(&self.root);
+        let mut req = network_request(&dir)?.unwrap_or_default();
+        if req.networks.is_empty() {
+            req.networks.push(network::Join { network: network::BRIDGE.into(), aliases: Vec::new() });
+        }
+        let before = req.networks.len();
+        req.networks.retain(|j| names.get(&j.network).map_or(true, |n| n.id != net.id));
+        if req.networks.len() == before {
+            return Err(network::Error::NotConnected { container: state.name.clone(), network: net.name }.into());
+        }
+        if let Some(pid) = state.pid.filter(|_| state.status == Status::Running) {
+            network::disconnect(&self.root, &state.id, pid, network)?;
+        }
+        write_network_request(&dir, &req)
     }
 
     /// Renames a container; the new name must be valid and free.
@@ -578,6 +662,26 @@ pub(crate) fn network_request(dir: &Path) -> Result<Option<network::Request>> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
         Err(e) => Err(Error::io("reading", &path, e)),
     }
+}
+
+/// Whether process `pid` is alive (a zombie is not).
+fn supervisor_alive(pid: i32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => !s.rsplit_once(')').is_some_and(|(_, rest)| rest.trim_start().starts_with('Z')),
+        Err(_) => false,
+    }
+}
+
+/// The host's name, which a container on the host network takes (as Docker's).
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "builder".into())
+}
+
+/// Sets the container's whole /etc/resolv.conf.
+pub(crate) fn set_resolv_conf(spec: &mut runtime::Spec, body: String) {
+    let mut annotations = spec.annotations().clone().unwrap_or_default();
+    annotations.insert(runtime::spec::ANNOTATION_RESOLV_CONF.to_string(), body);
+    spec.set_annotations(Some(annotations));
 }
 
 pub(crate) fn now() -> String {

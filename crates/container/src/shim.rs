@@ -14,7 +14,7 @@ use crate::{Created, now};
 /// Runs the container with this process as its supervisor.
 pub(crate) fn foreground(root: &Path, cstore: &ContainerStore, created: Created) -> Result<runtime::ExitStatus> {
     let Created { state, dir, mut spec, interactive, tty, external, .. } = created;
-    let attachment = join_network(root, &dir, &state.id, &mut spec)?;
+    let attachment = join_network(root, &dir, &state, &mut spec)?;
     let result = supervise(cstore, state, &dir, &spec, interactive, tty, external);
     if let Some(a) = attachment {
         a.detach();
@@ -24,15 +24,18 @@ pub(crate) fn foreground(root: &Path, cstore: &ContainerStore, created: Created)
 
 /// Puts the container on its bridge network, if it asked for one: the spec then joins the
 /// namespace made for it, and its /etc/hosts names its address.
-fn join_network(root: &Path, dir: &Path, id: &str, spec: &mut runtime::Spec) -> Result<Option<network::Attachment>> {
+fn join_network(root: &Path, dir: &Path, state: &ContainerState, spec: &mut runtime::Spec) -> Result<Option<network::Attachment>> {
     let Some(request) = crate::network_request(dir)? else { return Ok(None) };
-    let attachment = network::attach(root, id, &request)?;
+    let attachment = network::attach(root, &state.id, &state.name, &request)?;
     runtime::spec::join_network(spec, &attachment.netns_path());
     let hostname = spec.hostname().clone().unwrap_or_default();
     let mut annotations = spec.annotations().clone().unwrap_or_default();
     let extra = annotations.entry(runtime::spec::ANNOTATION_EXTRA_HOSTS.to_string()).or_default();
-    extra.push_str(&format!("{}\t{hostname}\n", attachment.record.ip));
+    if let Some(ip) = attachment.record.ip() {
+        extra.push_str(&format!("{ip}\t{hostname}\n"));
+    }
     spec.set_annotations(Some(annotations));
+    crate::set_resolv_conf(spec, attachment.resolv_conf());
     Ok(Some(attachment))
 }
 
@@ -126,7 +129,7 @@ pub fn run(root: &Path, id: &str, attach_first: bool) -> Result<()> {
     let mut state = cstore.load(id)?;
     let dir = cstore.dir_of(id);
     let mut spec = runtime::read_bundle(&dir)?;
-    let attachment = match join_network(root, &dir, id, &mut spec) {
+    let attachment = match join_network(root, &dir, &state, &mut spec) {
         Ok(a) => a,
         Err(e) => {
             println!("error: {e}");

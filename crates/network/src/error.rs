@@ -14,6 +14,24 @@ pub enum Error {
     /// `--network NAME` names no network.
     #[error("network {0} not found")]
     UnknownNetwork(String),
+    /// A network id prefix that matches more than one network.
+    #[error("network {0} is ambiguous: more than one network id starts with it")]
+    Ambiguous(String),
+    /// A bad value of a `network` option.
+    #[error("invalid {what} {value:?}: {reason}")]
+    Invalid { what: &'static str, value: String, reason: String },
+    #[error("network with name {0} already exists")]
+    Exists(String),
+    #[error("no free subnet left in the address pools for network {0}: give one with --subnet")]
+    NoSubnet(String),
+    #[error("{0} is a pre-defined network and cannot be removed")]
+    Builtin(String),
+    #[error("network {network} has active endpoints (container {container} is connected to it)")]
+    InUse { network: String, container: String },
+    #[error("container {container} is already connected to network {network}")]
+    AlreadyConnected { container: String, network: String },
+    #[error("container {container} is not connected to network {network}")]
+    NotConnected { container: String, network: String },
     /// No free address is left in the network's subnet.
     #[error("no free address left in network {network} ({subnet})")]
     NoAddress { network: String, subnet: String },
@@ -27,6 +45,9 @@ pub enum Error {
 impl Error {
     pub(crate) fn io(action: &'static str, path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { action, path: path.into(), source }
+    }
+    pub(crate) fn invalid(what: &'static str, value: &str, reason: impl Into<String>) -> Self {
+        Error::Invalid { what, value: value.to_string(), reason: reason.into() }
     }
     pub(crate) fn port(value: &str, reason: impl Into<String>) -> Self {
         Error::InvalidPort { value: value.to_string(), reason: reason.into() }

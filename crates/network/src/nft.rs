@@ -16,6 +16,13 @@ const DEFINITION: &str = r#"table ip builder {
     map ports { type inet_proto . inet_service : ipv4_addr . inet_service; }
     # host address . proto . host port -> container address . port (-p IP:PORT:PORT)
     map ports_ip { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }
+    # the bridges of --internal networks: nothing in or out but their own subnet
+    set internal { type ifname; }
+    chain forward {
+        type filter hook forward priority filter; policy accept;
+        iifname @internal oifname != @internal drop
+        oifname @internal iifname != @internal drop
+    }
     chain publish {
         meta l4proto { tcp, udp } dnat ip to ip daddr . meta l4proto . th dport map @ports_ip
         meta l4proto { tcp, udp } dnat ip to meta l4proto . th dport map @ports
@@ -30,7 +37,7 @@ const DEFINITION: &str = r#"table ip builder {
     }
     chain postrouting {
         type nat hook postrouting priority srcnat; policy accept;
-        iifname "builder*" oifname != "builder*" masquerade
+        iifname "builder*" oifname != "builder*" iifname != @internal masquerade
         oifname "builder*" ip saddr 127.0.0.0/8 masquerade
         iifname "builder*" oifname "builder*" ct status dnat masquerade
     }
@@ -63,10 +70,26 @@ pub(crate) fn lock() -> Result<nix::fcntl::Flock<std::fs::File>> {
     nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| Error::io("locking", path, e.into()))
 }
 
-/// Creates the table (once per network namespace).
+/// Creates the table (once per network namespace). A table of an older builder (without
+/// the `internal` set) is replaced when no container publishes a port through it.
 pub(crate) fn ensure_table() -> Result<()> {
-    let exists = Command::new("nft").args(["list", "table", "ip", TABLE]).stdout(Stdio::null()).stderr(Stdio::null()).status().is_ok_and(|s| s.success());
-    if exists { Ok(()) } else { nft(DEFINITION) }
+    let out = Command::new("nft").args(["list", "table", "ip", TABLE]).stdout(Stdio::piped()).stderr(Stdio::null()).output();
+    match out {
+        Ok(o) if o.status.success() => {
+            let text = String::from_utf8_lossy(&o.stdout);
+            if text.contains("set internal") {
+                return Ok(());
+            }
+            nft(&format!("delete table ip {TABLE}\n{DEFINITION}"))
+        }
+        _ => nft(DEFINITION),
+    }
+}
+
+/// Marks (or unmarks) a bridge as internal.
+pub(crate) fn set_internal(bridge: &str, on: bool) -> Result<()> {
+    let verb = if on { "add" } else { "delete" };
+    nft(&format!("{verb} element ip {TABLE} internal {{ \"{bridge}\" }}\n"))
 }
 
 fn elements(ports: &[PortBinding], ip: Ipv4Addr, verb: &str) -> String {
@@ -82,12 +105,26 @@ fn elements(ports: &[PortBinding], ip: Ipv4Addr, verb: &str) -> String {
     out
 }
 
-/// Adds the DNAT of `ports` to `ip`, all or none.
+/// Adds the DNAT of `ports` to `ip`, all or none. Elements a dead container of another
+/// state root left for the same host ports (the port itself is free: we hold it) are replaced.
 pub(crate) fn add_ports(ports: &[PortBinding], ip: Ipv4Addr) -> Result<()> {
     if ports.is_empty() {
         return Ok(());
     }
-    nft(&elements(ports, ip, "add"))
+    match nft(&elements(ports, ip, "add")) {
+        Ok(()) => Ok(()),
+        Err(first) => {
+            for p in ports {
+                let key = if p.host_ip.is_unspecified() {
+                    format!("delete element ip {TABLE} ports {{ {} . {} }}\n", p.proto.as_str(), p.host_port)
+                } else {
+                    format!("delete element ip {TABLE} ports_ip {{ {} . {} . {} }}\n", p.host_ip, p.proto.as_str(), p.host_port)
+                };
+                let _ = nft(&key);
+            }
+            nft(&elements(ports, ip, "add")).map_err(|_| first)
+        }
+    }
 }
 
 /// Removes the DNAT of `ports`; elements already gone (a reboot) are skipped.

@@ -109,7 +109,7 @@ pub fn publish_all(exposed: &[String]) -> Vec<PortBinding> {
         .collect()
 }
 
-/// Host ports held (bound, not listening) for as long as the container runs: nothing else
+/// Host ports held (bound, never listening) for as long as the container runs: nothing else
 /// on the host can take them, and a port already taken is found before anything is set up.
 /// The traffic itself never reaches these sockets: nftables rewrites it to the container.
 #[derive(Debug)]
@@ -119,7 +119,7 @@ pub struct Reservation {
 
 /// Binds every port of `bindings` (choosing free ones for port 0) and fills in the ports.
 pub fn reserve(bindings: &mut [PortBinding]) -> Result<Reservation> {
-    use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrIn, Backlog, bind, getsockname, listen, socket};
+    use nix::sys::socket::{AddressFamily, SockFlag, SockType, SockaddrIn, bind, getsockname, socket};
     let mut sockets = Vec::new();
     for b in bindings.iter_mut() {
         let kind = if b.proto == Proto::Tcp { SockType::Stream } else { SockType::Datagram };
@@ -128,10 +128,9 @@ pub fn reserve(bindings: &mut [PortBinding]) -> Result<Reservation> {
         if let Err(e) = bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr) {
             return Err(Error::PortTaken { proto: b.proto.as_str(), addr: b.host_ip.to_string(), port: b.host_port, source: e.into() });
         }
-        // Listening, so a server that sets SO_REUSEADDR cannot share the port either.
-        if b.proto == Proto::Tcp {
-            listen(&fd, Backlog::new(1).unwrap_or(Backlog::MAXCONN)).map_err(|e| Error::PortTaken { proto: "tcp", addr: b.host_ip.to_string(), port: b.host_port, source: e.into() })?;
-        }
+        // Bound, not listening: a connection that comes before the DNAT rule is refused (and
+        // retried by the client) instead of being accepted by a socket nobody reads. Without
+        // SO_REUSEADDR on ours, nobody else can bind the port, with or without theirs.
         if b.host_port == 0 {
             let got: SockaddrIn = getsockname(std::os::fd::AsRawFd::as_raw_fd(&fd)).map_err(|e| Error::io("reading the port of", "a new socket", e.into()))?;
             b.host_port = got.port();

@@ -90,6 +90,8 @@ pub const ANNOTATION_OVERLAY: &str = "org.builder.runtime.overlay";
 pub const ANNOTATION_VOLATILE: &str = "org.builder.runtime.overlay.volatile";
 /// Extra /etc/hosts lines (`IP<TAB>NAME`, one per line), added to the hosts file the runtime writes.
 pub const ANNOTATION_EXTRA_HOSTS: &str = "org.builder.runtime.extra-hosts";
+/// The whole /etc/resolv.conf of the container, when its network decided it.
+pub const ANNOTATION_RESOLV_CONF: &str = "org.builder.runtime.resolv-conf";
 
 /// The PATH Docker gives a container whose image sets none.
 pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";

@@ -3,7 +3,7 @@
 # database made through `exec -it` and psql, a second container that connects by the name
 # `postgres`, and the data still there in a new container on the same directory.
 . ../lib.sh
-trap 'builder rm -f postgres >/dev/null 2>&1 || true; builder volume rm pgdata >/dev/null 2>&1 || true' EXIT
+trap 'builder rm -f postgres >/dev/null 2>&1 || true; builder network rm pgnet >/dev/null 2>&1 || true; builder volume rm pgdata >/dev/null 2>&1 || true' EXIT
 
 # The image is Debian's postgresql 15, built as `postgres` (the tutorial's postgres:14.1); the
 # data is in the named volume pgdata (the tutorial mounts $(pwd)/data/, which works the same).
@@ -28,13 +28,16 @@ TYPED
 
 builder exec -it postgres psql -U postgres -c "CREATE TABLE visits (who text); INSERT INTO visits VALUES ('builder');"
 
-# A second container reaches the server by the name `postgres`. Until user-defined networks
-# exist, the name is an /etc/hosts line to the host, where the server's port is published.
-builder run --rm --network host --add-host postgres:127.0.0.1 -e PGPASSWORD=password postgres \
+# A second container reaches the server by the name `postgres`, on a network they share
+# (the network's name server answers for the container's name).
+builder network create pgnet
+builder network connect pgnet postgres
+builder run --rm --network pgnet -e PGPASSWORD=password postgres \
   psql -h postgres -U postgres -c 'SELECT who FROM visits'
 
 builder stop postgres
 builder rm postgres
+builder network rm pgnet
 
 # A new container on the same volume still has the table.
 builder run --name postgres -d \

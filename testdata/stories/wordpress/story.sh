@@ -6,8 +6,8 @@ trap 'builder compose down -v >/dev/null 2>&1 || true' EXIT
 
 builder compose up -d
 # The reader reloads until MySQL has started and WordPress reaches it by the name mysql-db.
-wait_for_text localhost:80/wp-admin/install.php 'Information needed'
+wait_for_text localhost:3000/wp-admin/install.php 'Information needed'
 
-curl -s localhost:80/wp-admin/install.php | grep -E '<title>|<h1>|Information needed'
+curl -s localhost:3000/wp-admin/install.php | grep -E '<title>|<h1>|Information needed'
 
 builder compose down -v

@@ -180,22 +180,32 @@ fn host_config(settings: &Settings) -> serde_json::Value {
 fn network_settings(containers: &Containers, s: &ContainerState, settings: &Settings, ports: serde_json::Map<String, serde_json::Value>) -> serde_json::Value {
     let mode = settings.host_config.network_mode.clone();
     let record = network::record(containers.root(), &s.id).filter(|_| s.status == Status::Running);
-    let (ip, gateway, prefix) = match &record {
-        Some(r) => (r.ip.to_string(), r.gateway.to_string(), r.prefix),
-        None => (String::new(), String::new(), 0),
+    let entry = |e: Option<&network::Endpoint>| {
+        let (ip, gateway, prefix) = e.map_or((String::new(), String::new(), 0), |e| (e.ip.to_string(), e.gateway.to_string(), e.prefix));
+        let aliases = e.map(|e| serde_json::json!(e.aliases)).unwrap_or(serde_json::Value::Null);
+        let id = e.map(|e| e.network_id.clone()).unwrap_or_default();
+        serde_json::json!({
+            "IPAMConfig": null, "Links": null, "Aliases": aliases, "MacAddress": "", "NetworkID": id, "EndpointID": "",
+            "Gateway": gateway, "IPAddress": ip, "IPPrefixLen": prefix, "IPv6Gateway": "", "GlobalIPv6Address": "",
+            "GlobalIPv6PrefixLen": 0, "DriverOpts": null, "DNSNames": null,
+        })
     };
     let mut networks = serde_json::Map::new();
-    if !mode.is_empty() {
-        let name = if mode == network::BRIDGE { "bridge".to_string() } else { mode.clone() };
-        networks.insert(
-            name,
-            serde_json::json!({
-                "IPAMConfig": null, "Links": null, "Aliases": null, "MacAddress": "", "NetworkID": "", "EndpointID": "",
-                "Gateway": gateway, "IPAddress": ip, "IPPrefixLen": prefix, "IPv6Gateway": "", "GlobalIPv6Address": "",
-                "GlobalIPv6PrefixLen": 0, "DriverOpts": null, "DNSNames": null,
-            }),
-        );
+    match &record {
+        // Every network it is on now (`network connect` included).
+        Some(r) => {
+            for e in &r.endpoints {
+                networks.insert(e.network.clone(), entry(Some(e)));
+            }
+        }
+        None if !mode.is_empty() => {
+            networks.insert(if mode == "default" { network::BRIDGE.to_string() } else { mode.clone() }, entry(None));
+        }
+        None => {}
     }
+    // As Docker: the top-level address is the default bridge's.
+    let bridge = record.as_ref().and_then(|r| r.endpoints.iter().find(|e| e.network == network::BRIDGE));
+    let (ip, gateway, prefix) = bridge.map_or((String::new(), String::new(), 0), |e| (e.ip.to_string(), e.gateway.to_string(), e.prefix));
     let sandbox_key = String::new();
     serde_json::json!({
         "Bridge": "", "SandboxID": "", "SandboxKey": sandbox_key, "HairpinMode": false,

@@ -10,6 +10,7 @@ pub mod inspect;
 pub mod parse;
 pub mod serve;
 pub mod system;
+pub mod network;
 pub mod volume;
 
 /// Sizes in SI units with 3 significant digits, as Docker prints them.

@@ -15,6 +15,15 @@ fn build(b: &Builder, ctx: &Path, args: &[&str]) -> (bool, String) {
     (out.status.success(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 
+/// A build whose RUN steps install packages from the Debian archive: on the machine's network
+/// (RUN steps use the host's network, and the suite's own namespace has no way out).
+fn build_online(b: &Builder, ctx: &Path, args: &[&str]) {
+    let mut cmd = b.cmd();
+    on_machine_network(&mut cmd).args(["build", "--progress", "plain"]).args(args).arg(ctx);
+    let out = cmd.output().expect("spawn builder");
+    assert!(out.status.success(), "build failed:\n{}", String::from_utf8_lossy(&out.stderr));
+}
+
 fn build_ok(b: &Builder, ctx: &Path, args: &[&str]) -> String {
     let (ok, err) = build(b, ctx, args);
     assert!(ok, "build failed:\n{err}");
@@ -653,7 +662,7 @@ pub(crate) fn debian_rootfs_tar() -> PathBuf {
     fs4::fs_std::FileExt::lock_exclusive(&lock).expect("lock");
     if !tar.exists() {
         let root = tempfile::tempdir_in(&dir).expect("tmp");
-        let st = std::process::Command::new("debootstrap")
+        let st = crate::util::on_machine_network(&mut std::process::Command::new("debootstrap"))
             .args(["--variant=minbase", "bookworm"])
             .arg(root.path())
             .arg("http://deb.debian.org/debian")
@@ -676,7 +685,7 @@ fn apt_get_install_works_in_a_debian_image() {
     b.ok(&["import", tar.to_str().expect("utf8"), "debian:test"]);
     let df = "FROM debian:test\nRUN apt-get update && apt-get install -y --no-install-recommends hello && rm -rf /var/lib/apt/lists/*\nCMD [\"hello\"]\n";
     let ctx = context(&[("Dockerfile", df)]);
-    build_ok(&b, ctx.path(), &["-t", "hello:1"]);
+    build_online(&b, ctx.path(), &["-t", "hello:1"]);
     assert_eq!(b.ok(&["run", "--rm", "hello:1"]).trim(), "Hello, world!");
 }
 
@@ -697,7 +706,7 @@ fn seed_apache_dockerfile_builds_on_debian() {
               EXPOSE 80\n\
               CMD [\"/usr/sbin/apache2ctl\", \"-D\", \"FOREGROUND\"]\n";
     let ctx = context(&[("Dockerfile", df)]);
-    build_ok(&b, ctx.path(), &["-t", "apache:1"]);
+    build_online(&b, ctx.path(), &["-t", "apache:1"]);
     let (_, _, config) = image(b.root(), "apache:1");
     assert_eq!(config["config"]["ExposedPorts"], serde_json::json!({"80/tcp": {}}));
     assert!(config["config"]["Env"].to_string().contains("APACHE_RUN_USER=www-data"));

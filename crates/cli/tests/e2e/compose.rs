@@ -435,6 +435,73 @@ fn push_sends_built_images_and_pull_fetches_the_services_images() {
 }
 
 #[test]
+fn services_get_the_project_networks_with_their_names_and_ports_and_down_removes_them() {
+    let b = with_busybox();
+    let file = r#"
+services:
+  web:
+    image: busybox:test
+    command: sh -c 'mkdir -p /www && echo hello-web > /www/index.html && exec httpd -f -p 80 -h /www'
+    ports: ["3000:80"]
+    networks: [default, back]
+  worker:
+    image: busybox:test
+    command: sleep 600
+    networks:
+      back:
+        aliases: [jobs]
+networks:
+  back:
+    internal: true
+    ipam:
+      config:
+        - subnet: 10.91.0.0/24
+"#;
+    let t = project(&[("compose.yaml", file)]);
+    let dir = t.path().join("shop");
+    let ns = Netns::new();
+    let up = ns.compose(&b, &dir, &["up", "-d"]);
+    assert_success(&up, &["compose", "up", "-d"]);
+    let err = text(&up.stderr);
+    assert!(err.contains("Network shop_default  Created") && err.contains("Network shop_back  Created"), "{err}");
+    let in_ns = |args: &[&str]| -> Output { Command::new("ip").args(["netns", "exec", &ns.0]).args(args).stdin(std::process::Stdio::null()).output().expect("ip netns exec") };
+    let builder = |args: &[&str]| -> String {
+        let mut full = vec![bin().to_str().expect("utf8").to_string(), "--root".into(), b.root().to_str().expect("utf8").into()];
+        full.extend(args.iter().map(|s| s.to_string()));
+        text(&in_ns(&full.iter().map(String::as_str).collect::<Vec<_>>()).stdout)
+    };
+    // The tutorial's different host port: 3000 on the host is 80 in the container.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let out = in_ns(&["curl", "-s", "-m", "2", "http://127.0.0.1:3000/"]);
+        if text(&out.stdout) == "hello-web\n" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "3000 never answered");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let nets = builder(&["network", "ls", "--filter", "label=com.docker.compose.project=shop", "--format", "{{.Name}} {{.Internal}}"]);
+    assert_eq!(nets, "shop_back true\nshop_default false\n");
+    let back: serde_json::Value = serde_json::from_str(&builder(&["network", "inspect", "shop_back"])).expect("json");
+    assert_eq!(back[0]["IPAM"]["Config"][0]["Subnet"], "10.91.0.0/24");
+    // By service name and alias, on the network they share.
+    let found = builder(&["exec", "shop-worker-1", "nslookup", "web"]);
+    assert!(found.contains("Address: 10.91.0."), "{found}");
+    let found = builder(&["exec", "shop-web-1", "nslookup", "jobs"]);
+    assert!(found.contains("Address: 10.91.0."), "{found}");
+    let found = builder(&["exec", "shop-web-1", "nslookup", "shop-worker-1"]);
+    assert!(found.contains("Address: 10.91.0."), "{found}");
+    let ps = ns.ok(&b, &dir, &["ps"]);
+    assert!(ps.contains("0.0.0.0:3000->80/tcp"), "{ps}");
+
+    let down = ns.compose(&b, &dir, &["down", "-t", "1"]);
+    assert_success(&down, &["compose", "down"]);
+    assert!(text(&down.stderr).contains("Network shop_back  Removed"), "{}", text(&down.stderr));
+    assert_eq!(builder(&["network", "ls", "-q", "--filter", "type=custom"]), "");
+    assert_no_containers(&b);
+}
+
+#[test]
 fn secrets_from_files_and_variables_are_mounted_read_only_under_run_secrets() {
     let b = with_busybox();
     let file = "services:\n  app:\n    image: busybox:test\n    command: sh -c 'cat /run/secrets/db_password; echo; cat /etc/token; echo; stat -c \"%a %u %g\" /etc/token; echo x > /run/secrets/db_password || echo read-only'\n    secrets:\n      - db_password\n      - source: token\n        target: /etc/token\n        uid: \"1000\"\n        gid: \"1000\"\n        mode: 0400\nsecrets:\n  db_password:\n    file: ./db_password.txt\n  token:\n    environment: API_TOKEN\n";

@@ -88,7 +88,7 @@ fn inspect_of_a_container_has_dockers_shape_and_format_picks_fields() {
     assert_eq!(c["Config"]["Cmd"], serde_json::json!(["sleep", "60"]));
     assert!(c["Config"]["Env"].as_array().expect("Env").iter().any(|e| e == "GREETING=hi"), "{}", c["Config"]["Env"]);
     assert_eq!(c["Config"]["Labels"], serde_json::json!({"flag": "", "owner": "me", "tier": "web"}), "a flag wins over the file");
-    assert_eq!(c["HostConfig"]["NetworkMode"], "host");
+    assert_eq!(c["HostConfig"]["NetworkMode"], "bridge");
     assert_eq!(c["HostConfig"]["RestartPolicy"], serde_json::json!({"Name": "no", "MaximumRetryCount": 0}));
     assert_eq!(c["HostConfig"]["LogConfig"]["Type"], "json-file");
     assert_eq!(c["Mounts"], serde_json::json!([]));
@@ -228,7 +228,7 @@ fn ps_filters_formats_and_limits_like_docker() {
     assert_eq!(names(&["-a", "--filter", "since=first"]), ["third", "second"]);
     assert_eq!(names(&["-a", "--filter", "ancestor=busybox:test"]).len(), 3);
     assert_eq!(names(&["-a", "--filter", "ancestor=busybox"]).len(), 0, "busybox means busybox:latest");
-    assert_eq!(names(&["--filter", "network=host"]), ["third", "second"]);
+    assert_eq!(names(&["--filter", "network=bridge"]), ["third", "second"]);
     assert_eq!(names(&["-n", "2"]), ["third", "second"]);
     assert_eq!(names(&["-l"]), ["third"]);
     let id = b.ok(&["ps", "-a", "--filter", "name=first", "-q"]);

@@ -61,17 +61,23 @@ impl Ns {
         }
     }
 
-    /// No veth, no port rule, no address lease left.
+    /// No veth, no port rule, no address lease, no attachment record left.
     fn assert_clean(&self, b: &Builder) {
         let deadline = Instant::now() + Duration::from_secs(10);
+        let ino = self.sh("stat -L -c %i /proc/self/ns/net");
+        let bridge_leases = format!("/run/builder/netns-{}/bridge/leases", ino.trim());
         loop {
             let links = self.sh("ip -o link show | grep ' bv' || true");
             let rules = self.sh("nft list map ip builder ports 2>/dev/null | grep elements || true; nft list map ip builder ports_ip 2>/dev/null | grep elements || true");
-            let leases: Vec<_> = std::fs::read_dir(b.root().join("networks/bridge/leases")).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
-            if links.trim().is_empty() && rules.trim().is_empty() && leases.is_empty() {
+            let mut leases: Vec<_> = std::fs::read_dir(&bridge_leases).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+            for net in std::fs::read_dir(b.root().join("networks")).into_iter().flatten().flatten() {
+                leases.extend(std::fs::read_dir(net.path().join("leases")).into_iter().flatten().flatten().map(|e| e.file_name()));
+            }
+            let records: Vec<_> = std::fs::read_dir(b.root().join("networks/attachments")).map(|d| d.flatten().map(|e| e.file_name()).collect()).unwrap_or_default();
+            if links.trim().is_empty() && rules.trim().is_empty() && leases.is_empty() && records.is_empty() {
                 return;
             }
-            assert!(Instant::now() < deadline, "left behind:\nlinks: {links}\nrules: {rules}\nleases: {leases:?}");
+            assert!(Instant::now() < deadline, "left behind:\nlinks: {links}\nrules: {rules}\nleases: {leases:?}\nrecords: {records:?}");
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -189,4 +195,317 @@ fn bad_publish_values_and_networks_are_errors_naming_them() {
     let err = b.fails(&["run", "--rm", "--network", "nosuch", "busybox:test", "true"]);
     assert!(err.contains("network nosuch not found"), "{err}");
     assert!(b.ok(&["ps", "-a", "-q"]).is_empty());
+}
+
+impl Ns {
+    /// A namespace whose processes see `resolv` as /etc/resolv.conf (`ip netns exec` binds
+    /// /etc/netns/NAME/resolv.conf over it), as a host with those name servers would.
+    fn with_resolv_conf(resolv: &str) -> Ns {
+        let ns = Ns::new();
+        let dir = std::path::Path::new("/etc/netns").join(&ns.0);
+        std::fs::create_dir_all(&dir).expect("mkdir /etc/netns/NAME");
+        std::fs::write(dir.join("resolv.conf"), resolv).expect("write resolv.conf");
+        ns
+    }
+
+    /// Runs `sh -c script` in container `name`; its stdout, and whether it succeeded.
+    fn in_container(&self, b: &Builder, name: &str, script: &str) -> (bool, String) {
+        let out = self.builder(b, &["exec", name, "sh", "-c", script]);
+        (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr))
+    }
+
+    /// The address `name` resolves to from container `from`, if it resolves.
+    fn resolve_from(&self, b: &Builder, from: &str, name: &str) -> Option<String> {
+        let (ok, out) = self.in_container(b, from, &format!("nslookup {name}"));
+        // The server's own address comes first; the answer is the last "Address:" line.
+        let answer = out.split("Name:").nth(1)?;
+        ok.then(|| answer.lines().find_map(|l| l.strip_prefix("Address:").map(|a| a.trim().to_string()))).flatten()
+    }
+}
+
+/// Removes the namespace's /etc/netns files.
+fn removes_etc_netns(ns: &Ns) {
+    let _ = std::fs::remove_dir_all(std::path::Path::new("/etc/netns").join(&ns.0));
+}
+
+#[test]
+fn user_network_names_and_aliases_resolve_both_ways_and_stop_when_removed() {
+    let b = with_busybox();
+    let ns = Ns::new();
+    let id = ns.ok(&b, &["network", "create", "app"]);
+    assert_eq!(id.trim().len(), 64, "{id}");
+    ns.ok(&b, &["run", "-d", "--name", "a", "--network", "app", "--network-alias", "alpha", "busybox:test", "sh", "-c", HTTPD]);
+    let b_id = ns.ok(&b, &["run", "-d", "--name", "b", "--network", "app", "--network-alias", "beta", "busybox:test", "sh", "-c", HTTPD]);
+    let b_host = &b_id.trim()[..12];
+    // a was started first and finds b, started later, by name and by alias; and the reverse.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    for (from, target) in [("a", "b"), ("a", "beta"), ("b", "a"), ("b", "alpha")] {
+        loop {
+            let (ok, page) = ns.in_container(&b, from, &format!("wget -q -O - http://{target}/"));
+            if ok {
+                let want = if target.starts_with('b') { format!("page of {b_host}\n") } else { "page of ".to_string() };
+                assert!(page.starts_with(&want), "{from} -> {target}: {page}");
+                break;
+            }
+            assert!(Instant::now() < deadline, "{from} never reached {target}: {page}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+    let (_, resolv) = ns.in_container(&b, "a", "cat /etc/resolv.conf");
+    assert!(resolv.starts_with("nameserver 127.0.0.11\n") && resolv.contains("ndots:0"), "{resolv}");
+    // Not from the default bridge: it has no name service for containers.
+    ns.ok(&b, &["run", "-d", "--name", "outsider", "busybox:test", "sleep", "600"]);
+    assert_eq!(ns.resolve_from(&b, "outsider", "a"), None);
+    assert_eq!(ns.resolve_from(&b, "outsider", "alpha"), None);
+
+    let inspect: serde_json::Value = serde_json::from_str(&ns.ok(&b, &["network", "inspect", "app"])).expect("json");
+    let members: Vec<&str> = inspect[0]["Containers"].as_object().expect("containers").values().map(|c| c["Name"].as_str().expect("name")).collect();
+    assert_eq!(members.len(), 2, "{members:?}");
+    let err = String::from_utf8_lossy(&ns.builder(&b, &["network", "rm", "app"]).stderr).into_owned();
+    assert!(err.contains("network app has active endpoints"), "{err}");
+
+    // After rm -f, the name no longer resolves.
+    let b_ip = ns.resolve_from(&b, "a", "b").expect("b resolves");
+    assert!(b_ip.starts_with("172.18."), "{b_ip}");
+    ns.ok(&b, &["rm", "-f", "b"]);
+    assert_eq!(ns.resolve_from(&b, "a", "b"), None);
+    assert_eq!(ns.resolve_from(&b, "a", "beta"), None);
+    ns.ok(&b, &["rm", "-f", "a", "outsider"]);
+    assert_eq!(ns.ok(&b, &["network", "rm", "app"]), "app\n");
+    assert!(ns.sh("ip -o link show").lines().all(|l| !l.contains("builder") || l.contains("builder0")), "the bridge of app is left");
+    ns.assert_clean(&b);
+}
+
+#[test]
+fn connect_and_disconnect_a_running_container_with_an_alias() {
+    let b = with_busybox();
+    let ns = Ns::new();
+    ns.ok(&b, &["network", "create", "--subnet", "10.77.0.0/24", "back"]);
+    ns.ok(&b, &["run", "-d", "--name", "db", "--network", "back", "busybox:test", "sh", "-c", HTTPD]);
+    // Started on the default bridge, then connected: it gets an address on back.
+    ns.ok(&b, &["run", "-d", "--name", "web", "busybox:test", "sleep", "600"]);
+    ns.ok(&b, &["network", "connect", "--alias", "frontend", "back", "web"]);
+    let (_, addrs) = ns.in_container(&b, "web", "ip -o -4 addr show");
+    assert!(addrs.contains("eth0") && addrs.contains("eth1") && addrs.contains("10.77.0."), "{addrs}");
+    let db_ip = ns.resolve_from(&b, "db", "frontend").expect("the alias resolves from db");
+    assert!(db_ip.starts_with("10.77.0."), "{db_ip}");
+    let err = String::from_utf8_lossy(&ns.builder(&b, &["network", "connect", "back", "web"]).stderr).into_owned();
+    assert!(err.contains("already connected to network back"), "{err}");
+    ns.ok(&b, &["network", "disconnect", "back", "web"]);
+    let (_, addrs) = ns.in_container(&b, "web", "ip -o -4 addr show");
+    assert!(!addrs.contains("10.77.0."), "{addrs}");
+    assert_eq!(ns.resolve_from(&b, "db", "frontend"), None);
+    ns.ok(&b, &["rm", "-f", "db", "web"]);
+    ns.ok(&b, &["network", "rm", "back"]);
+    ns.assert_clean(&b);
+}
+
+#[test]
+fn network_ls_filters_formats_prune_and_bad_values_are_named() {
+    let b = with_busybox();
+    let ns = Ns::new();
+    ns.ok(&b, &["network", "create", "--label", "team=red", "red"]);
+    ns.ok(&b, &["network", "create", "--subnet", "10.78.0.0/16", "--gateway", "10.78.0.254", "--internal", "blue"]);
+    let ls = ns.ok(&b, &["network", "ls"]);
+    assert!(ls.starts_with("NETWORK ID     NAME      DRIVER    SCOPE\n"), "{ls}");
+    for name in ["bridge", "host", "none", "red", "blue"] {
+        assert!(ls.lines().any(|l| l.split_whitespace().nth(1) == Some(name)), "{name}: {ls}");
+    }
+    assert_eq!(ns.ok(&b, &["network", "ls", "--filter", "label=team=red", "--format", "{{.Name}}"]), "red\n");
+    assert_eq!(ns.ok(&b, &["network", "ls", "--filter", "type=custom", "--format", "{{.Name}} {{.Internal}}"]), "blue true\nred false\n");
+    assert_eq!(ns.ok(&b, &["network", "ls", "-q", "--filter", "name=blu"]).trim().len(), 12);
+    let blue: serde_json::Value = serde_json::from_str(&ns.ok(&b, &["network", "inspect", "blue"])).expect("json");
+    assert_eq!(blue[0]["IPAM"]["Config"][0], serde_json::json!({"Subnet": "10.78.0.0/16", "Gateway": "10.78.0.254"}));
+    assert_eq!(blue[0]["Internal"], true);
+
+    for (args, want) in [
+        (vec!["network", "create", "--subnet", "10.78.5.0/24", "clash"], "invalid --subnet \"10.78.5.0/24\": it overlaps network blue (10.78.0.0/16)"),
+        (vec!["network", "create", "--subnet", "10.79.0.1/16", "x"], "invalid --subnet \"10.79.0.1/16\": 10.79.0.1 has host bits set"),
+        (vec!["network", "create", "--gateway", "nope", "y"], "invalid --gateway \"nope\""),
+        (vec!["network", "create", "red"], "network with name red already exists"),
+        (vec!["network", "create", "-d", "overlay", "z"], "invalid --driver \"overlay\""),
+        (vec!["network", "rm", "nosuch"], "network nosuch not found"),
+        (vec!["network", "rm", "bridge"], "bridge is a pre-defined network"),
+        (vec!["network", "inspect", "nosuch"], "network nosuch not found"),
+        (vec!["network", "connect", "nosuch", "nobody"], "nobody"),
+        (vec!["run", "--rm", "--network", "nosuch", "busybox:test", "true"], "network nosuch not found"),
+        (vec!["run", "--rm", "--network-alias", "x", "busybox:test", "true"], "--network-alias"),
+    ] {
+        let out = ns.builder(&b, &args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(want), "{args:?}: {err}");
+    }
+    // prune keeps what a container (even a stopped one) will join.
+    ns.ok(&b, &["run", "--name", "keeper", "--network", "red", "busybox:test", "true"]);
+    assert_eq!(ns.ok(&b, &["network", "prune", "-f"]), "Deleted Networks:\nblue\n");
+    ns.ok(&b, &["rm", "keeper"]);
+    assert_eq!(ns.ok(&b, &["network", "prune", "-f", "--filter", "label=team=red"]), "Deleted Networks:\nred\n");
+    assert_eq!(ns.ok(&b, &["network", "ls", "-q", "--filter", "type=custom"]), "");
+}
+
+#[test]
+fn internal_network_has_no_route_out_while_a_user_network_reaches_out() {
+    let b = with_busybox();
+    let ns = Ns::new();
+    let out_ns = Ns::new();
+    ns.sh(&format!("ip link add bnout type veth peer name bnin netns {}", out_ns.0));
+    ns.sh("ip addr add 10.252.0.1/24 dev bnout && ip link set bnout up");
+    out_ns.sh("ip addr add 10.252.0.2/24 dev bnin && ip link set bnin up && ip route add default via 10.252.0.1");
+    let www = tempfile::tempdir().expect("tmp");
+    std::fs::write(www.path().join("index.html"), "outside\n").expect("write");
+    let mut server = out_ns.exec().args(["busybox", "httpd", "-f", "-p", "10.252.0.2:8000", "-h"]).arg(www.path()).spawn().expect("httpd");
+    ns.ok(&b, &["network", "create", "open"]);
+    ns.ok(&b, &["network", "create", "--internal", "sealed"]);
+    let reach = "wget -q -O - http://10.252.0.2:8000/ 2>&1";
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let out = ns.ok(&b, &["run", "--rm", "--network", "open", "busybox:test", "sh", "-c", reach]);
+        if out == "outside\n" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "a user network does not reach out: {out}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = ns.builder(&b, &["run", "--rm", "--network", "sealed", "busybox:test", "sh", "-c", &format!("ip route; {reach}; echo rc=$?")]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!text.contains("default") && !text.contains("outside") && !text.contains("rc=0"), "{text}");
+    let _ = server.kill();
+    let _ = server.wait();
+    ns.ok(&b, &["network", "rm", "open", "sealed"]);
+    ns.assert_clean(&b);
+}
+
+/// `busybox:test` plus the host's OpenBSD netcat and its libraries, for `nc -u`.
+fn image_with_nc(b: &Builder) -> &'static str {
+    let ctx = tempfile::tempdir().expect("tmp");
+    let nc = std::path::Path::new("/usr/bin/nc.openbsd");
+    assert!(nc.exists(), "tests need Debian's netcat-openbsd");
+    std::fs::copy(nc, ctx.path().join("nc")).expect("copy nc");
+    let ldd = Command::new("ldd").arg(nc).output().expect("ldd");
+    std::fs::create_dir_all(ctx.path().join("lib")).expect("mkdir");
+    let mut dockerfile = String::from("FROM busybox:test\nCOPY nc /usr/bin/nc\n");
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        let Some(path) = line.split_whitespace().find(|w| w.starts_with('/')) else { continue };
+        let name = std::path::Path::new(path).file_name().expect("name").to_string_lossy().into_owned();
+        std::fs::copy(path, ctx.path().join("lib").join(&name)).expect("copy lib");
+        let dir = std::path::Path::new(path).parent().expect("dir").display().to_string();
+        dockerfile.push_str(&format!("COPY lib/{name} {dir}/{name}\n"));
+    }
+    std::fs::write(ctx.path().join("Dockerfile"), dockerfile).expect("Dockerfile");
+    b.ok(&["build", "-q", "-t", "nc:test", ctx.path().to_str().expect("utf8")]);
+    "nc:test"
+}
+
+#[test]
+fn udp_published_port_reaches_the_container() {
+    let b = with_busybox();
+    let image = image_with_nc(&b);
+    let ns = Ns::new();
+    ns.ok(&b, &["run", "-d", "--name", "u", "-p", "0:5000/udp", image, "nc", "-u", "-l", "5000"]);
+    let line = ns.ok(&b, &["port", "u", "5000/udp"]);
+    let port = line.trim().rsplit(':').next().expect("port").to_string();
+    assert!(line.starts_with("0.0.0.0:"), "{line}");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        ns.sh(&format!("echo hello-udp | nc -u -w 1 127.0.0.1 {port} || true"));
+        if ns.ok(&b, &["logs", "u"]).contains("hello-udp") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the datagram never arrived");
+    }
+    assert!(ns.ok(&b, &["ps"]).contains(&format!("0.0.0.0:{port}->5000/udp")));
+    ns.ok(&b, &["rm", "-f", "u"]);
+    ns.assert_clean(&b);
+}
+
+#[test]
+fn default_bridge_files_are_dockers_and_other_names_go_to_the_hosts_servers() {
+    let b = with_busybox();
+    // The host only knows a loopback stub resolver, as with systemd-resolved.
+    let ns = Ns::with_resolv_conf("search example.test\nnameserver 127.0.0.53\noptions edns0\n");
+    // That stub, answering every A query with 10.9.8.7, on the host's loopback.
+    let stub = r#"
+import socket, struct
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.53", 53))
+print("ready", flush=True)
+while True:
+    q, peer = s.recvfrom(512)
+    end = 12
+    while q[end] != 0:
+        end += q[end] + 1
+    end += 5
+    qtype = struct.unpack(">H", q[end - 4:end - 2])[0]
+    answer = b"\xc0\x0c" + struct.pack(">HHIH", 1, 1, 60, 4) + bytes([10, 9, 8, 7]) if qtype == 1 else b""
+    s.sendto(q[:2] + b"\x81\x80" + struct.pack(">HHHH", 1, 1 if answer else 0, 0, 0) + q[12:end] + answer, peer)
+"#;
+    let mut server = ns.exec().args(["python3", "-c", stub]).stdout(Stdio::piped()).spawn().expect("python3");
+    {
+        use std::io::BufRead;
+        let mut line = String::new();
+        std::io::BufReader::new(server.stdout.as_mut().expect("stdout")).read_line(&mut line).expect("ready");
+        assert_eq!(line, "ready\n");
+    }
+    let id = ns.ok(&b, &["run", "-d", "--name", "plain", "busybox:test", "sleep", "600"]);
+    let short = &id.trim()[..12];
+    let (_, resolv) = ns.in_container(&b, "plain", "cat /etc/resolv.conf");
+    assert_eq!(resolv, "search example.test\noptions edns0\nnameserver 8.8.8.8\nnameserver 8.8.4.4\n");
+    let (_, hosts) = ns.in_container(&b, "plain", "cat /etc/hosts; hostname; cat /etc/hostname");
+    assert!(hosts.starts_with("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"), "{hosts}");
+    assert!(hosts.contains("\n172.30.0.") && hosts.contains(&format!("\t{short}\n{short}\n{short}\n")), "{hosts}");
+    assert!(!hosts.contains(&format!("127.0.0.1\t{short}")), "{hosts}");
+    // The host network keeps the host's files and name.
+    let host_name = std::fs::read_to_string("/proc/sys/kernel/hostname").expect("hostname");
+    let out = ns.ok(&b, &["run", "--rm", "--network", "host", "busybox:test", "sh", "-c", "hostname; cat /etc/resolv.conf"]);
+    assert_eq!(out, format!("{}search example.test\nnameserver 127.0.0.53\noptions edns0\n", host_name));
+
+    // On a user network, a name no container has is asked of the host's server.
+    ns.ok(&b, &["network", "create", "app"]);
+    let out = ns.ok(&b, &["run", "--rm", "--network", "app", "busybox:test", "sh", "-c", "cat /etc/resolv.conf; nslookup upstream.example"]);
+    assert!(out.starts_with("nameserver 127.0.0.11\nsearch example.test\noptions edns0 ndots:0\n"), "{out}");
+    assert!(out.contains("Address: 10.9.8.7"), "{out}");
+    let _ = server.kill();
+    let _ = server.wait();
+    ns.ok(&b, &["rm", "-f", "plain"]);
+    ns.ok(&b, &["network", "rm", "app"]);
+    ns.assert_clean(&b);
+    removes_etc_netns(&ns);
+}
+
+#[test]
+fn kill_9_of_the_cli_and_of_a_shim_on_a_user_network_leave_nothing_that_blocks() {
+    let b = with_busybox();
+    let ns = Ns::new();
+    ns.ok(&b, &["network", "create", "app"]);
+    ns.ok(&b, &["run", "-d", "--name", "watcher", "--network", "app", "busybox:test", "sleep", "600"]);
+    // A foreground container whose CLI is killed with SIGKILL.
+    let mut fg = ns.exec().arg(bin()).arg("--root").arg(b.root()).args(["run", "--name", "fg", "--network", "app", "-p", "127.0.0.1:18090:80", "busybox:test", "sh", "-c", HTTPD]).stdout(Stdio::null()).spawn().expect("run");
+    assert!(ns.fetch_eventually("http://127.0.0.1:18090/").starts_with("page of "));
+    assert!(ns.resolve_from(&b, "watcher", "fg").is_some());
+    fg.kill().expect("kill -9");
+    fg.wait().expect("wait");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ns.fetch("http://127.0.0.1:18090/").is_some() || ns.resolve_from(&b, "watcher", "fg").is_some() {
+        assert!(Instant::now() < deadline, "the container or its name outlived its CLI");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A detached one whose shim is killed.
+    let d_id = ns.ok(&b, &["run", "-d", "--name", "d", "--network", "app", "busybox:test", "sleep", "600"]);
+    assert!(ns.resolve_from(&b, "watcher", "d").is_some());
+    let shims = ns.sh(&format!("ps -eo pid,args | grep '__shim {}' | grep -v grep | awk '{{print $1}}'", d_id.trim()));
+    for pid in shims.split_whitespace() {
+        nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid.parse().expect("pid")), nix::sys::signal::Signal::SIGKILL).expect("kill -9");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while ns.resolve_from(&b, "watcher", "d").is_some() {
+        assert!(Instant::now() < deadline, "d still resolves after its shim died");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // The same port and names again: nothing stale blocks them.
+    ns.ok(&b, &["rm", "-f", "fg", "d"]);
+    ns.ok(&b, &["run", "-d", "--name", "fg", "--network", "app", "-p", "127.0.0.1:18090:80", "busybox:test", "sh", "-c", HTTPD]);
+    assert!(ns.fetch_eventually("http://127.0.0.1:18090/").starts_with("page of "));
+    ns.ok(&b, &["rm", "-f", "fg", "watcher"]);
+    ns.ok(&b, &["network", "rm", "app"]);
+    ns.assert_clean(&b);
 }

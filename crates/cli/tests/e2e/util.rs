@@ -47,6 +47,24 @@ impl Builder {
     }
 }
 
+/// The machine's network namespace, opened before the suite entered its own (see main.rs).
+pub static MACHINE_NETWORK: std::sync::OnceLock<std::fs::File> = std::sync::OnceLock::new();
+
+/// Makes `cmd` run in the machine's network namespace: only for what needs the outside world
+/// (debootstrap, a build that installs packages) and starts no container on a bridge there.
+pub fn on_machine_network(cmd: &mut Command) -> &mut Command {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::process::CommandExt;
+    let Some(fd) = MACHINE_NETWORK.get().map(|f| f.as_raw_fd()) else { return cmd };
+    // SAFETY: between fork and exec only setns(2) is called, which is async-signal-safe.
+    unsafe {
+        cmd.pre_exec(move || {
+            let ns = std::os::fd::BorrowedFd::borrow_raw(fd);
+            nix::sched::setns(ns, nix::sched::CloneFlags::CLONE_NEWNET).map_err(std::io::Error::from)
+        })
+    }
+}
+
 /// Path of the compiled `builder` binary.
 pub fn bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_builder"))

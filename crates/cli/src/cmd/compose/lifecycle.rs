@@ -132,6 +132,7 @@ pub fn down(mut e: Engine<'_>, args: DownArgs) -> anyhow::Result<ExitCode> {
     records.sort_by_key(|r| std::cmp::Reverse(order.iter().position(|s| *s == r.service).unwrap_or(usize::MAX)));
     e.stop(&records, args.timeout)?;
     e.remove(&records, args.volumes)?;
+    super::up::remove_networks(&e)?;
     if args.volumes {
         let store = e.volumes()?;
         for (key, v) in &e.project.volumes {
@@ -282,6 +283,7 @@ pub fn run(mut e: Engine<'_>, args: RunArgs) -> anyhow::Result<ExitCode> {
     });
     let command = (!args.command.is_empty()).then_some(args.command.as_slice());
     super::up::create_volumes(&e)?;
+    super::up::create_networks(&e)?;
     let spec = spec::run_args(&e, &args.service, &name, command, args.detach)?;
     let mut run_args = spec.args;
     // A one-off container is not restarted (as `docker compose run`).

@@ -1,10 +1,9 @@
 //! A service's container as `builder run` arguments.
 //!
-//! Until the runtime has bridge networks (issue 12), a project's services share the host's
-//! network: every service name and alias is added to each container's /etc/hosts as
-//! 127.0.0.1, so `db:3306` reaches the `db` service as it would on `PROJECT_default`, and a
-//! port is reachable where the service listens. What needs a real bridge (publishing a port
-//! on a different host port, internal networks, fixed subnets) is refused with the key that
+//! Services join the project's networks (`PROJECT_default` unless the file says otherwise)
+//! with the service name and the file's aliases as extra names, so `db:3306` reaches the `db`
+//! service through the network's name server, and `ports` are published as `-p`. What is not
+//! supported yet (fixed addresses, `network_mode: service:…`) is refused with the key that
 //! asks for it, never silently dropped.
 
 use anyhow::bail;
@@ -49,24 +48,32 @@ pub fn run_args(engine: &Engine<'_>, service: &str, name: &str, command: Option<
     if let Some(c) = s.cpus {
         push("--cpus", c.to_string());
     }
-    let network = match s.network_mode.as_deref() {
-        Some("none") => "none",
-        _ => "host",
-    };
-    push("--network", network.to_string());
-    if network == "host" {
-        for (other, os) in &p.services {
-            let mut names = vec![other.clone()];
-            for n in os.networks.values() {
-                names.extend(n.aliases.iter().cloned());
-            }
-            if os.container_name.is_some() {
-                names.extend(os.container_name.clone());
-            }
-            for n in names {
-                push("--add-host", format!("{n}:127.0.0.1"));
+    match s.network_mode.as_deref() {
+        Some(mode @ ("none" | "host")) => push("--network", mode.to_string()),
+        Some("bridge") => push("--network", "bridge".to_string()),
+        _ => {
+            // Each network of the service (sorted by priority, then name, as Compose does),
+            // with the service name and the file's aliases as names there.
+            let mut nets: Vec<(&String, &compose::ServiceNetwork)> = s.networks.iter().collect();
+            nets.sort_by_key(|(k, n)| (std::cmp::Reverse(n.priority.unwrap_or(0)), k.to_string()));
+            for (key, n) in nets {
+                let real = p.networks.get(key).and_then(|n| n.name.clone()).unwrap_or_else(|| format!("{}_{key}", p.name));
+                let mut value = format!("name={real},alias={service}");
+                for a in &n.aliases {
+                    value.push_str(&format!(",alias={a}"));
+                }
+                push("--network", value);
             }
         }
+    }
+    for port in &s.ports {
+        let host = match (&port.host_ip, &port.published) {
+            (Some(ip), Some(p)) => format!("{ip}:{p}:"),
+            (Some(ip), None) => format!("{ip}::"),
+            (None, Some(p)) => format!("{p}:"),
+            (None, None) => String::new(),
+        };
+        push("-p", format!("{host}{}/{}", port.target, port.protocol));
     }
     for (h, ip) in &s.extra_hosts {
         push("--add-host", format!("{h}:{ip}"));
@@ -226,36 +233,23 @@ fn health_args(h: &compose::Healthcheck, a: &mut Vec<String>) {
     }
 }
 
-/// Refuses what the host-network runtime cannot honour yet, naming the key.
+/// Refuses what the runtime cannot honour yet, naming the key.
 fn check_supported(p: &compose::Project, service: &str, s: &Service) -> anyhow::Result<()> {
-    const WAITS: &str = "needs the container networks of issue 12, which builder compose does not have yet";
-    for (i, port) in s.ports.iter().enumerate() {
-        if let Some(published) = &port.published {
-            if *published != port.target.to_string() {
-                bail!(
-                    "services.{service}.ports[{i}]: publishing container port {} on host port {published} {WAITS}; services share the host network for now, so publish it as {}:{}",
-                    port.target,
-                    port.target,
-                    port.target
-                );
-            }
-        }
+    const NOT_YET: &str = "is not supported by builder compose yet";
+    if let Some(mode) = s.network_mode.as_ref().filter(|m| m.starts_with("service:") || m.starts_with("container:")) {
+        bail!("services.{service}.network_mode: {mode:?} {NOT_YET}");
     }
-    if let Some(mode) = &s.network_mode {
-        if mode.starts_with("service:") || mode.starts_with("container:") {
-            bail!("services.{service}.network_mode: {mode:?} {WAITS}");
+    for (i, port) in s.ports.iter().enumerate() {
+        if port.published.as_deref().is_some_and(|p| p.contains('-')) && port.published.as_deref() != Some(&port.target.to_string()) {
+            bail!("services.{service}.ports[{i}]: a range of host ports for one container port {NOT_YET}");
         }
     }
     for name in s.networks.keys() {
-        let Some(n) = p.networks.get(name) else { continue };
-        if n.internal {
-            bail!("networks.{name}.internal: an internal network {WAITS}");
-        }
-        if n.ipam.as_ref().is_some_and(|i| !i.config.is_empty()) {
-            bail!("networks.{name}.ipam: a network with its own subnet {WAITS}");
-        }
         if let Some(ip) = s.networks[name].ipv4_address.as_ref().or(s.networks[name].ipv6_address.as_ref()) {
-            bail!("services.{service}.networks.{name}: a fixed address ({ip}) {WAITS}");
+            bail!("services.{service}.networks.{name}: a fixed address ({ip}) {NOT_YET}");
+        }
+        if p.networks.get(name).is_some_and(|n| n.ipam.as_ref().is_some_and(|i| i.config.len() > 1)) {
+            bail!("networks.{name}.ipam.config: more than one pool {NOT_YET}");
         }
     }
     Ok(())

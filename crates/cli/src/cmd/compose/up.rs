@@ -57,6 +57,7 @@ pub fn run(mut e: Engine<'_>, args: UpArgs) -> anyhow::Result<ExitCode> {
     orphans(&mut e, args.remove_orphans)?;
     images::ensure(&e, &order, args.build, args.no_build)?;
     create_volumes(&e)?;
+    create_networks(&e)?;
     for service in &order {
         converge(&mut e, service, args.force_recreate)?;
     }
@@ -111,6 +112,57 @@ pub fn create_volumes(e: &Engine<'_>) -> anyhow::Result<()> {
         if created {
             eprintln!(" Volume \"{name}\"  Created");
         }
+    }
+    Ok(())
+}
+
+/// Creates the project's networks (`PROJECT_default` and the file's `networks:`, with
+/// Compose's labels); an external one must exist.
+pub fn create_networks(e: &Engine<'_>) -> anyhow::Result<()> {
+    let nets = network::Networks::open(&e.globals.root());
+    for (key, n) in &e.project.networks {
+        let name = n.name.clone().unwrap_or_else(|| format!("{}_{key}", e.project.name));
+        if n.external {
+            nets.get(&name).map_err(|_| anyhow::anyhow!("networks.{key}: external network {name:?} not found (create it with builder network create {name})"))?;
+            continue;
+        }
+        if nets.get(&name).is_ok() {
+            continue;
+        }
+        if let Some(d) = n.driver.as_deref().filter(|d| *d != "bridge") {
+            bail!("networks.{key}.driver: only the bridge driver is supported, not {d:?}");
+        }
+        let mut labels = n.labels.clone();
+        labels.insert("com.docker.compose.project".into(), e.project.name.clone());
+        labels.insert("com.docker.compose.network".into(), key.clone());
+        let pool = n.ipam.as_ref().and_then(|i| i.config.first());
+        let new = network::NewNetwork {
+            name: name.clone(),
+            driver: None,
+            subnet: pool.and_then(|c| c.subnet.clone()),
+            gateway: pool.and_then(|c| c.gateway.clone()),
+            internal: n.internal,
+            labels,
+        };
+        eprintln!(" Network {name}  Creating");
+        nets.create(&new).with_context(|| format!("networks.{key}"))?;
+        eprintln!(" Network {name}  Created");
+    }
+    Ok(())
+}
+
+/// Removes the project's own networks (`down`); external ones stay.
+pub fn remove_networks(e: &Engine<'_>) -> anyhow::Result<()> {
+    let nets = network::Networks::open(&e.globals.root());
+    for (key, n) in &e.project.networks {
+        let name = n.name.clone().unwrap_or_else(|| format!("{}_{key}", e.project.name));
+        let ours = nets.get(&name).is_ok_and(|n| n.labels.get("com.docker.compose.project") == Some(&e.project.name));
+        if n.external || !ours {
+            continue;
+        }
+        eprintln!(" Network {name}  Removing");
+        nets.remove(&name).with_context(|| format!("networks.{key}"))?;
+        eprintln!(" Network {name}  Removed");
     }
     Ok(())
 }

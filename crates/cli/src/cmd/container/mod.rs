@@ -226,9 +226,13 @@ pub struct RunArgs {
     /// Allocate a pseudo-TTY.
     #[arg(short, long)]
     pub tty: bool,
-    /// Network: bridge, host or none (default: bridge when ports are published, else host).
-    #[arg(long, default_value = "")]
-    pub network: String,
+    /// Network: bridge (the default), host, none, or a network of `network create`; may be
+    /// repeated to join several, each also as `name=NET[,alias=A…]`.
+    #[arg(long, alias = "net", value_name = "NETWORK")]
+    pub network: Vec<String>,
+    /// Another name of the container on a user-defined network (resolved by its DNS); may be repeated.
+    #[arg(long = "network-alias", alias = "net-alias", value_name = "ALIAS")]
+    pub network_alias: Vec<String>,
     /// Publish a container's port on the host: [IP:][HOST_PORT:]CONTAINER_PORT[/tcp|/udp] (ranges too).
     #[arg(short = 'p', long = "publish", value_name = "[IP:][HOST_PORT:]PORT[/PROTO]")]
     pub publish: Vec<String>,

@@ -7,8 +7,34 @@ use container::{Containers, HealthOptions, Ran, RunOptions};
 
 use super::{RunArgs, exit_code};
 
+/// `--network` values: `NET` or `name=NET,alias=A,alias=B` (Docker's long form).
+fn networks(values: &[String]) -> anyhow::Result<Vec<network::Join>> {
+    let mut out = Vec::new();
+    for v in values {
+        if !v.contains('=') {
+            out.push(network::Join { network: v.clone(), aliases: Vec::new() });
+            continue;
+        }
+        let mut join = network::Join::default();
+        for field in v.split(',') {
+            match field.split_once('=') {
+                Some(("name", n)) => join.network = n.to_string(),
+                Some(("alias", a)) => join.aliases.push(a.to_string()),
+                _ => anyhow::bail!("invalid --network {v:?}: {field:?} is not name=NETWORK or alias=NAME"),
+            }
+        }
+        if join.network.is_empty() {
+            anyhow::bail!("invalid --network {v:?}: name=NETWORK is missing");
+        }
+        out.push(join);
+    }
+    Ok(out)
+}
+
 /// The container options of `run` and `create`.
 fn options(args: &RunArgs) -> anyhow::Result<RunOptions> {
+    let mut joins = networks(&args.network)?;
+    let first = if joins.is_empty() { network::Join::default() } else { joins.remove(0) };
     Ok(RunOptions {
         image: args.image.clone(),
         command: args.command.clone(),
@@ -24,7 +50,9 @@ fn options(args: &RunArgs) -> anyhow::Result<RunOptions> {
         user: args.user.clone(),
         interactive: args.interactive,
         tty: args.tty,
-        network: args.network.clone(),
+        network: first.network,
+        network_aliases: first.aliases.into_iter().chain(args.network_alias.iter().cloned()).collect(),
+        extra_networks: joins,
         publish: args.publish.clone(),
         publish_all: args.publish_all,
         hostname: args.hostname.clone(),
