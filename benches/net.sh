@@ -20,10 +20,10 @@ if [ -z "${BUILDER:-}" ]; then
   cargo build --release -q -p cli
   BUILDER=$PWD/target/release/builder
 fi
-WORK=$(mktemp -d /tmp/builder-net-bench.XXXXXX)
+WORK=$(mktemp -d /tmp/bnb.XXXX)  # short: unix socket paths live under it
 NS=builder-net-bench-$$
 DOCKERD_PID=
-STATE=$WORK/builder
+STATE=$WORK/b
 cleanup() {
   ip netns exec "$NS" "$BUILDER" --root "$STATE" rm -f $(ip netns exec "$NS" "$BUILDER" --root "$STATE" ps -aq 2>/dev/null) > /dev/null 2>&1 || true
   [ -z "$DOCKERD_PID" ] || { DOCKER_HOST=$DOCK docker rm -f $(DOCKER_HOST=$DOCK docker ps -aq) > /dev/null 2>&1 || true; kill "$DOCKERD_PID" 2>/dev/null || true; wait "$DOCKERD_PID" 2>/dev/null || true; }
@@ -59,7 +59,7 @@ done
 "$BUILDER" --root "$STATE" save -o "$WORK/image.tar" bench-net:1
 
 nsenter --net=/run/netns/"$NS" dockerd --data-root "$WORK/docker" --exec-root "$WORK/docker-exec" --pidfile "$WORK/docker.pid" \
-  --host "$DOCK" --bridge-ip 172.31.250.1/24 > "$WORK/dockerd.log" 2>&1 &
+  --host "$DOCK" --bip 172.31.250.1/24 > "$WORK/dockerd.log" 2>&1 &
 DOCKERD_PID=$!
 for _ in $(seq 1 60); do D info > /dev/null 2>&1 && break; sleep 0.5; done
 D load -i "$WORK/image.tar" > /dev/null
@@ -79,7 +79,7 @@ done
 
 # (b) 1 GiB, client on the namespace's loopback (the usual `localhost:PORT`) and straight to
 # the container. Gbit/s of the receiver, median of ROUNDS/2 (at least 3) transfers.
-gbits() { in_ns iperf3 -c "$1" -p "$2" -n 1G -J 2>/dev/null | grep -A12 '"sum_received"' | grep -m1 '"bits_per_second"' | grep -o '[0-9.e+]*$' | awk '{printf "%.2f", $1 / 1e9}'; }
+gbits() { in_ns iperf3 -c "$1" -p "$2" -n 1G -J 2>/dev/null | python3 -c 'import json,sys; print("%.2f" % (json.load(sys.stdin)["end"]["sum_received"]["bits_per_second"] / 1e9))'; }
 T=$(( ROUNDS / 2 > 3 ? ROUNDS / 2 : 3 ))
 B run -d --name iperf -p 127.0.0.1:15201:5201 bench-net:1 iperf3 -s > /dev/null
 D run -d --name iperf -p 127.0.0.1:15202:5201 bench-net:1 iperf3 -s > /dev/null

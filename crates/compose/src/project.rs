@@ -313,7 +313,7 @@ fn normalize_service(project: &Project, name: &str, s: &mut Service, locate: &Lo
             Some(rest) if rest.is_empty() || rest.starts_with('/') => PathBuf::from(format!("{home}{rest}")),
             _ => absolute(dir, Path::new(p)),
         };
-        clean(&path).to_string_lossy().into_owned()
+        clean(&path)
     };
     if let Some(b) = &mut s.build {
         // A context may also be a git or HTTP URL, which stays as written.
@@ -368,7 +368,7 @@ fn normalize_secrets(project: &Project, secrets: BTreeMap<String, Secret>, locat
             return Err(at("an external secret lives in Docker Swarm's secret store, which builder compose does not have; give it a `file` or an `environment` variable".into()));
         }
         match (&secret.file, &secret.environment) {
-            (Some(file), None) => secret.file = Some(clean(&absolute(&project.directory, Path::new(file))).to_string_lossy().into_owned()),
+            (Some(file), None) => secret.file = Some(clean(&absolute(&project.directory, Path::new(file)))),
             (None, Some(var)) => {
                 if !project.variables.contains_key(var) {
                     return Err(at(format!("the secret's variable {var} is not set")));
@@ -381,19 +381,10 @@ fn normalize_secrets(project: &Project, secrets: BTreeMap<String, Secret>, locat
     Ok(out)
 }
 
-/// Removes `.` and `..` components without touching the filesystem.
-fn clean(p: &Path) -> PathBuf {
-    let mut out = PathBuf::new();
-    for c in p.components() {
-        match c {
-            std::path::Component::CurDir => {}
-            std::path::Component::ParentDir => {
-                out.pop();
-            }
-            c => out.push(c),
-        }
-    }
-    out
+/// A host path with `.` and `..` removed without touching the filesystem, by the workspace's
+/// one path cleaner (Go's `path.Clean`, as Compose cleans paths).
+fn clean(p: &Path) -> String {
+    dockerignore::clean_path(&p.to_string_lossy())
 }
 
 /// Gives networks and volumes the names they have on the host (`PROJECT_NAME`, or the name as
