@@ -80,13 +80,13 @@ impl Server {
     pub(crate) fn bind(dir: &Path, first: bool) -> Result<Server> {
         let path = dir.join(SOCKET);
         let _ = std::fs::remove_file(&path);
-        let listener = UnixListener::bind(&path).map_err(|e| Error::io("listening on", &path, e))?;
+        let (_dir, short) = socket_address(dir)?;
+        let listener = UnixListener::bind(&short).map_err(|e| Error::io("listening on", &path, e))?;
         let server = Server { clients: Arc::default(), input: Arc::default() };
         if first {
             println!("listening");
             let _ = io::stdout().flush();
-            let (client, _) = listener.accept().map_err(|e| Error::io("accepting on", &path, e))?;
-            server.add(client);
+            server.add(accept_within(&listener, Duration::from_secs(30)).map_err(|e| Error::io("waiting for the starting process to attach at", &path, e))?);
         }
         let s = server.clone();
         std::thread::spawn(move || {
@@ -132,6 +132,24 @@ impl Server {
             let _ = c.shutdown(std::net::Shutdown::Both);
         }
     }
+}
+
+/// The first client, if it comes within `limit` (the process that started the shim may have
+/// been killed before it connected: then the shim gives up instead of waiting forever).
+fn accept_within(listener: &UnixListener, limit: Duration) -> io::Result<UnixStream> {
+    listener.set_nonblocking(true)?;
+    let deadline = std::time::Instant::now() + limit;
+    let client = loop {
+        match listener.accept() {
+            Ok((c, _)) => break c,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock && std::time::Instant::now() < deadline => std::thread::sleep(Duration::from_millis(5)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Err(io::Error::new(io::ErrorKind::TimedOut, "nobody attached")),
+            Err(e) => return Err(e),
+        }
+    };
+    listener.set_nonblocking(false)?;
+    client.set_nonblocking(false)?;
+    Ok(client)
 }
 
 /// Passes one client's frames on to the container's input.
@@ -233,7 +251,22 @@ pub fn parse_detach_keys(value: &str) -> Result<Vec<u8>> {
 /// Connects to the socket of the container in `dir`.
 pub(crate) fn connect(dir: &Path) -> Result<UnixStream> {
     let path = dir.join(SOCKET);
-    UnixStream::connect(&path).map_err(|e| Error::io("connecting to the container's stdio at", &path, e))
+    let (_dir, short) = socket_address(dir)?;
+    UnixStream::connect(&short).map_err(|e| Error::io("connecting to the container's stdio at", &path, e))
+}
+
+/// The address of the socket in `dir`: its path, or, when that is longer than a socket address
+/// may be (108 bytes: a long `--root`), the same file through `/proc/self/fd/N/` of the open
+/// directory (returned, to be kept open while binding or connecting).
+fn socket_address(dir: &Path) -> Result<(Option<std::fs::File>, std::path::PathBuf)> {
+    let path = dir.join(SOCKET);
+    if path.as_os_str().len() < 100 {
+        return Ok((None, path));
+    }
+    use std::os::fd::AsRawFd;
+    let d = std::fs::File::open(dir).map_err(|e| Error::io("opening", dir, e))?;
+    let short = std::path::PathBuf::from(format!("/proc/self/fd/{}/{SOCKET}", d.as_raw_fd()));
+    Ok((Some(d), short))
 }
 
 /// Finds the detach keys in the input: bytes that may start them are held back until it is
@@ -394,6 +427,24 @@ mod tests {
         assert_eq!(parse_detach_keys("ctrl-@").unwrap(), [0]);
         let err = parse_detach_keys("ctrl-pp").unwrap_err().to_string();
         assert!(err.starts_with("invalid --detach-keys \"ctrl-pp\""), "{err}");
+    }
+
+    #[test]
+    fn clients_connect_and_get_output_and_the_exit_code_under_a_long_directory() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("a-directory-name-long-enough-that-the-socket-path-exceeds").join("the-longest-address-a-unix-socket-may-have");
+        std::fs::create_dir_all(&dir).unwrap();
+        assert!(dir.join(SOCKET).as_os_str().len() > 108);
+        let server = Server::bind(&dir, false).unwrap();
+        let mut client = connect(&dir).unwrap();
+        // The client is registered by the accepting thread: wait for it.
+        while server.clients.lock().unwrap().is_empty() {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        server.output(crate::logs::Stream::Stderr).write_all(b"oops").unwrap();
+        server.exited(3);
+        assert_eq!(read_frame(&mut client).unwrap(), Some((STDERR, b"oops".to_vec())));
+        assert_eq!(read_frame(&mut client).unwrap(), Some((EXIT, 3i32.to_be_bytes().to_vec())));
     }
 
     #[test]
