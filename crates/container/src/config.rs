@@ -263,9 +263,9 @@ pub fn parse_add_host(h: &str) -> Result<(String, String)> {
     Ok((name.to_string(), ip.to_string()))
 }
 
-/// Docker's rule for container names.
+/// Docker's rule for container names, `[a-zA-Z0-9][a-zA-Z0-9_.-]+`: two characters at least.
 pub fn valid_name(name: &str) -> bool {
-    name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric()) && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
+    name.len() >= 2 && name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric()) && name.chars().all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c))
 }
 
 /// A name for a container the user did not name, from its id.
@@ -279,6 +279,16 @@ pub fn random_name(id: &str) -> String {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    #[test]
+    fn names_follow_dockers_pattern_of_two_characters_or_more() {
+        for ok in ["db", "web-1", "a.b_c", "9lives"] {
+            assert!(super::valid_name(ok), "{ok}");
+        }
+        for bad in ["", "x", "-db", "_db", "bad name", "web/1", "é1"] {
+            assert!(!super::valid_name(bad), "{bad}");
+        }
+    }
+
     use super::*;
 
     fn image(entrypoint: &[&str], cmd: &[&str], env: &[&str]) -> oci::spec::Config {

@@ -107,6 +107,10 @@ impl Containers {
     /// Finds `opts.image` (pulling it if missing), merges its config with `opts` and writes
     /// the container's record and bundle. Bad options are refused before anything is written.
     pub fn create(&self, opts: &RunOptions, progress: &dyn registry::Progress) -> Result<Created> {
+        // Checked before anything is pulled or made, as Docker checks it.
+        if let Some(n) = opts.name.as_deref().filter(|n| !config::valid_name(n)) {
+            return Err(Error::option("container name", n, "only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed, two characters at least"));
+        }
         let store = oci::Store::open(&self.root)?;
         let image = self.image(&store, &opts.image, progress)?;
         let lowers = image::layer_snapshots(&self.root, &store, &image)?;
@@ -604,7 +608,7 @@ impl Containers {
     /// Renames a container; the new name must be valid and free.
     pub fn rename(&self, key: &str, new_name: &str) -> Result<()> {
         if !config::valid_name(new_name) {
-            return Err(Error::option("container name", new_name, "only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"));
+            return Err(Error::option("container name", new_name, "only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed, two characters at least"));
         }
         let mut state = self.store.find(key)?;
         if self.store.list()?.iter().any(|c| c.name == new_name && c.id != state.id) {

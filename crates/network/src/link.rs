@@ -45,10 +45,14 @@ pub(crate) fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix: u8) -> Result
 }
 
 /// The inside half of an endpoint: the veth whose peer goes to the supervisor's namespace,
-/// its address, and the default route when `route` is set.
+/// its address, and the default route when `route` is set. The MAC address is made from the
+/// IP address, as Docker makes it (02:42 and the four bytes): a container that gets the
+/// address of one just gone then has its MAC too, so the bridge's neighbour cache, which
+/// may still hold the old entry for up to half a minute, does not send its packets nowhere.
 fn inside_lines(ep: &Endpoint, route: bool) -> String {
+    let [a, b, c, d] = ep.ip.octets();
     let mut s = format!(
-        "link add {ifname} type veth peer name {veth} netns {supervisor}\naddr add {ip}/{prefix} dev {ifname}\nlink set {ifname} up\n",
+        "link add {ifname} address 02:42:{a:02x}:{b:02x}:{c:02x}:{d:02x} type veth peer name {veth} netns {supervisor}\naddr add {ip}/{prefix} dev {ifname}\nlink set {ifname} up\n",
         ifname = ep.ifname,
         veth = ep.veth,
         supervisor = std::process::id(),

@@ -177,6 +177,11 @@ fn docker_container_and_image_commands_rename_and_container_prune() {
     assert!(err.contains("already in use"), "{err}");
     let err = b.fails(&["rename", "done", "bad name"]);
     assert!(err.contains("invalid container name"), "{err}");
+    // Docker's pattern wants two characters at least; nothing is created for a bad name.
+    let before = b.ok(&["ps", "-a", "-q"]);
+    let err = b.fails(&["run", "--name", "x", "busybox:test", "true"]);
+    assert!(err.contains("invalid container name \"x\""), "{err}");
+    assert_eq!(b.ok(&["ps", "-a", "-q"]), before);
     b.ok(&["container", "stop", "-t", "1", "renamed"]);
     assert!(b.ok(&["ps", "-a"]).contains("renamed"));
 

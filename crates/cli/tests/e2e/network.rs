@@ -162,8 +162,8 @@ fn publish_all_uses_the_exposed_ports_and_kill_9_of_the_shim_leaves_nothing_that
     let ctx = context(&[("Dockerfile", "FROM busybox:test\nEXPOSE 80\n")]);
     b.ok(&["build", "-q", "-t", "web:exposed", ctx.path().to_str().expect("utf8")]);
     let ns = Ns::new();
-    ns.ok(&b, &["run", "-d", "--name", "a", "-P", "web:exposed", "sh", "-c", HTTPD]);
-    let port = host_port(&ns, &b, "a");
+    ns.ok(&b, &["run", "-d", "--name", "web-a", "-P", "web:exposed", "sh", "-c", HTTPD]);
+    let port = host_port(&ns, &b, "web-a");
     assert!(ns.fetch_eventually(&format!("http://127.0.0.1:{port}/")).starts_with("page of "));
     // kill -9 of the supervisor: the container dies with it, its rule and lease stay behind...
     let shim = ns.sh("ps -eo pid,args | grep '__shim' | grep -v grep | awk '{print $1}'");
@@ -179,9 +179,9 @@ fn publish_all_uses_the_exposed_ports_and_kill_9_of_the_shim_leaves_nothing_that
         assert!(Instant::now() < deadline, "the container outlived its shim");
         std::thread::sleep(Duration::from_millis(50));
     }
-    ns.ok(&b, &["run", "-d", "--name", "b", "-p", &format!("{port}:80"), "busybox:test", "sh", "-c", HTTPD]);
+    ns.ok(&b, &["run", "-d", "--name", "web-b", "-p", &format!("{port}:80"), "busybox:test", "sh", "-c", HTTPD]);
     assert!(ns.fetch_eventually(&format!("http://127.0.0.1:{port}/")).starts_with("page of "));
-    ns.ok(&b, &["rm", "-f", "a", "b"]);
+    ns.ok(&b, &["rm", "-f", "web-a", "web-b"]);
     ns.assert_clean(&b);
 }
 
@@ -234,12 +234,12 @@ fn user_network_names_and_aliases_resolve_both_ways_and_stop_when_removed() {
     let ns = Ns::new();
     let id = ns.ok(&b, &["network", "create", "app"]);
     assert_eq!(id.trim().len(), 64, "{id}");
-    ns.ok(&b, &["run", "-d", "--name", "a", "--network", "app", "--network-alias", "alpha", "busybox:test", "sh", "-c", HTTPD]);
-    let b_id = ns.ok(&b, &["run", "-d", "--name", "b", "--network", "app", "--network-alias", "beta", "busybox:test", "sh", "-c", HTTPD]);
+    ns.ok(&b, &["run", "-d", "--name", "ann", "--network", "app", "--network-alias", "alpha", "busybox:test", "sh", "-c", HTTPD]);
+    let b_id = ns.ok(&b, &["run", "-d", "--name", "bob", "--network", "app", "--network-alias", "beta", "busybox:test", "sh", "-c", HTTPD]);
     let b_host = &b_id.trim()[..12];
-    // a was started first and finds b, started later, by name and by alias; and the reverse.
+    // ann was started first and finds bob, started later, by name and by alias; and the reverse.
     let deadline = Instant::now() + Duration::from_secs(20);
-    for (from, target) in [("a", "b"), ("a", "beta"), ("b", "a"), ("b", "alpha")] {
+    for (from, target) in [("ann", "bob"), ("ann", "beta"), ("bob", "ann"), ("bob", "alpha")] {
         loop {
             let (ok, page) = ns.in_container(&b, from, &format!("wget -q -O - http://{target}/"));
             if ok {
@@ -251,11 +251,11 @@ fn user_network_names_and_aliases_resolve_both_ways_and_stop_when_removed() {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
-    let (_, resolv) = ns.in_container(&b, "a", "cat /etc/resolv.conf");
+    let (_, resolv) = ns.in_container(&b, "ann", "cat /etc/resolv.conf");
     assert!(resolv.starts_with("nameserver 127.0.0.11\n") && resolv.contains("ndots:0"), "{resolv}");
     // Not from the default bridge: it has no name service for containers.
     ns.ok(&b, &["run", "-d", "--name", "outsider", "busybox:test", "sleep", "600"]);
-    assert_eq!(ns.resolve_from(&b, "outsider", "a"), None);
+    assert_eq!(ns.resolve_from(&b, "outsider", "ann"), None);
     assert_eq!(ns.resolve_from(&b, "outsider", "alpha"), None);
 
     let inspect: serde_json::Value = serde_json::from_str(&ns.ok(&b, &["network", "inspect", "app"])).expect("json");
@@ -265,12 +265,12 @@ fn user_network_names_and_aliases_resolve_both_ways_and_stop_when_removed() {
     assert!(err.contains("network app has active endpoints"), "{err}");
 
     // After rm -f, the name no longer resolves.
-    let b_ip = ns.resolve_from(&b, "a", "b").expect("b resolves");
+    let b_ip = ns.resolve_from(&b, "ann", "bob").expect("bob resolves");
     assert!(b_ip.starts_with("172.18."), "{b_ip}");
-    ns.ok(&b, &["rm", "-f", "b"]);
-    assert_eq!(ns.resolve_from(&b, "a", "b"), None);
-    assert_eq!(ns.resolve_from(&b, "a", "beta"), None);
-    ns.ok(&b, &["rm", "-f", "a", "outsider"]);
+    ns.ok(&b, &["rm", "-f", "bob"]);
+    assert_eq!(ns.resolve_from(&b, "ann", "bob"), None);
+    assert_eq!(ns.resolve_from(&b, "ann", "beta"), None);
+    ns.ok(&b, &["rm", "-f", "ann", "outsider"]);
     assert_eq!(ns.ok(&b, &["network", "rm", "app"]), "app\n");
     assert!(ns.sh("ip -o link show").lines().all(|l| !l.contains("builder") || l.contains("builder0")), "the bridge of app is left");
     ns.assert_clean(&b);
@@ -401,20 +401,20 @@ fn udp_published_port_reaches_the_container() {
     let b = with_busybox();
     let image = image_with_nc(&b);
     let ns = Ns::new();
-    ns.ok(&b, &["run", "-d", "--name", "u", "-p", "0:5000/udp", image, "nc", "-u", "-l", "5000"]);
-    let line = ns.ok(&b, &["port", "u", "5000/udp"]);
+    ns.ok(&b, &["run", "-d", "--name", "udp", "-p", "0:5000/udp", image, "nc", "-u", "-l", "5000"]);
+    let line = ns.ok(&b, &["port", "udp", "5000/udp"]);
     let port = line.trim().rsplit(':').next().expect("port").to_string();
     assert!(line.starts_with("0.0.0.0:"), "{line}");
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         ns.sh(&format!("echo hello-udp | nc -u -w 1 127.0.0.1 {port} || true"));
-        if ns.ok(&b, &["logs", "u"]).contains("hello-udp") {
+        if ns.ok(&b, &["logs", "udp"]).contains("hello-udp") {
             break;
         }
         assert!(Instant::now() < deadline, "the datagram never arrived");
     }
     assert!(ns.ok(&b, &["ps"]).contains(&format!("0.0.0.0:{port}->5000/udp")));
-    ns.ok(&b, &["rm", "-f", "u"]);
+    ns.ok(&b, &["rm", "-f", "udp"]);
     ns.assert_clean(&b);
 }
 
@@ -490,19 +490,19 @@ fn kill_9_of_the_cli_and_of_a_shim_on_a_user_network_leave_nothing_that_blocks()
         std::thread::sleep(Duration::from_millis(50));
     }
     // A detached one whose shim is killed.
-    let d_id = ns.ok(&b, &["run", "-d", "--name", "d", "--network", "app", "busybox:test", "sleep", "600"]);
-    assert!(ns.resolve_from(&b, "watcher", "d").is_some());
+    let d_id = ns.ok(&b, &["run", "-d", "--name", "dd", "--network", "app", "busybox:test", "sleep", "600"]);
+    assert!(ns.resolve_from(&b, "watcher", "dd").is_some());
     let shims = ns.sh(&format!("ps -eo pid,args | grep '__shim {}' | grep -v grep | awk '{{print $1}}'", d_id.trim()));
     for pid in shims.split_whitespace() {
         nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid.parse().expect("pid")), nix::sys::signal::Signal::SIGKILL).expect("kill -9");
     }
     let deadline = Instant::now() + Duration::from_secs(10);
-    while ns.resolve_from(&b, "watcher", "d").is_some() {
-        assert!(Instant::now() < deadline, "d still resolves after its shim died");
+    while ns.resolve_from(&b, "watcher", "dd").is_some() {
+        assert!(Instant::now() < deadline, "dd still resolves after its shim died");
         std::thread::sleep(Duration::from_millis(50));
     }
     // The same port and names again: nothing stale blocks them.
-    ns.ok(&b, &["rm", "-f", "fg", "d"]);
+    ns.ok(&b, &["rm", "-f", "fg", "dd"]);
     ns.ok(&b, &["run", "-d", "--name", "fg", "--network", "app", "-p", "127.0.0.1:18090:80", "busybox:test", "sh", "-c", HTTPD]);
     assert!(ns.fetch_eventually("http://127.0.0.1:18090/").starts_with("page of "));
     ns.ok(&b, &["rm", "-f", "fg", "watcher"]);

@@ -229,9 +229,9 @@ fn volumes_from_shares_another_container_s_volumes() {
 #[test]
 fn commit_leaves_out_what_is_in_volumes() {
     let b = with_busybox();
-    b.ok(&["run", "--name", "w", "-v", "keep:/vol", "busybox:test", "sh", "-c", "echo in-volume > /vol/v; echo in-layer > /layer.txt"]);
-    b.ok(&["commit", "w", "committed:test"]);
-    b.ok(&["rm", "w"]);
+    b.ok(&["run", "--name", "writer", "-v", "keep:/vol", "busybox:test", "sh", "-c", "echo in-volume > /vol/v; echo in-layer > /layer.txt"]);
+    b.ok(&["commit", "writer", "committed:test"]);
+    b.ok(&["rm", "writer"]);
     assert_eq_text("in-layer\nno\n", &sh_out(&b, &[], "committed:test", "cat /layer.txt; test -e /vol/v && echo yes || echo no"));
 }
 
