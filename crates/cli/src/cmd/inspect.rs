@@ -142,9 +142,9 @@ pub fn container_json(containers: &Containers, s: &ContainerState, size: bool) -
         "NetworkSettings": network,
     });
     if size {
-        let rw = dir_size(&dir.join("upper"));
+        let rw = crate::cmd::container::dir_size(&dir.join("upper"));
         v["SizeRw"] = rw.into();
-        v["SizeRootFs"] = (rw + s.lowers.iter().map(|l| dir_size(l)).sum::<u64>()).into();
+        v["SizeRootFs"] = (rw + s.lowers.iter().map(|l| crate::cmd::container::dir_size(l)).sum::<u64>()).into();
     }
     v
 }
@@ -214,17 +214,4 @@ fn network_settings(containers: &Containers, s: &ContainerState, settings: &Sett
         "Gateway": gateway, "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0, "IPAddress": ip,
         "IPPrefixLen": prefix, "IPv6Gateway": "", "MacAddress": "", "Networks": networks,
     })
-}
-
-/// Bytes of the regular files under `dir` (hard links once).
-fn dir_size(dir: &std::path::Path) -> u64 {
-    use std::os::unix::fs::MetadataExt;
-    let mut seen = std::collections::HashSet::new();
-    walkdir::WalkDir::new(dir)
-        .into_iter()
-        .flatten()
-        .filter_map(|e| e.metadata().ok())
-        .filter(|m| m.is_file() && (m.nlink() == 1 || seen.insert((m.dev(), m.ino()))))
-        .map(|m| m.len())
-        .sum()
 }

@@ -13,6 +13,7 @@ mod lifecycle;
 mod logs;
 mod prune;
 mod ps;
+pub(crate) use ps::dir_size;
 mod rename;
 mod run;
 mod stats;

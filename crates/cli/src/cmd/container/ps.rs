@@ -135,8 +135,8 @@ pub(super) fn health_of(containers: &Containers, c: &ContainerState) -> Option<c
     has_check.then(|| container::health::Health::load(&dir).map(|h| h.status).unwrap_or(container::health::HealthStatus::Starting))
 }
 
-/// Bytes of the regular files under `dir` (hard links once).
-fn dir_size(dir: &std::path::Path) -> u64 {
+/// Bytes of the regular files under `dir` (hard links once): `ps -s` and `inspect -s`.
+pub(crate) fn dir_size(dir: &std::path::Path) -> u64 {
     use std::os::unix::fs::MetadataExt;
     let mut seen = std::collections::HashSet::new();
     walkdir::WalkDir::new(dir)
