@@ -12,7 +12,7 @@ use crate::forms::{self, Mapping, OneOrMany, StrOrMap, StrOrSeq};
 /// Keys of the Compose specification that builder compose does not implement: naming them in
 /// the error tells the user it is a known, unsupported key rather than a typo.
 pub const UNSUPPORTED_COMPOSE_KEYS: &[&str] = &[
-    "configs", "extends", "include", "dns", "dns_search", "dns_opt",
+    "extends", "include", "dns", "dns_search", "dns_opt",
     "logging", "platform", "pull_policy", "links", "external_links", "sysctls", "security_opt", "shm_size", "stdin_open", "tty", "ipc", "pid",
     "userns_mode", "cgroup_parent", "domainname", "mac_address", "storage_opt", "isolation", "cpu_shares", "cpuset", "memswap_limit",
     "mem_reservation", "oom_score_adj", "runtime", "volumes_from", "annotations", "attach", "develop", "post_start", "pre_stop", "models",
@@ -35,6 +35,8 @@ pub struct File {
     pub volumes: BTreeMap<String, Volume>,
     #[serde(default)]
     pub secrets: BTreeMap<String, Secret>,
+    #[serde(default)]
+    pub configs: BTreeMap<String, Config>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -104,6 +106,9 @@ pub struct Service {
     pub scale: Option<u32>,
     #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "service_secrets")]
     pub secrets: Vec<ServiceSecret>,
+    /// Configs, in the secrets' form; the target is always absolute (`/<source>` by default).
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "service_configs")]
+    pub configs: Vec<ServiceSecret>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub privileged: Option<bool>,
     #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "one_or_many")]
@@ -696,6 +701,24 @@ pub struct Secret {
     pub name: Option<String>,
 }
 
+/// A top-level config: its contents come from a file, a variable of the environment, or the
+/// file itself (`content`).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub content: Option<String>,
+    /// Swarm's config store, which a daemonless builder has no equivalent of: refused when set.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not", deserialize_with = "external")]
+    pub external: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceSecretLong {
@@ -737,21 +760,40 @@ impl ServiceSecret {
 
 fn service_secrets<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ServiceSecret>, D::Error> {
     use serde::de::Error;
-    let number = |key: &str, v: Option<String>, radix: u32| -> Result<Option<u32>, D::Error> {
-        v.map(|v| u32::from_str_radix(v.trim_start_matches("0o"), radix).map_err(|_| D::Error::custom(format!("secrets: {key} {v:?} is not a number"))))
+    secrets_or_configs(d, "secrets", |target| {
+        if target.is_empty() || (!target.starts_with('/') && target.contains('/')) {
+            return Err(D::Error::custom(format!("secrets: target {target:?} must be a file name (under /run/secrets) or an absolute path")));
+        }
+        Ok(target)
+    })
+}
+
+/// A config's target is a path in the container; a relative one starts at `/`, as Compose
+/// mounts a config at `/<name>` by default.
+fn service_configs<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<ServiceSecret>, D::Error> {
+    use serde::de::Error;
+    secrets_or_configs(d, "configs", |target| {
+        if target.is_empty() {
+            return Err(D::Error::custom("configs: the target is empty"));
+        }
+        Ok(if target.starts_with('/') { target } else { format!("/{target}") })
+    })
+}
+
+fn secrets_or_configs<'de, D: serde::Deserializer<'de>>(d: D, key: &str, target: impl Fn(String) -> Result<String, D::Error>) -> Result<Vec<ServiceSecret>, D::Error> {
+    use serde::de::Error;
+    let number = |field: &str, v: Option<String>, radix: u32| -> Result<Option<u32>, D::Error> {
+        v.map(|v| u32::from_str_radix(v.trim_start_matches("0o"), radix).map_err(|_| D::Error::custom(format!("{key}: {field} {v:?} is not a number"))))
             .transpose()
     };
     Vec::<StrOrMap<ServiceSecretLong>>::deserialize(d)?
         .into_iter()
         .map(|item| match item {
-            StrOrMap::Str(source) => Ok(ServiceSecret { target: source.clone(), source, uid: None, gid: None, mode: None }),
+            StrOrMap::Str(source) => Ok(ServiceSecret { target: target(source.clone())?, source, uid: None, gid: None, mode: None }),
             StrOrMap::Map(l) => {
-                let target = l.target.unwrap_or_else(|| l.source.clone());
-                if target.is_empty() || (!target.starts_with('/') && target.contains('/')) {
-                    return Err(D::Error::custom(format!("secrets: target {target:?} must be a file name (under /run/secrets) or an absolute path")));
-                }
+                let t = target(l.target.unwrap_or_else(|| l.source.clone()))?;
                 // `mode` is octal as Compose writes it (0440); YAML 1.2 reads 0440 as the number 440.
-                Ok(ServiceSecret { source: l.source, target, uid: number("uid", l.uid, 10)?, gid: number("gid", l.gid, 10)?, mode: number("mode", l.mode, 8)? })
+                Ok(ServiceSecret { source: l.source, target: t, uid: number("uid", l.uid, 10)?, gid: number("gid", l.gid, 10)?, mode: number("mode", l.mode, 8)? })
             }
         })
         .collect()

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::error::{Error, Loc};
-use crate::model::{File, MountType, Network, Secret, Service, ServiceNetwork, Volume};
+use crate::model::{Config, File, MountType, Network, Secret, Service, ServiceNetwork, Volume};
 use crate::yaml::Node;
 use crate::{de, dotenv, interpolate, yaml};
 
@@ -47,6 +47,8 @@ pub struct Project {
     pub volumes: BTreeMap<String, Volume>,
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub secrets: BTreeMap<String, Secret>,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub configs: BTreeMap<String, Config>,
     /// Services left out because none of their profiles is active.
     #[serde(skip)]
     pub disabled: BTreeMap<String, Service>,
@@ -161,7 +163,7 @@ pub fn load(opts: &LoadOptions) -> Result<Project, Error> {
         opts.profiles.iter().cloned().collect()
     };
 
-    let mut project = Project { name, directory, files, services: BTreeMap::new(), networks: merged.networks, volumes: merged.volumes, secrets: BTreeMap::new(), disabled: BTreeMap::new(), variables };
+    let mut project = Project { name, directory, files, services: BTreeMap::new(), networks: merged.networks, volumes: merged.volumes, secrets: BTreeMap::new(), configs: BTreeMap::new(), disabled: BTreeMap::new(), variables };
     for (name, mut service) in merged.services {
         normalize_service(&project, &name, &mut service, &locate)?;
         let active = service.profiles.is_empty() || service.profiles.iter().any(|p| profiles.contains(p) || p == "*") || profiles.contains("*");
@@ -172,6 +174,7 @@ pub fn load(opts: &LoadOptions) -> Result<Project, Error> {
         }
     }
     project.secrets = normalize_secrets(&project, merged.secrets, &locate)?;
+    project.configs = normalize_configs(&project, merged.configs, &locate)?;
     normalize_resources(&mut project);
     check(&project, &locate)?;
     Ok(project)
@@ -219,6 +222,7 @@ fn merge_file(base: &mut File, over: File) {
     base.networks.extend(over.networks);
     base.volumes.extend(over.volumes);
     base.secrets.extend(over.secrets);
+    base.configs.extend(over.configs);
 }
 
 fn append_unique<T: PartialEq>(base: &mut Vec<T>, over: Vec<T>) {
@@ -262,6 +266,12 @@ fn merge_service(b: &mut Service, o: Service) {
         match b.secrets.iter_mut().find(|y| y.target == x.target) {
             Some(y) => *y = x,
             None => b.secrets.push(x),
+        }
+    }
+    for x in o.configs {
+        match b.configs.iter_mut().find(|y| y.target == x.target) {
+            Some(y) => *y = x,
+            None => b.configs.push(x),
         }
     }
     match (&mut b.build, o.build) {
@@ -381,6 +391,29 @@ fn normalize_secrets(project: &Project, secrets: BTreeMap<String, Secret>, locat
     Ok(out)
 }
 
+/// Checks each top-level config has one source and makes its file path absolute.
+fn normalize_configs(project: &Project, configs: BTreeMap<String, Config>, locate: &Locator<'_>) -> Result<BTreeMap<String, Config>, Error> {
+    let mut out = BTreeMap::new();
+    for (key, mut config) in configs {
+        let at = |message: String| locate.invalid(&["configs", &key], message);
+        if config.external {
+            return Err(at("an external config lives in Docker Swarm's config store, which builder compose does not have; give it a `file`, an `environment` variable or its `content`".into()));
+        }
+        match (&config.file, &config.environment, &config.content) {
+            (Some(file), None, None) => config.file = Some(clean(&absolute(&project.directory, Path::new(file)))),
+            (None, Some(var), None) => {
+                if !project.variables.contains_key(var) {
+                    return Err(at(format!("the config's variable {var} is not set")));
+                }
+            }
+            (None, None, Some(_)) => {}
+            _ => return Err(at("a config needs exactly one of `file`, `environment` and `content`".into())),
+        }
+        out.insert(key, config);
+    }
+    Ok(out)
+}
+
 /// A host path with `.` and `..` removed without touching the filesystem, by the workspace's
 /// one path cleaner (Go's `path.Clean`, as Compose cleans paths).
 fn clean(p: &Path) -> String {
@@ -445,6 +478,15 @@ fn check(p: &Project, locate: &Locator<'_>) -> Result<(), Error> {
                     loc: locate.at(&["services", name, "secrets"]),
                     path: format!("services.{name}.secrets[{i}]"),
                     message: format!("service {name:?} refers to undefined secret {:?} (declare it under the top-level `secrets:`)", secret.source),
+                });
+            }
+        }
+        for (i, config) in s.configs.iter().enumerate() {
+            if !p.configs.contains_key(&config.source) {
+                return Err(Error::Invalid {
+                    loc: locate.at(&["services", name, "configs"]),
+                    path: format!("services.{name}.configs[{i}]"),
+                    message: format!("service {name:?} refers to undefined config {:?} (declare it under the top-level `configs:`)", config.source),
                 });
             }
         }

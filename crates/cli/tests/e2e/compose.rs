@@ -574,3 +574,192 @@ fn capabilities_ulimits_devices_and_groups_reach_the_container() {
     ns.ok(&b, &dir, &["down"]);
     assert_no_containers(&b);
 }
+
+/// A command run inside the test's namespace.
+fn in_ns(ns: &Netns, args: &[&str]) -> Output {
+    Command::new("ip").args(["netns", "exec", &ns.0]).args(args).stdin(std::process::Stdio::null()).output().expect("ip netns exec")
+}
+
+/// Waits until `url` (in the namespace) answers `want`.
+fn wait_http(ns: &Netns, url: &str, want: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let out = in_ns(ns, &["curl", "-s", "-m", "2", url]);
+        if text(&out.stdout) == want {
+            return;
+        }
+        assert!(std::time::Instant::now() < deadline, "{url} never answered {want:?}: {}", text(&out.stdout));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn ps_and_port_show_the_host_ports_the_containers_got_when_the_file_gives_none() {
+    let b = with_busybox();
+    // Two httpd's: 80 on a random port of every address, 81 on a random port of 127.0.0.1.
+    let file = "services:\n  web:\n    image: busybox:test\n    command: sh -c 'mkdir -p /www && echo hi > /www/index.html && httpd -p 81 -h /www && exec httpd -f -p 80 -h /www'\n    ports: [\"80\", \"127.0.0.1::81\"]\n    expose: [\"9000\"]\n";
+    let t = project(&[("compose.yaml", file)]);
+    let dir = t.path().join("shop");
+    let ns = Netns::new();
+    ns.ok(&b, &dir, &["up", "-d"]);
+    let any = ns.ok(&b, &dir, &["port", "web", "80"]);
+    let local = ns.ok(&b, &dir, &["port", "web", "81"]);
+    let host_port = |line: &str, ip: &str| -> u16 {
+        let (a, p) = line.trim().rsplit_once(':').unwrap_or_else(|| panic!("address:port, not {line:?}"));
+        assert_eq!(a, ip, "{line}");
+        p.parse().unwrap_or_else(|_| panic!("a port number in {line:?}"))
+    };
+    let (p80, p81) = (host_port(&any, "0.0.0.0"), host_port(&local, "127.0.0.1"));
+    assert!(p80 != 80 && p80 != 0 && p81 != 81 && p81 != 0, "random host ports: {p80} {p81}");
+    // They are the ports that answer.
+    wait_http(&ns, &format!("http://127.0.0.1:{p80}/"), "hi\n");
+    wait_http(&ns, &format!("http://127.0.0.1:{p81}/"), "hi\n");
+    // `builder port` on the container says the same.
+    let own = text(&in_ns(&ns, &[bin().to_str().expect("utf8"), "--root", b.root().to_str().expect("utf8"), "port", "shop-web-1", "80"]).stdout);
+    assert_eq!(own, any);
+    let ps = ns.ok(&b, &dir, &["ps"]);
+    assert!(ps.contains(&format!("0.0.0.0:{p80}->80/tcp")) && ps.contains(&format!("127.0.0.1:{p81}->81/tcp")) && ps.contains("9000/tcp"), "{ps}");
+    let json: serde_json::Value = serde_json::from_str(&ns.ok(&b, &dir, &["ps", "--format", "json"])).expect("json");
+    let publishers = &json[0]["Publishers"];
+    assert!(publishers.as_array().expect("a list").iter().any(|p| p["TargetPort"] == 80 && p["PublishedPort"] == p80 && p["URL"] == "0.0.0.0" && p["Protocol"] == "tcp"), "{publishers}");
+    // A port the file does not publish is an error naming it.
+    let out = ns.compose(&b, &dir, &["port", "web", "8080"]);
+    assert!(!out.status.success() && text(&out.stderr).contains("no port 8080/tcp published for service \"web\""), "{}", text(&out.stderr));
+    ns.ok(&b, &dir, &["down", "-t", "1"]);
+    assert_no_containers(&b);
+}
+
+// Cases of the kinds compose-spec/conformance-tests has (lifecycle, networks, volumes,
+// secrets, configs, UDP ports, scaling), written for busybox. Lifecycle, shared networks,
+// volumes and secrets are covered above; these add UDP ports, separate networks, bind-mounted
+// files and replicas that find a server by name.
+
+/// A build context of `busybox:test` plus the host's OpenBSD netcat and its libraries (busybox's
+/// nc has no `-u`; busybox sh runs its own applet for a bare `nc`, so services call
+/// `/usr/bin/nc`), as `dir/nc/` for a service's `build: ./nc`.
+fn nc_context(dir: &Path) {
+    let ctx = dir.join("nc");
+    std::fs::create_dir_all(ctx.join("lib")).expect("mkdir");
+    let nc = Path::new("/usr/bin/nc.openbsd");
+    assert!(nc.exists(), "tests need Debian's netcat-openbsd");
+    std::fs::copy(nc, ctx.join("nc")).expect("copy nc");
+    let ldd = Command::new("ldd").arg(nc).output().expect("ldd");
+    let mut dockerfile = String::from("FROM busybox:test\nCOPY nc /usr/bin/nc\n");
+    for line in text(&ldd.stdout).lines() {
+        let Some(path) = line.split_whitespace().find(|w| w.starts_with('/')) else { continue };
+        let name = Path::new(path).file_name().expect("name").to_string_lossy().into_owned();
+        std::fs::copy(path, ctx.join("lib").join(&name)).expect("copy lib");
+        dockerfile.push_str(&format!("COPY lib/{name} {}/{name}\n", Path::new(path).parent().expect("dir").display()));
+    }
+    std::fs::write(ctx.join("Dockerfile"), dockerfile).expect("Dockerfile");
+}
+
+#[test]
+fn conformance_udp_ports_in_short_and_long_syntax_reach_the_service() {
+    let b = with_busybox();
+    let file = "services:\n  udp:\n    build: ./nc\n    command: sh -c '/usr/bin/nc -u -l 5001 & exec /usr/bin/nc -u -l 5000'\n    ports:\n      - \"15000:5000/udp\"\n      - target: 5001\n        published: \"15001\"\n        protocol: udp\n        mode: host\n";
+    let t = project(&[("compose.yaml", file)]);
+    let dir = t.path().join("shop");
+    nc_context(&dir);
+    let ns = Netns::new();
+    ns.ok(&b, &dir, &["up", "-d"]);
+    for (port, word) in [(15000, "short-syntax"), (15001, "long-syntax")] {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        loop {
+            in_ns(&ns, &["sh", "-c", &format!("echo {word} | nc -u -w 1 127.0.0.1 {port} || true")]);
+            if ns.ok(&b, &dir, &["logs", "--no-color", "udp"]).contains(word) {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "the datagram to {port} never arrived");
+        }
+    }
+    let ps = ns.ok(&b, &dir, &["ps"]);
+    assert!(ps.contains("0.0.0.0:15000->5000/udp") && ps.contains("0.0.0.0:15001->5001/udp"), "{ps}");
+    assert_eq!(ns.ok(&b, &dir, &["port", "--protocol", "udp", "udp", "5000"]), "0.0.0.0:15000\n");
+    ns.ok(&b, &dir, &["down", "-t", "1", "--rmi", "local"]);
+    assert_no_containers(&b);
+}
+
+#[test]
+fn conformance_services_on_different_networks_do_not_reach_each_other() {
+    let b = with_busybox();
+    // `entry` and `target` share no network; `both` is on both.
+    let file = "services:\n  entry:\n    image: busybox:test\n    command: sleep 600\n    networks: [front]\n  target:\n    image: busybox:test\n    command: sh -c 'mkdir -p /www && echo from-target > /www/index.html && exec httpd -f -p 8080 -h /www'\n    networks: [back]\n  both:\n    image: busybox:test\n    command: sleep 600\n    networks: [front, back]\nnetworks:\n  front:\n  back:\n";
+    let t = project(&[("compose.yaml", file)]);
+    let dir = t.path().join("shop");
+    let ns = Netns::new();
+    ns.ok(&b, &dir, &["up", "-d"]);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let out = ns.compose(&b, &dir, &["exec", "-T", "both", "wget", "-q", "-O", "-", "http://target:8080/"]);
+        if text(&out.stdout) == "from-target\n" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "both never reached target: {}", text(&out.stderr));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let out = ns.compose(&b, &dir, &["exec", "-T", "entry", "wget", "-q", "-O", "-", "http://target:8080/"]);
+    assert!(!out.status.success() && text(&out.stdout).is_empty(), "entry reached target across networks: {}", text(&out.stdout));
+    assert!(text(&out.stderr).contains("bad address"), "target's name is unknown on entry's network: {}", text(&out.stderr));
+    ns.ok(&b, &dir, &["down", "-t", "1"]);
+    assert_no_containers(&b);
+}
+
+#[test]
+fn conformance_replicas_register_with_a_server_by_name_and_a_file_is_bind_mounted() {
+    let b = with_busybox();
+    // The server logs each request with the caller's address (busybox httpd -v); three client
+    // replicas call it by name, and the server's page comes from a file.
+    let file = "services:\n  server:\n    image: busybox:test\n    command: httpd -f -v -p 8080 -h /www\n    volumes: [\"./page.txt:/www/index.html:ro\"]\n    healthcheck:\n      test: [CMD, wget, -q, -O, /dev/null, http://127.0.0.1:8080/]\n      interval: 200ms\n      retries: 50\n  client:\n    image: busybox:test\n    command: sh -c 'wget -q -O - http://server:8080/; exec sleep 600'\n    deploy:\n      replicas: 3\n    depends_on:\n      server: {condition: service_healthy}\n";
+    let t = project(&[("compose.yaml", file), ("page.txt", "MYVOLUME\n")]);
+    let dir = t.path().join("shop");
+    let ns = Netns::new();
+    ns.ok(&b, &dir, &["up", "-d"]);
+    assert_eq!(ns.ok(&b, &dir, &["ps", "-q", "client"]).lines().count(), 3, "three replicas");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let logs = ns.ok(&b, &dir, &["logs", "--no-color"]);
+        // `server-1  | [::ffff:172.18.0.3]:41324: response:200`, loopback ones from the health check.
+        let mut callers: Vec<&str> = logs
+            .lines()
+            .filter_map(|l| l.strip_prefix("server-1  | [::ffff:"))
+            .filter_map(|l| l.split_once(']').map(|(ip, _)| ip))
+            .filter(|ip| !ip.starts_with("127."))
+            .collect();
+        callers.sort();
+        callers.dedup();
+        if callers.len() == 3 {
+            assert_eq!(logs.matches("| MYVOLUME").count(), 3, "each client read the mounted file: {logs}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{} of 3 clients registered: {logs}", callers.len());
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    ns.ok(&b, &dir, &["down", "-t", "1"]);
+    assert_no_containers(&b);
+}
+
+#[test]
+fn configs_from_files_variables_and_content_are_mounted_at_their_name_or_target() {
+    let b = with_busybox();
+    let script = "cat /app_conf; cat /etc/app/greeting; echo; cat /motd; stat -c \"%a\" /motd; echo x > /app_conf || echo read-only";
+    let file = format!("services:\n  app:\n    image: busybox:test\n    command: sh -c '{script}'\n    configs:\n      - app_conf\n      - source: greeting\n        target: /etc/app/greeting\n      - source: motd\n        mode: 0440\nconfigs:\n  app_conf:\n    file: ./app.conf\n  greeting:\n    environment: GREETING\n  motd:\n    content: |\n      welcome to $${{PROJECT}}\n");
+    let t = project(&[("compose.yaml", &file), ("app.conf", "MYCONFIG\n"), (".env", "GREETING=hello-config\n")]);
+    let dir = t.path().join("shop");
+    let ns = Netns::new();
+    let out = ns.ok(&b, &dir, &["up"]);
+    assert!(out.contains("app-1  | MYCONFIG\napp-1  | hello-config\napp-1  | welcome to ${PROJECT}\napp-1  | 440\n"), "configs' contents and mode: {out}");
+    assert!(out.contains("app-1  | read-only"), "a config cannot be written: {out}");
+    let config = ns.ok(&b, &dir, &["config"]);
+    assert!(config.contains("app.conf") && config.contains("target: /app_conf"), "config shows the configs: {config}");
+    ns.ok(&b, &dir, &["down"]);
+    assert_no_containers(&b);
+
+    let undefined = project(&[("compose.yaml", "services:\n  app:\n    image: busybox:test\n    configs: [nope]\n")]);
+    let out = compose(&b, &undefined.path().join("shop"), &[], &["up"]);
+    assert!(text(&out.stderr).contains("services.app.configs[0]: service \"app\" refers to undefined config \"nope\""), "{}", text(&out.stderr));
+    let two = project(&[("compose.yaml", "services:\n  app:\n    image: busybox:test\nconfigs:\n  c:\n    file: ./x\n    content: y\n")]);
+    let out = compose(&b, &two.path().join("shop"), &[], &["up"]);
+    assert!(text(&out.stderr).contains("compose.yaml:5:3: configs.c: a config needs exactly one of `file`, `environment` and `content`"), "{}", text(&out.stderr));
+    assert_no_containers(&b);
+}

@@ -140,7 +140,7 @@ struct Netns {
 impl Netns {
     fn new(story: &str) -> Netns {
         let name = format!("builder-story-{story}-{}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        let _ = Command::new("ip").args(["netns", "del", &name]).stderr(Stdio::null()).status();
         let st = Command::new("ip").args(["netns", "add", &name]).status().expect("ip netns add (iproute2)");
         assert!(st.success(), "ip netns add {name} failed");
         let st = Command::new("ip").args(["netns", "exec", &name, "ip", "link", "set", "lo", "up"]).status().expect("ip link");
@@ -153,6 +153,66 @@ impl Drop for Netns {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["netns", "del", &self.name]).status();
     }
+}
+
+/// The port the stories' package proxy listens on, apt-cacher-ng's.
+const PACKAGE_PROXY_PORT: u16 = 3142;
+
+/// A forward HTTP proxy for apt in a story's containers: it listens on every address of the
+/// story's network namespace (so a container on the default bridge reaches it at the bridge's
+/// gateway) and fetches from the machine's network, as the tutorial reader's machine would.
+/// Nothing else of the outside is reachable from the namespace, and no NAT rule of the
+/// machine's is touched. One request per connection (it answers `Connection: close`).
+fn start_package_proxy(ns: &Netns) {
+    use std::io::{BufRead, BufReader, Write};
+    use std::os::fd::AsFd;
+    let (ready_tx, ready_rx) = std::sync::mpsc::channel();
+    let path = format!("/run/netns/{}", ns.name);
+    std::thread::spawn(move || {
+        // setns(2) moves only this thread; threads it starts are where it is.
+        let story = std::fs::File::open(&path).expect("open the story's netns");
+        nix::sched::setns(story.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).expect("enter the story's netns");
+        let listener = std::net::TcpListener::bind(("0.0.0.0", PACKAGE_PROXY_PORT)).expect("bind the package proxy");
+        let machine = MACHINE_NETWORK.get().expect("the machine's netns");
+        nix::sched::setns(machine.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).expect("back to the machine's netns");
+        ready_tx.send(()).expect("ready");
+        for client in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(client.try_clone().expect("clone"));
+                let mut request_line = String::new();
+                if reader.read_line(&mut request_line).is_err() {
+                    return;
+                }
+                // `GET http://deb.debian.org/debian/… HTTP/1.1` to `GET /debian/… HTTP/1.1`.
+                let mut parts = request_line.split_whitespace();
+                let (Some(method), Some(url), Some(version)) = (parts.next(), parts.next(), parts.next()) else { return };
+                let Some(rest) = url.strip_prefix("http://") else { return };
+                let (authority, path) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+                let addr = if authority.contains(':') { authority.to_string() } else { format!("{authority}:80") };
+                let mut head = format!("{method} {} {version}\r\n", if path.is_empty() { "/" } else { path });
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if line == "\r\n" || line == "\n" {
+                        break;
+                    }
+                    let name = line.split(':').next().unwrap_or("").to_ascii_lowercase();
+                    if !["connection", "proxy-connection", "keep-alive"].contains(&name.as_str()) {
+                        head.push_str(&line);
+                    }
+                }
+                head.push_str("Connection: close\r\n\r\n");
+                let Ok(mut server) = std::net::TcpStream::connect(&addr) else { return };
+                if server.write_all(head.as_bytes()).is_ok() {
+                    let mut client = client;
+                    let _ = std::io::copy(&mut server, &mut client);
+                }
+            });
+        }
+    });
+    ready_rx.recv().expect("the package proxy started");
 }
 
 /// Copies what is in `from` into `to` (made if missing).
@@ -241,13 +301,15 @@ fn story_wiki_is_built_from_the_tutorials_dockerfile_and_php_renders_its_page() 
     assert!(!out.contains("<?php"), "Apache served the PHP source:\n{out}");
 }
 
-/// Seed 002's container session needs the Debian archive (it installs git in the container), so
-/// it runs on the machine's network, and its containers use `--network host` there (a bridge
-/// would put builder's NAT rules on the machine's own network); it publishes nothing.
+/// Seed 002's container session installs git from the Debian archive inside a container on the
+/// default bridge, in a network namespace of the test's: apt reaches the archive through the
+/// test's package proxy, the namespace's only way out.
 #[test]
 fn story_session_restarts_a_shell_container_and_commits_git_installed_in_it() {
     let s = stories();
-    let out = s.run("session", None);
+    let ns = Netns::new("session");
+    start_package_proxy(&ns);
+    let out = s.run("session", Some(&ns));
     let text = out.replace("\r\n", "\n");
     assert_in_order(
         &text,

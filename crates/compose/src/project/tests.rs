@@ -207,10 +207,10 @@ fn an_unknown_key_names_file_line_and_path() {
 
 #[test]
 fn a_known_compose_key_we_do_not_support_says_so() {
-    let e = err("services:\n  web:\n    image: busybox\n    sysctls: {net.core.somaxconn: 1024}\n");
-    assert!(e.contains("services.web.sysctls: the Compose key `sysctls` is not supported by builder compose"), "{e}");
-    let e = err("services: {}\nconfigs: {}\n");
-    assert!(e.contains("configs: the Compose key `configs` is not supported"), "{e}");
+    let e = err("services:\n  web:\n    image: busybox\n    shm_size: 64m\n");
+    assert!(e.contains("services.web.shm_size: the Compose key `shm_size` is not supported by builder compose"), "{e}");
+    let e = err("services: {}\nextends: {}\n");
+    assert!(e.contains("extends: the Compose key `extends` is not supported"), "{e}");
 }
 
 #[test]

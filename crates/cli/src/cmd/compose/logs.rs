@@ -56,10 +56,47 @@ enum Event {
     Exited(usize, i32),
 }
 
+/// Whole lines out of log records, each stream on its own: a line's start in a stdout
+/// record waits for its end there, not for the next stderr record (as Compose splits each
+/// stream into lines).
+#[derive(Default)]
+struct Lines {
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+impl Lines {
+    /// The lines `r` completes, in order.
+    fn feed(&mut self, r: &container::logs::Record) -> Vec<Vec<u8>> {
+        let pending = match r.stream {
+            container::logs::Stream::Stdout => &mut self.stdout,
+            container::logs::Stream::Stderr => &mut self.stderr,
+        };
+        pending.extend_from_slice(r.log.as_bytes());
+        let mut lines = Vec::new();
+        while let Some(pos) = pending.iter().position(|&b| b == b'\n') {
+            lines.push(pending.drain(..=pos).collect());
+        }
+        lines
+    }
+
+    /// What is left when the log ends: unfinished lines, each ended.
+    fn finish(&mut self) -> Vec<Vec<u8>> {
+        [std::mem::take(&mut self.stdout), std::mem::take(&mut self.stderr)]
+            .into_iter()
+            .filter(|l| !l.is_empty())
+            .map(|mut l| {
+                l.push(b'\n');
+                l
+            })
+            .collect()
+    }
+}
+
 /// Streams the log of container `i` (from where `file` stands, or its start), line by line,
 /// until the container stops running.
 fn stream(mut file: Option<std::fs::File>, log: std::path::PathBuf, store: runtime::containers::ContainerStore, id: String, i: usize, tx: mpsc::Sender<Event>) {
-    let mut pending: Vec<u8> = Vec::new();
+    let mut lines = Lines::default();
     let mut records = container::logs::Decoder::default();
     loop {
         if file.is_none() {
@@ -69,11 +106,7 @@ fn stream(mut file: Option<std::fs::File>, log: std::path::PathBuf, store: runti
         if let Some(f) = &mut file {
             let _ = f.read_to_end(&mut buf);
         }
-        for r in records.feed(&buf) {
-            pending.extend_from_slice(r.log.as_bytes());
-        }
-        while let Some(pos) = pending.iter().position(|&b| b == b'\n') {
-            let line: Vec<u8> = pending.drain(..=pos).collect();
+        for line in records.feed(&buf).iter().flat_map(|r| lines.feed(r)) {
             if tx.send(Event::Line(i, line)).is_err() {
                 return;
             }
@@ -81,9 +114,8 @@ fn stream(mut file: Option<std::fs::File>, log: std::path::PathBuf, store: runti
         let state = store.load(&id).ok();
         let running = state.as_ref().is_some_and(|s| s.status == Status::Running);
         if !running && buf.is_empty() {
-            if !pending.is_empty() {
-                pending.push(b'\n');
-                let _ = tx.send(Event::Line(i, std::mem::take(&mut pending)));
+            for line in lines.finish() {
+                let _ = tx.send(Event::Line(i, line));
             }
             let _ = tx.send(Event::Exited(i, state.and_then(|s| s.exit_code).unwrap_or(0)));
             return;
@@ -124,14 +156,18 @@ pub fn run(e: Engine<'_>, args: LogsArgs) -> anyhow::Result<ExitCode> {
         for (i, r) in records.iter().enumerate() {
             let raw = std::fs::read(store.dir_of(&r.id).join(container::logs::LOG_FILE)).unwrap_or_default();
             let start = tail.map(|n| if n == 0 { raw.len() } else { last_lines(&raw, n) }).unwrap_or(0);
-            let text = container::logs::decode(&raw[start..]);
             let prefix = prefixes.of(&e, i, r);
-            for line in text.split_inclusive(|&b| b == b'\n') {
+            let mut raw = raw[start..].to_vec();
+            if !raw.ends_with(b"\n") {
+                raw.push(b'\n');
+            }
+            let mut lines = Lines::default();
+            let records = container::logs::Decoder::default().feed(&raw);
+            let mut shown: Vec<Vec<u8>> = records.iter().flat_map(|r| lines.feed(r)).collect();
+            shown.extend(lines.finish());
+            for line in shown {
                 out.write_all(prefix.as_bytes())?;
-                out.write_all(line)?;
-                if !line.ends_with(b"\n") {
-                    out.write_all(b"\n")?;
-                }
+                out.write_all(&line)?;
             }
         }
         return Ok(ExitCode::SUCCESS);
@@ -208,4 +244,25 @@ pub fn attach(e: &Engine<'_>, records: &[Record], abort: bool, timeout: Option<u
     let prefixes = Prefixes::new(e, records, false, false);
     let code = follow(e, records, &prefixes, None, abort, timeout, stop)?;
     Ok(ExitCode::from(code.clamp(0, 255) as u8))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Lines;
+    use container::logs::{Record, Stream};
+
+    fn rec(stream: Stream, log: &str) -> Record {
+        Record { log: log.into(), stream, time: String::new() }
+    }
+
+    #[test]
+    fn a_line_started_on_stdout_is_not_cut_by_stderr() {
+        let mut lines = Lines::default();
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        for r in [rec(Stream::Stdout, "s3cret"), rec(Stream::Stderr, "sh: can't create\n"), rec(Stream::Stdout, "\n"), rec(Stream::Stdout, "tail")] {
+            out.extend(lines.feed(&r));
+        }
+        out.extend(lines.finish());
+        assert_eq!(out, vec![b"sh: can't create\n".to_vec(), b"s3cret\n".to_vec(), b"tail\n".to_vec()]);
+    }
 }

@@ -63,15 +63,39 @@ pub fn print_rows(rows: &[Vec<String>]) {
     }
 }
 
-fn ports_of(e: &Engine<'_>, r: &Record) -> String {
-    let Some(s) = e.project.services.get(&r.service) else { return String::new() };
-    let mut v: Vec<String> = s
-        .ports
+/// The ports a container publishes, as the container's state has them (a random host port
+/// shows the one it got, as `docker compose ps` does), then the `expose` ones not published.
+fn bindings(e: &Engine<'_>, r: &Record, s: &runtime::containers::ContainerState) -> (Vec<network::PortBinding>, Vec<String>) {
+    let bound = container::Containers::open(&e.root).map(|c| c.ports(s)).unwrap_or_default();
+    let Some(svc) = e.project.services.get(&r.service) else { return (bound, Vec::new()) };
+    let exposed = svc
+        .expose
         .iter()
-        .map(|p| format!("{}:{}->{}/{}", p.host_ip.as_deref().unwrap_or("0.0.0.0"), p.published.as_deref().unwrap_or(&p.target.to_string()), p.target, p.protocol))
+        .map(|x| if x.contains('/') { x.clone() } else { format!("{x}/tcp") })
+        .filter(|x| !bound.iter().any(|b| format!("{}/{}", b.container_port, b.proto.as_str()) == *x))
         .collect();
-    v.extend(s.expose.iter().map(|x| if x.contains('/') { x.clone() } else { format!("{x}/tcp") }));
+    (bound, exposed)
+}
+
+fn ports_of(e: &Engine<'_>, r: &Record, s: &runtime::containers::ContainerState) -> String {
+    let (bound, exposed) = bindings(e, r, s);
+    let mut v: Vec<String> = bound.iter().map(ToString::to_string).collect();
+    v.extend(exposed);
     v.join(", ")
+}
+
+/// `Publishers` of `ps --format json`, in Compose v2's shape.
+fn publishers(e: &Engine<'_>, r: &Record, s: &runtime::containers::ContainerState) -> serde_json::Value {
+    let (bound, exposed) = bindings(e, r, s);
+    let mut v: Vec<serde_json::Value> = bound
+        .iter()
+        .map(|b| serde_json::json!({"URL": b.host_ip.to_string(), "TargetPort": b.container_port, "PublishedPort": b.host_port, "Protocol": b.proto.as_str()}))
+        .collect();
+    for x in exposed {
+        let (port, proto) = x.split_once('/').unwrap_or((&x, "tcp"));
+        v.push(serde_json::json!({"URL": "", "TargetPort": port.parse::<u16>().unwrap_or(0), "PublishedPort": 0, "Protocol": proto}));
+    }
+    serde_json::Value::Array(v)
 }
 
 fn status_text(s: &runtime::containers::ContainerState) -> String {
@@ -126,7 +150,7 @@ pub fn ps(e: Engine<'_>, args: PsArgs) -> anyhow::Result<ExitCode> {
                 serde_json::json!({
                     "ID": s.id, "Name": r.name, "Service": r.service, "Project": e.project.name, "Image": s.image,
                     "Command": s.command.join(" "), "State": format!("{:?}", s.status).to_lowercase(), "Status": status_text(s),
-                    "ExitCode": s.exit_code.unwrap_or(0), "Publishers": ports_of(&e, r), "Labels": r.labels,
+                    "ExitCode": s.exit_code.unwrap_or(0), "Publishers": publishers(&e, r, s), "Labels": r.labels,
                 })
             })
             .collect();
@@ -140,7 +164,7 @@ pub fn ps(e: Engine<'_>, args: PsArgs) -> anyhow::Result<ExitCode> {
             command = format!("{}…", command.chars().take(19).collect::<String>());
         }
         let created = chrono::DateTime::parse_from_rfc3339(&s.created).map(|t| format_ago(chrono::Utc::now() - t.with_timezone(&chrono::Utc))).unwrap_or_default();
-        rows.push(vec![r.name.clone(), s.image.clone(), format!("\"{command}\""), r.service.clone(), created, status_text(s), ports_of(&e, r)]);
+        rows.push(vec![r.name.clone(), s.image.clone(), format!("\"{command}\""), r.service.clone(), created, status_text(s), ports_of(&e, r, s)]);
     }
     print_rows(&rows);
     Ok(ExitCode::SUCCESS)
@@ -199,11 +223,21 @@ pub fn port(e: Engine<'_>, args: PortArgs) -> anyhow::Result<ExitCode> {
     if !e.records(std::slice::from_ref(&args.service)).iter().any(|r| r.number == args.index) {
         bail!("service {:?} has no container number {}", args.service, args.index);
     }
-    match s.ports.iter().find(|p| p.target == args.private_port && p.protocol == args.protocol) {
-        Some(p) => {
-            println!("{}:{}", p.host_ip.as_deref().unwrap_or("0.0.0.0"), p.published.as_deref().unwrap_or(&p.target.to_string()));
+    if !s.ports.iter().any(|p| p.target == args.private_port && p.protocol == args.protocol) {
+        bail!("no port {}/{} published for service {:?}", args.private_port, args.protocol, args.service);
+    }
+    // The host port the running container got (a random one when the file gives none).
+    let record = e.records(std::slice::from_ref(&args.service)).into_iter().find(|r| r.number == args.index);
+    let state = record.as_ref().and_then(|r| e.container(r));
+    let bound = match &state {
+        Some(st) => container::Containers::open(&e.root)?.ports(st),
+        None => Vec::new(),
+    };
+    match bound.iter().find(|b| b.container_port == args.private_port && b.proto.as_str() == args.protocol) {
+        Some(b) => {
+            println!("{}:{}", b.host_ip, b.host_port);
             Ok(ExitCode::SUCCESS)
         }
-        None => bail!("no port {}/{} published for service {:?}", args.private_port, args.protocol, args.service),
+        None => bail!("service {:?} container {} is not running, so port {}/{} is bound to no host port", args.service, args.index, args.private_port, args.protocol),
     }
 }

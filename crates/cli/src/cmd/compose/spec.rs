@@ -163,46 +163,73 @@ pub fn run_args(engine: &Engine<'_>, service: &str, name: &str, command: Option<
     Ok(RunSpec { args: a })
 }
 
-/// The service's secrets as read-only bind mounts. A file secret is mounted as it is, as Compose
-/// does; one from an environment variable, or with its own uid/gid/mode, is first written to
-/// a file of the container's own under the state root (removed with the container).
+/// Where a secret's or a config's contents come from.
+enum Source<'a> {
+    File(&'a str),
+    Variable(&'a str),
+    Content(&'a str),
+}
+
+/// The service's secrets and configs as read-only bind mounts. A file is mounted as it is, as
+/// Compose does; one from an environment variable or `content`, or with its own uid/gid/mode,
+/// is first written to a file of the container's own under the state root (removed with the
+/// container).
 fn secret_mounts(engine: &Engine<'_>, service: &str, container: &str, s: &Service) -> anyhow::Result<Vec<String>> {
-    use std::os::unix::fs::PermissionsExt;
     let p = &engine.project;
     let mut mounts = Vec::new();
-    for (i, secret) in s.secrets.iter().enumerate() {
-        let at = format!("services.{service}.secrets[{i}]");
-        let Some(def) = p.secrets.get(&secret.source) else { bail!("{at}: undefined secret {:?}", secret.source) };
-        let plain = secret.uid.is_none() && secret.gid.is_none() && secret.mode.is_none();
-        let source = match (&def.file, &def.environment) {
-            (Some(file), _) if plain => {
-                if !std::path::Path::new(file).is_file() {
-                    bail!("{at}: secret {:?}: file {file} not found", secret.source);
+    for (kind, items) in [("secret", &s.secrets), ("config", &s.configs)] {
+        for (i, item) in items.iter().enumerate() {
+            let at = format!("services.{service}.{kind}s[{i}]");
+            let source = if kind == "secret" {
+                let Some(def) = p.secrets.get(&item.source) else { bail!("{at}: undefined secret {:?}", item.source) };
+                match (&def.file, &def.environment) {
+                    (Some(f), _) => Source::File(f),
+                    (None, Some(v)) => Source::Variable(v),
+                    (None, None) => bail!("{at}: secret {:?} has no source", item.source),
                 }
-                file.clone()
+            } else {
+                let Some(def) = p.configs.get(&item.source) else { bail!("{at}: undefined config {:?}", item.source) };
+                match (&def.file, &def.environment, &def.content) {
+                    (Some(f), _, _) => Source::File(f),
+                    (None, Some(v), _) => Source::Variable(v),
+                    (None, None, Some(c)) => Source::Content(c),
+                    (None, None, None) => bail!("{at}: config {:?} has no source", item.source),
+                }
+            };
+            let path = mounted_file(engine, container, kind, item, source).map_err(|e| anyhow::anyhow!("{at}: {kind} {:?}: {e:#}", item.source))?;
+            if path.contains(',') {
+                bail!("{at}: a {kind} path with a comma cannot be given to --mount: {path}");
             }
-            _ => {
-                let value: Vec<u8> = match (&def.file, &def.environment) {
-                    (Some(file), _) => std::fs::read(file).map_err(|e| anyhow::anyhow!("{at}: secret {:?}: reading {file}: {e}", secret.source))?,
-                    (None, Some(var)) => p.variables.get(var).cloned().unwrap_or_default().into_bytes(),
-                    (None, None) => bail!("{at}: secret {:?} has no source", secret.source),
-                };
-                let dir = engine.secrets_dir(container);
-                std::fs::create_dir_all(&dir)?;
-                std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
-                let path = dir.join(&secret.source);
-                std::fs::write(&path, value)?;
-                std::fs::set_permissions(&path, std::fs::Permissions::from_mode(secret.mode.unwrap_or(0o444)))?;
-                std::os::unix::fs::chown(&path, Some(secret.uid.unwrap_or(0)), Some(secret.gid.unwrap_or(0)))?;
-                path.to_string_lossy().into_owned()
-            }
-        };
-        if source.contains(',') {
-            bail!("{at}: a secret path with a comma cannot be given to --mount: {source}");
+            mounts.push(format!("type=bind,source={path},target={},readonly", item.container_path()));
         }
-        mounts.push(format!("type=bind,source={source},target={},readonly", secret.container_path()));
     }
     Ok(mounts)
+}
+
+/// The host file a secret or config is mounted from.
+fn mounted_file(engine: &Engine<'_>, container: &str, kind: &str, item: &compose::ServiceSecret, source: Source<'_>) -> anyhow::Result<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let plain = item.uid.is_none() && item.gid.is_none() && item.mode.is_none();
+    let value: Vec<u8> = match source {
+        Source::File(file) if plain => {
+            if !std::path::Path::new(file).is_file() {
+                bail!("file {file} not found");
+            }
+            return Ok(file.to_string());
+        }
+        Source::File(file) => std::fs::read(file).map_err(|e| anyhow::anyhow!("reading {file}: {e}"))?,
+        Source::Variable(var) => engine.project.variables.get(var).cloned().unwrap_or_default().into_bytes(),
+        Source::Content(c) => c.as_bytes().to_vec(),
+    };
+    let dir = engine.secrets_dir(container);
+    std::fs::create_dir_all(&dir)?;
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))?;
+    // Secrets keep their own names (an older state root has them so); configs get a prefix.
+    let path = if kind == "secret" { dir.join(&item.source) } else { dir.join(format!("config.{}", item.source)) };
+    std::fs::write(&path, value)?;
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(item.mode.unwrap_or(0o444)))?;
+    std::os::unix::fs::chown(&path, Some(item.uid.unwrap_or(0)), Some(item.gid.unwrap_or(0)))?;
+    Ok(path.to_string_lossy().into_owned())
 }
 
 /// `--label KEY=VALUE` for each of `labels`.
