@@ -90,7 +90,7 @@ pub struct RunOptions {
     pub group_add: Vec<String>,
     /// `--log-driver`: only `json-file`, the default.
     pub log_driver: Option<String>,
-    /// `--log-opt KEY=VALUE`: `max-size`, `max-file`.
+    /// `--log-opt KEY=VALUE`: `max-size`, `max-file`, `labels`, `labels-regex`, `env`, `env-regex`.
     pub log_opts: Vec<String>,
 }
 
@@ -101,13 +101,14 @@ pub(crate) fn log_options(opts: &RunOptions) -> Result<std::collections::BTreeMa
     }
     let mut out = std::collections::BTreeMap::new();
     for o in &opts.log_opts {
-        let Some((k, v)) = o.split_once('=') else { return Err(Error::option("--log-opt", o, "expected KEY=VALUE (max-size=10m, max-file=3)")) };
-        if !["max-size", "max-file"].contains(&k) {
-            return Err(Error::option("--log-opt", o, format!("unknown option {k:?} of the json-file log (max-size, max-file)")));
+        let Some((k, v)) = o.split_once('=') else { return Err(Error::option("--log-opt", o, "expected KEY=VALUE (max-size=10m, max-file=3, labels=a,b, env=A,B)")) };
+        if !crate::logs::OPTIONS.contains(&k) {
+            return Err(Error::option("--log-opt", o, format!("unknown option {k:?} of the json-file log ({})", crate::logs::OPTIONS.join(", "))));
         }
         out.insert(k.to_string(), v.to_string());
     }
     crate::logs::Rotation::of(&out)?;
+    crate::logs::attributes(&out, &std::collections::BTreeMap::new(), &[])?;
     Ok(out)
 }
 

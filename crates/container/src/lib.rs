@@ -592,7 +592,10 @@ impl Containers {
         }
         if state.status == Status::Running {
             let pid = state.pid.ok_or_else(|| Error::NotRunning { name: state.name.clone() })?;
-            network::connect(&self.root, &state.id, pid, join)?;
+            let ep = network::connect(&self.root, &state.id, pid, join)?;
+            if ep.dns {
+                network::use_embedded_dns(&dir.join("resolv.conf"))?;
+            }
         }
         req.networks.push(network::Join { network: net.name, aliases: join.aliases.clone() });
         write_network_request(&dir, &req)

@@ -198,11 +198,8 @@ fn ensure(networks: &[Network]) -> Result<()> {
             link::ensure_bridge(&n.bridge, g, s.prefix)?;
         }
     }
-    nft::ensure_table()?;
-    for n in networks.iter().filter(|n| n.internal) {
-        nft::set_internal(&n.bridge, true)?;
-    }
-    Ok(())
+    let bridges: Vec<(&str, bool)> = networks.iter().filter(|n| !n.bridge.is_empty()).map(|n| (n.bridge.as_str(), n.internal)).collect();
+    nft::ensure_table(&bridges)
 }
 
 /// Puts container `id` (named `name`) on its networks: reserves the host ports, makes its
@@ -235,8 +232,10 @@ pub fn attach(root: &Path, id: &str, name: &str, request: &Request) -> Result<At
             }
         }
     }
-    let dns = record.endpoints.iter().any(|e| e.dns);
-    let made = write_record(root, &record).and_then(|()| link::new_netns(&record.endpoints, dns)).and_then(|ns| {
+    // The name server's sockets are bound on every bridge network, the default one too: a
+    // container `network connect`ed later to a user-defined network then gets its names at
+    // once (its resolv.conf is rewritten to 127.0.0.11), as Docker starts its resolver then.
+    let made = write_record(root, &record).and_then(|()| link::new_netns(&record.endpoints, true)).and_then(|ns| {
         let ip = record.ip().unwrap_or(Ipv4Addr::UNSPECIFIED);
         nft::add_ports(&record.ports, ip).map(|()| ns)
     });
@@ -277,6 +276,18 @@ pub fn connect(root: &Path, id: &str, pid: i32, join: &Join) -> Result<Endpoint>
     record.endpoints.push(ep.clone());
     write_record(root, &record)?;
     Ok(ep)
+}
+
+/// Points the container's `/etc/resolv.conf` (the bundle's file at `path`, bind-mounted
+/// into it) at the embedded server, after [`connect`] put it on its first user-defined
+/// network; the server forwards other names to the host's servers, as the file did before.
+/// The file is rewritten in place: the bind mount holds its inode.
+pub fn use_embedded_dns(path: &Path) -> Result<()> {
+    let body = resolv::for_user_network();
+    if std::fs::read_to_string(path).is_ok_and(|old| old.lines().next() == body.lines().next()) {
+        return Ok(());
+    }
+    std::fs::write(path, body).map_err(|e| Error::io("writing", path, e))
 }
 
 /// Disconnects the running container `id` (first process `pid`) from a network.

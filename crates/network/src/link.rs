@@ -154,7 +154,5 @@ pub(crate) fn delete_bridge(net: &Network) {
     if std::path::Path::new("/sys/class/net").join(&net.bridge).exists() {
         let _ = ip_batch(&format!("link del {}\n", net.bridge));
     }
-    if net.internal {
-        let _ = crate::nft::set_internal(&net.bridge, false);
-    }
+    crate::nft::remove_bridge(&net.bridge);
 }

@@ -18,10 +18,16 @@ const DEFINITION: &str = r#"table ip builder {
     map ports_ip { type ipv4_addr . inet_proto . inet_service : ipv4_addr . inet_service; }
     # the bridges of --internal networks: nothing in or out but their own subnet
     set internal { type ifname; }
+    # bridge . bridge, for each bridge network: traffic that stays on one network
+    set same { type ifname . ifname; }
     chain forward {
         type filter hook forward priority filter; policy accept;
         iifname @internal oifname != @internal drop
         oifname @internal iifname != @internal drop
+        # one network does not reach another (Docker's DOCKER-ISOLATION chains), except
+        # through a published port, which anyone who reaches the host may use
+        iifname "builder*" oifname "builder*" ct status dnat accept
+        iifname "builder*" oifname "builder*" iifname . oifname != @same drop
     }
     chain publish {
         meta l4proto { tcp, udp } dnat ip to ip daddr . meta l4proto . th dport map @ports_ip
@@ -70,26 +76,36 @@ pub(crate) fn lock() -> Result<nix::fcntl::Flock<std::fs::File>> {
     nix::fcntl::Flock::lock(f, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| Error::io("locking", path, e.into()))
 }
 
-/// Creates the table (once per network namespace). A table of an older builder (without
-/// the `internal` set) is replaced when no container publishes a port through it.
-pub(crate) fn ensure_table() -> Result<()> {
+/// Creates the table (once per network namespace), with `bridges` (name, internal) in the
+/// sets: the `same` set lets traffic that stays on one bridge through the isolation rule,
+/// `internal` seals a bridge. Elements already there are kept; one transaction, and none
+/// when the table already has them all. A table of an older builder (without the `same`
+/// set) is replaced.
+pub(crate) fn ensure_table(bridges: &[(&str, bool)]) -> Result<()> {
     let out = Command::new("nft").args(["list", "table", "ip", TABLE]).stdout(Stdio::piped()).stderr(Stdio::null()).output();
-    match out {
+    let (mut script, listed) = match out {
         Ok(o) if o.status.success() => {
-            let text = String::from_utf8_lossy(&o.stdout);
-            if text.contains("set internal") {
-                return Ok(());
-            }
-            nft(&format!("delete table ip {TABLE}\n{DEFINITION}"))
+            let text = String::from_utf8_lossy(&o.stdout).into_owned();
+            if text.contains("set same ") { (String::new(), text) } else { (format!("delete table ip {TABLE}\n{DEFINITION}"), String::new()) }
         }
-        _ => nft(DEFINITION),
+        _ => (DEFINITION.to_string(), String::new()),
+    };
+    for (b, internal) in bridges {
+        let pair = format!("\"{b}\" . \"{b}\"");
+        if !listed.contains(&pair) {
+            script.push_str(&format!("add element ip {TABLE} same {{ {pair} }}\n"));
+        }
+        if *internal {
+            script.push_str(&format!("add element ip {TABLE} internal {{ \"{b}\" }}\n"));
+        }
     }
+    if script.is_empty() { Ok(()) } else { nft(&script) }
 }
 
-/// Marks (or unmarks) a bridge as internal.
-pub(crate) fn set_internal(bridge: &str, on: bool) -> Result<()> {
-    let verb = if on { "add" } else { "delete" };
-    nft(&format!("{verb} element ip {TABLE} internal {{ \"{bridge}\" }}\n"))
+/// Removes a deleted network's bridge from the sets; elements already gone are fine.
+pub(crate) fn remove_bridge(bridge: &str) {
+    let _ = nft(&format!("delete element ip {TABLE} same {{ \"{bridge}\" . \"{bridge}\" }}\n"));
+    let _ = nft(&format!("delete element ip {TABLE} internal {{ \"{bridge}\" }}\n"));
 }
 
 fn elements(ports: &[PortBinding], ip: Ipv4Addr, verb: &str) -> String {

@@ -126,8 +126,10 @@ impl Syscall for LinuxSyscall {
         check(unsafe { libc::symlink(target.as_ptr(), link.as_ptr()) } as libc::c_long)
     }
     fn create_file(&self, path: &CStr) -> SysResult {
+        // Mode 0755, as runc makes a missing file mount point (and Docker's init layer its
+        // /etc/hosts, /etc/hostname, /etc/resolv.conf).
         // SAFETY: valid C string; the returned descriptor is closed right away.
-        let fd = unsafe { libc::open(path.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o644) };
+        let fd = unsafe { libc::open(path.as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC, 0o755) };
         if fd < 0 {
             return Err(Errno::last());
         }

@@ -289,12 +289,18 @@ fn connect_and_disconnect_a_running_container_with_an_alias() {
     assert!(addrs.contains("eth0") && addrs.contains("eth1") && addrs.contains("10.77.0."), "{addrs}");
     let db_ip = ns.resolve_from(&b, "db", "frontend").expect("the alias resolves from db");
     assert!(db_ip.starts_with("10.77.0."), "{db_ip}");
+    // web, started without a name server for containers, finds db's name now, without a restart.
+    let (_, resolv) = ns.in_container(&b, "web", "cat /etc/resolv.conf");
+    assert!(resolv.starts_with("nameserver 127.0.0.11\n"), "{resolv}");
+    assert!(ns.resolve_from(&b, "web", "db").is_some_and(|ip| ip.starts_with("10.77.0.")));
+    ns.reaches_eventually(&b, "web", "http://db/");
     let err = String::from_utf8_lossy(&ns.builder(&b, &["network", "connect", "back", "web"]).stderr).into_owned();
     assert!(err.contains("already connected to network back"), "{err}");
     ns.ok(&b, &["network", "disconnect", "back", "web"]);
     let (_, addrs) = ns.in_container(&b, "web", "ip -o -4 addr show");
     assert!(!addrs.contains("10.77.0."), "{addrs}");
     assert_eq!(ns.resolve_from(&b, "db", "frontend"), None);
+    assert_eq!(ns.resolve_from(&b, "web", "db"), None);
     ns.ok(&b, &["rm", "-f", "db", "web"]);
     ns.ok(&b, &["network", "rm", "back"]);
     ns.assert_clean(&b);
@@ -507,5 +513,79 @@ fn kill_9_of_the_cli_and_of_a_shim_on_a_user_network_leave_nothing_that_blocks()
     assert!(ns.fetch_eventually("http://127.0.0.1:18090/").starts_with("page of "));
     ns.ok(&b, &["rm", "-f", "fg", "watcher"]);
     ns.ok(&b, &["network", "rm", "app"]);
+    ns.assert_clean(&b);
+}
+
+impl Ns {
+    /// The address of container `name` on its interface `ifname`.
+    fn address_of(&self, b: &Builder, name: &str, ifname: &str) -> String {
+        let (ok, out) = self.in_container(b, name, &format!("ip -o -4 addr show {ifname}"));
+        assert!(ok, "{name}: {out}");
+        out.split_whitespace().skip_while(|w| *w != "inet").nth(1).and_then(|a| a.split('/').next()).expect("inet").to_string()
+    }
+
+    /// Whether `wget` of `url` from container `from` gets a page (within 2 s; not with
+    /// `wget -T`, which crashes in Debian's busybox 1.35).
+    fn reaches(&self, b: &Builder, from: &str, url: &str) -> bool {
+        self.in_container(b, from, &format!("timeout 2 wget -q -O - {url}")).0
+    }
+
+    fn reaches_eventually(&self, b: &Builder, from: &str, url: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.reaches(b, from, url) {
+            assert!(Instant::now() < deadline, "{from} never reached {url}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+#[test]
+fn user_networks_are_isolated_from_each_other_but_reach_out_and_use_published_ports() {
+    let b = with_busybox();
+    let ns = Ns::new();
+    let out_ns = Ns::new();
+    ns.sh(&format!("ip link add bnout type veth peer name bnin netns {}", out_ns.0));
+    ns.sh("ip addr add 10.253.0.1/24 dev bnout && ip link set bnout up");
+    out_ns.sh("ip addr add 10.253.0.2/24 dev bnin && ip link set bnin up && ip route add default via 10.253.0.1");
+    let www = tempfile::tempdir().expect("tmp");
+    std::fs::write(www.path().join("index.html"), "outside\n").expect("write");
+    let mut server = out_ns.exec().args(["busybox", "httpd", "-f", "-p", "10.253.0.2:8000", "-h"]).arg(www.path()).spawn().expect("httpd");
+
+    ns.ok(&b, &["network", "create", "red"]);
+    ns.ok(&b, &["network", "create", "blue"]);
+    ns.ok(&b, &["run", "-d", "--name", "red1", "--network", "red", "-p", "0:80", "busybox:test", "sh", "-c", HTTPD]);
+    ns.ok(&b, &["run", "-d", "--name", "red2", "--network", "red", "busybox:test", "sh", "-c", HTTPD]);
+    ns.ok(&b, &["run", "-d", "--name", "blue1", "--network", "blue", "busybox:test", "sh", "-c", HTTPD]);
+    ns.ok(&b, &["run", "-d", "--name", "plain", "busybox:test", "sh", "-c", HTTPD]);
+    let red1 = ns.address_of(&b, "red1", "eth0");
+    let blue1 = ns.address_of(&b, "blue1", "eth0");
+    let plain = ns.address_of(&b, "plain", "eth0");
+    // On one network, and from the host, containers reach each other.
+    ns.reaches_eventually(&b, "red2", &format!("http://{red1}/"));
+    ns.reaches_eventually(&b, "red1", "http://red2/");
+    for ip in [&red1, &blue1, &plain] {
+        ns.fetch_eventually(&format!("http://{ip}/"));
+    }
+    // Across networks, and between a user network and the default bridge, nothing passes.
+    for (from, to) in [("blue1", &red1), ("plain", &red1), ("red1", &blue1), ("plain", &blue1), ("red1", &plain), ("blue1", &plain)] {
+        assert!(!ns.reaches(&b, from, &format!("http://{to}/")), "{from} reached {to} on another network");
+    }
+    // Every one of them reaches out through NAT…
+    for from in ["red1", "blue1", "plain"] {
+        ns.reaches_eventually(&b, from, "http://10.253.0.2:8000/");
+    }
+    // …and a port red1 publishes answers containers of the other networks, at their gateway.
+    let port = host_port(&ns, &b, "red1");
+    for from in ["blue1", "plain"] {
+        let gateway = ns.in_container(&b, from, "ip route | awk '/^default/ {print $3}'").1;
+        ns.reaches_eventually(&b, from, &format!("http://{}:{port}/", gateway.trim()));
+    }
+    assert!(ns.fetch_eventually(&format!("http://127.0.0.1:{port}/")).starts_with("page of "));
+    let _ = server.kill();
+    let _ = server.wait();
+    ns.ok(&b, &["rm", "-f", "red1", "red2", "blue1", "plain"]);
+    ns.ok(&b, &["network", "rm", "red", "blue"]);
+    let table = ns.sh("nft list set ip builder same");
+    assert!(table.contains("\"builder0\" . \"builder0\"") && table.matches("\" . \"").count() == 1, "{table}");
     ns.assert_clean(&b);
 }

@@ -345,7 +345,8 @@ pub struct RunArgs {
     /// Logging driver: json-file (the only one, and the default).
     #[arg(long = "log-driver", value_name = "DRIVER")]
     pub log_driver: Option<String>,
-    /// Log options: max-size=SIZE (rotate past it: 10m, 512k), max-file=N (files kept, with max-size).
+    /// Log options: max-size=SIZE (rotate past it: 10m, 512k), max-file=N (files kept, with max-size);
+    /// labels=K1,K2, labels-regex=RE, env=VAR1,VAR2, env-regex=RE (attributes of each record, shown by logs --details).
     #[arg(long = "log-opt", value_name = "KEY=VALUE")]
     pub log_opt: Vec<String>,
     /// The image to run.
