@@ -15,6 +15,7 @@
 pub mod dns;
 mod error;
 mod link;
+mod netlink;
 pub mod networks;
 mod nft;
 pub mod ports;
@@ -384,10 +385,8 @@ pub fn reconcile(root: &Path) {
 
 /// Detaches container `id` if its supervisor is gone (`rm` of a container whose shim was killed).
 pub fn forget(root: &Path, id: &str) {
-    if let Some(r) = record(root, id) {
-        if !alive(r.supervisor) || r.supervisor == std::process::id() as i32 {
-            release(root, &r);
-        }
+    if let Some(r) = record(root, id).filter(|r| !alive(r.supervisor) || r.supervisor == std::process::id() as i32) {
+        release(root, &r);
     }
 }
 
