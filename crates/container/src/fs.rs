@@ -105,12 +105,15 @@ impl ContainerRoot {
 
 impl Containers {
     /// Writes the container's whole filesystem (its image's layers with its changes on top)
-    /// as a tar to `out` (`export`), running or not.
+    /// as a tar to `out` (`export`), running or not. As in Docker, the container's init layer
+    /// lies between the two: the mount points Docker's daemon gives every container.
     pub fn export(&self, state: &ContainerState, out: impl std::io::Write) -> Result<()> {
         let dir = self.dir_of(&state.id);
+        let init = init_layer(&dir, &state.lowers)?;
         let view = dir.join(format!("export.{}", std::process::id()));
         std::fs::create_dir_all(&view).map_err(|e| Error::io("creating", &view, e))?;
-        let ov = snapshot::Overlay { lowers: state.lowers.clone(), upper: dir.join("upper"), work: dir.join("work") };
+        let lowers = std::iter::once(init).chain(state.lowers.iter().cloned()).collect();
+        let ov = snapshot::Overlay { lowers, upper: dir.join("upper"), work: dir.join("work") };
         let result = ov.mount_read_only(&view).map_err(|e| Error::io("mounting the filesystem of container", &state.name, e)).and_then(|guard| {
             let opts = snapshot::diff::DiffOptions { compression: snapshot::diff::Compression::Uncompressed, threads: 1, ..Default::default() };
             let written = snapshot::diff::write_tar_unhashed(guard.target(), out, &opts);
@@ -120,4 +123,81 @@ impl Containers {
         let _ = std::fs::remove_dir(&view);
         result
     }
+}
+
+/// What Docker's daemon puts in every container's init layer (`daemon/initlayer`): mount
+/// points, all empty, over whatever the image has there.
+pub(crate) const INIT_LAYER: [(&str, InitEntry); 10] = [
+    ("dev/pts", InitEntry::Dir),
+    ("dev/shm", InitEntry::Dir),
+    ("proc", InitEntry::Dir),
+    ("sys", InitEntry::Dir),
+    (".dockerenv", InitEntry::File),
+    ("etc/resolv.conf", InitEntry::File),
+    ("etc/hosts", InitEntry::File),
+    ("etc/hostname", InitEntry::File),
+    ("dev/console", InitEntry::File),
+    ("etc/mtab", InitEntry::Symlink("/proc/mounts")),
+];
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum InitEntry {
+    Dir,
+    File,
+    Symlink(&'static str),
+}
+
+/// The container's init layer (`<container>/init`), made the first time it is needed. A
+/// directory it needs that the image has keeps the image's mode and owner.
+fn init_layer(dir: &Path, lowers: &[PathBuf]) -> Result<PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+    use std::os::unix::fs::PermissionsExt;
+    let init = dir.join("init");
+    // Made whole under another name, then renamed: if it is there, it is complete.
+    if init.is_dir() {
+        return Ok(init);
+    }
+    let partial = dir.join(format!("init.{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&partial);
+    let mode = |target: &Path, mode: u32| std::fs::set_permissions(target, std::fs::Permissions::from_mode(mode)).map_err(|e| Error::io("setting the mode of", target, e));
+    let make_dir = |rel: &Path| -> Result<()> {
+        let target = partial.join(rel);
+        if target.exists() {
+            return Ok(());
+        }
+        std::fs::DirBuilder::new().mode(0o755).create(&target).map_err(|e| Error::io("creating", &target, e))?;
+        match lowers.iter().find_map(|l| std::fs::metadata(l.join(rel)).ok().filter(|m| m.is_dir())) {
+            Some(meta) => {
+                mode(&target, meta.mode() & 0o7777)?;
+                std::os::unix::fs::lchown(&target, Some(meta.uid()), Some(meta.gid())).map_err(|e| Error::io("setting the owner of", &target, e))
+            }
+            None => mode(&target, 0o755),
+        }
+    };
+    make_dir(Path::new(""))?;
+    for (path, entry) in INIT_LAYER {
+        let rel = Path::new(path);
+        let mut parent = PathBuf::new();
+        for c in rel.parent().into_iter().flat_map(Path::components) {
+            parent.push(c);
+            make_dir(&parent)?;
+        }
+        let target = partial.join(rel);
+        match entry {
+            InitEntry::Dir => make_dir(rel)?,
+            InitEntry::File => {
+                drop(std::fs::OpenOptions::new().write(true).create_new(true).mode(0o755).open(&target).map_err(|e| Error::io("creating", &target, e))?);
+                mode(&target, 0o755)?;
+            }
+            InitEntry::Symlink(to) => std::os::unix::fs::symlink(to, &target).map_err(|e| Error::io("creating", &target, e))?,
+        }
+    }
+    if let Err(e) = std::fs::rename(&partial, &init) {
+        let _ = std::fs::remove_dir_all(&partial);
+        // Another export made it at the same moment.
+        if !init.is_dir() {
+            return Err(Error::io("renaming into place", &init, e));
+        }
+    }
+    Ok(init)
 }

@@ -5,7 +5,7 @@
 //! The result is `health.json` in the container's directory (`State.Health` of `inspect`, the
 //! `(healthy)` of `ps`), and a `health_status: …` event whenever the status changes.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -196,12 +196,15 @@ fn run_probe(dir: &Path, state: &ContainerState, pid: i32, plan: &Plan) -> Probe
 }
 
 fn probe(dir: &Path, state: &ContainerState, pid: i32, plan: &Plan) -> Result<(i32, String)> {
+    let started = Instant::now();
     let opts = ExecOptions { command: plan.command.clone(), ..Default::default() };
     let spec = exec_spec(dir, &state.id, pid, &opts)?;
-    let out_path: PathBuf = dir.join("health.out");
-    let out = std::fs::File::create(&out_path).map_err(|e| Error::io("creating", &out_path, e))?;
-    let err = out.try_clone().map_err(|e| Error::io("opening", &out_path, e))?;
-    let process = runtime::exec(pid, state.cgroup_dirs.clone(), &spec, runtime::Stdio::fds(None, out.into(), err.into()))?;
+    // Each probe writes into a pipe of its own, read here (as Docker's daemon reads an exec's
+    // output): no file is shared between probes, nor read before the probe is done with it.
+    let (reader, writer) = std::io::pipe().map_err(|e| Error::io("creating", "a pipe for the health probe's output", e))?;
+    let err = writer.try_clone().map_err(|e| Error::io("duplicating", "the health probe's output pipe", e))?;
+    let output = OutputReader::start(reader);
+    let process = runtime::exec(pid, state.cgroup_dirs.clone(), &spec, runtime::Stdio::fds(None, writer.into(), err.into()))?;
     let probe_pid = process.pid();
     let (done, result) = mpsc::channel();
     std::thread::spawn(move || {
@@ -212,17 +215,53 @@ fn probe(dir: &Path, state: &ContainerState, pid: i32, plan: &Plan) -> Result<(i
         Err(_) => {
             let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(probe_pid), nix::sys::signal::Signal::SIGKILL);
             let _ = result.recv();
-            let _ = std::fs::remove_file(&out_path);
             return Ok((-1, format!("Health check exceeded timeout ({})", go_duration(plan.timeout))));
         }
     };
-    let mut output = Vec::new();
-    if let Ok(f) = std::fs::File::open(&out_path) {
-        use std::io::Read;
-        let _ = f.take(MAX_OUTPUT as u64).read_to_end(&mut output);
-    }
-    let _ = std::fs::remove_file(&out_path);
+    // The pipe ends when the probe and whatever it left running have closed it; a process
+    // left in the background holding it gets what remains of the timeout, no more.
+    let output = output.finish(plan.timeout.saturating_sub(started.elapsed()));
     Ok((status.code(), String::from_utf8_lossy(&output).into_owned()))
+}
+
+/// Reads a probe's output pipe to its end, keeping the first [`MAX_OUTPUT`] bytes (the rest is
+/// read and dropped, so the probe never blocks on a full pipe).
+struct OutputReader {
+    kept: std::sync::Arc<std::sync::Mutex<Vec<u8>>>,
+    ended: mpsc::Receiver<()>,
+}
+
+impl OutputReader {
+    fn start(mut pipe: std::io::PipeReader) -> OutputReader {
+        let kept = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let (end, ended) = mpsc::channel();
+        let into = kept.clone();
+        std::thread::spawn(move || {
+            use std::io::Read;
+            let mut buf = [0u8; 4096];
+            loop {
+                match pipe.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => {
+                        if let Ok(mut k) = into.lock() {
+                            let room = MAX_OUTPUT.saturating_sub(k.len());
+                            k.extend_from_slice(&buf[..n.min(room)]);
+                        }
+                    }
+                    Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+                    Err(_) => break,
+                }
+            }
+            let _ = end.send(());
+        });
+        OutputReader { kept, ended }
+    }
+
+    /// The output once the pipe has ended, or what arrived within `wait` if it has not.
+    fn finish(self, wait: Duration) -> Vec<u8> {
+        let _ = self.ended.recv_timeout(wait);
+        self.kept.lock().map(|k| k.clone()).unwrap_or_default()
+    }
 }
 
 /// `30s`, `1.5s`, `1m30s`, `500ms` as Go prints a duration.

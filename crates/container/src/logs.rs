@@ -5,6 +5,7 @@
 //! ([`Containers::logs`] with [`LogOptions`]) and anything else that shows a container's
 //! output ([`decode`], [`Decoder`]).
 
+use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -31,6 +32,9 @@ pub enum Stream {
 pub struct Record {
     pub log: String,
     pub stream: Stream,
+    /// The attributes `--log-opt labels=…,env=…` asked for, as json-file keeps them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub attrs: BTreeMap<String, String>,
     pub time: String,
 }
 
@@ -47,6 +51,7 @@ pub struct LogFile {
     path: PathBuf,
     file: Mutex<std::fs::File>,
     rotation: Option<Rotation>,
+    attrs: BTreeMap<String, String>,
 }
 
 /// `--log-opt max-size=…,max-file=…`: past `max_size` bytes the log is moved to
@@ -77,6 +82,57 @@ impl Rotation {
     }
 }
 
+/// The `--log-opt` keys json-file takes.
+pub const OPTIONS: [&str; 6] = ["max-size", "max-file", "labels", "labels-regex", "env", "env-regex"];
+
+/// The attributes each record carries, as Docker's json-file picks them: the container's
+/// labels named in `labels` (comma-separated) or matching `labels-regex`, and its environment
+/// variables named in `env` or matching `env-regex`. A regex that does not compile is an error.
+pub fn attributes(options: &BTreeMap<String, String>, labels: &BTreeMap<String, String>, env: &[String]) -> Result<BTreeMap<String, String>> {
+    let regex = |key: &str| -> Result<Option<regex::Regex>> {
+        match options.get(key).filter(|v| !v.is_empty()) {
+            Some(v) => regex::Regex::new(v).map(Some).map_err(|e| Error::option("--log-opt", &format!("{key}={v}"), format!("not a regular expression: {e}"))),
+            None => Ok(None),
+        }
+    };
+    let named = |key: &str| -> Vec<String> { options.get(key).map(|v| v.split(',').map(str::to_string).collect()).unwrap_or_default() };
+    let mut out = BTreeMap::new();
+    for name in named("labels") {
+        if let Some(v) = labels.get(&name) {
+            out.insert(name, v.clone());
+        }
+    }
+    if let Some(re) = regex("labels-regex")? {
+        out.extend(labels.iter().filter(|(k, _)| re.is_match(k)).map(|(k, v)| (k.clone(), v.clone())));
+    }
+    let vars: BTreeMap<&str, &str> = env.iter().filter_map(|e| e.split_once('=')).collect();
+    for name in named("env") {
+        if let Some(v) = vars.get(name.as_str()) {
+            out.insert(name, v.to_string());
+        }
+    }
+    if let Some(re) = regex("env-regex")? {
+        out.extend(vars.iter().filter(|(k, _)| re.is_match(k)).map(|(k, v)| (k.to_string(), v.to_string())));
+    }
+    Ok(out)
+}
+
+/// `k=v,k2=v2` of `--details`: sorted by key, each side escaped as Go's `url.QueryEscape` does.
+fn details(attrs: &BTreeMap<String, String>) -> String {
+    fn escape(s: &str) -> String {
+        let mut out = String::with_capacity(s.len());
+        for b in s.bytes() {
+            match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+                b' ' => out.push('+'),
+                _ => out.push_str(&format!("%{b:02X}")),
+            }
+        }
+        out
+    }
+    attrs.iter().map(|(k, v)| format!("{}={}", escape(k), escape(v))).collect::<Vec<_>>().join(",")
+}
+
 /// The log files of the container in `dir`, oldest first (rotated ones, then the current).
 pub fn log_files(dir: &Path) -> Vec<PathBuf> {
     let mut rotated: Vec<(u32, PathBuf)> = std::fs::read_dir(dir)
@@ -100,8 +156,10 @@ impl LogFile {
         let path = dir.join(LOG_FILE);
         let file = std::fs::OpenOptions::new().create(true).append(true).open(&path).map_err(|e| Error::io("opening", &path, e))?;
         let settings = crate::Settings::load(dir).unwrap_or_default();
-        let rotation = Rotation::of(&settings.host_config.log_config.config).unwrap_or(None);
-        Ok(Arc::new(LogFile { path, file: Mutex::new(file), rotation }))
+        let options = &settings.host_config.log_config.config;
+        let rotation = Rotation::of(options).unwrap_or(None);
+        let attrs = attributes(options, &settings.config.labels, &settings.config.env).unwrap_or_default();
+        Ok(Arc::new(LogFile { path, file: Mutex::new(file), rotation, attrs }))
     }
 
     /// Moves the full log aside (dropping the oldest) and starts an empty one.
@@ -126,7 +184,7 @@ impl LogFile {
         let time = crate::now();
         let mut records: Vec<Vec<u8>> = Vec::new();
         for line in text.split_inclusive('\n') {
-            let record = Record { log: line.to_string(), stream, time: time.clone() };
+            let record = Record { log: line.to_string(), stream, attrs: self.attrs.clone(), time: time.clone() };
             let mut out = Vec::with_capacity(line.len() + 80);
             if serde_json::to_writer(&mut out, &record).is_ok() {
                 out.push(b'\n');
@@ -221,7 +279,7 @@ impl Decoder {
 }
 
 fn parse_line(line: &[u8]) -> Record {
-    serde_json::from_slice(line).unwrap_or_else(|_| Record { log: String::from_utf8_lossy(line).into_owned(), stream: Stream::Stdout, time: String::new() })
+    serde_json::from_slice(line).unwrap_or_else(|_| Record { log: String::from_utf8_lossy(line).into_owned(), stream: Stream::Stdout, attrs: BTreeMap::new(), time: String::new() })
 }
 
 /// The text of a whole log (both streams, in order), for callers that show it as it is.
@@ -250,8 +308,8 @@ pub struct LogOptions {
     pub until: Option<DateTime<Utc>>,
     /// `-t`: each line starts with its time.
     pub timestamps: bool,
-    /// `--details`: each line starts with the extra attributes given to the log (none yet,
-    /// so, as Docker prints an empty set, a space).
+    /// `--details`: each line starts with the record's attributes (`--log-opt labels=…,env=…`)
+    /// as `k=v,k2=v2` and a space (just the space when it has none), after its time.
     pub details: bool,
 }
 
@@ -263,11 +321,12 @@ impl LogOptions {
 
     fn write(&self, r: &Record, stdout: &mut dyn Write, stderr: &mut dyn Write) -> std::io::Result<()> {
         let out: &mut dyn Write = if r.stream == Stream::Stderr { stderr } else { stdout };
-        if self.details {
-            out.write_all(b" ")?;
-        }
         if self.timestamps && !r.time.is_empty() {
             out.write_all(r.time.as_bytes())?;
+            out.write_all(b" ")?;
+        }
+        if self.details {
+            out.write_all(details(&r.attrs).as_bytes())?;
             out.write_all(b" ")?;
         }
         out.write_all(r.log.as_bytes())?;
@@ -443,6 +502,18 @@ mod tests {
         let reader = std::io::Read::chain(&text[..1], &text[1..]);
         pump(reader, Stream::Stdout, Some(log), None);
         assert_eq!(decode(&std::fs::read(dir.path().join(LOG_FILE)).unwrap()), "é\n".as_bytes());
+    }
+
+    #[test]
+    fn attributes_are_picked_as_json_file_picks_them_and_shown_escaped() {
+        let opts: BTreeMap<String, String> = [("labels", "app,missing"), ("labels-regex", "^com\\."), ("env", "HOME"), ("env-regex", "^MY_")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let labels: BTreeMap<String, String> = [("app", "web"), ("com.x", "a b"), ("other", "no")].iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        let env = ["HOME=/root".to_string(), "MY_A=1&2".to_string(), "PATH=/bin".to_string()];
+        let attrs = attributes(&opts, &labels, &env).unwrap();
+        assert_eq!(details(&attrs), "HOME=%2Froot,MY_A=1%262,app=web,com.x=a+b");
+        let bad: BTreeMap<String, String> = [("env-regex".to_string(), "(".to_string())].into();
+        let err = attributes(&bad, &labels, &env).unwrap_err().to_string();
+        assert!(err.starts_with("invalid --log-opt \"env-regex=(\": not a regular expression"), "{err}");
     }
 
     #[test]

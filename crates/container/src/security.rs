@@ -166,9 +166,34 @@ impl Security {
                 mounts.push(serde_json::json!({"destination": d.path_in_container, "type": "bind", "source": d.path_on_host, "options": options}));
             }
         }
+        if !self.privileged {
+            // Docker's device cgroup: every node may be made (`m`), only these opened, and the
+            // `--device` nodes with the permissions given.
+            let mut rules = default_device_rules();
+            for d in &self.devices {
+                use std::os::unix::fs::{FileTypeExt, MetadataExt};
+                let meta = std::fs::metadata(&d.path_on_host).map_err(|e| Error::option("--device", &d.path_on_host, e.to_string()))?;
+                let kind = if meta.file_type().is_block_device() { "b" } else { "c" };
+                let (major, minor) = (nix::sys::stat::major(meta.rdev()), nix::sys::stat::minor(meta.rdev()));
+                rules.push(serde_json::json!({"allow": true, "type": kind, "major": major, "minor": minor, "access": d.cgroup_permissions}));
+            }
+            v["linux"]["resources"]["devices"] = serde_json::Value::Array(rules);
+        }
         spec = serde_json::from_value(v).map_err(|e| Error::io("decoding", "the container's spec", std::io::Error::other(e)))?;
         Ok(spec)
     }
+}
+
+/// The device rules of every (unprivileged) container, as Docker's: deny all, allow `mknod`
+/// of any node, and the nodes a container's /dev has: null, zero, full, random, urandom, tty,
+/// console, ptmx, the pty slaves and tun; fuse stays denied.
+fn default_device_rules() -> Vec<serde_json::Value> {
+    let mut rules = vec![serde_json::json!({"allow": false, "access": "rwm"}), serde_json::json!({"allow": true, "type": "c", "access": "m"}), serde_json::json!({"allow": true, "type": "b", "access": "m"})];
+    for (major, minor) in [(1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0), (5, 1), (5, 2), (10, 200)] {
+        rules.push(serde_json::json!({"allow": true, "type": "c", "major": major, "minor": minor, "access": "rwm"}));
+    }
+    rules.push(serde_json::json!({"allow": true, "type": "c", "major": 136, "access": "rwm"}));
+    rules
 }
 
 #[cfg(test)]

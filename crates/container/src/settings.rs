@@ -111,7 +111,8 @@ pub struct HostConfig {
     pub tmpfs: BTreeMap<String, String>,
 }
 
-/// `--log-driver` and `--log-opt`: only `json-file`, with `max-size` and `max-file`.
+/// `--log-driver` and `--log-opt`: only `json-file`, with its rotation (`max-size`, `max-file`) and
+/// record attributes (`labels`, `labels-regex`, `env`, `env-regex`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct LogConfig {

@@ -67,10 +67,14 @@ fn supervise(cstore: &ContainerStore, mut state: ContainerState, dir: &Path, spe
         drop(checker);
         return finish(cstore, state, status, oom);
     }
-    // The output goes to this terminal and, as Docker keeps it, to the container's log.
+    // The output goes to this terminal, to whoever attaches from another one (as Docker lets
+    // them), and, as Docker keeps it, to the container's log. The input stays this terminal's.
+    let server = crate::attach::Server::bind(dir, false)?;
     let (pipes, stdio) = OutputPipes::new(if interactive { runtime::Io::Inherit } else { runtime::Io::Null })?;
     let container = runtime::start(dir, spec, stdio)?;
-    let copying = pipes.copy(LogFile::open(dir)?, Some(Box::new(std::io::stdout())), Some(Box::new(std::io::stderr())));
+    let out = Tee(Some(Box::new(std::io::stdout())), server.output(Stream::Stdout));
+    let err = Tee(Some(Box::new(std::io::stderr())), server.output(Stream::Stderr));
+    let copying = pipes.copy(LogFile::open(dir)?, Some(Box::new(out)), Some(Box::new(err)));
     runtime::tty::forward_signals(container.pid())?;
     state.pid = Some(container.pid());
     state.cgroup_dirs = container.cgroup_dirs();
@@ -80,7 +84,28 @@ fn supervise(cstore: &ContainerStore, mut state: ContainerState, dir: &Path, spe
     let (status, oom) = container.wait_with_oom()?;
     drop(checker);
     copying.finish();
-    finish(cstore, state, status, oom)
+    let result = finish(cstore, state, status, oom);
+    server.exited(status.code());
+    result
+}
+
+/// Writes to both: this process's own stream (until it fails: a closed terminal) and the
+/// attached clients (each dropped when it fails), so neither holds up the other.
+struct Tee(Option<Box<dyn Write + Send>>, Box<dyn Write + Send>);
+
+impl Write for Tee {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let _ = self.1.write_all(buf);
+        if let Some(w) = &mut self.0
+            && w.write_all(buf).and_then(|_| w.flush()).is_err()
+        {
+            self.0 = None;
+        }
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
 
 /// The state root of a container store (`<root>/containers/<id>` is a container's dir).

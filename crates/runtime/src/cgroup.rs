@@ -74,7 +74,8 @@ impl Cgroup {
         let swap = res.memory().as_ref().and_then(|m| m.swap());
         let pids = res.pids().as_ref().map(|p| p.limit());
         let cpu = res.cpu().as_ref().and_then(|c| c.quota().map(|q| (q, c.period().unwrap_or(100_000))));
-        if memory.is_none() && pids.is_none() && cpu.is_none() && !always {
+        let devices = res.devices().as_ref().filter(|d| !d.is_empty());
+        if memory.is_none() && pids.is_none() && cpu.is_none() && devices.is_none() && !always {
             return Ok(None);
         }
         let mut cg = Cgroup::default();
@@ -143,6 +144,20 @@ impl Cgroup {
             } else {
                 write(&dir.join("cpu.cfs_period_us"), &period.to_string())?;
                 write(&dir.join("cpu.cfs_quota_us"), &quota.to_string())?;
+            }
+        }
+        if let Some(rules) = devices {
+            match find("devices") {
+                // v1: the rules in order (the first denies all), each to devices.allow or .deny.
+                Some(Hierarchy::V1(_)) => {
+                    let (dir, _) = dir_for(&mut cg, "devices")?;
+                    for r in rules {
+                        write(&dir.join(if r.allow() { "devices.allow" } else { "devices.deny" }), &r.to_string())?;
+                    }
+                }
+                // v2 has no devices controller: a BPF program attached to the cgroup would be
+                // needed, which builder does not load.
+                _ => tracing::debug!("device rules are not enforced: this host has no cgroup v1 devices controller (cgroup v2 needs a BPF device program, which builder does not load)"),
             }
         }
         Ok(Some(cg))

@@ -213,6 +213,55 @@ fn attach_without_a_terminal_streams_output_and_proxies_signals() {
 }
 
 #[test]
+fn attach_reaches_a_foreground_container_run_without_a_terminal() {
+    let b = with_busybox();
+    // `run` without -d or -t: this CLI supervises the container itself, and prints its output.
+    let mut fg = b.cmd().args(["run", "--name", "fore", "busybox:test", "sh", "-c", "trap 'echo term; exit 9' TERM; i=0; while :; do echo tick$i; echo warn$i >&2; i=$((i+1)); sleep 0.2; done"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    wait_for("the container to run", || ps_line(&b, "fore").contains("Up "));
+    // A second terminal attaches, as Docker lets it: both streams reach it.
+    let mut attach = b.cmd().args(["attach", "fore"]).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut out = attach.stdout.take().unwrap();
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 256];
+    while !String::from_utf8_lossy(&seen).contains("tick") {
+        let n = out.read(&mut buf).unwrap();
+        assert!(n > 0, "attach ended early: {}", String::from_utf8_lossy(&seen));
+        seen.extend_from_slice(&buf[..n]);
+    }
+    // Its SIGTERM goes on to the container; both CLIs then end with the container's code.
+    Command::new("kill").args(["-TERM", &attach.id().to_string()]).status().unwrap();
+    let status = attach.wait().unwrap();
+    out.read_to_end(&mut seen).unwrap();
+    let mut err = String::new();
+    attach.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+    let seen = String::from_utf8_lossy(&seen);
+    assert!(seen.contains("term"), "{seen}");
+    assert!(err.contains("warn"), "stderr reaches the attached client's stderr: {err:?}");
+    assert_eq!(status.code(), Some(9));
+    let fg_status = fg.wait().unwrap();
+    let mut fg_out = String::new();
+    fg.stdout.take().unwrap().read_to_string(&mut fg_out).unwrap();
+    assert_eq!(fg_status.code(), Some(9));
+    assert!(fg_out.starts_with("tick0\n") && fg_out.ends_with("term\n"), "the running CLI keeps all its output: {fg_out}");
+    assert!(ps_line(&b, "fore").contains("Exited (9)"), "{}", ps_line(&b, "fore"));
+}
+
+#[test]
+fn start_attached_refuses_several_containers_as_docker_does() {
+    let b = with_busybox();
+    b.ok(&["create", "--name", "one", "busybox:test", "true"]);
+    b.ok(&["create", "--name", "two", "busybox:test", "true"]);
+    for flag in ["-a", "-i", "-ai"] {
+        let out = b.run(&["start", flag, "one", "two"]);
+        assert_eq!(out.status.code(), Some(1), "start {flag}");
+        assert_eq_text("error: you cannot start and attach multiple containers at once\n", &String::from_utf8_lossy(&out.stderr));
+        assert_eq_text("", &String::from_utf8_lossy(&out.stdout));
+    }
+    // Neither was started.
+    assert!(ps_line(&b, "one").contains("Created") && ps_line(&b, "two").contains("Created"), "{}", b.ok(&["ps", "-a"]));
+}
+
+#[test]
 fn sig_proxy_false_leaves_the_container_running_when_the_cli_is_killed() {
     let b = with_busybox();
     let mut child = b.cmd().args(["run", "--sig-proxy=false", "--name", "keeps", "busybox:test", "sleep", "1000"]).stdout(Stdio::null()).spawn().unwrap();
@@ -318,6 +367,35 @@ fn export_writes_the_container_filesystem_with_its_changes() {
     assert!(entries.contains_key("bin/busybox") && entries.contains_key("etc/passwd"), "{:?}", entries.keys().take(5).collect::<Vec<_>>());
     assert!(!entries.contains_key("etc/group"), "a deleted file is not exported");
     assert!(!entries.keys().any(|k| k.contains(".wh.")), "no whiteouts in an export");
+    // Exactly the image's entries, the change, and Docker's init layer (daemon/initlayer):
+    // empty mount points, files of mode 0755, /etc/mtab a link to /proc/mounts.
+    let image_tar = busybox_rootfs_tar(dir.path());
+    let mut expected: std::collections::BTreeSet<String> = tar::Archive::new(std::fs::File::open(&image_tar).unwrap()).entries().unwrap().map(|e| e.unwrap().path().unwrap().to_string_lossy().trim_end_matches('/').to_string()).collect();
+    expected.remove("etc/group");
+    let init = [".dockerenv", "dev/console", "dev/pts", "dev/shm", "etc/hostname", "etc/hosts", "etc/mtab", "etc/resolv.conf", "proc", "sys"];
+    expected.extend(init.iter().map(|s| s.to_string()));
+    expected.insert("new.txt".into());
+    let listed: std::collections::BTreeSet<String> = entries.keys().filter(|k| !k.is_empty() && *k != ".").cloned().collect();
+    let missing: Vec<_> = expected.difference(&listed).collect();
+    let extra: Vec<_> = listed.difference(&expected).collect();
+    assert!(missing.is_empty() && extra.is_empty(), "missing {missing:?}, not expected {extra:?}");
+    for e in tar::Archive::new(std::fs::File::open(&file).unwrap()).entries().unwrap() {
+        let e = e.unwrap();
+        let path = e.path().unwrap().to_string_lossy().trim_end_matches('/').to_string();
+        let h = e.header();
+        match path.as_str() {
+            ".dockerenv" | "dev/console" | "etc/hostname" | "etc/hosts" | "etc/resolv.conf" => {
+                assert!(h.entry_type().is_file() && h.size().unwrap() == 0 && h.mode().unwrap() & 0o7777 == 0o755, "{path}: {h:?}");
+            }
+            "dev/pts" | "dev/shm" => assert!(h.entry_type().is_dir() && h.mode().unwrap() & 0o7777 == 0o755, "{path}: {h:?}"),
+            "etc/mtab" => {
+                assert!(h.entry_type().is_symlink(), "{path}: {h:?}");
+                assert_eq!(e.link_name().unwrap().unwrap().to_string_lossy(), "/proc/mounts");
+            }
+            _ => {}
+        }
+        assert_eq!((h.uid().unwrap(), h.gid().unwrap()), (0, 0), "{path}");
+    }
     // To stdout, the same archive; a running container exports too.
     let out = b.run(&["container", "export", "ex"]);
     assert_eq!(out.stdout, std::fs::read(&file).unwrap());
@@ -356,6 +434,41 @@ fn logs_keep_foreground_output_with_streams_times_and_filters() {
     // -f of a detached container follows until it stops.
     b.ok(&["run", "-d", "--name", "bg", "busybox:test", "sh", "-c", "echo a; sleep 0.5; echo b"]);
     assert_eq_text("a\nb\n", &b.ok(&["logs", "-f", "bg"]));
+}
+
+#[test]
+fn logs_details_show_the_label_and_env_attributes_kept_in_each_record() {
+    let b = with_busybox();
+    let opts = ["--log-opt", "labels=app,absent", "--log-opt", "labels-regex=^com\\.", "--log-opt", "env=REGION", "--log-opt", "env-regex=^MY_"];
+    let mut args = vec!["run", "--name", "att", "--label", "app=web", "--label", "com.example.tier=front end", "--label", "other=no", "-e", "REGION=eu/1", "-e", "MY_ID=7"];
+    args.extend(opts);
+    args.extend(["busybox:test", "sh", "-c", "echo hi; echo oops >&2"]);
+    b.ok(&args);
+    // Sorted by key and escaped as Docker prints them, then a space and the line.
+    let attrs = "MY_ID=7,REGION=eu%2F1,app=web,com.example.tier=front+end";
+    let out = b.run(&["logs", "--details", "att"]);
+    assert_eq_text(&format!("{attrs} hi\n"), &String::from_utf8_lossy(&out.stdout));
+    assert_eq_text(&format!("{attrs} oops\n"), &String::from_utf8_lossy(&out.stderr));
+    // The time comes first.
+    let stamped = b.ok(&["logs", "-t", "--details", "att"]);
+    let (time, rest) = stamped.split_once(' ').unwrap();
+    assert!(time.ends_with('Z'), "{stamped}");
+    assert_eq_text(&format!("{attrs} hi\n"), rest);
+    assert_eq_text("hi\n", &b.ok(&["logs", "att"]));
+    // Kept in each json-file record's `attrs`, as Docker's json-file keeps them.
+    let id = b.ok(&["inspect", "-f", "{{.Id}}", "att"]).trim().to_string();
+    let log = std::fs::read_to_string(b.root().join("containers").join(&id).join("container.log")).unwrap();
+    let first: serde_json::Value = serde_json::from_str(log.lines().next().unwrap()).unwrap();
+    assert_eq!(first["attrs"], serde_json::json!({"MY_ID": "7", "REGION": "eu/1", "app": "web", "com.example.tier": "front end"}), "{log}");
+    let config = b.ok(&["inspect", "-f", "{{json .HostConfig.LogConfig.Config}}", "att"]);
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&config).unwrap()["labels"], "app,absent");
+    // Without attributes asked for, --details shows just the space, as Docker does.
+    b.ok(&["run", "--name", "plain", "busybox:test", "echo", "x"]);
+    assert_eq_text(" x\n", &b.ok(&["logs", "--details", "plain"]));
+    let err = b.fails(&["run", "--log-opt", "env-regex=(", "busybox:test", "true"]);
+    assert!(err.contains("invalid --log-opt \"env-regex=(\": not a regular expression"), "{err}");
+    let err = b.fails(&["run", "--log-opt", "colour=red", "busybox:test", "true"]);
+    assert!(err.contains("unknown option \"colour\" of the json-file log"), "{err}");
 }
 
 #[test]
