@@ -283,9 +283,9 @@ pub fn connect(root: &Path, id: &str, pid: i32, join: &Join) -> Result<Endpoint>
 /// into it) at the embedded server, after [`connect`] put it on its first user-defined
 /// network; the server forwards other names to the host's servers, as the file did before.
 /// The file is rewritten in place: the bind mount holds its inode.
-pub fn use_embedded_dns(path: &Path) -> Result<()> {
-    let body = resolv::for_user_network();
-    if std::fs::read_to_string(path).is_ok_and(|old| old.lines().next() == body.lines().next()) {
+/// `body` is the new file ([`resolv::for_user_network`], with the container's `--dns*` options).
+pub fn use_embedded_dns(path: &Path, body: &str) -> Result<()> {
+    if std::fs::read_to_string(path).is_ok_and(|old| old.lines().any(|l| l.split_whitespace().eq(["nameserver", "127.0.0.11"]))) {
         return Ok(());
     }
     std::fs::write(path, body).map_err(|e| Error::io("writing", path, e))
