@@ -504,7 +504,7 @@ networks:
 #[test]
 fn secrets_from_files_and_variables_are_mounted_read_only_under_run_secrets() {
     let b = with_busybox();
-    let file = "services:\n  app:\n    image: busybox:test\n    command: sh -c 'cat /run/secrets/db_password; echo; cat /etc/token; echo; stat -c \"%a %u %g\" /etc/token; echo x > /run/secrets/db_password || echo read-only'\n    secrets:\n      - db_password\n      - source: token\n        target: /etc/token\n        uid: \"1000\"\n        gid: \"1000\"\n        mode: 0400\nsecrets:\n  db_password:\n    file: ./db_password.txt\n  token:\n    environment: API_TOKEN\n";
+    let file = "services:\n  app:\n    image: busybox:test\n    command: sh -c 'cat /run/secrets/db_password; echo; cat /etc/token; echo; stat -c \"%a %u %g\" /etc/token; { echo x > /run/secrets/db_password; } 2>/dev/null || echo read-only'\n    secrets:\n      - db_password\n      - source: token\n        target: /etc/token\n        uid: \"1000\"\n        gid: \"1000\"\n        mode: 0400\nsecrets:\n  db_password:\n    file: ./db_password.txt\n  token:\n    environment: API_TOKEN\n";
     let t = project(&[("compose.yaml", file), ("db_password.txt", "hunter2"), (".env", "API_TOKEN=s3cret\n")]);
     let dir = t.path().join("shop");
     let ns = Netns::new();
@@ -747,7 +747,7 @@ fn conformance_replicas_register_with_a_server_by_name_and_a_file_is_bind_mounte
 #[test]
 fn configs_from_files_variables_and_content_are_mounted_at_their_name_or_target() {
     let b = with_busybox();
-    let script = "cat /app_conf; cat /etc/app/greeting; echo; cat /motd; stat -c \"%a\" /motd; echo x > /app_conf || echo read-only";
+    let script = "cat /app_conf; cat /etc/app/greeting; echo; cat /motd; stat -c \"%a\" /motd; { echo x > /app_conf; } 2>/dev/null || echo read-only";
     let file = format!("services:\n  app:\n    image: busybox:test\n    command: sh -c '{script}'\n    configs:\n      - app_conf\n      - source: greeting\n        target: /etc/app/greeting\n      - source: motd\n        mode: 0440\nconfigs:\n  app_conf:\n    file: ./app.conf\n  greeting:\n    environment: GREETING\n  motd:\n    content: |\n      welcome to $${{PROJECT}}\n");
     let t = project(&[("compose.yaml", &file), ("app.conf", "MYCONFIG\n"), (".env", "GREETING=hello-config\n")]);
     let dir = t.path().join("shop");
