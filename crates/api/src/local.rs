@@ -297,26 +297,52 @@ impl LocalEngine {
         // download nothing until their files are needed.
         let cache_client = Arc::new(self.registry(&[])?);
         let early_note = |m: String| (job.progress)(solver::Event::Note { message: m });
-        let cache_import = crate::shared_cache::load(&o.options.cache_from, cache_client.clone(), &self.store, &early_note);
-        // Always there: a local cache entry made from an earlier build's imported hit may name
-        // layers this machine never fetched (the store recorded where they are).
-        let cache_from: Option<Arc<dyn solver::remote::CacheSource>> =
-            Some(Arc::new(solver::remote::ImportedCache::new(cache_import.clone(), self.store.clone(), cache_client.clone())));
-        let req = solver::SolveRequest {
-            definition: &lowered.definition,
-            targets: vec![lowered.target],
-            locals,
-            secrets: o.secrets.clone(),
-            max_parallelism: if o.max_parallelism > 0 { o.max_parallelism } else { default_parallelism() },
-            progress: solve_progress,
-            cancel: job.cancel.clone(),
-            cache_from: cache_from.clone(),
-        };
+        let mut cache_import = crate::shared_cache::load(&o.options.cache_from, cache_client.clone(), &self.store, &early_note);
         let grants = solver::Grants { ssh: o.ssh.clone(), allow_insecure: o.allow.iter().any(|a| a == "security.insecure") };
-        let solved = self.solver.solve_with(&req, &grants).map_err(|e| match e {
-            solver::SolveError::Cancelled => EngineError::Cancelled,
-            e => failed(format!("{e}{}", failing_location(&lowered.definition, &e))),
-        })?;
+        let (solved, cache_from) = loop {
+            // Always there: a local cache entry made from an earlier build's imported hit may
+            // name layers this machine never fetched (the store recorded where they are).
+            let imported = Arc::new(solver::remote::ImportedCache::new(cache_import.clone(), self.store.clone(), cache_client.clone()));
+            let cache_from: Option<Arc<dyn solver::remote::CacheSource>> = Some(imported.clone());
+            let req = solver::SolveRequest {
+                definition: &lowered.definition,
+                targets: vec![lowered.target],
+                locals: locals.clone(),
+                secrets: o.secrets.clone(),
+                max_parallelism: if o.max_parallelism > 0 { o.max_parallelism } else { default_parallelism() },
+                progress: solve_progress.clone(),
+                cancel: job.cancel.clone(),
+                cache_from: cache_from.clone(),
+            };
+            let e = match self.solver.solve_with(&req, &grants) {
+                Ok(solved) => break (solved, cache_from),
+                Err(solver::SolveError::Cancelled) => return Err(EngineError::Cancelled),
+                Err(e) => e,
+            };
+            // A layer of an imported cache that could not be fetched, or did not match its
+            // digest: its sources are left out (a warning each), and the build runs again
+            // without them. A bad cache slows a build down; it never fails it or changes it.
+            let refused = imported.take_refused();
+            let Some(import) = cache_import.as_deref().filter(|_| !refused.is_empty()) else {
+                return Err(failed(format!("{e}{}", failing_location(&lowered.definition, &e))));
+            };
+            let mut drop: Vec<String> = Vec::new();
+            for (digest, reason) in &refused {
+                for name in import.sources_of(digest) {
+                    if !drop.contains(&name) {
+                        let reason = reason.strip_prefix(&format!("{name}: ")).unwrap_or(reason);
+                        early_note(format!("warning: {}", remote_cache::ImportWarning { source: name.clone(), reason: format!("layer {digest}: {reason}") }));
+                        drop.push(name);
+                    }
+                }
+            }
+            if drop.is_empty() {
+                return Err(failed(format!("{e}{}", failing_location(&lowered.definition, &e))));
+            }
+            cache_import = Some(Arc::new(import.without(&drop)));
+            // The failed solve stopped its own steps through the build's cancel flag.
+            job.cancel.reset();
+        };
         let Some(solver::Solved { output: solver::Output::Snapshot { snapshot, .. }, .. }) = solved.get(&lowered.target).cloned() else {
             return Err(failed("the build produced no filesystem"));
         };

@@ -40,6 +40,10 @@ pub struct Request {
     /// the default route); none means the default bridge.
     #[serde(default)]
     pub networks: Vec<Join>,
+    /// `--dns`: where the embedded name server forwards names it does not know (default:
+    /// the host's servers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns: Vec<std::net::IpAddr>,
 }
 
 /// One network a container joins, with its extra names there (`--network-alias`).
@@ -243,7 +247,8 @@ pub fn attach(root: &Path, id: &str, name: &str, request: &Request) -> Result<At
         }
     };
     if let Some((udp, tcp)) = sockets {
-        dns::serve(udp, tcp, root.to_path_buf(), id.to_string(), resolv::upstreams());
+        let upstreams = if request.dns.is_empty() { resolv::upstreams() } else { request.dns.iter().map(|ip| std::net::SocketAddr::new(*ip, 53)).collect() };
+        dns::serve(udp, tcp, root.to_path_buf(), id.to_string(), upstreams);
     }
     Ok(Attachment { record, netns, _ports: reservation, root: root.to_path_buf() })
 }

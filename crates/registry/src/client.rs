@@ -205,6 +205,8 @@ impl Client {
                     Some(c) => {
                         format!("the registry rejected the credentials of user {:?} (HTTP {}): {message}", c.username, status.as_u16())
                     }
+                    // Refused outright (a policy, a front that denies this client): its words.
+                    None if status == StatusCode::FORBIDDEN => format!("access denied (HTTP 403): {message}"),
                     None => format!("the registry requires a login (HTTP {}); run `builder login {registry}`", status.as_u16()),
                 };
                 return Err(Error::Unauthorized { registry: registry.into(), reason });

@@ -47,6 +47,8 @@ pub struct CacheImport {
     blob_sources: HashMap<Digest, Vec<usize>>,
     warnings: Vec<ImportWarning>,
     client: Option<Arc<registry::Client>>,
+    /// Each readable source's name and config, by index (to drop a source after the fact).
+    sources: Vec<(String, CacheConfig)>,
 }
 
 impl fmt::Debug for CacheImport {
@@ -65,6 +67,7 @@ impl CacheImport {
             blob_sources: HashMap::new(),
             warnings: Vec::new(),
             client: None,
+            sources: Vec::new(),
         }
     }
 
@@ -98,10 +101,11 @@ impl CacheImport {
         import.client = Some(client);
         for (source, result) in sources.iter().zip(results) {
             match result {
-                Ok((config, location)) => import.add(config, location),
+                Ok((config, location)) => import.add(source.name(), config, location),
                 Err(reason) => {
+                    // The build's progress shows it (as a warning); the log need not repeat it.
                     let warning = ImportWarning { source: source.name(), reason };
-                    tracing::warn!("{warning}");
+                    tracing::debug!("{warning}");
                     import.warnings.push(warning);
                 }
             }
@@ -109,9 +113,10 @@ impl CacheImport {
         import
     }
 
-    fn add(&mut self, config: CacheConfig, location: BlobLocation) {
+    fn add(&mut self, name: String, config: CacheConfig, location: BlobLocation) {
         let index = self.locations.len();
         self.locations.push(location);
+        self.sources.push((name, config.clone()));
         for entry in config.entries {
             for layer in &entry.layers {
                 let sources = self.blob_sources.entry(layer.digest.clone()).or_default();
@@ -125,6 +130,26 @@ impl CacheImport {
             self.by_step.entry(entry.provenance.step.clone()).or_default().push(entry.key.clone());
             self.entries.insert(entry.key.clone(), (entry, index));
         }
+    }
+
+    /// The names of the readable sources that list the blob `digest`.
+    pub fn sources_of(&self, digest: &Digest) -> Vec<String> {
+        self.blob_sources.get(digest).into_iter().flatten().map(|i| self.sources[*i].0.clone()).collect()
+    }
+
+    /// This import without the sources named in `drop` (a source found to be bad during the
+    /// build, e.g. a layer that does not match its digest): their entries are gone, and the
+    /// entries of the other sources that they had shadowed are back.
+    pub fn without(&self, drop: &[String]) -> CacheImport {
+        let mut out = CacheImport::empty();
+        out.client = self.client.clone();
+        out.warnings = self.warnings.clone();
+        for ((name, config), location) in self.sources.iter().zip(&self.locations) {
+            if !drop.contains(name) {
+                out.add(name.clone(), config.clone(), location.clone());
+            }
+        }
+        out
     }
 
     /// The sources that were left out.
@@ -191,7 +216,7 @@ impl CacheImport {
             match result {
                 Ok(n) => return Ok(n),
                 Err(e) => {
-                    tracing::warn!("fetching cached layer {} from {location:?}: {e}", blob.digest);
+                    tracing::debug!("fetching cached layer {} from {location:?}: {e}", blob.digest);
                     last = e;
                 }
             }

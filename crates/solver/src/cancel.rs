@@ -19,6 +19,11 @@ impl Cancel {
             }
         }
     }
+    /// Un-cancels, for a retry of a solve that stopped its own steps after a failure (not the
+    /// user's cancel: a cancelled solve is never retried).
+    pub fn reset(&self) {
+        self.cancelled.store(false, Ordering::SeqCst);
+    }
     pub fn is_cancelled(&self) -> bool {
         self.cancelled.load(Ordering::SeqCst)
     }

@@ -97,11 +97,22 @@ pub struct ImportedCache {
     import: Option<std::sync::Arc<remote_cache::CacheImport>>,
     store: oci::Store,
     client: std::sync::Arc<registry::Client>,
+    /// Layers of the import that could not be fetched (or did not match their digest), and why.
+    refused: std::sync::Mutex<Vec<(oci::Digest, String)>>,
 }
 
 impl ImportedCache {
     pub fn new(import: Option<std::sync::Arc<remote_cache::CacheImport>>, store: oci::Store, client: std::sync::Arc<registry::Client>) -> ImportedCache {
-        ImportedCache { import, store, client }
+        ImportedCache { import, store, client, refused: Default::default() }
+    }
+
+    /// The layers of the import this solve could not use (fetch failed, or the bytes did not
+    /// match their digest) and why: the sources that list them must be left out of a retry.
+    pub fn take_refused(&self) -> Vec<(oci::Digest, String)> {
+        match self.refused.lock() {
+            Ok(mut r) => std::mem::take(&mut *r),
+            Err(p) => std::mem::take(&mut *p.into_inner()),
+        }
     }
 
     /// Records in the image store where each absent layer of a hit can be fetched (its first
@@ -149,7 +160,12 @@ impl CacheSource for ImportedCache {
         if !self.store.has_blob(&layer.digest) {
             match &self.import {
                 Some(import) if !import.locations_of(&layer.digest).is_empty() => {
-                    import.fetch_blob(&layer, &self.store).map_err(|e| e.to_string())?;
+                    if let Err(e) = import.fetch_blob(&layer, &self.store) {
+                        if let Ok(mut r) = self.refused.lock() {
+                            r.push((layer.digest.clone(), e.to_string()));
+                        }
+                        return Err(e.to_string());
+                    }
                 }
                 _ => {
                     self.client.fetch_recorded(&self.store, &[(layer.digest.clone(), layer.size)], &registry::NoProgress).map_err(|e| e.to_string())?;

@@ -242,6 +242,8 @@ impl Serve {
             .arg(root.path())
             .args(["serve", "--listen", "tcp://127.0.0.1:0"])
             .args(args)
+            // "build requested" in serve.log says which farm member got a build.
+            .env("RUST_LOG", "info")
             .stdin(std::process::Stdio::null())
             .stdout(std::process::Stdio::piped())
             .stderr(std::fs::File::create(root.path().join("serve.log")).expect("log"))
@@ -252,6 +254,16 @@ impl Serve {
         let addr =
             line.trim().strip_prefix("builder serve: listening on ").unwrap_or_else(|| panic!("serve did not start: {line:?}")).to_string();
         Serve { child, addr, _root: root }
+    }
+
+    /// How many builds this server was asked for (its log's "build requested" lines).
+    fn builds(&self) -> usize {
+        std::fs::read_to_string(self._root.path().join("serve.log")).unwrap_or_default().matches("build requested").count()
+    }
+
+    /// "127.0.0.1:PORT", for a load balancer's upstream.
+    fn host_port(&self) -> &str {
+        self.addr.strip_prefix("tcp://").unwrap_or(&self.addr)
     }
 
     /// A plain-progress remote build of `ctx`; returns stderr.
@@ -356,4 +368,353 @@ fn an_image_made_of_unfetched_cache_hits_is_fetched_when_run_saved_pushed_elsewh
     let on_top = context(&[("Dockerfile", "FROM lazy:base\nRUN cat /out /app.txt > /twice\n")]);
     build_ok(&e, on_top.path(), &["-t", "lazy:on-top"]);
     assert_eq!(e.ok(&["run", "--rm", "lazy:on-top", "cat", "/twice"]), "app\ntool\napp\n");
+}
+
+/// Debian's nginx as a gRPC load balancer (`grpc_pass`, round robin) in front of `upstreams`, on a
+/// free loopback port; its config, logs and pid file in a temp dir. One process (no master), so
+/// killing the child on drop stops it all.
+struct Nginx {
+    child: std::process::Child,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl Nginx {
+    /// A gRPC load balancer: round robin over `upstreams` ("HOST:PORT").
+    fn start(upstreams: &[&str]) -> Nginx {
+        let servers: String = upstreams.iter().map(|u| format!("server {u}; ")).collect();
+        Nginx::launch(&format!("upstream farm {{ {servers}}}"), "http2", "grpc_read_timeout 600s; grpc_send_timeout 600s; location / { grpc_pass grpc://farm; }")
+    }
+
+    /// A plain HTTP server with `server` (its `location` blocks).
+    fn start_http(server: &str) -> Nginx {
+        Nginx::launch("", "", server)
+    }
+
+    fn launch(http: &str, listen: &str, server: &str) -> Nginx {
+        let mut last = String::new();
+        for _ in 0..5 {
+            let dir = tempfile::tempdir().expect("nginx dir");
+            let port = free_port();
+            let d = dir.path().display();
+            let conf = format!(
+                "error_log {d}/error.log info;\nevents {{ worker_connections 64; }}\nhttp {{\n  access_log {d}/access.log;\n  \
+                 client_body_temp_path {d}/body; proxy_temp_path {d}/proxy; fastcgi_temp_path {d}/fastcgi; \
+                 uwsgi_temp_path {d}/uwsgi; scgi_temp_path {d}/scgi;\n  {http}\n  \
+                 server {{ listen 127.0.0.1:{port} {listen}; client_max_body_size 0;\n    {server} }}\n}}\n"
+            );
+            std::fs::write(dir.path().join("nginx.conf"), conf).expect("write nginx.conf");
+            let child = std::process::Command::new("/usr/sbin/nginx")
+                .arg("-p")
+                .arg(dir.path())
+                .arg("-c")
+                .arg(dir.path().join("nginx.conf"))
+                .arg("-g")
+                .arg(format!("daemon off; master_process off; pid {d}/nginx.pid;"))
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::fs::File::create(dir.path().join("stderr.log")).expect("nginx stderr"))
+                .spawn()
+                .expect("start nginx (Debian's nginx-light)");
+            let mut n = Nginx { child, port, dir };
+            match n.wait_ready() {
+                Ok(()) => return n,
+                Err(e) => last = e,
+            }
+        }
+        panic!("{last}");
+    }
+
+    fn wait_ready(&mut self) -> Result<(), String> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                let log = std::fs::read_to_string(self.dir.path().join("stderr.log")).unwrap_or_default()
+                    + &std::fs::read_to_string(self.dir.path().join("error.log")).unwrap_or_default();
+                return Err(format!("nginx exited with {status}:\n{log}"));
+            }
+            if std::net::TcpStream::connect(("127.0.0.1", self.port)).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        Err(format!("nginx did not listen on 127.0.0.1:{} within 20 s", self.port))
+    }
+
+    fn addr(&self) -> String {
+        format!("tcp://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn two_servers_behind_nginx_grpc_pass_the_second_build_lands_on_the_other_server_all_cached() {
+    let registry = Registry::start();
+    let (_a, base) = root_with_pushed_base(&registry);
+    let ctx = context(&[("Dockerfile", &dockerfile(&base)), ("app.txt", "app\n")]);
+    let cache = format!("{}/nginx-farm/cache:main", registry.addr());
+    let defaults = ["--cache-from", cache.as_str(), "--cache-to", &format!("type=registry,ref={cache},mode=max")];
+    let mut servers = vec![Serve::start(&defaults), Serve::start(&defaults)];
+    let nginx = Nginx::start(&[servers[0].host_port(), servers[1].host_port()]);
+
+    // The first build through the load balancer runs everything on one server and exports.
+    let log = remote_build(&nginx.addr(), ctx.path(), &[]);
+    let (_, ran) = cached_and_ran(&log);
+    assert!(ran.iter().any(|r| r.contains("RUN echo tool")), "the first build runs its steps:\n{log}");
+    assert!(log.contains(&format!("exporting cache to {cache}")), "{log}");
+    let counts: Vec<usize> = servers.iter().map(Serve::builds).collect();
+    assert_eq!(counts.iter().sum::<usize>(), 1, "the build (one gRPC stream) went to one server: {counts:?}");
+    let first = counts.iter().position(|&c| c == 1).expect("the server that built");
+
+    // That server goes away; nginx sends the next build of the same context to the other one,
+    // whose empty root gets every step from the registry.
+    drop(servers.remove(first));
+    let log = remote_build(&nginx.addr(), ctx.path(), &[]);
+    assert_eq!(servers[0].builds(), 1, "the second build landed on the other server:\n{log}");
+    let (cached, ran) = cached_and_ran(&log);
+    assert!(!ran.iter().any(|r| r.contains("RUN") || r.contains("COPY")), "the other server's build is all CACHED:\n{log}");
+    assert_eq!(cached.iter().filter(|c| c.contains("RUN") || c.contains("COPY")).count(), 4, "{log}");
+}
+
+/// The data file of a blob in a `docker-registry`'s filesystem storage.
+fn stored_blob(registry: &Registry, digest: &str) -> std::path::PathBuf {
+    let hex = digest.strip_prefix("sha256:").expect("sha256 digest");
+    registry.storage().join(format!("docker/registry/v2/blobs/sha256/{}/{hex}/data", &hex[..2]))
+}
+
+/// Replaces a stored blob's bytes with as many other bytes (so its size still matches, and only
+/// its digest tells).
+fn tamper(path: &Path) {
+    let mut bytes = std::fs::read(path).expect("read stored blob");
+    for b in bytes.iter_mut() {
+        *b = !*b;
+    }
+    std::fs::write(path, bytes).expect("write tampered blob");
+}
+
+/// A plain-progress build with `DOCKER_CONFIG` set to `config` (credentials of its own).
+fn build_with_config(b: &Builder, config: &Path, ctx: &Path, extra: &[&str]) -> String {
+    let out = b.cmd().env("DOCKER_CONFIG", config).args(["build", "--progress", "plain"]).args(extra).arg(ctx).output().expect("spawn builder");
+    let log = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "build {extra:?} failed:\n{log}");
+    log
+}
+
+#[test]
+fn a_cache_source_answering_401_or_403_is_a_warning_naming_the_ref_and_the_build_goes_on() {
+    let locked = Registry::start_with_auth("alice", "s3cret");
+    let b = with_busybox();
+    let ctx = context(&[("Dockerfile", "FROM busybox:test\nRUN echo x > /x\n")]);
+    let cache = format!("{}/app/cache:1", locked.addr());
+
+    // No login at all: 401.
+    let none = tempfile::tempdir().expect("docker config");
+    let log = build_with_config(&b, none.path(), ctx.path(), &["--cache-from", &cache]);
+    let (_, ran) = cached_and_ran(&log);
+    assert!(ran.iter().any(|r| r.contains("RUN echo x")), "{log}");
+    let want = format!(
+        "warning: --cache-from {cache}: authentication to {r} failed: the registry requires a login (HTTP 401); run `builder login {r}`; building without it",
+        r = locked.addr()
+    );
+    assert!(log.contains(&want), "want {want:?} in:\n{log}");
+
+    // A wrong password: 401 again, said as a failed login.
+    let wrong = tempfile::tempdir().expect("docker config");
+    let auth = base64_of("alice:wrong");
+    std::fs::write(wrong.path().join("config.json"), format!("{{\"auths\":{{\"{}\":{{\"auth\":\"{auth}\"}}}}}}", locked.addr())).expect("config.json");
+    let log = build_with_config(&b, wrong.path(), ctx.path(), &["--cache-from", &cache, "--no-cache"]);
+    let want = format!(
+        "warning: --cache-from {cache}: authentication to {} failed: the registry rejected the credentials of user \"alice\" (HTTP 401): UNAUTHORIZED: authentication required; building without it",
+        locked.addr()
+    );
+    assert!(log.contains(&want), "want {want:?} in:\n{log}");
+
+    // A registry front that refuses this client: 403 DENIED, as hosted registries answer.
+    let front = Nginx::start_http(
+        "location / { default_type application/json; return 403 '{\"errors\":[{\"code\":\"DENIED\",\"message\":\"requested access to the resource is denied\"}]}'; }",
+    );
+    let denied = format!("127.0.0.1:{}/app/cache:1", front.port);
+    let log = build_with_config(&b, none.path(), ctx.path(), &["--cache-from", &denied, "--no-cache"]);
+    let want = format!(
+        "warning: --cache-from {denied}: authentication to 127.0.0.1:{} failed: access denied (HTTP 403): DENIED: requested access to the resource is denied; building without it",
+        front.port
+    );
+    assert!(log.contains(&want), "want {want:?} in:\n{log}");
+}
+
+/// Standard base64 of `s` (for a docker config's `auth`).
+fn base64_of(s: &str) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let b = s.as_bytes();
+    let mut out = String::new();
+    for chunk in b.chunks(3) {
+        let n = chunk.iter().enumerate().fold(0u32, |n, (i, &c)| n | (c as u32) << (16 - 8 * i));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[test]
+fn a_cache_whose_blobs_were_tampered_with_is_ignored_with_a_warning_and_the_build_is_still_right() {
+    let registry = Registry::start();
+    let (a, base) = root_with_pushed_base(&registry);
+    let ctx = context(&[("Dockerfile", &dockerfile(&base)), ("app.txt", "app\n")]);
+    let layer_cache = format!("{}/tamper/cache:layer", registry.addr());
+    let config_cache = format!("{}/tamper/cache:config", registry.addr());
+    build_ok(&a, ctx.path(), &["--cache-to", &format!("type=registry,ref={layer_cache},mode=max")]);
+    let m = manifest(&registry, "tamper/cache", "layer");
+
+    // The tools stage's layer (in the cache only, mode=max) no longer matches its digest. A build
+    // whose COPY app.txt misses must read the tools result (COPY --from): the fetch is refused,
+    // and the build runs without that cache.
+    let base_layers: Vec<String> = manifest(&registry, "base/busybox", "1")["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .map(|l| l["digest"].as_str().expect("digest").to_string())
+        .collect();
+    let img = a.ok(&["image", "inspect", &base]);
+    assert!(!img.is_empty());
+    let cache_layers: Vec<String> = m["layers"].as_array().expect("layers").iter().map(|l| l["digest"].as_str().expect("digest").to_string()).collect();
+    let own: Vec<&String> = cache_layers.iter().filter(|d| !base_layers.contains(d)).collect();
+    for d in &own {
+        tamper(&stored_blob(&registry, d));
+    }
+    std::fs::write(ctx.path().join("app.txt"), "app 2\n").expect("write");
+    let b = Builder::new();
+    let log = build_ok(&b, ctx.path(), &["-t", "tampered:1", "--cache-from", &layer_cache]);
+    let want = format!("warning: --cache-from {layer_cache}: layer sha256:");
+    let line = log.lines().find(|l| l.contains(&want)).unwrap_or_else(|| panic!("no warning for the tampered layer:\n{log}"));
+    assert!(line.contains("content does not match its digest") && line.ends_with("; building without it"), "{line}");
+    let (_, ran) = cached_and_ran(&log);
+    assert!(ran.iter().any(|r| r.contains("RUN echo tool")), "the tools stage ran instead of using the tampered layer:\n{log}");
+    assert_eq!(b.ok(&["run", "--rm", "tampered:1", "cat", "/out"]), "app 2\ntool\n");
+
+    // A tampered cache config: the whole source is refused when the build starts.
+    build_ok(&a, ctx.path(), &["--cache-to", &format!("type=registry,ref={config_cache}")]);
+    let m = manifest(&registry, "tamper/cache", "config");
+    tamper(&stored_blob(&registry, m["config"]["digest"].as_str().expect("config digest")));
+    let log = build_ok(&Builder::new(), ctx.path(), &["--cache-from", &config_cache]);
+    let want = format!("warning: --cache-from {config_cache}: blob {} from {} rejected: content does not match its digest", m["config"]["digest"].as_str().expect("digest"), registry.addr());
+    assert!(log.contains(&want) && log.contains("importing cache: 0 entries"), "want {want:?} in:\n{log}");
+}
+
+/// Writes `config` (any bytes) as the config blob of a cache manifest `reference` whose layers
+/// are `layers` (the manifest JSON's), through the registry API.
+fn put_cache_artifact(reference: &str, config: &[u8], layers: &serde_json::Value) {
+    let tmp = tempfile::tempdir().expect("tmp");
+    let store = oci::Store::open(tmp.path()).expect("store");
+    let blob = store.put_bytes(config).expect("config blob");
+    let r = oci::Reference::parse(reference).expect("ref");
+    let client = registry::Client::new(Default::default()).expect("client");
+    client.run(client.put_blob_async(&r, &store, &blob.digest, blob.size, &[], &registry::NoProgress)).expect("run").expect("put config blob");
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/vnd.builder.cache.config.v1+json",
+        "config": {"mediaType": "application/vnd.builder.cache.config.v1+json", "digest": blob.digest.to_string(), "size": blob.size},
+        "layers": layers,
+    });
+    let bytes = serde_json::to_vec(&manifest).expect("json");
+    client.run(client.put_manifest_bytes_async(&r, &bytes, "application/vnd.oci.image.manifest.v1+json")).expect("run").expect("put manifest");
+}
+
+#[test]
+fn a_cache_of_an_unknown_version_or_malformed_is_ignored_with_a_warning() {
+    let registry = Registry::start();
+    let (a, base) = root_with_pushed_base(&registry);
+    let ctx = context(&[("Dockerfile", &dockerfile(&base)), ("app.txt", "app\n")]);
+    let good = format!("{}/odd/cache:good", registry.addr());
+    build_ok(&a, ctx.path(), &["--cache-to", &good]);
+    let m = manifest(&registry, "odd/cache", "good");
+    let (_, config) = http_get(&registry.addr(), &format!("/v2/odd/cache/blobs/{}", m["config"]["digest"].as_str().expect("digest")));
+    let mut doc: serde_json::Value = serde_json::from_slice(&config).expect("config JSON");
+
+    doc["version"] = serde_json::json!(2);
+    let v2 = format!("{}/odd/cache:v2", registry.addr());
+    put_cache_artifact(&v2, &serde_json::to_vec(&doc).expect("json"), &m["layers"]);
+    let garbage = format!("{}/odd/cache:garbage", registry.addr());
+    put_cache_artifact(&garbage, b"{\"version\": 1, \"entries\": [{\"key\": 7}]}", &m["layers"]);
+    let notjson = format!("{}/odd/cache:notjson", registry.addr());
+    put_cache_artifact(&notjson, b"PK\x03\x04 not a cache", &m["layers"]);
+
+    let b = Builder::new();
+    let log = build_ok(&b, ctx.path(), &["--cache-from", &v2, "--cache-from", &garbage, "--cache-from", &notjson]);
+    assert!(
+        log.contains(&format!("warning: --cache-from {v2}: cache config version 2 is not supported (this build reads version 1); building without it")),
+        "{log}"
+    );
+    assert!(log.contains(&format!("warning: --cache-from {garbage}: malformed cache config: ")), "{log}");
+    assert!(log.contains(&format!("warning: --cache-from {notjson}: cache config is not valid JSON: ")), "{log}");
+    let (_, ran) = cached_and_ran(&log);
+    assert!(ran.iter().any(|r| r.contains("RUN echo tool")) && ran.iter().any(|r| r.contains("RUN cat")), "nothing of them is used:\n{log}");
+}
+
+#[test]
+fn two_builds_exporting_to_one_ref_at_once_leave_one_whole_cache() {
+    let registry = Registry::start();
+    let (a, base) = root_with_pushed_base(&registry);
+    let cache = format!("{}/race/cache:main", registry.addr());
+    let one = context(&[("Dockerfile", &dockerfile(&base)), ("app.txt", "one\n")]);
+    let two = context(&[("Dockerfile", &dockerfile(&base)), ("app.txt", "two\n")]);
+    let b = Builder::new();
+    let to = format!("type=registry,ref={cache},mode=max");
+    for _ in 0..3 {
+        std::thread::scope(|s| {
+            let t1 = s.spawn(|| build_ok(&a, one.path(), &["--no-cache", "--cache-to", &to]));
+            let t2 = s.spawn(|| build_ok(&b, two.path(), &["--no-cache", "--cache-to", &to]));
+            t1.join().expect("build one");
+            t2.join().expect("build two");
+        });
+        // Whichever manifest won, every blob it names is there, and a fresh root gets one of the
+        // two builds whole from it.
+        let m = manifest(&registry, "race/cache", "main");
+        for l in m["layers"].as_array().expect("layers").iter().chain([&m["config"]]) {
+            let d = l["digest"].as_str().expect("digest");
+            assert_eq!(http_get(&registry.addr(), &format!("/v2/race/cache/blobs/{d}")).0, 200, "{d} of {m}");
+        }
+        let whole: Vec<bool> = [&one, &two]
+            .iter()
+            .map(|ctx| {
+                let log = build_ok(&Builder::new(), ctx.path(), &["--cache-from", &cache]);
+                let (_, ran) = cached_and_ran(&log);
+                !ran.iter().any(|r| r.contains("RUN") || r.contains("COPY"))
+            })
+            .collect();
+        assert_eq!(whole.iter().filter(|w| **w).count(), 1, "exactly one of the two builds is whole in the cache: {whole:?}");
+    }
+}
+
+#[test]
+fn a_cache_export_to_a_registry_that_is_down_names_the_ref_and_ignore_error_keeps_the_pushed_image() {
+    let registry = Registry::start();
+    let (b, base) = root_with_pushed_base(&registry);
+    let ctx = context(&[("Dockerfile", &format!("FROM {base}\nRUN echo pushed > /p\n"))]);
+    let down = format!("127.0.0.1:{}/app/cache:1", free_port());
+    let image = format!("{}/kept/app:1", registry.addr());
+    let (ok, log) = build(&b, ctx.path(), &["-t", &image, "--push", "--cache-to", &format!("type=registry,ref={down}")]);
+    assert!(!ok, "a failed cache export fails the build:\n{log}");
+    let err = log.lines().last().unwrap_or_default();
+    assert!(err.contains(&format!("exporting cache to {down}: {down}: cannot reach http://{}/v2/", down.split('/').next().expect("host"))), "{log}");
+
+    let tag = format!("{}/kept/app:2", registry.addr());
+    let log = build_ok(&b, ctx.path(), &["-t", &tag, "--push", "--cache-to", &format!("type=registry,ref={down},ignore-error=true")]);
+    assert!(log.contains(&format!("warning: exporting cache to {down} failed: {down}: cannot reach http://")), "{log}");
+    assert!(log.contains("(ignore-error=true: the build result stands)"), "{log}");
+    // Built and pushed all the same.
+    let pulled = Builder::new();
+    pulled.ok(&["pull", &tag]);
+    assert_eq!(pulled.ok(&["run", "--rm", &tag, "cat", "/p"]), "pushed\n");
 }
