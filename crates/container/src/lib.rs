@@ -594,7 +594,10 @@ impl Containers {
             let pid = state.pid.ok_or_else(|| Error::NotRunning { name: state.name.clone() })?;
             let ep = network::connect(&self.root, &state.id, pid, join)?;
             if ep.dns {
-                network::use_embedded_dns(&dir.join("resolv.conf"))?;
+                let mut spec = runtime::read_bundle(&dir)?;
+                set_resolv_conf(&mut spec, network::resolv::for_user_network());
+                let body = spec.annotations().as_ref().and_then(|a| a.get(runtime::spec::ANNOTATION_RESOLV_CONF)).cloned().unwrap_or_default();
+                network::use_embedded_dns(&dir.join("resolv.conf"), &body)?;
             }
         }
         req.networks.push(network::Join { network: net.name, aliases: join.aliases.clone() });
