@@ -6,6 +6,11 @@
 #     from `docker inspect` and builder's project state;
 #   - what the process sees, asked inside each container with `exec`: uid/gid, working
 #     directory, environment, PID 1's command line, and each mount of the file (ro/rw);
+#   - the published ports from `inspect` (NetworkSettings.Ports: container port, host address
+#     and host port; a random host port, where the file gives none, is shown as `*`; dockerd's
+#     IPv6 twin bindings on `::` are left out, builder has no IPv6);
+#   - the networks from `inspect` (NetworkSettings.Networks: each network's name, and whether
+#     the service's name and the file's aliases are among its aliases there);
 # Prints one line per project; exits 1 on a difference (the diff is printed).
 #
 # dockerd is one of the script's own (its own data root and socket), in a network namespace
@@ -56,6 +61,22 @@ for d in "$@"; do echo "mount $d $(awk -v d="$d" "\$5 == d { split(\$6, o, \",\"
 # The container paths of a service's volumes (from the resolved file, the same for both).
 targets() { jq -r --arg s "$2" '.services[$s].volumes // [] | .[].target' "$1"; }
 
+# Ports and networks of one container, from its `inspect` JSON on stdin (Docker's shape on both
+# sides). CONFIG_JSON SERVICE
+ports_networks() {
+  jq -r --slurpfile cfg "$1" --arg s "$2" '
+    ($cfg[0].services[$s]) as $svc
+    | .[0].NetworkSettings as $n
+    | ([$n.Ports // {} | to_entries[] | .key as $k | (.value // [])[] | select(.HostIp != "::")
+        | ($k | split("/")) as $p
+        | ([$svc.ports // [] | .[] | select((.target | tostring) == $p[0] and .protocol == $p[1] and .published == null)] | length > 0) as $random
+        | "port \($k) -> \(.HostIp):\(if $random then "*" else .HostPort end)"] | sort[]),
+      ([$n.Networks // {} | to_entries[] | .key as $net
+        | ($net | sub("^" + $cfg[0].name + "_"; "")) as $key
+        | ([$s] + ($svc.networks[$key].aliases // [])) as $want
+        | "network \($net) aliases \([$want[] | select(. as $a | ($n.Networks[$net].Aliases // []) | index($a) != null)] | join(","))"] | sort[])'
+}
+
 observe() { # SIDE PROJECT_DIR CONFIG_JSON
   local side=$1 dir=$2 config=$3 project
   project=$(jq -r .name "$config")
@@ -67,6 +88,7 @@ observe() { # SIDE PROJECT_DIR CONFIG_JSON
       name=$(docker inspect -f '{{.Name}}' "$id" | sed 's#^/##')
       echo "== $name"
       docker inspect "$id" | jq -r '.[0].Config.Labels | to_entries[] | select(.key | test("^com.docker.compose.(project|service|container-number|oneoff)$") or (test("^com.docker.compose") | not)) | "label \(.key)=\(.value)"' | sort
+      docker inspect "$id" | ports_networks "$config" "$svc"
       # shellcheck disable=SC2046
       docker exec "$id" sh -c "$PROBE" probe $(targets "$config" "$svc")
       : "$num"
@@ -75,6 +97,7 @@ observe() { # SIDE PROJECT_DIR CONFIG_JSON
     jq -r '.containers[] | select(.oneoff | not) | "\(.id) \(.service) \(.name)"' "$STATE/compose/$project.json" | sort -k3 | while read -r id svc name; do
       echo "== $name"
       jq -r --arg id "$id" '.containers[] | select(.id == $id) | .labels | to_entries[] | select(.key | test("^com.docker.compose.(project|service|container-number|oneoff)$") or (test("^com.docker.compose") | not)) | "label \(.key)=\(.value)"' "$STATE/compose/$project.json" | sort
+      ip netns exec "$NS_B" "$BUILDER" --root "$STATE" inspect "$id" | ports_networks "$config" "$svc"
       # shellcheck disable=SC2046
       ip netns exec "$NS_B" "$BUILDER" --root "$STATE" exec "$id" sh -c "$PROBE" probe $(targets "$config" "$svc")
     done

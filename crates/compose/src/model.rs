@@ -12,8 +12,8 @@ use crate::forms::{self, Mapping, OneOrMany, StrOrMap, StrOrSeq};
 /// Keys of the Compose specification that builder compose does not implement: naming them in
 /// the error tells the user it is a known, unsupported key rather than a typo.
 pub const UNSUPPORTED_COMPOSE_KEYS: &[&str] = &[
-    "extends", "include", "dns", "dns_search", "dns_opt",
-    "logging", "platform", "pull_policy", "links", "external_links", "sysctls", "security_opt", "shm_size", "stdin_open", "tty", "ipc", "pid",
+    "extends", "include",
+    "logging", "platform", "pull_policy", "links", "external_links", "security_opt", "shm_size", "stdin_open", "tty", "ipc", "pid",
     "userns_mode", "cgroup_parent", "domainname", "mac_address", "storage_opt", "isolation", "cpu_shares", "cpuset", "memswap_limit",
     "mem_reservation", "oom_score_adj", "runtime", "volumes_from", "annotations", "attach", "develop", "post_start", "pre_stop", "models",
 ];
@@ -122,6 +122,15 @@ pub struct Service {
     pub ulimits: BTreeMap<String, Ulimit>,
     #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "one_or_many")]
     pub group_add: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "one_or_many")]
+    pub dns: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "one_or_many")]
+    pub dns_search: Vec<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty", deserialize_with = "one_or_many")]
+    pub dns_opt: Vec<String>,
+    /// `net.core.somaxconn: 1024` or `- net.core.somaxconn=1024`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty", deserialize_with = "labels")]
+    pub sysctls: BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]

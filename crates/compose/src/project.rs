@@ -255,6 +255,10 @@ fn merge_service(b: &mut Service, o: Service) {
     append_unique(&mut b.cap_drop, o.cap_drop);
     append_unique(&mut b.devices, o.devices);
     append_unique(&mut b.group_add, o.group_add);
+    append_unique(&mut b.dns, o.dns);
+    append_unique(&mut b.dns_search, o.dns_search);
+    append_unique(&mut b.dns_opt, o.dns_opt);
+    b.sysctls.extend(o.sysctls);
     b.ulimits.extend(o.ulimits);
     for v in o.volumes {
         match b.volumes.iter_mut().find(|x| x.target == v.target) {

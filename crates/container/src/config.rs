@@ -44,6 +44,12 @@ pub struct RunOptions {
     pub hostname: Option<String>,
     /// `--add-host NAME:IP`.
     pub add_hosts: Vec<String>,
+    /// `--dns IP`, `--dns-search DOMAIN`, `--dns-option OPT`: the container's resolv.conf.
+    pub dns: Vec<String>,
+    pub dns_search: Vec<String>,
+    pub dns_options: Vec<String>,
+    /// `--sysctl KEY=VALUE`: namespaced kernel parameters.
+    pub sysctls: Vec<String>,
     /// `-m 64m`.
     pub memory: Option<String>,
     pub pids_limit: Option<i64>,
@@ -277,9 +283,125 @@ pub fn random_name(id: &str) -> String {
     format!("{}_{}_{}", A[b % 8], N[(b / 8) % 8], id.get(2..6).unwrap_or(""))
 }
 
+/// `--dns`, `--dns-search` and `--dns-option`, checked: what replaces the resolv.conf lines.
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Dns {
+    pub servers: Vec<std::net::IpAddr>,
+    pub search: Vec<String>,
+    pub options: Vec<String>,
+}
+
+impl Dns {
+    pub(crate) fn parse(opts: &RunOptions) -> Result<Option<Dns>> {
+        let servers = opts.dns.iter().map(|d| d.parse().map_err(|_| Error::option("--dns", d, "not an IP address"))).collect::<Result<Vec<_>>>()?;
+        for d in &opts.dns_search {
+            if d.is_empty() || d.contains(char::is_whitespace) {
+                return Err(Error::option("--dns-search", d, "not a domain name"));
+            }
+        }
+        for o in &opts.dns_options {
+            if o.is_empty() || o.contains(char::is_whitespace) {
+                return Err(Error::option("--dns-option", o, "not a resolv.conf option (ndots:2, edns0, …)"));
+            }
+        }
+        let dns = Dns { servers, search: opts.dns_search.clone(), options: opts.dns_options.clone() };
+        Ok(Some(dns).filter(|d| *d != Dns::default()))
+    }
+
+    /// `body` (the resolv.conf the container would get) with these lines replacing its own, as
+    /// Docker writes it: on a user-defined network the embedded server (127.0.0.11) stays the
+    /// only name server and forwards to the given ones; `--dns-search .` means no search list.
+    pub fn apply(&self, body: &str) -> String {
+        let embedded = body.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["nameserver", "127.0.0.11"]);
+        let mut out = String::new();
+        for line in body.lines() {
+            let key = line.split_whitespace().next().unwrap_or("");
+            let replaced = match key {
+                "nameserver" => !self.servers.is_empty() && !embedded,
+                "search" | "domain" => !self.search.is_empty(),
+                "options" => !self.options.is_empty(),
+                _ => false,
+            };
+            if !replaced {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        if !embedded {
+            for s in &self.servers {
+                out.push_str(&format!("nameserver {s}\n"));
+            }
+        }
+        let search: Vec<&str> = self.search.iter().map(String::as_str).filter(|s| *s != ".").collect();
+        if !search.is_empty() {
+            out.push_str(&format!("search {}\n", search.join(" ")));
+        }
+        if !self.options.is_empty() {
+            let mut options = self.options.clone();
+            if embedded && !options.iter().any(|o| o.starts_with("ndots:")) {
+                options.push("ndots:0".into());
+            }
+            out.push_str(&format!("options {}\n", options.join(" ")));
+        }
+        out
+    }
+}
+
+/// `--sysctl KEY=VALUE` checked as Docker checks them: the IPC namespace's `kernel.msg*`,
+/// `kernel.sem`, `kernel.shm*` and `fs.mqueue.*`, and `net.*` when the container has a network
+/// namespace of its own. Any other key would change the host, and is refused.
+pub(crate) fn parse_sysctls(opts: &RunOptions, own_network: bool) -> Result<std::collections::BTreeMap<String, String>> {
+    const IPC: [&str; 8] = ["kernel.msgmax", "kernel.msgmnb", "kernel.msgmni", "kernel.sem", "kernel.shmall", "kernel.shmmax", "kernel.shmmni", "kernel.shm_rmid_forced"];
+    let mut out = std::collections::BTreeMap::new();
+    for s in &opts.sysctls {
+        let Some((k, v)) = s.split_once('=') else { return Err(Error::option("--sysctl", s, "expected KEY=VALUE (net.ipv4.ip_forward=1)")) };
+        let k = k.trim().replace('/', ".");
+        if k.is_empty() || k.split('.').any(|p| p.is_empty()) {
+            return Err(Error::option("--sysctl", s, "expected KEY=VALUE (net.ipv4.ip_forward=1)"));
+        }
+        if k.starts_with("net.") {
+            if !own_network {
+                return Err(Error::option("--sysctl", s, "a net.* sysctl needs a network namespace of the container's own (not --network host)"));
+            }
+        } else if !IPC.contains(&k.as_str()) && !k.starts_with("fs.mqueue.") {
+            return Err(Error::option("--sysctl", s, "not a namespaced sysctl (net.*, kernel.msg*/sem/shm*, fs.mqueue.*): it would change the host"));
+        }
+        out.insert(k, v.to_string());
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    #[test]
+    fn dns_options_replace_the_resolv_conf_lines_as_dockers_do() {
+        use super::*;
+        let opts = RunOptions { dns: vec!["10.0.0.2".into()], dns_search: vec!["a.test".into()], dns_options: vec!["ndots:3".into()], ..Default::default() };
+        let dns = Dns::parse(&opts).unwrap().unwrap();
+        assert_eq!(dns.apply("# host\nnameserver 8.8.8.8\nsearch lan\noptions edns0\n"), "# host\nnameserver 10.0.0.2\nsearch a.test\noptions ndots:3\n");
+        // On a user network the embedded server stays (it forwards to the given servers).
+        let user = Dns { options: vec!["edns0".into()], ..dns.clone() };
+        assert_eq!(user.apply("nameserver 127.0.0.11\noptions ndots:0\n"), "nameserver 127.0.0.11\nsearch a.test\noptions edns0 ndots:0\n");
+        assert_eq!(Dns { search: vec![".".into()], ..Default::default() }.apply("nameserver 1.1.1.1\nsearch lan\n"), "nameserver 1.1.1.1\n");
+        assert!(Dns::parse(&RunOptions::default()).unwrap().is_none());
+        let bad = RunOptions { dns: vec!["resolver".into()], ..Default::default() };
+        assert!(Dns::parse(&bad).unwrap_err().to_string().contains("--dns \"resolver\": not an IP address"));
+    }
+
+    #[test]
+    fn only_namespaced_sysctls_are_accepted() {
+        use super::*;
+        let opts = |s: &[&str]| RunOptions { sysctls: s.iter().map(|s| s.to_string()).collect(), ..Default::default() };
+        let ok = parse_sysctls(&opts(&["net.ipv4.ip_forward=1", "kernel.shmmax=100", "fs.mqueue.msg_max=20", "net/core/somaxconn=10"]), true).unwrap();
+        assert_eq!(ok.get("net.core.somaxconn").map(String::as_str), Some("10"));
+        assert_eq!(ok.len(), 4);
+        assert!(parse_sysctls(&opts(&["vm.swappiness=1"]), true).unwrap_err().to_string().contains("not a namespaced sysctl"));
+        assert!(parse_sysctls(&opts(&["kernel.hostname=x"]), true).is_err());
+        assert!(parse_sysctls(&opts(&["net.ipv4.ip_forward=1"]), false).unwrap_err().to_string().contains("network namespace"));
+        assert!(parse_sysctls(&opts(&["net.ipv4.ip_forward"]), true).unwrap_err().to_string().contains("KEY=VALUE"));
+    }
+
     #[test]
     fn names_follow_dockers_pattern_of_two_characters_or_more() {
         for ok in ["db", "web-1", "a.b_c", "9lives"] {

@@ -167,6 +167,8 @@ impl Containers {
         }
         let limits = runtime::Limits { memory: opts.memory.as_deref().map(|m| config::parse_bytes("--memory", m)).transpose()?, pids: opts.pids_limit, cpus: opts.cpus };
         let extra_hosts = opts.add_hosts.iter().map(|h| config::parse_add_host(h)).collect::<Result<Vec<_>>>()?;
+        let dns = config::Dns::parse(opts)?;
+        let sysctls = config::parse_sysctls(opts, mode != "host")?;
         if opts.detach && opts.runtime.is_some() {
             return Err(Error::ExternalDetached);
         }
@@ -309,6 +311,14 @@ impl Containers {
                 if let Some(linux) = s.linux_mut() {
                     // Cgroups even without limits: `pause`, `update` and `top` work through them.
                     linux.set_cgroups_path(Some(PathBuf::from(format!("/builder/{id}"))));
+                    if !sysctls.is_empty() {
+                        linux.set_sysctl(Some(sysctls.clone().into_iter().collect()));
+                    }
+                }
+                if let Some(dns) = &dns {
+                    let mut annotations = s.annotations().clone().unwrap_or_default();
+                    annotations.insert(ANNOTATION_DNS.to_string(), serde_json::to_string(dns).unwrap_or_default());
+                    s.set_annotations(Some(annotations));
                 }
                 if opts.runtime.is_some() {
                     // runc expects root.path mounted already: we mount it before calling it.
@@ -324,12 +334,15 @@ impl Containers {
         let mut spec = spec;
         if mode == "none" {
             set_resolv_conf(&mut spec, network::resolv::for_bridge());
+        } else if mode == "host" && dns.is_some() {
+            set_resolv_conf(&mut spec, std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
         }
         let spec = runtime::write_bundle(&dir, &spec)?;
         if on_bridge {
             let mut networks = if mode == network::BRIDGE && extra.is_empty() { Vec::new() } else { vec![network::Join { network: mode.clone(), aliases: opts.network_aliases.clone() }] };
             networks.extend(extra);
-            if let Err(e) = write_network_request(&dir, &network::Request { ports, networks }) {
+            let dns_servers = dns.as_ref().map(|d| d.servers.clone()).unwrap_or_default();
+            if let Err(e) = write_network_request(&dir, &network::Request { ports, networks, dns: dns_servers }) {
                 let _ = mounts::remove_container(&self.root, &self.store, &id, true);
                 return Err(e);
             }
@@ -581,7 +594,10 @@ impl Containers {
             let pid = state.pid.ok_or_else(|| Error::NotRunning { name: state.name.clone() })?;
             let ep = network::connect(&self.root, &state.id, pid, join)?;
             if ep.dns {
-                network::use_embedded_dns(&dir.join("resolv.conf"))?;
+                let mut spec = runtime::read_bundle(&dir)?;
+                set_resolv_conf(&mut spec, network::resolv::for_user_network());
+                let body = spec.annotations().as_ref().and_then(|a| a.get(runtime::spec::ANNOTATION_RESOLV_CONF)).cloned().unwrap_or_default();
+                network::use_embedded_dns(&dir.join("resolv.conf"), &body)?;
             }
         }
         req.networks.push(network::Join { network: net.name, aliases: join.aliases.clone() });
@@ -686,9 +702,17 @@ fn host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname").map(|h| h.trim().to_string()).unwrap_or_else(|_| "builder".into())
 }
 
-/// Sets the container's whole /etc/resolv.conf.
+/// The container's `--dns*` options (JSON of [`config::Dns`]), applied to every resolv.conf it gets.
+const ANNOTATION_DNS: &str = "org.builder.container.dns";
+
+/// Sets the container's whole /etc/resolv.conf (with its `--dns*` options applied).
 pub(crate) fn set_resolv_conf(spec: &mut runtime::Spec, body: String) {
     let mut annotations = spec.annotations().clone().unwrap_or_default();
+    let dns: Option<config::Dns> = annotations.get(ANNOTATION_DNS).and_then(|d| serde_json::from_str(d).ok());
+    let body = match dns {
+        Some(d) => d.apply(&body),
+        None => body,
+    };
     annotations.insert(runtime::spec::ANNOTATION_RESOLV_CONF.to_string(), body);
     spec.set_annotations(Some(annotations));
 }

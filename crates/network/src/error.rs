@@ -35,7 +35,7 @@ pub enum Error {
     /// No free address is left in the network's subnet.
     #[error("no free address left in network {network} ({subnet})")]
     NoAddress { network: String, subnet: String },
-    /// A command of iproute2 or nftables failed.
+    /// An nftables command or a netlink request failed.
     #[error("{command}: {message}")]
     Command { command: String, message: String },
     #[error("{action} {path}: {source}")]

@@ -15,6 +15,7 @@
 pub mod dns;
 mod error;
 mod link;
+mod netlink;
 pub mod networks;
 mod nft;
 pub mod ports;
@@ -40,6 +41,10 @@ pub struct Request {
     /// the default route); none means the default bridge.
     #[serde(default)]
     pub networks: Vec<Join>,
+    /// `--dns`: where the embedded name server forwards names it does not know (default:
+    /// the host's servers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dns: Vec<std::net::IpAddr>,
 }
 
 /// One network a container joins, with its extra names there (`--network-alias`).
@@ -243,7 +248,8 @@ pub fn attach(root: &Path, id: &str, name: &str, request: &Request) -> Result<At
         }
     };
     if let Some((udp, tcp)) = sockets {
-        dns::serve(udp, tcp, root.to_path_buf(), id.to_string(), resolv::upstreams());
+        let upstreams = if request.dns.is_empty() { resolv::upstreams() } else { request.dns.iter().map(|ip| std::net::SocketAddr::new(*ip, 53)).collect() };
+        dns::serve(udp, tcp, root.to_path_buf(), id.to_string(), upstreams);
     }
     Ok(Attachment { record, netns, _ports: reservation, root: root.to_path_buf() })
 }
@@ -277,9 +283,9 @@ pub fn connect(root: &Path, id: &str, pid: i32, join: &Join) -> Result<Endpoint>
 /// into it) at the embedded server, after [`connect`] put it on its first user-defined
 /// network; the server forwards other names to the host's servers, as the file did before.
 /// The file is rewritten in place: the bind mount holds its inode.
-pub fn use_embedded_dns(path: &Path) -> Result<()> {
-    let body = resolv::for_user_network();
-    if std::fs::read_to_string(path).is_ok_and(|old| old.lines().next() == body.lines().next()) {
+/// `body` is the new file ([`resolv::for_user_network`], with the container's `--dns*` options).
+pub fn use_embedded_dns(path: &Path, body: &str) -> Result<()> {
+    if std::fs::read_to_string(path).is_ok_and(|old| old.lines().any(|l| l.split_whitespace().eq(["nameserver", "127.0.0.11"]))) {
         return Ok(());
     }
     std::fs::write(path, body).map_err(|e| Error::io("writing", path, e))
@@ -384,10 +390,8 @@ pub fn reconcile(root: &Path) {
 
 /// Detaches container `id` if its supervisor is gone (`rm` of a container whose shim was killed).
 pub fn forget(root: &Path, id: &str) {
-    if let Some(r) = record(root, id) {
-        if !alive(r.supervisor) || r.supervisor == std::process::id() as i32 {
-            release(root, &r);
-        }
+    if let Some(r) = record(root, id).filter(|r| !alive(r.supervisor) || r.supervisor == std::process::id() as i32) {
+        release(root, &r);
     }
 }
 

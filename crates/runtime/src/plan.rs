@@ -8,7 +8,7 @@
 //! 2. take detached copies of the bind-mount sources while the host is still visible;
 //! 3. `pivot_root` into the root and detach the old one;
 //! 4. mount /proc, /dev, /sys, …, attach the binds, create device nodes;
-//! 5. mask and write-protect Docker's paths, make the root read-only if asked;
+//! 5. write the sysctls, mask and write-protect Docker's paths, make the root read-only if asked;
 //! 6. hostname, rlimits, working directory;
 //! 7. drop the bounding set, switch groups and user, set capabilities,
 //!    no_new_privs, parent-death signal, and finally the seccomp filters.
@@ -77,6 +77,8 @@ pub struct Plan {
     readonly: Vec<CString>,
     readonly_rootfs: bool,
     hostname: Option<CString>,
+    /// `linux.sysctl`: `/proc/sys/…` paths and values, written in the container's namespaces.
+    sysctls: Vec<(CString, CString)>,
     rlimits: Vec<(u32, u64, u64)>,
     cwd: CString,
     uid: u32,
@@ -252,6 +254,17 @@ impl Plan {
             Some(h) if namespaces.contains(nix::sched::CloneFlags::CLONE_NEWUTS) && !h.is_empty() => Some(cstr(h, "hostname")?),
             _ => None,
         };
+        let sysctls = linux
+            .and_then(|l| l.sysctl().as_ref())
+            .into_iter()
+            .flatten()
+            .map(|(k, v)| {
+                if k.is_empty() || k.contains("..") || k.contains('/') {
+                    return Err(Error::InvalidSpec(format!("linux.sysctl: invalid key {k:?}")));
+                }
+                Ok((cstr(&format!("/proc/sys/{}", k.replace('.', "/")), "sysctl")?, cstr(v, "sysctl value")?))
+            })
+            .collect::<Result<_>>()?;
         let cwd = process.cwd();
         if !cwd.is_absolute() {
             return Err(Error::InvalidSpec(format!("process.cwd {} is not absolute", cwd.display())));
@@ -268,6 +281,7 @@ impl Plan {
             readonly: linux.and_then(|l| l.readonly_paths().clone()).unwrap_or_default().iter().map(|p| cstr(p, "read-only path")).collect::<Result<_>>()?,
             readonly_rootfs: root.readonly().unwrap_or(false),
             hostname,
+            sysctls,
             rlimits,
             cwd: cstr(cwd, "cwd")?,
             uid: user.uid(),
@@ -343,6 +357,10 @@ impl Plan {
                     sys.move_mount(self.bind_fds[*slot].get(), &m.target).map_err(fail("bind-mounting", Some(&m.target)))?;
                 }
             }
+        }
+        // Before /proc/sys is made read-only below, as runc does.
+        for (path, value) in &self.sysctls {
+            sys.write_file(path, value.as_bytes()).map_err(fail("writing sysctl", Some(path)))?;
         }
         for p in &self.masked {
             match sys.is_dir(p) {
@@ -503,6 +521,26 @@ mod tests {
         assert!(calls.contains(&format!("mount /dev/null /proc/kcore - {:#x} -", libc::MS_BIND)));
         assert!(calls.iter().any(|c| c.starts_with("mount /proc/sys /proc/sys - ") && c.contains(&format!("{:#x}", libc::MS_BIND | libc::MS_REMOUNT | libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC | libc::MS_REC))));
         assert!(calls.contains(&"sethostname builder".to_string()));
+    }
+
+    #[test]
+    fn sysctls_are_written_under_proc_sys_before_it_is_made_read_only() {
+        let root = tempfile::tempdir().unwrap();
+        let mut spec = build_spec(&SpecOptions { rootfs: root.path().into(), args: vec!["true".into()], ..Default::default() }).unwrap();
+        if let Some(l) = spec.linux_mut() {
+            l.set_sysctl(Some([("net.ipv4.ip_forward".to_string(), "1".to_string())].into_iter().collect()));
+        }
+        let plan = Plan::from_spec(root.path(), &spec).unwrap();
+        let sys = RecordingSyscall { dirs: vec!["/proc/sys".into()], ..Default::default() };
+        plan.prepare_root(&sys).unwrap();
+        let calls = sys.calls();
+        let write = index(&calls, "write_file /proc/sys/net/ipv4/ip_forward 1");
+        let readonly = calls.iter().position(|c| c.contains("/proc/sys") && c.contains("mount")).expect("/proc/sys made read-only");
+        assert!(write < readonly, "{calls:?}");
+        if let Some(l) = spec.linux_mut() {
+            l.set_sysctl(Some([("../../etc/x".to_string(), "1".to_string())].into_iter().collect()));
+        }
+        assert!(Plan::from_spec(root.path(), &spec).is_err());
     }
 
     #[test]

@@ -24,6 +24,8 @@ pub trait Syscall {
     fn symlink(&self, target: &CStr, link: &CStr) -> SysResult;
     /// Creates an empty file (for a file bind-mount target) if missing.
     fn create_file(&self, path: &CStr) -> SysResult;
+    /// Writes `data` to an existing file (a `/proc/sys` entry).
+    fn write_file(&self, path: &CStr, data: &[u8]) -> SysResult;
     /// Some(true) for a directory, Some(false) for anything else, None when missing.
     fn is_dir(&self, path: &CStr) -> Option<bool>;
     fn sethostname(&self, name: &CStr) -> SysResult;
@@ -134,6 +136,19 @@ impl Syscall for LinuxSyscall {
         // SAFETY: fd was just opened by us.
         unsafe { libc::close(fd) };
         Ok(())
+    }
+    fn write_file(&self, path: &CStr, data: &[u8]) -> SysResult {
+        // SAFETY: valid C string; the descriptor is closed before returning.
+        let fd = unsafe { libc::open(path.as_ptr(), libc::O_WRONLY | libc::O_CLOEXEC) };
+        if fd < 0 {
+            return Err(Errno::last());
+        }
+        // SAFETY: fd is ours and `data` is a valid buffer of its length.
+        let n = unsafe { libc::write(fd, data.as_ptr().cast(), data.len()) };
+        let err = Errno::last();
+        // SAFETY: fd was just opened by us.
+        unsafe { libc::close(fd) };
+        if n < 0 { Err(err) } else { Ok(()) }
     }
     fn is_dir(&self, path: &CStr) -> Option<bool> {
         // SAFETY: an all-zero stat is a valid value to be overwritten.
@@ -331,6 +346,9 @@ impl Syscall for RecordingSyscall {
     }
     fn create_file(&self, path: &CStr) -> SysResult {
         self.rec(format!("create_file {}", s(path)))
+    }
+    fn write_file(&self, path: &CStr, data: &[u8]) -> SysResult {
+        self.rec(format!("write_file {} {}", s(path), String::from_utf8_lossy(data)))
     }
     fn is_dir(&self, path: &CStr) -> Option<bool> {
         Some(self.dirs.iter().any(|d| d.as_str() == s(path)))

@@ -763,3 +763,64 @@ fn configs_from_files_variables_and_content_are_mounted_at_their_name_or_target(
     assert!(text(&out.stderr).contains("compose.yaml:5:3: configs.c: a config needs exactly one of `file`, `environment` and `content`"), "{}", text(&out.stderr));
     assert_no_containers(&b);
 }
+
+/// A name server answering every A query with 10.1.2.3, on 127.0.0.1:53.
+const FAKE_DNS: &str = r#"
+import socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.bind(("127.0.0.1", 53))
+print("ready", flush=True)
+while True:
+    q, peer = s.recvfrom(512)
+    i = 12
+    while q[i]:
+        i += q[i] + 1
+    question = q[12:i + 5]
+    a = q[i + 1:i + 3] == b"\x00\x01"
+    answer = b"\xc0\x0c\x00\x01\x00\x01\x00\x00\x00\x3c\x00\x04" + bytes([10, 1, 2, 3]) if a else b""
+    s.sendto(q[:2] + b"\x81\x80\x00\x01" + (b"\x00\x01" if a else b"\x00\x00") + b"\x00\x00\x00\x00" + question + answer, peer)
+"#;
+
+#[test]
+fn dns_options_and_namespaced_sysctls_reach_the_container() {
+    let b = with_busybox();
+    let ns = Netns::new();
+    // A name server of the test's own on its loopback (every A query is 10.1.2.3): the project
+    // network's embedded server forwards what it does not know to the service's `dns`.
+    let mut dnsd = Command::new("ip")
+        .args(["netns", "exec", &ns.0, "python3", "-c", FAKE_DNS])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("python3");
+    let mut ready = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(dnsd.stdout.as_mut().expect("stdout")), &mut ready).expect("read");
+    assert_eq!(ready, "ready\n");
+    let script = "cat /etc/resolv.conf; nslookup outside.example.test 2>&1 | grep -A1 outside | tail -1; echo port=$$(cat /proc/sys/net/ipv4/ip_unprivileged_port_start) shmmni=$$(cat /proc/sys/kernel/shmmni)";
+    let file = format!("services:\n  app:\n    image: busybox:test\n    command: sh -c '{script}'\n    dns: 127.0.0.1\n    dns_search: [example.test]\n    dns_opt: [\"ndots:2\"]\n    sysctls:\n      net.ipv4.ip_unprivileged_port_start: 1000\n      kernel.shmmni: \"1234\"\n  alone:\n    image: busybox:test\n    network_mode: none\n    command: cat /etc/resolv.conf\n    dns: [10.9.8.7, 10.9.8.6]\n    dns_search: example.test\n    dns_opt: [edns0]\n");
+    let t = project(&[("compose.yaml", &file)]);
+    let dir = t.path().join("shop");
+    let host_shmmni = std::fs::read_to_string("/proc/sys/kernel/shmmni").expect("shmmni");
+    let out = ns.ok(&b, &dir, &["up"]);
+    let _ = dnsd.kill();
+    let _ = dnsd.wait();
+    // On the project network: the embedded server, the file's search list and options.
+    assert!(out.contains("app-1    | nameserver 127.0.0.11\napp-1    | search example.test\napp-1    | options ndots:2\n"), "{out}");
+    assert!(out.contains("app-1    | Address: 10.1.2.3"), "the name came from the service's dns server: {out}");
+    assert!(out.contains("app-1    | port=1000 shmmni=1234"), "sysctls in the container's namespaces: {out}");
+    // Without a network the file's servers are the resolv.conf's.
+    assert!(out.contains("alone-1  | nameserver 10.9.8.7\nalone-1  | nameserver 10.9.8.6\nalone-1  | search example.test\nalone-1  | options edns0\n"), "{out}");
+    assert_eq!(std::fs::read_to_string("/proc/sys/kernel/shmmni").expect("shmmni"), host_shmmni, "the host's value is untouched");
+    let port = text(&in_ns(&ns, &["cat", "/proc/sys/net/ipv4/ip_unprivileged_port_start"]).stdout);
+    assert_ne!(port.trim(), "1000", "the test namespace's value is untouched");
+    ns.ok(&b, &dir, &["down"]);
+
+    // A sysctl that is not namespaced would change the host: refused, naming it.
+    let bad = project(&[("compose.yaml", "services:\n  app:\n    image: busybox:test\n    command: \"true\"\n    sysctls: [vm.swappiness=10]\n")]);
+    let out = ns.compose(&b, &bad.path().join("shop"), &["up"]);
+    assert!(!out.status.success() && text(&out.stderr).contains("--sysctl \"vm.swappiness=10\"") && text(&out.stderr).contains("not a namespaced sysctl"), "{}", text(&out.stderr));
+    let host = project(&[("compose.yaml", "services:\n  app:\n    image: busybox:test\n    network_mode: host\n    command: \"true\"\n    sysctls: {net.ipv4.ip_forward: 1}\n")]);
+    let out = ns.compose(&b, &host.path().join("shop"), &["up"]);
+    assert!(!out.status.success() && text(&out.stderr).contains("needs a network namespace of the container's own"), "{}", text(&out.stderr));
+    assert_no_containers(&b);
+}

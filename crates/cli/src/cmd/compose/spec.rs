@@ -78,6 +78,14 @@ pub fn run_args(engine: &Engine<'_>, service: &str, name: &str, command: Option<
     for (h, ip) in &s.extra_hosts {
         push("--add-host", format!("{h}:{ip}"));
     }
+    for (flag, values) in [("--dns", &s.dns), ("--dns-search", &s.dns_search), ("--dns-option", &s.dns_opt)] {
+        for v in values {
+            push(flag, v.clone());
+        }
+    }
+    for (k, v) in &s.sysctls {
+        push("--sysctl", format!("{k}={v}"));
+    }
     // Volumes and tmpfs go through `builder run`'s own mounts: a named volume is created
     // (beforehand, with Compose's labels) and filled from the image on first use, an anonymous
     // one is made for the container, and the container is recorded as their user.

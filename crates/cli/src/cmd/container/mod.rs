@@ -246,6 +246,18 @@ pub struct RunArgs {
     /// Add a line to the container's /etc/hosts (`NAME:IP`); may be repeated.
     #[arg(long = "add-host", value_name = "NAME:IP")]
     pub add_hosts: Vec<String>,
+    /// A name server for the container's /etc/resolv.conf; may be repeated.
+    #[arg(long = "dns", value_name = "IP")]
+    pub dns: Vec<String>,
+    /// A search domain for the container's /etc/resolv.conf (`.`: none); may be repeated.
+    #[arg(long = "dns-search", value_name = "DOMAIN")]
+    pub dns_search: Vec<String>,
+    /// A resolv.conf option (ndots:2, edns0); may be repeated.
+    #[arg(long = "dns-option", visible_alias = "dns-opt", value_name = "OPT")]
+    pub dns_option: Vec<String>,
+    /// A namespaced kernel parameter (net.*, kernel.shm*/msg*/sem, fs.mqueue.*); may be repeated.
+    #[arg(long = "sysctl", value_name = "KEY=VALUE")]
+    pub sysctl: Vec<String>,
     /// Memory limit (e.g. 64m, 1g).
     #[arg(short, long)]
     pub memory: Option<String>,
