@@ -130,7 +130,9 @@ if [ -n "$PODMAN" ]; then
 fi
 # Timed inside the container (busybox `time`: "real 0m 1.23s"), so `exec` itself is not counted.
 loop="i=0; while [ \$i -lt $LOOKUPS ]; do nslookup target > /dev/null || exit 1; i=\$((i+1)); done"
-inside() { "$@" sh -c "time sh -c '$loop'" 2>&1 >/dev/null | awk '/^real/ {sub("s", "", $3); split($2, m, "m"); print m[1] * 60 + $3}'; }
+inside() { local l=${LOOP:-$loop}; "$@" sh -c "time sh -c '$l'" 2>&1 >/dev/null | awk '/^real/ {sub("s", "", $3); split($2, m, "m"); print m[1] * 60 + $3}'; }
+# The same loop starting `true` instead: what starting a process in the container costs.
+spawn="i=0; while [ \$i -lt $LOOKUPS ]; do /bin/true > /dev/null || exit 1; i=\$((i+1)); done"
 printf 'target A\ntarget AAAA\n' > "$WORK/queries"
 qps() {  # $1: the tool's function; the name server from the asker's resolv.conf
   local pid server
@@ -140,11 +142,13 @@ qps() {  # $1: the tool's function; the name server from the asker's resolv.conf
 }
 TOOLS=(B D); [ -z "$PODMAN" ] || TOOLS+=(P)
 for t in "${TOOLS[@]}"; do "$t" exec asker sh -c "$loop"; done   # warm-up, and all must resolve
-B_C=(); D_C=(); P_C=(); B_Q=(); D_Q=(); P_Q=()
+B_C=(); D_C=(); P_C=(); B_Q=(); D_Q=(); P_Q=(); B_S=(); D_S=(); P_S=()
 for _ in $(seq 1 3); do
   for t in "${TOOLS[@]}"; do
     s=$(inside "$t" exec asker)
     eval "${t}_C+=(\"\$(echo \"$LOOKUPS / $s\" | bc -l)\")"
+    s=$(LOOP=$spawn inside "$t" exec asker)
+    eval "${t}_S+=(\"\$(echo \"$LOOKUPS / $s\" | bc -l)\")"
     if command -v dnsperf > /dev/null; then q=$(qps "$t"); eval "${t}_Q+=(\"$q\")"; fi
   done
 done
@@ -154,6 +158,7 @@ ratio() { [ "$(echo "$2 > 0" | bc)" = 1 ] && printf '%.2fx' "$(echo "$1 / $2" | 
 ba=$(m "${B_A[@]}"); da=$(m "${D_A[@]}"); pa=$(m "${P_A[@]}")
 bp=$(m "${B_PUB[@]}"); bd=$(m "${B_DIR[@]}"); dp=$(m "${D_PUB[@]}"); dd=$(m "${D_DIR[@]}"); pp=$(m "${P_PUB[@]}"); pd=$(m "${P_DIR[@]}")
 bc_=$(m "${B_C[@]}"); dc=$(m "${D_C[@]}"); pc=$(m "${P_C[@]}")
+bs=$(m "${B_S[@]}"); ds=$(m "${D_S[@]}"); ps_=$(m "${P_S[@]}")
 bq=$(m "${B_Q[@]}"); dq=$(m "${D_Q[@]}"); pq=$(m "${P_Q[@]}")
 echo "| median | builder | docker + dockerd | podman | builder / docker | builder / podman |"
 echo "|---|---|---|---|---|---|"
@@ -162,4 +167,5 @@ printf '| (b) 1 GiB to 127.0.0.1:PUBLISHED (%s runs) | %s Gbit/s | %s Gbit/s | %
 printf '| (b) 1 GiB straight to the container | %s Gbit/s | %s Gbit/s | %s Gbit/s | %s | %s |\n' "$bd" "$dd" "$pd" "$(ratio "$bd" "$dd")" "$(ratio "$bd" "$pd")"
 printf '| (b) published / direct | %s | %s | %s | | |\n' "$(ratio "$bp" "$bd")" "$(ratio "$dp" "$dd")" "$(ratio "$pp" "$pd")"
 printf '| (c) name lookups/s, nslookup loop of %s in the container (3 runs) | %.0f | %.0f | %.0f | %s | %s |\n' "$LOOKUPS" "$bc_" "$dc" "$pc" "$(ratio "$bc_" "$dc")" "$(ratio "$bc_" "$pc")"
+printf '| (c) the same loop starting `/bin/true` instead (processes/s) | %.0f | %.0f | %.0f | %s | %s |\n' "$bs" "$ds" "$ps_" "$(ratio "$bs" "$ds")" "$(ratio "$bs" "$ps_")"
 printf '| (c) name queries/s, dnsperf 5 s, 20 in flight (3 runs) | %.0f | %.0f | %.0f | %s | %s |\n' "$bq" "$dq" "$pq" "$(ratio "$bq" "$dq")" "$(ratio "$bq" "$pq")"
