@@ -372,101 +372,131 @@ impl LocalEngine {
             outcome.metadata.insert("cache.misses".into(), m);
         }
         outcome.metadata.insert("cache.steps".into(), cache_steps(&lowered.definition, &solved));
-        let mut pushed_to: Vec<oci::Reference> = Vec::new();
         if o.options.cache_to.iter().any(|c| c.target == remote_cache::CacheTarget::Inline) && !outputs.iter().any(|o| matches!(o, Output::Image { .. })) {
             return Err(EngineError::Invalid("--cache-to type=inline needs an image output (it travels in the image's manifest)".into()));
         }
+        // The `--cache-to` exports run while the outputs are written and pushed: blobs only the
+        // cache has are uploaded during the image push, the image's own blobs are mounted from
+        // its repository once it is pushed (nothing is uploaded twice), the manifest goes last.
+        let exports: Vec<&remote_cache::CacheTo> = o.options.cache_to.iter().filter(|c| c.target != remote_cache::CacheTarget::Inline).collect();
+        let mut image_repos: Vec<oci::Reference> = Vec::new();
         for out in &outputs {
-            match out {
-                Output::Image { names, push } => {
-                    if *push && names.is_empty() {
-                        return Err(EngineError::Invalid("--push needs a name: give -t NAME".into()));
-                    }
-                    let image_compression = compression.unwrap_or(if *push { Compression::Gzip } else { Compression::Uncompressed });
-                    let mut exported = export(image_compression)?;
-                    // Layers of imported cache results stay where they are: the store recorded
-                    // their registry, and `run`, `save` or a push fetch (or mount) them when
-                    // they need the bytes. Those from a `type=local` cache are copied now.
-                    let unrecorded: Vec<solver::cache::BlobDesc> = exported
-                        .layers
-                        .iter()
-                        .filter(|l| l.digest.parse::<oci::Digest>().is_ok_and(|d| !self.store.has_blob(&d) && self.store.blob_source(&d).is_none()))
-                        .cloned()
-                        .collect();
-                    let fetched = solver::remote::fetch_missing_blobs(&self.store, cache_from.as_deref(), &unrecorded).map_err(failed)?;
-                    if fetched > 0 {
-                        note(format!("fetching {fetched} cached layers done"));
-                    }
-                    note(format!("writing image {} done", exported.config_digest));
-                    let manifest: oci::Digest = exported.manifest_digest.parse().map_err(failed)?;
-                    let mut desc = self.store.manifest_descriptor(&manifest).map_err(failed)?;
-                    if o.options.cache_to.iter().any(|c| c.target == remote_cache::CacheTarget::Inline) {
-                        // The image's own layers carry the cache: entries in the image's compression.
-                        let opts = solver::export::ExportOptions { compression: image_compression, source_date_epoch };
-                        let entries = solver::export::cache_entries(self.solver.index(), &self.store, &lowered.definition, &solved, lowered.target, (remote_cache::Mode::Min, &opts), &note).map_err(failed)?;
-                        note(format!("writing inline cache: {} entries", entries.len()));
-                        desc = crate::shared_cache::inline(&self.store, &manifest, entries)?;
-                        exported.manifest_digest = desc.digest().to_string();
-                    }
-                    for n in names {
-                        let r = oci::Reference::parse(n).map_err(|e| EngineError::Invalid(format!("invalid tag {n:?}: {e}")))?;
-                        self.store.tag(&r, desc.clone()).map_err(failed)?;
-                        note(format!("naming to {r} done"));
-                        outcome.tags.push(r.to_string());
-                    }
-                    if *push {
-                        for n in names {
-                            let r = oci::Reference::parse(n).map_err(failed)?;
-                            // Lazy layers are mounted from the cache's repository when it is in
-                            // the same registry, else fetched first (see `registry::Client::push`).
-                            let mounts = crate::shared_cache::mounts_for(cache_import.as_deref(), &self.store, &exported.layers, &r);
-                            let d = cache_client.push_with_mounts(&self.store, &r, &r, &mounts, &NoteProgress(&note)).map_err(|e| failed(format!("pushing {r}: {e}")))?;
-                            note(format!("pushing {r} done ({d})"));
-                            pushed_to.push(r);
-                        }
-                    }
-                    outcome.record_image(&exported);
-                }
-                Output::Archive { format, dest } => {
-                    let exported = export(compression.unwrap_or(Compression::Gzip))?;
-                    // An archive carries every layer's bytes.
-                    solver::remote::fetch_missing_blobs(&self.store, cache_from.as_deref(), &exported.layers).map_err(failed)?;
-                    let manifest: oci::Digest = exported.manifest_digest.parse().map_err(failed)?;
-                    let desc = self.store.manifest_descriptor(&manifest).map_err(failed)?;
-                    let image = self.store.image_from_descriptor(&desc).map_err(failed)?;
-                    let name = o.tags.first().map(|t| oci::Reference::parse(t).map_err(|e| EngineError::Invalid(format!("invalid tag {t:?}: {e}")))).transpose()?;
-                    let images = [(name, image)];
-                    if dest == "-" {
-                        oci::archive::save(&self.store, &images, *format, std::io::stdout().lock()).map_err(|e| failed(format!("writing the archive to stdout: {e}")))?;
-                    } else {
-                        write_file(Path::new(dest), |f| oci::archive::save(&self.store, &images, *format, f).map_err(|e| e.to_string()))?;
-                    }
-                    note(format!("exporting to {dest} done"));
-                    outcome.record_image(&exported);
-                }
-                Output::Local { dest } => {
-                    self.solver.materialize(&snapshot, cache_from.as_deref()).map_err(failed)?;
-                    solver::export::export_local(self.solver.index(), &snapshot, dest).map_err(|e| failed(format!("copying files to {}: {e}", dest.display())))?;
-                    note(format!("copying files to {} done", dest.display()));
-                }
-                Output::Tar { dest } => {
-                    self.solver.materialize(&snapshot, cache_from.as_deref()).map_err(failed)?;
-                    if dest == "-" {
-                        solver::export::export_tar(self.solver.index(), &snapshot, std::io::stdout(), source_date_epoch).map_err(|e| failed(format!("writing the tar to stdout: {e}")))?;
-                    } else {
-                        // Straight to `dest`, which may be a device or a pipe (`/dev/stdout`).
-                        let f = std::fs::File::create(dest).map_err(|e| failed(format!("creating {dest}: {e}")))?;
-                        solver::export::export_tar(self.solver.index(), &snapshot, std::io::BufWriter::new(f), source_date_epoch).map_err(|e| failed(format!("writing {dest}: {e}")))?;
-                    }
-                    note(format!("sending tarball to {dest} done"));
+            if let Output::Image { names, push: true } = out {
+                for n in names {
+                    image_repos.push(oci::Reference::parse(n).map_err(|e| EngineError::Invalid(format!("invalid tag {n:?}: {e}")))?);
                 }
             }
         }
-        for to in o.options.cache_to.iter().filter(|c| c.target != remote_cache::CacheTarget::Inline) {
-            let opts = solver::export::ExportOptions { compression: crate::shared_cache::compression(to.compression), source_date_epoch };
-            let entries = solver::export::cache_entries(self.solver.index(), &self.store, &lowered.definition, &solved, lowered.target, (to.mode, &opts), &note).map_err(failed)?;
-            crate::shared_cache::export(to, entries, &cache_client, &self.store, cache_import.as_deref(), &pushed_to, &note)?;
-        }
+        let gate = crate::shared_cache::PushGate::new(outputs.iter().filter(|o| matches!(o, Output::Image { push: true, .. })).count());
+        let export_cache = || -> Result<(), EngineError> {
+            let Some(pushed_layers) = gate.wait_layers() else { return Ok(()) };
+            for to in &exports {
+                let opts = solver::export::ExportOptions { compression: crate::shared_cache::compression(to.compression), source_date_epoch };
+                let entries = solver::export::cache_entries(self.solver.index(), &self.store, &lowered.definition, &solved, lowered.target, (to.mode, &opts), &note).map_err(failed)?;
+                let ctx = crate::shared_cache::ExportContext { image_repos: &image_repos, pushed_layers: &pushed_layers, gate: &gate };
+                crate::shared_cache::export(to, entries, &cache_client, &self.store, cache_import.as_deref(), &ctx, &note)?;
+            }
+            Ok(())
+        };
+        let mut write_outputs = || -> Result<(), EngineError> {
+            for out in &outputs {
+                match out {
+                    Output::Image { names, push } => {
+                        if *push && names.is_empty() {
+                            return Err(EngineError::Invalid("--push needs a name: give -t NAME".into()));
+                        }
+                        let image_compression = compression.unwrap_or(if *push { Compression::Gzip } else { Compression::Uncompressed });
+                        let mut exported = export(image_compression)?;
+                        // Layers of imported cache results stay where they are: the store recorded
+                        // their registry, and `run`, `save` or a push fetch (or mount) them when
+                        // they need the bytes. Those from a `type=local` cache are copied now.
+                        let unrecorded: Vec<solver::cache::BlobDesc> = exported
+                            .layers
+                            .iter()
+                            .filter(|l| l.digest.parse::<oci::Digest>().is_ok_and(|d| !self.store.has_blob(&d) && self.store.blob_source(&d).is_none()))
+                            .cloned()
+                            .collect();
+                        let fetched = solver::remote::fetch_missing_blobs(&self.store, cache_from.as_deref(), &unrecorded).map_err(failed)?;
+                        if fetched > 0 {
+                            note(format!("fetching {fetched} cached layers done"));
+                        }
+                        note(format!("writing image {} done", exported.config_digest));
+                        let manifest: oci::Digest = exported.manifest_digest.parse().map_err(failed)?;
+                        let mut desc = self.store.manifest_descriptor(&manifest).map_err(failed)?;
+                        if o.options.cache_to.iter().any(|c| c.target == remote_cache::CacheTarget::Inline) {
+                            // The image's own layers carry the cache: entries in the image's compression.
+                            let opts = solver::export::ExportOptions { compression: image_compression, source_date_epoch };
+                            let entries = solver::export::cache_entries(self.solver.index(), &self.store, &lowered.definition, &solved, lowered.target, (remote_cache::Mode::Min, &opts), &note).map_err(failed)?;
+                            note(format!("writing inline cache: {} entries", entries.len()));
+                            desc = crate::shared_cache::inline(&self.store, &manifest, entries)?;
+                            exported.manifest_digest = desc.digest().to_string();
+                        }
+                        for n in names {
+                            let r = oci::Reference::parse(n).map_err(|e| EngineError::Invalid(format!("invalid tag {n:?}: {e}")))?;
+                            self.store.tag(&r, desc.clone()).map_err(failed)?;
+                            note(format!("naming to {r} done"));
+                            outcome.tags.push(r.to_string());
+                        }
+                        if *push {
+                            // The cache export may now upload what the image does not carry.
+                            gate.layers(&exported.layers);
+                            for n in names {
+                                let r = oci::Reference::parse(n).map_err(failed)?;
+                                // Lazy layers are mounted from the cache's repository when it is in
+                                // the same registry, else fetched first (see `registry::Client::push`).
+                                let mounts = crate::shared_cache::mounts_for(cache_import.as_deref(), &self.store, &exported.layers, &r);
+                                let d = cache_client.push_with_mounts(&self.store, &r, &r, &mounts, &NoteProgress(&note)).map_err(|e| failed(format!("pushing {r}: {e}")))?;
+                                note(format!("pushing {r} done ({d})"));
+                                }
+                        }
+                        outcome.record_image(&exported);
+                    }
+                    Output::Archive { format, dest } => {
+                        let exported = export(compression.unwrap_or(Compression::Gzip))?;
+                        // An archive carries every layer's bytes.
+                        solver::remote::fetch_missing_blobs(&self.store, cache_from.as_deref(), &exported.layers).map_err(failed)?;
+                        let manifest: oci::Digest = exported.manifest_digest.parse().map_err(failed)?;
+                        let desc = self.store.manifest_descriptor(&manifest).map_err(failed)?;
+                        let image = self.store.image_from_descriptor(&desc).map_err(failed)?;
+                        let name = o.tags.first().map(|t| oci::Reference::parse(t).map_err(|e| EngineError::Invalid(format!("invalid tag {t:?}: {e}")))).transpose()?;
+                        let images = [(name, image)];
+                        if dest == "-" {
+                            oci::archive::save(&self.store, &images, *format, std::io::stdout().lock()).map_err(|e| failed(format!("writing the archive to stdout: {e}")))?;
+                        } else {
+                            write_file(Path::new(dest), |f| oci::archive::save(&self.store, &images, *format, f).map_err(|e| e.to_string()))?;
+                        }
+                        note(format!("exporting to {dest} done"));
+                        outcome.record_image(&exported);
+                    }
+                    Output::Local { dest } => {
+                        self.solver.materialize(&snapshot, cache_from.as_deref()).map_err(failed)?;
+                        solver::export::export_local(self.solver.index(), &snapshot, dest).map_err(|e| failed(format!("copying files to {}: {e}", dest.display())))?;
+                        note(format!("copying files to {} done", dest.display()));
+                    }
+                    Output::Tar { dest } => {
+                        self.solver.materialize(&snapshot, cache_from.as_deref()).map_err(failed)?;
+                        if dest == "-" {
+                            solver::export::export_tar(self.solver.index(), &snapshot, std::io::stdout(), source_date_epoch).map_err(|e| failed(format!("writing the tar to stdout: {e}")))?;
+                        } else {
+                            // Straight to `dest`, which may be a device or a pipe (`/dev/stdout`).
+                            let f = std::fs::File::create(dest).map_err(|e| failed(format!("creating {dest}: {e}")))?;
+                            solver::export::export_tar(self.solver.index(), &snapshot, std::io::BufWriter::new(f), source_date_epoch).map_err(|e| failed(format!("writing {dest}: {e}")))?;
+                        }
+                        note(format!("sending tarball to {dest} done"));
+                    }
+                }
+            }
+            Ok(())
+        };
+        let (written, exported) = std::thread::scope(|s| {
+            let exporter = (!exports.is_empty()).then(|| s.spawn(export_cache));
+            let written = write_outputs();
+            gate.finish(written.is_ok());
+            let exported = exporter.map(|t| t.join().unwrap_or_else(|_| Err(failed("the cache export thread panicked")))).unwrap_or(Ok(()));
+            (written, exported)
+        });
+        written?;
+        exported?;
         // What this build moved through its registry client (cache import, export and push),
         // so a fully cached `--push` can be seen to move only manifests and configs.
         let (down, up) = cache_client.transferred();

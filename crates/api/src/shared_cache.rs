@@ -1,6 +1,7 @@
 //! The shared build cache around one build: `--cache-from` sources read before the solve, the
 //! `--cache-to` exports written after it (see the `remote-cache` crate for the format).
 
+use std::collections::HashSet;
 use std::sync::Arc;
 
 use remote_cache::{CacheEntry, CacheExport, CacheImport, CacheTarget, CacheTo};
@@ -36,23 +37,98 @@ pub(crate) fn compression(c: remote_cache::Compression) -> Compression {
     Compression::parse(c.as_str()).unwrap_or(Compression::Gzip)
 }
 
-/// Writes one `--cache-to` export (registry or local; inline goes into the image manifest).
-/// `image_repos` are the repositories the image was pushed to: blobs there are mounted, not
-/// uploaded. A failure fails the build, unless `ignore-error=true` made it a warning.
+/// Orders a build's cache export around its image pushes: the export learns the layers the
+/// pushes carry once the images are written, and whether they were pushed once they are.
+pub(crate) struct PushGate {
+    state: std::sync::Mutex<GateState>,
+    cv: std::sync::Condvar,
+}
+
+struct GateState {
+    /// Image outputs with `--push` that have not said their layers yet.
+    expected: usize,
+    layers: HashSet<oci::Digest>,
+    /// Set when every output is written: whether that went well.
+    finished: Option<bool>,
+}
+
+impl PushGate {
+    /// A gate for `pushes` image outputs with `--push` (none: it is open at once).
+    pub(crate) fn new(pushes: usize) -> PushGate {
+        PushGate { state: std::sync::Mutex::new(GateState { expected: pushes, layers: HashSet::new(), finished: None }), cv: std::sync::Condvar::new() }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// An image about to be pushed has these layers.
+    pub(crate) fn layers(&self, layers: &[solver::cache::BlobDesc]) {
+        let mut st = self.lock();
+        st.layers.extend(layers.iter().filter_map(|l| l.digest.parse::<oci::Digest>().ok()));
+        st.expected = st.expected.saturating_sub(1);
+        self.cv.notify_all();
+    }
+
+    /// Every output is written (`ok`: and pushed).
+    pub(crate) fn finish(&self, ok: bool) {
+        let mut st = self.lock();
+        st.finished = Some(ok);
+        self.cv.notify_all();
+    }
+
+    /// The layers the pushes carry, once every pushed image said them; `None` if writing the
+    /// outputs failed first (the build fails with that error; nothing is exported).
+    pub(crate) fn wait_layers(&self) -> Option<HashSet<oci::Digest>> {
+        let mut st = self.lock();
+        while st.expected > 0 && st.finished.is_none() {
+            st = self.cv.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+        if st.finished == Some(false) {
+            return None;
+        }
+        Some(st.layers.clone())
+    }
+
+    /// Blocks until every output is written; whether it went well.
+    pub(crate) fn wait_pushed(&self) -> bool {
+        let mut st = self.lock();
+        loop {
+            if let Some(ok) = st.finished {
+                return ok;
+            }
+            st = self.cv.wait(st).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+/// What an export needs to know of the build's image pushes.
+pub(crate) struct ExportContext<'a> {
+    /// The repositories the image is pushed to.
+    pub image_repos: &'a [oci::Reference],
+    /// The layers of the pushed images.
+    pub pushed_layers: &'a HashSet<oci::Digest>,
+    pub gate: &'a PushGate,
+}
+
+/// Writes one `--cache-to` export (registry or local; inline goes into the image manifest),
+/// while the image is pushed: blobs the image's push carries to the same registry wait for it
+/// and are then mounted from the image's repository (never uploaded twice); the others are
+/// uploaded at once. A failure fails the build, unless `ignore-error=true` made it a warning.
 pub(crate) fn export(
     to: &CacheTo,
     entries: Vec<CacheEntry>,
     client: &registry::Client,
     store: &oci::Store,
     import: Option<&CacheImport>,
-    image_repos: &[oci::Reference],
+    ctx: &ExportContext<'_>,
     note: &dyn Fn(String),
 ) -> Result<(), EngineError> {
     let export = CacheExport::new(entries);
     let result = match &to.target {
         CacheTarget::Registry { reference } => {
             let same_registry: Vec<String> =
-                image_repos.iter().filter(|r| r.registry() == reference.registry()).map(|r| r.repository().to_string()).collect();
+                ctx.image_repos.iter().filter(|r| r.registry() == reference.registry()).map(|r| r.repository().to_string()).collect();
             let mount_from = |digest: &oci::Digest| -> Vec<String> {
                 let mut from = same_registry.clone();
                 // A blob imported lazily lives in the cache it came from.
@@ -67,7 +143,8 @@ pub(crate) fn export(
                 }
                 from
             };
-            export.to_registry(client, reference, store, &mount_from)
+            let deferred: HashSet<oci::Digest> = if same_registry.is_empty() { HashSet::new() } else { ctx.pushed_layers.clone() };
+            export.to_registry_alongside(client, reference, store, &mount_from, &deferred, &|| ctx.gate.wait_pushed())
         }
         CacheTarget::Local { dest, tag } => export.to_local(dest, tag, store),
         CacheTarget::Inline => return Ok(()),

@@ -70,7 +70,15 @@ impl Containers {
         if limits.is_empty() {
             return Err(Error::option("update", &s.name, "give at least one of --memory, --cpus, --pids-limit"));
         }
-        runtime::cgroup::update(&s.cgroup_dirs, &limits)?;
+        let init = s.pid.ok_or_else(|| Error::NotRunning { name: s.name.clone() })?;
+        let dirs = runtime::cgroup::update(init, &s.cgroup_dirs, &limits)?;
+        // A cgroup made now (the first limit of its kind) is recorded, for `exec` to join.
+        if dirs != s.cgroup_dirs
+            && let Ok(mut now) = self.store.load(&s.id)
+        {
+            now.cgroup_dirs = dirs;
+            self.store.save(&now)?;
+        }
         crate::shim::journal(&self.store, &s, "update", &[]);
         Ok(())
     }

@@ -124,6 +124,9 @@ pub(crate) fn journal(cstore: &ContainerStore, state: &ContainerState, action: &
 fn finish(cstore: &ContainerStore, mut state: ContainerState, status: runtime::ExitStatus, oom: bool) -> Result<runtime::ExitStatus> {
     // A `rename` while it ran is kept.
     if let Ok(now) = cstore.load(&state.id) {
+        // The cgroups `update` added while it ran go now (the start's own go with it).
+        let added: Vec<_> = now.cgroup_dirs.iter().filter(|d| !state.cgroup_dirs.contains(d)).cloned().collect();
+        runtime::cgroup::remove_dirs(&added);
         state.name = now.name;
         state.stopped_by_user = now.stopped_by_user;
     }

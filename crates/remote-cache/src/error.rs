@@ -26,6 +26,10 @@ pub enum Error {
     #[error("layer blob {digest} is not in the local store")]
     BlobMissing { digest: String },
 
+    /// The image push the export waited for failed (the build fails with its error).
+    #[error("the image push failed, so the cache export was abandoned")]
+    PushFailed,
+
     /// The local store failed.
     #[error(transparent)]
     Store(#[from] oci::Error),

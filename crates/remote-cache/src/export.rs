@@ -31,6 +31,15 @@ pub struct ExportStats {
     pub manifest: Option<Digest>,
 }
 
+/// What the blob uploads of one export did, counted as they go.
+#[derive(Default)]
+struct Counts {
+    existed: AtomicUsize,
+    mounted: AtomicUsize,
+    uploaded: AtomicUsize,
+    sent: AtomicU64,
+}
+
 /// The entries to export.
 #[derive(Clone, Debug, Default)]
 pub struct CacheExport {
@@ -94,52 +103,100 @@ impl CacheExport {
         store: &Store,
         mount_from: &(dyn Fn(&Digest) -> Vec<String> + Sync),
     ) -> Result<ExportStats> {
+        let counts = Counts::default();
+        let config = self.put_blobs_async(client, reference, store, mount_from, &|_| true, true, &counts).await?;
+        self.put_manifest_async(client, reference, &config, counts).await
+    }
+
+    /// [`CacheExport::to_registry`] alongside an image push to the same registry: the blobs in
+    /// `deferred` (the image's layers) wait for `wait_pushed` (blocking; false: the push failed,
+    /// nothing more is written) and are then mounted from the image's repository, never
+    /// uploaded twice; every other blob, and the config, goes at once. The manifest goes last.
+    pub fn to_registry_alongside(
+        &self,
+        client: &registry::Client,
+        reference: &Reference,
+        store: &Store,
+        mount_from: &(dyn Fn(&Digest) -> Vec<String> + Sync),
+        deferred: &std::collections::HashSet<Digest>,
+        wait_pushed: &dyn Fn() -> bool,
+    ) -> Result<ExportStats> {
+        let wrap = |source| Error::registry(reference, source);
+        let counts = Counts::default();
+        let now = |d: &Digest| !deferred.contains(d);
+        let config = client.run(self.put_blobs_async(client, reference, store, mount_from, &now, true, &counts)).map_err(wrap)??;
+        if self.config.blobs().iter().any(|b| deferred.contains(&b.digest)) {
+            if !wait_pushed() {
+                return Err(Error::PushFailed);
+            }
+            let later = |d: &Digest| deferred.contains(d);
+            client.run(self.put_blobs_async(client, reference, store, mount_from, &later, false, &counts)).map_err(wrap)??;
+        }
+        client.run(self.put_manifest_async(client, reference, &config, counts)).map_err(wrap)?
+    }
+
+    /// Makes the layer blobs `pick` selects (and the config blob, with `config`) exist in the
+    /// target: HEAD, then a mount, then an upload. Returns the config's descriptor.
+    #[allow(clippy::too_many_arguments)]
+    async fn put_blobs_async(
+        &self,
+        client: &registry::Client,
+        reference: &Reference,
+        store: &Store,
+        mount_from: &(dyn Fn(&Digest) -> Vec<String> + Sync),
+        pick: &(dyn Fn(&Digest) -> bool + Sync),
+        config: bool,
+        counts: &Counts,
+    ) -> Result<oci::BlobInfo> {
         let wrap = |source: registry::Error| Error::registry(reference, source);
         let bytes = self.config.to_bytes();
-        let config = store.put_bytes(&bytes)?;
-        let blobs = self.config.blobs();
-        let (existed, mounted, uploaded, sent) = (AtomicUsize::new(0), AtomicUsize::new(0), AtomicUsize::new(0), AtomicU64::new(0));
-        let mut work: Vec<(Digest, u64, bool)> = blobs.iter().map(|b| (b.digest.clone(), b.size, false)).collect();
-        work.push((config.digest.clone(), config.size, true));
-        futures::stream::iter(work.into_iter().map(|(digest, size, is_config)| {
-            let (existed, mounted, uploaded, sent) = (&existed, &mounted, &uploaded, &sent);
-            async move {
-                let from: Vec<String> = mount_from(&digest).into_iter().filter(|r| r != reference.repository()).collect();
-                if !store.has_blob(&digest) && from.is_empty() {
-                    // Not here, nowhere to mount from: only fine if the target has it already.
-                    if client.blob_exists_async(reference, &digest).await.map_err(wrap)? {
-                        existed.fetch_add(1, Ordering::Relaxed);
-                        return Ok(());
-                    }
-                    return Err(Error::BlobMissing { digest: digest.to_string() });
+        let stored = store.put_bytes(&bytes)?;
+        let mut work: Vec<(Digest, u64, bool)> =
+            self.config.blobs().iter().filter(|b| pick(&b.digest)).map(|b| (b.digest.clone(), b.size, false)).collect();
+        if config {
+            work.push((stored.digest.clone(), stored.size, true));
+        }
+        let Counts { existed, mounted, uploaded, sent } = counts;
+        futures::stream::iter(work.into_iter().map(|(digest, size, is_config)| async move {
+            let from: Vec<String> = mount_from(&digest).into_iter().filter(|r| r != reference.repository()).collect();
+            if !store.has_blob(&digest) && from.is_empty() {
+                // Not here, nowhere to mount from: only fine if the target has it already.
+                if client.blob_exists_async(reference, &digest).await.map_err(wrap)? {
+                    existed.fetch_add(1, Ordering::Relaxed);
+                    return Ok(());
                 }
-                let outcome = client.put_blob_async(reference, store, &digest, size, &from, &registry::NoProgress).await.map_err(wrap)?;
-                if outcome == registry::BlobPush::Uploaded {
-                    sent.fetch_add(size, Ordering::Relaxed);
-                }
-                // The counts are of layer blobs; the config is this cache's own.
-                if !is_config {
-                    match outcome {
-                        registry::BlobPush::Existed => existed.fetch_add(1, Ordering::Relaxed),
-                        registry::BlobPush::Mounted(_) => mounted.fetch_add(1, Ordering::Relaxed),
-                        registry::BlobPush::Uploaded => uploaded.fetch_add(1, Ordering::Relaxed),
-                    };
-                }
-                Ok::<(), Error>(())
+                return Err(Error::BlobMissing { digest: digest.to_string() });
             }
+            let outcome = client.put_blob_async(reference, store, &digest, size, &from, &registry::NoProgress).await.map_err(wrap)?;
+            if outcome == registry::BlobPush::Uploaded {
+                sent.fetch_add(size, Ordering::Relaxed);
+            }
+            // The counts are of layer blobs; the config is this cache's own.
+            if !is_config {
+                match outcome {
+                    registry::BlobPush::Existed => existed.fetch_add(1, Ordering::Relaxed),
+                    registry::BlobPush::Mounted(_) => mounted.fetch_add(1, Ordering::Relaxed),
+                    registry::BlobPush::Uploaded => uploaded.fetch_add(1, Ordering::Relaxed),
+                };
+            }
+            Ok::<(), Error>(())
         }))
         .buffer_unordered(4)
         .try_collect::<Vec<()>>()
         .await?;
+        Ok(stored)
+    }
+
+    async fn put_manifest_async(&self, client: &registry::Client, reference: &Reference, config: &oci::BlobInfo, counts: Counts) -> Result<ExportStats> {
         let manifest = self.manifest(&config.digest, config.size);
-        let digest = client.put_manifest_bytes_async(reference, &manifest, oci::media::OCI_MANIFEST).await.map_err(wrap)?;
+        let digest = client.put_manifest_bytes_async(reference, &manifest, oci::media::OCI_MANIFEST).await.map_err(|source| Error::registry(reference, source))?;
         tracing::info!("exported {} cache entries to {reference} as {digest}", self.config.entries.len());
         Ok(ExportStats {
-            blobs: blobs.len(),
-            existed: existed.into_inner(),
-            mounted: mounted.into_inner(),
-            uploaded: uploaded.into_inner(),
-            bytes_uploaded: sent.into_inner(),
+            blobs: self.config.blobs().len(),
+            existed: counts.existed.into_inner(),
+            mounted: counts.mounted.into_inner(),
+            uploaded: counts.uploaded.into_inner(),
+            bytes_uploaded: counts.sent.into_inner(),
             manifest: Some(digest),
         })
     }

@@ -1,6 +1,9 @@
 //! Resource limits through cgroups. The host may run cgroup v1 controllers, v2, or
 //! both (hybrid: v1 controllers plus a v2 "unified" hierarchy); each controller is
 //! used where it is actually available. Nothing is created when no limit is asked.
+//! A container gets only what a flag or `pause` needs at its start: the freezer (and the
+//! devices controller for its device rules) on v1, its one directory on v2; `update` makes a
+//! v1 memory, pids or cpu cgroup the first time it sets that limit.
 
 use std::path::{Path, PathBuf};
 
@@ -25,8 +28,13 @@ fn mountinfo() -> String {
 }
 
 /// The cgroup path of this process in a v1 controller (or "" for v2 with name "").
+#[cfg(test)]
 fn own_path(controller: &str) -> String {
-    let text = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
+    path_in(&std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default(), controller)
+}
+
+/// The cgroup path in `controller` of a `/proc/PID/cgroup` text.
+fn path_in(text: &str, controller: &str) -> String {
     for line in text.lines() {
         let mut parts = line.splitn(3, ':');
         let (_, ctrls, path) = (parts.next(), parts.next().unwrap_or(""), parts.next().unwrap_or("/"));
@@ -38,7 +46,11 @@ fn own_path(controller: &str) -> String {
 }
 
 fn find(controller: &str) -> Option<Hierarchy> {
-    let info = mountinfo();
+    find_in(&mountinfo(), controller)
+}
+
+/// [`find`] in a mountinfo text read once.
+fn find_in(info: &str, controller: &str) -> Option<Hierarchy> {
     let mut v2_mount = None;
     for line in info.lines() {
         let Some((left, right)) = line.split_once(" - ") else { continue };
@@ -65,9 +77,9 @@ fn write(path: &Path, value: &str) -> Result<()> {
 
 impl Cgroup {
     /// Creates cgroups named `name` with the limits of `resources`; `None` when none is set,
-    /// unless `always` (a container of `builder run`, which `pause`, `update` and `top` reach
-    /// through its cgroups): then it gets one in the memory, pids, cpu and freezer controllers
-    /// this host has, limited or not.
+    /// unless `always` (a container of `builder run`, which `pause` and `update` reach through
+    /// its cgroups): then it gets its v2 cgroup (with the memory, pids and cpu controllers
+    /// enabled) or, on v1, a freezer cgroup; `update` adds the v1 others when it needs them.
     pub fn create(name: &str, resources: Option<&LinuxResources>, always: bool) -> Result<Option<Cgroup>> {
         let res = resources.cloned().unwrap_or_default();
         let memory = res.memory().as_ref().and_then(|m| m.limit());
@@ -80,10 +92,13 @@ impl Cgroup {
         }
         let mut cg = Cgroup::default();
         let mut v2_dir: Option<PathBuf> = None;
+        // Read once: every controller is looked up in the same two files.
+        let info = mountinfo();
+        let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
         let mut dir_for = |cg: &mut Cgroup, controller: &str| -> Result<(PathBuf, bool)> {
-            match find(controller) {
+            match find_in(&info, controller) {
                 Some(Hierarchy::V1(mount)) => {
-                    let parent = mount.join(own_path(controller).trim_start_matches('/'));
+                    let parent = mount.join(path_in(&own, controller).trim_start_matches('/'));
                     let dir = parent.join(format!("builder-{name}"));
                     if !cg.dirs.contains(&dir) {
                         remove_stale(&parent);
@@ -93,7 +108,7 @@ impl Cgroup {
                     Ok((dir, false))
                 }
                 Some(Hierarchy::V2(mount)) => {
-                    let parent = mount.join(own_path("").trim_start_matches('/'));
+                    let parent = mount.join(path_in(&own, "").trim_start_matches('/'));
                     // Delegate the controller to children of our cgroup.
                     if controller != "freezer" {
                         let _ = std::fs::write(parent.join("cgroup.subtree_control"), format!("+{controller}"));
@@ -112,11 +127,15 @@ impl Cgroup {
             }
         };
         if always {
-            // Unlimited for now; `update` may limit them later. A controller the host lacks is
-            // not an error here: only a limit asked for needs one.
+            // Unlimited for now; `update` may limit them later. On v2 that is one directory
+            // with the controllers enabled; on v1 only the freezer (for `pause`): a cgroup per
+            // controller costs a mkdir, a move and an rmdir each, and `update` makes the others
+            // when it first needs them. A controller the host lacks is not an error here.
             for controller in ["memory", "pids", "cpu", "freezer"] {
-                if find(controller).is_some() {
-                    dir_for(&mut cg, controller)?;
+                match find_in(&info, controller) {
+                    Some(Hierarchy::V2(_)) => drop(dir_for(&mut cg, controller)?),
+                    Some(Hierarchy::V1(_)) if controller == "freezer" => drop(dir_for(&mut cg, controller)?),
+                    _ => {}
                 }
             }
         }
@@ -147,7 +166,7 @@ impl Cgroup {
             }
         }
         if let Some(rules) = devices {
-            match find("devices") {
+            match find_in(&info, "devices") {
                 // v1: the rules in order (the first denies all), each to devices.allow or .deny.
                 Some(Hierarchy::V1(_)) => {
                     let (dir, _) = dir_for(&mut cg, "devices")?;
@@ -220,6 +239,12 @@ impl Drop for Cgroup {
     }
 }
 
+/// Removes cgroup directories made for a container after it started (by `update`), once its
+/// processes are gone; those its start made go with its [`Cgroup`].
+pub fn remove_dirs(dirs: &[PathBuf]) {
+    drop(Cgroup::from_dirs(dirs.to_vec()));
+}
+
 /// Freezes (`pause`) or thaws (`unpause`) every process of a container through its cgroups:
 /// the v1 freezer's `freezer.state`, or v2's `cgroup.freeze`, whichever holds it. Returns once
 /// the kernel reports the new state.
@@ -250,9 +275,57 @@ pub fn freeze(dirs: &[PathBuf], frozen: bool) -> Result<()> {
     Err(Error::Cgroup { path: dirs.first().cloned().unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup")), message: "the container has no freezer cgroup (started by an older builder?)".into() })
 }
 
+/// Adds a v1 cgroup of `controller` to the container whose first process is `init` (its
+/// cgroups `dirs`): made beside where that process is in the hierarchy, with the name of its
+/// others, and every process of the container moved in while its freezer holds them still
+/// (so none forks out of reach meanwhile). None when the host has no v1 `controller`.
+fn add_v1(init: i32, dirs: &mut Vec<PathBuf>, controller: &str) -> Result<Option<PathBuf>> {
+    let Some(Hierarchy::V1(mount)) = find(controller) else { return Ok(None) };
+    let Some(name) = dirs.first().and_then(|d| d.file_name()).map(|n| n.to_os_string()) else { return Ok(None) };
+    let Some(freezer) = dirs.iter().find(|d| d.join("freezer.state").exists()).cloned() else { return Ok(None) };
+    let own = std::fs::read_to_string(format!("/proc/{init}/cgroup")).unwrap_or_default();
+    let dir = mount.join(path_in(&own, controller).trim_start_matches('/')).join(name);
+    std::fs::create_dir_all(&dir).map_err(|e| Error::Cgroup { path: dir.clone(), message: format!("creating: {e}") })?;
+    let was_frozen = std::fs::read_to_string(freezer.join("freezer.state")).is_ok_and(|s| s.trim() == "FROZEN");
+    if !was_frozen {
+        freeze(std::slice::from_ref(&freezer), true)?;
+    }
+    let moved = (|| {
+        let procs = std::fs::read_to_string(freezer.join("cgroup.procs")).map_err(|e| Error::Cgroup { path: freezer.join("cgroup.procs"), message: format!("reading: {e}") })?;
+        for pid in procs.split_whitespace() {
+            // A process that ended meanwhile is no error.
+            if let Err(e) = std::fs::write(dir.join("cgroup.procs"), pid)
+                && Path::new(&format!("/proc/{pid}")).exists()
+            {
+                return Err(Error::Cgroup { path: dir.join("cgroup.procs"), message: format!("moving {pid} in: {e}") });
+            }
+        }
+        Ok(())
+    })();
+    if !was_frozen {
+        freeze(std::slice::from_ref(&freezer), false)?;
+    }
+    moved?;
+    dirs.push(dir.clone());
+    Ok(Some(dir))
+}
+
 /// New limits for a running container's cgroups (`update`): each one set is written to the
-/// controller that holds it, v1 or v2.
-pub fn update(dirs: &[PathBuf], limits: &crate::Limits) -> Result<()> {
+/// controller that holds it, v1 or v2; a v1 controller the container has no cgroup in yet
+/// gets one ([`add_v1`]). Returns the container's cgroup directories, with any new ones.
+pub fn update(init: i32, dirs: &[PathBuf], limits: &crate::Limits) -> Result<Vec<PathBuf>> {
+    let mut dirs = dirs.to_vec();
+    for (asked, file, controller) in [(limits.memory.is_some(), "memory.limit_in_bytes", "memory"), (limits.pids.is_some(), "pids.max", "pids"), (limits.cpus.is_some(), "cpu.cfs_quota_us", "cpu")] {
+        let v2_file = match controller {
+            "memory" => "memory.max",
+            "cpu" => "cpu.max",
+            _ => "pids.max",
+        };
+        if asked && !dirs.iter().any(|d| d.join(file).exists() || d.join(v2_file).exists()) {
+            add_v1(init, &mut dirs, controller)?;
+        }
+    }
+    let dirs = dirs;
     let has = |f: &str| dirs.iter().find(|d| d.join(f).exists()).cloned();
     let missing = |what: &str| Error::Cgroup { path: dirs.first().cloned().unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup")), message: format!("the container has no {what} cgroup") };
     if let Some(limit) = limits.memory {
@@ -293,7 +366,7 @@ pub fn update(dirs: &[PathBuf], limits: &crate::Limits) -> Result<()> {
             return Err(missing("cpu"));
         }
     }
-    Ok(())
+    Ok(dirs.clone())
 }
 
 #[cfg(test)]

@@ -713,8 +713,49 @@ fn a_cache_export_to_a_registry_that_is_down_names_the_ref_and_ignore_error_keep
     let log = build_ok(&b, ctx.path(), &["-t", &tag, "--push", "--cache-to", &format!("type=registry,ref={down},ignore-error=true")]);
     assert!(log.contains(&format!("warning: exporting cache to {down} failed: {down}: cannot reach http://")), "{log}");
     assert!(log.contains("(ignore-error=true: the build result stands)"), "{log}");
+    // An image push that fails while the cache export waits for it: the build fails with the
+    // push's error (the export does not hang, and writes no manifest).
+    let host = down.split('/').next().expect("host");
+    let (ok, log) = build(&b, ctx.path(), &["-t", &format!("{host}/app/img:1"), "--push", "--cache-to", &format!("type=registry,ref={down}")]);
+    assert!(!ok, "{log}");
+    assert!(log.contains(&format!("pushing {host}/app/img:1: ")), "{log}");
+
     // Built and pushed all the same.
     let pulled = Builder::new();
     pulled.ok(&["pull", &tag]);
     assert_eq!(pulled.ok(&["run", "--rm", &tag, "cat", "/p"]), "pushed\n");
+}
+
+#[test]
+fn a_cache_exported_with_the_push_uploads_only_what_the_image_lacks_and_each_blob_once() {
+    let registry = Registry::start();
+    let (a, base) = root_with_pushed_base(&registry);
+    let ctx = context(&[("Dockerfile", &dockerfile(&base)), ("app.txt", &"x".repeat(200_000))]);
+    let image = format!("{}/along/app:1", registry.addr());
+    let cache = format!("{}/along/cache:1", registry.addr());
+    let meta = ctx.path().join("meta.json");
+    let log = build_ok(
+        &a,
+        ctx.path(),
+        &["-t", &image, "--push", "--cache-to", &format!("type=registry,ref={cache},mode=max"), "--metadata-file", meta.to_str().expect("utf8")],
+    );
+    // The cache has the image's 4 layers (base, COPY app.txt, COPY --from, RUN cat) and the tools
+    // stage's RUN layer: that one is uploaded alongside the push, the image's are mounted or
+    // already there once it is pushed.
+    let line = log.lines().find(|l| l.contains(&format!("exporting cache to {cache}:"))).unwrap_or_else(|| panic!("no export line:\n{log}"));
+    assert!(line.contains("5 blobs (1 uploaded, "), "{line}");
+    let img = manifest(&registry, "along/app", "1");
+    let image_bytes: u64 = img["layers"].as_array().expect("layers").iter().map(|l| l["size"].as_u64().expect("size")).sum();
+    let up: u64 = metadata(&meta)["registry.bytes_uploaded"].as_str().expect("uploaded").parse().expect("number");
+    // The base layer was in the registry already; the rest of the image once, plus the tools
+    // layer and two small JSON documents: never the image's layers twice.
+    assert!(up < image_bytes + 16 * 1024, "each blob goes up once: {up} bytes uploaded for an image of {image_bytes}\n{log}");
+    let m = manifest(&registry, "along/cache", "1");
+    for l in m["layers"].as_array().expect("layers").iter().chain([&m["config"]]) {
+        let d = l["digest"].as_str().expect("digest");
+        assert_eq!(http_get(&registry.addr(), &format!("/v2/along/cache/blobs/{d}")).0, 200, "{d} of {m}");
+    }
+    let log = build_ok(&Builder::new(), ctx.path(), &["--cache-from", &cache]);
+    let (_, ran) = cached_and_ran(&log);
+    assert!(!ran.iter().any(|r| r.contains("RUN") || r.contains("COPY")), "{log}");
 }

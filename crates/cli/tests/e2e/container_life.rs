@@ -310,8 +310,14 @@ fn pause_freezes_a_busy_loop_until_unpause() {
 fn update_sets_new_limits_in_the_running_container_cgroups() {
     let b = with_busybox();
     let id = b.ok(&["run", "-d", "--name", "lim", "busybox:test", "sleep", "1000"]).trim().to_string();
+    let dirs_of = || -> Vec<std::path::PathBuf> { record(&b, &id)["cgroup_dirs"].as_array().unwrap().iter().map(|d| d.as_str().unwrap().into()).collect() };
+    // Started without limits, it has (on this v1 host) only the cgroups pause and the device
+    // rules need: a start makes no memory, pids or cpu cgroup.
+    let before = dirs_of();
+    assert!(before.iter().any(|d| d.join("freezer.state").exists()), "{before:?}");
+    assert!(!before.iter().any(|d| d.join("memory.limit_in_bytes").exists() || d.join("pids.max").exists() || d.join("cpu.cfs_quota_us").exists()), "{before:?}");
     assert_eq_text("lim\n", &b.ok(&["update", "--memory", "64m", "--cpus", "0.5", "--pids-limit", "20", "lim"]));
-    let dirs: Vec<std::path::PathBuf> = record(&b, &id)["cgroup_dirs"].as_array().unwrap().iter().map(|d| d.as_str().unwrap().into()).collect();
+    let dirs = dirs_of();
     let read = |f: &str| dirs.iter().find_map(|d| std::fs::read_to_string(d.join(f)).ok()).map(|s| s.trim().to_string());
     assert_eq!(read("memory.limit_in_bytes").or_else(|| read("memory.max")).as_deref(), Some("67108864"));
     assert_eq!(read("pids.max").as_deref(), Some("20"));
@@ -323,7 +329,12 @@ fn update_sets_new_limits_in_the_running_container_cgroups() {
     assert!(both.contains("can't fork"), "{both}");
     let err = b.fails(&["update", "--memory", "lots", "lim"]);
     assert!(err.contains("invalid --memory \"lots\""), "{err}");
+    // A second update reuses the cgroups the first one made.
+    b.ok(&["update", "--memory", "32m", "lim"]);
+    assert_eq!(dirs_of(), dirs);
+    assert_eq!(read("memory.limit_in_bytes").or_else(|| read("memory.max")).as_deref(), Some("33554432"));
     b.ok(&["rm", "-f", "lim"]);
+    wait_for("the container's cgroups to be removed", || dirs.iter().all(|d| !d.exists()));
     let err = b.fails(&["update", "--cpus", "1", "lim"]);
     assert!(err.contains("no such container: lim"), "{err}");
 }
