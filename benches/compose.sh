@@ -23,7 +23,7 @@ mkdir -p "$ROOTFS/www"
 echo ok > "$ROOTFS/www/index.html"
 busybox_rootfs "$ROOTFS"
 
-# Five services; each listens on its own port (builder's services share one network for now).
+# Five services on the project network; each listens on its own port.
 PROJECT=$WORK/bench
 mkdir -p "$PROJECT"
 {
