@@ -34,6 +34,8 @@ HAVE_DOCKER=1
 
 busybox_rootfs "$WORK/rootfs" usr/bin
 REG_PID=
+# The registry runs in $NS, which outlives no bench: stop it with the rest.
+trap '[ -z "$REG_PID" ] || kill "$REG_PID" 2>/dev/null || true; bench_cleanup' EXIT
 start_registry() {
   [ -z "$REG_PID" ] || { kill "$REG_PID" 2>/dev/null || true; wait "$REG_PID" 2>/dev/null || true; }
   REG=127.0.0.1:$((20000 + RANDOM % 20000))
