@@ -303,10 +303,29 @@ fn launch(plan: &Plan, cgroup: Option<Cgroup>, stdio: Stdio, mode: Mode<'_>) -> 
     drop(sync_r);
     drop(err_w);
     let mut container = Container { pid, cgroup, done: false, terminal: None };
-    if let Some(cg) = &container.cgroup {
-        cg.add(pid.as_raw())?;
+    // Two bytes release the child: `g` starts its setup, `c` says it is in its cgroups. A new
+    // container sets up its root (mounts, pivot_root) while it is being moved in, since the
+    // first move into a cgroup waits for an RCU grace period (milliseconds); it waits for `c`
+    // before it forks or runs anything of the image. An exec is moved in before it starts.
+    let join = matches!(mode, Mode::Join(_));
+    let release = |byte: &[u8]| nix::unistd::write(&sync_w, byte).map_err(|e| Error::sys("releasing the container", e));
+    if !join {
+        release(b"g")?;
     }
-    nix::unistd::write(&sync_w, b"g").map_err(|e| Error::sys("releasing the container", e))?;
+    if let Some(cg) = &container.cgroup
+        && let Err(e) = cg.add(pid.as_raw())
+    {
+        // The child sees the pipe close before `c` and exits.
+        drop(sync_w);
+        let _ = wait_for(pid);
+        container.done = true;
+        return Err(e);
+    }
+    if join {
+        release(b"g")?;
+    }
+    // A child that failed its setup meanwhile has gone: its report below says why.
+    let _ = release(b"c");
     drop(sync_w);
     drop(keep);
     if let Some((ours, theirs)) = console {
@@ -406,6 +425,8 @@ impl Child<'_> {
             }
         }
         if !self.ns_fds.is_empty() {
+            // An exec was moved into the cgroups before `g`: `c` is already there.
+            self.wait_for_cgroups();
             self.join_namespaces(&sys);
         }
         if self.net_fd >= 0 {
@@ -418,6 +439,8 @@ impl Child<'_> {
             if let Err(f) = self.plan.prepare_root(&sys) {
                 self.report(b's', &f);
             }
+            // In the cgroups before anything forks or the image's program runs.
+            self.wait_for_cgroups();
             if self.plan.init {
                 self.become_init();
             }
@@ -438,6 +461,16 @@ impl Child<'_> {
         // SAFETY: argv[0] is a valid C string prepared by the parent.
         let command = unsafe { CStr::from_ptr(self.argv[0]) };
         self.report(b'x', &Failure { step: "", path: Some(command), errno });
+    }
+
+    /// Waits for the parent's `c`: this process is in the container's cgroups. Exits if the
+    /// parent gave up (the pipe closed without it).
+    fn wait_for_cgroups(&self) {
+        let mut c = [0u8; 1];
+        // SAFETY: reading one byte into a stack buffer.
+        if unsafe { libc::read(self.sync_r, c.as_mut_ptr().cast(), 1) } != 1 {
+            self.exit(1);
+        }
     }
 
     /// For `exec`: enter the container's namespaces, then fork once more so the

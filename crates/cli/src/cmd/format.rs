@@ -11,6 +11,21 @@ use std::io::Write;
 use anyhow::{Context, bail};
 use gotmpl::{Template, TemplateError, Value};
 
+/// The end every `ls` shares: with `quiet`, each item's `key` on a line; else the items' rows
+/// (`row`) through `--format` (`default_table` when it is not given), under the column `titles`.
+pub fn list<T>(items: &[T], quiet: bool, key: impl Fn(&T) -> String, format: Option<&str>, default_table: &str, titles: &[(&str, &str)], row: impl Fn(&T) -> serde_json::Value) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    if quiet {
+        for item in items {
+            writeln!(out, "{}", key(item))?;
+        }
+        return Ok(());
+    }
+    let format = Format::parse(format, default_table)?;
+    let rows: Vec<serde_json::Value> = items.iter().map(row).collect();
+    format.write(&mut out, titles, &rows)
+}
+
 /// What `--format` asked for.
 pub enum Format {
     /// A table: header and rows aligned as Docker's tabwriter does.

@@ -118,24 +118,12 @@ fn ls(volumes: &Volumes, quiet: bool, filters: &[String], format: Option<&str>) 
             shown.push(v);
         }
     }
-    let mut out = std::io::stdout().lock();
-    if quiet {
-        for v in &shown {
-            writeln!(out, "{}", v.name)?;
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    let format = Format::parse(format, "table {{.Driver}}\t{{.Name}}")?;
     // The fields of Docker's `volume ls --format`; Labels as it prints them, k=v joined by commas.
-    let rows: Vec<serde_json::Value> = shown
-        .iter()
-        .map(|v| {
-            let labels: Vec<String> = v.labels.iter().map(|(k, val)| format!("{k}={val}")).collect();
-            serde_json::json!({"Name": v.name, "Driver": v.driver, "Scope": "local", "Mountpoint": v.mountpoint, "Labels": labels.join(","), "Links": "N/A", "Size": "N/A"})
-        })
-        .collect();
     let titles = [("Name", "VOLUME NAME"), ("Driver", "DRIVER"), ("Scope", "SCOPE"), ("Mountpoint", "MOUNTPOINT"), ("Labels", "LABELS"), ("Links", "LINKS"), ("Size", "SIZE")];
-    format.write(&mut out, &titles, &rows)?;
+    crate::cmd::format::list(&shown, quiet, |v| v.name.clone(), format, "table {{.Driver}}\t{{.Name}}", &titles, |v| {
+        let labels: Vec<String> = v.labels.iter().map(|(k, val)| format!("{k}={val}")).collect();
+        serde_json::json!({"Name": v.name, "Driver": v.driver, "Scope": "local", "Mountpoint": v.mountpoint, "Labels": labels.join(","), "Links": "N/A", "Size": "N/A"})
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 

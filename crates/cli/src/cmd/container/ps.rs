@@ -1,12 +1,10 @@
 //! `builder ps`.
 
-use std::io::Write;
 use std::process::ExitCode;
 
 use container::{ContainerState, Containers, Status};
 
 use super::filters;
-use crate::cmd::format::Format;
 
 /// What `ps` was asked for.
 pub(super) struct PsArgs {
@@ -53,19 +51,11 @@ pub(super) fn ps(containers: &Containers, a: &PsArgs) -> anyhow::Result<ExitCode
     if let Some(n) = a.last.or(a.latest.then_some(1)) {
         list.truncate(n);
     }
-    let mut out = std::io::stdout().lock();
-    if a.quiet {
-        for c in &list {
-            writeln!(out, "{}", if a.no_trunc { &c.id[..] } else { &c.id[..12] })?;
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
     let default = if a.size { format!("{TABLE}\\t{{{{.Size}}}}") } else { TABLE.to_string() };
-    let format = Format::parse(a.format.as_deref(), &default)?;
     // As Docker's CLI: a template that shows the size (or every field) has it computed.
     let size = a.size || a.format.as_deref().is_some_and(|f| f.contains("Size") || f.contains("json"));
-    let rows: Vec<serde_json::Value> = list.iter().map(|c| row(containers, c, a.no_trunc, size)).collect();
-    format.write(&mut out, &TITLES, &rows)?;
+    let key = |c: &ContainerState| if a.no_trunc { c.id.clone() } else { c.id[..12].to_string() };
+    crate::cmd::format::list(&list, a.quiet, key, a.format.as_deref(), &default, &TITLES, |c| row(containers, c, a.no_trunc, size))?;
     Ok(ExitCode::SUCCESS)
 }
 

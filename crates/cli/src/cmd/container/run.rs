@@ -97,31 +97,28 @@ fn options(args: &RunArgs) -> anyhow::Result<RunOptions> {
     })
 }
 
-/// `--cidfile`: refused if the file exists, as Docker does (another container may own it).
-fn check_cidfile(args: &RunArgs) -> anyhow::Result<()> {
-    if let Some(path) = &args.cidfile {
-        if path.exists() {
-            anyhow::bail!("container ID file found, make sure the other container isn't running or delete {}", path.display());
-        }
+/// What `run` and `create` share: the container made from `opts` with the pull's progress
+/// shown, and its ID in `--cidfile`, which is refused first if it exists, as Docker does
+/// (another container may own it).
+fn create_with_cidfile(containers: &Containers, args: &RunArgs, opts: &RunOptions) -> anyhow::Result<container::Created> {
+    if let Some(path) = &args.cidfile
+        && path.exists()
+    {
+        anyhow::bail!("container ID file found, make sure the other container isn't running or delete {}", path.display());
     }
-    Ok(())
-}
-
-fn write_cidfile(args: &RunArgs, id: &str) -> anyhow::Result<()> {
+    let progress = crate::cmd::image::progress::progress_for(false);
+    let created = containers.create(opts, progress.as_ref());
+    drop(progress);
+    let created = created?;
     if let Some(path) = &args.cidfile {
-        std::fs::write(path, id).with_context(|| format!("writing the container ID file {}", path.display()))?;
+        std::fs::write(path, &created.state.id).with_context(|| format!("writing the container ID file {}", path.display()))?;
     }
-    Ok(())
+    Ok(created)
 }
 
 pub(super) fn run(containers: &Containers, args: RunArgs) -> anyhow::Result<ExitCode> {
     let opts = options(&args)?;
-    check_cidfile(&args)?;
-    let progress = crate::cmd::image::progress::progress_for(false);
-    let created = containers.create(&opts, progress.as_ref());
-    drop(progress);
-    let created = created?;
-    write_cidfile(&args, &created.state.id)?;
+    let created = create_with_cidfile(containers, &args, &opts)?;
     let detach = opts.detach;
     match containers.run(created) {
         Ok(Ran::Detached { id }) => {
@@ -147,12 +144,7 @@ pub(super) fn create(containers: &Containers, args: RunArgs) -> anyhow::Result<E
     }
     // `start` runs it under its own supervisor, as a detached container.
     let opts = RunOptions { detach: true, ..options(&args)? };
-    check_cidfile(&args)?;
-    let progress = crate::cmd::image::progress::progress_for(false);
-    let created = containers.create(&opts, progress.as_ref());
-    drop(progress);
-    let created = created?;
-    write_cidfile(&args, &created.state.id)?;
+    let created = create_with_cidfile(containers, &args, &opts)?;
     println!("{}", created.state.id);
     Ok(ExitCode::SUCCESS)
 }
