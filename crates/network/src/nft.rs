@@ -35,6 +35,9 @@ const DEFINITION: &str = r#"table ip builder {
     }
     chain prerouting {
         type nat hook prerouting priority dstnat; policy accept;
+        # a connection from a container to the host: marked, for postrouting, where the input
+        # bridge is not known when br_netfilter bridges a hairpin (a container to its own port)
+        iifname "builder*" fib daddr type local ct mark set 0xb1d0
         fib daddr type local jump publish
     }
     chain output {
@@ -45,7 +48,7 @@ const DEFINITION: &str = r#"table ip builder {
         type nat hook postrouting priority srcnat; policy accept;
         iifname "builder*" oifname != "builder*" iifname != @internal masquerade
         oifname "builder*" ip saddr 127.0.0.0/8 masquerade
-        iifname "builder*" oifname "builder*" ct status dnat masquerade
+        oifname "builder*" ct status dnat ct mark 0xb1d0 masquerade
     }
 }
 "#;
@@ -80,13 +83,13 @@ pub(crate) fn lock() -> Result<nix::fcntl::Flock<std::fs::File>> {
 /// sets: the `same` set lets traffic that stays on one bridge through the isolation rule,
 /// `internal` seals a bridge. Elements already there are kept; one transaction, and none
 /// when the table already has them all. A table of an older builder (without the `same`
-/// set) is replaced.
+/// set or the hairpin mark) is replaced.
 pub(crate) fn ensure_table(bridges: &[(&str, bool)]) -> Result<()> {
     let out = Command::new("nft").args(["list", "table", "ip", TABLE]).stdout(Stdio::piped()).stderr(Stdio::null()).output();
     let (mut script, listed) = match out {
         Ok(o) if o.status.success() => {
             let text = String::from_utf8_lossy(&o.stdout).into_owned();
-            if text.contains("set same ") { (String::new(), text) } else { (format!("delete table ip {TABLE}\n{DEFINITION}"), String::new()) }
+            if text.contains("set same ") && text.contains("ct mark 0x0000b1d0") { (String::new(), text) } else { (format!("delete table ip {TABLE}\n{DEFINITION}"), String::new()) }
         }
         _ => (DEFINITION.to_string(), String::new()),
     };

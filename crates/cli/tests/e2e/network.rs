@@ -115,6 +115,10 @@ fn published_port_answers_on_localhost_and_a_taken_port_is_a_clear_error() {
     let ps = ns.ok(&b, &["ps"]);
     assert!(ps.contains("PORTS") && ps.contains(&format!("0.0.0.0:{port}->80/tcp")), "{ps}");
     assert_eq!(ns.ok(&b, &["port", "web"]), format!("80/tcp -> 0.0.0.0:{port}\n"));
+    // The container reaches its own published port at the gateway (hairpin NAT), with or
+    // without br_netfilter loaded on the machine.
+    let own = ns.ok(&b, &["exec", "web", "timeout", "5", "wget", "-q", "-O", "-", &format!("http://172.30.0.1:{port}/")]);
+    assert_eq!(own, format!("page of {}\n", &id.trim()[..12]));
 
     // The same host port again: refused, naming it; the first container keeps answering.
     let out = ns.builder(&b, &["run", "--rm", "-p", &format!("{port}:80"), "busybox:test", "true"]);

@@ -252,7 +252,7 @@ mod tests {
     use container::logs::{Record, Stream};
 
     fn rec(stream: Stream, log: &str) -> Record {
-        Record { log: log.into(), stream, time: String::new() }
+        Record { log: log.into(), stream, attrs: Default::default(), time: String::new() }
     }
 
     #[test]
