@@ -41,6 +41,8 @@ pub struct RunOptions {
     pub publish: Vec<String>,
     /// `-P`: every port the image EXPOSEs, on random host ports.
     pub publish_all: bool,
+    /// `--expose PORT[-PORT][/tcp|/udp]`: more exposed ports, as the image's EXPOSE.
+    pub expose: Vec<String>,
     pub hostname: Option<String>,
     /// `--add-host NAME:IP`.
     pub add_hosts: Vec<String>,
@@ -371,9 +373,38 @@ pub(crate) fn parse_sysctls(opts: &RunOptions, own_network: bool) -> Result<std:
     Ok(out)
 }
 
+/// The ports of `--expose` values (`80`, `53/udp`, `8000-8002/tcp`), as EXPOSE keys (`80/tcp`).
+pub fn exposed_ports(values: &[String]) -> Result<Vec<String>> {
+    let mut out = Vec::new();
+    for v in values {
+        let bad = || Error::option("--expose", v, "use PORT, PORT/tcp, PORT/udp or a range such as 8000-8010/tcp");
+        let (ports, proto) = v.split_once('/').unwrap_or((v, "tcp"));
+        if proto != "tcp" && proto != "udp" {
+            return Err(bad());
+        }
+        let (first, last) = ports.split_once('-').unwrap_or((ports, ports));
+        let (first, last): (u16, u16) = (first.parse().map_err(|_| bad())?, last.parse().map_err(|_| bad())?);
+        if first == 0 || last < first {
+            return Err(bad());
+        }
+        out.extend((first..=last).map(|p| format!("{p}/{proto}")));
+    }
+    Ok(out)
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    #[test]
+    fn expose_values_become_exposed_port_keys_and_bad_ones_are_named() {
+        let v = |s: &[&str]| super::exposed_ports(&s.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(v(&["80", "53/udp", "8000-8002/tcp"]).unwrap(), ["80/tcp", "53/udp", "8000/tcp", "8001/tcp", "8002/tcp"]);
+        for bad in ["abc", "80/sctp", "0", "90-80", "99999"] {
+            let e = v(&[bad]).unwrap_err().to_string();
+            assert!(e.contains("--expose") && e.contains(bad), "{e}");
+        }
+    }
+
     #[test]
     fn dns_options_replace_the_resolv_conf_lines_as_dockers_do() {
         use super::*;

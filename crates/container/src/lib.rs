@@ -137,8 +137,13 @@ impl Containers {
         for p in &opts.publish {
             ports.extend(network::parse_publish(p)?);
         }
+        let mut exposed: Vec<String> = config.exposed_ports().clone().unwrap_or_default();
+        for p in config::exposed_ports(&opts.expose)? {
+            if !exposed.contains(&p) {
+                exposed.push(p);
+            }
+        }
         if opts.publish_all {
-            let exposed: Vec<String> = config.exposed_ports().clone().unwrap_or_default();
             ports.extend(network::publish_all(&exposed));
         }
         // Docker's default is the bridge; a user-defined network is one of `--root`'s.
@@ -238,7 +243,7 @@ impl Containers {
                 attach_stdin: opts.interactive && !opts.detach,
                 attach_stdout: !opts.detach,
                 attach_stderr: !opts.detach,
-                exposed_ports: config.exposed_ports().clone().unwrap_or_default().into_iter().chain(ports.iter().map(|p| format!("{}/{}", p.container_port, p.proto.as_str()))).map(|p| (p, settings::Empty {})).collect(),
+                exposed_ports: exposed.iter().cloned().chain(ports.iter().map(|p| format!("{}/{}", p.container_port, p.proto.as_str()))).map(|p| (p, settings::Empty {})).collect(),
                 tty: opts.tty,
                 open_stdin: opts.interactive,
                 stdin_once: opts.interactive && !opts.detach,

@@ -185,7 +185,17 @@ fn publish_all_uses_the_exposed_ports_and_kill_9_of_the_shim_leaves_nothing_that
     }
     ns.ok(&b, &["run", "-d", "--name", "web-b", "-p", &format!("{port}:80"), "busybox:test", "sh", "-c", HTTPD]);
     assert!(ns.fetch_eventually(&format!("http://127.0.0.1:{port}/")).starts_with("page of "));
-    ns.ok(&b, &["rm", "-f", "web-a", "web-b"]);
+    // --expose adds to the image's ports: shown by inspect, published by -P with them.
+    ns.ok(&b, &["run", "-d", "--name", "web-c", "--expose", "7000-7001", "--expose", "53/udp", "web:exposed", "sleep", "60"]);
+    let ports = ns.ok(&b, &["inspect", "-f", "{{json .Config.ExposedPorts}} {{json .NetworkSettings.Ports}}", "web-c"]);
+    assert_eq!(ports.trim(), r#"{"53/udp":{},"7000/tcp":{},"7001/tcp":{},"80/tcp":{}} {"53/udp":null,"7000/tcp":null,"7001/tcp":null,"80/tcp":null}"#);
+    ns.ok(&b, &["run", "-d", "--name", "web-d", "-P", "--expose", "7000", "web:exposed", "sleep", "60"]);
+    let published = ns.ok(&b, &["port", "web-d"]);
+    assert!(published.contains("7000/tcp -> 0.0.0.0:") && published.contains("80/tcp -> 0.0.0.0:"), "{published}");
+    let out = ns.builder(&b, &["run", "--rm", "--expose", "70000", "busybox:test", "true"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("--expose") && err.contains("70000"), "{err}");
+    ns.ok(&b, &["rm", "-f", "web-a", "web-b", "web-c", "web-d"]);
     ns.assert_clean(&b);
 }
 

@@ -75,6 +75,9 @@ pub fn run_args(engine: &Engine<'_>, service: &str, name: &str, command: Option<
         };
         push("-p", format!("{host}{}/{}", port.target, port.protocol));
     }
+    for e in &s.expose {
+        push("--expose", e.clone());
+    }
     for (h, ip) in &s.extra_hosts {
         push("--add-host", format!("{h}:{ip}"));
     }

@@ -240,6 +240,9 @@ pub struct RunArgs {
     /// Publish every port the image EXPOSEs on a random host port.
     #[arg(short = 'P', long = "publish-all")]
     pub publish_all: bool,
+    /// Expose a port or a range of ports (PORT[-PORT][/tcp|/udp]) without publishing it.
+    #[arg(long, value_name = "PORT")]
+    pub expose: Vec<String>,
     /// Container host name.
     #[arg(long)]
     pub hostname: Option<String>,

@@ -55,6 +55,7 @@ fn options(args: &RunArgs) -> anyhow::Result<RunOptions> {
         extra_networks: joins,
         publish: args.publish.clone(),
         publish_all: args.publish_all,
+        expose: args.expose.clone(),
         hostname: args.hostname.clone(),
         add_hosts: args.add_hosts.clone(),
         dns: args.dns.clone(),
