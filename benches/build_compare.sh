@@ -31,31 +31,15 @@ if [ ! -x "$BUILDER" ]; then cargo build --release -p cli >&2; fi
 # Durability costs are part of the comparison: BUILDER_NO_FSYNC is passed on only if the caller set it.
 if [ -n "${BUILDER_NO_FSYNC:-}" ]; then export BUILDER_NO_FSYNC; fi
 
-WORK=$(mktemp -d /tmp/build-compare.XXXXXX)
-trap 'rm -rf "$WORK"' EXIT
+. benches/lib.sh build-compare
 
 # ---- base image: Debian's static busybox as a rootfs tarball ----
-mkdir -p "$WORK/rootfs"/{bin,etc,tmp,root,proc,sys,dev,usr/bin}
-cp /bin/busybox "$WORK/rootfs/bin/busybox"
-for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$WORK/rootfs/bin/$a"; done
-printf 'root:x:0:0:root:/root:/bin/sh\n' > "$WORK/rootfs/etc/passwd"
-printf 'root:x:0:\n' > "$WORK/rootfs/etc/group"
-tar -C "$WORK/rootfs" -cf "$WORK/busybox.tar" .
+busybox_rootfs "$WORK/busybox" usr/bin
 
 # ---- scenarios ----
 mk() { mkdir -p "$WORK/ctx/$1"; echo v1 > "$WORK/ctx/$1/marker"; }
 
-mk multistage
-mkdir -p "$WORK/ctx/multistage/files"
-for i in $(seq 1 200); do echo "file $i" > "$WORK/ctx/multistage/files/f$i.txt"; done
-cat > "$WORK/ctx/multistage/Dockerfile" <<'DF'
-FROM busybox:bench AS build
-COPY files/ /src/
-RUN cat /src/* > /all.txt
-FROM busybox:bench
-COPY --from=build /src /app/src
-COPY --from=build /all.txt /app/all.txt
-DF
+bench_context multistage "$WORK/ctx/multistage"
 change_multistage() { echo "changed $1" > "$WORK/ctx/multistage/files/f7.txt"; }
 
 mk parallel
@@ -77,12 +61,7 @@ COPY marker /marker
 DF
 change_parallel() { echo "changed $1" > "$WORK/ctx/parallel/marker"; }
 
-mk runs40
-{
-  echo "FROM busybox:bench"
-  echo "COPY marker /marker"
-  for i in $(seq 1 40); do echo "RUN echo $i > /f$i"; done
-} > "$WORK/ctx/runs40/Dockerfile"
+bench_context runs40 "$WORK/ctx/runs40"
 change_runs40() { echo "changed $1" > "$WORK/ctx/runs40/marker"; }
 
 mk big

@@ -67,22 +67,8 @@ dockerd_down() {
 }
 
 # ---- scenarios (as in benches/build_compare.sh) ----
-mkdir -p "$WORK/ctx/multistage/files" "$WORK/ctx/runs40"
-echo v1 > "$WORK/ctx/multistage/marker"; echo v1 > "$WORK/ctx/runs40/marker"
-for i in $(seq 1 200); do echo "file $i" > "$WORK/ctx/multistage/files/f$i.txt"; done
-cat > "$WORK/ctx/multistage/Dockerfile" <<'DF'
-FROM busybox:bench AS build
-COPY files/ /src/
-RUN cat /src/* > /all.txt
-FROM busybox:bench
-COPY --from=build /src /app/src
-COPY --from=build /all.txt /app/all.txt
-DF
-{
-  echo "FROM busybox:bench"
-  echo "COPY marker /marker"
-  for i in $(seq 1 40); do echo "RUN echo $i > /f$i"; done
-} > "$WORK/ctx/runs40/Dockerfile"
+bench_context multistage "$WORK/ctx/multistage"
+bench_context runs40 "$WORK/ctx/runs40"
 
 "$BUILDER" --root "$WORK/base-root" import "$WORK/rootfs.tar" busybox:bench > /dev/null
 "$BUILDER" --root "$WORK/base-root" save -o "$WORK/busybox-docker.tar" busybox:bench > /dev/null

@@ -57,3 +57,28 @@ start_dockerd() {
   for _ in $(seq 1 60); do DOCKER_HOST=$sock docker info > /dev/null 2>&1 && break; sleep 0.5; done
   export DOCKER_HOST=$sock
 }
+
+# bench_context NAME DIR: the build context of scenario NAME in DIR, with a `marker` file that
+# holds v1 (a change rewrites it): multistage (200 files copied across two stages) or runs40 (a
+# COPY and 40 RUN steps), both FROM busybox:bench.
+bench_context() {
+  local i
+  mkdir -p "$2"
+  echo v1 > "$2/marker"
+  case "$1" in
+    multistage)
+      mkdir -p "$2/files"
+      for i in $(seq 1 200); do echo "file $i" > "$2/files/f$i.txt"; done
+      printf '%s\n' 'FROM busybox:bench AS build' 'COPY files/ /src/' 'RUN cat /src/* > /all.txt' 'FROM busybox:bench' \
+        'COPY --from=build /src /app/src' 'COPY --from=build /all.txt /app/all.txt' > "$2/Dockerfile"
+      ;;
+    runs40)
+      {
+        echo "FROM busybox:bench"
+        echo "COPY marker /marker"
+        for i in $(seq 1 40); do echo "RUN echo $i > /f$i"; done
+      } > "$2/Dockerfile"
+      ;;
+    *) echo "bench_context: no scenario $1" >&2; return 1 ;;
+  esac
+}

@@ -373,21 +373,21 @@ pub(crate) fn parse_sysctls(opts: &RunOptions, own_network: bool) -> Result<std:
     Ok(out)
 }
 
-/// The ports of `--expose` values (`80`, `53/udp`, `8000-8002/tcp`), as EXPOSE keys (`80/tcp`).
+/// The ports of `--expose` values (`80`, `53/udp`, `8000-8002/tcp`), as EXPOSE keys (`80/tcp`):
+/// each is the container part of a `-p` value, parsed as `-p` parses it.
 pub fn exposed_ports(values: &[String]) -> Result<Vec<String>> {
     let mut out = Vec::new();
     for v in values {
-        let bad = || Error::option("--expose", v, "use PORT, PORT/tcp, PORT/udp or a range such as 8000-8010/tcp");
-        let (ports, proto) = v.split_once('/').unwrap_or((v, "tcp"));
-        if proto != "tcp" && proto != "udp" {
-            return Err(bad());
-        }
-        let (first, last) = ports.split_once('-').unwrap_or((ports, ports));
-        let (first, last): (u16, u16) = (first.parse().map_err(|_| bad())?, last.parse().map_err(|_| bad())?);
-        if first == 0 || last < first {
-            return Err(bad());
-        }
-        out.extend((first..=last).map(|p| format!("{p}/{proto}")));
+        let parsed = if v.contains(':') {
+            Err("use PORT[-PORT][/tcp|/udp]".to_string())
+        } else {
+            network::parse_publish(v).map_err(|e| match e {
+                network::Error::InvalidPort { reason, .. } => reason,
+                other => other.to_string(),
+            })
+        };
+        let bindings = parsed.map_err(|reason| Error::option("--expose", v, reason))?;
+        out.extend(bindings.iter().map(|b| format!("{}/{}", b.container_port, b.proto.as_str())));
     }
     Ok(out)
 }
@@ -399,7 +399,7 @@ mod tests {
     fn expose_values_become_exposed_port_keys_and_bad_ones_are_named() {
         let v = |s: &[&str]| super::exposed_ports(&s.iter().map(|s| s.to_string()).collect::<Vec<_>>());
         assert_eq!(v(&["80", "53/udp", "8000-8002/tcp"]).unwrap(), ["80/tcp", "53/udp", "8000/tcp", "8001/tcp", "8002/tcp"]);
-        for bad in ["abc", "80/sctp", "0", "90-80", "99999"] {
+        for bad in ["abc", "80/sctp", "0", "90-80", "99999", "8080:80"] {
             let e = v(&[bad]).unwrap_err().to_string();
             assert!(e.contains("--expose") && e.contains(bad), "{e}");
         }

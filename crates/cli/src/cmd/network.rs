@@ -195,23 +195,11 @@ fn ls(networks: &Networks, quiet: bool, filters: &[String], format: Option<&str>
     let filters = Filters::parse(filters, &["name", "id", "driver", "label", "type"])?;
     let shown: Vec<Network> = networks.list()?.into_iter().filter(|n| filters.matches(n)).collect();
     let id = |n: &Network| if no_trunc { n.id.clone() } else { n.id[..12].to_string() };
-    let mut out = std::io::stdout().lock();
-    if quiet {
-        for n in &shown {
-            writeln!(out, "{}", id(n))?;
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    let format = Format::parse(format, "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}")?;
-    let rows: Vec<serde_json::Value> = shown
-        .iter()
-        .map(|n| {
-            let labels: Vec<String> = n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-            serde_json::json!({"ID": id(n), "Name": n.name, "Driver": n.driver, "Scope": "local", "IPv6": "false", "Internal": n.internal.to_string(), "Labels": labels.join(","), "CreatedAt": n.created})
-        })
-        .collect();
     let titles = [("ID", "NETWORK ID"), ("Name", "NAME"), ("Driver", "DRIVER"), ("Scope", "SCOPE"), ("IPv6", "IPV6"), ("Internal", "INTERNAL"), ("Labels", "LABELS"), ("CreatedAt", "CREATED AT")];
-    format.write(&mut out, &titles, &rows)?;
+    crate::cmd::format::list(&shown, quiet, id, format, "table {{.ID}}\t{{.Name}}\t{{.Driver}}\t{{.Scope}}", &titles, |n| {
+        let labels: Vec<String> = n.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        serde_json::json!({"ID": id(n), "Name": n.name, "Driver": n.driver, "Scope": "local", "IPv6": "false", "Internal": n.internal.to_string(), "Labels": labels.join(","), "CreatedAt": n.created})
+    })?;
     Ok(ExitCode::SUCCESS)
 }
 
