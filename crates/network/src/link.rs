@@ -14,10 +14,17 @@ fn sysctl(key: &str, value: &str) -> Result<()> {
     std::fs::write(&path, value).map_err(|e| Error::io("writing", path, e))
 }
 
+/// Whether this thread's network namespace has an interface `name`. Not `/sys/class/net`: sysfs
+/// shows the namespace of whoever mounted it, which a process that unshared or `nsenter`ed
+/// another namespace does not see (a quick restart then found the old veth's name taken).
+fn exists(name: &str) -> bool {
+    crate::netlink::index(name).is_ok()
+}
+
 /// Creates the bridge (once) with the gateway address, and turns on forwarding and
 /// `route_localnet`, so DNAT of `127.0.0.1:PORT` to a container is routed.
 pub(crate) fn ensure_bridge(name: &str, gateway: Ipv4Addr, prefix: u8) -> Result<()> {
-    if !std::path::Path::new("/sys/class/net").join(name).exists() || std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{name}/route_localnet")).is_err() {
+    if !exists(name) || std::fs::read_to_string(format!("/proc/sys/net/ipv4/conf/{name}/route_localnet")).is_err() {
         let mut nl = Netlink::open()?;
         // A bridge another process made meanwhile is fine; a failure shows at the sysctl.
         let _ = nl.add_bridge(name).and_then(|()| nl.add_address(name, gateway, prefix)).and_then(|()| nl.set_up(name, None));
@@ -105,8 +112,13 @@ fn in_netns<T: Send + 'static>(path: &std::path::Path, f: impl FnOnce() -> Resul
 /// removes a namespace (and its veths) some time after its last holder goes, and a quick
 /// restart would otherwise find the name taken. Only this container ever uses these names.
 fn remove_stale_veths(nl: &mut Netlink, endpoints: &[Endpoint]) -> Result<()> {
-    for e in endpoints.iter().filter(|e| std::path::Path::new("/sys/class/net").join(&e.veth).exists()) {
-        nl.delete(&e.veth)?;
+    for e in endpoints.iter().filter(|e| exists(&e.veth)) {
+        // The kernel may take it away itself meanwhile.
+        if let Err(err) = nl.delete(&e.veth)
+            && exists(&e.veth)
+        {
+            return Err(err);
+        }
     }
     Ok(())
 }
@@ -135,7 +147,7 @@ pub(crate) fn ensure_network_bridge(net: &Network) -> Result<()> {
 
 /// Deletes a user-defined network's bridge (`network rm`); a missing one is fine.
 pub(crate) fn delete_bridge(net: &Network) {
-    if std::path::Path::new("/sys/class/net").join(&net.bridge).exists() {
+    if exists(&net.bridge) {
         let _ = Netlink::open().and_then(|mut nl| nl.delete(&net.bridge));
     }
     crate::nft::remove_bridge(&net.bridge);
