@@ -154,7 +154,7 @@ pub(crate) fn export(
             note(format!(
                 "exporting cache to {}: {} entries, {} blobs ({} uploaded, {} mounted, {} already there) done",
                 to.name(),
-                export.config().entries.len(),
+                export.entries().len(),
                 stats.blobs,
                 stats.uploaded,
                 stats.mounted,
@@ -174,8 +174,10 @@ pub(crate) fn export(
 /// manifest's descriptor (the image ID, its config, is unchanged).
 pub(crate) fn inline(store: &oci::Store, manifest: &oci::Digest, entries: Vec<CacheEntry>) -> Result<oci::spec::Descriptor, EngineError> {
     let mut doc: serde_json::Value = store.read_json(manifest).map_err(failed)?;
-    let (name, value) = CacheExport::new(entries).inline_annotation();
-    doc["annotations"][name] = serde_json::Value::String(value);
+    let layers: Vec<oci::Digest> = doc["layers"].as_array().into_iter().flatten().filter_map(|l| l["digest"].as_str()?.parse().ok()).collect();
+    for (name, value) in CacheExport::new(entries).inline_annotations(&layers) {
+        doc["annotations"][name] = serde_json::Value::String(value);
+    }
     let bytes = serde_json::to_vec(&doc).map_err(failed)?;
     let stored = store.put_bytes(&bytes).map_err(failed)?;
     store.manifest_descriptor(&stored.digest).map_err(failed)

@@ -11,7 +11,9 @@ use oci::{Digest, Reference, Store};
 use serde_json::json;
 
 use crate::error::{Error, Result};
-use crate::format::{ARTIFACT_TYPE, CONFIG_MEDIA_TYPE, CacheConfig, CacheEntry, FORMAT_VERSION, INLINE_ANNOTATION};
+use crate::format::{
+    self, ARTIFACT_TYPE, CONFIG_MEDIA_TYPE, CacheEntry, INLINE_ANNOTATION, INLINE_PROVENANCE_ANNOTATION, LayerBlob, PROVENANCE_MEDIA_TYPE,
+};
 use crate::layout::Layout;
 
 /// What an export moved.
@@ -43,40 +45,57 @@ struct Counts {
 /// The entries to export.
 #[derive(Clone, Debug, Default)]
 pub struct CacheExport {
-    config: CacheConfig,
+    entries: Vec<CacheEntry>,
+}
+
+/// The blobs of an export: its layers (the manifest's, in order), the config and the
+/// provenance blob (both gzip-compressed JSON).
+struct Documents {
+    layers: Vec<LayerBlob>,
+    config: Vec<u8>,
+    provenance: Vec<u8>,
 }
 
 impl CacheExport {
     pub fn new(entries: Vec<CacheEntry>) -> CacheExport {
-        CacheExport { config: CacheConfig { version: FORMAT_VERSION, entries } }
+        CacheExport { entries }
     }
 
-    pub fn config(&self) -> &CacheConfig {
-        &self.config
+    pub fn entries(&self) -> &[CacheEntry] {
+        &self.entries
     }
 
-    /// The cache manifest for a config blob of `config_digest` / `config_size`.
-    fn manifest(&self, config_digest: &Digest, config_size: u64) -> Vec<u8> {
-        let layers: Vec<_> = self
-            .config
-            .blobs()
-            .iter()
-            .map(|b| json!({ "mediaType": b.media_type, "digest": b.digest.to_string(), "size": b.size }))
-            .collect();
+    fn documents(&self) -> Documents {
+        let layers = format::blobs(&self.entries);
+        let digests: Vec<Digest> = layers.iter().map(|b| b.digest.clone()).collect();
+        let (mut config, provenance) = format::encode(&self.entries, &digests);
+        let provenance = format::gzip(&provenance.to_json());
+        config.provenance = Some(Digest::sha256_of(&provenance));
+        Documents { layers, config: format::gzip(&config.to_json()), provenance }
+    }
+
+    /// The cache manifest: the layer blobs, then the provenance blob; the config.
+    fn manifest(docs: &Documents, config_digest: &Digest) -> Vec<u8> {
+        let mut layers: Vec<_> =
+            docs.layers.iter().map(|b| json!({ "mediaType": b.media_type, "digest": b.digest.to_string(), "size": b.size })).collect();
+        layers.push(json!({ "mediaType": PROVENANCE_MEDIA_TYPE, "digest": Digest::sha256_of(&docs.provenance).to_string(), "size": docs.provenance.len() }));
         let manifest = json!({
             "schemaVersion": 2,
             "mediaType": oci::media::OCI_MANIFEST,
             "artifactType": ARTIFACT_TYPE,
-            "config": { "mediaType": CONFIG_MEDIA_TYPE, "digest": config_digest.to_string(), "size": config_size },
+            "config": { "mediaType": CONFIG_MEDIA_TYPE, "digest": config_digest.to_string(), "size": docs.config.len() },
             "layers": layers,
         });
         serde_json::to_vec(&manifest).unwrap_or_else(|_| unreachable!("plain JSON serializes"))
     }
 
-    /// The annotation (name, value) that carries this cache inline in an image manifest whose
-    /// layers are the blobs the entries name.
-    pub fn inline_annotation(&self) -> (String, String) {
-        (INLINE_ANNOTATION.to_string(), String::from_utf8(self.config.to_bytes()).unwrap_or_default())
+    /// The annotations (name, value) that carry this cache inline in an image manifest whose
+    /// layers are `image_layers`: the config (its blob indexes into those layers) and the
+    /// provenance, both plain JSON. Entries with a layer the image lacks are left out.
+    pub fn inline_annotations(&self, image_layers: &[Digest]) -> Vec<(String, String)> {
+        let (config, provenance) = format::encode(&self.entries, image_layers);
+        let text = |b: Vec<u8>| String::from_utf8(b).unwrap_or_default();
+        vec![(INLINE_ANNOTATION.to_string(), text(config.to_json())), (INLINE_PROVENANCE_ANNOTATION.to_string(), text(provenance.to_json()))]
     }
 
     /// Writes the cache to `reference` (blocking). `mount_from` names, for a blob, repositories
@@ -104,14 +123,16 @@ impl CacheExport {
         mount_from: &(dyn Fn(&Digest) -> Vec<String> + Sync),
     ) -> Result<ExportStats> {
         let counts = Counts::default();
-        let config = self.put_blobs_async(client, reference, store, mount_from, &|_| true, true, &counts).await?;
-        self.put_manifest_async(client, reference, &config, counts).await
+        let docs = self.documents();
+        let config = self.put_blobs_async(client, reference, store, mount_from, &docs, &|_| true, true, &counts).await?;
+        self.put_manifest_async(client, reference, &docs, &config, counts).await
     }
 
     /// [`CacheExport::to_registry`] alongside an image push to the same registry: the blobs in
     /// `deferred` (the image's layers) wait for `wait_pushed` (blocking; false: the push failed,
     /// nothing more is written) and are then mounted from the image's repository, never
-    /// uploaded twice; every other blob, and the config, goes at once. The manifest goes last.
+    /// uploaded twice; every other blob, the config and the provenance go at once. The
+    /// manifest goes last.
     pub fn to_registry_alongside(
         &self,
         client: &registry::Client,
@@ -123,20 +144,22 @@ impl CacheExport {
     ) -> Result<ExportStats> {
         let wrap = |source| Error::registry(reference, source);
         let counts = Counts::default();
+        let docs = self.documents();
         let now = |d: &Digest| !deferred.contains(d);
-        let config = client.run(self.put_blobs_async(client, reference, store, mount_from, &now, true, &counts)).map_err(wrap)??;
-        if self.config.blobs().iter().any(|b| deferred.contains(&b.digest)) {
+        let config = client.run(self.put_blobs_async(client, reference, store, mount_from, &docs, &now, true, &counts)).map_err(wrap)??;
+        if docs.layers.iter().any(|b| deferred.contains(&b.digest)) {
             if !wait_pushed() {
                 return Err(Error::PushFailed);
             }
             let later = |d: &Digest| deferred.contains(d);
-            client.run(self.put_blobs_async(client, reference, store, mount_from, &later, false, &counts)).map_err(wrap)??;
+            client.run(self.put_blobs_async(client, reference, store, mount_from, &docs, &later, false, &counts)).map_err(wrap)??;
         }
-        client.run(self.put_manifest_async(client, reference, &config, counts)).map_err(wrap)?
+        client.run(self.put_manifest_async(client, reference, &docs, &config, counts)).map_err(wrap)?
     }
 
-    /// Makes the layer blobs `pick` selects (and the config blob, with `config`) exist in the
-    /// target: HEAD, then a mount, then an upload. Returns the config's descriptor.
+    /// Makes the layer blobs `pick` selects (and the config and provenance blobs, with
+    /// `documents`) exist in the target: HEAD, then a mount, then an upload. Returns the config
+    /// blob's digest.
     #[allow(clippy::too_many_arguments)]
     async fn put_blobs_async(
         &self,
@@ -144,20 +167,21 @@ impl CacheExport {
         reference: &Reference,
         store: &Store,
         mount_from: &(dyn Fn(&Digest) -> Vec<String> + Sync),
+        docs: &Documents,
         pick: &(dyn Fn(&Digest) -> bool + Sync),
-        config: bool,
+        documents: bool,
         counts: &Counts,
-    ) -> Result<oci::BlobInfo> {
+    ) -> Result<Digest> {
         let wrap = |source: registry::Error| Error::registry(reference, source);
-        let bytes = self.config.to_bytes();
-        let stored = store.put_bytes(&bytes)?;
-        let mut work: Vec<(Digest, u64, bool)> =
-            self.config.blobs().iter().filter(|b| pick(&b.digest)).map(|b| (b.digest.clone(), b.size, false)).collect();
-        if config {
-            work.push((stored.digest.clone(), stored.size, true));
+        let config = store.put_bytes(&docs.config)?;
+        let mut work: Vec<(Digest, u64, bool)> = docs.layers.iter().filter(|b| pick(&b.digest)).map(|b| (b.digest.clone(), b.size, false)).collect();
+        if documents {
+            let provenance = store.put_bytes(&docs.provenance)?;
+            work.push((config.digest.clone(), config.size, true));
+            work.push((provenance.digest, provenance.size, true));
         }
         let Counts { existed, mounted, uploaded, sent } = counts;
-        futures::stream::iter(work.into_iter().map(|(digest, size, is_config)| async move {
+        futures::stream::iter(work.into_iter().map(|(digest, size, is_doc)| async move {
             let from: Vec<String> = mount_from(&digest).into_iter().filter(|r| r != reference.repository()).collect();
             if !store.has_blob(&digest) && from.is_empty() {
                 // Not here, nowhere to mount from: only fine if the target has it already.
@@ -171,8 +195,8 @@ impl CacheExport {
             if outcome == registry::BlobPush::Uploaded {
                 sent.fetch_add(size, Ordering::Relaxed);
             }
-            // The counts are of layer blobs; the config is this cache's own.
-            if !is_config {
+            // The counts are of layer blobs; the config and provenance are this cache's own.
+            if !is_doc {
                 match outcome {
                     registry::BlobPush::Existed => existed.fetch_add(1, Ordering::Relaxed),
                     registry::BlobPush::Mounted(_) => mounted.fetch_add(1, Ordering::Relaxed),
@@ -184,15 +208,15 @@ impl CacheExport {
         .buffer_unordered(4)
         .try_collect::<Vec<()>>()
         .await?;
-        Ok(stored)
+        Ok(config.digest)
     }
 
-    async fn put_manifest_async(&self, client: &registry::Client, reference: &Reference, config: &oci::BlobInfo, counts: Counts) -> Result<ExportStats> {
-        let manifest = self.manifest(&config.digest, config.size);
+    async fn put_manifest_async(&self, client: &registry::Client, reference: &Reference, docs: &Documents, config: &Digest, counts: Counts) -> Result<ExportStats> {
+        let manifest = CacheExport::manifest(docs, config);
         let digest = client.put_manifest_bytes_async(reference, &manifest, oci::media::OCI_MANIFEST).await.map_err(|source| Error::registry(reference, source))?;
-        tracing::info!("exported {} cache entries to {reference} as {digest}", self.config.entries.len());
+        tracing::info!("exported {} cache entries to {reference} as {digest}", self.entries.len());
         Ok(ExportStats {
-            blobs: self.config.blobs().len(),
+            blobs: docs.layers.len(),
             existed: counts.existed.into_inner(),
             mounted: counts.mounted.into_inner(),
             uploaded: counts.uploaded.into_inner(),
@@ -205,9 +229,9 @@ impl CacheExport {
     pub fn to_local(&self, dest: &Path, tag: &str, store: &Store) -> Result<ExportStats> {
         let layout = Layout::new(dest);
         let mut stats = ExportStats::default();
-        let blobs = self.config.blobs();
-        stats.blobs = blobs.len();
-        for blob in &blobs {
+        let docs = self.documents();
+        stats.blobs = docs.layers.len();
+        for blob in &docs.layers {
             if layout.blob_path(&blob.digest).is_file() {
                 stats.existed += 1;
                 continue;
@@ -220,9 +244,9 @@ impl CacheExport {
             stats.uploaded += 1;
             stats.bytes_uploaded += blob.size;
         }
-        let bytes = self.config.to_bytes();
-        let config_digest = layout.put_bytes(&bytes)?;
-        let manifest = self.manifest(&config_digest, bytes.len() as u64);
+        layout.put_bytes(&docs.provenance)?;
+        let config_digest = layout.put_bytes(&docs.config)?;
+        let manifest = CacheExport::manifest(&docs, &config_digest);
         let digest = layout.put_bytes(&manifest)?;
         layout.set_tag(tag, &digest, manifest.len() as u64, oci::media::OCI_MANIFEST)?;
         stats.manifest = Some(digest);
@@ -233,7 +257,7 @@ impl CacheExport {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::format::{LayerBlob, Provenance};
+    use crate::format::Provenance;
     use crate::import::CacheImport;
     use crate::spec::CacheFrom;
     use std::sync::Arc;
@@ -265,9 +289,10 @@ mod tests {
         let client = Arc::new(registry::Client::new(Default::default()).expect("client"));
         let import = CacheImport::load(&[CacheFrom::Local { src: dir.clone(), tag: "latest".into() }], client.clone(), &store_b);
         assert!(import.warnings().is_empty(), "{:?}", import.warnings());
-        assert_eq!(import.lookup(&entry.key), Some(&entry));
-        assert_eq!(import.by_step("step-1").len(), 1);
+        assert_eq!(import.lookup(&entry.key), Some(&crate::CachedResult { layers: vec![blob.clone()], created: 1 }));
         assert!(!store_b.has_blob(&blob.digest), "a lookup fetches nothing");
+        assert_eq!(import.by_step("step-1"), [entry.provenance.clone()], "the provenance blob, read on demand");
+        assert!(import.by_step("step-2").is_empty());
         assert_eq!(import.fetch_blob(&blob, &store_b).expect("fetch"), blob.size);
         assert!(store_b.has_blob(&blob.digest));
 

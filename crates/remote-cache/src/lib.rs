@@ -3,10 +3,12 @@
 //! a pushed image.
 //!
 //! The artifact is an OCI image manifest whose `config` is a [`CacheConfig`] (media type
-//! [`CONFIG_MEDIA_TYPE`]) and whose `layers` are the very layer blobs the built images use, so a
-//! cache exported next to an image uploads nothing twice. The config maps machine-independent
-//! cache keys to their results: the layer chain (digests, diffIDs, sizes: all a hit needs
-//! without downloading anything) and the step's [`Provenance`] (so a miss can be explained).
+//! [`CONFIG_MEDIA_TYPE`]) and whose `layers` are the very layer blobs the built images use (so a
+//! cache exported next to an image uploads nothing twice), then a provenance blob. The config
+//! maps machine-independent cache keys to their results: each entry's top layer in a list of
+//! layers that names each layer once (blob index, diffID, parent): all a hit needs without
+//! downloading anything. The steps' [`Provenance`] (so a miss can be explained) is in the
+//! provenance blob, read only when a step misses.
 //!
 //! - [`CacheFrom`] / [`CacheTo`]: the `--cache-from` / `--cache-to` values, as buildx spells them.
 //! - [`CacheImport`]: loads every `--cache-from` source once (a fault is a warning, never a wrong
@@ -27,6 +29,9 @@ mod spec;
 
 pub use error::{Error, Result};
 pub use export::{CacheExport, ExportStats};
-pub use format::{ARTIFACT_TYPE, CONFIG_MEDIA_TYPE, CacheConfig, CacheEntry, FORMAT_VERSION, INLINE_ANNOTATION, LayerBlob, Provenance};
+pub use format::{
+    ARTIFACT_TYPE, CONFIG_MEDIA_TYPE, CacheConfig, CacheEntry, CachedResult, FORMAT_VERSION, INLINE_ANNOTATION, INLINE_PROVENANCE_ANNOTATION, LayerBlob,
+    PROVENANCE_MEDIA_TYPE, Provenance, ProvenanceDoc,
+};
 pub use import::{BlobLocation, CacheImport, ImportWarning};
 pub use spec::{CacheFrom, CacheTarget, CacheTo, Compression, Mode};

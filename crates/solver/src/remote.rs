@@ -15,7 +15,8 @@ use crate::provenance::Provenance;
 pub trait CacheSource: Send + Sync {
     /// The entry exported under `key` (64 hex digits), if a source has one.
     fn lookup(&self, key: &str) -> Option<ImportedEntry>;
-    /// The provenance of every entry of the step `step` (to explain a miss).
+    /// The provenance of every entry of the step `step` (to explain a miss; an imported cache
+    /// reads its provenance blob the first time).
     fn by_step(&self, step: &str) -> Vec<Provenance>;
     /// The blob's bytes, fetched (verified against its digest) if this machine lacks them.
     fn open_blob(&self, blob: &BlobDesc) -> std::result::Result<Box<dyn Read + Send>, String>;
@@ -26,7 +27,6 @@ pub trait CacheSource: Send + Sync {
 pub struct ImportedEntry {
     /// The whole layer chain, bottom first, base image layers included.
     pub layers: Vec<BlobDesc>,
-    pub provenance: Provenance,
     /// When the step's result was first made (seconds since the epoch), so the image built from
     /// it is the very image the exporting machine built.
     pub created: u64,
@@ -146,12 +146,12 @@ impl CacheSource for ImportedCache {
             .iter()
             .map(|l| BlobDesc { digest: l.digest.to_string(), size: l.size, media_type: l.media_type.clone(), diff_id: l.diff_id.to_string() })
             .collect();
-        Some(ImportedEntry { layers, provenance: e.provenance.clone(), created: e.created })
+        Some(ImportedEntry { layers, created: e.created })
     }
 
     fn by_step(&self, step: &str) -> Vec<Provenance> {
         let Some(import) = &self.import else { return Vec::new() };
-        import.by_step(step).into_iter().map(|e| e.provenance.clone()).collect()
+        import.by_step(step)
     }
 
     fn open_blob(&self, blob: &BlobDesc) -> std::result::Result<Box<dyn Read + Send>, String> {

@@ -39,6 +39,15 @@ fn build_ok(b: &Builder, ctx: &Path, extra: &[&str]) -> String {
     log
 }
 
+/// The (gunzipped) config JSON of the cache manifest `m` of `repo`.
+fn cache_config(registry: &Registry, repo: &str, m: &serde_json::Value) -> serde_json::Value {
+    let (status, gz) = http_get(&registry.addr(), &format!("/v2/{repo}/blobs/{}", m["config"]["digest"].as_str().expect("config digest")));
+    assert_eq!(status, 200);
+    let mut json = Vec::new();
+    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut json).expect("a gzip config");
+    serde_json::from_slice(&json).expect("config JSON")
+}
+
 /// The JSON manifest `repo:tag` of the registry.
 fn manifest(registry: &Registry, repo: &str, tag: &str) -> serde_json::Value {
     let (status, body) = http_get(&registry.addr(), &format!("/v2/{repo}/manifests/{tag}"));
@@ -59,13 +68,27 @@ fn cache_to_registry_is_an_artifact_of_the_image_blobs_and_uploads_nothing_twice
     assert!(line.contains("(0 uploaded,"), "the image's blobs are mounted, not uploaded again: {line}");
 
     let m = manifest(&registry, "app/cache", "min");
-    assert_eq!(m["config"]["mediaType"], "application/vnd.builder.cache.config.v1+json", "{m}");
-    assert_eq!(m["artifactType"], "application/vnd.builder.cache.config.v1+json", "{m}");
+    assert_eq!(m["config"]["mediaType"], "application/vnd.builder.cache.config.v2+json+gzip", "{m}");
+    assert_eq!(m["artifactType"], "application/vnd.builder.cache.config.v2+json+gzip", "{m}");
     let img = manifest(&registry, "app/img", "1");
+    // The layer blobs, without the cache's own provenance blob (its last layer).
     let layers = |m: &serde_json::Value| -> Vec<String> {
-        m["layers"].as_array().expect("layers").iter().map(|l| l["digest"].as_str().expect("digest").to_string()).collect()
+        m["layers"]
+            .as_array()
+            .expect("layers")
+            .iter()
+            .filter(|l| l["mediaType"] != "application/vnd.builder.cache.provenance.v2+json+gzip")
+            .map(|l| l["digest"].as_str().expect("digest").to_string())
+            .collect()
     };
     assert_eq!(layers(&m), layers(&img), "mode=min: the cache's layers are the final image's layers");
+    let last = &m["layers"].as_array().expect("layers").last().expect("a last layer")["mediaType"];
+    assert_eq!(last, "application/vnd.builder.cache.provenance.v2+json+gzip", "then the provenance blob: {m}");
+    // Version 2 is linear: each layer once, each entry names its top layer.
+    let config = cache_config(&registry, "app/cache", &m);
+    assert_eq!(config["version"], 2, "{config}");
+    assert_eq!(config["layers"].as_array().expect("layers").len(), layers(&img).len(), "{config}");
+    assert!(config["entries"].as_array().expect("entries").iter().all(|e| e["layer"].is_u64() && e.get("provenance").is_none()), "{config}");
 
     // mode=max also carries the intermediate stage's layer.
     let max = format!("type=registry,ref={}/app/cache:max,mode=max", registry.addr());
@@ -220,7 +243,7 @@ fn local_and_inline_caches_round_trip() {
     assert!(!ran.iter().any(|r| r.contains("RUN") || r.contains("COPY")), "type=local: all CACHED:\n{log}");
 
     let m = manifest(&registry, "inline/app", "1");
-    assert!(m["annotations"]["dev.builder.cache.config.v1"].is_string(), "the cache travels in the image manifest: {m}");
+    assert!(m["annotations"]["dev.builder.cache.config.v2"].is_string(), "the cache travels in the image manifest: {m}");
     let log = build_ok(&Builder::new(), ctx.path(), &["--cache-from", &image]);
     let (_, ran) = cached_and_ran(&log);
     assert!(!ran.iter().any(|r| r.contains("COPY app.txt") || r.contains("RUN cat")), "inline: the final stage's steps are CACHED:\n{log}");
@@ -588,6 +611,7 @@ fn a_cache_whose_blobs_were_tampered_with_is_ignored_with_a_warning_and_the_buil
     let img = a.ok(&["image", "inspect", &base]);
     assert!(!img.is_empty());
     let cache_layers: Vec<String> = m["layers"].as_array().expect("layers").iter().map(|l| l["digest"].as_str().expect("digest").to_string()).collect();
+    let provenance = m["layers"].as_array().expect("layers").last().expect("provenance")["digest"].as_str().expect("digest").to_string();
     let own: Vec<&String> = cache_layers.iter().filter(|d| !base_layers.contains(d)).collect();
     for d in &own {
         tamper(&stored_blob(&registry, d));
@@ -598,6 +622,10 @@ fn a_cache_whose_blobs_were_tampered_with_is_ignored_with_a_warning_and_the_buil
     let want = format!("warning: --cache-from {layer_cache}: layer sha256:");
     let line = log.lines().find(|l| l.contains(&want)).unwrap_or_else(|| panic!("no warning for the tampered layer:\n{log}"));
     assert!(line.contains("content does not match its digest") && line.ends_with("; building without it"), "{line}");
+    // Its provenance blob was tampered with too: read to explain the miss, and refused.
+    assert!(own.contains(&&provenance), "the provenance blob is the cache's own: {m}");
+    let want = format!("--cache-from {layer_cache}: reading its provenance (to explain a cache miss): {layer_cache}: blob {provenance} from ");
+    assert!(log.lines().any(|l| l.contains(&want) && l.contains("content does not match its digest")), "want {want:?} in:\n{log}");
     let (_, ran) = cached_and_ran(&log);
     assert!(ran.iter().any(|r| r.contains("RUN echo tool")), "the tools stage ran instead of using the tampered layer:\n{log}");
     assert_eq!(b.ok(&["run", "--rm", "tampered:1", "cat", "/out"]), "app 2\ntool\n");
@@ -623,8 +651,8 @@ fn put_cache_artifact(reference: &str, config: &[u8], layers: &serde_json::Value
     let manifest = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "artifactType": "application/vnd.builder.cache.config.v1+json",
-        "config": {"mediaType": "application/vnd.builder.cache.config.v1+json", "digest": blob.digest.to_string(), "size": blob.size},
+        "artifactType": "application/vnd.builder.cache.config.v2+json+gzip",
+        "config": {"mediaType": "application/vnd.builder.cache.config.v2+json+gzip", "digest": blob.digest.to_string(), "size": blob.size},
         "layers": layers,
     });
     let bytes = serde_json::to_vec(&manifest).expect("json");
@@ -639,21 +667,20 @@ fn a_cache_of_an_unknown_version_or_malformed_is_ignored_with_a_warning() {
     let good = format!("{}/odd/cache:good", registry.addr());
     build_ok(&a, ctx.path(), &["--cache-to", &good]);
     let m = manifest(&registry, "odd/cache", "good");
-    let (_, config) = http_get(&registry.addr(), &format!("/v2/odd/cache/blobs/{}", m["config"]["digest"].as_str().expect("digest")));
-    let mut doc: serde_json::Value = serde_json::from_slice(&config).expect("config JSON");
+    let mut doc = cache_config(&registry, "odd/cache", &m);
 
-    doc["version"] = serde_json::json!(2);
-    let v2 = format!("{}/odd/cache:v2", registry.addr());
-    put_cache_artifact(&v2, &serde_json::to_vec(&doc).expect("json"), &m["layers"]);
+    doc["version"] = serde_json::json!(3);
+    let v3 = format!("{}/odd/cache:v3", registry.addr());
+    put_cache_artifact(&v3, &serde_json::to_vec(&doc).expect("json"), &m["layers"]);
     let garbage = format!("{}/odd/cache:garbage", registry.addr());
-    put_cache_artifact(&garbage, b"{\"version\": 1, \"entries\": [{\"key\": 7}]}", &m["layers"]);
+    put_cache_artifact(&garbage, b"{\"version\": 2, \"entries\": [{\"key\": 7}]}", &m["layers"]);
     let notjson = format!("{}/odd/cache:notjson", registry.addr());
     put_cache_artifact(&notjson, b"PK\x03\x04 not a cache", &m["layers"]);
 
     let b = Builder::new();
-    let log = build_ok(&b, ctx.path(), &["--cache-from", &v2, "--cache-from", &garbage, "--cache-from", &notjson]);
+    let log = build_ok(&b, ctx.path(), &["--cache-from", &v3, "--cache-from", &garbage, "--cache-from", &notjson]);
     assert!(
-        log.contains(&format!("warning: --cache-from {v2}: cache config version 2 is not supported (this build reads version 1); building without it")),
+        log.contains(&format!("warning: --cache-from {v3}: cache config version 3 is not supported (this build reads version 2); building without it")),
         "{log}"
     );
     assert!(log.contains(&format!("warning: --cache-from {garbage}: malformed cache config: ")), "{log}");
