@@ -603,3 +603,48 @@ fn user_networks_are_isolated_from_each_other_but_reach_out_and_use_published_po
     assert!(table.contains("\"builder0\" . \"builder0\"") && table.matches("\" . \"").count() == 1, "{table}");
     ns.assert_clean(&b);
 }
+
+#[test]
+fn network_container_mode_shares_the_other_containers_namespace_names_and_hostname() {
+    let b = with_busybox();
+    let ns = Ns::new();
+    ns.ok(&b, &["network", "create", "app"]);
+    let web_id = ns.ok(&b, &["run", "-d", "--name", "web", "--network", "app", "busybox:test", "sh", "-c", HTTPD]).trim().to_string();
+    ns.ok(&b, &["run", "-d", "--name", "db", "--network", "app", "busybox:test", "sleep", "600"]);
+    let (_, web_addr) = ns.in_container(&b, "web", "ip -o -4 addr show eth0");
+    // A foreground joiner reaches web's server on loopback, has web's address, host name and resolver.
+    let script = "for i in $(seq 100); do wget -q -O - http://127.0.0.1/ && break; sleep 0.1; done; hostname; ip -o -4 addr show eth0; head -1 /etc/resolv.conf; nslookup db 127.0.0.11 | grep -c 'Address.*172\\.'";
+    let out = ns.ok(&b, &["run", "--rm", "--network", "container:web", "busybox:test", "sh", "-c", script]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], format!("page of {}", &web_id[..12]), "{out}");
+    assert_eq!(lines[1], &web_id[..12], "{out}");
+    assert_eq!(lines[2], web_addr.trim(), "{out}");
+    assert_eq!(lines[3], "nameserver 127.0.0.11", "{out}");
+    assert_eq!(lines[4], "1", "db resolves by name from the joiner: {out}");
+
+    // A detached one too; inspect names the other container's id, as Docker does; it cannot be connected elsewhere.
+    ns.ok(&b, &["run", "-d", "--name", "side", "--network", "container:web", "busybox:test", "sleep", "600"]);
+    let (ok, page) = ns.in_container(&b, "side", "wget -q -O - http://127.0.0.1/");
+    assert!(ok && page.starts_with("page of "), "{page}");
+    let inspect: serde_json::Value = serde_json::from_str(&ns.ok(&b, &["inspect", "side"])).expect("json");
+    assert_eq!(inspect[0]["HostConfig"]["NetworkMode"], format!("container:{web_id}"));
+    let err = String::from_utf8_lossy(&ns.builder(&b, &["network", "connect", "app", "side"]).stderr).into_owned();
+    assert!(err.contains("another container's"), "{err}");
+
+    // What Docker refuses beside it, a missing container, and one that is not running.
+    for (flag, value) in [("-p", "8080:80"), ("--hostname", "h1"), ("--add-host", "a:10.0.0.1"), ("--dns", "10.0.0.1")] {
+        let out = ns.builder(&b, &["run", "--rm", "--network", "container:web", flag, value, "busybox:test", "true"]);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success() && err.contains(value) && err.contains("conflicts with --network container:web"), "{flag}: {err}");
+    }
+    let err = String::from_utf8_lossy(&ns.builder(&b, &["run", "--rm", "--network", "container:nosuch", "busybox:test", "true"]).stderr).into_owned();
+    assert!(err.contains("container:nosuch") && err.contains("no such container: nosuch"), "{err}");
+    ns.ok(&b, &["create", "--name", "idle", "busybox:test", "true"]);
+    let out = ns.builder(&b, &["run", "--rm", "--network", "container:idle", "busybox:test", "true"]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success() && err.contains("container:idle") && err.contains("not running"), "{err}");
+
+    ns.ok(&b, &["rm", "-f", "side", "web", "db", "idle"]);
+    ns.ok(&b, &["network", "rm", "app"]);
+    ns.assert_clean(&b);
+}

@@ -3,7 +3,7 @@
 //! Services join the project's networks (`PROJECT_default` unless the file says otherwise)
 //! with the service name and the file's aliases as extra names, so `db:3306` reaches the `db`
 //! service through the network's name server, and `ports` are published as `-p`. What is not
-//! supported yet (fixed addresses, `network_mode: service:…`) is refused with the key that
+//! supported yet (fixed addresses) is refused with the key that
 //! asks for it, never silently dropped.
 
 use anyhow::bail;
@@ -51,6 +51,9 @@ pub fn run_args(engine: &Engine<'_>, service: &str, name: &str, command: Option<
     match s.network_mode.as_deref() {
         Some(mode @ ("none" | "host")) => push("--network", mode.to_string()),
         Some("bridge") => push("--network", "bridge".to_string()),
+        // The first container of that service (it is started first: see depends_on).
+        Some(mode) if mode.starts_with("service:") => push("--network", format!("container:{}", engine.container_name(&mode["service:".len()..], 1))),
+        Some(mode) if mode.starts_with("container:") => push("--network", mode.to_string()),
         _ => {
             // Each network of the service (sorted by priority, then name, as Compose does),
             // with the service name and the file's aliases as names there.
@@ -274,9 +277,6 @@ fn health_args(h: &compose::Healthcheck, a: &mut Vec<String>) {
 /// Refuses what the runtime cannot honour yet, naming the key.
 fn check_supported(p: &compose::Project, service: &str, s: &Service) -> anyhow::Result<()> {
     const NOT_YET: &str = "is not supported by builder compose yet";
-    if let Some(mode) = s.network_mode.as_ref().filter(|m| m.starts_with("service:") || m.starts_with("container:")) {
-        bail!("services.{service}.network_mode: {mode:?} {NOT_YET}");
-    }
     for (i, port) in s.ports.iter().enumerate() {
         if port.published.as_deref().is_some_and(|p| p.contains('-')) && port.published.as_deref() != Some(&port.target.to_string()) {
             bail!("services.{service}.ports[{i}]: a range of host ports for one container port {NOT_YET}");
