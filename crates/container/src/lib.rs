@@ -167,13 +167,22 @@ impl Containers {
         }
         let on_bridge = mode != "host" && mode != "none" && shared.is_none();
         let nets = network::Networks::open(&self.root);
+        if let Some(ip) = opts.ip {
+            match nets.get(&mode) {
+                Ok(n) if on_bridge => network::check_address(&n, ip)?,
+                _ => return Err(Error::option("--ip", &ip.to_string(), "a fixed address is supported on user-defined networks only (Docker's rule)")),
+            }
+        }
         let mut extra = Vec::new();
         for j in &opts.extra_networks {
             let n = nets.get(&j.network)?;
             if !on_bridge || !n.is_bridge() {
                 return Err(Error::option("--network", &j.network, "host and none cannot be combined with other networks"));
             }
-            extra.push(network::Join { network: n.name, aliases: j.aliases.clone() });
+            if let Some(ip) = j.ip {
+                network::check_address(&n, ip)?;
+            }
+            extra.push(network::Join { network: n.name, aliases: j.aliases.clone(), ip: j.ip });
         }
         let network = if mode == "host" { runtime::Network::Host } else { runtime::Network::None };
         if !on_bridge {
@@ -362,7 +371,7 @@ impl Containers {
             return Err(e);
         }
         if on_bridge {
-            let mut networks = if mode == network::BRIDGE && extra.is_empty() { Vec::new() } else { vec![network::Join { network: mode.clone(), aliases: opts.network_aliases.clone() }] };
+            let mut networks = if mode == network::BRIDGE && extra.is_empty() { Vec::new() } else { vec![network::Join { network: mode.clone(), aliases: opts.network_aliases.clone(), ip: opts.ip }] };
             networks.extend(extra);
             let dns_servers = dns.as_ref().map(|d| d.servers.clone()).unwrap_or_default();
             if let Err(e) = write_network_request(&dir, &network::Request { ports, networks, dns: dns_servers }) {
@@ -597,7 +606,7 @@ impl Containers {
     /// The networks a container joins when it starts (empty: host or none).
     pub fn networks_of(&self, state: &ContainerState) -> Result<Vec<network::Join>> {
         let Some(req) = network_request(&self.store.dir_of(&state.id))? else { return Ok(Vec::new()) };
-        Ok(if req.networks.is_empty() { vec![network::Join { network: network::BRIDGE.into(), aliases: Vec::new() }] } else { req.networks })
+        Ok(if req.networks.is_empty() { vec![network::Join { network: network::BRIDGE.into(), ..Default::default() }] } else { req.networks })
     }
 
     /// `network connect`: a running container gets the interface now, and keeps the network
@@ -607,11 +616,14 @@ impl Containers {
         let net = network::Networks::open(&self.root).get(&join.network)?;
         let mut req = network_request(&dir)?.ok_or_else(|| Error::option("container", &state.name, "it shares the host's network or another container's (or has none), so it cannot be connected to a network"))?;
         if req.networks.is_empty() {
-            req.networks.push(network::Join { network: network::BRIDGE.into(), aliases: Vec::new() });
+            req.networks.push(network::Join { network: network::BRIDGE.into(), ..Default::default() });
         }
         let names = network::Networks::open(&self.root);
         if req.networks.iter().any(|j| names.get(&j.network).is_ok_and(|n| n.id == net.id)) {
             return Err(network::Error::AlreadyConnected { container: state.name.clone(), network: net.name }.into());
+        }
+        if let Some(ip) = join.ip {
+            network::check_address(&net, ip)?;
         }
         if state.status == Status::Running {
             let pid = state.pid.ok_or_else(|| Error::NotRunning { name: state.name.clone() })?;
@@ -623,7 +635,7 @@ impl Containers {
                 network::use_embedded_dns(&dir.join("resolv.conf"), &body)?;
             }
         }
-        req.networks.push(network::Join { network: net.name, aliases: join.aliases.clone() });
+        req.networks.push(network::Join { network: net.name, aliases: join.aliases.clone(), ip: join.ip });
         write_network_request(&dir, &req)
     }
 
@@ -634,7 +646,7 @@ impl Containers {
         let names = network::Networks::open(&self.root);
         let mut req = network_request(&dir)?.unwrap_or_default();
         if req.networks.is_empty() {
-            req.networks.push(network::Join { network: network::BRIDGE.into(), aliases: Vec::new() });
+            req.networks.push(network::Join { network: network::BRIDGE.into(), ..Default::default() });
         }
         let before = req.networks.len();
         req.networks.retain(|j| names.get(&j.network).map_or(true, |n| n.id != net.id));
@@ -718,6 +730,9 @@ fn shared_network_conflicts(opts: &RunOptions) -> Result<()> {
     }
     if !opts.network_aliases.is_empty() {
         return refuse("--network-alias", opts.network_aliases.join(","));
+    }
+    if let Some(ip) = opts.ip {
+        return refuse("--ip", ip.to_string());
     }
     if let Some(j) = opts.extra_networks.first() {
         return refuse("--network", j.network.clone());

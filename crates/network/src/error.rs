@@ -35,6 +35,9 @@ pub enum Error {
     /// No free address is left in the network's subnet.
     #[error("no free address left in network {network} ({subnet})")]
     NoAddress { network: String, subnet: String },
+    /// `--ip` names an address another container has.
+    #[error("address {ip} of network {network} is already in use (by container {container})")]
+    AddressInUse { network: String, ip: std::net::Ipv4Addr, container: String },
     /// An nftables command or a netlink request failed.
     #[error("{command}: {message}")]
     Command { command: String, message: String },

@@ -849,3 +849,19 @@ fn network_mode_service_shares_the_other_services_namespace_and_its_ports() {
     ns.ok(&b, &dir, &["down", "-t", "1"]);
     assert_no_containers(&b);
 }
+
+#[test]
+fn ipv4_address_gives_the_service_its_address_on_a_network_with_a_subnet() {
+    let b = with_busybox();
+    let ns = Netns::new();
+    let file = "services:\n  web:\n    image: busybox:test\n    command: ip -o -4 addr show eth0\n    networks:\n      back:\n        ipv4_address: 10.81.0.9\nnetworks:\n  back:\n    ipam:\n      config:\n        - subnet: 10.81.0.0/24\n";
+    let t = project(&[("compose.yaml", file)]);
+    let dir = t.path().join("shop");
+    let out = ns.ok(&b, &dir, &["up"]);
+    assert!(out.contains("inet 10.81.0.9/24"), "{out}");
+    ns.ok(&b, &dir, &["down"]);
+    let bad = project(&[("compose.yaml", &file.replace("10.81.0.9", "10.81.0.x"))]);
+    let out = ns.compose(&b, &bad.path().join("shop"), &["up"]);
+    assert!(!out.status.success() && text(&out.stderr).contains("services.web.networks.back.ipv4_address: \"10.81.0.x\" is not an IPv4 address"), "{}", text(&out.stderr));
+    assert_no_containers(&b);
+}

@@ -648,3 +648,46 @@ fn network_container_mode_shares_the_other_containers_namespace_names_and_hostna
     ns.ok(&b, &["network", "rm", "app"]);
     ns.assert_clean(&b);
 }
+
+#[test]
+fn ip_gives_a_fixed_address_on_a_user_network_and_a_taken_or_foreign_one_is_named() {
+    let b = with_busybox();
+    let ns = Ns::new();
+    ns.ok(&b, &["network", "create", "--subnet", "10.79.0.0/24", "fixed"]);
+    let a_id = ns.ok(&b, &["run", "-d", "--name", "alpha", "--network", "fixed", "--ip", "10.79.0.50", "busybox:test", "sleep", "600"]);
+    let (_, addr) = ns.in_container(&b, "alpha", "ip -o -4 addr show eth0");
+    assert!(addr.contains("inet 10.79.0.50/24"), "{addr}");
+    assert_eq!(ns.resolve_from(&b, "alpha", "alpha").as_deref(), Some("10.79.0.50"));
+    // The long form, and `network connect --ip` of a container on the default bridge.
+    ns.ok(&b, &["run", "-d", "--name", "beta", "--network", "name=fixed,alias=b2,ip=10.79.0.60", "busybox:test", "sleep", "600"]);
+    assert_eq!(ns.resolve_from(&b, "alpha", "b2").as_deref(), Some("10.79.0.60"));
+    ns.ok(&b, &["run", "-d", "--name", "gamma", "busybox:test", "sleep", "600"]);
+    ns.ok(&b, &["network", "connect", "--ip", "10.79.0.70", "fixed", "gamma"]);
+    let (_, addr) = ns.in_container(&b, "gamma", "ip -o -4 addr show eth1");
+    assert!(addr.contains("inet 10.79.0.70/24"), "{addr}");
+
+    // Taken, outside the subnet, the gateway, not on a user network, not an address.
+    let taken = ns.builder(&b, &["run", "--rm", "--network", "fixed", "--ip", "10.79.0.50", "busybox:test", "true"]);
+    let err = String::from_utf8_lossy(&taken.stderr).into_owned();
+    assert!(!taken.status.success() && err.contains("address 10.79.0.50 of network fixed is already in use") && err.contains(&a_id.trim()[..12]), "{err}");
+    for (args, want) in [
+        (vec!["--network", "fixed", "--ip", "10.80.0.5"], "not in the subnet 10.79.0.0/24 of network fixed"),
+        (vec!["--network", "fixed", "--ip", "10.79.0.1"], "the gateway of network fixed"),
+        (vec!["--ip", "172.30.0.9"], "supported on user-defined networks only"),
+        (vec!["--network", "fixed", "--ip", "10.79.0.x"], "invalid --ip \"10.79.0.x\": not an IPv4 address"),
+    ] {
+        let mut all = vec!["run", "--rm"];
+        all.extend(&args);
+        all.extend(["busybox:test", "true"]);
+        let out = ns.builder(&b, &all);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success() && err.contains(want), "{args:?}: {err}");
+    }
+    // Its address is free again once it is gone.
+    ns.ok(&b, &["rm", "-f", "alpha"]);
+    let out = ns.ok(&b, &["run", "--rm", "--network", "fixed", "--ip", "10.79.0.50", "busybox:test", "ip", "-o", "-4", "addr", "show", "eth0"]);
+    assert!(out.contains("inet 10.79.0.50/24"), "{out}");
+    ns.ok(&b, &["rm", "-f", "beta", "gamma"]);
+    ns.ok(&b, &["network", "rm", "fixed"]);
+    ns.assert_clean(&b);
+}

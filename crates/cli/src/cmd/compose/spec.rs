@@ -3,7 +3,7 @@
 //! Services join the project's networks (`PROJECT_default` unless the file says otherwise)
 //! with the service name and the file's aliases as extra names, so `db:3306` reaches the `db`
 //! service through the network's name server, and `ports` are published as `-p`. What is not
-//! supported yet (fixed addresses) is refused with the key that
+//! supported yet (IPv6 addresses, several address pools) is refused with the key that
 //! asks for it, never silently dropped.
 
 use anyhow::bail;
@@ -64,6 +64,9 @@ pub fn run_args(engine: &Engine<'_>, service: &str, name: &str, command: Option<
                 let mut value = format!("name={real},alias={service}");
                 for a in &n.aliases {
                     value.push_str(&format!(",alias={a}"));
+                }
+                if let Some(ip) = &n.ipv4_address {
+                    value.push_str(&format!(",ip={ip}"));
                 }
                 push("--network", value);
             }
@@ -283,8 +286,13 @@ fn check_supported(p: &compose::Project, service: &str, s: &Service) -> anyhow::
         }
     }
     for name in s.networks.keys() {
-        if let Some(ip) = s.networks[name].ipv4_address.as_ref().or(s.networks[name].ipv6_address.as_ref()) {
-            bail!("services.{service}.networks.{name}: a fixed address ({ip}) {NOT_YET}");
+        if let Some(ip) = s.networks[name].ipv6_address.as_ref() {
+            bail!("services.{service}.networks.{name}: an IPv6 address ({ip}) {NOT_YET}");
+        }
+        if let Some(ip) = s.networks[name].ipv4_address.as_ref()
+            && ip.parse::<std::net::Ipv4Addr>().is_err()
+        {
+            bail!("services.{service}.networks.{name}.ipv4_address: {ip:?} is not an IPv4 address");
         }
         if p.networks.get(name).is_some_and(|n| n.ipam.as_ref().is_some_and(|i| i.config.len() > 1)) {
             bail!("networks.{name}.ipam.config: more than one pool {NOT_YET}");
