@@ -689,7 +689,11 @@ fn port_bindings(ports: &[network::PortBinding]) -> std::collections::BTreeMap<S
     let mut out: std::collections::BTreeMap<String, Vec<settings::HostPort>> = std::collections::BTreeMap::new();
     for p in ports {
         let host_ip = if p.host_ip.is_unspecified() { String::new() } else { p.host_ip.to_string() };
-        let host_port = if p.host_port == 0 { String::new() } else { p.host_port.to_string() };
+        let host_port = match (p.host_port, p.host_port_end) {
+            (0, _) => String::new(),
+            (first, last) if last > first => format!("{first}-{last}"),
+            (port, _) => port.to_string(),
+        };
         out.entry(format!("{}/{}", p.container_port, p.proto.as_str())).or_default().push(settings::HostPort { host_ip, host_port });
     }
     out

@@ -128,6 +128,20 @@ fn published_port_answers_on_localhost_and_a_taken_port_is_a_clear_error() {
     let rules = ns.sh("nft list map ip builder ports | grep elements");
     assert_eq!(rules.matches(" : ").count(), 1, "{rules}");
 
+    // A range of host ports for one container port: the first free one, as Docker picks it;
+    // a range with none free is named.
+    let next: u16 = port.parse::<u16>().expect("port") + 1;
+    let range = format!("{port}-{next}:80");
+    ns.ok(&b, &["run", "-d", "--name", "web2", "-p", &range, "busybox:test", "sh", "-c", HTTPD]);
+    assert_eq!(ns.ok(&b, &["port", "web2"]), format!("80/tcp -> 0.0.0.0:{next}\n"));
+    let inspect: serde_json::Value = serde_json::from_str(&ns.ok(&b, &["inspect", "web2"])).expect("json");
+    assert_eq!(inspect[0]["HostConfig"]["PortBindings"]["80/tcp"][0]["HostPort"], format!("{port}-{next}"));
+    ns.fetch_eventually(&format!("http://127.0.0.1:{next}/"));
+    let out = ns.builder(&b, &["run", "--rm", "-p", &range, "busybox:test", "true"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains(&format!("no free port in tcp 0.0.0.0:{port}-{next}")), "{err}");
+    ns.ok(&b, &["rm", "-f", "web2"]);
+
     ns.ok(&b, &["rm", "-f", "web"]);
     ns.assert_clean(&b);
     assert!(ns.fetch(&format!("http://127.0.0.1:{port}/")).is_none(), "answers after rm");

@@ -280,11 +280,6 @@ fn health_args(h: &compose::Healthcheck, a: &mut Vec<String>) {
 /// Refuses what the runtime cannot honour yet, naming the key.
 fn check_supported(p: &compose::Project, service: &str, s: &Service) -> anyhow::Result<()> {
     const NOT_YET: &str = "is not supported by builder compose yet";
-    for (i, port) in s.ports.iter().enumerate() {
-        if port.published.as_deref().is_some_and(|p| p.contains('-')) && port.published.as_deref() != Some(&port.target.to_string()) {
-            bail!("services.{service}.ports[{i}]: a range of host ports for one container port {NOT_YET}");
-        }
-    }
     for name in s.networks.keys() {
         if let Some(ip) = s.networks[name].ipv6_address.as_ref() {
             bail!("services.{service}.networks.{name}: an IPv6 address ({ip}) {NOT_YET}");
