@@ -831,3 +831,37 @@ fn dns_options_and_namespaced_sysctls_reach_the_container() {
     assert!(!out.status.success() && text(&out.stderr).contains("needs a network namespace of the container's own"), "{}", text(&out.stderr));
     assert_no_containers(&b);
 }
+
+#[test]
+fn network_mode_service_shares_the_other_services_namespace_and_its_ports() {
+    let b = with_busybox();
+    let ns = Netns::new();
+    // The sidecar is named first and listed first: it still starts after web, whose network it
+    // joins, and its server on port 81 answers through the port web publishes.
+    let file = "services:\n  sidecar:\n    image: busybox:test\n    network_mode: service:web\n    command: sh -c 'mkdir /s && echo sidecar of $$(hostname) > /s/index.html && exec httpd -f -p 81 -h /s'\n  web:\n    image: busybox:test\n    hostname: shop-web\n    ports: [\"18080:80\", \"18081:81\"]\n    command: sh -c 'mkdir /w && echo web > /w/index.html && exec httpd -f -p 80 -h /w'\n";
+    let t = project(&[("compose.yaml", file)]);
+    let dir = t.path().join("shop");
+    ns.ok(&b, &dir, &["up", "-d"]);
+    wait_http(&ns, "http://127.0.0.1:18080/", "web\n");
+    wait_http(&ns, "http://127.0.0.1:18081/", "sidecar of shop-web\n");
+    let config = ns.ok(&b, &dir, &["config"]);
+    assert!(config.contains("network_mode: service:web") && config.contains("depends_on:"), "{config}");
+    ns.ok(&b, &dir, &["down", "-t", "1"]);
+    assert_no_containers(&b);
+}
+
+#[test]
+fn ipv4_address_gives_the_service_its_address_on_a_network_with_a_subnet() {
+    let b = with_busybox();
+    let ns = Netns::new();
+    let file = "services:\n  web:\n    image: busybox:test\n    command: ip -o -4 addr show eth0\n    networks:\n      back:\n        ipv4_address: 10.81.0.9\nnetworks:\n  back:\n    ipam:\n      config:\n        - subnet: 10.81.0.0/24\n";
+    let t = project(&[("compose.yaml", file)]);
+    let dir = t.path().join("shop");
+    let out = ns.ok(&b, &dir, &["up"]);
+    assert!(out.contains("inet 10.81.0.9/24"), "{out}");
+    ns.ok(&b, &dir, &["down"]);
+    let bad = project(&[("compose.yaml", &file.replace("10.81.0.9", "10.81.0.x"))]);
+    let out = ns.compose(&b, &bad.path().join("shop"), &["up"]);
+    assert!(!out.status.success() && text(&out.stderr).contains("services.web.networks.back.ipv4_address: \"10.81.0.x\" is not an IPv4 address"), "{}", text(&out.stderr));
+    assert_no_containers(&b);
+}
