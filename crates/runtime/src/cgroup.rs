@@ -292,7 +292,7 @@ pub fn freeze(dirs: &[PathBuf], frozen: bool) -> Result<()> {
         }
         return Err(Error::Cgroup { path: file, message: format!("the processes did not reach {value}") });
     }
-    Err(Error::Cgroup { path: dirs.first().cloned().unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup")), message: "the container has no freezer cgroup (started by an older builder?)".into() })
+    Err(Error::Cgroup { path: dirs.first().cloned().unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup")), message: "the container has no freezer cgroup (no cgroup hierarchy was mounted where it started, as under `ip netns exec`, or an older builder started it)".into() })
 }
 
 /// Adds a v1 cgroup of `controller` to the container whose first process is `init` (its

@@ -73,6 +73,51 @@ fn text(b: &[u8]) -> String {
 }
 
 #[test]
+fn pause_freezes_the_services_and_unpause_thaws_them() {
+    // Outside a test namespace (`ip netns exec` mounts a /sys without the cgroup hierarchies the
+    // freezer needs), so without a network: nothing is made on the host's.
+    let b = with_busybox();
+    let file = "services:\n  tick:\n    image: busybox:test\n    network_mode: none\n    command: sh -c 'i=0; while true; do i=$$((i+1)); echo $$i > /tmp/n; sleep 0.05; done'\n";
+    let t = project(&[("compose.yaml", file)]);
+    let dir = t.path().join("shop");
+    let ok = |args: &[&str]| {
+        let out = compose(&b, &dir, &[], args);
+        assert_success(&out, args);
+        text(&out.stdout)
+    };
+    ok(&["up", "-d"]);
+    // The counter, read from the container's upper directory (an exec would freeze too).
+    let id = b.ok(&["inspect", "-f", "{{.Id}}", "shop-tick-1"]).trim().to_string();
+    let n = b.root().join("containers").join(&id).join("upper/tmp/n");
+    let count = || -> u64 { std::fs::read_to_string(&n).unwrap_or_default().trim().parse().unwrap_or(0) };
+    let status = || b.ok(&["inspect", "-f", "{{.State.Status}}", "shop-tick-1"]).trim().to_string();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    ok(&["pause", "tick"]);
+    assert_eq!(status(), "paused");
+    let at_pause = count();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(count(), at_pause, "a paused loop went on");
+    ok(&["unpause", "tick"]);
+    assert_eq!(status(), "running");
+    let before = count();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(count() > before, "the loop runs again after unpause");
+    ok(&["down", "-t", "1"]);
+    assert_no_containers(&b);
+}
+
+#[test]
+fn version_prints_the_compose_version_as_docker_compose_does() {
+    let b = with_busybox();
+    let t = tempfile::tempdir().expect("tmp");
+    // No compose file is needed.
+    let v = env!("CARGO_PKG_VERSION");
+    assert_eq!(text(&compose(&b, t.path(), &[], &["version"]).stdout), format!("builder compose version v{v}\n"));
+    assert_eq!(text(&compose(&b, t.path(), &[], &["version", "--short"]).stdout), format!("{v}\n"));
+    assert_eq!(text(&compose(&b, t.path(), &[], &["version", "--format", "json"]).stdout), format!("{{\"version\":\"v{v}\"}}\n"));
+}
+
+#[test]
 fn config_prints_the_merged_interpolated_normalized_file() {
     let t = project(&[
         ("docker-compose.yml", "version: \"3\"\nservices:\n  web:\n    image: \"shop:${TAG}\"\n    ports:\n      - ${PORT:-8080}:80\n    environment:\n      - MODE=dev\n    depends_on: [db]\n  db:\n    image: busybox:test\n    volumes: [\"data:/data\"]\nvolumes:\n  data:\n"),
