@@ -38,6 +38,19 @@ fn mountinfo() -> Result<String> {
     }
 }
 
+/// The cgroup version builder uses here, as `info` reports it: `(version, hybrid)`, where
+/// hybrid is v1 controllers beside a v2 mount. None: no hierarchy is mounted.
+pub fn version() -> Option<(u8, bool)> {
+    let info = mountinfo().ok()?;
+    let kinds: Vec<&str> = info.lines().filter_map(|l| l.split_once(" - ")).filter_map(|(_, r)| r.split_whitespace().next()).collect();
+    let (v1, v2) = (kinds.contains(&"cgroup"), kinds.contains(&"cgroup2"));
+    match (v1, v2) {
+        (true, hybrid) => Some((1, hybrid)),
+        (false, true) => Some((2, false)),
+        (false, false) => None,
+    }
+}
+
 /// The cgroup path of this process in a v1 controller (or "" for v2 with name "").
 #[cfg(test)]
 fn own_path(controller: &str) -> String {
