@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::error::{Error, Loc};
-use crate::model::{Config, File, MountType, Network, Secret, Service, ServiceNetwork, Volume};
+use crate::model::{Condition, Config, Dependency, File, MountType, Network, Secret, Service, ServiceNetwork, Volume};
 use crate::yaml::Node;
 use crate::{de, dotenv, interpolate, yaml};
 
@@ -366,6 +366,10 @@ fn normalize_service(project: &Project, name: &str, s: &mut Service, locate: &Lo
     }
     if s.networks.is_empty() && s.network_mode.is_none() {
         s.networks.insert("default".into(), ServiceNetwork::default());
+    }
+    if let Some(other) = s.network_mode.as_deref().and_then(|m| m.strip_prefix("service:")) {
+        // As Compose: a service on another's network starts after it.
+        s.depends_on.entry(other.to_string()).or_insert(Dependency { condition: Condition::ServiceStarted, required: true, restart: false });
     }
     if let Some(r) = s.deploy.as_ref().and_then(|d| d.replicas) {
         s.scale.get_or_insert(r);

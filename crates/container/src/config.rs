@@ -35,6 +35,8 @@ pub struct RunOptions {
     pub network: String,
     /// `--network-alias`: more names on a user-defined network.
     pub network_aliases: Vec<String>,
+    /// `--ip`: the container's address on its (first, user-defined) network.
+    pub ip: Option<std::net::Ipv4Addr>,
     /// More networks to join (a repeated `--network`).
     pub extra_networks: Vec<network::Join>,
     /// `-p [IP:][HOST_PORT:]CONTAINER_PORT[/tcp|/udp]`.

@@ -146,8 +146,17 @@ impl Containers {
         if opts.publish_all {
             ports.extend(network::publish_all(&exposed));
         }
+        // `--network container:NAME` joins that container's network namespace when it starts.
+        let shared = match opts.network.strip_prefix("container:") {
+            Some(key) => Some(self.store.find(key).map_err(|_| Error::option("--network", &opts.network, format!("no such container: {key}")))?),
+            None => None,
+        };
+        if shared.is_some() {
+            shared_network_conflicts(opts)?;
+        }
         // Docker's default is the bridge; a user-defined network is one of `--root`'s.
         let mode = match opts.network.as_str() {
+            _ if shared.is_some() => format!("container:{}", shared.as_ref().map_or("", |c| c.id.as_str())),
             "" | "default" | "bridge" => network::BRIDGE.to_string(),
             "host" => "host".to_string(),
             "none" => "none".to_string(),
@@ -156,15 +165,24 @@ impl Containers {
         if !opts.network_aliases.is_empty() && (mode == network::BRIDGE || mode == "host" || mode == "none") {
             return Err(Error::option("--network-alias", &opts.network_aliases.join(","), "works only on user-defined networks (Docker's rule)"));
         }
-        let on_bridge = mode != "host" && mode != "none";
+        let on_bridge = mode != "host" && mode != "none" && shared.is_none();
         let nets = network::Networks::open(&self.root);
+        if let Some(ip) = opts.ip {
+            match nets.get(&mode) {
+                Ok(n) if on_bridge => network::check_address(&n, ip)?,
+                _ => return Err(Error::option("--ip", &ip.to_string(), "a fixed address is supported on user-defined networks only (Docker's rule)")),
+            }
+        }
         let mut extra = Vec::new();
         for j in &opts.extra_networks {
             let n = nets.get(&j.network)?;
             if !on_bridge || !n.is_bridge() {
                 return Err(Error::option("--network", &j.network, "host and none cannot be combined with other networks"));
             }
-            extra.push(network::Join { network: n.name, aliases: j.aliases.clone() });
+            if let Some(ip) = j.ip {
+                network::check_address(&n, ip)?;
+            }
+            extra.push(network::Join { network: n.name, aliases: j.aliases.clone(), ip: j.ip });
         }
         let network = if mode == "host" { runtime::Network::Host } else { runtime::Network::None };
         if !on_bridge {
@@ -233,7 +251,10 @@ impl Containers {
             }
         };
         // As Docker: the host's name on the host network, else the short id.
-        let hostname = opts.hostname.clone().unwrap_or_else(|| if mode == "host" { host_name() } else { id[..12].to_string() });
+        let hostname = match &shared {
+            Some(other) => shared_hostname(&self.store, other),
+            None => opts.hostname.clone().unwrap_or_else(|| if mode == "host" { host_name() } else { id[..12].to_string() }),
+        };
         let recorded = Settings {
             path: run.argv.first().cloned().unwrap_or_default(),
             args: run.argv.iter().skip(1).cloned().collect(),
@@ -265,7 +286,7 @@ impl Containers {
             },
             host_config: settings::HostConfig {
                 binds: Some(opts.volumes.iter().filter(|v| v.contains(':')).cloned().collect::<Vec<_>>()).filter(|b| !b.is_empty()),
-                network_mode: if opts.network.is_empty() { mode.to_string() } else { opts.network.clone() },
+                network_mode: if opts.network.is_empty() || shared.is_some() { mode.to_string() } else { opts.network.clone() },
                 port_bindings: port_bindings(&ports),
                 restart_policy: restart_policy(opts.restart),
                 auto_remove: opts.auto_remove,
@@ -343,8 +364,14 @@ impl Containers {
             set_resolv_conf(&mut spec, std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
         }
         let spec = runtime::write_bundle(&dir, &spec)?;
+        if let Some(other) = &shared
+            && let Err(e) = std::fs::write(dir.join(SHARED_NETWORK), &other.id).map_err(|e| Error::io("writing", dir.join(SHARED_NETWORK), e))
+        {
+            let _ = mounts::remove_container(&self.root, &self.store, &id, true);
+            return Err(e);
+        }
         if on_bridge {
-            let mut networks = if mode == network::BRIDGE && extra.is_empty() { Vec::new() } else { vec![network::Join { network: mode.clone(), aliases: opts.network_aliases.clone() }] };
+            let mut networks = if mode == network::BRIDGE && extra.is_empty() { Vec::new() } else { vec![network::Join { network: mode.clone(), aliases: opts.network_aliases.clone(), ip: opts.ip }] };
             networks.extend(extra);
             let dns_servers = dns.as_ref().map(|d| d.servers.clone()).unwrap_or_default();
             if let Err(e) = write_network_request(&dir, &network::Request { ports, networks, dns: dns_servers }) {
@@ -579,7 +606,7 @@ impl Containers {
     /// The networks a container joins when it starts (empty: host or none).
     pub fn networks_of(&self, state: &ContainerState) -> Result<Vec<network::Join>> {
         let Some(req) = network_request(&self.store.dir_of(&state.id))? else { return Ok(Vec::new()) };
-        Ok(if req.networks.is_empty() { vec![network::Join { network: network::BRIDGE.into(), aliases: Vec::new() }] } else { req.networks })
+        Ok(if req.networks.is_empty() { vec![network::Join { network: network::BRIDGE.into(), ..Default::default() }] } else { req.networks })
     }
 
     /// `network connect`: a running container gets the interface now, and keeps the network
@@ -587,13 +614,16 @@ impl Containers {
     pub fn connect(&self, state: &ContainerState, join: &network::Join) -> Result<()> {
         let dir = self.store.dir_of(&state.id);
         let net = network::Networks::open(&self.root).get(&join.network)?;
-        let mut req = network_request(&dir)?.ok_or_else(|| Error::option("container", &state.name, "it shares the host's network (or has none), so it cannot be connected to a network"))?;
+        let mut req = network_request(&dir)?.ok_or_else(|| Error::option("container", &state.name, "it shares the host's network or another container's (or has none), so it cannot be connected to a network"))?;
         if req.networks.is_empty() {
-            req.networks.push(network::Join { network: network::BRIDGE.into(), aliases: Vec::new() });
+            req.networks.push(network::Join { network: network::BRIDGE.into(), ..Default::default() });
         }
         let names = network::Networks::open(&self.root);
         if req.networks.iter().any(|j| names.get(&j.network).is_ok_and(|n| n.id == net.id)) {
             return Err(network::Error::AlreadyConnected { container: state.name.clone(), network: net.name }.into());
+        }
+        if let Some(ip) = join.ip {
+            network::check_address(&net, ip)?;
         }
         if state.status == Status::Running {
             let pid = state.pid.ok_or_else(|| Error::NotRunning { name: state.name.clone() })?;
@@ -605,7 +635,7 @@ impl Containers {
                 network::use_embedded_dns(&dir.join("resolv.conf"), &body)?;
             }
         }
-        req.networks.push(network::Join { network: net.name, aliases: join.aliases.clone() });
+        req.networks.push(network::Join { network: net.name, aliases: join.aliases.clone(), ip: join.ip });
         write_network_request(&dir, &req)
     }
 
@@ -616,7 +646,7 @@ impl Containers {
         let names = network::Networks::open(&self.root);
         let mut req = network_request(&dir)?.unwrap_or_default();
         if req.networks.is_empty() {
-            req.networks.push(network::Join { network: network::BRIDGE.into(), aliases: Vec::new() });
+            req.networks.push(network::Join { network: network::BRIDGE.into(), ..Default::default() });
         }
         let before = req.networks.len();
         req.networks.retain(|j| names.get(&j.network).map_or(true, |n| n.id != net.id));
@@ -659,7 +689,11 @@ fn port_bindings(ports: &[network::PortBinding]) -> std::collections::BTreeMap<S
     let mut out: std::collections::BTreeMap<String, Vec<settings::HostPort>> = std::collections::BTreeMap::new();
     for p in ports {
         let host_ip = if p.host_ip.is_unspecified() { String::new() } else { p.host_ip.to_string() };
-        let host_port = if p.host_port == 0 { String::new() } else { p.host_port.to_string() };
+        let host_port = match (p.host_port, p.host_port_end) {
+            (0, _) => String::new(),
+            (first, last) if last > first => format!("{first}-{last}"),
+            (port, _) => port.to_string(),
+        };
         out.entry(format!("{}/{}", p.container_port, p.proto.as_str())).or_default().push(settings::HostPort { host_ip, host_port });
     }
     out
@@ -677,6 +711,53 @@ fn restart_policy(p: runtime::restart::RestartPolicy) -> settings::RestartPolicy
 }
 
 const NETWORK_REQUEST: &str = "network.json";
+/// The id of the container whose network namespace this one joins (`--network container:…`).
+const SHARED_NETWORK: &str = "network-container";
+
+/// What Docker refuses beside `--network container:…`: the network is the other container's.
+fn shared_network_conflicts(opts: &RunOptions) -> Result<()> {
+    let refuse = |flag: &'static str, value: String| Err(Error::option(flag, &value, format!("conflicts with --network {} (the network, its ports, names and resolver are that container's)", opts.network)));
+    if !opts.publish.is_empty() {
+        return refuse("--publish", opts.publish.join(","));
+    }
+    if opts.publish_all {
+        return refuse("--publish-all", "true".into());
+    }
+    if let Some(h) = &opts.hostname {
+        return refuse("--hostname", h.clone());
+    }
+    if !opts.add_hosts.is_empty() {
+        return refuse("--add-host", opts.add_hosts.join(","));
+    }
+    if !opts.dns.is_empty() || !opts.dns_search.is_empty() || !opts.dns_options.is_empty() {
+        return refuse("--dns", opts.dns.iter().chain(&opts.dns_search).chain(&opts.dns_options).cloned().collect::<Vec<_>>().join(","));
+    }
+    if !opts.network_aliases.is_empty() {
+        return refuse("--network-alias", opts.network_aliases.join(","));
+    }
+    if let Some(ip) = opts.ip {
+        return refuse("--ip", ip.to_string());
+    }
+    if let Some(j) = opts.extra_networks.first() {
+        return refuse("--network", j.network.clone());
+    }
+    Ok(())
+}
+
+/// The host name of a container, as its bundle has it (a joiner of its network shares it).
+fn shared_hostname(store: &ContainerStore, other: &ContainerState) -> String {
+    runtime::read_bundle(&store.dir_of(&other.id)).ok().and_then(|s| s.hostname().clone()).unwrap_or_else(|| other.id[..12].to_string())
+}
+
+/// The container whose network this one joins, if it was created with `--network container:…`.
+pub(crate) fn shared_network(dir: &Path) -> Result<Option<String>> {
+    let path = dir.join(SHARED_NETWORK);
+    match std::fs::read_to_string(&path) {
+        Ok(id) => Ok(Some(id.trim().to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io("reading", &path, e)),
+    }
+}
 
 fn write_network_request(dir: &Path, request: &network::Request) -> Result<()> {
     let path = dir.join(NETWORK_REQUEST);

@@ -25,6 +25,10 @@ pub(crate) fn foreground(root: &Path, cstore: &ContainerStore, created: Created)
 /// Puts the container on its bridge network, if it asked for one: the spec then joins the
 /// namespace made for it, and its /etc/hosts names its address.
 fn join_network(root: &Path, dir: &Path, state: &ContainerState, spec: &mut runtime::Spec) -> Result<Option<network::Attachment>> {
+    if let Some(other) = crate::shared_network(dir)? {
+        share_network(root, dir, &other, spec)?;
+        return Ok(None);
+    }
     let Some(request) = crate::network_request(dir)? else { return Ok(None) };
     let attachment = network::attach(root, &state.id, &state.name, &request)?;
     runtime::spec::join_network(spec, &attachment.netns_path());
@@ -37,6 +41,27 @@ fn join_network(root: &Path, dir: &Path, state: &ContainerState, spec: &mut runt
     spec.set_annotations(Some(annotations));
     crate::set_resolv_conf(spec, attachment.resolv_conf());
     Ok(Some(attachment))
+}
+
+/// `--network container:OTHER`: the spec joins OTHER's network namespace (it must be running)
+/// and sees its /etc/hosts, resolv.conf and hostname, as Docker shares them.
+fn share_network(root: &Path, dir: &Path, other: &str, spec: &mut runtime::Spec) -> Result<()> {
+    let cstore = ContainerStore::open(root)?;
+    let target = cstore.load(other).map_err(|_| Error::option("--network", &format!("container:{other}"), "that container no longer exists"))?;
+    let pid = target.pid.filter(|_| target.status == Status::Running).ok_or_else(|| Error::option("--network", &format!("container:{}", target.name), "cannot join the network of a container that is not running"))?;
+    runtime::spec::join_network(spec, Path::new(&format!("/proc/{pid}/ns/net")));
+    let theirs = cstore.dir_of(other);
+    let mut mounts = spec.mounts().clone().unwrap_or_default();
+    for (dest, file) in [("/etc/hosts", "hosts"), ("/etc/resolv.conf", "resolv.conf"), ("/etc/hostname", "hostname")] {
+        let source = theirs.join(file);
+        // Instead of this container's own file; the user's own mount at that path wins, as everywhere else.
+        mounts.retain(|m| !(m.destination() == Path::new(dest) && m.source().as_deref() == Some(dir.join(file).as_path())));
+        if source.exists() && !mounts.iter().any(|m| m.destination() == Path::new(dest)) {
+            mounts.push(runtime::spec::bind_mount(&source, dest, false));
+        }
+    }
+    spec.set_mounts(Some(mounts));
+    Ok(())
 }
 
 fn supervise(cstore: &ContainerStore, mut state: ContainerState, dir: &Path, spec: &runtime::Spec, interactive: bool, tty: bool, external: Option<std::path::PathBuf>) -> Result<runtime::ExitStatus> {

@@ -11,6 +11,9 @@ pub enum Error {
     /// The host port is held by another container or process.
     #[error("port {proto} {addr}:{port} is already allocated ({source})")]
     PortTaken { proto: &'static str, addr: String, port: u16, source: std::io::Error },
+    /// `-p FIRST-LAST:PORT` and every port of the range is taken.
+    #[error("no free port in {proto} {addr}:{first}-{last}: all are already allocated")]
+    NoFreePort { proto: &'static str, addr: String, first: u16, last: u16 },
     /// `--network NAME` names no network.
     #[error("network {0} not found")]
     UnknownNetwork(String),
@@ -35,6 +38,9 @@ pub enum Error {
     /// No free address is left in the network's subnet.
     #[error("no free address left in network {network} ({subnet})")]
     NoAddress { network: String, subnet: String },
+    /// `--ip` names an address another container has.
+    #[error("address {ip} of network {network} is already in use (by container {container})")]
+    AddressInUse { network: String, ip: std::net::Ipv4Addr, container: String },
     /// An nftables command or a netlink request failed.
     #[error("{command}: {message}")]
     Command { command: String, message: String },

@@ -53,6 +53,28 @@ pub struct Join {
     pub network: String,
     #[serde(default)]
     pub aliases: Vec<String>,
+    /// `--ip`: this address instead of the lowest free one (user-defined networks only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip: Option<Ipv4Addr>,
+}
+
+/// Checks that `ip` can be asked for on `net` (`--ip`, compose's `ipv4_address`): a
+/// user-defined network, inside its subnet, neither its gateway nor its network or broadcast
+/// address. Whether it is free is known when the container starts.
+pub fn check_address(net: &Network, ip: Ipv4Addr) -> Result<()> {
+    let bad = |why: String| Err(Error::invalid("--ip", &ip.to_string(), why));
+    let (Some(subnet), Some(gateway)) = (net.subnet, net.gateway) else { return bad(format!("network {} has no addresses", net.name)) };
+    if net.name == BRIDGE || !net.is_bridge() {
+        return bad("a fixed address is supported on user-defined networks only (Docker's rule)".into());
+    }
+    if !subnet.contains(ip) {
+        return bad(format!("not in the subnet {subnet} of network {}", net.name));
+    }
+    let n = u32::from(ip) - u32::from(subnet.addr);
+    if ip == gateway || n == 0 || n == subnet.size() - 1 {
+        return bad(format!("the {} of network {}", if ip == gateway { "gateway" } else if n == 0 { "network address" } else { "broadcast address" }, net.name));
+    }
+    Ok(())
 }
 
 /// A container's interface on one network.
@@ -175,7 +197,13 @@ fn lease_dir(root: &Path, net: &Network) -> PathBuf {
 
 fn new_endpoint(root: &Path, id: &str, net: &Network, join: &Join, index: usize, supervisor: i32) -> Result<Endpoint> {
     let (Some(subnet), Some(gateway)) = (net.subnet, net.gateway) else { return Err(Error::UnknownNetwork(net.name.clone())) };
-    let ip = lease(&lease_dir(root, net), net, subnet, gateway, id, supervisor)?;
+    let ip = match join.ip {
+        Some(ip) => {
+            check_address(net, ip)?;
+            lease_address(&lease_dir(root, net), net, ip, id, supervisor)?
+        }
+        None => lease(&lease_dir(root, net), net, subnet, gateway, id, supervisor)?,
+    };
     Ok(Endpoint {
         network_id: net.id.clone(),
         network: net.name.clone(),
@@ -210,7 +238,7 @@ fn ensure(networks: &[Network]) -> Result<()> {
 pub fn attach(root: &Path, id: &str, name: &str, request: &Request) -> Result<Attachment> {
     reconcile(root);
     let nets = Networks::open(root);
-    let joins = if request.networks.is_empty() { vec![Join { network: BRIDGE.into(), aliases: Vec::new() }] } else { request.networks.clone() };
+    let joins = if request.networks.is_empty() { vec![Join { network: BRIDGE.into(), ..Default::default() }] } else { request.networks.clone() };
     let mut networks = Vec::new();
     for j in &joins {
         let n = nets.get(&j.network)?;
@@ -316,39 +344,54 @@ fn write_record(root: &Path, record: &Record) -> Result<()> {
     std::fs::rename(&tmp, &path).map_err(|e| Error::io("renaming into place", &path, e))
 }
 
-/// Takes the lowest free address of the subnet: a file per address (holding the
-/// supervisor's PID and the container), made with `create_new` so concurrent starts never
-/// get the same one. A lease whose supervisor is dead is taken over.
+/// Takes the lowest free address of the subnet (see [`take`]).
 fn lease(leases: &Path, net: &Network, subnet: Subnet, gateway: Ipv4Addr, id: &str, supervisor: i32) -> Result<Ipv4Addr> {
     std::fs::create_dir_all(leases).map_err(|e| Error::io("creating", leases, e))?;
     let base = u32::from(subnet.addr);
     for n in 1..subnet.size() - 1 {
         let ip = Ipv4Addr::from(base + n);
-        if ip == gateway {
-            continue;
-        }
-        let path = leases.join(ip.to_string());
-        for _ in 0..2 {
-            match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
-                Ok(mut f) => {
-                    use std::io::Write;
-                    f.write_all(format!("{supervisor} {id}\n").as_bytes()).map_err(|e| Error::io("writing", &path, e))?;
-                    return Ok(ip);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                    let holder = std::fs::read_to_string(&path).ok().and_then(|t| t.split_whitespace().next()?.parse::<i32>().ok());
-                    // Only a complete lease of a dead process is stale (a new one may be half written).
-                    if holder.is_some_and(|pid| !alive(pid)) {
-                        let _ = std::fs::remove_file(&path);
-                        continue;
-                    }
-                    break;
-                }
-                Err(e) => return Err(Error::io("creating", &path, e)),
-            }
+        if ip != gateway && take(leases, ip, id, supervisor)? {
+            return Ok(ip);
         }
     }
     Err(Error::NoAddress { network: net.name.clone(), subnet: subnet.to_string() })
+}
+
+/// Takes the address `ip` asked for, or says who holds it.
+fn lease_address(leases: &Path, net: &Network, ip: Ipv4Addr, id: &str, supervisor: i32) -> Result<Ipv4Addr> {
+    std::fs::create_dir_all(leases).map_err(|e| Error::io("creating", leases, e))?;
+    if take(leases, ip, id, supervisor)? {
+        return Ok(ip);
+    }
+    let holder = std::fs::read_to_string(leases.join(ip.to_string())).ok().and_then(|t| t.split_whitespace().nth(1).map(str::to_string)).unwrap_or_default();
+    Err(Error::AddressInUse { network: net.name.clone(), ip, container: holder[..holder.len().min(12)].to_string() })
+}
+
+/// Leases one address: a file per address (holding the supervisor's PID and the container),
+/// made with `create_new` so concurrent starts never get the same one. A lease whose
+/// supervisor is dead is taken over. False: someone else holds it.
+fn take(leases: &Path, ip: Ipv4Addr, id: &str, supervisor: i32) -> Result<bool> {
+    let path = leases.join(ip.to_string());
+    for _ in 0..2 {
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(&path) {
+            Ok(mut f) => {
+                use std::io::Write;
+                f.write_all(format!("{supervisor} {id}\n").as_bytes()).map_err(|e| Error::io("writing", &path, e))?;
+                return Ok(true);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let holder = std::fs::read_to_string(&path).ok().and_then(|t| t.split_whitespace().next()?.parse::<i32>().ok());
+                // Only a complete lease of a dead process is stale (a new one may be half written).
+                if holder.is_some_and(|pid| !alive(pid)) {
+                    let _ = std::fs::remove_file(&path);
+                    continue;
+                }
+                return Ok(false);
+            }
+            Err(e) => return Err(Error::io("creating", &path, e)),
+        }
+    }
+    Ok(false)
 }
 
 fn release(root: &Path, record: &Record) {

@@ -30,8 +30,16 @@ pub struct PortBinding {
     /// The host address it answers on; 0.0.0.0 for all of them.
     pub host_ip: Ipv4Addr,
     pub host_port: u16,
+    /// `-p 8000-8010:80`: the last host port to try, from `host_port` up (0: just `host_port`).
+    /// Reserving picks the first free one and clears this.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub host_port_end: u16,
     pub container_port: u16,
     pub proto: Proto,
+}
+
+fn is_zero(n: &u16) -> bool {
+    *n == 0
 }
 
 impl std::fmt::Display for PortBinding {
@@ -83,14 +91,18 @@ pub fn parse_publish(value: &str) -> Result<Vec<PortBinding>> {
     let (c0, c1) = port_range(value, container, false)?;
     let (h0, h1) = if host.is_empty() { (0, 0) } else { port_range(value, host, true)? };
     let count = c1 - c0;
+    if count == 0 && h1 > h0 {
+        // One container port on a range of host ports: Docker's "the first free one of these".
+        return Ok(vec![PortBinding { host_ip, host_port: h0, host_port_end: h1, container_port: c0, proto }]);
+    }
     if !host.is_empty() && h1 - h0 != count && h0 != h1 {
         return Err(Error::port(value, "the host and container port ranges differ in size"));
     }
     Ok((0..=count)
         .map(|i| PortBinding {
             host_ip,
-            // A single host port for a container range is Docker's "pick one of these": we take it as given.
             host_port: if h0 == 0 { 0 } else if h0 == h1 { h0 } else { h0 + i },
+            host_port_end: 0,
             container_port: c0 + i,
             proto,
         })
@@ -104,7 +116,7 @@ pub fn publish_all(exposed: &[String]) -> Vec<PortBinding> {
         .filter_map(|k| {
             let (p, proto) = k.split_once('/').unwrap_or((k, "tcp"));
             let proto = if proto == "udp" { Proto::Udp } else { Proto::Tcp };
-            Some(PortBinding { host_ip: Ipv4Addr::UNSPECIFIED, host_port: 0, container_port: p.parse().ok()?, proto })
+            Some(PortBinding { host_ip: Ipv4Addr::UNSPECIFIED, host_port: 0, host_port_end: 0, container_port: p.parse().ok()?, proto })
         })
         .collect()
 }
@@ -124,10 +136,26 @@ pub fn reserve(bindings: &mut [PortBinding]) -> Result<Reservation> {
     for b in bindings.iter_mut() {
         let kind = if b.proto == Proto::Tcp { SockType::Stream } else { SockType::Datagram };
         let fd = socket(AddressFamily::Inet, kind, SockFlag::SOCK_CLOEXEC, None).map_err(|e| Error::io("creating a socket for", format!("port {}", b.host_port), e.into()))?;
-        let addr = SockaddrIn::from(SocketAddrV4::new(b.host_ip, b.host_port));
-        if let Err(e) = bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &addr) {
-            return Err(Error::PortTaken { proto: b.proto.as_str(), addr: b.host_ip.to_string(), port: b.host_port, source: e.into() });
+        let last = b.host_port_end.max(b.host_port);
+        let mut bound = None;
+        for port in b.host_port..=last {
+            match bind(std::os::fd::AsRawFd::as_raw_fd(&fd), &SockaddrIn::from(SocketAddrV4::new(b.host_ip, port))) {
+                Ok(()) => {
+                    bound = Some(port);
+                    break;
+                }
+                Err(e) if port == last => {
+                    return Err(if last == b.host_port {
+                        Error::PortTaken { proto: b.proto.as_str(), addr: b.host_ip.to_string(), port: b.host_port, source: e.into() }
+                    } else {
+                        Error::NoFreePort { proto: b.proto.as_str(), addr: b.host_ip.to_string(), first: b.host_port, last }
+                    });
+                }
+                Err(_) => {}
+            }
         }
+        b.host_port = bound.unwrap_or(b.host_port);
+        b.host_port_end = 0;
         // Bound, not listening: a connection that comes before the DNAT rule is refused (and
         // retried by the client) instead of being accepted by a socket nobody reads. Without
         // SO_REUSEADDR on ours, nobody else can bind the port, with or without theirs.
@@ -148,7 +176,9 @@ mod tests {
     #[test]
     fn publish_forms_as_docker_reads_them() {
         let p = parse_publish("8080:80").unwrap();
-        assert_eq!(p, [PortBinding { host_ip: Ipv4Addr::UNSPECIFIED, host_port: 8080, container_port: 80, proto: Proto::Tcp }]);
+        assert_eq!(p, [PortBinding { host_ip: Ipv4Addr::UNSPECIFIED, host_port: 8080, host_port_end: 0, container_port: 80, proto: Proto::Tcp }]);
+        let p = parse_publish("8000-8010:80").unwrap();
+        assert_eq!((p.len(), p[0].host_port, p[0].host_port_end, p[0].container_port), (1, 8000, 8010, 80));
         assert_eq!(parse_publish("80").unwrap()[0].host_port, 0);
         let p = parse_publish("127.0.0.1::53/udp").unwrap();
         assert_eq!((p[0].host_ip, p[0].host_port, p[0].proto), (Ipv4Addr::LOCALHOST, 0, Proto::Udp));

@@ -2,8 +2,13 @@
 //! both (hybrid: v1 controllers plus a v2 "unified" hierarchy); each controller is
 //! used where it is actually available. Nothing is created when no limit is asked.
 //! A container gets only what a flag or `pause` needs at its start: the freezer (and the
-//! devices controller for its device rules) on v1, its one directory on v2; `update` makes a
-//! v1 memory, pids or cpu cgroup the first time it sets that limit.
+//! devices controller for its device rules) on v1, its one directory on v2 (its device rules
+//! a BPF program attached to it: [`crate::device_filter`]); `update` makes a v1 memory, pids
+//! or cpu cgroup the first time it sets that limit.
+//!
+//! `BUILDER_CGROUP=v2` makes the v1 hierarchies invisible to builder, as on a v2-only host:
+//! a hybrid host (v1 controllers and a v2 `unified` mount) then runs the v2 paths, with the
+//! controllers its v2 mount has.
 
 use std::path::{Path, PathBuf};
 
@@ -23,8 +28,27 @@ enum Hierarchy {
     V2(PathBuf),
 }
 
-fn mountinfo() -> String {
-    std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default()
+/// The mount table, without the v1 cgroup hierarchies under `BUILDER_CGROUP=v2`.
+fn mountinfo() -> Result<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    match std::env::var("BUILDER_CGROUP").as_deref() {
+        Err(_) | Ok("") => Ok(info),
+        Ok("v2") => Ok(info.lines().filter(|l| !l.split_once(" - ").is_some_and(|(_, r)| r.starts_with("cgroup "))).map(|l| format!("{l}\n")).collect()),
+        Ok(other) => Err(Error::Cgroup { path: PathBuf::from("/sys/fs/cgroup"), message: format!("BUILDER_CGROUP={other:?}: expected \"v2\" (use only the v2 hierarchy) or nothing") }),
+    }
+}
+
+/// The cgroup version builder uses here, as `info` reports it: `(version, hybrid)`, where
+/// hybrid is v1 controllers beside a v2 mount. None: no hierarchy is mounted.
+pub fn version() -> Option<(u8, bool)> {
+    let info = mountinfo().ok()?;
+    let kinds: Vec<&str> = info.lines().filter_map(|l| l.split_once(" - ")).filter_map(|(_, r)| r.split_whitespace().next()).collect();
+    let (v1, v2) = (kinds.contains(&"cgroup"), kinds.contains(&"cgroup2"));
+    match (v1, v2) {
+        (true, hybrid) => Some((1, hybrid)),
+        (false, true) => Some((2, false)),
+        (false, false) => None,
+    }
 }
 
 /// The cgroup path of this process in a v1 controller (or "" for v2 with name "").
@@ -45,8 +69,8 @@ fn path_in(text: &str, controller: &str) -> String {
     "/".into()
 }
 
-fn find(controller: &str) -> Option<Hierarchy> {
-    find_in(&mountinfo(), controller)
+fn find(controller: &str) -> Result<Option<Hierarchy>> {
+    Ok(find_in(&mountinfo()?, controller))
 }
 
 /// [`find`] in a mountinfo text read once.
@@ -67,8 +91,14 @@ fn find_in(info: &str, controller: &str) -> Option<Hierarchy> {
     }
     let v2 = v2_mount?;
     let controllers = std::fs::read_to_string(v2.join("cgroup.controllers")).unwrap_or_default();
-    // v2 has no freezer controller: every cgroup but the root freezes (cgroup.freeze).
-    (controller == "freezer" || controllers.split_whitespace().any(|c| c == controller)).then_some(Hierarchy::V2(v2))
+    // v2 has no freezer or devices controller: every cgroup but the root freezes
+    // (cgroup.freeze), and any may have a device program attached.
+    (is_v2_builtin(controller) || controllers.split_whitespace().any(|c| c == controller)).then_some(Hierarchy::V2(v2))
+}
+
+/// What v2 does in every cgroup, without a controller to enable.
+fn is_v2_builtin(controller: &str) -> bool {
+    controller == "freezer" || controller == "devices"
 }
 
 fn write(path: &Path, value: &str) -> Result<()> {
@@ -93,7 +123,7 @@ impl Cgroup {
         let mut cg = Cgroup::default();
         let mut v2_dir: Option<PathBuf> = None;
         // Read once: every controller is looked up in the same two files.
-        let info = mountinfo();
+        let info = mountinfo()?;
         let own = std::fs::read_to_string("/proc/self/cgroup").unwrap_or_default();
         let mut dir_for = |cg: &mut Cgroup, controller: &str| -> Result<(PathBuf, bool)> {
             match find_in(&info, controller) {
@@ -110,7 +140,7 @@ impl Cgroup {
                 Some(Hierarchy::V2(mount)) => {
                     let parent = mount.join(path_in(&own, "").trim_start_matches('/'));
                     // Delegate the controller to children of our cgroup.
-                    if controller != "freezer" {
+                    if !is_v2_builtin(controller) {
                         let _ = std::fs::write(parent.join("cgroup.subtree_control"), format!("+{controller}"));
                     }
                     if let Some(d) = &v2_dir {
@@ -174,9 +204,12 @@ impl Cgroup {
                         write(&dir.join(if r.allow() { "devices.allow" } else { "devices.deny" }), &r.to_string())?;
                     }
                 }
-                // v2 has no devices controller: a BPF program attached to the cgroup would be
-                // needed, which builder does not load.
-                _ => tracing::debug!("device rules are not enforced: this host has no cgroup v1 devices controller (cgroup v2 needs a BPF device program, which builder does not load)"),
+                // v2: a BPF program attached to the container's cgroup, before its process is in it.
+                Some(Hierarchy::V2(_)) => {
+                    let (dir, _) = dir_for(&mut cg, "devices")?;
+                    crate::device_filter::attach(&dir, rules)?;
+                }
+                None => tracing::warn!("device rules are not enforced: this host has neither a cgroup v1 devices controller nor a v2 hierarchy"),
             }
         }
         Ok(Some(cg))
@@ -272,7 +305,7 @@ pub fn freeze(dirs: &[PathBuf], frozen: bool) -> Result<()> {
         }
         return Err(Error::Cgroup { path: file, message: format!("the processes did not reach {value}") });
     }
-    Err(Error::Cgroup { path: dirs.first().cloned().unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup")), message: "the container has no freezer cgroup (started by an older builder?)".into() })
+    Err(Error::Cgroup { path: dirs.first().cloned().unwrap_or_else(|| PathBuf::from("/sys/fs/cgroup")), message: "the container has no freezer cgroup (no cgroup hierarchy was mounted where it started, as under `ip netns exec`, or an older builder started it)".into() })
 }
 
 /// Adds a v1 cgroup of `controller` to the container whose first process is `init` (its
@@ -280,7 +313,7 @@ pub fn freeze(dirs: &[PathBuf], frozen: bool) -> Result<()> {
 /// others, and every process of the container moved in while its freezer holds them still
 /// (so none forks out of reach meanwhile). None when the host has no v1 `controller`.
 fn add_v1(init: i32, dirs: &mut Vec<PathBuf>, controller: &str) -> Result<Option<PathBuf>> {
-    let Some(Hierarchy::V1(mount)) = find(controller) else { return Ok(None) };
+    let Some(Hierarchy::V1(mount)) = find(controller)? else { return Ok(None) };
     let Some(name) = dirs.first().and_then(|d| d.file_name()).map(|n| n.to_os_string()) else { return Ok(None) };
     let Some(freezer) = dirs.iter().find(|d| d.join("freezer.state").exists()).cloned() else { return Ok(None) };
     let own = std::fs::read_to_string(format!("/proc/{init}/cgroup")).unwrap_or_default();
@@ -407,10 +440,11 @@ mod tests {
     fn freeze_stops_a_busy_loop_with_the_v1_freezer_and_with_v2_cgroup_freeze() {
         // This host (and CI) is hybrid: v1 controllers, the freezer among them, and a v2 mount;
         // a v2-only host has no v1 freezer to test.
-        if let Some(Hierarchy::V1(v1)) = find("freezer") {
+        if let Some(Hierarchy::V1(v1)) = find("freezer").unwrap() {
             busy_loop_stops_while_frozen(&v1.join(own_path("freezer").trim_start_matches('/')));
         }
         let v2 = mountinfo()
+            .unwrap()
             .lines()
             .find_map(|l| l.split_once(" - ").filter(|(_, r)| r.starts_with("cgroup2 ")).map(|(left, _)| PathBuf::from(left.split(' ').nth(4).unwrap())))
             .expect("tests need a cgroup v2 mount");

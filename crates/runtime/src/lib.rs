@@ -19,6 +19,7 @@ pub mod bundle;
 pub mod caps;
 pub mod cgroup;
 pub mod containers;
+pub mod device_filter;
 mod error;
 pub mod external;
 pub mod plan;

@@ -84,8 +84,8 @@ fn info(globals: &Globals, format: Option<&str>) -> anyhow::Result<ExitCode> {
     let arch = uts.as_ref().map(|u| u.machine().to_string_lossy().into_owned()).unwrap_or_default();
     let hostname = uts.as_ref().map(|u| u.nodename().to_string_lossy().into_owned()).unwrap_or_default();
     let os = std::fs::read_to_string("/etc/os-release").ok().and_then(|t| t.lines().find_map(|l| l.strip_prefix("PRETTY_NAME=").map(|v| v.trim_matches('"').to_string()))).unwrap_or_else(|| "Linux".into());
-    let cgroup_v2_only = std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists();
-    let cgroup = if cgroup_v2_only { "2" } else { "1" };
+    // What the runtime uses (BUILDER_CGROUP=v2 included), not just what /sys/fs/cgroup is.
+    let (cgroup, hybrid) = runtime::cgroup::version().map_or((String::new(), false), |(v, h)| (v.to_string(), h));
     let mem = std::fs::read_to_string("/proc/meminfo").ok().and_then(|t| t.lines().find_map(|l| l.strip_prefix("MemTotal:").and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok()))).unwrap_or(0) * 1024;
     let mut insecure = vec!["127.0.0.0/8".to_string()];
     insecure.extend(globals.insecure_registries.iter().cloned());
@@ -105,7 +105,7 @@ fn info(globals: &Globals, format: Option<&str>) -> anyhow::Result<ExitCode> {
         "Runtimes": {"builder": {"path": std::env::current_exe().map(|p| p.display().to_string()).unwrap_or_default()}},
         "CgroupDriver": "cgroupfs",
         "CgroupVersion": cgroup,
-        "CgroupHybrid": !cgroup_v2_only && std::path::Path::new("/sys/fs/cgroup/unified").is_dir(),
+        "CgroupHybrid": hybrid,
         "KernelVersion": kernel,
         "OperatingSystem": os,
         "OSType": "linux",

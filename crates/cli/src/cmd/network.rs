@@ -81,6 +81,9 @@ pub enum Command {
         /// Another name of the container on this network.
         #[arg(long = "alias", value_name = "ALIAS")]
         aliases: Vec<String>,
+        /// The container's IPv4 address on this network.
+        #[arg(long, value_name = "ADDRESS")]
+        ip: Option<String>,
         network: String,
         container: String,
     },
@@ -123,10 +126,11 @@ impl Command {
                 Ok(if failed { ExitCode::from(1) } else { ExitCode::SUCCESS })
             }
             Command::Prune { force, filters } => prune(&networks, &containers()?, force, &filters),
-            Command::Connect { aliases, network, container } => {
+            Command::Connect { aliases, ip, network, container } => {
+                let ip = ip.map(|ip| super::container::ipv4("--ip", &ip)).transpose()?;
                 let cs = containers()?;
                 let state = cs.find(&container)?;
-                cs.connect(&state, &network::Join { network, aliases })?;
+                cs.connect(&state, &network::Join { network, aliases, ip })?;
                 Ok(ExitCode::SUCCESS)
             }
             Command::Disconnect { force: _, network, container } => {

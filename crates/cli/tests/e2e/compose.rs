@@ -73,6 +73,51 @@ fn text(b: &[u8]) -> String {
 }
 
 #[test]
+fn pause_freezes_the_services_and_unpause_thaws_them() {
+    // Outside a test namespace (`ip netns exec` mounts a /sys without the cgroup hierarchies the
+    // freezer needs), so without a network: nothing is made on the host's.
+    let b = with_busybox();
+    let file = "services:\n  tick:\n    image: busybox:test\n    network_mode: none\n    command: sh -c 'i=0; while true; do i=$$((i+1)); echo $$i > /tmp/n; sleep 0.05; done'\n";
+    let t = project(&[("compose.yaml", file)]);
+    let dir = t.path().join("shop");
+    let ok = |args: &[&str]| {
+        let out = compose(&b, &dir, &[], args);
+        assert_success(&out, args);
+        text(&out.stdout)
+    };
+    ok(&["up", "-d"]);
+    // The counter, read from the container's upper directory (an exec would freeze too).
+    let id = b.ok(&["inspect", "-f", "{{.Id}}", "shop-tick-1"]).trim().to_string();
+    let n = b.root().join("containers").join(&id).join("upper/tmp/n");
+    let count = || -> u64 { std::fs::read_to_string(&n).unwrap_or_default().trim().parse().unwrap_or(0) };
+    let status = || b.ok(&["inspect", "-f", "{{.State.Status}}", "shop-tick-1"]).trim().to_string();
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    ok(&["pause", "tick"]);
+    assert_eq!(status(), "paused");
+    let at_pause = count();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(count(), at_pause, "a paused loop went on");
+    ok(&["unpause", "tick"]);
+    assert_eq!(status(), "running");
+    let before = count();
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(count() > before, "the loop runs again after unpause");
+    ok(&["down", "-t", "1"]);
+    assert_no_containers(&b);
+}
+
+#[test]
+fn version_prints_the_compose_version_as_docker_compose_does() {
+    let b = with_busybox();
+    let t = tempfile::tempdir().expect("tmp");
+    // No compose file is needed.
+    let v = env!("CARGO_PKG_VERSION");
+    assert_eq!(text(&compose(&b, t.path(), &[], &["version"]).stdout), format!("builder compose version v{v}\n"));
+    assert_eq!(text(&compose(&b, t.path(), &[], &["version", "--short"]).stdout), format!("{v}\n"));
+    assert_eq!(text(&compose(&b, t.path(), &[], &["version", "--format", "json"]).stdout), format!("{{\"version\":\"v{v}\"}}\n"));
+}
+
+#[test]
 fn config_prints_the_merged_interpolated_normalized_file() {
     let t = project(&[
         ("docker-compose.yml", "version: \"3\"\nservices:\n  web:\n    image: \"shop:${TAG}\"\n    ports:\n      - ${PORT:-8080}:80\n    environment:\n      - MODE=dev\n    depends_on: [db]\n  db:\n    image: busybox:test\n    volumes: [\"data:/data\"]\nvolumes:\n  data:\n"),
@@ -829,5 +874,39 @@ fn dns_options_and_namespaced_sysctls_reach_the_container() {
     let host = project(&[("compose.yaml", "services:\n  app:\n    image: busybox:test\n    network_mode: host\n    command: \"true\"\n    sysctls: {net.ipv4.ip_forward: 1}\n")]);
     let out = ns.compose(&b, &host.path().join("shop"), &["up"]);
     assert!(!out.status.success() && text(&out.stderr).contains("needs a network namespace of the container's own"), "{}", text(&out.stderr));
+    assert_no_containers(&b);
+}
+
+#[test]
+fn network_mode_service_shares_the_other_services_namespace_and_its_ports() {
+    let b = with_busybox();
+    let ns = Netns::new();
+    // The sidecar is named first and listed first: it still starts after web, whose network it
+    // joins, and its server on port 81 answers through the port web publishes.
+    let file = "services:\n  sidecar:\n    image: busybox:test\n    network_mode: service:web\n    command: sh -c 'mkdir /s && echo sidecar of $$(hostname) > /s/index.html && exec httpd -f -p 81 -h /s'\n  web:\n    image: busybox:test\n    hostname: shop-web\n    ports: [\"18080:80\", \"18081:81\"]\n    command: sh -c 'mkdir /w && echo web > /w/index.html && exec httpd -f -p 80 -h /w'\n";
+    let t = project(&[("compose.yaml", file)]);
+    let dir = t.path().join("shop");
+    ns.ok(&b, &dir, &["up", "-d"]);
+    wait_http(&ns, "http://127.0.0.1:18080/", "web\n");
+    wait_http(&ns, "http://127.0.0.1:18081/", "sidecar of shop-web\n");
+    let config = ns.ok(&b, &dir, &["config"]);
+    assert!(config.contains("network_mode: service:web") && config.contains("depends_on:"), "{config}");
+    ns.ok(&b, &dir, &["down", "-t", "1"]);
+    assert_no_containers(&b);
+}
+
+#[test]
+fn ipv4_address_gives_the_service_its_address_on_a_network_with_a_subnet() {
+    let b = with_busybox();
+    let ns = Netns::new();
+    let file = "services:\n  web:\n    image: busybox:test\n    command: ip -o -4 addr show eth0\n    networks:\n      back:\n        ipv4_address: 10.81.0.9\nnetworks:\n  back:\n    ipam:\n      config:\n        - subnet: 10.81.0.0/24\n";
+    let t = project(&[("compose.yaml", file)]);
+    let dir = t.path().join("shop");
+    let out = ns.ok(&b, &dir, &["up"]);
+    assert!(out.contains("inet 10.81.0.9/24"), "{out}");
+    ns.ok(&b, &dir, &["down"]);
+    let bad = project(&[("compose.yaml", &file.replace("10.81.0.9", "10.81.0.x"))]);
+    let out = ns.compose(&b, &bad.path().join("shop"), &["up"]);
+    assert!(!out.status.success() && text(&out.stderr).contains("services.web.networks.back.ipv4_address: \"10.81.0.x\" is not an IPv4 address"), "{}", text(&out.stderr));
     assert_no_containers(&b);
 }

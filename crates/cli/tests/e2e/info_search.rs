@@ -14,6 +14,9 @@ fn info_counts_images_and_containers_by_state_and_names_the_root() {
     assert!(text.contains(&format!(" Docker Root Dir: {}\n", b.root().display())), "{text}");
     let cgroup = if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() { "2" } else { "1" };
     assert_eq!(b.ok(&["info", "--format", "{{.CgroupVersion}}"]).trim(), cgroup);
+    // As the runtime sees it: BUILDER_CGROUP=v2 uses only the v2 hierarchy.
+    let out = b.cmd().env("BUILDER_CGROUP", "v2").args(["info", "--format", "{{.CgroupVersion}} {{.CgroupHybrid}}"]).output().expect("info");
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "2 false");
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").expect("osrelease");
     let json: serde_json::Value = serde_json::from_str(&b.ok(&["info", "--format", "{{json .}}"])).expect("json");
     assert_eq!(json["KernelVersion"].as_str(), Some(kernel.trim()));

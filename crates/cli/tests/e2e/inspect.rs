@@ -273,30 +273,75 @@ fn status_field(b: &Builder, opts: &[&str], key: &str) -> String {
     b.ok(&args).trim().to_string()
 }
 
-#[test]
-fn the_device_cgroup_lets_a_container_open_only_the_devices_it_was_given() {
-    // cpu_dma_latency (10:259): harmless to open and read (4 bytes), and in no default rule.
-    // This host's device cgroup is v1 (hybrid); see the README for v2.
-    let b = with_busybox();
+/// A `builder` command with `BUILDER_CGROUP` set to `cgroup` (None: the host's own choice).
+fn with_cgroup(b: &Builder, cgroup: Option<&str>, args: &[&str]) -> std::process::Output {
+    let mut cmd = b.cmd();
+    if let Some(v) = cgroup {
+        cmd.env("BUILDER_CGROUP", v);
+    }
+    cmd.args(args).output().expect("spawn builder")
+}
+
+/// What the device rules let a container open, whichever hierarchy enforces them.
+/// cpu_dma_latency (10:259): harmless to open and read (4 bytes), and in no default rule.
+fn device_rules_hold(b: &Builder, cgroup: Option<&str>) {
     let run = |args: &[&str], script: &str| {
         let mut a = vec!["run", "--rm"];
         a.extend_from_slice(args);
         a.extend(["busybox:test", "sh", "-c", script]);
-        b.run(&a)
+        with_cgroup(b, cgroup, &a)
     };
     // A node it may make (mknod, as in Docker) but not open: EPERM from the cgroup, not the mode.
     let out = run(&[], "mknod /tmp/lat c 10 259 && head -c1 /tmp/lat");
     assert_eq!(out.status.code(), Some(1), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("Operation not permitted"), "{}", String::from_utf8_lossy(&out.stderr));
+    // Nor a host device bound in without --device (what --device binds, but no rule).
+    let out = run(&["-v", "/dev/cpu_dma_latency:/dev/lat"], "head -c1 /dev/lat");
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("Operation not permitted"), "{out:?}");
     // The default nodes stay usable.
-    assert_eq!(String::from_utf8_lossy(&run(&[], "head -c3 /dev/zero | wc -c; echo x > /dev/null && echo null-ok").stdout), "3\nnull-ok\n");
+    let out = run(&[], "head -c3 /dev/zero | wc -c; head -c2 /dev/urandom | wc -c; head -c1 /dev/full | wc -c; echo x > /dev/null && echo null-ok; exec 3<>/dev/ptmx && echo ptmx-ok");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "3\n2\n1\nnull-ok\nptmx-ok\n", "{out:?}");
     // Given read-only: it reads, and even a node of its own for it cannot be opened to write.
     let out = run(&["--device", "/dev/cpu_dma_latency:/dev/lat:r"], "head -c1 /dev/lat | wc -c; mknod /tmp/l2 c 10 259 && head -c1 /tmp/l2 | wc -c; echo 1 > /tmp/l2");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "1\n1\n", "{out:?}");
     assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("Operation not permitted"), "{out:?}");
-    // --privileged: no device cgroup, as in Docker.
+    // --privileged: no device cgroup (nor program), as in Docker.
     let out = run(&["--privileged"], "mknod /tmp/lat c 10 259 && head -c1 /tmp/lat | wc -c");
     assert_eq!(String::from_utf8_lossy(&out.stdout), "1\n", "{out:?}");
+}
+
+#[test]
+fn the_device_cgroup_lets_a_container_open_only_the_devices_it_was_given() {
+    // This host's device cgroup is v1 (hybrid): the v1 devices controller enforces them.
+    device_rules_hold(&with_busybox(), None);
+}
+
+#[test]
+fn on_cgroup_v2_a_bpf_device_program_enforces_the_same_rules_and_goes_with_the_cgroup() {
+    // BUILDER_CGROUP=v2 hides the v1 hierarchies, as on a v2-only host: the rules become a BPF
+    // program on the container's cgroup in this host's v2 (unified) mount; the v1 devices
+    // controller, where the container's processes stay in the root, allows all.
+    let b = with_busybox();
+    device_rules_hold(&b, Some("v2"));
+    // A detached container: its one cgroup is a v2 one, and what `exec` runs in it is held too.
+    let out = with_cgroup(&b, Some("v2"), &["run", "-d", "--name", "dev2", "busybox:test", "sleep", "1000"]);
+    assert!(out.status.success(), "{out:?}");
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(b.root().join("containers").join(&id).join("state.json")).unwrap()).unwrap();
+    let dirs: Vec<std::path::PathBuf> = state["cgroup_dirs"].as_array().unwrap().iter().map(|d| d.as_str().unwrap().into()).collect();
+    assert!(dirs.len() == 1 && dirs[0].join("cgroup.freeze").exists(), "{dirs:?}");
+    let out = b.run(&["exec", "dev2", "sh", "-c", "mknod /tmp/lat c 10 259 && head -c1 /tmp/lat"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("Operation not permitted"), "{out:?}");
+    // pause works through the v2 cgroup.freeze of the same cgroup.
+    b.ok(&["pause", "dev2"]);
+    assert_eq!(std::fs::read_to_string(dirs[0].join("cgroup.freeze")).unwrap().trim(), "1");
+    b.ok(&["unpause", "dev2"]);
+    // Removing the container removes its cgroup, and the program with it.
+    b.ok(&["rm", "-f", "dev2"]);
+    wait_for("the container's cgroup to be removed", || !dirs[0].exists());
+    // A bad value is an error naming it.
+    let out = with_cgroup(&b, Some("v3"), &["run", "--rm", "busybox:test", "true"]);
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("BUILDER_CGROUP=\"v3\""), "{out:?}");
 }
 
 #[test]

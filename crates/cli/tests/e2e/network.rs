@@ -128,6 +128,20 @@ fn published_port_answers_on_localhost_and_a_taken_port_is_a_clear_error() {
     let rules = ns.sh("nft list map ip builder ports | grep elements");
     assert_eq!(rules.matches(" : ").count(), 1, "{rules}");
 
+    // A range of host ports for one container port: the first free one, as Docker picks it;
+    // a range with none free is named.
+    let next: u16 = port.parse::<u16>().expect("port") + 1;
+    let range = format!("{port}-{next}:80");
+    ns.ok(&b, &["run", "-d", "--name", "web2", "-p", &range, "busybox:test", "sh", "-c", HTTPD]);
+    assert_eq!(ns.ok(&b, &["port", "web2"]), format!("80/tcp -> 0.0.0.0:{next}\n"));
+    let inspect: serde_json::Value = serde_json::from_str(&ns.ok(&b, &["inspect", "web2"])).expect("json");
+    assert_eq!(inspect[0]["HostConfig"]["PortBindings"]["80/tcp"][0]["HostPort"], format!("{port}-{next}"));
+    ns.fetch_eventually(&format!("http://127.0.0.1:{next}/"));
+    let out = ns.builder(&b, &["run", "--rm", "-p", &range, "busybox:test", "true"]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains(&format!("no free port in tcp 0.0.0.0:{port}-{next}")), "{err}");
+    ns.ok(&b, &["rm", "-f", "web2"]);
+
     ns.ok(&b, &["rm", "-f", "web"]);
     ns.assert_clean(&b);
     assert!(ns.fetch(&format!("http://127.0.0.1:{port}/")).is_none(), "answers after rm");
@@ -601,5 +615,93 @@ fn user_networks_are_isolated_from_each_other_but_reach_out_and_use_published_po
     ns.ok(&b, &["network", "rm", "red", "blue"]);
     let table = ns.sh("nft list set ip builder same");
     assert!(table.contains("\"builder0\" . \"builder0\"") && table.matches("\" . \"").count() == 1, "{table}");
+    ns.assert_clean(&b);
+}
+
+#[test]
+fn network_container_mode_shares_the_other_containers_namespace_names_and_hostname() {
+    let b = with_busybox();
+    let ns = Ns::new();
+    ns.ok(&b, &["network", "create", "app"]);
+    let web_id = ns.ok(&b, &["run", "-d", "--name", "web", "--network", "app", "busybox:test", "sh", "-c", HTTPD]).trim().to_string();
+    ns.ok(&b, &["run", "-d", "--name", "db", "--network", "app", "busybox:test", "sleep", "600"]);
+    let (_, web_addr) = ns.in_container(&b, "web", "ip -o -4 addr show eth0");
+    // A foreground joiner reaches web's server on loopback, has web's address, host name and resolver.
+    let script = "for i in $(seq 100); do wget -q -O - http://127.0.0.1/ && break; sleep 0.1; done; hostname; ip -o -4 addr show eth0; head -1 /etc/resolv.conf; nslookup db 127.0.0.11 | grep -c 'Address.*172\\.'";
+    let out = ns.ok(&b, &["run", "--rm", "--network", "container:web", "busybox:test", "sh", "-c", script]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines[0], format!("page of {}", &web_id[..12]), "{out}");
+    assert_eq!(lines[1], &web_id[..12], "{out}");
+    assert_eq!(lines[2], web_addr.trim(), "{out}");
+    assert_eq!(lines[3], "nameserver 127.0.0.11", "{out}");
+    assert_eq!(lines[4], "1", "db resolves by name from the joiner: {out}");
+
+    // A detached one too; inspect names the other container's id, as Docker does; it cannot be connected elsewhere.
+    ns.ok(&b, &["run", "-d", "--name", "side", "--network", "container:web", "busybox:test", "sleep", "600"]);
+    let (ok, page) = ns.in_container(&b, "side", "wget -q -O - http://127.0.0.1/");
+    assert!(ok && page.starts_with("page of "), "{page}");
+    let inspect: serde_json::Value = serde_json::from_str(&ns.ok(&b, &["inspect", "side"])).expect("json");
+    assert_eq!(inspect[0]["HostConfig"]["NetworkMode"], format!("container:{web_id}"));
+    let err = String::from_utf8_lossy(&ns.builder(&b, &["network", "connect", "app", "side"]).stderr).into_owned();
+    assert!(err.contains("another container's"), "{err}");
+
+    // What Docker refuses beside it, a missing container, and one that is not running.
+    for (flag, value) in [("-p", "8080:80"), ("--hostname", "h1"), ("--add-host", "a:10.0.0.1"), ("--dns", "10.0.0.1")] {
+        let out = ns.builder(&b, &["run", "--rm", "--network", "container:web", flag, value, "busybox:test", "true"]);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success() && err.contains(value) && err.contains("conflicts with --network container:web"), "{flag}: {err}");
+    }
+    let err = String::from_utf8_lossy(&ns.builder(&b, &["run", "--rm", "--network", "container:nosuch", "busybox:test", "true"]).stderr).into_owned();
+    assert!(err.contains("container:nosuch") && err.contains("no such container: nosuch"), "{err}");
+    ns.ok(&b, &["create", "--name", "idle", "busybox:test", "true"]);
+    let out = ns.builder(&b, &["run", "--rm", "--network", "container:idle", "busybox:test", "true"]);
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success() && err.contains("container:idle") && err.contains("not running"), "{err}");
+
+    ns.ok(&b, &["rm", "-f", "side", "web", "db", "idle"]);
+    ns.ok(&b, &["network", "rm", "app"]);
+    ns.assert_clean(&b);
+}
+
+#[test]
+fn ip_gives_a_fixed_address_on_a_user_network_and_a_taken_or_foreign_one_is_named() {
+    let b = with_busybox();
+    let ns = Ns::new();
+    ns.ok(&b, &["network", "create", "--subnet", "10.79.0.0/24", "fixed"]);
+    let a_id = ns.ok(&b, &["run", "-d", "--name", "alpha", "--network", "fixed", "--ip", "10.79.0.50", "busybox:test", "sleep", "600"]);
+    let (_, addr) = ns.in_container(&b, "alpha", "ip -o -4 addr show eth0");
+    assert!(addr.contains("inet 10.79.0.50/24"), "{addr}");
+    assert_eq!(ns.resolve_from(&b, "alpha", "alpha").as_deref(), Some("10.79.0.50"));
+    // The long form, and `network connect --ip` of a container on the default bridge.
+    ns.ok(&b, &["run", "-d", "--name", "beta", "--network", "name=fixed,alias=b2,ip=10.79.0.60", "busybox:test", "sleep", "600"]);
+    assert_eq!(ns.resolve_from(&b, "alpha", "b2").as_deref(), Some("10.79.0.60"));
+    ns.ok(&b, &["run", "-d", "--name", "gamma", "busybox:test", "sleep", "600"]);
+    ns.ok(&b, &["network", "connect", "--ip", "10.79.0.70", "fixed", "gamma"]);
+    let (_, addr) = ns.in_container(&b, "gamma", "ip -o -4 addr show eth1");
+    assert!(addr.contains("inet 10.79.0.70/24"), "{addr}");
+
+    // Taken, outside the subnet, the gateway, not on a user network, not an address.
+    let taken = ns.builder(&b, &["run", "--rm", "--network", "fixed", "--ip", "10.79.0.50", "busybox:test", "true"]);
+    let err = String::from_utf8_lossy(&taken.stderr).into_owned();
+    assert!(!taken.status.success() && err.contains("address 10.79.0.50 of network fixed is already in use") && err.contains(&a_id.trim()[..12]), "{err}");
+    for (args, want) in [
+        (vec!["--network", "fixed", "--ip", "10.80.0.5"], "not in the subnet 10.79.0.0/24 of network fixed"),
+        (vec!["--network", "fixed", "--ip", "10.79.0.1"], "the gateway of network fixed"),
+        (vec!["--ip", "172.30.0.9"], "supported on user-defined networks only"),
+        (vec!["--network", "fixed", "--ip", "10.79.0.x"], "invalid --ip \"10.79.0.x\": not an IPv4 address"),
+    ] {
+        let mut all = vec!["run", "--rm"];
+        all.extend(&args);
+        all.extend(["busybox:test", "true"]);
+        let out = ns.builder(&b, &all);
+        let err = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(!out.status.success() && err.contains(want), "{args:?}: {err}");
+    }
+    // Its address is free again once it is gone.
+    ns.ok(&b, &["rm", "-f", "alpha"]);
+    let out = ns.ok(&b, &["run", "--rm", "--network", "fixed", "--ip", "10.79.0.50", "busybox:test", "ip", "-o", "-4", "addr", "show", "eth0"]);
+    assert!(out.contains("inet 10.79.0.50/24"), "{out}");
+    ns.ok(&b, &["rm", "-f", "beta", "gamma"]);
+    ns.ok(&b, &["network", "rm", "fixed"]);
     ns.assert_clean(&b);
 }

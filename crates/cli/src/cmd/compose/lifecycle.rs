@@ -229,6 +229,20 @@ pub fn kill(e: Engine<'_>, args: KillArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// `pause` / `unpause`: the services' running containers, through `builder pause|unpause`.
+pub fn pause(e: Engine<'_>, args: ServicesArgs, pause: bool) -> anyhow::Result<ExitCode> {
+    check_services(&e, &args.services)?;
+    let (verb, doing, done) = if pause { ("pause", "Pausing", "Paused") } else { ("unpause", "Unpausing", "Unpaused") };
+    for r in e.records(&args.services) {
+        if e.is_running(&r) {
+            eprintln!(" Container {}  {doing}", r.name);
+            e.quiet(&[verb.into(), r.id.clone()])?;
+            eprintln!(" Container {}  {done}", r.name);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
 pub fn exec(e: Engine<'_>, args: ExecArgs) -> anyhow::Result<ExitCode> {
     check_services(&e, std::slice::from_ref(&args.service))?;
     let Some(r) = e.records(std::slice::from_ref(&args.service)).into_iter().find(|r| r.number == args.index) else {

@@ -96,6 +96,34 @@ pub enum Sub {
     Top(ps::TopArgs),
     /// Print the public port for a port binding.
     Port(ps::PortArgs),
+    /// Pause services.
+    Pause(lifecycle::ServicesArgs),
+    /// Unpause services.
+    Unpause(lifecycle::ServicesArgs),
+    /// Show the compose version.
+    Version(VersionArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct VersionArgs {
+    /// Only the version number.
+    #[arg(long)]
+    short: bool,
+    /// `pretty` (the default) or `json`.
+    #[arg(short, long, default_value = "pretty")]
+    format: String,
+}
+
+/// `compose version`, as `docker compose version` prints it (no project is read).
+fn version(a: VersionArgs) -> anyhow::Result<ExitCode> {
+    let v = env!("CARGO_PKG_VERSION");
+    match (a.short, a.format.as_str()) {
+        (true, _) => println!("{v}"),
+        (false, "json") => println!("{}", serde_json::json!({ "version": format!("v{v}") })),
+        (false, "pretty") => println!("builder compose version v{v}"),
+        (false, other) => anyhow::bail!("invalid --format {other:?}: pretty or json"),
+    }
+    Ok(ExitCode::SUCCESS)
 }
 
 impl ProjectArgs {
@@ -118,13 +146,17 @@ impl ProjectArgs {
 impl Command {
     pub fn run(self, globals: &Globals) -> anyhow::Result<ExitCode> {
         let Command::Compose(args) = self;
-        if let Sub::Config(c) = args.command {
-            return config::run(&args.project, c);
+        match args.command {
+            Sub::Config(c) => return config::run(&args.project, c),
+            Sub::Version(v) => return version(v),
+            _ => {}
         }
         let project = args.project.load()?;
         let e = engine::Engine::open(globals, project, args.project.compatibility)?;
         match args.command {
-            Sub::Config(_) => unreachable!("handled above"),
+            Sub::Config(_) | Sub::Version(_) => unreachable!("handled above"),
+            Sub::Pause(a) => lifecycle::pause(e, a, true),
+            Sub::Unpause(a) => lifecycle::pause(e, a, false),
             Sub::Up(a) => up::run(e, a),
             Sub::Down(a) => lifecycle::down(e, a),
             Sub::Ps(a) => ps::ps(e, a),

@@ -3,7 +3,7 @@
 //! Services join the project's networks (`PROJECT_default` unless the file says otherwise)
 //! with the service name and the file's aliases as extra names, so `db:3306` reaches the `db`
 //! service through the network's name server, and `ports` are published as `-p`. What is not
-//! supported yet (fixed addresses, `network_mode: service:…`) is refused with the key that
+//! supported yet (IPv6 addresses, several address pools) is refused with the key that
 //! asks for it, never silently dropped.
 
 use anyhow::bail;
@@ -51,6 +51,9 @@ pub fn run_args(engine: &Engine<'_>, service: &str, name: &str, command: Option<
     match s.network_mode.as_deref() {
         Some(mode @ ("none" | "host")) => push("--network", mode.to_string()),
         Some("bridge") => push("--network", "bridge".to_string()),
+        // The first container of that service (it is started first: see depends_on).
+        Some(mode) if mode.starts_with("service:") => push("--network", format!("container:{}", engine.container_name(&mode["service:".len()..], 1))),
+        Some(mode) if mode.starts_with("container:") => push("--network", mode.to_string()),
         _ => {
             // Each network of the service (sorted by priority, then name, as Compose does),
             // with the service name and the file's aliases as names there.
@@ -61,6 +64,9 @@ pub fn run_args(engine: &Engine<'_>, service: &str, name: &str, command: Option<
                 let mut value = format!("name={real},alias={service}");
                 for a in &n.aliases {
                     value.push_str(&format!(",alias={a}"));
+                }
+                if let Some(ip) = &n.ipv4_address {
+                    value.push_str(&format!(",ip={ip}"));
                 }
                 push("--network", value);
             }
@@ -274,17 +280,14 @@ fn health_args(h: &compose::Healthcheck, a: &mut Vec<String>) {
 /// Refuses what the runtime cannot honour yet, naming the key.
 fn check_supported(p: &compose::Project, service: &str, s: &Service) -> anyhow::Result<()> {
     const NOT_YET: &str = "is not supported by builder compose yet";
-    if let Some(mode) = s.network_mode.as_ref().filter(|m| m.starts_with("service:") || m.starts_with("container:")) {
-        bail!("services.{service}.network_mode: {mode:?} {NOT_YET}");
-    }
-    for (i, port) in s.ports.iter().enumerate() {
-        if port.published.as_deref().is_some_and(|p| p.contains('-')) && port.published.as_deref() != Some(&port.target.to_string()) {
-            bail!("services.{service}.ports[{i}]: a range of host ports for one container port {NOT_YET}");
-        }
-    }
     for name in s.networks.keys() {
-        if let Some(ip) = s.networks[name].ipv4_address.as_ref().or(s.networks[name].ipv6_address.as_ref()) {
-            bail!("services.{service}.networks.{name}: a fixed address ({ip}) {NOT_YET}");
+        if let Some(ip) = s.networks[name].ipv6_address.as_ref() {
+            bail!("services.{service}.networks.{name}: an IPv6 address ({ip}) {NOT_YET}");
+        }
+        if let Some(ip) = s.networks[name].ipv4_address.as_ref()
+            && ip.parse::<std::net::Ipv4Addr>().is_err()
+        {
+            bail!("services.{service}.networks.{name}.ipv4_address: {ip:?} is not an IPv4 address");
         }
         if p.networks.get(name).is_some_and(|n| n.ipam.as_ref().is_some_and(|i| i.config.len() > 1)) {
             bail!("networks.{name}.ipam.config: more than one pool {NOT_YET}");

@@ -14,6 +14,7 @@ mod logs;
 mod prune;
 mod ps;
 pub(crate) use ps::dir_size;
+pub(crate) use run::ipv4;
 mod rename;
 mod run;
 mod stats;
@@ -234,6 +235,9 @@ pub struct RunArgs {
     /// Another name of the container on a user-defined network (resolved by its DNS); may be repeated.
     #[arg(long = "network-alias", alias = "net-alias", value_name = "ALIAS")]
     pub network_alias: Vec<String>,
+    /// The container's IPv4 address on its user-defined network (instead of the lowest free one).
+    #[arg(long, value_name = "ADDRESS")]
+    pub ip: Option<String>,
     /// Publish a container's port on the host: [IP:][HOST_PORT:]CONTAINER_PORT[/tcp|/udp] (ranges too).
     #[arg(short = 'p', long = "publish", value_name = "[IP:][HOST_PORT:]PORT[/PROTO]")]
     pub publish: Vec<String>,

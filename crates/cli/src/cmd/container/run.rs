@@ -7,12 +7,12 @@ use container::{Containers, HealthOptions, Ran, RunOptions};
 
 use super::{RunArgs, exit_code};
 
-/// `--network` values: `NET` or `name=NET,alias=A,alias=B` (Docker's long form).
+/// `--network` values: `NET` or `name=NET,alias=A,alias=B,ip=IP` (Docker's long form).
 fn networks(values: &[String]) -> anyhow::Result<Vec<network::Join>> {
     let mut out = Vec::new();
     for v in values {
         if !v.contains('=') {
-            out.push(network::Join { network: v.clone(), aliases: Vec::new() });
+            out.push(network::Join { network: v.clone(), ..Default::default() });
             continue;
         }
         let mut join = network::Join::default();
@@ -20,7 +20,8 @@ fn networks(values: &[String]) -> anyhow::Result<Vec<network::Join>> {
             match field.split_once('=') {
                 Some(("name", n)) => join.network = n.to_string(),
                 Some(("alias", a)) => join.aliases.push(a.to_string()),
-                _ => anyhow::bail!("invalid --network {v:?}: {field:?} is not name=NETWORK or alias=NAME"),
+                Some(("ip", ip)) => join.ip = Some(ipv4("--network", ip)?),
+                _ => anyhow::bail!("invalid --network {v:?}: {field:?} is not name=NETWORK, alias=NAME or ip=ADDRESS"),
             }
         }
         if join.network.is_empty() {
@@ -29,6 +30,11 @@ fn networks(values: &[String]) -> anyhow::Result<Vec<network::Join>> {
         out.push(join);
     }
     Ok(out)
+}
+
+/// An IPv4 address given to `flag`.
+pub(crate) fn ipv4(flag: &str, value: &str) -> anyhow::Result<std::net::Ipv4Addr> {
+    value.parse().map_err(|_| anyhow::anyhow!("invalid {flag} {value:?}: not an IPv4 address"))
 }
 
 /// The container options of `run` and `create`.
@@ -52,6 +58,10 @@ fn options(args: &RunArgs) -> anyhow::Result<RunOptions> {
         tty: args.tty,
         network: first.network,
         network_aliases: first.aliases.into_iter().chain(args.network_alias.iter().cloned()).collect(),
+        ip: match (&args.ip, first.ip) {
+            (Some(ip), _) => Some(ipv4("--ip", ip)?),
+            (None, ip) => ip,
+        },
         extra_networks: joins,
         publish: args.publish.clone(),
         publish_all: args.publish_all,
