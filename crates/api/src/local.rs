@@ -445,7 +445,9 @@ impl LocalEngine {
                                 // Lazy layers are mounted from the cache's repository when it is in
                                 // the same registry, else fetched first (see `registry::Client::push`).
                                 let mounts = crate::shared_cache::mounts_for(cache_import.as_deref(), &self.store, &exported.layers, &r);
-                                let d = cache_client.push_with_mounts(&self.store, &r, &r, &mounts, &NoteProgress(&note)).map_err(|e| failed(format!("pushing {r}: {e}")))?;
+                                // Each blob the push puts there may be mounted into the cache at once.
+                                let progress = GateProgress { inner: NoteProgress(&note), gate: &gate, image: &r };
+                                let d = cache_client.push_with_mounts(&self.store, &r, &r, &mounts, &progress).map_err(|e| failed(format!("pushing {r}: {e}")))?;
                                 note(format!("pushing {r} done ({d})"));
                                 }
                         }
@@ -621,6 +623,29 @@ fn failing_location(def: &graph::Definition, e: &solver::SolveError) -> String {
 
 /// Registry progress as build notes (what the client renders).
 struct NoteProgress<'a>(&'a (dyn Fn(String) + Send + Sync));
+
+/// A push's progress that also tells the cache export which blobs are in the registry.
+struct GateProgress<'a> {
+    inner: NoteProgress<'a>,
+    gate: &'a crate::shared_cache::PushGate,
+    image: &'a oci::Reference,
+}
+
+impl registry::Progress for GateProgress<'_> {
+    fn start(&self, digest: &oci::Digest, size: u64, action: &str) {
+        self.inner.start(digest, size, action);
+    }
+    fn advance(&self, digest: &oci::Digest, done: u64, total: u64) {
+        self.inner.advance(digest, done, total);
+    }
+    fn finish(&self, digest: &oci::Digest, status: &str) {
+        self.gate.blob_pushed(digest, self.image);
+        self.inner.finish(digest, status);
+    }
+    fn message(&self, text: &str) {
+        self.inner.message(text);
+    }
+}
 
 impl registry::Progress for NoteProgress<'_> {
     fn start(&self, _: &oci::Digest, _: u64, _: &str) {}

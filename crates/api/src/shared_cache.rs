@@ -48,6 +48,8 @@ struct GateState {
     /// Image outputs with `--push` that have not said their layers yet.
     expected: usize,
     layers: HashSet<oci::Digest>,
+    /// Blobs a push has put in a registry, and the (registry, repository) they are in.
+    pushed: std::collections::HashMap<oci::Digest, (String, String)>,
     /// Set when every output is written: whether that went well.
     finished: Option<bool>,
 }
@@ -55,7 +57,7 @@ struct GateState {
 impl PushGate {
     /// A gate for `pushes` image outputs with `--push` (none: it is open at once).
     pub(crate) fn new(pushes: usize) -> PushGate {
-        PushGate { state: std::sync::Mutex::new(GateState { expected: pushes, layers: HashSet::new(), finished: None }), cv: std::sync::Condvar::new() }
+        PushGate { state: std::sync::Mutex::new(GateState { expected: pushes, layers: HashSet::new(), pushed: Default::default(), finished: None }), cv: std::sync::Condvar::new() }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, GateState> {
@@ -90,12 +92,32 @@ impl PushGate {
         Some(st.layers.clone())
     }
 
-    /// Blocks until every output is written; whether it went well.
-    pub(crate) fn wait_pushed(&self) -> bool {
+    /// An image push has put `digest` into `image`'s repository (pushed, mounted, or there
+    /// already).
+    pub(crate) fn blob_pushed(&self, digest: &oci::Digest, image: &oci::Reference) {
+        let mut st = self.lock();
+        st.pushed.entry(digest.clone()).or_insert_with(|| (image.registry().to_string(), image.repository().to_string()));
+        self.cv.notify_all();
+    }
+
+    /// The repository of `registry` a push has put `digest` into, if any yet.
+    pub(crate) fn repository_of(&self, digest: &oci::Digest, registry: &str) -> Option<String> {
+        self.lock().pushed.get(digest).filter(|(r, _)| r == registry).map(|(_, repo)| repo.clone())
+    }
+
+    /// Blocks until some of `want` are in the registry, and returns those (every one of them
+    /// once every output is written); `None` if writing the outputs failed.
+    pub(crate) fn wait_ready(&self, want: &HashSet<oci::Digest>) -> Option<HashSet<oci::Digest>> {
         let mut st = self.lock();
         loop {
-            if let Some(ok) = st.finished {
-                return ok;
+            match st.finished {
+                Some(false) => return None,
+                Some(true) => return Some(want.clone()),
+                None => {}
+            }
+            let ready: HashSet<oci::Digest> = want.iter().filter(|d| st.pushed.contains_key(*d)).cloned().collect();
+            if !ready.is_empty() {
+                return Some(ready);
             }
             st = self.cv.wait(st).unwrap_or_else(|p| p.into_inner());
         }
@@ -130,7 +152,13 @@ pub(crate) fn export(
             let same_registry: Vec<String> =
                 ctx.image_repos.iter().filter(|r| r.registry() == reference.registry()).map(|r| r.repository().to_string()).collect();
             let mount_from = |digest: &oci::Digest| -> Vec<String> {
-                let mut from = same_registry.clone();
+                // The repository the push put it in first: a mount from it cannot miss.
+                let mut from: Vec<String> = ctx.gate.repository_of(digest, reference.registry()).into_iter().collect();
+                for r in &same_registry {
+                    if !from.contains(r) {
+                        from.push(r.clone());
+                    }
+                }
                 // A blob imported lazily lives in the cache it came from.
                 if let Some(import) = import {
                     for loc in import.locations_of(digest) {
@@ -144,7 +172,7 @@ pub(crate) fn export(
                 from
             };
             let deferred: HashSet<oci::Digest> = if same_registry.is_empty() { HashSet::new() } else { ctx.pushed_layers.clone() };
-            export.to_registry_alongside(client, reference, store, &mount_from, &deferred, &|| ctx.gate.wait_pushed())
+            export.to_registry_alongside(client, reference, store, &mount_from, &deferred, &|want| ctx.gate.wait_ready(want))
         }
         CacheTarget::Local { dest, tag } => export.to_local(dest, tag, store),
         CacheTarget::Inline => return Ok(()),

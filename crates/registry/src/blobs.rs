@@ -65,9 +65,10 @@ impl Client {
         self.fetch_blob(repository, digest, size, store, None).await
     }
 
-    /// Makes the stored blob `digest` exist in `repository`'s repository: HEAD first, then a
-    /// cross-repository mount from the first of `mount_from` (other repositories of the same
-    /// registry), else an upload from `store`.
+    /// Makes the stored blob `digest` exist in `repository`'s repository: a cross-repository
+    /// mount from the first of `mount_from` (other repositories of the same registry; one
+    /// request, and a success also when the repository has the blob already), else HEAD, else
+    /// an upload from `store`. Without `mount_from`: HEAD, else an upload.
     pub async fn put_blob_async(
         &self,
         repository: &Reference,
@@ -78,7 +79,7 @@ impl Client {
         progress: &dyn Progress,
     ) -> Result<BlobPush> {
         let mounts: Vec<(Digest, String)> = mount_from.iter().map(|from| (digest.clone(), from.clone())).collect();
-        self.push_blob_outcome(store, repository, digest, size, &mounts, progress).await
+        self.push_blob_outcome(store, repository, digest, size, &mounts, true, progress).await
     }
 
     /// PUTs `bytes` as the manifest `reference` (its tag, or its digest) with `media_type`.

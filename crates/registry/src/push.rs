@@ -131,12 +131,15 @@ impl Client {
         mounts: &[(Digest, String)],
         progress: &dyn Progress,
     ) -> Result<()> {
-        self.push_blob_outcome(store, remote, digest, size, mounts, progress).await.map(|_| ())
+        self.push_blob_outcome(store, remote, digest, size, mounts, false, progress).await.map(|_| ())
     }
 
     /// Makes `digest` exist in `remote`'s repository: nothing if it is there (HEAD), a
     /// cross-repository mount if `mounts` names another repository of the registry holding it,
-    /// else an upload from the store. Says which it was.
+    /// else an upload from the store. Says which it was. `mount_first`: with a mount candidate,
+    /// try the mount before the HEAD (one request instead of two when the mount works; a mount
+    /// of a blob the repository has already is a success too), and HEAD only if it fails.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) async fn push_blob_outcome(
         &self,
         store: &Store,
@@ -144,6 +147,7 @@ impl Client {
         digest: &Digest,
         size: u64,
         mounts: &[(Digest, String)],
+        mount_first: bool,
         progress: &dyn Progress,
     ) -> Result<BlobPush> {
         let base = self.base_url(remote);
@@ -151,15 +155,19 @@ impl Client {
         let registry = remote.registry();
         let push_scope = format!("repository:{repo}:pull,push");
         let head_url = format!("{base}{repo}/blobs/{digest}");
-        let resp = self.send(registry, &push_scope, |http| Ok(http.head(&head_url))).await?;
-        if resp.status().is_success() {
-            progress.finish(digest, "Layer already exists");
-            return Ok(BlobPush::Existed);
+        let mount = mounts.iter().find(|(d, from)| d == digest && from != repo);
+        let head_first = !(mount_first && mount.is_some());
+        if head_first {
+            let resp = self.send(registry, &push_scope, |http| Ok(http.head(&head_url))).await?;
+            if resp.status().is_success() {
+                progress.finish(digest, "Layer already exists");
+                return Ok(BlobPush::Existed);
+            }
         }
 
         // Cross-repository mount: the registry links the blob without any upload.
         let mut location = None;
-        if let Some((_, from)) = mounts.iter().find(|(d, from)| d == digest && from != repo) {
+        if let Some((_, from)) = mount {
             let url = format!("{base}{repo}/blobs/uploads/?mount={digest}&from={from}");
             let scope = format!("{push_scope} repository:{from}:pull");
             let resp = self.send(registry, &scope, |http| Ok(http.post(&url).header(CONTENT_LENGTH, 0))).await?;
@@ -170,6 +178,13 @@ impl Client {
                 }
                 StatusCode::ACCEPTED => location = Some(self.location(&resp, &base)?),
                 _ => tracing::debug!("mount of {digest} from {from} refused: HTTP {}", resp.status()),
+            }
+            if !head_first {
+                let resp = self.send(registry, &push_scope, |http| Ok(http.head(&head_url))).await?;
+                if resp.status().is_success() {
+                    progress.finish(digest, "Layer already exists");
+                    return Ok(BlobPush::Existed);
+                }
             }
         }
         let mut location = match location {

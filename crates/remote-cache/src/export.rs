@@ -3,6 +3,7 @@
 //! manifest last, so a reader, or a second machine exporting to the same ref at the same time,
 //! only ever sees one whole cache.
 
+use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
@@ -129,9 +130,11 @@ impl CacheExport {
     }
 
     /// [`CacheExport::to_registry`] alongside an image push to the same registry: the blobs in
-    /// `deferred` (the image's layers) wait for `wait_pushed` (blocking; false: the push failed,
-    /// nothing more is written) and are then mounted from the image's repository, never
-    /// uploaded twice; every other blob, the config and the provenance go at once. The
+    /// `deferred` (the image's layers) are mounted from the image's repository as soon as the
+    /// push has put them there, while it goes on (never uploaded twice); every other blob, the
+    /// config and the provenance go at once. `wait_ready` is given the deferred blobs still to
+    /// do and blocks until some of them are in the image's repository, and returns those (all
+    /// of them once the push is done; `None`: the push failed, nothing more is written). The
     /// manifest goes last.
     pub fn to_registry_alongside(
         &self,
@@ -139,20 +142,23 @@ impl CacheExport {
         reference: &Reference,
         store: &Store,
         mount_from: &(dyn Fn(&Digest) -> Vec<String> + Sync),
-        deferred: &std::collections::HashSet<Digest>,
-        wait_pushed: &dyn Fn() -> bool,
+        deferred: &HashSet<Digest>,
+        wait_ready: &dyn Fn(&HashSet<Digest>) -> Option<HashSet<Digest>>,
     ) -> Result<ExportStats> {
         let wrap = |source| Error::registry(reference, source);
         let counts = Counts::default();
         let docs = self.documents();
         let now = |d: &Digest| !deferred.contains(d);
         let config = client.run(self.put_blobs_async(client, reference, store, mount_from, &docs, &now, true, &counts)).map_err(wrap)??;
-        if docs.layers.iter().any(|b| deferred.contains(&b.digest)) {
-            if !wait_pushed() {
-                return Err(Error::PushFailed);
+        let mut todo: HashSet<Digest> = docs.layers.iter().filter(|b| deferred.contains(&b.digest)).map(|b| b.digest.clone()).collect();
+        while !todo.is_empty() {
+            let ready: HashSet<Digest> = wait_ready(&todo).ok_or(Error::PushFailed)?.into_iter().filter(|d| todo.contains(d)).collect();
+            if ready.is_empty() {
+                continue;
             }
-            let later = |d: &Digest| deferred.contains(d);
-            client.run(self.put_blobs_async(client, reference, store, mount_from, &docs, &later, false, &counts)).map_err(wrap)??;
+            let pick = |d: &Digest| ready.contains(d);
+            client.run(self.put_blobs_async(client, reference, store, mount_from, &docs, &pick, false, &counts)).map_err(wrap)??;
+            todo.retain(|d| !ready.contains(d));
         }
         client.run(self.put_manifest_async(client, reference, &docs, &config, counts)).map_err(wrap)?
     }
@@ -205,7 +211,8 @@ impl CacheExport {
             }
             Ok::<(), Error>(())
         }))
-        .buffer_unordered(4)
+        // Mounts and HEADs are small requests: several at once keep the registry busy.
+        .buffer_unordered(8)
         .try_collect::<Vec<()>>()
         .await?;
         Ok(config.digest)
