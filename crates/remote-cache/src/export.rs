@@ -50,7 +50,7 @@ pub struct CacheExport {
 }
 
 /// The blobs of an export: its layers (the manifest's, in order), the config and the
-/// provenance blob (both gzip-compressed JSON).
+/// provenance blob (both zstd-compressed JSON).
 struct Documents {
     layers: Vec<LayerBlob>,
     config: Vec<u8>,
@@ -70,9 +70,9 @@ impl CacheExport {
         let layers = format::blobs(&self.entries);
         let digests: Vec<Digest> = layers.iter().map(|b| b.digest.clone()).collect();
         let (mut config, provenance) = format::encode(&self.entries, &digests);
-        let provenance = format::gzip(&provenance.to_json());
+        let provenance = format::compress(&provenance.to_json());
         config.provenance = Some(Digest::sha256_of(&provenance));
-        Documents { layers, config: format::gzip(&config.to_json()), provenance }
+        Documents { layers, config: format::compress(&config.to_json()), provenance }
     }
 
     /// The cache manifest: the layer blobs, then the provenance blob; the config.

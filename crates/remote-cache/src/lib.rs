@@ -30,7 +30,7 @@ mod spec;
 pub use error::{Error, Result};
 pub use export::{CacheExport, ExportStats};
 pub use format::{
-    ARTIFACT_TYPE, CONFIG_MEDIA_TYPE, CacheConfig, CacheEntry, CachedResult, FORMAT_VERSION, INLINE_ANNOTATION, INLINE_PROVENANCE_ANNOTATION, LayerBlob,
+    json_of, ARTIFACT_TYPE, CONFIG_MEDIA_TYPE, CacheConfig, CacheEntry, CachedResult, FORMAT_VERSION, INLINE_ANNOTATION, INLINE_PROVENANCE_ANNOTATION, LayerBlob,
     PROVENANCE_MEDIA_TYPE, Provenance, ProvenanceDoc,
 };
 pub use import::{BlobLocation, CacheImport, ImportWarning};

@@ -39,13 +39,12 @@ fn build_ok(b: &Builder, ctx: &Path, extra: &[&str]) -> String {
     log
 }
 
-/// The (gunzipped) config JSON of the cache manifest `m` of `repo`.
+/// The (decompressed) config JSON of the cache manifest `m` of `repo`.
 fn cache_config(registry: &Registry, repo: &str, m: &serde_json::Value) -> serde_json::Value {
-    let (status, gz) = http_get(&registry.addr(), &format!("/v2/{repo}/blobs/{}", m["config"]["digest"].as_str().expect("config digest")));
+    let (status, blob) = http_get(&registry.addr(), &format!("/v2/{repo}/blobs/{}", m["config"]["digest"].as_str().expect("config digest")));
     assert_eq!(status, 200);
-    let mut json = Vec::new();
-    std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&gz[..]), &mut json).expect("a gzip config");
-    serde_json::from_slice(&json).expect("config JSON")
+    assert!(blob.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]), "the config is zstd-compressed");
+    serde_json::from_slice(&remote_cache::json_of(&blob).expect("decompress")).expect("config JSON")
 }
 
 /// The JSON manifest `repo:tag` of the registry.
@@ -68,8 +67,8 @@ fn cache_to_registry_is_an_artifact_of_the_image_blobs_and_uploads_nothing_twice
     assert!(line.contains("(0 uploaded,"), "the image's blobs are mounted, not uploaded again: {line}");
 
     let m = manifest(&registry, "app/cache", "min");
-    assert_eq!(m["config"]["mediaType"], "application/vnd.builder.cache.config.v2+json+gzip", "{m}");
-    assert_eq!(m["artifactType"], "application/vnd.builder.cache.config.v2+json+gzip", "{m}");
+    assert_eq!(m["config"]["mediaType"], "application/vnd.builder.cache.config.v2+json+zstd", "{m}");
+    assert_eq!(m["artifactType"], "application/vnd.builder.cache.config.v2+json+zstd", "{m}");
     let img = manifest(&registry, "app/img", "1");
     // The layer blobs, without the cache's own provenance blob (its last layer).
     let layers = |m: &serde_json::Value| -> Vec<String> {
@@ -77,13 +76,13 @@ fn cache_to_registry_is_an_artifact_of_the_image_blobs_and_uploads_nothing_twice
             .as_array()
             .expect("layers")
             .iter()
-            .filter(|l| l["mediaType"] != "application/vnd.builder.cache.provenance.v2+json+gzip")
+            .filter(|l| l["mediaType"] != "application/vnd.builder.cache.provenance.v2+json+zstd")
             .map(|l| l["digest"].as_str().expect("digest").to_string())
             .collect()
     };
     assert_eq!(layers(&m), layers(&img), "mode=min: the cache's layers are the final image's layers");
     let last = &m["layers"].as_array().expect("layers").last().expect("a last layer")["mediaType"];
-    assert_eq!(last, "application/vnd.builder.cache.provenance.v2+json+gzip", "then the provenance blob: {m}");
+    assert_eq!(last, "application/vnd.builder.cache.provenance.v2+json+zstd", "then the provenance blob: {m}");
     // Version 2 is linear: each layer once, each entry names its top layer.
     let config = cache_config(&registry, "app/cache", &m);
     assert_eq!(config["version"], 2, "{config}");
@@ -651,8 +650,8 @@ fn put_cache_artifact(reference: &str, config: &[u8], layers: &serde_json::Value
     let manifest = serde_json::json!({
         "schemaVersion": 2,
         "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "artifactType": "application/vnd.builder.cache.config.v2+json+gzip",
-        "config": {"mediaType": "application/vnd.builder.cache.config.v2+json+gzip", "digest": blob.digest.to_string(), "size": blob.size},
+        "artifactType": "application/vnd.builder.cache.config.v2+json+zstd",
+        "config": {"mediaType": "application/vnd.builder.cache.config.v2+json+zstd", "digest": blob.digest.to_string(), "size": blob.size},
         "layers": layers,
     });
     let bytes = serde_json::to_vec(&manifest).expect("json");
