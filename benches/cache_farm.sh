@@ -85,7 +85,8 @@ timed() {
 median() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 # Every root loads the one base image (an import would stamp a new creation time, so a new
 # base digest, and rightly no cache hit).
-fresh_root() { rm -rf "$WORK/root-$1"; "$BUILDER" --root "$WORK/root-$1" load -i "$WORK/busybox-docker.tar" > /dev/null; }
+# It ends with a sync, so no timed build pays for writing back what came before it.
+fresh_root() { rm -rf "$WORK/root-$1"; "$BUILDER" --root "$WORK/root-$1" load -i "$WORK/busybox-docker.tar" > /dev/null; sync; }
 bld() { local root=$1; shift; "${IN[@]}" "$BUILDER" --root "$WORK/root-$root" build --progress plain "$@"; }
 
 declare -A R
@@ -116,9 +117,9 @@ for s in $SCENARIOS; do
     if [ "$HAVE_DOCKER" = 1 ]; then
       # BuildKit: inline cache pushed from a first dockerd, imported on a second, empty one.
       start_registry
-      dockerd_up 1
+      dockerd_up 1; sync
       R[$s,dkcold]+=" $(timed sh -c "DOCKER_BUILDKIT=1 $DOCKER build --network host --progress plain --build-arg BUILDKIT_INLINE_CACHE=1 -t $REG/dk:1 $ctx && $DOCKER push $REG/dk:1")"
-      dockerd_up 2
+      dockerd_up 2; sync
       R[$s,dkcached]+=" $(timed sh -c "DOCKER_BUILDKIT=1 $DOCKER build --network host --progress plain --cache-from $REG/dk:1 -t $REG/dk:2 $ctx && $DOCKER push $REG/dk:2")"
       R[$s,dksteps]="$(grep -c ' CACHED$' "$WORK/last.log" || true) CACHED"
       dockerd_down
