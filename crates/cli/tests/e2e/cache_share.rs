@@ -194,6 +194,9 @@ fn a_fresh_root_with_cache_from_the_registry_rebuilds_nothing_and_pushes_only_ma
         down < 16 * 1024 && up < 16 * 1024,
         "a fully cached --push moves only manifests and configs: {down} bytes down, {up} up\n{log}"
     );
+    // Of the cache's blobs only its config: the provenance blob is read only when a step misses.
+    let cm = manifest(&registry, "farm/cache", "1");
+    assert_eq!(down, cm["config"]["size"].as_u64().expect("config size"), "only the cache config was downloaded: {cm}");
 
     // One changed context file: the COPY that reads it and the steps after it run, and say why.
     std::fs::write(ctx.path().join("app.txt"), "app 2\n").expect("write");
