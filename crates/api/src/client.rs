@@ -202,11 +202,10 @@ impl Remote {
                     Ok(m) => m,
                     Err(e) => {
                         // A failure while sending files explains the server's error best.
-                        if let Some(mut s) = sender.take() {
-                            if let Ok(Err(send_err)) = (&mut s.0).await {
+                        if let Some(mut s) = sender.take()
+                            && let Ok(Err(send_err)) = (&mut s.0).await {
                                 return Err(send_err);
                             }
-                        }
                         return Err(e);
                     }
                 };

@@ -285,11 +285,10 @@ impl LocalEngine {
         let solve_progress: solver::ProgressSink = {
             let (inner, misses) = (job.progress.clone(), misses.clone());
             Arc::new(move |e: solver::Event| {
-                if let solver::Event::CacheMiss { vertex, reason, earlier } = &e {
-                    if let Ok(mut m) = misses.lock() {
+                if let solver::Event::CacheMiss { vertex, reason, earlier } = &e
+                    && let Ok(mut m) = misses.lock() {
                         m.push((*vertex, reason.clone(), *earlier));
                     }
-                }
                 inner(e)
             })
         };

@@ -336,15 +336,14 @@ impl Tree {
         let existing = fs::symlink_metadata(&full).ok();
         let kind = crate::context::kind(&e);
         // Whatever is in the way goes, unless it is already a directory and one is wanted.
-        if let Some(m) = &existing {
-            if !(m.is_dir() && kind == FileKind::Dir) {
+        if let Some(m) = &existing
+            && !(m.is_dir() && kind == FileKind::Dir) {
                 if m.is_dir() {
                     fs::remove_dir_all(&full).map_err(io("replace", &full))?;
                 } else if kind != FileKind::File || !hardlink_to.is_empty() || !m.is_file() {
                     fs::remove_file(&full).map_err(io("replace", &full))?;
                 }
             }
-        }
         if !hardlink_to.is_empty() {
             // Only to a file this output wrote (never through a symlink, never out of `dest`).
             if !self.files.contains(hardlink_to) {

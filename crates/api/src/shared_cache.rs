@@ -162,11 +162,10 @@ pub(crate) fn export(
                 // A blob imported lazily lives in the cache it came from.
                 if let Some(import) = import {
                     for loc in import.locations_of(digest) {
-                        if let remote_cache::BlobLocation::Registry(r) = loc {
-                            if r.registry() == reference.registry() && !from.iter().any(|f| f == r.repository()) {
+                        if let remote_cache::BlobLocation::Registry(r) = loc
+                            && r.registry() == reference.registry() && !from.iter().any(|f| f == r.repository()) {
                                 from.push(r.repository().to_string());
                             }
-                        }
                     }
                 }
                 from

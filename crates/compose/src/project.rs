@@ -358,11 +358,10 @@ fn normalize_service(project: &Project, name: &str, s: &mut Service, locate: &Lo
         })
         .collect();
     for v in &mut s.volumes {
-        if v.kind == MountType::Bind {
-            if let Some(src) = &v.source {
+        if v.kind == MountType::Bind
+            && let Some(src) = &v.source {
                 v.source = Some(resolve(src));
             }
-        }
     }
     if s.networks.is_empty() && s.network_mode.is_none() {
         s.networks.insert("default".into(), ServiceNetwork::default());
@@ -470,15 +469,14 @@ fn check(p: &Project, locate: &Locator<'_>) -> Result<(), Error> {
             }
         }
         for (i, v) in s.volumes.iter().enumerate() {
-            if let (MountType::Volume, Some(src)) = (v.kind, &v.source) {
-                if !p.volumes.contains_key(src) {
+            if let (MountType::Volume, Some(src)) = (v.kind, &v.source)
+                && !p.volumes.contains_key(src) {
                     return Err(Error::Invalid {
                         loc: locate.at(&["services", name, "volumes"]),
                         path: format!("services.{name}.volumes[{i}]"),
                         message: format!("service {name:?} refers to undefined volume {src:?} (declare it under the top-level `volumes:`)"),
                     });
                 }
-            }
         }
         for (i, secret) in s.secrets.iter().enumerate() {
             if !p.secrets.contains_key(&secret.source) {

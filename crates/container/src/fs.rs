@@ -83,11 +83,10 @@ enum ContainerRoot {
 
 impl ContainerRoot {
     fn open(containers: &Containers, state: &ContainerState) -> Result<ContainerRoot> {
-        if state.status == Status::Running {
-            if let Some(pid) = state.pid {
+        if state.status == Status::Running
+            && let Some(pid) = state.pid {
                 return Ok(ContainerRoot::Live(PathBuf::from(format!("/proc/{pid}/root"))));
             }
-        }
         let dir = containers.dir_of(&state.id);
         let ov = snapshot::Overlay { lowers: state.lowers.clone(), upper: dir.join("upper"), work: dir.join("work") };
         let target = dir.join("rootfs");

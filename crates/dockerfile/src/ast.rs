@@ -861,16 +861,14 @@ fn json_unescape(s: &str) -> Cow<'_, str> {
                 if (0xD800..0xDC00).contains(&u) {
                     // A high surrogate pairs with an immediately following low one.
                     let mut look = chars.clone();
-                    if look.next() == Some('\\') && look.next() == Some('u') {
-                        if let Some(lo) = hex4(&mut look) {
-                            if (0xDC00..0xE000).contains(&lo) {
+                    if look.next() == Some('\\') && look.next() == Some('u')
+                        && let Some(lo) = hex4(&mut look)
+                            && (0xDC00..0xE000).contains(&lo) {
                                 let c = 0x10000 + ((u - 0xD800) << 10) + (lo - 0xDC00);
                                 out.push(char::from_u32(c).unwrap_or('\u{FFFD}'));
                                 chars = look;
                                 continue;
                             }
-                        }
-                    }
                     out.push('\u{FFFD}');
                 } else {
                     out.push(char::from_u32(u).unwrap_or('\u{FFFD}'));

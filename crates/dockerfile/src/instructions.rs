@@ -681,11 +681,10 @@ pub(crate) fn parse_instruction(node: &Node<'_>, context: &Context, map: &Source
                 }
             }
             let checksum = flags.string("checksum");
-            if let Some((c, at)) = checksum {
-                if !c.contains('$') && !valid_checksum(c) {
+            if let Some((c, at)) = checksum
+                && !c.contains('$') && !valid_checksum(c) {
                     return Err((ErrorKind::Flag, format!("invalid --checksum={c}: expected sha256:<hex>, sha384:<hex>, sha512:<hex> or a git commit"), map.span(at)));
                 }
-            }
             let copy = CopyFiles {
                 sources,
                 dest,

@@ -118,13 +118,11 @@ pub(crate) fn parse_mount(
             }
             continue;
         };
-        if key == "from" && defer_variables {
-            if let Some(i) = value.find('$') {
-                if i != value.len() - 1 {
+        if key == "from" && defer_variables
+            && let Some(i) = value.find('$')
+                && i != value.len() - 1 {
                     return Err(format!("'{key}' doesn't support variable expansion, define alias stage instead"));
                 }
-            }
-        }
         if defer_variables && value.contains('$') {
             continue;
         }

@@ -239,14 +239,13 @@ fn globset_fits(pattern: &str) -> bool {
 }
 
 fn compile(pattern: &str) -> Result<Matcher, String> {
-    if globset_fits(pattern) {
-        if let Ok(g) = globset::GlobBuilder::new(pattern).literal_separator(true).backslash_escape(true).empty_alternates(false).build() {
+    if globset_fits(pattern)
+        && let Ok(g) = globset::GlobBuilder::new(pattern).literal_separator(true).backslash_escape(true).empty_alternates(false).build() {
             // `{a,b}` alternation is globset's, not Docker's: only use globset without braces.
             if !pattern.contains(['{', '}']) {
                 return Ok(Matcher::Glob(g.compile_matcher()));
             }
         }
-    }
     DockerGlob::compile(pattern).map(Matcher::Own)
 }
 

@@ -327,11 +327,10 @@ fn load_docker(store: &Store, dir: &Path, streamed: &HashMap<String, StreamedLay
                     _ => return Err(bad(format!("layer {name} is not in the archive"))),
                 },
             };
-            if let Some(got) = &layer.diff_id {
-                if *got != diff_id {
+            if let Some(got) = &layer.diff_id
+                && *got != diff_id {
                     return Err(bad(format!("layer {name} has digest {got}, the config says {diff_id}")));
                 }
-            }
             layers.push(layer.desc);
         }
         let manifest = crate::import::write_manifest(store, &config_blob.digest, config_blob.size, layers, None)?;

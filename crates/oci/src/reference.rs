@@ -247,11 +247,10 @@ fn check_registry(r: &str) -> Result<(), String> {
             return Err("is not a valid host name".into());
         }
     }
-    if let Some(port) = port {
-        if port.is_empty() || !port.chars().all(|c| c.is_ascii_digit()) || port.parse::<u16>().is_err() {
+    if let Some(port) = port
+        && (port.is_empty() || !port.chars().all(|c| c.is_ascii_digit()) || port.parse::<u16>().is_err()) {
             return Err(format!("has an invalid port {port:?}"));
         }
-    }
     Ok(())
 }
 

@@ -36,14 +36,13 @@ impl Client {
     /// the reference has one.
     pub async fn manifest_async(&self, reference: &Reference) -> Result<Manifest> {
         let fetched = self.fetch_manifest(reference, &reference.tag_or_digest()).await?;
-        if let Some(want) = reference.digest() {
-            if *want != fetched.digest {
+        if let Some(want) = reference.digest()
+            && *want != fetched.digest {
                 return Err(crate::Error::BadManifest {
                     reference: reference.to_string(),
                     reason: format!("the registry sent content with digest {}, not the requested {want}", fetched.digest),
                 });
             }
-        }
         Ok(Manifest { bytes: fetched.bytes, digest: fetched.digest, media_type: fetched.media_type })
     }
 

@@ -61,14 +61,13 @@ impl Client {
             None => Platform::host(),
         };
         let top = self.fetch_manifest(reference, &reference.tag_or_digest()).await?;
-        if let Some(want) = reference.digest() {
-            if *want != top.digest {
+        if let Some(want) = reference.digest()
+            && *want != top.digest {
                 return Err(Error::BadManifest {
                     reference: reference.to_string(),
                     reason: format!("the registry sent content with digest {}, not the requested {want}", top.digest),
                 });
             }
-        }
         let (manifest_doc, index_digest) = if media::is_index(&top.media_type) {
             let index: ImageIndex = serde_json::from_slice(&top.bytes)
                 .map_err(|e| Error::BadManifest { reference: reference.to_string(), reason: format!("invalid image index JSON: {e}") })?;

@@ -57,8 +57,8 @@ impl Client {
         let mut mounts = mount_sources(store, remote);
         mounts.extend(extra.iter().cloned());
         let mounts = Arc::new(mounts);
-        if let Some(index_digest) = &image.index_digest {
-            if let Some(manifests) = complete_index(store, index_digest) {
+        if let Some(index_digest) = &image.index_digest
+            && let Some(manifests) = complete_index(store, index_digest) {
                 for (digest, media_type) in &manifests {
                     let one = store.image_from_descriptor(&oci::spec::Descriptor::new(media_type.as_str().into(), 0, digest.to_spec()))?;
                     self.push_image_blobs(store, remote, &one, &mounts, progress).await?;
@@ -69,7 +69,6 @@ impl Client {
                 progress.message(&format!("{}: digest: {index_digest} size: {size}", remote.tag_or_digest()));
                 return Ok(index_digest.clone());
             }
-        }
         // Layers of an image made from an imported build cache may not be here yet.
         let lazy = self.prepare_lazy_layers(store, &image, remote, progress).await?;
         let mounts = if lazy.is_empty() { mounts } else { Arc::new(mounts.iter().cloned().chain(lazy).collect()) };

@@ -133,11 +133,10 @@ impl ContainerStore {
         let mut out = Vec::new();
         let entries = std::fs::read_dir(&self.dir).map_err(|e| Error::io("listing", &self.dir, e))?;
         for e in entries.flatten() {
-            if let Some(id) = e.file_name().to_str() {
-                if let Ok(s) = self.load(id) {
+            if let Some(id) = e.file_name().to_str()
+                && let Ok(s) = self.load(id) {
                     out.push(s);
                 }
-            }
         }
         out.sort_by(|a, b| b.created.cmp(&a.created));
         Ok(out)

@@ -262,7 +262,7 @@ impl Plan {
                 if k.is_empty() || k.contains("..") || k.contains('/') {
                     return Err(Error::InvalidSpec(format!("linux.sysctl: invalid key {k:?}")));
                 }
-                Ok((cstr(&format!("/proc/sys/{}", k.replace('.', "/")), "sysctl")?, cstr(v, "sysctl value")?))
+                Ok((cstr(format!("/proc/sys/{}", k.replace('.', "/")), "sysctl")?, cstr(v, "sysctl value")?))
             })
             .collect::<Result<_>>()?;
         let cwd = process.cwd();

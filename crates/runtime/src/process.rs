@@ -645,12 +645,11 @@ fn receive_fd(sock: &OwnedFd) -> Option<OwnedFd> {
     let mut space = nix::cmsg_space!(RawFd);
     let msg = recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut space), MsgFlags::MSG_CMSG_CLOEXEC).ok()?;
     for c in msg.cmsgs().ok()? {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            if let Some(&fd) = fds.first() {
+        if let ControlMessageOwned::ScmRights(fds) = c
+            && let Some(&fd) = fds.first() {
                 // SAFETY: the kernel just installed this descriptor for us.
                 return Some(unsafe { OwnedFd::from_raw_fd(fd) });
             }
-        }
     }
     None
 }

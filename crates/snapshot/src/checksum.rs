@@ -90,13 +90,11 @@ impl StatCache {
     /// The content hash of the regular file at `path`, from the cache when its stamp matches.
     pub fn file_hash(&self, path: &Path, meta: &fs::Metadata) -> Result<String, ChecksumError> {
         let stamp = Stamp::of(meta);
-        if let Ok(e) = self.entries.lock() {
-            if let Some(c) = e.get(path) {
-                if c.stamp == stamp {
+        if let Ok(e) = self.entries.lock()
+            && let Some(c) = e.get(path)
+                && c.stamp == stamp {
                     return Ok(c.hash.clone());
                 }
-            }
-        }
         let hash = hash_file(path)?;
         if let Ok(mut e) = self.entries.lock() {
             e.insert(path.to_path_buf(), Cached { stamp, hash: hash.clone() });

@@ -77,11 +77,10 @@ impl Snapshots {
         if ripe.is_empty() {
             return;
         }
-        if let Ok(d) = File::open(&self.dir) {
-            if nix::unistd::syncfs(&d).is_err() {
+        if let Ok(d) = File::open(&self.dir)
+            && nix::unistd::syncfs(&d).is_err() {
                 return;
             }
-        }
         for p in ripe {
             let _ = std::fs::remove_file(p);
         }

@@ -192,11 +192,10 @@ pub fn export_image_with_times(
     if let Some(epoch) = opts.source_date_epoch {
         // Inherited entries newer than the epoch are clamped too, so the config is reproducible.
         for h in &mut history {
-            if let Some(c) = &h.created {
-                if chrono::DateTime::parse_from_rfc3339(c).map(|t| t.timestamp() > epoch).unwrap_or(false) {
+            if let Some(c) = &h.created
+                && chrono::DateTime::parse_from_rfc3339(c).map(|t| t.timestamp() > epoch).unwrap_or(false) {
                     h.created = Some(rfc3339(epoch));
                 }
-            }
         }
     }
     for (i, step) in spec.steps.iter().enumerate() {

@@ -315,22 +315,20 @@ impl Solver {
                         }
                         return Ok((hit, true));
                     }
-                    if visible {
-                        if let Some(e) = self.explain_miss(req, build, v, &prov) {
+                    if visible
+                        && let Some(e) = self.explain_miss(req, build, v, &prov) {
                             progress(Event::CacheMiss { vertex: d, reason: e.reason, earlier: e.earlier });
                         }
-                    }
                     self.run_once(&ctx, key, &prov, v, inputs)
                 }
             }
         })();
         match result {
             Ok((solved, cached)) => {
-                if !cached {
-                    if let Ok(mut ran) = build.ran.lock() {
+                if !cached
+                    && let Ok(mut ran) = build.ran.lock() {
                         ran.insert(d);
                     }
-                }
                 if visible {
                     if cached {
                         progress(Event::Cached { vertex: d });
@@ -454,11 +452,10 @@ impl Solver {
             let Some(Solved { key, output: Output::Snapshot { snapshot, new_layers, created }, provenance }) = done.get(&d) else { continue };
             let description = provenance.as_ref().map(|p| p.description.clone()).unwrap_or_default();
             let rec = CacheRecord { snapshot: snapshot.clone(), new_layers: *new_layers, size: 0, description, created: *created, provenance: provenance.as_deref().cloned() };
-            if self.index.put(key, &rec).is_ok() {
-                if let Some(p) = provenance {
+            if self.index.put(key, &rec).is_ok()
+                && let Some(p) = provenance {
                     self.index.remember_step(key, p);
                 }
-            }
         }
     }
 

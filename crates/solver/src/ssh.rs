@@ -48,11 +48,10 @@ pub fn parse_ssh_flag(spec: &str, ssh_auth_sock: Option<&str>) -> std::result::R
         })?;
         return agent_socket(id, Path::new(sock)).map(|p| (id.to_string(), SshSource::Agent(p)));
     }
-    if let [one] = paths.as_slice() {
-        if fs::metadata(one).map(|m| m.file_type().is_socket()).unwrap_or(false) {
+    if let [one] = paths.as_slice()
+        && fs::metadata(one).map(|m| m.file_type().is_socket()).unwrap_or(false) {
             return agent_socket(id, one).map(|p| (id.to_string(), SshSource::Agent(p)));
         }
-    }
     for p in &paths {
         match fs::metadata(p) {
             Ok(m) if m.is_file() => {}

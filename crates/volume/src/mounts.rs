@@ -281,11 +281,10 @@ pub fn parse_mount_flag<'a>(value: &'a str, cwd: &Path) -> Result<MountRequest> 
             req.source = Some(host_path(cwd, &s));
         }
         MountType::Volume => {
-            if let Some(name) = &source {
-                if !valid_name(name) {
+            if let Some(name) = &source
+                && !valid_name(name) {
                     return Err(bad(FLAG, value, format!("source {name:?} is not a volume name ([a-zA-Z0-9][a-zA-Z0-9_.-]+); for a host path use type=bind")));
                 }
-            }
             req.source = source;
         }
         MountType::Tmpfs if source.is_some() => return Err(bad(FLAG, value, "a tmpfs mount takes no source")),

@@ -74,8 +74,8 @@ pub fn from_definition(def: &Definition, target: VertexDigest) -> Selection {
         match &v.op {
             Op::File(f) => {
                 for a in &f.actions {
-                    if let FileAction::Copy(c) = a {
-                        if reads_context_at(c.source_input) {
+                    if let FileAction::Copy(c) = a
+                        && reads_context_at(c.source_input) {
                             for s in &c.sources {
                                 match source_prefix(s) {
                                     Some(p) => paths.push(p),
@@ -83,19 +83,17 @@ pub fn from_definition(def: &Definition, target: VertexDigest) -> Selection {
                                 }
                             }
                         }
-                    }
                 }
             }
             Op::Exec(e) => {
                 for m in &e.mounts {
-                    if let MountKind::Bind { input, source, .. } = &m.kind {
-                        if reads_context_at(*input) {
+                    if let MountKind::Bind { input, source, .. } = &m.kind
+                        && reads_context_at(*input) {
                             match source_prefix(source) {
                                 Some(p) => paths.push(p),
                                 None => return Selection::Everything,
                             }
                         }
-                    }
                 }
             }
             // Any other op that takes the context as an input reads it whole.

@@ -258,11 +258,10 @@ fn parse_allow(values: &[String], remote: bool) -> anyhow::Result<Vec<String>> {
 fn build(globals: &Globals, a: BuildArgs) -> anyhow::Result<ExitCode> {
     // Every mount of the build lives in a private mount namespace: a killed build leaves none.
     // This must happen before any thread starts.
-    if globals.addr.is_none() {
-        if let Err(e) = solver::view::enter_private_mount_namespace() {
+    if globals.addr.is_none()
+        && let Err(e) = solver::view::enter_private_mount_namespace() {
             tracing::warn!("{e}");
         }
-    }
 
     // The context and the Dockerfile.
     let stdin_context = a.context == "-";
@@ -310,11 +309,10 @@ fn build(globals: &Globals, a: BuildArgs) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    if let Ok(e) = std::env::var("SOURCE_DATE_EPOCH") {
-        if !e.is_empty() {
+    if let Ok(e) = std::env::var("SOURCE_DATE_EPOCH")
+        && !e.is_empty() {
             build_args.entry("SOURCE_DATE_EPOCH".into()).or_insert(e);
         }
-    }
     let mut labels = BTreeMap::new();
     for l in &a.labels {
         let (k, v) = l.split_once('=').unwrap_or((l.as_str(), ""));

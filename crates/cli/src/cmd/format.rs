@@ -211,7 +211,7 @@ mod tests {
         let err = Format::parse(Some("{{.Name"), "table").err().expect("error").to_string();
         assert!(err.contains("--format \"{{.Name\""), "{err}");
         let mut out = Vec::new();
-        let err = Format::parse(Some("{{.Nope}}"), "table").expect("parse").write(&mut out, &[], &[serde_json::json!({"ID": "x"})]).err().expect("error").to_string();
+        let err = Format::parse(Some("{{.Nope}}"), "table").expect("parse").write(&mut out, &[], &[serde_json::json!({"ID": "x"})]).expect_err("error").to_string();
         assert!(err.contains("Nope") && err.contains(".ID"), "{err}");
     }
 }

@@ -316,11 +316,10 @@ pub(crate) fn inspect_json(store: &Store, image: &LocalImage) -> anyhow::Result<
             "size": store.blob_size(&image.manifest_digest).unwrap_or(0),
         },
     });
-    if c.variant().is_none() {
-        if let Some(obj) = v.as_object_mut() {
+    if c.variant().is_none()
+        && let Some(obj) = v.as_object_mut() {
             obj.remove("Variant");
         }
-    }
     Ok(v)
 }
 
@@ -372,11 +371,10 @@ fn rmi_one(store: &Store, force: bool, name: &str) -> anyhow::Result<()> {
         _ => tags.clone(),
     };
     let last_tag = to_untag.len() == tags.len();
-    if last_tag && !force {
-        if let Some(container) = container_using(store.root(), &image) {
+    if last_tag && !force
+        && let Some(container) = container_using(store.root(), &image) {
             bail!("image {} is used by container {container}; remove the container first or use -f", image.id().short());
         }
-    }
     for r in &to_untag {
         store.untag(r)?;
         events::record(store.root(), "image", "untag", &image.id().to_string(), &[("name", &r.familiar())]);

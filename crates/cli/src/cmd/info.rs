@@ -77,7 +77,7 @@ fn info(globals: &Globals, format: Option<&str>) -> anyhow::Result<ExitCode> {
             ids.insert(i.id().to_string());
         }
     }
-    let (fs_size, fs_free) = nix::sys::statvfs::statvfs(&root).map(|s| (s.blocks() as u64 * s.fragment_size() as u64, s.blocks_available() as u64 * s.fragment_size() as u64)).unwrap_or((0, 0));
+    let (fs_size, fs_free) = nix::sys::statvfs::statvfs(&root).map(|s| (s.blocks() * s.fragment_size(), s.blocks_available() * s.fragment_size())).unwrap_or((0, 0));
     let used = solver::cache::dir_size(&root.join("blobs")) + solver::cache::dir_size(&root.join("snapshots")) + solver::cache::dir_size(&root.join("cache")) + solver::cache::dir_size(&root.join("containers"));
     let uts = nix::sys::utsname::uname().ok();
     let kernel = uts.as_ref().map(|u| u.release().to_string_lossy().into_owned()).unwrap_or_default();

@@ -531,7 +531,7 @@ fn two_clients_building_at_once_both_succeed() {
                 let server = &server;
                 s.spawn(move || {
                     let ctx = tempfile::tempdir().expect("ctx");
-                    let df = format!("FROM busybox:test\nCOPY n.txt /n.txt\nRUN sleep 1 && cat /n.txt > /copy\n");
+                    let df = "FROM busybox:test\nCOPY n.txt /n.txt\nRUN sleep 1 && cat /n.txt > /copy\n".to_string();
                     write(ctx.path(), "n.txt", &format!("client {n}\n"));
                     let mut opts = options(&df);
                     opts.tags = vec![format!("client:{n}")];

@@ -322,7 +322,7 @@ impl BlobWriter {
         }
         let Some(file) = self.file.clone() else { return Err(io::Error::other("blob already committed")) };
         let offset = self.pushed;
-        if self.stage.is_full() && self.pipeline.is_none() && !self.direct_failed && offset % ALIGN as u64 == 0 {
+        if self.stage.is_full() && self.pipeline.is_none() && !self.direct_failed && offset.is_multiple_of(ALIGN as u64) {
             self.pipeline = open_direct(&self.tmp).and_then(|direct| Pipeline::start(std::mem::take(&mut self.hasher), &file, direct));
             self.direct_failed = self.pipeline.is_none();
         }
@@ -366,13 +366,12 @@ impl BlobWriter {
         }
         let digest = Digest::from_hasher(std::mem::take(&mut self.hasher));
         let Some(file) = self.file.take() else { unreachable!("file is only taken by commit") };
-        if let Some(expected) = expected {
-            if *expected != digest {
+        if let Some(expected) = expected
+            && *expected != digest {
                 drop(file);
                 let _ = fs::remove_file(&self.tmp);
                 return Err(Error::DigestMismatch { expected: expected.to_string(), actual: digest.to_string(), size: self.written });
             }
-        }
         file.sync_all().map_err(Error::io("fsync temporary blob", &self.tmp))?;
         if large {
             drop_cached(&file, self.written);

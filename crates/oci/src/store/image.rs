@@ -67,11 +67,10 @@ impl Store {
             return self.image_from_descriptor(&desc);
         }
         let is_bare = reference.registry() == DEFAULT_REGISTRY && reference.tag() == Some("latest") && reference.digest().is_none();
-        if let Some(hex) = reference.repository().strip_prefix("library/").filter(|h| is_bare && is_hex(h)) {
-            if let Some(image) = self.image_by_id(hex)? {
+        if let Some(hex) = reference.repository().strip_prefix("library/").filter(|h| is_bare && is_hex(h))
+            && let Some(image) = self.image_by_id(hex)? {
                 return Ok(image);
             }
-        }
         Err(Error::ImageNotFound(reference.familiar()))
     }
 
@@ -79,11 +78,10 @@ impl Store {
     /// prefix. Returns the reference it was found by, if any.
     pub fn find_image(&self, name: &str) -> Result<(Option<Reference>, LocalImage)> {
         let id = name.strip_prefix("sha256:").unwrap_or(name);
-        if is_hex(id) {
-            if let Some(image) = self.image_by_id(id)? {
+        if is_hex(id)
+            && let Some(image) = self.image_by_id(id)? {
                 return Ok((None, image));
             }
-        }
         let reference = Reference::parse(name)?;
         let image = self.image(&reference)?;
         Ok((Some(reference), image))

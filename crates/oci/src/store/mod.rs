@@ -113,11 +113,10 @@ impl Store {
     pub fn write_blob(&self, mut reader: impl Read, expected: &Digest, expected_size: Option<u64>) -> Result<BlobInfo> {
         let mut w = self.blob_writer()?;
         std::io::copy(&mut reader, &mut w).map_err(Error::io("write blob", w.tmp_path().to_path_buf()))?;
-        if let Some(size) = expected_size {
-            if w.written() != size {
+        if let Some(size) = expected_size
+            && w.written() != size {
                 return Err(Error::SizeMismatch { digest: expected.to_string(), expected: size, actual: w.written() });
             }
-        }
         w.commit(Some(expected))
     }
 

@@ -27,11 +27,10 @@ pub(crate) fn add_to_key(ctx: &StepCtx<'_>, e: &ExecOp, inputs: &[Solved], h: &m
         prov.inputs.insert(format!("env:{k}"), crate::provenance::digest_of(v.as_bytes()));
     }
     for (n, m) in e.mounts.iter().enumerate() {
-        if let MountKind::Bind { input, source, .. } = &m.kind {
-            if let Some(l) = local_of(inputs, *input) {
+        if let MountKind::Bind { input, source, .. } = &m.kind
+            && let Some(l) = local_of(inputs, *input) {
                 super::local::add_sources(ctx, l, std::slice::from_ref(source), &Excludes::default(), &format!("bind-{n}"), h, prov)?;
             }
-        }
     }
     Ok(())
 }
@@ -218,12 +217,11 @@ pub fn run(mut req: ExecRequest<'_>) -> Result<PathBuf> {
     }
     // BuildKit names the sandbox `buildkitsandbox` but sets no HOSTNAME variable (the runtime adds
     // one for `builder run`, as Docker does for containers); a RUN that saves its env must not differ.
-    if !req.op.env.iter().any(|e| e.starts_with("HOSTNAME=")) {
-        if let Some(p) = spec.process_mut().as_mut() {
+    if !req.op.env.iter().any(|e| e.starts_with("HOSTNAME="))
+        && let Some(p) = spec.process_mut().as_mut() {
             let env: Vec<String> = p.env().clone().unwrap_or_default().into_iter().filter(|e| !e.starts_with("HOSTNAME=")).collect();
             p.set_env(Some(env));
         }
-    }
     let (rd, wr) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| SolveError::step(req.step, format!("creating output pipe: {e}")))?;
     let tail = Mutex::new(Vec::<u8>::new());
     let started = std::time::Instant::now();

@@ -20,11 +20,10 @@ use crate::view::View;
 /// Adds to the step's key (and provenance) the content of what each COPY reads from a local source.
 pub(crate) fn add_to_key(ctx: &StepCtx<'_>, f: &FileOp, inputs: &[Solved], h: &mut KeyHasher, prov: &mut Provenance) -> Result<()> {
     for (n, a) in f.actions.iter().enumerate() {
-        if let FileAction::Copy(c) = a {
-            if let Some(l) = local_of(inputs, c.source_input) {
+        if let FileAction::Copy(c) = a
+            && let Some(l) = local_of(inputs, c.source_input) {
                 super::local::add_sources(ctx, l, &c.sources, &Excludes::new(&c.excludes), &format!("copy-{n}"), h, prov)?;
             }
-        }
     }
     Ok(())
 }
@@ -266,13 +265,12 @@ impl FileCtx<'_> {
                 self.copy_tree(&src_path, rel, top, &target, &opts)?;
             } else {
                 let base = rel.rsplit('/').next().unwrap_or(rel);
-                if c.unpack_archives && !c.from_http {
-                    if let Some(kind) = archive_kind(&src_path) {
+                if c.unpack_archives && !c.from_http
+                    && let Some(kind) = archive_kind(&src_path) {
                         let target = if dest_rel.is_empty() { String::new() } else { dest_rel.clone() };
                         self.unpack_archive(&src_path, kind, &target, owner, new_dir_mode)?;
                         continue;
                     }
-                }
                 let target = if c.parents {
                     join_rel(&dest_rel, &kept)
                 } else if dest_is_dir {
@@ -377,11 +375,10 @@ impl FileCtx<'_> {
             if meta.nlink() > 1 {
                 let key = (meta.dev(), meta.ino());
                 let first = opts.links.borrow().get(&key).cloned();
-                if let Some(first) = first {
-                    if fs::hard_link(self.layer.join(&first), &dst).is_ok() {
+                if let Some(first) = first
+                    && fs::hard_link(self.layer.join(&first), &dst).is_ok() {
                         return Ok(());
                     }
-                }
                 opts.links.borrow_mut().insert(key, target.to_string());
             }
             fs::copy(src, &dst).map_err(SolveError::io("copy to", &dst))?;

@@ -36,11 +36,10 @@ pub fn checkout(
 ) -> Result<(Solved, bool)> {
     let git = Git { step, ssh_agent, auth: auth_header(&op.remote, secrets), cancel };
     let (commit, full_ref) = git.resolve(op)?;
-    if let Some(want) = op.checksum.as_deref().filter(|c| !c.is_empty()) {
-        if !(want.len() >= 7 && commit.starts_with(&want.to_ascii_lowercase())) {
+    if let Some(want) = op.checksum.as_deref().filter(|c| !c.is_empty())
+        && !(want.len() >= 7 && commit.starts_with(&want.to_ascii_lowercase())) {
             return Err(SolveError::step(step, format!("checksum mismatch for {}: the ref resolves to commit {commit}, --checksum expects {want}", shown(op))));
         }
-    }
     let mut h = KeyHasher::new();
     h.field("git-commit", commit.as_bytes()).field("subdir", op.subdir.as_bytes()).field("keep-git-dir", &[op.keep_git_dir as u8]);
     if op.keep_git_dir {
@@ -271,11 +270,10 @@ fn remove_git_dirs(root: &Path) -> Result<()> {
     }
     for p in found {
         let r = if p.is_dir() { fs::remove_dir_all(&p) } else { fs::remove_file(&p) };
-        if let Err(e) = r {
-            if e.kind() != std::io::ErrorKind::NotFound {
+        if let Err(e) = r
+            && e.kind() != std::io::ErrorKind::NotFound {
                 return Err(SolveError::Io { op: "remove", path: p, source: e });
             }
-        }
     }
     Ok(())
 }

@@ -33,11 +33,10 @@ pub fn download(index: &CacheIndex, op: &HttpOp, step: &str) -> Result<Solved> {
     let mut f = fs::File::open(&file).map_err(SolveError::io("open", &file))?;
     std::io::copy(&mut f, &mut hasher).map_err(SolveError::io("read", &file))?;
     let digest = format!("sha256:{}", hex::encode(hasher.finalize()));
-    if let Some(sum) = &op.checksum {
-        if sum != &digest {
+    if let Some(sum) = &op.checksum
+        && sum != &digest {
             return Err(SolveError::step(step, format!("checksum of {} does not match: expected {sum}, got {digest}", op.url)));
         }
-    }
     use std::os::unix::fs::PermissionsExt;
     fs::set_permissions(&file, fs::Permissions::from_mode(0o600)).map_err(SolveError::io("chmod", &file))?;
     let dir = base.join(&blake3::hash(format!("{digest}\0{}", op.filename).as_bytes()).to_hex()[..16]);

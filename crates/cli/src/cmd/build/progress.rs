@@ -49,11 +49,10 @@ pub fn renderer(mode: Mode) -> (solver::ProgressSink, Arc<dyn Fn() + Send + Sync
         render(&mut st, mode, e);
     });
     let finish: Arc<dyn Fn() + Send + Sync> = Arc::new(move || {
-        if let Ok(st) = s2.lock() {
-            if let Some(m) = &st.multi {
+        if let Ok(st) = s2.lock()
+            && let Some(m) = &st.multi {
                 let _ = m.clear();
             }
-        }
     });
     (sink, finish)
 }

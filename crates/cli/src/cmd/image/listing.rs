@@ -148,11 +148,10 @@ impl Filters {
     }
 
     pub fn matches(&self, row: &ImageRow) -> bool {
-        if let Some(d) = self.dangling {
-            if d != row.repository.is_none() {
+        if let Some(d) = self.dangling
+            && d != row.repository.is_none() {
                 return false;
             }
-        }
         if !self.references.is_empty() {
             let Some(repo) = &row.repository else { return false };
             let full = format!("{repo}:{}", row.tag.as_deref().unwrap_or(""));
@@ -169,16 +168,14 @@ impl Filters {
         }
         let created = || chrono::DateTime::parse_from_rfc3339(&row.created).ok();
         let at = |s: &str| chrono::DateTime::parse_from_rfc3339(s).ok();
-        if let Some(b) = &self.before {
-            if !matches!((created(), at(b)), (Some(c), Some(b)) if c < b) {
+        if let Some(b) = &self.before
+            && !matches!((created(), at(b)), (Some(c), Some(b)) if c < b) {
                 return false;
             }
-        }
-        if let Some(s) = &self.since {
-            if !matches!((created(), at(s)), (Some(c), Some(s)) if c > s) {
+        if let Some(s) = &self.since
+            && !matches!((created(), at(s)), (Some(c), Some(s)) if c > s) {
                 return false;
             }
-        }
         true
     }
 }
