@@ -175,7 +175,7 @@ pub fn compress(json: &[u8]) -> Vec<u8> {
     zstd::bulk::compress(json, level).unwrap_or_else(|_| json.to_vec())
 }
 
-/// The JSON of a config or provenance blob: zstd- or zstd-compressed, or plain (a reader takes
+/// The JSON of a config or provenance blob: zstd- or gzip-compressed, or plain (a reader takes
 /// each; what is written is zstd).
 pub fn json_of(bytes: &[u8]) -> std::io::Result<Vec<u8>> {
     const LIMIT: u64 = 256 << 20;

@@ -910,3 +910,53 @@ fn ipv4_address_gives_the_service_its_address_on_a_network_with_a_subnet() {
     assert!(!out.status.success() && text(&out.stderr).contains("services.web.networks.back.ipv4_address: \"10.81.0.x\" is not an IPv4 address"), "{}", text(&out.stderr));
     assert_no_containers(&b);
 }
+
+#[test]
+fn ls_wait_cp_and_stats_act_on_the_projects_containers() {
+    // Without networks (network_mode: none), so outside a test namespace nothing is made on the host's.
+    let b = with_busybox();
+    let file = "services:\n  job:\n    image: busybox:test\n    network_mode: none\n    command: sh -c 'sleep 1; exit 3'\n  idle:\n    image: busybox:test\n    network_mode: none\n    command: sleep 600\n";
+    let t = project(&[("compose.yaml", file)]);
+    let dir = t.path().join("shop");
+    let ok = |args: &[&str]| {
+        let out = compose(&b, &dir, &[], args);
+        assert_success(&out, args);
+        text(&out.stdout)
+    };
+    ok(&["up", "-d"]);
+    // ls needs no compose file: run from elsewhere.
+    let elsewhere = tempfile::tempdir().expect("tmp");
+    let ls = text(&compose(&b, elsewhere.path(), &[], &["ls"]).stdout);
+    let file_path = dir.join("compose.yaml").canonicalize().expect("path");
+    assert!(ls.starts_with("NAME") && ls.contains("CONFIG FILES"), "{ls}");
+    let line = ls.lines().find(|l| l.starts_with("shop ")).unwrap_or_else(|| panic!("no shop in {ls}"));
+    assert!(line.contains("running(2)") && line.contains(file_path.to_str().expect("utf8")), "{ls}");
+    assert_eq!(text(&compose(&b, elsewhere.path(), &[], &["ls", "-q"]).stdout), "shop\n");
+
+    // cp both ways, by service name.
+    let local = elsewhere.path().join("note.txt");
+    std::fs::write(&local, "from the host\n").expect("write");
+    ok(&["cp", local.to_str().expect("utf8"), "idle:/tmp/note.txt"]);
+    assert_eq!(b.ok(&["exec", "shop-idle-1", "cat", "/tmp/note.txt"]), "from the host\n");
+    let back = elsewhere.path().join("back.txt");
+    ok(&["cp", "idle:/tmp/note.txt", back.to_str().expect("utf8")]);
+    assert_eq!(std::fs::read_to_string(&back).expect("copied back"), "from the host\n");
+    let out = compose(&b, &dir, &[], &["cp", "nosuch:/x", "y"]);
+    assert!(!out.status.success() && text(&out.stderr).contains("no such service: nosuch"), "{}", text(&out.stderr));
+
+    let stats = ok(&["stats", "--no-stream", "idle"]);
+    assert!(stats.contains("shop-idle-1") && !stats.contains("shop-job-1"), "{stats}");
+
+    // wait prints the exit code and exits with it.
+    let out = compose(&b, &dir, &[], &["wait", "job"]);
+    assert_eq!((text(&out.stdout), out.status.code()), ("3\n".to_string(), Some(3)), "{}", text(&out.stderr));
+    let ls = text(&compose(&b, elsewhere.path(), &[], &["ls", "--format", "json"]).stdout);
+    let json: serde_json::Value = serde_json::from_str(&ls).expect("json");
+    let shop = json.as_array().expect("a list").iter().find(|p| p["Name"] == "shop").expect("shop listed");
+    assert_eq!(shop["Status"], "exited(1), running(1)", "{ls}");
+
+    ok(&["down", "-t", "1"]);
+    let ls = text(&compose(&b, elsewhere.path(), &[], &["ls", "-a"]).stdout);
+    assert!(!ls.contains("shop"), "a project with no containers is not listed: {ls}");
+    assert_no_containers(&b);
+}

@@ -40,6 +40,9 @@ pub struct Record {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct State {
     pub containers: Vec<Record>,
+    /// The compose files the project was last read from (what `compose ls` shows).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub config_files: Vec<PathBuf>,
 }
 
 pub struct Engine<'a> {
@@ -67,6 +70,8 @@ impl<'a> Engine<'a> {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => State::default(),
             Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
         };
+        let mut state = state;
+        state.config_files = project.files.clone();
         let mut engine = Engine { globals, root, project, compatibility, state, _lock: lock };
         engine.forget_removed()?;
         Ok(engine)

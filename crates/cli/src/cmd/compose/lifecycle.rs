@@ -8,7 +8,7 @@ use clap::Args;
 use super::engine::{self, Engine, Record};
 use super::{images, spec, up};
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Default)]
 pub struct DownArgs {
     /// Remove the named volumes of the file and anonymous volumes.
     #[arg(short, long)]
@@ -241,6 +241,67 @@ pub fn pause(e: Engine<'_>, args: ServicesArgs, pause: bool) -> anyhow::Result<E
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+#[derive(Args, Debug)]
+pub struct WaitArgs {
+    /// Stop the whole project (`down`) once the first container has exited.
+    #[arg(long)]
+    down_project: bool,
+    #[arg(required = true)]
+    services: Vec<String>,
+}
+
+/// `wait SERVICE…`: blocks until the services' containers exit and prints each exit code, as
+/// `builder wait` does; its exit code is the first container's.
+pub fn wait(e: Engine<'_>, args: WaitArgs) -> anyhow::Result<ExitCode> {
+    check_services(&e, &args.services)?;
+    let records = e.records(&args.services);
+    if records.is_empty() {
+        bail!("no containers for {}: run `builder compose up` first", args.services.join(", "));
+    }
+    let mut a: Vec<String> = vec!["wait".into()];
+    a.extend(records.iter().map(|r| r.id.clone()));
+    let out = e.quiet(&a)?;
+    print!("{}", String::from_utf8_lossy(&out.stdout));
+    let code: u8 = String::from_utf8_lossy(&out.stdout).lines().next().and_then(|l| l.trim().parse().ok()).unwrap_or(0);
+    if args.down_project {
+        down(e, DownArgs::default())?;
+    }
+    Ok(ExitCode::from(code))
+}
+
+#[derive(Args, Debug)]
+pub struct CpArgs {
+    /// Which replica of the service (default: the first).
+    #[arg(long, default_value_t = 1)]
+    index: u32,
+    /// Archive mode: keep owners and permissions (always so; accepted for Compose compatibility).
+    #[arg(short, long)]
+    archive: bool,
+    /// `SERVICE:SRC_PATH DEST_PATH` or `SRC_PATH SERVICE:DEST_PATH` (`-` for a tar on stdio).
+    src: String,
+    dest: String,
+}
+
+/// `cp`: `builder cp` with the service's container in place of the service name.
+pub fn cp(e: Engine<'_>, args: CpArgs) -> anyhow::Result<ExitCode> {
+    let _ = args.archive;
+    let to_container = |side: &str| -> anyhow::Result<Option<String>> {
+        let Some((service, path)) = side.split_once(':') else { return Ok(None) };
+        check_services(&e, &[service.to_string()])?;
+        let Some(r) = e.records(&[service.to_string()]).into_iter().find(|r| r.number == args.index) else {
+            bail!("service {service:?} has no container number {}", args.index);
+        };
+        Ok(Some(format!("{}:{path}", r.id)))
+    };
+    let src = to_container(&args.src)?;
+    let dest = to_container(&args.dest)?;
+    if src.is_some() == dest.is_some() {
+        bail!("copying between services or between local paths is not supported: one of {:?} and {:?} must be SERVICE:PATH", args.src, args.dest);
+    }
+    let code = e.attached(&["cp".into(), src.unwrap_or(args.src), dest.unwrap_or(args.dest)])?;
+    Ok(ExitCode::from(code as u8))
 }
 
 pub fn exec(e: Engine<'_>, args: ExecArgs) -> anyhow::Result<ExitCode> {

@@ -8,6 +8,7 @@ mod engine;
 mod images;
 mod lifecycle;
 mod logs;
+mod projects;
 mod ps;
 mod spec;
 mod up;
@@ -102,6 +103,14 @@ pub enum Sub {
     Unpause(lifecycle::ServicesArgs),
     /// Show the compose version.
     Version(VersionArgs),
+    /// List the projects of this root (running ones; -a: all).
+    Ls(projects::LsArgs),
+    /// Wait for the services' containers to exit and print their exit codes.
+    Wait(lifecycle::WaitArgs),
+    /// Copy files between a service's container and the local filesystem.
+    Cp(lifecycle::CpArgs),
+    /// Show the resource usage of the services' containers.
+    Stats(ps::StatsArgs),
 }
 
 #[derive(Args, Debug)]
@@ -149,12 +158,16 @@ impl Command {
         match args.command {
             Sub::Config(c) => return config::run(&args.project, c),
             Sub::Version(v) => return version(v),
+            Sub::Ls(a) => return projects::ls(&globals.root(), a),
             _ => {}
         }
         let project = args.project.load()?;
         let e = engine::Engine::open(globals, project, args.project.compatibility)?;
         match args.command {
-            Sub::Config(_) | Sub::Version(_) => unreachable!("handled above"),
+            Sub::Config(_) | Sub::Version(_) | Sub::Ls(_) => unreachable!("handled above"),
+            Sub::Wait(a) => lifecycle::wait(e, a),
+            Sub::Cp(a) => lifecycle::cp(e, a),
+            Sub::Stats(a) => ps::stats(e, a),
             Sub::Pause(a) => lifecycle::pause(e, a, true),
             Sub::Unpause(a) => lifecycle::pause(e, a, false),
             Sub::Up(a) => up::run(e, a),

@@ -241,3 +241,36 @@ pub fn port(e: Engine<'_>, args: PortArgs) -> anyhow::Result<ExitCode> {
         None => bail!("service {:?} container {} is not running, so port {}/{} is bound to no host port", args.service, args.index, args.private_port, args.protocol),
     }
 }
+
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    /// One sample, then exit.
+    #[arg(long)]
+    no_stream: bool,
+    /// Every container of the project, stopped ones too.
+    #[arg(short, long)]
+    all: bool,
+    /// A Go template, as `builder stats --format`.
+    #[arg(long)]
+    format: Option<String>,
+    services: Vec<String>,
+}
+
+/// `stats`: `builder stats` of the services' (running) containers.
+pub fn stats(e: Engine<'_>, args: StatsArgs) -> anyhow::Result<ExitCode> {
+    let mut a: Vec<String> = vec!["stats".into()];
+    if args.no_stream {
+        a.push("--no-stream".into());
+    }
+    if let Some(f) = args.format {
+        a.extend(["--format".into(), f]);
+    }
+    let ids: Vec<String> = e.records(&args.services).into_iter().filter(|r| args.all || e.is_running(r)).map(|r| r.id).collect();
+    if ids.is_empty() {
+        // Nothing of the project runs (`builder stats` without ids would show every container).
+        return Ok(ExitCode::SUCCESS);
+    }
+    a.extend(ids);
+    let code = e.attached(&a)?;
+    Ok(ExitCode::from(code as u8))
+}
