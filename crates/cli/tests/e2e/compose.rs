@@ -960,3 +960,28 @@ fn ls_wait_cp_and_stats_act_on_the_projects_containers() {
     assert!(!ls.contains("shop"), "a project with no containers is not listed: {ls}");
     assert_no_containers(&b);
 }
+
+#[test]
+fn create_makes_the_containers_that_start_then_runs() {
+    let b = with_busybox();
+    let file = "services:\n  web:\n    image: busybox:test\n    network_mode: none\n    command: sleep 600\n  db:\n    image: busybox:test\n    network_mode: none\n    command: sleep 600\n";
+    let t = project(&[("compose.yaml", file)]);
+    let dir = t.path().join("shop");
+    let ok = |args: &[&str]| {
+        let out = compose(&b, &dir, &[], args);
+        assert_success(&out, args);
+        text(&out.stdout)
+    };
+    let status = |name: &str| b.ok(&["inspect", "-f", "{{.State.Status}}", name]).trim().to_string();
+    ok(&["create"]);
+    assert_eq!((status("shop-web-1"), status("shop-db-1")), ("created".to_string(), "created".to_string()));
+    assert!(ok(&["ls", "-a"]).contains("created(2)"));
+    assert!(!ok(&["ls"]).contains("shop"), "not running: only ls -a lists it");
+    // up --no-start keeps them as they are; start runs them.
+    ok(&["up", "--no-start"]);
+    assert_eq!(status("shop-web-1"), "created");
+    ok(&["start"]);
+    assert_eq!((status("shop-web-1"), status("shop-db-1")), ("running".to_string(), "running".to_string()));
+    ok(&["down", "-t", "1"]);
+    assert_no_containers(&b);
+}

@@ -65,6 +65,8 @@ pub enum Sub {
     Config(config::ConfigArgs),
     /// Create and start containers (build and pull images first as needed).
     Up(up::UpArgs),
+    /// Create the containers without starting them (`up --no-start`).
+    Create(up::CreateArgs),
     /// Stop and remove containers (and with -v the volumes, with --rmi the images).
     Down(lifecycle::DownArgs),
     /// List containers.
@@ -171,6 +173,7 @@ impl Command {
             Sub::Pause(a) => lifecycle::pause(e, a, true),
             Sub::Unpause(a) => lifecycle::pause(e, a, false),
             Sub::Up(a) => up::run(e, a),
+            Sub::Create(a) => up::run(e, up::UpArgs { no_start: true, detach: true, build: a.build, no_build: a.no_build, force_recreate: a.force_recreate, remove_orphans: a.remove_orphans, services: a.services, ..Default::default() }),
             Sub::Down(a) => lifecycle::down(e, a),
             Sub::Ps(a) => ps::ps(e, a),
             Sub::Logs(a) => logs::run(e, a),

@@ -40,9 +40,29 @@ pub struct UpArgs {
     /// Wait for the services to be running (and healthy where they have a health check).
     #[arg(long)]
     pub wait: bool,
+    /// Create the containers (and networks, volumes, images) without starting them.
+    #[arg(long, conflicts_with_all = ["wait", "abort_on_container_exit"])]
+    pub no_start: bool,
     /// Run this many containers of a service (SERVICE=N; overrides `scale` in the file).
     #[arg(long, value_name = "SERVICE=N")]
     pub scale: Vec<String>,
+    pub services: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    /// Build images before creating containers.
+    #[arg(long)]
+    pub build: bool,
+    /// Do not build images, even those that are missing.
+    #[arg(long, conflicts_with = "build")]
+    pub no_build: bool,
+    /// Recreate containers even if their configuration and image have not changed.
+    #[arg(long)]
+    pub force_recreate: bool,
+    /// Remove containers of services that are no longer in the compose file.
+    #[arg(long)]
+    pub remove_orphans: bool,
     pub services: Vec<String>,
 }
 
@@ -59,7 +79,10 @@ pub fn run(mut e: Engine<'_>, args: UpArgs) -> anyhow::Result<ExitCode> {
     create_volumes(&e)?;
     create_networks(&e)?;
     for service in &order {
-        converge(&mut e, service, args.force_recreate)?;
+        converge(&mut e, service, args.force_recreate, !args.no_start)?;
+    }
+    if args.no_start {
+        return Ok(ExitCode::SUCCESS);
     }
     let records = e.records(&order);
     if args.wait {
@@ -178,8 +201,12 @@ pub fn config_of(e: &Engine<'_>, service: &str) -> serde_json::Value {
 
 /// Makes the service's containers match the file: recreates those whose config or image
 /// changed, starts stopped ones, adds or removes replicas; then waits as its dependents ask.
-fn converge(e: &mut Engine<'_>, service: &str, force: bool) -> anyhow::Result<()> {
-    wait_dependencies(e, service)?;
+/// Makes the service's containers match the file: kept, recreated or created, and started
+/// unless `start` is false (`create`, `up --no-start`).
+fn converge(e: &mut Engine<'_>, service: &str, force: bool, start: bool) -> anyhow::Result<()> {
+    if start {
+        wait_dependencies(e, service)?;
+    }
     let config = config_of(e, service);
     let image = e.image_of(service);
     let image_id = e.image_id(&image).unwrap_or_default();
@@ -194,6 +221,8 @@ fn converge(e: &mut Engine<'_>, service: &str, force: bool) -> anyhow::Result<()
             if same && !force {
                 if e.is_running(r) {
                     eprintln!(" Container {}  Running", r.name);
+                } else if !start {
+                    eprintln!(" Container {}  Created", r.name);
                 } else {
                     eprintln!(" Container {}  Starting", r.name);
                     e.quiet(&["start".into(), r.id.clone()])?;
@@ -204,18 +233,24 @@ fn converge(e: &mut Engine<'_>, service: &str, force: bool) -> anyhow::Result<()
             eprintln!(" Container {}  Recreate", r.name);
             e.remove(std::slice::from_ref(r), true)?;
         }
-        create(e, service, number, &config, &image_id)?;
+        create(e, service, number, &config, &image_id, start)?;
     }
     Ok(())
 }
 
-fn create(e: &mut Engine<'_>, service: &str, number: u32, config: &serde_json::Value, image_id: &str) -> anyhow::Result<()> {
+fn create(e: &mut Engine<'_>, service: &str, number: u32, config: &serde_json::Value, image_id: &str, start: bool) -> anyhow::Result<()> {
     let name = e.container_name(service, number);
     eprintln!(" Container {name}  Creating");
-    let spec = spec::run_args(e, service, &name, None, true)?;
+    let mut spec = spec::run_args(e, service, &name, None, true)?;
     let hash = engine::config_hash(config);
     let labels = engine::labels(&e.project, service, number, false, &hash);
-    let mut full = vec!["run".to_string()];
+    if !start {
+        // `builder create` makes the very container `run -d` would, without starting it.
+        if let Some(i) = spec.args.iter().position(|a| a == "-d") {
+            spec.args.remove(i);
+        }
+    }
+    let mut full = vec![if start { "run" } else { "create" }.to_string()];
     // Compose's labels are the container's own (`ps --filter label=com.docker.compose.service=web`).
     full.extend(super::spec::label_args(&labels));
     full.extend(spec.args);
@@ -225,7 +260,7 @@ fn create(e: &mut Engine<'_>, service: &str, number: u32, config: &serde_json::V
     let image_id = if image_id.is_empty() { e.image_id(&e.image_of(service)).unwrap_or_default() } else { image_id.to_string() };
     e.state.containers.push(Record { name: name.clone(), id, service: service.to_string(), number, oneoff: false, config: config.clone(), image_id, labels });
     e.save()?;
-    eprintln!(" Container {name}  Started");
+    eprintln!(" Container {name}  {}", if start { "Started" } else { "Created" });
     Ok(())
 }
 
