@@ -395,6 +395,12 @@ fn scale_runs_numbered_replicas_and_completed_dependencies_run_first() {
     assert_success(&out, &["compose", "up", "--scale", "app=1"]);
     let ps = ns.ok(&b, &dir, &["ps", "--format", "json"]);
     assert!(ps.contains("\"shop-app-1\"") && !ps.contains("\"shop-app-2\""), "{ps}");
+    // `compose scale`, as docker compose has it.
+    ns.ok(&b, &dir, &["scale", "app=3"]);
+    let ps = ns.ok(&b, &dir, &["ps", "--format", "json"]);
+    assert!(ps.contains("\"shop-app-3\""), "{ps}");
+    let out = ns.compose(&b, &dir, &["scale", "app=x"]);
+    assert!(!out.status.success() && text(&out.stderr).contains("--scale \"app=x\": \"x\" is not a number"), "{}", text(&out.stderr));
     ns.ok(&b, &dir, &["down", "-v", "-t", "1"]);
     assert_no_containers(&b);
 }

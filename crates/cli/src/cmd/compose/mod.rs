@@ -67,6 +67,8 @@ pub enum Sub {
     Up(up::UpArgs),
     /// Create the containers without starting them (`up --no-start`).
     Create(up::CreateArgs),
+    /// Scale services: `scale web=3 worker=2` (as `up -d --scale`, without their dependencies).
+    Scale(up::ScaleArgs),
     /// Stop and remove containers (and with -v the volumes, with --rmi the images).
     Down(lifecycle::DownArgs),
     /// List containers.
@@ -173,6 +175,10 @@ impl Command {
             Sub::Pause(a) => lifecycle::pause(e, a, true),
             Sub::Unpause(a) => lifecycle::pause(e, a, false),
             Sub::Up(a) => up::run(e, a),
+            Sub::Scale(a) => {
+                let services = a.scales.iter().map(|s| s.split_once('=').map_or(s.clone(), |(n, _)| n.to_string())).collect();
+                up::run(e, up::UpArgs { detach: true, no_deps: a.no_deps, scale: a.scales, services, ..Default::default() })
+            }
             Sub::Create(a) => up::run(e, up::UpArgs { no_start: true, detach: true, build: a.build, no_build: a.no_build, force_recreate: a.force_recreate, remove_orphans: a.remove_orphans, services: a.services, ..Default::default() }),
             Sub::Down(a) => lifecycle::down(e, a),
             Sub::Ps(a) => ps::ps(e, a),

@@ -50,6 +50,16 @@ pub struct UpArgs {
 }
 
 #[derive(Args, Debug)]
+pub struct ScaleArgs {
+    /// Do not start the services the scaled ones depend on.
+    #[arg(long)]
+    pub no_deps: bool,
+    /// SERVICE=N, one or more.
+    #[arg(required = true, value_name = "SERVICE=N")]
+    pub scales: Vec<String>,
+}
+
+#[derive(Args, Debug)]
 pub struct CreateArgs {
     /// Build images before creating containers.
     #[arg(long)]
