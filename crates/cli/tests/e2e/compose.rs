@@ -921,7 +921,7 @@ fn ipv4_address_gives_the_service_its_address_on_a_network_with_a_subnet() {
 fn ls_wait_cp_and_stats_act_on_the_projects_containers() {
     // Without networks (network_mode: none), so outside a test namespace nothing is made on the host's.
     let b = with_busybox();
-    let file = "services:\n  job:\n    image: busybox:test\n    network_mode: none\n    command: sh -c 'sleep 1; exit 3'\n  idle:\n    image: busybox:test\n    network_mode: none\n    command: sleep 600\n";
+    let file = "services:\n  job:\n    image: busybox:test\n    network_mode: none\n    command: sh -c 'sleep 3; echo job is done; exit 3'\n  idle:\n    image: busybox:test\n    network_mode: none\n    command: sleep 600\n";
     let t = project(&[("compose.yaml", file)]);
     let dir = t.path().join("shop");
     let ok = |args: &[&str]| {
@@ -938,6 +938,10 @@ fn ls_wait_cp_and_stats_act_on_the_projects_containers() {
     let line = ls.lines().find(|l| l.starts_with("shop ")).unwrap_or_else(|| panic!("no shop in {ls}"));
     assert!(line.contains("running(2)") && line.contains(file_path.to_str().expect("utf8")), "{ls}");
     assert_eq!(text(&compose(&b, elsewhere.path(), &[], &["ls", "-q"]).stdout), "shop\n");
+    // attach follows the service's output until it exits, with its exit code.
+    let out = compose(&b, &dir, &[], &["attach", "--no-stdin", "job"]);
+    assert_eq!(out.status.code(), Some(3), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("job is done"), "{}", text(&out.stdout));
 
     // cp both ways, by service name.
     let local = elsewhere.path().join("note.txt");

@@ -272,6 +272,41 @@ pub fn wait(e: Engine<'_>, args: WaitArgs) -> anyhow::Result<ExitCode> {
 }
 
 #[derive(Args, Debug)]
+pub struct AttachArgs {
+    /// Which replica of the service (default: the first).
+    #[arg(long, default_value_t = 1)]
+    index: u32,
+    /// Do not attach stdin.
+    #[arg(long = "no-stdin")]
+    no_stdin: bool,
+    /// Pass the signals builder gets on to the container.
+    #[arg(long = "sig-proxy", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
+    sig_proxy: bool,
+    /// Keys that detach (default ctrl-p,ctrl-q).
+    #[arg(long = "detach-keys", value_name = "KEYS")]
+    detach_keys: Option<String>,
+    service: String,
+}
+
+/// `attach SERVICE`: `builder attach` to the service's (first) running container.
+pub fn attach(e: Engine<'_>, args: AttachArgs) -> anyhow::Result<ExitCode> {
+    check_services(&e, std::slice::from_ref(&args.service))?;
+    let Some(r) = e.records(std::slice::from_ref(&args.service)).into_iter().find(|r| r.number == args.index) else {
+        bail!("service {:?} has no container number {}", args.service, args.index);
+    };
+    let mut a: Vec<String> = vec!["attach".into(), format!("--sig-proxy={}", args.sig_proxy)];
+    if args.no_stdin {
+        a.push("--no-stdin".into());
+    }
+    if let Some(k) = args.detach_keys {
+        a.extend(["--detach-keys".into(), k]);
+    }
+    a.push(r.id);
+    let code = e.attached(&a)?;
+    Ok(ExitCode::from(code as u8))
+}
+
+#[derive(Args, Debug)]
 pub struct CpArgs {
     /// Which replica of the service (default: the first).
     #[arg(long, default_value_t = 1)]

@@ -111,6 +111,8 @@ pub enum Sub {
     Ls(projects::LsArgs),
     /// Wait for the services' containers to exit and print their exit codes.
     Wait(lifecycle::WaitArgs),
+    /// Attach this terminal to a service's running container (detach: Ctrl-P Ctrl-Q).
+    Attach(lifecycle::AttachArgs),
     /// Copy files between a service's container and the local filesystem.
     Cp(lifecycle::CpArgs),
     /// Show the resource usage of the services' containers.
@@ -171,6 +173,7 @@ impl Command {
             Sub::Config(_) | Sub::Version(_) | Sub::Ls(_) => unreachable!("handled above"),
             Sub::Wait(a) => lifecycle::wait(e, a),
             Sub::Cp(a) => lifecycle::cp(e, a),
+            Sub::Attach(a) => lifecycle::attach(e, a),
             Sub::Stats(a) => ps::stats(e, a),
             Sub::Pause(a) => lifecycle::pause(e, a, true),
             Sub::Unpause(a) => lifecycle::pause(e, a, false),
