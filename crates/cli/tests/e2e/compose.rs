@@ -16,6 +16,13 @@ fn compose(b: &Builder, dir: &Path, env: &[(&str, &str)], args: &[&str]) -> Outp
     cmd.output().expect("spawn builder")
 }
 
+/// `builder compose ARGS…` in `dir` (outside a test namespace); asserts success; its stdout.
+fn compose_ok(b: &Builder, dir: &Path, args: &[&str]) -> String {
+    let out = compose(b, dir, &[], args);
+    assert_success(&out, args);
+    text(&out.stdout)
+}
+
 /// A network namespace of the test's own (loopback up), so services that listen on ports
 /// touch nothing outside it; removed when dropped.
 struct Netns(String);
@@ -80,11 +87,7 @@ fn pause_freezes_the_services_and_unpause_thaws_them() {
     let file = "services:\n  tick:\n    image: busybox:test\n    network_mode: none\n    command: sh -c 'i=0; while true; do i=$$((i+1)); echo $$i > /tmp/n; sleep 0.05; done'\n";
     let t = project(&[("compose.yaml", file)]);
     let dir = t.path().join("shop");
-    let ok = |args: &[&str]| {
-        let out = compose(&b, &dir, &[], args);
-        assert_success(&out, args);
-        text(&out.stdout)
-    };
+    let ok = |args: &[&str]| compose_ok(&b, &dir, args);
     ok(&["up", "-d"]);
     // The counter, read from the container's upper directory (an exec would freeze too).
     let id = b.ok(&["inspect", "-f", "{{.Id}}", "shop-tick-1"]).trim().to_string();
@@ -924,11 +927,7 @@ fn ls_wait_cp_and_stats_act_on_the_projects_containers() {
     let file = "services:\n  job:\n    image: busybox:test\n    network_mode: none\n    command: sh -c 'sleep 3; echo job is done; exit 3'\n  idle:\n    image: busybox:test\n    network_mode: none\n    command: sleep 600\n";
     let t = project(&[("compose.yaml", file)]);
     let dir = t.path().join("shop");
-    let ok = |args: &[&str]| {
-        let out = compose(&b, &dir, &[], args);
-        assert_success(&out, args);
-        text(&out.stdout)
-    };
+    let ok = |args: &[&str]| compose_ok(&b, &dir, args);
     ok(&["up", "-d"]);
     // ls needs no compose file: run from elsewhere.
     let elsewhere = tempfile::tempdir().expect("tmp");
@@ -977,11 +976,7 @@ fn create_makes_the_containers_that_start_then_runs() {
     let file = "services:\n  web:\n    image: busybox:test\n    network_mode: none\n    command: sleep 600\n  db:\n    image: busybox:test\n    network_mode: none\n    command: sleep 600\n";
     let t = project(&[("compose.yaml", file)]);
     let dir = t.path().join("shop");
-    let ok = |args: &[&str]| {
-        let out = compose(&b, &dir, &[], args);
-        assert_success(&out, args);
-        text(&out.stdout)
-    };
+    let ok = |args: &[&str]| compose_ok(&b, &dir, args);
     let status = |name: &str| b.ok(&["inspect", "-f", "{{.State.Status}}", name]).trim().to_string();
     ok(&["create"]);
     assert_eq!((status("shop-web-1"), status("shop-db-1")), ("created".to_string(), "created".to_string()));

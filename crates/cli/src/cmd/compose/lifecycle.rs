@@ -276,15 +276,8 @@ pub struct AttachArgs {
     /// Which replica of the service (default: the first).
     #[arg(long, default_value_t = 1)]
     index: u32,
-    /// Do not attach stdin.
-    #[arg(long = "no-stdin")]
-    no_stdin: bool,
-    /// Pass the signals builder gets on to the container.
-    #[arg(long = "sig-proxy", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
-    sig_proxy: bool,
-    /// Keys that detach (default ctrl-p,ctrl-q).
-    #[arg(long = "detach-keys", value_name = "KEYS")]
-    detach_keys: Option<String>,
+    #[command(flatten)]
+    flags: crate::cmd::container::AttachFlags,
     service: String,
 }
 
@@ -294,13 +287,8 @@ pub fn attach(e: Engine<'_>, args: AttachArgs) -> anyhow::Result<ExitCode> {
     let Some(r) = e.records(std::slice::from_ref(&args.service)).into_iter().find(|r| r.number == args.index) else {
         bail!("service {:?} has no container number {}", args.service, args.index);
     };
-    let mut a: Vec<String> = vec!["attach".into(), format!("--sig-proxy={}", args.sig_proxy)];
-    if args.no_stdin {
-        a.push("--no-stdin".into());
-    }
-    if let Some(k) = args.detach_keys {
-        a.extend(["--detach-keys".into(), k]);
-    }
+    let mut a: Vec<String> = vec!["attach".into()];
+    a.extend(args.flags.to_args());
     a.push(r.id);
     let code = e.attached(&a)?;
     Ok(ExitCode::from(code as u8))

@@ -182,7 +182,7 @@ impl Command {
                 let services = a.scales.iter().map(|s| s.split_once('=').map_or(s.clone(), |(n, _)| n.to_string())).collect();
                 up::run(e, up::UpArgs { detach: true, no_deps: a.no_deps, scale: a.scales, services, ..Default::default() })
             }
-            Sub::Create(a) => up::run(e, up::UpArgs { no_start: true, detach: true, build: a.build, no_build: a.no_build, force_recreate: a.force_recreate, remove_orphans: a.remove_orphans, services: a.services, ..Default::default() }),
+            Sub::Create(a) => up::run(e, up::UpArgs { no_start: true, detach: true, converge: a.converge, services: a.services, ..Default::default() }),
             Sub::Down(a) => lifecycle::down(e, a),
             Sub::Ps(a) => ps::ps(e, a),
             Sub::Logs(a) => logs::run(e, a),

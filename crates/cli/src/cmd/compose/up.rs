@@ -16,18 +16,8 @@ pub struct UpArgs {
     /// Run in the background.
     #[arg(short, long)]
     pub detach: bool,
-    /// Build images before starting containers.
-    #[arg(long)]
-    pub build: bool,
-    /// Do not build images, even those that are missing.
-    #[arg(long, conflicts_with = "build")]
-    pub no_build: bool,
-    /// Recreate containers even if their configuration and image have not changed.
-    #[arg(long)]
-    pub force_recreate: bool,
-    /// Remove containers of services that are no longer in the compose file.
-    #[arg(long)]
-    pub remove_orphans: bool,
+    #[command(flatten)]
+    pub converge: Converge,
     /// Stop all containers if any container stops (foreground only).
     #[arg(long, conflicts_with = "detach")]
     pub abort_on_container_exit: bool,
@@ -59,8 +49,9 @@ pub struct ScaleArgs {
     pub scales: Vec<String>,
 }
 
-#[derive(Args, Debug)]
-pub struct CreateArgs {
+/// How `up` and `create` bring the containers to the file: what they build and recreate.
+#[derive(Args, Debug, Default)]
+pub struct Converge {
     /// Build images before creating containers.
     #[arg(long)]
     pub build: bool,
@@ -73,6 +64,12 @@ pub struct CreateArgs {
     /// Remove containers of services that are no longer in the compose file.
     #[arg(long)]
     pub remove_orphans: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CreateArgs {
+    #[command(flatten)]
+    pub converge: Converge,
     pub services: Vec<String>,
 }
 
@@ -84,12 +81,12 @@ pub fn run(mut e: Engine<'_>, args: UpArgs) -> anyhow::Result<ExitCode> {
         svc.scale = Some(n);
     }
     let order = e.project.ordered(&args.services, !args.no_deps)?;
-    orphans(&mut e, args.remove_orphans)?;
-    images::ensure(&e, &order, args.build, args.no_build)?;
+    orphans(&mut e, args.converge.remove_orphans)?;
+    images::ensure(&e, &order, args.converge.build, args.converge.no_build)?;
     create_volumes(&e)?;
     create_networks(&e)?;
     for service in &order {
-        converge(&mut e, service, args.force_recreate, !args.no_start)?;
+        converge(&mut e, service, args.converge.force_recreate, !args.no_start)?;
     }
     if args.no_start {
         return Ok(ExitCode::SUCCESS);

@@ -23,16 +23,37 @@ pub struct StartArgs {
 
 #[derive(Args, Debug)]
 pub struct AttachArgs {
+    #[command(flatten)]
+    flags: AttachFlags,
+    container: String,
+}
+
+/// The options of `attach` (`compose attach` passes them on).
+#[derive(Args, Debug)]
+pub struct AttachFlags {
     /// Do not attach stdin.
     #[arg(long = "no-stdin")]
-    no_stdin: bool,
+    pub no_stdin: bool,
     /// Pass the signals builder gets on to the container (without -t).
     #[arg(long = "sig-proxy", default_value_t = true, action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true", value_name = "BOOL")]
-    sig_proxy: bool,
+    pub sig_proxy: bool,
     /// Keys that detach (default ctrl-p,ctrl-q).
     #[arg(long = "detach-keys", value_name = "KEYS")]
-    detach_keys: Option<String>,
-    container: String,
+    pub detach_keys: Option<String>,
+}
+
+impl AttachFlags {
+    /// The same options as `builder attach` arguments.
+    pub fn to_args(&self) -> Vec<String> {
+        let mut a = vec![format!("--sig-proxy={}", self.sig_proxy)];
+        if self.no_stdin {
+            a.push("--no-stdin".into());
+        }
+        if let Some(k) = &self.detach_keys {
+            a.extend(["--detach-keys".into(), k.clone()]);
+        }
+        a
+    }
 }
 
 fn keys(value: Option<&str>) -> anyhow::Result<Vec<u8>> {
@@ -63,7 +84,8 @@ pub(super) fn start(containers: &Containers, args: StartArgs) -> anyhow::Result<
 
 pub(super) fn attach(containers: &Containers, args: AttachArgs) -> anyhow::Result<ExitCode> {
     let state = containers.find(&args.container)?;
-    let opts = AttachOptions { stdin: !args.no_stdin, detach_keys: keys(args.detach_keys.as_deref())?, sig_proxy: args.sig_proxy };
+    let f = &args.flags;
+    let opts = AttachOptions { stdin: !f.no_stdin, detach_keys: keys(f.detach_keys.as_deref())?, sig_proxy: f.sig_proxy };
     match containers.attach(&state, &opts)? {
         // What Docker's `attach` says and returns on a detach (`run -it` and `start -ai` are silent, 0).
         Ended::Detached => {

@@ -14,6 +14,7 @@ mod logs;
 mod prune;
 mod ps;
 pub(crate) use ps::dir_size;
+pub(crate) use lifecycle::AttachFlags;
 pub(crate) use run::ipv4;
 mod rename;
 mod run;
