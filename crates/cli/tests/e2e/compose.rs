@@ -225,7 +225,8 @@ fn up_starts_in_depends_on_order_waits_for_health_and_services_reach_each_other_
     assert_success(&out, &["compose", "up"]);
     let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
     assert!(stdout.contains("db-1   | db ready\n"), "{stdout}");
-    assert!(stdout.contains("web-1  | hello-from-db\nweb-1  | web done\n"), "{stdout}");
+    // Each service's lines in order; the printer follows the services at once, so theirs interleave.
+    assert_eq!(service_lines(&stdout, "web-1  | "), "hello-from-db\nweb done\n", "{stdout}");
     assert!(stdout.contains("web-1 exited with code 0"), "{stdout}");
     let healthy = stderr.find("Container shop-db-1  Healthy").expect("db became healthy");
     let web = stderr.find("Container shop-web-1  Creating").expect("web created");
