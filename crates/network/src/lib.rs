@@ -145,6 +145,9 @@ impl Attachment {
     pub fn detach(self) {
         let now = record(&self.root, &self.record.container).filter(|r| r.supervisor == self.record.supervisor).unwrap_or(self.record);
         release(&self.root, &now);
+        for ep in &now.endpoints {
+            journal(&self.root, "disconnect", ep, &now.container);
+        }
     }
 }
 
@@ -279,7 +282,16 @@ pub fn attach(root: &Path, id: &str, name: &str, request: &Request) -> Result<At
         let upstreams = if request.dns.is_empty() { resolv::upstreams() } else { request.dns.iter().map(|ip| std::net::SocketAddr::new(*ip, 53)).collect() };
         dns::serve(udp, tcp, root.to_path_buf(), id.to_string(), upstreams);
     }
+    for ep in &record.endpoints {
+        journal(root, "connect", ep, id);
+    }
     Ok(Attachment { record, netns, _ports: reservation, root: root.to_path_buf() })
+}
+
+/// A `network connect`/`disconnect` event in the root's journal, as Docker reports them
+/// (the network's id, its name and type, the container's id).
+fn journal(root: &Path, action: &str, ep: &Endpoint, container: &str) {
+    events::record(root, "network", action, &ep.network_id, &[("container", container), ("name", &ep.network), ("type", "bridge")]);
 }
 
 /// Connects the running container `id`, whose first process is `pid`, to one more network.
@@ -304,6 +316,7 @@ pub fn connect(root: &Path, id: &str, pid: i32, join: &Join) -> Result<Endpoint>
     }
     record.endpoints.push(ep.clone());
     write_record(root, &record)?;
+    journal(root, "connect", &ep, id);
     Ok(ep)
 }
 
@@ -331,6 +344,7 @@ pub fn disconnect(root: &Path, id: &str, pid: i32, network: &str) -> Result<()> 
     let ep = record.endpoints.remove(i);
     link::remove_link(Path::new(&format!("/proc/{pid}/ns/net")), &ep.ifname)?;
     let _ = std::fs::remove_file(lease_dir(root, &net).join(ep.ip.to_string()));
+    journal(root, "disconnect", &ep, id);
     write_record(root, &record)
 }
 

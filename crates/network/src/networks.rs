@@ -221,6 +221,7 @@ impl Networks {
             return Err(e);
         }
         std::fs::rename(&tmp, &path).map_err(|e| Error::io("renaming into place", &path, e))?;
+        events::record(&self.root, "network", "create", &network.id, &[("name", &network.name), ("type", "bridge")]);
         Ok(network)
     }
 
@@ -240,6 +241,7 @@ impl Networks {
         std::fs::remove_file(&path).map_err(|e| Error::io("removing", &path, e))?;
         crate::link::delete_bridge(&network);
         let _ = std::fs::remove_dir_all(self.root.join("networks").join(&network.id));
+        events::record(&self.root, "network", "destroy", &network.id, &[("name", &network.name), ("type", "bridge")]);
         Ok(network)
     }
 }

@@ -203,6 +203,7 @@ impl Volumes {
         f.write_all(&body).and_then(|_| f.sync_all()).map_err(Error::io("writing", &meta))?;
         fs::rename(&tmp, &dest).map_err(Error::io("renaming into place", &dest))?;
         sync_dir(&self.dir);
+        events::record(&self.root, "volume", "create", &name, &[("driver", LOCAL_DRIVER)]);
         Ok(volume)
     }
 
@@ -361,6 +362,7 @@ impl Volumes {
         // Out of the listing in one step; the content goes after.
         let gone = self.dir.join(format!(".gone-{name}-{}", std::process::id()));
         fs::rename(&dir, &gone).map_err(Error::io("removing", &dir))?;
+        events::record(&self.root, "volume", "destroy", name, &[("driver", LOCAL_DRIVER)]);
         fs::remove_dir_all(&gone).map_err(Error::io("removing", &gone))
     }
 

@@ -216,8 +216,8 @@ fn events(globals: &Globals, since: Option<&str>, until: Option<&str>, filters: 
     for f in filters {
         let Some((k, v)) = f.split_once('=') else { bail!("bad format of filter {f:?} (expected name=value)") };
         match k {
-            "type" | "event" | "container" | "image" => wanted.entry(k).or_default().push(v),
-            _ => bail!("invalid filter '{k}' (events take type, event, container, image)"),
+            "type" | "event" | "container" | "image" | "network" | "volume" => wanted.entry(k).or_default().push(v),
+            _ => bail!("invalid filter '{k}' (events take type, event, container, image, network, volume)"),
         }
     }
     let matches = |e: &events::Event| {
@@ -226,7 +226,9 @@ fn events(globals: &Globals, since: Option<&str>, until: Option<&str>, filters: 
             vs.iter().any(|v| match *k {
                 "type" => e.kind == *v,
                 "event" => e.action == *v,
-                "container" => e.kind == "container" && (attr("name") == *v || e.actor.id.starts_with(v)),
+                "container" => (e.kind == "container" && (attr("name") == *v || e.actor.id.starts_with(v))) || (e.kind == "network" && attr("container").starts_with(v)),
+                "network" => e.kind == "network" && (attr("name") == *v || e.actor.id.starts_with(v)),
+                "volume" => e.kind == "volume" && e.actor.id == *v,
                 _ => (e.kind == "image" && (attr("name") == *v || e.actor.id == *v)) || (e.kind == "container" && attr("image") == *v),
             })
         })

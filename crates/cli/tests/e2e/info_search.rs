@@ -94,6 +94,13 @@ fn events_follow_sees_a_run_from_another_process_and_the_journal_answers_since_u
     let plain = b.ok(&["events", "--since", "1h", "--until", "0s", "--filter", "event=die"]);
     assert!(plain.contains(" container die ") && plain.contains("exitCode=0") && plain.contains("name=seen"), "{plain}");
     assert_eq!(b.ok(&["events", "--since", "0s", "--until", "0s"]), "", "nothing after now");
+    // Volumes: made by `volume create` and by a first `-v NAME:/path`, destroyed by `volume rm`.
+    b.ok(&["volume", "create", "evvol"]);
+    b.ok(&["run", "--rm", "--network", "none", "-v", "evvol2:/data", "busybox:test", "true"]);
+    b.ok(&["volume", "rm", "evvol", "evvol2"]);
+    let vols = b.ok(&["events", "--since", "1h", "--until", "0s", "--filter", "type=volume", "--format", "{{.Action}} {{.Actor.ID}} {{.Actor.Attributes.driver}}"]);
+    assert_eq!(vols, "create evvol local\ncreate evvol2 local\ndestroy evvol local\ndestroy evvol2 local\n");
+    assert_eq!(b.ok(&["events", "--since", "1h", "--until", "0s", "--filter", "volume=evvol2", "--format", "{{.Action}}"]), "create\ndestroy\n");
     let err = b.fails(&["events", "--since", "yesterday"]);
     assert!(err.contains("--since \"yesterday\""), "{err}");
 }

@@ -705,3 +705,23 @@ fn ip_gives_a_fixed_address_on_a_user_network_and_a_taken_or_foreign_one_is_name
     ns.ok(&b, &["network", "rm", "fixed"]);
     ns.assert_clean(&b);
 }
+
+#[test]
+fn network_events_say_create_connect_disconnect_and_destroy() {
+    let b = with_busybox();
+    let ns = Ns::new();
+    let net = ns.ok(&b, &["network", "create", "evnet"]).trim().to_string();
+    let id = ns.ok(&b, &["run", "-d", "--name", "ev", "--network", "evnet", "busybox:test", "sleep", "600"]).trim().to_string();
+    ns.ok(&b, &["rm", "-f", "ev"]);
+    ns.ok(&b, &["network", "rm", "evnet"]);
+    let shown = ns.ok(&b, &["events", "--since", "1h", "--until", "0s", "--filter", "type=network", "--format", "{{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.type}}"]);
+    assert_eq!(shown, "create evnet bridge\nconnect evnet bridge\ndisconnect evnet bridge\ndestroy evnet bridge\n", "{shown}");
+    let joined = ns.ok(&b, &["events", "--since", "1h", "--until", "0s", "--filter", "event=connect", "--format", "{{.Actor.Attributes.container}}"]);
+    assert_eq!(joined, format!("{id}\n"));
+    // By network, and a container's network events by the container.
+    let by_net = ns.ok(&b, &["events", "--since", "1h", "--until", "0s", "--filter", &format!("network={}", &net[..12]), "--format", "{{.Action}}"]);
+    assert_eq!(by_net, "create\nconnect\ndisconnect\ndestroy\n");
+    let by_container = ns.ok(&b, &["events", "--since", "1h", "--until", "0s", "--filter", "type=network", "--filter", &format!("container={id}"), "--format", "{{.Action}}"]);
+    assert_eq!(by_container, "connect\ndisconnect\n");
+    ns.assert_clean(&b);
+}
